@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# cluster-down.sh - stop exactly the processes hack/cluster-up.sh started and remove their state.
+# Order matters: kube-apiserver can hang on SIGTERM when etcd goes away under it, so it stops
+# first, then the controller-manager, then etcd, then PostgreSQL.
+set -euo pipefail
+LOG_TAG=cluster-down
+. "$(dirname "$0")/lib.sh"
+
+STATE=${TENANCY_STATE_DIR:-$ROOT/.local}
+[ -d "$STATE" ] || { log "nothing to stop ($STATE does not exist)"; exit 0; }
+STATE=$(cd "$STATE" && pwd)
+PIDS=$STATE/pids
+
+# Processes the tests or `make run` started in this state dir (the operator) go first.
+for f in "$PIDS"/*.pid; do
+  [ -e "$f" ] || continue
+  case $(basename "$f" .pid) in
+    kube-apiserver | kube-controller-manager | etcd) ;;
+    *) stop_pid "$(basename "$f" .pid)" "$f" 10 ;;
+  esac
+done
+stop_pid kube-apiserver "$PIDS/kube-apiserver.pid" 30
+stop_pid kube-controller-manager "$PIDS/kube-controller-manager.pid" 15
+stop_pid etcd "$PIDS/etcd.pid" 15
+
+if [ -f "$STATE/postgres.path" ]; then
+  PGROOT=$(cat "$STATE/postgres.path")
+  if [ -f "$PGROOT/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -m fast -w -t 30 stop >/dev/null 2>&1 || {
+      pid=$(head -n 1 "$PGROOT/data/postmaster.pid" 2>/dev/null || true)
+      [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+    }
+  fi
+  [ -f "$PGROOT/postgres.log" ] && cp --remove-destination "$PGROOT/postgres.log" "$STATE/logs/postgres.log" 2>/dev/null || true
+  case $PGROOT in
+    "$STATE"/* | /tmp/tenancy-postgres.*) rm -rf "$PGROOT" ;;
+  esac
+  rm -f "$STATE/postgres.path"
+fi
+rm -rf "$PIDS" "$STATE/etcd" "$STATE/cluster.env" "$STATE/pki" "$STATE"/*.kubeconfig
+log "stopped"

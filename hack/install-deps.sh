@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# install-deps.sh - install the Debian packages the build, the tests and the local stack need.
+# Idempotent: prints nothing and changes nothing when every package is already present.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git python3 openssl ca-certificates
+  libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
+  libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's postgresql package starts a system cluster; we run our own in a state dir.
+  echo "install-deps: done"
+fi
+
+if ! command -v go >/dev/null; then
+  echo "install-deps: the Go toolchain (>= 1.26) is needed to build the local control plane; install it from go.dev" >&2
+  exit 1
+fi

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# test.sh - what `make test` runs: install what is missing, build the control plane and the
+# sanitized test build, start a private local stack, run every suite, tear the stack down.
+# Exits non-zero when any suite fails (or crashes, leaks, or trips UBSan).
+#
+#   hack/test.sh                    everything
+#   hack/test.sh --unit-only        unit suites (no cluster)
+#   hack/test.sh --integration-only [--reuse-cluster]   integration suites; with --reuse-cluster,
+#                                   against the stack already exported in the environment
+set -euo pipefail
+LOG_TAG=test
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+UNIT=1 INTEGRATION=1 REUSE=0
+for a in "$@"; do
+  case $a in
+    --unit-only) INTEGRATION=0 ;;
+    --integration-only) UNIT=0 ;;
+    --reuse-cluster) REUSE=1 ;;
+    *) die "unknown argument $a" ;;
+  esac
+done
+
+TEST_DIR=${TEST_DIR:-build/sanitize}
+"$HACK/install-deps.sh"
+if [ $INTEGRATION = 1 ] && [ $REUSE = 0 ]; then
+  "$HACK/build-control-plane.sh" >/dev/null
+fi
+log "building the sanitized test build in $TEST_DIR"
+werror=OFF; [ "${CI:-}" = true ] && werror=ON
+cmake -S . -B "$TEST_DIR" -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON -DTN_WERROR=$werror \
+  -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" >/dev/null
+cmake --build "$TEST_DIR" -j "$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
+[ "${PIPESTATUS[0]}" = 0 ] || die "build failed"
+export TENANCY_OPERATOR_BIN=$ROOT/$TEST_DIR/bin/tenancy-operator
+export TENANCY_TENANTCTL_BIN=$ROOT/$TEST_DIR/bin/tenantctl
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+LOGDIR=$ROOT/build/test-logs
+rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
+failed=()
+
+# run_suite KIND PROGRAM [criterion args...]: run one Criterion program, print its summary line.
+run_suite() {
+  local kind=$1 prog=$2 name rc=0
+  shift 2
+  name=$(basename "$prog")
+  "$prog" "$@" >"$LOGDIR/$kind-$name.log" 2>&1 || rc=$?
+  local summary
+  summary=$(grep -E 'Synthesis:' "$LOGDIR/$kind-$name.log" | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g; s/^\[=+\] //')
+  if [ $rc != 0 ] || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$LOGDIR/$kind-$name.log"; then
+    printf '  FAIL  %-12s %-28s %s\n' "$kind" "$name" "${summary:-no summary (exit $rc)}"
+    sed -E 's/\x1b\[[0-9;]*m//g' "$LOGDIR/$kind-$name.log" | grep -vE '^\[----\] +$' | tail -n 60 | sed 's/^/        /'
+    failed+=("$kind/$name")
+  else
+    printf '  ok    %-12s %-28s %s\n' "$kind" "$name" "$summary"
+  fi
+}
+
+if [ $UNIT = 1 ]; then
+  log "unit suites"
+  for p in "$TEST_DIR"/tests/unit/*; do [ -x "$p" ] && run_suite unit "$p"; done
+fi
+
+if [ $INTEGRATION = 1 ]; then
+  if [ $REUSE = 0 ]; then
+    export TENANCY_STATE_DIR=$ROOT/.local/test
+    trap 'TENANCY_STATE_DIR=$TENANCY_STATE_DIR "$HACK/cluster-down.sh" || true' EXIT
+    "$HACK/cluster-up.sh"
+    # shellcheck disable=SC1091
+    . "$TENANCY_STATE_DIR/cluster.env"
+  fi
+  [ -n "${KUBECONFIG:-}" ] || die "no cluster in the environment: source .local/cluster.env first"
+  log "integration suites (against $TENANCY_KUBE_SERVER)"
+  # One test at a time: they share one API server and PostgreSQL.
+  for p in "$TEST_DIR"/tests/integration/*; do [ -x "$p" ] && run_suite integration "$p" --jobs=1; done
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+  log "FAILED: ${failed[*]} (logs in $LOGDIR)"
+  exit 1
+fi
+log "all suites passed"

@@ -1,0 +1,167 @@
+/* client.h - the Kubernetes API client: configuration, one shared HTTP/2 connection driven by
+ * a transport thread, rate limiting, retries, and generic verbs by group/version/resource. */
+#ifndef TN_KUBE_CLIENT_H
+#define TN_KUBE_CLIENT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/buf.h"
+#include "util/error.h"
+
+struct tn_metrics;
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+/* Where to reach the API server and how to authenticate. Every string is owned (malloc'd) and
+ * released by tn_kube_config_cleanup(); any may be NULL. *_data fields hold decoded PEM. */
+struct tn_kube_config {
+  char *server; /* https://host:port, no trailing slash */
+  char *ca_file;
+  char *ca_data;
+  char *cert_file;
+  char *cert_data;
+  char *key_file;
+  char *key_data;
+  char *token;      /* bearer token */
+  char *token_file; /* re-read when it changes (projected service-account tokens rotate) */
+  char *tls_server_name;
+  bool insecure_skip_tls_verify; /* refused by tn_kube_new unless allow_insecure is set */
+  bool allow_insecure;
+  double qps;       /* client-side rate limit for non-watch requests; <= 0 disables */
+  int burst;        /* bucket size; defaults to max(1, 2*qps) when 0 */
+  char *user_agent; /* default "tenancy-operator/<version>" */
+  size_t max_response_bytes; /* hard cap on one response body; default 64 MiB */
+};
+
+/* Loads a kubeconfig file: path NULL means $KUBECONFIG (first file of a ':' list), else
+ * ~/.kube/config. context NULL means current-context. Relative file paths resolve against
+ * the kubeconfig's directory. A malformed file gets TN_ECONFIG with a message naming the
+ * field (e.g. "users[admin].user.client-certificate-data: not valid base64"). */
+int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out, struct tn_error *err);
+/* In-cluster: KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount/
+ * {token,ca.crt} (the directory may be overridden for tests with sa_dir, NULL for default). */
+int tn_kube_config_in_cluster(const char *sa_dir, struct tn_kube_config *out, struct tn_error *err);
+/* Explicit path, else $KUBECONFIG / ~/.kube/config when present, else in-cluster. */
+int tn_kube_config_auto(const char *path, struct tn_kube_config *out, struct tn_error *err);
+void tn_kube_config_cleanup(struct tn_kube_config *c);
+
+/* ---- the client -------------------------------------------------------------------------- */
+
+struct tn_kube; /* opaque; thread-safe: every function may be called from any thread */
+
+/* Starts the transport thread. metrics may be NULL (else rest_client_requests_total{code,method}
+ * and rest_client_request_duration_seconds{verb} are registered in it). The config is copied. */
+int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, struct tn_kube **out,
+                struct tn_error *err);
+/* Cancels every request in flight (they return TN_ECANCELED), stops the thread, frees.
+ * Accepts NULL. */
+void tn_kube_free(struct tn_kube *k);
+
+/* A resource type. namespaced=false for cluster-scoped kinds. Strings are borrowed. */
+struct tn_gvr {
+  const char *group; /* "" for the core group */
+  const char *version;
+  const char *resource; /* plural, lower case */
+  bool namespaced;
+};
+
+/* The request path for a resource (collection when name is NULL), each segment escaped:
+ * /api/v1/namespaces/NS/RESOURCE/NAME/SUB or /apis/GROUP/VERSION/.... Returns malloc'd. */
+char *tn_kube_path(const struct tn_gvr *gvr, const char *ns, const char *name, const char *subresource);
+
+/* ---- raw requests ------------------------------------------------------------------------ */
+
+/* Called on the transport thread with each chunk of a 2xx response body as it arrives (any
+ * split). Return 0 to continue, non-zero to abort the request (tn_kube_do returns that code
+ * unless it is positive, in which case TN_ECANCELED). Must be quick: it delays other streams. */
+typedef int (*tn_kube_data_fn)(void *ud, const char *data, size_t len);
+
+struct tn_kube_request {
+  const char *method; /* GET, POST, PUT, PATCH, DELETE */
+  const char *path;   /* from tn_kube_path or a literal, already escaped */
+  const char *query;  /* without '?', already escaped (build it with tn_kube_query_add), or NULL */
+  const char *content_type; /* of body; NULL means application/json */
+  const char *body;
+  size_t body_len;
+  tn_kube_data_fn on_data; /* streaming (watches): 2xx body goes here, not into the response */
+  void *ud;
+  atomic_int *cancel; /* when non-NULL and set non-zero, the request ends with TN_ECANCELED */
+  long timeout_ms;    /* whole-request deadline; 0 = 60 s for normal requests, none for streams */
+  bool no_retry;      /* watches: no retries, no rate limit */
+};
+
+struct tn_kube_response {
+  long status;       /* HTTP status */
+  struct tn_buf body; /* the body when not streamed (always the body of a non-2xx answer) */
+  double retry_after_s;
+};
+
+void tn_kube_response_init(struct tn_kube_response *r);
+void tn_kube_response_cleanup(struct tn_kube_response *r);
+
+/* Performs a request synchronously (the calling thread sleeps; the transport thread does the
+ * I/O on the shared connection). Applies the QPS/burst limiter (unless no_retry), retries 429
+ * (honouring Retry-After) and, for idempotent verbs, 5xx and connection failures with
+ * exponential backoff (5 attempts). Returns 0 for a 2xx answer; otherwise the error decoded
+ * from the Status body (see tn_kube_status_error) with resp still holding the answer. */
+int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_kube_response *resp,
+               struct tn_error *err);
+
+/* Appends key=value (both URL-escaped) to a query string buffer, with '&' as needed. */
+int tn_kube_query_add(struct tn_buf *q, const char *key, const char *value);
+
+/* Turns a non-2xx answer into an error: code by HTTP status and Status.reason (404 ->
+ * TN_ENOTFOUND, 409 Conflict -> TN_ECONFLICT, 409 AlreadyExists -> TN_EEXISTS, 410 -> TN_EGONE,
+ * 401/403 -> TN_EFORBIDDEN, 400/422 -> TN_EINVALID, 429 -> TN_ETHROTTLED, 5xx ->
+ * TN_EUNAVAILABLE, else TN_EAPI), with message, reason, details.causes and
+ * details.retryAfterSeconds. A body that is not a Status still yields a useful message.
+ * Pure. Returns the code. */
+int tn_kube_status_error(long http_status, const char *body, size_t len, struct tn_error *err);
+
+/* ---- typed verbs (all synchronous, objects as jansson values) ------------------------------ */
+
+/* Out parameters receive a new reference (json_decref it); may be NULL to discard. Input
+ * objects are borrowed. ns is ignored for cluster-scoped resources. */
+int tn_kube_get(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name, json_t **out,
+                struct tn_error *err);
+
+struct tn_list_opts {
+  const char *label_selector;
+  const char *field_selector;
+  long limit;                 /* 0 = no paging */
+  const char *continue_token; /* from the previous page's metadata.continue */
+  const char *resource_version;
+};
+/* One page of a list (a *List object). */
+int tn_kube_list(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const struct tn_list_opts *opts,
+                 json_t **out, struct tn_error *err);
+int tn_kube_create(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, json_t *obj, json_t **out,
+                   struct tn_error *err);
+/* PUT with the object's metadata.resourceVersion as precondition: TN_ECONFLICT when stale.
+ * subresource NULL or "status". */
+int tn_kube_update(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, json_t *obj,
+                   const char *subresource, json_t **out, struct tn_error *err);
+/* JSON merge patch (application/merge-patch+json). */
+int tn_kube_merge_patch(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                        json_t *patch, const char *subresource, json_t **out, struct tn_error *err);
+/* Server-side apply (application/apply-patch+yaml; JSON is YAML) with fieldManager=field_manager
+ * and force=true when force. obj must carry apiVersion, kind and metadata.name. */
+int tn_kube_apply(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, json_t *obj,
+                  const char *field_manager, bool force, const char *subresource, json_t **out,
+                  struct tn_error *err);
+
+struct tn_delete_opts {
+  const char *precondition_uid;
+  const char *precondition_resource_version;
+  const char *propagation_policy; /* "Foreground", "Background", "Orphan" or NULL */
+};
+int tn_kube_delete(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                   const struct tn_delete_opts *opts, struct tn_error *err);
+
+/* The field manager the operator uses for every write. */
+#define TN_FIELD_MANAGER "tenancy-operator"
+
+#endif

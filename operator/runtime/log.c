@@ -1,0 +1,117 @@
+/* log.c - structured JSON logs on stderr (see log.h). */
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_level = TN_LOG_INFO;
+static atomic_int log_fd = -1;
+
+void tn_log_set_level(enum tn_log_level level) { atomic_store(&log_level, (int)level); }
+enum tn_log_level tn_log_get_level(void) { return (enum tn_log_level)atomic_load(&log_level); }
+bool tn_log_enabled(enum tn_log_level level) { return (int)level >= atomic_load(&log_level); }
+void tn_log_set_fd(int fd) { atomic_store(&log_fd, fd); }
+
+int tn_log_parse_level(const char *s, enum tn_log_level *out) {
+  static const struct {
+    const char *name;
+    enum tn_log_level level;
+  } names[] = {{"debug", TN_LOG_DEBUG}, {"info", TN_LOG_INFO}, {"warn", TN_LOG_WARN},
+               {"warning", TN_LOG_WARN}, {"error", TN_LOG_ERROR}};
+  for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
+    if (strcasecmp(s, names[i].name) == 0) {
+      *out = names[i].level;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+static const char *level_name(enum tn_log_level l) {
+  switch (l) {
+  case TN_LOG_DEBUG: return "debug";
+  case TN_LOG_INFO: return "info";
+  case TN_LOG_WARN: return "warn";
+  default: return "error";
+  }
+}
+
+static void set_str(json_t *o, const char *k, const char *v) {
+  if (v && *v)
+    json_object_set_new(o, k, json_string(v));
+}
+
+void tn_log(enum tn_log_level level, const struct tn_log_fields *f, const char *fmt, ...) {
+  if (!tn_log_enabled(level))
+    return;
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[40];
+  snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+
+  json_t *o = json_object();
+  if (!o)
+    return;
+  json_object_set_new(o, "ts", json_string(when));
+  json_object_set_new(o, "level", json_string(level_name(level)));
+  /* Invalid UTF-8 in a message must not drop the line: fall back to a lossless-ish copy. */
+  json_t *m = json_string(msg);
+  if (!m) {
+    for (char *p = msg; *p; p++)
+      if ((unsigned char)*p >= 0x80)
+        *p = '?';
+    m = json_string(msg);
+  }
+  json_object_set_new(o, "msg", m);
+  if (f) {
+    set_str(o, "controller", f->controller);
+    set_str(o, "tenant", f->tenant);
+    set_str(o, "environment", f->environment);
+    set_str(o, "requestId", f->request_id);
+    set_str(o, "correlationId", f->correlation_id);
+    set_str(o, "resourceVersion", f->resource_version);
+    if (f->generation >= 0)
+      json_object_set_new(o, "generation", json_integer(f->generation));
+  }
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (!line)
+    return;
+  size_t n = strlen(line);
+  char *out = realloc(line, n + 2);
+  if (!out) {
+    free(line);
+    return;
+  }
+  out[n] = '\n';
+  out[n + 1] = '\0';
+  int fd = atomic_load(&log_fd);
+  if (fd < 0)
+    fd = STDERR_FILENO;
+  size_t off = 0;
+  while (off < n + 1) {
+    ssize_t w = write(fd, out + off, n + 1 - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    off += (size_t)w;
+  }
+  free(out);
+}

@@ -1,0 +1,54 @@
+/* metrics.h - a small Prometheus metrics registry: counters, gauges and histograms with
+ * labels, and the text exposition format (version 0.0.4) for /metrics. */
+#ifndef TN_RUNTIME_METRICS_H
+#define TN_RUNTIME_METRICS_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+
+enum tn_metric_type { TN_COUNTER, TN_GAUGE, TN_HISTOGRAM };
+
+struct tn_metrics; /* a registry; thread-safe */
+struct tn_metric;  /* a family: one name, one type, fixed label names; owned by its registry */
+struct tn_series;  /* one label-value combination of a family; owned by its family, never moves */
+
+struct tn_metrics *tn_metrics_new(void);
+/* Frees the registry with every family and series in it. Accepts NULL. */
+void tn_metrics_free(struct tn_metrics *m);
+
+/* Registers a family, or returns the existing one when a family of the same name, type and
+ * labels exists (so components may register idempotently). label_names is a NULL-terminated
+ * array (NULL for none), copied. buckets (histograms only; ascending upper bounds, copied,
+ * +Inf implied) may be NULL for the default {0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10}.
+ * Returns NULL on a clash with a different type/labels or on allocation failure. */
+struct tn_metric *tn_metrics_register(struct tn_metrics *m, enum tn_metric_type type, const char *name,
+                                      const char *help, const char *const *label_names,
+                                      const double *buckets, size_t n_buckets);
+
+/* The series for these label values (NULL-terminated, as many as the family's label names;
+ * NULL for a family without labels), created on first use. The pointer stays valid for the
+ * registry's life, so hot paths look it up once. Returns NULL only on allocation failure. */
+struct tn_series *tn_metric_with(struct tn_metric *f, const char *const *label_values);
+
+/* Lock-free updates; every function accepts a NULL series and does nothing. */
+void tn_series_add(struct tn_series *s, double v); /* counters and gauges */
+void tn_series_inc(struct tn_series *s);
+void tn_series_set(struct tn_series *s, double v);     /* gauges */
+void tn_series_observe(struct tn_series *s, double v); /* histograms */
+double tn_series_value(const struct tn_series *s);     /* counter/gauge value; histogram count */
+
+/* A gauge whose value is computed at scrape time (e.g. process RSS, queue depth). fn runs on
+ * the scraping thread and must be thread-safe; ud is borrowed until tn_metrics_free. */
+int tn_metrics_register_gauge_func(struct tn_metrics *m, const char *name, const char *help,
+                                   double (*fn)(void *ud), void *ud);
+
+/* Appends every family in registration order in the Prometheus text format: # HELP, # TYPE,
+ * samples with escaped label values; histograms as _bucket{le=...} (cumulative), _sum, _count.
+ * Returns 0 or a tn_buf error. */
+int tn_metrics_write(struct tn_metrics *m, struct tn_buf *out);
+
+/* Resident set size of this process in bytes (from /proc/self/statm), 0 when unknown. */
+double tn_process_rss_bytes(void *unused);
+
+#endif
