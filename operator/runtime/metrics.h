@@ -21,17 +21,26 @@ void tn_metrics_free(struct tn_metrics *m);
  * labels exists (so components may register idempotently). label_names is a NULL-terminated
  * array (NULL for none), copied. buckets (histograms only; ascending upper bounds, copied,
  * +Inf implied) may be NULL for the default {0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10}.
- * Returns NULL on a clash with a different type/labels or on allocation failure. */
+ * Returns NULL on a clash with a different type/labels/buckets (or with the _bucket/_sum/_count
+ * sample names of a histogram), on an invalid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), label
+ * name ([a-zA-Z_][a-zA-Z0-9_]*, not "__*", not "le" on histograms, no duplicates) or bucket
+ * list (must be strictly ascending, no NaN), or on allocation failure. help may be NULL; a
+ * repeated registration keeps the first help. A family without labels has its one series
+ * from the start (exposed as 0); a labelled family is exposed once it has a series. */
 struct tn_metric *tn_metrics_register(struct tn_metrics *m, enum tn_metric_type type, const char *name,
-                                      const char *help, const char *const *label_names,
-                                      const double *buckets, size_t n_buckets);
+                                      const char *help, const char *const *label_names, const double *buckets,
+                                      size_t n_buckets);
 
 /* The series for these label values (NULL-terminated, as many as the family's label names;
  * NULL for a family without labels), created on first use. The pointer stays valid for the
- * registry's life, so hot paths look it up once. Returns NULL only on allocation failure. */
+ * registry's life, so hot paths look it up once. Takes the registry lock: look up once, then
+ * update lock-free. Returns NULL on allocation failure, when the number of values differs
+ * from the family's label names (a programming error), or for a NULL family. */
 struct tn_series *tn_metric_with(struct tn_metric *f, const char *const *label_values);
 
-/* Lock-free updates; every function accepts a NULL series and does nothing. */
+/* Lock-free updates (atomic doubles, CAS on the bit pattern); every function accepts a NULL
+ * series and does nothing, and does nothing for a series of the wrong type. A counter
+ * ignores negative and NaN increments (counters never go down). */
 void tn_series_add(struct tn_series *s, double v); /* counters and gauges */
 void tn_series_inc(struct tn_series *s);
 void tn_series_set(struct tn_series *s, double v);     /* gauges */
@@ -39,13 +48,16 @@ void tn_series_observe(struct tn_series *s, double v); /* histograms */
 double tn_series_value(const struct tn_series *s);     /* counter/gauge value; histogram count */
 
 /* A gauge whose value is computed at scrape time (e.g. process RSS, queue depth). fn runs on
- * the scraping thread and must be thread-safe; ud is borrowed until tn_metrics_free. */
+ * the scraping thread with the registry lock held, so it must be thread-safe, quick, and must
+ * not call into the registry; ud is borrowed until tn_metrics_free. Returns 0, -EINVAL (bad
+ * name or NULL fn), -EEXIST (the name is taken) or -ENOMEM. */
 int tn_metrics_register_gauge_func(struct tn_metrics *m, const char *name, const char *help,
                                    double (*fn)(void *ud), void *ud);
 
 /* Appends every family in registration order in the Prometheus text format: # HELP, # TYPE,
  * samples with escaped label values; histograms as _bucket{le=...} (cumulative), _sum, _count.
- * Returns 0 or a tn_buf error. */
+ * Numbers are the shortest decimal that reads back exactly, or +Inf, -Inf, NaN; families
+ * without series are left out. Returns 0 or a tn_buf error (TN_ERR_TOOBIG, -ENOMEM). */
 int tn_metrics_write(struct tn_metrics *m, struct tn_buf *out);
 
 /* Resident set size of this process in bytes (from /proc/self/statm), 0 when unknown. */
