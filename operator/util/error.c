@@ -31,7 +31,16 @@ void tn_error_prefix(struct tn_error *e, const char *fmt, ...) {
   vsnprintf(pre, sizeof pre, fmt, ap);
   va_end(ap);
   memcpy(old, e->message, sizeof old);
-  snprintf(e->message, sizeof e->message, "%s: %s", pre, old);
+  size_t n = strlen(pre);
+  if (n > sizeof e->message - 3)
+    n = sizeof e->message - 3;
+  memcpy(e->message, pre, n);
+  memcpy(e->message + n, ": ", 2);
+  size_t room = sizeof e->message - n - 3, olen = strnlen(old, sizeof old);
+  if (olen > room)
+    olen = room;
+  memcpy(e->message + n + 2, old, olen);
+  e->message[n + 2 + olen] = '\0';
 }
 
 const char *tn_strerror(int code) {

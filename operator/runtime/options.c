@@ -1,0 +1,279 @@
+/* options.c - the tenancy-operator command line (see options.h). */
+#include "runtime/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int tn_parse_duration(const char *s, double *out_s) {
+  static const struct {
+    const char *unit;
+    double seconds;
+  } units[] = {{"ns", 1e-9}, {"us", 1e-6}, {"µs", 1e-6}, {"ms", 1e-3}, {"s", 1}, {"m", 60}, {"h", 3600}};
+  if (!s || !*s)
+    return -EINVAL;
+  if (strcmp(s, "0") == 0) {
+    *out_s = 0;
+    return 0;
+  }
+  double total = 0;
+  const char *p = s;
+  while (*p) {
+    char *end = NULL;
+    if (!(*p >= '0' && *p <= '9') && *p != '.')
+      return -EINVAL;
+    double v = strtod(p, &end);
+    if (end == p || !isfinite(v) || v < 0)
+      return -EINVAL;
+    p = end;
+    size_t best = 0;
+    double mult = 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+      size_t n = strlen(units[i].unit);
+      /* longest match first: "ms" before "m" */
+      if (strncmp(p, units[i].unit, n) == 0 && n > best) {
+        best = n;
+        mult = units[i].seconds;
+      }
+    }
+    if (!best)
+      return -EINVAL;
+    p += best;
+    total += v * mult;
+  }
+  *out_s = total;
+  return 0;
+}
+
+static int parse_bool(const char *v, bool *out) {
+  if (!v || !strcasecmp(v, "true") || !strcmp(v, "1")) {
+    *out = true;
+    return 0;
+  }
+  if (!strcasecmp(v, "false") || !strcmp(v, "0")) {
+    *out = false;
+    return 0;
+  }
+  return -EINVAL;
+}
+
+static int valid_bind_address(const char *v) {
+  if (strcmp(v, "0") == 0)
+    return 1;
+  const char *colon = strrchr(v, ':');
+  if (!colon || !colon[1])
+    return 0;
+  char *end = NULL;
+  long port = strtol(colon + 1, &end, 10);
+  return *end == '\0' && port >= 0 && port <= 65535;
+}
+
+static int set_str(char **dst, const char *v) {
+  char *c = strdup(v);
+  if (!c)
+    return -ENOMEM;
+  free(*dst);
+  *dst = c;
+  return 0;
+}
+
+enum {
+  OPT_KUBECONFIG = 256,
+  OPT_METRICS,
+  OPT_PROBE,
+  OPT_LEADER_ELECT,
+  OPT_LEADER_NS,
+  OPT_LEADER_ID,
+  OPT_WORKERS,
+  OPT_SYNC,
+  OPT_LOG_LEVEL,
+  OPT_PG_DSN,
+  OPT_QPS,
+  OPT_BURST,
+  OPT_SHUTDOWN,
+  OPT_HELP,
+  OPT_VERSION
+};
+
+static const struct option long_opts[] = {
+    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+    {"metrics-bind-address", required_argument, NULL, OPT_METRICS},
+    {"health-probe-bind-address", required_argument, NULL, OPT_PROBE},
+    {"leader-elect", optional_argument, NULL, OPT_LEADER_ELECT},
+    {"leader-election-namespace", required_argument, NULL, OPT_LEADER_NS},
+    {"leader-election-id", required_argument, NULL, OPT_LEADER_ID},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"sync-period", required_argument, NULL, OPT_SYNC},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"pg-dsn", required_argument, NULL, OPT_PG_DSN},
+    {"kube-api-qps", required_argument, NULL, OPT_QPS},
+    {"kube-api-burst", required_argument, NULL, OPT_BURST},
+    {"graceful-shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0}};
+
+void tn_options_usage(FILE *f, const char *prog) {
+  fprintf(f,
+          "Usage: %s [flags]\n"
+          "\n"
+          "Reconciles tenancy.dev Tenants: namespaces, network policies, quotas, RBAC, databases.\n"
+          "\n"
+          "Flags:\n"
+          "  --kubeconfig PATH                    kubeconfig to use (default: $KUBECONFIG, ~/.kube/config,\n"
+          "                                       then the in-cluster service account)\n"
+          "  --metrics-bind-address ADDR          address of /metrics (default \":8080\"; \"0\" disables)\n"
+          "  --health-probe-bind-address ADDR     address of /healthz and /readyz (default \":8081\"; \"0\" "
+          "disables)\n"
+          "  --leader-elect[=BOOL]                elect a leader through a Lease before reconciling "
+          "(default false)\n"
+          "  --leader-election-namespace NS       namespace of the Lease (default: pod namespace, else "
+          "\"default\")\n"
+          "  --leader-election-id NAME            name of the Lease (default \"tenancy-operator-leader\")\n"
+          "  --workers N                          concurrent reconciles (default 4)\n"
+          "  --sync-period DURATION               full resync of every cached object (default 10h)\n"
+          "  --log-level LEVEL                    debug, info, warn or error (default info)\n"
+          "  --pg-dsn DSN                         PostgreSQL connection string (default $TENANCY_PG_DSN)\n"
+          "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
+          "  --kube-api-burst N                   client-side burst (default 400)\n"
+          "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
+          "  --help                               show this help\n"
+          "  --version                            print the version\n",
+          prog);
+}
+
+void tn_options_cleanup(struct tn_options *o) {
+  if (!o)
+    return;
+  free(o->kubeconfig);
+  free(o->metrics_addr);
+  free(o->probe_addr);
+  free(o->leader_namespace);
+  free(o->leader_id);
+  if (o->pg_dsn) {
+    explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
+    free(o->pg_dsn);
+  }
+  memset(o, 0, sizeof *o);
+}
+
+static int parse_positive_int(const char *v, long max, long *out) {
+  char *end = NULL;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (errno || end == v || *end || n < 0 || n > max)
+    return -EINVAL;
+  *out = n;
+  return 0;
+}
+
+int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct tn_options *o,
+                     struct tn_error *err) {
+  memset(o, 0, sizeof *o);
+  o->workers = 4;
+  o->sync_period_s = 10 * 3600;
+  o->log_level = TN_LOG_INFO;
+  o->kube_qps = 200;
+  o->kube_burst = 400;
+  o->shutdown_timeout_s = 30;
+  int rc = 0;
+  if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
+      set_str(&o->leader_id, "tenancy-operator-leader"))
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  const char *dsn = env ? env("TENANCY_PG_DSN") : NULL;
+  if (dsn && *dsn && set_str(&o->pg_dsn, dsn))
+    return tn_error_set(err, -ENOMEM, "out of memory");
+
+  optind = 0; /* glibc: full re-initialisation, so parsing twice (tests) works */
+  opterr = 0;
+  int c, idx = 0;
+  while ((c = getopt_long(argc, argv, ":", long_opts, &idx)) != -1) {
+    const char *v = optarg;
+    long n = 0;
+    double d = 0;
+    switch (c) {
+    case OPT_KUBECONFIG: rc = set_str(&o->kubeconfig, v); break;
+    case OPT_METRICS:
+    case OPT_PROBE:
+      if (!valid_bind_address(v)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected HOST:PORT, :PORT or 0 (disabled)",
+                          c == OPT_METRICS ? "metrics-bind-address" : "health-probe-bind-address", v);
+        goto out;
+      }
+      rc = set_str(c == OPT_METRICS ? &o->metrics_addr : &o->probe_addr, v);
+      break;
+    case OPT_LEADER_ELECT:
+      if (parse_bool(v, &o->leader_elect)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--leader-elect=%s: expected true or false", v);
+        goto out;
+      }
+      break;
+    case OPT_LEADER_NS: rc = set_str(&o->leader_namespace, v); break;
+    case OPT_LEADER_ID: rc = set_str(&o->leader_id, v); break;
+    case OPT_WORKERS:
+      if (parse_positive_int(v, 1024, &n) || n < 1) {
+        rc = tn_error_set(err, TN_ECONFIG, "--workers=%s: expected a whole number from 1 to 1024", v);
+        goto out;
+      }
+      o->workers = (int)n;
+      break;
+    case OPT_SYNC:
+    case OPT_SHUTDOWN:
+      if (tn_parse_duration(v, &d)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected a duration such as 10h, 5m or 30s",
+                          c == OPT_SYNC ? "sync-period" : "graceful-shutdown-timeout", v);
+        goto out;
+      }
+      if (c == OPT_SYNC)
+        o->sync_period_s = d;
+      else
+        o->shutdown_timeout_s = d;
+      break;
+    case OPT_LOG_LEVEL:
+      if (tn_log_parse_level(v, &o->log_level)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--log-level=%s: expected debug, info, warn or error", v);
+        goto out;
+      }
+      break;
+    case OPT_PG_DSN: rc = set_str(&o->pg_dsn, v); break;
+    case OPT_QPS: {
+      char *end = NULL;
+      d = strtod(v, &end);
+      if (end == v || *end || !isfinite(d) || d < 0) {
+        rc = tn_error_set(err, TN_ECONFIG, "--kube-api-qps=%s: expected a number >= 0", v);
+        goto out;
+      }
+      o->kube_qps = d;
+      break;
+    }
+    case OPT_BURST:
+      if (parse_positive_int(v, 1000000, &n)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--kube-api-burst=%s: expected a whole number >= 0", v);
+        goto out;
+      }
+      o->kube_burst = (int)n;
+      break;
+    case OPT_HELP: o->help = true; break;
+    case OPT_VERSION: o->version = true; break;
+    case ':':
+      rc = tn_error_set(err, TN_ECONFIG, "%s needs a value (see --help)", argv[optind - 1]);
+      goto out;
+    default:
+      rc = tn_error_set(err, TN_ECONFIG, "unknown flag %s (see --help)", argv[optind - 1]);
+      goto out;
+    }
+    if (rc)
+      goto out;
+  }
+  if (optind < argc) {
+    rc = tn_error_set(err, TN_ECONFIG, "unexpected argument %s (flags start with --; see --help)", argv[optind]);
+    goto out;
+  }
+out:
+  if (rc == -ENOMEM)
+    tn_error_set(err, rc, "out of memory");
+  return rc;
+}

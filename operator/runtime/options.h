@@ -1,0 +1,43 @@
+/* options.h - the tenancy-operator command line: controller-runtime style flags (names fixed in
+ * docs/api.md), Go-style durations, and the usage text. */
+#ifndef TN_RUNTIME_OPTIONS_H
+#define TN_RUNTIME_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "runtime/log.h"
+#include "util/error.h"
+
+struct tn_options {
+  char *kubeconfig;         /* NULL: $KUBECONFIG, ~/.kube/config, then in-cluster */
+  char *metrics_addr;       /* "host:port", ":port", or "0" to disable; default ":8080" */
+  char *probe_addr;         /* default ":8081" */
+  bool leader_elect;        /* default false */
+  char *leader_namespace;   /* default: the pod's namespace when in-cluster, else "default" */
+  char *leader_id;          /* Lease name, default "tenancy-operator-leader" */
+  int workers;              /* concurrent reconciles, default 4 */
+  double sync_period_s;     /* full resync, default 10h */
+  enum tn_log_level log_level; /* default info */
+  char *pg_dsn;             /* default $TENANCY_PG_DSN; never logged */
+  double kube_qps;          /* client-side limit, default 200 */
+  int kube_burst;           /* default 400 */
+  double shutdown_timeout_s; /* graceful shutdown deadline for in-flight work, default 30s */
+  bool help;
+  bool version;
+};
+
+/* Parses argv (getopt_long; `--flag value` and `--flag=value`; booleans as `--flag` or
+ * `--flag=true|false`). env supplies defaults from the environment (TENANCY_PG_DSN); pass
+ * getenv or a test double. On error returns TN_ECONFIG with a message naming the flag and what
+ * it accepts. The caller owns *o: tn_options_cleanup() it. */
+int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct tn_options *o,
+                     struct tn_error *err);
+void tn_options_cleanup(struct tn_options *o);
+void tn_options_usage(FILE *f, const char *prog);
+
+/* Go's time.ParseDuration subset: a sequence of decimal numbers with units ns, us, ms, s, m,
+ * h ("10h", "1m30s", "0.5s", "250ms"); a bare "0" is zero. Returns 0 or -EINVAL. */
+int tn_parse_duration(const char *s, double *out_s);
+
+#endif
