@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cluster-down.sh - stop exactly the processes hack/cluster-up.sh started and remove their state.
-# Order matters: kube-apiserver can hang on SIGTERM when etcd goes away under it, so it stops
-# first, then the controller-manager, then etcd, then PostgreSQL.
+# Order matters: kube-apiserver can hang on SIGTERM when etcd goes away under it, and it waits
+# (tried: 30 s and more) while the controller-manager still holds its watches open; so the
+# controller-manager stops first, then the API server, then etcd, then PostgreSQL.
 set -euo pipefail
 LOG_TAG=cluster-down
 . "$(dirname "$0")/lib.sh"
@@ -19,8 +20,8 @@ for f in "$PIDS"/*.pid; do
     *) stop_pid "$(basename "$f" .pid)" "$f" 10 ;;
   esac
 done
-stop_pid kube-apiserver "$PIDS/kube-apiserver.pid" 30
 stop_pid kube-controller-manager "$PIDS/kube-controller-manager.pid" 15
+stop_pid kube-apiserver "$PIDS/kube-apiserver.pid" 30
 stop_pid etcd "$PIDS/etcd.pid" 15
 
 if [ -f "$STATE/postgres.path" ]; then

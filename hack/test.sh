@@ -23,6 +23,7 @@ for a in "$@"; do
 done
 
 TEST_DIR=${TEST_DIR:-build/sanitize}
+unset MAKEFLAGS MFLAGS MAKELEVEL # a make above us must not make cmake's make chatty
 "$HACK/install-deps.sh"
 if [ $INTEGRATION = 1 ] && [ $REUSE = 0 ]; then
   "$HACK/build-control-plane.sh" >/dev/null
