@@ -30,17 +30,19 @@ struct tn_kube_config {
   char *tls_server_name;
   bool insecure_skip_tls_verify; /* refused by tn_kube_new unless allow_insecure is set */
   bool allow_insecure;
-  double qps;       /* client-side rate limit for non-watch requests; <= 0 disables */
-  int burst;        /* bucket size; defaults to max(1, 2*qps) when 0 */
-  char *user_agent; /* default "tenancy-operator/<version>" */
+  double qps;                /* client-side rate limit for non-watch requests; <= 0 disables */
+  int burst;                 /* bucket size; defaults to max(1, 2*qps) when 0 */
+  char *user_agent;          /* default "tenancy-operator/<version>" */
   size_t max_response_bytes; /* hard cap on one response body; default 64 MiB */
+  char *namespace;           /* the context's namespace (in-cluster: the pod's); informational, may be NULL */
 };
 
 /* Loads a kubeconfig file: path NULL means $KUBECONFIG (first file of a ':' list), else
  * ~/.kube/config. context NULL means current-context. Relative file paths resolve against
  * the kubeconfig's directory. A malformed file gets TN_ECONFIG with a message naming the
  * field (e.g. "users[admin].user.client-certificate-data: not valid base64"). */
-int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out, struct tn_error *err);
+int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out,
+                        struct tn_error *err);
 /* In-cluster: KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount/
  * {token,ca.crt} (the directory may be overridden for tests with sa_dir, NULL for default). */
 int tn_kube_config_in_cluster(const char *sa_dir, struct tn_kube_config *out, struct tn_error *err);
@@ -59,6 +61,9 @@ int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, st
 /* Cancels every request in flight (they return TN_ECANCELED), stops the thread, frees.
  * Accepts NULL. */
 void tn_kube_free(struct tn_kube *k);
+/* How many connections the client has opened to the API server since tn_kube_new (the sum of
+ * CURLINFO_NUM_CONNECTS over every attempt): 1 while the shared HTTP/2 connection lives. */
+long tn_kube_connections_opened(struct tn_kube *k);
 
 /* A resource type. namespaced=false for cluster-scoped kinds. Strings are borrowed. */
 struct tn_gvr {
@@ -80,9 +85,9 @@ char *tn_kube_path(const struct tn_gvr *gvr, const char *ns, const char *name, c
 typedef int (*tn_kube_data_fn)(void *ud, const char *data, size_t len);
 
 struct tn_kube_request {
-  const char *method; /* GET, POST, PUT, PATCH, DELETE */
-  const char *path;   /* from tn_kube_path or a literal, already escaped */
-  const char *query;  /* without '?', already escaped (build it with tn_kube_query_add), or NULL */
+  const char *method;       /* GET, POST, PUT, PATCH, DELETE */
+  const char *path;         /* from tn_kube_path or a literal, already escaped */
+  const char *query;        /* without '?', already escaped (build it with tn_kube_query_add), or NULL */
   const char *content_type; /* of body; NULL means application/json */
   const char *body;
   size_t body_len;
@@ -94,7 +99,7 @@ struct tn_kube_request {
 };
 
 struct tn_kube_response {
-  long status;       /* HTTP status */
+  long status;        /* HTTP status */
   struct tn_buf body; /* the body when not streamed (always the body of a non-2xx answer) */
   double retry_after_s;
 };
@@ -113,6 +118,17 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
 /* Appends key=value (both URL-escaped) to a query string buffer, with '&' as needed. */
 int tn_kube_query_add(struct tn_buf *q, const char *key, const char *value);
 
+/* The retry policy of tn_kube_do, pure (exported for its tests). attempt is 1-based; status is
+ * the HTTP status, or 0 when the connection failed, in which case sent says whether any byte
+ * of the request had been written. Returns whether to try again, and after *delay_s seconds
+ * (retry_after_s from the server when > 0, else exponential backoff 0.25 s * 2^(attempt-1),
+ * at most 4 s). Retried: 429 for every verb; 5xx and connection failures for GET, HEAD, PUT,
+ * DELETE and apply PATCH; connection failures before any byte was sent for every verb; never
+ * no_retry requests, never past TN_KUBE_MAX_ATTEMPTS. */
+#define TN_KUBE_MAX_ATTEMPTS 5
+bool tn_kube_should_retry(const struct tn_kube_request *req, int attempt, long status, bool sent,
+                          double retry_after_s, double *delay_s);
+
 /* Turns a non-2xx answer into an error: code by HTTP status and Status.reason (404 ->
  * TN_ENOTFOUND, 409 Conflict -> TN_ECONFLICT, 409 AlreadyExists -> TN_EEXISTS, 410 -> TN_EGONE,
  * 401/403 -> TN_EFORBIDDEN, 400/422 -> TN_EINVALID, 429 -> TN_ETHROTTLED, 5xx ->
@@ -120,6 +136,7 @@ int tn_kube_query_add(struct tn_buf *q, const char *key, const char *value);
  * details.retryAfterSeconds. A body that is not a Status still yields a useful message.
  * Pure. Returns the code. */
 int tn_kube_status_error(long http_status, const char *body, size_t len, struct tn_error *err);
+/* (http_status <= 0 takes the code from the Status itself: watch ERROR events carry one.) */
 
 /* ---- typed verbs (all synchronous, objects as jansson values) ------------------------------ */
 
