@@ -412,7 +412,9 @@ static void tick(struct tn_recorder *rec, bool flush, bool final) {
   (void)tn_event_cache_expire(&rec->cache, mono_now());
 }
 
-static void process(struct tn_recorder *rec, struct pending *p) {
+/* Counts an occurrence into its series and writes it when due. While stopping nothing is
+ * written here: the final flush writes each series once, so shutdown stays bounded. */
+static void process(struct tn_recorder *rec, struct pending *p, bool write) {
   bool is_new;
   struct tn_event_series *s =
       tn_event_cache_observe(&rec->cache, p->event, p->key, p->mono, p->wall, &is_new);
@@ -420,7 +422,7 @@ static void process(struct tn_recorder *rec, struct pending *p) {
     tn_log_error("events: out of memory; an Event was dropped");
     return;
   }
-  if (tn_event_series_due(s, mono_now(), false))
+  if (write && tn_event_series_due(s, mono_now(), false))
     (void)write_series(rec, s);
 }
 
@@ -438,8 +440,9 @@ static void *run(void *arg) {
       memset(&rec->queue[rec->head], 0, sizeof rec->queue[rec->head]);
       rec->head = (rec->head + 1) % TN_RECORDER_QUEUE_MAX;
       rec->len--;
+      bool write = !rec->stopping;
       pthread_mutex_unlock(&rec->mu);
-      process(rec, &p);
+      process(rec, &p, write);
       pending_cleanup(&p);
       pthread_mutex_lock(&rec->mu);
       continue;
