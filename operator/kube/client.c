@@ -712,12 +712,18 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
     k->connects += nconn;
     bool complete = r.result == CURLE_OK && r.abort_code == 0;
     count_request(k, req->method, complete || r.abort_code == TN_ETOOBIG ? status : 0);
-    if (tn_log_enabled(TN_LOG_DEBUG))
-      tn_log_debug("kube %s %s%s%s: %ld%s%s in %.1f ms (attempt %d)", req->method, req->path,
+    if (tn_log_enabled(TN_LOG_DEBUG)) {
+      long hv = 0;
+      curl_easy_getinfo(r.easy, CURLINFO_HTTP_VERSION, &hv);
+      tn_log_debug("kube %s %s%s%s: %ld%s%s in %.1f ms (attempt %d, %s)", req->method, req->path,
                    req->query && *req->query ? "?" : "", req->query ? req->query : "", status,
                    complete ? "" : " ",
                    complete ? "" : (r.abort_code ? tn_strerror(r.abort_code) : curl_easy_strerror(r.result)),
-                   (mono_now() - ta) * 1000.0, attempt);
+                   (mono_now() - ta) * 1000.0, attempt,
+                   hv == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
+                   : hv == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
+                                                 : "no answer");
+    }
 
     if (r.abort_code) {
       resp->status = status;
@@ -937,8 +943,7 @@ int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, st
     goto fail;
   }
   if (!(k->multi = curl_multi_init()) ||
-      curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK ||
-      curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L) != CURLM_OK) {
+      curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK) {
     rc = tn_error_set(err, -ENOMEM, "cannot create the curl multi handle");
     goto fail;
   }
