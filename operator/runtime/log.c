@@ -14,6 +14,19 @@
 
 static atomic_int log_level = TN_LOG_INFO;
 static atomic_int log_fd = -1;
+static atomic_int log_format = TN_LOG_JSON;
+
+void tn_log_set_format(enum tn_log_format format) { atomic_store(&log_format, (int)format); }
+
+int tn_log_parse_format(const char *s, enum tn_log_format *out) {
+  if (s && strcmp(s, "json") == 0)
+    *out = TN_LOG_JSON;
+  else if (s && strcmp(s, "text") == 0)
+    *out = TN_LOG_TEXT;
+  else
+    return -EINVAL;
+  return 0;
+}
 
 void tn_log_set_level(enum tn_log_level level) { atomic_store(&log_level, (int)level); }
 enum tn_log_level tn_log_get_level(void) { return (enum tn_log_level)atomic_load(&log_level); }
@@ -46,6 +59,35 @@ static const char *level_name(enum tn_log_level l) {
 static void set_str(json_t *o, const char *k, const char *v) {
   if (v && *v)
     json_object_set_new(o, k, json_string(v));
+}
+
+/* "15:04:05.000 INFO  message key=value ...": the time of day, the level, the message, then
+ * every context field. Values are printed as they are (a person reads this, not a parser). */
+static char *render_text(json_t *o) {
+  const char *ts = json_string_value(json_object_get(o, "ts"));
+  const char *lvl = json_string_value(json_object_get(o, "level"));
+  char upper[8] = {0};
+  for (size_t i = 0; lvl && lvl[i] && i < sizeof upper - 1; i++)
+    upper[i] = (char)(lvl[i] - 32 * (lvl[i] >= 'a' && lvl[i] <= 'z'));
+  char *out = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&out, &n);
+  if (!f)
+    return NULL;
+  fprintf(f, "%.12s %-5s %s", ts && strlen(ts) > 11 ? ts + 11 : "", upper,
+          json_string_value(json_object_get(o, "msg")));
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v) {
+    if (!strcmp(k, "ts") || !strcmp(k, "level") || !strcmp(k, "msg"))
+      continue;
+    if (json_is_string(v))
+      fprintf(f, " %s=%s", k, json_string_value(v));
+    else if (json_is_integer(v))
+      fprintf(f, " %s=%lld", k, (long long)json_integer_value(v));
+  }
+  fclose(f);
+  return out;
 }
 
 void tn_log(enum tn_log_level level, const struct tn_log_fields *f, const char *fmt, ...) {
@@ -89,7 +131,7 @@ void tn_log(enum tn_log_level level, const struct tn_log_fields *f, const char *
     if (f->generation >= 0)
       json_object_set_new(o, "generation", json_integer(f->generation));
   }
-  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *line = atomic_load(&log_format) == TN_LOG_TEXT ? render_text(o) : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(o);
   if (!line)
     return;

@@ -24,6 +24,12 @@ enum tn_log_level tn_log_get_level(void);
 /* "debug", "info", "warn"/"warning", "error" -> level; returns 0 or -EINVAL. */
 int tn_log_parse_level(const char *s, enum tn_log_level *out);
 bool tn_log_enabled(enum tn_log_level level);
+/* JSON (default: one object per line, for log pipelines) or text (for people at a terminal:
+ * "15:04:05.000 INFO  message key=value ..."). */
+enum tn_log_format { TN_LOG_JSON = 0, TN_LOG_TEXT = 1 };
+void tn_log_set_format(enum tn_log_format format);
+/* "json" or "text" -> format; returns 0 or -EINVAL. */
+int tn_log_parse_format(const char *s, enum tn_log_format *out);
 /* Redirect output (tests); fd < 0 restores stderr. */
 void tn_log_set_fd(int fd);
 

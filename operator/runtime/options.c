@@ -90,6 +90,7 @@ enum {
   OPT_WORKERS,
   OPT_SYNC,
   OPT_LOG_LEVEL,
+  OPT_LOG_FORMAT,
   OPT_PG_DSN,
   OPT_QPS,
   OPT_BURST,
@@ -108,6 +109,7 @@ static const struct option long_opts[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"sync-period", required_argument, NULL, OPT_SYNC},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"pg-dsn", required_argument, NULL, OPT_PG_DSN},
     {"kube-api-qps", required_argument, NULL, OPT_QPS},
     {"kube-api-burst", required_argument, NULL, OPT_BURST},
@@ -136,6 +138,7 @@ void tn_options_usage(FILE *f, const char *prog) {
           "  --workers N                          concurrent reconciles (default 4)\n"
           "  --sync-period DURATION               full resync of every cached object (default 10h)\n"
           "  --log-level LEVEL                    debug, info, warn or error (default info)\n"
+          "  --log-format FORMAT                  json (one object per line) or text (default json)\n"
           "  --pg-dsn DSN                         PostgreSQL connection string (default $TENANCY_PG_DSN)\n"
           "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
           "  --kube-api-burst N                   client-side burst (default 400)\n"
@@ -235,6 +238,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     case OPT_LOG_LEVEL:
       if (tn_log_parse_level(v, &o->log_level)) {
         rc = tn_error_set(err, TN_ECONFIG, "--log-level=%s: expected debug, info, warn or error", v);
+        goto out;
+      }
+      break;
+    case OPT_LOG_FORMAT:
+      if (tn_log_parse_format(v, &o->log_format)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--log-format=%s: expected json or text", v);
         goto out;
       }
       break;

@@ -19,6 +19,7 @@ struct tn_options {
   int workers;              /* concurrent reconciles, default 4 */
   double sync_period_s;     /* full resync, default 10h */
   enum tn_log_level log_level; /* default info */
+  enum tn_log_format log_format; /* default json */
   char *pg_dsn;             /* default $TENANCY_PG_DSN; never logged */
   double kube_qps;          /* client-side limit, default 200 */
   int kube_burst;           /* default 400 */

@@ -38,7 +38,7 @@ Test(options, every_flag_in_both_forms) {
   struct tn_error err = {0};
   int rc = PARSE(&o, &err, no_env, "--kubeconfig", "/tmp/kc", "--metrics-bind-address=127.0.0.1:0",
                  "--health-probe-bind-address", "0", "--leader-elect", "--leader-election-namespace=ops",
-                 "--workers=8", "--sync-period", "1m30s", "--log-level=debug", "--pg-dsn=host=x",
+                 "--workers=8", "--sync-period", "1m30s", "--log-level=debug", "--log-format=text", "--pg-dsn=host=x",
                  "--kube-api-qps=0", "--kube-api-burst=7", "--graceful-shutdown-timeout=250ms");
   cr_assert_eq(rc, 0, "%s", err.message);
   cr_assert_str_eq(o.kubeconfig, "/tmp/kc");
@@ -49,6 +49,7 @@ Test(options, every_flag_in_both_forms) {
   cr_assert_eq(o.workers, 8);
   cr_assert_float_eq(o.sync_period_s, 90, 1e-9);
   cr_assert_eq(o.log_level, TN_LOG_DEBUG);
+  cr_assert_eq(o.log_format, TN_LOG_TEXT);
   cr_assert_str_eq(o.pg_dsn, "host=x");
   cr_assert_float_eq(o.kube_qps, 0, 1e-9);
   cr_assert_eq(o.kube_burst, 7);
@@ -70,6 +71,7 @@ Test(options, bad_values_name_the_flag) {
       {"--sync-period=10", "--sync-period=10: expected a duration"},
       {"--sync-period=-1h", "--sync-period=-1h"},
       {"--log-level=loud", "--log-level=loud: expected debug, info, warn or error"},
+      {"--log-format=xml", "--log-format=xml: expected json or text"},
       {"--metrics-bind-address=8080", "--metrics-bind-address=8080: expected HOST:PORT"},
       {"--metrics-bind-address=:99999", "--metrics-bind-address=:99999"},
       {"--leader-elect=maybe", "--leader-elect=maybe: expected true or false"},
