@@ -351,8 +351,9 @@ static bool transient(int rc) {
 }
 
 /* Writes s's pending count: create when the server has nothing yet, else patch the series (and
- * create it when the Event is gone). Returns the last request's code. */
-static int write_series(struct tn_recorder *rec, struct tn_event_series *s) {
+ * create it when the Event is gone). final: no retry later (shutdown). Returns the last
+ * request's code. */
+static int write_series(struct tn_recorder *rec, struct tn_event_series *s, bool final) {
   struct tn_error err;
   json_t *body = NULL;
   const json_t *meta = json_object_get(s->event, "metadata");
@@ -373,18 +374,19 @@ static int write_series(struct tn_recorder *rec, struct tn_event_series *s) {
   }
   body = tn_event_series_create_body(s);
   rc = body ? write_event(rec, "POST", ns, NULL, body, &err) : -ENOMEM;
-  /* Creating a series' Event that exists means the patch raced its creation: retry. */
+  /* AlreadyExists on a first create: an earlier attempt that timed out did succeed. After a
+   * patch found nothing it means the Event appeared meanwhile: retried below, as client-go. */
   if (rc == TN_EEXISTS && !patch)
-    rc = 0; /* the same name written twice: it is there */
+    rc = 0;
 out:
   json_decref(body);
-  enum tn_event_write_result r = rc == 0                             ? TN_EVENT_WRITTEN
-                                 : transient(rc) || rc == TN_EEXISTS ? TN_EVENT_RETRY
-                                                                     : TN_EVENT_REJECTED;
-  if (rc != 0)
+  enum tn_event_write_result r = TN_EVENT_WRITTEN;
+  if (rc != 0) {
+    r = !final && (transient(rc) || rc == TN_EEXISTS) ? TN_EVENT_RETRY : TN_EVENT_REJECTED;
     tn_log(r == TN_EVENT_RETRY ? TN_LOG_WARN : TN_LOG_ERROR, NULL,
            "events: cannot write Event %s/%s (count %ld)%s: %s", ns ? ns : "", name ? name : "", s->count,
            r == TN_EVENT_RETRY ? ", will retry" : ", giving it up", err.message);
+  }
   tn_event_series_after_write(s, r, mono_now());
   return rc;
 }
@@ -401,11 +403,9 @@ static void tick(struct tn_recorder *rec, bool flush, bool final) {
       tn_event_series_after_write(s, TN_EVENT_REJECTED, mono_now());
       continue;
     }
-    int rc = write_series(rec, s);
-    if (final && rc != 0 && transient(rc)) {
+    int rc = write_series(rec, s, final);
+    if (final && rc != 0 && transient(rc))
       unreachable = true;
-      tn_event_series_after_write(s, TN_EVENT_REJECTED, mono_now());
-    }
   }
   if (unreachable)
     tn_log_error("events: the API server is unreachable; pending Events were dropped at shutdown");
@@ -423,7 +423,7 @@ static void process(struct tn_recorder *rec, struct pending *p, bool write) {
     return;
   }
   if (write && tn_event_series_due(s, mono_now(), false))
-    (void)write_series(rec, s);
+    (void)write_series(rec, s, false);
 }
 
 static void *run(void *arg) {
