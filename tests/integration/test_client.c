@@ -786,7 +786,7 @@ Test(client, files_tls_server_name_and_verification) {
 /* ---- a scripted TLS server, for answers the API server will not give on demand ---------------------- */
 
 struct scripted {
-  long status; /* 0: close the connection without answering */
+  long status; /* 0: close the connection without answering; -1: hold it, silent, until stopped */
   const char *headers;
   const char *body;
 };
@@ -850,7 +850,9 @@ static void *fake_main(void *p) {
         snprintf(f->last_auth, sizeof f->last_auth, "%.*s", (int)strcspn(auth + 2, "\r"), auth + 2);
       pthread_mutex_unlock(&f->mu);
       struct scripted a = i < f->n_script ? f->script[i] : (struct scripted){200, NULL, "{}"};
-      if (a.status) {
+      while (a.status < 0 && !atomic_load(&f->stop))
+        usleep(20 * 1000);
+      if (a.status > 0) {
         char out[4096];
         const char *body = a.body ? a.body : "";
         snprintf(out, sizeof out,
@@ -1076,5 +1078,86 @@ Test(retries, token_file_is_reread_when_it_changes, .timeout = 60) {
   cr_assert_str_eq(f.last_auth, "Authorization: Bearer second-token");
   pthread_mutex_unlock(&f.mu);
   tn_kube_free(k);
+  fake_stop(&f);
+}
+
+Test(retries, limiter_spaces_requests_and_can_be_canceled, .timeout = 60) {
+  struct fake f;
+  fake_start(&f, NULL, 0);
+  struct tn_kube_config c;
+  memset(&c, 0, sizeof c);
+  char server[64];
+  snprintf(server, sizeof server, "https://127.0.0.1:%d", f.port);
+  c.server = strdup(server);
+  c.ca_file = strdup(tn_test_env("TENANCY_CA_FILE"));
+  c.qps = 4;
+  c.burst = 2;
+  struct tn_kube *k = NULL;
+  struct tn_error err;
+  cr_assert_eq(tn_kube_new(&c, NULL, &k, &err), 0, "%s", err.message);
+  struct tn_kube_request req = {.method = "GET", .path = "/version"};
+  /* 2 from the bucket, then 4 more at 4 per second: at least 1 s. */
+  double t0 = tn_test_now();
+  for (int i = 0; i < 6; i++)
+    cr_assert_eq(tn_kube_do(k, &req, NULL, &err), 0, "%s", err.message);
+  double took = tn_test_now() - t0;
+  cr_assert_geq(took, 0.95, "6 requests at qps 4 burst 2 took %.3f s", took);
+  printf("6 requests at qps=4 burst=2: %.2f s\n", took);
+  /* A request waiting for the limiter honours its cancel flag, and its deadline. */
+  atomic_int cancel = 1;
+  struct tn_kube_request canceled = {.method = "GET", .path = "/version", .cancel = &cancel};
+  for (int i = 0; i < 4; i++) /* drain the bucket (and reserve ahead) */
+    cr_assert_eq(tn_kube_do(k, &req, NULL, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_kube_do(k, &canceled, NULL, &err), TN_ECANCELED);
+  struct tn_kube_request hurried = {.method = "GET", .path = "/version", .timeout_ms = 10};
+  cr_assert_eq(tn_kube_do(k, &hurried, NULL, &err), TN_ETIMEOUT, "%s", err.message);
+  cr_assert(strstr(err.message, "rate limit"), "%s", err.message);
+  /* Watches are not rate limited. */
+  struct tn_kube_request watch = {
+      .method = "GET", .path = "/api/v1/pods", .query = "watch=1", .no_retry = true, .timeout_ms = 10000};
+  cr_assert_eq(tn_kube_do(k, &watch, NULL, &err), 0, "%s", err.message);
+  tn_kube_free(k);
+  tn_kube_config_cleanup(&c);
+  fake_stop(&f);
+}
+
+struct hung_call {
+  struct tn_kube *k;
+  atomic_int cancel;
+  int rc;
+};
+
+static void *hung_call_main(void *p) {
+  struct hung_call *h = p;
+  struct tn_kube_request req = {
+      .method = "GET", .path = "/api/v1/namespaces", .cancel = &h->cancel, .timeout_ms = 300000};
+  struct tn_error err;
+  h->rc = tn_kube_do(h->k, &req, NULL, &err);
+  return NULL;
+}
+
+Test(retries, deadline_and_cancel_of_a_silent_server, .timeout = 60) {
+  static const struct scripted s[] = {{-1, NULL, NULL}};
+  struct fake f;
+  fake_start(&f, s, 1);
+  struct tn_kube *k = fake_client(&f, NULL);
+  struct tn_error err;
+  struct tn_kube_request req = {.method = "GET", .path = "/api/v1/namespaces", .timeout_ms = 500};
+  cr_assert_eq(tn_kube_do(k, &req, NULL, &err), TN_ETIMEOUT, "%s", err.message);
+  cr_assert(strstr(err.message, "500 ms"), "%s", err.message);
+  tn_kube_free(k);
+  fake_stop(&f);
+
+  /* A request stuck in flight ends when its cancel flag is set. */
+  fake_start(&f, s, 1);
+  struct hung_call h = {.k = fake_client(&f, NULL)};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, hung_call_main, &h), 0);
+  while (fake_requests(&f) == 0) /* until the server holds it */
+    usleep(10 * 1000);
+  atomic_store(&h.cancel, 1);
+  pthread_join(t, NULL);
+  cr_assert_eq(h.rc, TN_ECANCELED);
+  tn_kube_free(h.k);
   fake_stop(&f);
 }
