@@ -245,6 +245,7 @@ struct tn_leader {
 
   atomic_int cancel; /* set by tn_leader_stop: ends the loop's requests in flight */
   atomic_bool leading;
+  atomic_bool lost; /* leadership ended because renewing failed */
   atomic_bool done;
   json_t *lease; /* the Lease as last returned by the server; the thread's alone */
 };
@@ -503,9 +504,11 @@ static void *run(void *arg) {
     }
     report_transition(le);
     if (!ok) {
-      if (!is_stopping(le))
+      if (!is_stopping(le)) {
+        atomic_store(&le->lost, true);
         tn_log_error("leader election: %s could not renew lease %s/%s within %.1fs; leadership lost",
                      le->identity, le->ns, le->name, le->renew_s);
+      }
       break;
     }
     if (wait_or_stop(le, le->retry_s))
@@ -575,6 +578,7 @@ int tn_leader_new(struct tn_kube *kube, const struct tn_leader_config *cfg, stru
   le->ud = cfg->ud;
   atomic_init(&le->cancel, 0);
   atomic_init(&le->leading, false);
+  atomic_init(&le->lost, false);
   atomic_init(&le->done, false);
   pthread_mutex_init(&le->mu, NULL);
   pthread_mutex_init(&le->stop_mu, NULL);
@@ -668,6 +672,8 @@ void tn_leader_free(struct tn_leader *le) {
 bool tn_leader_is_leader(struct tn_leader *le) { return le && atomic_load(&le->leading); }
 
 bool tn_leader_done(struct tn_leader *le) { return le && atomic_load(&le->done); }
+
+bool tn_leader_lost(struct tn_leader *le) { return le && atomic_load(&le->lost); }
 
 const char *tn_leader_identity(const struct tn_leader *le) { return le->identity; }
 

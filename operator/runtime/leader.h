@@ -39,7 +39,8 @@ struct tn_leader_config {
    * on_started_leading: this process now holds the lease.
    * on_stopped_leading: it no longer does, because renewing failed for renew_deadline_s (the
    *   caller should then exit, as controller-runtime does) or because tn_leader_stop() was
-   *   called; only ever called after on_started_leading, and before tn_leader_stop() returns.
+   *   called (tn_leader_lost() tells which); only ever called after on_started_leading, and
+   *   before tn_leader_stop() returns.
    * on_new_leader: the observed holder changed (including to ourselves, and to "" after a
    *   release); identity is borrowed for the call. */
   void (*on_started_leading)(void *ud);
@@ -73,6 +74,9 @@ void tn_leader_free(struct tn_leader *le);
 bool tn_leader_is_leader(struct tn_leader *le);
 /* Whether the elector thread has finished (stopped, or lost the lease). */
 bool tn_leader_done(struct tn_leader *le);
+/* Whether leadership ended because renewing failed (not because of tn_leader_stop()): what an
+ * on_stopped_leading callback checks before exiting the process. */
+bool tn_leader_lost(struct tn_leader *le);
 /* This elector's identity; owned by the elector. */
 const char *tn_leader_identity(const struct tn_leader *le);
 /* Copies the last observed holder ("" when none or not yet observed) into dst (truncated). */

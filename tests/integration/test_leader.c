@@ -169,9 +169,13 @@ Test(leader, exactly_one_of_two_leads, .timeout = 60) {
   else
     cr_assert_eq(metric_value(m, lease), 0);
 
+  tn_leader_stop(a);
+  tn_leader_stop(b);
+  cr_assert_eq(atomic_load(&pl->stopped), 1, "on_stopped_leading when the leader stops");
+  cr_assert_not(tn_leader_lost(l), "a stop is not a loss");
+  cr_assert(tn_leader_done(l));
   tn_leader_free(a);
   tn_leader_free(b);
-  cr_assert_eq(atomic_load(&pl->stopped), 1, "on_stopped_leading when the leader stops");
   cr_assert_eq(atomic_load(&ps->stopped), 0, "a standby never started, so it never stops leading");
   cr_assert_eq(metric_value(m, lease), 0);
   tn_metrics_free(m);
@@ -290,6 +294,7 @@ Test(leader, a_leader_that_cannot_renew_steps_down, .timeout = 60) {
   cr_assert(tn_leader_done(a), "the elector kept running after losing the lease");
   cr_assert_not(tn_leader_is_leader(a));
   cr_assert_eq(atomic_load(&pa.stopped), 1, "on_stopped_leading when the lease is lost");
+  cr_assert(tn_leader_lost(a), "the loss is told apart from a stop");
   char seen[256];
   tn_leader_observed_holder(a, seen, sizeof seen);
   cr_assert_str_eq(seen, "intruder");
