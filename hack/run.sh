@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# run.sh - what `make run` does after building and starting the local stack: install the CRDs,
-# then print how to use the cluster with kubectl.
+# run.sh - what `make run` does after building and starting the local stack: install the CRDs
+# and the tenant roles, apply the samples, print how to use kubectl, then run the operator in
+# the foreground with readable logs (Ctrl-C stops it; the stack stays up until make cluster-down).
 set -euo pipefail
 LOG_TAG=run
 . "$(dirname "$0")/lib.sh"
 STATE=${TENANCY_STATE_DIR:-$ROOT/.local}
 # shellcheck disable=SC1091
 . "$STATE/cluster.env"
-"$HACK/crds.sh" apply
-cat <<MSG
+OPERATOR=${TENANCY_OPERATOR_BIN:-$ROOT/build/bin/tenancy-operator}
+[ -x "$OPERATOR" ] || die "$OPERATOR is missing: run make build"
 
-The local control plane and PostgreSQL are running.
+"$HACK/crds.sh" apply
+kubectl apply -f "$ROOT/manifests/deploy/20-tenant-roles.yaml" >&2
+kubectl apply -f "$ROOT/manifests/samples/" >&2
+
+MP=$(freeport)
+HP=$(freeport)
+cat >&2 <<MSG
+
+The local control plane and PostgreSQL are running, with the CRDs and the samples applied.
+In another terminal:
 
   source $STATE/cluster.env     # KUBECONFIG, TENANCY_PG_DSN, and our kubectl first on PATH
-  kubectl get namespaces
-  psql "\$TENANCY_PG_DSN" -c 'select version()'
+  kubectl get tenants           # STATE, PLAN, REGION, READY, AGE
+  kubectl get namespaces -l app.kubernetes.io/managed-by=tenancy-operator
+  kubectl describe tenant acme
+  curl -s http://127.0.0.1:$MP/metrics | grep controller_runtime_reconcile_total
+  curl -s http://127.0.0.1:$HP/readyz
 
-Stop everything with:  make cluster-down
+Starting the operator now (Ctrl-C stops it; make cluster-down stops the stack).
+
 MSG
+exec "$OPERATOR" --log-format=text --metrics-bind-address="127.0.0.1:$MP" \
+  --health-probe-bind-address="127.0.0.1:$HP" --leader-elect=false

@@ -41,6 +41,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 LOGDIR=$ROOT/build/test-logs
 rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
+export TENANCY_ROOT=$ROOT TENANCY_TEST_LOG_DIR=$LOGDIR
 failed=()
 
 # run_suite KIND PROGRAM [criterion args...]: run one Criterion program, print its summary line.

@@ -1,0 +1,232 @@
+/* manager.c - the tenancy operator's informers and tenant controller (see manager.h).
+ *
+ * Caches: Tenants, Plans and Regions whole (minus managedFields); the five owned kinds only
+ * with label app.kubernetes.io/managed-by=tenancy-operator and only the fields the diff reads.
+ * Event handlers map every change to the keys of the tenants to reconcile. */
+#include "converge/manager.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "converge/reconciler.h"
+#include "kube/informer.h"
+#include "runtime/controller.h"
+#include "runtime/log.h"
+
+struct tn_manager {
+  struct tn_reconciler rec;
+  struct tn_controller *ctl;
+  struct tn_informer *all[3 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
+  size_t n_all;
+  bool controllers_started;
+};
+
+/* ---- transforms and indexes ----------------------------------------------------------------- */
+
+static json_t *drop_managed_fields(json_t *obj, void *ud) {
+  json_object_del(json_object_get(obj, "metadata"), "managedFields");
+  return obj;
+}
+
+static const char *const owned_paths[] = {
+    "apiVersion", "kind", "metadata.name", "metadata.namespace", "metadata.uid", "metadata.resourceVersion",
+    "metadata.labels", "metadata.annotations", "metadata.ownerReferences", "metadata.deletionTimestamp", "spec",
+    "roleRef", "subjects", NULL};
+static const char *const namespace_paths[] = {
+    "apiVersion", "kind", "metadata.name", "metadata.uid", "metadata.resourceVersion", "metadata.labels",
+    "metadata.annotations", "metadata.ownerReferences", "metadata.deletionTimestamp", NULL};
+
+static json_t *project_owned(json_t *obj, void *ud) {
+  json_t *p = tn_store_project(obj, ud ? namespace_paths : owned_paths);
+  json_decref(obj);
+  return p;
+}
+
+static int index_by_tenant_label(const json_t *obj, void *ud, struct tn_index_values *out) {
+  const char *t = json_string_value(
+      json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), TN_LABEL_TENANT));
+  return t ? tn_index_values_add(out, t) : 0;
+}
+
+static int index_by_plan(const json_t *obj, void *ud, struct tn_index_values *out) {
+  const char *p = json_string_value(json_object_get(json_object_get(obj, "spec"), "plan"));
+  return p ? tn_index_values_add(out, p) : 0;
+}
+
+/* ---- handlers: which tenants to reconcile ------------------------------------------------------ */
+
+static void tenant_changed(void *ud, json_t *obj) { tn_controller_enqueue_object(((struct tn_manager *)ud)->ctl, obj); }
+static void tenant_updated(void *ud, json_t *old, json_t *cur) { tenant_changed(ud, cur); }
+
+static void owned_changed(void *ud, json_t *obj) {
+  struct tn_manager *m = ud;
+  const char *t = json_string_value(
+      json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), TN_LABEL_TENANT));
+  if (t && *t)
+    tn_controller_enqueue(m->ctl, t);
+}
+static void owned_updated(void *ud, json_t *old, json_t *cur) {
+  owned_changed(ud, cur);
+  /* A relabelled object also concerns the tenant it left. */
+  owned_changed(ud, old);
+}
+
+static void enqueue_all(struct tn_manager *m, json_t *tenants) {
+  size_t i;
+  json_t *t;
+  json_array_foreach(tenants, i, t) tn_controller_enqueue_object(m->ctl, t);
+}
+
+static void plan_changed(void *ud, json_t *obj) {
+  struct tn_manager *m = ud;
+  const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+  if (!name)
+    return;
+  struct tn_error err = {0};
+  json_t *ts = tn_informer_list_by_index(m->rec.tenants, TN_INDEX_PLAN, name, &err);
+  enqueue_all(m, ts);
+  json_decref(ts);
+}
+static void plan_updated(void *ud, json_t *old, json_t *cur) {
+  /* Resyncs re-deliver unchanged objects: only a real change re-converges every tenant on it. */
+  if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")) || old == cur)
+    plan_changed(ud, cur);
+}
+
+static void region_changed(void *ud, json_t *obj) {
+  struct tn_manager *m = ud;
+  json_t *ts = tn_informer_list(m->rec.tenants);
+  enqueue_all(m, ts);
+  json_decref(ts);
+}
+static void region_updated(void *ud, json_t *old, json_t *cur) {
+  if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")))
+    region_changed(ud, cur);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------- */
+
+static int add_informer(struct tn_manager *m, struct tn_kube *kube, struct tn_metrics *metrics,
+                        const struct tn_informer_opts *o, const struct tn_informer_handlers *h,
+                        struct tn_informer **out, struct tn_error *err) {
+  int rc = tn_informer_new(kube, o, metrics, out, err);
+  if (rc)
+    return rc;
+  m->all[m->n_all++] = *out;
+  return tn_informer_add_handlers(*out, h, err);
+}
+
+int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out, struct tn_error *err) {
+  struct tn_manager *m = calloc(1, sizeof *m);
+  if (!m)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  int rc = 0;
+  m->rec.kube = cfg->kube;
+  m->rec.recorder = cfg->recorder;
+  struct tn_controller_config cc = {.name = "tenant",
+                                    .workers = cfg->workers > 0 ? cfg->workers : 1,
+                                    .reconcile = tn_tenant_reconcile,
+                                    .ud = &m->rec,
+                                    .metrics = cfg->metrics};
+  m->ctl = tn_controller_new(&cc);
+  if (!m->ctl) {
+    rc = tn_error_set(err, -ENOMEM, "cannot create the tenant controller");
+    goto fail;
+  }
+
+  struct tn_informer_opts o = {.gvr = tn_gvr_tenants,
+                               .transform = drop_managed_fields,
+                               .resync_period_s = cfg->sync_period_s,
+                               .name = "tenants"};
+  struct tn_informer_handlers th = {tenant_changed, tenant_updated, tenant_changed, m};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &th, &m->rec.tenants, err)) ||
+      (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_PLAN, index_by_plan, NULL, err)))
+    goto fail;
+
+  o = (struct tn_informer_opts){.gvr = tn_gvr_plans, .transform = drop_managed_fields, .name = "plans"};
+  struct tn_informer_handlers ph = {plan_changed, plan_updated, plan_changed, m};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &ph, &m->rec.plans, err)))
+    goto fail;
+
+  o = (struct tn_informer_opts){.gvr = tn_gvr_regions, .transform = drop_managed_fields, .name = "regions"};
+  struct tn_informer_handlers rh = {region_changed, region_updated, region_changed, m};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
+    goto fail;
+
+  static char ns_marker; /* transform_ud non-NULL selects the namespace projection */
+  for (int k = 0; k < TN_KIND_COUNT; k++) {
+    o = (struct tn_informer_opts){.gvr = *tn_kind_gvr((enum tn_kind)k),
+                                  .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
+                                  .transform = project_owned,
+                                  .transform_ud = k == TN_KIND_NAMESPACE ? &ns_marker : NULL,
+                                  .name = tn_kind_gvr((enum tn_kind)k)->resource};
+    struct tn_informer_handlers oh = {owned_changed, owned_updated, owned_changed, m};
+    if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||
+        (rc = tn_informer_add_index(m->rec.owned[k], TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
+      goto fail;
+  }
+  *out = m;
+  return 0;
+fail:
+  tn_manager_free(m);
+  return rc ? rc : -ENOMEM;
+}
+
+int tn_manager_start_caches(struct tn_manager *m, struct tn_error *err) {
+  for (size_t i = 0; i < m->n_all; i++) {
+    int rc = tn_informer_start(m->all[i], err);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+bool tn_manager_synced(struct tn_manager *m) {
+  for (size_t i = 0; i < m->n_all; i++)
+    if (!tn_informer_has_synced(m->all[i]))
+      return false;
+  return true;
+}
+
+int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
+  if (m->controllers_started)
+    return 0;
+  int rc = tn_controller_start(m->ctl);
+  if (rc)
+    return tn_error_set(err, rc, "cannot start the tenant workers: %s", tn_strerror(rc));
+  m->controllers_started = true;
+  return 0;
+}
+
+bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
+  static const char *const names[] = {"tenants", "plans", "regions"};
+  for (size_t i = 0; i < m->n_all; i++)
+    if (!tn_informer_has_synced(m->all[i])) {
+      snprintf(why, n, "cache of %s has not synced", i < 3 ? names[i] : tn_kind_gvr((enum tn_kind)(i - 3))->resource);
+      return false;
+    }
+  if (m->controllers_started && !tn_controller_first_pass_done(m->ctl)) {
+    snprintf(why, n, "first reconcile pass in progress");
+    return false;
+  }
+  return true;
+}
+
+bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
+  return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
+}
+
+void tn_manager_free(struct tn_manager *m) {
+  if (!m)
+    return;
+  if (m->ctl)
+    tn_controller_stop(m->ctl, 0);
+  for (size_t i = 0; i < m->n_all; i++)
+    tn_informer_stop(m->all[i]);
+  tn_controller_free(m->ctl);
+  for (size_t i = 0; i < m->n_all; i++)
+    tn_informer_free(m->all[i]);
+  free(m);
+}

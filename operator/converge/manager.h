@@ -1,0 +1,42 @@
+/* manager.h - the tenancy operator's caches and controllers: informers for Tenants, Plans,
+ * Regions and every owned kind, the tenant controller, and the readiness they add up to. */
+#ifndef TN_CONVERGE_MANAGER_H
+#define TN_CONVERGE_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/error.h"
+
+struct tn_kube;
+struct tn_metrics;
+struct tn_recorder;
+struct tn_manager; /* opaque */
+
+struct tn_manager_config {
+  struct tn_kube *kube;         /* borrowed; outlives the manager */
+  struct tn_metrics *metrics;   /* borrowed; may be NULL */
+  struct tn_recorder *recorder; /* borrowed; may be NULL (no events) */
+  int workers;                  /* concurrent tenant reconciles */
+  double sync_period_s;         /* informer resync; 0 = never */
+  const char *pg_dsn;           /* borrowed for the call; NULL when no PostgreSQL is configured */
+};
+
+/* Creates the informers and the controller (no thread yet). */
+int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out, struct tn_error *err);
+/* Starts every informer (standbys do this too, to keep their caches warm). */
+int tn_manager_start_caches(struct tn_manager *m, struct tn_error *err);
+/* Every informer has synced. */
+bool tn_manager_synced(struct tn_manager *m);
+/* Starts the controller's workers (call once the caches synced and, with leader election, once
+ * this replica leads). */
+int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err);
+/* Ready: caches synced and, when the controllers run, their first pass is done. When not
+ * ready, why says what is missing. */
+bool tn_manager_ready(struct tn_manager *m, char *why, size_t n);
+/* Stops taking work; in-flight reconciles get deadline_s. True when they finished in time. */
+bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s);
+/* Stops everything and frees. Accepts NULL. */
+void tn_manager_free(struct tn_manager *m);
+
+#endif

@@ -1,0 +1,651 @@
+/* reconciler.c - the tenant reconcile (see reconciler.h): cache -> lifecycle -> placement ->
+ * desired objects -> diff against the caches -> writes -> status and events.
+ *
+ * Writes happen only for differences: an unchanged tenant costs zero API writes. Creates use
+ * POST, so a name taken by someone else answers AlreadyExists and is then inspected with one
+ * GET (the caches only hold our own objects); updates are PUTs with the observed
+ * resourceVersion, so they replace exactly what we own and lose no concurrent change silently. */
+#include "converge/reconciler.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/events.h"
+#include "runtime/log.h"
+#include "tenancy/derive.h"
+#include "tenancy/diff.h"
+#include "tenancy/lifecycle.h"
+#include "tenancy/placement.h"
+#include "tenancy/tenant.h"
+
+const struct tn_gvr tn_gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
+const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
+const struct tn_gvr tn_gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
+
+static const struct tn_gvr kind_gvrs[TN_KIND_COUNT] = {
+    [TN_KIND_NAMESPACE] = {"", "v1", "namespaces", false},
+    [TN_KIND_NETWORK_POLICY] = {"networking.k8s.io", "v1", "networkpolicies", true},
+    [TN_KIND_RESOURCE_QUOTA] = {"", "v1", "resourcequotas", true},
+    [TN_KIND_LIMIT_RANGE] = {"", "v1", "limitranges", true},
+    [TN_KIND_ROLE_BINDING] = {"rbac.authorization.k8s.io", "v1", "rolebindings", true},
+};
+
+const struct tn_gvr *tn_kind_gvr(enum tn_kind k) { return &kind_gvrs[k]; }
+
+/* The condition each owned kind feeds. */
+enum cond {
+  COND_READY = 0,
+  COND_POLICY,
+  COND_PLACED,
+  COND_NAMESPACES,
+  COND_NETWORK,
+  COND_QUOTA,
+  COND_ACCESS,
+  COND_COUNT
+};
+static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",     "NamespacesReady",
+                                                   "NetworkIsolated", "QuotaApplied",    "AccessBound"};
+static const enum cond kind_cond[TN_KIND_COUNT] = {
+    [TN_KIND_NAMESPACE] = COND_NAMESPACES,     [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
+    [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA,     [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
+    [TN_KIND_ROLE_BINDING] = COND_ACCESS,
+};
+
+struct condition {
+  bool set;
+  const char *status; /* "True", "False", "Unknown" */
+  char reason[64];
+  char message[768];
+};
+
+/* One reconcile's working state. */
+struct run {
+  struct tn_reconciler *r;
+  const char *key;
+  json_t *obj;             /* the tenant as last read or written (own reference) */
+  struct tn_tenant *t;     /* parsed; NULL when the spec is invalid */
+  struct tn_log_fields lf; /* tenant, correlation id */
+  struct condition conds[COND_COUNT];
+  char now[32];
+  int writes;
+  int drift_repaired;
+  char drift_what[600];
+};
+
+static void now_rfc3339(char out[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...) {
+  struct condition *k = &x->conds[c];
+  k->set = true;
+  k->status = status;
+  snprintf(k->reason, sizeof k->reason, "%s", reason);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(k->message, sizeof k->message, fmt, ap);
+  va_end(ap);
+}
+
+static void event(struct run *x, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void event(struct run *x, const char *type, const char *reason, const char *fmt, ...) {
+  if (!x->r->recorder)
+    return;
+  json_t *meta = json_object_get(x->obj, "metadata");
+  struct tn_object_ref ref = {
+      .api_version = TN_API_VERSION,
+      .kind = "Tenant",
+      .name = x->key,
+      .uid = json_string_value(json_object_get(meta, "uid")),
+      .resource_version = json_string_value(json_object_get(meta, "resourceVersion")),
+  };
+  char note[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(note, sizeof note, fmt, ap);
+  va_end(ap);
+  tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Reconcile", "%s", note);
+}
+
+static bool has_finalizer(json_t *obj) {
+  json_t *fins = json_object_get(json_object_get(obj, "metadata"), "finalizers");
+  size_t i;
+  json_t *f;
+  json_array_foreach(fins, i, f) {
+    if (json_is_string(f) && strcmp(json_string_value(f), TN_FINALIZER) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* PUTs the tenant with its finalizer added (add=true) or removed; x->obj becomes the answer. */
+static int set_finalizer(struct run *x, bool add, struct tn_error *err) {
+  json_t *copy = json_deep_copy(x->obj);
+  if (!copy)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  json_t *meta = json_object_get(copy, "metadata");
+  json_t *fins = json_object_get(meta, "finalizers");
+  json_t *next = json_array();
+  size_t i;
+  json_t *f;
+  json_array_foreach(fins, i, f) {
+    if (!(json_is_string(f) && strcmp(json_string_value(f), TN_FINALIZER) == 0))
+      json_array_append(next, f);
+  }
+  if (add)
+    json_array_append_new(next, json_string(TN_FINALIZER));
+  json_object_set_new(meta, "finalizers", next);
+  json_t *out = NULL;
+  int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, copy, NULL, &out, err);
+  json_decref(copy);
+  x->writes++;
+  if (rc == 0) {
+    json_decref(x->obj);
+    x->obj = out;
+  }
+  return rc;
+}
+
+/* ---- observed objects --------------------------------------------------------------------- */
+
+struct observed_set {
+  json_t *lists[TN_KIND_COUNT]; /* arrays from the caches (own references) */
+  struct tn_observed *items;
+  size_t n;
+};
+
+static void observed_cleanup(struct observed_set *o) {
+  for (int k = 0; k < TN_KIND_COUNT; k++)
+    json_decref(o->lists[k]);
+  free(o->items);
+  memset(o, 0, sizeof *o);
+}
+
+static int observe(struct run *x, struct observed_set *o, struct tn_error *err) {
+  size_t total = 0;
+  for (int k = 0; k < TN_KIND_COUNT; k++) {
+    o->lists[k] = tn_informer_list_by_index(x->r->owned[k], TN_INDEX_TENANT, x->key, err);
+    if (!o->lists[k])
+      return err->code ? err->code : -ENOMEM;
+    total += json_array_size(o->lists[k]);
+  }
+  o->items = calloc(total ? total : 1, sizeof *o->items);
+  if (!o->items)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  for (int k = 0; k < TN_KIND_COUNT; k++) {
+    size_t i;
+    json_t *it;
+    json_array_foreach(o->lists[k], i, it) {
+      o->items[o->n].kind = (enum tn_kind)k;
+      o->items[o->n].obj = it;
+      o->n++;
+    }
+  }
+  return 0;
+}
+
+/* ---- applying changes --------------------------------------------------------------------- */
+
+static bool owned_by(const json_t *obj, const char *uid) {
+  json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
+  size_t i;
+  json_t *ref;
+  json_array_foreach(refs, i, ref) {
+    const char *kind = json_string_value(json_object_get(ref, "kind"));
+    const char *u = json_string_value(json_object_get(ref, "uid"));
+    if (kind && u && strcmp(kind, "Tenant") == 0 && strcmp(u, uid) == 0)
+      return true;
+  }
+  return false;
+}
+
+struct kind_state {
+  int conflicts, failed, pending;
+  char first_problem[512];
+};
+
+static void note_problem(struct kind_state *ks, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_problem(struct kind_state *ks, const char *fmt, ...) {
+  if (ks->first_problem[0])
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ks->first_problem, sizeof ks->first_problem, fmt, ap);
+  va_end(ap);
+}
+
+static void describe(const struct tn_change *c, char *out, size_t n) {
+  if (c->namespace)
+    snprintf(out, n, "%s %s/%s", tn_kind_name(c->kind), c->namespace, c->name);
+  else
+    snprintf(out, n, "%s %s", tn_kind_name(c->kind), c->name);
+}
+
+/* Applies one change. Returns 0, or a negative code for an error worth retrying. */
+static int apply_change(struct run *x, const struct tn_change *c, const char *uid, struct kind_state *ks) {
+  const struct tn_gvr *gvr = &kind_gvrs[c->kind];
+  struct tn_error err = {0};
+  char what[300];
+  describe(c, what, sizeof what);
+  int rc = 0;
+  switch (c->op) {
+  case TN_CHANGE_CONFLICT:
+    ks->conflicts++;
+    note_problem(ks, "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
+                     "Delete or rename it, or change spec.environments",
+                 what, x->key);
+    return 0;
+  case TN_CHANGE_CREATE:
+    rc = tn_kube_create(x->r->kube, gvr, c->namespace, c->desired->body, NULL, &err);
+    x->writes++;
+    if (rc == TN_EEXISTS) {
+      /* Someone else's, or ours and the cache is behind: one GET tells. */
+      json_t *got = NULL;
+      struct tn_error gerr = {0};
+      if (tn_kube_get(x->r->kube, gvr, c->namespace, c->name, &got, &gerr) == 0 && owned_by(got, uid)) {
+        json_decref(got);
+        ks->pending++;
+        return 0; /* ours: the cache will catch up and the next pass compares it */
+      }
+      json_decref(got);
+      ks->conflicts++;
+      note_problem(ks,
+                   "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
+                   "Delete or rename it, or change spec.environments",
+                   what, x->key);
+      return 0;
+    }
+    break;
+  case TN_CHANGE_UPDATE: {
+    json_t *body = json_deep_copy(c->desired->body);
+    if (!body)
+      return -ENOMEM;
+    json_object_set_new(json_object_get(body, "metadata"), "resourceVersion",
+                        json_string(c->resource_version ? c->resource_version : ""));
+    rc = tn_kube_update(x->r->kube, gvr, c->namespace, body, NULL, NULL, &err);
+    json_decref(body);
+    x->writes++;
+    if (rc == 0) {
+      x->drift_repaired++;
+      if (!x->drift_what[0])
+        snprintf(x->drift_what, sizeof x->drift_what, "%s (%s)", what, c->reason);
+    }
+    break;
+  }
+  case TN_CHANGE_DELETE: {
+    const char *ouid = json_string_value(json_object_get(json_object_get(c->observed, "metadata"), "uid"));
+    struct tn_delete_opts opts = {.precondition_uid = ouid, .propagation_policy = "Background"};
+    rc = tn_kube_delete(x->r->kube, gvr, c->namespace, c->name, &opts, &err);
+    x->writes++;
+    if (rc == TN_ENOTFOUND)
+      rc = 0;
+    if (rc == 0)
+      ks->pending += c->kind == TN_KIND_NAMESPACE; /* namespaces take a while to go */
+    break;
+  }
+  }
+  if (rc) {
+    ks->failed++;
+    note_problem(ks, "%s %s failed: %s", tn_change_op_name(c->op), what, err.message[0] ? err.message : tn_strerror(rc));
+    tn_log(TN_LOG_WARN, &x->lf, "%s %s: %s", tn_change_op_name(c->op), what, err.message);
+    return rc;
+  }
+  tn_log(TN_LOG_DEBUG, &x->lf, "%s %s (%s)", tn_change_op_name(c->op), what, c->reason);
+  return 0;
+}
+
+/* ---- status ----------------------------------------------------------------------------- */
+
+static json_t *old_condition(json_t *old_status, const char *type) {
+  json_t *conds = json_object_get(old_status, "conditions");
+  size_t i;
+  json_t *c;
+  json_array_foreach(conds, i, c) {
+    const char *t = json_string_value(json_object_get(c, "type"));
+    if (t && strcmp(t, type) == 0)
+      return c;
+  }
+  return NULL;
+}
+
+static json_t *build_conditions(struct run *x, json_t *old_status, long long generation) {
+  json_t *arr = json_array();
+  for (int i = 0; i < COND_COUNT; i++) {
+    struct condition *k = &x->conds[i];
+    if (!k->set)
+      continue;
+    json_t *old = old_condition(old_status, cond_types[i]);
+    const char *old_status_s = json_string_value(json_object_get(old, "status"));
+    const char *ltt = old && old_status_s && strcmp(old_status_s, k->status) == 0
+                          ? json_string_value(json_object_get(old, "lastTransitionTime"))
+                          : NULL;
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", cond_types[i], "status", k->status,
+                                         "reason", k->reason, "message", k->message, "lastTransitionTime",
+                                         ltt ? ltt : x->now, "observedGeneration", (json_int_t)generation));
+  }
+  return arr;
+}
+
+static void set_or_keep_time(json_t *status, const char *field, bool now_if_missing_or_step, const char *now) {
+  if (now_if_missing_or_step)
+    json_object_set_new(status, field, json_string(now));
+}
+
+/* ---- the reconcile ------------------------------------------------------------------------- */
+
+/* Removes everything the tenant owns, then the finalizer: kubectl delete tenant. */
+static struct tn_result teardown(struct run *x) {
+  const char *uid = json_string_value(json_object_get(json_object_get(x->obj, "metadata"), "uid"));
+  struct tn_error err = {0};
+  struct observed_set o = {0};
+  struct tn_diff d = {0};
+  struct tn_object_list none = {0};
+  struct tn_result res = TN_RESULT_OK;
+  if (!has_finalizer(x->obj))
+    return res;
+  if (observe(x, &o, &err) || tn_diff_compute(&none, o.items, o.n, x->key, uid, &d, &err)) {
+    tn_log(TN_LOG_ERROR, &x->lf, "teardown: %s", err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  struct kind_state ks[TN_KIND_COUNT] = {0};
+  for (size_t i = 0; i < d.len; i++)
+    if (apply_change(x, &d.changes[i], uid, &ks[d.changes[i].kind]))
+      res = TN_RESULT_ERR;
+  if (res.kind == TN_RESULT_ERROR)
+    goto out;
+  if (o.n > 0) {
+    /* Deletes are issued; wait until the caches see every owned object gone (namespaces take a
+     * few seconds to empty). */
+    res = TN_RESULT_AFTER(2);
+    goto out;
+  }
+  if (set_finalizer(x, false, &err)) {
+    tn_log(TN_LOG_WARN, &x->lf, "removing the finalizer: %s", err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  tn_log(TN_LOG_INFO, &x->lf, "everything the tenant owned is gone; finalizer removed");
+  event(x, TN_EVENT_NORMAL, "Deleted", "tenant %s deleted: every object it owned was removed", x->key);
+out:
+  tn_diff_cleanup(&d);
+  observed_cleanup(&o);
+  return res;
+}
+
+struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
+  struct run x = {.r = ud, .key = key};
+  x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
+  x.lf.controller = "tenant";
+  x.lf.tenant = key;
+  now_rfc3339(x.now);
+  struct tn_result res = TN_RESULT_OK;
+  struct tn_error err = {0};
+  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL;
+  struct tn_plan *plan = NULL;
+  struct tn_region **regions = NULL;
+  size_t n_regions = 0;
+  struct tn_object_list desired = {0};
+  struct observed_set observed = {0};
+  struct tn_diff diff = {0};
+  struct tn_lifecycle_plan lp = {0};
+  struct tn_placement placement = {0};
+  bool placed = false, have_plan = false;
+
+  x.obj = tn_informer_get(x.r->tenants, key);
+  if (!x.obj)
+    return res; /* gone: the garbage collector removes what it owned */
+  json_t *meta = json_object_get(x.obj, "metadata");
+  x.lf.generation = json_integer_value(json_object_get(meta, "generation"));
+  x.lf.resource_version = json_string_value(json_object_get(meta, "resourceVersion"));
+
+  if (json_object_get(meta, "deletionTimestamp")) {
+    res = teardown(&x);
+    goto out;
+  }
+  if (!has_finalizer(x.obj)) {
+    if (set_finalizer(&x, true, &err)) {
+      tn_log(TN_LOG_WARN, &x.lf, "adding the finalizer: %s", err.message);
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+    meta = json_object_get(x.obj, "metadata");
+  }
+  json_t *old_status = json_object_get(x.obj, "status");
+  long long generation = json_integer_value(json_object_get(meta, "generation"));
+
+  if (tn_tenant_parse(x.obj, &x.t, &err)) {
+    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
+    event(&x, TN_EVENT_WARNING, "InvalidSpec", "%s", err.message);
+    goto status; /* nothing already converged is touched */
+  }
+  if (tn_desired_check_names(x.t, &err)) {
+    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
+    event(&x, TN_EVENT_WARNING, "InvalidSpec", "%s", err.message);
+    goto status;
+  }
+
+  /* Lifecycle: which state this reconcile reaches, and through which steps. */
+  struct tn_error lerr = {0};
+  int lrc = tn_lifecycle_plan(x.t, &lp, &lerr);
+  if (lrc && !lp.refused) {
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  if (lp.n_steps > 0)
+    x.lf.correlation_id = lp.steps[lp.n_steps - 1].correlation_id;
+  cond_set(&x, COND_POLICY, "True", "NotEvaluated",
+           "no TenancyPolicy is evaluated by this version; lifecycle rules are enforced");
+
+  /* Plan and placement matter while provisioned (Active, Suspended). */
+  bool provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
+  if (provisioned) {
+    plan_obj = tn_informer_get(x.r->plans, x.t->plan);
+    if (!plan_obj) {
+      tn_derive_status(x.t->plan, NULL, &derived, &err);
+      cond_set(&x, COND_QUOTA, "False", "PlanNotFound", "%s", err.message);
+    } else if (tn_plan_parse(plan_obj, &plan, &err)) {
+      cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "plan %s: %s", x.t->plan, err.message);
+    } else if (tn_derive_status(x.t->plan, plan, &derived, &err)) {
+      cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
+    } else {
+      have_plan = true;
+    }
+    region_objs = tn_informer_list(x.r->regions);
+    n_regions = json_array_size(region_objs);
+    regions = calloc(n_regions ? n_regions : 1, sizeof *regions);
+    if (!regions) {
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+    size_t i, used = 0;
+    json_t *ro;
+    json_array_foreach(region_objs, i, ro) {
+      struct tn_error rerr = {0};
+      if (tn_region_parse(ro, &regions[used], &rerr) == 0)
+        used++;
+    }
+    n_regions = used;
+    struct tn_error perr = {0};
+    if (tn_placement_resolve(&x.t->residency, x.t->isolation, x.t->status_region,
+                             (const struct tn_region *const *)regions, n_regions, &placement, &perr)) {
+      cond_set(&x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
+      event(&x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
+    } else {
+      placed = true;
+      cond_set(&x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", placement.region,
+               tn_isolation_name(placement.isolation));
+    }
+    if (!have_plan || !placed) {
+      /* Without a plan or a region nothing is provisioned, and nothing already provisioned is
+       * touched: the Plan and Region watches bring us back. */
+      for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
+        if (!x.conds[c].set)
+          cond_set(&x, (enum cond)c, "Unknown", "Waiting", "waiting for %s", !have_plan ? "the plan" : "placement");
+      goto status;
+    }
+  } else {
+    cond_set(&x, COND_PLACED, "True", "NotRequired", "%s tenants are not placed", tn_state_name(lp.next));
+  }
+
+  /* Desired objects against what the caches observe. */
+  struct tn_desired_input in = {.tenant = x.t, .state = lp.next, .plan = plan, .placement = &placement};
+  if (tn_desired_build(&in, &desired, &err)) {
+    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
+    goto status;
+  }
+  if (observe(&x, &observed, &err) ||
+      tn_diff_compute(&desired, observed.items, observed.n, x.t->name, x.t->uid, &diff, &err)) {
+    tn_log(TN_LOG_ERROR, &x.lf, "diff: %s", err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  struct kind_state ks[TN_KIND_COUNT] = {0};
+  bool retry = false;
+  for (size_t i = 0; i < diff.len; i++)
+    if (apply_change(&x, &diff.changes[i], x.t->uid, &ks[diff.changes[i].kind]))
+      retry = true;
+
+  /* What remains of each kind tells its condition. */
+  size_t remaining[TN_KIND_COUNT] = {0};
+  for (size_t i = 0; i < observed.n; i++)
+    remaining[observed.items[i].kind]++;
+  for (int k = 0; k < TN_KIND_COUNT; k++) {
+    enum cond c = kind_cond[k];
+    if (x.conds[c].set && strcmp(x.conds[c].status, "True") != 0)
+      continue; /* an earlier kind of the same condition already failed */
+    if (ks[k].conflicts)
+      cond_set(&x, c, "False", "Conflict", "%s", ks[k].first_problem);
+    else if (ks[k].failed)
+      cond_set(&x, c, "False", "ApplyFailed", "%s", ks[k].first_problem);
+    else if (!provisioned && remaining[k] > 0)
+      cond_set(&x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed", remaining[k],
+               tn_kind_name((enum tn_kind)k));
+    else if (!provisioned)
+      cond_set(&x, c, "True", "NotRequired", "%s tenants have no %s objects", tn_state_name(lp.next),
+               tn_kind_name((enum tn_kind)k));
+    else if (diff.n_waiting && k == TN_KIND_NAMESPACE)
+      cond_set(&x, c, "False", "Terminating", "a namespace of the tenant is still being deleted");
+    else
+      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired", tn_kind_name((enum tn_kind)k));
+  }
+  if (retry)
+    res = TN_RESULT_ERR;
+  else if (diff.n_waiting || (!provisioned && observed.n > 0))
+    res = TN_RESULT_AFTER(2);
+
+  if (x.drift_repaired && lp.n_steps == 0)
+    event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired, x.drift_what);
+
+status:;
+  /* Ready adds everything up. */
+  if (!x.conds[COND_READY].set) {
+    if (lp.refused) {
+      cond_set(&x, COND_READY, "False", TN_REASON_TRANSITION_REFUSED, "%s", lerr.message);
+    } else {
+      const char *bad = NULL;
+      for (int c = COND_POLICY; c < COND_COUNT; c++)
+        if (x.conds[c].set && strcmp(x.conds[c].status, "True") != 0) {
+          bad = cond_types[c];
+          break;
+        }
+      if (bad)
+        cond_set(&x, COND_READY, "False", "NotConverged", "%s is not True", bad);
+      else
+        cond_set(&x, COND_READY, "True", "Converged", "tenant is %s and converged",
+                 tn_state_name(x.t ? lp.next : TN_STATE_NONE));
+    }
+  }
+  if (lp.refused)
+    event(&x, TN_EVENT_WARNING, TN_REASON_TRANSITION_REFUSED, "%s", lerr.message);
+  if (!x.conds[COND_POLICY].set)
+    cond_set(&x, COND_POLICY, "Unknown", "NotEvaluated", "the spec could not be read");
+
+  new_status = old_status ? json_deep_copy(old_status) : json_object();
+  if (x.t) {
+    json_object_set_new(new_status, "state", json_string(tn_state_name(lp.next)));
+    for (int i = 0; i < lp.n_steps; i++) {
+      const struct tn_transition *s = &lp.steps[i];
+      switch (s->action) {
+      case TN_ACTION_CREATE: set_or_keep_time(new_status, "createdAt", !json_object_get(new_status, "createdAt"), x.now); break;
+      case TN_ACTION_ACTIVATE:
+      case TN_ACTION_RESUME: set_or_keep_time(new_status, "activatedAt", true, x.now); break;
+      case TN_ACTION_SUSPEND: set_or_keep_time(new_status, "suspendedAt", true, x.now); break;
+      case TN_ACTION_ARCHIVE: set_or_keep_time(new_status, "archivedAt", true, x.now); break;
+      case TN_ACTION_DELETE: set_or_keep_time(new_status, "deletedAt", true, x.now); break;
+      default: break;
+      }
+      json_object_set_new(new_status, "lastCorrelationId", json_string(s->correlation_id));
+    }
+    if (placed)
+      json_object_set_new(new_status, "placement",
+                          json_pack("{s:s,s:s}", "region", placement.region, "isolation",
+                                    tn_isolation_name(placement.isolation)));
+    if (derived)
+      json_object_set(new_status, "derived", derived);
+    json_t *nss = json_array();
+    for (size_t i = 0; i < desired.len; i++)
+      if (desired.items[i].kind == TN_KIND_NAMESPACE)
+        json_array_append_new(nss, json_string(desired.items[i].name));
+    if (provisioned && !(have_plan && placed))
+      json_decref(nss); /* unknown this time: keep what was there */
+    else
+      json_object_set_new(new_status, "namespaces", nss);
+  }
+  json_object_set_new(new_status, "observedGeneration", json_integer(generation));
+  json_object_set_new(new_status, "conditions", build_conditions(&x, old_status, generation));
+
+  if (!old_status || !json_equal(old_status, new_status)) {
+    json_t *body = json_deep_copy(x.obj);
+    json_object_set(body, "status", new_status);
+    json_t *out_obj = NULL;
+    int rc = tn_kube_update(x.r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
+    json_decref(body);
+    x.writes++;
+    if (rc) {
+      tn_log(TN_LOG_WARN, &x.lf, "writing status: %s", err.message);
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+    json_decref(x.obj);
+    x.obj = out_obj;
+  }
+  /* Lifecycle events after the status that records them is durable. */
+  for (int i = 0; i < lp.n_steps; i++) {
+    const struct tn_transition *s = &lp.steps[i];
+    event(&x, TN_EVENT_NORMAL, s->event_reason, "tenant %s: %s -> %s%s%s (correlationId=%s)", key,
+          s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from), tn_state_name(s->to),
+          x.t->state_reason ? ": " : "", x.t->state_reason ? x.t->state_reason : "", s->correlation_id);
+    tn_log(TN_LOG_INFO, &(struct tn_log_fields){.controller = "tenant", .tenant = key,
+                                                .correlation_id = s->correlation_id, .generation = generation},
+           "%s: %s -> %s", s->event_reason, s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from),
+           tn_state_name(s->to));
+  }
+
+out:
+  if (x.writes)
+    tn_log(TN_LOG_DEBUG, &x.lf, "reconciled with %d write(s)", x.writes);
+  tn_diff_cleanup(&diff);
+  observed_cleanup(&observed);
+  tn_object_list_cleanup(&desired);
+  for (size_t i = 0; i < n_regions; i++)
+    tn_region_free(regions[i]);
+  free(regions);
+  json_decref(region_objs);
+  json_decref(plan_obj);
+  json_decref(derived);
+  json_decref(new_status);
+  tn_plan_free(plan);
+  tn_tenant_free(x.t);
+  json_decref(x.obj);
+  return res;
+}

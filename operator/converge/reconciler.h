@@ -1,0 +1,35 @@
+/* reconciler.h - the tenant reconcile: read the tenant from the cache, decide its state,
+ * placement and desired objects (tenancy/), apply the difference with what the caches observe,
+ * write status and events. Internal to converge/ (the manager wires it). */
+#ifndef TN_CONVERGE_RECONCILER_H
+#define TN_CONVERGE_RECONCILER_H
+
+#include "kube/client.h"
+#include "kube/informer.h"
+#include "runtime/controller.h"
+#include "tenancy/desired.h"
+
+#define TN_FINALIZER "tenancy.dev/finalizer"
+/* The owned-object index (by tenancy.dev/tenant label) every owned informer has, and the
+ * tenants' index by plan. */
+#define TN_INDEX_TENANT "tenant"
+#define TN_INDEX_PLAN "plan"
+
+extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions;
+
+/* Everything a reconcile reads and writes; all borrowed from the manager. */
+struct tn_reconciler {
+  struct tn_kube *kube;
+  struct tn_recorder *recorder; /* may be NULL */
+  struct tn_informer *tenants, *plans, *regions;
+  struct tn_informer *owned[TN_KIND_COUNT];
+  struct tn_series *writes; /* tn_tenant_writes_total: API writes made by reconciles */
+};
+
+/* The GVR of an owned kind. */
+const struct tn_gvr *tn_kind_gvr(enum tn_kind k);
+
+/* The controller's reconcile function (ud is a struct tn_reconciler). */
+struct tn_result tn_tenant_reconcile(void *ud, const char *key);
+
+#endif
