@@ -453,21 +453,42 @@ static void report_transition(struct tn_leader *le) {
     le->on_new_leader(le->ud, who);
 }
 
-/* ReleaseOnCancel: hand the lease back so a standby need not wait for it to expire. */
+/* ReleaseOnCancel: hand the lease back so a standby need not wait for it to expire. A renewal
+ * cancelled by the stop may still have reached the server, leaving our resourceVersion stale:
+ * on a conflict the Lease is read again and, when it is still ours, released on top of that. */
 static void release(struct tn_leader *le) {
-  struct tn_lease_record want;
+  struct tn_lease_record want, rec;
   struct tn_error err;
+  double deadline = mono_now() + le->renew_s;
   pthread_mutex_lock(&le->mu);
   bool have = le->lease && tn_leader_core_release(&le->core, wall_now(), &want);
   pthread_mutex_unlock(&le->mu);
   if (!have)
     return;
-  tn_error_clear(&err);
-  if (put_record(le, &want, le->renew_s, false, &err) != 0) {
-    tn_log_error("leader election: cannot release lease %s/%s: %s", le->ns, le->name, err.message);
-    return;
+  for (int attempt = 1;; attempt++) {
+    tn_error_clear(&err);
+    int rc = put_record(le, &want, deadline - mono_now(), false, &err);
+    if (rc == 0) {
+      tn_log_info("leader election: released lease %s/%s", le->ns, le->name);
+      return;
+    }
+    if (rc != TN_ECONFLICT || attempt == 2)
+      break;
+    json_t *got = NULL;
+    tn_error_clear(&err);
+    if (lease_request(le, "GET", le->name, NULL, deadline - mono_now(), false, &got, &err) != 0)
+      break;
+    json_decref(le->lease);
+    le->lease = got;
+    (void)tn_lease_record_from_lease(got, &rec);
+    if (strcmp(rec.holder, le->identity) != 0) {
+      tn_log_info("leader election: lease %s/%s is held by \"%s\" now; nothing to release", le->ns, le->name,
+                  rec.holder);
+      return;
+    }
+    want.transitions = rec.transitions;
   }
-  tn_log_info("leader election: released lease %s/%s", le->ns, le->name);
+  tn_log_error("leader election: cannot release lease %s/%s: %s", le->ns, le->name, err.message);
 }
 
 static void *run(void *arg) {

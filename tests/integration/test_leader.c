@@ -270,6 +270,46 @@ Test(leader, release_hands_the_lease_over_at_once, .timeout = 60) {
   delete_lease(lease);
 }
 
+Test(leader, release_survives_a_stale_resource_version, .timeout = 60) {
+  char lease[64];
+  tn_test_unique_name(lease, sizeof lease, "leader-stale");
+  struct tn_kube *k = connect_kube();
+  struct probe pa;
+  probe_init(&pa);
+  /* Renewals 10 s apart, so nothing of ours is written between the edit below and the stop. */
+  struct tn_leader_config cfg = {.namespace = NS,
+                                 .name = lease,
+                                 .identity = "elector-a",
+                                 .lease_duration_s = 60,
+                                 .renew_deadline_s = 40,
+                                 .retry_period_s = 10,
+                                 .release_on_cancel = true,
+                                 .on_stopped_leading = on_stopped,
+                                 .ud = &pa};
+  struct tn_leader *a = NULL;
+  struct tn_error err;
+  cr_assert_eq(tn_leader_new(k, &cfg, &a, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_leader_start(a), 0);
+  cr_assert_eq(wait_one_leader(a, NULL, 15), a);
+  sleep(1); /* the renewal that follows the acquisition is done */
+  /* Another writer touches the Lease (not its spec): our resourceVersion is now stale, as when a
+   * renewal cancelled by the stop did reach the server. */
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "kubectl -n %s annotate lease %s touched=yes", NS, lease);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  tn_leader_stop(a);
+  char *holder = lease_field(lease, ".spec.holderIdentity");
+  cr_assert_str_eq(holder, "", "the release must read the Lease again and still release it");
+  free(holder);
+  char *dur = lease_field(lease, ".spec.leaseDurationSeconds");
+  cr_assert_str_eq(dur, "1");
+  free(dur);
+  tn_leader_free(a);
+  tn_kube_free(k);
+  delete_lease(lease);
+}
+
 Test(leader, a_leader_that_cannot_renew_steps_down, .timeout = 60) {
   char lease[64];
   tn_test_unique_name(lease, sizeof lease, "leader-stolen");
