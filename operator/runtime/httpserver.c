@@ -1,0 +1,872 @@
+/* httpserver.c - HTTP(S) server on libwebsockets: one context and one service
+ * thread per listener, fixed routes to quick handlers (see httpserver.h and
+ * docs/internals/http-and-metrics.md). */
+#define _GNU_SOURCE /* pthread_setname_np */
+#include "runtime/httpserver.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libwebsockets.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/log.h"
+
+/* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may
+ * only be touched from the one thread that services it, except
+ * lws_cancel_service(). So the service thread owns the context for its whole
+ * life: it creates it (binding the listener), services it, and destroys it.
+ * Other threads only set `stopping` and call lws_cancel_service(), both under
+ * srv->mu, which the service thread also holds while it destroys the context;
+ * so the context is never woken after it is gone. srv->mu protects state, ctx,
+ * stopping, port and start_err; it is the only lock here. Routes and settings
+ * are written before the thread starts and only read afterwards. Handlers run
+ * on the service thread. */
+
+enum srv_state { SRV_NEW, SRV_STARTING, SRV_RUNNING, SRV_FAILED, SRV_STOPPED };
+
+struct route {
+  struct route *next;
+  char *method;
+  char *path;
+  tn_http_handler handler;
+  void *ud;
+  void (*free_ud)(void *); /* for ud the server owns (ready-made routes) */
+};
+
+struct tn_httpserver {
+  char address[300]; /* as given, for messages */
+  char host[256];    /* "" for every interface */
+  int want_port;
+  char *cert_file, *key_file; /* NULL without TLS */
+  size_t max_body;
+  struct route *routes;
+  bool started; /* tn_httpserver_start was called; the routes are fixed */
+  pthread_t thread;
+  bool thread_created;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* signalled when state leaves SRV_STARTING */
+  enum srv_state state;
+  struct lws_context *ctx;
+  bool stopping;
+  int port;
+  struct tn_error start_err;
+};
+
+/* One HTTP transaction: libwebsockets' per-session data for the protocol,
+ * zeroed by it when a transaction starts and freed after it (we release what we
+ * allocated in exch_release).
+ *
+ * A request with a body is answered only after its body was read to the end
+ * (kept, or discarded when it passes the cap or no handler wants it): answering
+ * earlier makes lws discard the rest itself (LRS_DISCARD_BODY), and with 4.1.6
+ * the next request on that keep-alive connection can then spin in
+ * BODY_COMPLETION forever. Where reading on makes no sense (no or a bad
+ * Content-Length on HTTP/1.1, a body far past the cap) the answer goes out with
+ * "connection: close" and the connection is closed. */
+struct exchange {
+  char method[16];
+  char *path;
+  char *content_type;
+  const struct route *route;
+  bool inited;
+  bool reading_body; /* waiting for HTTP_BODY / HTTP_BODY_COMPLETION */
+  bool discard;    /* ...not keeping it; answer pending_status at completion */
+  bool responding; /* the response is ready; writeable callbacks send it */
+  bool headers_sent;
+  bool close_after; /* close the connection after the response */
+  int pending_status;
+  struct tn_buf req_body;
+  int status;
+  char resp_type[128];
+  char allow[128]; /* for 405 */
+  struct tn_buf resp_body;
+  size_t sent;
+};
+
+/* ---- libwebsockets logging ---- */
+
+static _Thread_local char
+    lws_last_error[256]; /* the first lws error since it was cleared */
+
+static void lws_emit(int level, const char *line) {
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+    n--;
+  /* lws prefixes lines with "[date] E: "; keep only the message */
+  const char *msg = line;
+  const char *tag = strstr(line, ": ");
+  if (line[0] == '[' && tag && tag < line + n) {
+    msg = tag + 2;
+    n -= (size_t)(msg - line);
+  }
+  if ((level & LLL_ERR) && !lws_last_error[0]) /* the first error says most */
+    snprintf(lws_last_error, sizeof lws_last_error, "%.*s", (int)n, msg);
+  tn_log(level & LLL_ERR ? TN_LOG_ERROR : TN_LOG_WARN, NULL,
+         "libwebsockets: %.*s", (int)n, msg);
+}
+
+static void lws_logging_init(void) {
+  lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
+}
+
+/* ---- addresses ---- */
+
+int tn_http_parse_address(const char *address, char *host, size_t host_size,
+                          int *port, struct tn_error *err) {
+  if (!address)
+    return tn_error_set(err, TN_ECONFIG, "missing bind address");
+  if (strcmp(address, "0") == 0)
+    return 1;
+  const char *colon = strrchr(address, ':');
+  if (!colon)
+    return tn_error_set(err, TN_ECONFIG,
+                        "bind address \"%s\" is not host:port, :port or 0",
+                        address);
+  const char *h = address;
+  size_t hl = (size_t)(colon - address);
+  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  } else if (memchr(h, ':', hl)) {
+    return tn_error_set(
+        err, TN_ECONFIG,
+        "bind address \"%s\": write an IPv6 host in brackets, [::1]:8080",
+        address);
+  }
+  if (hl >= host_size)
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": host too long",
+                        address);
+  const char *ps = colon + 1;
+  long v = 0;
+  if (!*ps || strlen(ps) > 5)
+    return tn_error_set(err, TN_ECONFIG,
+                        "bind address \"%s\": port must be 0..65535", address);
+  for (const char *p = ps; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return tn_error_set(err, TN_ECONFIG,
+                          "bind address \"%s\": port must be 0..65535",
+                          address);
+    v = v * 10 + (*p - '0');
+  }
+  if (v > 65535)
+    return tn_error_set(err, TN_ECONFIG,
+                        "bind address \"%s\": port must be 0..65535", address);
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  *port = (int)v;
+  return 0;
+}
+
+/* Why binding host:port fails, as strerror, or NULL when a plain bind works
+ * (then the failure was something else) or the host is not an IP literal. Only
+ * for error messages. */
+static const char *bind_failure(const char *host, int port, char *buf,
+                                size_t n) {
+  struct addrinfo hints, *res = NULL;
+  char ps[16];
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(ps, sizeof ps, "%d", port);
+  if (getaddrinfo(host[0] ? host : NULL, ps, &hints, &res) != 0)
+    return NULL;
+  const char *why = NULL;
+  int fd = socket(res->ai_family, res->ai_socktype, 0);
+  if (fd >= 0) {
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      snprintf(buf, n, "%s", strerror(errno));
+      why = buf;
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return why;
+}
+
+/* ---- server object ---- */
+
+int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls,
+                      struct tn_httpserver **out, struct tn_error *err) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  struct tn_httpserver *srv = NULL;
+  char host[256];
+  int port, rc;
+  *out = NULL;
+  rc = tn_http_parse_address(bind_address, host, sizeof host, &port, err);
+  if (rc == 1)
+    return 0; /* disabled */
+  if (rc < 0)
+    return rc;
+  if (tls && (!tls->cert_file || !tls->key_file || !*tls->cert_file ||
+              !*tls->key_file))
+    return tn_error_set(err, TN_ECONFIG,
+                        "TLS for %s needs both a certificate and a key file",
+                        bind_address);
+  pthread_once(&once, lws_logging_init);
+  srv = calloc(1, sizeof *srv);
+  if (!srv)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  snprintf(srv->address, sizeof srv->address, "%s", bind_address);
+  /* libwebsockets takes an IP literal or an interface name; "localhost" is
+   * neither */
+  snprintf(srv->host, sizeof srv->host, "%s",
+           strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
+  srv->want_port = port;
+  srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
+  pthread_mutex_init(&srv->mu, NULL);
+  pthread_cond_init(&srv->cv, NULL);
+  if (tls) {
+    srv->cert_file = strdup(tls->cert_file);
+    srv->key_file = strdup(tls->key_file);
+    if (!srv->cert_file || !srv->key_file) {
+      tn_httpserver_free(srv);
+      return tn_error_set(err, -ENOMEM, "out of memory");
+    }
+  }
+  *out = srv;
+  return 0;
+}
+
+void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body) {
+  if (srv && !srv->started)
+    srv->max_body = max_body;
+}
+
+static bool token_ok(const char *s) {
+  if (!s || !*s)
+    return false;
+  for (; *s; s++)
+    if (*s <= ' ' || *s >= 127)
+      return false;
+  return true;
+}
+
+static void route_free(struct route *r) {
+  if (!r)
+    return;
+  if (r->free_ud)
+    r->free_ud(r->ud);
+  free(r->method);
+  free(r->path);
+  free(r);
+}
+
+/* Adds a route; on failure, ud is freed with free_ud (when given). */
+static int route_add(struct tn_httpserver *srv, const char *method,
+                     const char *path, tn_http_handler handler, void *ud,
+                     void (*free_ud)(void *)) {
+  int rc = 0;
+  struct route *r = NULL;
+  if (!token_ok(method) || !token_ok(path) || path[0] != '/' || !handler) {
+    rc = -EINVAL;
+    goto out;
+  }
+  if (srv->started) {
+    rc = -EBUSY;
+    goto out;
+  }
+  struct route **tail = &srv->routes;
+  for (; *tail; tail = &(*tail)->next) {
+    if (strcmp((*tail)->method, method) == 0 &&
+        strcmp((*tail)->path, path) == 0) {
+      rc = -EEXIST;
+      goto out;
+    }
+  }
+  r = calloc(1, sizeof *r);
+  if (!r) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  r->handler = handler;
+  r->ud = ud;
+  r->free_ud = free_ud;
+  ud = NULL;
+  r->method = strdup(method);
+  r->path = strdup(path);
+  if (!r->method || !r->path) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  *tail = r;
+  r = NULL;
+out:
+  route_free(r);
+  if (ud && free_ud)
+    free_ud(ud);
+  return rc;
+}
+
+int tn_httpserver_route(struct tn_httpserver *srv, const char *method,
+                        const char *path, tn_http_handler handler, void *ud) {
+  if (!srv)
+    return 0;
+  return route_add(srv, method, path, handler, ud, NULL);
+}
+
+int tn_httpserver_port(const struct tn_httpserver *srv) {
+  if (!srv)
+    return 0;
+  pthread_mutex_t *mu = (pthread_mutex_t *)&srv->mu;
+  pthread_mutex_lock(mu);
+  int port = srv->state == SRV_RUNNING ? srv->port : 0;
+  pthread_mutex_unlock(mu);
+  return port;
+}
+
+/* ---- one transaction ---- */
+
+static void exch_release(struct exchange *ex) {
+  if (!ex || !ex->inited)
+    return;
+  free(ex->path);
+  free(ex->content_type);
+  tn_buf_cleanup(&ex->req_body);
+  tn_buf_cleanup(&ex->resp_body);
+  memset(ex, 0, sizeof *ex);
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+  case 400:
+    return "bad request\n";
+  case 404:
+    return "404 page not found\n";
+  case 405:
+    return "method not allowed\n";
+  case 411:
+    return "Content-Length required\n";
+  case 413:
+    return "request body too large\n";
+  default:
+    return "error\n";
+  }
+}
+
+/* Prepares a response the server writes itself (errors). */
+static void exch_respond_status(struct exchange *ex, int status) {
+  ex->status = status;
+  snprintf(ex->resp_type, sizeof ex->resp_type, "text/plain; charset=utf-8");
+  tn_buf_reset(&ex->resp_body);
+  (void)tn_buf_appends(&ex->resp_body, status_text(status));
+  ex->responding = true;
+  ex->reading_body = false;
+}
+
+static void exch_run_handler(struct exchange *ex) {
+  static const char empty[] = "";
+  struct tn_http_request req = {
+      .method = ex->method,
+      .path = ex->path,
+      .content_type = ex->content_type ? ex->content_type : "",
+      .body = ex->req_body.data ? ex->req_body.data : empty,
+      .body_len = ex->req_body.len,
+  };
+  struct tn_http_response resp = {.status = 200};
+  snprintf(resp.content_type, sizeof resp.content_type,
+           "text/plain; charset=utf-8");
+  tn_buf_init(&resp.body, TN_HTTP_MAX_RESPONSE);
+  int rc = ex->route->handler(&req, &resp, ex->route->ud);
+  if (rc < 0 || resp.status < 100 || resp.status > 599) {
+    tn_log(TN_LOG_ERROR, NULL, "http handler for %s %s failed (%s, status %d)",
+           ex->method, ex->path, rc < 0 ? tn_strerror(rc) : "ok", resp.status);
+    if (resp.body.len == 0)
+      (void)tn_buf_appends(&resp.body, "internal error\n");
+    resp.status = 500;
+    snprintf(resp.content_type, sizeof resp.content_type,
+             "text/plain; charset=utf-8");
+  }
+  tn_buf_cleanup(&ex->resp_body);
+  ex->resp_body = resp.body;
+  ex->status = resp.status;
+  snprintf(ex->resp_type, sizeof ex->resp_type, "%s",
+           resp.content_type[0] ? resp.content_type : "text/plain");
+  ex->responding = true;
+  ex->reading_body = false;
+}
+
+static bool method_has_body(const char *m) {
+  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+         strcmp(m, "PATCH") == 0;
+}
+
+static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
+  int n = lws_hdr_total_length(wsi, t);
+  if (n <= 0)
+    return NULL;
+  char *s = malloc((size_t)n + 1);
+  if (s && lws_hdr_copy(wsi, s, n + 1, t) < 0) {
+    free(s);
+    s = NULL;
+  }
+  return s;
+}
+
+/* Bodies up to this many bytes past the cap are read and dropped so that
+ * keep-alive holds; larger ones get 413 and the connection is closed. */
+static size_t discard_limit(const struct tn_httpserver *srv) {
+  size_t lim = srv->max_body * 4;
+  return lim < (16u << 20) ? (16u << 20) : lim;
+}
+
+/* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the
+ * connection. */
+static int on_request(struct lws *wsi, struct tn_httpserver *srv,
+                      struct exchange *ex, const char *in, size_t len) {
+  static const char *const methods[] = {"GET",   "POST",   "OPTIONS", "PUT",
+                                        "PATCH", "DELETE", "CONNECT", "HEAD"};
+  exch_release(ex);
+  ex->inited = true;
+  tn_buf_init(&ex->req_body, srv->max_body);
+  tn_buf_init(&ex->resp_body, TN_HTTP_MAX_RESPONSE);
+  char *uri;
+  int uri_len;
+  int m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+  if (m >= 0 && m < (int)(sizeof methods / sizeof methods[0])) {
+    snprintf(ex->method, sizeof ex->method, "%s", methods[m]);
+  } else if (m == LWSHUMETH_COLON_PATH) { /* HTTP/2 with a method lws has no
+                                             token for */
+    if (lws_hdr_copy(wsi, ex->method, sizeof ex->method,
+                     WSI_TOKEN_HTTP_COLON_METHOD) <= 0)
+      m = -1;
+  }
+  ex->path = strndup(in ? in : "", len);
+  ex->content_type = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+  if (!ex->path)
+    return 1;
+  bool is_h2 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;
+
+  /* Is a body coming? lws reads one for any request with a Content-Length, and
+   * for POST, PUT and PATCH also without one (until END_STREAM on HTTP/2). */
+  char cl[32];
+  bool has_cl =
+      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+  unsigned long long body_len = 0;
+  if (has_cl) {
+    char *end;
+    errno = 0;
+    body_len = strtoull(cl, &end, 10);
+    if (errno || *end || end == cl || cl[0] == '-') {
+      ex->close_after = true;
+      exch_respond_status(ex, 400);
+      goto respond;
+    }
+  }
+  bool body_coming =
+      has_cl ? body_len > 0 : m >= 0 && method_has_body(ex->method);
+  if (body_coming && !has_cl && !is_h2) {
+    /* HTTP/1.1 without Content-Length: lws does not decode chunked request
+     * bodies */
+    ex->close_after = true;
+    exch_respond_status(ex, 411);
+    goto respond;
+  }
+  if (body_coming && body_len > discard_limit(srv) && !is_h2) {
+    ex->close_after = true;
+    exch_respond_status(ex, 413);
+    goto respond;
+  }
+
+  int status = 0;
+  if (m < 0) {
+    status = 400;
+  } else {
+    bool path_known = false;
+    size_t allow_len = 0;
+    for (const struct route *r = srv->routes; r; r = r->next) {
+      if (strcmp(r->path, ex->path) != 0)
+        continue;
+      path_known = true;
+      if (strcmp(r->method, ex->method) == 0) {
+        ex->route = r;
+        break;
+      }
+      int w = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len,
+                       "%s%s", allow_len ? ", " : "", r->method);
+      if (w > 0 && (size_t)w < sizeof ex->allow - allow_len)
+        allow_len += (size_t)w;
+    }
+    if (!ex->route)
+      status = path_known ? 405 : 404;
+    else if (body_len > srv->max_body)
+      status = 413;
+  }
+
+  if (body_coming) {
+    /* answer at HTTP_BODY_COMPLETION (with Content-Length: 0, lws calls it
+     * right away) */
+    ex->reading_body = true;
+    ex->discard = status != 0;
+    ex->pending_status = status;
+    return 0;
+  }
+  if (status)
+    exch_respond_status(ex, status);
+  else
+    exch_run_handler(ex);
+
+respond:
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+static int on_body(struct lws *wsi, struct exchange *ex, const void *in,
+                   size_t len) {
+  if (!ex->inited || !ex->reading_body || ex->discard)
+    return 0;
+  int rc = tn_buf_append(&ex->req_body, in, len);
+  if (rc ==
+      TN_ERR_TOOBIG) { /* no Content-Length (HTTP/2): found out while reading */
+    ex->discard = true;
+    ex->pending_status = 413;
+    tn_buf_cleanup(&ex->req_body);
+  } else if (rc) {
+    return 1;
+  }
+  return 0;
+}
+
+static int on_body_complete(struct lws *wsi, struct exchange *ex) {
+  if (!ex->inited || !ex->reading_body)
+    return 0;
+  if (ex->discard)
+    exch_respond_status(ex, ex->pending_status);
+  else
+    exch_run_handler(ex);
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: WebSocket and h2c upgrades are refused
+ * (lws 4.1.6 loses HTTP/2 request bodies, see create_context). Without a body
+ * we answer 400 and keep the connection; with one, answering before it is read
+ * would trip the discard bug described at struct exchange, so we hang up.
+ * Returns what lws expects: 1 answered, -1 close. */
+static int on_upgrade(struct lws *wsi) {
+  char cl[32];
+  bool body =
+      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
+          ? strcmp(cl, "0") != 0
+          : lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0 ||
+                lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0 ||
+                lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0;
+  if (body)
+    return -1;
+  return lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                                "protocol upgrades are not supported")
+             ? -1
+             : 1;
+}
+
+#define CHUNK 16384
+
+/* HTTP_WRITEABLE: one write per callback (headers, then body chunks). Nonzero
+ * closes. */
+static int on_writeable(struct lws *wsi, struct exchange *ex) {
+  if (!ex->inited || !ex->responding)
+    return 0;
+  if (!ex->headers_sent) {
+    unsigned char hbuf[LWS_PRE + 1024];
+    unsigned char *start = hbuf + LWS_PRE, *p = start,
+                  *end = hbuf + sizeof hbuf - 1;
+    /* without a content length lws answers "connection: close" on HTTP/1.1 */
+    lws_filepos_t clen =
+        ex->close_after ? LWS_ILLEGAL_HTTP_CONTENT_LEN : ex->resp_body.len;
+    if (lws_add_http_common_headers(wsi, (unsigned)ex->status, ex->resp_type,
+                                    clen, &p, end))
+      return 1;
+    if (ex->allow[0] && ex->status == 405 &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                    (const unsigned char *)ex->allow,
+                                    (int)strlen(ex->allow), &p, end))
+      return 1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+      return 1;
+    ex->headers_sent = true;
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  unsigned char buf[LWS_PRE + CHUNK];
+  size_t left = ex->resp_body.len - ex->sent;
+  size_t n = left < CHUNK ? left : CHUNK;
+  bool final = n == left;
+  if (n)
+    memcpy(buf + LWS_PRE, ex->resp_body.data + ex->sent, n);
+  if (lws_write(wsi, buf + LWS_PRE, n,
+                final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+    return 1;
+  ex->sent += n;
+  if (!final) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  bool close_now = ex->close_after;
+  exch_release(ex);
+  if (close_now)
+    return -1;
+  /* HTTP/1.1 keep-alive: wait for the next request; HTTP/2: the stream ends.
+   * Nonzero means close. */
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                         void *user, void *in, size_t len) {
+  struct exchange *ex = user;
+  struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
+  switch (reason) {
+  case LWS_CALLBACK_HTTP:
+    return on_request(wsi, srv, ex, in, len);
+  case LWS_CALLBACK_HTTP_BODY:
+    return on_body(wsi, ex, in, len);
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    return on_body_complete(wsi, ex);
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return on_writeable(wsi, ex);
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return on_upgrade(wsi);
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+  case LWS_CALLBACK_CLOSED_HTTP:
+    exch_release(ex);
+    return 0;
+  default:
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+  }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"tn-http", http_callback, sizeof(struct exchange), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- the service thread ---- */
+
+/* Creates the context and the listening vhost. Runs on the service thread. */
+static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
+  struct lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                 (srv->cert_file ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+  info.user = srv;
+  info.count_threads = 1;
+  info.fd_limit_per_thread = 1024; /* else lws sizes tables by RLIMIT_NOFILE */
+  info.server_string = "tenancy-operator";
+  lws_last_error[0] = '\0';
+  struct lws_context *ctx = lws_create_context(&info);
+  if (!ctx)
+    return tn_error_set(
+        err, TN_ETRANSPORT,
+        "http server %s: cannot create the libwebsockets context: %s",
+        srv->address, lws_last_error[0] ? lws_last_error : "unknown error");
+
+  memset(&info, 0, sizeof info);
+  info.vhost_name = "tn";
+  info.protocols = protocols;
+  info.port = srv->want_port;
+  info.iface = srv->host[0] ? srv->host : NULL;
+  info.server_string = "tenancy-operator";
+  info.keepalive_timeout = 60;
+  info.timeout_secs = 30;
+  if (srv->host[0] && strchr(srv->host, ':') == NULL)
+    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or
+                                                       interface: plain IPv4 */
+  if (srv->cert_file) {
+    info.options |=
+        LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
+    info.ssl_cert_filepath = srv->cert_file;
+    info.ssl_private_key_filepath = srv->key_file;
+    /* HTTP/1.1 only: lws 4.1.6 loses HTTP/2 request bodies that span several
+     * reads (no BODY_COMPLETION; warmcat/libwebsockets#2599, fixed in 4.3) and
+     * stalls HTTP/2 responses past 256 KiB (#2395). Go clients,
+     * kube-apiserver's webhook client included, then speak HTTP/1.1. */
+    info.alpn = "http/1.1";
+  }
+  lws_last_error[0] = '\0';
+  struct lws_vhost *vh = lws_create_vhost(ctx, &info);
+  if (!vh) {
+    char buf[128];
+    const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
+    lws_context_destroy(ctx);
+    return tn_error_set(
+        err, TN_ETRANSPORT,
+        "http server %s: cannot listen%s: %s%s(libwebsockets: %s)",
+        srv->address, srv->cert_file ? " with TLS" : "", why ? why : "",
+        why ? " " : "", lws_last_error[0] ? lws_last_error : "unknown error");
+  }
+  pthread_mutex_lock(&srv->mu);
+  srv->ctx = ctx;
+  srv->port = lws_get_vhost_listen_port(vh);
+  pthread_mutex_unlock(&srv->mu);
+  return 0;
+}
+
+static void *service_main(void *arg) {
+  struct tn_httpserver *srv = arg;
+  struct tn_error err;
+  tn_error_clear(&err);
+  int rc = create_context(srv, &err);
+  pthread_mutex_lock(&srv->mu);
+  if (rc) {
+    srv->start_err = err;
+    srv->state = SRV_FAILED;
+  } else {
+    srv->state = SRV_RUNNING;
+    char name[16];
+    snprintf(name, sizeof name, "tn-http:%d", srv->port);
+    pthread_setname_np(pthread_self(), name);
+  }
+  pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
+  if (rc)
+    return NULL;
+
+  for (;;) {
+    pthread_mutex_lock(&srv->mu);
+    bool stop = srv->stopping;
+    pthread_mutex_unlock(&srv->mu);
+    if (stop)
+      break;
+    if (lws_service(srv->ctx, 0) < 0) {
+      tn_log(TN_LOG_ERROR, NULL,
+             "http server %s: the service loop failed; it stops serving",
+             srv->address);
+      break;
+    }
+  }
+  /* destroy under the lock: tn_httpserver_free may be calling
+   * lws_cancel_service() */
+  pthread_mutex_lock(&srv->mu);
+  lws_context_destroy(srv->ctx);
+  srv->ctx = NULL;
+  srv->state = SRV_STOPPED;
+  pthread_mutex_unlock(&srv->mu);
+  return NULL;
+}
+
+int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return tn_error_set(err, -EBUSY, "http server %s was already started",
+                        srv->address);
+  srv->started = true;
+  pthread_mutex_lock(&srv->mu);
+  srv->state = SRV_STARTING;
+  pthread_mutex_unlock(&srv->mu);
+
+  /* The thread blocks every signal so that they reach the program's own
+   * handling. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&srv->thread, NULL, service_main, srv);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    pthread_mutex_lock(&srv->mu);
+    srv->state = SRV_FAILED;
+    pthread_mutex_unlock(&srv->mu);
+    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s",
+                        srv->address, strerror(rc));
+  }
+  srv->thread_created = true;
+
+  pthread_mutex_lock(&srv->mu);
+  while (srv->state == SRV_STARTING)
+    pthread_cond_wait(&srv->cv, &srv->mu);
+  rc = 0;
+  if (srv->state == SRV_FAILED) {
+    rc = srv->start_err.code;
+    if (err)
+      *err = srv->start_err;
+  }
+  pthread_mutex_unlock(&srv->mu);
+  return rc;
+}
+
+void tn_httpserver_free(struct tn_httpserver *srv) {
+  if (!srv)
+    return;
+  if (srv->thread_created) {
+    pthread_mutex_lock(&srv->mu);
+    srv->stopping = true;
+    if (srv->ctx)
+      lws_cancel_service(srv->ctx);
+    pthread_mutex_unlock(&srv->mu);
+    pthread_join(srv->thread, NULL);
+  }
+  struct route *r = srv->routes;
+  while (r) {
+    struct route *next = r->next;
+    route_free(r);
+    r = next;
+  }
+  free(srv->cert_file);
+  free(srv->key_file);
+  pthread_cond_destroy(&srv->cv);
+  pthread_mutex_destroy(&srv->mu);
+  free(srv);
+}
+
+/* ---- ready-made routes ---- */
+
+static int healthz(const struct tn_http_request *req,
+                   struct tn_http_response *resp, void *ud) {
+  return tn_buf_appends(&resp->body, "ok");
+}
+
+struct probe {
+  tn_http_ready_fn ready;
+  void *ud;
+};
+
+static int readyz(const struct tn_http_request *req,
+                  struct tn_http_response *resp, void *ud) {
+  const struct probe *p = ud;
+  char reason[512] = "";
+  if (!p->ready || p->ready(p->ud, reason, sizeof reason))
+    return tn_buf_appends(&resp->body, "ok");
+  reason[sizeof reason - 1] = '\0';
+  resp->status = 503;
+  return tn_buf_appends(&resp->body, reason[0] ? reason : "not ready");
+}
+
+static int metrics_handler(const struct tn_http_request *req,
+                           struct tn_http_response *resp, void *ud) {
+  snprintf(resp->content_type, sizeof resp->content_type,
+           "text/plain; version=0.0.4; charset=utf-8");
+  return tn_metrics_write(ud, &resp->body);
+}
+
+int tn_httpserver_serve_probes(struct tn_httpserver *srv,
+                               tn_http_ready_fn ready, void *ud) {
+  if (!srv)
+    return 0;
+  struct probe *p = calloc(1, sizeof *p); /* owned by the /readyz route */
+  if (!p)
+    return -ENOMEM;
+  p->ready = ready;
+  p->ud = ud;
+  int rc = route_add(srv, "GET", "/readyz", readyz, p, free);
+  if (rc == 0)
+    rc = route_add(srv, "GET", "/healthz", healthz, NULL, NULL);
+  return rc;
+}
+
+int tn_httpserver_serve_metrics(struct tn_httpserver *srv,
+                                struct tn_metrics *m) {
+  if (!srv)
+    return 0;
+  if (!m)
+    return -EINVAL;
+  return tn_httpserver_route(srv, "GET", "/metrics", metrics_handler, m);
+}
