@@ -79,8 +79,8 @@ struct exchange {
   const struct route *route;
   bool inited;
   bool reading_body; /* waiting for HTTP_BODY / HTTP_BODY_COMPLETION */
-  bool discard;    /* ...not keeping it; answer pending_status at completion */
-  bool responding; /* the response is ready; writeable callbacks send it */
+  bool discard;      /* ...not keeping it; answer pending_status at completion */
+  bool responding;   /* the response is ready; writeable callbacks send it */
   bool headers_sent;
   bool close_after; /* close the connection after the response */
   int pending_status;
@@ -94,8 +94,7 @@ struct exchange {
 
 /* ---- libwebsockets logging ---- */
 
-static _Thread_local char
-    lws_last_error[256]; /* the first lws error since it was cleared */
+static _Thread_local char lws_last_error[256]; /* the first lws error since it was cleared */
 
 static void lws_emit(int level, const char *line) {
   size_t n = strlen(line);
@@ -110,56 +109,44 @@ static void lws_emit(int level, const char *line) {
   }
   if ((level & LLL_ERR) && !lws_last_error[0]) /* the first error says most */
     snprintf(lws_last_error, sizeof lws_last_error, "%.*s", (int)n, msg);
-  tn_log(level & LLL_ERR ? TN_LOG_ERROR : TN_LOG_WARN, NULL,
-         "libwebsockets: %.*s", (int)n, msg);
+  tn_log(level & LLL_ERR ? TN_LOG_ERROR : TN_LOG_WARN, NULL, "libwebsockets: %.*s", (int)n, msg);
 }
 
-static void lws_logging_init(void) {
-  lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-}
+static void lws_logging_init(void) { lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit); }
 
 /* ---- addresses ---- */
 
-int tn_http_parse_address(const char *address, char *host, size_t host_size,
-                          int *port, struct tn_error *err) {
+int tn_http_parse_address(const char *address, char *host, size_t host_size, int *port,
+                          struct tn_error *err) {
   if (!address)
     return tn_error_set(err, TN_ECONFIG, "missing bind address");
   if (strcmp(address, "0") == 0)
     return 1;
   const char *colon = strrchr(address, ':');
   if (!colon)
-    return tn_error_set(err, TN_ECONFIG,
-                        "bind address \"%s\" is not host:port, :port or 0",
-                        address);
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\" is not host:port, :port or 0", address);
   const char *h = address;
   size_t hl = (size_t)(colon - address);
   if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
     h++;
     hl -= 2;
   } else if (memchr(h, ':', hl)) {
-    return tn_error_set(
-        err, TN_ECONFIG,
-        "bind address \"%s\": write an IPv6 host in brackets, [::1]:8080",
-        address);
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": write an IPv6 host in brackets, [::1]:8080",
+                        address);
   }
   if (hl >= host_size)
-    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": host too long",
-                        address);
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": host too long", address);
   const char *ps = colon + 1;
   long v = 0;
   if (!*ps || strlen(ps) > 5)
-    return tn_error_set(err, TN_ECONFIG,
-                        "bind address \"%s\": port must be 0..65535", address);
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": port must be 0..65535", address);
   for (const char *p = ps; *p; p++) {
     if (*p < '0' || *p > '9')
-      return tn_error_set(err, TN_ECONFIG,
-                          "bind address \"%s\": port must be 0..65535",
-                          address);
+      return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": port must be 0..65535", address);
     v = v * 10 + (*p - '0');
   }
   if (v > 65535)
-    return tn_error_set(err, TN_ECONFIG,
-                        "bind address \"%s\": port must be 0..65535", address);
+    return tn_error_set(err, TN_ECONFIG, "bind address \"%s\": port must be 0..65535", address);
   memcpy(host, h, hl);
   host[hl] = '\0';
   *port = (int)v;
@@ -169,8 +156,7 @@ int tn_http_parse_address(const char *address, char *host, size_t host_size,
 /* Why binding host:port fails, as strerror, or NULL when a plain bind works
  * (then the failure was something else) or the host is not an IP literal. Only
  * for error messages. */
-static const char *bind_failure(const char *host, int port, char *buf,
-                                size_t n) {
+static const char *bind_failure(const char *host, int port, char *buf, size_t n) {
   struct addrinfo hints, *res = NULL;
   char ps[16];
   memset(&hints, 0, sizeof hints);
@@ -196,8 +182,8 @@ static const char *bind_failure(const char *host, int port, char *buf,
 
 /* ---- server object ---- */
 
-int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls,
-                      struct tn_httpserver **out, struct tn_error *err) {
+int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, struct tn_httpserver **out,
+                      struct tn_error *err) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   struct tn_httpserver *srv = NULL;
   char host[256];
@@ -208,11 +194,8 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls,
     return 0; /* disabled */
   if (rc < 0)
     return rc;
-  if (tls && (!tls->cert_file || !tls->key_file || !*tls->cert_file ||
-              !*tls->key_file))
-    return tn_error_set(err, TN_ECONFIG,
-                        "TLS for %s needs both a certificate and a key file",
-                        bind_address);
+  if (tls && (!tls->cert_file || !tls->key_file || !*tls->cert_file || !*tls->key_file))
+    return tn_error_set(err, TN_ECONFIG, "TLS for %s needs both a certificate and a key file", bind_address);
   pthread_once(&once, lws_logging_init);
   srv = calloc(1, sizeof *srv);
   if (!srv)
@@ -220,8 +203,7 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls,
   snprintf(srv->address, sizeof srv->address, "%s", bind_address);
   /* libwebsockets takes an IP literal or an interface name; "localhost" is
    * neither */
-  snprintf(srv->host, sizeof srv->host, "%s",
-           strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
+  snprintf(srv->host, sizeof srv->host, "%s", strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
   pthread_mutex_init(&srv->mu, NULL);
@@ -263,9 +245,8 @@ static void route_free(struct route *r) {
 }
 
 /* Adds a route; on failure, ud is freed with free_ud (when given). */
-static int route_add(struct tn_httpserver *srv, const char *method,
-                     const char *path, tn_http_handler handler, void *ud,
-                     void (*free_ud)(void *)) {
+static int route_add(struct tn_httpserver *srv, const char *method, const char *path, tn_http_handler handler,
+                     void *ud, void (*free_ud)(void *)) {
   int rc = 0;
   struct route *r = NULL;
   if (!token_ok(method) || !token_ok(path) || path[0] != '/' || !handler) {
@@ -278,8 +259,7 @@ static int route_add(struct tn_httpserver *srv, const char *method,
   }
   struct route **tail = &srv->routes;
   for (; *tail; tail = &(*tail)->next) {
-    if (strcmp((*tail)->method, method) == 0 &&
-        strcmp((*tail)->path, path) == 0) {
+    if (strcmp((*tail)->method, method) == 0 && strcmp((*tail)->path, path) == 0) {
       rc = -EEXIST;
       goto out;
     }
@@ -308,8 +288,8 @@ out:
   return rc;
 }
 
-int tn_httpserver_route(struct tn_httpserver *srv, const char *method,
-                        const char *path, tn_http_handler handler, void *ud) {
+int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
+                        tn_http_handler handler, void *ud) {
   if (!srv)
     return 0;
   return route_add(srv, method, path, handler, ud, NULL);
@@ -374,18 +354,16 @@ static void exch_run_handler(struct exchange *ex) {
       .body_len = ex->req_body.len,
   };
   struct tn_http_response resp = {.status = 200};
-  snprintf(resp.content_type, sizeof resp.content_type,
-           "text/plain; charset=utf-8");
+  snprintf(resp.content_type, sizeof resp.content_type, "text/plain; charset=utf-8");
   tn_buf_init(&resp.body, TN_HTTP_MAX_RESPONSE);
   int rc = ex->route->handler(&req, &resp, ex->route->ud);
   if (rc < 0 || resp.status < 100 || resp.status > 599) {
-    tn_log(TN_LOG_ERROR, NULL, "http handler for %s %s failed (%s, status %d)",
-           ex->method, ex->path, rc < 0 ? tn_strerror(rc) : "ok", resp.status);
+    tn_log(TN_LOG_ERROR, NULL, "http handler for %s %s failed (%s, status %d)", ex->method, ex->path,
+           rc < 0 ? tn_strerror(rc) : "ok", resp.status);
     if (resp.body.len == 0)
       (void)tn_buf_appends(&resp.body, "internal error\n");
     resp.status = 500;
-    snprintf(resp.content_type, sizeof resp.content_type,
-             "text/plain; charset=utf-8");
+    snprintf(resp.content_type, sizeof resp.content_type, "text/plain; charset=utf-8");
   }
   tn_buf_cleanup(&ex->resp_body);
   ex->resp_body = resp.body;
@@ -397,8 +375,7 @@ static void exch_run_handler(struct exchange *ex) {
 }
 
 static bool method_has_body(const char *m) {
-  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-         strcmp(m, "PATCH") == 0;
+  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
 static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
@@ -422,8 +399,8 @@ static size_t discard_limit(const struct tn_httpserver *srv) {
 
 /* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the
  * connection. */
-static int on_request(struct lws *wsi, struct tn_httpserver *srv,
-                      struct exchange *ex, const char *in, size_t len) {
+static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchange *ex, const char *in,
+                      size_t len) {
   static const char *const methods[] = {"GET",   "POST",   "OPTIONS", "PUT",
                                         "PATCH", "DELETE", "CONNECT", "HEAD"};
   exch_release(ex);
@@ -437,8 +414,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv,
     snprintf(ex->method, sizeof ex->method, "%s", methods[m]);
   } else if (m == LWSHUMETH_COLON_PATH) { /* HTTP/2 with a method lws has no
                                              token for */
-    if (lws_hdr_copy(wsi, ex->method, sizeof ex->method,
-                     WSI_TOKEN_HTTP_COLON_METHOD) <= 0)
+    if (lws_hdr_copy(wsi, ex->method, sizeof ex->method, WSI_TOKEN_HTTP_COLON_METHOD) <= 0)
       m = -1;
   }
   ex->path = strndup(in ? in : "", len);
@@ -450,8 +426,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv,
   /* Is a body coming? lws reads one for any request with a Content-Length, and
    * for POST, PUT and PATCH also without one (until END_STREAM on HTTP/2). */
   char cl[32];
-  bool has_cl =
-      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+  bool has_cl = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
   unsigned long long body_len = 0;
   if (has_cl) {
     char *end;
@@ -463,8 +438,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv,
       goto respond;
     }
   }
-  bool body_coming =
-      has_cl ? body_len > 0 : m >= 0 && method_has_body(ex->method);
+  bool body_coming = has_cl ? body_len > 0 : m >= 0 && method_has_body(ex->method);
   if (body_coming && !has_cl && !is_h2) {
     /* HTTP/1.1 without Content-Length: lws does not decode chunked request
      * bodies */
@@ -492,8 +466,8 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv,
         ex->route = r;
         break;
       }
-      int w = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len,
-                       "%s%s", allow_len ? ", " : "", r->method);
+      int w = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
+                       r->method);
       if (w > 0 && (size_t)w < sizeof ex->allow - allow_len)
         allow_len += (size_t)w;
     }
@@ -521,13 +495,11 @@ respond:
   return 0;
 }
 
-static int on_body(struct lws *wsi, struct exchange *ex, const void *in,
-                   size_t len) {
+static int on_body(struct lws *wsi, struct exchange *ex, const void *in, size_t len) {
   if (!ex->inited || !ex->reading_body || ex->discard)
     return 0;
   int rc = tn_buf_append(&ex->req_body, in, len);
-  if (rc ==
-      TN_ERR_TOOBIG) { /* no Content-Length (HTTP/2): found out while reading */
+  if (rc == TN_ERR_TOOBIG) { /* no Content-Length (HTTP/2): found out while reading */
     ex->discard = true;
     ex->pending_status = 413;
     tn_buf_cleanup(&ex->req_body);
@@ -555,18 +527,14 @@ static int on_body_complete(struct lws *wsi, struct exchange *ex) {
  * Returns what lws expects: 1 answered, -1 close. */
 static int on_upgrade(struct lws *wsi) {
   char cl[32];
-  bool body =
-      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
-          ? strcmp(cl, "0") != 0
-          : lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0 ||
-                lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0 ||
-                lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0;
+  bool body = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
+                  ? strcmp(cl, "0") != 0
+                  : lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0 ||
+                        lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0 ||
+                        lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0;
   if (body)
     return -1;
-  return lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-                                "protocol upgrades are not supported")
-             ? -1
-             : 1;
+  return lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "protocol upgrades are not supported") ? -1 : 1;
 }
 
 #define CHUNK 16384
@@ -578,17 +546,13 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
     return 0;
   if (!ex->headers_sent) {
     unsigned char hbuf[LWS_PRE + 1024];
-    unsigned char *start = hbuf + LWS_PRE, *p = start,
-                  *end = hbuf + sizeof hbuf - 1;
+    unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     /* without a content length lws answers "connection: close" on HTTP/1.1 */
-    lws_filepos_t clen =
-        ex->close_after ? LWS_ILLEGAL_HTTP_CONTENT_LEN : ex->resp_body.len;
-    if (lws_add_http_common_headers(wsi, (unsigned)ex->status, ex->resp_type,
-                                    clen, &p, end))
+    lws_filepos_t clen = ex->close_after ? LWS_ILLEGAL_HTTP_CONTENT_LEN : ex->resp_body.len;
+    if (lws_add_http_common_headers(wsi, (unsigned)ex->status, ex->resp_type, clen, &p, end))
       return 1;
     if (ex->allow[0] && ex->status == 405 &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
-                                    (const unsigned char *)ex->allow,
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:", (const unsigned char *)ex->allow,
                                     (int)strlen(ex->allow), &p, end))
       return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
@@ -603,8 +567,7 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   bool final = n == left;
   if (n)
     memcpy(buf + LWS_PRE, ex->resp_body.data + ex->sent, n);
-  if (lws_write(wsi, buf + LWS_PRE, n,
-                final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+  if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
     return 1;
   ex->sent += n;
   if (!final) {
@@ -620,8 +583,8 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static int http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-                         void *user, void *in, size_t len) {
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len) {
   struct exchange *ex = user;
   struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
   switch (reason) {
@@ -655,8 +618,8 @@ static const struct lws_protocols protocols[] = {
 static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                 (srv->cert_file ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+  info.options =
+      LWS_SERVER_OPTION_EXPLICIT_VHOSTS | (srv->cert_file ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
   info.user = srv;
   info.count_threads = 1;
   info.fd_limit_per_thread = 1024; /* else lws sizes tables by RLIMIT_NOFILE */
@@ -664,10 +627,8 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   lws_last_error[0] = '\0';
   struct lws_context *ctx = lws_create_context(&info);
   if (!ctx)
-    return tn_error_set(
-        err, TN_ETRANSPORT,
-        "http server %s: cannot create the libwebsockets context: %s",
-        srv->address, lws_last_error[0] ? lws_last_error : "unknown error");
+    return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot create the libwebsockets context: %s",
+                        srv->address, lws_last_error[0] ? lws_last_error : "unknown error");
 
   memset(&info, 0, sizeof info);
   info.vhost_name = "tn";
@@ -681,8 +642,7 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or
                                                        interface: plain IPv4 */
   if (srv->cert_file) {
-    info.options |=
-        LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
     info.ssl_cert_filepath = srv->cert_file;
     info.ssl_private_key_filepath = srv->key_file;
     /* HTTP/1.1 only: lws 4.1.6 loses HTTP/2 request bodies that span several
@@ -697,11 +657,9 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
     char buf[128];
     const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
     lws_context_destroy(ctx);
-    return tn_error_set(
-        err, TN_ETRANSPORT,
-        "http server %s: cannot listen%s: %s%s(libwebsockets: %s)",
-        srv->address, srv->cert_file ? " with TLS" : "", why ? why : "",
-        why ? " " : "", lws_last_error[0] ? lws_last_error : "unknown error");
+    return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s%s(libwebsockets: %s)",
+                        srv->address, srv->cert_file ? " with TLS" : "", why ? why : "", why ? " " : "",
+                        lws_last_error[0] ? lws_last_error : "unknown error");
   }
   pthread_mutex_lock(&srv->mu);
   srv->ctx = ctx;
@@ -737,9 +695,7 @@ static void *service_main(void *arg) {
     if (stop)
       break;
     if (lws_service(srv->ctx, 0) < 0) {
-      tn_log(TN_LOG_ERROR, NULL,
-             "http server %s: the service loop failed; it stops serving",
-             srv->address);
+      tn_log(TN_LOG_ERROR, NULL, "http server %s: the service loop failed; it stops serving", srv->address);
       break;
     }
   }
@@ -757,8 +713,7 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   if (!srv)
     return 0;
   if (srv->started)
-    return tn_error_set(err, -EBUSY, "http server %s was already started",
-                        srv->address);
+    return tn_error_set(err, -EBUSY, "http server %s was already started", srv->address);
   srv->started = true;
   pthread_mutex_lock(&srv->mu);
   srv->state = SRV_STARTING;
@@ -775,8 +730,7 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
     pthread_mutex_lock(&srv->mu);
     srv->state = SRV_FAILED;
     pthread_mutex_unlock(&srv->mu);
-    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s",
-                        srv->address, strerror(rc));
+    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s", srv->address, strerror(rc));
   }
   srv->thread_created = true;
 
@@ -819,8 +773,7 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
 
 /* ---- ready-made routes ---- */
 
-static int healthz(const struct tn_http_request *req,
-                   struct tn_http_response *resp, void *ud) {
+static int healthz(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   return tn_buf_appends(&resp->body, "ok");
 }
 
@@ -829,8 +782,7 @@ struct probe {
   void *ud;
 };
 
-static int readyz(const struct tn_http_request *req,
-                  struct tn_http_response *resp, void *ud) {
+static int readyz(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   const struct probe *p = ud;
   char reason[512] = "";
   if (!p->ready || p->ready(p->ud, reason, sizeof reason))
@@ -840,15 +792,12 @@ static int readyz(const struct tn_http_request *req,
   return tn_buf_appends(&resp->body, reason[0] ? reason : "not ready");
 }
 
-static int metrics_handler(const struct tn_http_request *req,
-                           struct tn_http_response *resp, void *ud) {
-  snprintf(resp->content_type, sizeof resp->content_type,
-           "text/plain; version=0.0.4; charset=utf-8");
+static int metrics_handler(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
+  snprintf(resp->content_type, sizeof resp->content_type, "text/plain; version=0.0.4; charset=utf-8");
   return tn_metrics_write(ud, &resp->body);
 }
 
-int tn_httpserver_serve_probes(struct tn_httpserver *srv,
-                               tn_http_ready_fn ready, void *ud) {
+int tn_httpserver_serve_probes(struct tn_httpserver *srv, tn_http_ready_fn ready, void *ud) {
   if (!srv)
     return 0;
   struct probe *p = calloc(1, sizeof *p); /* owned by the /readyz route */
@@ -862,8 +811,7 @@ int tn_httpserver_serve_probes(struct tn_httpserver *srv,
   return rc;
 }
 
-int tn_httpserver_serve_metrics(struct tn_httpserver *srv,
-                                struct tn_metrics *m) {
+int tn_httpserver_serve_metrics(struct tn_httpserver *srv, struct tn_metrics *m) {
   if (!srv)
     return 0;
   if (!m)

@@ -20,20 +20,16 @@ struct tn_http_tls {
   const char *key_file;  /* its private key */
 };
 
-#define TN_HTTP_DEFAULT_MAX_BODY                                               \
-  (1u << 20) /* request bodies above this get 413 */
-#define TN_HTTP_MAX_RESPONSE                                                   \
-  ((size_t)64u << 20) /* a handler's response body cap */
+#define TN_HTTP_DEFAULT_MAX_BODY (1u << 20)      /* request bodies above this get 413 */
+#define TN_HTTP_MAX_RESPONSE ((size_t)64u << 20) /* a handler's response body cap */
 
 /* What a handler sees; every pointer is borrowed for the duration of the call.
  */
 struct tn_http_request {
-  const char
-      *method; /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
-  const char *path; /* URL-decoded path without the query, e.g. "/validate" */
+  const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
+  const char *path;         /* URL-decoded path without the query, e.g. "/validate" */
   const char *content_type; /* request Content-Type, "" when none */
-  const char
-      *body; /* body_len bytes, NUL-terminated after them ("" for no body) */
+  const char *body;         /* body_len bytes, NUL-terminated after them ("" for no body) */
   size_t body_len;
 };
 
@@ -51,16 +47,14 @@ struct tn_http_response {
  * sleeping) and thread-safe with respect to whatever it reads. Returns 0, or a
  * negative code to answer 500 (the body, if any, is sent as the explanation). A
  * status outside 100..599 also answers 500. */
-typedef int (*tn_http_handler)(const struct tn_http_request *req,
-                               struct tn_http_response *resp, void *ud);
+typedef int (*tn_http_handler)(const struct tn_http_request *req, struct tn_http_response *resp, void *ud);
 
 /* Parses a controller-runtime style bind address: "host:port", ":port" (every
  * interface),
  * "[v6]:port". host receives the host ("" for every interface); *port 0..65535
  * (0: pick a free port). Returns 0, 1 when the address is "0" (the listener is
  * disabled), or TN_ECONFIG with a message in err. */
-int tn_http_parse_address(const char *address, char *host, size_t host_size,
-                          int *port, struct tn_error *err);
+int tn_http_parse_address(const char *address, char *host, size_t host_size, int *port, struct tn_error *err);
 
 /* Creates a server for bind_address (see tn_http_parse_address; hosts are IP
  * literals, "localhost" or "" for every interface) with TLS when tls is not
@@ -69,8 +63,8 @@ int tn_http_parse_address(const char *address, char *host, size_t host_size,
  * returned; every function below accepts that NULL server and does nothing.
  * Returns 0 or TN_ECONFIG/-ENOMEM with a message in err. Free with
  * tn_httpserver_free. */
-int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls,
-                      struct tn_httpserver **out, struct tn_error *err);
+int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, struct tn_httpserver **out,
+                      struct tn_error *err);
 
 /* Caps request bodies (default TN_HTTP_DEFAULT_MAX_BODY); larger ones are
  * answered 413 without calling the handler. Only before tn_httpserver_start. */
@@ -81,8 +75,8 @@ void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body);
  * starts. A path with routes, but none for the method, answers 405 with Allow;
  * any other path 404. Returns 0, -EEXIST (same method and path), -EBUSY
  * (already started), -EINVAL or -ENOMEM. */
-int tn_httpserver_route(struct tn_httpserver *srv, const char *method,
-                        const char *path, tn_http_handler handler, void *ud);
+int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
+                        tn_http_handler handler, void *ud);
 
 /* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0
  * once the server accepts connections, or a code (TN_ETRANSPORT when it cannot
@@ -107,12 +101,10 @@ typedef bool (*tn_http_ready_fn)(void *ud, char *reason, size_t reason_size);
  * GET /readyz: 200 "ok" when ready(ud) says so (always, when ready is NULL),
  * else 503 with the reason as the body. ud is borrowed and must outlive the
  * server. */
-int tn_httpserver_serve_probes(struct tn_httpserver *srv,
-                               tn_http_ready_fn ready, void *ud);
+int tn_httpserver_serve_probes(struct tn_httpserver *srv, tn_http_ready_fn ready, void *ud);
 
 /* GET /metrics: the registry m (borrowed; it must outlive the server) in the
  * text format, Content-Type "text/plain; version=0.0.4; charset=utf-8". */
-int tn_httpserver_serve_metrics(struct tn_httpserver *srv,
-                                struct tn_metrics *m);
+int tn_httpserver_serve_metrics(struct tn_httpserver *srv, struct tn_metrics *m);
 
 #endif

@@ -57,8 +57,7 @@ struct req {
 
 /* Performs one request on handle c (reused across calls for keep-alive).
  * Returns the curl code. */
-static CURLcode perform(CURL *c, const char *url, const struct req *q,
-                        struct reply *r) {
+static CURLcode perform(CURL *c, const char *url, const struct req *q, struct reply *r) {
   memset(r, 0, sizeof *r);
   tn_buf_init(&r->body, 64u << 20);
   struct curl_slist *h = NULL;
@@ -109,15 +108,12 @@ static void fetch(const char *url, const struct req *q, struct reply *r) {
   curl_easy_cleanup(c);
 }
 
-static void url_of(char *dst, size_t n, struct tn_httpserver *srv,
-                   const char *scheme, const char *path) {
-  snprintf(dst, n, "%s://127.0.0.1:%d%s", scheme, tn_httpserver_port(srv),
-           path);
+static void url_of(char *dst, size_t n, struct tn_httpserver *srv, const char *scheme, const char *path) {
+  snprintf(dst, n, "%s://127.0.0.1:%d%s", scheme, tn_httpserver_port(srv), path);
 }
 
-static struct tn_httpserver *
-start_server(const char *addr, const struct tn_http_tls *tls,
-             void (*add_routes)(struct tn_httpserver *, void *), void *ud) {
+static struct tn_httpserver *start_server(const char *addr, const struct tn_http_tls *tls,
+                                          void (*add_routes)(struct tn_httpserver *, void *), void *ud) {
   struct tn_httpserver *srv = NULL;
   struct tn_error err;
   tn_error_clear(&err);
@@ -136,13 +132,11 @@ static atomic_int echo_calls;
 
 /* Echoes "METHOD PATH CONTENT-TYPE\n" and the body, with status 201 and the
  * request's type. */
-static int echo(const struct tn_http_request *req,
-                struct tn_http_response *resp, void *ud) {
+static int echo(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   atomic_fetch_add(&echo_calls, 1);
   resp->status = 201;
   snprintf(resp->content_type, sizeof resp->content_type, "application/json");
-  int rc = tn_buf_printf(&resp->body, "%s %s %s\n", req->method, req->path,
-                         req->content_type);
+  int rc = tn_buf_printf(&resp->body, "%s %s %s\n", req->method, req->path, req->content_type);
   if (rc == 0)
     rc = tn_buf_append(&resp->body, req->body, req->body_len);
   if (rc == 0 && req->body[req->body_len] != '\0')
@@ -151,28 +145,24 @@ static int echo(const struct tn_http_request *req,
   return rc;
 }
 
-static int failing(const struct tn_http_request *req,
-                   struct tn_http_response *resp, void *ud) {
+static int failing(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   tn_buf_appends(&resp->body, "the database is gone");
   return -EIO;
 }
 
-static int bad_status(const struct tn_http_request *req,
-                      struct tn_http_response *resp, void *ud) {
+static int bad_status(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   resp->status = 42;
   return 0;
 }
 
-static int empty_204(const struct tn_http_request *req,
-                     struct tn_http_response *resp, void *ud) {
+static int empty_204(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   resp->status = 204;
   return 0;
 }
 
 /* A body of `size` bytes: a repeating pattern, so truncation or reordering
  * shows. */
-static int big(const struct tn_http_request *req, struct tn_http_response *resp,
-               void *ud) {
+static int big(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   size_t size = *(size_t *)ud;
   for (size_t i = 0; i < size; i++) {
     char ch = (char)('a' + (i * 7 + i / 4096) % 26);
@@ -217,13 +207,11 @@ static void probe_routes(struct tn_httpserver *srv, void *ud) {
 Test(httpserver, healthz_readyz_and_metrics) {
   struct readiness rd = {false};
   struct tn_metrics *m = tn_metrics_new();
-  struct tn_metric *f =
-      tn_metrics_register(m, TN_COUNTER, "tn_requests_total", "Requests.",
-                          (const char *const[]){"code", NULL}, NULL, 0);
+  struct tn_metric *f = tn_metrics_register(m, TN_COUNTER, "tn_requests_total", "Requests.",
+                                            (const char *const[]){"code", NULL}, NULL, 0);
   tn_series_add(tn_metric_with(f, (const char *const[]){"200", NULL}), 7);
   struct probe_setup ps = {&rd, m};
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, probe_routes, &ps);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, probe_routes, &ps);
   char url[128];
   struct reply r;
 
@@ -253,10 +241,9 @@ Test(httpserver, healthz_readyz_and_metrics) {
   fetch(url, NULL, &r);
   cr_assert_eq(r.status, 200);
   cr_assert_str_eq(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
-  cr_assert_str_eq(
-      tn_buf_str(&r.body),
-      "# HELP tn_requests_total Requests.\n# TYPE tn_requests_total counter\n"
-      "tn_requests_total{code=\"200\"} 7\n");
+  cr_assert_str_eq(tn_buf_str(&r.body),
+                   "# HELP tn_requests_total Requests.\n# TYPE tn_requests_total counter\n"
+                   "tn_requests_total{code=\"200\"} 7\n");
   tn_buf_cleanup(&r.body);
 
   tn_httpserver_free(srv);
@@ -267,8 +254,7 @@ Test(httpserver, probes_without_a_readiness_callback_are_ready) {
   struct tn_httpserver *srv = NULL;
   cr_assert_eq(tn_httpserver_new("127.0.0.1:0", NULL, &srv, NULL), 0);
   cr_assert_eq(tn_httpserver_serve_probes(srv, NULL, NULL), 0);
-  cr_assert_eq(tn_httpserver_serve_probes(srv, NULL, NULL), -EEXIST,
-               "routes are unique");
+  cr_assert_eq(tn_httpserver_serve_probes(srv, NULL, NULL), -EEXIST, "routes are unique");
   cr_assert_eq(tn_httpserver_start(srv, NULL), 0);
   char url[128];
   struct reply r;
@@ -280,8 +266,7 @@ Test(httpserver, probes_without_a_readiness_callback_are_ready) {
 }
 
 Test(httpserver, unknown_paths_404_and_wrong_methods_405) {
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char url[128];
   struct reply r;
   url_of(url, sizeof url, srv, "http", "/nope");
@@ -303,27 +288,22 @@ Test(httpserver, unknown_paths_404_and_wrong_methods_405) {
 
 Test(httpserver, post_bodies_reach_the_handler_and_keep_alive_holds) {
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char url[160];
   struct reply r;
   CURL *c = curl_easy_init();
   url_of(url, sizeof url, srv, "http", "/echo?timeout=10s");
 
-  const char *json =
-      "{\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"42\"}}";
-  cr_assert_eq(perform(c, url,
-                       &(struct req){.body = json,
-                                     .body_len = strlen(json),
-                                     .content_type = "application/json"},
-                       &r),
-               CURLE_OK);
+  const char *json = "{\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"42\"}}";
+  cr_assert_eq(
+      perform(c, url,
+              &(struct req){.body = json, .body_len = strlen(json), .content_type = "application/json"}, &r),
+      CURLE_OK);
   cr_assert_eq(r.status, 201);
   cr_assert_str_eq(r.content_type, "application/json");
   char want[256];
   snprintf(want, sizeof want, "POST /echo application/json\n%s", json);
-  cr_assert_str_eq(tn_buf_str(&r.body), want,
-                   "the query is not part of the path");
+  cr_assert_str_eq(tn_buf_str(&r.body), want, "the query is not part of the path");
   cr_assert_eq(r.new_connections, 1);
   tn_buf_cleanup(&r.body);
 
@@ -333,10 +313,7 @@ Test(httpserver, post_bodies_reach_the_handler_and_keep_alive_holds) {
   char *body = malloc(n);
   for (size_t i = 0; i < n; i++)
     body[i] = (char)(i % 251);
-  cr_assert_eq(
-      perform(c, url,
-              &(struct req){.method = "PUT", .body = body, .body_len = n}, &r),
-      CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.method = "PUT", .body = body, .body_len = n}, &r), CURLE_OK);
   cr_assert_eq(r.status, 201);
   const char *nl = memchr(r.body.data, '\n', r.body.len);
   cr_assert_not_null(nl);
@@ -347,11 +324,9 @@ Test(httpserver, post_bodies_reach_the_handler_and_keep_alive_holds) {
   free(body);
 
   /* an empty POST (Content-Length: 0) */
-  cr_assert_eq(perform(c, url, &(struct req){.body = "", .body_len = 0}, &r),
-               CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.body = "", .body_len = 0}, &r), CURLE_OK);
   cr_assert_eq(r.status, 201);
-  cr_assert_str_eq(tn_buf_str(&r.body),
-                   "POST /echo application/x-www-form-urlencoded\n");
+  cr_assert_str_eq(tn_buf_str(&r.body), "POST /echo application/x-www-form-urlencoded\n");
   cr_assert_eq(r.new_connections, 0);
   tn_buf_cleanup(&r.body);
 
@@ -368,8 +343,7 @@ Test(httpserver, post_bodies_reach_the_handler_and_keep_alive_holds) {
 
 Test(httpserver, bodies_over_the_cap_get_413_without_calling_the_handler) {
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char url[128];
   struct reply r;
   url_of(url, sizeof url, srv, "http", "/echo");
@@ -378,25 +352,19 @@ Test(httpserver, bodies_over_the_cap_get_413_without_calling_the_handler) {
   memset(body, 'x', cap + 1);
   CURL *c = curl_easy_init();
 
-  cr_assert_eq(
-      perform(c, url, &(struct req){.body = body, .body_len = cap}, &r),
-      CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.body = body, .body_len = cap}, &r), CURLE_OK);
   cr_assert_eq(r.status, 201, "exactly the cap is accepted");
-  cr_assert_eq(r.body.len,
-               strlen("POST /echo application/x-www-form-urlencoded\n") + cap);
+  cr_assert_eq(r.body.len, strlen("POST /echo application/x-www-form-urlencoded\n") + cap);
   tn_buf_cleanup(&r.body);
 
-  cr_assert_eq(
-      perform(c, url, &(struct req){.body = body, .body_len = cap + 1}, &r),
-      CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.body = body, .body_len = cap + 1}, &r), CURLE_OK);
   cr_assert_eq(r.status, 413);
   cr_assert_str_eq(tn_buf_str(&r.body), "request body too large\n");
   tn_buf_cleanup(&r.body);
   cr_assert_eq(atomic_load(&echo_calls), 1);
 
   /* the server still answers, on this handle and on a new one */
-  cr_assert_eq(perform(c, url, &(struct req){.body = "{}", .body_len = 2}, &r),
-               CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.body = "{}", .body_len = 2}, &r), CURLE_OK);
   cr_assert_eq(r.status, 201);
   tn_buf_cleanup(&r.body);
   fetch(url, NULL, &r);
@@ -412,8 +380,7 @@ Test(httpserver, bodies_over_the_cap_get_413_without_calling_the_handler) {
  * libwebsockets 4.1.6 bug). */
 Test(httpserver, bodies_nobody_wants_keep_the_connection_usable) {
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char nope[128], echo_url[128];
   url_of(nope, sizeof nope, srv, "http", "/nope");
   url_of(echo_url, sizeof echo_url, srv, "http", "/echo");
@@ -423,24 +390,16 @@ Test(httpserver, bodies_nobody_wants_keep_the_connection_usable) {
   CURL *c = curl_easy_init();
   struct reply r;
   for (int i = 0; i < 5; i++) {
-    cr_assert_eq(
-        perform(c, nope, &(struct req){.body = body, .body_len = n}, &r),
-        CURLE_OK);
+    cr_assert_eq(perform(c, nope, &(struct req){.body = body, .body_len = n}, &r), CURLE_OK);
     cr_assert_eq(r.status, 404);
     tn_buf_cleanup(&r.body);
-    cr_assert_eq(
-        perform(c, echo_url,
-                &(struct req){.method = "DELETE", .body = body, .body_len = n},
-                &r),
-        CURLE_OK);
+    cr_assert_eq(perform(c, echo_url, &(struct req){.method = "DELETE", .body = body, .body_len = n}, &r),
+                 CURLE_OK);
     cr_assert_eq(r.status, 405);
     tn_buf_cleanup(&r.body);
-    cr_assert_eq(
-        perform(c, echo_url, &(struct req){.body = "{}", .body_len = 2}, &r),
-        CURLE_OK);
+    cr_assert_eq(perform(c, echo_url, &(struct req){.body = "{}", .body_len = 2}, &r), CURLE_OK);
     cr_assert_eq(r.status, 201);
-    cr_assert_str_eq(tn_buf_str(&r.body),
-                     "POST /echo application/x-www-form-urlencoded\n{}");
+    cr_assert_str_eq(tn_buf_str(&r.body), "POST /echo application/x-www-form-urlencoded\n{}");
     cr_assert_eq(r.new_connections, 0, "one connection throughout");
     tn_buf_cleanup(&r.body);
   }
@@ -461,8 +420,7 @@ static size_t read_chunked(char *dst, size_t size, size_t n, void *ud) {
 
 Test(httpserver, http1_bodies_without_content_length_get_411_and_close) {
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char url[128];
   url_of(url, sizeof url, srv, "http", "/echo");
   CURL *c = curl_easy_init();
@@ -499,24 +457,18 @@ Test(httpserver, http1_bodies_without_content_length_get_411_and_close) {
  * bodies. */
 Test(httpserver, protocol_upgrades_are_refused) {
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   char url[128];
   url_of(url, sizeof url, srv, "http", "/echo");
   struct reply r;
   CURL *c = curl_easy_init();
-  cr_assert_eq(
-      perform(c, url, &(struct req){.http_version = CURL_HTTP_VERSION_2_0}, &r),
-      CURLE_OK);
+  cr_assert_eq(perform(c, url, &(struct req){.http_version = CURL_HTTP_VERSION_2_0}, &r), CURLE_OK);
   cr_assert_eq(r.status, 400);
   cr_assert_neq(r.http_version, CURL_HTTP_VERSION_2_0);
   tn_buf_cleanup(&r.body);
-  cr_assert_neq(perform(c, url,
-                        &(struct req){.body = "{}",
-                                      .body_len = 2,
-                                      .http_version = CURL_HTTP_VERSION_2_0},
-                        &r),
-                CURLE_OK, "an upgrade with a body is hung up on");
+  cr_assert_neq(
+      perform(c, url, &(struct req){.body = "{}", .body_len = 2, .http_version = CURL_HTTP_VERSION_2_0}, &r),
+      CURLE_OK, "an upgrade with a body is hung up on");
   tn_buf_cleanup(&r.body);
   cr_assert_eq(atomic_load(&echo_calls), 0);
   fetch(url, &(struct req){.body = "{}", .body_len = 2}, &r);
@@ -532,8 +484,7 @@ static void small_cap_routes(struct tn_httpserver *srv, void *ud) {
 }
 
 Test(httpserver, the_body_cap_is_configurable) {
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, small_cap_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, small_cap_routes, NULL);
   char url[128];
   struct reply r;
   url_of(url, sizeof url, srv, "http", "/echo");
@@ -548,22 +499,18 @@ Test(httpserver, the_body_cap_is_configurable) {
 
 static void misc_routes(struct tn_httpserver *srv, void *ud) {
   cr_assert_eq(tn_httpserver_route(srv, "GET", "/fail", failing, NULL), 0);
-  cr_assert_eq(tn_httpserver_route(srv, "GET", "/bad-status", bad_status, NULL),
-               0);
+  cr_assert_eq(tn_httpserver_route(srv, "GET", "/bad-status", bad_status, NULL), 0);
   cr_assert_eq(tn_httpserver_route(srv, "GET", "/empty", empty_204, NULL), 0);
   cr_assert_eq(tn_httpserver_route(srv, "GET", "/big", big, ud), 0);
-  cr_assert_eq(tn_httpserver_route(srv, "GET", "/fail", failing, NULL),
-               -EEXIST);
-  cr_assert_eq(tn_httpserver_route(srv, "GET", "no-slash", failing, NULL),
-               -EINVAL);
+  cr_assert_eq(tn_httpserver_route(srv, "GET", "/fail", failing, NULL), -EEXIST);
+  cr_assert_eq(tn_httpserver_route(srv, "GET", "no-slash", failing, NULL), -EINVAL);
   cr_assert_eq(tn_httpserver_route(srv, "G T", "/x", failing, NULL), -EINVAL);
   cr_assert_eq(tn_httpserver_route(srv, "GET", "/x", NULL, NULL), -EINVAL);
 }
 
 Test(httpserver, handler_failures_empty_and_large_responses) {
   size_t big_size = 5u << 20;
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, misc_routes, &big_size);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, misc_routes, &big_size);
   cr_assert_eq(tn_httpserver_route(srv, "GET", "/late", failing, NULL), -EBUSY,
                "routes are fixed once started");
   char url[128];
@@ -587,14 +534,12 @@ Test(httpserver, handler_failures_empty_and_large_responses) {
   cr_assert_eq(r.status, 200);
   cr_assert_eq(r.body.len, big_size);
   for (size_t i = 0; i < big_size; i++)
-    cr_assert_eq(r.body.data[i], (char)('a' + (i * 7 + i / 4096) % 26),
-                 "byte %zu", i);
+    cr_assert_eq(r.body.data[i], (char)('a' + (i * 7 + i / 4096) % 26), "byte %zu", i);
   tn_buf_cleanup(&r.body);
   tn_httpserver_free(srv);
 }
 
-static int named(const struct tn_http_request *req,
-                 struct tn_http_response *resp, void *ud) {
+static int named(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   return tn_buf_appends(&resp->body, ud);
 }
 
@@ -652,8 +597,7 @@ Test(httpserver, a_busy_port_fails_start_with_a_message) {
   cr_assert_eq(tn_httpserver_new(addr, NULL, &b, &err), 0);
   cr_assert_eq(tn_httpserver_start(b, &err), TN_ETRANSPORT);
   cr_assert_not_null(strstr(err.message, addr), "%s", err.message);
-  cr_assert_not_null(strstr(err.message, "Address already in use"), "%s",
-                     err.message);
+  cr_assert_not_null(strstr(err.message, "Address already in use"), "%s", err.message);
   cr_assert_eq(tn_httpserver_port(b), 0);
   cr_assert_eq(tn_httpserver_start(b, &err), -EBUSY, "a server starts once");
   tn_httpserver_free(b);
@@ -662,8 +606,7 @@ Test(httpserver, a_busy_port_fails_start_with_a_message) {
 
 Test(httpserver, start_and_stop_repeatedly) {
   for (int i = 0; i < 25; i++) {
-    struct tn_httpserver *srv =
-        start_server("127.0.0.1:0", NULL, route_a, NULL);
+    struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, route_a, NULL);
     char url[128];
     struct reply r;
     url_of(url, sizeof url, srv, "http", "/a");
@@ -700,8 +643,7 @@ static void *client_main(void *arg) {
     char body[64];
     int n = snprintf(body, sizeof body, "{\"i\":%d}", i);
     struct reply r;
-    if (perform(c, url, &(struct req){.body = body, .body_len = (size_t)n},
-                &r) == CURLE_OK &&
+    if (perform(c, url, &(struct req){.body = body, .body_len = (size_t)n}, &r) == CURLE_OK &&
         r.status == 201 && strstr(tn_buf_str(&r.body), body))
       cl->ok++;
     tn_buf_cleanup(&r.body);
@@ -711,8 +653,7 @@ static void *client_main(void *arg) {
 }
 
 Test(httpserver, concurrent_clients_are_all_answered) {
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", NULL, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
   struct client cl[6];
   pthread_t th[6];
   for (int i = 0; i < 6; i++) {
@@ -745,8 +686,7 @@ Test(httpserver, tls_serves_http1_with_bodies_of_every_size) {
   snprintf(key, sizeof key, "%s/tls.key", dir);
   struct tn_http_tls tls = {cert, key};
   atomic_store(&echo_calls, 0);
-  struct tn_httpserver *srv =
-      start_server("127.0.0.1:0", &tls, echo_routes, NULL);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", &tls, echo_routes, NULL);
   char url[128];
   struct reply r;
   url_of(url, sizeof url, srv, "https", "/echo");
@@ -762,38 +702,27 @@ Test(httpserver, tls_serves_http1_with_bodies_of_every_size) {
                         .ca_file = cert,
                         .http_version = versions[i]},
           &r);
-    cr_assert_eq(r.http_version, CURL_HTTP_VERSION_1_1,
-                 "negotiated HTTP version %ld", r.http_version);
+    cr_assert_eq(r.http_version, CURL_HTTP_VERSION_1_1, "negotiated HTTP version %ld", r.http_version);
     cr_assert_eq(r.status, 201);
     cr_assert_str_eq(r.content_type, "application/json");
     char want[128];
     snprintf(want, sizeof want, "POST /echo application/json\n%s", json);
     cr_assert_str_eq(tn_buf_str(&r.body), want);
     tn_buf_cleanup(&r.body);
-    fetch(url,
-          &(struct req){
-              .method = "DELETE", .ca_file = cert, .http_version = versions[i]},
-          &r);
+    fetch(url, &(struct req){.method = "DELETE", .ca_file = cert, .http_version = versions[i]}, &r);
     cr_assert_eq(r.status, 405);
     tn_buf_cleanup(&r.body);
   }
-  const size_t sizes[] = {65536, 70000, 900000, TN_HTTP_DEFAULT_MAX_BODY,
-                          TN_HTTP_DEFAULT_MAX_BODY + 100};
+  const size_t sizes[] = {65536, 70000, 900000, TN_HTTP_DEFAULT_MAX_BODY, TN_HTTP_DEFAULT_MAX_BODY + 100};
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
     char *body = malloc(sizes[k]);
     memset(body, 'k', sizes[k]);
     fetch(url,
-          &(struct req){.body = body,
-                        .body_len = sizes[k],
-                        .ca_file = cert,
-                        .http_version = versions[1]},
+          &(struct req){.body = body, .body_len = sizes[k], .ca_file = cert, .http_version = versions[1]},
           &r);
-    cr_assert_eq(r.status, sizes[k] > TN_HTTP_DEFAULT_MAX_BODY ? 413 : 201,
-                 "size %zu", sizes[k]);
+    cr_assert_eq(r.status, sizes[k] > TN_HTTP_DEFAULT_MAX_BODY ? 413 : 201, "size %zu", sizes[k]);
     if (r.status == 201)
-      cr_assert_eq(r.body.len,
-                   strlen("POST /echo application/x-www-form-urlencoded\n") +
-                       sizes[k]);
+      cr_assert_eq(r.body.len, strlen("POST /echo application/x-www-form-urlencoded\n") + sizes[k]);
     tn_buf_cleanup(&r.body);
     free(body);
   }
@@ -826,35 +755,25 @@ Test(httpserver, bind_addresses_parse_like_controller_runtime) {
   char host[64];
   int port = -1;
   struct tn_error err;
-  cr_assert_eq(tn_http_parse_address(":8080", host, sizeof host, &port, NULL),
-               0);
+  cr_assert_eq(tn_http_parse_address(":8080", host, sizeof host, &port, NULL), 0);
   cr_assert_str_eq(host, "");
   cr_assert_eq(port, 8080);
-  cr_assert_eq(
-      tn_http_parse_address("127.0.0.1:0", host, sizeof host, &port, NULL), 0);
+  cr_assert_eq(tn_http_parse_address("127.0.0.1:0", host, sizeof host, &port, NULL), 0);
   cr_assert_str_eq(host, "127.0.0.1");
   cr_assert_eq(port, 0);
-  cr_assert_eq(
-      tn_http_parse_address("[::1]:9443", host, sizeof host, &port, NULL), 0);
+  cr_assert_eq(tn_http_parse_address("[::1]:9443", host, sizeof host, &port, NULL), 0);
   cr_assert_str_eq(host, "::1");
   cr_assert_eq(port, 9443);
-  cr_assert_eq(
-      tn_http_parse_address("localhost:65535", host, sizeof host, &port, NULL),
-      0);
+  cr_assert_eq(tn_http_parse_address("localhost:65535", host, sizeof host, &port, NULL), 0);
   cr_assert_str_eq(host, "localhost");
-  cr_assert_eq(tn_http_parse_address("0", host, sizeof host, &port, NULL), 1,
-               "0 disables the listener");
-  const char *bad[] = {"",    "8080",   ":",        ":http",   ":65536",
-                       ":-1", "::1:80", "host:80x", ":123456", NULL};
+  cr_assert_eq(tn_http_parse_address("0", host, sizeof host, &port, NULL), 1, "0 disables the listener");
+  const char *bad[] = {"", "8080", ":", ":http", ":65536", ":-1", "::1:80", "host:80x", ":123456", NULL};
   for (int i = 0; bad[i]; i++) {
     tn_error_clear(&err);
-    cr_assert_eq(tn_http_parse_address(bad[i], host, sizeof host, &port, &err),
-                 TN_ECONFIG, "%s", bad[i]);
+    cr_assert_eq(tn_http_parse_address(bad[i], host, sizeof host, &port, &err), TN_ECONFIG, "%s", bad[i]);
     cr_assert_neq(err.message[0], '\0');
   }
-  cr_assert_eq(tn_http_parse_address("averyveryverylonghostname:80", host, 8,
-                                     &port, NULL),
-               TN_ECONFIG);
+  cr_assert_eq(tn_http_parse_address("averyveryverylonghostname:80", host, 8, &port, NULL), TN_ECONFIG);
 
   struct tn_httpserver *srv = (struct tn_httpserver *)&err;
   cr_assert_eq(tn_httpserver_new("0", NULL, &srv, NULL), 0);
