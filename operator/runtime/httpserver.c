@@ -1,5 +1,5 @@
-/* httpserver.c - HTTP(S) server on libwebsockets: one context and one service
- * thread per listener, fixed routes to quick handlers (see httpserver.h and
+/* httpserver.c - HTTP(S) server on libwebsockets: one context and one service thread per
+ * listener, fixed routes to quick handlers (see httpserver.h and
  * docs/internals/http-and-metrics.md). */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "runtime/httpserver.h"
@@ -19,16 +19,14 @@
 
 #include "runtime/log.h"
 
-/* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may
- * only be touched from the one thread that services it, except
- * lws_cancel_service(). So the service thread owns the context for its whole
- * life: it creates it (binding the listener), services it, and destroys it.
- * Other threads only set `stopping` and call lws_cancel_service(), both under
- * srv->mu, which the service thread also holds while it destroys the context;
- * so the context is never woken after it is gone. srv->mu protects state, ctx,
- * stopping, port and start_err; it is the only lock here. Routes and settings
- * are written before the thread starts and only read afterwards. Handlers run
- * on the service thread. */
+/* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
+ * from the one thread that services it, except lws_cancel_service(). So the service thread
+ * owns the context for its whole life: it creates it (binding the listener), services it, and
+ * destroys it. Other threads only set `stopping` and call lws_cancel_service(), both under
+ * srv->mu, which the service thread also holds while it destroys the context; so the context
+ * is never woken after it is gone. srv->mu protects state, ctx, stopping, port and start_err;
+ * it is the only lock here. Routes and settings are written before the thread starts and only
+ * read afterwards. Handlers run on the service thread. */
 
 enum srv_state { SRV_NEW, SRV_STARTING, SRV_RUNNING, SRV_FAILED, SRV_STOPPED };
 
@@ -61,17 +59,15 @@ struct tn_httpserver {
   struct tn_error start_err;
 };
 
-/* One HTTP transaction: libwebsockets' per-session data for the protocol,
- * zeroed by it when a transaction starts and freed after it (we release what we
- * allocated in exch_release).
+/* One HTTP transaction: libwebsockets' per-session data for the protocol, zeroed by it when
+ * a transaction starts and freed after it (we release what we allocated in exch_release).
  *
- * A request with a body is answered only after its body was read to the end
- * (kept, or discarded when it passes the cap or no handler wants it): answering
- * earlier makes lws discard the rest itself (LRS_DISCARD_BODY), and with 4.1.6
- * the next request on that keep-alive connection can then spin in
- * BODY_COMPLETION forever. Where reading on makes no sense (no or a bad
- * Content-Length on HTTP/1.1, a body far past the cap) the answer goes out with
- * "connection: close" and the connection is closed. */
+ * A request with a body is answered only after its body was read to the end (kept, or
+ * discarded when it passes the cap or no handler wants it): answering earlier makes lws
+ * discard the rest itself (LRS_DISCARD_BODY), and with 4.1.6 the next request on that
+ * keep-alive connection can then spin in BODY_COMPLETION forever. Where reading on makes no
+ * sense (no or a bad Content-Length on HTTP/1.1, a body far past the cap) the answer goes out
+ * with "connection: close" and the connection is closed. */
 struct exchange {
   char method[16];
   char *path;
@@ -153,9 +149,8 @@ int tn_http_parse_address(const char *address, char *host, size_t host_size, int
   return 0;
 }
 
-/* Why binding host:port fails, as strerror, or NULL when a plain bind works
- * (then the failure was something else) or the host is not an IP literal. Only
- * for error messages. */
+/* Why binding host:port fails, as strerror, or NULL when a plain bind works (then the failure
+ * was something else) or the host is not an IP literal. Only for error messages. */
 static const char *bind_failure(const char *host, int port, char *buf, size_t n) {
   struct addrinfo hints, *res = NULL;
   char ps[16];
@@ -201,8 +196,7 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   if (!srv)
     return tn_error_set(err, -ENOMEM, "out of memory");
   snprintf(srv->address, sizeof srv->address, "%s", bind_address);
-  /* libwebsockets takes an IP literal or an interface name; "localhost" is
-   * neither */
+  /* libwebsockets takes an IP literal or an interface name; "localhost" is neither */
   snprintf(srv->host, sizeof srv->host, "%s", strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
@@ -390,15 +384,14 @@ static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
   return s;
 }
 
-/* Bodies up to this many bytes past the cap are read and dropped so that
- * keep-alive holds; larger ones get 413 and the connection is closed. */
+/* Bodies up to this many bytes past the cap are read and dropped so that keep-alive holds;
+ * larger ones get 413 and the connection is closed. */
 static size_t discard_limit(const struct tn_httpserver *srv) {
   size_t lim = srv->max_body * 4;
   return lim < (16u << 20) ? (16u << 20) : lim;
 }
 
-/* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the
- * connection. */
+/* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the connection. */
 static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchange *ex, const char *in,
                       size_t len) {
   static const char *const methods[] = {"GET",   "POST",   "OPTIONS", "PUT",
@@ -412,8 +405,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   int m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
   if (m >= 0 && m < (int)(sizeof methods / sizeof methods[0])) {
     snprintf(ex->method, sizeof ex->method, "%s", methods[m]);
-  } else if (m == LWSHUMETH_COLON_PATH) { /* HTTP/2 with a method lws has no
-                                             token for */
+  } else if (m == LWSHUMETH_COLON_PATH) { /* HTTP/2 with a method lws has no token for */
     if (lws_hdr_copy(wsi, ex->method, sizeof ex->method, WSI_TOKEN_HTTP_COLON_METHOD) <= 0)
       m = -1;
   }
@@ -423,8 +415,8 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
     return 1;
   bool is_h2 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;
 
-  /* Is a body coming? lws reads one for any request with a Content-Length, and
-   * for POST, PUT and PATCH also without one (until END_STREAM on HTTP/2). */
+  /* Is a body coming? lws reads one for any request with a Content-Length, and for POST,
+   * PUT and PATCH also without one (until END_STREAM on HTTP/2). */
   char cl[32];
   bool has_cl = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
   unsigned long long body_len = 0;
@@ -440,8 +432,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   }
   bool body_coming = has_cl ? body_len > 0 : m >= 0 && method_has_body(ex->method);
   if (body_coming && !has_cl && !is_h2) {
-    /* HTTP/1.1 without Content-Length: lws does not decode chunked request
-     * bodies */
+    /* HTTP/1.1 without Content-Length: lws does not decode chunked request bodies */
     ex->close_after = true;
     exch_respond_status(ex, 411);
     goto respond;
@@ -478,8 +469,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   }
 
   if (body_coming) {
-    /* answer at HTTP_BODY_COMPLETION (with Content-Length: 0, lws calls it
-     * right away) */
+    /* answer at HTTP_BODY_COMPLETION (with Content-Length: 0, lws calls it right away) */
     ex->reading_body = true;
     ex->discard = status != 0;
     ex->pending_status = status;
@@ -520,11 +510,10 @@ static int on_body_complete(struct lws *wsi, struct exchange *ex) {
   return 0;
 }
 
-/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: WebSocket and h2c upgrades are refused
- * (lws 4.1.6 loses HTTP/2 request bodies, see create_context). Without a body
- * we answer 400 and keep the connection; with one, answering before it is read
- * would trip the discard bug described at struct exchange, so we hang up.
- * Returns what lws expects: 1 answered, -1 close. */
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: WebSocket and h2c upgrades are refused (lws 4.1.6
+ * loses HTTP/2 request bodies, see create_context). Without a body we answer 400 and keep the
+ * connection; with one, answering before it is read would trip the discard bug described at
+ * struct exchange, so we hang up. Returns what lws expects: 1 answered, -1 close. */
 static int on_upgrade(struct lws *wsi) {
   char cl[32];
   bool body = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
@@ -539,8 +528,7 @@ static int on_upgrade(struct lws *wsi) {
 
 #define CHUNK 16384
 
-/* HTTP_WRITEABLE: one write per callback (headers, then body chunks). Nonzero
- * closes. */
+/* HTTP_WRITEABLE: one write per callback (headers, then body chunks). Nonzero closes. */
 static int on_writeable(struct lws *wsi, struct exchange *ex) {
   if (!ex->inited || !ex->responding)
     return 0;
@@ -578,8 +566,8 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   exch_release(ex);
   if (close_now)
     return -1;
-  /* HTTP/1.1 keep-alive: wait for the next request; HTTP/2: the stream ends.
-   * Nonzero means close. */
+  /* HTTP/1.1 keep-alive: wait for the next request; HTTP/2: the stream ends. Nonzero means
+   * close. */
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -639,16 +627,15 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   info.keepalive_timeout = 60;
   info.timeout_secs = 30;
   if (srv->host[0] && strchr(srv->host, ':') == NULL)
-    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or
-                                                       interface: plain IPv4 */
+    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or interface: plain IPv4 */
   if (srv->cert_file) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
     info.ssl_cert_filepath = srv->cert_file;
     info.ssl_private_key_filepath = srv->key_file;
-    /* HTTP/1.1 only: lws 4.1.6 loses HTTP/2 request bodies that span several
-     * reads (no BODY_COMPLETION; warmcat/libwebsockets#2599, fixed in 4.3) and
-     * stalls HTTP/2 responses past 256 KiB (#2395). Go clients,
-     * kube-apiserver's webhook client included, then speak HTTP/1.1. */
+    /* HTTP/1.1 only: lws 4.1.6 loses HTTP/2 request bodies that span several reads (no
+     * BODY_COMPLETION; warmcat/libwebsockets#2599, fixed in 4.3) and stalls HTTP/2 responses
+     * past 256 KiB (#2395). Go clients, kube-apiserver's webhook client included, then speak
+     * HTTP/1.1. */
     info.alpn = "http/1.1";
   }
   lws_last_error[0] = '\0';
@@ -699,8 +686,7 @@ static void *service_main(void *arg) {
       break;
     }
   }
-  /* destroy under the lock: tn_httpserver_free may be calling
-   * lws_cancel_service() */
+  /* destroy under the lock: tn_httpserver_free may be calling lws_cancel_service() */
   pthread_mutex_lock(&srv->mu);
   lws_context_destroy(srv->ctx);
   srv->ctx = NULL;
@@ -719,8 +705,7 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   srv->state = SRV_STARTING;
   pthread_mutex_unlock(&srv->mu);
 
-  /* The thread blocks every signal so that they reach the program's own
-   * handling. */
+  /* The thread blocks every signal so that they reach the program's own handling. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -1,6 +1,6 @@
-/* httpserver.h - a small HTTP(S) server on libwebsockets with its own service
- * thread: fixed routes (method + exact path) to handlers that take a request
- * and fill a response; ready-made routes for /healthz, /readyz and /metrics. */
+/* httpserver.h - a small HTTP(S) server on libwebsockets with its own service thread: fixed
+ * routes (method + exact path) to handlers that take a request and fill a response; ready-made
+ * routes for /healthz, /readyz and /metrics. See docs/internals/http-and-metrics.md. */
 #ifndef TN_RUNTIME_HTTPSERVER_H
 #define TN_RUNTIME_HTTPSERVER_H
 
@@ -11,10 +11,9 @@
 #include "util/buf.h"
 #include "util/error.h"
 
-struct tn_httpserver; /* one listener, one libwebsockets context, one service
-                         thread */
+struct tn_httpserver; /* one listener: one libwebsockets context, one service thread */
 
-/* TLS for a server: PEM files, read when the server starts. */
+/* TLS for a server: PEM files, read when the server starts. HTTP/1.1 only (see the .c). */
 struct tn_http_tls {
   const char *cert_file; /* certificate chain */
   const char *key_file;  /* its private key */
@@ -23,8 +22,7 @@ struct tn_http_tls {
 #define TN_HTTP_DEFAULT_MAX_BODY (1u << 20)      /* request bodies above this get 413 */
 #define TN_HTTP_MAX_RESPONSE ((size_t)64u << 20) /* a handler's response body cap */
 
-/* What a handler sees; every pointer is borrowed for the duration of the call.
- */
+/* What a handler sees; every pointer is borrowed for the duration of the call. */
 struct tn_http_request {
   const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
   const char *path;         /* URL-decoded path without the query, e.g. "/validate" */
@@ -33,78 +31,69 @@ struct tn_http_request {
   size_t body_len;
 };
 
-/* What a handler fills. The server sets status 200, content_type "text/plain;
- * charset=utf-8" and an empty body (capped at TN_HTTP_MAX_RESPONSE) before the
- * call. */
+/* What a handler fills. The server sets status 200, content_type "text/plain; charset=utf-8"
+ * and an empty body (capped at TN_HTTP_MAX_RESPONSE) before the call. */
 struct tn_http_response {
   int status;
   char content_type[128];
   struct tn_buf body; /* owned by the server; append to it */
 };
 
-/* Runs on the server's service thread and blocks every other request of that
- * server while it runs: it must be quick (no API calls, no database, no
- * sleeping) and thread-safe with respect to whatever it reads. Returns 0, or a
- * negative code to answer 500 (the body, if any, is sent as the explanation). A
- * status outside 100..599 also answers 500. */
+/* Runs on the server's service thread and holds up every other request of that server while
+ * it runs: it must be quick (no API calls, no database, no sleeping) and thread-safe with
+ * respect to whatever it reads. Returns 0, or a negative code to answer 500 (the body, if any,
+ * is sent as the explanation). A status outside 100..599 also answers 500. */
 typedef int (*tn_http_handler)(const struct tn_http_request *req, struct tn_http_response *resp, void *ud);
 
-/* Parses a controller-runtime style bind address: "host:port", ":port" (every
- * interface),
- * "[v6]:port". host receives the host ("" for every interface); *port 0..65535
- * (0: pick a free port). Returns 0, 1 when the address is "0" (the listener is
- * disabled), or TN_ECONFIG with a message in err. */
+/* Parses a controller-runtime style bind address: "host:port", ":port" (every interface) or
+ * "[v6]:port". host receives the host ("" for every interface); *port 0..65535 (0: pick a
+ * free port). Returns 0, 1 when the address is "0" (the listener is disabled), or TN_ECONFIG
+ * with a message in err. */
 int tn_http_parse_address(const char *address, char *host, size_t host_size, int *port, struct tn_error *err);
 
-/* Creates a server for bind_address (see tn_http_parse_address; hosts are IP
- * literals, "localhost" or "" for every interface) with TLS when tls is not
- * NULL (its strings are copied). Nothing is bound until tn_httpserver_start.
- * When the address is "0" the listener is disabled: *out is set to NULL and 0
- * returned; every function below accepts that NULL server and does nothing.
- * Returns 0 or TN_ECONFIG/-ENOMEM with a message in err. Free with
- * tn_httpserver_free. */
+/* Creates a server for bind_address (see tn_http_parse_address; a host is an IP literal, an
+ * interface name, "localhost", or "" for every interface) with TLS when tls is not NULL (its
+ * strings are copied). Nothing is bound until tn_httpserver_start. When the address is "0" the
+ * listener is disabled: *out is set to NULL and 0 returned; every function below accepts that
+ * NULL server and does nothing (returning 0). Returns 0, or TN_ECONFIG/-ENOMEM with a message
+ * in err. Free with tn_httpserver_free. */
 int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, struct tn_httpserver **out,
                       struct tn_error *err);
 
-/* Caps request bodies (default TN_HTTP_DEFAULT_MAX_BODY); larger ones are
- * answered 413 without calling the handler. Only before tn_httpserver_start. */
+/* Caps request bodies (default TN_HTTP_DEFAULT_MAX_BODY); larger ones are answered 413
+ * without calling the handler. Only before tn_httpserver_start. */
 void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body);
 
-/* Adds a route: method ("GET", "POST", ...) and exact path (no query). ud is
- * borrowed and must outlive the server. Routes are fixed once the server
- * starts. A path with routes, but none for the method, answers 405 with Allow;
- * any other path 404. Returns 0, -EEXIST (same method and path), -EBUSY
- * (already started), -EINVAL or -ENOMEM. */
+/* Adds a route: method ("GET", "POST", ...) and exact path (no query). ud is borrowed and must
+ * outlive the server. Routes are fixed once the server starts. A path with routes, but none
+ * for the method, answers 405 with Allow; any other path 404. Returns 0, -EEXIST (same method
+ * and path), -EBUSY (already started), -EINVAL or -ENOMEM. */
 int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
                         tn_http_handler handler, void *ud);
 
-/* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0
- * once the server accepts connections, or a code (TN_ETRANSPORT when it cannot
- * bind or load the TLS files, -EBUSY when already started) with a message in
- * err. */
+/* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0 once the
+ * server accepts connections, or a code (TN_ETRANSPORT when it cannot bind or load the TLS
+ * files, -EBUSY when already started) with a message in err. Call once. */
 int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err);
 
-/* The bound port (useful after binding port 0); 0 before start or for a NULL
- * server. */
+/* The bound port (useful after binding port 0); 0 before start or for a NULL server. */
 int tn_httpserver_port(const struct tn_httpserver *srv);
 
-/* Stops the service thread (closing open connections), and frees the server and
- * its routes. Call from any thread but a handler. Accepts NULL. */
+/* Stops the service thread (closing open connections), and frees the server and its routes.
+ * Call from any thread but a handler. Accepts NULL. */
 void tn_httpserver_free(struct tn_httpserver *srv);
 
-/* Readiness: returns true when ready; otherwise writes why into reason
- * (NUL-terminated, at most reason_size bytes). Runs on the service thread: read
- * atomics or take a short lock. */
+/* Readiness: returns true when ready; otherwise writes why into reason (NUL-terminated, at
+ * most reason_size bytes). Runs on the service thread: read atomics or take a short lock. */
 typedef bool (*tn_http_ready_fn)(void *ud, char *reason, size_t reason_size);
 
 /* GET /healthz: 200 "ok" while the service thread answers.
- * GET /readyz: 200 "ok" when ready(ud) says so (always, when ready is NULL),
- * else 503 with the reason as the body. ud is borrowed and must outlive the
- * server. */
+ * GET /readyz: 200 "ok" when ready(ud) says so (always, when ready is NULL), else 503 with the
+ * reason as the body. ud is borrowed and must outlive the server. */
 int tn_httpserver_serve_probes(struct tn_httpserver *srv, tn_http_ready_fn ready, void *ud);
 
-/* GET /metrics: the registry m (borrowed; it must outlive the server) in the
- * text format, Content-Type "text/plain; version=0.0.4; charset=utf-8". */
+/* GET /metrics: the registry m (borrowed; it must outlive the server) in the text format,
+ * Content-Type "text/plain; version=0.0.4; charset=utf-8". */
 int tn_httpserver_serve_metrics(struct tn_httpserver *srv, struct tn_metrics *m);
 
 #endif

@@ -1,6 +1,6 @@
-/* test_httpserver.c - the HTTP server on loopback, with libcurl as the client:
- * probes, metrics, routing, request bodies and their cap, TLS (HTTP/1.1 only),
- * several servers, and repeated start/stop. */
+/* test_httpserver.c - the HTTP server on loopback, with libcurl as the client: probes, metrics,
+ * routing, request bodies and their cap, TLS (HTTP/1.1 only), several servers, and
+ * repeated start/stop. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -55,8 +55,7 @@ struct req {
   long http_version;   /* CURL_HTTP_VERSION_*; 0: default */
 };
 
-/* Performs one request on handle c (reused across calls for keep-alive).
- * Returns the curl code. */
+/* Performs one request on handle c (reused across calls for keep-alive). Returns the curl code. */
 static CURLcode perform(CURL *c, const char *url, const struct req *q, struct reply *r) {
   memset(r, 0, sizeof *r);
   tn_buf_init(&r->body, 64u << 20);
@@ -130,8 +129,7 @@ static struct tn_httpserver *start_server(const char *addr, const struct tn_http
 
 static atomic_int echo_calls;
 
-/* Echoes "METHOD PATH CONTENT-TYPE\n" and the body, with status 201 and the
- * request's type. */
+/* Echoes "METHOD PATH CONTENT-TYPE\n" and the body, with status 201 and the request's type. */
 static int echo(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   atomic_fetch_add(&echo_calls, 1);
   resp->status = 201;
@@ -140,8 +138,7 @@ static int echo(const struct tn_http_request *req, struct tn_http_response *resp
   if (rc == 0)
     rc = tn_buf_append(&resp->body, req->body, req->body_len);
   if (rc == 0 && req->body[req->body_len] != '\0')
-    rc = -EINVAL; /* the body must be NUL-terminated for handlers that parse it
-                   */
+    rc = -EINVAL; /* the body must be NUL-terminated for handlers that parse it */
   return rc;
 }
 
@@ -160,8 +157,7 @@ static int empty_204(const struct tn_http_request *req, struct tn_http_response 
   return 0;
 }
 
-/* A body of `size` bytes: a repeating pattern, so truncation or reordering
- * shows. */
+/* A body of `size` bytes: a repeating pattern, so truncation or reordering shows. */
 static int big(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   size_t size = *(size_t *)ud;
   for (size_t i = 0; i < size; i++) {
@@ -307,8 +303,7 @@ Test(httpserver, post_bodies_reach_the_handler_and_keep_alive_holds) {
   cr_assert_eq(r.new_connections, 1);
   tn_buf_cleanup(&r.body);
 
-  /* a larger body, in many TCP segments, with NUL bytes; on the same connection
-   */
+  /* a larger body, in many TCP segments, with NUL bytes; on the same connection */
   size_t n = 300000;
   char *body = malloc(n);
   for (size_t i = 0; i < n; i++)
@@ -375,9 +370,8 @@ Test(httpserver, bodies_over_the_cap_get_413_without_calling_the_handler) {
   tn_httpserver_free(srv);
 }
 
-/* Requests with bodies that no handler takes are read to the end before the
- * answer, so the keep-alive connection stays usable (answering early trips a
- * libwebsockets 4.1.6 bug). */
+/* Requests with bodies that no handler takes are read to the end before the answer, so the
+ * keep-alive connection stays usable (answering early trips a libwebsockets 4.1.6 bug). */
 Test(httpserver, bodies_nobody_wants_keep_the_connection_usable) {
   atomic_store(&echo_calls, 0);
   struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
@@ -453,8 +447,7 @@ Test(httpserver, http1_bodies_without_content_length_get_411_and_close) {
   tn_httpserver_free(srv);
 }
 
-/* h2c (and WebSocket) upgrades are refused: lws 4.1.6 loses HTTP/2 request
- * bodies. */
+/* h2c (and WebSocket) upgrades are refused: lws 4.1.6 loses HTTP/2 request bodies. */
 Test(httpserver, protocol_upgrades_are_refused) {
   atomic_store(&echo_calls, 0);
   struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, echo_routes, NULL);
@@ -570,8 +563,7 @@ Test(httpserver, two_servers_serve_their_own_routes) {
   fetch(url, NULL, &r);
   cr_assert_eq(r.status, 404);
   tn_buf_cleanup(&r.body);
-  /* ":0" listens on every interface, IPv6 loopback included when the host has
-   * it */
+  /* ":0" listens on every interface, IPv6 loopback included when the host has it */
   snprintf(url, sizeof url, "http://[::1]:%d/b", tn_httpserver_port(b));
   CURL *c = curl_easy_init();
   if (perform(c, url, NULL, &r) == CURLE_OK)
@@ -674,8 +666,7 @@ Test(httpserver, tls_serves_http1_with_bodies_of_every_size) {
   cr_assert_not_null(mkdtemp(dir));
   char *out = NULL;
   int rc = tn_test_sh(&out,
-                      "openssl req -x509 -newkey ec -pkeyopt "
-                      "ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
                       "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
                       "-keyout %s/tls.key -out %s/tls.crt",
                       dir, dir);
@@ -691,8 +682,8 @@ Test(httpserver, tls_serves_http1_with_bodies_of_every_size) {
   struct reply r;
   url_of(url, sizeof url, srv, "https", "/echo");
   const char *json = "{\"apiVersion\":\"admission.k8s.io/v1\"}";
-  /* HTTP/2 is not offered (lws 4.1.6 loses HTTP/2 request bodies): a client
-   * asking for it gets HTTP/1.1, and bodies of every size arrive */
+  /* HTTP/2 is not offered (lws 4.1.6 loses HTTP/2 request bodies): a client asking for it
+   * gets HTTP/1.1, and bodies of every size arrive */
   const long versions[] = {CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2TLS};
   for (int i = 0; i < 2; i++) {
     fetch(url,
