@@ -805,6 +805,9 @@ Test(crds, strings_refuse_control_characters_and_junk) {
 /* --- Plan, Region, TenancyPolicy -------------------------------------------------------------------------
  */
 
+/* The smallest valid quotas of a Plan. */
+#define Q "{\"cpu\":1,\"memory\":\"1Gi\",\"pods\":1,\"services\":1}"
+
 Test(crds, plans_are_checked) {
   char name[64], *out = NULL;
   tn_test_unique_name(name, sizeof name, "plan");
@@ -815,22 +818,31 @@ Test(crds, plans_are_checked) {
              "\"requestsPerSecond\":5,\"burst\":5}}");
   assert_created(rc, out);
   free(out);
-  rc = create(&out, "Plan", "plan.with.dots", "{}");
+  rc = create(&out, "Plan", "plan.with.dots", "{\"quotas\":" Q "}");
   assert_refused(rc, out, "the plan code (metadata.name) must be a DNS label");
   free(out);
   const struct {
     const char *spec, *needle;
   } bad[] = {
+      {"{}", "spec.quotas: Required value"},
+      {"{\"quotas\":{\"memory\":\"1Gi\",\"pods\":1,\"services\":1}}", "spec.quotas.cpu: Required value"},
+      {"{\"quotas\":{\"cpu\":\"0\",\"memory\":\"1Gi\",\"pods\":1,\"services\":1}}",
+       "spec.quotas.cpu: Invalid value: spec.quotas.cpu must be greater than zero"},
+      {"{\"quotas\":{\"cpu\":1,\"memory\":0,\"pods\":1,\"services\":1}}",
+       "spec.quotas.memory must be greater than zero"},
       {"{\"quotas\":{\"cpu\":\"lots\"}}", "spec.quotas.cpu"},
       {"{\"quotas\":{\"memory\":\"-1Gi\"}}", "spec.quotas.memory"},
       {"{\"quotas\":{\"pods\":-1}}",
        "spec.quotas.pods: Invalid value: -1: spec.quotas.pods in body should be "
        "greater than or equal to 0"},
       {"{\"quotas\":{\"eventsPerDay\":\"many\"}}", "spec.quotas.eventsPerDay"},
-      {"{\"rateLimits\":{\"requestsPerSecond\":50,\"burst\":10}}",
-       "spec.rateLimits.burst must be at least spec.rateLimits.requestsPerSecond"},
-      {"{\"features\":{\"bad key\":true}}", "spec.features keys must start with a letter"},
-      {"{\"features\":{\"sso\":\"yes\"}}", "spec.features.sso"},
+      {"{\"quotas\":" Q ",\"rateLimits\":{\"requestsPerSecond\":50,\"burst\":10}}",
+       "spec.rateLimits.burst: Invalid value: spec.rateLimits.burst must be at least "
+       "spec.rateLimits.requestsPerSecond"},
+      {"{\"quotas\":" Q ",\"rateLimits\":{\"burst\":10}}",
+       "spec.rateLimits.requestsPerSecond: Required value"},
+      {"{\"quotas\":" Q ",\"features\":{\"bad key\":true}}", "spec.features keys must start with a letter"},
+      {"{\"quotas\":" Q ",\"features\":{\"sso\":\"yes\"}}", "spec.features.sso"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char pname[64];
@@ -956,4 +968,6 @@ Test(crds, quota_overrides_use_the_plan_quota_shape) {
   delete_obj("tenant", name);
   expect_tenant_refused("{\"quotaOverrides\":{\"pods\":-5}}", "spec.quotaOverrides.pods");
   expect_tenant_refused("{\"quotaOverrides\":{\"storage\":\"a lot\"}}", "spec.quotaOverrides.storage");
+  expect_tenant_refused("{\"quotaOverrides\":{\"cpu\":\"0m\"}}",
+                        "spec.quotaOverrides.cpu must be greater than zero");
 }
