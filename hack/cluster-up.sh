@@ -17,7 +17,12 @@ PIDS=$STATE/pids
 ENVFILE=$STATE/cluster.env
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 
-if pid_alive "$PIDS/kube-apiserver.pid" && [ -f "$ENVFILE" ]; then
+healthy() {
+  for c in etcd kube-apiserver kube-controller-manager; do pid_alive "$PIDS/$c.pid" || return 1; done
+  [ -f "$ENVFILE" ] && [ -f "$STATE/postgres.path" ] && [ -f "$(cat "$STATE/postgres.path")/data/postmaster.pid" ] &&
+    "$CP_BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1
+}
+if healthy; then
   log "already running; source $ENVFILE (stop it with make cluster-down)"
   exit 0
 fi

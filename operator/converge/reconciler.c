@@ -68,6 +68,7 @@ struct run {
   json_t *obj;             /* the tenant as last read or written (own reference) */
   struct tn_tenant *t;     /* parsed; NULL when the spec is invalid */
   struct tn_log_fields lf; /* tenant, correlation id */
+  char rv[64];             /* lf.resource_version: a copy, x.obj is replaced by writes */
   struct condition conds[COND_COUNT];
   char now[32];
   int writes;
@@ -406,7 +407,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     return res; /* gone: the garbage collector removes what it owned */
   json_t *meta = json_object_get(x.obj, "metadata");
   x.lf.generation = json_integer_value(json_object_get(meta, "generation"));
-  x.lf.resource_version = json_string_value(json_object_get(meta, "resourceVersion"));
+  snprintf(x.rv, sizeof x.rv, "%s", json_string_value(json_object_get(meta, "resourceVersion")) ?: "");
+  x.lf.resource_version = x.rv;
 
   if (json_object_get(meta, "deletionTimestamp")) {
     res = teardown(&x);
@@ -511,9 +513,21 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   struct kind_state ks[TN_KIND_COUNT] = {0};
   bool retry = false;
-  for (size_t i = 0; i < diff.len; i++)
-    if (apply_change(&x, &diff.changes[i], x.t->uid, &ks[diff.changes[i].kind]))
+  const char *foreign[64]; /* namespaces found to be someone else's: nothing is written into them */
+  size_t n_foreign = 0;
+  for (size_t i = 0; i < diff.len; i++) {
+    const struct tn_change *c = &diff.changes[i];
+    bool skip = false;
+    for (size_t f = 0; c->namespace && f < n_foreign; f++)
+      skip |= strcmp(foreign[f], c->namespace) == 0;
+    if (skip)
+      continue;
+    int before = ks[c->kind].conflicts;
+    if (apply_change(&x, c, x.t->uid, &ks[c->kind]))
       retry = true;
+    if (c->kind == TN_KIND_NAMESPACE && ks[c->kind].conflicts > before && n_foreign < 64)
+      foreign[n_foreign++] = c->name;
+  }
 
   /* What remains of each kind tells its condition. */
   size_t remaining[TN_KIND_COUNT] = {0};

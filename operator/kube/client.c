@@ -489,7 +489,10 @@ static int easy_setup(struct tn_kube *k, struct kreq *r, const char *url) {
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
   SET(CURLOPT_USERAGENT, c->user_agent);
-  SET(CURLOPT_ACCEPT_ENCODING, "gzip");
+  /* No Accept-Encoding: with gzip, Debian's libcurl 7.88 failed every watch stream sharing the
+   * HTTP/2 connection with "Failed writing received data" as soon as other requests ran on it
+   * (seen with the operator's 8 informers; gone without gzip). Loopback and in-cluster traffic
+   * gains little from compression anyway. */
   SET(CURLOPT_ERRORBUFFER, r->errbuf);
   SET(CURLOPT_WRITEFUNCTION, on_write);
   SET(CURLOPT_WRITEDATA, r);
