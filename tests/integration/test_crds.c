@@ -83,9 +83,21 @@ static json_t *object_new(const char *kind, const char *name, const char *spec_j
                    "metadata", "name", name, "labels", LABEL_KEY, run_label(), "spec", spec);
 }
 
-/* kubectl create of a KIND named NAME with SPEC_JSON; returns kubectl's exit status. */
+/* kubectl create of a KIND named NAME with SPEC_JSON exactly; returns kubectl's exit status. */
+static int create_exact(char **out, const char *kind, const char *name, const char *spec_json) {
+  json_t *obj = object_new(kind, name, spec_json);
+  int rc = kubectl_file(out, "create", obj);
+  json_decref(obj);
+  return rc;
+}
+
+/* Like create_exact, but a Tenant without spec.plan gets "standard" (every tenant needs one, and
+ * most tests are about something else). */
 static int create(char **out, const char *kind, const char *name, const char *spec_json) {
   json_t *obj = object_new(kind, name, spec_json);
+  json_t *spec = json_object_get(obj, "spec");
+  if (strcmp(kind, "Tenant") == 0 && !json_object_get(spec, "plan"))
+    json_object_set_new(spec, "plan", json_string("standard"));
   int rc = kubectl_file(out, "create", obj);
   json_decref(obj);
   return rc;
@@ -670,7 +682,7 @@ Test(crds, a_deleted_tenant_is_a_tombstone) {
   int rc = create(&out, "Tenant", name, spec);
   assert_created(rc, out);
   free(out);
-  const char *edits[] = {"{\"displayName\":\"Back\"}", "{\"plan\":\"standard\"}",
+  const char *edits[] = {"{\"displayName\":\"Back\"}", "{\"plan\":\"starter\"}",
                          "{\"environments\":[\"prod\"]}", "{\"deletionConfirmation\":\"x\"}"};
   for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
     rc = patch_spec(&out, "tenant", name, edits[i]);
@@ -690,21 +702,37 @@ Test(crds, a_deleted_tenant_is_a_tombstone) {
   delete_obj("tenant", name);
 }
 
-Test(crds, plan_is_required_once_active) {
-  expect_tenant_refused("{\"state\":\"Active\"}",
-                        "spec.plan: Required value: an Active or Suspended tenant needs spec.plan");
-  expect_tenant_refused("{\"state\":\"Suspended\"}", "an Active or Suspended tenant needs spec.plan");
+Test(crds, every_tenant_needs_a_plan) {
+  const char *want =
+      "spec.plan: Required value: every tenant needs spec.plan, the name of a Plan (a Draft tenant "
+      "too; the plan can change later)";
+  const char *states[] = {"Draft", "Active", "Suspended", "Archived"};
+  for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+    char name[64], spec[64], *out = NULL;
+    tn_test_unique_name(name, sizeof name, "noplan");
+    snprintf(spec, sizeof spec, "{\"state\":\"%s\"}", states[i]);
+    int rc = create_exact(&out, "Tenant", name, spec);
+    assert_refused(rc, out, want);
+    free(out);
+  }
+  /* It can change, in Draft and later, and cannot be removed. */
   char name[64], *out = NULL;
-  tn_test_unique_name(name, sizeof name, "noplan");
-  int rc = create(&out, "Tenant", name, "{\"state\":\"Draft\"}");
+  tn_test_unique_name(name, sizeof name, "plan");
+  int rc = create_exact(&out, "Tenant", name, "{\"plan\":\"starter\"}");
   assert_created(rc, out);
   free(out);
-  rc = patch_spec(&out, "tenant", name, "{\"state\":\"Active\"}");
-  assert_refused(rc, out, "an Active or Suspended tenant needs spec.plan");
-  free(out);
-  rc = patch_spec(&out, "tenant", name, "{\"state\":\"Active\",\"plan\":\"starter\"}");
+  rc = patch_spec(&out, "tenant", name, "{\"plan\":\"standard\"}");
   assert_created(rc, out);
   free(out);
+  rc = patch_spec(&out, "tenant", name, "{\"state\":\"Active\",\"plan\":\"enterprise\"}");
+  assert_created(rc, out);
+  free(out);
+  rc = patch_spec(&out, "tenant", name, "{\"plan\":null}");
+  assert_refused(rc, out, want);
+  free(out);
+  char *v = get_field("tenant", name, "{.spec.plan}");
+  cr_expect_str_eq(v, "enterprise");
+  free(v);
   delete_obj("tenant", name);
 }
 
