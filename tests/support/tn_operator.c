@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -48,6 +49,8 @@ void tn_test_operator_start(struct tn_test_operator *op, const char *const *extr
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
+    /* A failed assertion ends the test process: the operator must not outlive it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(op->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
