@@ -300,9 +300,9 @@ static char *get_rv(struct tn_informer *inf) {
   return rv;
 }
 
-/* Transforms obj (borrowed) and writes it to the cache. Problems with one object are logged and
- * skipped, as client-go does: the stream goes on. */
-static void apply_object(struct tn_informer *inf, enum tn_watch_type type, json_t *obj) {
+/* Transforms obj (borrowed) and writes it to the cache; from_watch counts it as a watch event.
+ * Problems with one object are logged and skipped, as client-go does: the stream goes on. */
+static void apply_object(struct tn_informer *inf, enum tn_watch_type type, json_t *obj, bool from_watch) {
   char *key = type == TN_WATCH_DELETED ? tn_store_key_of(obj) : NULL;
   json_t *t = inf->transform ? inf->transform(json_incref(obj), inf->transform_ud) : json_incref(obj);
   struct tn_error err;
@@ -323,10 +323,12 @@ static void apply_object(struct tn_informer *inf, enum tn_watch_type type, json_
   } else if (tn_store_upsert(inf->store, t, &err) != 0) {
     log_inf(inf, TN_LOG_WARN, NULL, "caching an object: %s", err.message);
   }
-  tn_series_inc(inf->m_events[type - TN_WATCH_ADDED]);
-  pthread_mutex_lock(&inf->mu);
-  inf->stats.watch_events++;
-  pthread_mutex_unlock(&inf->mu);
+  if (from_watch) {
+    tn_series_inc(inf->m_events[type - TN_WATCH_ADDED]);
+    pthread_mutex_lock(&inf->mu);
+    inf->stats.watch_events++;
+    pthread_mutex_unlock(&inf->mu);
+  }
 out:
   json_decref(t);
   free(key);
@@ -407,7 +409,7 @@ static int on_event(void *ud, enum tn_watch_type type, json_t *obj, struct tn_er
     set_rv(inf, rv);
     return 0;
   }
-  apply_object(inf, type, obj);
+  apply_object(inf, type, obj, true);
   w->events++;
   if (!w->listing)
     set_rv(inf, rv);
@@ -546,7 +548,7 @@ static int paged_list(struct tn_informer *inf, struct outcome *o) {
         json_object_set_new(item, "kind", json_string(kind));
       if (api_version && !json_object_get(item, "apiVersion"))
         json_object_set(item, "apiVersion", api_version);
-      apply_object(inf, TN_WATCH_ADDED, item);
+      apply_object(inf, TN_WATCH_ADDED, item, false);
     }
     json_t *meta = json_object_get(page, "metadata");
     free(cont);

@@ -16,7 +16,8 @@ struct tn_informer; /* opaque; every function may be called from any thread unle
 /* Keeps only what the cache needs of an object. Takes the caller's reference to obj and returns
  * a new reference (obj itself, modified or not, or a new tree such as tn_store_project's), or
  * NULL to drop the object (logged). Must keep metadata.name and metadata.namespace. Runs on the
- * client's transport thread: keep it quick and free of blocking calls. */
+ * client's transport thread (watch events) or the reflector thread (LIST pages): keep it quick
+ * and free of blocking calls. */
 typedef json_t *(*tn_informer_transform_fn)(json_t *obj, void *ud);
 
 struct tn_informer_opts {
