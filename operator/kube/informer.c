@@ -617,7 +617,8 @@ static void *reflector_main(void *p) {
   struct backoff bo = {0};
   bool listing = true; /* the next request is a list (else a watch from the last resourceVersion) */
   int gone_in_a_row = 0;
-  bool paged_once = false; /* the next list is a paged LIST because a streaming list just failed */
+  int fruitless_relists = 0; /* relists for a 410 not followed by a watch that got anywhere */
+  bool paged_once = false;   /* the next list is a paged LIST because a streaming list just failed */
   for (;;) {
     pthread_mutex_lock(&inf->mu);
     while (inf->paused && !inf->stopping)
@@ -652,6 +653,8 @@ static void *reflector_main(void *p) {
       continue;
 
     gone_in_a_row = rc == TN_EGONE ? gone_in_a_row + 1 : 0;
+    if (!was_listing && (o.events > 0 || rc == 0))
+      fruitless_relists = 0;
     if (rc == 0) {
       if (was_listing && streaming && !o.listed) {
         /* The stream ended without the initial-events-end bookmark: the server ignored
@@ -679,6 +682,8 @@ static void *reflector_main(void *p) {
       } else {
         log_inf(inf, TN_LOG_INFO, NULL, "%s; relisting", o.err.message);
         listing = true;
+        if (++fruitless_relists > 1) /* 410 again right after a relist: do not hammer */
+          backoff_sleep(inf, &bo, &o.err);
       }
       continue;
     }
