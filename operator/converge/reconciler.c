@@ -400,7 +400,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   struct tn_diff diff = {0};
   struct tn_lifecycle_plan lp = {0};
   struct tn_placement placement = {0};
-  bool placed = false, have_plan = false;
+  bool placed = false, have_plan = false, provisioned = false;
 
   x.obj = tn_informer_get(x.r->tenants, key);
   if (!x.obj)
@@ -449,7 +449,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
            "no TenancyPolicy is evaluated by this version; lifecycle rules are enforced");
 
   /* Plan and placement matter while provisioned (Active, Suspended). */
-  bool provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
+  provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
   if (provisioned) {
     plan_obj = tn_informer_get(x.r->plans, x.t->plan);
     if (!plan_obj) {
