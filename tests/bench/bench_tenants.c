@@ -1,0 +1,1465 @@
+/* bench_tenants.c - the scale benchmark of the Tenant reconcile: the objects of 1,000 tenants x 2
+ * environments created by a plain parallel client (the "physical limit"), then the operator taking
+ * 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
+ *
+ *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]
+ *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep] [--issue-shapes]
+ *
+ * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names; without KUBECONFIG
+ * a private stack is started with hack/cluster-up.sh in .local/bench and stopped at the end.
+ * The operator is $TENANCY_OPERATOR_BIN, else build/bin/tenancy-operator, else
+ * build/release/bin/tenancy-operator; $TENANCY_BENCH_OPERATOR_ARGS adds flags (split on
+ * spaces). Method and figures: docs/benchmarks.md. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kube/client.h"
+#include "kube/watchstream.h"
+#include "runtime/metrics.h"
+#include "util/buf.h"
+#include "util/error.h"
+
+/* ---- settings ------------------------------------------------------------------------------ */
+
+enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_OPERATOR };
+
+static struct {
+  size_t tenants;
+  int threads;
+  enum phase phase;
+  int idle_s;
+  const char *sync_period;
+  int timeout_s;
+  bool keep;
+} opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false};
+
+static const char *const envs[] = {"prod", "staging"};
+#define N_ENVS 2
+#define BASE_PREFIX "base-"
+#define OP_PREFIX "bench-"
+#define MANAGED_BY "app.kubernetes.io/managed-by=tenancy-operator"
+
+static char root[PATH_MAX]; /* the repository: hack/, crds/, manifests/ */
+
+static const struct tn_gvr gvr_ns = {"", "v1", "namespaces", false};
+static const struct tn_gvr gvr_quota = {"", "v1", "resourcequotas", true};
+static const struct tn_gvr gvr_limits = {"", "v1", "limitranges", true};
+static const struct tn_gvr gvr_netpol = {"networking.k8s.io", "v1", "networkpolicies", true};
+static const struct tn_gvr gvr_rb = {"rbac.authorization.k8s.io", "v1", "rolebindings", true};
+static const struct tn_gvr gvr_tenant = {"tenancy.dev", "v1alpha1", "tenants", false};
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+static const char *str_or(const char *s, const char *dflt) { return s ? s : dflt; }
+
+static bool has_prefix(const char *s, const char *prefix) {
+  return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of v[0..n) (sorted in place); 0 for an empty set. */
+static double quantile(double *v, size_t n, double q) {
+  if (n == 0)
+    return 0;
+  qsort(v, n, sizeof *v, cmp_double);
+  size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+  return v[i < n ? i : n - 1];
+}
+
+/* ---- the objects (the shapes the operator writes) ------------------------------------------ */
+
+/* As operator/tenancy/desired.c builds them for an Active tenant on the sample plan "standard",
+ * placed in eu-west-1, shared, with one group binding: per environment a Namespace, 3
+ * NetworkPolicies (default-deny, allow-same-tenant, allow-dns), a ResourceQuota, a LimitRange
+ * and a RoleBinding. Only the owner reference is left out (there is no Tenant to own them: the
+ * garbage collector would delete objects owned by a missing uid). --issue-shapes counts 2
+ * NetworkPolicies per environment as issue 5 does (12,000 objects for 1,000 tenants). */
+enum env_kind { K_NAMESPACE, K_DENY, K_SAME_TENANT, K_DNS, K_TENANT_AND_DNS, K_QUOTA, K_LIMITS, K_BINDING };
+static const enum env_kind operator_kinds[] = {K_NAMESPACE, K_DENY,   K_SAME_TENANT, K_DNS,
+                                               K_QUOTA,     K_LIMITS, K_BINDING};
+static const enum env_kind issue_kinds[] = {K_NAMESPACE, K_DENY,   K_TENANT_AND_DNS,
+                                            K_QUOTA,     K_LIMITS, K_BINDING};
+static const enum env_kind *env_kinds = operator_kinds;
+static size_t per_env = sizeof operator_kinds / sizeof *operator_kinds;
+
+#define SPEC_HASH "0123456789abcdef0123456789abcdef" /* the operator annotates a 32-digit hash */
+
+static json_t *labels(const char *tenant, const char *env, bool is_namespace) {
+  json_t *l = json_pack("{s:s, s:s, s:s}", "tenancy.dev/tenant", tenant, "tenancy.dev/environment", env,
+                        "app.kubernetes.io/managed-by", "tenancy-operator");
+  if (l && is_namespace) {
+    json_object_set_new(l, "tenancy.dev/plan", json_string("standard"));
+    json_object_set_new(l, "tenancy.dev/region", json_string("eu-west-1"));
+    json_object_set_new(l, "tenancy.dev/isolation", json_string("shared"));
+  }
+  return l;
+}
+
+static json_t *object(const char *api_version, const char *kind, const char *name, const char *ns,
+                      const char *tenant, const char *env) {
+  json_t *md = json_pack("{s:s, s:o, s:{s:s}}", "name", name, "labels", labels(tenant, env, ns == NULL),
+                         "annotations", "tenancy.dev/spec-hash", SPEC_HASH);
+  if (md && ns)
+    json_object_set_new(md, "namespace", json_string(ns));
+  return json_pack("{s:s, s:s, s:o}", "apiVersion", api_version, "kind", kind, "metadata", md);
+}
+
+/* body[key] = value (taken); NULL when either is NULL. */
+static json_t *with(json_t *body, const char *key, json_t *value) {
+  if (!body || !value || json_object_set_new(body, key, value)) {
+    json_decref(body);
+    return NULL;
+  }
+  return body;
+}
+
+static json_t *netpol(const char *name, const char *ns, const char *tenant, const char *env, json_t *spec) {
+  return with(object("networking.k8s.io/v1", "NetworkPolicy", name, ns, tenant, env), "spec", spec);
+}
+
+/* The object of kind k in environment env (namespace ns) of tenant, and its resource. */
+static json_t *env_object(enum env_kind k, const char *tenant, const char *env, const char *ns,
+                          const struct tn_gvr **gvr) {
+  *gvr = &gvr_netpol;
+  switch (k) {
+  case K_NAMESPACE:
+    *gvr = &gvr_ns;
+    return object("v1", "Namespace", ns, NULL, tenant, env);
+  case K_DENY:
+    return netpol("default-deny", ns, tenant, env,
+                  json_pack("{s:{}, s:[s,s]}", "podSelector", "policyTypes", "Ingress", "Egress"));
+  case K_SAME_TENANT:
+    return netpol("allow-same-tenant", ns, tenant, env,
+                  json_pack("{s:{}, s:[s,s], s:[{s:[{s:{s:{s:s}}}]}], s:[{s:[{s:{s:{s:s}}}]}]}",
+                            "podSelector", "policyTypes", "Ingress", "Egress", "ingress", "from",
+                            "namespaceSelector", "matchLabels", "tenancy.dev/tenant", tenant, "egress", "to",
+                            "namespaceSelector", "matchLabels", "tenancy.dev/tenant", tenant));
+  case K_DNS:
+    return netpol("allow-dns", ns, tenant, env,
+                  json_pack("{s:{}, s:[s], s:[{s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]}",
+                            "podSelector", "policyTypes", "Egress", "egress", "to", "namespaceSelector",
+                            "matchLabels", "kubernetes.io/metadata.name", "kube-system", "podSelector",
+                            "matchLabels", "k8s-app", "kube-dns", "ports", "protocol", "UDP", "port", 53,
+                            "protocol", "TCP", "port", 53));
+  case K_TENANT_AND_DNS:
+    return netpol("allow-same-tenant", ns, tenant, env,
+                  json_pack("{s:{}, s:[s,s], s:[{s:[{s:{s:{s:s}}}]}], s:[{s:[{s:{s:{s:s}}}]}, "
+                            "{s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]}",
+                            "podSelector", "policyTypes", "Ingress", "Egress", "ingress", "from",
+                            "namespaceSelector", "matchLabels", "tenancy.dev/tenant", tenant, "egress", "to",
+                            "namespaceSelector", "matchLabels", "tenancy.dev/tenant", tenant, "to",
+                            "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name", "kube-system",
+                            "podSelector", "matchLabels", "k8s-app", "kube-dns", "ports", "protocol", "UDP",
+                            "port", 53, "protocol", "TCP", "port", 53));
+  case K_QUOTA:
+    *gvr = &gvr_quota;
+    return with(object("v1", "ResourceQuota", "tenant-quota", ns, tenant, env), "spec",
+                json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}}", "hard", "limits.cpu", "4",
+                          "limits.memory", "8Gi", "pods", "50", "requests.cpu", "4", "requests.memory", "8Gi",
+                          "requests.storage", "50Gi", "services", "10"));
+  case K_LIMITS:
+    *gvr = &gvr_limits;
+    return with(object("v1", "LimitRange", "tenant-limits", ns, tenant, env), "spec",
+                json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}, {s:s, s:{s:s}}]}", "limits",
+                          "type", "Container", "default", "cpu", "160m", "memory", "326Mi", "defaultRequest",
+                          "cpu", "80m", "memory", "163Mi", "max", "cpu", "4", "memory", "8Gi", "type",
+                          "PersistentVolumeClaim", "max", "storage", "50Gi"));
+  case K_BINDING:
+  default: {
+    *gvr = &gvr_rb;
+    char group[96];
+    snprintf(group, sizeof group, "%s-admins", tenant);
+    json_t *rb =
+        object("rbac.authorization.k8s.io/v1", "RoleBinding", "tenant-admin-0123456789", ns, tenant, env);
+    rb = with(rb, "roleRef",
+              json_pack("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind", "ClusterRole",
+                        "name", "tenancy-tenant-admin"));
+    return with(rb, "subjects",
+                json_pack("[{s:s, s:s, s:s}]", "apiGroup", "rbac.authorization.k8s.io", "kind", "Group",
+                          "name", group));
+  }
+  }
+}
+
+/* A Tenant as a user writes it: Active, 2 environments, one group binding. New reference. */
+static json_t *tenant_object(const char *name) {
+  char group[96], domain[96];
+  snprintf(group, sizeof group, "%s-admins", name);
+  snprintf(domain, sizeof domain, "%s.example", name);
+  return json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s, s:s, s:s, s:{s:[s], s:s}, s:[s, s], "
+                   "s:[{s:s, s:s, s:s}], s:{s:s, s:[{s:s, s:s}]}}}",
+                   "apiVersion", "tenancy.dev/v1alpha1", "kind", "Tenant", "metadata", "name", name, "spec",
+                   "displayName", name, "state", "Active", "stateReason", "benchmark", "plan", "standard",
+                   "isolation", "shared", "residency", "allowedRegions", "eu-west-1", "preferredRegion",
+                   "eu-west-1", "environments", envs[0], envs[1], "contacts", "role", "technical", "name",
+                   "Bench", "email", "bench@example.com", "identity", "domain", domain, "groupBindings",
+                   "group", group, "role", "tenant-admin");
+}
+
+/* ---- a pool of client threads over n items --------------------------------------------------- */
+
+struct pool {
+  struct tn_kube *k;
+  size_t n;
+  atomic_size_t next;
+  /* item i: returns the number of failed requests; fills err with the last failure */
+  int (*item)(struct pool *p, size_t i, struct tn_error *err);
+  void *ud;
+  atomic_size_t failed;
+  pthread_mutex_t mu; /* protects first_error */
+  char first_error[512];
+};
+
+static void pool_fail(struct pool *p, const char *what, const struct tn_error *err) {
+  atomic_fetch_add(&p->failed, 1);
+  pthread_mutex_lock(&p->mu);
+  if (!p->first_error[0])
+    if (snprintf(p->first_error, sizeof p->first_error, "%s: %s", what, err->message) < 0)
+      p->first_error[0] = '?';
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void *pool_worker(void *arg) {
+  struct pool *p = arg;
+  struct tn_error err;
+  for (;;) {
+    size_t i = atomic_fetch_add(&p->next, 1);
+    if (i >= p->n)
+      break;
+    tn_error_clear(&err);
+    p->item(p, i, &err);
+  }
+  return NULL;
+}
+
+/* Runs items 0..n over `threads` threads; returns the wall-clock seconds it took. */
+static double pool_run(struct pool *p, int threads) {
+  pthread_t tids[256];
+  if (threads > 256)
+    threads = 256;
+  atomic_store(&p->next, 0);
+  atomic_store(&p->failed, 0);
+  p->first_error[0] = 0;
+  double t0 = now();
+  int started = 0;
+  for (; started < threads; started++)
+    if (pthread_create(&tids[started], NULL, pool_worker, p) != 0)
+      break;
+  if (started == 0)
+    pool_worker(p);
+  for (int i = 0; i < started; i++)
+    pthread_join(tids[i], NULL);
+  return now() - t0;
+}
+
+/* ---- Prometheus text: the request counters ------------------------------------------------- */
+
+enum { M_GET, M_POST, M_PUT, M_PATCH, M_DELETE, M_OTHER, M_COUNT };
+static const char *const method_names[M_COUNT] = {"GET", "POST", "PUT", "PATCH", "DELETE", "other"};
+
+struct requests {
+  double by_method[M_COUNT];
+  double total, writes, throttled /* 429 */, server_errors /* 5xx */, transport /* no answer */;
+};
+
+/* The value of label `key` inside a {k="v",...} label set, copied into out. */
+static void label_value(const char *labels, const char *key, char *out, size_t cap) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "%s=\"", key);
+  out[0] = 0;
+  const char *p = labels;
+  while ((p = strstr(p, pat)) != NULL) {
+    if (p == labels || p[-1] == '{' || p[-1] == ',')
+      break;
+    p++;
+  }
+  if (!p)
+    return;
+  p += strlen(pat);
+  size_t i = 0;
+  while (*p && *p != '"' && i + 1 < cap)
+    out[i++] = *p++;
+  out[i] = 0;
+}
+
+/* Sums the rest_client_requests_total{code,method} samples of an exposition. */
+static void parse_requests(const char *text, struct requests *r) {
+  static const char fam[] = "rest_client_requests_total{";
+  memset(r, 0, sizeof *r);
+  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    if (strncmp(line, fam, sizeof fam - 1) != 0)
+      continue;
+    const char *end = strchr(line, '}');
+    const char *eol = strchr(line, '\n');
+    if (!end || (eol && end > eol))
+      continue;
+    char labels[256], code[32], method[32];
+    size_t len = (size_t)(end - line) + 1;
+    snprintf(labels, sizeof labels, "%.*s", (int)(len < sizeof labels ? len : sizeof labels - 1),
+             line + sizeof fam - 2);
+    label_value(labels, "code", code, sizeof code);
+    label_value(labels, "method", method, sizeof method);
+    double v = strtod(end + 1, NULL);
+    int m = M_OTHER;
+    for (int i = 0; i < M_OTHER; i++)
+      if (strcmp(method, method_names[i]) == 0)
+        m = i;
+    r->by_method[m] += v;
+    r->total += v;
+    if (m != M_GET)
+      r->writes += v;
+    if (strcmp(code, "429") == 0)
+      r->throttled += v;
+    else if (code[0] == '5')
+      r->server_errors += v;
+    else if (code[0] == '<')
+      r->transport += v;
+  }
+}
+
+static struct requests requests_delta(const struct requests *a, const struct requests *b) {
+  struct requests d;
+  for (int i = 0; i < M_COUNT; i++)
+    d.by_method[i] = b->by_method[i] - a->by_method[i];
+  d.total = b->total - a->total;
+  d.writes = b->writes - a->writes;
+  d.throttled = b->throttled - a->throttled;
+  d.server_errors = b->server_errors - a->server_errors;
+  d.transport = b->transport - a->transport;
+  return d;
+}
+
+/* "12000 (POST 12000, GET 3)": the non-zero methods. */
+static void format_requests(const struct requests *r, char *out, size_t cap) {
+  size_t off = (size_t)snprintf(out, cap, "%.0f (", r->total);
+  bool first = true;
+  for (int i = 0; i < M_COUNT && off < cap; i++) {
+    if (r->by_method[i] == 0)
+      continue;
+    off += (size_t)snprintf(out + off, cap - off, "%s%s %.0f", first ? "" : ", ", method_names[i],
+                            r->by_method[i]);
+    first = false;
+  }
+  if (off < cap)
+    snprintf(out + off, cap - off, ")");
+}
+
+/* Sum of the samples of family `name` whose label `key` equals `value` (every sample when key is
+ * NULL; with value NULL, every sample that has the label). */
+static double metric_sum(const char *text, const char *name, const char *key, const char *value) {
+  double sum = 0;
+  size_t nl = strlen(name);
+  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    if (strncmp(line, name, nl) != 0 || (line[nl] != '{' && line[nl] != ' '))
+      continue;
+    const char *end = line[nl] == '{' ? strchr(line, '}') : line + nl;
+    if (!end)
+      continue;
+    if (key) {
+      char labels[512], v[128];
+      size_t len = (size_t)(end - line - (long)nl) + 1;
+      snprintf(labels, sizeof labels, "%.*s", (int)(len < sizeof labels ? len : sizeof labels - 1),
+               line + nl);
+      label_value(labels, key, v, sizeof v);
+      if (value ? strcmp(v, value) != 0 : !v[0])
+        continue;
+    }
+    sum += strtod(end + 1, NULL);
+  }
+  return sum;
+}
+
+/* ---- plain HTTP (the operator's /metrics and /readyz) --------------------------------------- */
+
+static size_t http_sink(char *data, size_t size, size_t nmemb, void *ud) {
+  return tn_buf_append(ud, data, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+/* GET url into out; returns the HTTP status, or -1 when there was no answer. */
+static long http_get(const char *url, struct tn_buf *out) {
+  CURL *c = curl_easy_init();
+  if (!c)
+    return -1;
+  tn_buf_reset(out);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_sink);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  long status = -1;
+  if (curl_easy_perform(c) == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(c);
+  return status;
+}
+
+static int scrape_requests(const char *url, struct requests *r) {
+  struct tn_buf b;
+  tn_buf_init(&b, (size_t)64 << 20);
+  long st = http_get(url, &b);
+  if (st == 200)
+    parse_requests(tn_buf_str(&b), r);
+  tn_buf_cleanup(&b);
+  return st == 200 ? 0 : -1;
+}
+
+/* The API server's own /metrics (APF: dispatched by priority level, rejected). */
+struct apf {
+  double dispatched, exempt, rejected;
+  bool ok;
+};
+
+static struct apf apf_scrape(struct tn_kube *k) {
+  struct apf a = {0};
+  struct tn_kube_request req = {.method = "GET", .path = "/metrics", .timeout_ms = 30000};
+  struct tn_kube_response resp;
+  struct tn_error err;
+  tn_kube_response_init(&resp);
+  if (tn_kube_do(k, &req, &resp, &err) == 0) {
+    const char *t = tn_buf_str(&resp.body);
+    a.dispatched = metric_sum(t, "apiserver_flowcontrol_dispatched_requests_total", NULL, NULL);
+    a.exempt = metric_sum(t, "apiserver_flowcontrol_dispatched_requests_total", "priority_level", "exempt");
+    a.rejected = metric_sum(t, "apiserver_flowcontrol_rejected_requests_total", NULL, NULL);
+    a.ok = true;
+  }
+  tn_kube_response_cleanup(&resp);
+  return a;
+}
+
+static void apf_print(const struct apf *a, const struct apf *b) {
+  if (!a->ok || !b->ok) {
+    printf("  apiserver APF: /metrics not readable\n");
+    return;
+  }
+  printf(
+      "  apiserver APF: %.0f requests dispatched (%.0f in the exempt priority level), %.0f rejected (429)\n",
+      b->dispatched - a->dispatched, b->exempt - a->exempt, b->rejected - a->rejected);
+}
+
+/* ---- listing ----------------------------------------------------------------------------------- */
+
+/* Calls fn for every item of a list, 500 per page. *rv_out (may be NULL) gets the list's
+ * resourceVersion (malloc'd). */
+static int list_all(struct tn_kube *k, const struct tn_gvr *gvr, const char *selector,
+                    void (*fn)(void *ud, json_t *item), void *ud, char **rv_out, struct tn_error *err) {
+  char *cont = NULL;
+  int rc = 0;
+  do {
+    struct tn_list_opts lo = {.label_selector = selector, .limit = 500, .continue_token = cont};
+    json_t *page = NULL;
+    rc = tn_kube_list(k, gvr, NULL, &lo, &page, err);
+    free(cont);
+    cont = NULL;
+    if (rc != 0)
+      break;
+    json_t *items = json_object_get(page, "items"), *it;
+    size_t i;
+    json_array_foreach(items, i, it) fn(ud, it);
+    json_t *md = json_object_get(page, "metadata");
+    const char *c = json_string_value(json_object_get(md, "continue"));
+    if (c && *c)
+      cont = strdup(c);
+    else if (rv_out)
+      *rv_out = strdup(str_or(json_string_value(json_object_get(md, "resourceVersion")), ""));
+    json_decref(page);
+  } while (cont);
+  return rc;
+}
+
+struct name_list {
+  const char *prefix; /* of the name, or with by_namespace of metadata.namespace */
+  bool by_namespace;
+  char **names;
+  size_t n, cap;
+};
+
+static void collect_name(void *ud, json_t *item) {
+  struct name_list *l = ud;
+  json_t *md = json_object_get(item, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
+  if (!has_prefix(l->by_namespace ? json_string_value(json_object_get(md, "namespace")) : name, l->prefix))
+    return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 256;
+    char **n = realloc(l->names, cap * sizeof *n);
+    if (!n)
+      return;
+    l->names = n;
+    l->cap = cap;
+  }
+  l->names[l->n++] = strdup(name);
+}
+
+static void name_list_cleanup(struct name_list *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->names[i]);
+  free(l->names);
+  l->names = NULL;
+  l->n = l->cap = 0;
+}
+
+/* How many objects of gvr (selected, named with prefix) exist; -1 when the list failed. */
+static long count_named(struct tn_kube *k, const struct tn_gvr *gvr, const char *selector,
+                        const char *prefix) {
+  struct name_list l = {.prefix = prefix};
+  struct tn_error err;
+  int rc = list_all(k, gvr, selector, collect_name, &l, NULL, &err);
+  long n = rc == 0 ? (long)l.n : -1;
+  name_list_cleanup(&l);
+  return n;
+}
+
+/* Waits until no such object is left; returns the seconds it took, or -1 on timeout or when
+ * listing keeps failing (the cluster is gone). */
+static double wait_gone(struct tn_kube *k, const struct tn_gvr *gvr, const char *selector, const char *prefix,
+                        int timeout_s) {
+  double t0 = now();
+  int failures = 0;
+  for (;;) {
+    long n = count_named(k, gvr, selector, prefix);
+    if (n == 0)
+      return now() - t0;
+    failures = n < 0 ? failures + 1 : 0;
+    if (now() - t0 > timeout_s || failures >= 5)
+      return -1;
+    sleep_s(1);
+  }
+}
+
+/* The objects the operator owns for the tenants named prefix*: their Namespaces and what is in
+ * them (NetworkPolicies, ResourceQuotas, LimitRanges, RoleBindings). -1 when a list failed. */
+static long count_owned(struct tn_kube *k, const char *prefix) {
+  static const struct tn_gvr *const kinds[] = {&gvr_netpol, &gvr_quota, &gvr_limits, &gvr_rb};
+  long total = count_named(k, &gvr_ns, MANAGED_BY, prefix);
+  for (size_t i = 0; i < sizeof kinds / sizeof *kinds && total >= 0; i++) {
+    struct name_list l = {.prefix = prefix, .by_namespace = true};
+    struct tn_error err;
+    if (list_all(k, kinds[i], MANAGED_BY, collect_name, &l, NULL, &err) != 0)
+      total = -1;
+    else
+      total += (long)l.n;
+    name_list_cleanup(&l);
+  }
+  return total;
+}
+
+/* ---- deleting ---------------------------------------------------------------------------------- */
+
+struct delete_job {
+  const struct tn_gvr *gvr;
+  struct name_list *names;
+};
+
+static int delete_item(struct pool *p, size_t i, struct tn_error *err) {
+  struct delete_job *j = p->ud;
+  int rc = tn_kube_delete(p->k, j->gvr, NULL, j->names->names[i], NULL, err);
+  if (rc != 0 && rc != TN_ENOTFOUND) {
+    pool_fail(p, j->names->names[i], err);
+    return 1;
+  }
+  return 0;
+}
+
+/* Deletes every object of gvr with the selector whose name has the prefix; returns how many. */
+static long delete_named(struct tn_kube *k, const struct tn_gvr *gvr, const char *selector,
+                         const char *prefix) {
+  struct name_list l = {.prefix = prefix};
+  struct tn_error err;
+  if (list_all(k, gvr, selector, collect_name, &l, NULL, &err) != 0) {
+    fprintf(stderr, "bench_tenants: listing %s: %s\n", gvr->resource, err.message);
+    return -1;
+  }
+  struct delete_job j = {gvr, &l};
+  struct pool p = {.k = k, .n = l.n, .item = delete_item, .ud = &j, .mu = PTHREAD_MUTEX_INITIALIZER};
+  pool_run(&p, opt.threads);
+  if (atomic_load(&p.failed))
+    fprintf(stderr, "bench_tenants: %zu deletes of %s failed, first: %s\n", atomic_load(&p.failed),
+            gvr->resource, p.first_error);
+  long n = (long)l.n;
+  name_list_cleanup(&l);
+  return n;
+}
+
+/* Tenants left by an earlier run may hold a finalizer no operator will release: drop it. */
+static void tenant_drop_finalizer(void *ud, json_t *item) {
+  struct tn_kube *k = ud;
+  json_t *md = json_object_get(item, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
+  if (!has_prefix(name, OP_PREFIX) || json_array_size(json_object_get(md, "finalizers")) == 0)
+    return;
+  json_t *patch = json_pack("{s:{s:n}}", "metadata", "finalizers");
+  struct tn_error err;
+  if (tn_kube_merge_patch(k, &gvr_tenant, NULL, name, patch, NULL, NULL, &err) != 0 &&
+      err.code != TN_ENOTFOUND)
+    fprintf(stderr, "bench_tenants: dropping the finalizer of tenant %s: %s\n", name, err.message);
+  json_decref(patch);
+}
+
+/* Removes the operator phase's tenants and namespaces without the operator's help. */
+static void force_clean_operator_objects(struct tn_kube *k) {
+  struct tn_error err;
+  if (list_all(k, &gvr_tenant, NULL, tenant_drop_finalizer, k, NULL, &err) == 0)
+    delete_named(k, &gvr_tenant, NULL, OP_PREFIX);
+  delete_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX);
+  if (wait_gone(k, &gvr_ns, MANAGED_BY, OP_PREFIX, 900) < 0 ||
+      wait_gone(k, &gvr_tenant, NULL, OP_PREFIX, 60) < 0)
+    fprintf(stderr, "bench_tenants: objects of an earlier run are still there\n");
+}
+
+/* ---- phase 1: the baseline ------------------------------------------------------------------- */
+
+struct baseline {
+  double *latency; /* [unit * per_env + k], seconds */
+};
+
+/* One environment: its Namespace first, then the five objects in it. */
+static int baseline_item(struct pool *p, size_t unit, struct tn_error *err) {
+  struct baseline *b = p->ud;
+  char tenant[32], ns[64];
+  snprintf(tenant, sizeof tenant, BASE_PREFIX "%04zu", unit / N_ENVS + 1);
+  snprintf(ns, sizeof ns, "%s-%s", tenant, envs[unit % N_ENVS]);
+  int failed = 0;
+  for (size_t k = 0; k < per_env; k++) {
+    const struct tn_gvr *gvr = NULL;
+    json_t *obj = env_object(env_kinds[k], tenant, envs[unit % N_ENVS], ns, &gvr);
+    double t0 = now();
+    int rc =
+        obj ? tn_kube_create(p->k, gvr, ns, obj, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack failed");
+    b->latency[unit * per_env + k] = now() - t0;
+    json_decref(obj);
+    if (rc != 0) {
+      pool_fail(p, ns, err);
+      failed++;
+      if (k == 0)
+        break; /* no namespace, nothing to put in it */
+    }
+  }
+  return failed;
+}
+
+static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
+  size_t units = opt.tenants * N_ENVS, objects = units * per_env;
+  long left = count_named(k, &gvr_ns, MANAGED_BY, BASE_PREFIX);
+  if (left != 0) {
+    fprintf(stderr, "bench_tenants: removing %ld baseline namespaces of an earlier run\n", left);
+    delete_named(k, &gvr_ns, MANAGED_BY, BASE_PREFIX);
+    if (wait_gone(k, &gvr_ns, MANAGED_BY, BASE_PREFIX, 900) < 0) {
+      printf("baseline: not run: namespaces " BASE_PREFIX "* of an earlier run are still terminating\n");
+      return -1;
+    }
+  }
+  struct baseline b = {.latency = calloc(objects, sizeof(double))};
+  if (!b.latency)
+    return -1;
+  struct tn_buf text;
+  tn_buf_init(&text, (size_t)16 << 20);
+  struct requests r0, r1;
+  struct apf a0 = apf_scrape(k); /* before r0: its own GET is not the baseline's */
+  tn_metrics_write(reg, &text);
+  parse_requests(tn_buf_str(&text), &r0);
+
+  struct pool p = {.k = k, .n = units, .item = baseline_item, .ud = &b, .mu = PTHREAD_MUTEX_INITIALIZER};
+  double secs = pool_run(&p, opt.threads);
+
+  tn_buf_reset(&text);
+  tn_metrics_write(reg, &text);
+  parse_requests(tn_buf_str(&text), &r1);
+  struct apf a1 = apf_scrape(k);
+  tn_buf_cleanup(&text);
+  struct requests d = requests_delta(&r0, &r1);
+  size_t failed = atomic_load(&p.failed);
+  char reqs[256];
+  format_requests(&d, reqs, sizeof reqs);
+  printf("baseline (plain parallel client, %d threads, no client-side rate limit, one HTTP/2 connection):\n",
+         opt.threads);
+  printf("  %zu objects in %.2f s = %.0f objects/s; %zu failed\n", objects - failed, secs,
+         (double)(objects - failed) / secs, failed);
+  printf("  requests %s; %.0f answered 429, %.0f answered 5xx, %.0f without an answer\n", reqs, d.throttled,
+         d.server_errors, d.transport);
+  double p50 = quantile(b.latency, objects, 0.50), p99 = quantile(b.latency, objects, 0.99);
+  printf("  create latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", p50 * 1e3, p99 * 1e3,
+         b.latency[objects - 1] * 1e3);
+  apf_print(&a0, &a1);
+  if (failed)
+    printf("  first failure: %s\n", p.first_error);
+  fflush(stdout);
+  free(b.latency);
+
+  if (!opt.keep) {
+    double t0 = now();
+    long n = delete_named(k, &gvr_ns, MANAGED_BY, BASE_PREFIX);
+    double del = now() - t0;
+    double gone = wait_gone(k, &gvr_ns, MANAGED_BY, BASE_PREFIX, 900);
+    if (gone < 0)
+      printf("  cleanup: %ld namespaces deleted in %.1f s; still terminating after 900 s more\n", n, del);
+    else
+      printf("  cleanup: %ld namespaces deleted in %.1f s, gone (namespace controller) %.1f s later\n", n,
+             del, gone);
+  }
+  return failed ? -1 : secs;
+}
+
+/* ---- phase 2: the operator -------------------------------------------------------------------- */
+
+/* Watches the Tenants and records when each first shows Ready=True. The stream is parsed on the
+ * client's transport thread; the fields below are written there and read by the main thread. */
+struct watcher {
+  struct tn_kube *k; /* a client of its own, so the creates do not share its connection */
+  size_t n;
+  double *ready_at;    /* [i] for bench-<i+1>; 0 until Ready; written by the stream only */
+  atomic_size_t ready; /* how many are Ready */
+  atomic_int stop;     /* set by the main thread; cancels the watch */
+  atomic_int listed;   /* the first list is done: creates may start */
+  pthread_mutex_t mu;  /* protects last_ready and rv */
+  double last_ready;
+  char rv[64];
+  size_t events;
+};
+
+static bool is_ready(json_t *obj) {
+  json_t *conds = json_object_get(json_object_get(obj, "status"), "conditions"), *c;
+  size_t i;
+  json_array_foreach(conds, i, c) {
+    if (strcmp(str_or(json_string_value(json_object_get(c, "type")), ""), "Ready") == 0)
+      return strcmp(str_or(json_string_value(json_object_get(c, "status")), ""), "True") == 0;
+  }
+  return false;
+}
+
+static void watcher_see(struct watcher *w, json_t *obj) {
+  const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+  if (!has_prefix(name, OP_PREFIX) || !is_ready(obj))
+    return;
+  char *end = NULL;
+  unsigned long idx = strtoul(name + strlen(OP_PREFIX), &end, 10);
+  if (!end || *end || idx == 0 || idx > w->n || w->ready_at[idx - 1] != 0)
+    return;
+  double t = now();
+  w->ready_at[idx - 1] = t;
+  pthread_mutex_lock(&w->mu);
+  w->last_ready = t;
+  pthread_mutex_unlock(&w->mu);
+  atomic_fetch_add(&w->ready, 1);
+}
+
+static void watcher_list_item(void *ud, json_t *item) { watcher_see(ud, item); }
+
+static int watcher_event(void *ud, enum tn_watch_type type, json_t *obj, struct tn_error *err) {
+  struct watcher *w = ud;
+  w->events++;
+  if (type == TN_WATCH_ERROR)
+    return tn_watch_status_error(obj, err);
+  const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+  if (rv) {
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->rv, sizeof w->rv, "%s", rv);
+    pthread_mutex_unlock(&w->mu);
+  }
+  if (type == TN_WATCH_ADDED || type == TN_WATCH_MODIFIED)
+    watcher_see(w, obj);
+  return 0;
+}
+
+struct stream_ctx {
+  struct tn_watchstream *ws;
+  struct tn_error err;
+  int rc;
+};
+
+static int watcher_data(void *ud, const char *data, size_t len) {
+  struct stream_ctx *s = ud;
+  s->rc = tn_watchstream_feed(s->ws, data, len, &s->err);
+  return s->rc;
+}
+
+static void *watcher_main(void *arg) {
+  struct watcher *w = arg;
+  bool need_list = true;
+  while (!atomic_load(&w->stop)) {
+    struct tn_error err;
+    if (need_list) {
+      char *rv = NULL;
+      if (list_all(w->k, &gvr_tenant, NULL, watcher_list_item, w, &rv, &err) != 0) {
+        fprintf(stderr, "bench_tenants: listing tenants: %s\n", err.message);
+        free(rv);
+        sleep_s(0.25);
+        continue;
+      }
+      pthread_mutex_lock(&w->mu);
+      snprintf(w->rv, sizeof w->rv, "%s", rv ? rv : "");
+      pthread_mutex_unlock(&w->mu);
+      free(rv);
+      need_list = false;
+      atomic_store(&w->listed, 1);
+    }
+    struct tn_buf q;
+    tn_buf_init(&q, 4096);
+    pthread_mutex_lock(&w->mu);
+    tn_kube_query_add(&q, "watch", "1");
+    tn_kube_query_add(&q, "allowWatchBookmarks", "true");
+    tn_kube_query_add(&q, "resourceVersion", w->rv);
+    tn_kube_query_add(&q, "timeoutSeconds", "300");
+    pthread_mutex_unlock(&w->mu);
+    char *path = tn_kube_path(&gvr_tenant, NULL, NULL, NULL);
+    struct stream_ctx s = {.ws = tn_watchstream_new(0, watcher_event, w)};
+    struct tn_kube_request req = {.method = "GET",
+                                  .path = path,
+                                  .query = tn_buf_str(&q),
+                                  .on_data = watcher_data,
+                                  .ud = &s,
+                                  .cancel = &w->stop,
+                                  .no_retry = true};
+    struct tn_kube_response resp;
+    tn_kube_response_init(&resp);
+    int rc = s.ws ? tn_kube_do(w->k, &req, &resp, &err) : -ENOMEM;
+    if (rc == 0 && s.ws)
+      rc = tn_watchstream_finish(s.ws, &s.err);
+    if (s.rc != 0)
+      rc = s.rc;
+    tn_kube_response_cleanup(&resp);
+    tn_watchstream_free(s.ws);
+    free(path);
+    tn_buf_cleanup(&q);
+    if (atomic_load(&w->stop))
+      break;
+    if (rc != 0) {
+      need_list = true; /* 410 Gone or a broken stream: start from a fresh list */
+      sleep_s(0.25);
+    }
+  }
+  return NULL;
+}
+
+struct op_create {
+  double *created_at; /* [i]: when the create of bench-<i+1> returned */
+};
+
+static int tenant_create_item(struct pool *p, size_t i, struct tn_error *err) {
+  struct op_create *c = p->ud;
+  char name[32];
+  snprintf(name, sizeof name, OP_PREFIX "%04zu", i + 1);
+  json_t *obj = tenant_object(name);
+  int rc =
+      obj ? tn_kube_create(p->k, &gvr_tenant, NULL, obj, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack");
+  c->created_at[i] = now();
+  json_decref(obj);
+  if (rc != 0) {
+    pool_fail(p, name, err);
+    return 1;
+  }
+  return 0;
+}
+
+/* kB of a /proc/<pid>/status field (VmRSS, VmHWM); -1 when unknown. */
+static long proc_status_kib(pid_t pid, const char *field) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  long v = -1;
+  size_t fl = strlen(field);
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+      v = strtol(line + fl + 1, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+struct operator_proc {
+  pid_t pid;
+  int metrics_port, health_port;
+  char bin[PATH_MAX], log_path[PATH_MAX], metrics_url[128], readyz_url[128], flags[1024];
+};
+
+static bool operator_bin(char *out, size_t cap) {
+  const char *env = getenv("TENANCY_OPERATOR_BIN");
+  if (env && *env) {
+    snprintf(out, cap, "%s", env);
+    return access(out, X_OK) == 0;
+  }
+  static const char *const candidates[] = {"build/bin/tenancy-operator",
+                                           "build/release/bin/tenancy-operator"};
+  for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+    int n = snprintf(out, cap, "%s/%s", root, candidates[i]);
+    if (n > 0 && (size_t)n < cap && access(out, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+static void print_log_tail(const char *path, int lines) {
+  char cmd[PATH_MAX + 64];
+  snprintf(cmd, sizeof cmd, "tail -n %d '%s' >&2", lines, path);
+  if (system(cmd) != 0)
+    fprintf(stderr, "(no log at %s)\n", path);
+}
+
+/* Starts the operator with its log in o->log_path and waits until /readyz answers 200. */
+static int operator_start(struct operator_proc *o) {
+  o->metrics_port = free_port();
+  o->health_port = free_port();
+  snprintf(o->metrics_url, sizeof o->metrics_url, "http://127.0.0.1:%d/metrics", o->metrics_port);
+  snprintf(o->readyz_url, sizeof o->readyz_url, "http://127.0.0.1:%d/readyz", o->health_port);
+  const char *tmp = str_or(getenv("TMPDIR"), "/tmp");
+  snprintf(o->log_path, sizeof o->log_path, "%s/bench_tenants-operator.%d.log", tmp, (int)getpid());
+  char a_metrics[64], a_health[64], a_sync[64], a_kube[PATH_MAX + 16];
+  snprintf(a_metrics, sizeof a_metrics, "--metrics-bind-address=127.0.0.1:%d", o->metrics_port);
+  snprintf(a_health, sizeof a_health, "--health-probe-bind-address=127.0.0.1:%d", o->health_port);
+  snprintf(a_sync, sizeof a_sync, "--sync-period=%s", opt.sync_period);
+  snprintf(a_kube, sizeof a_kube, "--kubeconfig=%s", getenv("KUBECONFIG"));
+  char *argv[64] = {o->bin, a_kube, a_metrics, a_health, a_sync, "--leader-elect=false", NULL};
+  int argc = 6;
+  char *extra = strdup(str_or(getenv("TENANCY_BENCH_OPERATOR_ARGS"), ""));
+  size_t off = (size_t)snprintf(o->flags, sizeof o->flags, "%s %s", a_sync, "--leader-elect=false");
+  for (char *save = NULL, *t = strtok_r(extra, " \t", &save); t && argc < 63;
+       t = strtok_r(NULL, " \t", &save)) {
+    argv[argc++] = t;
+    if (off < sizeof o->flags)
+      off += (size_t)snprintf(o->flags + off, sizeof o->flags - off, " %s", t);
+  }
+  argv[argc] = NULL;
+  fflush(NULL);
+  pid_t parent = getpid();
+  o->pid = fork();
+  if (o->pid < 0) {
+    free(extra);
+    return -1;
+  }
+  if (o->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the benchmark */
+    if (getppid() != parent)
+      _exit(1);
+    int fd = open(o->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    execv(o->bin, argv);
+    fprintf(stderr, "exec %s: %s\n", o->bin, strerror(errno));
+    _exit(127);
+  }
+  free(extra);
+  struct tn_buf b;
+  tn_buf_init(&b, 1 << 20);
+  double t0 = now();
+  int rc = -1;
+  while (now() - t0 < 120) {
+    int st;
+    if (waitpid(o->pid, &st, WNOHANG) == o->pid) {
+      o->pid = 0;
+      fprintf(stderr, "bench_tenants: the operator exited at start; its log (%s) ends:\n", o->log_path);
+      print_log_tail(o->log_path, 20);
+      break;
+    }
+    if (http_get(o->readyz_url, &b) == 200 && http_get(o->metrics_url, &b) == 200) {
+      rc = 0;
+      break;
+    }
+    sleep_s(0.1);
+  }
+  tn_buf_cleanup(&b);
+  if (rc != 0 && o->pid > 0)
+    fprintf(stderr, "bench_tenants: the operator did not become ready in 120 s (log %s)\n", o->log_path);
+  return rc;
+}
+
+static bool operator_alive(struct operator_proc *o) {
+  int st;
+  if (o->pid <= 0)
+    return false;
+  if (waitpid(o->pid, &st, WNOHANG) == o->pid) {
+    o->pid = 0;
+    return false;
+  }
+  return true;
+}
+
+static void operator_stop(struct operator_proc *o) {
+  if (o->pid <= 0)
+    return;
+  kill(o->pid, SIGTERM);
+  for (int i = 0; i < 400; i++) { /* its graceful shutdown may take up to 30 s */
+    int st;
+    if (waitpid(o->pid, &st, WNOHANG) == o->pid) {
+      o->pid = 0;
+      return;
+    }
+    sleep_s(0.1);
+  }
+  kill(o->pid, SIGKILL);
+  waitpid(o->pid, NULL, 0);
+  o->pid = 0;
+}
+
+/* CRDs, the sample Plans and Regions, the tenant ClusterRoles: the operator's prerequisites. */
+static int install_prerequisites(void) {
+  char cmd[PATH_MAX * 2];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && bash -c 'set -e; . hack/lib.sh; export PATH=\"$CP_BIN:$PATH\"; hack/crds.sh apply; "
+           "kubectl apply --server-side --force-conflicts --field-manager=bench-tenants "
+           "-f manifests/deploy/00-namespace.yaml -f manifests/deploy/20-tenant-roles.yaml "
+           "-f manifests/samples/00-plans.yaml -f manifests/samples/01-regions.yaml' >/dev/null 2>&1",
+           root);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static double run_operator(struct tn_kube *k, double baseline_s) {
+  struct operator_proc o = {0};
+  if (!operator_bin(o.bin, sizeof o.bin)) {
+    printf("operator: not run: no operator binary (%s; build it with make build, or set "
+           "TENANCY_OPERATOR_BIN)\n",
+           o.bin);
+    return -1;
+  }
+  if (access(o.bin, X_OK) != 0 || install_prerequisites() != 0) {
+    printf("operator: not run: installing the CRDs (hack/crds.sh) and the samples failed\n");
+    return -1;
+  }
+  if (count_named(k, &gvr_tenant, NULL, OP_PREFIX) != 0 ||
+      count_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX) != 0) {
+    fprintf(stderr, "bench_tenants: removing the tenants and namespaces of an earlier run\n");
+    force_clean_operator_objects(k);
+  }
+
+  struct tn_kube_config cfg = {0};
+  struct tn_error err;
+  struct watcher w = {.n = opt.tenants, .mu = PTHREAD_MUTEX_INITIALIZER};
+  struct op_create c = {0};
+  pthread_t wt;
+  bool watching = false;
+  double result = -1;
+  if (tn_kube_config_auto(NULL, &cfg, &err) != 0 || (cfg.qps = 0, tn_kube_new(&cfg, NULL, &w.k, &err)) != 0) {
+    printf("operator: not run: %s\n", err.message);
+    goto out;
+  }
+  w.ready_at = calloc(opt.tenants, sizeof(double));
+  c.created_at = calloc(opt.tenants, sizeof(double));
+  if (!w.ready_at || !c.created_at)
+    goto out;
+  if (operator_start(&o) != 0) {
+    printf("operator: not run: it did not start (log %s)\n", o.log_path);
+    goto out;
+  }
+  long rss_start = proc_status_kib(o.pid, "VmRSS");
+  if (pthread_create(&wt, NULL, watcher_main, &w) != 0)
+    goto out;
+  watching = true;
+  while (!atomic_load(&w.listed))
+    sleep_s(0.01);
+
+  struct requests m0, m1, m2;
+  if (scrape_requests(o.metrics_url, &m0) != 0) {
+    printf("operator: not run: its /metrics did not answer\n");
+    goto out;
+  }
+  struct apf a0 = apf_scrape(k);
+
+  /* Apply every Tenant as fast as the client goes; the clock starts at the first create. */
+  struct pool p = {
+      .k = k, .n = opt.tenants, .item = tenant_create_item, .ud = &c, .mu = PTHREAD_MUTEX_INITIALIZER};
+  double t_first = now();
+  double apply_s = pool_run(&p, opt.threads);
+  size_t failed = atomic_load(&p.failed);
+
+  double next_progress = now() + 10;
+  bool died = false, timed_out = false;
+  while (atomic_load(&w.ready) < opt.tenants - failed) {
+    if (!operator_alive(&o)) {
+      died = true;
+      break;
+    }
+    if (now() - t_first > opt.timeout_s) {
+      timed_out = true;
+      break;
+    }
+    if (now() >= next_progress) {
+      fprintf(stderr, "bench_tenants: %zu/%zu tenants Ready after %.0f s, operator RSS %ld KiB\n",
+              atomic_load(&w.ready), opt.tenants, now() - t_first, proc_status_kib(o.pid, "VmRSS"));
+      next_progress += 10;
+    }
+    sleep_s(0.05);
+  }
+  pthread_mutex_lock(&w.mu);
+  double t_ready = w.last_ready;
+  pthread_mutex_unlock(&w.mu);
+  size_t ready = atomic_load(&w.ready);
+  long rss = proc_status_kib(o.pid, "VmRSS"), hwm = proc_status_kib(o.pid, "VmHWM");
+  int scraped1 = died ? -1 : scrape_requests(o.metrics_url, &m1);
+  struct apf a1 = apf_scrape(k);
+
+  printf("operator (%s %s, %zu Tenants applied by %d client threads in %.2f s, %zu failed):\n", o.bin,
+         o.flags, opt.tenants, opt.threads, apply_s, failed);
+  if (failed)
+    printf("  first failed create: %s\n", p.first_error);
+  if (died) {
+    printf("  the operator exited after %.1f s with %zu/%zu tenants Ready; its log (%s) ends:\n",
+           now() - t_first, ready, opt.tenants, o.log_path);
+    fflush(stdout);
+    print_log_tail(o.log_path, 30);
+    goto out;
+  }
+  if (timed_out) {
+    printf("  not converged: %zu/%zu tenants Ready after %d s (log %s)\n", ready, opt.tenants, opt.timeout_s,
+           o.log_path);
+    for (size_t i = 0; i < opt.tenants; i++)
+      if (w.ready_at[i] == 0) {
+        char name[32];
+        snprintf(name, sizeof name, OP_PREFIX "%04zu", i + 1);
+        json_t *t = NULL;
+        if (tn_kube_get(k, &gvr_tenant, NULL, name, &t, &err) == 0) {
+          char *s = json_dumps(json_object_get(t, "status"), JSON_COMPACT);
+          printf("  e.g. %s status: %.600s\n", name, s ? s : "(none)");
+          free(s);
+        }
+        json_decref(t);
+        break;
+      }
+  } else {
+    result = t_ready - t_first;
+    long owned = count_owned(k, OP_PREFIX);
+    printf("  %zu tenants Ready in %.2f s (first create to last Ready=True) = %.0f tenants/s; %ld objects "
+           "owned = %.0f objects/s\n",
+           ready, result, (double)ready / result, owned, (double)owned / result);
+    double *lat = malloc(opt.tenants * sizeof *lat);
+    size_t nl = 0;
+    for (size_t i = 0; lat && i < opt.tenants; i++)
+      if (w.ready_at[i] > 0 && c.created_at[i] > 0)
+        lat[nl++] = w.ready_at[i] - c.created_at[i];
+    if (nl)
+      printf("  per tenant, create to Ready: p50 %.2f s, p99 %.2f s, max %.2f s\n", quantile(lat, nl, 0.5),
+             quantile(lat, nl, 0.99), lat[nl - 1]);
+    free(lat);
+    if (baseline_s > 0)
+      printf("  ratio operator/baseline: %.2fx (target <= 1.3x; baseline %.2f s)\n", result / baseline_s,
+             baseline_s);
+  }
+  if (scraped1 == 0) {
+    struct requests d = requests_delta(&m0, &m1);
+    char reqs[256], start[256];
+    format_requests(&d, reqs, sizeof reqs);
+    format_requests(&m0, start, sizeof start);
+    printf("  API requests by the operator while converging: %s = %.1f per tenant; %.0f writes = %.1f per "
+           "tenant; %.0f answered 429, %.0f 5xx\n",
+           reqs, d.total / (double)opt.tenants, d.writes, d.writes / (double)opt.tenants, d.throttled,
+           d.server_errors);
+    printf("  API requests at start (before the first Tenant): %s\n", start);
+  }
+  apf_print(&a0, &a1);
+  printf("  operator RSS: %.1f MiB at start, %.1f MiB when Ready, peak (VmHWM) %.1f MiB (target < 64 MiB)\n",
+         (double)rss_start / 1024.0, (double)rss / 1024.0, (double)hwm / 1024.0);
+  fflush(stdout);
+
+  /* Idle: nothing changes; each --sync-period resync must cost no write. */
+  if (!timed_out && scraped1 == 0 && opt.idle_s > 0) {
+    sleep_s(opt.idle_s);
+    if (operator_alive(&o) && scrape_requests(o.metrics_url, &m2) == 0) {
+      struct requests d = requests_delta(&m1, &m2);
+      char reqs[256];
+      format_requests(&d, reqs, sizeof reqs);
+      printf(
+          "  idle %d s after Ready (--sync-period=%s): %.0f writes (expected 0); all requests %s; RSS %.1f "
+          "MiB\n",
+          opt.idle_s, opt.sync_period, d.writes, reqs, (double)proc_status_kib(o.pid, "VmRSS") / 1024.0);
+    } else {
+      printf("  idle window: the operator stopped answering /metrics\n");
+    }
+  }
+  fflush(stdout);
+
+  if (!opt.keep && operator_alive(&o)) {
+    /* Teardown through the finalizer, timed for information. */
+    double t0 = now();
+    long n = delete_named(k, &gvr_tenant, NULL, OP_PREFIX);
+    if (wait_gone(k, &gvr_tenant, NULL, OP_PREFIX, 600) < 0) {
+      printf("  teardown: %ld Tenants deleted; not all released by the finalizer after 600 s\n", n);
+    } else {
+      double released = now() - t0;
+      double ns = wait_gone(k, &gvr_ns, MANAGED_BY, OP_PREFIX, 900);
+      printf("  teardown: %ld Tenants deleted and released by the finalizer in %.1f s; their namespaces ", n,
+             released);
+      if (ns < 0)
+        printf("still terminating after 900 s more\n");
+      else
+        printf("gone after %.1f s\n", now() - t0);
+    }
+  }
+
+out:
+  if (watching) {
+    atomic_store(&w.stop, 1);
+    pthread_join(wt, NULL);
+  }
+  operator_stop(&o);
+  if (!opt.keep && (count_named(k, &gvr_tenant, NULL, OP_PREFIX) != 0 ||
+                    count_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX) != 0))
+    force_clean_operator_objects(k);
+  tn_kube_free(w.k);
+  tn_kube_config_cleanup(&cfg);
+  free(w.ready_at);
+  free(c.created_at);
+  fflush(stdout);
+  return result;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+
+static void print_machine(struct tn_kube *k) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
+  double load[3] = {0};
+  if (getloadavg(load, 3) < 0)
+    load[0] = -1;
+  json_t *v = NULL;
+  struct tn_error err;
+  struct tn_kube_request req = {.method = "GET", .path = "/version"};
+  struct tn_kube_response resp;
+  tn_kube_response_init(&resp);
+  const char *ver = "?";
+  if (tn_kube_do(k, &req, &resp, &err) == 0 && (v = json_loads(tn_buf_str(&resp.body), 0, NULL)) != NULL)
+    ver = str_or(json_string_value(json_object_get(v, "gitVersion")), "?");
+  printf("machine: %ld cores, %.1f GiB; load average %.2f at start; kube-apiserver %s\n", cores, mem, load[0],
+         ver);
+  json_decref(v);
+  tn_kube_response_cleanup(&resp);
+}
+
+static int run_bench(void) {
+  struct tn_kube_config cfg = {0};
+  struct tn_metrics *reg = tn_metrics_new();
+  struct tn_kube *k = NULL;
+  struct tn_error err;
+  int rc = 1;
+  if (!reg || tn_kube_config_auto(NULL, &cfg, &err) != 0) {
+    fprintf(stderr, "bench_tenants: %s\n", reg ? err.message : "out of memory");
+    goto out;
+  }
+  cfg.qps = 0; /* the baseline is the client without its client-side limit */
+  if (tn_kube_new(&cfg, reg, &k, &err) != 0) {
+    fprintf(stderr, "bench_tenants: %s\n", err.message);
+    goto out;
+  }
+  printf(
+      "bench_tenants: %zu tenants x %d environments; baseline %zu objects (per environment a Namespace, %s "
+      "NetworkPolicies, a ResourceQuota, a LimitRange, a RoleBinding)\n",
+      opt.tenants, N_ENVS, opt.tenants * N_ENVS * per_env, env_kinds == issue_kinds ? "2" : "3");
+  print_machine(k);
+  fflush(stdout);
+  double base = -1;
+  if (opt.phase != PHASE_OPERATOR)
+    base = run_baseline(k, reg);
+  if (opt.phase != PHASE_BASELINE)
+    run_operator(k, base);
+  rc = 0;
+out:
+  tn_kube_free(k);
+  tn_kube_config_cleanup(&cfg);
+  tn_metrics_free(reg);
+  return rc;
+}
+
+/* ---- a private stack when there is no cluster ------------------------------------------------- */
+
+static pid_t bench_child;
+
+static void forward_signal(int sig) {
+  if (bench_child > 0)
+    kill(bench_child, sig);
+}
+
+/* Reads KUBECONFIG, PATH and TENANCY_PG_DSN from a cluster.env into this process. */
+static int load_cluster_env(const char *file) {
+  char cmd[PATH_MAX + 128];
+  snprintf(cmd, sizeof cmd,
+           "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
+           "\"$TENANCY_PG_DSN\"' '%s'",
+           file);
+  FILE *f = popen(cmd, "r");
+  if (!f)
+    return -1;
+  static const char *const names[] = {"KUBECONFIG", "PATH", "TENANCY_PG_DSN"};
+  char *line = NULL;
+  size_t cap = 0;
+  int got = 0;
+  for (int i = 0; i < 3 && getline(&line, &cap, f) > 0; i++) {
+    line[strcspn(line, "\n")] = 0;
+    if (*line) {
+      setenv(names[i], line, 1);
+      got++;
+    }
+  }
+  free(line);
+  return pclose(f) == 0 && got >= 2 ? 0 : -1;
+}
+
+static int run_with_private_stack(void) {
+  char state[PATH_MAX + 16], cmd[PATH_MAX * 2 + 64], envfile[PATH_MAX + 32];
+  snprintf(state, sizeof state, "%s/.local/bench", root);
+  snprintf(envfile, sizeof envfile, "%s/cluster.env", state);
+  fprintf(stderr, "bench_tenants: KUBECONFIG is not set: starting a private stack in %s\n", state);
+  snprintf(cmd, sizeof cmd, "TENANCY_STATE_DIR='%s' '%s/hack/cluster-up.sh'", state, root);
+  int rc = 1;
+  if (system(cmd) != 0 || load_cluster_env(envfile) != 0) {
+    fprintf(stderr, "bench_tenants: the private stack did not start; nothing measured\n");
+    goto down;
+  }
+  fflush(NULL);
+  bench_child = fork();
+  if (bench_child == 0)
+    _exit(run_bench());
+  if (bench_child > 0) {
+    signal(SIGINT, SIG_IGN); /* the child gets the terminal's SIGINT; we stay to clean up */
+    signal(SIGTERM, forward_signal);
+    signal(SIGHUP, forward_signal);
+    int st = 0;
+    while (waitpid(bench_child, &st, 0) < 0 && errno == EINTR)
+      ;
+    rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+  }
+down:
+  int n = snprintf(cmd, sizeof cmd, "TENANCY_STATE_DIR='%s' '%s/hack/cluster-down.sh' >/dev/null 2>&1", state,
+                   root);
+  if (n < 0 || (size_t)n >= sizeof cmd || system(cmd) != 0)
+    fprintf(stderr, "bench_tenants: hack/cluster-down.sh failed for %s\n", state);
+  return rc;
+}
+
+/* The repository: the working directory when it holds hack/cluster-up.sh (hack/bench.sh runs
+ * there), else three levels above this program (build/release/bench/). */
+static int find_root(void) {
+  struct stat st;
+  if (getcwd(root, sizeof root) && stat("hack/cluster-up.sh", &st) == 0)
+    return 0;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return -1;
+  exe[n] = 0;
+  for (int up = 0; up < 4; up++) {
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+      return -1;
+    *slash = 0;
+  }
+  snprintf(root, sizeof root, "%s", exe);
+  char probe[PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s/hack/cluster-up.sh", root);
+  return stat(probe, &st) == 0 ? 0 : -1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]\n"
+             "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
+             "                     [--issue-shapes]\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {{"tenants", required_argument, NULL, 'n'},
+                                           {"threads", required_argument, NULL, 't'},
+                                           {"phase", required_argument, NULL, 'p'},
+                                           {"idle-seconds", required_argument, NULL, 'i'},
+                                           {"sync-period", required_argument, NULL, 's'},
+                                           {"timeout", required_argument, NULL, 'T'},
+                                           {"keep", no_argument, NULL, 'k'},
+                                           {"issue-shapes", no_argument, NULL, 'I'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'n':
+      opt.tenants = strtoul(optarg, NULL, 10);
+      break;
+    case 't':
+      opt.threads = atoi(optarg);
+      break;
+    case 'p':
+      opt.phase = strcmp(optarg, "baseline") == 0   ? PHASE_BASELINE
+                  : strcmp(optarg, "operator") == 0 ? PHASE_OPERATOR
+                                                    : PHASE_ALL;
+      break;
+    case 'i':
+      opt.idle_s = atoi(optarg);
+      break;
+    case 's':
+      opt.sync_period = optarg;
+      break;
+    case 'T':
+      opt.timeout_s = atoi(optarg);
+      break;
+    case 'k':
+      opt.keep = true;
+      break;
+    case 'I':
+      env_kinds = issue_kinds;
+      per_env = sizeof issue_kinds / sizeof *issue_kinds;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (opt.tenants == 0 || opt.tenants > 9999 || opt.threads < 1 || opt.threads > 256 || opt.timeout_s < 1) {
+    usage(stderr);
+    return 2;
+  }
+  if (find_root() != 0) {
+    fprintf(stderr, "bench_tenants: cannot find the repository (run it from the repository root)\n");
+    return 1;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  int rc = getenv("KUBECONFIG") && *getenv("KUBECONFIG") ? run_bench() : run_with_private_stack();
+  curl_global_cleanup();
+  return rc;
+}
