@@ -140,3 +140,55 @@ Test(runtime, one_leader_and_takeover_after_sigkill) {
   cr_assert_str_eq(holder, "", "the lease was not released on shutdown");
   free(holder);
 }
+
+/* The operator runs with exactly the RBAC of manifests/deploy/ (a ServiceAccount token, not the
+ * admin certificate) and still converges and tears down a tenant: the least-privilege rules are
+ * enough, and nothing it does is forbidden. */
+Test(runtime, least_privilege_rbac_is_enough) {
+  const char *root = tn_test_env("TENANCY_ROOT");
+  char *out = NULL, kc[128], t[64];
+  snprintf(kc, sizeof kc, "/tmp/tn-sa-kubeconfig-%d", (int)getpid());
+  int rc = tn_test_sh(&out,
+                      "kubectl apply -f '%s/manifests/deploy/00-namespace.yaml' -f '%s/manifests/deploy/10-rbac.yaml' "
+                      "-f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null && "
+                      "tok=$(kubectl -n tenancy-system create token tenancy-operator --duration=1h) && "
+                      "kubectl config --kubeconfig='%s' set-cluster c --server=\"$TENANCY_KUBE_SERVER\" "
+                      "--certificate-authority=\"$TENANCY_CA_FILE\" --embed-certs >/dev/null && "
+                      "kubectl config --kubeconfig='%s' set-credentials sa --token=\"$tok\" >/dev/null && "
+                      "kubectl config --kubeconfig='%s' set-context c --cluster=c --user=sa >/dev/null && "
+                      "kubectl config --kubeconfig='%s' use-context c >/dev/null && "
+                      "kubectl --kubeconfig='%s' auth whoami -o jsonpath='{.status.userInfo.username}'",
+                      root, root, root, kc, kc, kc, kc, kc);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_str_eq(out, "system:serviceaccount:tenancy-system:tenancy-operator");
+  free(out);
+
+  char kcflag[160];
+  snprintf(kcflag, sizeof kcflag, "--kubeconfig=%s", kc);
+  struct tn_test_operator op;
+  tn_test_operator_start(&op, (const char *const[]){kcflag, "--leader-elect",
+                                                   "--leader-election-namespace=tenancy-system", NULL});
+  if (!tn_test_operator_wait_ready(&op, 60)) {
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("the operator running as its ServiceAccount never became ready");
+  }
+  tn_test_unique_name(t, sizeof t, "tn-rbac");
+  rc = tn_test_sh(&out,
+                  "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+                  "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"environments\":[\"prod\"],"
+                  "\"identity\":{\"groupBindings\":[{\"group\":\"g\",\"role\":\"tenant-developer\"}]}}}' | kubectl apply -f - && "
+                  "kubectl wait --for=jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'=True tenant/%s --timeout=90s",
+                  t, t);
+  if (rc)
+    tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=120s", t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  cr_assert_eq(tn_test_operator_stop(&op, SIGTERM, 40), 0);
+  rc = tn_test_sh(&out, "grep -ci forbidden '%s'", op.log_path);
+  cr_assert_str_eq(out, "0\n", "the operator was refused something under its RBAC (see %s)", op.log_path);
+  free(out);
+  unlink(kc);
+}
