@@ -28,12 +28,12 @@ deps: ## Install the Debian packages the project needs (idempotent)
 build: deps ## Build build/bin/tenancy-operator and build/bin/tenantctl (release)
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_BIN_DIR=$(CURDIR)/build/bin \
 	  -DTN_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@cmake --build $(BUILD_DIR) -j $(JOBS) -- --no-print-directory
 
 build-test: deps ## Build the test suites under AddressSanitizer and UBSan
 	@cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON \
 	  -DTN_BIN_DIR=$(CURDIR)/$(TEST_DIR)/bin $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(TEST_DIR) -j $(JOBS)
+	@cmake --build $(TEST_DIR) -j $(JOBS) -- --no-print-directory
 
 test: ## Everything: deps, control plane, build, bring the stack up, run every suite, tear it down
 	@hack/test.sh

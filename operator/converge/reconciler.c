@@ -415,8 +415,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     goto out;
   }
   if (!has_finalizer(x.obj)) {
-    if (set_finalizer(&x, true, &err)) {
-      tn_log(TN_LOG_WARN, &x.lf, "adding the finalizer: %s", err.message);
+    int frc = set_finalizer(&x, true, &err);
+    if (frc) {
+      tn_log(frc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "adding the finalizer: %s", err.message);
       res = TN_RESULT_ERR;
       goto out;
     }
@@ -626,7 +627,8 @@ status:;
     json_decref(body);
     x.writes++;
     if (rc) {
-      tn_log(TN_LOG_WARN, &x.lf, "writing status: %s", err.message);
+      /* A conflict means our cache is behind our own last write: expected, retried at once. */
+      tn_log(rc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "writing status: %s", err.message);
       res = TN_RESULT_ERR;
       goto out;
     }
