@@ -30,13 +30,30 @@ static json_t *drop_managed_fields(json_t *obj, void *ud) {
   return obj;
 }
 
-static const char *const owned_paths[] = {
-    "apiVersion", "kind", "metadata.name", "metadata.namespace", "metadata.uid", "metadata.resourceVersion",
-    "metadata.labels", "metadata.annotations", "metadata.ownerReferences", "metadata.deletionTimestamp", "spec",
-    "roleRef", "subjects", NULL};
-static const char *const namespace_paths[] = {
-    "apiVersion", "kind", "metadata.name", "metadata.uid", "metadata.resourceVersion", "metadata.labels",
-    "metadata.annotations", "metadata.ownerReferences", "metadata.deletionTimestamp", NULL};
+static const char *const owned_paths[] = {"apiVersion",
+                                          "kind",
+                                          "metadata.name",
+                                          "metadata.namespace",
+                                          "metadata.uid",
+                                          "metadata.resourceVersion",
+                                          "metadata.labels",
+                                          "metadata.annotations",
+                                          "metadata.ownerReferences",
+                                          "metadata.deletionTimestamp",
+                                          "spec",
+                                          "roleRef",
+                                          "subjects",
+                                          NULL};
+static const char *const namespace_paths[] = {"apiVersion",
+                                              "kind",
+                                              "metadata.name",
+                                              "metadata.uid",
+                                              "metadata.resourceVersion",
+                                              "metadata.labels",
+                                              "metadata.annotations",
+                                              "metadata.ownerReferences",
+                                              "metadata.deletionTimestamp",
+                                              NULL};
 
 static json_t *project_owned(json_t *obj, void *ud) {
   json_t *p = tn_store_project(obj, ud ? namespace_paths : owned_paths);
@@ -57,7 +74,9 @@ static int index_by_plan(const json_t *obj, void *ud, struct tn_index_values *ou
 
 /* ---- handlers: which tenants to reconcile ------------------------------------------------------ */
 
-static void tenant_changed(void *ud, json_t *obj) { tn_controller_enqueue_object(((struct tn_manager *)ud)->ctl, obj); }
+static void tenant_changed(void *ud, json_t *obj) {
+  tn_controller_enqueue_object(((struct tn_manager *)ud)->ctl, obj);
+}
 static void tenant_updated(void *ud, json_t *old, json_t *cur) { tenant_changed(ud, cur); }
 
 static void owned_changed(void *ud, json_t *obj) {
@@ -204,7 +223,8 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
   static const char *const names[] = {"tenants", "plans", "regions"};
   for (size_t i = 0; i < m->n_all; i++)
     if (!tn_informer_has_synced(m->all[i])) {
-      snprintf(why, n, "cache of %s has not synced", i < 3 ? names[i] : tn_kind_gvr((enum tn_kind)(i - 3))->resource);
+      snprintf(why, n, "cache of %s has not synced",
+               i < 3 ? names[i] : tn_kind_gvr((enum tn_kind)(i - 3))->resource);
       return false;
     }
   if (m->controllers_started && !tn_controller_first_pass_done(m->ctl)) {

@@ -46,11 +46,12 @@ enum cond {
   COND_ACCESS,
   COND_COUNT
 };
-static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",     "NamespacesReady",
-                                                   "NetworkIsolated", "QuotaApplied",    "AccessBound"};
+static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",
+                                                   "NamespacesReady", "NetworkIsolated", "QuotaApplied",
+                                                   "AccessBound"};
 static const enum cond kind_cond[TN_KIND_COUNT] = {
-    [TN_KIND_NAMESPACE] = COND_NAMESPACES,     [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
-    [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA,     [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
+    [TN_KIND_NAMESPACE] = COND_NAMESPACES, [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
+    [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA, [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
     [TN_KIND_ROLE_BINDING] = COND_ACCESS,
 };
 
@@ -85,7 +86,8 @@ static void now_rfc3339(char out[32]) {
 
 static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...) {
+static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt,
+                     ...) {
   struct condition *k = &x->conds[c];
   k->set = true;
   k->status = status;
@@ -241,8 +243,9 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
   switch (c->op) {
   case TN_CHANGE_CONFLICT:
     ks->conflicts++;
-    note_problem(ks, "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
-                     "Delete or rename it, or change spec.environments",
+    note_problem(ks,
+                 "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
+                 "Delete or rename it, or change spec.environments",
                  what, x->key);
     return 0;
   case TN_CHANGE_CREATE:
@@ -259,10 +262,11 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
       }
       json_decref(got);
       ks->conflicts++;
-      note_problem(ks,
-                   "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
-                   "Delete or rename it, or change spec.environments",
-                   what, x->key);
+      note_problem(
+          ks,
+          "%s already exists and is not owned by tenant %s; the operator never adopts or changes it. "
+          "Delete or rename it, or change spec.environments",
+          what, x->key);
       return 0;
     }
     break;
@@ -296,7 +300,8 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
   }
   if (rc) {
     ks->failed++;
-    note_problem(ks, "%s %s failed: %s", tn_change_op_name(c->op), what, err.message[0] ? err.message : tn_strerror(rc));
+    note_problem(ks, "%s %s failed: %s", tn_change_op_name(c->op), what,
+                 err.message[0] ? err.message : tn_strerror(rc));
     tn_log(TN_LOG_WARN, &x->lf, "%s %s: %s", tn_change_op_name(c->op), what, err.message);
     return rc;
   }
@@ -329,14 +334,16 @@ static json_t *build_conditions(struct run *x, json_t *old_status, long long gen
     const char *ltt = old && old_status_s && strcmp(old_status_s, k->status) == 0
                           ? json_string_value(json_object_get(old, "lastTransitionTime"))
                           : NULL;
-    json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", cond_types[i], "status", k->status,
-                                         "reason", k->reason, "message", k->message, "lastTransitionTime",
-                                         ltt ? ltt : x->now, "observedGeneration", (json_int_t)generation));
+    json_array_append_new(arr,
+                          json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", cond_types[i], "status", k->status,
+                                    "reason", k->reason, "message", k->message, "lastTransitionTime",
+                                    ltt ? ltt : x->now, "observedGeneration", (json_int_t)generation));
   }
   return arr;
 }
 
-static void set_or_keep_time(json_t *status, const char *field, bool now_if_missing_or_step, const char *now) {
+static void set_or_keep_time(json_t *status, const char *field, bool now_if_missing_or_step,
+                             const char *now) {
   if (now_if_missing_or_step)
     json_object_set_new(status, field, json_string(now));
 }
@@ -417,7 +424,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   if (!has_finalizer(x.obj)) {
     int frc = set_finalizer(&x, true, &err);
     if (frc) {
-      tn_log(frc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "adding the finalizer: %s", err.message);
+      tn_log(frc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "adding the finalizer: %s",
+             err.message);
       res = TN_RESULT_ERR;
       goto out;
     }
@@ -493,7 +501,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
        * touched: the Plan and Region watches bring us back. */
       for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
         if (!x.conds[c].set)
-          cond_set(&x, (enum cond)c, "Unknown", "Waiting", "waiting for %s", !have_plan ? "the plan" : "placement");
+          cond_set(&x, (enum cond)c, "Unknown", "Waiting", "waiting for %s",
+                   !have_plan ? "the plan" : "placement");
       goto status;
     }
   } else {
@@ -543,15 +552,16 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     else if (ks[k].failed)
       cond_set(&x, c, "False", "ApplyFailed", "%s", ks[k].first_problem);
     else if (!provisioned && remaining[k] > 0)
-      cond_set(&x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed", remaining[k],
-               tn_kind_name((enum tn_kind)k));
+      cond_set(&x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed",
+               remaining[k], tn_kind_name((enum tn_kind)k));
     else if (!provisioned)
       cond_set(&x, c, "True", "NotRequired", "%s tenants have no %s objects", tn_state_name(lp.next),
                tn_kind_name((enum tn_kind)k));
     else if (diff.n_waiting && k == TN_KIND_NAMESPACE)
       cond_set(&x, c, "False", "Terminating", "a namespace of the tenant is still being deleted");
     else
-      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired", tn_kind_name((enum tn_kind)k));
+      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired",
+               tn_kind_name((enum tn_kind)k));
   }
   if (retry)
     res = TN_RESULT_ERR;
@@ -559,7 +569,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     res = TN_RESULT_AFTER(2);
 
   if (x.drift_repaired && lp.n_steps == 0)
-    event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired, x.drift_what);
+    event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired,
+          x.drift_what);
 
 status:;
   /* Ready adds everything up. */
@@ -591,13 +602,24 @@ status:;
     for (int i = 0; i < lp.n_steps; i++) {
       const struct tn_transition *s = &lp.steps[i];
       switch (s->action) {
-      case TN_ACTION_CREATE: set_or_keep_time(new_status, "createdAt", !json_object_get(new_status, "createdAt"), x.now); break;
+      case TN_ACTION_CREATE:
+        set_or_keep_time(new_status, "createdAt", !json_object_get(new_status, "createdAt"), x.now);
+        break;
       case TN_ACTION_ACTIVATE:
-      case TN_ACTION_RESUME: set_or_keep_time(new_status, "activatedAt", true, x.now); break;
-      case TN_ACTION_SUSPEND: set_or_keep_time(new_status, "suspendedAt", true, x.now); break;
-      case TN_ACTION_ARCHIVE: set_or_keep_time(new_status, "archivedAt", true, x.now); break;
-      case TN_ACTION_DELETE: set_or_keep_time(new_status, "deletedAt", true, x.now); break;
-      default: break;
+      case TN_ACTION_RESUME:
+        set_or_keep_time(new_status, "activatedAt", true, x.now);
+        break;
+      case TN_ACTION_SUSPEND:
+        set_or_keep_time(new_status, "suspendedAt", true, x.now);
+        break;
+      case TN_ACTION_ARCHIVE:
+        set_or_keep_time(new_status, "archivedAt", true, x.now);
+        break;
+      case TN_ACTION_DELETE:
+        set_or_keep_time(new_status, "deletedAt", true, x.now);
+        break;
+      default:
+        break;
       }
       json_object_set_new(new_status, "lastCorrelationId", json_string(s->correlation_id));
     }
@@ -641,8 +663,11 @@ status:;
     event(&x, TN_EVENT_NORMAL, s->event_reason, "tenant %s: %s -> %s%s%s (correlationId=%s)", key,
           s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from), tn_state_name(s->to),
           x.t->state_reason ? ": " : "", x.t->state_reason ? x.t->state_reason : "", s->correlation_id);
-    tn_log(TN_LOG_INFO, &(struct tn_log_fields){.controller = "tenant", .tenant = key,
-                                                .correlation_id = s->correlation_id, .generation = generation},
+    tn_log(TN_LOG_INFO,
+           &(struct tn_log_fields){.controller = "tenant",
+                                   .tenant = key,
+                                   .correlation_id = s->correlation_id,
+                                   .generation = generation},
            "%s: %s -> %s", s->event_reason, s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from),
            tn_state_name(s->to));
   }

@@ -45,22 +45,22 @@ static void register_metrics(struct tn_controller *c, struct tn_metrics *m) {
     return;
   static const char *const total_labels[] = {"controller", "result", NULL};
   static const char *const ctl_labels[] = {"controller", NULL};
-  static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
-                                   0.5,   0.6,  0.7,   0.8,  0.9, 1.0,  1.25, 1.5, 1.75, 2.0, 2.5, 3.0,
-                                   3.5,   4.0,  4.5,   5,    6,   7,    8,    9,   10,   15,  20,  25,
-                                   30,    40,   50,    60};
-  struct tn_metric *total = tn_metrics_register(m, TN_COUNTER, "controller_runtime_reconcile_total",
-                                                "Total number of reconciliations per controller", total_labels,
-                                                NULL, 0);
+  static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3,  0.35,
+                                   0.4,   0.45, 0.5,   0.6,  0.7, 0.8,  0.9, 1.0,  1.25, 1.5,
+                                   1.75,  2.0,  2.5,   3.0,  3.5, 4.0,  4.5, 5,    6,    7,
+                                   8,     9,    10,    15,   20,  25,   30,  40,   50,   60};
+  struct tn_metric *total =
+      tn_metrics_register(m, TN_COUNTER, "controller_runtime_reconcile_total",
+                          "Total number of reconciliations per controller", total_labels, NULL, 0);
   struct tn_metric *errors =
       tn_metrics_register(m, TN_COUNTER, "controller_runtime_reconcile_errors_total",
                           "Total number of reconciliation errors per controller", ctl_labels, NULL, 0);
-  struct tn_metric *time = tn_metrics_register(
-      m, TN_HISTOGRAM, "controller_runtime_reconcile_time_seconds",
-      "Length of time per reconciliation per controller", ctl_labels, buckets, sizeof buckets / sizeof buckets[0]);
-  struct tn_metric *active = tn_metrics_register(m, TN_GAUGE, "controller_runtime_active_workers",
-                                                 "Number of currently used workers per controller", ctl_labels,
-                                                 NULL, 0);
+  struct tn_metric *time = tn_metrics_register(m, TN_HISTOGRAM, "controller_runtime_reconcile_time_seconds",
+                                               "Length of time per reconciliation per controller", ctl_labels,
+                                               buckets, sizeof buckets / sizeof buckets[0]);
+  struct tn_metric *active =
+      tn_metrics_register(m, TN_GAUGE, "controller_runtime_active_workers",
+                          "Number of currently used workers per controller", ctl_labels, NULL, 0);
   struct tn_metric *maxc =
       tn_metrics_register(m, TN_GAUGE, "controller_runtime_max_concurrent_reconciles",
                           "Maximum number of concurrent reconciles per controller", ctl_labels, NULL, 0);
@@ -290,4 +290,6 @@ bool tn_controller_first_pass_done(struct tn_controller *c) {
   return done;
 }
 
-struct tn_workqueue *tn_controller_queue(struct tn_controller *c) { return c->queue; }
+struct tn_workqueue *tn_controller_queue(struct tn_controller *c) {
+  return c->queue;
+}

@@ -33,11 +33,11 @@ typedef struct tn_result (*tn_reconcile_fn)(void *ud, const char *key);
 struct tn_controller;
 
 struct tn_controller_config {
-  const char *name;          /* copied; the `controller` metrics label and the queue name */
-  int workers;               /* >= 1 */
-  tn_reconcile_fn reconcile; /* not NULL */
-  void *ud;                  /* borrowed, passed to reconcile */
-  struct tn_metrics *metrics; /* borrowed; NULL = none */
+  const char *name;                   /* copied; the `controller` metrics label and the queue name */
+  int workers;                        /* >= 1 */
+  tn_reconcile_fn reconcile;          /* not NULL */
+  void *ud;                           /* borrowed, passed to reconcile */
+  struct tn_metrics *metrics;         /* borrowed; NULL = none */
   struct tn_ratelimiter *ratelimiter; /* taken; NULL = client-go's default controller limiter */
 };
 

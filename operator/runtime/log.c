@@ -37,8 +37,11 @@ int tn_log_parse_level(const char *s, enum tn_log_level *out) {
   static const struct {
     const char *name;
     enum tn_log_level level;
-  } names[] = {{"debug", TN_LOG_DEBUG}, {"info", TN_LOG_INFO}, {"warn", TN_LOG_WARN},
-               {"warning", TN_LOG_WARN}, {"error", TN_LOG_ERROR}};
+  } names[] = {{"debug", TN_LOG_DEBUG},
+               {"info", TN_LOG_INFO},
+               {"warn", TN_LOG_WARN},
+               {"warning", TN_LOG_WARN},
+               {"error", TN_LOG_ERROR}};
   for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
     if (strcasecmp(s, names[i].name) == 0) {
       *out = names[i].level;
@@ -49,10 +52,14 @@ int tn_log_parse_level(const char *s, enum tn_log_level *out) {
 
 static const char *level_name(enum tn_log_level l) {
   switch (l) {
-  case TN_LOG_DEBUG: return "debug";
-  case TN_LOG_INFO: return "info";
-  case TN_LOG_WARN: return "warn";
-  default: return "error";
+  case TN_LOG_DEBUG:
+    return "debug";
+  case TN_LOG_INFO:
+    return "info";
+  case TN_LOG_WARN:
+    return "warn";
+  default:
+    return "error";
   }
 }
 
@@ -131,7 +138,8 @@ void tn_log(enum tn_log_level level, const struct tn_log_fields *f, const char *
     if (f->generation >= 0)
       json_object_set_new(o, "generation", json_integer(f->generation));
   }
-  char *line = atomic_load(&log_format) == TN_LOG_TEXT ? render_text(o) : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *line = atomic_load(&log_format) == TN_LOG_TEXT ? render_text(o)
+                                                       : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(o);
   if (!line)
     return;

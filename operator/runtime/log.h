@@ -17,7 +17,8 @@ struct tn_log_fields {
   long long generation;
 };
 
-#define TN_LOG_FIELDS_INIT {.generation = -1}
+#define TN_LOG_FIELDS_INIT                                                                                   \
+  { .generation = -1 }
 
 void tn_log_set_level(enum tn_log_level level);
 enum tn_log_level tn_log_get_level(void);

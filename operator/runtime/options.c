@@ -198,7 +198,9 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     long n = 0;
     double d = 0;
     switch (c) {
-    case OPT_KUBECONFIG: rc = set_str(&o->kubeconfig, v); break;
+    case OPT_KUBECONFIG:
+      rc = set_str(&o->kubeconfig, v);
+      break;
     case OPT_METRICS:
     case OPT_PROBE:
       if (!valid_bind_address(v)) {
@@ -214,8 +216,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         goto out;
       }
       break;
-    case OPT_LEADER_NS: rc = set_str(&o->leader_namespace, v); break;
-    case OPT_LEADER_ID: rc = set_str(&o->leader_id, v); break;
+    case OPT_LEADER_NS:
+      rc = set_str(&o->leader_namespace, v);
+      break;
+    case OPT_LEADER_ID:
+      rc = set_str(&o->leader_id, v);
+      break;
     case OPT_WORKERS:
       if (parse_positive_int(v, 1024, &n) || n < 1) {
         rc = tn_error_set(err, TN_ECONFIG, "--workers=%s: expected a whole number from 1 to 1024", v);
@@ -247,7 +253,9 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         goto out;
       }
       break;
-    case OPT_PG_DSN: rc = set_str(&o->pg_dsn, v); break;
+    case OPT_PG_DSN:
+      rc = set_str(&o->pg_dsn, v);
+      break;
     case OPT_QPS: {
       char *end = NULL;
       d = strtod(v, &end);
@@ -265,8 +273,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       }
       o->kube_burst = (int)n;
       break;
-    case OPT_HELP: o->help = true; break;
-    case OPT_VERSION: o->version = true; break;
+    case OPT_HELP:
+      o->help = true;
+      break;
+    case OPT_VERSION:
+      o->version = true;
+      break;
     case ':':
       rc = tn_error_set(err, TN_ECONFIG, "%s needs a value (see --help)", argv[optind - 1]);
       goto out;
@@ -278,7 +290,8 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       goto out;
   }
   if (optind < argc) {
-    rc = tn_error_set(err, TN_ECONFIG, "unexpected argument %s (flags start with --; see --help)", argv[optind]);
+    rc = tn_error_set(err, TN_ECONFIG, "unexpected argument %s (flags start with --; see --help)",
+                      argv[optind]);
     goto out;
   }
 out:

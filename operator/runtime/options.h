@@ -10,20 +10,20 @@
 #include "util/error.h"
 
 struct tn_options {
-  char *kubeconfig;         /* NULL: $KUBECONFIG, ~/.kube/config, then in-cluster */
-  char *metrics_addr;       /* "host:port", ":port", or "0" to disable; default ":8080" */
-  char *probe_addr;         /* default ":8081" */
-  bool leader_elect;        /* default false */
-  char *leader_namespace;   /* default: the pod's namespace when in-cluster, else "default" */
-  char *leader_id;          /* Lease name, default "tenancy-operator-leader" */
-  int workers;              /* concurrent reconciles, default 4 */
-  double sync_period_s;     /* full resync, default 10h */
-  enum tn_log_level log_level; /* default info */
+  char *kubeconfig;              /* NULL: $KUBECONFIG, ~/.kube/config, then in-cluster */
+  char *metrics_addr;            /* "host:port", ":port", or "0" to disable; default ":8080" */
+  char *probe_addr;              /* default ":8081" */
+  bool leader_elect;             /* default false */
+  char *leader_namespace;        /* default: the pod's namespace when in-cluster, else "default" */
+  char *leader_id;               /* Lease name, default "tenancy-operator-leader" */
+  int workers;                   /* concurrent reconciles, default 4 */
+  double sync_period_s;          /* full resync, default 10h */
+  enum tn_log_level log_level;   /* default info */
   enum tn_log_format log_format; /* default json */
-  char *pg_dsn;             /* default $TENANCY_PG_DSN; never logged */
-  double kube_qps;          /* client-side limit, default 200 */
-  int kube_burst;           /* default 400 */
-  double shutdown_timeout_s; /* graceful shutdown deadline for in-flight work, default 30s */
+  char *pg_dsn;                  /* default $TENANCY_PG_DSN; never logged */
+  double kube_qps;               /* client-side limit, default 200 */
+  int kube_burst;                /* default 400 */
+  double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
   bool help;
   bool version;
 };

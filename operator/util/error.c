@@ -45,22 +45,38 @@ void tn_error_prefix(struct tn_error *e, const char *fmt, ...) {
 
 const char *tn_strerror(int code) {
   switch (code) {
-  case 0: return "success";
-  case TN_EAPI: return "API error";
-  case TN_ENOTFOUND: return "not found";
-  case TN_ECONFLICT: return "conflict";
-  case TN_EEXISTS: return "already exists";
-  case TN_EGONE: return "resource version too old";
-  case TN_EFORBIDDEN: return "forbidden";
-  case TN_EINVALID: return "invalid";
-  case TN_ETIMEOUT: return "timed out";
-  case TN_ECANCELED: return "canceled";
-  case TN_ETOOBIG: return "response too large";
-  case TN_ECONFIG: return "bad configuration";
-  case TN_ETRANSPORT: return "transport error";
-  case TN_ETHROTTLED: return "throttled";
-  case TN_EUNAVAILABLE: return "service unavailable";
-  default: return code < 0 && code > -1000 ? strerror(-code) : "unknown error";
+  case 0:
+    return "success";
+  case TN_EAPI:
+    return "API error";
+  case TN_ENOTFOUND:
+    return "not found";
+  case TN_ECONFLICT:
+    return "conflict";
+  case TN_EEXISTS:
+    return "already exists";
+  case TN_EGONE:
+    return "resource version too old";
+  case TN_EFORBIDDEN:
+    return "forbidden";
+  case TN_EINVALID:
+    return "invalid";
+  case TN_ETIMEOUT:
+    return "timed out";
+  case TN_ECANCELED:
+    return "canceled";
+  case TN_ETOOBIG:
+    return "response too large";
+  case TN_ECONFIG:
+    return "bad configuration";
+  case TN_ETRANSPORT:
+    return "transport error";
+  case TN_ETHROTTLED:
+    return "throttled";
+  case TN_EUNAVAILABLE:
+    return "service unavailable";
+  default:
+    return code < 0 && code > -1000 ? strerror(-code) : "unknown error";
   }
 }
 

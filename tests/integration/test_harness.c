@@ -52,7 +52,8 @@ Test(harness, kubectl_is_the_pinned_version) {
   char *out = NULL;
   int rc = tn_test_sh(&out, "kubectl version -o json");
   cr_assert_eq(rc, 0, "kubectl version: %s", out);
-  cr_assert(strstr(out, "\"gitVersion\": \"v1.37.2\"") != NULL, "expected v1.37.2 client and server: %s", out);
+  cr_assert(strstr(out, "\"gitVersion\": \"v1.37.2\"") != NULL, "expected v1.37.2 client and server: %s",
+            out);
   free(out);
 }
 
@@ -78,13 +79,16 @@ Test(harness, owner_references_are_garbage_collected, .timeout = 120) {
   tn_test_unique_name(owner, sizeof owner, "harness-owner");
   cr_assert_eq(tn_test_sh(&out, "kubectl -n default create configmap %s", owner), 0, "%s", out);
   free(out);
-  cr_assert_eq(tn_test_sh(&uid, "kubectl -n default get configmap %s -o jsonpath='{.metadata.uid}'", owner), 0);
-  cr_assert_eq(tn_test_sh(&out,
-                          "printf '%%s' '{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s-dep\","
-                          "\"namespace\":\"default\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
-                          "\"name\":\"%s\",\"uid\":\"%s\"}]}}' | kubectl create -f -",
-                          owner, owner, uid),
-               0, "%s", out);
+  cr_assert_eq(tn_test_sh(&uid, "kubectl -n default get configmap %s -o jsonpath='{.metadata.uid}'", owner),
+               0);
+  cr_assert_eq(
+      tn_test_sh(
+          &out,
+          "printf '%%s' '{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s-dep\","
+          "\"namespace\":\"default\",\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
+          "\"name\":\"%s\",\"uid\":\"%s\"}]}}' | kubectl create -f -",
+          owner, owner, uid),
+      0, "%s", out);
   free(out);
   free(uid);
   cr_assert_eq(tn_test_sh(&out, "kubectl -n default delete configmap %s", owner), 0, "%s", out);
@@ -99,9 +103,11 @@ Test(harness, rbac_denies_an_unprivileged_user) {
   char *out = NULL;
   int rc = tn_test_sh(&out, "kubectl --kubeconfig '%s' -n default get secrets", kc);
   cr_assert_neq(rc, 0, "an unprivileged user listed secrets: %s", out);
-  cr_assert(strstr(out, "Forbidden") != NULL || strstr(out, "forbidden") != NULL, "expected Forbidden: %s", out);
+  cr_assert(strstr(out, "Forbidden") != NULL || strstr(out, "forbidden") != NULL, "expected Forbidden: %s",
+            out);
   free(out);
-  rc = tn_test_sh(&out, "kubectl --kubeconfig '%s' auth whoami -o jsonpath='{.status.userInfo.username}'", kc);
+  rc =
+      tn_test_sh(&out, "kubectl --kubeconfig '%s' auth whoami -o jsonpath='{.status.userInfo.username}'", kc);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "jane");
   free(out);

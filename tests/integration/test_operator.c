@@ -2,8 +2,8 @@
  * API server and controller-manager; every check goes through kubectl as a user would. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,22 +34,26 @@ TestSuite(operator, .init = start, .fini = stop, .timeout = 240);
 /* kubectl apply of a Tenant; envs like "prod\",\"staging" (JSON array body). */
 static int apply_tenant(char **out, const char *name, const char *state, const char *plan, const char *envs,
                         const char *extra_spec) {
-  return tn_test_sh(out,
-                    "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
-                    "\"spec\":{\"displayName\":\"Test %s\",\"state\":\"%s\",\"plan\":\"%s\",\"isolation\":\"shared\","
-                    "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"eu-central-1\"],\"preferredRegion\":\"eu-west-1\"},"
-                    "\"environments\":[\"%s\"],"
-                    "\"identity\":{\"domain\":\"x.example\",\"groupBindings\":[{\"group\":\"%s-admins\",\"role\":\"tenant-admin\"}]}%s}}'"
-                    " | kubectl apply -f -",
-                    name, name, state, plan, envs, name, extra_spec ? extra_spec : "");
+  return tn_test_sh(
+      out,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"displayName\":\"Test %s\",\"state\":\"%s\",\"plan\":\"%s\",\"isolation\":\"shared\","
+      "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"eu-central-1\"],\"preferredRegion\":\"eu-west-1\"},"
+      "\"environments\":[\"%s\"],"
+      "\"identity\":{\"domain\":\"x.example\",\"groupBindings\":[{\"group\":\"%s-admins\",\"role\":\"tenant-"
+      "admin\"}]}%s}}'"
+      " | kubectl apply -f -",
+      name, name, state, plan, envs, name, extra_spec ? extra_spec : "");
 }
 
 static void wait_ready(const char *name, double timeout) {
   char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out,
-                            "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' "
-                            "| grep -qx True",
-                            name);
+  int rc = tn_test_sh_until(
+      timeout, &out,
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' "
+      "| grep -qx True",
+      name);
   if (rc != 0) {
     char *st = NULL;
     tn_test_sh(&st, "kubectl get tenant %s -o jsonpath='{.status}'", name);
@@ -75,7 +79,8 @@ static char *get(const char *fmt, ...) {
 
 static void assert_jsonpath(const char *what, const char *jsonpath, const char *want, double timeout) {
   char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get %s -o jsonpath='%s')\" = '%s'", what, jsonpath, want);
+  int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get %s -o jsonpath='%s')\" = '%s'", what,
+                            jsonpath, want);
   if (rc != 0) {
     free(out);
     tn_test_sh(&out, "kubectl get %s -o jsonpath='%s'", what, jsonpath);
@@ -122,14 +127,16 @@ Test(operator, sample_tenant_converges_to_ready) {
   cr_assert(strstr(out, "STATE") && strstr(out, "PLAN") && strstr(out, "REGION") && strstr(out, "READY") &&
                 strstr(out, "AGE"),
             "%s", out);
-  cr_assert(strstr(out, "Active") && strstr(out, "standard") && strstr(out, "eu-west-1") && strstr(out, "True"),
+  cr_assert(strstr(out, "Active") && strstr(out, "standard") && strstr(out, "eu-west-1") &&
+                strstr(out, "True"),
             "%s", out);
   free(out);
   /* Events: Created and Activated with the correlation id in the note. */
-  int rc = tn_test_sh_until(20, &out,
-                            "kubectl get events.events.k8s.io -n default --field-selector regarding.name=%s "
-                            "-o jsonpath='{range .items[*]}{.reason} {.note}{\"\\n\"}{end}' | grep Activated | grep -q %s",
-                            t, cid);
+  int rc = tn_test_sh_until(
+      20, &out,
+      "kubectl get events.events.k8s.io -n default --field-selector regarding.name=%s "
+      "-o jsonpath='{range .items[*]}{.reason} {.note}{\"\\n\"}{end}' | grep Activated | grep -q %s",
+      t, cid);
   cr_assert_eq(rc, 0, "no Activated event carrying correlation id %s", cid);
   free(out);
   free(cid);
@@ -148,8 +155,9 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
   char *active_quota = get("kubectl get %s -o jsonpath='{.spec}'", q);
 
   /* Suspend: pods quota 0, a deny-all policy, the allow policies gone. */
-  cr_assert_eq(tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}'", t), 0,
-               "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}'", t),
+      0, "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Suspended", 30);
   assert_jsonpath(q, "{.spec.hard.pods}", "0", 30);
@@ -157,8 +165,9 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
   wait_ready(t, 30);
 
   /* Resume: exactly the Active objects again. */
-  cr_assert_eq(tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Active\"}}'", t), 0,
-               "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Active\"}}'", t), 0,
+      "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Active", 30);
   assert_jsonpath(np, "{.items[*].metadata.name}", "allow-dns allow-same-tenant default-deny", 30);
@@ -168,12 +177,14 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
   /* Refused by the API server itself, with the allowed states named. */
   int rc = tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Draft\"}}'", t);
   cr_assert_neq(rc, 0, "Active -> Draft was accepted");
-  cr_assert(strstr(out, "Suspended") && strstr(out, "Archived"), "the refusal must name the allowed states: %s", out);
+  cr_assert(strstr(out, "Suspended") && strstr(out, "Archived"),
+            "the refusal must name the allowed states: %s", out);
   free(out);
 
   /* Archive: namespaces removed (the controller-manager empties them), the record kept. */
-  cr_assert_eq(tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t), 0,
-               "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t), 0,
+      "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Archived", 30);
   rc = tn_test_sh_until(120, &out, "! kubectl get namespace %s-prod >/dev/null 2>&1", t);
@@ -204,12 +215,15 @@ Test(operator, plan_change_propagates) {
   char t[64], plan[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-plan");
   tn_test_unique_name(plan, sizeof plan, "plan");
-  cr_assert_eq(tn_test_sh(&out,
-                          "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},"
-                          "\"spec\":{\"quotas\":{\"cpu\":\"2\",\"memory\":\"4Gi\",\"storage\":\"10Gi\",\"pods\":10,\"services\":5}}}'"
-                          " | kubectl apply -f -",
-                          plan),
-               0, "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out,
+                 "printf '%%s' "
+                 "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},"
+                 "\"spec\":{\"quotas\":{\"cpu\":\"2\",\"memory\":\"4Gi\",\"storage\":\"10Gi\",\"pods\":10,"
+                 "\"services\":5}}}'"
+                 " | kubectl apply -f -",
+                 plan),
+      0, "%s", out);
   free(out);
   cr_assert_eq(apply_tenant(&out, t, "Active", plan, "prod", NULL), 0, "%s", out);
   free(out);
@@ -217,8 +231,9 @@ Test(operator, plan_change_propagates) {
   char q[256];
   snprintf(q, sizeof q, "-n %s-prod resourcequota tenant-quota", t);
   assert_jsonpath(q, "{.spec.hard.pods}", "10", 5);
-  cr_assert_eq(tn_test_sh(&out, "kubectl patch plan %s --type=merge -p '{\"spec\":{\"quotas\":{\"pods\":20}}}'", plan), 0,
-               "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out, "kubectl patch plan %s --type=merge -p '{\"spec\":{\"quotas\":{\"pods\":20}}}'", plan),
+      0, "%s", out);
   free(out);
   assert_jsonpath(q, "{.spec.hard.pods}", "20", 30);
   char what[256];
@@ -238,8 +253,9 @@ Test(operator, drift_is_repaired) {
   cr_assert_eq(tn_test_sh(&out, "kubectl delete %s", np), 0, "%s", out);
   free(out);
   assert_jsonpath(np, "{.metadata.name}", "allow-dns", 15);
-  cr_assert_eq(tn_test_sh(&out, "kubectl patch %s --type=merge -p '{\"spec\":{\"hard\":{\"pods\":\"999\"}}}'", q), 0,
-               "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out, "kubectl patch %s --type=merge -p '{\"spec\":{\"hard\":{\"pods\":\"999\"}}}'", q), 0,
+      "%s", out);
   free(out);
   assert_jsonpath(q, "{.spec.hard.pods}", "50", 15);
   cr_assert_eq(tn_test_sh(&out, "kubectl delete namespace %s-prod --wait=false", t), 0, "%s", out);
@@ -254,29 +270,35 @@ Test(operator, drift_is_repaired) {
 Test(operator, foreign_namespace_is_never_adopted) {
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-coll");
-  cr_assert_eq(tn_test_sh(&out, "kubectl create namespace %s-prod && kubectl label namespace %s-prod owner=someone-else",
-                          t, t),
-               0, "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out,
+                 "kubectl create namespace %s-prod && kubectl label namespace %s-prod owner=someone-else", t,
+                 t),
+      0, "%s", out);
   free(out);
-  char *before = get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
+  char *before =
+      get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
   cr_assert_eq(apply_tenant(&out, t, "Active", "standard", "prod", NULL), 0, "%s", out);
   free(out);
   char what[256];
   snprintf(what, sizeof what, "tenant %s", t);
   assert_jsonpath(what, "{.status.conditions[?(@.type==\"NamespacesReady\")].reason}", "Conflict", 60);
-  char *msg = get("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"NamespacesReady\")].message}'", t);
+  char *msg = get(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"NamespacesReady\")].message}'", t);
   cr_assert(strstr(msg, "not owned by tenant") != NULL, "the message must say why: %s", msg);
   free(msg);
   assert_jsonpath(what, "{.status.conditions[?(@.type==\"Ready\")].status}", "False", 5);
   sleep(3);
-  char *after = get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
+  char *after =
+      get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
   cr_assert_str_eq(after, before, "the foreign namespace was changed");
   free(before);
   free(after);
   /* Deleting the tenant must not delete the foreign namespace either. */
   cr_assert_eq(tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=60s", t), 0, "%s", out);
   free(out);
-  cr_assert_eq(tn_test_sh(&out, "kubectl get namespace %s-prod", t), 0, "the foreign namespace was deleted: %s", out);
+  cr_assert_eq(tn_test_sh(&out, "kubectl get namespace %s-prod", t), 0,
+               "the foreign namespace was deleted: %s", out);
   free(out);
   tn_test_sh(NULL, "kubectl delete namespace %s-prod --wait=false", t);
 }

@@ -18,21 +18,30 @@ Test(runtime, help_and_bad_flags) {
   const char *bin = tn_test_env("TENANCY_OPERATOR_BIN");
   char *out = NULL;
   cr_assert_eq(tn_test_sh(&out, "'%s' --help", bin), 0, "%s", out);
-  const char *flags[] = {"--kubeconfig", "--metrics-bind-address", "--health-probe-bind-address", "--leader-elect",
-                         "--leader-election-namespace", "--workers", "--sync-period", "--log-level", "--pg-dsn", NULL};
+  const char *flags[] = {"--kubeconfig",
+                         "--metrics-bind-address",
+                         "--health-probe-bind-address",
+                         "--leader-elect",
+                         "--leader-election-namespace",
+                         "--workers",
+                         "--sync-period",
+                         "--log-level",
+                         "--pg-dsn",
+                         NULL};
   for (int i = 0; flags[i]; i++)
     cr_assert(strstr(out, flags[i]) != NULL, "--help does not mention %s", flags[i]);
   free(out);
   cr_assert_eq(tn_test_sh(&out, "'%s' --workers=zero", bin), 2);
   cr_assert(strstr(out, "--workers=zero: expected a whole number") != NULL, "%s", out);
   free(out);
-  cr_assert_eq(tn_test_sh(&out,
-                          "printf 'apiVersion: v1\\nkind: Config\\ncurrent-context: c\\ncontexts:\\n- name: c\\n"
-                          "  context: {cluster: k, user: u}\\nclusters: 7\\n' > /tmp/tn-bad-kc-%d && "
-                                "'%s' --kubeconfig=/tmp/tn-bad-kc-%d --metrics-bind-address=0 "
-                                "--health-probe-bind-address=0",
-                          (int)getpid(), bin, (int)getpid()),
-               1);
+  cr_assert_eq(
+      tn_test_sh(&out,
+                 "printf 'apiVersion: v1\\nkind: Config\\ncurrent-context: c\\ncontexts:\\n- name: c\\n"
+                 "  context: {cluster: k, user: u}\\nclusters: 7\\n' > /tmp/tn-bad-kc-%d && "
+                 "'%s' --kubeconfig=/tmp/tn-bad-kc-%d --metrics-bind-address=0 "
+                 "--health-probe-bind-address=0",
+                 (int)getpid(), bin, (int)getpid()),
+      1);
   cr_assert(strstr(out, "clusters") != NULL, "a malformed kubeconfig must be named by field: %s", out);
   free(out);
 }
@@ -51,12 +60,14 @@ Test(runtime, probes_metrics_and_graceful_shutdown) {
    * first completed request, as client_golang's do). */
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-rt");
-  cr_assert_eq(tn_test_sh(&out,
-                          "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\","
-                          "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\"}}' "
-                          "| kubectl apply -f - && kubectl wait --for=jsonpath='{.status.state}'=Draft tenant/%s --timeout=60s",
-                          t, t),
-               0, "%s", out);
+  cr_assert_eq(
+      tn_test_sh(&out,
+                 "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\","
+                 "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\"}}' "
+                 "| kubectl apply -f - && kubectl wait --for=jsonpath='{.status.state}'=Draft tenant/%s "
+                 "--timeout=60s",
+                 t, t),
+      0, "%s", out);
   free(out);
   double end = tn_test_now() + 15;
   for (;;) { /* counters are bumped just after the answer the test saw: allow a moment */
@@ -66,12 +77,19 @@ Test(runtime, probes_metrics_and_graceful_shutdown) {
     free(body);
     usleep(100 * 1000);
   }
-  const char *names[] = {"controller_runtime_reconcile_total{", "controller_runtime_reconcile_time_seconds_bucket{",
-                         "controller_runtime_reconcile_errors_total{", "workqueue_depth{", "workqueue_adds_total{",
-                         "workqueue_queue_duration_seconds_bucket{", "workqueue_work_duration_seconds_bucket{",
-                         "workqueue_retries_total{", "workqueue_unfinished_work_seconds{",
-                         "workqueue_longest_running_processor_seconds{", "rest_client_requests_total{",
-                         "process_resident_memory_bytes ", NULL};
+  const char *names[] = {"controller_runtime_reconcile_total{",
+                         "controller_runtime_reconcile_time_seconds_bucket{",
+                         "controller_runtime_reconcile_errors_total{",
+                         "workqueue_depth{",
+                         "workqueue_adds_total{",
+                         "workqueue_queue_duration_seconds_bucket{",
+                         "workqueue_work_duration_seconds_bucket{",
+                         "workqueue_retries_total{",
+                         "workqueue_unfinished_work_seconds{",
+                         "workqueue_longest_running_processor_seconds{",
+                         "rest_client_requests_total{",
+                         "process_resident_memory_bytes ",
+                         NULL};
   for (int i = 0; names[i]; i++)
     cr_assert(strstr(body, names[i]) != NULL, "/metrics lacks %s", names[i]);
   /* A real Prometheus parser accepts it. */
@@ -131,12 +149,14 @@ Test(runtime, one_leader_and_takeover_after_sigkill) {
     tn_test_operator_dump_log(&b);
   cr_assert(took, "the standby did not take over");
   cr_log_info("takeover after SIGKILL of the leader: %.2f s (lease duration 15 s)", took_s);
-  cr_assert_leq(took_s, 15 + 2 + 3, "takeover took %.2f s, more than lease duration + retry period + slack", took_s);
+  cr_assert_leq(took_s, 15 + 2 + 3, "takeover took %.2f s, more than lease duration + retry period + slack",
+                took_s);
 
   /* Graceful stop releases the lease: the holder becomes empty at once. */
   cr_assert_eq(tn_test_operator_stop(&b, SIGTERM, 40), 0);
   char *holder = NULL;
-  cr_assert_eq(tn_test_sh(&holder, "kubectl -n default get lease %s -o jsonpath='{.spec.holderIdentity}'", id), 0);
+  cr_assert_eq(
+      tn_test_sh(&holder, "kubectl -n default get lease %s -o jsonpath='{.spec.holderIdentity}'", id), 0);
   cr_assert_str_eq(holder, "", "the lease was not released on shutdown");
   free(holder);
 }
@@ -148,17 +168,18 @@ Test(runtime, least_privilege_rbac_is_enough) {
   const char *root = tn_test_env("TENANCY_ROOT");
   char *out = NULL, kc[128], t[64];
   snprintf(kc, sizeof kc, "/tmp/tn-sa-kubeconfig-%d", (int)getpid());
-  int rc = tn_test_sh(&out,
-                      "kubectl apply -f '%s/manifests/deploy/00-namespace.yaml' -f '%s/manifests/deploy/10-rbac.yaml' "
-                      "-f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null && "
-                      "tok=$(kubectl -n tenancy-system create token tenancy-operator --duration=1h) && "
-                      "kubectl config --kubeconfig='%s' set-cluster c --server=\"$TENANCY_KUBE_SERVER\" "
-                      "--certificate-authority=\"$TENANCY_CA_FILE\" --embed-certs >/dev/null && "
-                      "kubectl config --kubeconfig='%s' set-credentials sa --token=\"$tok\" >/dev/null && "
-                      "kubectl config --kubeconfig='%s' set-context c --cluster=c --user=sa >/dev/null && "
-                      "kubectl config --kubeconfig='%s' use-context c >/dev/null && "
-                      "kubectl --kubeconfig='%s' auth whoami -o jsonpath='{.status.userInfo.username}'",
-                      root, root, root, kc, kc, kc, kc, kc);
+  int rc = tn_test_sh(
+      &out,
+      "kubectl apply -f '%s/manifests/deploy/00-namespace.yaml' -f '%s/manifests/deploy/10-rbac.yaml' "
+      "-f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null && "
+      "tok=$(kubectl -n tenancy-system create token tenancy-operator --duration=1h) && "
+      "kubectl config --kubeconfig='%s' set-cluster c --server=\"$TENANCY_KUBE_SERVER\" "
+      "--certificate-authority=\"$TENANCY_CA_FILE\" --embed-certs >/dev/null && "
+      "kubectl config --kubeconfig='%s' set-credentials sa --token=\"$tok\" >/dev/null && "
+      "kubectl config --kubeconfig='%s' set-context c --cluster=c --user=sa >/dev/null && "
+      "kubectl config --kubeconfig='%s' use-context c >/dev/null && "
+      "kubectl --kubeconfig='%s' auth whoami -o jsonpath='{.status.userInfo.username}'",
+      root, root, root, kc, kc, kc, kc, kc);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "system:serviceaccount:tenancy-system:tenancy-operator");
   free(out);
@@ -167,18 +188,22 @@ Test(runtime, least_privilege_rbac_is_enough) {
   snprintf(kcflag, sizeof kcflag, "--kubeconfig=%s", kc);
   struct tn_test_operator op;
   tn_test_operator_start(&op, (const char *const[]){kcflag, "--leader-elect",
-                                                   "--leader-election-namespace=tenancy-system", NULL});
+                                                    "--leader-election-namespace=tenancy-system", NULL});
   if (!tn_test_operator_wait_ready(&op, 60)) {
     tn_test_operator_dump_log(&op);
     cr_assert_fail("the operator running as its ServiceAccount never became ready");
   }
   tn_test_unique_name(t, sizeof t, "tn-rbac");
-  rc = tn_test_sh(&out,
-                  "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
-                  "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"environments\":[\"prod\"],"
-                  "\"identity\":{\"groupBindings\":[{\"group\":\"g\",\"role\":\"tenant-developer\"}]}}}' | kubectl apply -f - && "
-                  "kubectl wait --for=jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'=True tenant/%s --timeout=90s",
-                  t, t);
+  rc = tn_test_sh(
+      &out,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"environments\":[\"prod\"],"
+      "\"identity\":{\"groupBindings\":[{\"group\":\"g\",\"role\":\"tenant-developer\"}]}}}' | kubectl apply "
+      "-f - && "
+      "kubectl wait --for=jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'=True tenant/%s "
+      "--timeout=90s",
+      t, t);
   if (rc)
     tn_test_operator_dump_log(&op);
   cr_assert_eq(rc, 0, "%s", out);

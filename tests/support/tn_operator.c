@@ -24,7 +24,8 @@ int tn_test_free_port(void) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
-  cr_assert(bind(s, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(s, (struct sockaddr *)&a, &len) == 0);
+  cr_assert(bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(s, (struct sockaddr *)&a, &len) == 0);
   int port = ntohs(a.sin_port);
   close(s);
   return port;
@@ -152,12 +153,14 @@ void tn_test_operator_dump_log(struct tn_test_operator *op) {
 void tn_test_install_api(void) {
   const char *root = tn_test_env("TENANCY_ROOT");
   char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "kubectl apply --server-side --force-conflicts --field-manager=tenancy-tests -f '%s/crds/' >/dev/null "
-                      "&& kubectl wait --for=condition=Established --timeout=60s -f '%s/crds/' >/dev/null "
-                      "&& kubectl apply -f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null "
-                      "&& kubectl apply -f '%s/manifests/samples/00-plans.yaml' -f '%s/manifests/samples/01-regions.yaml' >/dev/null",
-                      root, root, root, root, root);
+  int rc = tn_test_sh(
+      &out,
+      "kubectl apply --server-side --force-conflicts --field-manager=tenancy-tests -f '%s/crds/' >/dev/null "
+      "&& kubectl wait --for=condition=Established --timeout=60s -f '%s/crds/' >/dev/null "
+      "&& kubectl apply -f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null "
+      "&& kubectl apply -f '%s/manifests/samples/00-plans.yaml' -f '%s/manifests/samples/01-regions.yaml' "
+      ">/dev/null",
+      root, root, root, root, root);
   cr_assert_eq(rc, 0, "installing the API: %s", out);
   free(out);
 }

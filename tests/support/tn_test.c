@@ -17,8 +17,8 @@ const char *tn_test_env(const char *name) {
   const char *v = getenv(name);
   if (!v || !*v)
     cr_assert_fail("%s is not set: run the integration suites through `make test` (hack/test.sh), "
-             "which starts the local cluster and exports it",
-             name);
+                   "which starts the local cluster and exports it",
+                   name);
   return v;
 }
 

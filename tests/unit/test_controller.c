@@ -62,8 +62,8 @@ static struct tn_controller *make(struct probe *p, int workers) {
   memset(p, 0, sizeof *p);
   pthread_mutex_init(&p->mu, NULL);
   p->m = tn_metrics_new();
-  struct tn_controller_config cfg = {.name = "test", .workers = workers, .reconcile = reconcile, .ud = p,
-                                     .metrics = p->m};
+  struct tn_controller_config cfg = {
+      .name = "test", .workers = workers, .reconcile = reconcile, .ud = p, .metrics = p->m};
   struct tn_controller *c = tn_controller_new(&cfg);
   cr_assert_not_null(c);
   return c;
@@ -96,10 +96,10 @@ Test(controller, errors_are_retried_with_backoff_then_forgotten) {
   usleep(50 * 1000);
   cr_assert_eq(calls(&p, 0), 4, "a success must not be retried");
   cr_assert_eq(tn_workqueue_num_requeues(tn_controller_queue(c), "k0"), 0, "success forgets failures");
-  cr_assert_float_eq(metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"error\"} "), 3,
-                     1e-9);
-  cr_assert_float_eq(metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"success\"} "), 1,
-                     1e-9);
+  cr_assert_float_eq(metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"error\"} "),
+                     3, 1e-9);
+  cr_assert_float_eq(
+      metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"success\"} "), 1, 1e-9);
   cr_assert_float_eq(metric(p.m, "controller_runtime_reconcile_errors_total{controller=\"test\"} "), 3, 1e-9);
   finish(c, &p);
 }
@@ -114,7 +114,8 @@ Test(controller, requeue_after_runs_again_later) {
   cr_assert(wait_calls(&p, 1, 2, 5));
   cr_assert_geq(tn_test_now() - t0, 0.19, "requeued too early");
   cr_assert_float_eq(
-      metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"requeue_after\"} "), 1, 1e-9);
+      metric(p.m, "controller_runtime_reconcile_total{controller=\"test\",result=\"requeue_after\"} "), 1,
+      1e-9);
   finish(c, &p);
 }
 
@@ -167,14 +168,14 @@ Test(controller, object_keys_and_owner_mapping) {
 
   struct probe p;
   struct tn_controller *c = make(&p, 1);
-  json_t *owned = json_pack(
-      "{s:{s:s,s:s,s:[{s:s,s:s,s:s,s:b},{s:s,s:s,s:s,s:b}]}}", "metadata", "name", "np", "namespace", "acme-prod",
-      "ownerReferences", "apiVersion", "apps/v1", "kind", "Tenant", "name", "wrong-group", "controller", 1,
-      "apiVersion", "tenancy.dev/v1alpha1", "kind", "Tenant", "name", "acme", "controller", 1);
+  json_t *owned = json_pack("{s:{s:s,s:s,s:[{s:s,s:s,s:s,s:b},{s:s,s:s,s:s,s:b}]}}", "metadata", "name", "np",
+                            "namespace", "acme-prod", "ownerReferences", "apiVersion", "apps/v1", "kind",
+                            "Tenant", "name", "wrong-group", "controller", 1, "apiVersion",
+                            "tenancy.dev/v1alpha1", "kind", "Tenant", "name", "acme", "controller", 1);
   cr_assert(tn_controller_enqueue_owner(c, owned, "tenancy.dev", "Tenant", false));
-  json_t *not_controller = json_pack("{s:{s:s,s:[{s:s,s:s,s:s,s:b}]}}", "metadata", "name", "x", "ownerReferences",
-                                     "apiVersion", "tenancy.dev/v1alpha1", "kind", "Tenant", "name", "other",
-                                     "controller", 0);
+  json_t *not_controller =
+      json_pack("{s:{s:s,s:[{s:s,s:s,s:s,s:b}]}}", "metadata", "name", "x", "ownerReferences", "apiVersion",
+                "tenancy.dev/v1alpha1", "kind", "Tenant", "name", "other", "controller", 0);
   cr_assert_not(tn_controller_enqueue_owner(c, not_controller, "tenancy.dev", "Tenant", false));
   cr_assert_eq(tn_workqueue_len(tn_controller_queue(c)), 1);
   char *item = NULL;

@@ -29,8 +29,13 @@ Test(log, json_line_with_context_fields_and_escaping) {
   tn_log_set_level(TN_LOG_INFO);
   tn_log_set_format(TN_LOG_JSON);
   capture();
-  struct tn_log_fields f = {.controller = "tenant", .tenant = "acme", .environment = "prod",
-                            .request_id = "r1", .correlation_id = "c1", .resource_version = "42", .generation = 3};
+  struct tn_log_fields f = {.controller = "tenant",
+                            .tenant = "acme",
+                            .environment = "prod",
+                            .request_id = "r1",
+                            .correlation_id = "c1",
+                            .resource_version = "42",
+                            .generation = 3};
   tn_log(TN_LOG_WARN, &f, "quote \" backslash \\ newline \n tab \t done %d", 7);
   char *out = drain();
   cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "exactly one line: %s", out);
@@ -38,7 +43,8 @@ Test(log, json_line_with_context_fields_and_escaping) {
   json_t *o = json_loads(out, 0, &je);
   cr_assert_not_null(o, "not JSON: %s (%s)", out, je.text);
   cr_assert_str_eq(json_string_value(json_object_get(o, "level")), "warn");
-  cr_assert_str_eq(json_string_value(json_object_get(o, "msg")), "quote \" backslash \\ newline \n tab \t done 7");
+  cr_assert_str_eq(json_string_value(json_object_get(o, "msg")),
+                   "quote \" backslash \\ newline \n tab \t done 7");
   cr_assert_str_eq(json_string_value(json_object_get(o, "controller")), "tenant");
   cr_assert_str_eq(json_string_value(json_object_get(o, "tenant")), "acme");
   cr_assert_str_eq(json_string_value(json_object_get(o, "environment")), "prod");

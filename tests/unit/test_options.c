@@ -11,10 +11,10 @@ static char *dsn_env(const char *name) {
   return strcmp(name, "TENANCY_PG_DSN") == 0 ? "postgresql://from-env" : NULL;
 }
 
-#define PARSE(o, err, env, ...)                                                                            \
-  ({                                                                                                       \
-    char *argv_[] = {"tenancy-operator", __VA_ARGS__, NULL};                                               \
-    tn_options_parse((int)(sizeof argv_ / sizeof argv_[0]) - 1, argv_, env, o, err);                       \
+#define PARSE(o, err, env, ...)                                                                              \
+  ({                                                                                                         \
+    char *argv_[] = {"tenancy-operator", __VA_ARGS__, NULL};                                                 \
+    tn_options_parse((int)(sizeof argv_ / sizeof argv_[0]) - 1, argv_, env, o, err);                         \
   })
 
 Test(options, defaults_match_the_contract) {
@@ -36,10 +36,11 @@ Test(options, defaults_match_the_contract) {
 Test(options, every_flag_in_both_forms) {
   struct tn_options o;
   struct tn_error err = {0};
-  int rc = PARSE(&o, &err, no_env, "--kubeconfig", "/tmp/kc", "--metrics-bind-address=127.0.0.1:0",
-                 "--health-probe-bind-address", "0", "--leader-elect", "--leader-election-namespace=ops",
-                 "--workers=8", "--sync-period", "1m30s", "--log-level=debug", "--log-format=text", "--pg-dsn=host=x",
-                 "--kube-api-qps=0", "--kube-api-burst=7", "--graceful-shutdown-timeout=250ms");
+  int rc =
+      PARSE(&o, &err, no_env, "--kubeconfig", "/tmp/kc", "--metrics-bind-address=127.0.0.1:0",
+            "--health-probe-bind-address", "0", "--leader-elect", "--leader-election-namespace=ops",
+            "--workers=8", "--sync-period", "1m30s", "--log-level=debug", "--log-format=text",
+            "--pg-dsn=host=x", "--kube-api-qps=0", "--kube-api-burst=7", "--graceful-shutdown-timeout=250ms");
   cr_assert_eq(rc, 0, "%s", err.message);
   cr_assert_str_eq(o.kubeconfig, "/tmp/kc");
   cr_assert_str_eq(o.metrics_addr, "127.0.0.1:0");
@@ -99,8 +100,8 @@ Test(options, durations) {
   struct {
     const char *s;
     double v;
-  } ok[] = {{"0", 0}, {"10h", 36000}, {"1m30s", 90}, {"0.5s", 0.5}, {"250ms", 0.25}, {"1h2m3s", 3723},
-            {"100us", 1e-4}, {"7ns", 7e-9}, {"1.5h", 5400}};
+  } ok[] = {{"0", 0},         {"10h", 36000},  {"1m30s", 90}, {"0.5s", 0.5}, {"250ms", 0.25},
+            {"1h2m3s", 3723}, {"100us", 1e-4}, {"7ns", 7e-9}, {"1.5h", 5400}};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     double v = -1;
     cr_assert_eq(tn_parse_duration(ok[i].s, &v), 0, "%s refused", ok[i].s);
