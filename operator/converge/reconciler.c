@@ -20,6 +20,7 @@
 #include "tenancy/lifecycle.h"
 #include "tenancy/placement.h"
 #include "tenancy/tenant.h"
+#include "util/clock.h"
 
 const struct tn_gvr tn_gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
 const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
@@ -76,13 +77,6 @@ struct run {
   int drift_repaired;
   char drift_what[600];
 };
-
-static void now_rfc3339(char out[32]) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -395,7 +389,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
   x.lf.controller = "tenant";
   x.lf.tenant = key;
-  now_rfc3339(x.now);
+  tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   struct tn_result res = TN_RESULT_OK;
   struct tn_error err = {0};
   json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL;

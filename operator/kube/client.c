@@ -26,6 +26,7 @@
 
 #include "runtime/log.h"
 #include "runtime/metrics.h"
+#include "util/clock.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)64 << 20)
 #define DEFAULT_TIMEOUT_MS 60000L
@@ -80,34 +81,6 @@ struct tn_kube {
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timespec mono_ts(double t) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
-static int cond_init_mono(pthread_cond_t *c) {
-  pthread_condattr_t a;
-  int rc = pthread_condattr_init(&a);
-  if (rc)
-    return -rc;
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  rc = pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-  return -rc;
-}
 
 static bool canceled(const struct tn_kube_request *req) {
   return req->cancel && atomic_load(req->cancel) != 0;
@@ -345,7 +318,7 @@ static int kreq_run(struct tn_kube *k, struct kreq *r) {
 /* Sleeps up to `seconds`, waking every LOOP_TICK_MS to check the cancel flag. Returns 0, or
  * TN_ECANCELED when the request was canceled or the client stopped. */
 static int sleep_cancelable(struct tn_kube *k, const struct tn_kube_request *req, double seconds) {
-  double until = mono_now() + seconds;
+  double until = tn_mono_now() + seconds;
   int rc = 0;
   pthread_mutex_lock(&k->mu);
   for (;;) {
@@ -353,10 +326,10 @@ static int sleep_cancelable(struct tn_kube *k, const struct tn_kube_request *req
       rc = TN_ECANCELED;
       break;
     }
-    double now = mono_now();
+    double now = tn_mono_now();
     if (now >= until)
       break;
-    struct timespec ts = mono_ts(fmin(until, now + LOOP_TICK_MS / 1000.0));
+    struct timespec ts = tn_mono_timespec(fmin(until, now + LOOP_TICK_MS / 1000.0));
     pthread_cond_timedwait(&k->wake, &k->mu, &ts);
   }
   pthread_mutex_unlock(&k->mu);
@@ -370,7 +343,7 @@ static int limiter_wait(struct tn_kube *k, const struct tn_kube_request *req, do
   if (k->cfg.qps <= 0)
     return 0;
   pthread_mutex_lock(&k->mu);
-  double now = mono_now();
+  double now = tn_mono_now();
   k->tokens = fmin((double)k->burst, k->tokens + (now - k->tokens_at) * k->cfg.qps);
   k->tokens_at = now;
   k->tokens -= 1;
@@ -629,7 +602,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
   struct curl_slist *hdrs = NULL;
   bool entered = false, cond_ok = false;
   int rc = 0, attempt = 0;
-  double t0 = mono_now();
+  double t0 = tn_mono_now();
   memset(&r, 0, sizeof r);
   tn_buf_init(&url, 64 << 10);
   tn_kube_response_init(&local);
@@ -665,7 +638,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
   r.k = k;
   r.req = req;
   r.resp = resp;
-  if (cond_init_mono(&r.cond)) {
+  if (tn_cond_init_monotonic(&r.cond)) {
     rc = tn_error_set(err, -ENOMEM, "out of resources");
     goto out;
   }
@@ -690,7 +663,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
     }
     long left_ms = 0;
     if (isfinite(deadline)) {
-      left_ms = (long)((deadline - mono_now()) * 1000.0);
+      left_ms = (long)((deadline - tn_mono_now()) * 1000.0);
       if (left_ms <= 0) {
         rc = tn_error_set(err, TN_ETIMEOUT, "%s %s: no answer within %ld ms", req->method, req->path,
                           timeout_ms);
@@ -703,7 +676,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
     r.abort_code = 0;
     r.result = CURLE_OK;
     r.errbuf[0] = '\0';
-    double ta = mono_now();
+    double ta = tn_mono_now();
     if (kreq_run(k, &r)) {
       rc = tn_error_set(err, TN_ECANCELED, "%s %s: the client is shutting down", req->method, req->path);
       goto out;
@@ -722,7 +695,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
                    req->query && *req->query ? "?" : "", req->query ? req->query : "", status,
                    complete ? "" : " ",
                    complete ? "" : (r.abort_code ? tn_strerror(r.abort_code) : curl_easy_strerror(r.result)),
-                   (mono_now() - ta) * 1000.0, attempt,
+                   (tn_mono_now() - ta) * 1000.0, attempt,
                    hv == CURL_HTTP_VERSION_2_0   ? "HTTP/2"
                    : hv == CURL_HTTP_VERSION_1_1 ? "HTTP/1.1"
                                                  : "no answer");
@@ -743,14 +716,14 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
     }
     double delay = 0;
     if (r.result != CURLE_OK) {
-      if (r.result == CURLE_OPERATION_TIMEDOUT && isfinite(deadline) && mono_now() >= deadline - 0.005) {
+      if (r.result == CURLE_OPERATION_TIMEDOUT && isfinite(deadline) && tn_mono_now() >= deadline - 0.005) {
         rc = tn_error_set(err, TN_ETIMEOUT, "%s %s: no answer within %ld ms", req->method, req->path,
                           timeout_ms);
         goto out;
       }
       bool sent = req_size > 0 || !curl_before_send(r.result);
       if (curl_retryable(r.result) && tn_kube_should_retry(req, attempt, 0, sent, 0, &delay) &&
-          mono_now() + delay < deadline) {
+          tn_mono_now() + delay < deadline) {
         if ((rc = sleep_cancelable(k, req, delay))) {
           rc = tn_error_set(err, TN_ECANCELED, "%s %s: canceled", req->method, req->path);
           goto out;
@@ -774,7 +747,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
       resp->retry_after_s = e.retry_after_s;
     e.retry_after_s = resp->retry_after_s;
     if (tn_kube_should_retry(req, attempt, status, true, resp->retry_after_s, &delay) &&
-        mono_now() + delay < deadline) {
+        tn_mono_now() + delay < deadline) {
       if (sleep_cancelable(k, req, delay)) {
         rc = tn_error_set(err, TN_ECANCELED, "%s %s: canceled", req->method, req->path);
         goto out;
@@ -791,7 +764,7 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
 out:
   if (k && k->m_duration && entered && !(req && req->on_data) && attempt > 0)
     tn_series_observe(tn_metric_with(k->m_duration, (const char *const[]){req->method, NULL}),
-                      mono_now() - t0);
+                      tn_mono_now() - t0);
   if (r.easy)
     curl_easy_cleanup(r.easy);
   curl_slist_free_all(hdrs);
@@ -932,14 +905,14 @@ int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, st
   k->max_response = cfg->max_response_bytes ? cfg->max_response_bytes : DEFAULT_MAX_RESPONSE;
   k->burst = cfg->burst > 0 ? cfg->burst : (long)fmax(1.0, 2.0 * cfg->qps);
   k->tokens = (double)k->burst;
-  k->tokens_at = mono_now();
+  k->tokens_at = tn_mono_now();
   if ((rc = server_setup(k, err)))
     goto fail;
   if (pthread_mutex_init(&k->mu, NULL) == 0)
     mu_ok = true;
   if (pthread_mutex_init(&k->token_mu, NULL) == 0)
     tmu_ok = true;
-  wake_ok = cond_init_mono(&k->wake) == 0;
+  wake_ok = tn_cond_init_monotonic(&k->wake) == 0;
   idle_ok = pthread_cond_init(&k->idle, NULL) == 0;
   if (!mu_ok || !tmu_ok || !wake_ok || !idle_ok) {
     rc = tn_error_set(err, -ENOMEM, "out of resources");

@@ -34,6 +34,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "util/buf.h"
+#include "util/clock.h"
 
 #define INITIAL_EVENTS_END "k8s.io/initial-events-end"
 #define DEFAULT_PAGE_SIZE 500
@@ -91,19 +92,6 @@ struct tn_informer {
   char *rv; /* where the next watch starts; "" before the first list */
   struct tn_informer_stats stats;
 };
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static struct timespec mono_deadline(double t) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  return ts;
-}
 
 static double rand01(uint64_t *s) {
   *s ^= *s << 13;
@@ -243,12 +231,12 @@ static void *dispatch_main(void *p) {
   char tname[16];
   snprintf(tname, sizeof tname, "inf/%s", inf->resource);
   prctl(PR_SET_NAME, tname, 0, 0, 0);
-  double next_resync = inf->resync_s > 0 ? mono_now() + inf->resync_s : INFINITY;
+  double next_resync = inf->resync_s > 0 ? tn_mono_now() + inf->resync_s : INFINITY;
   pthread_mutex_lock(&inf->mu);
   for (;;) {
-    while (!inf->stopping && inf->q_len == 0 && mono_now() < next_resync) {
+    while (!inf->stopping && inf->q_len == 0 && tn_mono_now() < next_resync) {
       if (isfinite(next_resync)) {
-        struct timespec ts = mono_deadline(next_resync);
+        struct timespec ts = tn_mono_timespec(next_resync);
         pthread_cond_timedwait(&inf->q_cond, &inf->mu, &ts);
       } else {
         pthread_cond_wait(&inf->q_cond, &inf->mu);
@@ -256,8 +244,8 @@ static void *dispatch_main(void *p) {
     }
     if (inf->stopping)
       break;
-    if (mono_now() >= next_resync) {
-      next_resync = mono_now() + inf->resync_s;
+    if (tn_mono_now() >= next_resync) {
+      next_resync = tn_mono_now() + inf->resync_s;
       if (inf->synced) {
         /* Appended under the store's read lock: after every change already queued, before any
          * change made after the snapshot. */
@@ -577,7 +565,7 @@ out:
 
 /* client-go's ExponentialBackoffManager(800ms, 30s, 2min, 2.0, 1.0). */
 static double backoff_next(struct backoff *b, uint64_t *rng) {
-  double now = mono_now();
+  double now = tn_mono_now();
   if (b->next == 0 || now - b->last_start > BACKOFF_RESET_S)
     b->next = BACKOFF_INITIAL_S;
   double d = b->next;
@@ -592,11 +580,11 @@ static void backoff_sleep(struct tn_informer *inf, struct backoff *b, const stru
   log_inf(inf, TN_LOG_WARN, NULL, "%s; retrying in %.1f s",
           why->message[0] ? why->message : tn_strerror(why->code), d);
   tn_series_inc(inf->m_errors);
-  double deadline = mono_now() + d;
-  struct timespec ts = mono_deadline(deadline);
+  double deadline = tn_mono_now() + d;
+  struct timespec ts = tn_mono_timespec(deadline);
   pthread_mutex_lock(&inf->mu);
   inf->stats.errors++;
-  while (!inf->stopping && !inf->paused && mono_now() < deadline) {
+  while (!inf->stopping && !inf->paused && tn_mono_now() < deadline) {
     if (pthread_cond_timedwait(&inf->refl_cond, &inf->mu, &ts) == ETIMEDOUT)
       break;
   }
@@ -638,7 +626,7 @@ static void *reflector_main(void *p) {
 
     struct outcome o;
     memset(&o, 0, sizeof o);
-    double t0 = mono_now();
+    double t0 = tn_mono_now();
     int rc = !listing    ? stream_request(inf, false, &o)
              : streaming ? stream_request(inf, true, &o)
                          : paged_list(inf, &o);
@@ -664,7 +652,7 @@ static void *reflector_main(void *p) {
         pthread_mutex_unlock(&inf->mu);
         log_inf(inf, TN_LOG_WARN, NULL,
                 "the streaming list ended without its end bookmark; using paged LIST");
-      } else if (!was_listing && o.events == 0 && mono_now() - t0 < SHORT_WATCH_S) {
+      } else if (!was_listing && o.events == 0 && tn_mono_now() - t0 < SHORT_WATCH_S) {
         tn_error_set(&o.err, TN_ETRANSPORT, "the watch ended after less than %.0f s without an event",
                      SHORT_WATCH_S);
         backoff_sleep(inf, &bo, &o.err);
@@ -905,7 +893,7 @@ bool tn_informer_has_synced(struct tn_informer *inf) {
 }
 
 int tn_informer_wait_for_sync(struct tn_informer *inf, double timeout_s) {
-  struct timespec ts = mono_deadline(mono_now() + timeout_s);
+  struct timespec ts = tn_mono_timespec(tn_mono_now() + timeout_s);
   int rc = 0;
   pthread_mutex_lock(&inf->mu);
   while (!inf->synced && !inf->stopping && rc != ETIMEDOUT)

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "runtime/log.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 struct tn_controller {
@@ -33,12 +34,6 @@ struct tn_controller {
 
   struct tn_series *m_success, *m_error, *m_requeue, *m_requeue_after, *m_errors, *m_time, *m_active;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void register_metrics(struct tn_controller *c, struct tn_metrics *m) {
   if (!m)
@@ -121,9 +116,9 @@ static void process(struct tn_controller *c, const char *key) {
   tn_series_set(c->m_active, c->active);
   pthread_mutex_unlock(&c->mu);
 
-  double t0 = now_s();
+  double t0 = tn_mono_now();
   struct tn_result r = c->reconcile(c->ud, key);
-  tn_series_observe(c->m_time, now_s() - t0);
+  tn_series_observe(c->m_time, tn_mono_now() - t0);
 
   switch (r.kind) {
   case TN_RESULT_ERROR:

@@ -15,6 +15,7 @@
 
 #include "kube/client.h"
 #include "runtime/log.h"
+#include "util/clock.h"
 
 #define NAME_MAX_LEN 253       /* metadata.name: a DNS subdomain */
 #define INSTANCE_MAX_LEN 128   /* reportingInstance */
@@ -26,31 +27,6 @@
 static const struct tn_gvr events_gvr = {"events.k8s.io", "v1", "events", true};
 
 /* ---- clocks and formatting --------------------------------------------------------------- */
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* MicroTime: "2006-01-02T15:04:05.000000Z". */
-static void micro_time(double wall_s, char *dst, size_t n) {
-  long long us = llround(wall_s * 1e6);
-  if (us < 0)
-    us = 0;
-  time_t secs = (time_t)(us / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char base[24];
-  strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(dst, n, "%s.%06lldZ", base, us % 1000000);
-}
 
 static bool empty(const char *s) { return !s || !*s; }
 
@@ -95,7 +71,7 @@ json_t *tn_event_build(const char *controller, const char *instance, const struc
   while (keep > 1 && (regarding->name[keep - 1] == '-' || regarding->name[keep - 1] == '.'))
     keep--;
   snprintf(name, sizeof name, "%.*s.%s", (int)keep, regarding->name, suffix);
-  micro_time(wall_s, when, sizeof when);
+  tn_time_micro(wall_s, when, sizeof when);
 
   note_cut = strdup(note ? note : "");
   if (!note_cut)
@@ -245,7 +221,7 @@ void tn_event_series_after_write(struct tn_event_series *s, enum tn_event_write_
 
 static json_t *series_object(const struct tn_event_series *s) {
   char when[40];
-  micro_time(s->last_wall, when, sizeof when);
+  tn_time_micro(s->last_wall, when, sizeof when);
   return json_pack("{s:I, s:s}", "count", (json_int_t)s->count, "lastObservedTime", when);
 }
 
@@ -310,7 +286,7 @@ static void pending_cleanup(struct pending *p) {
 }
 
 static void abs_deadline(double seconds, struct timespec *ts) {
-  double end = mono_now() + (seconds > 0 ? seconds : 0);
+  double end = tn_mono_now() + (seconds > 0 ? seconds : 0);
   ts->tv_sec = (time_t)end;
   ts->tv_nsec = (long)((end - (double)ts->tv_sec) * 1e9);
   if (ts->tv_nsec >= 1000000000L)
@@ -387,7 +363,7 @@ out:
            "events: cannot write Event %s/%s (count %ld)%s: %s", ns ? ns : "", name ? name : "", s->count,
            r == TN_EVENT_RETRY ? ", will retry" : ", giving it up", err.message);
   }
-  tn_event_series_after_write(s, r, mono_now());
+  tn_event_series_after_write(s, r, tn_mono_now());
   return rc;
 }
 
@@ -397,10 +373,10 @@ static void tick(struct tn_recorder *rec, bool flush, bool final) {
   bool unreachable = false;
   for (size_t i = 0; i < rec->cache.n; i++) {
     struct tn_event_series *s = rec->cache.items[i];
-    if (!tn_event_series_due(s, mono_now(), flush))
+    if (!tn_event_series_due(s, tn_mono_now(), flush))
       continue;
     if (unreachable) {
-      tn_event_series_after_write(s, TN_EVENT_REJECTED, mono_now());
+      tn_event_series_after_write(s, TN_EVENT_REJECTED, tn_mono_now());
       continue;
     }
     int rc = write_series(rec, s, final);
@@ -409,7 +385,7 @@ static void tick(struct tn_recorder *rec, bool flush, bool final) {
   }
   if (unreachable)
     tn_log_error("events: the API server is unreachable; pending Events were dropped at shutdown");
-  (void)tn_event_cache_expire(&rec->cache, mono_now());
+  (void)tn_event_cache_expire(&rec->cache, tn_mono_now());
 }
 
 /* Counts an occurrence into its series and writes it when due. While stopping nothing is
@@ -422,7 +398,7 @@ static void process(struct tn_recorder *rec, struct pending *p, bool write) {
     tn_log_error("events: out of memory; an Event was dropped");
     return;
   }
-  if (write && tn_event_series_due(s, mono_now(), false))
+  if (write && tn_event_series_due(s, tn_mono_now(), false))
     (void)write_series(rec, s, false);
 }
 
@@ -562,8 +538,8 @@ int tn_recorder_eventf(struct tn_recorder *rec, const struct tn_object_ref *rega
   }
   for (size_t i = 0; i < sizeof rnd; i++)
     snprintf(suffix + 2 * i, 3, "%02x", rnd[i]);
-  p.wall = wall_now();
-  p.mono = mono_now();
+  p.wall = tn_wall_now();
+  p.mono = tn_mono_now();
   p.event =
       tn_event_build(rec->controller, rec->instance, regarding, type, reason, action, note, suffix, p.wall);
   if (!p.event || !(p.key = tn_event_key(p.event))) {

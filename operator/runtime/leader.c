@@ -17,6 +17,7 @@
 #include "kube/client.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
+#include "util/clock.h"
 
 /* client-go's wait.JitterUntil factor for the acquire loop; renew_deadline must exceed
  * retry_period times this. */
@@ -25,31 +26,6 @@
 static const struct tn_gvr lease_gvr = {"coordination.k8s.io", "v1", "leases", true};
 
 /* ---- clocks and formatting --------------------------------------------------------------- */
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* MicroTime: "2006-01-02T15:04:05.000000Z". */
-static void micro_time(double wall_s, char *dst, size_t n) {
-  long long us = llround(wall_s * 1e6);
-  if (us < 0)
-    us = 0;
-  time_t secs = (time_t)(us / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char base[24];
-  strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(dst, n, "%s.%06lldZ", base, us % 1000000);
-}
 
 static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
@@ -80,7 +56,7 @@ static void fresh_record(const struct tn_leader_core *c, double wall_now, struct
   memset(r, 0, sizeof *r);
   copy_str(r->holder, sizeof r->holder, c->identity);
   r->lease_duration_s = c->lease_duration_s;
-  micro_time(wall_now, r->renew_time, sizeof r->renew_time);
+  tn_time_micro(wall_now, r->renew_time, sizeof r->renew_time);
   memcpy(r->acquire_time, r->renew_time, sizeof r->acquire_time);
 }
 
@@ -128,7 +104,7 @@ bool tn_leader_core_release(const struct tn_leader_core *c, double wall_now, str
     return false;
   memset(want, 0, sizeof *want);
   want->lease_duration_s = 1;
-  micro_time(wall_now, want->renew_time, sizeof want->renew_time);
+  tn_time_micro(wall_now, want->renew_time, sizeof want->renew_time);
   memcpy(want->acquire_time, want->renew_time, sizeof want->acquire_time);
   want->transitions = c->observed.transitions;
   return true;
@@ -341,7 +317,7 @@ static int put_record(struct tn_leader *le, const struct tn_lease_record *want, 
   json_decref(le->lease);
   le->lease = got;
   pthread_mutex_lock(&le->mu);
-  tn_leader_core_written(&le->core, want, mono_now());
+  tn_leader_core_written(&le->core, want, tn_mono_now());
   pthread_mutex_unlock(&le->mu);
 out:
   json_decref(obj);
@@ -359,11 +335,11 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
 
   /* 1. The leader's fast path: renew on top of what we wrote last, without reading. */
   pthread_mutex_lock(&le->mu);
-  bool fast = le->lease && tn_leader_core_fast_renew(&le->core, mono_now(), wall_now(), &want);
+  bool fast = le->lease && tn_leader_core_fast_renew(&le->core, tn_mono_now(), tn_wall_now(), &want);
   pthread_mutex_unlock(&le->mu);
   if (fast) {
     tn_error_clear(&err);
-    rc = put_record(le, &want, deadline - mono_now(), true, &err);
+    rc = put_record(le, &want, deadline - tn_mono_now(), true, &err);
     if (rc == 0)
       return true;
     if (rc == TN_ECANCELED)
@@ -371,21 +347,21 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
     tn_log_warn("leader election: failed to renew lease %s/%s optimistically, falling back to a read: %s",
                 le->ns, le->name, err.message);
   }
-  if (deadline - mono_now() <= 0)
+  if (deadline - tn_mono_now() <= 0)
     return false;
 
   /* 2. Read the record, or create the Lease. */
   tn_error_clear(&err);
-  rc = lease_request(le, "GET", le->name, NULL, deadline - mono_now(), true, &got, &err);
+  rc = lease_request(le, "GET", le->name, NULL, deadline - tn_mono_now(), true, &got, &err);
   if (rc == TN_ENOTFOUND) {
     pthread_mutex_lock(&le->mu);
-    (void)tn_leader_core_decide(&le->core, NULL, mono_now(), wall_now(), &want);
+    (void)tn_leader_core_decide(&le->core, NULL, tn_mono_now(), tn_wall_now(), &want);
     pthread_mutex_unlock(&le->mu);
     obj = tn_lease_new_object(le->ns, le->name, &want);
     if (!obj)
       goto out;
     tn_error_clear(&err);
-    rc = lease_request(le, "POST", NULL, obj, deadline - mono_now(), true, &got, &err);
+    rc = lease_request(le, "POST", NULL, obj, deadline - tn_mono_now(), true, &got, &err);
     if (rc != 0) {
       if (rc != TN_ECANCELED && rc != TN_EEXISTS)
         tn_log_error("leader election: cannot create lease %s/%s: %s", le->ns, le->name, err.message);
@@ -395,7 +371,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
     le->lease = got;
     got = NULL;
     pthread_mutex_lock(&le->mu);
-    tn_leader_core_written(&le->core, &want, mono_now());
+    tn_leader_core_written(&le->core, &want, tn_mono_now());
     pthread_mutex_unlock(&le->mu);
     ok = true;
     goto out;
@@ -412,7 +388,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
 
   /* 3. Decide from the record and our observation of it. */
   pthread_mutex_lock(&le->mu);
-  enum tn_lease_action act = tn_leader_core_decide(&le->core, &rec, mono_now(), wall_now(), &want);
+  enum tn_lease_action act = tn_leader_core_decide(&le->core, &rec, tn_mono_now(), tn_wall_now(), &want);
   pthread_mutex_unlock(&le->mu);
   if (act == TN_LEASE_WAIT) {
     tn_log_debug("leader election: lease %s/%s is held by %s and has not expired", le->ns, le->name,
@@ -422,7 +398,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
 
   /* 4. Take it or renew it; a conflict means someone else wrote first. */
   tn_error_clear(&err);
-  rc = put_record(le, &want, deadline - mono_now(), true, &err);
+  rc = put_record(le, &want, deadline - tn_mono_now(), true, &err);
   if (rc != 0) {
     if (rc == TN_ECONFLICT)
       tn_log_info("leader election: lease %s/%s changed under us (someone else wrote first)", le->ns,
@@ -459,15 +435,15 @@ static void report_transition(struct tn_leader *le) {
 static void release(struct tn_leader *le) {
   struct tn_lease_record want, rec;
   struct tn_error err;
-  double deadline = mono_now() + le->renew_s;
+  double deadline = tn_mono_now() + le->renew_s;
   pthread_mutex_lock(&le->mu);
-  bool have = le->lease && tn_leader_core_release(&le->core, wall_now(), &want);
+  bool have = le->lease && tn_leader_core_release(&le->core, tn_wall_now(), &want);
   pthread_mutex_unlock(&le->mu);
   if (!have)
     return;
   for (int attempt = 1;; attempt++) {
     tn_error_clear(&err);
-    int rc = put_record(le, &want, deadline - mono_now(), false, &err);
+    int rc = put_record(le, &want, deadline - tn_mono_now(), false, &err);
     if (rc == 0) {
       tn_log_info("leader election: released lease %s/%s", le->ns, le->name);
       return;
@@ -476,7 +452,7 @@ static void release(struct tn_leader *le) {
       break;
     json_t *got = NULL;
     tn_error_clear(&err);
-    if (lease_request(le, "GET", le->name, NULL, deadline - mono_now(), false, &got, &err) != 0)
+    if (lease_request(le, "GET", le->name, NULL, deadline - tn_mono_now(), false, &got, &err) != 0)
       break;
     json_decref(le->lease);
     le->lease = got;
@@ -497,7 +473,7 @@ static void *run(void *arg) {
 
   tn_log_info("leader election: %s is attempting to acquire lease %s/%s", le->identity, le->ns, le->name);
   while (!is_stopping(le)) {
-    acquired = try_acquire_or_renew(le, mono_now() + le->renew_s);
+    acquired = try_acquire_or_renew(le, tn_mono_now() + le->renew_s);
     report_transition(le);
     if (acquired || wait_or_stop(le, jittered(le->retry_s)))
       break;
@@ -513,14 +489,14 @@ static void *run(void *arg) {
 
   /* Renew every retry period; give up when no renewal succeeds within renew_deadline. */
   for (;;) {
-    double deadline = mono_now() + le->renew_s;
+    double deadline = tn_mono_now() + le->renew_s;
     bool ok = false;
     while (!is_stopping(le)) {
       ok = try_acquire_or_renew(le, deadline);
-      double left = deadline - mono_now();
+      double left = deadline - tn_mono_now();
       if (ok || left <= 0)
         break;
-      if (wait_or_stop(le, left < le->retry_s ? left : le->retry_s) || mono_now() >= deadline)
+      if (wait_or_stop(le, left < le->retry_s ? left : le->retry_s) || tn_mono_now() >= deadline)
         break;
     }
     report_transition(le);
