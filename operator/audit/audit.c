@@ -1,0 +1,953 @@
+/* audit.c - the audit trail in PostgreSQL (see audit.h and docs/internals/audit.md).
+ *
+ * The database does the writing: audit_append() (SECURITY DEFINER) takes a transaction-scoped
+ * advisory lock on the table, reads the last hash, takes the next id and the clock, computes the
+ * row's hash with the same canonical encoding as chain.c and inserts, all in one statement, so
+ * every writer of every replica is serialized and a row is never half written. This file only
+ * connects, calls those functions, and verifies with chain.c what the database wrote.
+ *
+ * Threads: one connection, protected with its state by tn_audit.mu; every public function holds
+ * mu for its whole duration (appends are serialized by the database lock anyway). No other lock
+ * is taken while mu is held. */
+#include "audit/audit.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+
+/* The first key of the two-key advisory lock (the second is the table's oid): "TNAU". */
+#define LOCK_CLASS "1414414677"
+/* The second key of the lock serializing creation (any schema of this database). */
+#define DDL_LOCK "hashtext(current_database() || '/tenancy-audit-ddl')"
+#define SCHEMA_MARK "tenancy-operator audit trail (schema 1): append-only and hash-chained; see docs/audit.md"
+#define AT_TEXT "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define COLUMNS                                                                                              \
+  "id, " AT_TEXT ", actor, action, target, request_id, correlation_id, outcome, generation_before, "         \
+  "generation_after, details, prev_hash, hash"
+#define FETCH_ROWS 1000
+#define FETCH_ROWS_S "1000"
+
+/* The objects of the trail; @S@ is the schema. Every statement is idempotent. Function bodies are
+ * dollar-quoted SQL/PL/pgSQL (PostgreSQL 11 and later). */
+static const char schema_sql[] =
+    "SET LOCAL client_min_messages = warning;\n"
+    "CREATE SCHEMA IF NOT EXISTS @S@;\n"
+    "CREATE TABLE IF NOT EXISTS @S@.audit_events (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  at timestamptz NOT NULL,\n"
+    "  actor text NOT NULL,\n"
+    "  action text NOT NULL,\n"
+    "  target text NOT NULL,\n"
+    "  request_id text,\n"
+    "  correlation_id text,\n"
+    "  outcome text NOT NULL,\n"
+    "  generation_before bigint CHECK (generation_before >= 0),\n"
+    "  generation_after bigint CHECK (generation_after >= 0),\n"
+    "  details json,\n"
+    "  prev_hash text NOT NULL CHECK (prev_hash ~ '^[0-9a-f]{64}$'),\n"
+    "  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),\n"
+    "  CONSTRAINT audit_events_hash_key UNIQUE (hash),\n"
+    "  CONSTRAINT audit_events_prev_hash_key UNIQUE (prev_hash)\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS audit_events_target_id ON @S@.audit_events (target, id);\n"
+    "CREATE INDEX IF NOT EXISTS audit_events_correlation_id ON @S@.audit_events (correlation_id);\n"
+    "CREATE INDEX IF NOT EXISTS audit_events_action_id ON @S@.audit_events (action, id);\n"
+    "CREATE INDEX IF NOT EXISTS audit_events_at ON @S@.audit_events (at);\n"
+    /* The canonical encoding of chain.c, field by field. */
+    "CREATE OR REPLACE FUNCTION @S@.audit_field_text(v text) RETURNS bytea\n"
+    "  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$\n"
+    "  SELECT CASE WHEN v IS NULL THEN decode('00', 'hex')\n"
+    "    ELSE decode('02', 'hex') || int8send(octet_length(convert_to(v, 'UTF8'))::bigint) || convert_to(v, "
+    "'UTF8')\n"
+    "  END $$;\n"
+    "CREATE OR REPLACE FUNCTION @S@.audit_field_int(v bigint) RETURNS bytea\n"
+    "  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$\n"
+    "  SELECT CASE WHEN v IS NULL THEN decode('00', 'hex') ELSE decode('01', 'hex') || int8send(v) END $$;\n"
+    "CREATE OR REPLACE FUNCTION @S@.audit_hash(p_id bigint, p_at timestamptz, p_actor text, p_action text,\n"
+    "    p_target text, p_request_id text, p_correlation_id text, p_outcome text, p_generation_before "
+    "bigint,\n"
+    "    p_generation_after bigint, p_details json, p_prev_hash text) RETURNS text\n"
+    "  LANGUAGE sql STABLE PARALLEL SAFE AS $$\n"
+    "  SELECT encode(sha256(convert_to('TNAUDIT1', 'UTF8')\n"
+    "    || @S@.audit_field_int(p_id)\n"
+    "    || @S@.audit_field_text(to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))\n"
+    "    || @S@.audit_field_text(p_actor) || @S@.audit_field_text(p_action) || "
+    "@S@.audit_field_text(p_target)\n"
+    "    || @S@.audit_field_text(p_request_id) || @S@.audit_field_text(p_correlation_id)\n"
+    "    || @S@.audit_field_text(p_outcome) || @S@.audit_field_int(p_generation_before)\n"
+    "    || @S@.audit_field_int(p_generation_after) || @S@.audit_field_text(p_details::text)\n"
+    "    || @S@.audit_field_text(p_prev_hash)), 'hex') $$;\n"
+    /* UPDATE, DELETE and TRUNCATE are refused; only audit_prune() deletes, with a transaction-local
+     * setting (only roles holding DELETE, i.e. the owner, could use it otherwise). */
+    "CREATE OR REPLACE FUNCTION @S@.audit_events_guard() RETURNS trigger\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  IF TG_OP = 'DELETE' AND current_setting('tenancy.audit_prune', true) = 'on' THEN\n"
+    "    RETURN OLD;\n"
+    "  END IF;\n"
+    "  RAISE EXCEPTION '%.audit_events is append-only: % is refused', TG_TABLE_SCHEMA, TG_OP\n"
+    "    USING ERRCODE = 'insufficient_privilege',\n"
+    "          HINT = 'retention removes the oldest rows through ' || TG_TABLE_SCHEMA || '.audit_prune()';\n"
+    "END $$;\n"
+    /* A row must follow the last one: no fork even from a writer that bypassed the lock. */
+    "CREATE OR REPLACE FUNCTION @S@.audit_events_link() RETURNS trigger\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "DECLARE\n"
+    "  v_id bigint;\n"
+    "  v_hash text;\n"
+    "BEGIN\n"
+    "  SELECT e.id, e.hash INTO v_id, v_hash FROM @S@.audit_events e ORDER BY e.id DESC LIMIT 1;\n"
+    "  IF v_id IS NULL THEN\n"
+    "    v_hash := repeat('0', 64);\n"
+    "  ELSIF NEW.id <= v_id THEN\n"
+    "    RAISE EXCEPTION 'audit row % would not follow the last row %', NEW.id, v_id\n"
+    "      USING ERRCODE = 'serialization_failure';\n"
+    "  END IF;\n"
+    "  IF NEW.prev_hash <> v_hash THEN\n"
+    "    RAISE EXCEPTION 'audit row % does not chain to the last row', NEW.id USING ERRCODE = "
+    "'serialization_failure';\n"
+    "  END IF;\n"
+    "  RETURN NEW;\n"
+    "END $$;\n"
+    "DROP TRIGGER IF EXISTS audit_events_append_only ON @S@.audit_events;\n"
+    "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON @S@.audit_events\n"
+    "  FOR EACH ROW EXECUTE FUNCTION @S@.audit_events_guard();\n"
+    "DROP TRIGGER IF EXISTS audit_events_no_truncate ON @S@.audit_events;\n"
+    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON @S@.audit_events\n"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION @S@.audit_events_guard();\n"
+    "DROP TRIGGER IF EXISTS audit_events_chain ON @S@.audit_events;\n"
+    "CREATE TRIGGER audit_events_chain BEFORE INSERT ON @S@.audit_events\n"
+    "  FOR EACH ROW EXECUTE FUNCTION @S@.audit_events_link();\n"
+    /* The one writer: lock, last hash, next id, clock, hash, insert. */
+    "CREATE OR REPLACE FUNCTION @S@.audit_insert(p_actor text, p_action text, p_target text, p_request_id "
+    "text,\n"
+    "    p_correlation_id text, p_outcome text, p_generation_before bigint, p_generation_after bigint,\n"
+    "    p_details json, OUT out_id bigint, OUT out_hash text)\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "DECLARE\n"
+    "  v_prev text;\n"
+    "  v_at timestamptz;\n"
+    "BEGIN\n"
+    "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", '@S@.audit_events'::regclass::oid::int4);\n"
+    "  SELECT e.hash INTO v_prev FROM @S@.audit_events e ORDER BY e.id DESC LIMIT 1;\n"
+    "  v_prev := coalesce(v_prev, repeat('0', 64));\n"
+    "  out_id := nextval('@S@.audit_events_id_seq');\n"
+    "  v_at := clock_timestamp();\n"
+    "  out_hash := @S@.audit_hash(out_id, v_at, p_actor, p_action, p_target, p_request_id, "
+    "p_correlation_id,\n"
+    "                             p_outcome, p_generation_before, p_generation_after, p_details, v_prev);\n"
+    "  INSERT INTO @S@.audit_events (id, at, actor, action, target, request_id, correlation_id, outcome,\n"
+    "                                generation_before, generation_after, details, prev_hash, hash)\n"
+    "  VALUES (out_id, v_at, p_actor, p_action, p_target, p_request_id, p_correlation_id, p_outcome,\n"
+    "          p_generation_before, p_generation_after, p_details, v_prev, out_hash);\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @S@.audit_append(p_actor text, p_action text, p_target text, p_request_id "
+    "text,\n"
+    "    p_correlation_id text, p_outcome text, p_generation_before bigint, p_generation_after bigint,\n"
+    "    p_details json, OUT out_id bigint, OUT out_hash text)\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  IF p_action = '" TN_AUDIT_ACTION_PRUNE "' THEN\n"
+    "    RAISE EXCEPTION 'action " TN_AUDIT_ACTION_PRUNE " is reserved for retention checkpoints'\n"
+    "      USING ERRCODE = 'invalid_parameter_value';\n"
+    "  END IF;\n"
+    "  SELECT i.out_id, i.out_hash INTO out_id, out_hash\n"
+    "    FROM @S@.audit_insert(p_actor, p_action, p_target, p_request_id, p_correlation_id, p_outcome,\n"
+    "                          p_generation_before, p_generation_after, p_details) i;\n"
+    "END $$;\n"
+    /* Retention: the longest prefix (by id) of rows all older than the cutoff, never the last row,
+     * then a checkpoint row recording the hash the first remaining row chains to. */
+    "CREATE OR REPLACE FUNCTION @S@.audit_prune(p_cutoff timestamptz, p_actor text,\n"
+    "    OUT pruned bigint, OUT pruned_through_id bigint, OUT checkpoint_id bigint)\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "DECLARE\n"
+    "  v_tail bigint;\n"
+    "  v_boundary bigint;\n"
+    "  v_last_hash text;\n"
+    "BEGIN\n"
+    "  pruned := 0;\n"
+    "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", '@S@.audit_events'::regclass::oid::int4);\n"
+    "  SELECT max(e.id) INTO v_tail FROM @S@.audit_events e;\n"
+    "  IF v_tail IS NULL THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  SELECT min(e.id) INTO v_boundary FROM @S@.audit_events e WHERE e.at >= p_cutoff;\n"
+    "  v_boundary := least(coalesce(v_boundary, v_tail), v_tail);\n"
+    "  SELECT e.id, e.hash INTO pruned_through_id, v_last_hash\n"
+    "    FROM @S@.audit_events e WHERE e.id < v_boundary ORDER BY e.id DESC LIMIT 1;\n"
+    "  IF pruned_through_id IS NULL THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  PERFORM set_config('tenancy.audit_prune', 'on', true);\n"
+    "  DELETE FROM @S@.audit_events e WHERE e.id <= pruned_through_id;\n"
+    "  GET DIAGNOSTICS pruned = ROW_COUNT;\n"
+    "  PERFORM set_config('tenancy.audit_prune', 'off', true);\n"
+    "  SELECT i.out_id INTO checkpoint_id\n"
+    "    FROM @S@.audit_insert(coalesce(p_actor, '" TN_AUDIT_OPERATOR_ACTOR "'), '" TN_AUDIT_ACTION_PRUNE
+    "', 'audit', NULL, NULL,\n"
+    "                          'succeeded', NULL, NULL,\n"
+    "                          json_build_object('cutoff', to_char(p_cutoff AT TIME ZONE 'UTC',\n"
+    "                                                              'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),\n"
+    "                                            'prunedRows', pruned, 'prunedThroughId', "
+    "pruned_through_id,\n"
+    "                                            'lastPrunedHash', v_last_hash)) i;\n"
+    "END $$;\n"
+    "REVOKE ALL ON @S@.audit_events FROM PUBLIC;\n"
+    "REVOKE ALL ON SEQUENCE @S@.audit_events_id_seq FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.audit_insert(text, text, text, text, text, text, bigint, bigint, json) FROM "
+    "PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.audit_append(text, text, text, text, text, text, bigint, bigint, json) FROM "
+    "PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.audit_prune(timestamptz, text) FROM PUBLIC;\n"
+    /* The owner keeps INSERT (audit_insert) and DELETE (audit_prune); nobody needs UPDATE or TRUNCATE. */
+    "REVOKE UPDATE, TRUNCATE ON @S@.audit_events FROM CURRENT_USER;\n"
+    "COMMENT ON TABLE @S@.audit_events IS '" SCHEMA_MARK "';\n";
+
+static const char grant_sql[] = "GRANT USAGE ON SCHEMA @S@ TO @R@;\n"
+                                "GRANT SELECT ON @S@.audit_events TO @R@;\n"
+                                "GRANT EXECUTE ON FUNCTION @S@.audit_append(text, text, text, text, text, "
+                                "text, bigint, bigint, json) TO @R@;\n"
+                                "GRANT EXECUTE ON FUNCTION @S@.audit_prune(timestamptz, text) TO @R@;\n";
+
+struct tn_audit {
+  pthread_mutex_t mu; /* protects everything below */
+  char *dsn;          /* a secret: never logged */
+  char schema[48];
+  char app_name[64];
+  bool no_create;
+  PGconn *conn;      /* NULL or possibly broken: connect() checks */
+  bool schema_ready; /* the table was found (or created) on this connection */
+};
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static bool valid_schema(const char *s) {
+  if (!s || !*s || strlen(s) > 40)
+    return false;
+  if (!((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+    return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+      return false;
+  return true;
+}
+
+/* Appends tmpl to b with @S@ replaced by the schema and @R@ by role (may be NULL). */
+static int expand(struct tn_buf *b, const char *tmpl, const char *schema, const char *role) {
+  const char *p = tmpl;
+  int rc = 0;
+  while (rc == 0 && *p) {
+    const char *at = strchr(p, '@');
+    if (!at)
+      return tn_buf_appends(b, p);
+    rc = tn_buf_append(b, p, (size_t)(at - p));
+    if (rc == 0 && strncmp(at, "@S@", 3) == 0) {
+      rc = tn_buf_appends(b, schema);
+      p = at + 3;
+    } else if (rc == 0 && role && strncmp(at, "@R@", 3) == 0) {
+      rc = tn_buf_appends(b, role);
+      p = at + 3;
+    } else if (rc == 0) {
+      rc = tn_buf_append(b, "@", 1);
+      p = at + 1;
+    }
+  }
+  return rc;
+}
+
+/* A libpq message on one line, without the trailing newline ("connection to server at ...
+ * failed: Connection refused; Is the server running ..."). */
+static void one_line(const char *msg, char *out, size_t n) {
+  size_t j = 0;
+  bool space = false;
+  for (const char *p = msg ? msg : ""; *p && j + 3 < n; p++) {
+    if (*p == '\n' || *p == '\r' || *p == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && j > 0) {
+      if (out[j - 1] != ' ' && out[j - 1] != ';') {
+        out[j++] = ';';
+      }
+      out[j++] = ' ';
+    }
+    space = false;
+    out[j++] = *p;
+  }
+  out[j] = '\0';
+}
+
+static void drop_connection(struct tn_audit *a) {
+  PQfinish(a->conn);
+  a->conn = NULL;
+  a->schema_ready = false;
+}
+
+static bool connection_lost(struct tn_audit *a) { return !a->conn || PQstatus(a->conn) != CONNECTION_OK; }
+
+static void rollback(struct tn_audit *a) {
+  if (connection_lost(a) || PQtransactionStatus(a->conn) == PQTRANS_IDLE)
+    return;
+  PQclear(PQexec(a->conn, "ROLLBACK"));
+}
+
+static bool sqlstate_is(const char *state, const char *prefix) {
+  return state && strncmp(state, prefix, strlen(prefix)) == 0;
+}
+
+/* Turns a failed result (res may be NULL; it is not cleared) into an error, dropping the
+ * connection when it is gone. what says what was being done ("appending"). */
+static int pg_error(struct tn_audit *a, PGresult *res, const char *what, struct tn_error *err) {
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  char msg[512];
+  one_line(primary ? primary : (a->conn ? PQerrorMessage(a->conn) : "no connection"), msg, sizeof msg);
+  if (connection_lost(a) || !state || sqlstate_is(state, "08") || sqlstate_is(state, "57P")) {
+    drop_connection(a);
+    return tn_error_set(err, TN_EUNAVAILABLE, "audit trail: PostgreSQL is unreachable while %s: %s", what,
+                        msg[0] ? msg : "connection lost");
+  }
+  rollback(a);
+  if (sqlstate_is(state, "53"))
+    return tn_error_set(err, TN_EUNAVAILABLE, "audit trail: PostgreSQL is out of resources while %s: %s",
+                        what, msg);
+  if (!strcmp(state, "57014") || !strcmp(state, "55P03"))
+    return tn_error_set(err, TN_ETIMEOUT, "audit trail: %s timed out: %s", what, msg);
+  if (sqlstate_is(state, "40"))
+    return tn_error_set(err, TN_ECONFLICT, "audit trail: %s conflicted with another writer: %s", what, msg);
+  if (!strcmp(state, "42P01") || !strcmp(state, "42883") || !strcmp(state, "3F000")) {
+    a->schema_ready = false;
+    return tn_error_set(
+        err, TN_ENOTFOUND,
+        "audit trail: table %s.audit_events (or its functions) does not exist: start the operator "
+        "once (it creates it) or run `tenantctl audit init` (%s)",
+        a->schema, msg);
+  }
+  if (!strcmp(state, "42501"))
+    return tn_error_set(err, TN_EFORBIDDEN, "audit trail: permission denied while %s: %s", what, msg);
+  if (sqlstate_is(state, "22") || sqlstate_is(state, "23"))
+    return tn_error_set(err, TN_EINVALID, "audit trail: PostgreSQL refused a value while %s: %s", what, msg);
+  return tn_error_set(err, TN_EAPI, "audit trail: PostgreSQL error %s while %s: %s", state, what, msg);
+}
+
+/* Runs sql (no parameters; several statements allowed) expecting `want`. Returns the result
+ * (PQclear it) or NULL with err set. */
+static PGresult *exec(struct tn_audit *a, const char *sql, ExecStatusType want, const char *what,
+                      struct tn_error *err) {
+  PGresult *res = PQexec(a->conn, sql);
+  if (res && PQresultStatus(res) == want)
+    return res;
+  pg_error(a, res, what, err);
+  PQclear(res);
+  return NULL;
+}
+
+static PGresult *exec_params(struct tn_audit *a, const char *sql, int n, const char *const *values,
+                             ExecStatusType want, const char *what, struct tn_error *err) {
+  PGresult *res = PQexecParams(a->conn, sql, n, NULL, values, NULL, NULL, 0);
+  if (res && PQresultStatus(res) == want)
+    return res;
+  pg_error(a, res, what, err);
+  PQclear(res);
+  return NULL;
+}
+
+/* Runs a template (several statements) inside the caller's transaction. */
+static int exec_template(struct tn_audit *a, const char *tmpl, const char *role, const char *what,
+                         struct tn_error *err) {
+  struct tn_buf b;
+  tn_buf_init(&b, 1u << 20);
+  int rc = expand(&b, tmpl, a->schema, role);
+  if (rc) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  PGresult *res = exec(a, tn_buf_str(&b), PGRES_COMMAND_OK, what, err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  PQclear(res);
+out:
+  tn_buf_cleanup(&b);
+  return rc;
+}
+
+/* Whether the table exists, and whether it carries this version's mark (so its triggers and
+ * functions are in place). */
+static int schema_state(struct tn_audit *a, bool *exists, bool *current, struct tn_error *err) {
+  char reg[96];
+  snprintf(reg, sizeof reg, "%s.audit_events", a->schema);
+  const char *params[] = {reg};
+  PGresult *res = exec_params(a,
+                              "SELECT to_regclass($1) IS NOT NULL, "
+                              "coalesce(obj_description(to_regclass($1), 'pg_class'), '')",
+                              1, params, PGRES_TUPLES_OK, "looking for the audit table", err);
+  if (!res)
+    return err->code ? err->code : TN_EUNAVAILABLE;
+  *exists = PQgetvalue(res, 0, 0)[0] == 't';
+  *current = strcmp(PQgetvalue(res, 0, 1), SCHEMA_MARK) == 0;
+  PQclear(res);
+  return 0;
+}
+
+/* ---- connection and schema ---------------------------------------------------------------- */
+
+static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_error *err);
+
+/* Makes a->conn usable (and, unless no_create, the schema present). Holds mu. */
+static int connect_locked(struct tn_audit *a, struct tn_error *err) {
+  if (a->conn && PQstatus(a->conn) != CONNECTION_OK)
+    drop_connection(a);
+  if (!a->conn) {
+    /* Our defaults first, the DSN (expanded from dbname) last: what the DSN says wins. */
+    const char *keys[] = {"connect_timeout",  "application_name", "client_encoding",
+                          "keepalives",       "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "dbname",           NULL};
+    const char *vals[] = {"5", a->app_name, "UTF8", "1", "10", "5", "3", a->dsn, NULL};
+    a->conn = PQconnectdbParams(keys, vals, 1);
+    if (!a->conn)
+      return tn_error_set(err, -ENOMEM, "out of memory");
+    if (PQstatus(a->conn) != CONNECTION_OK) {
+      char msg[512];
+      one_line(PQerrorMessage(a->conn), msg, sizeof msg);
+      drop_connection(a);
+      return tn_error_set(err, TN_EUNAVAILABLE, "audit trail: cannot connect to PostgreSQL: %s", msg);
+    }
+    /* Bounded waits unless the DSN chose its own. */
+    PGresult *res = exec(a,
+                         "SELECT set_config('statement_timeout', '30s', false) "
+                         "WHERE current_setting('statement_timeout') IN ('0', '0ms'); "
+                         "SELECT set_config('lock_timeout', '15s', false) "
+                         "WHERE current_setting('lock_timeout') IN ('0', '0ms')",
+                         PGRES_TUPLES_OK, "configuring the session", err);
+    if (!res)
+      return err->code ? err->code : TN_EUNAVAILABLE;
+    PQclear(res);
+  }
+  if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+    rollback(a);
+  if (a->schema_ready)
+    return 0;
+  bool exists = false, current = false;
+  int rc = schema_state(a, &exists, &current, err);
+  if (rc)
+    return rc;
+  if (exists && current) {
+    a->schema_ready = true;
+    return 0;
+  }
+  if (a->no_create) {
+    if (exists)
+      return tn_error_set(err, TN_ENOTFOUND,
+                          "audit trail: table %s.audit_events exists but was not set up by this version (its "
+                          "functions or triggers may be missing): run `tenantctl audit init`",
+                          a->schema);
+    return tn_error_set(
+        err, TN_ENOTFOUND,
+        "audit trail: table %s.audit_events does not exist: start the operator once (it creates "
+        "it) or run `tenantctl audit init`",
+        a->schema);
+  }
+  return create_locked(a, NULL, err);
+}
+
+static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_error *err) {
+  /* One creator at a time; whoever comes second finds the table complete and changes nothing, so
+   * creation never takes table locks while other connections append. The lock is a session lock
+   * taken before the transaction: a transaction that started before the first creator committed
+   * could still see the table as missing through the backend's catalog caches. */
+  PGresult *res = exec(a, "SELECT pg_advisory_lock(" LOCK_CLASS ", " DDL_LOCK ")", PGRES_TUPLES_OK,
+                       "waiting to create the audit table", err);
+  if (!res)
+    return err->code ? err->code : TN_EUNAVAILABLE;
+  PQclear(res);
+  bool exists = false, current = false;
+  char *quoted = NULL;
+  int rc = 0;
+  res = exec(a, "BEGIN", PGRES_COMMAND_OK, "creating the audit table", err);
+  if (!res)
+    rc = err->code ? err->code : TN_EUNAVAILABLE;
+  PQclear(res);
+  if (rc == 0)
+    rc = schema_state(a, &exists, &current, err);
+  if (rc == 0 && !current)
+    rc = exec_template(a, schema_sql, NULL, "creating the audit table", err);
+  if (rc == 0 && writer_role) {
+    quoted = PQescapeIdentifier(a->conn, writer_role, strlen(writer_role));
+    if (!quoted)
+      rc = tn_error_set(err, TN_EINVALID, "audit trail: invalid role name");
+    else
+      rc = exec_template(a, grant_sql, quoted, "granting the writer role", err);
+  }
+  if (rc == 0) {
+    res = exec(a, "COMMIT", PGRES_COMMAND_OK, "creating the audit table", err);
+    if (!res)
+      rc = err->code ? err->code : TN_EUNAVAILABLE;
+    PQclear(res);
+  }
+  PQfreemem(quoted);
+  rollback(a);
+  if (!connection_lost(a)) /* a lost connection released it */
+    PQclear(PQexec(a->conn, "SELECT pg_advisory_unlock(" LOCK_CLASS ", " DDL_LOCK ")"));
+  if (rc == 0)
+    a->schema_ready = true;
+  return rc;
+}
+
+int tn_audit_open(const char *dsn, const struct tn_audit_options *opts, struct tn_audit **out,
+                  struct tn_error *err) {
+  *out = NULL;
+  const char *schema = opts && opts->schema ? opts->schema : TN_AUDIT_SCHEMA;
+  if (!dsn || !*dsn)
+    return tn_error_set(err, TN_ECONFIG,
+                        "audit trail: no PostgreSQL DSN: set --pg-dsn or TENANCY_PG_DSN (a libpq connection "
+                        "string or postgresql:// URI)");
+  char *perr = NULL;
+  PQconninfoOption *parsed = PQconninfoParse(dsn, &perr);
+  if (!parsed) {
+    /* libpq's message may quote part of the DSN (a password): say only what is wrong in kind. */
+    PQfreemem(perr);
+    return tn_error_set(
+        err, TN_ECONFIG,
+        "audit trail: the PostgreSQL DSN is not a valid libpq connection string or "
+        "postgresql:// URI (check quoting and percent-encoding; the value is not shown because "
+        "it may contain a password)");
+  }
+  PQconninfoFree(parsed);
+  if (!valid_schema(schema))
+    return tn_error_set(
+        err, TN_ECONFIG,
+        "audit trail: schema name \"%.60s\" is not allowed: use lowercase letters, digits and _ "
+        "(at most 40, not starting with a digit)",
+        schema);
+  struct tn_audit *a = calloc(1, sizeof *a);
+  if (!a || !(a->dsn = strdup(dsn))) {
+    free(a);
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&a->mu, NULL);
+  snprintf(a->schema, sizeof a->schema, "%s", schema);
+  snprintf(a->app_name, sizeof a->app_name, "%s",
+           opts && opts->application_name ? opts->application_name : "tenancy-operator");
+  a->no_create = opts && opts->no_create;
+  *out = a;
+  return 0;
+}
+
+void tn_audit_close(struct tn_audit *a) {
+  if (!a)
+    return;
+  PQfinish(a->conn);
+  /* The DSN holds a password: do not leave it in freed memory. */
+  explicit_bzero(a->dsn, strlen(a->dsn));
+  free(a->dsn);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}
+
+int tn_audit_init(struct tn_audit *a, const char *writer_role, struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  pthread_mutex_lock(&a->mu);
+  bool saved = a->no_create;
+  a->no_create = true; /* connect without creating; create below, once */
+  int rc = connect_locked(a, err);
+  a->no_create = saved;
+  if (rc == 0 || rc == TN_ENOTFOUND) {
+    tn_error_clear(err);
+    rc = create_locked(a, writer_role, err);
+  }
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int tn_audit_ping(struct tn_audit *a, struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+/* ---- append ------------------------------------------------------------------------------- */
+
+static int check_event(const struct tn_audit_event *ev, struct tn_error *err) {
+  static const char *const names[] = {"actor", "action", "target", "outcome"};
+  const char *vals[] = {ev->actor, ev->action, ev->target, ev->outcome};
+  for (int i = 0; i < 4; i++)
+    if (!vals[i] || !*vals[i])
+      return tn_error_set(err, TN_EINVALID, "audit trail: an event needs a %s", names[i]);
+  if (strcmp(ev->action, TN_AUDIT_ACTION_PRUNE) == 0)
+    return tn_error_set(err, TN_EINVALID, "audit trail: action %s is reserved for retention checkpoints",
+                        TN_AUDIT_ACTION_PRUNE);
+  if (ev->details) {
+    json_error_t je;
+    json_t *j = json_loads(ev->details, JSON_DECODE_ANY, &je);
+    if (!j)
+      return tn_error_set(err, TN_EINVALID, "audit trail: details is not JSON: %s (at position %d)", je.text,
+                          je.position);
+    json_decref(j);
+  }
+  return 0;
+}
+
+int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long long *id_out,
+                    struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  int rc = check_event(ev, err);
+  if (rc)
+    return rc;
+  char gb[24] = "", ga[24] = "", sql[512];
+  if (ev->generation_before > 0)
+    snprintf(gb, sizeof gb, "%lld", ev->generation_before);
+  if (ev->generation_after > 0)
+    snprintf(ga, sizeof ga, "%lld", ev->generation_after);
+  const char *params[9] = {ev->actor,         ev->action,         ev->target,
+                           ev->request_id,    ev->correlation_id, ev->outcome,
+                           gb[0] ? gb : NULL, ga[0] ? ga : NULL,  ev->details};
+  snprintf(sql, sizeof sql,
+           "SELECT out_id FROM %s.audit_append($1, $2, $3, $4, $5, $6, $7::bigint, $8::bigint, $9::json)",
+           a->schema);
+  pthread_mutex_lock(&a->mu);
+  rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec_params(a, sql, 9, params, PGRES_TUPLES_OK, "appending an audit row", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  if (id_out)
+    *id_out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+out:
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+/* ---- verify ------------------------------------------------------------------------------- */
+
+static const char *cell(PGresult *res, int row, int col) {
+  return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static long long cell_ll(PGresult *res, int row, int col) {
+  return PQgetisnull(res, row, col) ? -1 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static struct tn_audit_row row_at(PGresult *res, int i) {
+  return (struct tn_audit_row){
+      .id = cell_ll(res, i, 0),
+      .at = cell(res, i, 1),
+      .actor = cell(res, i, 2),
+      .action = cell(res, i, 3),
+      .target = cell(res, i, 4),
+      .request_id = cell(res, i, 5),
+      .correlation_id = cell(res, i, 6),
+      .outcome = cell(res, i, 7),
+      .generation_before = cell_ll(res, i, 8),
+      .generation_after = cell_ll(res, i, 9),
+      .details = cell(res, i, 10),
+      .prev_hash = cell(res, i, 11),
+      .hash = cell(res, i, 12),
+  };
+}
+
+/* The anchor of the first row: the latest prune checkpoint, if any. */
+static int read_checkpoint(struct tn_audit *a, struct tn_audit_verify_result *r,
+                           char head_prev[TN_AUDIT_HASH_LEN], struct tn_error *err) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT id, details FROM %s.audit_events WHERE action = '" TN_AUDIT_ACTION_PRUNE
+           "' ORDER BY id DESC LIMIT 1",
+           a->schema);
+  PGresult *res = exec(a, sql, PGRES_TUPLES_OK, "reading the retention checkpoint", err);
+  if (!res)
+    return err->code ? err->code : TN_EAPI;
+  int rc = 0;
+  if (PQntuples(res) == 1) {
+    r->checkpoint_id = cell_ll(res, 0, 0);
+    json_t *d = cell(res, 0, 1) ? json_loads(cell(res, 0, 1), 0, NULL) : NULL;
+    const char *h = json_string_value(json_object_get(d, "lastPrunedHash"));
+    json_t *through = json_object_get(d, "prunedThroughId");
+    if (tn_audit_hash_valid(h) && json_is_integer(through)) {
+      snprintf(head_prev, TN_AUDIT_HASH_LEN, "%s", h);
+      r->pruned_through_id = json_integer_value(through);
+    } else {
+      /* A damaged checkpoint fails at its own row's hash; anchor nothing meanwhile. */
+      head_prev[0] = '\0';
+    }
+    json_decref(d);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static void check_expectation(const struct tn_audit_verify_opts *o, const struct tn_audit_verify_result *r,
+                              bool seen, const char *seen_hash, const char *checkpoint_hash,
+                              struct tn_audit_chain *c) {
+  if (!o || o->expect_id <= 0 || c->broken)
+    return;
+  const char *want = o->expect_hash ? o->expect_hash : "";
+  if (seen) {
+    if (strcmp(seen_hash, want) != 0)
+      snprintf(c->problem, sizeof c->problem,
+               "row %lld: hash differs from the expected anchor (stored %s, expected %s)", o->expect_id,
+               seen_hash, want);
+    else
+      return;
+  } else if (o->expect_id == r->pruned_through_id && checkpoint_hash[0]) {
+    if (strcmp(checkpoint_hash, want) == 0)
+      return;
+    snprintf(c->problem, sizeof c->problem,
+             "row %lld: removed by retention with hash %s, not the expected anchor %s", o->expect_id,
+             checkpoint_hash, want);
+  } else if (o->expect_id <= r->pruned_through_id) {
+    snprintf(c->problem, sizeof c->problem,
+             "row %lld: removed by retention (rows up to %lld were pruned); anchor a newer row", o->expect_id,
+             r->pruned_through_id);
+  } else {
+    snprintf(c->problem, sizeof c->problem, "row %lld: missing (the last row is %lld): rows were removed",
+             o->expect_id, r->last_id);
+  }
+  c->broken = true;
+  c->bad_id = o->expect_id;
+}
+
+int tn_audit_verify(struct tn_audit *a, const struct tn_audit_verify_opts *opts,
+                    struct tn_audit_verify_result *r, struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  memset(r, 0, sizeof *r);
+  char sql[512], head_prev[TN_AUDIT_HASH_LEN] = "", anchor[160] = "", seen_hash[TN_AUDIT_HASH_LEN] = "";
+  bool seen = false;
+  struct tn_audit_chain chain;
+  PGresult *res = NULL;
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  res = exec(a, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK,
+             "starting the verification", err);
+  if (!res)
+    goto failed;
+  PQclear(res);
+  if ((rc = read_checkpoint(a, r, head_prev, err)))
+    goto out;
+  if (head_prev[0])
+    snprintf(anchor, sizeof anchor, "the prune checkpoint in row %lld (rows up to %lld were pruned)",
+             r->checkpoint_id, r->pruned_through_id);
+  tn_audit_chain_init(&chain, head_prev[0] ? head_prev : NULL, anchor);
+  snprintf(sql, sizeof sql,
+           "DECLARE tn_audit_verify NO SCROLL CURSOR FOR SELECT " COLUMNS " FROM %s.audit_events ORDER BY id",
+           a->schema);
+  res = exec(a, sql, PGRES_COMMAND_OK, "reading the audit table", err);
+  if (!res)
+    goto failed;
+  PQclear(res);
+  for (;;) {
+    res = exec(a, "FETCH " FETCH_ROWS_S " FROM tn_audit_verify", PGRES_TUPLES_OK, "reading the audit table",
+               err);
+    if (!res)
+      goto failed;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && !chain.broken; i++) {
+      struct tn_audit_row row = row_at(res, i);
+      if (opts && row.id == opts->expect_id) {
+        seen = true;
+        snprintf(seen_hash, sizeof seen_hash, "%s", row.hash ? row.hash : "");
+      }
+      int frc = tn_audit_chain_feed(&chain, &row);
+      if (frc && frc != TN_EINVALID) {
+        PQclear(res);
+        rc = tn_error_set(err, frc, "audit trail: hashing a row failed: %s", tn_strerror(frc));
+        goto out;
+      }
+      if (frc == 0) {
+        if (r->first_id == 0)
+          r->first_id = row.id;
+        r->last_id = row.id;
+      }
+    }
+    PQclear(res);
+    if (n < FETCH_ROWS || chain.broken)
+      break;
+  }
+  check_expectation(opts, r, seen, seen_hash, head_prev, &chain);
+  r->ok = !chain.broken;
+  r->rows = chain.rows;
+  r->bad_id = chain.bad_id;
+  snprintf(r->problem, sizeof r->problem, "%s", chain.problem);
+  if (chain.rows > 0)
+    snprintf(r->last_hash, sizeof r->last_hash, "%s", chain.expect_prev);
+  goto out;
+failed:
+  rc = err->code ? err->code : TN_EAPI;
+out:
+  rollback(a); /* read only: ends the transaction and the cursor */
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+/* ---- list --------------------------------------------------------------------------------- */
+
+static json_t *json_cell_string(PGresult *res, int row, int col) {
+  const char *s = cell(res, row, col);
+  return s ? json_string(s) : json_null();
+}
+
+static json_t *json_cell_int(PGresult *res, int row, int col) {
+  return PQgetisnull(res, row, col) ? json_null()
+                                    : json_integer(strtoll(PQgetvalue(res, row, col), NULL, 10));
+}
+
+int tn_audit_list(struct tn_audit *a, const char *tenant, long long limit, json_t **rows,
+                  struct tn_error *err) {
+  *rows = NULL;
+  char sql[768], limit_s[24];
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  char *target = NULL;
+  json_t *arr = NULL;
+  if (tenant) {
+    struct tn_buf tb;
+    tn_buf_init(&tb, 4096);
+    if (tn_buf_printf(&tb, "tenant/%s", tenant) || !(target = tn_buf_take(&tb))) {
+      tn_buf_cleanup(&tb);
+      return tn_error_set(err, TN_EINVALID, "audit trail: tenant id too long or out of memory");
+    }
+  }
+  snprintf(limit_s, sizeof limit_s, "%lld", limit);
+  const char *params[] = {target, limit > 0 ? limit_s : NULL};
+  snprintf(sql, sizeof sql,
+           "SELECT * FROM (SELECT " COLUMNS " FROM %s.audit_events WHERE ($1::text IS NULL OR target = $1) "
+           "ORDER BY id DESC LIMIT $2::bigint) t ORDER BY id",
+           a->schema);
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec_params(a, sql, 2, params, PGRES_TUPLES_OK, "listing audit rows", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  arr = json_array();
+  static const char *const keys[] = {"id",
+                                     "at",
+                                     "actor",
+                                     "action",
+                                     "target",
+                                     "request_id",
+                                     "correlation_id",
+                                     "outcome",
+                                     "generation_before",
+                                     "generation_after",
+                                     "details",
+                                     "prev_hash",
+                                     "hash"};
+  for (int i = 0; arr && i < PQntuples(res); i++) {
+    json_t *o = json_object();
+    for (int c = 0; o && c < 13; c++) {
+      json_t *v;
+      if (c == 0 || c == 8 || c == 9)
+        v = json_cell_int(res, i, c);
+      else if (c == 10 && cell(res, i, c))
+        v = json_loads(cell(res, i, c), JSON_DECODE_ANY, NULL);
+      else
+        v = json_cell_string(res, i, c);
+      json_object_set_new(o, keys[c], v ? v : json_null());
+    }
+    if (!o || json_array_append_new(arr, o)) {
+      json_decref(arr);
+      arr = NULL;
+    }
+  }
+  PQclear(res);
+  if (!arr) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  *rows = arr;
+out:
+  pthread_mutex_unlock(&a->mu);
+  free(target);
+  return rc;
+}
+
+/* ---- retention ---------------------------------------------------------------------------- */
+
+static int prune(struct tn_audit *a, const char *cutoff, int days, const char *actor, long long *pruned,
+                 struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  char sql[384], days_s[16];
+  snprintf(days_s, sizeof days_s, "%d", days);
+  const char *params[] = {cutoff, cutoff ? NULL : days_s, actor ? actor : TN_AUDIT_OPERATOR_ACTOR};
+  snprintf(sql, sizeof sql,
+           "SELECT pruned, pruned_through_id, checkpoint_id FROM %s.audit_prune("
+           "coalesce($1::timestamptz, now() - make_interval(days => $2::int)), $3)",
+           a->schema);
+  if (pruned)
+    *pruned = 0;
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec_params(a, sql, 3, params, PGRES_TUPLES_OK, "pruning audit rows", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  if (pruned)
+    *pruned = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+out:
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int tn_audit_prune(struct tn_audit *a, int older_than_days, const char *actor, long long *pruned,
+                   struct tn_error *err) {
+  if (older_than_days < 1)
+    return tn_error_set(err, TN_EINVALID, "audit trail: retention must be at least 1 day (got %d)",
+                        older_than_days);
+  return prune(a, NULL, older_than_days, actor, pruned, err);
+}
+
+int tn_audit_prune_before(struct tn_audit *a, const char *cutoff, const char *actor, long long *pruned,
+                          struct tn_error *err) {
+  if (!cutoff || !*cutoff)
+    return tn_error_set(err, TN_EINVALID, "audit trail: a prune needs a cutoff time");
+  return prune(a, cutoff, 0, actor, pruned, err);
+}
+
+int tn_audit_parse_retention(const char *s, int *days) {
+  if (!s || !*s)
+    return -EINVAL;
+  long long v = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    v = v * 10 + (*p - '0');
+    if (v > 3650000)
+      return -EINVAL;
+  }
+  if (p == s || strcmp(p, "d") != 0 || v < 1)
+    return -EINVAL;
+  *days = (int)v;
+  return 0;
+}

@@ -1,0 +1,560 @@
+/* tenantctl.c - the tenancy-operator CLI: `tenantctl audit verify|list|init|prune` on the audit
+ * trail in PostgreSQL (docs/audit.md).
+ *
+ * Exit codes: 0 success; 1 the audit chain is broken (verify); 2 usage or configuration error;
+ * 3 the database could not be used (unreachable, table missing, permission denied). */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "util/error.h"
+
+#define EXIT_BROKEN 1
+#define EXIT_USAGE 2
+#define EXIT_DB 3
+
+static const char *prog = "tenantctl";
+
+static void usage_main(FILE *f) {
+  fprintf(f,
+          "Usage: %s COMMAND [flags]\n"
+          "\n"
+          "The tenancy-operator command line.\n"
+          "\n"
+          "Commands:\n"
+          "  audit verify   check the hash chain of the audit trail (tenancy.audit_events)\n"
+          "  audit list     show a tenant's audit rows, oldest first\n"
+          "  audit init     create the audit table, its triggers and functions\n"
+          "  audit prune    remove audit rows older than a retention period\n"
+          "\n"
+          "Flags:\n"
+          "  --help         show this help (also after any command)\n"
+          "  --version      print the version\n"
+          "\n"
+          "Exit codes: 0 success, 1 audit chain broken, 2 usage error, 3 database error.\n"
+          "Run `%s audit COMMAND --help` for a command's flags.\n",
+          prog, prog);
+}
+
+static void usage_audit(FILE *f) {
+  fprintf(f,
+          "Usage: %s audit verify|list|init|prune [flags]\n"
+          "\n"
+          "The audit trail: an append-only, hash-chained table in the operator's PostgreSQL.\n"
+          "\n"
+          "Commands:\n"
+          "  verify   check every row's hash and link; exit 1 naming the first bad row\n"
+          "  list     show a tenant's audit rows, oldest first\n"
+          "  init     create the table, triggers and functions (the operator also does this)\n"
+          "  prune    remove rows older than a retention period, keeping the chain verifiable\n"
+          "\n"
+          "Run `%s audit COMMAND --help` for its flags.\n",
+          prog, prog);
+}
+
+#define COMMON_FLAGS                                                                                         \
+  "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
+  "  --schema NAME       schema of the audit table (default \"tenancy\")\n"                                  \
+  "  -h, --help          show this help\n"
+
+static void usage_verify(FILE *f) {
+  fprintf(
+      f,
+      "Usage: %s audit verify [flags]\n"
+      "\n"
+      "Reads the whole audit table in one snapshot and checks that every row's hash matches its\n"
+      "content and that every row names the previous row's hash (the first remaining row must follow\n"
+      "the genesis value or the latest retention checkpoint). Prints \"N rows verified\" and exits 0,\n"
+      "or names the first bad row and exits 1, e.g.\n"
+      "  row 42: hash mismatch (stored ..., computed ...)\n"
+      "  row 43: prev_hash does not match row 41 (...)\n"
+      "\n"
+      "Flags:\n" COMMON_FLAGS
+      "  --expect ID:HASH    also require row ID to exist with this hash (an anchor recorded elsewhere,\n"
+      "                      e.g. the head printed by an earlier verify: detects rows removed at the end)\n"
+      "  -o, --output FORMAT text (default) or json\n",
+      prog);
+}
+
+static void usage_list(FILE *f) {
+  fprintf(f,
+          "Usage: %s audit list --tenant ID [flags]\n"
+          "\n"
+          "Shows the newest audit rows of a tenant (target tenant/ID), oldest first.\n"
+          "\n"
+          "Flags:\n" COMMON_FLAGS
+          "  --tenant ID         the tenant id (metadata.name); required unless --all\n"
+          "  --all               every row, whatever its target\n"
+          "  --limit N           at most the newest N rows (default 50; 0 for all)\n"
+          "  -o, --output FORMAT table (default) or json\n",
+          prog);
+}
+
+static void usage_init(FILE *f) {
+  fprintf(f,
+          "Usage: %s audit init [flags]\n"
+          "\n"
+          "Creates the schema, the table tenancy.audit_events, its indexes, the triggers that refuse\n"
+          "UPDATE, DELETE and TRUNCATE, and the functions audit_append() and audit_prune(). Idempotent.\n"
+          "Run it as the role that should own them.\n"
+          "\n"
+          "Flags:\n" COMMON_FLAGS
+          "  --writer-role ROLE  grant ROLE what the operator needs and nothing more: USAGE on the schema,\n"
+          "                      SELECT on the table, EXECUTE on audit_append() and audit_prune()\n",
+          prog);
+}
+
+static void usage_prune(FILE *f) {
+  fprintf(
+      f,
+      "Usage: %s audit prune --older-than Nd [flags]\n"
+      "\n"
+      "Removes the oldest rows older than the retention (never the newest row) and appends a checkpoint\n"
+      "row (action audit.prune) so the chain still verifies from the first remaining row.\n"
+      "\n"
+      "Flags:\n" COMMON_FLAGS
+      "  --older-than Nd     retention in days, as TenancyPolicy spec.retention.auditRecords (\"2555d\")\n"
+      "  --before TIME       an explicit cutoff instead (RFC 3339, e.g. 2025-01-02T00:00:00Z)\n"
+      "  --actor NAME        actor of the checkpoint row (default \"tenantctl\")\n",
+      prog);
+}
+
+/* ---- shared ------------------------------------------------------------------------------- */
+
+struct common {
+  const char *dsn;
+  const char *schema;
+  const char *output;
+};
+
+static int usage_error(void (*usage)(FILE *), const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(void (*usage)(FILE *), const char *fmt, ...) {
+  fprintf(stderr, "%s: ", prog);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n\n");
+  usage(stderr);
+  return EXIT_USAGE;
+}
+
+static int db_error(const struct tn_error *err) {
+  fprintf(stderr, "%s: %s\n", prog, err->message[0] ? err->message : tn_strerror(err->code));
+  if (err->code == TN_EUNAVAILABLE)
+    fprintf(stderr,
+            "%s: is PostgreSQL running and reachable? (the DSN comes from --pg-dsn or TENANCY_PG_DSN)\n",
+            prog);
+  return err->code == TN_ECONFIG ? EXIT_USAGE : EXIT_DB;
+}
+
+static int open_audit(const struct common *c, bool create, struct tn_audit **a) {
+  struct tn_error err = {0};
+  const char *dsn = c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
+  struct tn_audit_options o = {.schema = c->schema, .no_create = !create, .application_name = "tenantctl"};
+  if (!dsn || !*dsn) {
+    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn or set TENANCY_PG_DSN\n", prog);
+    return EXIT_USAGE;
+  }
+  if (tn_audit_open(dsn, &o, a, &err))
+    return db_error(&err);
+  return 0;
+}
+
+enum {
+  OPT_DSN = 256,
+  OPT_SCHEMA,
+  OPT_EXPECT,
+  OPT_TENANT,
+  OPT_ALL,
+  OPT_LIMIT,
+  OPT_WRITER,
+  OPT_OLDER,
+  OPT_BEFORE,
+  OPT_ACTOR
+};
+
+/* Handles a flag every audit command takes; returns 1 if it was one. */
+static int common_flag(int opt, struct common *c) {
+  switch (opt) {
+  case OPT_DSN:
+    c->dsn = optarg;
+    return 1;
+  case OPT_SCHEMA:
+    c->schema = optarg;
+    return 1;
+  case 'o':
+    c->output = optarg;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+#define COMMON_OPTS                                                                                          \
+  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"schema", required_argument, NULL, OPT_SCHEMA}, {           \
+    "help", no_argument, NULL, 'h'                                                                           \
+  }
+
+/* ---- verify ------------------------------------------------------------------------------- */
+
+static int cmd_verify(int argc, char **argv) {
+  static const struct option opts[] = {COMMON_OPTS,
+                                       {"expect", required_argument, NULL, OPT_EXPECT},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {NULL, 0, NULL, 0}};
+  struct common c = {.output = "text"};
+  const char *expect = NULL;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    if (common_flag(opt, &c))
+      continue;
+    if (opt == 'h') {
+      usage_verify(stdout);
+      return 0;
+    }
+    if (opt == OPT_EXPECT) {
+      expect = optarg;
+      continue;
+    }
+    usage_verify(stderr);
+    return EXIT_USAGE;
+  }
+  if (optind < argc)
+    return usage_error(usage_verify, "unexpected argument \"%s\"", argv[optind]);
+  if (strcmp(c.output, "text") && strcmp(c.output, "json"))
+    return usage_error(usage_verify, "--output must be text or json, not \"%s\"", c.output);
+  struct tn_audit_verify_opts vo = {0};
+  char expect_hash[TN_AUDIT_HASH_LEN] = "";
+  if (expect) {
+    const char *colon = strchr(expect, ':');
+    char *end = NULL;
+    long long id = colon ? strtoll(expect, &end, 10) : 0;
+    if (!colon || end != colon || id <= 0 || !tn_audit_hash_valid(colon + 1))
+      return usage_error(usage_verify,
+                         "--expect must be ID:HASH (a row id and 64 lowercase hex digits), not \"%s\"",
+                         expect);
+    snprintf(expect_hash, sizeof expect_hash, "%s", colon + 1);
+    vo.expect_id = id;
+    vo.expect_hash = expect_hash;
+  }
+  struct tn_audit *a = NULL;
+  int rc = open_audit(&c, false, &a);
+  if (rc)
+    return rc;
+  struct tn_error err = {0};
+  struct tn_audit_verify_result r;
+  if (tn_audit_verify(a, &vo, &r, &err)) {
+    rc = db_error(&err);
+    goto out;
+  }
+  if (!strcmp(c.output, "json")) {
+    json_t *j =
+        json_pack("{s:b,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:s}", "ok", r.ok, "rows", (json_int_t)r.rows, "firstId",
+                  (json_int_t)r.first_id, "lastId", (json_int_t)r.last_id, "lastHash", r.last_hash,
+                  "checkpointId", (json_int_t)r.checkpoint_id, "prunedThroughId",
+                  (json_int_t)r.pruned_through_id, "badId", (json_int_t)r.bad_id, "problem", r.problem);
+    if (j)
+      json_dumpf(j, stdout, JSON_INDENT(2));
+    printf("\n");
+    json_decref(j);
+  } else if (r.ok) {
+    printf("%lld rows verified", r.rows);
+    if (r.rows > 0)
+      printf(" (ids %lld..%lld)", r.first_id, r.last_id);
+    printf("\n");
+    if (r.rows > 0)
+      printf("head: row %lld hash %s (keep it to check later with --expect %lld:%s)\n", r.last_id,
+             r.last_hash, r.last_id, r.last_hash);
+    if (r.pruned_through_id > 0)
+      printf("rows up to %lld were removed by retention (checkpoint in row %lld)\n", r.pruned_through_id,
+             r.checkpoint_id);
+  } else {
+    printf("%s\n", r.problem);
+    printf("audit chain BROKEN: %lld rows verified before row %lld\n", r.rows, r.bad_id);
+  }
+  rc = r.ok ? 0 : EXIT_BROKEN;
+out:
+  tn_audit_close(a);
+  return rc;
+}
+
+/* ---- list --------------------------------------------------------------------------------- */
+
+static const char *str_or_dash(json_t *o, const char *k) {
+  const char *s = json_string_value(json_object_get(o, k));
+  return s && *s ? s : "-";
+}
+
+static void print_table(json_t *rows, bool with_target) {
+  enum { C_ID, C_AT, C_ACTOR, C_ACTION, C_TARGET, C_OUTCOME, C_GEN, C_CORR, C_REQ, NC };
+  static const char *const heads[NC] = {"ID",      "AT",         "ACTOR",       "ACTION", "TARGET",
+                                        "OUTCOME", "GENERATION", "CORRELATION", "REQUEST"};
+  size_t n = json_array_size(rows);
+  char(*cells)[NC][128] = calloc(n ? n : 1, sizeof *cells);
+  if (!cells)
+    return;
+  size_t w[NC];
+  for (int c = 0; c < NC; c++)
+    w[c] = strlen(heads[c]);
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_array_get(rows, i);
+    snprintf(cells[i][C_ID], 128, "%lld", (long long)json_integer_value(json_object_get(o, "id")));
+    /* "2025-01-02T03:04:05.123456Z" -> "2025-01-02 03:04:05" */
+    snprintf(cells[i][C_AT], 128, "%.19s", str_or_dash(o, "at"));
+    if (strlen(cells[i][C_AT]) > 10 && cells[i][C_AT][10] == 'T')
+      cells[i][C_AT][10] = ' ';
+    snprintf(cells[i][C_ACTOR], 128, "%s", str_or_dash(o, "actor"));
+    snprintf(cells[i][C_ACTION], 128, "%s", str_or_dash(o, "action"));
+    snprintf(cells[i][C_TARGET], 128, "%s", str_or_dash(o, "target"));
+    snprintf(cells[i][C_OUTCOME], 128, "%s", str_or_dash(o, "outcome"));
+    json_t *gb = json_object_get(o, "generation_before"), *ga = json_object_get(o, "generation_after");
+    char b[24] = "-", af[24] = "-";
+    if (json_is_integer(gb))
+      snprintf(b, sizeof b, "%lld", (long long)json_integer_value(gb));
+    if (json_is_integer(ga))
+      snprintf(af, sizeof af, "%lld", (long long)json_integer_value(ga));
+    snprintf(cells[i][C_GEN], 128, "%s->%s", b, af);
+    snprintf(cells[i][C_CORR], 128, "%s", str_or_dash(o, "correlation_id"));
+    snprintf(cells[i][C_REQ], 128, "%s", str_or_dash(o, "request_id"));
+    for (int c = 0; c < NC; c++)
+      if (strlen(cells[i][c]) > w[c])
+        w[c] = strlen(cells[i][c]);
+  }
+  for (size_t i = 0; i <= n; i++) {
+    for (int c = 0; c < NC; c++) {
+      if (c == C_TARGET && !with_target)
+        continue;
+      const char *s = i == 0 ? heads[c] : cells[i - 1][c];
+      if (c == NC - 1)
+        printf("%s", s);
+      else
+        printf("%-*s  ", (int)w[c], s);
+    }
+    printf("\n");
+  }
+  free(cells);
+}
+
+static int cmd_list(int argc, char **argv) {
+  static const struct option opts[] = {COMMON_OPTS,
+                                       {"tenant", required_argument, NULL, OPT_TENANT},
+                                       {"all", no_argument, NULL, OPT_ALL},
+                                       {"limit", required_argument, NULL, OPT_LIMIT},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {NULL, 0, NULL, 0}};
+  struct common c = {.output = "table"};
+  const char *tenant = NULL;
+  bool all = false;
+  long long limit = 50;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    if (common_flag(opt, &c))
+      continue;
+    switch (opt) {
+    case 'h':
+      usage_list(stdout);
+      return 0;
+    case OPT_TENANT:
+      tenant = optarg;
+      break;
+    case OPT_ALL:
+      all = true;
+      break;
+    case OPT_LIMIT: {
+      char *end = NULL;
+      errno = 0;
+      limit = strtoll(optarg, &end, 10);
+      if (errno || !*optarg || *end || limit < 0)
+        return usage_error(usage_list, "--limit must be a whole number (0 for all), not \"%s\"", optarg);
+      break;
+    }
+    default:
+      usage_list(stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind < argc)
+    return usage_error(usage_list, "unexpected argument \"%s\"", argv[optind]);
+  if (!tenant && !all)
+    return usage_error(usage_list, "which tenant? pass --tenant ID (or --all)");
+  if (tenant && all)
+    return usage_error(usage_list, "--tenant and --all exclude each other");
+  if (tenant && !*tenant)
+    return usage_error(usage_list, "--tenant needs a tenant id");
+  if (strcmp(c.output, "table") && strcmp(c.output, "json"))
+    return usage_error(usage_list, "--output must be table or json, not \"%s\"", c.output);
+  struct tn_audit *a = NULL;
+  int rc = open_audit(&c, false, &a);
+  if (rc)
+    return rc;
+  struct tn_error err = {0};
+  json_t *rows = NULL;
+  if (tn_audit_list(a, tenant, limit, &rows, &err)) {
+    rc = db_error(&err);
+    goto out;
+  }
+  if (!strcmp(c.output, "json")) {
+    json_dumpf(rows, stdout, JSON_INDENT(2));
+    printf("\n");
+  } else if (json_array_size(rows) == 0) {
+    if (tenant)
+      fprintf(stderr, "no audit rows for tenant %s\n", tenant);
+    else
+      fprintf(stderr, "no audit rows\n");
+  } else {
+    print_table(rows, all);
+  }
+  json_decref(rows);
+out:
+  tn_audit_close(a);
+  return rc;
+}
+
+/* ---- init, prune -------------------------------------------------------------------------- */
+
+static int cmd_init(int argc, char **argv) {
+  static const struct option opts[] = {
+      COMMON_OPTS, {"writer-role", required_argument, NULL, OPT_WRITER}, {NULL, 0, NULL, 0}};
+  struct common c = {0};
+  const char *writer = NULL;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (common_flag(opt, &c))
+      continue;
+    if (opt == 'h') {
+      usage_init(stdout);
+      return 0;
+    }
+    if (opt == OPT_WRITER) {
+      writer = optarg;
+      continue;
+    }
+    usage_init(stderr);
+    return EXIT_USAGE;
+  }
+  if (optind < argc)
+    return usage_error(usage_init, "unexpected argument \"%s\"", argv[optind]);
+  struct tn_audit *a = NULL;
+  int rc = open_audit(&c, false, &a);
+  if (rc)
+    return rc;
+  struct tn_error err = {0};
+  if (tn_audit_init(a, writer, &err)) {
+    rc = db_error(&err);
+  } else {
+    printf("audit table %s.audit_events is ready", c.schema ? c.schema : TN_AUDIT_SCHEMA);
+    if (writer)
+      printf("; role %s may append, prune and read", writer);
+    printf("\n");
+  }
+  tn_audit_close(a);
+  return rc;
+}
+
+static int cmd_prune(int argc, char **argv) {
+  static const struct option opts[] = {COMMON_OPTS,
+                                       {"older-than", required_argument, NULL, OPT_OLDER},
+                                       {"before", required_argument, NULL, OPT_BEFORE},
+                                       {"actor", required_argument, NULL, OPT_ACTOR},
+                                       {NULL, 0, NULL, 0}};
+  struct common c = {0};
+  const char *older = NULL, *before = NULL, *actor = "tenantctl";
+  int opt;
+  while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (common_flag(opt, &c))
+      continue;
+    switch (opt) {
+    case 'h':
+      usage_prune(stdout);
+      return 0;
+    case OPT_OLDER:
+      older = optarg;
+      break;
+    case OPT_BEFORE:
+      before = optarg;
+      break;
+    case OPT_ACTOR:
+      actor = optarg;
+      break;
+    default:
+      usage_prune(stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind < argc)
+    return usage_error(usage_prune, "unexpected argument \"%s\"", argv[optind]);
+  if (!older == !before)
+    return usage_error(usage_prune, "pass exactly one of --older-than Nd and --before TIME");
+  int days = 0;
+  if (older && tn_audit_parse_retention(older, &days))
+    return usage_error(usage_prune, "--older-than must be a number of days like \"2555d\", not \"%s\"",
+                       older);
+  struct tn_audit *a = NULL;
+  int rc = open_audit(&c, false, &a);
+  if (rc)
+    return rc;
+  struct tn_error err = {0};
+  long long pruned = 0;
+  int prc = older ? tn_audit_prune(a, days, actor, &pruned, &err)
+                  : tn_audit_prune_before(a, before, actor, &pruned, &err);
+  if (prc)
+    rc = db_error(&err);
+  else if (pruned)
+    printf("pruned %lld rows; a checkpoint row records where the chain now starts\n", pruned);
+  else
+    printf("nothing to prune\n");
+  tn_audit_close(a);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage_main(stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage_main(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("tenantctl %s\n", TN_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "audit") != 0) {
+    fprintf(stderr, "%s: unknown command \"%s\"\n\n", prog, cmd);
+    usage_main(stderr);
+    return EXIT_USAGE;
+  }
+  if (argc < 3) {
+    usage_audit(stderr);
+    return EXIT_USAGE;
+  }
+  const char *sub = argv[2];
+  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+    usage_audit(stdout);
+    return 0;
+  }
+  /* getopt sees "SUB flags...": argv[0] of the slice is the subcommand. */
+  int sargc = argc - 2;
+  char **sargv = argv + 2;
+  optind = 0;
+  opterr = 1;
+  if (!strcmp(sub, "verify"))
+    return cmd_verify(sargc, sargv);
+  if (!strcmp(sub, "list"))
+    return cmd_list(sargc, sargv);
+  if (!strcmp(sub, "init"))
+    return cmd_init(sargc, sargv);
+  if (!strcmp(sub, "prune"))
+    return cmd_prune(sargc, sargv);
+  fprintf(stderr, "%s: unknown audit command \"%s\"\n\n", prog, sub);
+  usage_audit(stderr);
+  return EXIT_USAGE;
+}
