@@ -314,12 +314,16 @@ static void print_table(json_t *rows, bool with_target) {
     snprintf(cells[i][C_TARGET], 128, "%s", str_or_dash(o, "target"));
     snprintf(cells[i][C_OUTCOME], 128, "%s", str_or_dash(o, "outcome"));
     json_t *gb = json_object_get(o, "generation_before"), *ga = json_object_get(o, "generation_after");
-    char b[24] = "-", af[24] = "-";
+    /* "3->4"; "?" for an unknown side; "-" when neither is known */
+    char b[24] = "?", af[24] = "?";
     if (json_is_integer(gb))
       snprintf(b, sizeof b, "%lld", (long long)json_integer_value(gb));
     if (json_is_integer(ga))
       snprintf(af, sizeof af, "%lld", (long long)json_integer_value(ga));
-    snprintf(cells[i][C_GEN], 128, "%s->%s", b, af);
+    if (json_is_integer(gb) || json_is_integer(ga))
+      snprintf(cells[i][C_GEN], 128, "%s->%s", b, af);
+    else
+      snprintf(cells[i][C_GEN], 128, "-");
     snprintf(cells[i][C_CORR], 128, "%s", str_or_dash(o, "correlation_id"));
     snprintf(cells[i][C_REQ], 128, "%s", str_or_dash(o, "request_id"));
     for (int c = 0; c < NC; c++)
