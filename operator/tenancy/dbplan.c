@@ -45,12 +45,15 @@ int tn_db_identifier(const char *id, char out[64], struct tn_error *err) {
   return 0;
 }
 
+/* The shared database's name comes from the administrator, not from tenants; it is quoted like
+ * every identifier, so any printable ASCII will do, except a tenant database's prefix. */
 static bool valid_shared_database(const char *s) {
   size_t n = strlen(s);
-  if (n == 0 || n > TN_DB_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
+  if (n == 0 || n > TN_DB_NAME_MAX || strncmp(s, "tn_", 3) == 0 || strcmp(s, "template0") == 0 ||
+      strcmp(s, "template1") == 0)
     return false;
   for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
       return false;
   return true;
 }
@@ -62,8 +65,8 @@ int tn_db_names_for(const char *id, enum tn_isolation mode, const char *shared_d
     shared_database = TN_DB_SHARED_DATABASE;
   if (!valid_shared_database(shared_database))
     return tn_error_set(err, TN_EINVALID,
-                        "shared database name \"%.80s\" is invalid: use 1 to 63 characters of [a-z0-9_], not "
-                        "starting with a digit",
+                        "shared database name \"%.80s\" is invalid: use 1 to 63 printable ASCII characters, "
+                        "not starting with tn_ (tenant databases) nor a template database",
                         shared_database);
   if ((unsigned)mode >= TN_ISOLATION_COUNT)
     return tn_error_set(err, TN_EINVALID, "unknown isolation mode %d", (int)mode);

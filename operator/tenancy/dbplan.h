@@ -23,7 +23,7 @@
 /* Passwords given by the caller: 1 to this many printable ASCII characters. */
 #define TN_DB_PASSWORD_MAX 256
 
-/* The names of a tenant's objects. All are lowercase [a-z0-9_], at most 63 bytes. */
+/* The names of a tenant's objects, at most 63 bytes; all but shared_database are [a-z0-9_]. */
 struct tn_db_names {
   enum tn_isolation mode;
   char role[64];            /* tn_<id with '-' as '_'>; see tn_db_identifier */
@@ -43,8 +43,9 @@ struct tn_db_names {
 int tn_db_identifier(const char *id, char out[64], struct tn_error *err);
 
 /* The names of tenant id's objects for mode. shared_database: the server's shared database, NULL
- * for TN_DB_SHARED_DATABASE; it must be 1 to 63 characters of [a-z0-9_], not starting with a
- * digit. Returns 0 or TN_EINVALID. */
+ * for TN_DB_SHARED_DATABASE: 1 to 63 printable ASCII characters (it is quoted like every
+ * identifier), not starting with "tn_" (a tenant database could take it) nor template0/1.
+ * Returns 0 or TN_EINVALID. */
 int tn_db_names_for(const char *id, enum tn_isolation mode, const char *shared_database,
                     struct tn_db_names *out, struct tn_error *err);
 

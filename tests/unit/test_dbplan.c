@@ -104,14 +104,17 @@ Test(dbplan_names, per_mode) {
     cr_assert_str_eq(n.schema, "");
     cr_assert_str_eq(n.shared_database, "shared_db");
   }
-  const char *bad_shared[] = {"",         "Tenants",
-                              "1tenants", "ten-ants",
-                              "t\"x",     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+  const char *bad_shared[] = {
+      "",          "tn_acme",     "template1",
+      "tab\there", "caf\xc3\xa9", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
   for (size_t i = 0; i < sizeof bad_shared / sizeof bad_shared[0]; i++) {
     cr_assert_eq(tn_db_names_for("acme", TN_ISOLATION_SHARED, bad_shared[i], &n, &err), TN_EINVALID, "%s",
                  bad_shared[i]);
     cr_assert(strstr(err.message, "shared database name"), "%s", err.message);
   }
+  /* The administrator's name is quoted, not restricted to what a tenant id may hold. */
+  cr_assert_eq(tn_db_names_for("acme", TN_ISOLATION_SHARED, "Shared \"DB\"; --", &n, &err), 0);
+  cr_assert_str_eq(n.database, "Shared \"DB\"; --");
 }
 
 /* ---- desired state ---------------------------------------------------------------------------- */
