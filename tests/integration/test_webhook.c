@@ -1,0 +1,394 @@
+/* test_webhook.c - the admission webhook against a real API server: the test process serves it
+ * (generated CA, TLS on 127.0.0.1), registers it by URL, and kubectl is refused at once with the
+ * evaluator's message: residency, duplicate external ids, a transition the policy forbids, the
+ * delete guard; compliant tenants pass and the audit hook hears the actor; with the webhook down
+ * namespaces and configmaps are still created while tenants are refused (failurePolicy Fail).
+ * The registered webhook is scoped by an objectSelector to this process's objects. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "converge/admission.h"
+#include "kube/client.h"
+#include "tn_test.h"
+
+#define LABEL_KEY "tests.tenancy.dev/suite"
+
+static const struct tn_gvr gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
+static const struct tn_gvr gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolicies", false};
+static const struct tn_gvr gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
+
+static const char *repo_root(void) {
+  static char root[PATH_MAX];
+  if (root[0])
+    return root;
+  const char *suffix = "/tests/integration/test_webhook.c";
+  size_t n = strlen(__FILE__), s = strlen(suffix);
+  if (__FILE__[0] == '/' && n > s && strcmp(__FILE__ + n - s, suffix) == 0 && n - s < sizeof root) {
+    memcpy(root, __FILE__, n - s);
+    root[n - s] = '\0';
+  } else if (!getcwd(root, sizeof root)) {
+    strcpy(root, ".");
+  }
+  return root;
+}
+
+/* This process's label value (each Criterion test runs in its own process). */
+static const char *run(void) {
+  static char v[32];
+  if (!v[0])
+    snprintf(v, sizeof v, "webhook-%ld", (long)getpid());
+  return v;
+}
+
+/* ---- lookups over the API server (the operator reads informer caches instead) --------------- */
+
+static struct tn_kube *g_kube;
+static struct tn_admission *g_adm;
+
+static int list_items(const struct tn_gvr *gvr, const char *selector, json_t **out, struct tn_error *err) {
+  struct tn_list_opts o = {.label_selector = selector};
+  json_t *list = NULL;
+  int rc = tn_kube_list(g_kube, gvr, NULL, &o, &list, err);
+  if (rc)
+    return rc;
+  *out = json_incref(json_object_get(list, "items"));
+  json_decref(list);
+  return *out ? 0 : tn_error_set(err, TN_EAPI, "a list without items");
+}
+
+/* Only this process's policies and regions: other suites' objects must not change our answers. */
+static int lk_policies(void *ud, json_t **out, struct tn_error *err) {
+  char sel[128];
+  snprintf(sel, sizeof sel, LABEL_KEY "=%s", run());
+  return list_items(&gvr_policies, sel, out, err);
+}
+
+static int lk_regions(void *ud, json_t **out, struct tn_error *err) {
+  char sel[128];
+  snprintf(sel, sizeof sel, LABEL_KEY "=%s", run());
+  return list_items(&gvr_regions, sel, out, err);
+}
+
+static int lk_by_external_id(void *ud, const char *system, const char *id, json_t **out,
+                             struct tn_error *err) {
+  json_t *all = NULL;
+  int rc = list_items(&gvr_tenants, NULL, &all, err);
+  if (rc)
+    return rc;
+  *out = json_array();
+  size_t i;
+  json_t *t;
+  json_array_foreach(all, i, t) {
+    json_t *v = json_object_get(json_object_get(json_object_get(t, "spec"), "externalIds"), system);
+    if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+      json_array_append(*out, t);
+  }
+  json_decref(all);
+  return 0;
+}
+
+/* ---- what the audit hook heard ----------------------------------------------------------------- */
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_admitted, g_denied;
+static char g_actor[128], g_uid[64], g_op[16], g_name[64];
+
+static void on_admitted(void *ud, const struct tn_admission_record *r) {
+  pthread_mutex_lock(&g_mu);
+  g_admitted++;
+  snprintf(g_actor, sizeof g_actor, "%s", r->actor);
+  snprintf(g_uid, sizeof g_uid, "%s", r->request_uid);
+  snprintf(g_op, sizeof g_op, "%s", r->operation);
+  snprintf(g_name, sizeof g_name, "%s", r->name);
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void on_denied(void *ud, const struct tn_admission_record *r) {
+  pthread_mutex_lock(&g_mu);
+  g_denied++;
+  pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- setup ------------------------------------------------------------------------------------------ */
+
+/* kubectl apply of one JSON object (JSON is YAML). Returns the exit status; output in *out. */
+static int apply(char **out, const char *json) {
+  return tn_test_sh(out, "kubectl apply -f - <<'EOF'\n%s\nEOF", json);
+}
+
+static void apply_ok(const char *json) {
+  char *out = NULL;
+  int rc = apply(&out, json);
+  cr_assert_eq(rc, 0, "kubectl apply failed: %s\n%s", out, json);
+  free(out);
+}
+
+/* A Tenant labeled for this process as JSON; free() it. */
+static char *tenant(const char *name, const char *spec) {
+  char *s = malloc(8192);
+  snprintf(
+      s, 8192,
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":"
+      "{\"" LABEL_KEY "\":\"%s\"}},\"spec\":%s}",
+      name, run(), spec);
+  return s;
+}
+
+static void labeled(char *dst, size_t n, const char *kind, const char *name, const char *spec) {
+  snprintf(
+      dst, n,
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"%s\",\"metadata\":{\"name\":\"%s\",\"labels\":"
+      "{\"" LABEL_KEY "\":\"%s\"}},\"spec\":%s}",
+      kind, name, run(), spec);
+}
+
+static void start_webhook(void) {
+  char cfg_name[96], *out = NULL;
+  struct tn_kube_config kc = {0};
+  struct tn_error err = {0};
+  int rc =
+      tn_test_sh(&out,
+                 "kubectl apply --server-side --force-conflicts --field-manager=tenancy-operator-install -f "
+                 "'%s/crds/' && kubectl wait --for=condition=Established --timeout=60s -f '%s/crds/'",
+                 repo_root(), repo_root());
+  cr_assert_eq(rc, 0, "installing crds/ failed: %s", out);
+  free(out);
+  cr_assert_eq(tn_kube_config_load(tn_test_env("KUBECONFIG"), NULL, &kc, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_kube_new(&kc, NULL, &g_kube, &err), 0, "%s", err.message);
+  tn_kube_config_cleanup(&kc);
+
+  snprintf(cfg_name, sizeof cfg_name, "tenancy-operator-test-%ld", (long)getpid());
+  json_t *sel = json_pack("{s:{s:s}}", "matchLabels", LABEL_KEY, run());
+  struct tn_admission_config cfg = {.bind_address = "127.0.0.1:0",
+                                    .configuration_name = cfg_name,
+                                    .object_selector = sel,
+                                    .lookups = {lk_policies, lk_regions, lk_by_external_id, NULL},
+                                    .hooks = {on_admitted, on_denied, NULL}};
+  cr_assert_eq(tn_admission_new(&cfg, &g_adm, &err), 0, "%s", err.message);
+  json_decref(sel);
+  cr_assert_eq(tn_admission_start(g_adm, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_admission_register(g_adm, g_kube, &err), 0, "%s", err.message);
+
+  /* the API server picks the configuration up through its own informer: wait until a server-side
+   * dry run of a tenant overriding a quota no policy permits is refused by us */
+  char *probe = tenant("probe", "{\"plan\":\"standard\",\"quotaOverrides\":{\"pods\":1}}");
+  rc = tn_test_sh_until(30, &out,
+                        "kubectl create --dry-run=server -o name -f - <<'EOF' 2>&1 | grep -q "
+                        "'no TenancyPolicy permits overriding pods'\n%s\nEOF",
+                        probe);
+  cr_assert_eq(rc, 0, "the webhook never became active: %s", out);
+  free(out);
+  free(probe);
+}
+
+static void cleanup(void) {
+  struct tn_error err = {0};
+  char *out = NULL;
+  if (g_adm && g_kube)
+    cr_expect_eq(tn_admission_unregister(g_adm, g_kube, &err), 0, "%s", err.message);
+  tn_admission_free(g_adm);
+  g_adm = NULL;
+  (void)tn_test_sh(&out,
+                   "kubectl delete tenants,tenancypolicies,regions -l " LABEL_KEY "=%s --ignore-not-found "
+                   "--wait=false",
+                   run());
+  free(out);
+  tn_kube_free(g_kube);
+  g_kube = NULL;
+}
+
+TestSuite(webhook, .init = start_webhook, .fini = cleanup, .timeout = 180);
+
+static bool exists(const char *name) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "kubectl get tenant %s -o name", name);
+  free(out);
+  return rc == 0;
+}
+
+static char *uniq(const char *prefix) {
+  char *s = malloc(64);
+  tn_test_unique_name(s, 64, prefix);
+  return s;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------------- */
+
+Test(webhook, residency_violation_is_refused_at_apply_with_the_message) {
+  char pol[2048], polname[64], *out = NULL;
+  snprintf(polname, sizeof polname, "%s-eu", run());
+  labeled(pol, sizeof pol, "TenancyPolicy", polname,
+          "{\"residency\":[{\"flag\":\"eu-only\",\"allowedRegions\":[\"eu-west-1\",\"eu-central-1\"]}]}");
+  apply_ok(pol);
+
+  char *bad_name = uniq("eu"), *good_name = uniq("eu");
+  char *bad = tenant(bad_name, "{\"plan\":\"standard\",\"residency\":{\"allowedRegions\":[\"us-east-1\"],"
+                               "\"flags\":[\"eu-only\"]}}");
+  int rc = apply(&out, bad);
+  cr_assert_neq(rc, 0, "a residency violation was stored: %s", out);
+  char want[1024];
+  snprintf(
+      want, sizeof want,
+      "admission webhook \"tenants.tenancy.dev\" denied the request: TenancyPolicy %s: residency flag "
+      "eu-only "
+      "allows regions [eu-west-1, eu-central-1]; spec.residency.allowedRegions has us-east-1: remove it or "
+      "drop the flag",
+      polname);
+  cr_assert(strstr(out, want), "kubectl said: %s", out);
+  cr_assert(strstr(out, "Forbidden"), "403 Forbidden: %s", out);
+  free(out);
+  cr_assert_not(exists(bad_name), "never stored");
+
+  pthread_mutex_lock(&g_mu);
+  int admitted_before = g_admitted;
+  pthread_mutex_unlock(&g_mu);
+  char *good = tenant(good_name, "{\"plan\":\"standard\",\"residency\":{\"allowedRegions\":[\"eu-west-1\"],"
+                                 "\"flags\":[\"eu-only\"]}}");
+  rc = apply(&out, good);
+  cr_assert_eq(rc, 0, "a compliant tenant was refused: %s", out);
+  free(out);
+  cr_assert(exists(good_name));
+
+  /* the audit hook heard who asked, and the request uid */
+  rc = tn_test_sh(&out, "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'");
+  cr_assert_eq(rc, 0, "%s", out);
+  pthread_mutex_lock(&g_mu);
+  cr_assert_gt(g_admitted, admitted_before);
+  cr_assert_gt(g_denied, 0);
+  cr_assert_str_eq(g_actor, out);
+  cr_assert_str_eq(g_op, "CREATE");
+  cr_assert_str_eq(g_name, good_name);
+  cr_assert_eq(strlen(g_uid), 36, "a request uid: %s", g_uid);
+  pthread_mutex_unlock(&g_mu);
+  free(out);
+  free(bad);
+  free(good);
+  free(bad_name);
+  free(good_name);
+}
+
+Test(webhook, duplicate_external_id_is_refused_naming_the_other_tenant) {
+  char *a = uniq("xa"), *b = uniq("xb"), *out = NULL, spec[512];
+  snprintf(spec, sizeof spec, "{\"plan\":\"standard\",\"externalIds\":{\"billing\":\"cus_%s\"}}", run());
+  char *ta = tenant(a, spec), *tb = tenant(b, spec);
+  apply_ok(ta);
+  int rc = apply(&out, tb);
+  cr_assert_neq(rc, 0, "a duplicate external id was stored: %s", out);
+  char want[512];
+  snprintf(want, sizeof want, "spec.externalIds.billing: cus_%s is already the billing id of tenant %s;",
+           run(), a);
+  cr_assert(strstr(out, want), "kubectl said: %s", out);
+  free(out);
+  cr_assert_not(exists(b));
+  /* the holder itself may still be re-applied */
+  apply_ok(ta);
+  free(ta);
+  free(tb);
+  free(a);
+  free(b);
+}
+
+Test(webhook, a_transition_the_policy_forbids_is_refused) {
+  char pol[2048], polname[64], *out = NULL;
+  snprintf(polname, sizeof polname, "%s-actions", run());
+  labeled(pol, sizeof pol, "TenancyPolicy", polname,
+          "{\"allowedActions\":[{\"action\":\"activate\"},{\"action\":\"suspend\",\"plans\":[\"starter\","
+          "\"standard\"]},{\"action\":\"resume\"},{\"action\":\"archive\"},{\"action\":\"delete\"}]}");
+  apply_ok(pol);
+  char *big = uniq("big"), *small = uniq("small");
+  char *tb = tenant(big, "{\"plan\":\"enterprise\",\"state\":\"Active\"}");
+  char *ts = tenant(small, "{\"plan\":\"standard\",\"state\":\"Active\"}");
+  apply_ok(tb);
+  apply_ok(ts);
+  int rc =
+      tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}'", big);
+  cr_assert_neq(rc, 0, "suspend of an enterprise tenant was accepted: %s", out);
+  char want[512];
+  snprintf(
+      want, sizeof want,
+      "TenancyPolicy %s: allowedActions does not allow suspend (Active -> Suspended) for a tenant on plan "
+      "enterprise",
+      polname);
+  cr_assert(strstr(out, want), "kubectl said: %s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl get tenant %s -o jsonpath='{.spec.state}'", big);
+  cr_assert_str_eq(out, "Active");
+  free(out);
+  rc = tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}'",
+                  small);
+  cr_assert_eq(rc, 0, "suspend of a standard tenant was refused: %s", out);
+  free(out);
+  free(tb);
+  free(ts);
+  free(big);
+  free(small);
+}
+
+Test(webhook, delete_of_an_active_tenant_is_refused_a_draft_is_deleted) {
+  char *act = uniq("act"), *draft = uniq("draft"), *out = NULL;
+  char *ta = tenant(act, "{\"plan\":\"standard\",\"state\":\"Active\"}");
+  char *td = tenant(draft, "{\"plan\":\"standard\",\"state\":\"Draft\"}");
+  apply_ok(ta);
+  apply_ok(td);
+  int rc = tn_test_sh(&out, "kubectl delete tenant %s --wait=false", act);
+  cr_assert_neq(rc, 0, "an Active tenant was deleted: %s", out);
+  char want[256];
+  snprintf(want, sizeof want,
+           "tenant %s is Active: kubectl delete of a tenant is refused unless it is Draft, "
+           "Archived or Deleted",
+           act);
+  cr_assert(strstr(out, want), "kubectl said: %s", out);
+  free(out);
+  cr_assert(exists(act));
+  rc = tn_test_sh(&out, "kubectl delete tenant %s --wait=false", draft);
+  cr_assert_eq(rc, 0, "a Draft tenant could not be deleted: %s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh_until(30, &out, "! kubectl get tenant %s -o name", draft), 0, "still there: %s",
+               out);
+  free(out);
+  free(ta);
+  free(td);
+  free(act);
+  free(draft);
+}
+
+Test(webhook, webhook_down_blocks_only_tenants) {
+  char *ns = uniq("wh-ns"), *name = uniq("down"), *out = NULL;
+  tn_admission_free(g_adm); /* the server stops; the configuration stays registered */
+  g_adm = NULL;
+
+  int rc = tn_test_sh(&out, "kubectl create namespace %s", ns);
+  cr_assert_eq(rc, 0, "namespace creation was blocked by a webhook that is down: %s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl create configmap c -n %s --from-literal=a=b", ns);
+  cr_assert_eq(rc, 0, "configmap creation was blocked: %s", out);
+  free(out);
+
+  /* tenants in the webhook's scope are refused while it is down (failurePolicy Fail) */
+  char *t = tenant(name, "{\"plan\":\"standard\"}");
+  rc = apply(&out, t);
+  cr_assert_neq(rc, 0, "a tenant was stored unchecked: %s", out);
+  cr_assert(strstr(out, "failed calling webhook \"tenants.tenancy.dev\""), "kubectl said: %s", out);
+  free(out);
+  cr_assert_not(exists(name));
+
+  /* unregistering (cleanup) restores tenant writes */
+  char cfg_name[96];
+  snprintf(cfg_name, sizeof cfg_name, "tenancy-operator-test-%ld", (long)getpid());
+  rc = tn_test_sh(&out, "kubectl delete validatingwebhookconfiguration %s", cfg_name);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh_until(30, &out, "kubectl apply -f - <<'EOF'\n%s\nEOF", t), 0, "%s", out);
+  free(out);
+  (void)tn_test_sh(&out, "kubectl delete namespace %s --wait=false", ns);
+  free(out);
+  free(t);
+  free(ns);
+  free(name);
+}
