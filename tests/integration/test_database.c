@@ -232,8 +232,11 @@ static void unique_id(char *dst, size_t n, const char *prefix) { tn_test_unique_
 
 /* ---- modes end to end ---------------------------------------------------------------------------- */
 
-Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) {
+/* shared_db: NULL for the default ("tenants"), else a database this test creates and drops. */
+static void shared_mode(const char *shared_db) {
   struct tn_db_server srv = server();
+  srv.shared_database = shared_db;
+  const char *sdb = shared_db ? shared_db : "tenants";
   struct tn_db *db = tn_db_new();
   char a[64], b[64];
   unique_id(a, sizeof a, "sha");
@@ -246,7 +249,7 @@ Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) {
 
   /* What the reconcile writes to status and Secrets. */
   cr_assert_str_eq(oa.server, "pg-local");
-  cr_assert_str_eq(oa.names.database, "tenants");
+  cr_assert_str_eq(oa.names.database, sdb);
   cr_assert_str_eq(oa.names.schema, oa.names.role);
   cr_assert_eq(strncmp(oa.names.role, "tn_sha_", 7), 0, "%s", oa.names.role);
   cr_assert(oa.password_generated);
@@ -254,7 +257,9 @@ Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) {
   cr_assert_eq(strlen(oa.password), TN_DB_PASSWORD_LEN);
   cr_assert_str_eq(oa.sslmode, "verify-full");
   cr_assert_gt(oa.statements, 0);
-  cr_assert_not_null(strstr(oa.uri, "/tenants?sslmode=verify-full"), "%s", oa.uri);
+  char tail[128];
+  snprintf(tail, sizeof tail, "/%s?sslmode=verify-full", sdb);
+  cr_assert_not_null(strstr(oa.uri, tail), "%s", oa.uri);
 
   assert_zero_statements(db, &srv, ta, &oa);
   assert_zero_statements(db, &srv, tb, &ob);
@@ -280,16 +285,26 @@ Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) {
   assert_denied(pb, sql, want);
   assert_denied(pb, "CREATE TABLE public.planted (x int)", "permission denied for schema public");
   assert_denied(pa, "CREATE TABLE public.planted (x int)", "permission denied for schema public");
-  assert_denied(pb, "CREATE SCHEMA planted", "permission denied for database tenants");
+  snprintf(want, sizeof want, "permission denied for database %s", sdb);
+  assert_denied(pb, "CREATE SCHEMA planted", want);
   /* B works in its own schema. */
   assert_ok(pb, "CREATE TABLE notes (id int)");
 
   /* Catalogs: PUBLIC lost CONNECT and TEMPORARY on the shared database; the limit is the plan's. */
-  cr_assert_eq(admin_count("SELECT count(*) FROM pg_database WHERE datname = 'tenants' AND "
+  cr_assert_eq(admin_count("SELECT count(*) FROM pg_database WHERE datname = $1 AND "
                            "(has_database_privilege('public', oid, 'CONNECT') OR "
                            "has_database_privilege('public', oid, 'TEMPORARY'))",
-                           NULL, NULL),
+                           sdb, NULL),
                0);
+  /* ... and every privilege on its schema public. */
+  PGconn *adm = admin_conn(sdb);
+  char *pub = scalar(adm,
+                     "SELECT has_schema_privilege('public', 'public', 'USAGE') OR "
+                     "has_schema_privilege('public', 'public', 'CREATE')",
+                     NULL, NULL);
+  cr_assert_str_eq(pub, "f", "PUBLIC still holds USAGE or CREATE on schema public of %s", sdb);
+  free(pub);
+  PQfinish(adm);
   cr_assert_eq(admin_count("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1", oa.names.role, NULL), 5);
   cr_assert_eq(admin_count("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1", ob.names.role, NULL), -1);
   cr_assert_eq(
@@ -301,11 +316,22 @@ Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) {
   PQfinish(pb);
   teardown_ok(db, &srv, a);
   teardown_ok(db, &srv, b);
-  assert_gone(oa.names.role, "tenants");
-  assert_gone(ob.names.role, "tenants");
+  assert_gone(oa.names.role, sdb);
+  assert_gone(ob.names.role, sdb);
   tn_db_outcome_cleanup(&oa);
   tn_db_outcome_cleanup(&ob);
   tn_db_free(db);
+  if (shared_db)
+    drop_database(shared_db);
+}
+
+Test(database, shared_mode_isolates_tenants_by_schema, .timeout = 120) { shared_mode(NULL); }
+
+Test(database, shared_mode_on_a_server_without_its_shared_database, .timeout = 120) {
+  char name[64];
+  snprintf(name, sizeof name, "tenants_fresh_%d", (int)getpid());
+  cr_assert_eq(admin_count("SELECT count(*) FROM pg_database WHERE datname = $1", name, NULL), 0);
+  shared_mode(name);
 }
 
 static void database_mode_end_to_end(enum tn_isolation mode) {
