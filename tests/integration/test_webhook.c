@@ -392,3 +392,51 @@ Test(webhook, webhook_down_blocks_only_tenants) {
   free(ns);
   free(name);
 }
+
+/* ---- the manifest for in-cluster deploys ------------------------------------------------------------ */
+
+/* webhooks[0] of a ValidatingWebhookConfiguration as the API server stores it (defaults filled by
+ * a server-side dry run), without the caBundle, as canonical JSON; free() it. */
+static char *stored_webhook(const char *json_or_file, bool is_file) {
+  char *out = NULL;
+  int rc =
+      is_file
+          ? tn_test_sh(&out,
+                       "kubectl create --dry-run=server -l app.kubernetes.io/managed-by=tenancy-operator "
+                       "-o json -f '%s'",
+                       json_or_file)
+          : tn_test_sh(&out, "kubectl create --dry-run=server -o json -f - <<'EOF'\n%s\nEOF", json_or_file);
+  cr_assert_eq(rc, 0, "dry run failed: %s", out);
+  json_error_t je;
+  json_t *doc = json_loads(out, 0, &je);
+  cr_assert_not_null(doc, "%s: %s", je.text, out);
+  free(out);
+  json_t *w = json_array_get(json_object_get(doc, "webhooks"), 0);
+  cr_assert_eq(json_array_size(json_object_get(doc, "webhooks")), 1);
+  json_object_del(json_object_get(w, "clientConfig"), "caBundle");
+  char *s = json_dumps(w, JSON_SORT_KEYS | JSON_COMPACT);
+  json_decref(doc);
+  return s;
+}
+
+Test(webhook_manifest, manifest_equals_what_the_operator_registers_in_cluster) {
+  struct tn_admission_config cfg = {.service_namespace = "tenancy-system",
+                                    .service_name = "tenancy-operator-webhook"};
+  struct tn_admission *adm = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_admission_new(&cfg, &adm, &err), 0, "%s", err.message);
+  json_t *reg = tn_admission_configuration(adm);
+  char *reg_text = json_dumps(reg, JSON_COMPACT);
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/manifests/deploy/40-webhook.yaml", repo_root());
+  char *from_manifest = stored_webhook(path, true), *from_operator = stored_webhook(reg_text, false);
+  cr_assert_str_eq(from_operator, from_manifest,
+                   "manifests/deploy/40-webhook.yaml differs from what the operator registers");
+  cr_assert(strstr(from_manifest, "\"failurePolicy\":\"Fail\""));
+  cr_assert(strstr(from_manifest, "\"resources\":[\"tenants\"]"));
+  free(from_manifest);
+  free(from_operator);
+  free(reg_text);
+  json_decref(reg);
+  tn_admission_free(adm);
+}
