@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "converge/manager.h"
 #include "kube/client.h"
 #include "runtime/events.h"
@@ -26,6 +27,7 @@ struct app {
   struct tn_metrics *metrics;
   struct tn_httpserver *metrics_srv, *probe_srv;
   struct tn_recorder *recorder;
+  struct tn_audit *audit;
   struct tn_leader *leader;
   struct tn_manager *mgr;
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
@@ -158,6 +160,8 @@ static void shutdown_all(struct app *a) {
   a->mgr = NULL;
   tn_recorder_free(a->recorder);
   a->recorder = NULL;
+  tn_audit_close(a->audit);
+  a->audit = NULL;
   tn_httpserver_free(a->probe_srv);
   tn_httpserver_free(a->metrics_srv);
   a->probe_srv = a->metrics_srv = NULL;
@@ -225,12 +229,23 @@ int main(int argc, char **argv) {
     tn_log_error("cannot create the event recorder: out of memory");
     goto out;
   }
+  /* The audit trail lives in the operator's PostgreSQL: with --pg-dsn every lifecycle
+   * transition is recorded before it happens (and does not happen while it cannot be). */
+  if (a.opts.pg_dsn && *a.opts.pg_dsn) {
+    if (tn_audit_open(a.opts.pg_dsn, NULL, &a.audit, &err)) {
+      tn_log_error("--pg-dsn: %s", err.message);
+      goto out;
+    }
+    tn_log_info("audit trail: table tenancy.audit_events in the --pg-dsn database");
+  } else {
+    tn_log_warn("no --pg-dsn (or TENANCY_PG_DSN): lifecycle transitions are not written to an audit trail");
+  }
   struct tn_manager_config mcfg = {.kube = a.kube,
                                    .metrics = a.metrics,
                                    .recorder = a.recorder,
                                    .workers = a.opts.workers,
                                    .sync_period_s = a.opts.sync_period_s,
-                                   .pg_dsn = a.opts.pg_dsn};
+                                   .audit = a.audit};
   if (tn_manager_new(&mcfg, &a.mgr, &err)) {
     tn_log_error("cannot set up the controllers: %s", err.message);
     goto out;

@@ -144,6 +144,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   int rc = 0;
   m->rec.kube = cfg->kube;
   m->rec.recorder = cfg->recorder;
+  m->rec.audit = cfg->audit;
   struct tn_controller_config cc = {.name = "tenant",
                                     .workers = cfg->workers > 0 ? cfg->workers : 1,
                                     .reconcile = tn_tenant_reconcile,

@@ -11,15 +11,16 @@
 struct tn_kube;
 struct tn_metrics;
 struct tn_recorder;
+struct tn_audit;
 struct tn_manager; /* opaque */
 
 struct tn_manager_config {
   struct tn_kube *kube;         /* borrowed; outlives the manager */
   struct tn_metrics *metrics;   /* borrowed; may be NULL */
   struct tn_recorder *recorder; /* borrowed; may be NULL (no events) */
+  struct tn_audit *audit;       /* borrowed; may be NULL (no audit trail configured) */
   int workers;                  /* concurrent tenant reconciles */
   double sync_period_s;         /* informer resync; 0 = never */
-  const char *pg_dsn;           /* borrowed for the call; NULL when no PostgreSQL is configured */
 };
 
 /* Creates the informers and the controller (no thread yet). */

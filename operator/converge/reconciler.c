@@ -113,6 +113,37 @@ static void event(struct run *x, const char *type, const char *reason, const cha
   tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Reconcile", "%s", note);
 }
 
+/* Appends one audit row per lifecycle step with this outcome. The "started" rows are written
+ * before anything of the transition is done: when that fails, nothing is done and the reconcile
+ * is retried (failure to audit is a failed operation). */
+static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const char *outcome,
+                       long long gen_before, long long gen_after, struct tn_error *err) {
+  if (!x->r->audit)
+    return 0;
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", x->key);
+  for (int i = 0; i < lp->n_steps; i++) {
+    const struct tn_transition *st = &lp->steps[i];
+    char details[256];
+    snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
+             st->from == TN_STATE_NONE ? "" : tn_state_name(st->from), tn_state_name(st->to),
+             st->event_reason);
+    struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                                .action = tn_action_name(st->action),
+                                .target = target,
+                                .request_id = x->rv,
+                                .correlation_id = st->correlation_id,
+                                .outcome = outcome,
+                                .generation_before = gen_before,
+                                .generation_after = gen_after,
+                                .details = details};
+    int rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
 static bool has_finalizer(json_t *obj) {
   json_t *fins = json_object_get(json_object_get(obj, "metadata"), "finalizers");
   size_t i;
@@ -359,6 +390,21 @@ static struct tn_result teardown(struct run *x) {
     res = TN_RESULT_ERR;
     goto out;
   }
+  /* `kubectl delete tenant`: audited like a transition to Deleted, before the first delete. */
+  json_t *meta = json_object_get(x->obj, "metadata");
+  long long gen = json_integer_value(json_object_get(meta, "generation"));
+  enum tn_state from = TN_STATE_NONE;
+  tn_state_parse(json_string_value(json_object_get(json_object_get(x->obj, "status"), "state")), &from);
+  struct tn_lifecycle_plan lp = {.next = TN_STATE_DELETED, .n_steps = 1};
+  lp.steps[0] = (struct tn_transition){
+      .from = from, .to = TN_STATE_DELETED, .action = TN_ACTION_DELETE, .event_reason = "Deleted"};
+  tn_correlation_id(uid, gen, from, TN_STATE_DELETED, lp.steps[0].correlation_id);
+  x->lf.correlation_id = lp.steps[0].correlation_id;
+  if (d.len > 0 && audit_steps(x, &lp, TN_AUDIT_STARTED, gen, gen, &err)) {
+    tn_log(TN_LOG_WARN, &x->lf, "audit trail unavailable, deletion postponed: %s", err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
   struct kind_state ks[TN_KIND_COUNT] = {0};
   for (size_t i = 0; i < d.len; i++)
     if (apply_change(x, &d.changes[i], uid, &ks[d.changes[i].kind]))
@@ -376,6 +422,8 @@ static struct tn_result teardown(struct run *x) {
     res = TN_RESULT_ERR;
     goto out;
   }
+  if (audit_steps(x, &lp, TN_AUDIT_SUCCEEDED, gen, gen, &err))
+    tn_log(TN_LOG_WARN, &x->lf, "recording the deletion's outcome in the audit trail: %s", err.message);
   tn_log(TN_LOG_INFO, &x->lf, "everything the tenant owned is gone; finalizer removed");
   event(x, TN_EVENT_NORMAL, "Deleted", "tenant %s deleted: every object it owned was removed", x->key);
 out:
@@ -402,6 +450,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   struct tn_lifecycle_plan lp = {0};
   struct tn_placement placement = {0};
   bool placed = false, have_plan = false, provisioned = false;
+  long long gen_before = 0;
 
   x.obj = tn_informer_get(x.r->tenants, key);
   if (!x.obj)
@@ -448,6 +497,17 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   if (lp.n_steps > 0)
     x.lf.correlation_id = lp.steps[lp.n_steps - 1].correlation_id;
+  gen_before = x.t->observed_generation;
+  if (lp.n_steps > 0) {
+    struct tn_error aerr = {0};
+    if (audit_steps(&x, &lp, TN_AUDIT_STARTED, gen_before, generation, &aerr)) {
+      tn_log(TN_LOG_WARN, &x.lf, "audit trail unavailable, transition postponed: %s", aerr.message);
+      event(&x, TN_EVENT_WARNING, "AuditUnavailable",
+            "transition to %s postponed until it can be audited: %s", tn_state_name(lp.next), aerr.message);
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+  }
   cond_set(&x, COND_POLICY, "True", "NotEvaluated",
            "no TenancyPolicy is evaluated by this version; lifecycle rules are enforced");
 
@@ -650,6 +710,13 @@ status:;
     }
     json_decref(x.obj);
     x.obj = out_obj;
+  }
+  if (lp.n_steps > 0) {
+    struct tn_error aerr = {0};
+    if (audit_steps(&x, &lp, TN_AUDIT_SUCCEEDED, gen_before, generation, &aerr))
+      tn_log(TN_LOG_WARN, &x.lf,
+             "recording the transition's outcome in the audit trail: %s (the started row stands)",
+             aerr.message);
   }
   /* Lifecycle events after the status that records them is durable. */
   for (int i = 0; i < lp.n_steps; i++) {

@@ -4,6 +4,7 @@
 #ifndef TN_CONVERGE_RECONCILER_H
 #define TN_CONVERGE_RECONCILER_H
 
+#include "audit/audit.h"
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
@@ -21,6 +22,7 @@ extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions;
 struct tn_reconciler {
   struct tn_kube *kube;
   struct tn_recorder *recorder; /* may be NULL */
+  struct tn_audit *audit;       /* may be NULL (no --pg-dsn): transitions are then not audited */
   struct tn_informer *tenants, *plans, *regions;
   struct tn_informer *owned[TN_KIND_COUNT];
   struct tn_series *writes; /* tn_tenant_writes_total: API writes made by reconciles */
