@@ -289,6 +289,19 @@ static void shared_mode(const char *shared_db) {
   assert_denied(pb, "CREATE SCHEMA planted", want);
   /* B works in its own schema. */
   assert_ok(pb, "CREATE TABLE notes (id int)");
+  /* What shared mode does not hide (docs/database-isolation.md): catalog names and code. */
+  assert_ok(pa, "CREATE FUNCTION secret_fn() RETURNS text LANGUAGE sql AS $$ SELECT 'body-of-a' $$");
+  char *body =
+      scalar(pb, "SELECT prosrc FROM pg_proc WHERE proname = 'secret_fn' AND pronamespace = $1::regnamespace",
+             oa.names.schema, NULL);
+  cr_assert_not_null(body);
+  cr_assert_not_null(strstr(body, "body-of-a"), "%s", body);
+  free(body);
+  char *rel =
+      scalar(pb, "SELECT relname FROM pg_class WHERE relname = 'notes' AND relnamespace = $1::regnamespace",
+             oa.names.schema, NULL);
+  cr_assert_not_null(rel, "B sees the names of A's tables in the catalogs");
+  free(rel);
 
   /* Catalogs: PUBLIC lost CONNECT and TEMPORARY on the shared database; the limit is the plan's. */
   cr_assert_eq(admin_count("SELECT count(*) FROM pg_database WHERE datname = $1 AND "
