@@ -440,3 +440,124 @@ Test(webhook_manifest, manifest_equals_what_the_operator_registers_in_cluster) {
   json_decref(reg);
   tn_admission_free(adm);
 }
+
+/* ---- the serving certificate from a Secret ---------------------------------------------------------- */
+
+static struct tn_kube *new_client(void) {
+  struct tn_kube_config kc = {0};
+  struct tn_error err = {0};
+  struct tn_kube *k = NULL;
+  cr_assert_eq(tn_kube_config_load(tn_test_env("KUBECONFIG"), NULL, &kc, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_kube_new(&kc, NULL, &k, &err), 0, "%s", err.message);
+  tn_kube_config_cleanup(&kc);
+  return k;
+}
+
+/* POSTs a review of a non-tenant resource to the webhook, verifying its certificate with ca_pem;
+ * returns curl's output (the AdmissionReview answer). */
+static char *post_review(const char *ca_pem, const char *host, int port) {
+  char ca_path[] = "/tmp/test-webhook-ca-XXXXXX";
+  int fd = mkstemp(ca_path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, ca_pem, strlen(ca_pem)), (ssize_t)strlen(ca_pem));
+  close(fd);
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out,
+      "curl -sS --fail --cacert %s --resolve %s:%d:127.0.0.1 -H 'Content-Type: application/json' "
+      "-d '{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":"
+      "\"u-1\",\"resource\":{\"group\":\"\",\"version\":\"v1\",\"resource\":\"pods\"},\"operation\":"
+      "\"CREATE\"}}' https://%s:%d/validate-tenancy-dev-v1alpha1",
+      ca_path, host, port, host, port);
+  unlink(ca_path);
+  cr_assert_eq(rc, 0, "curl failed (TLS or HTTP): %s", out);
+  return out;
+}
+
+Test(webhook_secret, created_once_shared_by_replicas_and_renewed_for_new_hosts) {
+  struct tn_kube *k = new_client();
+  char *ns = uniq("wh-tls"), *out = NULL;
+  int rc = tn_test_sh(&out, "kubectl create namespace %s", ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  struct tn_admission_config cfg = {
+      .bind_address = "127.0.0.1:0", .secret_namespace = ns, .secret_name = "webhook-tls", .kube = k};
+  struct tn_admission *a = NULL, *b = NULL, *c = NULL;
+  struct tn_error err = {0};
+
+  /* the first replica creates the Secret */
+  cr_assert_eq(tn_admission_new(&cfg, &a, &err), 0, "%s", err.message);
+  rc = tn_test_sh(
+      &out, "kubectl get secret -n %s webhook-tls -o jsonpath='{.type} {.data.ca\\.crt}' | cut -c1-30", ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strncmp(out, "kubernetes.io/tls LS0t", 22) == 0, "%s", out);
+  free(out);
+  /* the second reads it: same CA, so either replica is trusted */
+  cr_assert_eq(tn_admission_new(&cfg, &b, &err), 0, "%s", err.message);
+  cr_assert_str_eq(tn_admission_ca_pem(a), tn_admission_ca_pem(b));
+  cr_assert_eq(tn_admission_start(b, &err), 0, "%s", err.message);
+  out = post_review(tn_admission_ca_pem(a), "127.0.0.1", tn_admission_port(b));
+  cr_assert(strstr(out, "\"uid\":\"u-1\"") && strstr(out, "\"allowed\":true"), "%s", out);
+  free(out);
+  /* one TLS server at a time: libwebsockets 4.1.6 leaks OpenSSL state when two TLS contexts live
+   * at once in a process (the operator runs one) */
+  tn_admission_free(b);
+
+  /* a replica serving another name gets a new serving certificate from the same CA */
+  cfg.host = "webhook.example.test";
+  cr_assert_eq(tn_admission_new(&cfg, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(tn_admission_ca_pem(c), tn_admission_ca_pem(a), "the CA is kept");
+  cr_assert_eq(tn_admission_start(c, &err), 0, "%s", err.message);
+  out = post_review(tn_admission_ca_pem(a), "webhook.example.test", tn_admission_port(c));
+  cr_assert(strstr(out, "\"allowed\":true"), "%s", out);
+  free(out);
+
+  tn_admission_free(c);
+  tn_admission_free(a);
+  (void)tn_test_sh(&out, "kubectl delete namespace %s --wait=false", ns);
+  free(out);
+  free(ns);
+  tn_kube_free(k);
+}
+
+Test(webhook_secret, a_secret_brought_by_the_user_is_used_as_is) {
+  struct tn_kube *k = new_client();
+  char *ns = uniq("wh-byo"), *out = NULL;
+  int rc = tn_test_sh(&out,
+                      "set -e; d=$(mktemp -d); cd $d; "
+                      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key "
+                      "-out tls.crt -days 2 -subj /CN=byo -addext subjectAltName=IP:127.0.0.1 2>/dev/null; "
+                      "kubectl create namespace %s >/dev/null; "
+                      "kubectl create secret tls byo -n %s --cert=tls.crt --key=tls.key >/dev/null; "
+                      "cat tls.crt; rm -rf $d",
+                      ns, ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  struct tn_admission_config cfg = {
+      .bind_address = "127.0.0.1:0", .secret_namespace = ns, .secret_name = "byo", .kube = k};
+  struct tn_admission *a = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_admission_new(&cfg, &a, &err), 0, "%s", err.message);
+  cr_assert_str_eq(tn_admission_ca_pem(a), out, "without ca.crt the certificate itself is the bundle");
+  free(out);
+  /* expiring in 2 days, yet not renewed: without ca.key we do not manage it (cert-manager does) */
+  rc = tn_test_sh(&out, "kubectl get secret -n %s byo -o jsonpath='{.data.ca\\.key}'", ns);
+  cr_assert_str_eq(out, "");
+  free(out);
+  cr_assert_eq(tn_admission_start(a, &err), 0, "%s", err.message);
+  out = post_review(tn_admission_ca_pem(a), "127.0.0.1", tn_admission_port(a));
+  cr_assert(strstr(out, "\"allowed\":true"), "%s", out);
+  free(out);
+  tn_admission_free(a);
+
+  /* a Secret without a key is refused with what is missing */
+  rc = tn_test_sh(&out, "kubectl create secret generic broken -n %s --from-literal=tls.crt=x", ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  cfg.secret_name = "broken";
+  cr_assert_eq(tn_admission_new(&cfg, &a, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "needs tls.crt and tls.key"), "%s", err.message);
+  (void)tn_test_sh(&out, "kubectl delete namespace %s --wait=false", ns);
+  free(out);
+  free(ns);
+  tn_kube_free(k);
+}
