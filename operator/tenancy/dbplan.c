@@ -86,6 +86,39 @@ int tn_db_names_for(const char *id, enum tn_isolation mode, const char *shared_d
   return 0;
 }
 
+/* ---- server --------------------------------------------------------------------------------------- */
+
+int tn_db_pick_server(const struct tn_db_server_choice *servers, size_t n, enum tn_isolation mode,
+                      const char *current, const char *region, size_t *index, struct tn_error *err) {
+  if (!region)
+    region = "?";
+  if (current && *current) {
+    for (size_t i = 0; i < n; i++)
+      if (servers[i].name && strcmp(servers[i].name, current) == 0) {
+        *index = i;
+        return 0;
+      }
+    return tn_error_set(
+        err, TN_ENOTFOUND,
+        "the tenant's database server %s is no longer listed in spec.databaseServers of region %s; "
+        "the operator does not move a tenant's data to another server: list it again",
+        current, region);
+  }
+  const char *best = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (servers[i].name && (servers[i].serves & (1u << mode)) &&
+        (!best || strcmp(servers[i].name, best) < 0)) {
+      best = servers[i].name;
+      *index = i;
+    }
+  if (best)
+    return 0;
+  return tn_error_set(err, TN_ENOTFOUND,
+                      "region %s has no database server that serves isolation %s: add one to its "
+                      "spec.databaseServers (with %s in serves), or change the tenant's isolation",
+                      region, tn_isolation_name(mode), tn_isolation_name(mode));
+}
+
 /* ---- desired state ------------------------------------------------------------------------------ */
 
 int tn_db_desired_for(const char *id, enum tn_isolation mode, enum tn_state state, long long connections,

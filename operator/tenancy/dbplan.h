@@ -49,6 +49,22 @@ int tn_db_identifier(const char *id, char out[64], struct tn_error *err);
 int tn_db_names_for(const char *id, enum tn_isolation mode, const char *shared_database,
                     struct tn_db_names *out, struct tn_error *err);
 
+/* ---- server ------------------------------------------------------------------------------------ */
+
+/* One entry of a Region's spec.databaseServers, as far as choosing matters. Borrowed. */
+struct tn_db_server_choice {
+  const char *name;
+  unsigned serves; /* bits 1u << enum tn_isolation */
+};
+
+/* Which server of region (for messages) holds a tenant in mode: current (status.database.server,
+ * NULL for a tenant without a database yet) while it is listed, whatever it serves now (moving a
+ * tenant's data is a migration, not a reconcile; the teardown then finds everything on it); else
+ * the first server in name order that serves mode. Sets *index into servers and returns 0, or
+ * TN_ENOTFOUND with words: current no longer listed, or no server serves mode. */
+int tn_db_pick_server(const struct tn_db_server_choice *servers, size_t n, enum tn_isolation mode,
+                      const char *current, const char *region, size_t *index, struct tn_error *err);
+
 /* ---- desired state ---------------------------------------------------------------------- */
 
 /* What a tenant's database objects should look like in a lifecycle state:

@@ -117,6 +117,49 @@ Test(dbplan_names, per_mode) {
   cr_assert_str_eq(n.database, "Shared \"DB\"; --");
 }
 
+/* ---- server ---------------------------------------------------------------------------------- */
+
+#define SERVES(m) (1u << TN_ISOLATION_##m)
+
+Test(dbplan_server, first_by_name_that_serves_the_mode) {
+  struct tn_db_server_choice s[] = {{"pg-z", SERVES(SHARED) | SERVES(HYBRID)},
+                                    {"pg-b", SERVES(DEDICATED)},
+                                    {"pg-a", SERVES(SHARED)},
+                                    {"pg-c", SERVES(DEDICATED)}};
+  size_t i = 99;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_db_pick_server(s, 4, TN_ISOLATION_SHARED, NULL, "eu-west-1", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-a");
+  cr_assert_eq(tn_db_pick_server(s, 4, TN_ISOLATION_DEDICATED, NULL, "eu-west-1", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-b");
+  cr_assert_eq(tn_db_pick_server(s, 4, TN_ISOLATION_HYBRID, "", "eu-west-1", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-z");
+}
+
+Test(dbplan_server, a_placed_tenant_never_moves) {
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED)}, {"pg-b", SERVES(DEDICATED)}};
+  size_t i = 99;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_db_pick_server(s, 2, TN_ISOLATION_SHARED, "pg-b", "eu-west-1", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-b", "kept even though it no longer serves the mode");
+  cr_assert_eq(tn_db_pick_server(s, 2, TN_ISOLATION_SHARED, "pg-gone", "eu-west-1", &i, &err), TN_ENOTFOUND);
+  cr_assert(strstr(err.message, "pg-gone is no longer listed"), "%s", err.message);
+  cr_assert(strstr(err.message, "does not move"), "%s", err.message);
+}
+
+Test(dbplan_server, none_serves_the_mode) {
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED)}};
+  size_t i = 99;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_db_pick_server(s, 1, TN_ISOLATION_DEDICATED, NULL, "eu-west-1", &i, &err), TN_ENOTFOUND);
+  cr_assert_str_eq(err.message,
+                   "region eu-west-1 has no database server that serves isolation dedicated: add one "
+                   "to its spec.databaseServers (with dedicated in serves), or change the tenant's "
+                   "isolation");
+  cr_assert_eq(tn_db_pick_server(NULL, 0, TN_ISOLATION_SHARED, NULL, "eu-west-1", &i, &err), TN_ENOTFOUND);
+  cr_assert_eq(i, 99);
+}
+
 /* ---- desired state ---------------------------------------------------------------------------- */
 
 Test(dbplan_desired, per_state) {
