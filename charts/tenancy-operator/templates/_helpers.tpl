@@ -1,0 +1,89 @@
+{{/* _helpers.tpl - names, labels and derived values shared by the chart's templates. */}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "tenancy-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects: fullnameOverride, else the release name when it contains
+the chart name, else <release>-<chart>. Truncated to 63 characters (DNS label).
+*/}}
+{{- define "tenancy-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value: <name>-<version>. */}}
+{{- define "tenancy-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator pods (never change them across upgrades). */}}
+{{- define "tenancy-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tenancy-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object of the release. */}}
+{{- define "tenancy-operator.labels" -}}
+helm.sh/chart: {{ include "tenancy-operator.chart" . }}
+{{ include "tenancy-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tenancy-operator
+{{- end }}
+
+{{/* The operator's ServiceAccount name. */}}
+{{- define "tenancy-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tenancy-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace of the leader-election Lease (and of its Role). */}}
+{{- define "tenancy-operator.leaderElectionNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElection.namespace }}
+{{- end }}
+
+{{/* Name of the leader-election Lease. */}}
+{{- define "tenancy-operator.leaderElectionId" -}}
+{{- default (printf "%s-leader" (include "tenancy-operator.fullname" .)) .Values.leaderElection.id }}
+{{- end }}
+
+{{/* The container image: repository:tag or repository@digest. */}}
+{{- define "tenancy-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding the PostgreSQL DSN. */}}
+{{- define "tenancy-operator.dsnSecretName" -}}
+{{- default (printf "%s-db" (include "tenancy-operator.fullname" .)) .Values.database.dsnSecret.name }}
+{{- end }}
+
+{{/* Refuses value combinations that would deploy something broken. */}}
+{{- define "tenancy-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas without leader election would reconcile the same tenants concurrently" }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.probes.port)) }}
+{{- fail "metrics.port and probes.port must differ" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.service.enabled)) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled" }}
+{{- end }}
+{{- end }}
