@@ -1,0 +1,1202 @@
+/* test_chart.c - the Helm chart charts/tenancy-operator: it lints, its CRDs are copies of crds/, it
+ * renders with default and non-default values and refuses broken ones, the real API server accepts
+ * every rendered object under the restricted Pod Security Standard, its objects equal
+ * manifests/deploy/ (RBAC compared grant by grant), and it installs, upgrades and uninstalls for real
+ * in the local cluster. No pod ever runs (the local cluster has no nodes); nothing waits for one. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "tn_test.h"
+#include "util/buf.h"
+
+#define RELEASE "t"
+#define RELEASE_NS "tenancy-system"
+#define FULLNAME "t-tenancy-operator"
+
+static const char *const TENANT_ROLES[] = {"tenancy-tenant-admin", "tenancy-tenant-developer",
+                                           "tenancy-tenant-viewer"};
+
+static const char *const CRD_NAMES[] = {"plans.tenancy.dev", "regions.tenancy.dev",
+                                        "tenancypolicies.tenancy.dev", "tenants.tenancy.dev"};
+
+/* Per test process (Criterion forks one per test): the helm binary, and a private HELM_*_HOME. */
+static char helm_bin[PATH_MAX];
+static char helm_home[64];
+
+/* --- environment -------------------------------------------------------------------------------------- */
+
+/* The repository root: TENANCY_ROOT (hack/test.sh exports it), else from this file's path (CMake
+ * compiles with absolute paths), else the working directory. */
+static const char *repo_root(void) {
+  static char root[PATH_MAX];
+  if (root[0])
+    return root;
+  const char *env = getenv("TENANCY_ROOT");
+  const char *suffix = "/tests/integration/test_chart.c";
+  size_t n = strlen(__FILE__), s = strlen(suffix);
+  if (env && *env && strlen(env) < sizeof root) {
+    strcpy(root, env);
+  } else if (__FILE__[0] == '/' && n > s && strcmp(__FILE__ + n - s, suffix) == 0 && n - s < sizeof root) {
+    memcpy(root, __FILE__, n - s);
+    root[n - s] = '\0';
+  } else if (!getcwd(root, sizeof root)) {
+    strcpy(root, ".");
+  }
+  return root;
+}
+
+static const char *chart_dir(void) {
+  static char dir[PATH_MAX + 32];
+  if (!dir[0])
+    snprintf(dir, sizeof dir, "%s/charts/tenancy-operator", repo_root());
+  return dir;
+}
+
+/* Builds helm once (hack/build-helm.sh caches it; a later run builds nothing) and gives this process
+ * its own Helm config, cache and data directories. */
+static void setup(void) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "p=$('%s/hack/build-helm.sh') && printf 'HELM=%%s\\n' \"$p\"", repo_root());
+  cr_assert_eq(rc, 0, "hack/build-helm.sh failed: %s", out);
+  const char *h = NULL;
+  for (const char *p = strstr(out, "HELM="); p; p = strstr(p + 1, "HELM="))
+    h = p + 5;
+  cr_assert_not_null(h, "hack/build-helm.sh printed no path: %s", out);
+  size_t len = strcspn(h, "\n");
+  cr_assert_lt(len, sizeof helm_bin);
+  memcpy(helm_bin, h, len);
+  helm_bin[len] = '\0';
+  free(out);
+  cr_assert_eq(access(helm_bin, X_OK), 0, "%s is not executable", helm_bin);
+
+  strcpy(helm_home, "/tmp/tn-chart-helm-XXXXXX");
+  cr_assert_not_null(mkdtemp(helm_home), "mkdtemp");
+  char dir[128];
+  snprintf(dir, sizeof dir, "%s/config", helm_home);
+  setenv("HELM_CONFIG_HOME", dir, 1);
+  snprintf(dir, sizeof dir, "%s/cache", helm_home);
+  setenv("HELM_CACHE_HOME", dir, 1);
+  snprintf(dir, sizeof dir, "%s/data", helm_home);
+  setenv("HELM_DATA_HOME", dir, 1);
+}
+
+static void teardown(void) {
+  if (helm_home[0] && strncmp(helm_home, "/tmp/tn-chart-helm-", 19) == 0)
+    (void)tn_test_sh(NULL, "rm -rf '%s'", helm_home);
+}
+
+TestSuite(chart, .init = setup, .fini = teardown, .timeout = 600);
+
+/* --- YAML to JSON --------------------------------------------------------------------------------- */
+
+/* A scalar as JSON. Quoted scalars are strings; plain ones follow the YAML 1.2 core schema as far as
+ * Kubernetes manifests need: null, true/false, decimal integers and reals, else strings. */
+static json_t *scalar_to_json(const yaml_node_t *n) {
+  const char *v = (const char *)n->data.scalar.value;
+  size_t len = n->data.scalar.length;
+  if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+    if (len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+        strcmp(v, "NULL") == 0)
+      return json_null();
+    if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "TRUE") == 0)
+      return json_true();
+    if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
+      return json_false();
+    if (strspn(v, "0123456789+-.eE") == len) {
+      char *end = NULL;
+      long long i = strtoll(v, &end, 10);
+      if (end != v && *end == '\0')
+        return json_integer(i);
+      double d = strtod(v, &end);
+      if (end != v && *end == '\0' && isfinite(d))
+        return json_real(d);
+    }
+  }
+  return json_stringn(v, len);
+}
+
+/* Node N of DOC as JSON (new reference). Mapping keys must be scalars. */
+static json_t *node_to_json(yaml_document_t *doc, yaml_node_t *n) {
+  cr_assert_not_null(n, "YAML: dangling node");
+  switch (n->type) {
+  case YAML_SCALAR_NODE:
+    return scalar_to_json(n);
+  case YAML_SEQUENCE_NODE: {
+    json_t *a = json_array();
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++)
+      json_array_append_new(a, node_to_json(doc, yaml_document_get_node(doc, *i)));
+    return a;
+  }
+  case YAML_MAPPING_NODE: {
+    json_t *o = json_object();
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+      yaml_node_t *k = yaml_document_get_node(doc, p->key);
+      cr_assert(k && k->type == YAML_SCALAR_NODE, "YAML: a mapping key that is not a scalar");
+      json_object_setn_new(o, (const char *)k->data.scalar.value, k->data.scalar.length,
+                           node_to_json(doc, yaml_document_get_node(doc, p->value)));
+    }
+    return o;
+  }
+  default:
+    cr_assert_fail("YAML: empty node");
+  }
+  return NULL;
+}
+
+/* Every non-empty document of the YAML stream in PATH, as a JSON array (new reference). */
+static json_t *yaml_file_to_json(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "open %s", path);
+  yaml_parser_t parser;
+  cr_assert(yaml_parser_initialize(&parser), "yaml_parser_initialize");
+  yaml_parser_set_input_file(&parser, f);
+  json_t *docs = json_array();
+  for (;;) {
+    yaml_document_t doc;
+    if (!yaml_parser_load(&parser, &doc))
+      cr_assert_fail("%s: YAML error at line %zu: %s", path, parser.problem_mark.line + 1,
+                     parser.problem ? parser.problem : "?");
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+      yaml_document_delete(&doc);
+      break;
+    }
+    json_t *j = node_to_json(&doc, root);
+    yaml_document_delete(&doc);
+    if (json_is_null(j))
+      json_decref(j);
+    else
+      json_array_append_new(docs, j);
+  }
+  yaml_parser_delete(&parser);
+  fclose(f);
+  return docs;
+}
+
+/* --- running helm --------------------------------------------------------------------------------- */
+
+/* `helm template RELEASE <chart> -n NS ARGS` (ARGS: trusted shell words). Returns the rendered objects
+ * (new reference); fails the test when helm fails. */
+static json_t *render(const char *release, const char *ns, const char *args) {
+  char path[] = "/tmp/tn-chart-render-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0, "mkstemp");
+  close(fd);
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "'%s' template %s '%s' -n %s %s >'%s'", helm_bin, release, chart_dir(), ns, args,
+                      path);
+  if (rc != 0) {
+    unlink(path);
+    cr_assert_fail("helm template %s %s failed (exit %d): %s", release, args, rc, out);
+  }
+  free(out);
+  json_t *objs = yaml_file_to_json(path);
+  unlink(path);
+  return objs;
+}
+
+/* `helm template` with ARGS, expecting a refusal that mentions NEEDLE. */
+static void expect_render_refused(const char *args, const char *needle) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "'%s' template " RELEASE " '%s' -n " RELEASE_NS " %s >/dev/null", helm_bin,
+                      chart_dir(), args);
+  cr_assert_neq(rc, 0, "helm template %s was accepted; expected a refusal mentioning \"%s\"", args, needle);
+  cr_assert(strstr(out, needle), "helm template %s: expected \"%s\" in the refusal, got: %s", args, needle,
+            out);
+  free(out);
+}
+
+/* Writes TEXT to a new temporary file whose name is stored in PATH (a "/tmp/...XXXXXX" template). */
+static void write_temp(char *path, const char *text) {
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0, "mkstemp");
+  size_t n = strlen(text);
+  cr_assert_eq(write(fd, text, n), (ssize_t)n, "write %s", path);
+  close(fd);
+}
+
+/* --- looking into objects ------------------------------------------------------------------------- */
+
+/* The object of KIND named NAME in OBJS, or NULL (borrowed). */
+static json_t *find(json_t *objs, const char *kind, const char *name) {
+  size_t i;
+  json_t *o;
+  json_array_foreach(objs, i, o) {
+    const char *k = json_string_value(json_object_get(o, "kind"));
+    const char *n = json_string_value(json_object_get(json_object_get(o, "metadata"), "name"));
+    if (k && n && strcmp(k, kind) == 0 && strcmp(n, name) == 0)
+      return o;
+  }
+  return NULL;
+}
+
+static json_t *must_find(json_t *objs, const char *kind, const char *name) {
+  json_t *o = find(objs, kind, name);
+  cr_assert_not_null(o, "no %s %s was rendered", kind, name);
+  return o;
+}
+
+static size_t count_kind(json_t *objs, const char *kind) {
+  size_t i, n = 0;
+  json_t *o;
+  json_array_foreach(objs, i, o) {
+    const char *k = json_string_value(json_object_get(o, "kind"));
+    n += k && strcmp(k, kind) == 0;
+  }
+  return n;
+}
+
+/* The value at PATH ("spec.template.spec.containers.0.args": keys, or indexes into arrays) in O, or
+ * NULL (borrowed). */
+static json_t *at(json_t *o, const char *path) {
+  char seg[128];
+  while (o && *path) {
+    size_t n = strcspn(path, ".");
+    cr_assert_lt(n, sizeof seg);
+    memcpy(seg, path, n);
+    seg[n] = '\0';
+    path += n + (path[n] == '.');
+    if (json_is_array(o)) {
+      char *end = NULL;
+      long i = strtol(seg, &end, 10);
+      o = *end == '\0' && i >= 0 ? json_array_get(o, (size_t)i) : NULL;
+    } else {
+      o = json_object_get(o, seg);
+    }
+  }
+  return o;
+}
+
+static const char *str_at(json_t *o, const char *path) { return json_string_value(at(o, path)); }
+
+/* The string under KEY (which may hold dots, as label keys do) of the object at PATH in O, or NULL. */
+static const char *key_at(json_t *o, const char *path, const char *key) {
+  return json_string_value(json_object_get(at(o, path), key));
+}
+
+static const char *label(json_t *o, const char *key) { return key_at(o, "metadata.labels", key); }
+
+#define expect_str(got, want)                                                                                \
+  do {                                                                                                       \
+    const char *got_ = (got);                                                                                \
+    cr_expect(got_ &&strcmp(got_, (want)) == 0, "%s: expected \"%s\", got \"%s\"", #got, (want),             \
+              got_ ? got_ : "(absent)");                                                                     \
+  } while (0)
+
+#define expect_str_at(o, path, want)                                                                         \
+  do {                                                                                                       \
+    const char *got_ = str_at((o), (path));                                                                  \
+    cr_expect(got_ &&strcmp(got_, (want)) == 0, "%s: expected \"%s\", got \"%s\"", (path), (want),           \
+              got_ ? got_ : "(absent)");                                                                     \
+  } while (0)
+
+#define expect_int_at(o, path, want)                                                                         \
+  do {                                                                                                       \
+    json_t *got_ = at((o), (path));                                                                          \
+    cr_expect(json_is_integer(got_) && json_integer_value(got_) == (want), "%s: expected %lld, got %s",      \
+              (path), (long long)(want),                                                                     \
+              got_ ? (json_is_integer(got_) ? "another number" : "not a number") : "(absent)");              \
+  } while (0)
+
+/* The only container of DEPLOY's pod template. */
+static json_t *container(json_t *deploy) {
+  json_t *cs = at(deploy, "spec.template.spec.containers");
+  cr_assert_eq(json_array_size(cs), 1, "expected exactly one container");
+  return json_array_get(cs, 0);
+}
+
+static int has_arg(json_t *c, const char *arg) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(c, "args"), i, a) {
+    if (json_is_string(a) && strcmp(json_string_value(a), arg) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* The args of C joined with spaces, for messages (static buffer). */
+static const char *args_text(json_t *c) {
+  static char s[4096];
+  s[0] = '\0';
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(c, "args"), i, a) {
+    strncat(s, json_string_value(a) ? json_string_value(a) : "?", sizeof s - strlen(s) - 2);
+    strncat(s, " ", sizeof s - strlen(s) - 1);
+  }
+  return s;
+}
+
+#define expect_arg(c, arg) cr_expect(has_arg((c), (arg)), "arg %s missing from: %s", (arg), args_text(c))
+#define expect_no_arg(c, arg) cr_expect(!has_arg((c), (arg)), "unexpected arg %s in: %s", (arg), args_text(c))
+
+/* The env var NAME of C, or NULL (borrowed). */
+static json_t *env_var(json_t *c, const char *name) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(c, "env"), i, e) {
+    if (strcmp(str_at(e, "name"), name) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+/* The containerPort named NAME of C, or -1. */
+static long long port_named(json_t *c, const char *name) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(c, "ports"), i, p) {
+    if (strcmp(str_at(p, "name"), name) == 0)
+      return json_integer_value(json_object_get(p, "containerPort"));
+  }
+  return -1;
+}
+
+/* --- RBAC, grant by grant ------------------------------------------------------------------------- */
+
+/* The set (a JSON object with true values) of what ROLE grants: one key
+ * "apiGroup|resource|verb|resourceName" per combination of each rule ("*" when a rule names no
+ * resources). Two roles grant exactly the same when their sets are equal, however the rules are split
+ * or ordered. New reference. */
+static json_t *grants_of(json_t *role) {
+  json_t *set = json_object(), *rule;
+  size_t i;
+  json_array_foreach(json_object_get(role, "rules"), i, rule) {
+    json_t *groups = json_object_get(rule, "apiGroups"), *resources = json_object_get(rule, "resources");
+    json_t *verbs = json_object_get(rule, "verbs"), *names = json_object_get(rule, "resourceNames");
+    cr_assert(json_array_size(groups) && json_array_size(resources) && json_array_size(verbs),
+              "rule %zu has no apiGroups, resources or verbs", i);
+    size_t ng = json_array_size(groups), nr = json_array_size(resources), nv = json_array_size(verbs);
+    size_t nn = json_array_size(names) ? json_array_size(names) : 1;
+    for (size_t g = 0; g < ng; g++)
+      for (size_t r = 0; r < nr; r++)
+        for (size_t v = 0; v < nv; v++)
+          for (size_t n = 0; n < nn; n++) {
+            char key[512];
+            const char *name = json_array_size(names) ? json_string_value(json_array_get(names, n)) : "*";
+            snprintf(key, sizeof key, "%s|%s|%s|%s", json_string_value(json_array_get(groups, g)),
+                     json_string_value(json_array_get(resources, r)),
+                     json_string_value(json_array_get(verbs, v)), name);
+            json_object_set_new(set, key, json_true());
+          }
+  }
+  return set;
+}
+
+/* Keys of A that B lacks, comma-separated, appended to OUT. */
+static void set_minus(json_t *a, json_t *b, struct tn_buf *out) {
+  const char *k;
+  json_t *v;
+  json_object_foreach(a, k, v) {
+    if (!json_object_get(b, k))
+      (void)tn_buf_printf(out, " %s", k);
+  }
+}
+
+/* Expects GOT to grant exactly what WANT grants; the failure lists each missing and extra grant. */
+static void expect_same_grants(json_t *want, json_t *got, const char *what) {
+  json_t *w = grants_of(want), *g = grants_of(got);
+  cr_expect_gt(json_object_size(w), 0, "%s: the reference grants nothing", what);
+  if (!json_equal(w, g)) {
+    struct tn_buf missing, extra;
+    tn_buf_init(&missing, 1u << 20);
+    tn_buf_init(&extra, 1u << 20);
+    set_minus(w, g, &missing);
+    set_minus(g, w, &extra);
+    cr_expect_fail("%s: the chart's rules differ from manifests/deploy/: missing:%s; extra:%s", what,
+                   tn_buf_str(&missing), tn_buf_str(&extra));
+    tn_buf_cleanup(&missing);
+    tn_buf_cleanup(&extra);
+  }
+  json_decref(w);
+  json_decref(g);
+}
+
+/* --- state the fixture cleans up (this process only) ---------------------------------------------- */
+
+static char dry_run_ns[64];      /* a namespace created for server-side dry runs */
+static int release_installed;    /* helm install was attempted: uninstall it */
+static int restore_tenant_roles; /* the tenant ClusterRoles existed before (from manifests/deploy/) */
+
+static void cleanup_cluster(void) {
+  if (dry_run_ns[0])
+    (void)tn_test_sh(NULL, "kubectl delete namespace %s --ignore-not-found --wait=false", dry_run_ns);
+  if (release_installed)
+    (void)tn_test_sh(NULL,
+                     "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig \"$KUBECONFIG\" "
+                     "--ignore-not-found --wait --timeout=60s",
+                     helm_bin);
+  if (restore_tenant_roles)
+    (void)tn_test_sh(NULL, "kubectl apply -f '%s/manifests/deploy/20-tenant-roles.yaml'", repo_root());
+}
+
+/* The non-default values the chart is rendered, linted and dry-run applied with. */
+static const char NON_DEFAULT_VALUES[] =
+    "replicaCount: 3\n"
+    "image: {repository: registry.example.com/platform/tenancy-operator, tag: \"1.2.3\", pullPolicy: "
+    "Always}\n"
+    "imagePullSecrets: [{name: regcred}]\n"
+    "serviceAccount: {name: tenancy-sa, annotations: {iam.example.com/role: tenancy}}\n"
+    "leaderElection: {namespace: tenancy-leases, id: tenancy-lease}\n"
+    "operator: {workers: 8, syncPeriod: 30m, logLevel: debug, logFormat: text, gracefulShutdownTimeout: "
+    "20s}\n"
+    "extraArgs: [--kube-api-qps=50, --kube-api-burst=100]\n"
+    "extraEnv: [{name: TZ, value: UTC}]\n"
+    "database: {dsnSecret: {name: pg-dsn, key: uri, optional: false}}\n"
+    "metrics:\n"
+    "  port: 9090\n"
+    "  service: {port: 9443, annotations: {prometheus.io/scrape: \"true\"}}\n"
+    "  serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}\n"
+    "probes: {port: 9091}\n"
+    "podAnnotations: {example.com/team: platform}\n"
+    "podLabels: {team: platform}\n"
+    "resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: \"1\", memory: 256Mi}}\n"
+    "terminationGracePeriodSeconds: 25\n"
+    "priorityClassName: system-cluster-critical\n"
+    "nodeSelector: {kubernetes.io/os: linux}\n"
+    "tolerations: [{key: dedicated, operator: Equal, value: platform, effect: NoSchedule}]\n"
+    "affinity:\n"
+    "  podAntiAffinity:\n"
+    "    preferredDuringSchedulingIgnoredDuringExecution:\n"
+    "      - weight: 100\n"
+    "        podAffinityTerm:\n"
+    "          topologyKey: kubernetes.io/hostname\n"
+    "          labelSelector: {matchLabels: {app.kubernetes.io/name: tenancy-operator}}\n"
+    "topologySpreadConstraints:\n"
+    "  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway,\n"
+    "     labelSelector: {matchLabels: {app.kubernetes.io/name: tenancy-operator}}}\n";
+
+/* --- lint and CRDs ---------------------------------------------------------------------------------- */
+
+Test(chart, lints_clean) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "'%s' lint --strict '%s'", helm_bin, chart_dir());
+  cr_assert_eq(rc, 0, "helm lint --strict failed: %s", out);
+  cr_expect(strstr(out, "1 chart(s) linted, 0 chart(s) failed"), "%s", out);
+  free(out);
+
+  char values[] = "/tmp/tn-chart-values-XXXXXX";
+  write_temp(values, NON_DEFAULT_VALUES);
+  rc = tn_test_sh(&out, "'%s' lint --strict '%s' -f '%s'", helm_bin, chart_dir(), values);
+  unlink(values);
+  cr_assert_eq(rc, 0, "helm lint --strict with non-default values failed: %s", out);
+  free(out);
+
+  /* lint validates values against values.schema.json (a template's `fail` is only [INFO] to lint:
+   * refuses_broken_values covers those) */
+  rc = tn_test_sh(&out, "'%s' lint --strict '%s' --set operator.logLevel=loud", helm_bin, chart_dir());
+  cr_expect_neq(rc, 0, "helm lint accepted operator.logLevel=loud: %s", out);
+  cr_expect(strstr(out, "logLevel"), "%s", out);
+  free(out);
+}
+
+Test(chart, crds_are_copies_of_the_repository_crds) {
+  const char *root = repo_root();
+  char *out = NULL;
+  int rc = tn_test_sh(&out, "'%s/hack/sync-chart-crds.sh' --check", root);
+  cr_assert_eq(rc, 0, "the chart's crds/ differ from crds/ (run hack/sync-chart-crds.sh): %s", out);
+  free(out);
+  /* the same, without the script: byte-equal files, no extra ones */
+  rc = tn_test_sh(
+      &out,
+      "cd '%s' && for f in crds/*.yaml; do cmp \"$f\" \"charts/tenancy-operator/$f\" || exit 1; done && "
+      "[ \"$(ls crds)\" = \"$(ls charts/tenancy-operator/crds)\" ]",
+      root);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* --check catches each kind of drift, and a sync repairs it (in a scratch copy) */
+  char dir[] = "/tmp/tn-chart-crds-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  rc = tn_test_sh(&out,
+                  "cp '%s'/crds/*.yaml %s/ && echo '# drift' >> %s/tenancy.dev_plans.yaml && "
+                  "rm %s/tenancy.dev_tenants.yaml && touch %s/stale.yaml",
+                  chart_dir(), dir, dir, dir, dir);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh(&out, "'%s/hack/sync-chart-crds.sh' --check %s", root, dir);
+  cr_expect_eq(rc, 1, "--check passed a drifted copy: %s", out);
+  cr_expect(strstr(out, "tenancy.dev_plans.yaml differs from crds/tenancy.dev_plans.yaml"), "%s", out);
+  cr_expect(strstr(out, "tenancy.dev_tenants.yaml is missing"), "%s", out);
+  cr_expect(strstr(out, "stale.yaml has no counterpart in crds/"), "%s", out);
+  free(out);
+  rc = tn_test_sh(&out,
+                  "'%s/hack/sync-chart-crds.sh' %s && '%s/hack/sync-chart-crds.sh' --check %s && "
+                  "[ ! -e %s/stale.yaml ] && for f in '%s'/crds/*.yaml; do cmp \"$f\" %s/$(basename \"$f\") "
+                  "|| exit 1; done",
+                  root, dir, root, dir, dir, root, dir);
+  cr_expect_eq(rc, 0, "sync did not repair the copy: %s", out);
+  free(out);
+  (void)tn_test_sh(NULL, "rm -rf %s", dir);
+}
+
+Test(chart, include_crds_renders_the_repository_crds) {
+  json_t *objs = render(RELEASE, RELEASE_NS, "--include-crds");
+  cr_expect_eq(count_kind(objs, "CustomResourceDefinition"), sizeof CRD_NAMES / sizeof CRD_NAMES[0]);
+  for (size_t i = 0; i < sizeof CRD_NAMES / sizeof CRD_NAMES[0]; i++) {
+    char path[PATH_MAX + 64];
+    /* tenants.tenancy.dev -> crds/tenancy.dev_tenants.yaml */
+    size_t plural = strcspn(CRD_NAMES[i], ".");
+    snprintf(path, sizeof path, "%s/crds/tenancy.dev_%.*s.yaml", repo_root(), (int)plural, CRD_NAMES[i]);
+    json_t *want = yaml_file_to_json(path);
+    cr_assert_eq(json_array_size(want), 1, "%s", path);
+    json_t *got = must_find(objs, "CustomResourceDefinition", CRD_NAMES[i]);
+    cr_expect(json_equal(json_array_get(want, 0), got), "the rendered %s differs from %s", CRD_NAMES[i],
+              path);
+    json_decref(want);
+  }
+  json_decref(objs);
+}
+
+/* --- rendering ------------------------------------------------------------------------------------ */
+
+struct want_obj {
+  const char *kind, *name;
+  int namespaced;
+};
+
+Test(chart, renders_with_defaults) {
+  static const struct want_obj want[] = {
+      {"ServiceAccount", FULLNAME, 1},
+      {"ClusterRole", FULLNAME, 0},
+      {"ClusterRoleBinding", FULLNAME, 0},
+      {"Role", FULLNAME "-leader-election", 1},
+      {"RoleBinding", FULLNAME "-leader-election", 1},
+      {"ClusterRole", "tenancy-tenant-admin", 0},
+      {"ClusterRole", "tenancy-tenant-developer", 0},
+      {"ClusterRole", "tenancy-tenant-viewer", 0},
+      {"Service", FULLNAME "-metrics", 1},
+      {"Deployment", FULLNAME, 1},
+  };
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/Chart.yaml", chart_dir());
+  json_t *chart = yaml_file_to_json(path);
+  const char *version = str_at(chart, "0.version"), *app_version = str_at(chart, "0.appVersion");
+  cr_assert(version && app_version, "Chart.yaml lacks version or appVersion");
+  char chart_label[128], image[128];
+  snprintf(chart_label, sizeof chart_label, "tenancy-operator-%s", version);
+  snprintf(image, sizeof image, "tenancy-operator:%s", app_version);
+
+  json_t *objs = render(RELEASE, RELEASE_NS, "");
+  cr_expect_eq(json_array_size(objs), sizeof want / sizeof want[0], "rendered %zu objects",
+               json_array_size(objs));
+  cr_expect_eq(count_kind(objs, "Namespace"), 0, "the chart must not create the release namespace");
+  cr_expect_eq(count_kind(objs, "CustomResourceDefinition"), 0, "CRDs come from crds/, not templates");
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    json_t *o = must_find(objs, want[i].kind, want[i].name);
+    const char *ns = str_at(o, "metadata.namespace");
+    if (want[i].namespaced)
+      cr_expect(ns && strcmp(ns, RELEASE_NS) == 0, "%s %s: namespace %s", want[i].kind, want[i].name, ns);
+    else
+      cr_expect_null(ns, "cluster-scoped %s %s has a namespace", want[i].kind, want[i].name);
+    static const char *const keys[] = {"app.kubernetes.io/name", "app.kubernetes.io/instance",
+                                       "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
+                                       "helm.sh/chart"};
+    const char *values[] = {"tenancy-operator", RELEASE, app_version, "Helm", chart_label};
+    for (size_t k = 0; k < 5; k++) {
+      const char *v = label(o, keys[k]);
+      cr_expect(v && strcmp(v, values[k]) == 0, "%s %s: label %s=%s, expected %s", want[i].kind, want[i].name,
+                keys[k], v ? v : "(absent)", values[k]);
+    }
+  }
+
+  json_t *d = must_find(objs, "Deployment", FULLNAME), *c = container(d);
+  expect_int_at(d, "spec.replicas", 2);
+  json_t *selector = at(d, "spec.selector.matchLabels");
+  cr_expect_eq(json_object_size(selector), 2, "selector: name and instance only");
+  expect_str(key_at(d, "spec.selector.matchLabels", "app.kubernetes.io/name"), "tenancy-operator");
+  expect_str(key_at(d, "spec.selector.matchLabels", "app.kubernetes.io/instance"), RELEASE);
+  const char *k;
+  json_t *v;
+  json_object_foreach(selector, k, v) {
+    cr_expect(json_equal(v, json_object_get(at(d, "spec.template.metadata.labels"), k)),
+              "pod template lacks selector label %s", k);
+  }
+  expect_str_at(d, "spec.template.spec.serviceAccountName", FULLNAME);
+  expect_str_at(c, "image", image);
+  expect_str_at(c, "imagePullPolicy", "IfNotPresent");
+  expect_arg(c, "--leader-elect");
+  expect_arg(c, "--leader-election-namespace=" RELEASE_NS);
+  expect_arg(c, "--leader-election-id=" FULLNAME "-leader");
+  expect_arg(c, "--metrics-bind-address=:8080");
+  expect_arg(c, "--health-probe-bind-address=:8081");
+  expect_arg(c, "--workers=4");
+  expect_arg(c, "--sync-period=10h");
+  expect_arg(c, "--log-level=info");
+  json_t *dsn = env_var(c, "TENANCY_PG_DSN");
+  cr_assert_not_null(dsn, "no TENANCY_PG_DSN");
+  expect_str_at(dsn, "valueFrom.secretKeyRef.name", FULLNAME "-db");
+  expect_str_at(dsn, "valueFrom.secretKeyRef.key", "dsn");
+  cr_expect(json_is_true(at(dsn, "valueFrom.secretKeyRef.optional")));
+  cr_expect_null(json_object_get(dsn, "value"), "the DSN must come from a Secret");
+  cr_expect_eq(port_named(c, "metrics"), 8080);
+  cr_expect_eq(port_named(c, "probes"), 8081);
+  expect_str_at(c, "livenessProbe.httpGet.path", "/healthz");
+  expect_str_at(c, "readinessProbe.httpGet.path", "/readyz");
+  cr_expect(json_is_true(at(d, "spec.template.spec.securityContext.runAsNonRoot")));
+  expect_str_at(d, "spec.template.spec.securityContext.seccompProfile.type", "RuntimeDefault");
+  cr_expect(json_is_false(at(c, "securityContext.allowPrivilegeEscalation")));
+  cr_expect(json_is_true(at(c, "securityContext.readOnlyRootFilesystem")));
+  expect_str_at(c, "securityContext.capabilities.drop.0", "ALL");
+  expect_int_at(d, "spec.template.spec.terminationGracePeriodSeconds", 40);
+
+  json_t *svc = must_find(objs, "Service", FULLNAME "-metrics");
+  cr_expect(json_equal(at(svc, "spec.selector"), selector),
+            "the Service selects other pods than the Deployment");
+  expect_int_at(svc, "spec.ports.0.port", 8080);
+  expect_str_at(svc, "spec.ports.0.targetPort", "metrics");
+
+  json_t *crb = must_find(objs, "ClusterRoleBinding", FULLNAME);
+  expect_str_at(crb, "roleRef.kind", "ClusterRole");
+  expect_str_at(crb, "roleRef.name", FULLNAME);
+  json_t *rb = must_find(objs, "RoleBinding", FULLNAME "-leader-election");
+  expect_str_at(rb, "roleRef.kind", "Role");
+  expect_str_at(rb, "roleRef.name", FULLNAME "-leader-election");
+  json_t *bindings[] = {crb, rb};
+  for (size_t i = 0; i < 2; i++) {
+    cr_expect_eq(json_array_size(at(bindings[i], "subjects")), 1);
+    expect_str_at(bindings[i], "subjects.0.kind", "ServiceAccount");
+    expect_str_at(bindings[i], "subjects.0.name", FULLNAME);
+    expect_str_at(bindings[i], "subjects.0.namespace", RELEASE_NS);
+  }
+  json_decref(objs);
+  json_decref(chart);
+}
+
+/* Expects the chart's Deployment GOT to run the pod of manifests/deploy/30-deployment.yaml WANT. */
+static void expect_same_deployment(json_t *want, json_t *got) {
+  cr_expect(json_equal(at(want, "spec.replicas"), at(got, "spec.replicas")), "replicas differ");
+  const char *k;
+  json_t *v;
+  json_object_foreach(at(want, "spec.selector.matchLabels"), k, v) {
+    cr_expect(json_equal(v, json_object_get(at(got, "spec.selector.matchLabels"), k)), "selector lacks %s",
+              k);
+  }
+  static const char *const pod_fields[] = {"serviceAccountName", "securityContext",
+                                           "terminationGracePeriodSeconds"};
+  for (size_t i = 0; i < sizeof pod_fields / sizeof pod_fields[0]; i++) {
+    json_t *w = json_object_get(at(want, "spec.template.spec"), pod_fields[i]);
+    cr_expect_not_null(w, "the manifest has no pod %s", pod_fields[i]);
+    cr_expect(json_equal(w, json_object_get(at(got, "spec.template.spec"), pod_fields[i])), "pod %s differs",
+              pod_fields[i]);
+  }
+  json_t *wc = container(want), *gc = container(got);
+  static const char *const fields[] = {
+      "name", "image", "env", "livenessProbe", "readinessProbe", "resources", "securityContext"};
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    json_t *w = json_object_get(wc, fields[i]), *g = json_object_get(gc, fields[i]);
+    cr_expect_not_null(w, "the manifest's container has no %s", fields[i]);
+    if (!json_equal(w, g)) {
+      char *ws = json_dumps(w, JSON_COMPACT), *gs = g ? json_dumps(g, JSON_COMPACT) : NULL;
+      cr_expect_fail("container %s differs: manifest %s, chart %s", fields[i], ws, gs ? gs : "(absent)");
+      free(ws);
+      free(gs);
+    }
+  }
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(wc, "args"), i, a) expect_arg(gc, json_string_value(a));
+  /* the manifest relies on the operator's default Lease name; the chart passes it explicitly */
+  expect_arg(gc, "--leader-election-id=tenancy-operator-leader");
+  json_t *p;
+  json_array_foreach(json_object_get(wc, "ports"), i, p) {
+    cr_expect_eq(port_named(gc, str_at(p, "name")), json_integer_value(json_object_get(p, "containerPort")),
+                 "port %s differs", str_at(p, "name"));
+  }
+}
+
+Test(chart, equals_manifests_deploy) {
+  /* a release named tenancy-operator gets exactly the names of manifests/deploy/ */
+  json_t *objs = render("tenancy-operator", "tenancy-system", "");
+  static const char *const files[] = {"10-rbac.yaml", "20-tenant-roles.yaml", "30-deployment.yaml"};
+  json_t *man = json_array();
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/manifests/deploy/%s", repo_root(), files[i]);
+    json_t *docs = yaml_file_to_json(path);
+    cr_assert_gt(json_array_size(docs), 0, "%s holds no object", path);
+    json_array_extend(man, docs);
+    json_decref(docs);
+  }
+  /* every object of the manifests (but the Namespace: Helm's --create-namespace), plus the metrics Service */
+  cr_expect_eq(json_array_size(objs), json_array_size(man) + 1,
+               "the chart renders %zu objects, the manifests %zu", json_array_size(objs),
+               json_array_size(man));
+  must_find(objs, "Service", "tenancy-operator-metrics");
+  cr_expect_eq(count_kind(objs, "Namespace"), 0);
+
+  size_t i, compared_roles = 0;
+  json_t *m;
+  json_array_foreach(man, i, m) {
+    const char *kind = str_at(m, "kind"), *name = str_at(m, "metadata.name");
+    json_t *o = find(objs, kind, name);
+    cr_expect_not_null(o, "the chart renders no %s %s", kind, name);
+    if (!o)
+      continue;
+    const char *wns = str_at(m, "metadata.namespace"), *gns = str_at(o, "metadata.namespace");
+    cr_expect((!wns && !gns) || (wns && gns && strcmp(wns, gns) == 0), "%s %s: namespace %s, chart %s", kind,
+              name, wns ? wns : "(none)", gns ? gns : "(none)");
+    char what[256];
+    snprintf(what, sizeof what, "%s %s", kind, name);
+    if (strcmp(kind, "ClusterRole") == 0 || strcmp(kind, "Role") == 0) {
+      expect_same_grants(m, o, what);
+      compared_roles++;
+    } else if (strcmp(kind, "ClusterRoleBinding") == 0 || strcmp(kind, "RoleBinding") == 0) {
+      cr_expect(json_equal(json_object_get(m, "roleRef"), json_object_get(o, "roleRef")),
+                "%s: roleRef differs", what);
+      cr_expect(json_equal(json_object_get(m, "subjects"), json_object_get(o, "subjects")),
+                "%s: subjects differ", what);
+    } else if (strcmp(kind, "Deployment") == 0) {
+      expect_same_deployment(m, o);
+    }
+  }
+  cr_expect_eq(compared_roles, 5, "operator ClusterRole, leader-election Role and 3 tenant roles");
+
+  /* the grant comparison is not vacuous: it tells roles apart, one grant is enough */
+  json_t *admin = must_find(man, "ClusterRole", "tenancy-tenant-admin");
+  json_t *viewer = must_find(man, "ClusterRole", "tenancy-tenant-viewer");
+  json_t *ga = grants_of(admin), *gv = grants_of(viewer);
+  cr_expect(!json_equal(ga, gv));
+  json_t *op = json_deep_copy(must_find(objs, "ClusterRole", "tenancy-operator"));
+  json_t *g1 = grants_of(op);
+  json_array_append_new(at(op, "rules.0.verbs"), json_string("delete")); /* tenants: delete */
+  json_t *g2 = grants_of(op);
+  cr_expect_eq(json_object_size(g2), json_object_size(g1) + 4, "one verb more on 4 resources");
+  cr_expect(!json_equal(g1, g2));
+  json_decref(ga);
+  json_decref(gv);
+  json_decref(g1);
+  json_decref(g2);
+  json_decref(op);
+  json_decref(man);
+  json_decref(objs);
+}
+
+Test(chart, renders_with_values) {
+  char values[] = "/tmp/tn-chart-values-XXXXXX", args[64];
+  write_temp(values, NON_DEFAULT_VALUES);
+  snprintf(args, sizeof args, "-f %s", values);
+  json_t *objs = render("ops", "platform", args);
+  unlink(values);
+
+  json_t *d = must_find(objs, "Deployment", "ops-tenancy-operator"), *c = container(d);
+  json_t *pod = at(d, "spec.template.spec");
+  expect_int_at(d, "spec.replicas", 3);
+  expect_str_at(d, "metadata.namespace", "platform");
+  expect_str_at(c, "image", "registry.example.com/platform/tenancy-operator:1.2.3");
+  expect_str_at(c, "imagePullPolicy", "Always");
+  expect_str(label(d, "app.kubernetes.io/version"), "1.2.3");
+  expect_str_at(pod, "imagePullSecrets.0.name", "regcred");
+  expect_str_at(pod, "serviceAccountName", "tenancy-sa");
+  static const char *const want_args[] = {"--leader-elect",
+                                          "--leader-election-namespace=tenancy-leases",
+                                          "--leader-election-id=tenancy-lease",
+                                          "--metrics-bind-address=:9090",
+                                          "--health-probe-bind-address=:9091",
+                                          "--workers=8",
+                                          "--sync-period=30m",
+                                          "--log-level=debug",
+                                          "--log-format=text",
+                                          "--graceful-shutdown-timeout=20s"};
+  for (size_t i = 0; i < sizeof want_args / sizeof want_args[0]; i++)
+    expect_arg(c, want_args[i]);
+  /* extraArgs come last, so they win over the chart's own flags */
+  json_t *argv = json_object_get(c, "args");
+  size_t nargs = json_array_size(argv);
+  cr_expect_eq(nargs, sizeof want_args / sizeof want_args[0] + 2, "args: %s", args_text(c));
+  expect_str(json_string_value(json_array_get(argv, nargs - 2)), "--kube-api-qps=50");
+  expect_str(json_string_value(json_array_get(argv, nargs - 1)), "--kube-api-burst=100");
+  json_t *dsn = env_var(c, "TENANCY_PG_DSN");
+  cr_assert_not_null(dsn);
+  expect_str_at(dsn, "valueFrom.secretKeyRef.name", "pg-dsn");
+  expect_str_at(dsn, "valueFrom.secretKeyRef.key", "uri");
+  cr_expect(json_is_false(at(dsn, "valueFrom.secretKeyRef.optional")));
+  cr_expect_not_null(env_var(c, "TZ"));
+  expect_str_at(env_var(c, "TZ"), "value", "UTC");
+  cr_expect_eq(port_named(c, "metrics"), 9090);
+  cr_expect_eq(port_named(c, "probes"), 9091);
+  expect_str(key_at(d, "spec.template.metadata.annotations", "example.com/team"), "platform");
+  expect_str(key_at(d, "spec.template.metadata.labels", "team"), "platform");
+  json_t *want_res = json_pack("{s:{s:s,s:s},s:{s:s,s:s}}", "requests", "cpu", "100m", "memory", "64Mi",
+                               "limits", "cpu", "1", "memory", "256Mi");
+  cr_expect(json_equal(json_object_get(c, "resources"), want_res), "resources differ");
+  json_decref(want_res);
+  expect_int_at(pod, "terminationGracePeriodSeconds", 25);
+  expect_str_at(pod, "priorityClassName", "system-cluster-critical");
+  expect_str(key_at(pod, "nodeSelector", "kubernetes.io/os"), "linux");
+  expect_str_at(pod, "tolerations.0.key", "dedicated");
+  expect_str_at(pod, "tolerations.0.effect", "NoSchedule");
+  expect_int_at(pod, "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight",
+                100);
+  expect_int_at(pod, "topologySpreadConstraints.0.maxSkew", 1);
+
+  json_t *sa = must_find(objs, "ServiceAccount", "tenancy-sa");
+  expect_str(key_at(sa, "metadata.annotations", "iam.example.com/role"), "tenancy");
+  json_t *crb = must_find(objs, "ClusterRoleBinding", "ops-tenancy-operator");
+  expect_str_at(crb, "subjects.0.name", "tenancy-sa");
+  expect_str_at(crb, "subjects.0.namespace", "platform");
+  json_t *role = must_find(objs, "Role", "ops-tenancy-operator-leader-election");
+  json_t *rb = must_find(objs, "RoleBinding", "ops-tenancy-operator-leader-election");
+  expect_str_at(role, "metadata.namespace", "tenancy-leases");
+  expect_str_at(rb, "metadata.namespace", "tenancy-leases");
+  expect_str_at(rb, "subjects.0.name", "tenancy-sa");
+  expect_str_at(rb, "subjects.0.namespace", "platform");
+
+  json_t *svc = must_find(objs, "Service", "ops-tenancy-operator-metrics");
+  expect_int_at(svc, "spec.ports.0.port", 9443);
+  expect_str_at(svc, "spec.ports.0.targetPort", "metrics");
+  expect_str(key_at(svc, "metadata.annotations", "prometheus.io/scrape"), "true");
+  json_t *sm = must_find(objs, "ServiceMonitor", "ops-tenancy-operator");
+  expect_str_at(sm, "apiVersion", "monitoring.coreos.com/v1");
+  expect_str_at(sm, "metadata.namespace", "platform");
+  expect_str(label(sm, "release"), "prom");
+  expect_str_at(sm, "spec.endpoints.0.port", "metrics");
+  expect_str_at(sm, "spec.endpoints.0.path", "/metrics");
+  expect_str_at(sm, "spec.endpoints.0.interval", "15s");
+  expect_str_at(sm, "spec.namespaceSelector.matchNames.0", "platform");
+  const char *k;
+  json_t *v;
+  json_object_foreach(at(sm, "spec.selector.matchLabels"), k, v) {
+    cr_expect(json_equal(v, json_object_get(at(svc, "metadata.labels"), k)),
+              "the ServiceMonitor misses the Service");
+  }
+  json_decref(objs);
+}
+
+Test(chart, renders_without_optional_parts) {
+  /* RBAC granted another way, an existing ServiceAccount */
+  json_t *objs = render(
+      RELEASE, RELEASE_NS,
+      "--set rbac.create=false --set serviceAccount.create=false --set serviceAccount.name=existing-sa");
+  static const char *const rbac_kinds[] = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                           "RoleBinding"};
+  for (size_t i = 0; i < sizeof rbac_kinds / sizeof rbac_kinds[0]; i++)
+    cr_expect_eq(count_kind(objs, rbac_kinds[i]), 0, "rendered a %s", rbac_kinds[i]);
+  cr_expect_eq(json_array_size(objs), 2, "the Deployment and the metrics Service only");
+  expect_str_at(must_find(objs, "Deployment", FULLNAME), "spec.template.spec.serviceAccountName",
+                "existing-sa");
+  json_decref(objs);
+
+  /* one replica without leader election */
+  objs = render(RELEASE, RELEASE_NS, "--set leaderElection.enabled=false --set replicaCount=1");
+  json_t *c = container(must_find(objs, "Deployment", FULLNAME));
+  expect_arg(c, "--leader-elect=false");
+  expect_no_arg(c, "--leader-elect");
+  expect_no_arg(c, "--leader-election-namespace=" RELEASE_NS);
+  cr_expect_eq(count_kind(objs, "Role"), 0);
+  cr_expect_eq(count_kind(objs, "RoleBinding"), 0);
+  cr_expect_eq(count_kind(objs, "ClusterRole"), 4);
+  json_decref(objs);
+
+  /* no metrics endpoint */
+  objs = render(RELEASE, RELEASE_NS, "--set metrics.enabled=false");
+  c = container(must_find(objs, "Deployment", FULLNAME));
+  expect_arg(c, "--metrics-bind-address=0");
+  cr_expect_eq(port_named(c, "metrics"), -1);
+  cr_expect_eq(port_named(c, "probes"), 8081);
+  cr_expect_eq(count_kind(objs, "Service"), 0);
+  json_decref(objs);
+
+  /* tenant roles owned elsewhere (another release, or manifests/deploy/) */
+  objs = render(RELEASE, RELEASE_NS, "--set tenantRoles.create=false");
+  cr_expect_eq(count_kind(objs, "ClusterRole"), 1);
+  must_find(objs, "ClusterRole", FULLNAME);
+  json_decref(objs);
+
+  /* pinned by digest, renamed */
+  objs = render(RELEASE, RELEASE_NS,
+                "--set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
+                "--set fullnameOverride=tenancy");
+  json_t *d = must_find(objs, "Deployment", "tenancy");
+  expect_str_at(container(d), "image",
+                "tenancy-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  must_find(objs, "ServiceAccount", "tenancy");
+  must_find(objs, "ClusterRole", "tenancy");
+  json_decref(objs);
+}
+
+Test(chart, refuses_broken_values) {
+  expect_render_refused("--set leaderElection.enabled=false",
+                        "replicaCount > 1 needs leaderElection.enabled=true");
+  expect_render_refused("--set serviceAccount.create=false", "serviceAccount.name is required");
+  expect_render_refused("--set metrics.serviceMonitor.enabled=true --set metrics.service.enabled=false",
+                        "metrics.serviceMonitor.enabled needs");
+  /* values.schema.json: typos and wrong values fail instead of being ignored */
+  expect_render_refused("--set replicacount=3", "replicacount");
+  expect_render_refused("--set operator.logLevel=loud", "logLevel");
+  expect_render_refused("--set image.pullPolicy=Sometimes", "pullPolicy");
+  expect_render_refused("--set image.digest=latest", "digest");
+  expect_render_refused("--set operator.syncPeriod=tenhours", "syncPeriod");
+  expect_render_refused("--set operator.workers=0", "workers");
+  expect_render_refused("--set metrics.port=70000", "port");
+  expect_render_refused("--set probes.port=8080", "metrics.port and probes.port must differ");
+  /* there is no place for a password in values: the DSN comes from a Secret */
+  expect_render_refused("--set database.password=hunter2", "password");
+}
+
+/* --- against the API server ------------------------------------------------------------------------ */
+
+static size_t count_substr(const char *s, const char *needle) {
+  size_t n = 0;
+  for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+    n++;
+  return n;
+}
+
+/* The first line of OUT that is a warning other than kubectl's note about objects created without
+ * `kubectl apply` (the CRDs, when Helm or a server-side apply installed them), or NULL. */
+static const char *unexpected_warning(const char *out) {
+  for (const char *p = strstr(out, "Warning:"); p; p = strstr(p + 1, "Warning:")) {
+    size_t n = strcspn(p, "\n");
+    const char *note = strstr(p, "kubectl.kubernetes.io/last-applied-configuration");
+    if (!note || note > p + n)
+      return p;
+  }
+  return NULL;
+}
+
+/* Renders the chart (release t, namespace NS, ARGS) and applies it with --dry-run=server; returns
+ * kubectl's exit status, its output in *OUT (free it). */
+static int dry_run_apply(char **out, const char *ns, const char *args) {
+  return tn_test_sh(out,
+                    "f=$(mktemp /tmp/tn-chart-dry-XXXXXX) && '%s' template " RELEASE
+                    " '%s' -n %s %s >\"$f\" && "
+                    "kubectl apply --dry-run=server -f \"$f\"; rc=$?; rm -f \"$f\"; exit $rc",
+                    helm_bin, chart_dir(), ns, args);
+}
+
+Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
+  (void)tn_test_env("KUBECONFIG");
+  tn_test_unique_name(dry_run_ns, sizeof dry_run_ns, "chart");
+  char *out = NULL;
+  /* the namespace enforces and warns about the restricted Pod Security Standard */
+  int rc =
+      tn_test_sh(&out,
+                 "kubectl create namespace %s && kubectl label namespace %s "
+                 "pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted",
+                 dry_run_ns, dry_run_ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* defaults, CRDs included */
+  rc = dry_run_apply(&out, dry_run_ns, "--include-crds");
+  cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 14, "4 CRDs and 10 objects: %s", out);
+  for (size_t i = 0; i < sizeof CRD_NAMES / sizeof CRD_NAMES[0]; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "customresourcedefinition.apiextensions.k8s.io/%s ", CRD_NAMES[i]);
+    cr_expect(strstr(out, line), "no %s in: %s", CRD_NAMES[i], out);
+  }
+  cr_expect(strstr(out, "deployment.apps/" FULLNAME " "), "%s", out);
+  cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
+  free(out);
+
+  /* non-default values (no ServiceMonitor: its CRD is not installed here; the Lease in this namespace) */
+  char values[] = "/tmp/tn-chart-values-XXXXXX", args[256];
+  write_temp(values, NON_DEFAULT_VALUES);
+  snprintf(args, sizeof args,
+           "-f %s --set metrics.serviceMonitor.enabled=false --set leaderElection.namespace=%s", values,
+           dry_run_ns);
+  rc = dry_run_apply(&out, dry_run_ns, args);
+  cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 10, "%s", out);
+  cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
+  free(out);
+
+  /* the same check does see a container that is not restricted */
+  rc = dry_run_apply(&out, dry_run_ns, "--set securityContext.allowPrivilegeEscalation=true");
+  cr_expect(strstr(out, "would violate PodSecurity \"restricted"), "no Pod Security warning: %s", out);
+  free(out);
+
+  /* the API server validates what the schema leaves open: an invalid object name is refused */
+  rc = dry_run_apply(&out, dry_run_ns, "--set serviceAccount.name=Not_A_Name");
+  cr_expect_neq(rc, 0, "an invalid ServiceAccount name was accepted: %s", out);
+  cr_expect(strstr(out, "Not_A_Name"), "%s", out);
+  free(out);
+  unlink(values);
+}
+
+/* `kubectl auth can-i VERB WHAT [-n NS]` as the release's ServiceAccount: 1 for yes, 0 for no. */
+static int sa_can(const char *verb, const char *what, const char *ns) {
+  char *out = NULL;
+  (void)tn_test_sh(&out,
+                   "kubectl auth can-i %s %s %s%s --as=system:serviceaccount:" RELEASE_NS ":" FULLNAME
+                   " 2>/dev/null",
+                   verb, what, ns ? "-n " : "", ns ? ns : "");
+  int yes = strcmp(out, "yes\n") == 0, no = strcmp(out, "no\n") == 0;
+  if (!yes && !no)
+    cr_expect_fail("can-i %s %s: %s", verb, what, out);
+  free(out);
+  return yes;
+}
+
+/* The release's objects in the cluster, `-o name`, one per line ("" when none; free it). */
+static char *release_objects(void) {
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out, "kubectl get deployments,serviceaccounts,roles,rolebindings,services -n " RELEASE_NS
+            " -l app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
+            "kubectl get clusterroles,clusterrolebindings -l app.kubernetes.io/instance=" RELEASE
+            " -o name 2>/dev/null && "
+            "kubectl get secrets -n " RELEASE_NS " -l owner=helm,name=" RELEASE " -o name 2>/dev/null");
+  cr_assert_eq(rc, 0, "%s", out);
+  return out;
+}
+
+Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
+  const char *kubeconfig = tn_test_env("KUBECONFIG");
+  char *out = NULL;
+  /* an interrupted earlier run may have left the release */
+  int rc = tn_test_sh(
+      &out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s' --ignore-not-found --wait",
+      helm_bin, kubeconfig);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* other suites apply manifests/deploy/20-tenant-roles.yaml; Helm will not adopt objects it did not
+   * create, so they make way for the release and come back afterwards (cleanup_cluster) */
+  rc = tn_test_sh(&out, "kubectl get clusterroles %s %s %s --ignore-not-found -o name", TENANT_ROLES[0],
+                  TENANT_ROLES[1], TENANT_ROLES[2]);
+  cr_assert_eq(rc, 0, "%s", out);
+  if (*out) {
+    restore_tenant_roles = 1;
+    free(out);
+    rc = tn_test_sh(&out, "kubectl delete clusterroles %s %s %s --ignore-not-found", TENANT_ROLES[0],
+                    TENANT_ROLES[1], TENANT_ROLES[2]);
+    cr_assert_eq(rc, 0, "%s", out);
+  }
+  free(out);
+
+  release_installed = 1;
+  rc =
+      tn_test_sh(&out, "'%s' install " RELEASE " '%s' -n " RELEASE_NS " --create-namespace --kubeconfig '%s'",
+                 helm_bin, chart_dir(), kubeconfig);
+  cr_assert_eq(rc, 0, "helm install failed: %s", out);
+  cr_expect(strstr(out, "STATUS: deployed"), "%s", out);
+  cr_expect(strstr(out, "is installed as release \"" RELEASE "\""), "no NOTES: %s", out);
+  free(out);
+
+  rc = tn_test_sh(&out, "'%s' status " RELEASE " -n " RELEASE_NS " --kubeconfig '%s' -o json", helm_bin,
+                  kubeconfig);
+  cr_assert_eq(rc, 0, "%s", out);
+  json_error_t jerr;
+  json_t *status = json_loads(out, 0, &jerr);
+  cr_assert_not_null(status, "%s: %s", jerr.text, out);
+  free(out);
+  expect_str_at(status, "info.status", "deployed");
+  expect_int_at(status, "version", 1);
+  json_decref(status);
+
+  /* every object exists and belongs to the release */
+  static const char *const objects[][2] = {
+      {"deployment", FULLNAME},
+      {"serviceaccount", FULLNAME},
+      {"role", FULLNAME "-leader-election"},
+      {"rolebinding", FULLNAME "-leader-election"},
+      {"service", FULLNAME "-metrics"},
+      {"clusterrole", FULLNAME},
+      {"clusterrolebinding", FULLNAME},
+      {"clusterrole", "tenancy-tenant-admin"},
+      {"clusterrole", "tenancy-tenant-developer"},
+      {"clusterrole", "tenancy-tenant-viewer"},
+  };
+  for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
+    rc = tn_test_sh(&out, "kubectl get %s %s -n " RELEASE_NS " -o json", objects[i][0], objects[i][1]);
+    cr_assert_eq(rc, 0, "%s %s: %s", objects[i][0], objects[i][1], out);
+    json_t *o = json_loads(out, 0, &jerr);
+    cr_assert_not_null(o, "%s", jerr.text);
+    free(out);
+    expect_str(label(o, "app.kubernetes.io/instance"), RELEASE);
+    expect_str(label(o, "app.kubernetes.io/managed-by"), "Helm");
+    expect_str(key_at(o, "metadata.annotations", "meta.helm.sh/release-name"), RELEASE);
+    expect_str(key_at(o, "metadata.annotations", "meta.helm.sh/release-namespace"), RELEASE_NS);
+    if (strcmp(objects[i][0], "deployment") == 0)
+      expect_int_at(o, "spec.replicas", 2);
+    json_decref(o);
+  }
+  /* the CRDs are there (installed from crds/ unless they already were) and served */
+  rc = tn_test_sh(&out, "kubectl wait --for=condition=Established --timeout=60s crd/%s crd/%s crd/%s crd/%s",
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3]);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* the ServiceAccount holds what the operator needs and nothing more */
+  cr_expect(sa_can("create", "namespaces", NULL));
+  cr_expect(sa_can("delete", "namespaces", NULL));
+  cr_expect(sa_can("watch", "tenants.tenancy.dev", NULL));
+  cr_expect(sa_can("list", "tenancypolicies.tenancy.dev", NULL));
+  cr_expect(sa_can("update", "tenants.tenancy.dev --subresource=status", NULL));
+  cr_expect(sa_can("update", "tenants.tenancy.dev --subresource=finalizers", NULL));
+  cr_expect(sa_can("create", "networkpolicies.networking.k8s.io", "acme-prod"));
+  cr_expect(sa_can("create", "resourcequotas", "acme-prod"));
+  cr_expect(sa_can("create", "rolebindings.rbac.authorization.k8s.io", "acme-prod"));
+  cr_expect(sa_can("bind", "clusterroles.rbac.authorization.k8s.io/tenancy-tenant-admin", NULL));
+  cr_expect(sa_can("create", "events.events.k8s.io", "acme-prod"));
+  cr_expect(sa_can("update", "leases.coordination.k8s.io", RELEASE_NS));
+  cr_expect(!sa_can("update", "leases.coordination.k8s.io", "default"), "leases outside its namespace");
+  cr_expect(!sa_can("delete", "tenants.tenancy.dev", NULL), "deleting tenants");
+  cr_expect(!sa_can("update", "plans.tenancy.dev", NULL), "writing plans");
+  cr_expect(!sa_can("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", NULL),
+            "binding cluster-admin");
+  cr_expect(!sa_can("create", "clusterroles.rbac.authorization.k8s.io", NULL), "creating cluster roles");
+  cr_expect(!sa_can("create", "pods", "acme-prod"), "creating pods");
+  cr_expect(!sa_can("get", "configmaps", "kube-system"), "reading config maps");
+
+  /* upgrade with a changed value */
+  rc = tn_test_sh(&out,
+                  "'%s' upgrade " RELEASE " '%s' -n " RELEASE_NS " --kubeconfig '%s' --set replicaCount=3 "
+                  "--set operator.logLevel=debug",
+                  helm_bin, chart_dir(), kubeconfig);
+  cr_assert_eq(rc, 0, "helm upgrade failed: %s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl get deployment " FULLNAME " -n " RELEASE_NS " -o json");
+  cr_assert_eq(rc, 0, "%s", out);
+  json_t *d = json_loads(out, 0, &jerr);
+  cr_assert_not_null(d, "%s", jerr.text);
+  free(out);
+  expect_int_at(d, "spec.replicas", 3);
+  expect_arg(container(d), "--log-level=debug");
+  json_decref(d);
+  rc = tn_test_sh(&out, "'%s' status " RELEASE " -n " RELEASE_NS " --kubeconfig '%s' -o json", helm_bin,
+                  kubeconfig);
+  cr_assert_eq(rc, 0, "%s", out);
+  status = json_loads(out, 0, &jerr);
+  cr_assert_not_null(status, "%s", jerr.text);
+  free(out);
+  expect_int_at(status, "version", 2);
+  json_decref(status);
+
+  /* uninstall removes every object of the release, and its record; the CRDs stay */
+  char *before = release_objects();
+  cr_expect_eq(count_substr(before, "\n"), 10 + 2, "10 objects and 2 release records: %s", before);
+  free(before);
+  rc = tn_test_sh(&out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s'", helm_bin,
+                  kubeconfig);
+  cr_assert_eq(rc, 0, "helm uninstall failed: %s", out);
+  cr_expect(strstr(out, "release \"" RELEASE "\" uninstalled"), "%s", out);
+  free(out);
+  double until = tn_test_now() + 60;
+  char *left = release_objects();
+  while (*left && tn_test_now() < until) {
+    free(left);
+    usleep(200 * 1000);
+    left = release_objects();
+  }
+  cr_expect_str_empty(left, "left behind by helm uninstall: %s", left);
+  free(left);
+  rc = tn_test_sh(&out, "kubectl get clusterroles %s %s %s --ignore-not-found -o name", TENANT_ROLES[0],
+                  TENANT_ROLES[1], TENANT_ROLES[2]);
+  cr_expect(rc == 0 && !*out, "tenant roles left behind: %s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl get crd %s %s %s %s -o name", CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2],
+                  CRD_NAMES[3]);
+  cr_expect_eq(rc, 0, "helm uninstall must keep the CRDs: %s", out);
+  free(out);
+}
