@@ -511,12 +511,14 @@ static int pg_fail(struct call *c, PGconn *pg, PGresult *res, const char *what, 
   return code;
 }
 
-/* Runs one statement; change: it alters something (counted as a statement, else as a query).
- * Returns the result (PQclear it) or NULL with err filled. */
-static PGresult *run(struct call *c, PGconn *pg, bool change, const char *what, const char *sql, int nparams,
-                     const char *const *params, struct tn_error *err) {
+/* What a statement counts as in the stats. */
+enum kind { QUERY, CHANGE, CONTROL /* BEGIN, COMMIT, the advisory lock: not counted */ };
+
+/* Runs one statement. Returns the result (PQclear it) or NULL with err filled. */
+static PGresult *run(struct call *c, PGconn *pg, enum kind kind, const char *what, const char *sql,
+                     int nparams, const char *const *params, struct tn_error *err) {
   PGresult *res = nparams ? PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
-  count(c, change ? 0 : 1, change ? 1 : 0, 0);
+  count(c, kind == QUERY, kind == CHANGE, 0);
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return res;
@@ -576,7 +578,7 @@ static int observe(struct call *c, const struct tn_db_names *nm, const char *pas
   PGconn *pg = c->maint->pg;
   memset(o, 0, sizeof *o);
   const char *p1[] = {nm->role};
-  if (!(res = run(c, pg, false, "reading the tenant role", Q_ROLE, 1, p1, err)))
+  if (!(res = run(c, pg, QUERY, "reading the tenant role", Q_ROLE, 1, p1, err)))
     return err->code;
   o->admin_superuser = bool_at(res, 0, 0);
   snprintf(c->maint_db, sizeof c->maint_db, "%s", PQgetvalue(res, 0, 1));
@@ -617,7 +619,7 @@ static int observe(struct call *c, const struct tn_db_names *nm, const char *pas
   }
 
   const char *p3[] = {nm->tenant_database, nm->shared_database, nm->role};
-  if (!(res = run(c, pg, false, "reading the databases", Q_DATABASES, 3, p3, err)))
+  if (!(res = run(c, pg, QUERY, "reading the databases", Q_DATABASES, 3, p3, err)))
     return err->code;
   for (int i = 0; i < PQntuples(res); i++) {
     const char *name = PQgetvalue(res, i, 0);
@@ -636,7 +638,7 @@ static int observe(struct call *c, const struct tn_db_names *nm, const char *pas
     PGconn *spg = NULL;
     if ((rc = conn_for(c, nm->shared_database, &spg, err)))
       goto out;
-    if (!(res = run(c, spg, false, "reading the tenant schema", Q_SCHEMA, 1, p1, err)))
+    if (!(res = run(c, spg, QUERY, "reading the tenant schema", Q_SCHEMA, 1, p1, err)))
       return err->code;
     o->schema_exists = bool_at(res, 0, 0);
     o->schema_owned = bool_at(res, 0, 1);
@@ -646,7 +648,7 @@ static int observe(struct call *c, const struct tn_db_names *nm, const char *pas
   }
 
   if (owning && o->role_exists) {
-    if (!(res = run(c, pg, false, "reading what the tenant role owns", Q_OWNING, 1, p1, err)))
+    if (!(res = run(c, pg, QUERY, "reading what the tenant role owns", Q_OWNING, 1, p1, err)))
       return err->code;
     for (int i = 0; i < PQntuples(res) && o->n_owning_databases < TN_DB_MAX_OWNING_DATABASES; i++)
       snprintf(o->owning_databases[o->n_owning_databases++], 64, "%s", PQgetvalue(res, i, 0));
@@ -667,22 +669,22 @@ static int exec_sql(struct call *c, PGconn *pg, const char *what, const char *co
   bool txn = n > 1 || lock;
   PGresult *res = NULL;
   if (txn) {
-    if (!(res = run(c, pg, false, what, "BEGIN", 0, NULL, err)))
+    if (!(res = run(c, pg, CONTROL, what, "BEGIN", 0, NULL, err)))
       return err->code;
     PQclear(res);
     if (lock) {
-      if (!(res = run(c, pg, false, what, "SELECT pg_advisory_xact_lock(" DDL_LOCK_KEY ")", 0, NULL, err)))
+      if (!(res = run(c, pg, CONTROL, what, "SELECT pg_advisory_xact_lock(" DDL_LOCK_KEY ")", 0, NULL, err)))
         goto fail;
       PQclear(res);
     }
   }
   for (int i = 0; i < n; i++) {
-    if (!(res = run(c, pg, true, what, sqls[i], 0, NULL, err)))
+    if (!(res = run(c, pg, CHANGE, what, sqls[i], 0, NULL, err)))
       goto fail;
     PQclear(res);
   }
   if (txn) {
-    if (!(res = run(c, pg, false, what, "COMMIT", 0, NULL, err)))
+    if (!(res = run(c, pg, CONTROL, what, "COMMIT", 0, NULL, err)))
       goto fail;
     PQclear(res);
   }
@@ -697,7 +699,7 @@ fail:
 static int exec_terminate(struct call *c, PGconn *pg, const char *what, const char *sql, const char *param,
                           struct tn_error *err) {
   const char *p[] = {param};
-  PGresult *res = run(c, pg, true, what, sql, 1, p, err);
+  PGresult *res = run(c, pg, CHANGE, what, sql, 1, p, err);
   if (!res)
     return err->code;
   PQclear(res);
@@ -912,6 +914,8 @@ static int check_server(const struct tn_db_server *srv, struct tn_error *err) {
     return tn_error_set(err, TN_EINVALID, "database server without a name");
   if (!srv->admin_uri || !*srv->admin_uri)
     return tn_error_set(err, TN_ECONFIG, "database server %s: the admin Secret has no key uri", srv->name);
+  if (!srv->host || !*srv->host)
+    return tn_error_set(err, TN_ECONFIG, "database server %s has no host", srv->name);
   return 0;
 }
 
@@ -994,8 +998,8 @@ int tn_db_converge(struct tn_db *db, const struct tn_db_server *srv, const struc
   out->statements = c.statements;
   if (rc == 0 && password) {
     out->password = strdup(password);
-    out->uri = tn_db_uri(d.names.role, password, srv->host ? srv->host : "", srv_port(srv), d.names.database,
-                         srv_sslmode(srv));
+    out->uri =
+        tn_db_uri(d.names.role, password, srv->host, srv_port(srv), d.names.database, srv_sslmode(srv));
     if (!out->password || !out->uri)
       rc = tn_error_set(err, -ENOMEM, "out of memory (or server %s has a host a URI cannot hold)", srv->name);
     out->password_generated = password == generated;
