@@ -437,7 +437,10 @@ void tn_policy_tenant_fields(const json_t *obj, unsigned *quota_overrides, const
   }
   if (database_server) {
     const json_t *pl = json_is_object(status) ? json_object_get(status, "placement") : NULL;
+    const json_t *db = json_is_object(status) ? json_object_get(status, "database") : NULL;
     const json_t *ds = json_is_object(pl) ? json_object_get(pl, "databaseServer") : NULL;
+    if (!json_is_string(ds) || !json_string_length(ds))
+      ds = json_is_object(db) ? json_object_get(db, "server") : NULL;
     *database_server = json_is_string(ds) && json_string_length(ds) ? json_string_value(ds) : NULL;
   }
 }

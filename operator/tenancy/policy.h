@@ -98,7 +98,8 @@ void tn_policy_region_free(struct tn_policy_region *r); /* accepts NULL */
 
 /* What the evaluator reads of a Tenant that struct tn_tenant does not carry (obj borrowed):
  * *quota_overrides gets the keys of spec.quotaOverrides as bits 1u << enum tn_quota_key (0 when
- * none); *database_server status.placement.databaseServer (borrowed from obj; NULL when absent).
+ * none); *database_server status.placement.databaseServer, else status.database.server (borrowed from
+ * obj; NULL when neither is set).
  * Either out pointer may be NULL. Unknown keys in spec.quotaOverrides are ignored (the schema
  * prunes them). */
 void tn_policy_tenant_fields(const json_t *obj, unsigned *quota_overrides, const char **database_server);
@@ -118,7 +119,7 @@ enum {
 struct tn_policy_input {
   const struct tn_tenant *tenant; /* the tenant as it is or would be; required */
   unsigned quota_overrides;       /* the tenant's spec.quotaOverrides keys (tn_policy_tenant_fields) */
-  const char *database_server;    /* status.placement.databaseServer; NULL when not placed on one */
+  const char *database_server;    /* the tenant's database server (tn_policy_tenant_fields); NULL: none yet */
   const struct tn_policy_region *const *regions; /* the Region inventory, any order; n may be 0 */
   size_t n_regions;
   const struct tn_policy *const *policies; /* every TenancyPolicy, any order; n may be 0 */

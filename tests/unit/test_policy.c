@@ -202,6 +202,11 @@ Test(policy_parse, tenant_fields_not_in_struct_tenant) {
   cr_assert_eq(qo, (1u << TN_QUOTA_PODS) | (1u << TN_QUOTA_CPU));
   cr_assert_str_eq(ds, "pg-1");
   json_decref(obj);
+  obj = load("{\"metadata\":{\"name\":\"a\"},\"spec\":{\"plan\":\"p\"},\"status\":{\"database\":{\"server\":"
+             "\"pg-2\"}}}");
+  tn_policy_tenant_fields(obj, &qo, &ds);
+  cr_assert_str_eq(ds, "pg-2", "status.database.server when placement does not say");
+  json_decref(obj);
   obj = load("{\"metadata\":{\"name\":\"a\"},\"spec\":{\"plan\":\"p\"}}");
   tn_policy_tenant_fields(obj, &qo, &ds);
   cr_assert_eq(qo, 0u);
