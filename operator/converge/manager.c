@@ -18,7 +18,7 @@
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
-  struct tn_informer *all[3 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
+  struct tn_informer *all[4 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
 };
@@ -44,6 +44,18 @@ static const char *const owned_paths[] = {"apiVersion",
                                           "roleRef",
                                           "subjects",
                                           NULL};
+static const char *const secret_paths[] = {"apiVersion",
+                                           "kind",
+                                           "metadata.name",
+                                           "metadata.namespace",
+                                           "metadata.uid",
+                                           "metadata.resourceVersion",
+                                           "metadata.labels",
+                                           "metadata.annotations",
+                                           "metadata.ownerReferences",
+                                           "type",
+                                           "data",
+                                           NULL};
 static const char *const namespace_paths[] = {"apiVersion",
                                               "kind",
                                               "metadata.name",
@@ -56,7 +68,7 @@ static const char *const namespace_paths[] = {"apiVersion",
                                               NULL};
 
 static json_t *project_owned(json_t *obj, void *ud) {
-  json_t *p = tn_store_project(obj, ud ? namespace_paths : owned_paths);
+  json_t *p = tn_store_project(obj, ud ? (const char *const *)ud : owned_paths);
   json_decref(obj);
   return p;
 }
@@ -175,18 +187,34 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
     goto fail;
 
-  static char ns_marker; /* transform_ud non-NULL selects the namespace projection */
   for (int k = 0; k < TN_KIND_COUNT; k++) {
     o = (struct tn_informer_opts){.gvr = *tn_kind_gvr((enum tn_kind)k),
                                   .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
                                   .transform = project_owned,
-                                  .transform_ud = k == TN_KIND_NAMESPACE ? &ns_marker : NULL,
+                                  .transform_ud = k == TN_KIND_NAMESPACE ? (void *)namespace_paths : NULL,
                                   .name = tn_kind_gvr((enum tn_kind)k)->resource};
     struct tn_informer_handlers oh = {owned_changed, owned_updated, owned_changed, m};
     if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||
         (rc = tn_informer_add_index(m->rec.owned[k], TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
       goto fail;
   }
+  /* The tenant-database Secrets (only ours: label-selected; they hold passwords, so the cache
+   * keeps them only as long as the Secrets exist). */
+  o = (struct tn_informer_opts){.gvr = {"", "v1", "secrets", true},
+                                .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
+                                .transform = project_owned,
+                                .transform_ud = (void *)secret_paths,
+                                .name = "secrets"};
+  struct tn_informer_handlers sh = {owned_changed, owned_updated, owned_changed, m};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &sh, &m->rec.secrets, err)) ||
+      (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
+    goto fail;
+  m->rec.db = tn_db_new();
+  if (!m->rec.db) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto fail;
+  }
+  m->rec.rotation_period_s = cfg->rotation_period_s;
   *out = m;
   return 0;
 fail:
@@ -225,7 +253,9 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
   for (size_t i = 0; i < m->n_all; i++)
     if (!tn_informer_has_synced(m->all[i])) {
       snprintf(why, n, "cache of %s has not synced",
-               i < 3 ? names[i] : tn_kind_gvr((enum tn_kind)(i - 3))->resource);
+               i < 3                   ? names[i]
+               : i < 3 + TN_KIND_COUNT ? tn_kind_gvr((enum tn_kind)(i - 3))->resource
+                                       : "secrets");
       return false;
     }
   if (m->controllers_started && !tn_controller_first_pass_done(m->ctl)) {
@@ -249,5 +279,6 @@ void tn_manager_free(struct tn_manager *m) {
   tn_controller_free(m->ctl);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
+  tn_db_free(m->rec.db);
   free(m);
 }

@@ -21,6 +21,7 @@ struct tn_manager_config {
   struct tn_audit *audit;       /* borrowed; may be NULL (no audit trail configured) */
   int workers;                  /* concurrent tenant reconciles */
   double sync_period_s;         /* informer resync; 0 = never */
+  double rotation_period_s;     /* scheduled database credential rotation; 0 = on demand only */
 };
 
 /* Creates the informers and the controller (no thread yet). */

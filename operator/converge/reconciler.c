@@ -7,6 +7,8 @@
  * resourceVersion, so they replace exactly what we own and lose no concurrent change silently. */
 #include "converge/reconciler.h"
 
+#include "converge/tenant_db.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +47,12 @@ enum cond {
   COND_NETWORK,
   COND_QUOTA,
   COND_ACCESS,
+  COND_DATABASE,
   COND_COUNT
 };
 static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",
                                                    "NamespacesReady", "NetworkIsolated", "QuotaApplied",
-                                                   "AccessBound"};
+                                                   "AccessBound",     "DatabaseReady"};
 static const enum cond kind_cond[TN_KIND_COUNT] = {
     [TN_KIND_NAMESPACE] = COND_NAMESPACES, [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
     [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA, [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
@@ -417,6 +420,15 @@ static struct tn_result teardown(struct run *x) {
     res = TN_RESULT_AFTER(2);
     goto out;
   }
+  struct tn_tenant_db_result dbr;
+  int dbrc = tn_tenant_db_teardown(x->r, x->obj, &dbr);
+  if (dbrc) {
+    tn_log(TN_LOG_WARN, &x->lf, "dropping the tenant's database: %s", dbr.message);
+    tn_tenant_db_result_cleanup(&dbr);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  tn_tenant_db_result_cleanup(&dbr);
   if (set_finalizer(x, false, &err)) {
     tn_log(TN_LOG_WARN, &x->lf, "removing the finalizer: %s", err.message);
     res = TN_RESULT_ERR;
@@ -440,7 +452,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   struct tn_result res = TN_RESULT_OK;
   struct tn_error err = {0};
-  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL;
+  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL;
   struct tn_plan *plan = NULL;
   struct tn_region **regions = NULL;
   size_t n_regions = 0;
@@ -622,6 +634,35 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   else if (diff.n_waiting || (!provisioned && observed.n > 0))
     res = TN_RESULT_AFTER(2);
 
+  /* The database, once the namespaces that hold its Secrets are ours and in place. */
+  if ((provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0) ||
+      lp.next == TN_STATE_ARCHIVED) {
+    struct tn_tenant_db_result dbr;
+    tn_tenant_db_reconcile(x.r, x.obj, x.t, lp.next, placed ? placement.region : x.t->status_region, plan,
+                           &dbr);
+    if (dbr.configured) {
+      cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+      if (dbr.database)
+        db_status = json_incref(dbr.database);
+    }
+    x.writes += dbr.writes;
+    if (dbr.retry)
+      res = TN_RESULT_ERR;
+    else if (res.kind == TN_RESULT_SUCCESS && dbr.requeue_after_s > 0)
+      res = TN_RESULT_AFTER(dbr.requeue_after_s);
+    tn_tenant_db_result_cleanup(&dbr);
+  } else if (lp.next == TN_STATE_DELETED) {
+    struct tn_tenant_db_result dbr;
+    if (tn_tenant_db_teardown(x.r, x.obj, &dbr)) {
+      cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+      if (dbr.retry)
+        res = TN_RESULT_ERR;
+    } else if (json_object_get(json_object_get(x.obj, "status"), "database")) {
+      cond_set(&x, COND_DATABASE, "True", "Deleted", "the tenant's role, schema and database were dropped");
+    }
+    tn_tenant_db_result_cleanup(&dbr);
+  }
+
   if (x.drift_repaired && lp.n_steps == 0)
     event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired,
           x.drift_what);
@@ -683,6 +724,8 @@ status:;
                                     tn_isolation_name(placement.isolation)));
     if (derived)
       json_object_set(new_status, "derived", derived);
+    if (db_status)
+      json_object_set(new_status, "database", db_status);
     json_t *nss = json_array();
     for (size_t i = 0; i < desired.len; i++)
       if (desired.items[i].kind == TN_KIND_NAMESPACE)
@@ -746,6 +789,7 @@ out:
   json_decref(plan_obj);
   json_decref(derived);
   json_decref(new_status);
+  json_decref(db_status);
   tn_plan_free(plan);
   tn_tenant_free(x.t);
   json_decref(x.obj);

@@ -5,6 +5,7 @@
 #define TN_CONVERGE_RECONCILER_H
 
 #include "audit/audit.h"
+#include "converge/database.h"
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
@@ -25,7 +26,9 @@ struct tn_reconciler {
   struct tn_audit *audit;       /* may be NULL (no --pg-dsn): transitions are then not audited */
   struct tn_informer *tenants, *plans, *regions;
   struct tn_informer *owned[TN_KIND_COUNT];
-  struct tn_series *writes; /* tn_tenant_writes_total: API writes made by reconciles */
+  struct tn_informer *secrets; /* our tenant-database Secrets (label-selected) */
+  struct tn_db *db;            /* PostgreSQL connection cache of the database step */
+  double rotation_period_s;    /* scheduled credential rotation; 0 = only on demand */
 };
 
 /* The GVR of an owned kind. */

@@ -95,6 +95,7 @@ enum {
   OPT_QPS,
   OPT_BURST,
   OPT_SHUTDOWN,
+  OPT_ROTATION,
   OPT_HELP,
   OPT_VERSION
 };
@@ -114,6 +115,7 @@ static const struct option long_opts[] = {
     {"kube-api-qps", required_argument, NULL, OPT_QPS},
     {"kube-api-burst", required_argument, NULL, OPT_BURST},
     {"graceful-shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
+    {"credentials-rotation-period", required_argument, NULL, OPT_ROTATION},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -143,6 +145,8 @@ void tn_options_usage(FILE *f, const char *prog) {
           "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
           "  --kube-api-burst N                   client-side burst (default 400)\n"
           "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
+          "  --credentials-rotation-period DURATION  rotate tenant database passwords this often (default "
+          "720h; 0 = only on demand)\n"
           "  --help                               show this help\n"
           "  --version                            print the version\n",
           prog);
@@ -182,6 +186,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->kube_qps = 200;
   o->kube_burst = 400;
   o->shutdown_timeout_s = 30;
+  o->rotation_period_s = 720 * 3600;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
       set_str(&o->leader_id, "tenancy-operator-leader"))
@@ -231,15 +236,21 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_SYNC:
     case OPT_SHUTDOWN:
+    case OPT_ROTATION:
       if (tn_parse_duration(v, &d)) {
         rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected a duration such as 10h, 5m or 30s",
-                          c == OPT_SYNC ? "sync-period" : "graceful-shutdown-timeout", v);
+                          c == OPT_SYNC       ? "sync-period"
+                          : c == OPT_SHUTDOWN ? "graceful-shutdown-timeout"
+                                              : "credentials-rotation-period",
+                          v);
         goto out;
       }
       if (c == OPT_SYNC)
         o->sync_period_s = d;
-      else
+      else if (c == OPT_SHUTDOWN)
         o->shutdown_timeout_s = d;
+      else
+        o->rotation_period_s = d;
       break;
     case OPT_LOG_LEVEL:
       if (tn_log_parse_level(v, &o->log_level)) {

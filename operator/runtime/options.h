@@ -24,6 +24,7 @@ struct tn_options {
   double kube_qps;               /* client-side limit, default 200 */
   int kube_burst;                /* default 400 */
   double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
+  double rotation_period_s;      /* scheduled tenant database credential rotation, default 720h; 0 = off */
   bool help;
   bool version;
 };

@@ -337,7 +337,19 @@ Test(operator, an_unchanged_tenant_costs_zero_writes_per_resync) {
   cr_assert_eq(apply_tenant(&out, t, "Active", "standard", "prod\",\"staging", NULL), 0, "%s", out);
   free(out);
   wait_ready(t, 60);
-  sleep(2); /* let the last status write's own watch event come back */
+  /* Quiescence first: other tenants left by earlier tests may still be finishing (a deletion
+   * waiting for its namespaces). With --sync-period=3s, a tenant that wrote on every resync would
+   * never stay quiet for 4 s, so this wait cannot hide the behaviour under test. */
+  double quiet_since = tn_test_now(), last = writes(), give_up = tn_test_now() + 90;
+  while (tn_test_now() - quiet_since < 4 && tn_test_now() < give_up) {
+    usleep(250 * 1000);
+    double w = writes();
+    if (w != last) {
+      last = w;
+      quiet_since = tn_test_now();
+    }
+  }
+  cr_assert_lt(tn_test_now(), give_up, "the operator never stopped writing");
   double before = writes();
   double reconciles_before = tn_test_metric_sum(op.metrics_port, "controller_runtime_reconcile_total{");
   sleep(8); /* --sync-period=3s: at least two full resyncs */
