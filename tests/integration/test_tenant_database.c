@@ -249,3 +249,63 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   free(out);
   free(db);
 }
+
+static int pg_ctl(const char *action) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out,
+                      "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
+                      "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
+                      "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG_DATA\" -l \"$TENANCY_PG_DATA/../postgres.log\" "
+                      "-m fast -w -t 60 %s",
+                      action);
+  if (rc)
+    cr_log_error("pg_ctl %s: %s", action, out);
+  free(out);
+  return rc;
+}
+
+/* PostgreSQL stopped: DatabaseReady turns False with the reason, nothing else of the tenant is
+ * undone, and after the restart it converges with exactly one role and schema. */
+Test(tenant_database, postgres_outage_is_reported_and_recovered) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-dbout");
+  apply_tenant(t, "Active", "shared");
+  wait_condition(t, "DatabaseReady", "True", 90);
+  char *role = NULL;
+  tn_test_sh(&role, "kubectl get tenant %s -o jsonpath='{.status.database.role}'", t);
+
+  cr_assert_eq(pg_ctl("stop"), 0);
+  /* Any change brings the tenant back to the reconcile (an annotation: no lifecycle step, so the
+   * audit trail, down too, is not needed). */
+  tn_test_sh(NULL, "kubectl annotate tenant %s example.com/poke=1 --overwrite", t);
+  int rc = tn_test_sh_until(60, &out,
+                            "test \"$(kubectl get tenant %s -o "
+                            "jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")].reason}')\" = "
+                            "DatabaseUnavailable",
+                            t);
+  char *ns = NULL;
+  tn_test_sh(&ns, "kubectl get namespace %s-prod -o jsonpath='{.status.phase}'", t);
+  int restarted = pg_ctl("start");
+  cr_assert_eq(rc, 0, "DatabaseReady did not report the outage");
+  free(out);
+  cr_assert_str_eq(ns, "Active", "the outage undid the tenant's namespace");
+  free(ns);
+  cr_assert_eq(restarted, 0);
+
+  wait_condition(t, "DatabaseReady", "True", 120);
+  char sql[256];
+  /* Exactly one role carries this tenant's marker, and it is the one in status. */
+  snprintf(sql, sizeof sql,
+           "SELECT string_agg(r.rolname, ',') FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid "
+           "WHERE d.description = 'tenancy-operator tenant %s'",
+           t);
+  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  char want[128];
+  snprintf(want, sizeof want, "%s\n", role);
+  cr_assert_str_eq(out, want);
+  free(out);
+  cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "the tenant cannot log in after recovery: %s", out);
+  free(out);
+  free(role);
+  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+}
