@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "converge/admission.h"
 #include "converge/manager.h"
 #include "kube/client.h"
 #include "runtime/events.h"
@@ -30,6 +31,7 @@ struct app {
   struct tn_audit *audit;
   struct tn_leader *leader;
   struct tn_manager *mgr;
+  struct tn_admission *webhook;
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
   atomic_bool lost_lease;
   atomic_bool controllers_started;
@@ -91,6 +93,39 @@ static int start_http(struct app *a, struct tn_error *err) {
     tn_log_info("serving /healthz and /readyz on port %d", tn_httpserver_port(a->probe_srv));
   }
   return 0;
+}
+
+/* The admission webhook: policy before the manifest is stored. Registered by every replica
+ * (server-side apply of the same configuration), served by each. */
+static int start_webhook(struct app *a, struct tn_error *err) {
+  if (strcmp(a->opts.webhook_addr, "0") == 0)
+    return 0;
+  char sns[256] = "", sname[256] = "", cns[256] = "", cname[256] = "";
+  if (a->opts.webhook_service)
+    sscanf(a->opts.webhook_service, "%255[^/]/%255s", sns, sname);
+  if (a->opts.webhook_cert_secret)
+    sscanf(a->opts.webhook_cert_secret, "%255[^/]/%255s", cns, cname);
+  struct tn_admission_config cfg = {.bind_address = a->opts.webhook_addr,
+                                    .host = a->opts.webhook_host,
+                                    .secret_namespace = cns[0] ? cns : NULL,
+                                    .secret_name = cname[0] ? cname : NULL,
+                                    .cert_dir = a->opts.webhook_cert_dir,
+                                    .kube = a->kube,
+                                    .service_namespace = sns[0] ? sns : NULL,
+                                    .service_name = sname[0] ? sname : NULL,
+                                    .lookups = tn_manager_admission_lookups(a->mgr),
+                                    .hooks = tn_manager_admission_hooks(a->mgr),
+                                    .metrics = a->metrics};
+  int rc = tn_admission_new(&cfg, &a->webhook, err);
+  if (rc == 0)
+    rc = tn_admission_start(a->webhook, err);
+  if (rc == 0)
+    rc = tn_admission_register(a->webhook, a->kube, err);
+  if (rc == 0)
+    tn_log_info("admission webhook serving on port %d and registered", tn_admission_port(a->webhook));
+  else
+    tn_error_prefix(err, "admission webhook");
+  return rc;
 }
 
 static int start_leader_election(struct app *a, struct tn_error *err) {
@@ -156,6 +191,8 @@ static void shutdown_all(struct app *a) {
     tn_log_warn("in-flight work did not finish within %.0fs", a->opts.shutdown_timeout_s);
   tn_leader_free(a->leader);
   a->leader = NULL;
+  tn_admission_free(a->webhook); /* before the manager: its lookups read the caches */
+  a->webhook = NULL;
   tn_manager_free(a->mgr);
   a->mgr = NULL;
   tn_recorder_free(a->recorder);
@@ -253,6 +290,10 @@ int main(int argc, char **argv) {
   }
   if (start_http(&a, &err)) {
     tn_log_error("cannot serve HTTP: %s", err.message);
+    goto out;
+  }
+  if (start_webhook(&a, &err)) {
+    tn_log_error("%s", err.message);
     goto out;
   }
   if (tn_manager_start_caches(a.mgr, &err)) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converge/admission.h"
 #include "converge/reconciler.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
@@ -18,7 +19,7 @@
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
-  struct tn_informer *all[4 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
+  struct tn_informer *all[5 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
 };
@@ -182,6 +183,22 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &ph, &m->rec.plans, err)))
     goto fail;
 
+  /* A policy change re-evaluates every tenant, as a Region change does. */
+  o = (struct tn_informer_opts){
+      .gvr = tn_gvr_policies, .transform = drop_managed_fields, .name = "tenancypolicies"};
+  struct tn_informer_handlers polh = {region_changed, region_updated, region_changed, m};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &polh, &m->rec.policies, err)) ||
+      (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, tn_admission_external_id_index, NULL,
+                                  err)))
+    goto fail;
+  m->rec.requesters = tn_requesters_new();
+  if (!m->rec.requesters) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto fail;
+  }
+  struct tn_metric *lat = tn_policy_evaluation_metric(cfg->metrics);
+  m->rec.policy_latency = lat ? tn_metric_with(lat, (const char *const[]){"controller", NULL}) : NULL;
+
   o = (struct tn_informer_opts){.gvr = tn_gvr_regions, .transform = drop_managed_fields, .name = "regions"};
   struct tn_informer_handlers rh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
@@ -249,7 +266,7 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
 }
 
 bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
-  static const char *const names[] = {"tenants", "plans", "regions"};
+  static const char *const names[] = {"tenants", "plans", "tenancypolicies", "regions"};
   for (size_t i = 0; i < m->n_all; i++)
     if (!tn_informer_has_synced(m->all[i])) {
       snprintf(why, n, "cache of %s has not synced",
@@ -280,5 +297,52 @@ void tn_manager_free(struct tn_manager *m) {
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
+  tn_requesters_free(m->rec.requesters);
   free(m);
+}
+
+/* ---- what the admission webhook reads: the caches ------------------------------------------------ */
+
+static int cached(struct tn_manager *m, struct tn_informer *inf, json_t **out, struct tn_error *err) {
+  if (!tn_informer_has_synced(inf))
+    return tn_error_set(err, TN_EUNAVAILABLE, "the operator's caches have not synced yet; retry in a moment");
+  *out = tn_informer_list(inf);
+  return *out ? 0 : tn_error_set(err, -ENOMEM, "out of memory");
+}
+
+static int lookup_policies(void *ud, json_t **out, struct tn_error *err) {
+  struct tn_manager *m = ud;
+  return cached(m, m->rec.policies, out, err);
+}
+
+static int lookup_regions(void *ud, json_t **out, struct tn_error *err) {
+  struct tn_manager *m = ud;
+  return cached(m, m->rec.regions, out, err);
+}
+
+static int lookup_external_id(void *ud, const char *system, const char *id, json_t **out,
+                              struct tn_error *err) {
+  struct tn_manager *m = ud;
+  if (!tn_informer_has_synced(m->rec.tenants))
+    return tn_error_set(err, TN_EUNAVAILABLE, "the operator's caches have not synced yet; retry in a moment");
+  char key[512];
+  snprintf(key, sizeof key, "%s=%s", system, id);
+  *out = tn_informer_list_by_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, key, err);
+  return *out ? 0 : (err->code ? err->code : -ENOMEM);
+}
+
+static void on_admitted(void *ud, const struct tn_admission_record *rec) {
+  struct tn_manager *m = ud;
+  if (!rec->object)
+    return;
+  long long gen = json_integer_value(json_object_get(json_object_get(rec->object, "metadata"), "generation"));
+  tn_requesters_note(m->rec.requesters, rec->name, gen, rec->actor, rec->request_uid);
+}
+
+struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m) {
+  return (struct tn_admission_lookups){lookup_policies, lookup_regions, lookup_external_id, m};
+}
+
+struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {
+  return (struct tn_admission_hooks){.on_admitted = on_admitted, .ud = m};
 }

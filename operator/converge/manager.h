@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "converge/admission.h"
 #include "util/error.h"
 
 struct tn_kube;
@@ -38,6 +39,10 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err);
 bool tn_manager_ready(struct tn_manager *m, char *why, size_t n);
 /* Stops taking work; in-flight reconciles get deadline_s. True when they finished in time. */
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s);
+/* What the admission webhook reads (the caches) and tells (who asked for each generation, for
+ * the audit trail). Valid while the manager lives. */
+struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m);
+struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m);
 /* Stops everything and frees. Accepts NULL. */
 void tn_manager_free(struct tn_manager *m);
 

@@ -10,6 +10,7 @@
 #include "converge/tenant_db.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,76 @@
 #include "tenancy/diff.h"
 #include "tenancy/lifecycle.h"
 #include "tenancy/placement.h"
+#include "tenancy/policy.h"
 #include "tenancy/tenant.h"
 #include "util/clock.h"
 
 const struct tn_gvr tn_gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
 const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
 const struct tn_gvr tn_gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
+const struct tn_gvr tn_gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolicies", false};
+
+/* ---- requesters ------------------------------------------------------------------------------ */
+
+#define REQUESTERS_MAX 1024
+
+struct requester {
+  char tenant[64];
+  long long generation;
+  char actor[256];
+  char request_uid[64];
+};
+
+struct tn_requesters {
+  pthread_mutex_t mu; /* protects ring and next */
+  struct requester ring[REQUESTERS_MAX];
+  size_t next;
+};
+
+struct tn_requesters *tn_requesters_new(void) {
+  struct tn_requesters *q = calloc(1, sizeof *q);
+  if (q)
+    pthread_mutex_init(&q->mu, NULL);
+  return q;
+}
+
+void tn_requesters_free(struct tn_requesters *q) {
+  if (!q)
+    return;
+  pthread_mutex_destroy(&q->mu);
+  free(q);
+}
+
+void tn_requesters_note(struct tn_requesters *q, const char *tenant, long long generation, const char *actor,
+                        const char *request_uid) {
+  if (!q || !tenant)
+    return;
+  pthread_mutex_lock(&q->mu);
+  struct requester *r = &q->ring[q->next++ % REQUESTERS_MAX];
+  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
+  r->generation = generation;
+  snprintf(r->actor, sizeof r->actor, "%s", actor ? actor : "");
+  snprintf(r->request_uid, sizeof r->request_uid, "%s", request_uid ? request_uid : "");
+  pthread_mutex_unlock(&q->mu);
+}
+
+bool tn_requesters_find(struct tn_requesters *q, const char *tenant, long long generation, char *actor,
+                        size_t na, char *request_uid, size_t nr) {
+  if (!q)
+    return false;
+  bool found = false;
+  pthread_mutex_lock(&q->mu);
+  for (size_t i = 0; i < REQUESTERS_MAX && !found; i++) {
+    struct requester *r = &q->ring[(q->next + REQUESTERS_MAX - 1 - i) % REQUESTERS_MAX];
+    if (r->tenant[0] && r->generation == generation && strcmp(r->tenant, tenant) == 0) {
+      snprintf(actor, na, "%s", r->actor);
+      snprintf(request_uid, nr, "%s", r->request_uid);
+      found = true;
+    }
+  }
+  pthread_mutex_unlock(&q->mu);
+  return found;
+}
 
 static const struct tn_gvr kind_gvrs[TN_KIND_COUNT] = {
     [TN_KIND_NAMESPACE] = {"", "v1", "namespaces", false},
@@ -123,18 +188,24 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
                        long long gen_before, long long gen_after, struct tn_error *err) {
   if (!x->r->audit)
     return 0;
-  char target[128];
+  char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR, request_id[64];
   snprintf(target, sizeof target, "tenant/%s", x->key);
+  snprintf(request_id, sizeof request_id, "%s", x->rv);
+  /* The person who asked for this generation, when the webhook saw the request. */
+  if (tn_requesters_find(x->r->requesters, x->key, gen_after, actor, sizeof actor, request_id,
+                         sizeof request_id) &&
+      !actor[0])
+    snprintf(actor, sizeof actor, "%s", TN_AUDIT_OPERATOR_ACTOR);
   for (int i = 0; i < lp->n_steps; i++) {
     const struct tn_transition *st = &lp->steps[i];
     char details[256];
     snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
              st->from == TN_STATE_NONE ? "" : tn_state_name(st->from), tn_state_name(st->to),
              st->event_reason);
-    struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+    struct tn_audit_event ev = {.actor = actor,
                                 .action = tn_action_name(st->action),
                                 .target = target,
-                                .request_id = x->rv,
+                                .request_id = request_id,
                                 .correlation_id = st->correlation_id,
                                 .outcome = outcome,
                                 .generation_before = gen_before,
@@ -444,6 +515,57 @@ out:
   return res;
 }
 
+/* Policy before action: every TenancyPolicy against the tenant and the steps about to be taken.
+ * Fills *pr (residency narrowed for placement). Returns 0 (allowed), TN_EINVALID (denied, err
+ * says every violated rule), or another code. */
+static int evaluate_policy(struct run *x, const struct tn_lifecycle_plan *lp, struct tn_policy_result *pr,
+                           struct tn_error *err) {
+  json_t *pol_objs = tn_informer_list(x->r->policies), *reg_objs = tn_informer_list(x->r->regions);
+  size_t np = json_array_size(pol_objs), nr = json_array_size(reg_objs), up = 0, ur = 0;
+  struct tn_policy **pols = calloc(np ? np : 1, sizeof *pols);
+  struct tn_policy_region **regs = calloc(nr ? nr : 1, sizeof *regs);
+  int rc = -ENOMEM;
+  if (!pols || !regs)
+    goto out;
+  size_t i;
+  json_t *o;
+  json_array_foreach(pol_objs, i, o) {
+    struct tn_error e = {0};
+    if (tn_policy_parse(o, &pols[up], &e) == 0)
+      up++;
+  }
+  json_array_foreach(reg_objs, i, o) {
+    struct tn_error e = {0};
+    if (tn_policy_region_parse(o, &regs[ur], &e) == 0)
+      ur++;
+  }
+  unsigned overrides = 0;
+  const char *db_server = NULL;
+  tn_policy_tenant_fields(x->obj, &overrides, &db_server);
+  struct tn_policy_input in = {.tenant = x->t,
+                               .quota_overrides = overrides,
+                               .database_server = db_server,
+                               .regions = (const struct tn_policy_region *const *)regs,
+                               .n_regions = ur,
+                               .policies = (const struct tn_policy *const *)pols,
+                               .n_policies = up,
+                               .steps = lp->steps,
+                               .n_steps = (size_t)lp->n_steps};
+  double t0 = tn_mono_now();
+  rc = tn_policy_evaluate(&in, pr, err);
+  tn_series_observe(x->r->policy_latency, tn_mono_now() - t0);
+out:
+  for (size_t k = 0; k < up; k++)
+    tn_policy_free(pols[k]);
+  for (size_t k = 0; k < ur; k++)
+    tn_policy_region_free(regs[k]);
+  free(pols);
+  free(regs);
+  json_decref(pol_objs);
+  json_decref(reg_objs);
+  return rc;
+}
+
 struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   struct run x = {.r = ud, .key = key};
   x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
@@ -461,7 +583,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   struct tn_diff diff = {0};
   struct tn_lifecycle_plan lp = {0};
   struct tn_placement placement = {0};
-  bool placed = false, have_plan = false, provisioned = false;
+  bool placed = false, have_plan = false, provisioned = false, policy_ok = false;
+  struct tn_policy_result policy;
+  tn_policy_result_init(&policy);
   long long gen_before = 0;
 
   x.obj = tn_informer_get(x.r->tenants, key);
@@ -509,6 +633,26 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   if (lp.n_steps > 0)
     x.lf.correlation_id = lp.steps[lp.n_steps - 1].correlation_id;
+  /* Policy before action: a denied step does not happen (the tenant stays where it is). */
+  struct tn_error polerr = {0};
+  int prc = evaluate_policy(&x, &lp, &policy, &polerr);
+  if (prc == TN_EINVALID) {
+    cond_set(&x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
+    event(&x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
+    if (lp.n_steps > 0) {
+      lp.n_steps = 0;
+      lp.next = x.t->status_state;
+      x.lf.correlation_id = NULL;
+    }
+  } else if (prc) {
+    res = TN_RESULT_ERR;
+    goto out;
+  } else {
+    cond_set(&x, COND_POLICY, "True", "Compliant", "every TenancyPolicy allows the tenant%s",
+             lp.n_steps ? " and its transition" : "");
+    policy_ok = true;
+  }
+
   gen_before = x.t->observed_generation;
   if (lp.n_steps > 0) {
     struct tn_error aerr = {0};
@@ -520,8 +664,6 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
       goto out;
     }
   }
-  cond_set(&x, COND_POLICY, "True", "NotEvaluated",
-           "no TenancyPolicy is evaluated by this version; lifecycle rules are enforced");
 
   /* Plan and placement matter while provisioned (Active, Suspended). */
   provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
@@ -553,8 +695,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     }
     n_regions = used;
     struct tn_error perr = {0};
-    if (tn_placement_resolve(&x.t->residency, x.t->isolation, x.t->status_region,
-                             (const struct tn_region *const *)regions, n_regions, &placement, &perr)) {
+    if (tn_placement_resolve(policy_ok ? &policy.residency : &x.t->residency, x.t->isolation,
+                             x.t->status_region, (const struct tn_region *const *)regions, n_regions,
+                             &placement, &perr)) {
       cond_set(&x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
       event(&x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
     } else {
@@ -790,6 +933,7 @@ out:
   json_decref(derived);
   json_decref(new_status);
   json_decref(db_status);
+  tn_policy_result_cleanup(&policy);
   tn_plan_free(plan);
   tn_tenant_free(x.t);
   json_decref(x.obj);

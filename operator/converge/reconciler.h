@@ -9,6 +9,7 @@
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
+#include "runtime/metrics.h"
 #include "tenancy/desired.h"
 
 #define TN_FINALIZER "tenancy.dev/finalizer"
@@ -17,18 +18,31 @@
 #define TN_INDEX_TENANT "tenant"
 #define TN_INDEX_PLAN "plan"
 
-extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions;
+extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions, tn_gvr_policies;
+
+/* Who asked for a tenant's current generation, as the admission webhook heard it; the audit
+ * trail records them as the actor and request id of the transitions that generation causes. */
+struct tn_requesters; /* thread-safe, bounded */
+struct tn_requesters *tn_requesters_new(void);
+void tn_requesters_free(struct tn_requesters *q);
+void tn_requesters_note(struct tn_requesters *q, const char *tenant, long long generation, const char *actor,
+                        const char *request_uid);
+/* Copies the actor and request uid for (tenant, generation) into the buffers; false when unknown. */
+bool tn_requesters_find(struct tn_requesters *q, const char *tenant, long long generation, char *actor,
+                        size_t na, char *request_uid, size_t nr);
 
 /* Everything a reconcile reads and writes; all borrowed from the manager. */
 struct tn_reconciler {
   struct tn_kube *kube;
   struct tn_recorder *recorder; /* may be NULL */
   struct tn_audit *audit;       /* may be NULL (no --pg-dsn): transitions are then not audited */
-  struct tn_informer *tenants, *plans, *regions;
+  struct tn_informer *tenants, *plans, *regions, *policies;
+  struct tn_requesters *requesters; /* may be NULL */
   struct tn_informer *owned[TN_KIND_COUNT];
-  struct tn_informer *secrets; /* our tenant-database Secrets (label-selected) */
-  struct tn_db *db;            /* PostgreSQL connection cache of the database step */
-  double rotation_period_s;    /* scheduled credential rotation; 0 = only on demand */
+  struct tn_informer *secrets;      /* our tenant-database Secrets (label-selected) */
+  struct tn_db *db;                 /* PostgreSQL connection cache of the database step */
+  double rotation_period_s;         /* scheduled credential rotation; 0 = only on demand */
+  struct tn_series *policy_latency; /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */
 };
 
 /* The GVR of an owned kind. */

@@ -96,6 +96,11 @@ enum {
   OPT_BURST,
   OPT_SHUTDOWN,
   OPT_ROTATION,
+  OPT_WEBHOOK_ADDR,
+  OPT_WEBHOOK_HOST,
+  OPT_WEBHOOK_SERVICE,
+  OPT_WEBHOOK_SECRET,
+  OPT_WEBHOOK_DIR,
   OPT_HELP,
   OPT_VERSION
 };
@@ -116,40 +121,53 @@ static const struct option long_opts[] = {
     {"kube-api-burst", required_argument, NULL, OPT_BURST},
     {"graceful-shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
     {"credentials-rotation-period", required_argument, NULL, OPT_ROTATION},
+    {"webhook-bind-address", required_argument, NULL, OPT_WEBHOOK_ADDR},
+    {"webhook-host", required_argument, NULL, OPT_WEBHOOK_HOST},
+    {"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
+    {"webhook-cert-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
+    {"webhook-cert-dir", required_argument, NULL, OPT_WEBHOOK_DIR},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
 
 void tn_options_usage(FILE *f, const char *prog) {
-  fprintf(f,
-          "Usage: %s [flags]\n"
-          "\n"
-          "Reconciles tenancy.dev Tenants: namespaces, network policies, quotas, RBAC, databases.\n"
-          "\n"
-          "Flags:\n"
-          "  --kubeconfig PATH                    kubeconfig to use (default: $KUBECONFIG, ~/.kube/config,\n"
-          "                                       then the in-cluster service account)\n"
-          "  --metrics-bind-address ADDR          address of /metrics (default \":8080\"; \"0\" disables)\n"
-          "  --health-probe-bind-address ADDR     address of /healthz and /readyz (default \":8081\"; \"0\" "
-          "disables)\n"
-          "  --leader-elect[=BOOL]                elect a leader through a Lease before reconciling "
-          "(default false)\n"
-          "  --leader-election-namespace NS       namespace of the Lease (default: pod namespace, else "
-          "\"default\")\n"
-          "  --leader-election-id NAME            name of the Lease (default \"tenancy-operator-leader\")\n"
-          "  --workers N                          concurrent reconciles (default 4)\n"
-          "  --sync-period DURATION               full resync of every cached object (default 10h)\n"
-          "  --log-level LEVEL                    debug, info, warn or error (default info)\n"
-          "  --log-format FORMAT                  json (one object per line) or text (default json)\n"
-          "  --pg-dsn DSN                         PostgreSQL connection string (default $TENANCY_PG_DSN)\n"
-          "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
-          "  --kube-api-burst N                   client-side burst (default 400)\n"
-          "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
-          "  --credentials-rotation-period DURATION  rotate tenant database passwords this often (default "
-          "720h; 0 = only on demand)\n"
-          "  --help                               show this help\n"
-          "  --version                            print the version\n",
-          prog);
+  fprintf(
+      f,
+      "Usage: %s [flags]\n"
+      "\n"
+      "Reconciles tenancy.dev Tenants: namespaces, network policies, quotas, RBAC, databases.\n"
+      "\n"
+      "Flags:\n"
+      "  --kubeconfig PATH                    kubeconfig to use (default: $KUBECONFIG, ~/.kube/config,\n"
+      "                                       then the in-cluster service account)\n"
+      "  --metrics-bind-address ADDR          address of /metrics (default \":8080\"; \"0\" disables)\n"
+      "  --health-probe-bind-address ADDR     address of /healthz and /readyz (default \":8081\"; \"0\" "
+      "disables)\n"
+      "  --leader-elect[=BOOL]                elect a leader through a Lease before reconciling "
+      "(default false)\n"
+      "  --leader-election-namespace NS       namespace of the Lease (default: pod namespace, else "
+      "\"default\")\n"
+      "  --leader-election-id NAME            name of the Lease (default \"tenancy-operator-leader\")\n"
+      "  --workers N                          concurrent reconciles (default 4)\n"
+      "  --sync-period DURATION               full resync of every cached object (default 10h)\n"
+      "  --log-level LEVEL                    debug, info, warn or error (default info)\n"
+      "  --log-format FORMAT                  json (one object per line) or text (default json)\n"
+      "  --pg-dsn DSN                         PostgreSQL connection string (default $TENANCY_PG_DSN)\n"
+      "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
+      "  --kube-api-burst N                   client-side burst (default 400)\n"
+      "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
+      "  --credentials-rotation-period DURATION  rotate tenant database passwords this often (default "
+      "720h; 0 = only on demand)\n"
+      "  --webhook-bind-address ADDR          serve the admission webhook here, e.g. :9443 (default \"0\": "
+      "off)\n"
+      "  --webhook-host NAME                  the name the API server dials for it (default 127.0.0.1)\n"
+      "  --webhook-service NS/NAME            in-cluster: register the webhook through this Service\n"
+      "  --webhook-cert-secret NS/NAME        serving certificate Secret (created when missing); default: "
+      "generated\n"
+      "  --webhook-cert-dir DIR               where certificate files are written (default: a temp dir)\n"
+      "  --help                               show this help\n"
+      "  --version                            print the version\n",
+      prog);
 }
 
 void tn_options_cleanup(struct tn_options *o) {
@@ -160,6 +178,11 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->probe_addr);
   free(o->leader_namespace);
   free(o->leader_id);
+  free(o->webhook_addr);
+  free(o->webhook_host);
+  free(o->webhook_service);
+  free(o->webhook_cert_secret);
+  free(o->webhook_cert_dir);
   if (o->pg_dsn) {
     explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
     free(o->pg_dsn);
@@ -189,7 +212,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->rotation_period_s = 720 * 3600;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
-      set_str(&o->leader_id, "tenancy-operator-leader"))
+      set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader"))
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *dsn = env ? env("TENANCY_PG_DSN") : NULL;
   if (dsn && *dsn && set_str(&o->pg_dsn, dsn))
@@ -223,6 +246,31 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_LEADER_NS:
       rc = set_str(&o->leader_namespace, v);
+      break;
+    case OPT_WEBHOOK_ADDR:
+      if (!valid_bind_address(v)) {
+        rc = tn_error_set(err, TN_ECONFIG,
+                          "--webhook-bind-address=%s: expected HOST:PORT, :PORT or 0 (disabled)", v);
+        goto out;
+      }
+      rc = set_str(&o->webhook_addr, v);
+      break;
+    case OPT_WEBHOOK_HOST:
+      rc = set_str(&o->webhook_host, v);
+      break;
+    case OPT_WEBHOOK_SERVICE:
+    case OPT_WEBHOOK_SECRET: {
+      const char *slash = strchr(v, '/');
+      if (!slash || slash == v || !slash[1] || strchr(slash + 1, '/')) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected NAMESPACE/NAME",
+                          c == OPT_WEBHOOK_SERVICE ? "webhook-service" : "webhook-cert-secret", v);
+        goto out;
+      }
+      rc = set_str(c == OPT_WEBHOOK_SERVICE ? &o->webhook_service : &o->webhook_cert_secret, v);
+      break;
+    }
+    case OPT_WEBHOOK_DIR:
+      rc = set_str(&o->webhook_cert_dir, v);
       break;
     case OPT_LEADER_ID:
       rc = set_str(&o->leader_id, v);

@@ -25,6 +25,11 @@ struct tn_options {
   int kube_burst;                /* default 400 */
   double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
   double rotation_period_s;      /* scheduled tenant database credential rotation, default 720h; 0 = off */
+  char *webhook_addr;            /* admission webhook listener; "0" (default) = no webhook */
+  char *webhook_host;            /* the name the API server dials (SAN, URL host); NULL = 127.0.0.1 */
+  char *webhook_service;         /* "namespace/name" of the webhook Service in-cluster; NULL = URL */
+  char *webhook_cert_secret;     /* "namespace/name" of the serving certificate Secret; NULL = generated */
+  char *webhook_cert_dir;        /* where certificate files are written; NULL = a private temp dir */
   bool help;
   bool version;
 };
