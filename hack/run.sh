@@ -28,9 +28,18 @@ In another terminal:
   kubectl describe tenant acme
   curl -s http://127.0.0.1:$MP/metrics | grep controller_runtime_reconcile_total
   curl -s http://127.0.0.1:$HP/readyz
+  tenantctl audit list --tenant acme   # the audit trail (build/bin/tenantctl)
 
 Starting the operator now (Ctrl-C stops it; make cluster-down stops the stack).
 
 MSG
-exec "$OPERATOR" --log-format=text --metrics-bind-address="127.0.0.1:$MP" \
-  --health-probe-bind-address="127.0.0.1:$HP" --leader-elect=false
+WP=$(freeport)
+# The admission webhook is registered with failurePolicy Fail for tenants: take the registration
+# away again when the operator stops, so tenants stay editable without it.
+trap 'kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found >/dev/null 2>&1' EXIT
+"$OPERATOR" --log-format=text --metrics-bind-address="127.0.0.1:$MP" \
+  --health-probe-bind-address="127.0.0.1:$HP" --webhook-bind-address="127.0.0.1:$WP" --leader-elect=false &
+OP=$!
+trap 'kill -TERM $OP 2>/dev/null' INT TERM
+wait $OP || true
+wait $OP 2>/dev/null || true

@@ -184,11 +184,14 @@ Test(runtime, least_privilege_rbac_is_enough) {
   cr_assert_str_eq(out, "system:serviceaccount:tenancy-system:tenancy-operator");
   free(out);
 
-  char kcflag[160];
+  char kcflag[160], whflag[96];
   snprintf(kcflag, sizeof kcflag, "--kubeconfig=%s", kc);
+  /* With its admission webhook too: the certificate Secret and the registration are allowed. */
+  snprintf(whflag, sizeof whflag, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
   struct tn_test_operator op;
-  tn_test_operator_start(&op, (const char *const[]){kcflag, "--leader-elect",
-                                                    "--leader-election-namespace=tenancy-system", NULL});
+  tn_test_operator_start(&op, (const char *const[]){kcflag, "--leader-elect", "--leader-election-namespace=tenancy-system",
+                                                    whflag, "--webhook-cert-secret=tenancy-system/tn-test-webhook-tls",
+                                                    NULL});
   if (!tn_test_operator_wait_ready(&op, 60)) {
     tn_test_operator_dump_log(&op);
     cr_assert_fail("the operator running as its ServiceAccount never became ready");
@@ -208,10 +211,16 @@ Test(runtime, least_privilege_rbac_is_enough) {
     tn_test_operator_dump_log(&op);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  rc = tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=120s", t);
+  /* Through the webhook an Active tenant cannot be deleted: archive it first. */
+  rc = tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}' && "
+                        "kubectl wait --for=jsonpath='{.status.state}'=Archived tenant/%s --timeout=60s && "
+                        "kubectl delete tenant %s --wait --timeout=120s",
+                  t, t, t);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   cr_assert_eq(tn_test_operator_stop(&op, SIGTERM, 40), 0);
+  tn_test_sh(NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found; "
+                   "kubectl -n tenancy-system delete secret tn-test-webhook-tls --ignore-not-found");
   rc = tn_test_sh(&out, "grep -ci forbidden '%s'", op.log_path);
   cr_assert_str_eq(out, "0\n", "the operator was refused something under its RBAC (see %s)", op.log_path);
   free(out);
