@@ -28,7 +28,7 @@ In another terminal:
   kubectl describe tenant acme
   curl -s http://127.0.0.1:$MP/metrics | grep controller_runtime_reconcile_total
   curl -s http://127.0.0.1:$HP/readyz
-  tenantctl audit list --tenant acme   # the audit trail (build/bin/tenantctl)
+  $ROOT/build/bin/tenantctl audit list --tenant acme   # the audit trail
 
 Starting the operator now (Ctrl-C stops it; make cluster-down stops the stack).
 
