@@ -4,6 +4,7 @@
  * manifests/deploy/ (RBAC compared grant by grant), and it installs, upgrades and uninstalls for real
  * in the local cluster. No pod ever runs (the local cluster has no nodes); nothing waits for one. */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -425,6 +426,8 @@ static void expect_same_grants(json_t *want, json_t *got, const char *what) {
 static char dry_run_ns[64];      /* a namespace created for server-side dry runs */
 static int release_installed;    /* helm install was attempted: uninstall it */
 static int restore_tenant_roles; /* the tenant ClusterRoles existed before (from manifests/deploy/) */
+static char saved_webhook[64];   /* a ValidatingWebhookConfiguration that existed before, to restore */
+static int delete_release_ns;    /* helm install --create-namespace created it: leave none behind */
 
 static void cleanup_cluster(void) {
   if (dry_run_ns[0])
@@ -436,6 +439,15 @@ static void cleanup_cluster(void) {
                      helm_bin);
   if (restore_tenant_roles)
     (void)tn_test_sh(NULL, "kubectl apply -f '%s/manifests/deploy/20-tenant-roles.yaml'", repo_root());
+  if (saved_webhook[0]) {
+    (void)tn_test_sh(NULL, "kubectl create -f %s", saved_webhook);
+    unlink(saved_webhook);
+  }
+  /* Other suites `kubectl apply` manifests/deploy/00-namespace.yaml; a namespace Helm created has no
+   * last-applied annotation and would make kubectl warn there. Wait until it is gone for good. */
+  if (delete_release_ns)
+    (void)tn_test_sh(NULL,
+                     "kubectl delete namespace " RELEASE_NS " --ignore-not-found --wait --timeout=120s");
 }
 
 /* The non-default values the chart is rendered, linted and dry-run applied with. */
@@ -456,6 +468,7 @@ static const char NON_DEFAULT_VALUES[] =
     "  service: {port: 9443, annotations: {prometheus.io/scrape: \"true\"}}\n"
     "  serviceMonitor: {enabled: true, interval: 15s, labels: {release: prom}}\n"
     "probes: {port: 9091}\n"
+    "webhook: {port: 9444, certSecret: tenancy-webhook-cert}\n"
     "podAnnotations: {example.com/team: platform}\n"
     "podLabels: {team: platform}\n"
     "resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: \"1\", memory: 256Mi}}\n"
@@ -574,7 +587,9 @@ Test(chart, renders_with_defaults) {
       {"ClusterRole", "tenancy-tenant-developer", 0},
       {"ClusterRole", "tenancy-tenant-viewer", 0},
       {"Service", FULLNAME "-metrics", 1},
+      {"Service", FULLNAME "-webhook", 1},
       {"Deployment", FULLNAME, 1},
+      {"ValidatingWebhookConfiguration", "tenancy-operator", 0},
   };
   char path[PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/Chart.yaml", chart_dir());
@@ -631,6 +646,14 @@ Test(chart, renders_with_defaults) {
   expect_arg(c, "--workers=4");
   expect_arg(c, "--sync-period=10h");
   expect_arg(c, "--log-level=info");
+  expect_arg(c, "--webhook-bind-address=:9443");
+  expect_arg(c, "--webhook-service=" RELEASE_NS "/" FULLNAME "-webhook");
+  expect_arg(c, "--webhook-cert-secret=" RELEASE_NS "/" FULLNAME "-webhook-tls");
+  expect_arg(c, "--webhook-cert-dir=/run/webhook-certs");
+  cr_expect_eq(port_named(c, "webhook"), 9443);
+  expect_str_at(c, "volumeMounts.0.mountPath", "/run/webhook-certs");
+  expect_str_at(d, "spec.template.spec.volumes.0.name", str_at(c, "volumeMounts.0.name"));
+  expect_str_at(d, "spec.template.spec.volumes.0.emptyDir.medium", "Memory");
   json_t *dsn = env_var(c, "TENANCY_PG_DSN");
   cr_assert_not_null(dsn, "no TENANCY_PG_DSN");
   expect_str_at(dsn, "valueFrom.secretKeyRef.name", FULLNAME "-db");
@@ -654,6 +677,17 @@ Test(chart, renders_with_defaults) {
   expect_int_at(svc, "spec.ports.0.port", 8080);
   expect_str_at(svc, "spec.ports.0.targetPort", "metrics");
 
+  json_t *hook_svc = must_find(objs, "Service", FULLNAME "-webhook");
+  cr_expect(json_equal(at(hook_svc, "spec.selector"), selector), "the webhook Service selects other pods");
+  expect_int_at(hook_svc, "spec.ports.0.port", 443);
+  expect_int_at(hook_svc, "spec.ports.0.targetPort", 9443);
+  json_t *vwc = must_find(objs, "ValidatingWebhookConfiguration", "tenancy-operator");
+  expect_str_at(vwc, "webhooks.0.clientConfig.service.namespace", RELEASE_NS);
+  expect_str_at(vwc, "webhooks.0.clientConfig.service.name", FULLNAME "-webhook");
+  expect_int_at(vwc, "webhooks.0.clientConfig.service.port", 443);
+  expect_str_at(vwc, "webhooks.0.failurePolicy", "Fail");
+  expect_str_at(vwc, "webhooks.0.rules.0.resources.0", "tenants");
+
   json_t *crb = must_find(objs, "ClusterRoleBinding", FULLNAME);
   expect_str_at(crb, "roleRef.kind", "ClusterRole");
   expect_str_at(crb, "roleRef.name", FULLNAME);
@@ -671,42 +705,73 @@ Test(chart, renders_with_defaults) {
   json_decref(chart);
 }
 
-/* Expects the chart's Deployment GOT to run the pod of manifests/deploy/30-deployment.yaml WANT. */
+/* Expects W and G (either may be NULL) to be equal JSON; WHAT names them in the failure. */
+static void expect_same_json(json_t *w, json_t *g, const char *what) {
+  if ((!w && !g) || (w && g && json_equal(w, g)))
+    return;
+  char *ws = w ? json_dumps(w, JSON_COMPACT) : NULL, *gs = g ? json_dumps(g, JSON_COMPACT) : NULL;
+  cr_expect_fail("%s differs: manifests/deploy/ %s, chart %s", what, ws ? ws : "(absent)",
+                 gs ? gs : "(absent)");
+  free(ws);
+  free(gs);
+}
+
+/* Expects every key of A or B but those in SKIP (NULL-terminated) to hold equal values in both. */
+static void expect_same_keys(json_t *a, json_t *b, const char *const *skip, const char *what) {
+  json_t *objs[] = {a, b};
+  for (int side = 0; side < 2; side++) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(objs[side], k, v) {
+      int skipped = 0;
+      for (const char *const *s = skip; *s; s++)
+        skipped |= strcmp(*s, k) == 0;
+      if (skipped || (side == 1 && json_object_get(a, k)))
+        continue; /* skipped, or already compared from A's side */
+      char label_[256];
+      snprintf(label_, sizeof label_, "%s.%s", what, k);
+      expect_same_json(json_object_get(a, k), json_object_get(b, k), label_);
+    }
+  }
+}
+
+/* Flags the chart passes although they equal the operator's defaults (manifests/deploy/ leaves
+ * them out). */
+static const char *const CHART_DEFAULT_ARGS[] = {"--leader-election-id=tenancy-operator-leader",
+                                                 "--workers=4",
+                                                 "--sync-period=10h",
+                                                 "--log-level=info",
+                                                 "--log-format=json",
+                                                 "--graceful-shutdown-timeout=30s"};
+
+/* Expects the chart's Deployment GOT to run the pod of manifests/deploy/'s Deployment WANT: the
+ * same pod spec, container and flags (the chart adds only the operator's defaults), ports, volumes. */
 static void expect_same_deployment(json_t *want, json_t *got) {
-  cr_expect(json_equal(at(want, "spec.replicas"), at(got, "spec.replicas")), "replicas differ");
+  expect_same_json(at(want, "spec.replicas"), at(got, "spec.replicas"), "replicas");
   const char *k;
   json_t *v;
   json_object_foreach(at(want, "spec.selector.matchLabels"), k, v) {
     cr_expect(json_equal(v, json_object_get(at(got, "spec.selector.matchLabels"), k)), "selector lacks %s",
               k);
   }
-  static const char *const pod_fields[] = {"serviceAccountName", "securityContext",
-                                           "terminationGracePeriodSeconds"};
-  for (size_t i = 0; i < sizeof pod_fields / sizeof pod_fields[0]; i++) {
-    json_t *w = json_object_get(at(want, "spec.template.spec"), pod_fields[i]);
-    cr_expect_not_null(w, "the manifest has no pod %s", pod_fields[i]);
-    cr_expect(json_equal(w, json_object_get(at(got, "spec.template.spec"), pod_fields[i])), "pod %s differs",
-              pod_fields[i]);
-  }
+  static const char *const pod_skip[] = {"containers", NULL};
+  expect_same_keys(at(want, "spec.template.spec"), at(got, "spec.template.spec"), pod_skip, "pod");
   json_t *wc = container(want), *gc = container(got);
-  static const char *const fields[] = {
-      "name", "image", "env", "livenessProbe", "readinessProbe", "resources", "securityContext"};
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-    json_t *w = json_object_get(wc, fields[i]), *g = json_object_get(gc, fields[i]);
-    cr_expect_not_null(w, "the manifest's container has no %s", fields[i]);
-    if (!json_equal(w, g)) {
-      char *ws = json_dumps(w, JSON_COMPACT), *gs = g ? json_dumps(g, JSON_COMPACT) : NULL;
-      cr_expect_fail("container %s differs: manifest %s, chart %s", fields[i], ws, gs ? gs : "(absent)");
-      free(ws);
-      free(gs);
-    }
-  }
+  static const char *const container_skip[] = {"args", "ports", "imagePullPolicy", NULL};
+  expect_same_keys(wc, gc, container_skip, "container");
+
   size_t i;
   json_t *a;
   json_array_foreach(json_object_get(wc, "args"), i, a) expect_arg(gc, json_string_value(a));
-  /* the manifest relies on the operator's default Lease name; the chart passes it explicitly */
-  expect_arg(gc, "--leader-election-id=tenancy-operator-leader");
+  json_array_foreach(json_object_get(gc, "args"), i, a) {
+    int known = has_arg(wc, json_string_value(a));
+    for (size_t j = 0; j < sizeof CHART_DEFAULT_ARGS / sizeof CHART_DEFAULT_ARGS[0]; j++)
+      known |= strcmp(json_string_value(a), CHART_DEFAULT_ARGS[j]) == 0;
+    cr_expect(known, "the chart passes %s, which manifests/deploy/ does not", json_string_value(a));
+  }
   json_t *p;
+  cr_expect_eq(json_array_size(json_object_get(wc, "ports")), json_array_size(json_object_get(gc, "ports")),
+               "number of container ports");
   json_array_foreach(json_object_get(wc, "ports"), i, p) {
     cr_expect_eq(port_named(gc, str_at(p, "name")), json_integer_value(json_object_get(p, "containerPort")),
                  "port %s differs", str_at(p, "name"));
@@ -716,16 +781,24 @@ static void expect_same_deployment(json_t *want, json_t *got) {
 Test(chart, equals_manifests_deploy) {
   /* a release named tenancy-operator gets exactly the names of manifests/deploy/ */
   json_t *objs = render("tenancy-operator", "tenancy-system", "");
-  static const char *const files[] = {"10-rbac.yaml", "20-tenant-roles.yaml", "30-deployment.yaml"};
+  /* every manifest but 00-namespace.yaml (Helm's --create-namespace makes the namespace) */
+  char pattern[PATH_MAX + 32];
+  snprintf(pattern, sizeof pattern, "%s/manifests/deploy/*.yaml", repo_root());
+  glob_t files;
+  cr_assert_eq(glob(pattern, 0, NULL, &files), 0, "no %s", pattern);
   json_t *man = json_array();
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/manifests/deploy/%s", repo_root(), files[i]);
-    json_t *docs = yaml_file_to_json(path);
-    cr_assert_gt(json_array_size(docs), 0, "%s holds no object", path);
-    json_array_extend(man, docs);
+  for (size_t i = 0; i < files.gl_pathc; i++) {
+    json_t *docs = yaml_file_to_json(files.gl_pathv[i]);
+    cr_assert_gt(json_array_size(docs), 0, "%s holds no object", files.gl_pathv[i]);
+    if (strcmp(str_at(docs, "0.kind"), "Namespace") == 0) {
+      expect_str_at(docs, "0.metadata.name", "tenancy-system");
+      cr_expect_eq(json_array_size(docs), 1, "%s: a Namespace and more", files.gl_pathv[i]);
+    } else {
+      json_array_extend(man, docs);
+    }
     json_decref(docs);
   }
+  globfree(&files);
   /* every object of the manifests (but the Namespace: Helm's --create-namespace), plus the metrics Service */
   cr_expect_eq(json_array_size(objs), json_array_size(man) + 1,
                "the chart renders %zu objects, the manifests %zu", json_array_size(objs),
@@ -756,6 +829,19 @@ Test(chart, equals_manifests_deploy) {
                 "%s: subjects differ", what);
     } else if (strcmp(kind, "Deployment") == 0) {
       expect_same_deployment(m, o);
+    } else if (strcmp(kind, "Service") == 0) {
+      static const char *const skip[] = {"selector", NULL};
+      expect_same_keys(json_object_get(m, "spec"), json_object_get(o, "spec"), skip, what);
+      const char *k;
+      json_t *v;
+      json_object_foreach(at(m, "spec.selector"), k, v) {
+        cr_expect(json_equal(v, json_object_get(at(o, "spec.selector"), k)), "%s: selector lacks %s", what,
+                  k);
+      }
+    } else if (strcmp(kind, "ServiceAccount") != 0) {
+      /* anything else (the webhook configuration, kinds added later): equal but for metadata */
+      static const char *const skip[] = {"metadata", NULL};
+      expect_same_keys(m, o, skip, what);
     }
   }
   cr_expect_eq(compared_roles, 5, "operator ClusterRole, leader-election Role and 3 tenant roles");
@@ -805,7 +891,11 @@ Test(chart, renders_with_values) {
                                           "--sync-period=30m",
                                           "--log-level=debug",
                                           "--log-format=text",
-                                          "--graceful-shutdown-timeout=20s"};
+                                          "--graceful-shutdown-timeout=20s",
+                                          "--webhook-bind-address=:9444",
+                                          "--webhook-service=platform/ops-tenancy-operator-webhook",
+                                          "--webhook-cert-secret=platform/tenancy-webhook-cert",
+                                          "--webhook-cert-dir=/run/webhook-certs"};
   for (size_t i = 0; i < sizeof want_args / sizeof want_args[0]; i++)
     expect_arg(c, want_args[i]);
   /* extraArgs come last, so they win over the chart's own flags */
@@ -823,6 +913,10 @@ Test(chart, renders_with_values) {
   expect_str_at(env_var(c, "TZ"), "value", "UTC");
   cr_expect_eq(port_named(c, "metrics"), 9090);
   cr_expect_eq(port_named(c, "probes"), 9091);
+  cr_expect_eq(port_named(c, "webhook"), 9444);
+  expect_int_at(must_find(objs, "Service", "ops-tenancy-operator-webhook"), "spec.ports.0.targetPort", 9444);
+  expect_str_at(must_find(objs, "ValidatingWebhookConfiguration", "tenancy-operator"),
+                "webhooks.0.clientConfig.service.name", "ops-tenancy-operator-webhook");
   expect_str(key_at(d, "spec.template.metadata.annotations", "example.com/team"), "platform");
   expect_str(key_at(d, "spec.template.metadata.labels", "team"), "platform");
   json_t *want_res = json_pack("{s:{s:s,s:s},s:{s:s,s:s}}", "requests", "cpu", "100m", "memory", "64Mi",
@@ -880,7 +974,7 @@ Test(chart, renders_without_optional_parts) {
                                            "RoleBinding"};
   for (size_t i = 0; i < sizeof rbac_kinds / sizeof rbac_kinds[0]; i++)
     cr_expect_eq(count_kind(objs, rbac_kinds[i]), 0, "rendered a %s", rbac_kinds[i]);
-  cr_expect_eq(json_array_size(objs), 2, "the Deployment and the metrics Service only");
+  cr_expect_eq(json_array_size(objs), 4, "the Deployment, its 2 Services and the webhook configuration only");
   expect_str_at(must_find(objs, "Deployment", FULLNAME), "spec.template.spec.serviceAccountName",
                 "existing-sa");
   json_decref(objs);
@@ -902,7 +996,31 @@ Test(chart, renders_without_optional_parts) {
   expect_arg(c, "--metrics-bind-address=0");
   cr_expect_eq(port_named(c, "metrics"), -1);
   cr_expect_eq(port_named(c, "probes"), 8081);
-  cr_expect_eq(count_kind(objs, "Service"), 0);
+  cr_expect_null(find(objs, "Service", FULLNAME "-metrics"));
+  must_find(objs, "Service", FULLNAME "-webhook");
+  json_decref(objs);
+
+  /* no admission webhook: no flags, port, volume, Service, configuration, nor the RBAC to register it */
+  objs = render(RELEASE, RELEASE_NS, "--set webhook.enabled=false");
+  json_t *d = must_find(objs, "Deployment", FULLNAME);
+  c = container(d);
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(c, "args"), i, a) {
+    cr_expect(strncmp(json_string_value(a), "--webhook-", 10) != 0, "webhook flag %s", json_string_value(a));
+  }
+  cr_expect_eq(port_named(c, "webhook"), -1);
+  cr_expect_null(json_object_get(c, "volumeMounts"));
+  cr_expect_null(at(d, "spec.template.spec.volumes"));
+  cr_expect_null(find(objs, "Service", FULLNAME "-webhook"));
+  cr_expect_eq(count_kind(objs, "ValidatingWebhookConfiguration"), 0);
+  json_t *grants = grants_of(must_find(objs, "ClusterRole", FULLNAME));
+  const char *k;
+  json_t *v;
+  json_object_foreach(grants, k, v) {
+    cr_expect(strncmp(k, "admissionregistration.k8s.io|", 29) != 0, "grant %s without a webhook", k);
+  }
+  json_decref(grants);
   json_decref(objs);
 
   /* tenant roles owned elsewhere (another release, or manifests/deploy/) */
@@ -915,7 +1033,7 @@ Test(chart, renders_without_optional_parts) {
   objs = render(RELEASE, RELEASE_NS,
                 "--set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
                 "--set fullnameOverride=tenancy");
-  json_t *d = must_find(objs, "Deployment", "tenancy");
+  d = must_find(objs, "Deployment", "tenancy");
   expect_str_at(container(d), "image",
                 "tenancy-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
   must_find(objs, "ServiceAccount", "tenancy");
@@ -937,7 +1055,8 @@ Test(chart, refuses_broken_values) {
   expect_render_refused("--set operator.syncPeriod=tenhours", "syncPeriod");
   expect_render_refused("--set operator.workers=0", "workers");
   expect_render_refused("--set metrics.port=70000", "port");
-  expect_render_refused("--set probes.port=8080", "metrics.port and probes.port must differ");
+  expect_render_refused("--set probes.port=8080", "probes.port, metrics.port and webhook.port must differ");
+  expect_render_refused("--set webhook.port=8081", "probes.port, metrics.port and webhook.port must differ");
   /* there is no place for a password in values: the DSN comes from a Secret */
   expect_render_refused("--set database.password=hunter2", "password");
 }
@@ -989,7 +1108,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults, CRDs included */
   rc = dry_run_apply(&out, dry_run_ns, "--include-crds");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 14, "4 CRDs and 10 objects: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 16, "4 CRDs and 12 objects: %s", out);
   for (size_t i = 0; i < sizeof CRD_NAMES / sizeof CRD_NAMES[0]; i++) {
     char line[128];
     snprintf(line, sizeof line, "customresourcedefinition.apiextensions.k8s.io/%s ", CRD_NAMES[i]);
@@ -1007,7 +1126,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 10, "%s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 12, "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
   free(out);
 
@@ -1044,8 +1163,8 @@ static char *release_objects(void) {
   int rc = tn_test_sh(
       &out, "kubectl get deployments,serviceaccounts,roles,rolebindings,services -n " RELEASE_NS
             " -l app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
-            "kubectl get clusterroles,clusterrolebindings -l app.kubernetes.io/instance=" RELEASE
-            " -o name 2>/dev/null && "
+            "kubectl get clusterroles,clusterrolebindings,validatingwebhookconfigurations -l "
+            "app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
             "kubectl get secrets -n " RELEASE_NS " -l owner=helm,name=" RELEASE " -o name 2>/dev/null");
   cr_assert_eq(rc, 0, "%s", out);
   return out;
@@ -1074,6 +1193,36 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
   }
   free(out);
 
+  /* so does a webhook configuration an operator run by another suite registered */
+  json_error_t jerr;
+  rc = tn_test_sh(&out,
+                  "kubectl get validatingwebhookconfiguration tenancy-operator --ignore-not-found -o json");
+  cr_assert_eq(rc, 0, "%s", out);
+  if (*out) {
+    json_t *vwc = json_loads(out, 0, &jerr);
+    cr_assert_not_null(vwc, "%s: %s", jerr.text, out);
+    static const char *const server_set[] = {"resourceVersion", "uid", "creationTimestamp", "generation",
+                                             "managedFields"};
+    for (size_t i = 0; i < sizeof server_set / sizeof server_set[0]; i++)
+      json_object_del(json_object_get(vwc, "metadata"), server_set[i]);
+    strcpy(saved_webhook, "/tmp/tn-chart-webhook-XXXXXX");
+    int fd = mkstemp(saved_webhook);
+    cr_assert_geq(fd, 0, "mkstemp");
+    close(fd);
+    cr_assert_eq(json_dump_file(vwc, saved_webhook, JSON_COMPACT), 0);
+    json_decref(vwc);
+    free(out);
+    rc =
+        tn_test_sh(&out, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found");
+    cr_assert_eq(rc, 0, "%s", out);
+  }
+  free(out);
+
+  rc = tn_test_sh(&out, "kubectl get namespace " RELEASE_NS " --ignore-not-found -o name");
+  cr_assert_eq(rc, 0, "%s", out);
+  delete_release_ns = !*out;
+  free(out);
+
   release_installed = 1;
   rc =
       tn_test_sh(&out, "'%s' install " RELEASE " '%s' -n " RELEASE_NS " --create-namespace --kubeconfig '%s'",
@@ -1086,7 +1235,6 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
   rc = tn_test_sh(&out, "'%s' status " RELEASE " -n " RELEASE_NS " --kubeconfig '%s' -o json", helm_bin,
                   kubeconfig);
   cr_assert_eq(rc, 0, "%s", out);
-  json_error_t jerr;
   json_t *status = json_loads(out, 0, &jerr);
   cr_assert_not_null(status, "%s: %s", jerr.text, out);
   free(out);
@@ -1106,6 +1254,8 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
       {"clusterrole", "tenancy-tenant-admin"},
       {"clusterrole", "tenancy-tenant-developer"},
       {"clusterrole", "tenancy-tenant-viewer"},
+      {"service", FULLNAME "-webhook"},
+      {"validatingwebhookconfiguration", "tenancy-operator"},
   };
   for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
     rc = tn_test_sh(&out, "kubectl get %s %s -n " RELEASE_NS " -o json", objects[i][0], objects[i][1]);
@@ -1121,6 +1271,14 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
       expect_int_at(o, "spec.replicas", 2);
     json_decref(o);
   }
+  /* --create-namespace made the namespace when it was missing */
+  rc = tn_test_sh(&out, "kubectl get namespace " RELEASE_NS " -o name");
+  cr_expect_eq(rc, 0, "%s", out);
+  free(out);
+  /* --create-namespace made the namespace when it was missing */
+  rc = tn_test_sh(&out, "kubectl get namespace " RELEASE_NS " -o name");
+  cr_expect_eq(rc, 0, "%s", out);
+  free(out);
   /* the CRDs are there (installed from crds/ unless they already were) and served */
   rc = tn_test_sh(&out, "kubectl wait --for=condition=Established --timeout=60s crd/%s crd/%s crd/%s crd/%s",
                   CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3]);
@@ -1147,6 +1305,14 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
             "binding cluster-admin");
   cr_expect(!sa_can("create", "clusterroles.rbac.authorization.k8s.io", NULL), "creating cluster roles");
   cr_expect(!sa_can("create", "pods", "acme-prod"), "creating pods");
+  cr_expect(sa_can("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", NULL));
+  cr_expect(
+      sa_can("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/tenancy-operator", NULL));
+  cr_expect(!sa_can("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/other", NULL),
+            "patching another webhook configuration");
+  cr_expect(!sa_can("delete", "validatingwebhookconfigurations.admissionregistration.k8s.io/tenancy-operator",
+                    NULL),
+            "deleting its webhook configuration");
   cr_expect(!sa_can("get", "configmaps", "kube-system"), "reading config maps");
 
   /* upgrade with a changed value */
@@ -1175,7 +1341,7 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
 
   /* uninstall removes every object of the release, and its record; the CRDs stay */
   char *before = release_objects();
-  cr_expect_eq(count_substr(before, "\n"), 10 + 2, "10 objects and 2 release records: %s", before);
+  cr_expect_eq(count_substr(before, "\n"), 12 + 2, "12 objects and 2 release records: %s", before);
   free(before);
   rc = tn_test_sh(&out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s'", helm_bin,
                   kubeconfig);

@@ -75,13 +75,21 @@ app.kubernetes.io/part-of: tenancy-operator
 {{- default (printf "%s-db" (include "tenancy-operator.fullname" .)) .Values.database.dsnSecret.name }}
 {{- end }}
 
+{{/* Name of the webhook's serving certificate Secret (in the release namespace). */}}
+{{- define "tenancy-operator.webhookCertSecret" -}}
+{{- default (printf "%s-webhook-tls" (include "tenancy-operator.fullname" .)) .Values.webhook.certSecret }}
+{{- end }}
+
 {{/* Refuses value combinations that would deploy something broken. */}}
 {{- define "tenancy-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas without leader election would reconcile the same tenants concurrently" }}
 {{- end }}
-{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.probes.port)) }}
-{{- fail "metrics.port and probes.port must differ" }}
+{{- $ports := list (int .Values.probes.port) }}
+{{- if .Values.metrics.enabled }}{{ $ports = append $ports (int .Values.metrics.port) }}{{ end }}
+{{- if .Values.webhook.enabled }}{{ $ports = append $ports (int .Values.webhook.port) }}{{ end }}
+{{- if ne (len $ports) (len (uniq $ports)) }}
+{{- fail "probes.port, metrics.port and webhook.port must differ" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.service.enabled)) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled" }}
