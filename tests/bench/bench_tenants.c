@@ -4,9 +4,11 @@
  *
  *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]
  *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep] [--issue-shapes]
+ *                 [--allow-remote]
  *
- * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names; without KUBECONFIG
- * a private stack is started with hack/cluster-up.sh in .local/bench and stopped at the end.
+ * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names, which must be on
+ * this machine unless --allow-remote; without KUBECONFIG a private stack is started with
+ * hack/cluster-up.sh in .local/bench and stopped at the end.
  * The operator is $TENANCY_OPERATOR_BIN, else build/bin/tenancy-operator, else
  * build/release/bin/tenancy-operator; $TENANCY_BENCH_OPERATOR_ARGS adds flags (split on
  * spaces). Method and figures: docs/benchmarks.md. */
@@ -49,7 +51,8 @@ static struct {
   const char *sync_period;
   int timeout_s;
   bool keep;
-} opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false};
+  bool allow_remote;
+} opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false, false};
 
 static const char *const envs[] = {"prod", "staging"};
 #define N_ENVS 2
@@ -1278,6 +1281,19 @@ static void print_machine(struct tn_kube *k) {
   tn_kube_response_cleanup(&resp);
 }
 
+/* Whether the API server URL names this machine (127.0.0.0/8, ::1, localhost). */
+static bool is_loopback(const char *server) {
+  CURLU *u = curl_url();
+  char *host = NULL;
+  bool yes = false;
+  if (u && server && curl_url_set(u, CURLUPART_URL, server, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+    yes = strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 || strcmp(host, "localhost") == 0;
+  curl_free(host);
+  curl_url_cleanup(u);
+  return yes;
+}
+
 static int run_bench(void) {
   struct tn_kube_config cfg = {0};
   struct tn_metrics *reg = tn_metrics_new();
@@ -1286,6 +1302,13 @@ static int run_bench(void) {
   int rc = 1;
   if (!reg || tn_kube_config_auto(NULL, &cfg, &err) != 0) {
     fprintf(stderr, "bench_tenants: %s\n", reg ? err.message : "out of memory");
+    goto out;
+  }
+  if (!opt.allow_remote && !is_loopback(cfg.server)) {
+    fprintf(stderr,
+            "bench_tenants: KUBECONFIG points at %s, not a local stack; the benchmark writes thousands of "
+            "objects: unset KUBECONFIG (a private stack is started) or pass --allow-remote\n",
+            cfg.server ? cfg.server : "(no server)");
     goto out;
   }
   cfg.qps = 0; /* the baseline is the client without its client-side limit */
@@ -1405,7 +1428,7 @@ static int find_root(void) {
 static void usage(FILE *f) {
   fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]\n"
              "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
-             "                     [--issue-shapes]\n");
+             "                     [--issue-shapes] [--allow-remote]\n");
 }
 
 int main(int argc, char **argv) {
@@ -1417,6 +1440,7 @@ int main(int argc, char **argv) {
                                            {"timeout", required_argument, NULL, 'T'},
                                            {"keep", no_argument, NULL, 'k'},
                                            {"issue-shapes", no_argument, NULL, 'I'},
+                                           {"allow-remote", no_argument, NULL, 'R'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   int c;
@@ -1444,6 +1468,9 @@ int main(int argc, char **argv) {
       break;
     case 'k':
       opt.keep = true;
+      break;
+    case 'R':
+      opt.allow_remote = true;
       break;
     case 'I':
       env_kinds = issue_kinds;
