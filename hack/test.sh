@@ -51,7 +51,7 @@ run_suite() {
   name=$(basename "$prog")
   "$prog" "$@" >"$LOGDIR/$kind-$name.log" 2>&1 || rc=$?
   local summary
-  summary=$(grep -E 'Synthesis:' "$LOGDIR/$kind-$name.log" | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g; s/^\[=+\] //')
+  summary=$(grep -E 'Synthesis:' "$LOGDIR/$kind-$name.log" 2>/dev/null | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g; s/^\[=+\] //' || true)
   if [ $rc != 0 ] || grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$LOGDIR/$kind-$name.log"; then
     printf '  FAIL  %-12s %-28s %s\n' "$kind" "$name" "${summary:-no summary (exit $rc)}"
     sed -E 's/\x1b\[[0-9;]*m//g' "$LOGDIR/$kind-$name.log" | grep -vE '^\[----\] +$' | tail -n 60 | sed 's/^/        /'
