@@ -15,5 +15,6 @@ done
 cmake -S . -B build/lint -DTN_WERROR=ON -DTN_BIN_DIR="$ROOT/build/lint/bin" >/dev/null
 cmake --build build/lint -j "$(nproc)" >/dev/null || { cmake --build build/lint 2>&1 | grep -E 'error|warning'; bad=1; }
 for s in hack/*.sh .ci/run; do bash -n "$s" || bad=1; done
+"$HACK/sync-chart-crds.sh" --check || bad=1
 [ $bad = 0 ] && log "clean"
 exit $bad

@@ -27,6 +27,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL # a make above us must not make cmake's make ch
 "$HACK/install-deps.sh"
 if [ $INTEGRATION = 1 ] && [ $REUSE = 0 ]; then
   "$HACK/build-control-plane.sh" >/dev/null
+  "$HACK/build-helm.sh" >/dev/null # for the chart's suite
 fi
 log "building the sanitized test build in $TEST_DIR"
 werror=OFF; [ "${CI:-}" = true ] && werror=ON

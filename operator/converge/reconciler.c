@@ -139,6 +139,7 @@ struct run {
   struct tn_tenant *t;     /* parsed; NULL when the spec is invalid */
   struct tn_log_fields lf; /* tenant, correlation id */
   char rv[64];             /* lf.resource_version: a copy, x.obj is replaced by writes */
+  char cid[40];            /* lf.correlation_id: a copy that lives as long as the run */
   struct condition conds[COND_COUNT];
   char now[32];
   int writes;
@@ -473,7 +474,8 @@ static struct tn_result teardown(struct run *x) {
   lp.steps[0] = (struct tn_transition){
       .from = from, .to = TN_STATE_DELETED, .action = TN_ACTION_DELETE, .event_reason = "Deleted"};
   tn_correlation_id(uid, gen, from, TN_STATE_DELETED, lp.steps[0].correlation_id);
-  x->lf.correlation_id = lp.steps[0].correlation_id;
+  snprintf(x->cid, sizeof x->cid, "%s", lp.steps[0].correlation_id);
+  x->lf.correlation_id = x->cid;
   if (d.len > 0 && audit_steps(x, &lp, TN_AUDIT_STARTED, gen, gen, &err)) {
     tn_log(TN_LOG_WARN, &x->lf, "audit trail unavailable, deletion postponed: %s", err.message);
     res = TN_RESULT_ERR;
@@ -631,8 +633,10 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     res = TN_RESULT_ERR;
     goto out;
   }
-  if (lp.n_steps > 0)
-    x.lf.correlation_id = lp.steps[lp.n_steps - 1].correlation_id;
+  if (lp.n_steps > 0) {
+    snprintf(x.cid, sizeof x.cid, "%s", lp.steps[lp.n_steps - 1].correlation_id);
+    x.lf.correlation_id = x.cid;
+  }
   /* Policy before action: a denied step does not happen (the tenant stays where it is). */
   struct tn_error polerr = {0};
   int prc = evaluate_policy(&x, &lp, &policy, &polerr);
