@@ -165,6 +165,19 @@ struct parsed {
   const char *kek, *alg, *iv, *ct, *tag;
 };
 
+/* A KEK id as envelopes carry it: 1 to TN_KMS_ID_MAX-1 printable ASCII characters without
+ * spaces (a managed KMS names keys with ':' and '/', e.g. an AWS key ARN). */
+static bool envelope_id(const char *id) {
+  size_t n = id ? strlen(id) : 0;
+  if (n == 0 || n >= TN_KMS_ID_MAX)
+    return false;
+  for (const char *c = id; *c; c++)
+    if (*c <= ' ' || *c > '~')
+      return false;
+  return true;
+}
+
+/* Every envelope has kek and alg; iv, ct and tag are A256GCM's and checked by tn_kms_open. */
 static int parse(const char *envelope, struct parsed *p, struct tn_error *err) {
   memset(p, 0, sizeof *p);
   if (!envelope || strlen(envelope) > TN_KMS_ENVELOPE_MAX)
@@ -176,12 +189,12 @@ static int parse(const char *envelope, struct parsed *p, struct tn_error *err) {
                         p->root ? "wrong type" : je.text);
   const char *names[] = {"kek", "alg", "iv", "ct", "tag"};
   const char **fields[] = {&p->kek, &p->alg, &p->iv, &p->ct, &p->tag};
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 5; i++)
     *fields[i] = json_string_value(json_object_get(p->root, names[i]));
+  for (int i = 0; i < 2; i++)
     if (!*fields[i] || !**fields[i])
       return tn_error_set(err, TN_EINVALID, "wrapped key: field %s is missing or not a string", names[i]);
-  }
-  if (!valid_id(p->kek))
+  if (!envelope_id(p->kek))
     return tn_error_set(err, TN_EINVALID, "wrapped key: kek \"%.64s\" is not a key id", p->kek);
   return 0;
 }
@@ -211,6 +224,12 @@ int tn_kms_open(const unsigned char kek[TN_KMS_KEY_LEN], const char *envelope, c
                       TN_KMS_ALG_GCM);
     goto out;
   }
+  const char *names[] = {"iv", "ct", "tag"}, *vals[] = {p.iv, p.ct, p.tag};
+  for (int i = 0; i < 3; i++)
+    if (!vals[i] || !*vals[i]) {
+      rc = tn_error_set(err, TN_EINVALID, "wrapped key: field %s is missing or not a string", names[i]);
+      goto out;
+    }
   if (unb64(p.iv, iv, sizeof iv) != IV_LEN || unb64(p.tag, tag, sizeof tag) != TAG_LEN) {
     rc = tn_error_set(err, TN_EINVALID, "wrapped key: iv must be %d and tag %d bytes of base64", IV_LEN,
                       TAG_LEN);

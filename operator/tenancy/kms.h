@@ -15,7 +15,7 @@
 #define TN_KMS_ENVELOPE_MAX 4096 /* the longest envelope text accepted */
 
 /* A KMS: wraps and unwraps data keys with key-encryption keys it holds and never hands out.
- * A managed KMS (AWS KMS, Vault transit, ...) implements these four callbacks over its API;
+ * A managed KMS (AWS KMS, Vault transit, ...) implements these three callbacks over its API;
  * the local provider (tn_kms_keyring_provider, and the Secret-backed one in
  * converge/tenant_keys.h) over keys in memory. Each callback gets ud; all may be called from
  * any thread at once (a provider serialises what it must). Every callback returns 0 or a
@@ -26,8 +26,11 @@ struct tn_kms_provider {
   int (*current_kek)(void *ud, char *id, size_t n, struct tn_error *err);
   /* Wraps key[len] with KEK kek_id (NULL: the current one), bound to aad (a NUL-terminated
    * context such as "tenant=acme;version=2"; the same text must be given to unwrap). On success
-   * *envelope is a new NUL-terminated text (free() it) naming the KEK it was wrapped with, at
-   * most TN_KMS_ENVELOPE_MAX bytes, safe to store: it reveals nothing of key. */
+   * *envelope is a new NUL-terminated text (free() it), at most TN_KMS_ENVELOPE_MAX bytes, safe
+   * to store (it reveals nothing of key): a JSON object with at least "kek" (the id of the KEK
+   * that wrapped it, as current_kek names them: printable ASCII without spaces) and "alg"; any
+   * other fields are the provider's (tn_kms_envelope_kek reads the KEK id back: the keys step
+   * rewraps versions whose KEK is not the current one). */
   int (*wrap)(void *ud, const char *kek_id, const unsigned char *key, size_t len, const char *aad,
               char **envelope, struct tn_error *err);
   /* Unwraps an envelope made by wrap with the same aad into key[cap]; *len is the key's
@@ -67,7 +70,8 @@ int tn_kms_seal(const char *kek_id, const unsigned char kek[TN_KMS_KEY_LEN], con
 int tn_kms_open(const unsigned char kek[TN_KMS_KEY_LEN], const char *envelope, const char *aad,
                 unsigned char *key, size_t cap, size_t *len, struct tn_error *err);
 
-/* The KEK id an envelope names, into id[n]. Returns 0 or TN_EINVALID (malformed envelope). */
+/* The KEK id an envelope names, into id[n]: any provider's envelope (a JSON object with string
+ * fields "kek" and "alg"). Returns 0 or TN_EINVALID (malformed envelope). */
 int tn_kms_envelope_kek(const char *envelope, char *id, size_t n, struct tn_error *err);
 
 /* ---- an in-memory keyring (the local provider) -------------------------------------------------- */

@@ -224,6 +224,28 @@ Test(kms_envelope, seal_refuses_bad_arguments) {
   cr_assert_null(env);
 }
 
+Test(kms_envelope, another_providers_envelope_names_its_kek) {
+  const char *aws = "{\"kek\":\"arn:aws:kms:eu-west-1:111122223333:key/1234abcd\",\"alg\":\"aws-kms\","
+                    "\"blob\":\"AQIDAHh...\"}";
+  char id[TN_KMS_ID_MAX];
+  struct tn_error err = {0};
+  cr_assert_eq(tn_kms_envelope_kek(aws, id, sizeof id, &err), 0, "%s", err.message);
+  cr_assert_str_eq(id, "arn:aws:kms:eu-west-1:111122223333:key/1234abcd");
+  unsigned char kek[TN_KMS_KEY_LEN], out[TN_KMS_KEY_LEN];
+  fill(kek, 1);
+  size_t len;
+  cr_assert_eq(tn_kms_open(kek, aws, AAD, out, sizeof out, &len, &err), TN_EINVALID);
+  cr_assert(strstr(err.message, "\"aws-kms\" is not supported"), "%s", err.message);
+  /* The local keyring does not hold that KEK. */
+  struct tn_kms_keyring *k = tn_kms_keyring_new();
+  struct tn_kms_provider p;
+  tn_kms_keyring_provider(k, &p);
+  cr_assert_eq(p.unwrap(p.ud, aws, AAD, out, sizeof out, &len, &err), TN_ENOTFOUND);
+  tn_kms_keyring_free(k);
+  cr_assert_eq(tn_kms_envelope_kek("{\"kek\":\"a b\",\"alg\":\"x\"}", id, sizeof id, &err), TN_EINVALID);
+  cr_assert_eq(tn_kms_envelope_kek("{\"kek\":\"k\"}", id, sizeof id, &err), TN_EINVALID);
+}
+
 /* ---- ids and versions ------------------------------------------------------------------------- */
 
 Test(kms_ids, format_and_parse) {
