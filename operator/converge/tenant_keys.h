@@ -30,10 +30,10 @@
 
 /* The condition type this step reports, and the audit actions of its changes. */
 #define TN_KEYS_CONDITION "KeysReady"
-#define TN_KEYS_ACTION_CREATE "create-keys"   /* the first data key of a tenant */
-#define TN_KEYS_ACTION_ROTATE "rotate-keys"   /* a new version (on demand or on schedule) */
-#define TN_KEYS_ACTION_REWRAP "rewrap-keys"   /* existing versions rewrapped with the current KEK */
-#define TN_KEYS_ACTION_DESTROY "destroy-keys" /* every version deleted: crypto-shredding */
+#define TN_KEYS_ACTION_CREATE "key.create"   /* the first data key of a tenant */
+#define TN_KEYS_ACTION_ROTATE "key.rotate"   /* a new version (on demand or on schedule) */
+#define TN_KEYS_ACTION_REWRAP "key.rewrap"   /* existing versions rewrapped with the current KEK */
+#define TN_KEYS_ACTION_DESTROY "key.destroy" /* every version deleted: crypto-shredding */
 
 /* One change the step is about to make (or made), for the audit trail. Borrowed for the call. */
 struct tn_tenant_keys_action {

@@ -257,7 +257,7 @@ Test(tenant_keys, first_call_creates_kek_and_key_secrets_second_costs_nothing) {
 
   /* Audited before and after, with one correlation id. */
   cr_assert_eq(n_records, 2);
-  cr_assert_str_eq(records[0].action, "create-keys");
+  cr_assert_str_eq(records[0].action, "key.create");
   cr_assert_str_eq(records[0].outcome, TN_AUDIT_STARTED);
   cr_assert_str_eq(records[1].outcome, TN_AUDIT_SUCCEEDED);
   cr_assert_str_eq(records[0].correlation_id, r.correlation_id);
@@ -310,9 +310,9 @@ Test(tenant_keys, rotation_on_demand_adds_versions_and_old_ones_still_unwrap) {
   snprintf(first_rotation, sizeof first_rotation, "%s", r.correlation_id);
   cr_assert_eq(json_integer_value(json_object_get(r.keys, "version")), 2);
   cr_assert_eq(n_records, 2);
-  cr_assert_str_eq(records[0].action, "rotate-keys");
+  cr_assert_str_eq(records[0].action, "key.rotate");
   cr_assert_str_eq(records[0].outcome, TN_AUDIT_STARTED);
-  cr_assert_str_eq(records[1].action, "rotate-keys");
+  cr_assert_str_eq(records[1].action, "key.rotate");
   cr_assert_str_eq(records[1].outcome, TN_AUDIT_SUCCEEDED);
   cr_assert_str_eq(records[0].correlation_id, r.correlation_id);
   cr_assert_eq(records[0].before, 1);
@@ -438,7 +438,7 @@ Test(tenant_keys, kek_rotation_rewraps_every_version_with_the_same_keys) {
   cr_assert_str_eq(r.kek, "kek-2");
   cr_assert_str_eq(json_string_value(json_object_get(r.keys, "kek")), "kek-2");
   cr_assert_eq(n_records, 2);
-  cr_assert_str_eq(records[0].action, "rewrap-keys");
+  cr_assert_str_eq(records[0].action, "key.rewrap");
   cr_assert_str_eq(records[0].outcome, TN_AUDIT_STARTED);
   cr_assert(strstr(records[0].details, "\"versions\":[1,2]") ||
                 strstr(records[0].details, "\"versions\":[2,1]"),
@@ -731,7 +731,7 @@ Test(tenant_keys, teardown_destroys_the_keys) {
   cr_assert_eq(json_integer_value(json_object_get(r.keys, "version")), 1);
   cr_assert_not_null(json_object_get(r.keys, "destroyedAt"));
   cr_assert_eq(n_records, 2);
-  cr_assert_str_eq(records[0].action, "destroy-keys");
+  cr_assert_str_eq(records[0].action, "key.destroy");
   cr_assert_str_eq(records[0].outcome, TN_AUDIT_STARTED);
   cr_assert_str_eq(records[1].outcome, TN_AUDIT_SUCCEEDED);
   cr_assert_str_eq(records[0].correlation_id, r.correlation_id);
