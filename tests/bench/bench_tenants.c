@@ -296,6 +296,7 @@ static const char *const method_names[M_COUNT] = {"GET", "POST", "PUT", "PATCH",
 struct requests {
   double by_method[M_COUNT];
   double total, writes, throttled /* 429 */, server_errors /* 5xx */, transport /* no answer */;
+  double reconciles; /* controller_runtime_reconcile_total (the operator's scrapes only) */
 };
 
 /* The value of label `key` inside a {k="v",...} label set, copied into out. */
@@ -362,6 +363,7 @@ static struct requests requests_delta(const struct requests *a, const struct req
   d.throttled = b->throttled - a->throttled;
   d.server_errors = b->server_errors - a->server_errors;
   d.transport = b->transport - a->transport;
+  d.reconciles = b->reconciles - a->reconciles;
   return d;
 }
 
@@ -433,43 +435,105 @@ static int scrape_requests(const char *url, struct requests *r) {
   struct tn_buf b;
   tn_buf_init(&b, (size_t)64 << 20);
   long st = http_get(url, &b);
-  if (st == 200)
+  if (st == 200) {
     parse_requests(tn_buf_str(&b), r);
+    r->reconciles = metric_sum(tn_buf_str(&b), "controller_runtime_reconcile_total", NULL, NULL);
+  }
   tn_buf_cleanup(&b);
   return st == 200 ? 0 : -1;
 }
 
-/* The API server's own /metrics (APF: dispatched by priority level, rejected). */
-struct apf {
-  double dispatched, exempt, rejected;
-  bool ok;
-};
-
-static struct apf apf_scrape(struct tn_kube *k) {
-  struct apf a = {0};
+/* The API server's own /metrics: what flow control (APF) did, and the writes by resource (by
+ * every client: the controller-manager's too). */
+static char *apiserver_metrics(struct tn_kube *k) {
   struct tn_kube_request req = {.method = "GET", .path = "/metrics", .timeout_ms = 30000};
   struct tn_kube_response resp;
   struct tn_error err;
   tn_kube_response_init(&resp);
-  if (tn_kube_do(k, &req, &resp, &err) == 0) {
-    const char *t = tn_buf_str(&resp.body);
-    a.dispatched = metric_sum(t, "apiserver_flowcontrol_dispatched_requests_total", NULL, NULL);
-    a.exempt = metric_sum(t, "apiserver_flowcontrol_dispatched_requests_total", "priority_level", "exempt");
-    a.rejected = metric_sum(t, "apiserver_flowcontrol_rejected_requests_total", NULL, NULL);
-    a.ok = true;
-  }
+  char *text = tn_kube_do(k, &req, &resp, &err) == 0 ? tn_buf_take(&resp.body) : NULL;
   tn_kube_response_cleanup(&resp);
-  return a;
+  return text;
 }
 
-static void apf_print(const struct apf *a, const struct apf *b) {
-  if (!a->ok || !b->ok) {
-    printf("  apiserver APF: /metrics not readable\n");
+struct tally_entry {
+  char key[96];
+  double v;
+};
+
+struct tally {
+  struct tally_entry e[64];
+  size_t n;
+};
+
+static void tally_add(struct tally *t, const char *key, double v) {
+  for (size_t i = 0; i < t->n; i++)
+    if (strcmp(t->e[i].key, key) == 0) {
+      t->e[i].v += v;
+      return;
+    }
+  if (t->n < sizeof t->e / sizeof *t->e) {
+    snprintf(t->e[t->n].key, sizeof t->e[t->n].key, "%s", key);
+    t->e[t->n++].v = v;
+  }
+}
+
+/* Adds sign * every write sample (verb not GET, LIST, WATCH) of apiserver_request_total, keyed
+ * "VERB resource[/subresource]". */
+static void tally_writes(struct tally *t, const char *text, double sign) {
+  static const char fam[] = "apiserver_request_total{";
+  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    if (strncmp(line, fam, sizeof fam - 1) != 0)
+      continue;
+    const char *end = strchr(line, '}');
+    if (!end)
+      continue;
+    char labels[512], verb[16], resource[48], sub[24], key[96];
+    size_t len = (size_t)(end - line) - (sizeof fam - 2) + 1;
+    snprintf(labels, sizeof labels, "%.*s", (int)(len < sizeof labels ? len : sizeof labels - 1),
+             line + sizeof fam - 2);
+    label_value(labels, "verb", verb, sizeof verb);
+    if (!strcmp(verb, "GET") || !strcmp(verb, "LIST") || !strcmp(verb, "WATCH"))
+      continue;
+    label_value(labels, "resource", resource, sizeof resource);
+    label_value(labels, "subresource", sub, sizeof sub);
+    snprintf(key, sizeof key, "%s %s%s%s", verb, resource, sub[0] ? "/" : "", sub);
+    tally_add(t, key, sign * strtod(end + 1, NULL));
+  }
+}
+
+/* Prints what happened between two scrapes a and b (either may be NULL: not readable). */
+static void server_print(const char *a, const char *b, bool writes) {
+  if (!a || !b) {
+    printf("  apiserver /metrics not readable\n");
     return;
   }
-  printf(
-      "  apiserver APF: %.0f requests dispatched (%.0f in the exempt priority level), %.0f rejected (429)\n",
-      b->dispatched - a->dispatched, b->exempt - a->exempt, b->rejected - a->rejected);
+  static const char disp[] = "apiserver_flowcontrol_dispatched_requests_total";
+  static const char rej[] = "apiserver_flowcontrol_rejected_requests_total";
+  printf("  apiserver APF (every client): %.0f requests dispatched (%.0f in the exempt priority level), %.0f "
+         "rejected (429)\n",
+         metric_sum(b, disp, NULL, NULL) - metric_sum(a, disp, NULL, NULL),
+         metric_sum(b, disp, "priority_level", "exempt") - metric_sum(a, disp, "priority_level", "exempt"),
+         metric_sum(b, rej, NULL, NULL) - metric_sum(a, rej, NULL, NULL));
+  if (!writes)
+    return;
+  struct tally t = {.n = 0};
+  tally_writes(&t, b, 1);
+  tally_writes(&t, a, -1);
+  /* sort the entries by count, largest first */
+  for (size_t i = 1; i < t.n; i++)
+    for (size_t j = i; j > 0 && t.e[j].v > t.e[j - 1].v; j--) {
+      struct tally_entry tmp = t.e[j];
+      t.e[j] = t.e[j - 1];
+      t.e[j - 1] = tmp;
+    }
+  printf("  apiserver writes by resource (every client):");
+  size_t shown = 0;
+  for (size_t i = 0; i < t.n; i++)
+    if (t.e[i].v >= 0.5) {
+      printf("%s %s %.0f", shown ? "," : "", t.e[i].key, t.e[i].v);
+      shown++;
+    }
+  printf("%s\n", shown ? "" : " none");
 }
 
 /* ---- listing ----------------------------------------------------------------------------------- */
@@ -690,7 +754,7 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   struct tn_buf text;
   tn_buf_init(&text, (size_t)16 << 20);
   struct requests r0, r1;
-  struct apf a0 = apf_scrape(k); /* before r0: its own GET is not the baseline's */
+  char *a0 = apiserver_metrics(k); /* before r0: its own GET is not the baseline's */
   tn_metrics_write(reg, &text);
   parse_requests(tn_buf_str(&text), &r0);
 
@@ -700,7 +764,7 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   tn_buf_reset(&text);
   tn_metrics_write(reg, &text);
   parse_requests(tn_buf_str(&text), &r1);
-  struct apf a1 = apf_scrape(k);
+  char *a1 = apiserver_metrics(k);
   tn_buf_cleanup(&text);
   struct requests d = requests_delta(&r0, &r1);
   size_t failed = atomic_load(&p.failed);
@@ -715,7 +779,9 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   double p50 = quantile(b.latency, objects, 0.50), p99 = quantile(b.latency, objects, 0.99);
   printf("  create latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", p50 * 1e3, p99 * 1e3,
          b.latency[objects - 1] * 1e3);
-  apf_print(&a0, &a1);
+  server_print(a0, a1, true);
+  free(a0);
+  free(a1);
   if (failed)
     printf("  first failure: %s\n", p.first_error);
   fflush(stdout);
@@ -1078,6 +1144,7 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
   struct tn_error err;
   struct watcher w = {.n = opt.tenants, .mu = PTHREAD_MUTEX_INITIALIZER};
   struct op_create c = {0};
+  char *srv0 = NULL, *srv1 = NULL, *srv2 = NULL, *srv3 = NULL; /* the API server's /metrics */
   pthread_t wt;
   bool watching = false;
   double result = -1;
@@ -1100,12 +1167,12 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
   while (!atomic_load(&w.listed))
     sleep_s(0.01);
 
-  struct requests m0, m1, m2;
+  struct requests m0, m1, m2, m3;
   if (scrape_requests(o.metrics_url, &m0) != 0) {
     printf("operator: not run: its /metrics did not answer\n");
     goto out;
   }
-  struct apf a0 = apf_scrape(k);
+  srv0 = apiserver_metrics(k);
 
   /* Apply every Tenant as fast as the client goes; the clock starts at the first create. */
   struct pool p = {
@@ -1138,7 +1205,7 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
   size_t ready = atomic_load(&w.ready);
   long rss = proc_status_kib(o.pid, "VmRSS"), hwm = proc_status_kib(o.pid, "VmHWM");
   int scraped1 = died ? -1 : scrape_requests(o.metrics_url, &m1);
-  struct apf a1 = apf_scrape(k);
+  srv1 = apiserver_metrics(k);
 
   printf("operator (%s %s, %zu Tenants applied by %d client threads in %.2f s, %zu failed):\n", o.bin,
          o.flags, opt.tenants, opt.threads, apply_s, failed);
@@ -1200,22 +1267,50 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
            "ends)\n",
            start);
   }
-  apf_print(&a0, &a1);
+  server_print(srv0, srv1, true);
   printf("  operator RSS: %.1f MiB at start, %.1f MiB when Ready, peak (VmHWM) %.1f MiB (target < 64 MiB)\n",
          (double)rss_start / 1024.0, (double)rss / 1024.0, (double)hwm / 1024.0);
   fflush(stdout);
 
+  /* Work the operator finishes after the last Ready=True (e.g. Events still queued): wait until
+   * 3 s pass without a request (at most 120 s). */
+  if (!timed_out && scraped1 == 0) {
+    double t0 = now(), quiet_since = now();
+    m2 = m1;
+    while (now() - quiet_since < 3 && now() - t0 < 120 && operator_alive(&o)) {
+      sleep_s(0.5);
+      struct requests m;
+      if (scrape_requests(o.metrics_url, &m) != 0)
+        break;
+      if (m.total != m2.total)
+        quiet_since = now();
+      m2 = m;
+    }
+    struct requests d = requests_delta(&m1, &m2), all = requests_delta(&m0, &m2);
+    char reqs[256];
+    format_requests(&d, reqs, sizeof reqs);
+    printf("  after the last Ready: %s more requests (the last %.1f s after it); in all %.1f requests and "
+           "%.1f writes "
+           "per tenant\n",
+           reqs, quiet_since - t0, all.total / (double)opt.tenants, all.writes / (double)opt.tenants);
+  }
+
   /* Idle: nothing changes; each --sync-period resync must cost no write. */
   if (!timed_out && scraped1 == 0 && opt.idle_s > 0) {
+    srv2 = apiserver_metrics(k);
     sleep_s(opt.idle_s);
-    if (operator_alive(&o) && scrape_requests(o.metrics_url, &m2) == 0) {
-      struct requests d = requests_delta(&m1, &m2);
+    if (operator_alive(&o) && scrape_requests(o.metrics_url, &m3) == 0) {
+      srv3 = apiserver_metrics(k);
+      struct requests d = requests_delta(&m2, &m3);
       char reqs[256];
       format_requests(&d, reqs, sizeof reqs);
       printf(
-          "  idle %d s after Ready (--sync-period=%s): %.0f writes (expected 0); all requests %s; RSS %.1f "
-          "MiB\n",
-          opt.idle_s, opt.sync_period, d.writes, reqs, (double)proc_status_kib(o.pid, "VmRSS") / 1024.0);
+          "  idle %d s (--sync-period=%s): %.0f reconciles, %.0f writes (expected 0), all requests %s; RSS "
+          "%.1f MiB\n",
+          opt.idle_s, opt.sync_period, d.reconciles, d.writes, reqs,
+          (double)proc_status_kib(o.pid, "VmRSS") / 1024.0);
+      if (d.writes > 0)
+        server_print(srv2, srv3, true);
     } else {
       printf("  idle window: the operator stopped answering /metrics\n");
     }
@@ -1255,6 +1350,10 @@ out:
   tn_kube_config_cleanup(&cfg);
   free(w.ready_at);
   free(c.created_at);
+  free(srv0);
+  free(srv1);
+  free(srv2);
+  free(srv3);
   fflush(stdout);
   return result;
 }
