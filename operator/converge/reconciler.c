@@ -657,6 +657,29 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     policy_ok = true;
   }
 
+  /* A transition is planned from the cache. Right after our own status write the cache can
+   * still hold the tenant from before it, which would plan (and audit) the same transition
+   * twice: with an audit trail, one GET makes sure we act on the newest tenant. Transitions are
+   * rare, so the GET is too; without an audit trail a stale plan ends in a harmless 409. */
+  if (lp.n_steps > 0 && x.r->audit) {
+    json_t *fresh = NULL;
+    struct tn_error gerr = {0};
+    const char *have = json_string_value(json_object_get(json_object_get(x.obj, "metadata"), "resourceVersion"));
+    if (tn_kube_get(x.r->kube, &tn_gvr_tenants, NULL, key, &fresh, &gerr) == 0) {
+      const char *now_rv = json_string_value(json_object_get(json_object_get(fresh, "metadata"), "resourceVersion"));
+      bool stale = !have || !now_rv || strcmp(have, now_rv) != 0;
+      json_decref(fresh);
+      if (stale) {
+        tn_log(TN_LOG_DEBUG, &x.lf, "cache behind the API server; reconciling again when it catches up");
+        res = TN_RESULT_AFTER(0.5);
+        goto out;
+      }
+    } else {
+      res = gerr.code == TN_ENOTFOUND ? TN_RESULT_OK : TN_RESULT_ERR; /* gone: nothing to do */
+      goto out;
+    }
+  }
+
   gen_before = x.t->observed_generation;
   if (lp.n_steps > 0) {
     struct tn_error aerr = {0};
