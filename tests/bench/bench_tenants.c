@@ -536,6 +536,69 @@ static void server_print(const char *a, const char *b, bool writes) {
   printf("%s\n", shown ? "" : " none");
 }
 
+/* ---- CPU time of the processes involved (what a shared machine's load does not distort) ------ */
+
+enum { P_APISERVER, P_ETCD, P_CONTROLLER_MANAGER, P_OPERATOR, P_SELF, P_COUNT };
+static const char *const proc_names[P_COUNT] = {"kube-apiserver", "etcd", "kube-controller-manager",
+                                                "operator", "this client"};
+static pid_t stack_pids[P_COUNT]; /* 0 when unknown; the stack's from $TENANCY_STATE_DIR/pids */
+
+/* user + system CPU seconds of pid (its threads included); -1 when unknown. */
+static double proc_cpu_seconds(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  /* fields after "(comm)": state is field 3; utime and stime are fields 14 and 15 */
+  const char *p = strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Finds the stack's processes when it was started by hack/cluster-up.sh (its state directory is
+ * in $TENANCY_STATE_DIR, which cluster.env exports). */
+static void find_stack_pids(void) {
+  static const char *const files[] = {"kube-apiserver.pid", "etcd.pid", "kube-controller-manager.pid"};
+  const char *state = getenv("TENANCY_STATE_DIR");
+  stack_pids[P_SELF] = getpid();
+  for (int i = 0; state && i < 3; i++) {
+    char path[PATH_MAX];
+    long pid = 0;
+    int n = snprintf(path, sizeof path, "%s/pids/%s", state, files[i]);
+    FILE *f = n > 0 && (size_t)n < sizeof path ? fopen(path, "r") : NULL;
+    if (f && fscanf(f, "%ld", &pid) == 1 && pid > 0)
+      stack_pids[i] = (pid_t)pid;
+    if (f)
+      fclose(f);
+  }
+}
+
+struct cpu {
+  double s[P_COUNT];
+};
+
+static struct cpu cpu_sample(void) {
+  struct cpu c;
+  for (int i = 0; i < P_COUNT; i++)
+    c.s[i] = proc_cpu_seconds(stack_pids[i]);
+  return c;
+}
+
+static void cpu_print(const struct cpu *a, const struct cpu *b, double wall) {
+  printf("  CPU seconds in those %.1f s:", wall);
+  int shown = 0;
+  for (int i = 0; i < P_COUNT; i++)
+    if (a->s[i] >= 0 && b->s[i] >= 0)
+      printf("%s %s %.1f", shown++ ? "," : "", proc_names[i], b->s[i] - a->s[i]);
+  printf("%s\n", shown ? "" : " unknown");
+}
+
 /* ---- listing ----------------------------------------------------------------------------------- */
 
 /* Calls fn for every item of a list, 500 per page. *rv_out (may be NULL) gets the list's
@@ -759,7 +822,9 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   parse_requests(tn_buf_str(&text), &r0);
 
   struct pool p = {.k = k, .n = units, .item = baseline_item, .ud = &b, .mu = PTHREAD_MUTEX_INITIALIZER};
+  struct cpu c0 = cpu_sample();
   double secs = pool_run(&p, opt.threads);
+  struct cpu c1 = cpu_sample();
 
   tn_buf_reset(&text);
   tn_metrics_write(reg, &text);
@@ -779,6 +844,7 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   double p50 = quantile(b.latency, objects, 0.50), p99 = quantile(b.latency, objects, 0.99);
   printf("  create latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", p50 * 1e3, p99 * 1e3,
          b.latency[objects - 1] * 1e3);
+  cpu_print(&c0, &c1, secs);
   server_print(a0, a1, true);
   free(a0);
   free(a1);
@@ -1177,7 +1243,9 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
   /* Apply every Tenant as fast as the client goes; the clock starts at the first create. */
   struct pool p = {
       .k = k, .n = opt.tenants, .item = tenant_create_item, .ud = &c, .mu = PTHREAD_MUTEX_INITIALIZER};
-  double t_first = now();
+  stack_pids[P_OPERATOR] = o.pid;
+  struct cpu c0 = cpu_sample(), c1 = c0;
+  double t_first = now(), t_c1 = t_first;
   double apply_s = pool_run(&p, opt.threads);
   size_t failed = atomic_load(&p.failed);
 
@@ -1199,6 +1267,8 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
     }
     sleep_s(0.05);
   }
+  c1 = cpu_sample();
+  t_c1 = now();
   pthread_mutex_lock(&w.mu);
   double t_ready = w.last_ready;
   pthread_mutex_unlock(&w.mu);
@@ -1209,6 +1279,8 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
 
   printf("operator (%s %s, %zu Tenants applied by %d client threads in %.2f s, %zu failed):\n", o.bin,
          o.flags, opt.tenants, opt.threads, apply_s, failed);
+  const char *dsn = getenv("TENANCY_PG_DSN");
+  printf("  audit trail (PostgreSQL, --pg-dsn from TENANCY_PG_DSN): %s\n", dsn && *dsn ? "on" : "off");
   if (failed)
     printf("  first failed create: %s\n", p.first_error);
   if (died) {
@@ -1267,6 +1339,8 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
            "ends)\n",
            start);
   }
+  if (!died && !timed_out)
+    cpu_print(&c0, &c1, t_c1 - t_first);
   server_print(srv0, srv1, true);
   printf("  operator RSS: %.1f MiB at start, %.1f MiB when Ready, peak (VmHWM) %.1f MiB (target < 64 MiB)\n",
          (double)rss_start / 1024.0, (double)rss / 1024.0, (double)hwm / 1024.0);
@@ -1420,6 +1494,7 @@ static int run_bench(void) {
       "NetworkPolicies, a ResourceQuota, a LimitRange, a RoleBinding)\n",
       opt.tenants, N_ENVS, opt.tenants * N_ENVS * per_env, env_kinds == issue_kinds ? "2" : "3");
   print_machine(k);
+  find_stack_pids();
   fflush(stdout);
   double base = -1;
   if (opt.phase != PHASE_OPERATOR)
@@ -1443,21 +1518,22 @@ static void forward_signal(int sig) {
     kill(bench_child, sig);
 }
 
-/* Reads KUBECONFIG, PATH and TENANCY_PG_DSN from a cluster.env into this process. */
+/* Reads KUBECONFIG, PATH, TENANCY_PG_DSN and TENANCY_STATE_DIR from a cluster.env into this
+ * process. */
 static int load_cluster_env(const char *file) {
-  char cmd[PATH_MAX + 128];
+  char cmd[PATH_MAX + 256];
   snprintf(cmd, sizeof cmd,
-           "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
-           "\"$TENANCY_PG_DSN\"' '%s'",
+           "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
+           "\"$TENANCY_PG_DSN\" \"$TENANCY_STATE_DIR\"' '%s'",
            file);
   FILE *f = popen(cmd, "r");
   if (!f)
     return -1;
-  static const char *const names[] = {"KUBECONFIG", "PATH", "TENANCY_PG_DSN"};
+  static const char *const names[] = {"KUBECONFIG", "PATH", "TENANCY_PG_DSN", "TENANCY_STATE_DIR"};
   char *line = NULL;
   size_t cap = 0;
   int got = 0;
-  for (int i = 0; i < 3 && getline(&line, &cap, f) > 0; i++) {
+  for (int i = 0; i < 4 && getline(&line, &cap, f) > 0; i++) {
     line[strcspn(line, "\n")] = 0;
     if (*line) {
       setenv(names[i], line, 1);
