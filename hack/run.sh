@@ -12,7 +12,7 @@ OPERATOR=${TENANCY_OPERATOR_BIN:-$ROOT/build/bin/tenancy-operator}
 [ -x "$OPERATOR" ] || die "$OPERATOR is missing: run make build"
 
 "$HACK/crds.sh" apply
-kubectl apply -f "$ROOT/manifests/deploy/20-tenant-roles.yaml" >&2
+kubectl apply -f "$ROOT/manifests/deploy/00-namespace.yaml" -f "$ROOT/manifests/deploy/20-tenant-roles.yaml" >&2
 kubectl apply -f "$ROOT/manifests/samples/" >&2
 
 MP=$(freeport)

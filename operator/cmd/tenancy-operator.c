@@ -283,6 +283,7 @@ int main(int argc, char **argv) {
                                    .workers = a.opts.workers,
                                    .sync_period_s = a.opts.sync_period_s,
                                    .rotation_period_s = a.opts.rotation_period_s,
+                                   .keys_rotation_period_s = a.opts.keys_rotation_period_s,
                                    .audit = a.audit};
   if (tn_manager_new(&mcfg, &a.mgr, &err)) {
     tn_log_error("cannot set up the controllers: %s", err.message);

@@ -12,6 +12,7 @@
 
 #include "converge/admission.h"
 #include "converge/reconciler.h"
+#include "converge/tenant_keys.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
 #include "runtime/log.h"
@@ -22,6 +23,7 @@ struct tn_manager {
   struct tn_informer *all[5 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
+  struct tn_kek_secret *kek;
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -218,7 +220,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   /* The tenant-database Secrets (only ours: label-selected; they hold passwords, so the cache
    * keeps them only as long as the Secrets exist). */
   o = (struct tn_informer_opts){.gvr = {"", "v1", "secrets", true},
-                                .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
+                                .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY "," TN_LABEL_TENANT,
                                 .transform = project_owned,
                                 .transform_ud = (void *)secret_paths,
                                 .name = "secrets"};
@@ -232,6 +234,12 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     goto fail;
   }
   m->rec.rotation_period_s = cfg->rotation_period_s;
+  /* The local KMS: key-encryption keys in a Secret of the operator's namespace. */
+  if ((rc = tn_kek_secret_new(cfg->kube, &(struct tn_kek_secret_options){.namespace = cfg->keys_namespace},
+                              &m->kek, err)))
+    goto fail;
+  m->rec.kms = tn_kek_secret_provider(m->kek);
+  m->rec.keys_rotation_period_s = cfg->keys_rotation_period_s;
   *out = m;
   return 0;
 fail:
@@ -298,6 +306,7 @@ void tn_manager_free(struct tn_manager *m) {
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
   tn_requesters_free(m->rec.requesters);
+  tn_kek_secret_free(m->kek);
   free(m);
 }
 

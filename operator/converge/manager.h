@@ -16,13 +16,15 @@ struct tn_audit;
 struct tn_manager; /* opaque */
 
 struct tn_manager_config {
-  struct tn_kube *kube;         /* borrowed; outlives the manager */
-  struct tn_metrics *metrics;   /* borrowed; may be NULL */
-  struct tn_recorder *recorder; /* borrowed; may be NULL (no events) */
-  struct tn_audit *audit;       /* borrowed; may be NULL (no audit trail configured) */
-  int workers;                  /* concurrent tenant reconciles */
-  double sync_period_s;         /* informer resync; 0 = never */
-  double rotation_period_s;     /* scheduled database credential rotation; 0 = on demand only */
+  struct tn_kube *kube;          /* borrowed; outlives the manager */
+  struct tn_metrics *metrics;    /* borrowed; may be NULL */
+  struct tn_recorder *recorder;  /* borrowed; may be NULL (no events) */
+  struct tn_audit *audit;        /* borrowed; may be NULL (no audit trail configured) */
+  int workers;                   /* concurrent tenant reconciles */
+  double sync_period_s;          /* informer resync; 0 = never */
+  double rotation_period_s;      /* scheduled database credential rotation; 0 = on demand only */
+  double keys_rotation_period_s; /* scheduled data key rotation; 0 = on demand only */
+  const char *keys_namespace;    /* where key Secrets live; NULL = tenancy-system */
 };
 
 /* Creates the informers and the controller (no thread yet). */

@@ -7,7 +7,9 @@
  * resourceVersion, so they replace exactly what we own and lose no concurrent change silently. */
 #include "converge/reconciler.h"
 
+#include "converge/tenant_breakglass.h"
 #include "converge/tenant_db.h"
+#include "converge/tenant_keys.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +20,7 @@
 
 #include "runtime/events.h"
 #include "runtime/log.h"
+#include "tenancy/breakglass.h"
 #include "tenancy/derive.h"
 #include "tenancy/diff.h"
 #include "tenancy/lifecycle.h"
@@ -113,11 +116,12 @@ enum cond {
   COND_QUOTA,
   COND_ACCESS,
   COND_DATABASE,
+  COND_KEYS,
   COND_COUNT
 };
 static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",
                                                    "NamespacesReady", "NetworkIsolated", "QuotaApplied",
-                                                   "AccessBound",     "DatabaseReady"};
+                                                   "AccessBound",     "DatabaseReady",   "KeysReady"};
 static const enum cond kind_cond[TN_KIND_COUNT] = {
     [TN_KIND_NAMESPACE] = COND_NAMESPACES, [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
     [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA, [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
@@ -219,6 +223,50 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
   return 0;
 }
 
+/* The data key step's audit hook: its changes go to the same trail, before they are made. */
+static int keys_audit(void *ud, const struct tn_tenant_keys_action *a, const char *outcome,
+                      struct tn_error *err) {
+  struct run *x = ud;
+  if (!x->r->audit)
+    return 0;
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", a->tenant);
+  struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                              .action = a->action,
+                              .target = target,
+                              .request_id = x->rv,
+                              .correlation_id = a->correlation_id,
+                              .outcome = outcome,
+                              .generation_before = x->lf.generation,
+                              .generation_after = x->lf.generation,
+                              .details = a->details};
+  return tn_audit_append(x->r->audit, &ev, NULL, err);
+}
+
+/* The break-glass step's audit hook: grants before they are made, revocations when possible. */
+static int breakglass_audit(void *ud, const struct tn_breakglass_event *ev, struct tn_error *err) {
+  struct run *x = ud;
+  if (!x->r->audit)
+    return 0;
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", x->key);
+  char *details = tn_breakglass_report_details(ev->report);
+  if (!details)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  struct tn_audit_event ae = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                              .action = ev->action,
+                              .target = target,
+                              .request_id = x->rv,
+                              .correlation_id = ev->report->correlation_id,
+                              .outcome = ev->outcome,
+                              .generation_before = x->lf.generation,
+                              .generation_after = x->lf.generation,
+                              .details = details};
+  int rc = tn_audit_append(x->r->audit, &ae, NULL, err);
+  free(details);
+  return rc;
+}
+
 static bool has_finalizer(json_t *obj) {
   json_t *fins = json_object_get(json_object_get(obj, "metadata"), "finalizers");
   size_t i;
@@ -288,6 +336,8 @@ static int observe(struct run *x, struct observed_set *o, struct tn_error *err) 
     size_t i;
     json_t *it;
     json_array_foreach(o->lists[k], i, it) {
+      if (k == TN_KIND_ROLE_BINDING && tn_breakglass_is_binding(it))
+        continue; /* the break-glass step's, not the desired state's */
       o->items[o->n].kind = (enum tn_kind)k;
       o->items[o->n].obj = it;
       o->n++;
@@ -502,6 +552,17 @@ static struct tn_result teardown(struct run *x) {
     goto out;
   }
   tn_tenant_db_result_cleanup(&dbr);
+  if (x->r->kms) {
+    struct tn_tenant_keys_config kc = {.kms = x->r->kms, .audit = keys_audit, .audit_ud = x};
+    struct tn_tenant_keys_result kr;
+    int krc = tn_tenant_keys_teardown(x->r->kube, &kc, x->obj, &kr, &err);
+    tn_tenant_keys_result_cleanup(&kr);
+    if (krc) {
+      tn_log(TN_LOG_WARN, &x->lf, "destroying the tenant's data keys: %s", err.message);
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+  }
   if (set_finalizer(x, false, &err)) {
     tn_log(TN_LOG_WARN, &x->lf, "removing the finalizer: %s", err.message);
     res = TN_RESULT_ERR;
@@ -576,7 +637,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   struct tn_result res = TN_RESULT_OK;
   struct tn_error err = {0};
-  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL;
+  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL,
+         *keys_status = NULL, *bg_status = NULL;
   struct tn_plan *plan = NULL;
   struct tn_region **regions = NULL;
   size_t n_regions = 0;
@@ -664,9 +726,11 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   if (lp.n_steps > 0 && x.r->audit) {
     json_t *fresh = NULL;
     struct tn_error gerr = {0};
-    const char *have = json_string_value(json_object_get(json_object_get(x.obj, "metadata"), "resourceVersion"));
+    const char *have =
+        json_string_value(json_object_get(json_object_get(x.obj, "metadata"), "resourceVersion"));
     if (tn_kube_get(x.r->kube, &tn_gvr_tenants, NULL, key, &fresh, &gerr) == 0) {
-      const char *now_rv = json_string_value(json_object_get(json_object_get(fresh, "metadata"), "resourceVersion"));
+      const char *now_rv =
+          json_string_value(json_object_get(json_object_get(fresh, "metadata"), "resourceVersion"));
       bool stale = !have || !now_rv || strcmp(have, now_rv) != 0;
       json_decref(fresh);
       if (stale) {
@@ -833,6 +897,86 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     tn_tenant_db_result_cleanup(&dbr);
   }
 
+  /* Per-tenant data keys, where a policy requires them (and for as long as a tenant has them). */
+  bool has_keys = json_integer_value(json_object_get(
+                      json_object_get(json_object_get(x.obj, "status"), "keys"), "version")) > 0;
+  if (x.r->kms && (policy.require_tenant_keys || has_keys) && (provisioned || lp.next == TN_STATE_ARCHIVED)) {
+    struct tn_tenant_keys_config kc = {.kms = x.r->kms,
+                                       .rotation_period_s = provisioned ? x.r->keys_rotation_period_s : 0,
+                                       .audit = keys_audit,
+                                       .audit_ud = &x};
+    struct tn_tenant_keys_result kr;
+    struct tn_error kerr = {0};
+    tn_tenant_keys_reconcile(x.r->kube, &kc, x.obj, &kr, &kerr);
+    if (kr.status)
+      cond_set(&x, COND_KEYS, kr.status, kr.reason, "%s", kr.message);
+    if (kr.keys)
+      keys_status = json_incref(kr.keys);
+    x.writes += kr.writes;
+    if (kr.rotated)
+      event(&x, TN_EVENT_NORMAL, "KeysRotated", "data key version %lld (correlationId=%s)", kr.version,
+            kr.correlation_id);
+    if (kr.retry)
+      res = TN_RESULT_ERR;
+    else if (res.kind == TN_RESULT_SUCCESS && kr.requeue_after_s > 0)
+      res = TN_RESULT_AFTER(kr.requeue_after_s);
+    tn_tenant_keys_result_cleanup(&kr);
+  } else if (x.r->kms && has_keys && lp.next == TN_STATE_DELETED) {
+    struct tn_tenant_keys_config kc = {.kms = x.r->kms, .audit = keys_audit, .audit_ud = &x};
+    struct tn_tenant_keys_result kr;
+    struct tn_error kerr = {0};
+    if (tn_tenant_keys_teardown(x.r->kube, &kc, x.obj, &kr, &kerr)) {
+      cond_set(&x, COND_KEYS, "False", kr.reason[0] ? kr.reason : "KeysTeardownFailed", "%s", kerr.message);
+      res = TN_RESULT_ERR;
+    }
+    if (kr.keys)
+      keys_status = json_incref(kr.keys);
+    tn_tenant_keys_result_cleanup(&kr);
+  }
+
+  /* Break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours. */
+  {
+    bool bg_live =
+        provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0;
+    json_t *bg_pols = tn_informer_list(x.r->policies);
+    struct tn_error bgerr = {0};
+    json_t *bg_rbs =
+        tn_informer_list_by_index(x.r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, key, &bgerr);
+    struct tn_breakglass_step bs = {.kube = x.r->kube,
+                                    .tenant = x.obj,
+                                    .environments = bg_live ? (const char *const *)x.t->environments : NULL,
+                                    .n_environments = bg_live ? x.t->n_environments : 0,
+                                    .policies = bg_pols,
+                                    .observed = bg_rbs,
+                                    .now = tn_wall_now(),
+                                    .audit = breakglass_audit,
+                                    .audit_ud = &x};
+    struct tn_breakglass_result bgr;
+    if (tn_tenant_breakglass_reconcile(&bs, &bgr, &bgerr) && bgr.retry)
+      res = TN_RESULT_ERR;
+    else if (bgr.requeue_after_s > 0 &&
+             (res.kind == TN_RESULT_SUCCESS ||
+              (res.kind == TN_RESULT_REQUEUE_AFTER && bgr.requeue_after_s < res.after_s)))
+      res = TN_RESULT_AFTER(bgr.requeue_after_s);
+    x.writes += bgr.writes;
+    for (size_t i = 0; i < bgr.n_granted; i++)
+      event(&x, TN_EVENT_WARNING, "BreakGlassGranted", "break-glass %s granted until %s (correlationId=%s)",
+            bgr.granted[i].id, bgr.granted[i].expires_at, bgr.granted[i].correlation_id);
+    for (size_t i = 0; i < bgr.n_revoked; i++)
+      event(&x, TN_EVENT_NORMAL, "BreakGlassRevoked", "break-glass %s revoked: %s (correlationId=%s)",
+            bgr.revoked[i].id, bgr.revoked[i].why, bgr.revoked[i].correlation_id);
+    for (size_t i = 0; i < bgr.n_denied; i++)
+      event(&x, TN_EVENT_WARNING, "BreakGlassDenied", "break-glass %s denied: %s", bgr.denied[i].id,
+            bgr.denied[i].why);
+    if (bgr.problem[0])
+      tn_log(TN_LOG_WARN, &x.lf, "break-glass: %s", bgr.problem);
+    if (bgr.status)
+      bg_status = json_incref(bgr.status);
+    tn_breakglass_result_cleanup(&bgr);
+    json_decref(bg_pols);
+    json_decref(bg_rbs);
+  }
+
   if (x.drift_repaired && lp.n_steps == 0)
     event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired,
           x.drift_what);
@@ -896,6 +1040,12 @@ status:;
       json_object_set(new_status, "derived", derived);
     if (db_status)
       json_object_set(new_status, "database", db_status);
+    if (keys_status)
+      json_object_set(new_status, "keys", keys_status);
+    if (bg_status && json_array_size(bg_status) == 0)
+      json_object_del(new_status, "breakGlass");
+    else if (bg_status)
+      json_object_set(new_status, "breakGlass", bg_status);
     json_t *nss = json_array();
     for (size_t i = 0; i < desired.len; i++)
       if (desired.items[i].kind == TN_KIND_NAMESPACE)
@@ -960,6 +1110,8 @@ out:
   json_decref(derived);
   json_decref(new_status);
   json_decref(db_status);
+  json_decref(keys_status);
+  json_decref(bg_status);
   tn_policy_result_cleanup(&policy);
   tn_plan_free(plan);
   tn_tenant_free(x.t);

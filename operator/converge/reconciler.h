@@ -11,6 +11,7 @@
 #include "runtime/controller.h"
 #include "runtime/metrics.h"
 #include "tenancy/desired.h"
+#include "tenancy/kms.h"
 
 #define TN_FINALIZER "tenancy.dev/finalizer"
 /* The owned-object index (by tenancy.dev/tenant label) every owned informer has, and the
@@ -39,10 +40,12 @@ struct tn_reconciler {
   struct tn_informer *tenants, *plans, *regions, *policies;
   struct tn_requesters *requesters; /* may be NULL */
   struct tn_informer *owned[TN_KIND_COUNT];
-  struct tn_informer *secrets;      /* our tenant-database Secrets (label-selected) */
-  struct tn_db *db;                 /* PostgreSQL connection cache of the database step */
-  double rotation_period_s;         /* scheduled credential rotation; 0 = only on demand */
-  struct tn_series *policy_latency; /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */
+  struct tn_informer *secrets;       /* our tenant-database Secrets (label-selected) */
+  struct tn_db *db;                  /* PostgreSQL connection cache of the database step */
+  double rotation_period_s;          /* scheduled credential rotation; 0 = only on demand */
+  const struct tn_kms_provider *kms; /* wraps per-tenant data keys; NULL = no keys */
+  double keys_rotation_period_s;     /* scheduled data key rotation; 0 = only on demand */
+  struct tn_series *policy_latency;  /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */
 };
 
 /* The GVR of an owned kind. */

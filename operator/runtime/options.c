@@ -96,6 +96,7 @@ enum {
   OPT_BURST,
   OPT_SHUTDOWN,
   OPT_ROTATION,
+  OPT_KEYS_ROTATION,
   OPT_WEBHOOK_ADDR,
   OPT_WEBHOOK_HOST,
   OPT_WEBHOOK_SERVICE,
@@ -121,6 +122,7 @@ static const struct option long_opts[] = {
     {"kube-api-burst", required_argument, NULL, OPT_BURST},
     {"graceful-shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
     {"credentials-rotation-period", required_argument, NULL, OPT_ROTATION},
+    {"keys-rotation-period", required_argument, NULL, OPT_KEYS_ROTATION},
     {"webhook-bind-address", required_argument, NULL, OPT_WEBHOOK_ADDR},
     {"webhook-host", required_argument, NULL, OPT_WEBHOOK_HOST},
     {"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
@@ -158,6 +160,9 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
       "  --credentials-rotation-period DURATION  rotate tenant database passwords this often (default "
       "720h; 0 = only on demand)\n"
+      "  --keys-rotation-period DURATION      rotate per-tenant data keys this often (default 2160h; 0 = "
+      "only on "
+      "demand)\n"
       "  --webhook-bind-address ADDR          serve the admission webhook here, e.g. :9443 (default \"0\": "
       "off)\n"
       "  --webhook-host NAME                  the name the API server dials for it (default 127.0.0.1)\n"
@@ -210,6 +215,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->kube_burst = 400;
   o->shutdown_timeout_s = 30;
   o->rotation_period_s = 720 * 3600;
+  o->keys_rotation_period_s = 2160 * 3600;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
       set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader"))
@@ -285,11 +291,13 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     case OPT_SYNC:
     case OPT_SHUTDOWN:
     case OPT_ROTATION:
+    case OPT_KEYS_ROTATION:
       if (tn_parse_duration(v, &d)) {
         rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected a duration such as 10h, 5m or 30s",
                           c == OPT_SYNC       ? "sync-period"
                           : c == OPT_SHUTDOWN ? "graceful-shutdown-timeout"
-                                              : "credentials-rotation-period",
+                          : c == OPT_ROTATION ? "credentials-rotation-period"
+                                              : "keys-rotation-period",
                           v);
         goto out;
       }
@@ -297,8 +305,10 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         o->sync_period_s = d;
       else if (c == OPT_SHUTDOWN)
         o->shutdown_timeout_s = d;
-      else
+      else if (c == OPT_ROTATION)
         o->rotation_period_s = d;
+      else
+        o->keys_rotation_period_s = d;
       break;
     case OPT_LOG_LEVEL:
       if (tn_log_parse_level(v, &o->log_level)) {

@@ -25,6 +25,7 @@ struct tn_options {
   int kube_burst;                /* default 400 */
   double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
   double rotation_period_s;      /* scheduled tenant database credential rotation, default 720h; 0 = off */
+  double keys_rotation_period_s; /* scheduled per-tenant data key rotation, default 2160h; 0 = off */
   char *webhook_addr;            /* admission webhook listener; "0" (default) = no webhook */
   char *webhook_host;            /* the name the API server dials (SAN, URL host); NULL = 127.0.0.1 */
   char *webhook_service;         /* "namespace/name" of the webhook Service in-cluster; NULL = URL */
