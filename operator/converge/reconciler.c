@@ -578,6 +578,65 @@ out:
   return res;
 }
 
+/* The tenant's spec.quotaOverrides that a TenancyPolicy permits replace the plan's values (the
+ * plan struct is changed in place: it is this reconcile's copy). Returns how many applied. */
+static int apply_quota_overrides(struct tn_plan *plan, json_t *tenant_obj, unsigned permitted) {
+  json_t *ov = json_object_get(json_object_get(tenant_obj, "spec"), "quotaOverrides");
+  const char *k;
+  json_t *v;
+  int n = 0;
+  json_object_foreach(ov, k, v) {
+    enum tn_quota_key key;
+    if (tn_quota_key_parse(k, &key) || !(permitted & (1u << key)))
+      continue;
+    char text[64];
+    if (json_is_string(v))
+      snprintf(text, sizeof text, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+      snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+    else
+      continue;
+    int64_t milli = 0;
+    if (tn_quantity_parse(text, &milli))
+      continue;
+    char **str = NULL;
+    int64_t *num = NULL;
+    switch (key) {
+    case TN_QUOTA_CPU:
+      str = &plan->quotas.cpu, num = &plan->quotas.cpu_milli;
+      break;
+    case TN_QUOTA_MEMORY:
+      str = &plan->quotas.memory, num = &plan->quotas.memory_milli;
+      break;
+    case TN_QUOTA_STORAGE:
+      str = &plan->quotas.storage, num = &plan->quotas.storage_milli;
+      break;
+    case TN_QUOTA_PODS:
+      plan->quotas.pods = milli / 1000;
+      break;
+    case TN_QUOTA_SERVICES:
+      plan->quotas.services = milli / 1000;
+      break;
+    case TN_QUOTA_CONNECTIONS:
+      plan->quotas.connections = milli / 1000;
+      break;
+    case TN_QUOTA_EVENTS_PER_DAY:
+      plan->quotas.events_per_day = milli / 1000;
+      break;
+    }
+    if (str) {
+      char *copy = strdup(text);
+      if (!copy)
+        continue;
+      free(*str);
+      *str = copy;
+      *num = milli;
+    }
+    n++;
+  }
+  return n;
+}
+
 /* Policy before action: every TenancyPolicy against the tenant and the steps about to be taken.
  * Fills *pr (residency narrowed for placement). Returns 0 (allowed), TN_EINVALID (denied, err
  * says every violated rule), or another code. */
@@ -765,10 +824,13 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
       cond_set(&x, COND_QUOTA, "False", "PlanNotFound", "%s", err.message);
     } else if (tn_plan_parse(plan_obj, &plan, &err)) {
       cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "plan %s: %s", x.t->plan, err.message);
-    } else if (tn_derive_status(x.t->plan, plan, &derived, &err)) {
-      cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
     } else {
-      have_plan = true;
+      if (policy_ok) /* overrides a policy permits replace the plan's values */
+        apply_quota_overrides(plan, x.obj, policy.quota_overrides_permitted);
+      if (tn_derive_status(x.t->plan, plan, &derived, &err))
+        cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
+      else
+        have_plan = true;
     }
     region_objs = tn_informer_list(x.r->regions);
     n_regions = json_array_size(region_objs);

@@ -32,7 +32,9 @@ static void start(void) {
 static void stop(void) {
   tn_test_operator_stop(&op, SIGTERM, 40);
   /* The policies this suite applied must not govern the other suites' tenants. */
-  tn_test_sh(NULL, "kubectl delete tenancypolicy eu-residency tn-test-breakglass --ignore-not-found");
+  tn_test_sh(
+      NULL,
+      "kubectl delete tenancypolicy eu-residency tn-test-breakglass tn-test-overrides --ignore-not-found");
   /* failurePolicy is Fail for tenants: without the operator, the registration would refuse every
    * later tenant write of the other suites. */
   tn_test_sh(NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found");
@@ -199,5 +201,39 @@ Test(governance, break_glass_access_disappears_at_expiry) {
                   tenantctl(), t);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "break-glass.grant break-glass.revoke\n");
+  free(out);
+}
+
+/* A quota override is honoured only when a TenancyPolicy permits that key. */
+Test(governance, permitted_quota_overrides_replace_the_plan_value) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-ovr");
+  int rc = tn_test_sh(
+      &out, "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\","
+            "\"metadata\":{\"name\":\"tn-test-overrides\"},\"spec\":{\"quotaOverrides\":[\"pods\"]}}' "
+            "| kubectl apply -f -");
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh(
+      &out,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"environments\":[\"prod\"],"
+      "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"quotaOverrides\":{\"pods\":77}}}' | kubectl "
+      "apply -f -",
+      t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh_until(
+      60, &out,
+      "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 77",
+      t);
+  cr_assert_eq(rc, 0, "the permitted override was not applied");
+  free(out);
+  /* A key no policy permits is refused at apply. */
+  rc = tn_test_sh(
+      &out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"quotaOverrides\":{\"services\":99}}}'", t);
+  cr_assert_neq(rc, 0, "an override no policy permits was accepted");
+  cr_assert(strstr(out, "quotaOverrides") != NULL, "%s", out);
   free(out);
 }
