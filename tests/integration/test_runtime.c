@@ -189,9 +189,9 @@ Test(runtime, least_privilege_rbac_is_enough) {
   /* With its admission webhook too: the certificate Secret and the registration are allowed. */
   snprintf(whflag, sizeof whflag, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
   struct tn_test_operator op;
-  tn_test_operator_start(&op, (const char *const[]){kcflag, "--leader-elect", "--leader-election-namespace=tenancy-system",
-                                                    whflag, "--webhook-cert-secret=tenancy-system/tn-test-webhook-tls",
-                                                    NULL});
+  tn_test_operator_start(
+      &op, (const char *const[]){kcflag, "--leader-elect", "--leader-election-namespace=tenancy-system",
+                                 whflag, "--webhook-cert-secret=tenancy-system/tn-test-webhook-tls", NULL});
   if (!tn_test_operator_wait_ready(&op, 60)) {
     tn_test_operator_dump_log(&op);
     cr_assert_fail("the operator running as its ServiceAccount never became ready");
@@ -212,9 +212,10 @@ Test(runtime, least_privilege_rbac_is_enough) {
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   /* Through the webhook an Active tenant cannot be deleted: archive it first. */
-  rc = tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}' && "
-                        "kubectl wait --for=jsonpath='{.status.state}'=Archived tenant/%s --timeout=60s && "
-                        "kubectl delete tenant %s --wait --timeout=120s",
+  rc = tn_test_sh(&out,
+                  "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}' && "
+                  "kubectl wait --for=jsonpath='{.status.state}'=Archived tenant/%s --timeout=60s && "
+                  "kubectl delete tenant %s --wait --timeout=120s",
                   t, t, t);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
