@@ -29,20 +29,6 @@ TestSuite(audit_operator, .init = start, .fini = stop, .timeout = 240);
 
 static const char *tenantctl(void) { return tn_test_env("TENANCY_TENANTCTL_BIN"); }
 
-static int pg_ctl(const char *action) {
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
-                      "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
-                      "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG_DATA\" -l \"$TENANCY_PG_DATA/../postgres.log\" "
-                      "-m fast -w -t 60 %s",
-                      action);
-  if (rc)
-    cr_log_error("pg_ctl %s: %s", action, out);
-  free(out);
-  return rc;
-}
-
 static void apply_tenant(const char *t, const char *state) {
   char *out = NULL;
   int rc = tn_test_sh(
@@ -103,13 +89,13 @@ Test(audit_operator, no_transition_while_the_audit_database_is_down) {
   apply_tenant(t, "Active");
   wait_state(t, "Active", 60);
 
-  cr_assert_eq(pg_ctl("stop"), 0);
+  cr_assert_eq(tn_test_pg_ctl("stop"), 0);
   apply_tenant(t, "Suspended");
   sleep(6);
   char *state = NULL, *pods = NULL;
   tn_test_sh(&state, "kubectl get tenant %s -o jsonpath='{.status.state}'", t);
   tn_test_sh(&pods, "kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}'", t);
-  int restarted = pg_ctl("start");
+  int restarted = tn_test_pg_ctl("start");
   cr_assert_str_eq(state, "Active", "the transition happened without an audit record");
   cr_assert_str_eq(pods, "50", "workloads were suspended without an audit record");
   free(state);

@@ -250,20 +250,6 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   free(db);
 }
 
-static int pg_ctl(const char *action) {
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
-                      "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
-                      "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG_DATA\" -l \"$TENANCY_PG_DATA/../postgres.log\" "
-                      "-m fast -w -t 60 %s",
-                      action);
-  if (rc)
-    cr_log_error("pg_ctl %s: %s", action, out);
-  free(out);
-  return rc;
-}
-
 /* PostgreSQL stopped: DatabaseReady turns False with the reason, nothing else of the tenant is
  * undone, and after the restart it converges with exactly one role and schema. */
 Test(tenant_database, postgres_outage_is_reported_and_recovered) {
@@ -274,7 +260,7 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
   char *role = NULL;
   tn_test_sh(&role, "kubectl get tenant %s -o jsonpath='{.status.database.role}'", t);
 
-  cr_assert_eq(pg_ctl("stop"), 0);
+  cr_assert_eq(tn_test_pg_ctl("stop"), 0);
   /* Any change brings the tenant back to the reconcile (an annotation: no lifecycle step, so the
    * audit trail, down too, is not needed). */
   tn_test_sh(NULL, "kubectl annotate tenant %s example.com/poke=1 --overwrite", t);
@@ -285,7 +271,7 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
                             t);
   char *ns = NULL;
   tn_test_sh(&ns, "kubectl get namespace %s-prod -o jsonpath='{.status.phase}'", t);
-  int restarted = pg_ctl("start");
+  int restarted = tn_test_pg_ctl("start");
   cr_assert_eq(rc, 0, "DatabaseReady did not report the outage");
   free(out);
   cr_assert_str_eq(ns, "Active", "the outage undid the tenant's namespace");

@@ -97,3 +97,17 @@ void tn_test_unique_name(char *dst, size_t n, const char *prefix) {
   static unsigned counter;
   snprintf(dst, n, "%s-%ld-%u", prefix, (long)getpid(), ++counter);
 }
+
+int tn_test_pg_ctl(const char *action) {
+  char *out = NULL;
+  int rc = tn_test_sh(&out,
+                      "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
+                      "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
+                      "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG_DATA\" -l \"$TENANCY_PG_DATA/../postgres.log\" "
+                      "-m fast -w -t 60 %s",
+                      action);
+  if (rc)
+    cr_log_error("pg_ctl %s: %s", action, out);
+  free(out);
+  return rc;
+}

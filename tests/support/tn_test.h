@@ -22,6 +22,10 @@ int tn_test_sh_until(double timeout_s, char **out, const char *fmt, ...)
 /* A name unique to this test process, for objects a test creates: PREFIX-<pid>-<counter>. */
 void tn_test_unique_name(char *dst, size_t n, const char *prefix);
 
+/* Stops or starts the local PostgreSQL of the stack ("stop" or "start"), as the postgres user
+ * when running as root. Returns pg_ctl's exit code (its output is logged on failure). */
+int tn_test_pg_ctl(const char *action);
+
 /* Monotonic seconds. */
 double tn_test_now(void);
 
