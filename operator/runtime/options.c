@@ -150,13 +150,14 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --leader-election-namespace NS       namespace of the Lease (default: pod namespace, else "
       "\"default\")\n"
       "  --leader-election-id NAME            name of the Lease (default \"tenancy-operator-leader\")\n"
-      "  --workers N                          concurrent reconciles (default 4)\n"
+      "  --workers N                          concurrent reconciles (default 16)\n"
       "  --sync-period DURATION               full resync of every cached object (default 10h)\n"
       "  --log-level LEVEL                    debug, info, warn or error (default info)\n"
       "  --log-format FORMAT                  json (one object per line) or text (default json)\n"
       "  --pg-dsn DSN                         PostgreSQL connection string (default $TENANCY_PG_DSN)\n"
-      "  --kube-api-qps N                     client-side request rate limit (default 200; 0 disables)\n"
-      "  --kube-api-burst N                   client-side burst (default 400)\n"
+      "  --kube-api-qps N                     client-side request rate limit (default 0: off, as controller-runtime:\n"
+      "                                       the API server's priority and fairness does flow control)\n"
+      "  --kube-api-burst N                   client-side burst when --kube-api-qps is set (default 2 x qps)\n"
       "  --graceful-shutdown-timeout DURATION time in-flight work gets after SIGTERM (default 30s)\n"
       "  --credentials-rotation-period DURATION  rotate tenant database passwords this often (default "
       "720h; 0 = only on demand)\n"
@@ -208,11 +209,11 @@ static int parse_positive_int(const char *v, long max, long *out) {
 int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct tn_options *o,
                      struct tn_error *err) {
   memset(o, 0, sizeof *o);
-  o->workers = 4;
+  o->workers = 16;
   o->sync_period_s = 10 * 3600;
   o->log_level = TN_LOG_INFO;
-  o->kube_qps = 200;
-  o->kube_burst = 400;
+  o->kube_qps = 0;
+  o->kube_burst = 0;
   o->shutdown_timeout_s = 30;
   o->rotation_period_s = 720 * 3600;
   o->keys_rotation_period_s = 2160 * 3600;

@@ -16,13 +16,13 @@ struct tn_options {
   bool leader_elect;             /* default false */
   char *leader_namespace;        /* default: the pod's namespace when in-cluster, else "default" */
   char *leader_id;               /* Lease name, default "tenancy-operator-leader" */
-  int workers;                   /* concurrent reconciles, default 4 */
+  int workers;                   /* concurrent reconciles, default 16 */
   double sync_period_s;          /* full resync, default 10h */
   enum tn_log_level log_level;   /* default info */
   enum tn_log_format log_format; /* default json */
   char *pg_dsn;                  /* default $TENANCY_PG_DSN; never logged */
-  double kube_qps;               /* client-side limit, default 200 */
-  int kube_burst;                /* default 400 */
+  double kube_qps;               /* client-side limit; default 0 = off (APF does flow control) */
+  int kube_burst;                /* default 0 = 2 x qps */
   double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
   double rotation_period_s;      /* scheduled tenant database credential rotation, default 720h; 0 = off */
   double keys_rotation_period_s; /* scheduled per-tenant data key rotation, default 2160h; 0 = off */

@@ -643,7 +643,7 @@ Test(chart, renders_with_defaults) {
   expect_arg(c, "--leader-election-id=" FULLNAME "-leader");
   expect_arg(c, "--metrics-bind-address=:8080");
   expect_arg(c, "--health-probe-bind-address=:8081");
-  expect_arg(c, "--workers=4");
+  expect_arg(c, "--workers=16");
   expect_arg(c, "--sync-period=10h");
   expect_arg(c, "--log-level=info");
   expect_arg(c, "--webhook-bind-address=:9443");
@@ -738,7 +738,7 @@ static void expect_same_keys(json_t *a, json_t *b, const char *const *skip, cons
 /* Flags the chart passes although they equal the operator's defaults (manifests/deploy/ leaves
  * them out). */
 static const char *const CHART_DEFAULT_ARGS[] = {"--leader-election-id=tenancy-operator-leader",
-                                                 "--workers=4",
+                                                 "--workers=16",
                                                  "--sync-period=10h",
                                                  "--log-level=info",
                                                  "--log-format=json",

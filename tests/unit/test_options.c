@@ -25,7 +25,8 @@ Test(options, defaults_match_the_contract) {
   cr_assert_str_eq(o.metrics_addr, ":8080");
   cr_assert_str_eq(o.probe_addr, ":8081");
   cr_assert_eq(o.leader_elect, false);
-  cr_assert_eq(o.workers, 4);
+  cr_assert_eq(o.workers, 16);
+  cr_assert_float_eq(o.kube_qps, 0, 1e-9);
   cr_assert_float_eq(o.sync_period_s, 36000, 1e-9);
   cr_assert_eq(o.log_level, TN_LOG_INFO);
   cr_assert_str_eq(o.pg_dsn, "postgresql://from-env");
