@@ -483,22 +483,23 @@ static void tally_add(struct tally *t, const char *key, double v) {
   }
 }
 
-/* Adds sign * every write sample (verb not GET, LIST, WATCH) of apiserver_request_total, keyed
- * "VERB resource[/subresource]". */
-static void tally_writes(struct tally *t, const char *text, double sign) {
-  static const char fam[] = "apiserver_request_total{";
+/* Adds sign * every sample of family (e.g. "apiserver_request_total") keyed "VERB
+ * resource[/subresource]", leaving out the verbs in skip (a space-separated list). */
+static void tally_requests(struct tally *t, const char *text, const char *family, const char *skip,
+                           double sign) {
+  size_t fl = strlen(family);
   for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-    if (strncmp(line, fam, sizeof fam - 1) != 0)
+    if (strncmp(line, family, fl) != 0 || line[fl] != '{')
       continue;
     const char *end = strchr(line, '}');
     if (!end)
       continue;
-    char labels[512], verb[16], resource[48], sub[24], key[96];
-    size_t len = (size_t)(end - line) - (sizeof fam - 2) + 1;
-    snprintf(labels, sizeof labels, "%.*s", (int)(len < sizeof labels ? len : sizeof labels - 1),
-             line + sizeof fam - 2);
+    char labels[512], verb[16], resource[48], sub[24], key[96], word[24];
+    size_t len = (size_t)(end - line) - fl + 1;
+    snprintf(labels, sizeof labels, "%.*s", (int)(len < sizeof labels ? len : sizeof labels - 1), line + fl);
     label_value(labels, "verb", verb, sizeof verb);
-    if (!strcmp(verb, "GET") || !strcmp(verb, "LIST") || !strcmp(verb, "WATCH"))
+    snprintf(word, sizeof word, " %s ", verb);
+    if (strstr(skip, word))
       continue;
     label_value(labels, "resource", resource, sizeof resource);
     label_value(labels, "subresource", sub, sizeof sub);
@@ -507,8 +508,30 @@ static void tally_writes(struct tally *t, const char *text, double sign) {
   }
 }
 
+/* Prints the entries of b - a of a tally, largest first, those of at least min. */
+static void tally_print(const char *title, const char *family, const char *skip, const char *a, const char *b,
+                        double min, const char *fmt_unit) {
+  struct tally t = {.n = 0};
+  tally_requests(&t, b, family, skip, 1);
+  tally_requests(&t, a, family, skip, -1);
+  for (size_t i = 1; i < t.n; i++)
+    for (size_t j = i; j > 0 && t.e[j].v > t.e[j - 1].v; j--) {
+      struct tally_entry tmp = t.e[j];
+      t.e[j] = t.e[j - 1];
+      t.e[j - 1] = tmp;
+    }
+  printf("  %s:", title);
+  size_t shown = 0;
+  for (size_t i = 0; i < t.n && shown < 14; i++)
+    if (t.e[i].v >= min) {
+      printf("%s %s %.*f%s", shown ? "," : "", t.e[i].key, min < 0.5 ? 1 : 0, t.e[i].v, fmt_unit);
+      shown++;
+    }
+  printf("%s\n", shown ? "" : " none");
+}
+
 /* Prints what happened between two scrapes a and b (either may be NULL: not readable). */
-static void server_print(const char *a, const char *b, bool writes) {
+static void server_print(const char *a, const char *b, bool details) {
   if (!a || !b) {
     printf("  apiserver /metrics not readable\n");
     return;
@@ -520,26 +543,12 @@ static void server_print(const char *a, const char *b, bool writes) {
          metric_sum(b, disp, NULL, NULL) - metric_sum(a, disp, NULL, NULL),
          metric_sum(b, disp, "priority_level", "exempt") - metric_sum(a, disp, "priority_level", "exempt"),
          metric_sum(b, rej, NULL, NULL) - metric_sum(a, rej, NULL, NULL));
-  if (!writes)
+  if (!details)
     return;
-  struct tally t = {.n = 0};
-  tally_writes(&t, b, 1);
-  tally_writes(&t, a, -1);
-  /* sort the entries by count, largest first */
-  for (size_t i = 1; i < t.n; i++)
-    for (size_t j = i; j > 0 && t.e[j].v > t.e[j - 1].v; j--) {
-      struct tally_entry tmp = t.e[j];
-      t.e[j] = t.e[j - 1];
-      t.e[j - 1] = tmp;
-    }
-  printf("  apiserver writes by resource (every client):");
-  size_t shown = 0;
-  for (size_t i = 0; i < t.n; i++)
-    if (t.e[i].v >= 0.5) {
-      printf("%s %s %.0f", shown ? "," : "", t.e[i].key, t.e[i].v);
-      shown++;
-    }
-  printf("%s\n", shown ? "" : " none");
+  tally_print("apiserver writes by resource (every client)", "apiserver_request_total", " GET LIST WATCH ", a,
+              b, 0.5, "");
+  tally_print("apiserver time serving them, sum of latencies (every client; watches left out)",
+              "apiserver_request_duration_seconds_sum", " WATCH CONNECT ", a, b, 0.05, " s");
 }
 
 /* Waits until the API server serves fewer than 20 requests a second (from every client: e.g. the
@@ -1260,8 +1269,11 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
   if (pthread_create(&wt, NULL, watcher_main, &w) != 0)
     goto out;
   watching = true;
-  while (!atomic_load(&w.listed))
-    sleep_s(0.01);
+  for (double t0 = now(); !atomic_load(&w.listed); sleep_s(0.01))
+    if (now() - t0 > 60) {
+      printf("operator: not run: Tenants could not be listed for 60 s (is the CRD served?)\n");
+      goto out;
+    }
 
   struct requests m0, m1, m2, m3;
   if (scrape_requests(o.metrics_url, &m0) != 0) {
