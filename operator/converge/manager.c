@@ -194,7 +194,8 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                   err)))
     goto fail;
   m->rec.requesters = tn_requesters_new();
-  if (!m->rec.requesters) {
+  m->rec.written = tn_written_new();
+  if (!m->rec.requesters || !m->rec.written) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
@@ -306,6 +307,7 @@ void tn_manager_free(struct tn_manager *m) {
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
   tn_requesters_free(m->rec.requesters);
+  tn_written_free(m->rec.written);
   tn_kek_secret_free(m->kek);
   free(m);
 }

@@ -34,6 +34,72 @@ const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
 const struct tn_gvr tn_gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
 const struct tn_gvr tn_gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolicies", false};
 
+/* ---- the state we last wrote, per tenant ---------------------------------------------------- */
+
+struct tn_written {
+  pthread_mutex_t mu; /* protects map */
+  json_t *map;        /* tenant name -> {"uid", "generation", "state"} */
+};
+
+struct tn_written *tn_written_new(void) {
+  struct tn_written *w = calloc(1, sizeof *w);
+  if (!w)
+    return NULL;
+  pthread_mutex_init(&w->mu, NULL);
+  w->map = json_object();
+  if (!w->map) {
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void tn_written_free(struct tn_written *w) {
+  if (!w)
+    return;
+  json_decref(w->map);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
+static const char *field(json_t *obj, const char *section, const char *name) {
+  return json_string_value(json_object_get(json_object_get(obj, section), name));
+}
+
+void tn_written_note(struct tn_written *w, json_t *tenant) {
+  const char *name = field(tenant, "metadata", "name");
+  if (!w || !name)
+    return;
+  json_t *rec =
+      json_pack("{s:s,s:I,s:s}", "uid", field(tenant, "metadata", "uid") ?: "", "generation",
+                json_integer_value(json_object_get(json_object_get(tenant, "metadata"), "generation")),
+                "state", field(tenant, "status", "state") ?: "");
+  pthread_mutex_lock(&w->mu);
+  if (rec)
+    json_object_set_new(w->map, name, rec);
+  pthread_mutex_unlock(&w->mu);
+}
+
+bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
+  const char *name = field(tenant, "metadata", "name");
+  if (!w || !name)
+    return false;
+  bool stale = false;
+  pthread_mutex_lock(&w->mu);
+  json_t *rec = json_object_get(w->map, name);
+  if (rec) {
+    const char *uid = json_string_value(json_object_get(rec, "uid"));
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    json_int_t gen = json_integer_value(json_object_get(rec, "generation"));
+    const char *cached = field(tenant, "status", "state") ?: "";
+    stale = uid && strcmp(uid, field(tenant, "metadata", "uid") ?: "") == 0 &&
+            gen == json_integer_value(json_object_get(json_object_get(tenant, "metadata"), "generation")) &&
+            state && strcmp(state, cached) != 0;
+  }
+  pthread_mutex_unlock(&w->mu);
+  return stale;
+}
+
 /* ---- requesters ------------------------------------------------------------------------------ */
 
 #define REQUESTERS_MAX 1024
@@ -781,27 +847,14 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
 
   /* A transition is planned from the cache. Right after our own status write the cache can
    * still hold the tenant from before it, which would plan (and audit) the same transition
-   * twice: with an audit trail, one GET makes sure we act on the newest tenant. Transitions are
-   * rare, so the GET is too; without an audit trail a stale plan ends in a harmless 409. */
-  if (lp.n_steps > 0 && x.r->audit) {
-    json_t *fresh = NULL;
-    struct tn_error gerr = {0};
-    const char *have =
-        json_string_value(json_object_get(json_object_get(x.obj, "metadata"), "resourceVersion"));
-    if (tn_kube_get(x.r->kube, &tn_gvr_tenants, NULL, key, &fresh, &gerr) == 0) {
-      const char *now_rv =
-          json_string_value(json_object_get(json_object_get(fresh, "metadata"), "resourceVersion"));
-      bool stale = !have || !now_rv || strcmp(have, now_rv) != 0;
-      json_decref(fresh);
-      if (stale) {
-        tn_log(TN_LOG_DEBUG, &x.lf, "cache behind the API server; reconciling again when it catches up");
-        res = TN_RESULT_AFTER(0.5);
-        goto out;
-      }
-    } else {
-      res = gerr.code == TN_ENOTFOUND ? TN_RESULT_OK : TN_RESULT_ERR; /* gone: nothing to do */
-      goto out;
-    }
+   * twice. We remember the state we last wrote for each tenant's uid and generation: a cache
+   * that shows another state for them is behind our own write, and the watch event that brings
+   * it up to date is on its way. No API call is needed for that. */
+  if (lp.n_steps > 0 && tn_written_is_stale(x.r->written, x.obj)) {
+    tn_log(TN_LOG_DEBUG, &x.lf,
+           "cache behind our own last status write; reconciling again when it catches up");
+    res = TN_RESULT_AFTER(0.5);
+    goto out;
   }
 
   gen_before = x.t->observed_generation;
@@ -1136,6 +1189,7 @@ status:;
     }
     json_decref(x.obj);
     x.obj = out_obj;
+    tn_written_note(x.r->written, x.obj);
   }
   if (lp.n_steps > 0) {
     struct tn_error aerr = {0};

@@ -21,6 +21,14 @@
 
 extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions, tn_gvr_policies;
 
+/* The status.state the reconcile last wrote for each tenant (uid, generation): a cache showing
+ * another state for the same uid and generation is behind our own write. Thread-safe. */
+struct tn_written;
+struct tn_written *tn_written_new(void);
+void tn_written_free(struct tn_written *w);
+void tn_written_note(struct tn_written *w, json_t *tenant);
+bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
+
 /* Who asked for a tenant's current generation, as the admission webhook heard it; the audit
  * trail records them as the actor and request id of the transitions that generation causes. */
 struct tn_requesters; /* thread-safe, bounded */
@@ -39,6 +47,7 @@ struct tn_reconciler {
   struct tn_audit *audit;       /* may be NULL (no --pg-dsn): transitions are then not audited */
   struct tn_informer *tenants, *plans, *regions, *policies;
   struct tn_requesters *requesters; /* may be NULL */
+  struct tn_written *written;       /* may be NULL */
   struct tn_informer *owned[TN_KIND_COUNT];
   struct tn_informer *secrets;       /* our tenant-database Secrets (label-selected) */
   struct tn_db *db;                  /* PostgreSQL connection cache of the database step */
