@@ -20,7 +20,8 @@ Test(written, detects_a_cache_behind_our_own_write) {
   cr_assert_not(tn_written_is_stale(w, after), "the cache caught up");
   json_t *edited = tenant("u1", 2, "Active"), *recreated = tenant("u2", 1, "");
   cr_assert_not(tn_written_is_stale(w, edited), "a new generation is a new request, not staleness");
-  cr_assert_not(tn_written_is_stale(w, recreated), "a tenant recreated under the same name is another tenant");
+  cr_assert_not(tn_written_is_stale(w, recreated),
+                "a tenant recreated under the same name is another tenant");
   json_decref(before);
   json_decref(after);
   json_decref(edited);
