@@ -23,6 +23,7 @@
 #include "kube/client.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
+#include "tn_kube_test.h"
 #include "tn_test.h"
 
 static const struct tn_gvr configmaps = {"", "v1", "configmaps", true};
@@ -43,21 +44,6 @@ static struct tn_kube *client_from(const char *kubeconfig, size_t max_bytes, str
 }
 
 static struct tn_kube *client(void) { return client_from(tn_test_env("KUBECONFIG"), 0, NULL); }
-
-static void ns_create(struct tn_kube *k, char *ns, size_t n) {
-  tn_test_unique_name(ns, n, "client");
-  json_t *obj =
-      json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name", ns);
-  struct tn_error err;
-  cr_assert_eq(tn_kube_create(k, &namespaces, NULL, obj, NULL, &err), 0, "create namespace: %s", err.message);
-  json_decref(obj);
-}
-
-static void ns_delete(struct tn_kube *k, const char *ns) {
-  struct tn_error err;
-  int rc = tn_kube_delete(k, &namespaces, NULL, ns, NULL, &err);
-  cr_assert(rc == 0 || rc == TN_ENOTFOUND, "delete namespace %s: %s", ns, err.message);
-}
 
 static json_t *cm(const char *name, const char *key, const char *value) {
   return json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap",
@@ -215,7 +201,7 @@ static void watch_stop(struct watch *w) {
 Test(client, get_list_create_update_patch_apply_delete, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   json_t *out = NULL, *obj = cm("c1", "a", "1");
 
@@ -288,14 +274,14 @@ Test(client, get_list_create_update_patch_apply_delete, .timeout = 120) {
   /* Names that would break out of the path are escaped, so they are just names that do not exist. */
   cr_assert_eq(tn_kube_get(k, &configmaps, ns, "../../secrets", &out, &err), TN_ENOTFOUND, "%s", err.message);
   cr_assert_eq(tn_kube_get(k, &configmaps, ns, "..", &out, &err), TN_EINVALID, "%s", err.message);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, list_paging_reaches_every_object, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   for (int i = 0; i < 5; i++) {
     char name[16];
@@ -327,14 +313,14 @@ Test(client, list_paging_reaches_every_object, .timeout = 120) {
   cr_assert_eq(pages, 3);
   cr_assert_eq(seen, 5);
   cr_assert_eq(mask, 0x1f, "every object exactly once");
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, stale_update_conflicts_and_a_retry_loop_succeeds, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   json_t *obj = cm("c", "n", "0"), *stale = NULL, *fresh = NULL;
   cr_assert_eq(tn_kube_create(k, &configmaps, ns, obj, &stale, &err), 0, "%s", err.message);
@@ -376,14 +362,14 @@ Test(client, stale_update_conflicts_and_a_retry_loop_succeeds, .timeout = 120) {
   cr_assert_str_eq(str_at(fresh, "data", "other"), "writer", "the other writer's change is kept");
   json_decref(cur);
   json_decref(fresh);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, server_side_apply_twice_is_a_no_op, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   json_t *obj = cm("applied", "k", "v"), *a = NULL, *b = NULL;
   json_object_set_new(json_object_get(obj, "metadata"), "namespace", json_string(ns));
@@ -410,7 +396,7 @@ Test(client, server_side_apply_twice_is_a_no_op, .timeout = 120) {
   cr_assert_eq(tn_kube_apply(k, &configmaps, ns, obj, TN_FIELD_MANAGER, true, NULL, NULL, &err), TN_EINVALID);
   cr_assert(strstr(err.message, "apiVersion, kind and metadata.name"), "%s", err.message);
   json_decref(obj);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -427,7 +413,7 @@ static bool has_condition(json_t *ns_obj, const char *type) {
 Test(client, status_subresource_on_a_namespace, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   json_t *out = NULL;
   json_t *cond = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions", "type", "TenancyTest",
@@ -465,14 +451,14 @@ Test(client, status_subresource_on_a_namespace, .timeout = 120) {
   cr_assert_eq(tn_kube_get(k, &namespaces, NULL, ns, &out, &err), 0);
   cr_assert(has_condition(out, "TenancyApplied"));
   json_decref(out);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, delete_preconditions, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   json_t *obj = cm("d", "a", "b"), *out = NULL;
   cr_assert_eq(tn_kube_create(k, &configmaps, ns, obj, &out, &err), 0, "%s", err.message);
@@ -493,7 +479,7 @@ Test(client, delete_preconditions, .timeout = 120) {
   cr_assert_eq(tn_kube_delete(k, &configmaps, ns, "d", &right, &err), 0, "%s", err.message);
   cr_assert_eq(tn_kube_get(k, &configmaps, ns, "d", NULL, &err), TN_ENOTFOUND);
   json_decref(out);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -527,7 +513,7 @@ Test(client, one_shared_connection_for_requests_and_a_watch, .timeout = 120) {
   struct tn_metrics *m = tn_metrics_new();
   struct tn_kube *k = client_from(tn_test_env("KUBECONFIG"), 0, m);
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct watch w;
   char *rv = list_rv(k, ns);
   watch_start(&w, k, ns, rv);
@@ -551,7 +537,7 @@ Test(client, one_shared_connection_for_requests_and_a_watch, .timeout = 120) {
   cr_assert_eq(metric_value(m, "rest_client_requests_total{code=\"201\",method=\"POST\"} "), 21);
   cr_assert_geq(metric_value(m, "rest_client_requests_total{code=\"200\",method=\"GET\"} "), 20);
   cr_assert_geq(metric_value(m, "rest_client_request_duration_seconds_count{verb=\"GET\"} "), 20);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
   tn_metrics_free(m);
 }
@@ -588,7 +574,7 @@ static void *worker_main(void *p) {
 Test(client, eight_threads_at_once, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   /* A fresh client: the eight first requests race to open its connection, and must share it. */
   struct tn_kube *fresh = client();
   pthread_t t[8];
@@ -605,14 +591,14 @@ Test(client, eight_threads_at_once, .timeout = 120) {
   cr_assert_eq(established_to(server_port()), 2, "one for each client");
   tn_kube_free(fresh);
   cr_assert_eq(established_to(server_port()), 1, "freeing a client closes its connection");
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, response_cap, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   char value[300];
   memset(value, 'v', sizeof value - 1);
@@ -638,14 +624,14 @@ Test(client, response_cap, .timeout = 120) {
   cr_assert_eq(json_array_size(json_object_get(out, "items")), 8);
   json_decref(out);
   tn_kube_free(small);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(client, watch_receives_added_and_cancel_ends_it, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "client");
   struct tn_error err;
   struct watch w;
   char *rv = list_rv(k, ns);
@@ -673,7 +659,7 @@ Test(client, watch_receives_added_and_cancel_ends_it, .timeout = 120) {
   cr_assert_eq(tn_kube_create(k, &configmaps, ns, obj, NULL, &err), 0, "%s", err.message);
   json_decref(obj);
   cr_assert(watch_wait_for(&w, "\"name\":\"watched2\"", NULL, 30));
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
   pthread_join(w.thread, NULL);
   cr_assert_eq(w.rc, TN_ECANCELED, "%s", w.err.message);

@@ -16,6 +16,7 @@
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "runtime/log.h"
+#include "tn_kube_test.h"
 #include "tn_test.h"
 
 static const struct tn_gvr configmaps = {"", "v1", "configmaps", true};
@@ -34,21 +35,6 @@ static struct tn_kube *client(void) {
   cr_assert_eq(tn_kube_new(&cfg, NULL, &k, &err), 0, "%s", err.message);
   tn_kube_config_cleanup(&cfg);
   return k;
-}
-
-static void ns_create(struct tn_kube *k, char *ns, size_t n) {
-  tn_test_unique_name(ns, n, "informer");
-  json_t *obj =
-      json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name", ns);
-  struct tn_error err;
-  cr_assert_eq(tn_kube_create(k, &namespaces, NULL, obj, NULL, &err), 0, "create namespace: %s", err.message);
-  json_decref(obj);
-}
-
-static void ns_delete(struct tn_kube *k, const char *ns) {
-  struct tn_error err;
-  int rc = tn_kube_delete(k, &namespaces, NULL, ns, NULL, &err);
-  cr_assert(rc == 0 || rc == TN_ENOTFOUND, "delete namespace %s: %s", ns, err.message);
 }
 
 /* A ConfigMap labelled test=informer (the informers below select on it, so the namespace's
@@ -264,7 +250,7 @@ static bool cache_keys_become(struct tn_informer *inf, const char *want, double 
 Test(informer, handlers_see_create_update_delete_in_order, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   struct tn_informer *inf = informer_new(k, &configmaps, ns, NULL);
   struct rec r1, r2;
   rec_init(&r1, "inf/configmaps");
@@ -325,7 +311,7 @@ Test(informer, handlers_see_create_update_delete_in_order, .timeout = 120) {
   tn_informer_free(inf);
   rec_cleanup(&r1);
   rec_cleanup(&r2);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -339,7 +325,7 @@ static int by_group(const json_t *obj, void *ud, struct tn_index_values *out) {
 static void fill_from_existing(bool paged) {
   struct tn_kube *k = client();
   char ns[64], name[16];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   for (int i = 0; i < 25; i++) {
     snprintf(name, sizeof name, "%c%02d", i < 12 ? 'a' : 'b', i);
     cm_create(k, ns, name, "initial");
@@ -398,7 +384,7 @@ static void fill_from_existing(bool paged) {
   cr_assert_eq(st.relists, 0);
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -451,7 +437,7 @@ static const char *message_of(const json_t *o) { return json_string_value(json_o
 static void relist_after_compaction(bool paged) {
   struct tn_kube *k = client();
   char ns[64], key[128];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   event_create(k, ns, "e1", "one");
   event_create(k, ns, "e2", "two");
   event_create(k, ns, "e3", "three");
@@ -536,7 +522,7 @@ static void relist_after_compaction(bool paged) {
   }
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -553,7 +539,7 @@ Test(informer, a_watch_from_a_compacted_revision_relists_by_paged_list_and_conve
 Test(informer, reconnects_when_the_server_ends_the_watch, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   cm_create(k, ns, "a", "1");
   struct tn_informer_opts o = {.watch_timeout_s = 2};
   struct tn_informer *inf = informer_new(k, &configmaps, ns, &o);
@@ -582,14 +568,14 @@ Test(informer, reconnects_when_the_server_ends_the_watch, .timeout = 120) {
   cr_assert_eq(rec_len(&r), 3, "nothing was delivered twice");
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(informer, resync_redelivers_every_object, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   cm_create(k, ns, "a", "1");
   cm_create(k, ns, "b", "1");
   struct tn_informer_opts o = {.resync_period_s = 1};
@@ -608,7 +594,7 @@ Test(informer, resync_redelivers_every_object, .timeout = 120) {
   cr_assert(json_equal(obj, old), "resync passes the cached object as old and new");
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -624,7 +610,7 @@ static json_t *keep_little(json_t *obj, void *ud) {
 Test(informer, a_transform_decides_what_is_cached, .timeout = 120) {
   struct tn_kube *k = client();
   char ns[64], key[128];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   cm_create(k, ns, "a", "1");
   atomic_int calls = 0;
   struct tn_informer_opts o = {.transform = keep_little, .transform_ud = &calls};
@@ -648,7 +634,7 @@ Test(informer, a_transform_decides_what_is_cached, .timeout = 120) {
   cr_assert_eq(atomic_load(&calls), 1);
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
@@ -670,7 +656,7 @@ Test(informer, cluster_scoped_objects_are_keyed_by_name, .timeout = 120) {
   json_decref(obj);
   cr_assert(rec_wait(&r, 1, 30));
   cr_assert(cache_keys_become(inf, name, 5), "namespaces are keyed by name alone");
-  ns_delete(k, name);
+  tn_test_ns_delete(k, name);
   tn_informer_free(inf);
   rec_cleanup(&r);
   tn_kube_free(k);
@@ -680,7 +666,7 @@ Test(informer, cluster_scoped_objects_are_keyed_by_name, .timeout = 120) {
 Test(informer, stop_is_prompt_and_final, .timeout = 30) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   struct tn_informer *inf = informer_new(k, &configmaps, ns, NULL); /* watch timeout 5-10 min */
   struct rec r;
   rec_init(&r, "inf/configmaps");
@@ -713,14 +699,14 @@ Test(informer, stop_is_prompt_and_final, .timeout = 30) {
   cr_assert(!tn_informer_has_synced(inf));
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
 
 Test(informer, handlers_cannot_be_added_after_start, .timeout = 60) {
   struct tn_kube *k = client();
   char ns[64];
-  ns_create(k, ns, sizeof ns);
+  tn_test_ns_create(k, ns, sizeof ns, "informer");
   struct tn_informer *inf = informer_new(k, &configmaps, ns, NULL);
   start_and_sync(inf);
   struct rec r;
@@ -733,6 +719,6 @@ Test(informer, handlers_cannot_be_added_after_start, .timeout = 60) {
   cr_assert_eq(tn_informer_start(inf, &err), TN_EINVALID);
   tn_informer_free(inf);
   rec_cleanup(&r);
-  ns_delete(k, ns);
+  tn_test_ns_delete(k, ns);
   tn_kube_free(k);
 }
