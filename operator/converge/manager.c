@@ -125,7 +125,7 @@ static void plan_changed(void *ud, json_t *obj) {
 }
 static void plan_updated(void *ud, json_t *old, json_t *cur) {
   /* Resyncs re-deliver unchanged objects: only a real change re-converges every tenant on it. */
-  if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")) || old == cur)
+  if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")))
     plan_changed(ud, cur);
 }
 

@@ -703,54 +703,76 @@ static int apply_quota_overrides(struct tn_plan *plan, json_t *tenant_obj, unsig
   return n;
 }
 
+/* The TenancyPolicies and Regions one reconcile reads, decoded from the caches once and shared
+ * by the policy evaluation, placement and the break-glass step. */
+struct inventory {
+  json_t *policy_objs, *region_objs; /* the cached objects (own references) */
+  struct tn_policy **policies;       /* the ones that parse */
+  size_t n_policies;
+  struct tn_policy_region **regions; /* likewise, with their database servers */
+  const struct tn_region **plain;    /* regions[i]->region, for placement */
+  size_t n_regions;
+};
+
+static int inventory_load(struct tn_reconciler *r, struct inventory *inv) {
+  inv->policy_objs = tn_informer_list(r->policies);
+  inv->region_objs = tn_informer_list(r->regions);
+  size_t np = json_array_size(inv->policy_objs), nr = json_array_size(inv->region_objs);
+  inv->policies = calloc(np ? np : 1, sizeof *inv->policies);
+  inv->regions = calloc(nr ? nr : 1, sizeof *inv->regions);
+  inv->plain = calloc(nr ? nr : 1, sizeof *inv->plain);
+  if (!inv->policy_objs || !inv->region_objs || !inv->policies || !inv->regions || !inv->plain)
+    return -ENOMEM;
+  size_t i;
+  json_t *o;
+  json_array_foreach(inv->policy_objs, i, o) {
+    struct tn_error e = {0};
+    if (tn_policy_parse(o, &inv->policies[inv->n_policies], &e) == 0)
+      inv->n_policies++;
+  }
+  json_array_foreach(inv->region_objs, i, o) {
+    struct tn_error e = {0};
+    if (tn_policy_region_parse(o, &inv->regions[inv->n_regions], &e) == 0) {
+      inv->plain[inv->n_regions] = inv->regions[inv->n_regions]->region;
+      inv->n_regions++;
+    }
+  }
+  return 0;
+}
+
+static void inventory_cleanup(struct inventory *inv) {
+  for (size_t k = 0; k < inv->n_policies; k++)
+    tn_policy_free(inv->policies[k]);
+  for (size_t k = 0; k < inv->n_regions; k++)
+    tn_policy_region_free(inv->regions[k]);
+  free(inv->policies);
+  free(inv->regions);
+  free(inv->plain);
+  json_decref(inv->policy_objs);
+  json_decref(inv->region_objs);
+  memset(inv, 0, sizeof *inv);
+}
+
 /* Policy before action: every TenancyPolicy against the tenant and the steps about to be taken.
  * Fills *pr (residency narrowed for placement). Returns 0 (allowed), TN_EINVALID (denied, err
  * says every violated rule), or another code. */
-static int evaluate_policy(struct run *x, const struct tn_lifecycle_plan *lp, struct tn_policy_result *pr,
-                           struct tn_error *err) {
-  json_t *pol_objs = tn_informer_list(x->r->policies), *reg_objs = tn_informer_list(x->r->regions);
-  size_t np = json_array_size(pol_objs), nr = json_array_size(reg_objs), up = 0, ur = 0;
-  struct tn_policy **pols = calloc(np ? np : 1, sizeof *pols);
-  struct tn_policy_region **regs = calloc(nr ? nr : 1, sizeof *regs);
-  int rc = -ENOMEM;
-  if (!pols || !regs)
-    goto out;
-  size_t i;
-  json_t *o;
-  json_array_foreach(pol_objs, i, o) {
-    struct tn_error e = {0};
-    if (tn_policy_parse(o, &pols[up], &e) == 0)
-      up++;
-  }
-  json_array_foreach(reg_objs, i, o) {
-    struct tn_error e = {0};
-    if (tn_policy_region_parse(o, &regs[ur], &e) == 0)
-      ur++;
-  }
+static int evaluate_policy(struct run *x, const struct inventory *inv, const struct tn_lifecycle_plan *lp,
+                           struct tn_policy_result *pr, struct tn_error *err) {
   unsigned overrides = 0;
   const char *db_server = NULL;
   tn_policy_tenant_fields(x->obj, &overrides, &db_server);
   struct tn_policy_input in = {.tenant = x->t,
                                .quota_overrides = overrides,
                                .database_server = db_server,
-                               .regions = (const struct tn_policy_region *const *)regs,
-                               .n_regions = ur,
-                               .policies = (const struct tn_policy *const *)pols,
-                               .n_policies = up,
+                               .regions = (const struct tn_policy_region *const *)inv->regions,
+                               .n_regions = inv->n_regions,
+                               .policies = (const struct tn_policy *const *)inv->policies,
+                               .n_policies = inv->n_policies,
                                .steps = lp->steps,
                                .n_steps = (size_t)lp->n_steps};
   double t0 = tn_mono_now();
-  rc = tn_policy_evaluate(&in, pr, err);
+  int rc = tn_policy_evaluate(&in, pr, err);
   tn_series_observe(x->r->policy_latency, tn_mono_now() - t0);
-out:
-  for (size_t k = 0; k < up; k++)
-    tn_policy_free(pols[k]);
-  for (size_t k = 0; k < ur; k++)
-    tn_policy_region_free(regs[k]);
-  free(pols);
-  free(regs);
-  json_decref(pol_objs);
-  json_decref(reg_objs);
   return rc;
 }
 
@@ -762,11 +784,10 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   struct tn_result res = TN_RESULT_OK;
   struct tn_error err = {0};
-  json_t *plan_obj = NULL, *region_objs = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL,
-         *keys_status = NULL, *bg_status = NULL;
+  json_t *plan_obj = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL, *keys_status = NULL,
+         *bg_status = NULL;
   struct tn_plan *plan = NULL;
-  struct tn_region **regions = NULL;
-  size_t n_regions = 0;
+  struct inventory inv = {0};
   struct tn_object_list desired = {0};
   struct observed_set observed = {0};
   struct tn_diff diff = {0};
@@ -826,7 +847,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   /* Policy before action: a denied step does not happen (the tenant stays where it is). */
   struct tn_error polerr = {0};
-  int prc = evaluate_policy(&x, &lp, &policy, &polerr);
+  int prc = inventory_load(x.r, &inv);
+  if (prc == 0)
+    prc = evaluate_policy(&x, &inv, &lp, &policy, &polerr);
   if (prc == TN_EINVALID) {
     cond_set(&x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
     event(&x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
@@ -886,25 +909,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
       else
         have_plan = true;
     }
-    region_objs = tn_informer_list(x.r->regions);
-    n_regions = json_array_size(region_objs);
-    regions = calloc(n_regions ? n_regions : 1, sizeof *regions);
-    if (!regions) {
-      res = TN_RESULT_ERR;
-      goto out;
-    }
-    size_t i, used = 0;
-    json_t *ro;
-    json_array_foreach(region_objs, i, ro) {
-      struct tn_error rerr = {0};
-      if (tn_region_parse(ro, &regions[used], &rerr) == 0)
-        used++;
-    }
-    n_regions = used;
     struct tn_error perr = {0};
     if (tn_placement_resolve(policy_ok ? &policy.residency : &x.t->residency, x.t->isolation,
-                             x.t->status_region, (const struct tn_region *const *)regions, n_regions,
-                             &placement, &perr)) {
+                             x.t->status_region, inv.plain, inv.n_regions, &placement, &perr)) {
       cond_set(&x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
       event(&x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
     } else {
@@ -1054,7 +1061,6 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   {
     bool bg_live =
         provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0;
-    json_t *bg_pols = tn_informer_list(x.r->policies);
     struct tn_error bgerr = {0};
     json_t *bg_rbs =
         tn_informer_list_by_index(x.r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, key, &bgerr);
@@ -1062,7 +1068,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
                                     .tenant = x.obj,
                                     .environments = bg_live ? (const char *const *)x.t->environments : NULL,
                                     .n_environments = bg_live ? x.t->n_environments : 0,
-                                    .policies = bg_pols,
+                                    .policies = inv.policy_objs,
                                     .observed = bg_rbs,
                                     .now = tn_wall_now(),
                                     .audit = breakglass_audit,
@@ -1089,7 +1095,6 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     if (bgr.status)
       bg_status = json_incref(bgr.status);
     tn_breakglass_result_cleanup(&bgr);
-    json_decref(bg_pols);
     json_decref(bg_rbs);
   }
 
@@ -1219,10 +1224,7 @@ out:
   tn_diff_cleanup(&diff);
   observed_cleanup(&observed);
   tn_object_list_cleanup(&desired);
-  for (size_t i = 0; i < n_regions; i++)
-    tn_region_free(regions[i]);
-  free(regions);
-  json_decref(region_objs);
+  inventory_cleanup(&inv);
   json_decref(plan_obj);
   json_decref(derived);
   json_decref(new_status);
