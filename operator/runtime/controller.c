@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kube/store.h"
 #include "runtime/log.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -228,13 +229,15 @@ void tn_controller_enqueue_after(struct tn_controller *c, const char *key, doubl
 }
 
 int tn_object_key(json_t *obj, char *key, size_t n) {
-  json_t *meta = json_object_get(obj, "metadata");
-  const char *name = json_string_value(json_object_get(meta, "name"));
-  const char *ns = json_string_value(json_object_get(meta, "namespace"));
-  if (!name || !*name)
+  char *k = tn_store_key_of(obj); /* the cache's key: one definition of it */
+  if (!k)
     return -EINVAL;
-  int w = ns && *ns ? snprintf(key, n, "%s/%s", ns, name) : snprintf(key, n, "%s", name);
-  return w < 0 || (size_t)w >= n ? -ENAMETOOLONG : 0;
+  size_t len = strlen(k);
+  int rc = len < n ? 0 : -ENAMETOOLONG;
+  if (rc == 0)
+    memcpy(key, k, len + 1);
+  free(k);
+  return rc;
 }
 
 void tn_controller_enqueue_object(struct tn_controller *c, json_t *obj) {
