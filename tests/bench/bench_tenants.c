@@ -1,8 +1,9 @@
 /* bench_tenants.c - the scale benchmark of the Tenant reconcile: the objects of 1,000 tenants x 2
- * environments created by a plain parallel client (the "physical limit"), then the operator taking
- * 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
+ * environments created by a plain parallel client (the "physical limit"), every write of the end
+ * state (Tenants, finalizer, status, Events included) made by that client (the "floor"), then the
+ * operator taking 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
  *
- *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]
+ *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator]
  *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep] [--issue-shapes]
  *                 [--teardown] [--allow-remote]
  *
@@ -35,13 +36,14 @@
 
 #include "kube/client.h"
 #include "kube/watchstream.h"
+#include "runtime/events.h"
 #include "runtime/metrics.h"
 #include "util/buf.h"
 #include "util/error.h"
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
-enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_OPERATOR };
+enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR };
 
 static struct {
   size_t tenants;
@@ -59,6 +61,7 @@ static const char *const envs[] = {"prod", "staging"};
 #define N_ENVS 2
 #define BASE_PREFIX "base-"
 #define OP_PREFIX "bench-"
+#define FLOOR_PREFIX "floor-"
 #define MANAGED_BY "app.kubernetes.io/managed-by=tenancy-operator"
 /* The baseline's objects say managed-by=tenancy-baseline (as long as "tenancy-operator"): an
  * operator never caches, adopts or removes them, and they need not be deleted before it runs. */
@@ -906,6 +909,212 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   return failed ? -1 : secs;
 }
 
+/* ---- phase 1b: the end-state floor --------------------------------------------------------- */
+
+/* The baseline creates the objects only. Every write the operator phase's end state needs is
+ * more: the user's Tenant, the finalizer, the status, the Events. The floor is those writes made
+ * by the same plain client with nobody watching, so the operator's own overhead (its watches,
+ * its reads, its waiting) is what separates it from the floor. Per tenant, one after the other
+ * as a reconcile must: POST the Tenant, PUT its metadata (an annotation where the operator adds
+ * its finalizer: the same kind of write, but no finalizer is left behind with no operator to
+ * release it), the 14 objects, PUT the status the operator writes, POST 2 Events. The Tenants
+ * are deleted afterwards (the operator must not find them); their objects stay, as the
+ * baseline's. */
+static const struct tn_gvr gvr_events = {"events.k8s.io", "v1", "events", true};
+static int install_prerequisites(void);
+
+static json_t *floor_condition(const char *type, const char *reason, const char *message, const char *when) {
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "type", type, "status", "True", "reason", reason,
+                   "message", message, "lastTransitionTime", when, "observedGeneration", 1);
+}
+
+/* The status the operator writes for an Active tenant on plan standard (see a converged
+ * bench-* Tenant). New reference. */
+static json_t *floor_status(const char *tenant, const char *when) {
+  char ns0[64], ns1[64], corr[40];
+  snprintf(ns0, sizeof ns0, "%s-%s", tenant, envs[0]);
+  snprintf(ns1, sizeof ns1, "%s-%s", tenant, envs[1]);
+  snprintf(corr, sizeof corr, "93918ebd-df13-8831-804e-%012x", (unsigned)(uintptr_t)tenant & 0xffffffu);
+  json_t *conds = json_pack(
+      "[o, o, o, o, o, o, o]", floor_condition("Ready", "Converged", "tenant is Active and converged", when),
+      floor_condition("PolicyCompliant", "Compliant", "every TenancyPolicy allows the tenant", when),
+      floor_condition("Placed", "Placed", "placed in region eu-west-1 with isolation shared", when),
+      floor_condition("NamespacesReady", "Converged", "every Namespace of the tenant is as desired", when),
+      floor_condition("NetworkIsolated", "Converged", "every NetworkPolicy of the tenant is as desired",
+                      when),
+      floor_condition("QuotaApplied", "Converged",
+                      "every ResourceQuota and LimitRange of the tenant is as desired", when),
+      floor_condition("AccessBound", "Converged", "every RoleBinding of the tenant is as desired", when));
+  return json_pack("{s:s, s:s, s:s, s:o, s:{s:{s:b, s:b}, s:{s:i, s:s, s:i, s:s, s:i, s:i, s:s}, "
+                   "s:{s:i, s:i}}, s:s, s:[s, s], s:i, s:{s:s, s:s}}",
+                   "state", "Active", "createdAt", when, "activatedAt", when, "conditions", conds, "derived",
+                   "features", "auditExport", 0, "sso", 1, "quotas", "connections", 20, "cpu", "4",
+                   "eventsPerDay", 100000, "memory", "8Gi", "pods", 50, "services", 10, "storage", "50Gi",
+                   "rateLimits", "burst", 100, "requestsPerSecond", 50, "lastCorrelationId", corr,
+                   "namespaces", ns0, ns1, "observedGeneration", 1, "placement", "isolation", "shared",
+                   "region", "eu-west-1");
+}
+
+static int floor_event(struct tn_kube *k, json_t *tenant, const char *reason, const char *note,
+                       struct tn_error *err) {
+  json_t *md = json_object_get(tenant, "metadata");
+  struct tn_object_ref ref = {.api_version = "tenancy.dev/v1alpha1",
+                              .kind = "Tenant",
+                              .name = json_string_value(json_object_get(md, "name")),
+                              .uid = json_string_value(json_object_get(md, "uid")),
+                              .resource_version = json_string_value(json_object_get(md, "resourceVersion"))};
+  char suffix[32];
+  snprintf(suffix, sizeof suffix, "%08lx%08lx", (unsigned long)random(), (unsigned long)random());
+  json_t *ev = tn_event_build("tenancy.dev/tenancy-operator", "bench-floor", &ref, "Normal", reason, reason,
+                              note, suffix, (double)time(NULL));
+  int rc =
+      ev ? tn_kube_create(k, &gvr_events, "default", ev, NULL, err) : tn_error_set(err, -ENOMEM, "no memory");
+  json_decref(ev);
+  return rc;
+}
+
+static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
+  char tenant[32], ns[64], when[32];
+  snprintf(tenant, sizeof tenant, FLOOR_PREFIX "%04zu", i + 1);
+  time_t t = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+  json_t *obj = tenant_object(tenant), *cur = NULL, *next = NULL;
+  int failed = 0;
+  if (!obj || tn_kube_create(p->k, &gvr_tenant, NULL, obj, &cur, err) != 0) {
+    pool_fail(p, tenant, err);
+    json_decref(obj);
+    return 1;
+  }
+  json_decref(obj);
+  /* the finalizer's write */
+  json_t *md = json_object_get(cur, "metadata");
+  json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
+  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
+    pool_fail(p, tenant, err);
+    json_decref(cur);
+    return 1;
+  }
+  json_decref(cur);
+  cur = next;
+  next = NULL;
+  for (size_t e = 0; e < N_ENVS; e++) {
+    snprintf(ns, sizeof ns, "%s-%s", tenant, envs[e]);
+    for (size_t k = 0; k < per_env; k++) {
+      const struct tn_gvr *gvr = NULL;
+      json_t *o = env_object(env_kinds[k], tenant, envs[e], ns, &gvr);
+      int rc =
+          o ? tn_kube_create(p->k, gvr, ns, o, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack failed");
+      json_decref(o);
+      if (rc != 0) {
+        pool_fail(p, ns, err);
+        failed++;
+      }
+    }
+  }
+  json_object_set_new(cur, "status", floor_status(tenant, when));
+  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, "status", &next, err) != 0) {
+    pool_fail(p, tenant, err);
+    failed++;
+  } else {
+    double t_ready = now();
+    pthread_mutex_lock(&p->mu);
+    double *last = p->ud;
+    if (t_ready > *last)
+      *last = t_ready;
+    pthread_mutex_unlock(&p->mu);
+  }
+  if (floor_event(p->k, next ? next : cur, "Created", "tenant created", err) != 0 ||
+      floor_event(p->k, next ? next : cur, "Activated", "tenant activated", err) != 0) {
+    pool_fail(p, tenant, err);
+    failed++;
+  }
+  json_decref(cur);
+  json_decref(next);
+  return failed;
+}
+
+static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseline_s) {
+  if (install_prerequisites() != 0) {
+    printf("floor: not run: installing the CRDs (hack/crds.sh) and the samples failed\n");
+    return -1;
+  }
+  if (count_named(k, &gvr_tenant, NULL, FLOOR_PREFIX) != 0 ||
+      count_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX) != 0) {
+    fprintf(stderr, "bench_tenants: removing the floor's tenants and namespaces of an earlier run\n");
+    delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
+    delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
+    if (wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900) < 0 ||
+        wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 60) < 0) {
+      printf("floor: not run: objects " FLOOR_PREFIX "* of an earlier run are still there\n");
+      return -1;
+    }
+  }
+  struct tn_buf text;
+  tn_buf_init(&text, (size_t)16 << 20);
+  struct requests r0, r1;
+  char *a0 = apiserver_metrics(k);
+  tn_metrics_write(reg, &text);
+  parse_requests(tn_buf_str(&text), &r0);
+
+  double last_ready = 0; /* when the last status PUT was answered */
+  struct pool p = {
+      .k = k, .n = opt.tenants, .item = floor_item, .ud = &last_ready, .mu = PTHREAD_MUTEX_INITIALIZER};
+  struct cpu c0 = cpu_sample();
+  double t0 = now();
+  double all = pool_run(&p, opt.threads);
+  struct cpu c1 = cpu_sample();
+  /* As for the operator: from the first create to the last status that says Ready (Events may
+   * follow). */
+  double secs = last_ready > t0 ? last_ready - t0 : all;
+
+  tn_buf_reset(&text);
+  tn_metrics_write(reg, &text);
+  parse_requests(tn_buf_str(&text), &r1);
+  char *a1 = apiserver_metrics(k);
+  tn_buf_cleanup(&text);
+  struct requests d = requests_delta(&r0, &r1);
+  size_t failed = atomic_load(&p.failed);
+  char reqs[256];
+  format_requests(&d, reqs, sizeof reqs);
+  printf("end-state floor (the same client makes every write of the operator phase's end state, nobody "
+         "watching: per tenant the Tenant's create, a metadata PUT as the finalizer's, the %zu objects, the "
+         "status PUT, 2 Events; %d threads, one tenant after the other per thread):\n",
+         N_ENVS * per_env, opt.threads);
+  printf(
+      "  %zu tenants Ready in %.2f s (first create to the last status PUT) = %.0f tenants/s, the last Events "
+      "%.2f s later; %zu failed requests\n",
+      opt.tenants, secs, (double)opt.tenants / secs, all - secs, failed);
+  printf("  requests %s = %.1f per tenant; %.0f answered 429, %.0f answered 5xx\n", reqs,
+         d.total / (double)opt.tenants, d.throttled, d.server_errors);
+  if (baseline_s > 0)
+    printf("  ratio floor/baseline: %.2fx (baseline %.2f s): what the writes beyond the objects cost\n",
+           secs / baseline_s, baseline_s);
+  cpu_print(&c0, &c1, all);
+  server_print(a0, a1, true);
+  free(a0);
+  free(a1);
+  if (failed)
+    printf("  first failure: %s\n", p.first_error);
+  fflush(stdout);
+
+  /* The operator must not find these Tenants (no finalizer holds them). */
+  delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
+  if (wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 120) < 0)
+    printf("  cleanup: the floor's Tenants are still there after 120 s\n");
+  if (private_stack && !opt.teardown) {
+    double quiet = wait_quiet(k, 120);
+    printf("  cleanup: the Tenants deleted, their objects kept (private stack); quiet again after %.1f s\n",
+           quiet);
+  } else if (!opt.keep) {
+    long n = delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
+    double gone = wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900);
+    printf("  cleanup: the Tenants and %ld namespaces deleted%s\n", n,
+           gone < 0 ? "; namespaces still terminating after 900 s" : "");
+  }
+  fflush(stdout);
+  return failed ? -1 : secs;
+}
+
 /* ---- phase 2: the operator -------------------------------------------------------------------- */
 
 /* Watches the Tenants and records when each first shows Ready=True. The stream is parsed on the
@@ -1227,7 +1436,7 @@ static int install_prerequisites(void) {
   return system(cmd) == 0 ? 0 : -1;
 }
 
-static double run_operator(struct tn_kube *k, double baseline_s) {
+static double run_operator(struct tn_kube *k, double baseline_s, double floor_s) {
   struct operator_proc o = {0};
   if (!operator_bin(o.bin, sizeof o.bin)) {
     printf("operator: not run: no operator binary (%s; build it with make build, or set "
@@ -1367,6 +1576,9 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
     if (baseline_s > 0)
       printf("  ratio operator/baseline: %.2fx (target <= 1.3x; baseline %.2f s)\n", result / baseline_s,
              baseline_s);
+    if (floor_s > 0)
+      printf("  ratio operator/floor: %.2fx (the end-state floor %.2f s: the operator's own overhead)\n",
+             result / floor_s, floor_s);
   }
   if (scraped1 == 0) {
     struct requests d = requests_delta(&m0, &m1);
@@ -1380,6 +1592,8 @@ static double run_operator(struct tn_kube *k, double baseline_s) {
     printf("  API requests at start, before the first Tenant: %s (a watch or streaming list counts when it "
            "ends)\n",
            start);
+    printf("  reconciles while converging: %.0f = %.1f per tenant\n", d.reconciles,
+           d.reconciles / (double)opt.tenants);
   }
   if (!died && !timed_out)
     cpu_print(&c0, &c1, t_c1 - t_first);
@@ -1539,11 +1753,13 @@ static int run_bench(void) {
   print_machine(k);
   find_stack_pids();
   fflush(stdout);
-  double base = -1;
-  if (opt.phase != PHASE_OPERATOR)
+  double base = -1, floor = -1;
+  if (opt.phase == PHASE_ALL || opt.phase == PHASE_BASELINE)
     base = run_baseline(k, reg);
-  if (opt.phase != PHASE_BASELINE)
-    run_operator(k, base);
+  if (opt.phase == PHASE_ALL || opt.phase == PHASE_FLOOR)
+    floor = run_floor(k, reg, base);
+  if (opt.phase == PHASE_ALL || opt.phase == PHASE_OPERATOR)
+    run_operator(k, base, floor);
   rc = 0;
 out:
   tn_kube_free(k);
@@ -1644,7 +1860,7 @@ static int find_root(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|operator]\n"
+  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator]\n"
              "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
              "                     [--issue-shapes] [--teardown] [--allow-remote]\n");
 }
@@ -1673,6 +1889,7 @@ int main(int argc, char **argv) {
       break;
     case 'p':
       opt.phase = strcmp(optarg, "baseline") == 0   ? PHASE_BASELINE
+                  : strcmp(optarg, "floor") == 0    ? PHASE_FLOOR
                   : strcmp(optarg, "operator") == 0 ? PHASE_OPERATOR
                                                     : PHASE_ALL;
       break;
