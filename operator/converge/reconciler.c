@@ -194,6 +194,12 @@ static const enum cond kind_cond[TN_KIND_COUNT] = {
     [TN_KIND_ROLE_BINDING] = COND_ACCESS,
 };
 
+/* What a condition about owned objects covers, for its messages (QuotaApplied covers two kinds). */
+static const char *const cond_objects[COND_COUNT] = {[COND_NAMESPACES] = "Namespace",
+                                                     [COND_NETWORK] = "NetworkPolicy",
+                                                     [COND_QUOTA] = "ResourceQuota and LimitRange",
+                                                     [COND_ACCESS] = "RoleBinding"};
+
 struct condition {
   bool set;
   const char *status; /* "True", "False", "Unknown" */
@@ -979,12 +985,11 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
                remaining[k], tn_kind_name((enum tn_kind)k));
     else if (!provisioned)
       cond_set(&x, c, "True", "NotRequired", "%s tenants have no %s objects", tn_state_name(lp.next),
-               tn_kind_name((enum tn_kind)k));
+               cond_objects[c]);
     else if (diff.n_waiting && k == TN_KIND_NAMESPACE)
       cond_set(&x, c, "False", "Terminating", "a namespace of the tenant is still being deleted");
     else
-      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired",
-               tn_kind_name((enum tn_kind)k));
+      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired", cond_objects[c]);
   }
   if (retry)
     res = TN_RESULT_ERR;

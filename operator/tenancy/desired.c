@@ -237,22 +237,20 @@ static int add_network_policies(struct builder *b, const char *ns, const char *e
   if (suspended)
     return add_netpol(b, ns, env, TN_NETPOL_SUSPENDED,
                       json_pack("{s:{}, s:[s,s]}", "podSelector", "policyTypes", "Ingress", "Egress"));
-  /* Traffic to and from the tenant's own namespaces only. Only the operator sets the tenant
-   * label on namespaces (tenants are granted namespaced roles only). */
-  if ((rc = add_netpol(b, ns, env, TN_NETPOL_ALLOW_SAME_TENANT,
-                       json_pack("{s:{}, s:[s,s], s:[{s:[{s:{s:{s:s}}}]}], s:[{s:[{s:{s:{s:s}}}]}]}",
-                                 "podSelector", "policyTypes", "Ingress", "Egress", "ingress", "from",
-                                 "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id, "egress", "to",
-                                 "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id))))
-    return rc;
-  /* DNS: only the cluster DNS pods (k8s-app=kube-dns: kube-dns and CoreDNS alike) in
-   * kube-system, never port 53 of another tenant's pods. */
-  return add_netpol(
-      b, ns, env, TN_NETPOL_ALLOW_DNS,
-      json_pack("{s:{}, s:[s], s:[{s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]}",
-                "podSelector", "policyTypes", "Egress", "egress", "to", "namespaceSelector", "matchLabels",
-                "kubernetes.io/metadata.name", "kube-system", "podSelector", "matchLabels", "k8s-app",
-                "kube-dns", "ports", "protocol", "UDP", "port", 53, "protocol", "TCP", "port", 53));
+  /* Traffic to and from the tenant's own namespaces only, and DNS. Only the operator sets the
+   * tenant label on namespaces (tenants are granted namespaced roles only). DNS: only the cluster
+   * DNS pods (k8s-app=kube-dns: kube-dns and CoreDNS alike) in kube-system, never port 53 of
+   * another tenant's pods. One policy for both (rules add up): one object fewer per namespace
+   * to write, watch and cache. */
+  return add_netpol(b, ns, env, TN_NETPOL_ALLOW_SAME_TENANT,
+                    json_pack("{s:{}, s:[s,s], s:[{s:[{s:{s:{s:s}}}]}], s:[{s:[{s:{s:{s:s}}}]}, "
+                              "{s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]}",
+                              "podSelector", "policyTypes", "Ingress", "Egress", "ingress", "from",
+                              "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id, "egress", "to",
+                              "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id, "to",
+                              "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name",
+                              "kube-system", "podSelector", "matchLabels", "k8s-app", "kube-dns", "ports",
+                              "protocol", "UDP", "port", 53, "protocol", "TCP", "port", 53));
 }
 
 static int add_quota(struct builder *b, const char *ns, const char *env, bool suspended) {

@@ -25,7 +25,6 @@
 /* Names of the per-environment objects. */
 #define TN_NETPOL_DEFAULT_DENY "default-deny"
 #define TN_NETPOL_ALLOW_SAME_TENANT "allow-same-tenant"
-#define TN_NETPOL_ALLOW_DNS "allow-dns"
 #define TN_NETPOL_SUSPENDED "suspended-deny-all"
 #define TN_QUOTA_NAME "tenant-quota"
 #define TN_LIMITRANGE_NAME "tenant-limits"
@@ -95,7 +94,8 @@ struct tn_desired_input {
 
 /* Builds the desired objects into *out (which must be empty: zeroed or cleaned up).
  *  - Active: per environment, in this order: Namespace <tenant>-<env>; NetworkPolicies
- *    default-deny, allow-same-tenant, allow-dns; ResourceQuota tenant-quota; LimitRange
+ *    default-deny, allow-same-tenant (the tenant's own namespaces, and DNS egress to kube-dns);
+ *    ResourceQuota tenant-quota; LimitRange
  *    tenant-limits; RoleBindings tenant-<role>-<hash of group> (one per distinct
  *    identity.groupBindings entry, sorted by name).
  *  - Suspended: the same, except ResourceQuota pods "0", and the network policies are

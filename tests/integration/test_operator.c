@@ -101,6 +101,11 @@ Test(operator, sample_tenant_converges_to_ready) {
   assert_jsonpath(what, "{.status.placement.region}", "eu-west-1", 1);
   assert_jsonpath(what, "{.status.derived.quotas.pods}", "50", 1);
   assert_jsonpath(what, "{.metadata.finalizers[0]}", "tenancy.dev/finalizer", 1);
+  /* Each condition about owned objects names what it covers (QuotaApplied: two kinds). */
+  assert_jsonpath(what, "{.status.conditions[?(@.type==\"QuotaApplied\")].message}",
+                  "every ResourceQuota and LimitRange of the tenant is as desired", 1);
+  assert_jsonpath(what, "{.status.conditions[?(@.type==\"NetworkIsolated\")].message}",
+                  "every NetworkPolicy of the tenant is as desired", 1);
   char *cid = get("kubectl get tenant %s -o jsonpath='{.status.lastCorrelationId}'", t);
   cr_assert_eq(strlen(cid), 36, "correlation id: '%s'", cid);
 
@@ -116,7 +121,7 @@ Test(operator, sample_tenant_converges_to_ready) {
     snprintf(q, sizeof q, "-n %s-%s resourcequota tenant-quota", t, env);
     assert_jsonpath(q, "{.spec.hard.pods}", "50", 1);
     snprintf(q, sizeof q, "-n %s-%s networkpolicy", t, env);
-    assert_jsonpath(q, "{.items[*].metadata.name}", "allow-dns allow-same-tenant default-deny", 1);
+    assert_jsonpath(q, "{.items[*].metadata.name}", "allow-same-tenant default-deny", 1);
     snprintf(q, sizeof q, "-n %s-%s limitrange tenant-limits", t, env);
     assert_jsonpath(q, "{.metadata.name}", "tenant-limits", 1);
     snprintf(q, sizeof q, "-n %s-%s rolebinding -l tenancy.dev/tenant=%s", t, env, t);
@@ -170,7 +175,7 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
       "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Active", 30);
-  assert_jsonpath(np, "{.items[*].metadata.name}", "allow-dns allow-same-tenant default-deny", 30);
+  assert_jsonpath(np, "{.items[*].metadata.name}", "allow-same-tenant default-deny", 30);
   assert_jsonpath(q, "{.spec}", active_quota, 30);
   free(active_quota);
 
@@ -249,10 +254,10 @@ Test(operator, drift_is_repaired) {
   wait_ready(t, 60);
   char q[256], np[256];
   snprintf(q, sizeof q, "-n %s-prod resourcequota tenant-quota", t);
-  snprintf(np, sizeof np, "-n %s-prod networkpolicy allow-dns", t);
+  snprintf(np, sizeof np, "-n %s-prod networkpolicy allow-same-tenant", t);
   cr_assert_eq(tn_test_sh(&out, "kubectl delete %s", np), 0, "%s", out);
   free(out);
-  assert_jsonpath(np, "{.metadata.name}", "allow-dns", 15);
+  assert_jsonpath(np, "{.metadata.name}", "allow-same-tenant", 15);
   cr_assert_eq(
       tn_test_sh(&out, "kubectl patch %s --type=merge -p '{\"spec\":{\"hard\":{\"pods\":\"999\"}}}'", q), 0,
       "%s", out);

@@ -84,15 +84,15 @@ static const char *label(const struct tn_object *o, const char *key) {
 
 static char *dump(const json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS); }
 
-static const char *const active_netpols[] = {"default-deny", "allow-same-tenant", "allow-dns"};
+static const char *const active_netpols[] = {"default-deny", "allow-same-tenant"};
 
 Test(desired, active_tenant_objects_names_and_order) {
   struct fixture f;
   setup(&f, tenant_json, plan_json);
   struct tn_object_list l = {0};
   build(&f, TN_STATE_ACTIVE, &l);
-  /* per environment: namespace, 3 policies, quota, limit range, 2 distinct bindings */
-  cr_assert_eq(l.len, 2 * 8);
+  /* per environment: namespace, 2 policies, quota, limit range, 2 distinct bindings */
+  cr_assert_eq(l.len, 2 * 7);
   const char *envs[] = {"prod", "staging"};
   for (int e = 0; e < 2; e++) {
     char ns[64];
@@ -100,9 +100,10 @@ Test(desired, active_tenant_objects_names_and_order) {
     const struct tn_object *o = find(&l, TN_KIND_NAMESPACE, NULL, ns);
     cr_assert_not_null(o, "%s", ns);
     cr_assert_str_eq(o->environment, envs[e]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
       cr_assert_not_null(find(&l, TN_KIND_NETWORK_POLICY, ns, active_netpols[i]), "%s/%s", ns,
                          active_netpols[i]);
+    cr_assert_null(find(&l, TN_KIND_NETWORK_POLICY, ns, "allow-dns"), "DNS is in allow-same-tenant");
     cr_assert_null(find(&l, TN_KIND_NETWORK_POLICY, ns, "suspended-deny-all"));
     cr_assert_not_null(find(&l, TN_KIND_RESOURCE_QUOTA, ns, "tenant-quota"));
     cr_assert_not_null(find(&l, TN_KIND_LIMIT_RANGE, ns, "tenant-limits"));
@@ -201,19 +202,15 @@ Test(desired, network_policies_isolate_the_tenant) {
   cr_assert(json_equal(json_object_get(o->body, "spec"), want));
   json_decref(want);
   o = find(&l, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-same-tenant");
+  /* the tenant's own namespaces both ways, and DNS to kube-dns only */
   want = load(
       "{\"podSelector\":{},\"policyTypes\":[\"Ingress\",\"Egress\"],"
       "\"ingress\":[{\"from\":[{\"namespaceSelector\":{\"matchLabels\":{\"tenancy.dev/"
       "tenant\":\"acme\"}}}]}],"
-      "\"egress\":[{\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"tenancy.dev/tenant\":\"acme\"}}}]}]}");
-  cr_assert(json_equal(json_object_get(o->body, "spec"), want));
-  json_decref(want);
-  o = find(&l, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-dns");
-  want = load(
-      "{\"podSelector\":{},\"policyTypes\":[\"Egress\"],\"egress\":[{\"to\":[{\"namespaceSelector\":"
-      "{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"kube-system\"}},\"podSelector\":{\"matchLabels\":"
-      "{\"k8s-app\":\"kube-dns\"}}}],\"ports\":[{\"protocol\":\"UDP\",\"port\":53},{\"protocol\":\"TCP\","
-      "\"port\":53}]}]}");
+      "\"egress\":[{\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"tenancy.dev/tenant\":\"acme\"}}}]},"
+      "{\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"kube-system\"}},"
+      "\"podSelector\":{\"matchLabels\":{\"k8s-app\":\"kube-dns\"}}}],\"ports\":[{\"protocol\":\"UDP\","
+      "\"port\":53},{\"protocol\":\"TCP\",\"port\":53}]}]}");
   cr_assert(json_equal(json_object_get(o->body, "spec"), want));
   json_decref(want);
   tn_object_list_cleanup(&l);
@@ -277,8 +274,7 @@ Test(desired, suspended_blocks_workloads) {
   cr_assert_not_null(find(&sus, TN_KIND_NETWORK_POLICY, "acme-prod", "default-deny"));
   cr_assert_null(find(&sus, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-same-tenant"),
                  "policies add up: an allow policy would defeat the deny-all");
-  cr_assert_null(find(&sus, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-dns"));
-  cr_assert_eq(sus.len, act.len - 2 /* x2 envs: -2 allow +1 deny each */);
+  cr_assert_eq(sus.len, act.len /* per env: -1 allow +1 deny */);
   /* everything else is byte-identical to Active */
   for (size_t i = 0; i < sus.len; i++) {
     const struct tn_object *s = &sus.items[i];

@@ -138,7 +138,8 @@ Test(diff, creates_everything_when_nothing_is_observed_namespaces_first) {
   cr_assert_eq(w.diff.changes[1].kind, TN_KIND_NAMESPACE);
   cr_assert_eq(w.diff.changes[2].kind, TN_KIND_NETWORK_POLICY);
   cr_assert_str_eq(w.diff.changes[2].namespace, "acme-prod");
-  cr_assert_str_eq(w.diff.changes[2].name, "allow-dns", "by name within a kind and namespace");
+  cr_assert_str_eq(w.diff.changes[2].name, "allow-same-tenant", "by name within a kind and namespace");
+  cr_assert_str_eq(w.diff.changes[3].name, "default-deny");
   cr_assert_eq(w.diff.changes[w.diff.len - 1].kind, TN_KIND_ROLE_BINDING, "access last");
   world_cleanup(&w);
 }
@@ -298,8 +299,8 @@ Test(diff, foreign_object_with_our_name_is_a_conflict_and_never_touched) {
   cr_assert_eq(c->kind, TN_KIND_ROLE_BINDING);
   cr_assert_eq(strncmp(c->reason, "conflict: not ours: RoleBinding acme-staging/tenant-admin-", 58), 0, "%s",
                c->reason);
-  /* staging: namespace, 3 policies, quota, limits (its binding is the conflict) */
-  cr_assert_eq(n_create, 6);
+  /* staging: namespace, 2 policies, quota, limits (its binding is the conflict) */
+  cr_assert_eq(n_create, 5);
   world_cleanup(&w);
 }
 
@@ -357,7 +358,7 @@ Test(diff, suspend_then_resume_changes_in_order) {
   observe_all(&w);
   world_desire(&w, TN_STATE_SUSPENDED);
   run_diff(&w);
-  /* per env: create suspended-deny-all, update the quota, delete the two allow policies */
+  /* per env: create suspended-deny-all, update the quota, delete the allow policy */
   static const struct {
     enum tn_change_op op;
     enum tn_kind kind;
@@ -367,13 +368,11 @@ Test(diff, suspend_then_resume_changes_in_order) {
       {TN_CHANGE_CREATE, TN_KIND_NETWORK_POLICY, "acme-staging", "suspended-deny-all"},
       {TN_CHANGE_UPDATE, TN_KIND_RESOURCE_QUOTA, "acme-prod", "tenant-quota"},
       {TN_CHANGE_UPDATE, TN_KIND_RESOURCE_QUOTA, "acme-staging", "tenant-quota"},
-      {TN_CHANGE_DELETE, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-dns"},
       {TN_CHANGE_DELETE, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-same-tenant"},
-      {TN_CHANGE_DELETE, TN_KIND_NETWORK_POLICY, "acme-staging", "allow-dns"},
       {TN_CHANGE_DELETE, TN_KIND_NETWORK_POLICY, "acme-staging", "allow-same-tenant"},
   };
-  cr_assert_eq(w.diff.len, 8);
-  for (size_t i = 0; i < 8; i++) {
+  cr_assert_eq(w.diff.len, 6);
+  for (size_t i = 0; i < 6; i++) {
     const struct tn_change *c = &w.diff.changes[i];
     cr_assert_eq(c->op, want[i].op, "change %zu: %s", i, tn_change_op_name(c->op));
     cr_assert_eq(c->kind, want[i].kind, "change %zu", i);
@@ -450,7 +449,7 @@ Test(diff, terminating_objects_wait) {
   json_object_set_new(json_object_get(ns, "metadata"), "deletionTimestamp",
                       json_string("2025-01-01T00:00:00Z"));
   /* and one policy inside it is already gone from the cache: removing it from the array */
-  json_t *np = observed_named(&w, TN_KIND_NETWORK_POLICY, "acme-staging", "allow-dns");
+  json_t *np = observed_named(&w, TN_KIND_NETWORK_POLICY, "acme-staging", "allow-same-tenant");
   for (size_t i = 0; i < w.n_observed; i++)
     if (w.observed[i].obj == np) {
       memmove(&w.observed[i], &w.observed[i + 1], (w.n_observed - i - 1) * sizeof w.observed[0]);
