@@ -263,6 +263,29 @@ Test(operator, drift_is_repaired) {
       "%s", out);
   free(out);
   assert_jsonpath(q, "{.spec.hard.pods}", "50", 15);
+  /* An allow-dns policy as operators before one policy held the DNS rule wrote it: ours, no
+   * longer desired, so it is deleted (the upgrade path). */
+  char *uid = get("kubectl get tenant %s -o jsonpath='{.metadata.uid}'", t);
+  cr_assert_eq(
+      tn_test_sh(
+          &out,
+          "printf '%%s' '{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":{"
+          "\"name\":\"allow-dns\",\"namespace\":\"%s-prod\",\"labels\":{\"tenancy.dev/tenant\":\"%s\","
+          "\"tenancy.dev/environment\":\"prod\",\"app.kubernetes.io/managed-by\":\"tenancy-operator\"},"
+          "\"ownerReferences\":[{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"name\":\"%s\","
+          "\"uid\":\"%s\",\"controller\":true}]},\"spec\":{\"podSelector\":{},\"policyTypes\":[\"Egress\"]}}'"
+          " | kubectl create -f -",
+          t, t, t, uid),
+      0, "%s", out);
+  free(out);
+  free(uid);
+  cr_assert_eq(
+      tn_test_sh_until(15, &out,
+                       "kubectl get -n %s-prod networkpolicy allow-same-tenant -o name && test -z "
+                       "\"$(kubectl get -n %s-prod networkpolicy allow-dns --ignore-not-found -o name)\"",
+                       t, t),
+      0, "the operator left its former allow-dns policy: %s", out);
+  free(out);
   cr_assert_eq(tn_test_sh(&out, "kubectl delete namespace %s-prod --wait=false", t), 0, "%s", out);
   free(out);
   char ns[256];
