@@ -474,13 +474,37 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
     rc = tn_kube_create(x->r->kube, gvr, c->namespace, c->desired->body, NULL, &err);
     x->writes++;
     if (rc == TN_EEXISTS) {
-      /* Someone else's, or ours and the cache is behind: one GET tells. */
+      /* Someone else's, or ours and the cache does not show it: one GET tells. */
       json_t *got = NULL;
       struct tn_error gerr = {0};
+      char why[160];
       if (tn_kube_get(x->r->kube, gvr, c->namespace, c->name, &got, &gerr) == 0 && owned_by(got, uid)) {
+        if (!tn_diff_differs(c->desired, got, why, sizeof why)) {
+          json_decref(got);
+          ks->pending++;
+          return 0; /* ours and as desired: the cache is behind and will catch up */
+        }
+        /* Ours (its owner reference says so) but changed by hand so that the label-filtered
+         * caches cannot see it (a managed label removed or changed): restore it. */
+        json_t *body = json_deep_copy(c->desired->body);
+        const char *grv =
+            json_string_value(json_object_get(json_object_get(got, "metadata"), "resourceVersion"));
+        if (!body) {
+          json_decref(got);
+          return -ENOMEM;
+        }
+        json_object_set_new(json_object_get(body, "metadata"), "resourceVersion",
+                            json_string(grv ? grv : ""));
+        rc = tn_kube_update(x->r->kube, gvr, c->namespace, body, NULL, NULL, &err);
+        json_decref(body);
         json_decref(got);
-        ks->pending++;
-        return 0; /* ours: the cache will catch up and the next pass compares it */
+        x->writes++;
+        if (rc == 0) {
+          x->drift_repaired++;
+          if (!x->drift_what[0])
+            snprintf(x->drift_what, sizeof x->drift_what, "%s (%s)", what, why);
+        }
+        break;
       }
       json_decref(got);
       ks->conflicts++;
@@ -873,6 +897,12 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     cond_set(&x, COND_POLICY, "True", "Compliant", "every TenancyPolicy allows the tenant");
     policy_ok = true;
   }
+
+  /* A refused transition changes nothing but the status: the tenant's objects stay as they
+   * are. The current state comes from the status, and a status rewritten by hand (say Archived
+   * under a spec that says Active) must not tear a live tenant down on its word alone. */
+  if (lp.refused)
+    goto status;
 
   /* A transition is planned from the cache. Right after our own status write the cache can
    * still hold the tenant from before it, which would plan (and audit) the same transition

@@ -128,6 +128,10 @@ static bool differs(const struct tn_object *d, const json_t *obs, char *why, siz
   return false;
 }
 
+bool tn_diff_differs(const struct tn_object *desired, const json_t *observed, char *why, size_t n) {
+  return differs(desired, observed, why, n);
+}
+
 /* ---- building the list -------------------------------------------------------------------------- */
 
 struct acc {

@@ -74,4 +74,9 @@ int tn_diff_compute(const struct tn_object_list *desired, const struct tn_observ
                     size_t n_observed, const char *tenant_id, const char *tenant_uid, struct tn_diff *out,
                     struct tn_error *err);
 
+/* Whether an object of ours (observed, e.g. read with a GET because the caches do not show it)
+ * differs from its desired form, by the rules above (spec-hash annotation, managed labels,
+ * content fields); why[n] says how. */
+bool tn_diff_differs(const struct tn_object *desired, const json_t *observed, char *why, size_t n);
+
 #endif

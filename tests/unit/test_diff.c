@@ -304,6 +304,34 @@ Test(diff, foreign_object_with_our_name_is_a_conflict_and_never_touched) {
   world_cleanup(&w);
 }
 
+Test(diff, differs_tells_an_object_read_by_get_from_its_desired_form) {
+  struct world w;
+  world_init(&w);
+  world_desire(&w, TN_STATE_ACTIVE);
+  const struct tn_object *quota = NULL;
+  for (size_t i = 0; i < w.desired.len; i++)
+    if (w.desired.items[i].kind == TN_KIND_RESOURCE_QUOTA)
+      quota = &w.desired.items[i];
+  cr_assert_not_null(quota);
+  char why[160];
+  json_t *got = as_stored(quota, 9);
+  cr_assert_not(tn_diff_differs(quota, got, why, sizeof why), "as stored: the same (%s)", why);
+  /* the managed-by label removed by hand: the label-filtered caches cannot see it any more */
+  json_object_del(json_object_get(json_object_get(got, "metadata"), "labels"),
+                  "app.kubernetes.io/managed-by");
+  cr_assert(tn_diff_differs(quota, got, why, sizeof why));
+  cr_assert_str_eq(why, "label app.kubernetes.io/managed-by is missing");
+  json_decref(got);
+  /* relabelled for another tenant */
+  got = as_stored(quota, 9);
+  json_object_set_new(json_object_get(json_object_get(got, "metadata"), "labels"), "tenancy.dev/tenant",
+                      json_string("acme-other"));
+  cr_assert(tn_diff_differs(quota, got, why, sizeof why));
+  cr_assert_str_eq(why, "label tenancy.dev/tenant is \"acme-other\", want \"acme\"");
+  json_decref(got);
+  world_cleanup(&w);
+}
+
 Test(diff, orphans_of_ours_are_deleted_foreign_ones_left_alone) {
   struct world w;
   world_init(&w);
