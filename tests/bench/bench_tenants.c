@@ -919,245 +919,6 @@ static double run_baseline(struct tn_kube *k, struct tn_metrics *reg) {
   return failed ? -1 : secs;
 }
 
-/* ---- phase 1b: the end-state floor --------------------------------------------------------- */
-
-/* The baseline creates the objects only. Every write the operator phase's end state needs is
- * more: the user's Tenant, the finalizer, the status, the Events. The floor is those writes made
- * by the same plain client with nobody watching, so the operator's own overhead (its watches,
- * its reads, its waiting) is what separates it from the floor. Per tenant, one after the other
- * as a reconcile must: POST the Tenant, PUT its metadata (an annotation where the operator adds
- * its finalizer: the same kind of write, but no finalizer is left behind with no operator to
- * release it), the 14 objects, PUT the status the operator writes, POST 2 Events. The Tenants
- * are deleted afterwards (the operator must not find them); their objects stay, as the
- * baseline's. */
-static const struct tn_gvr gvr_events = {"events.k8s.io", "v1", "events", true};
-static int install_prerequisites(void);
-
-static json_t *floor_condition(const char *type, const char *reason, const char *message, const char *when) {
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "type", type, "status", "True", "reason", reason,
-                   "message", message, "lastTransitionTime", when, "observedGeneration", 1);
-}
-
-/* The status the operator writes for an Active tenant on plan standard (see a converged
- * bench-* Tenant). New reference. */
-static json_t *floor_status(const char *tenant, const char *when) {
-  char ns0[64], ns1[64], corr[40];
-  snprintf(ns0, sizeof ns0, "%s-%s", tenant, envs[0]);
-  snprintf(ns1, sizeof ns1, "%s-%s", tenant, envs[1]);
-  snprintf(corr, sizeof corr, "93918ebd-df13-8831-804e-%012x", (unsigned)(uintptr_t)tenant & 0xffffffu);
-  json_t *conds = json_pack(
-      "[o, o, o, o, o, o, o]", floor_condition("Ready", "Converged", "tenant is Active and converged", when),
-      floor_condition("PolicyCompliant", "Compliant", "every TenancyPolicy allows the tenant", when),
-      floor_condition("Placed", "Placed", "placed in region eu-west-1 with isolation shared", when),
-      floor_condition("NamespacesReady", "Converged", "every Namespace of the tenant is as desired", when),
-      floor_condition("NetworkIsolated", "Converged", "every NetworkPolicy of the tenant is as desired",
-                      when),
-      floor_condition("QuotaApplied", "Converged",
-                      "every ResourceQuota and LimitRange of the tenant is as desired", when),
-      floor_condition("AccessBound", "Converged", "every RoleBinding of the tenant is as desired", when));
-  return json_pack("{s:s, s:s, s:s, s:o, s:{s:{s:b, s:b}, s:{s:i, s:s, s:i, s:s, s:i, s:i, s:s}, "
-                   "s:{s:i, s:i}}, s:s, s:[s, s], s:i, s:{s:s, s:s}}",
-                   "state", "Active", "createdAt", when, "activatedAt", when, "conditions", conds, "derived",
-                   "features", "auditExport", 0, "sso", 1, "quotas", "connections", 20, "cpu", "4",
-                   "eventsPerDay", 100000, "memory", "8Gi", "pods", 50, "services", 10, "storage", "50Gi",
-                   "rateLimits", "burst", 100, "requestsPerSecond", 50, "lastCorrelationId", corr,
-                   "namespaces", ns0, ns1, "observedGeneration", 1, "placement", "isolation", "shared",
-                   "region", "eu-west-1");
-}
-
-static int floor_event(struct tn_kube *k, json_t *tenant, const char *reason, const char *note,
-                       struct tn_error *err) {
-  json_t *md = json_object_get(tenant, "metadata");
-  struct tn_object_ref ref = {.api_version = "tenancy.dev/v1alpha1",
-                              .kind = "Tenant",
-                              .name = json_string_value(json_object_get(md, "name")),
-                              .uid = json_string_value(json_object_get(md, "uid")),
-                              .resource_version = json_string_value(json_object_get(md, "resourceVersion"))};
-  char suffix[32];
-  snprintf(suffix, sizeof suffix, "%08lx%08lx", (unsigned long)random(), (unsigned long)random());
-  json_t *ev = tn_event_build("tenancy.dev/tenancy-operator", "bench-floor", &ref, "Normal", reason, reason,
-                              note, suffix, (double)time(NULL));
-  int rc =
-      ev ? tn_kube_create(k, &gvr_events, "default", ev, NULL, err) : tn_error_set(err, -ENOMEM, "no memory");
-  json_decref(ev);
-  return rc;
-}
-
-/* Per tenant, the latency of each step of the floor. */
-enum { F_CREATE, F_META, F_OBJECTS, F_STATUS, F_EVENTS, F_STEPS };
-static const char *const floor_step_names[F_STEPS] = {"Tenant create", "metadata PUT", "12 object creates",
-                                                      "status PUT", "2 Events"};
-struct floor {
-  double last_ready;        /* when the last status PUT was answered; under the pool's mu */
-  double *latency[F_STEPS]; /* [step][tenant], seconds */
-};
-
-static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
-  struct floor *f = p->ud;
-  char tenant[32], ns[64], when[32];
-  snprintf(tenant, sizeof tenant, FLOOR_PREFIX "%04zu", i + 1);
-  time_t t = time(NULL);
-  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-  json_t *obj = tenant_object(tenant), *cur = NULL, *next = NULL;
-  int failed = 0;
-  double t0 = now();
-  if (!obj || tn_kube_create(p->k, &gvr_tenant, NULL, obj, &cur, err) != 0) {
-    pool_fail(p, tenant, err);
-    json_decref(obj);
-    return 1;
-  }
-  json_decref(obj);
-  double t1 = now();
-  f->latency[F_CREATE][i] = t1 - t0;
-  /* the finalizer's write */
-  json_t *md = json_object_get(cur, "metadata");
-  json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
-  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
-    pool_fail(p, tenant, err);
-    json_decref(cur);
-    return 1;
-  }
-  json_decref(cur);
-  cur = next;
-  next = NULL;
-  t0 = now();
-  f->latency[F_META][i] = t0 - t1;
-  for (size_t e = 0; e < N_ENVS; e++) {
-    snprintf(ns, sizeof ns, "%s-%s", tenant, envs[e]);
-    for (size_t k = 0; k < per_env; k++) {
-      const struct tn_gvr *gvr = NULL;
-      json_t *o = env_object(env_kinds[k], tenant, envs[e], ns, &gvr);
-      int rc =
-          o ? tn_kube_create(p->k, gvr, ns, o, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack failed");
-      json_decref(o);
-      if (rc != 0) {
-        pool_fail(p, ns, err);
-        failed++;
-      }
-    }
-  }
-  t1 = now();
-  f->latency[F_OBJECTS][i] = t1 - t0;
-  json_object_set_new(cur, "status", floor_status(tenant, when));
-  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, "status", &next, err) != 0) {
-    pool_fail(p, tenant, err);
-    failed++;
-  } else {
-    double t_ready = now();
-    f->latency[F_STATUS][i] = t_ready - t1;
-    pthread_mutex_lock(&p->mu);
-    if (t_ready > f->last_ready)
-      f->last_ready = t_ready;
-    pthread_mutex_unlock(&p->mu);
-  }
-  t0 = now();
-  if (floor_event(p->k, next ? next : cur, "Created", "tenant created", err) != 0 ||
-      floor_event(p->k, next ? next : cur, "Activated", "tenant activated", err) != 0) {
-    pool_fail(p, tenant, err);
-    failed++;
-  }
-  f->latency[F_EVENTS][i] = now() - t0;
-  json_decref(cur);
-  json_decref(next);
-  return failed;
-}
-
-/* The first Tenant writes after the CRDs are (re)applied wait ~2 s for the API server to serve
- * the new schema: one probe Tenant, created and deleted before a timed window. */
-static void warm_tenant_crd(struct tn_kube *k) {
-  json_t *probe = tenant_object("warmup-tenant-crd");
-  struct tn_error err;
-  double until = now() + 60;
-  int rc;
-  while ((rc = tn_kube_create(k, &gvr_tenant, NULL, probe, NULL, &err)) != 0 && rc != TN_EEXISTS &&
-         now() < until)
-    sleep_s(0.2);
-  json_decref(probe);
-  if (tn_kube_delete(k, &gvr_tenant, NULL, "warmup-tenant-crd", NULL, &err) != 0 && err.code != TN_ENOTFOUND)
-    fprintf(stderr, "bench_tenants: deleting the warm-up Tenant: %s\n", err.message);
-}
-
-static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseline_s) {
-  if (install_prerequisites() != 0) {
-    printf("floor: not run: installing the CRDs (hack/crds.sh) and the samples failed\n");
-    return -1;
-  }
-  if (count_named(k, &gvr_tenant, NULL, FLOOR_PREFIX) != 0 ||
-      count_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX) != 0) {
-    fprintf(stderr, "bench_tenants: removing the floor's tenants and namespaces of an earlier run\n");
-    delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
-    delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
-    if (wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900) < 0 ||
-        wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 60) < 0) {
-      printf("floor: not run: objects " FLOOR_PREFIX "* of an earlier run are still there\n");
-      return -1;
-    }
-  }
-  warm_tenant_crd(k);
-  struct floor f = {0};
-  for (int st = 0; st < F_STEPS; st++)
-    if (!(f.latency[st] = calloc(opt.tenants, sizeof(double)))) {
-      for (int j = 0; j < st; j++)
-        free(f.latency[j]);
-      return -1;
-    }
-  struct client_phase m;
-  struct pool p = {.k = k, .n = opt.tenants, .item = floor_item, .ud = &f, .mu = PTHREAD_MUTEX_INITIALIZER};
-  client_phase_begin(&m, k, reg);
-  double t0 = now();
-  double all = pool_run(&p, opt.threads);
-  client_phase_end(&m);
-  /* As for the operator: from the first create to the last status that says Ready (Events may
-   * follow). */
-  double secs = f.last_ready > t0 ? f.last_ready - t0 : all;
-  const struct requests d = m.d;
-  size_t failed = atomic_load(&p.failed);
-  char reqs[256];
-  format_requests(&d, reqs, sizeof reqs);
-  printf("end-state floor (the same client makes every write of the operator phase's end state, nobody "
-         "watching: per tenant the Tenant's create, a metadata PUT as the finalizer's, the %zu objects, the "
-         "status PUT, 2 Events; %d threads, one tenant after the other per thread):\n",
-         N_ENVS * per_env, opt.threads);
-  printf(
-      "  %zu tenants Ready in %.2f s (first create to the last status PUT) = %.0f tenants/s, the last Events "
-      "%.2f s later; %zu failed requests\n",
-      opt.tenants, secs, (double)opt.tenants / secs, all - secs, failed);
-  printf("  requests %s = %.1f per tenant; %.0f answered 429, %.0f answered 5xx\n", reqs,
-         d.total / (double)opt.tenants, d.throttled, d.server_errors);
-  printf("  latency per tenant, p50 / p99 / max:");
-  for (int st = 0; st < F_STEPS; st++) {
-    double p50 = quantile(f.latency[st], opt.tenants, 0.50), p99 = quantile(f.latency[st], opt.tenants, 0.99);
-    printf("%s %s %.1f / %.1f / %.1f ms", st ? ";" : "", floor_step_names[st], p50 * 1e3, p99 * 1e3,
-           f.latency[st][opt.tenants - 1] * 1e3);
-    free(f.latency[st]);
-  }
-  printf("\n");
-  if (baseline_s > 0)
-    printf("  ratio floor/baseline: %.2fx (baseline %.2f s): what the writes beyond the objects cost\n",
-           secs / baseline_s, baseline_s);
-  client_phase_print(&m, all);
-  if (failed)
-    printf("  first failure: %s\n", p.first_error);
-  fflush(stdout);
-
-  /* The operator must not find these Tenants (no finalizer holds them). */
-  delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
-  if (wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 120) < 0)
-    printf("  cleanup: the floor's Tenants are still there after 120 s\n");
-  if (private_stack && !opt.teardown) {
-    double quiet = wait_quiet(k, 120);
-    printf("  cleanup: the Tenants deleted, their objects kept (private stack); quiet again after %.1f s\n",
-           quiet);
-  } else if (!opt.keep) {
-    long n = delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
-    double gone = wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900);
-    printf("  cleanup: the Tenants and %ld namespaces deleted%s\n", n,
-           gone < 0 ? "; namespaces still terminating after 900 s" : "");
-  }
-  fflush(stdout);
-  return failed ? -1 : secs;
-}
-
 /* ---- phase 2: the operator -------------------------------------------------------------------- */
 
 /* Watches the Tenants and records when each first shows Ready=True. The stream is parsed on the
@@ -1477,6 +1238,269 @@ static int install_prerequisites(void) {
            "-f manifests/samples/00-plans.yaml -f manifests/samples/01-regions.yaml' >/dev/null 2>&1",
            root);
   return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- phase 1b: the end-state floor --------------------------------------------------------- */
+
+/* The baseline creates the objects only. Every write the operator phase's end state needs is
+ * more: the user's Tenant, the finalizer, the status, the Events. The floor is those writes made
+ * by the same plain client, with the one Tenant watch the operator phase also has (its observer
+ * of Ready), so the operator's own overhead (its watches, its reads, its waiting) is what
+ * separates it from the floor. Per tenant, one after the other as a reconcile must: POST the
+ * Tenant, PUT its metadata (an annotation where the operator adds its finalizer: the same kind
+ * of write, but no finalizer is left behind with no operator to release it), the 12 objects, PUT
+ * the status the operator writes, POST 2 Events. The Tenants
+ * are deleted afterwards (the operator must not find them); their objects stay, as the
+ * baseline's. */
+static const struct tn_gvr gvr_events = {"events.k8s.io", "v1", "events", true};
+static int install_prerequisites(void);
+
+static json_t *floor_condition(const char *type, const char *reason, const char *message, const char *when) {
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "type", type, "status", "True", "reason", reason,
+                   "message", message, "lastTransitionTime", when, "observedGeneration", 1);
+}
+
+/* The status the operator writes for an Active tenant on plan standard (see a converged
+ * bench-* Tenant). New reference. */
+static json_t *floor_status(const char *tenant, const char *when) {
+  char ns0[64], ns1[64], corr[40];
+  snprintf(ns0, sizeof ns0, "%s-%s", tenant, envs[0]);
+  snprintf(ns1, sizeof ns1, "%s-%s", tenant, envs[1]);
+  snprintf(corr, sizeof corr, "93918ebd-df13-8831-804e-%012x", (unsigned)(uintptr_t)tenant & 0xffffffu);
+  json_t *conds = json_pack(
+      "[o, o, o, o, o, o, o]", floor_condition("Ready", "Converged", "tenant is Active and converged", when),
+      floor_condition("PolicyCompliant", "Compliant", "every TenancyPolicy allows the tenant", when),
+      floor_condition("Placed", "Placed", "placed in region eu-west-1 with isolation shared", when),
+      floor_condition("NamespacesReady", "Converged", "every Namespace of the tenant is as desired", when),
+      floor_condition("NetworkIsolated", "Converged", "every NetworkPolicy of the tenant is as desired",
+                      when),
+      floor_condition("QuotaApplied", "Converged",
+                      "every ResourceQuota and LimitRange of the tenant is as desired", when),
+      floor_condition("AccessBound", "Converged", "every RoleBinding of the tenant is as desired", when));
+  return json_pack("{s:s, s:s, s:s, s:o, s:{s:{s:b, s:b}, s:{s:i, s:s, s:i, s:s, s:i, s:i, s:s}, "
+                   "s:{s:i, s:i}}, s:s, s:[s, s], s:i, s:{s:s, s:s}}",
+                   "state", "Active", "createdAt", when, "activatedAt", when, "conditions", conds, "derived",
+                   "features", "auditExport", 0, "sso", 1, "quotas", "connections", 20, "cpu", "4",
+                   "eventsPerDay", 100000, "memory", "8Gi", "pods", 50, "services", 10, "storage", "50Gi",
+                   "rateLimits", "burst", 100, "requestsPerSecond", 50, "lastCorrelationId", corr,
+                   "namespaces", ns0, ns1, "observedGeneration", 1, "placement", "isolation", "shared",
+                   "region", "eu-west-1");
+}
+
+static int floor_event(struct tn_kube *k, json_t *tenant, const char *reason, const char *note,
+                       struct tn_error *err) {
+  json_t *md = json_object_get(tenant, "metadata");
+  struct tn_object_ref ref = {.api_version = "tenancy.dev/v1alpha1",
+                              .kind = "Tenant",
+                              .name = json_string_value(json_object_get(md, "name")),
+                              .uid = json_string_value(json_object_get(md, "uid")),
+                              .resource_version = json_string_value(json_object_get(md, "resourceVersion"))};
+  char suffix[32];
+  snprintf(suffix, sizeof suffix, "%08lx%08lx", (unsigned long)random(), (unsigned long)random());
+  json_t *ev = tn_event_build("tenancy.dev/tenancy-operator", "bench-floor", &ref, "Normal", reason, reason,
+                              note, suffix, (double)time(NULL));
+  int rc =
+      ev ? tn_kube_create(k, &gvr_events, "default", ev, NULL, err) : tn_error_set(err, -ENOMEM, "no memory");
+  json_decref(ev);
+  return rc;
+}
+
+/* Per tenant, the latency of each step of the floor. */
+enum { F_CREATE, F_META, F_OBJECTS, F_STATUS, F_EVENTS, F_STEPS };
+static const char *const floor_step_names[F_STEPS] = {"Tenant create", "metadata PUT", "12 object creates",
+                                                      "status PUT", "2 Events"};
+struct floor {
+  double last_ready;        /* when the last status PUT was answered; under the pool's mu */
+  double *latency[F_STEPS]; /* [step][tenant], seconds */
+};
+
+static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
+  struct floor *f = p->ud;
+  char tenant[32], ns[64], when[32];
+  snprintf(tenant, sizeof tenant, FLOOR_PREFIX "%04zu", i + 1);
+  time_t t = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+  json_t *obj = tenant_object(tenant), *cur = NULL, *next = NULL;
+  int failed = 0;
+  double t0 = now();
+  if (!obj || tn_kube_create(p->k, &gvr_tenant, NULL, obj, &cur, err) != 0) {
+    pool_fail(p, tenant, err);
+    json_decref(obj);
+    return 1;
+  }
+  json_decref(obj);
+  double t1 = now();
+  f->latency[F_CREATE][i] = t1 - t0;
+  /* the finalizer's write */
+  json_t *md = json_object_get(cur, "metadata");
+  json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
+  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
+    pool_fail(p, tenant, err);
+    json_decref(cur);
+    return 1;
+  }
+  json_decref(cur);
+  cur = next;
+  next = NULL;
+  t0 = now();
+  f->latency[F_META][i] = t0 - t1;
+  for (size_t e = 0; e < N_ENVS; e++) {
+    snprintf(ns, sizeof ns, "%s-%s", tenant, envs[e]);
+    for (size_t k = 0; k < per_env; k++) {
+      const struct tn_gvr *gvr = NULL;
+      json_t *o = env_object(env_kinds[k], tenant, envs[e], ns, &gvr);
+      int rc =
+          o ? tn_kube_create(p->k, gvr, ns, o, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack failed");
+      json_decref(o);
+      if (rc != 0) {
+        pool_fail(p, ns, err);
+        failed++;
+      }
+    }
+  }
+  t1 = now();
+  f->latency[F_OBJECTS][i] = t1 - t0;
+  json_object_set_new(cur, "status", floor_status(tenant, when));
+  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, "status", &next, err) != 0) {
+    pool_fail(p, tenant, err);
+    failed++;
+  } else {
+    double t_ready = now();
+    f->latency[F_STATUS][i] = t_ready - t1;
+    pthread_mutex_lock(&p->mu);
+    if (t_ready > f->last_ready)
+      f->last_ready = t_ready;
+    pthread_mutex_unlock(&p->mu);
+  }
+  t0 = now();
+  if (floor_event(p->k, next ? next : cur, "Created", "tenant created", err) != 0 ||
+      floor_event(p->k, next ? next : cur, "Activated", "tenant activated", err) != 0) {
+    pool_fail(p, tenant, err);
+    failed++;
+  }
+  f->latency[F_EVENTS][i] = now() - t0;
+  json_decref(cur);
+  json_decref(next);
+  return failed;
+}
+
+/* The first Tenant writes after the CRDs are (re)applied wait ~2 s for the API server to serve
+ * the new schema: one probe Tenant, created and deleted before a timed window. */
+static void warm_tenant_crd(struct tn_kube *k) {
+  json_t *probe = tenant_object("warmup-tenant-crd");
+  struct tn_error err;
+  double until = now() + 60;
+  int rc;
+  while ((rc = tn_kube_create(k, &gvr_tenant, NULL, probe, NULL, &err)) != 0 && rc != TN_EEXISTS &&
+         now() < until)
+    sleep_s(0.2);
+  json_decref(probe);
+  if (tn_kube_delete(k, &gvr_tenant, NULL, "warmup-tenant-crd", NULL, &err) != 0 && err.code != TN_ENOTFOUND)
+    fprintf(stderr, "bench_tenants: deleting the warm-up Tenant: %s\n", err.message);
+}
+
+static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseline_s) {
+  if (install_prerequisites() != 0) {
+    printf("floor: not run: installing the CRDs (hack/crds.sh) and the samples failed\n");
+    return -1;
+  }
+  if (count_named(k, &gvr_tenant, NULL, FLOOR_PREFIX) != 0 ||
+      count_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX) != 0) {
+    fprintf(stderr, "bench_tenants: removing the floor's tenants and namespaces of an earlier run\n");
+    delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
+    delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
+    if (wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900) < 0 ||
+        wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 60) < 0) {
+      printf("floor: not run: objects " FLOOR_PREFIX "* of an earlier run are still there\n");
+      return -1;
+    }
+  }
+  warm_tenant_crd(k);
+  struct floor f = {0};
+  for (int st = 0; st < F_STEPS; st++)
+    if (!(f.latency[st] = calloc(opt.tenants, sizeof(double)))) {
+      for (int j = 0; j < st; j++)
+        free(f.latency[j]);
+      return -1;
+    }
+  /* One observer watches the Tenants, as in the operator phase (where it tells Ready): the API
+   * server serves it the same events in both. */
+  struct tn_kube_config wcfg = {0};
+  struct tn_error werr;
+  struct watcher w = {.n = 0, .mu = PTHREAD_MUTEX_INITIALIZER};
+  pthread_t wt;
+  bool watching = false;
+  if (tn_kube_config_auto(NULL, &wcfg, &werr) == 0 &&
+      (wcfg.qps = 0, tn_kube_new(&wcfg, NULL, &w.k, &werr)) == 0 &&
+      pthread_create(&wt, NULL, watcher_main, &w) == 0) {
+    watching = true;
+    for (double t0 = now(); !atomic_load(&w.listed) && now() - t0 < 60;)
+      sleep_s(0.01);
+  } else {
+    printf("floor: the Tenant watch did not start; measuring without it\n");
+  }
+  struct client_phase m;
+  struct pool p = {.k = k, .n = opt.tenants, .item = floor_item, .ud = &f, .mu = PTHREAD_MUTEX_INITIALIZER};
+  client_phase_begin(&m, k, reg);
+  double t0 = now();
+  double all = pool_run(&p, opt.threads);
+  client_phase_end(&m);
+  if (watching) {
+    atomic_store(&w.stop, 1);
+    pthread_join(wt, NULL);
+  }
+  tn_kube_free(w.k);
+  tn_kube_config_cleanup(&wcfg);
+  /* As for the operator: from the first create to the last status that says Ready (Events may
+   * follow). */
+  double secs = f.last_ready > t0 ? f.last_ready - t0 : all;
+  const struct requests d = m.d;
+  size_t failed = atomic_load(&p.failed);
+  char reqs[256];
+  format_requests(&d, reqs, sizeof reqs);
+  printf("end-state floor (the same client makes every write of the operator phase's end state, one "
+         "Tenant watch open as in the operator phase: per tenant the Tenant's create, a metadata PUT as the "
+         "finalizer's, the %zu objects, the "
+         "status PUT, 2 Events; %d threads, one tenant after the other per thread):\n",
+         N_ENVS * per_env, opt.threads);
+  printf(
+      "  %zu tenants Ready in %.2f s (first create to the last status PUT) = %.0f tenants/s, the last Events "
+      "%.2f s later; %zu failed requests\n",
+      opt.tenants, secs, (double)opt.tenants / secs, all - secs, failed);
+  printf("  requests %s = %.1f per tenant; %.0f answered 429, %.0f answered 5xx\n", reqs,
+         d.total / (double)opt.tenants, d.throttled, d.server_errors);
+  printf("  latency per tenant, p50 / p99 / max:");
+  for (int st = 0; st < F_STEPS; st++) {
+    double p50 = quantile(f.latency[st], opt.tenants, 0.50), p99 = quantile(f.latency[st], opt.tenants, 0.99);
+    printf("%s %s %.1f / %.1f / %.1f ms", st ? ";" : "", floor_step_names[st], p50 * 1e3, p99 * 1e3,
+           f.latency[st][opt.tenants - 1] * 1e3);
+    free(f.latency[st]);
+  }
+  printf("\n");
+  if (baseline_s > 0)
+    printf("  ratio floor/baseline: %.2fx (baseline %.2f s): what the writes beyond the objects cost\n",
+           secs / baseline_s, baseline_s);
+  client_phase_print(&m, all);
+  if (failed)
+    printf("  first failure: %s\n", p.first_error);
+  fflush(stdout);
+
+  /* The operator must not find these Tenants (no finalizer holds them). */
+  delete_named(k, &gvr_tenant, NULL, FLOOR_PREFIX);
+  if (wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 120) < 0)
+    printf("  cleanup: the floor's Tenants are still there after 120 s\n");
+  if (private_stack && !opt.teardown) {
+    double quiet = wait_quiet(k, 120);
+    printf("  cleanup: the Tenants deleted, their objects kept (private stack); quiet again after %.1f s\n",
+           quiet);
+  } else if (!opt.keep) {
+    long n = delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
+    double gone = wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900);
+    printf("  cleanup: the Tenants and %ld namespaces deleted%s\n", n,
+           gone < 0 ? "; namespaces still terminating after 900 s" : "");
+  }
+  fflush(stdout);
+  return failed ? -1 : secs;
 }
 
 static double run_operator(struct tn_kube *k, double baseline_s, double floor_s) {
