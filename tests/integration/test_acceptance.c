@@ -73,23 +73,6 @@ TestSuite(acceptance, .init = start, .fini = stop, .timeout = 300);
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* The output of a command (printf-formatted), trailing newline removed. */
-static char *get(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *get(const char *fmt, ...) {
-  char *cmd = NULL, *out = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vasprintf(&cmd, fmt, ap);
-  va_end(ap);
-  cr_assert_geq(n, 0);
-  tn_test_sh(&out, "%s", cmd);
-  free(cmd);
-  size_t len = strlen(out);
-  while (len && out[len - 1] == '\n')
-    out[--len] = '\0';
-  return out;
-}
-
 /* Writes TEXT to a temporary file and runs `kubectl VERB -f FILE`. */
 static int kubectl_text(char **out, const char *verb, const char *text) {
   char path[] = "/tmp/tn-acceptance-XXXXXX.json";
@@ -157,9 +140,10 @@ static void fail_with_status(const char *t, const char *fmt, ...) {
   if (vasprintf(&msg, fmt, ap) < 0)
     msg = NULL;
   va_end(ap);
-  char *st = get("kubectl get tenant %s -o jsonpath='{.metadata.generation} {.metadata.finalizers} "
-                 "{.status}'",
-                 t);
+  char *st =
+      tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.generation} {.metadata.finalizers} "
+                     "{.status}'",
+                     t);
   tn_test_operator_dump_log(&op);
   /* Freed before failing: a failed test leaves no leak report behind. */
   static char text[16384];
@@ -176,7 +160,7 @@ static void wait_jsonpath(const char *what, const char *jsonpath, const char *wa
                             jsonpath, want);
   free(out);
   if (rc != 0) {
-    char *got = get("kubectl get %s -o jsonpath='%s' 2>&1", what, jsonpath);
+    char *got = tn_test_output("kubectl get %s -o jsonpath='%s' 2>&1", what, jsonpath);
     tn_test_operator_dump_log(&op);
     static char text[8192];
     snprintf(text, sizeof text, "%s %s: want '%s' within %.0f s, got '%s'", what, jsonpath, want, timeout,
@@ -215,12 +199,13 @@ static char *owned_lines(const char *prefix) {
              (int)(n - 1), prefix);
   else
     snprintf(sel, sizeof sel, "app.kubernetes.io/managed-by=tenancy-operator");
-  return get("kubectl get namespaces,networkpolicies,resourcequotas,limitranges,rolebindings -A "
-             "-l '%s' -o jsonpath='{range .items[*]}"
-             "{.metadata.labels.tenancy\\.dev/tenant} {.kind}/{.metadata.namespace}/{.metadata.name}/"
-             "{.spec.hard.pods}{\"\\n\"}{end}' | grep '^%s' "
-             "| sed -E 's#^([^ ]+ RoleBinding/[^/]*/)[^/]*/#\\1*/#' | LC_ALL=C sort",
-             sel, prefix);
+  return tn_test_output(
+      "kubectl get namespaces,networkpolicies,resourcequotas,limitranges,rolebindings -A "
+      "-l '%s' -o jsonpath='{range .items[*]}"
+      "{.metadata.labels.tenancy\\.dev/tenant} {.kind}/{.metadata.namespace}/{.metadata.name}/"
+      "{.spec.hard.pods}{\"\\n\"}{end}' | grep '^%s' "
+      "| sed -E 's#^([^ ]+ RoleBinding/[^/]*/)[^/]*/#\\1*/#' | LC_ALL=C sort",
+      sel, prefix);
 }
 
 struct want {
@@ -255,7 +240,7 @@ static char *expected_lines(const struct want *w, int n) {
   cr_assert(o);
   fputs(lines, o);
   fclose(o);
-  sorted = get("LC_ALL=C sort %s", path);
+  sorted = tn_test_output("LC_ALL=C sort %s", path);
   unlink(path);
   free(path);
   free(lines);
@@ -288,7 +273,7 @@ static void wait_owned_exactly(const char *prefix, const struct want *w, int n, 
       fclose(a);
     if (b)
       fclose(b);
-    diff = get("diff /tmp/tn-acceptance-a /tmp/tn-acceptance-b | head -40");
+    diff = tn_test_output("diff /tmp/tn-acceptance-a /tmp/tn-acceptance-b | head -40");
     tn_test_operator_dump_log(&op);
     static char text[8192];
     snprintf(text, sizeof text,
@@ -341,10 +326,10 @@ static void kill_after_creates(int creates, const char *prefix, int full) {
   cr_assert_geq(seen, creates, "the operator created only %d objects in 60 s", seen);
   int code = tn_test_operator_stop(&op, SIGKILL, 10);
   cr_assert_eq(code, 128 + SIGKILL, "SIGKILL: status %d", code);
-  char *ready =
-      get("kubectl get tenants -o jsonpath='{range .items[*]}{.metadata.name} "
-          "{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}' | grep -c '^%s.* True$'",
-          prefix);
+  char *ready = tn_test_output(
+      "kubectl get tenants -o jsonpath='{range .items[*]}{.metadata.name} "
+      "{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}' | grep -c '^%s.* True$'",
+      prefix);
   char *at_kill = owned_lines(prefix);
   int objects = 0;
   for (const char *c = at_kill; *c; c++)
@@ -402,9 +387,10 @@ Test(acceptance, sigkill_mid_converge_then_restart_converges_everything_once) {
   }
   wait_owned_exactly(prefix, w, N, 30);
   /* Every tenant holds the finalizer exactly once and lists its namespaces. */
-  char *fin = get("kubectl get tenants -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.finalizers} "
-                  "{.status.namespaces}{\"\\n\"}{end}' | grep '^%s-'",
-                  batch);
+  char *fin = tn_test_output(
+      "kubectl get tenants -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.finalizers} "
+      "{.status.namespaces}{\"\\n\"}{end}' | grep '^%s-'",
+      batch);
   int lines = 0;
   for (char *save = NULL, *line = strtok_r(fin, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     lines++;
@@ -419,10 +405,10 @@ Test(acceptance, sigkill_mid_converge_then_restart_converges_everything_once) {
   free(fin);
   /* Exactly one Created and one Activated event per tenant would be ideal but events may be
    * repeated as a series; what must hold is that each tenant has them. */
-  char *ev =
-      get("kubectl get events.events.k8s.io -n default -o jsonpath='{range .items[*]}"
-          "{.regarding.name} {.reason}{\"\\n\"}{end}' | grep '^%s-' | grep ' Activated$' | sort -u | wc -l",
-          batch);
+  char *ev = tn_test_output(
+      "kubectl get events.events.k8s.io -n default -o jsonpath='{range .items[*]}"
+      "{.regarding.name} {.reason}{\"\\n\"}{end}' | grep '^%s-' | grep ' Activated$' | sort -u | wc -l",
+      batch);
   cr_assert_eq(atoi(ev), N, "tenants with an Activated event: %s of %d", ev, N);
   free(ev);
   finish();
@@ -453,8 +439,8 @@ Test(acceptance, a_missing_plan_is_reported_then_honoured_once_created) {
   /* Not Ready, and the message says which Plan is missing (docs/usage.md: PlanNotFound). */
   wait_jsonpath(what, "{.status.conditions[?(@.type==\"QuotaApplied\")].reason}", "PlanNotFound", 60);
   wait_jsonpath(what, "{.status.conditions[?(@.type==\"Ready\")].status}", "False", 10);
-  char *msg =
-      get("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"QuotaApplied\")].message}'", t);
+  char *msg = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"QuotaApplied\")].message}'", t);
   cr_assert(strstr(msg, plan) != NULL, "the QuotaApplied message must name the missing plan %s: '%s'", plan,
             msg);
   free(msg);
@@ -497,7 +483,7 @@ Test(acceptance, deleting_and_recreating_a_plan_keeps_its_tenants_and_reconverge
   must(apply_tenant(&out, t2, "Active", plan, "\"prod\"", NULL, NULL), &out, "apply t2");
   wait_settled(t1, 60);
   wait_settled(t2, 60);
-  char *uid = get("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", t1);
+  char *uid = tn_test_output("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", t1);
 
   /* The Plan is deleted under its tenants: they report it, and nothing they run is torn down. */
   must(tn_test_sh(&out, "kubectl delete plan %s", plan), &out, "delete plan");
@@ -550,8 +536,8 @@ Test(acceptance, removing_an_environment_deletes_only_its_namespace_adding_one_c
   must(apply_tenant(&out, t, "Active", "standard", "\"prod\",\"staging\",\"dev\"", NULL, NULL), &out,
        "apply");
   wait_settled(t, 60);
-  char *uid_prod = get("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", t);
-  char *uid_dev = get("kubectl get namespace %s-dev -o jsonpath='{.metadata.uid}'", t);
+  char *uid_prod = tn_test_output("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", t);
+  char *uid_dev = tn_test_output("kubectl get namespace %s-dev -o jsonpath='{.metadata.uid}'", t);
 
   /* staging out, qa in, in one edit (kubectl apply, as GitOps would). */
   must(apply_tenant(&out, t, "Active", "standard", "\"prod\",\"dev\",\"qa\"", NULL, NULL), &out,
@@ -571,7 +557,7 @@ Test(acceptance, removing_an_environment_deletes_only_its_namespace_adding_one_c
   wait_jsonpath(nsq, "{.metadata.uid}", uid_dev, 1);
   free(uid_prod);
   free(uid_dev);
-  char *nss = get("kubectl get tenant %s -o jsonpath='{.status.namespaces}'", t);
+  char *nss = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.namespaces}'", t);
   cr_assert(strstr(nss, "-prod\"") && strstr(nss, "-dev\"") && strstr(nss, "-qa\"") &&
                 !strstr(nss, "-staging\""),
             "status.namespaces: %s", nss);
@@ -586,7 +572,7 @@ Test(acceptance, an_empty_environment_list_is_ready_with_no_namespaces) {
   must(apply_tenant(&out, t, "Active", "standard", "", NULL, NULL), &out, "apply with environments: []");
   wait_settled(t, 60);
   wait_jsonpath(what, "{.status.placement.region}", "eu-west-1", 5);
-  char *ns = get("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", t);
+  char *ns = tn_test_output("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", t);
   cr_assert_str_eq(ns, "", "namespaces for a tenant without environments: %s", ns);
   free(ns);
   /* The first environment added later is provisioned. */
@@ -693,7 +679,7 @@ Test(acceptance, bad_ids_and_environment_names_are_refused_with_a_clear_message)
     free(out);
   }
   /* Nothing was stored, nothing was provisioned. */
-  char *left = get("kubectl get tenants,namespaces -o name | grep -i -- '%s' || true", base);
+  char *left = tn_test_output("kubectl get tenants,namespaces -o name | grep -i -- '%s' || true", base);
   cr_assert_str_eq(left, "", "refused tenants left something: %s", left);
   free(left);
   cr_assert(operator_alive(), "the operator died");
@@ -746,7 +732,7 @@ Test(acceptance, long_unicode_display_names_are_stored_as_given_and_converge) {
   must(kubectl_text(&out, "apply", doc), &out, "apply of a 128-character unicode displayName");
   free(doc);
   wait_settled(t, 60);
-  char *got = get("kubectl get tenant %s -o jsonpath='{.spec.displayName}'", t);
+  char *got = tn_test_output("kubectl get tenant %s -o jsonpath='{.spec.displayName}'", t);
   cr_assert_str_eq(got, name, "displayName changed on the way");
   free(got);
   cr_assert_eq(tn_test_sh(&out, "kubectl get tenant %s -o wide", t), 0, "%s", out);
@@ -893,16 +879,17 @@ Test(acceptance, an_unavailable_region_refuses_new_placements_and_keeps_placed_t
   snprintf(wb, sizeof wb, "tenant %s", b);
   snprintf(wc, sizeof wc, "tenant %s", c);
   wait_jsonpath(wa, "{.status.placement.region}", r, 5);
-  char *uid = get("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", a);
+  char *uid = tn_test_output("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", a);
 
   apply_region(r, false, "\"shared\",\"dedicated\",\"hybrid\"");
   /* A new tenant that may only live there is not placed, and is told why. */
   must(apply_tenant(&out, b, "Active", "standard", "\"prod\"", res_only, NULL), &out, "apply b");
   wait_jsonpath(wb, "{.status.conditions[?(@.type==\"Placed\")].status}", "False", 60);
   wait_jsonpath(wb, "{.status.conditions[?(@.type==\"Ready\")].status}", "False", 5);
-  char *msg = get("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].reason} "
-                  "{.status.conditions[?(@.type==\"Placed\")].message}'",
-                  b);
+  char *msg =
+      tn_test_output("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].reason} "
+                     "{.status.conditions[?(@.type==\"Placed\")].message}'",
+                     b);
   cr_assert(strstr(msg, "PlacementFailed") && strstr(msg, r),
             "Placed must say PlacementFailed and name %s: %s", r, msg);
   free(msg);
@@ -912,7 +899,7 @@ Test(acceptance, an_unavailable_region_refuses_new_placements_and_keeps_placed_t
                             b);
   cr_assert_eq(rc, 0, "no PlacementFailed event for %s: %s", b, out);
   free(out);
-  char *nsb = get("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", b);
+  char *nsb = tn_test_output("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", b);
   cr_assert_str_eq(nsb, "", "an unplaced tenant got namespaces: %s", nsb);
   free(nsb);
   /* A new tenant that may also live elsewhere goes there. */
@@ -954,7 +941,8 @@ Test(acceptance, an_unavailable_region_refuses_new_placements_and_keeps_placed_t
   free(doc);
   free(doc2);
   wait_jsonpath(wd, "{.status.conditions[?(@.type==\"Placed\")].status}", "False", 60);
-  msg = get("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].message}'", d);
+  msg = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].message}'", d);
   cr_assert(strstr(msg, r2) && strstr(msg, "dedicated"), "Placed must name %s and the isolation mode: %s", r2,
             msg);
   free(msg);
@@ -998,7 +986,7 @@ Test(acceptance, kubectl_delete_of_suspended_and_draft_tenants_removes_everythin
   wait_jsonpath(wd, "{.status.state}", "Draft", 1);
   wait_jsonpath(wd, "{.metadata.finalizers}", "[\"tenancy.dev/finalizer\"]", 10);
   wait_jsonpath(ws, "{.metadata.finalizers}", "[\"tenancy.dev/finalizer\"]", 1);
-  char *nsd = get("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", d);
+  char *nsd = tn_test_output("kubectl get namespaces -l tenancy.dev/tenant=%s -o name", d);
   cr_assert_str_eq(nsd, "", "a Draft tenant got namespaces: %s", nsd);
   free(nsd);
 
@@ -1017,7 +1005,7 @@ Test(acceptance, kubectl_delete_of_suspended_and_draft_tenants_removes_everythin
   char *left = owned_lines(one(s));
   cr_assert_str_eq(left, "", "objects left behind by the deleted Suspended tenant:\n%s", left);
   free(left);
-  char *ns = get("kubectl get namespaces -o name | grep -- '%s' || true", s);
+  char *ns = tn_test_output("kubectl get namespaces -o name | grep -- '%s' || true", s);
   cr_assert_str_eq(ns, "", "namespaces left: %s", ns);
   free(ns);
   finish();
@@ -1038,7 +1026,7 @@ Test(acceptance, a_delete_interrupted_by_sigkill_completes_after_restart) {
   free(out);
   int code = tn_test_operator_stop(&op, SIGKILL, 10);
   cr_assert_eq(code, 128 + SIGKILL, "SIGKILL: status %d", code);
-  char *still = get("kubectl get tenant %s -o name --ignore-not-found", t);
+  char *still = tn_test_output("kubectl get tenant %s -o name --ignore-not-found", t);
   cr_log_info("after the kill the tenant is %s", still[0] ? "still there" : "already gone");
   free(still);
   op_start();
@@ -1049,7 +1037,7 @@ Test(acceptance, a_delete_interrupted_by_sigkill_completes_after_restart) {
   char *left = owned_lines(one(t));
   cr_assert_str_eq(left, "", "objects left behind:\n%s", left);
   free(left);
-  char *ns = get("kubectl get namespaces -o name | grep -- '%s' || true", t);
+  char *ns = tn_test_output("kubectl get namespaces -o name | grep -- '%s' || true", t);
   cr_assert_str_eq(ns, "", "namespaces left: %s", ns);
   free(ns);
   finish();
@@ -1130,27 +1118,27 @@ Test(acceptance, a_namespace_of_another_tenant_is_never_taken_over) {
   snprintf(ns, sizeof ns, "%s-a-c", u);
   must(apply_tenant(&out, x, "Active", "standard", "\"c\"", NULL, NULL), &out, "apply x");
   wait_settled(x, 60);
-  char *before = get("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
-                     "{.metadata.ownerReferences[*].name}'",
-                     ns);
+  char *before = tn_test_output("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
+                                "{.metadata.ownerReferences[*].name}'",
+                                ns);
   must(apply_tenant(&out, y, "Active", "starter", "\"a-c\",\"prod\"", NULL, NULL), &out, "apply y");
   wait_jsonpath(wy, "{.status.conditions[?(@.type==\"NamespacesReady\")].reason}", "Conflict", 60);
   wait_jsonpath(wy, "{.status.conditions[?(@.type==\"Ready\")].status}", "False", 5);
-  char *msg = get(
+  char *msg = tn_test_output(
       "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"NamespacesReady\")].message}'", y);
   cr_assert(strstr(msg, ns), "the Conflict message must name %s: %s", ns, msg);
   free(msg);
   /* X keeps its namespace exactly, and nothing of Y's (starter plan: pods 20) went into it. */
-  char *after = get("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
-                    "{.metadata.ownerReferences[*].name}'",
-                    ns);
+  char *after = tn_test_output("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
+                               "{.metadata.ownerReferences[*].name}'",
+                               ns);
   cr_assert_str_eq(after, before, "the namespace of tenant %s was changed by tenant %s", x, y);
   free(after);
   struct want wx = {x, {"c", NULL}, "50", false};
   wait_owned_exactly(one(x), &wx, 1, 10);
-  char *foreign = get("kubectl get networkpolicies,resourcequotas,limitranges,rolebindings -n %s "
-                      "-l tenancy.dev/tenant=%s -o name",
-                      ns, y);
+  char *foreign = tn_test_output("kubectl get networkpolicies,resourcequotas,limitranges,rolebindings -n %s "
+                                 "-l tenancy.dev/tenant=%s -o name",
+                                 ns, y);
   cr_assert_str_eq(foreign, "", "tenant %s wrote into the namespace of %s: %s", y, x, foreign);
   free(foreign);
   wait_settled(x, 5);
@@ -1159,9 +1147,9 @@ Test(acceptance, a_namespace_of_another_tenant_is_never_taken_over) {
   if (rc != 0)
     fail_with_status(y, "kubectl delete: %s", out);
   free(out);
-  after = get("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
-              "{.metadata.ownerReferences[*].name}'",
-              ns);
+  after = tn_test_output("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.labels} "
+                         "{.metadata.ownerReferences[*].name}'",
+                         ns);
   cr_assert_str_eq(after, before, "deleting tenant %s changed or removed the namespace of tenant %s", y, x);
   free(after);
   free(before);
@@ -1189,7 +1177,7 @@ Test(acceptance, edits_made_while_the_operator_is_down_are_applied_on_restart) {
   patch_tenant(t2, "{\"spec\":{\"state\":\"Suspended\"}}");
   must(tn_test_sh(&out, "kubectl delete tenant %s --wait=false", t3), &out, "kubectl delete t3");
   /* Without the operator nothing happens: the finalizer holds t3. */
-  char *held = get("kubectl get tenant %s -o jsonpath='{.metadata.deletionTimestamp}'", t3);
+  char *held = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.deletionTimestamp}'", t3);
   cr_assert(held[0], "tenant %s vanished without its finalizer being released by the operator", t3);
   free(held);
 
@@ -1227,8 +1215,9 @@ Test(acceptance, an_owned_object_stripped_of_its_labels_is_still_repaired) {
   snprintf(ns, sizeof ns, "%s-prod", t);
   must(apply_tenant(&out, t, "Active", "standard", "\"prod\",\"dev\"", NULL, NULL), &out, "apply");
   wait_settled(t, 60);
-  char *allow_spec = get("kubectl get networkpolicy allow-same-tenant -n %s -o jsonpath='{.spec}'", ns);
-  char *deny_spec = get("kubectl get networkpolicy default-deny -n %s -o jsonpath='{.spec}'", ns);
+  char *allow_spec =
+      tn_test_output("kubectl get networkpolicy allow-same-tenant -n %s -o jsonpath='{.spec}'", ns);
+  char *deny_spec = tn_test_output("kubectl get networkpolicy default-deny -n %s -o jsonpath='{.spec}'", ns);
   must(tn_test_sh(&out,
                   "set -e; "
                   "kubectl label networkpolicy default-deny -n %s app.kubernetes.io/managed-by-; "
@@ -1257,13 +1246,13 @@ Test(acceptance, an_owned_object_stripped_of_its_labels_is_still_repaired) {
       ns, deny_spec, ns, allow_spec, ns, ns, t, t);
   free(got);
   if (rc != 0) {
-    char *now =
-        get("for o in networkpolicy/default-deny networkpolicy/allow-same-tenant resourcequota/tenant-quota "
-            "namespace/%s namespace/%s-dev; do "
-            "kubectl get $o -n %s -o jsonpath='{.metadata.name}: {.metadata.labels} {.spec}{\"\\n\"}'; done; "
-            "kubectl get tenant %s -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: "
-            "{.message}{\"\\n\"}{end}'",
-            ns, t, ns, t);
+    char *now = tn_test_output(
+        "for o in networkpolicy/default-deny networkpolicy/allow-same-tenant resourcequota/tenant-quota "
+        "namespace/%s namespace/%s-dev; do "
+        "kubectl get $o -n %s -o jsonpath='{.metadata.name}: {.metadata.labels} {.spec}{\"\\n\"}'; done; "
+        "kubectl get tenant %s -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: "
+        "{.message}{\"\\n\"}{end}'",
+        ns, t, ns, t);
     static char text[16384];
     snprintf(
         text, sizeof text,
@@ -1336,10 +1325,11 @@ Test(acceptance, a_rewritten_status_never_tears_down_an_active_tenant) {
   snprintf(what, sizeof what, "tenant %s", t);
   must(apply_tenant(&out, t, "Active", "standard", "\"prod\"", NULL, NULL), &out, "apply");
   wait_settled(t, 60);
-  char *uid = get("kubectl get namespace %s -o jsonpath='{.metadata.uid}'", ns);
+  char *uid = tn_test_output("kubectl get namespace %s -o jsonpath='{.metadata.uid}'", ns);
   /* Ready's status and reason, not its lastTransitionTime: that has one-second resolution, and
    * the operator may react within the second the tenant became Ready. */
-  char *before = get("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}/"
+  char *before =
+      tn_test_output("kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}/"
                      "{.status.conditions[?(@.type==\"Ready\")].reason}{.status.observedGeneration}'",
                      t);
   must(tn_test_sh(&out,
@@ -1360,11 +1350,11 @@ Test(acceptance, a_rewritten_status_never_tears_down_an_active_tenant) {
   free(out);
   free(before);
   cr_assert_eq(rc, 0, "the operator never reacted to the rewritten status");
-  char *now =
-      get("kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.deletionTimestamp}' 2>&1; echo; "
-          "kubectl get tenant %s -o jsonpath='{.spec.state} -> {.status.state} {range .status.conditions[*]}"
-          "{.type}={.status} {.reason}: {.message}; {end}'",
-          ns, t);
+  char *now = tn_test_output(
+      "kubectl get namespace %s -o jsonpath='{.metadata.uid} {.metadata.deletionTimestamp}' 2>&1; echo; "
+      "kubectl get tenant %s -o jsonpath='{.spec.state} -> {.status.state} {range .status.conditions[*]}"
+      "{.type}={.status} {.reason}: {.message}; {end}'",
+      ns, t);
   char want[128];
   snprintf(want, sizeof want, "%s \n", uid);
   bool intact = strncmp(now, want, strlen(want)) == 0;

@@ -63,20 +63,6 @@ static void wait_ready(const char *name, double timeout) {
   free(out);
 }
 
-/* The output of a command (printf-formatted). */
-static char *get(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *get(const char *fmt, ...) {
-  char *cmd = NULL, *out = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vasprintf(&cmd, fmt, ap);
-  va_end(ap);
-  cr_assert_geq(n, 0);
-  tn_test_sh(&out, "%s", cmd);
-  free(cmd);
-  return out;
-}
-
 static void assert_jsonpath(const char *what, const char *jsonpath, const char *want, double timeout) {
   char *out = NULL;
   int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get %s -o jsonpath='%s')\" = '%s'", what,
@@ -106,7 +92,7 @@ Test(operator, sample_tenant_converges_to_ready) {
                   "every ResourceQuota and LimitRange of the tenant is as desired", 1);
   assert_jsonpath(what, "{.status.conditions[?(@.type==\"NetworkIsolated\")].message}",
                   "every NetworkPolicy of the tenant is as desired", 1);
-  char *cid = get("kubectl get tenant %s -o jsonpath='{.status.lastCorrelationId}'", t);
+  char *cid = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.lastCorrelationId}'", t);
   cr_assert_eq(strlen(cid), 36, "correlation id: '%s'", cid);
 
   for (int e = 0; e < 2; e++) {
@@ -157,7 +143,7 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
   char q[256], np[256];
   snprintf(q, sizeof q, "-n %s-prod resourcequota tenant-quota", t);
   snprintf(np, sizeof np, "-n %s-prod networkpolicy", t);
-  char *active_quota = get("kubectl get %s -o jsonpath='{.spec}'", q);
+  char *active_quota = tn_test_output("kubectl get %s -o jsonpath='{.spec}'", q);
 
   /* Suspend: pods quota 0, a deny-all policy, the allow policies gone. */
   cr_assert_eq(
@@ -196,7 +182,7 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
   cr_assert_eq(rc, 0, "namespace %s-prod still exists after archiving", t);
   free(out);
   wait_ready(t, 30);
-  char *archived_at = get("kubectl get tenant %s -o jsonpath='{.status.archivedAt}'", t);
+  char *archived_at = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.archivedAt}'", t);
   cr_assert(archived_at[0] != '\0', "status.archivedAt is not set");
   free(archived_at);
 
@@ -265,7 +251,7 @@ Test(operator, drift_is_repaired) {
   assert_jsonpath(q, "{.spec.hard.pods}", "50", 15);
   /* An allow-dns policy as operators before one policy held the DNS rule wrote it: ours, no
    * longer desired, so it is deleted (the upgrade path). */
-  char *uid = get("kubectl get tenant %s -o jsonpath='{.metadata.uid}'", t);
+  char *uid = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.uid}'", t);
   cr_assert_eq(
       tn_test_sh(
           &out,
@@ -304,21 +290,21 @@ Test(operator, foreign_namespace_is_never_adopted) {
                  t),
       0, "%s", out);
   free(out);
-  char *before =
-      get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
+  char *before = tn_test_output(
+      "kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
   cr_assert_eq(apply_tenant(&out, t, "Active", "standard", "prod", NULL), 0, "%s", out);
   free(out);
   char what[256];
   snprintf(what, sizeof what, "tenant %s", t);
   assert_jsonpath(what, "{.status.conditions[?(@.type==\"NamespacesReady\")].reason}", "Conflict", 60);
-  char *msg = get(
+  char *msg = tn_test_output(
       "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"NamespacesReady\")].message}'", t);
   cr_assert(strstr(msg, "not owned by tenant") != NULL, "the message must say why: %s", msg);
   free(msg);
   assert_jsonpath(what, "{.status.conditions[?(@.type==\"Ready\")].status}", "False", 5);
   sleep(3);
-  char *after =
-      get("kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
+  char *after = tn_test_output(
+      "kubectl get namespace %s-prod -o jsonpath='{.metadata.labels}{.metadata.ownerReferences}'", t);
   cr_assert_str_eq(after, before, "the foreign namespace was changed");
   free(before);
   free(after);

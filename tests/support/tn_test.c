@@ -60,6 +60,22 @@ int tn_test_sh(char **out, const char *fmt, ...) {
   return rc;
 }
 
+char *tn_test_output(const char *fmt, ...) {
+  char *cmd = NULL, *out = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vasprintf(&cmd, fmt, ap);
+  va_end(ap);
+  cr_assert_geq(n, 0, "out of memory formatting a command");
+  int rc = run_capture(&out, cmd);
+  free(cmd);
+  cr_assert(rc >= 0 && out != NULL, "a command could not run");
+  size_t len = strlen(out);
+  while (len && out[len - 1] == '\n')
+    out[--len] = '\0';
+  return out;
+}
+
 double tn_test_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -14,6 +14,10 @@ const char *tn_test_env(const char *name);
  * Returns the exit status, or -1 when the command could not run. */
 int tn_test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The output of `sh -c CMD` (printf-formatted, as tn_test_sh) with trailing newlines removed;
+ * malloc'd, free() it. Fails the current test when the command cannot run. */
+char *tn_test_output(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Like tn_test_sh, retrying every 200 ms until the command exits 0 or timeout_s passes.
  * Returns the last exit status. */
 int tn_test_sh_until(double timeout_s, char **out, const char *fmt, ...)
