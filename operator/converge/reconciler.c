@@ -420,19 +420,6 @@ static int observe(struct run *x, struct observed_set *o, struct tn_error *err) 
 
 /* ---- applying changes --------------------------------------------------------------------- */
 
-static bool owned_by(const json_t *obj, const char *uid) {
-  json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-  size_t i;
-  json_t *ref;
-  json_array_foreach(refs, i, ref) {
-    const char *kind = json_string_value(json_object_get(ref, "kind"));
-    const char *u = json_string_value(json_object_get(ref, "uid"));
-    if (kind && u && strcmp(kind, "Tenant") == 0 && strcmp(u, uid) == 0)
-      return true;
-  }
-  return false;
-}
-
 struct kind_state {
   int conflicts, failed, pending;
   char first_problem[512];
@@ -478,7 +465,8 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
       json_t *got = NULL;
       struct tn_error gerr = {0};
       char why[160];
-      if (tn_kube_get(x->r->kube, gvr, c->namespace, c->name, &got, &gerr) == 0 && owned_by(got, uid)) {
+      if (tn_kube_get(x->r->kube, gvr, c->namespace, c->name, &got, &gerr) == 0 &&
+          tn_owned_by_tenant(got, uid)) {
         if (!tn_diff_differs(c->desired, got, why, sizeof why)) {
           json_decref(got);
           ks->pending++;

@@ -14,6 +14,7 @@
 
 #include "audit/audit.h"
 #include "tenancy/desired.h"
+#include "tenancy/tenant.h"
 
 static const struct tn_gvr gvr_rolebindings = {"rbac.authorization.k8s.io", "v1", "rolebindings", true};
 
@@ -137,19 +138,6 @@ static int list_live(struct tn_kube *kube, const char *tenant, json_t **out, str
   return 0;
 }
 
-static bool owned_by(const json_t *obj, const char *uid) {
-  const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-  size_t i;
-  const json_t *ref;
-  json_array_foreach(refs, i, ref) {
-    const char *kind = json_string_value(json_object_get(ref, "kind"));
-    const char *u = json_string_value(json_object_get(ref, "uid"));
-    if (kind && u && strcmp(kind, "Tenant") == 0 && strcmp(u, uid) == 0)
-      return true;
-  }
-  return false;
-}
-
 /* Creates (or updates) one binding. Returns 0, TN_EEXISTS when the name is someone else's, or
  * another error; *writes counts requests that may have written. */
 static int write_binding(struct tn_kube *kube, const struct tn_breakglass_plan *p,
@@ -166,7 +154,7 @@ static int write_binding(struct tn_kube *kube, const struct tn_breakglass_plan *
   json_t *have = NULL;
   if ((rc = tn_kube_get(kube, &gvr_rolebindings, c->namespace, c->name, &have, err)))
     return rc;
-  if (!owned_by(have, p->tenant_uid)) {
+  if (!tn_owned_by_tenant(have, p->tenant_uid)) {
     json_decref(have);
     return tn_error_set(
         err, TN_EEXISTS,

@@ -2,6 +2,7 @@
 /* breakglass.c - break-glass access, pure (see breakglass.h): requests and policies in,
  * decisions, desired RoleBindings, the writes to reach them, the next expiry and the status out. */
 #include "tenancy/breakglass.h"
+#include "tenancy/tenant.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -384,19 +385,6 @@ void tn_breakglass_plan_cleanup(struct tn_breakglass_plan *p) {
   memset(p, 0, sizeof *p);
 }
 
-static bool owned_by(const json_t *obj, const char *uid) {
-  const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-  size_t i;
-  const json_t *ref;
-  json_array_foreach(refs, i, ref) {
-    const char *kind = json_string_value(json_object_get(ref, "kind"));
-    const char *u = json_string_value(json_object_get(ref, "uid"));
-    if (kind && u && strcmp(kind, "Tenant") == 0 && strcmp(u, uid) == 0)
-      return true;
-  }
-  return false;
-}
-
 /* A break-glass binding of this tenant (the tenant label and the break-glass label). */
 static bool ours_labelled(const json_t *obj, const char *tenant) {
   const char *t = label(obj, TN_LABEL_TENANT);
@@ -619,7 +607,7 @@ static int want_binding(struct planner *pl, size_t di, const char *ns, const cha
   enum tn_breakglass_op op = TN_BREAKGLASS_CREATE;
   if (have) {
     const json_t *hmeta = json_object_get(have, "metadata"), *dmeta = json_object_get(body, "metadata");
-    if (!owned_by(have, p->tenant_uid)) {
+    if (!tn_owned_by_tenant(have, p->tenant_uid)) {
       /* Someone else's object with our labels: never touched. */
       d->state = TN_BREAKGLASS_PENDING;
       snprintf(d->message, sizeof d->message,
@@ -693,7 +681,7 @@ static int decide(struct planner *pl, size_t i) {
   const json_t *o;
   json_array_foreach(in->observed, k, o) {
     const char *id = label(o, TN_LABEL_BREAK_GLASS);
-    if (id && strcmp(id, r->id) == 0 && ours_labelled(o, p->tenant) && owned_by(o, p->tenant_uid) &&
+    if (id && strcmp(id, r->id) == 0 && ours_labelled(o, p->tenant) && tn_owned_by_tenant(o, p->tenant_uid) &&
         tn_breakglass_parse_time(annotation(o, TN_ANNOTATION_BREAK_GLASS_FIRST_SEEN_AT), &t) == 0 &&
         t < d->first_seen)
       d->first_seen = t;
@@ -863,7 +851,7 @@ int tn_breakglass_plan(const struct tn_breakglass_input *in, struct tn_breakglas
   size_t i;
   const json_t *o;
   json_array_foreach(in->observed, i, o) {
-    if (pl.matched[i] || !ours_labelled(o, out->tenant) || !owned_by(o, out->tenant_uid) ||
+    if (pl.matched[i] || !ours_labelled(o, out->tenant) || !tn_owned_by_tenant(o, out->tenant_uid) ||
         json_object_get(json_object_get(o, "metadata"), "deletionTimestamp"))
       continue;
     const char *id = label(o, TN_LABEL_BREAK_GLASS);

@@ -1,5 +1,6 @@
 /* diff.c - desired vs observed objects -> ordered changes (see diff.h). */
 #include "tenancy/diff.h"
+#include "tenancy/tenant.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -36,22 +37,6 @@ static const char *label(const json_t *obj, const char *key) {
 static bool terminating(const json_t *obj) {
   const json_t *ts = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp");
   return ts && !json_is_null(ts);
-}
-
-/* An ownerReference to our Tenant: kind Tenant, apiVersion in group tenancy.dev, this uid. */
-static bool owned_by(const json_t *obj, const char *uid) {
-  const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-  size_t i;
-  const json_t *r;
-  json_array_foreach(refs, i, r) {
-    const char *kind = json_string_value(json_object_get(r, "kind"));
-    const char *api = json_string_value(json_object_get(r, "apiVersion"));
-    const char *ruid = json_string_value(json_object_get(r, "uid"));
-    if (kind && api && ruid && strcmp(kind, "Tenant") == 0 &&
-        strncmp(api, TN_API_GROUP "/", sizeof TN_API_GROUP) == 0 && strcmp(ruid, uid) == 0)
-      return true;
-  }
-  return false;
 }
 
 static bool same_ns(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
@@ -228,7 +213,7 @@ int tn_diff_compute(const struct tn_object_list *desired, const struct tn_observ
         snprintf(c->reason, sizeof c->reason, "not observed");
         continue;
       }
-      if (!owned_by(obs, tenant_uid)) {
+      if (!tn_owned_by_tenant(obs, tenant_uid)) {
         struct tn_change *c = push(&a);
         if (!c)
           goto nomem;
@@ -276,7 +261,7 @@ int tn_diff_compute(const struct tn_object_list *desired, const struct tn_observ
       if (matched[j] || (observed[j].kind == TN_KIND_NAMESPACE) != (pass == 0))
         continue;
       const char *tl = label(obs, TN_LABEL_TENANT);
-      if (!tl || strcmp(tl, tenant_id) != 0 || !owned_by(obs, tenant_uid) || terminating(obs))
+      if (!tl || strcmp(tl, tenant_id) != 0 || !tn_owned_by_tenant(obs, tenant_uid) || terminating(obs))
         continue; /* not ours, or already going */
       const char *ns = meta_str(obs, "namespace");
       if (pass == 1 && ns_listed(out, TN_CHANGE_CONFLICT, ns))

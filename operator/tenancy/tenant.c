@@ -803,3 +803,20 @@ out:
   tn_region_free(r);
   return rc;
 }
+
+bool tn_owned_by_tenant(const json_t *obj, const char *tenant_uid) {
+  const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
+  size_t i;
+  const json_t *r;
+  if (!tenant_uid)
+    return false;
+  json_array_foreach(refs, i, r) {
+    const char *kind = json_string_value(json_object_get(r, "kind"));
+    const char *api = json_string_value(json_object_get(r, "apiVersion"));
+    const char *ruid = json_string_value(json_object_get(r, "uid"));
+    if (kind && api && ruid && strcmp(kind, "Tenant") == 0 &&
+        strncmp(api, TN_API_GROUP "/", sizeof TN_API_GROUP) == 0 && strcmp(ruid, tenant_uid) == 0)
+      return true;
+  }
+  return false;
+}

@@ -128,6 +128,10 @@ struct tn_tenant {
  * causes[0].field "spec.environments[1]". Unknown fields are ignored (the CRD's structural
  * schema prunes them). */
 int tn_tenant_parse(const json_t *obj, struct tn_tenant **out, struct tn_error *err);
+
+/* Whether obj's metadata.ownerReferences hold one to the Tenant with this uid (kind Tenant,
+ * apiVersion in group tenancy.dev): what makes an object the operator's to change or delete. */
+bool tn_owned_by_tenant(const json_t *obj, const char *tenant_uid);
 void tn_tenant_free(struct tn_tenant *t); /* accepts NULL */
 
 /* ---- Plan ------------------------------------------------------------------------------------ */

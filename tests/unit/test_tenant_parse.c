@@ -441,3 +441,20 @@ Test(region_parse, refuses_bad_regions) {
     json_decref(j);
   }
 }
+
+Test(tenant_parse, ownership_is_an_owner_reference_to_the_tenant_uid) {
+  json_t *o = load(
+      "{\"metadata\":{\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"uid\":\"u1\"},"
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"name\":\"acme\",\"uid\":\"u1\"}]}}");
+  cr_assert(tn_owned_by_tenant(o, "u1"));
+  cr_assert_not(tn_owned_by_tenant(o, "u2"), "another tenant's uid");
+  cr_assert_not(tn_owned_by_tenant(o, NULL));
+  json_decref(o);
+  o = load("{\"metadata\":{\"ownerReferences\":[{\"apiVersion\":\"other.dev/"
+           "v1\",\"kind\":\"Tenant\",\"uid\":\"u1\"}]}}");
+  cr_assert_not(tn_owned_by_tenant(o, "u1"), "a Tenant kind of another API group");
+  json_decref(o);
+  o = load("{\"metadata\":{\"name\":\"x\"}}");
+  cr_assert_not(tn_owned_by_tenant(o, "u1"), "no owner references");
+  json_decref(o);
+}
