@@ -24,6 +24,7 @@
 #include "tenancy/desired.h"
 #include "tenancy/tenant.h"
 #include "util/clock.h"
+#include "util/uuid.h"
 
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
 
@@ -111,30 +112,10 @@ static const char *str_at(json_t *obj, const char *a, const char *b) {
 /* A deterministic id for one key change: SHA-256 of the tenant uid, what changes, the version
  * after and the KEK, as a UUID (version 8). A retry of the same change gets the same id. */
 static void change_id(const char *uid, const char *what, long long version, const char *kek, char out[37]) {
-  unsigned char md[EVP_MAX_MD_SIZE] = {0};
-  unsigned int mdlen = 0;
   char v[32];
   snprintf(v, sizeof v, "%lld", version);
-  const char *parts[] = {"tenancy.dev/keys", uid ? uid : "", what, v, kek ? kek : ""};
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-  for (size_t i = 0; ok && i < sizeof parts / sizeof parts[0]; i++)
-    ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1) == 1;
-  ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 16;
-  EVP_MD_CTX_free(ctx);
-  if (!ok)
-    memset(md, 0, 16);
-  md[6] = (unsigned char)((md[6] & 0x0f) | 0x80);
-  md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
-  static const char hex[] = "0123456789abcdef";
-  size_t o = 0;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out[o++] = '-';
-    out[o++] = hex[md[i] >> 4];
-    out[o++] = hex[md[i] & 15];
-  }
-  out[o] = '\0';
+  const char *parts[] = {"tenancy.dev/keys", uid, what, v, kek};
+  tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], out);
 }
 
 void tn_tenant_keys_aad(const char *tenant, long long version, char *aad, size_t n) {

@@ -1,9 +1,10 @@
 /* lifecycle.c - the tenant lifecycle state machine (see lifecycle.h). */
 #include "tenancy/lifecycle.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "util/uuid.h"
 
 static const char *const action_names[TN_ACTION_COUNT] = {"none",   "create",  "activate", "suspend",
                                                           "resume", "archive", "delete"};
@@ -106,33 +107,10 @@ int tn_lifecycle_check(enum tn_state from, enum tn_state to, const char *tenant_
 
 void tn_correlation_id(const char *uid, long long generation, enum tn_state from, enum tn_state to,
                        char out[37]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
   char gen[32];
   snprintf(gen, sizeof gen, "%lld", generation);
-  /* NUL-separated fields: no two different inputs give the same byte string */
-  const char *parts[] = {"tenancy.dev/transition", uid ? uid : "", gen, tn_state_name(from),
-                         tn_state_name(to)};
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-  for (size_t i = 0; ok && i < sizeof parts / sizeof parts[0]; i++)
-    ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1) == 1;
-  ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 16;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) { /* OpenSSL could not allocate: a fixed nil-like id is better than garbage */
-    memset(md, 0, 16);
-  }
-  md[6] = (unsigned char)((md[6] & 0x0f) | 0x80); /* version 8: custom */
-  md[8] = (unsigned char)((md[8] & 0x3f) | 0x80); /* RFC 9562 variant */
-  static const char hex[] = "0123456789abcdef";
-  size_t o = 0;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out[o++] = '-';
-    out[o++] = hex[md[i] >> 4];
-    out[o++] = hex[md[i] & 15];
-  }
-  out[o] = '\0';
+  const char *parts[] = {"tenancy.dev/transition", uid, gen, tn_state_name(from), tn_state_name(to)};
+  tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], out);
 }
 
 static void add_step(const struct tn_tenant *t, struct tn_lifecycle_plan *out, enum tn_state from,
