@@ -886,11 +886,14 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     policy_ok = true;
   }
 
-  /* A refused transition changes nothing but the status: the tenant's objects stay as they
-   * are. The current state comes from the status, and a status rewritten by hand (say Archived
-   * under a spec that says Active) must not tear a live tenant down on its word alone. */
-  if (lp.refused)
-    goto status;
+  /* A refused transition changes nothing of the tenant's objects, database or keys: they stay
+   * as they are. The current state comes from the status, and a status rewritten by hand (say
+   * Archived under a spec that says Active) must not tear a live tenant down on its word alone.
+   * Break-glass still runs: expired access is revoked whatever the lifecycle says. */
+  if (lp.refused) {
+    provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
+    goto breakglass;
+  }
 
   /* A transition is planned from the cache. Right after our own status write the cache can
    * still hold the tenant from before it, which would plan (and audit) the same transition
@@ -1080,10 +1083,12 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     tn_tenant_keys_result_cleanup(&kr);
   }
 
-  /* Break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours. */
+  /* Break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours
+   * (with a refused transition they were not looked at: as they are). */
+breakglass:;
   {
-    bool bg_live =
-        provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0;
+    bool bg_live = provisioned && (lp.refused || (x.conds[COND_NAMESPACES].set &&
+                                                  strcmp(x.conds[COND_NAMESPACES].status, "True") == 0));
     struct tn_error bgerr = {0};
     json_t *bg_rbs =
         tn_informer_list_by_index(x.r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, key, &bgerr);
