@@ -24,7 +24,7 @@
 #define LOCK_CLASS "1414414677"
 /* The second key of the lock serializing creation (any schema of this database). */
 #define DDL_LOCK "hashtext(current_database() || '/tenancy-audit-ddl')"
-#define SCHEMA_MARK "tenancy-operator audit trail (schema 1): append-only and hash-chained; see docs/audit.md"
+#define SCHEMA_MARK "tenancy-operator audit trail (schema 2): append-only and hash-chained; see docs/audit.md"
 #define AT_TEXT "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define COLUMNS                                                                                              \
   "id, " AT_TEXT ", actor, action, target, request_id, correlation_id, outcome, generation_before, "         \
@@ -82,12 +82,49 @@ static const char schema_sql[] =
     "    || @S@.audit_field_text(p_outcome) || @S@.audit_field_int(p_generation_before)\n"
     "    || @S@.audit_field_int(p_generation_after) || @S@.audit_field_text(p_details::text)\n"
     "    || @S@.audit_field_text(p_prev_hash)), 'hex') $$;\n"
-    /* UPDATE, DELETE and TRUNCATE are refused; only audit_prune() deletes, with a transaction-local
-     * setting (only roles holding DELETE, i.e. the owner, could use it otherwise). */
+    /* The minimum retention (schema 2): a single row, owned by the owner; it can only be raised.
+     * The writer role may read it, never change it. */
+    "CREATE TABLE IF NOT EXISTS @S@.audit_settings (\n"
+    "  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),\n"
+    "  min_retention interval NOT NULL DEFAULT interval '" TN_AUDIT_MIN_RETENTION_DEFAULT_DAYS_S " days'\n"
+    "    CHECK (min_retention >= interval '0')\n"
+    ");\n"
+    "INSERT INTO @S@.audit_settings (singleton) VALUES (true) ON CONFLICT DO NOTHING;\n"
+    "CREATE OR REPLACE FUNCTION @S@.audit_settings_guard() RETURNS trigger\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  IF TG_OP = 'UPDATE' AND NEW.singleton AND NEW.min_retention >= OLD.min_retention THEN\n"
+    "    RETURN NEW;\n"
+    "  END IF;\n"
+    "  RAISE EXCEPTION '%.audit_settings: the minimum retention can only be raised (% is refused)',\n"
+    "    TG_TABLE_SCHEMA, TG_OP USING ERRCODE = 'insufficient_privilege';\n"
+    "END $$;\n"
+    "DROP TRIGGER IF EXISTS audit_settings_raise_only ON @S@.audit_settings;\n"
+    "CREATE TRIGGER audit_settings_raise_only BEFORE UPDATE OR DELETE ON @S@.audit_settings\n"
+    "  FOR EACH ROW EXECUTE FUNCTION @S@.audit_settings_guard();\n"
+    "DROP TRIGGER IF EXISTS audit_settings_no_truncate ON @S@.audit_settings;\n"
+    "CREATE TRIGGER audit_settings_no_truncate BEFORE TRUNCATE ON @S@.audit_settings\n"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION @S@.audit_settings_guard();\n"
+    "CREATE OR REPLACE FUNCTION @S@.audit_min_retention() RETURNS interval\n"
+    "  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$\n"
+    "  SELECT coalesce((SELECT s.min_retention FROM @S@.audit_settings s WHERE s.singleton),\n"
+    "                  interval '" TN_AUDIT_MIN_RETENTION_DEFAULT_DAYS_S " days') $$;\n"
+    /* UPDATE, DELETE and TRUNCATE are refused. Only audit_prune() deletes, with a transaction-local
+     * setting; even then (whoever set it: only a role holding DELETE, i.e. the owner, gets this far)
+     * a row inside the minimum retention and the newest row are never removed, so the setting cannot
+     * cut the tail. The writer role holds no DELETE at all. */
     "CREATE OR REPLACE FUNCTION @S@.audit_events_guard() RETURNS trigger\n"
     "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
     "BEGIN\n"
     "  IF TG_OP = 'DELETE' AND current_setting('tenancy.audit_prune', true) = 'on' THEN\n"
+    "    IF OLD.at >= now() - @S@.audit_min_retention() THEN\n"
+    "      RAISE EXCEPTION '%.audit_events: row % is inside the minimum retention (%) and is kept',\n"
+    "        TG_TABLE_SCHEMA, OLD.id, @S@.audit_min_retention() USING ERRCODE = 'insufficient_privilege';\n"
+    "    END IF;\n"
+    "    IF NOT EXISTS (SELECT 1 FROM @S@.audit_events e WHERE e.id > OLD.id) THEN\n"
+    "      RAISE EXCEPTION '%.audit_events: the newest row % is never removed', TG_TABLE_SCHEMA, OLD.id\n"
+    "        USING ERRCODE = 'insufficient_privilege';\n"
+    "    END IF;\n"
     "    RETURN OLD;\n"
     "  END IF;\n"
     "  RAISE EXCEPTION '%.audit_events is append-only: % is refused', TG_TABLE_SCHEMA, TG_OP\n"
@@ -171,6 +208,14 @@ static const char schema_sql[] =
     "  v_last_hash text;\n"
     "BEGIN\n"
     "  pruned := 0;\n"
+    "  IF p_cutoff IS NULL OR p_cutoff > now() - @S@.audit_min_retention() THEN\n"
+    "    RAISE EXCEPTION 'audit_prune: the cutoff % is inside the minimum retention of %: rows younger than '\n"
+    "      'that are kept', coalesce(to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'NULL'),\n"
+    "      @S@.audit_min_retention()\n"
+    "      USING ERRCODE = 'invalid_parameter_value',\n"
+    "            HINT = 'the owner of the audit table may raise (never lower) it: tenantctl audit init "
+    "--min-retention Nd';\n"
+    "  END IF;\n"
     "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", '@S@.audit_events'::regclass::oid::int4);\n"
     "  SELECT max(e.id) INTO v_tail FROM @S@.audit_events e;\n"
     "  IF v_tail IS NULL THEN\n"
@@ -204,6 +249,8 @@ static const char schema_sql[] =
     "REVOKE ALL ON FUNCTION @S@.audit_append(text, text, text, text, text, text, bigint, bigint, json) FROM "
     "PUBLIC;\n"
     "REVOKE ALL ON FUNCTION @S@.audit_prune(timestamptz, text) FROM PUBLIC;\n"
+    "REVOKE ALL ON @S@.audit_settings FROM PUBLIC;\n"
+
     /* The owner keeps INSERT (audit_insert) and DELETE (audit_prune); nobody needs UPDATE or TRUNCATE. */
     "REVOKE UPDATE, TRUNCATE ON @S@.audit_events FROM CURRENT_USER;\n"
     "COMMENT ON TABLE @S@.audit_events IS '" SCHEMA_MARK "';\n";
@@ -212,7 +259,15 @@ static const char grant_sql[] = "GRANT USAGE ON SCHEMA @S@ TO @R@;\n"
                                 "GRANT SELECT ON @S@.audit_events TO @R@;\n"
                                 "GRANT EXECUTE ON FUNCTION @S@.audit_append(text, text, text, text, text, "
                                 "text, bigint, bigint, json) TO @R@;\n"
-                                "GRANT EXECUTE ON FUNCTION @S@.audit_prune(timestamptz, text) TO @R@;\n";
+                                "GRANT EXECUTE ON FUNCTION @S@.audit_prune(timestamptz, text) TO @R@;\n"
+                                "GRANT SELECT ON @S@.audit_settings TO @R@;\n"
+                                "GRANT EXECUTE ON FUNCTION @S@.audit_min_retention() TO @R@;\n"
+                                /* Whatever an older version or a person granted: the writer may
+                                 * never change or remove a row. */
+                                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
+                                "@S@.audit_events FROM @R@;\n"
+                                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
+                                "@S@.audit_settings FROM @R@;\n";
 
 struct tn_audit {
   pthread_mutex_t mu; /* protects everything below */
@@ -220,6 +275,9 @@ struct tn_audit {
   char schema[48];
   char app_name[64];
   bool no_create;
+  char *ca_file;          /* sslrootcert unless the DSN names one; NULL: libpq's default */
+  bool tls_default;       /* the DSN states no sslmode: verify-full is ours */
+  char tls_warning[320];  /* "" unless the DSN asks for a mode weaker than verify-full */
   PGconn *conn;      /* NULL or possibly broken: connect() checks */
   bool schema_ready; /* the table was found (or created) on this connection */
 };
@@ -280,6 +338,15 @@ static void one_line(const char *msg, char *out, size_t n) {
     out[j++] = *p;
   }
   out[j] = '\0';
+}
+
+/* Whether a libpq connection failure is about TLS (certificate, CA file, no TLS on the server). */
+static bool tls_failure(const char *msg) {
+  static const char *const marks[] = {"SSL", "certificate", "root.crt", "sslrootcert", "sslmode"};
+  for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+    if (strstr(msg, marks[i]))
+      return true;
+  return false;
 }
 
 static void drop_connection(struct tn_audit *a) {
@@ -406,10 +473,19 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
     drop_connection(a);
   if (!a->conn) {
     /* Our defaults first, the DSN (expanded from dbname) last: what the DSN says wins. */
-    const char *keys[] = {"connect_timeout",  "application_name", "client_encoding",
-                          "keepalives",       "keepalives_idle",  "keepalives_interval",
-                          "keepalives_count", "dbname",           NULL};
-    const char *vals[] = {"5", a->app_name, "UTF8", "1", "10", "5", "3", a->dsn, NULL};
+    /* verify-full unless the DSN says otherwise ($PGSSLMODE is not consulted: sslmode is set). */
+    const char *keys[12] = {"connect_timeout",  "application_name", "client_encoding",
+                            "keepalives",       "keepalives_idle",  "keepalives_interval",
+                            "keepalives_count", "sslmode"};
+    const char *vals[12] = {"5", a->app_name, "UTF8", "1", "10", "5", "3", "verify-full"};
+    int n = 8;
+    if (a->ca_file) {
+      keys[n] = "sslrootcert";
+      vals[n++] = a->ca_file;
+    }
+    keys[n] = "dbname";
+    vals[n++] = a->dsn;
+    keys[n] = vals[n] = NULL;
     a->conn = PQconnectdbParams(keys, vals, 1);
     if (!a->conn)
       return tn_error_set(err, -ENOMEM, "out of memory");
@@ -417,6 +493,14 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
       char msg[512];
       one_line(PQerrorMessage(a->conn), msg, sizeof msg);
       drop_connection(a);
+      if (a->tls_default && tls_failure(msg))
+        return tn_error_set(err, TN_EUNAVAILABLE,
+                            "audit trail: cannot connect to PostgreSQL: %s [TLS: the audit connection uses "
+                            "sslmode=verify-full unless the DSN states another sslmode: give the server's CA "
+                            "(sslrootcert= in the DSN, --pg-ca-file/TENANCY_PG_CA_FILE or PGSSLROOTCERT) and a "
+                            "host name its certificate names, or ask for a weaker sslmode in the DSN "
+                            "explicitly]",
+                            msg);
       return tn_error_set(err, TN_EUNAVAILABLE, "audit trail: cannot connect to PostgreSQL: %s", msg);
     }
     /* Bounded waits unless the DSN chose its own. */
@@ -441,6 +525,26 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
   if (exists && current) {
     a->schema_ready = true;
     return 0;
+  }
+  if (exists && !a->no_create) {
+    /* An older schema: only its owner can upgrade it. */
+    char reg[96];
+    snprintf(reg, sizeof reg, "%s.audit_events", a->schema);
+    const char *params[] = {reg};
+    PGresult *res = exec_params(a,
+                                "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c "
+                                "WHERE c.oid = to_regclass($1)",
+                                1, params, PGRES_TUPLES_OK, "looking for the audit table's owner", err);
+    if (!res)
+      return err->code ? err->code : TN_EUNAVAILABLE;
+    bool owner = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!owner)
+      return tn_error_set(err, TN_ENOTFOUND,
+                          "audit trail: table %s.audit_events was set up by an older version and this role is "
+                          "not its owner, so it cannot upgrade it: run `tenantctl audit init` as the owner "
+                          "(idempotent)",
+                          a->schema);
   }
   if (a->no_create) {
     if (exists)
@@ -519,6 +623,31 @@ int tn_audit_open(const char *dsn, const struct tn_audit_options *opts, struct t
         "postgresql:// URI (check quoting and percent-encoding; the value is not shown because "
         "it may contain a password)");
   }
+  const char *sslmode = NULL;
+  for (PQconninfoOption *o = parsed; o->keyword; o++)
+    if (!strcmp(o->keyword, "sslmode") && o->val && *o->val)
+      sslmode = o->val;
+  char warning[320] = "";
+  if (sslmode && strcmp(sslmode, "verify-full") != 0) {
+    static const struct {
+      const char *mode, *means;
+    } weak[] = {
+        {"verify-ca", "the server's certificate is checked against the CA but not its host name"},
+        {"require", "encrypted but the server is not authenticated (a man in the middle is not detected)"},
+        {"prefer", "may fall back to plaintext without notice"},
+        {"allow", "plaintext unless the server insists on TLS"},
+        {"disable", "plaintext"},
+    };
+    const char *means = "not verify-full";
+    for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++)
+      if (!strcmp(sslmode, weak[i].mode))
+        means = weak[i].means;
+    snprintf(warning, sizeof warning,
+             "audit trail: the PostgreSQL DSN asks explicitly for sslmode=%.16s: the connection is %s; use "
+             "sslmode=verify-full (the default) with the server's CA",
+             sslmode, means);
+  }
+  bool explicit_mode = sslmode != NULL;
   PQconninfoFree(parsed);
   if (!valid_schema(schema))
     return tn_error_set(
@@ -536,8 +665,18 @@ int tn_audit_open(const char *dsn, const struct tn_audit_options *opts, struct t
   snprintf(a->app_name, sizeof a->app_name, "%s",
            opts && opts->application_name ? opts->application_name : "tenancy-operator");
   a->no_create = opts && opts->no_create;
+  a->tls_default = !explicit_mode;
+  snprintf(a->tls_warning, sizeof a->tls_warning, "%s", warning);
+  if (opts && opts->ca_file && *opts->ca_file && !(a->ca_file = strdup(opts->ca_file))) {
+    tn_audit_close(a);
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  }
   *out = a;
   return 0;
+}
+
+const char *tn_audit_tls_warning(const struct tn_audit *a) {
+  return a && a->tls_warning[0] ? a->tls_warning : NULL;
 }
 
 void tn_audit_close(struct tn_audit *a) {
@@ -547,6 +686,7 @@ void tn_audit_close(struct tn_audit *a) {
   /* The DSN holds a password: do not leave it in freed memory. */
   explicit_bzero(a->dsn, strlen(a->dsn));
   free(a->dsn);
+  free(a->ca_file);
   pthread_mutex_destroy(&a->mu);
   free(a);
 }
@@ -574,6 +714,108 @@ int tn_audit_ping(struct tn_audit *a, struct tn_error *err) {
     err = &local;
   pthread_mutex_lock(&a->mu);
   int rc = connect_locked(a, err);
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int tn_audit_raise_min_retention(struct tn_audit *a, int days, int *now_days, struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  if (days < 0 || days > 3650000)
+    return tn_error_set(err, TN_EINVALID, "audit trail: a minimum retention is 0 to 3650000 days (got %d)", days);
+  char days_s[16], upd[256], sel[160];
+  snprintf(days_s, sizeof days_s, "%d", days);
+  const char *params[] = {days_s};
+  snprintf(upd, sizeof upd,
+           "UPDATE %s.audit_settings SET min_retention = make_interval(days => $1::int) "
+           "WHERE singleton AND min_retention < make_interval(days => $1::int)",
+           a->schema);
+  snprintf(sel, sizeof sel, "SELECT floor(extract(epoch FROM %s.audit_min_retention()) / 86400)::bigint", a->schema);
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec_params(a, upd, 1, params, PGRES_COMMAND_OK, "raising the minimum retention", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  PQclear(res);
+  res = exec(a, sel, PGRES_TUPLES_OK, "reading the minimum retention", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  if (now_days)
+    *now_days = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+out:
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int tn_audit_role_can_cut(struct tn_audit *a, bool *can_cut, char *who, size_t who_len, struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  *can_cut = false;
+  if (who_len)
+    who[0] = '\0';
+  char reg[96];
+  snprintf(reg, sizeof reg, "%s.audit_events", a->schema);
+  const char *params[] = {reg};
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec_params(
+      a,
+      "SELECT CASE WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) "
+      "THEN 'is a superuser' "
+      "WHEN pg_has_role(c.relowner, 'USAGE') THEN 'owns the table (or is a member of its owner)' "
+      "WHEN has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'UPDATE') "
+      "OR has_table_privilege(c.oid, 'TRUNCATE') THEN 'holds UPDATE, DELETE or TRUNCATE on the table' "
+      "ELSE '' END FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+      1, params, PGRES_TUPLES_OK, "checking the role's privileges", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0]) {
+    *can_cut = true;
+    if (who_len)
+      snprintf(who, who_len, "%s", PQgetvalue(res, 0, 0));
+  }
+  PQclear(res);
+out:
+  pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+int tn_audit_head(struct tn_audit *a, long long *id, char hash[TN_AUDIT_HASH_LEN], struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  *id = 0;
+  hash[0] = '\0';
+  char sql[160];
+  snprintf(sql, sizeof sql, "SELECT id, hash FROM %s.audit_events ORDER BY id DESC LIMIT 1", a->schema);
+  pthread_mutex_lock(&a->mu);
+  int rc = connect_locked(a, err);
+  if (rc)
+    goto out;
+  PGresult *res = exec(a, sql, PGRES_TUPLES_OK, "reading the audit head", err);
+  if (!res) {
+    rc = err->code ? err->code : TN_EAPI;
+    goto out;
+  }
+  if (PQntuples(res) == 1) {
+    *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    snprintf(hash, TN_AUDIT_HASH_LEN, "%s", PQgetvalue(res, 0, 1));
+  }
+  PQclear(res);
+out:
   pthread_mutex_unlock(&a->mu);
   return rc;
 }

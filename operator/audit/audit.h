@@ -28,6 +28,15 @@
 /* The action of the checkpoint rows retention writes; reserved (tn_audit_append refuses it). */
 #define TN_AUDIT_ACTION_PRUNE "audit.prune"
 
+/* The minimum retention a new audit table starts with: audit_prune() refuses to remove rows younger
+ * than this, whoever calls it. Stored in <schema>.audit_settings; its owner may raise it
+ * (`tenantctl audit init --min-retention Nd`), nobody can lower it through the triggers. 90 days:
+ * long enough that a misuse of the operator's database credential is normally noticed and
+ * investigated before its traces could be pruned (PCI DSS 10.5.1 keeps three months at hand),
+ * short enough to sit below any real TenancyPolicy retention (years). */
+#define TN_AUDIT_MIN_RETENTION_DEFAULT_DAYS 90
+#define TN_AUDIT_MIN_RETENTION_DEFAULT_DAYS_S "90"
+
 /* An open audit trail: one PostgreSQL connection behind a mutex, reconnected on demand, so any
  * thread may call any function. Opaque. */
 struct tn_audit;
@@ -37,7 +46,16 @@ struct tn_audit_options {
   bool no_create;               /* true: never create the table (tenantctl list/verify); functions
                                  * then answer TN_ENOTFOUND while it is missing */
   const char *application_name; /* NULL: "tenancy-operator" (shown in pg_stat_activity) */
+  const char *ca_file;          /* the server's CA (libpq sslrootcert) unless the DSN names one; NULL:
+                                 * libpq's default ($PGSSLROOTCERT, ~/.postgresql/root.crt) */
 };
+
+/* TLS. Unless the DSN states sslmode itself, the connection uses sslmode=verify-full: the server's
+ * certificate must chain to the CA given (sslrootcert in the DSN, opts->ca_file, $PGSSLROOTCERT) and
+ * name the host. $PGSSLMODE is not taken as a request. A weaker mode (verify-ca, require, prefer,
+ * allow, disable) is used only when the DSN says so; then this returns a warning to log at start
+ * (it names the mode, never the DSN), else NULL. */
+const char *tn_audit_tls_warning(const struct tn_audit *a);
 
 /* Checks that dsn is a libpq connection string or URI and copies it (it is a secret: it is
  * never logged nor put into error messages). Does not connect: the database may be down when
@@ -59,6 +77,20 @@ int tn_audit_init(struct tn_audit *a, const char *writer_role, struct tn_error *
 
 /* Connects if needed and checks the table exists. For readiness probes and tenantctl. */
 int tn_audit_ping(struct tn_audit *a, struct tn_error *err);
+
+/* Raises the table's minimum retention to `days` (never lowers it; a lower value changes
+ * nothing). Needs the owner. *now_days (may be NULL) is the minimum in force afterwards. */
+int tn_audit_raise_min_retention(struct tn_audit *a, int days, int *now_days, struct tn_error *err);
+
+/* Whether the connected role could remove or change rows without the chain functions: it owns
+ * the table (or is a member of its owner), is a superuser, or holds UPDATE/DELETE/TRUNCATE on it.
+ * The operator should connect as a writer role (`tenantctl audit init --writer-role`) for which
+ * this is false. *who is set to a short reason ("owns the table", "is a superuser", ...) or "". */
+int tn_audit_role_can_cut(struct tn_audit *a, bool *can_cut, char *who, size_t who_len, struct tn_error *err);
+
+/* The newest row: *id (0 when the table is empty) and its hash ("" then). The pair is the
+ * anchor `tenantctl audit verify --expect ID:HASH` checks against. */
+int tn_audit_head(struct tn_audit *a, long long *id, char hash[TN_AUDIT_HASH_LEN], struct tn_error *err);
 
 /* What happened. Strings are borrowed for the call; NULL means none (SQL NULL). */
 struct tn_audit_event {

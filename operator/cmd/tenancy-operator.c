@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "audit/head.h"
 #include "converge/admission.h"
 #include "converge/manager.h"
 #include "kube/client.h"
@@ -29,6 +30,7 @@ struct app {
   struct tn_httpserver *metrics_srv, *probe_srv;
   struct tn_recorder *recorder;
   struct tn_audit *audit;
+  struct tn_audit_head_exporter *audit_head;
   struct tn_leader *leader;
   struct tn_manager *mgr;
   struct tn_admission *webhook;
@@ -153,6 +155,55 @@ static int start_leader_election(struct app *a, struct tn_error *err) {
   return rc;
 }
 
+/* The audit trail (docs/audit.md): TLS verify-full unless the DSN asks otherwise (warned), the
+ * schema created or upgraded at start when this role owns it, and a warning when this role could
+ * remove rows (it should be the writer role of `tenantctl audit init --writer-role`). */
+static int open_audit(struct app *a, struct tn_error *err) {
+  struct tn_audit_options ao = {.ca_file = getenv("TENANCY_PG_CA_FILE")};
+  if (tn_audit_open(a->opts.pg_dsn, &ao, &a->audit, err))
+    return err->code ? err->code : TN_ECONFIG;
+  tn_log_info("audit trail: table tenancy.audit_events in the --pg-dsn database");
+  const char *warning = tn_audit_tls_warning(a->audit);
+  if (warning)
+    tn_log_warn("%s", warning);
+  struct tn_error perr = {0};
+  bool can_cut = false;
+  char who[96];
+  if (tn_audit_ping(a->audit, &perr) || tn_audit_role_can_cut(a->audit, &can_cut, who, sizeof who, &perr))
+    tn_log_warn("audit trail: not usable yet (transitions wait for it): %s", perr.message);
+  else if (can_cut)
+    tn_log_warn("audit trail: the operator's PostgreSQL role %s, so it could remove audit rows by bypassing "
+                "the triggers: create the objects as another role with `tenantctl audit init --writer-role "
+                "ROLE` and connect the operator as ROLE (docs/audit.md)",
+                who);
+  return 0;
+}
+
+/* Exports the audit head (log line, Event about the leader Lease, metric) while this replica leads. */
+static void start_audit_head(struct app *a) {
+  if (!a->audit || a->audit_head)
+    return;
+  double interval = TN_AUDIT_HEAD_DEFAULT_INTERVAL_S;
+  const char *env = getenv("TENANCY_AUDIT_HEAD_INTERVAL_SECONDS");
+  if (env && *env) {
+    char *end = NULL;
+    double v = strtod(env, &end);
+    if (end && !*end && v >= 1 && v <= 86400)
+      interval = v;
+    else
+      tn_log_warn("TENANCY_AUDIT_HEAD_INTERVAL_SECONDS must be 1 to 86400: using %.0f", interval);
+  }
+  char *ns = leader_namespace(&a->opts);
+  struct tn_object_ref lease = {.api_version = "coordination.k8s.io/v1",
+                                .kind = "Lease",
+                                .name = a->opts.leader_id,
+                                .namespace = ns};
+  if (tn_audit_head_exporter_start(a->audit, a->metrics, a->recorder, ns ? &lease : NULL, interval,
+                                   &a->audit_head))
+    tn_log_warn("audit trail: cannot start exporting its head");
+  free(ns);
+}
+
 /* Waits for SIGTERM/SIGINT (blocked in every thread, taken here synchronously) while acting on
  * the elector's news. Returns the exit code. */
 static int run(struct app *a) {
@@ -170,6 +221,7 @@ static int run(struct app *a) {
         return 1;
       }
       atomic_store(&a->controllers_started, true);
+      start_audit_head(a);
     }
     if (atomic_load(&a->lost_lease)) {
       tn_log_error("lost the leader lease: exiting so that a fresh process competes again");
@@ -195,6 +247,8 @@ static void shutdown_all(struct app *a) {
   a->webhook = NULL;
   tn_manager_free(a->mgr);
   a->mgr = NULL;
+  tn_audit_head_exporter_stop(a->audit_head); /* before the recorder and the trail it uses */
+  a->audit_head = NULL;
   tn_recorder_free(a->recorder);
   a->recorder = NULL;
   tn_audit_close(a->audit);
@@ -269,11 +323,10 @@ int main(int argc, char **argv) {
   /* The audit trail lives in the operator's PostgreSQL: with --pg-dsn every lifecycle
    * transition is recorded before it happens (and does not happen while it cannot be). */
   if (a.opts.pg_dsn && *a.opts.pg_dsn) {
-    if (tn_audit_open(a.opts.pg_dsn, NULL, &a.audit, &err)) {
+    if (open_audit(&a, &err)) {
       tn_log_error("--pg-dsn: %s", err.message);
       goto out;
     }
-    tn_log_info("audit trail: table tenancy.audit_events in the --pg-dsn database");
   } else {
     tn_log_warn("no --pg-dsn (or TENANCY_PG_DSN): lifecycle transitions are not written to an audit trail");
   }

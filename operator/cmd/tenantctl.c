@@ -59,6 +59,8 @@ static void usage_audit(FILE *f) {
 
 #define COMMON_FLAGS                                                                                         \
   "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
+  "  --pg-ca-file FILE   the server's CA when the DSN names no sslrootcert (default $TENANCY_PG_CA_FILE);\n"     \
+  "                      TLS is sslmode=verify-full unless the DSN states a (weaker) sslmode itself\n"      \
   "  --schema NAME       schema of the audit table (default \"tenancy\")\n"                                  \
   "  -h, --help          show this help\n"
 
@@ -105,7 +107,10 @@ static void usage_init(FILE *f) {
           "\n"
           "Flags:\n" COMMON_FLAGS
           "  --writer-role ROLE  grant ROLE what the operator needs and nothing more: USAGE on the schema,\n"
-          "                      SELECT on the table, EXECUTE on audit_append() and audit_prune()\n",
+          "                      SELECT on the table, EXECUTE on audit_append() and audit_prune(); ROLE can\n"
+          "                      never update, delete or truncate (connect the operator as ROLE)\n"
+          "  --min-retention Nd  raise the minimum retention (default 90d): audit_prune() refuses to remove\n"
+          "                      younger rows, whoever calls it; it can be raised, never lowered\n",
           prog);
 }
 
@@ -128,6 +133,7 @@ static void usage_prune(FILE *f) {
 
 struct common {
   const char *dsn;
+  const char *ca_file;
   const char *schema;
   const char *output;
 };
@@ -156,18 +162,25 @@ static int db_error(const struct tn_error *err) {
 static int open_audit(const struct common *c, bool create, struct tn_audit **a) {
   struct tn_error err = {0};
   const char *dsn = c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
-  struct tn_audit_options o = {.schema = c->schema, .no_create = !create, .application_name = "tenantctl"};
+  const char *ca = c->ca_file ? c->ca_file : getenv("TENANCY_PG_CA_FILE");
+  struct tn_audit_options o = {
+      .schema = c->schema, .no_create = !create, .application_name = "tenantctl", .ca_file = ca};
   if (!dsn || !*dsn) {
     fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn or set TENANCY_PG_DSN\n", prog);
     return EXIT_USAGE;
   }
   if (tn_audit_open(dsn, &o, a, &err))
     return db_error(&err);
+  const char *warning = tn_audit_tls_warning(*a);
+  if (warning)
+    fprintf(stderr, "%s: warning: %s\n", prog, warning);
   return 0;
 }
 
 enum {
   OPT_DSN = 256,
+  OPT_CA,
+  OPT_MIN_RETENTION,
   OPT_SCHEMA,
   OPT_EXPECT,
   OPT_TENANT,
@@ -185,6 +198,9 @@ static int common_flag(int opt, struct common *c) {
   case OPT_DSN:
     c->dsn = optarg;
     return 1;
+  case OPT_CA:
+    c->ca_file = optarg;
+    return 1;
   case OPT_SCHEMA:
     c->schema = optarg;
     return 1;
@@ -197,7 +213,8 @@ static int common_flag(int opt, struct common *c) {
 }
 
 #define COMMON_OPTS                                                                                          \
-  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"schema", required_argument, NULL, OPT_SCHEMA}, {           \
+  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-ca-file", required_argument, NULL, OPT_CA},            \
+      {"schema", required_argument, NULL, OPT_SCHEMA}, {                                                     \
     "help", no_argument, NULL, 'h'                                                                           \
   }
 
@@ -424,9 +441,12 @@ out:
 
 static int cmd_init(int argc, char **argv) {
   static const struct option opts[] = {
-      COMMON_OPTS, {"writer-role", required_argument, NULL, OPT_WRITER}, {NULL, 0, NULL, 0}};
+      COMMON_OPTS,
+      {"writer-role", required_argument, NULL, OPT_WRITER},
+      {"min-retention", required_argument, NULL, OPT_MIN_RETENTION},
+      {NULL, 0, NULL, 0}};
   struct common c = {0};
-  const char *writer = NULL;
+  const char *writer = NULL, *min_retention = NULL;
   int opt;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     if (common_flag(opt, &c))
@@ -439,22 +459,34 @@ static int cmd_init(int argc, char **argv) {
       writer = optarg;
       continue;
     }
+    if (opt == OPT_MIN_RETENTION) {
+      min_retention = optarg;
+      continue;
+    }
     usage_init(stderr);
     return EXIT_USAGE;
   }
   if (optind < argc)
     return usage_error(usage_init, "unexpected argument \"%s\"", argv[optind]);
+  int min_days = 0;
+  if (min_retention && tn_audit_parse_retention(min_retention, &min_days))
+    return usage_error(usage_init, "--min-retention must be a number of days like \"365d\", not \"%s\"",
+                       min_retention);
   struct tn_audit *a = NULL;
   int rc = open_audit(&c, false, &a);
   if (rc)
     return rc;
   struct tn_error err = {0};
-  if (tn_audit_init(a, writer, &err)) {
+  int now_days = 0;
+  if (tn_audit_init(a, writer, &err) || tn_audit_raise_min_retention(a, min_days, &now_days, &err)) {
     rc = db_error(&err);
   } else {
     printf("audit table %s.audit_events is ready", c.schema ? c.schema : TN_AUDIT_SCHEMA);
     if (writer)
-      printf("; role %s may append, prune and read", writer);
+      printf("; role %s may append, read and prune rows older than the minimum retention", writer);
+    printf("\nminimum retention: %d days", now_days);
+    if (min_days && now_days > min_days)
+      printf(" (it can only be raised: %d days was not applied)", min_days);
     printf("\n");
   }
   tn_audit_close(a);

@@ -1,0 +1,127 @@
+/* head.c - periodic export of the audit trail's head (see head.h). */
+#include "audit/head.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/log.h"
+#include "util/clock.h"
+
+struct tn_audit_head_exporter {
+  struct tn_audit *audit;
+  struct tn_recorder *rec;
+  struct tn_series *head_id, *failures;
+  bool has_regarding;
+  char api_version[64], kind[64], name[254], ns[254];
+  double interval_s;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool stop; /* under mu */
+  pthread_t thread;
+};
+
+static void export_once(struct tn_audit_head_exporter *x) {
+  long long id = 0;
+  char hash[TN_AUDIT_HASH_LEN];
+  struct tn_error err = {0};
+  if (tn_audit_head(x->audit, &id, hash, &err)) {
+    tn_series_inc(x->failures);
+    tn_log_warn("audit trail head: cannot read it: %s", err.message);
+    return;
+  }
+  tn_series_set(x->head_id, (double)id);
+  if (id == 0) {
+    tn_log_info("audit trail head: the trail is empty");
+    return;
+  }
+  tn_log_info("audit trail head: row %lld hash %s (check later with tenantctl audit verify --expect %lld:%s)", id,
+              hash, id, hash);
+  if (x->rec && x->has_regarding) {
+    struct tn_object_ref ref = {.api_version = x->api_version,
+                                .kind = x->kind,
+                                .name = x->name,
+                                .namespace = x->ns[0] ? x->ns : NULL};
+    tn_recorder_eventf(x->rec, &ref, TN_EVENT_NORMAL, TN_AUDIT_HEAD_REASON, "Export",
+                       "audit trail head: row %lld hash %s", id, hash);
+  }
+}
+
+static void *run(void *p) {
+  struct tn_audit_head_exporter *x = p;
+  for (;;) {
+    export_once(x);
+    struct timespec until = tn_mono_timespec(tn_mono_now() + x->interval_s);
+    pthread_mutex_lock(&x->mu);
+    while (!x->stop && pthread_cond_timedwait(&x->cv, &x->mu, &until) != ETIMEDOUT)
+      ;
+    bool stop = x->stop;
+    pthread_mutex_unlock(&x->mu);
+    if (stop)
+      return NULL;
+  }
+}
+
+int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metrics, struct tn_recorder *rec,
+                                 const struct tn_object_ref *regarding, double interval_s,
+                                 struct tn_audit_head_exporter **out) {
+  *out = NULL;
+  if (!audit || !(interval_s > 0))
+    return -EINVAL;
+  struct tn_audit_head_exporter *x = calloc(1, sizeof *x);
+  if (!x)
+    return -ENOMEM;
+  x->audit = audit;
+  x->rec = rec;
+  x->interval_s = interval_s;
+  if (metrics) {
+    x->head_id = tn_metric_with(tn_metrics_register(metrics, TN_GAUGE, TN_AUDIT_HEAD_METRIC,
+                                                    "Id of the newest row of the audit trail, as last read "
+                                                    "(a decrease means rows were removed at the end).",
+                                                    NULL, NULL, 0),
+                                NULL);
+    x->failures = tn_metric_with(tn_metrics_register(metrics, TN_COUNTER, TN_AUDIT_HEAD_FAILURES_METRIC,
+                                                     "Reads of the audit trail's head that failed.", NULL, NULL,
+                                                     0),
+                                 NULL);
+  }
+  if (regarding && regarding->kind && regarding->name) {
+    x->has_regarding = true;
+    snprintf(x->api_version, sizeof x->api_version, "%s", regarding->api_version ? regarding->api_version : "");
+    snprintf(x->kind, sizeof x->kind, "%s", regarding->kind);
+    snprintf(x->name, sizeof x->name, "%s", regarding->name);
+    snprintf(x->ns, sizeof x->ns, "%s", regarding->namespace ? regarding->namespace : "");
+  }
+  pthread_mutex_init(&x->mu, NULL);
+  int rc = tn_cond_init_monotonic(&x->cv);
+  if (rc) {
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+    return rc;
+  }
+  rc = pthread_create(&x->thread, NULL, run, x);
+  if (rc) {
+    pthread_cond_destroy(&x->cv);
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+    return -rc;
+  }
+  *out = x;
+  return 0;
+}
+
+void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x) {
+  if (!x)
+    return;
+  pthread_mutex_lock(&x->mu);
+  x->stop = true;
+  pthread_cond_signal(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  pthread_join(x->thread, NULL);
+  pthread_cond_destroy(&x->cv);
+  pthread_mutex_destroy(&x->mu);
+  free(x);
+}
