@@ -208,9 +208,11 @@ static const char schema_sql[] =
     "  v_last_hash text;\n"
     "BEGIN\n"
     "  pruned := 0;\n"
-    "  IF p_cutoff IS NULL OR p_cutoff > now() - @S@.audit_min_retention() THEN\n"
-    "    RAISE EXCEPTION 'audit_prune: the cutoff % is inside the minimum retention of %: rows younger than '\n"
-    "      'that are kept', coalesce(to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'NULL'),\n"
+    "  IF p_cutoff IS NULL OR least(p_cutoff, now()) > now() - @S@.audit_min_retention() THEN\n"
+    "    RAISE EXCEPTION 'audit_prune: the cutoff % is inside the minimum retention of %: rows younger than "
+    "'\n"
+    "      'that are kept', coalesce(to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "'NULL'),\n"
     "      @S@.audit_min_retention()\n"
     "      USING ERRCODE = 'invalid_parameter_value',\n"
     "            HINT = 'the owner of the audit table may raise (never lower) it: tenantctl audit init "
@@ -275,11 +277,11 @@ struct tn_audit {
   char schema[48];
   char app_name[64];
   bool no_create;
-  char *ca_file;          /* sslrootcert unless the DSN names one; NULL: libpq's default */
-  bool tls_default;       /* the DSN states no sslmode: verify-full is ours */
-  char tls_warning[320];  /* "" unless the DSN asks for a mode weaker than verify-full */
-  PGconn *conn;      /* NULL or possibly broken: connect() checks */
-  bool schema_ready; /* the table was found (or created) on this connection */
+  char *ca_file;         /* sslrootcert unless the DSN names one; NULL: libpq's default */
+  bool tls_default;      /* the DSN states no sslmode: verify-full is ours */
+  char tls_warning[320]; /* "" unless the DSN asks for a mode weaker than verify-full */
+  PGconn *conn;          /* NULL or possibly broken: connect() checks */
+  bool schema_ready;     /* the table was found (or created) on this connection */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -474,9 +476,8 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
   if (!a->conn) {
     /* Our defaults first, the DSN (expanded from dbname) last: what the DSN says wins. */
     /* verify-full unless the DSN says otherwise ($PGSSLMODE is not consulted: sslmode is set). */
-    const char *keys[12] = {"connect_timeout",  "application_name", "client_encoding",
-                            "keepalives",       "keepalives_idle",  "keepalives_interval",
-                            "keepalives_count", "sslmode"};
+    const char *keys[12] = {"connect_timeout", "application_name",    "client_encoding",  "keepalives",
+                            "keepalives_idle", "keepalives_interval", "keepalives_count", "sslmode"};
     const char *vals[12] = {"5", a->app_name, "UTF8", "1", "10", "5", "3", "verify-full"};
     int n = 8;
     if (a->ca_file) {
@@ -494,13 +495,14 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
       one_line(PQerrorMessage(a->conn), msg, sizeof msg);
       drop_connection(a);
       if (a->tls_default && tls_failure(msg))
-        return tn_error_set(err, TN_EUNAVAILABLE,
-                            "audit trail: cannot connect to PostgreSQL: %s [TLS: the audit connection uses "
-                            "sslmode=verify-full unless the DSN states another sslmode: give the server's CA "
-                            "(sslrootcert= in the DSN, --pg-ca-file/TENANCY_PG_CA_FILE or PGSSLROOTCERT) and a "
-                            "host name its certificate names, or ask for a weaker sslmode in the DSN "
-                            "explicitly]",
-                            msg);
+        return tn_error_set(
+            err, TN_EUNAVAILABLE,
+            "audit trail: cannot connect to PostgreSQL: %s [TLS: the audit connection uses "
+            "sslmode=verify-full unless the DSN states another sslmode: give the server's CA "
+            "(sslrootcert= in the DSN, --pg-ca-file/TENANCY_PG_CA_FILE or PGSSLROOTCERT) and a "
+            "host name its certificate names, or ask for a weaker sslmode in the DSN "
+            "explicitly]",
+            msg);
       return tn_error_set(err, TN_EUNAVAILABLE, "audit trail: cannot connect to PostgreSQL: %s", msg);
     }
     /* Bounded waits unless the DSN chose its own. */
@@ -540,11 +542,12 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
     bool owner = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     if (!owner)
-      return tn_error_set(err, TN_ENOTFOUND,
-                          "audit trail: table %s.audit_events was set up by an older version and this role is "
-                          "not its owner, so it cannot upgrade it: run `tenantctl audit init` as the owner "
-                          "(idempotent)",
-                          a->schema);
+      return tn_error_set(
+          err, TN_ENOTFOUND,
+          "audit trail: table %s.audit_events was set up by an older version and this role is "
+          "not its owner, so it cannot upgrade it: run `tenantctl audit init` as the owner "
+          "(idempotent)",
+          a->schema);
   }
   if (a->no_create) {
     if (exists)
@@ -723,7 +726,8 @@ int tn_audit_raise_min_retention(struct tn_audit *a, int days, int *now_days, st
   if (!err)
     err = &local;
   if (days < 0 || days > 3650000)
-    return tn_error_set(err, TN_EINVALID, "audit trail: a minimum retention is 0 to 3650000 days (got %d)", days);
+    return tn_error_set(err, TN_EINVALID, "audit trail: a minimum retention is 0 to 3650000 days (got %d)",
+                        days);
   char days_s[16], upd[256], sel[160];
   snprintf(days_s, sizeof days_s, "%d", days);
   const char *params[] = {days_s};
@@ -731,7 +735,8 @@ int tn_audit_raise_min_retention(struct tn_audit *a, int days, int *now_days, st
            "UPDATE %s.audit_settings SET min_retention = make_interval(days => $1::int) "
            "WHERE singleton AND min_retention < make_interval(days => $1::int)",
            a->schema);
-  snprintf(sel, sizeof sel, "SELECT floor(extract(epoch FROM %s.audit_min_retention()) / 86400)::bigint", a->schema);
+  snprintf(sel, sizeof sel, "SELECT floor(extract(epoch FROM %s.audit_min_retention()) / 86400)::bigint",
+           a->schema);
   pthread_mutex_lock(&a->mu);
   int rc = connect_locked(a, err);
   if (rc)
@@ -755,7 +760,8 @@ out:
   return rc;
 }
 
-int tn_audit_role_can_cut(struct tn_audit *a, bool *can_cut, char *who, size_t who_len, struct tn_error *err) {
+int tn_audit_role_can_cut(struct tn_audit *a, bool *can_cut, char *who, size_t who_len,
+                          struct tn_error *err) {
   struct tn_error local;
   if (!err)
     err = &local;

@@ -38,8 +38,8 @@ static void export_once(struct tn_audit_head_exporter *x) {
     tn_log_info("audit trail head: the trail is empty");
     return;
   }
-  tn_log_info("audit trail head: row %lld hash %s (check later with tenantctl audit verify --expect %lld:%s)", id,
-              hash, id, hash);
+  tn_log_info("audit trail head: row %lld hash %s (check later with tenantctl audit verify --expect %lld:%s)",
+              id, hash, id, hash);
   if (x->rec && x->has_regarding) {
     struct tn_object_ref ref = {.api_version = x->api_version,
                                 .kind = x->kind,
@@ -83,14 +83,15 @@ int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metr
                                                     "(a decrease means rows were removed at the end).",
                                                     NULL, NULL, 0),
                                 NULL);
-    x->failures = tn_metric_with(tn_metrics_register(metrics, TN_COUNTER, TN_AUDIT_HEAD_FAILURES_METRIC,
-                                                     "Reads of the audit trail's head that failed.", NULL, NULL,
-                                                     0),
-                                 NULL);
+    x->failures =
+        tn_metric_with(tn_metrics_register(metrics, TN_COUNTER, TN_AUDIT_HEAD_FAILURES_METRIC,
+                                           "Reads of the audit trail's head that failed.", NULL, NULL, 0),
+                       NULL);
   }
   if (regarding && regarding->kind && regarding->name) {
     x->has_regarding = true;
-    snprintf(x->api_version, sizeof x->api_version, "%s", regarding->api_version ? regarding->api_version : "");
+    snprintf(x->api_version, sizeof x->api_version, "%s",
+             regarding->api_version ? regarding->api_version : "");
     snprintf(x->kind, sizeof x->kind, "%s", regarding->kind);
     snprintf(x->name, sizeof x->name, "%s", regarding->name);
     snprintf(x->ns, sizeof x->ns, "%s", regarding->namespace ? regarding->namespace : "");

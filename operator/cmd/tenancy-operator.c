@@ -194,10 +194,8 @@ static void start_audit_head(struct app *a) {
       tn_log_warn("TENANCY_AUDIT_HEAD_INTERVAL_SECONDS must be 1 to 86400: using %.0f", interval);
   }
   char *ns = leader_namespace(&a->opts);
-  struct tn_object_ref lease = {.api_version = "coordination.k8s.io/v1",
-                                .kind = "Lease",
-                                .name = a->opts.leader_id,
-                                .namespace = ns};
+  struct tn_object_ref lease = {
+      .api_version = "coordination.k8s.io/v1", .kind = "Lease", .name = a->opts.leader_id, .namespace = ns};
   if (tn_audit_head_exporter_start(a->audit, a->metrics, a->recorder, ns ? &lease : NULL, interval,
                                    &a->audit_head))
     tn_log_warn("audit trail: cannot start exporting its head");
@@ -296,6 +294,16 @@ int main(int argc, char **argv) {
   tn_log_info("tenancy-operator %s starting: workers=%d sync-period=%.0fs leader-elect=%s", TN_VERSION,
               a.opts.workers, a.opts.sync_period_s, a.opts.leader_elect ? "true" : "false");
 
+  /* The audit trail lives in the operator's PostgreSQL: with --pg-dsn every lifecycle
+   * transition is recorded before it happens (and does not happen while it cannot be). */
+  if (a.opts.pg_dsn && *a.opts.pg_dsn) {
+    if (open_audit(&a, &err)) {
+      tn_log_error("--pg-dsn: %s", err.message);
+      goto out;
+    }
+  } else {
+    tn_log_warn("no --pg-dsn (or TENANCY_PG_DSN): lifecycle transitions are not written to an audit trail");
+  }
   if (tn_kube_config_auto(a.opts.kubeconfig, &cfg, &err)) {
     tn_log_error("cannot load the Kubernetes configuration: %s", err.message);
     goto out;
@@ -319,16 +327,6 @@ int main(int argc, char **argv) {
   if (tn_recorder_new(a.kube, "tenancy.dev/tenancy-operator", instance, &a.recorder)) {
     tn_log_error("cannot create the event recorder: out of memory");
     goto out;
-  }
-  /* The audit trail lives in the operator's PostgreSQL: with --pg-dsn every lifecycle
-   * transition is recorded before it happens (and does not happen while it cannot be). */
-  if (a.opts.pg_dsn && *a.opts.pg_dsn) {
-    if (open_audit(&a, &err)) {
-      tn_log_error("--pg-dsn: %s", err.message);
-      goto out;
-    }
-  } else {
-    tn_log_warn("no --pg-dsn (or TENANCY_PG_DSN): lifecycle transitions are not written to an audit trail");
   }
   struct tn_manager_config mcfg = {.kube = a.kube,
                                    .metrics = a.metrics,

@@ -59,8 +59,8 @@ static void usage_audit(FILE *f) {
 
 #define COMMON_FLAGS                                                                                         \
   "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
-  "  --pg-ca-file FILE   the server's CA when the DSN names no sslrootcert (default $TENANCY_PG_CA_FILE);\n"     \
-  "                      TLS is sslmode=verify-full unless the DSN states a (weaker) sslmode itself\n"      \
+  "  --pg-ca-file FILE   the server's CA when the DSN names no sslrootcert (default $TENANCY_PG_CA_FILE);\n" \
+  "                      TLS is sslmode=verify-full unless the DSN states a (weaker) sslmode itself\n"       \
   "  --schema NAME       schema of the audit table (default \"tenancy\")\n"                                  \
   "  -h, --help          show this help\n"
 
@@ -213,7 +213,7 @@ static int common_flag(int opt, struct common *c) {
 }
 
 #define COMMON_OPTS                                                                                          \
-  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-ca-file", required_argument, NULL, OPT_CA},            \
+  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-ca-file", required_argument, NULL, OPT_CA},             \
       {"schema", required_argument, NULL, OPT_SCHEMA}, {                                                     \
     "help", no_argument, NULL, 'h'                                                                           \
   }
@@ -440,11 +440,10 @@ out:
 /* ---- init, prune -------------------------------------------------------------------------- */
 
 static int cmd_init(int argc, char **argv) {
-  static const struct option opts[] = {
-      COMMON_OPTS,
-      {"writer-role", required_argument, NULL, OPT_WRITER},
-      {"min-retention", required_argument, NULL, OPT_MIN_RETENTION},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {COMMON_OPTS,
+                                       {"writer-role", required_argument, NULL, OPT_WRITER},
+                                       {"min-retention", required_argument, NULL, OPT_MIN_RETENTION},
+                                       {NULL, 0, NULL, 0}};
   struct common c = {0};
   const char *writer = NULL, *min_retention = NULL;
   int opt;
