@@ -500,3 +500,42 @@ Test(audit_retention, parses_days) {
     cr_assert_eq(tn_audit_parse_retention(bad[i], &d), -EINVAL, "\"%s\" accepted", bad[i]);
   cr_assert_eq(tn_audit_parse_retention(NULL, &d), -EINVAL);
 }
+
+/* ---- TLS of the audit connection (tn_audit_open parses, never connects) ------------------- */
+
+static const char *tls_warning_of(const char *dsn, struct tn_audit **a) {
+  struct tn_error err = {0};
+  cr_assert_eq(tn_audit_open(dsn, NULL, a, &err), 0, "%s", err.message);
+  return tn_audit_tls_warning(*a);
+}
+
+Test(audit_tls, verify_full_or_no_sslmode_is_not_warned) {
+  const char *quiet[] = {"host=db.example user=op password=pw-secret-1 dbname=t",
+                         "postgresql://op:pw-secret-1@db.example/t",
+                         "postgresql://op:pw-secret-1@db.example/t?sslmode=verify-full&sslrootcert=/ca.crt",
+                         "host=db.example sslmode=verify-full"};
+  for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++) {
+    struct tn_audit *a = NULL;
+    cr_assert_null(tls_warning_of(quiet[i], &a), "%s", quiet[i]);
+    tn_audit_close(a);
+  }
+}
+
+Test(audit_tls, every_weaker_sslmode_stated_in_the_dsn_is_warned_without_the_password) {
+  const char *modes[] = {"verify-ca", "require", "prefer", "allow", "disable"};
+  const char *means[] = {"not its host name", "not authenticated", "fall back to plaintext",
+                         "plaintext unless", "plaintext"};
+  for (size_t i = 0; i < 5; i++) {
+    char dsn[256], want[64];
+    snprintf(dsn, sizeof dsn, "postgresql://op:pw-secret-1@db.example/t?sslmode=%s", modes[i]);
+    snprintf(want, sizeof want, "asks explicitly for sslmode=%s:", modes[i]);
+    struct tn_audit *a = NULL;
+    const char *w = tls_warning_of(dsn, &a);
+    cr_assert_not_null(w, "%s", dsn);
+    cr_assert(strstr(w, want), "%s", w);
+    cr_assert(strstr(w, means[i]), "%s", w);
+    cr_assert_null(strstr(w, "pw-secret-1"), "%s", w);
+    cr_assert_null(strstr(w, "db.example"), "%s", w);
+    tn_audit_close(a);
+  }
+}
