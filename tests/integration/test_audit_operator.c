@@ -15,7 +15,8 @@ static struct tn_test_operator op;
 
 static void start(void) {
   tn_test_install_api();
-  tn_test_env("TENANCY_PG_DSN"); /* the operator takes it from the environment */
+  tn_test_env("TENANCY_PG_DSN");                         /* the operator takes it from the environment */
+  setenv("TENANCY_AUDIT_HEAD_INTERVAL_SECONDS", "1", 1); /* export the head every second */
   tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
   if (!tn_test_operator_wait_ready(&op, 60)) {
     tn_test_operator_dump_log(&op);
@@ -115,4 +116,46 @@ Test(audit_operator, no_transition_while_the_audit_database_is_down) {
   rc = tn_test_sh(&out, "'%s' audit verify", tenantctl());
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
+}
+
+Test(audit_operator, the_head_is_exported_as_a_log_line_an_event_and_a_metric) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-audithead");
+  apply_tenant(t, "Active");
+  wait_state(t, "Active", 60);
+  /* The newest exported head (log line), once it covers this tenant's rows. */
+  char *last = NULL;
+  int rc = tn_test_sh_until(
+      20, &out,
+      "'%s' audit list --tenant %s --limit 1 -o json | python3 -c 'import json,sys; "
+      "print(json.load(sys.stdin)[0][\"id\"])' > /tmp/tn-audithead-%d.id && "
+      "grep -o 'audit trail head: row [0-9]* hash [0-9a-f]*' '%s' | tail -n 1 | "
+      "awk -v min=$(cat /tmp/tn-audithead-%d.id) '$5 >= min {print $5\":\"$7; ok=1} END {exit !ok}'",
+      tenantctl(), t, (int)getpid(), op.log_path, (int)getpid());
+  if (rc)
+    tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "no head export covering the tenant's rows: %s", out);
+  last = out;
+  last[strcspn(last, "\n")] = '\0';
+  long long id = strtoll(last, NULL, 10);
+  cr_assert_gt(id, 0, "%s", last);
+  /* It is an anchor tenantctl checks the trail against. */
+  rc = tn_test_sh(&out, "'%s' audit verify --expect %s", tenantctl(), last);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* The gauge follows the head. */
+  cr_assert_geq(tn_test_metric_sum(op.metrics_port, "tenancy_audit_chain_head_id"), (double)id);
+  /* And an Event about the leader Lease records it too. */
+  rc = tn_test_sh_until(
+      20, &out,
+      "kubectl get events -n default --field-selector reason=AuditChainHead "
+      "-o jsonpath='{range .items[*]}{.involvedObject.kind}/{.involvedObject.name} "
+      "{.message}{\"\\n\"}{end}' | grep 'Lease/tenancy-operator-leader audit trail head: row '");
+  cr_assert_eq(rc, 0, "no AuditChainHead Event: %s", out);
+  free(out);
+  /* The local stack connects as the superuser: the operator says it could cut the trail. */
+  rc = tn_test_sh(&out, "grep -c 'could remove audit rows' '%s'", op.log_path);
+  cr_assert_eq(rc, 0, "no warning about the superuser role: %s", out);
+  free(out);
+  free(last);
 }
