@@ -564,6 +564,40 @@ static int connect_locked(struct tn_audit *a, struct tn_error *err) {
   return create_locked(a, NULL, err);
 }
 
+/* The writer role must be one that cannot bypass the triggers: not a superuser, not (a member of)
+ * the owner of the table. Inside create_locked's transaction. */
+static int check_writer_role(struct tn_audit *a, const char *role, struct tn_error *err) {
+  char reg[96];
+  snprintf(reg, sizeof reg, "%s.audit_events", a->schema);
+  const char *params[] = {role, reg};
+  PGresult *res = exec_params(a,
+                              "SELECT r.rolsuper, pg_has_role(r.oid, c.relowner, 'USAGE') "
+                              "FROM pg_catalog.pg_roles r, pg_catalog.pg_class c "
+                              "WHERE r.rolname = $1 AND c.oid = to_regclass($2)",
+                              2, params, PGRES_TUPLES_OK, "looking up the writer role", err);
+  if (!res)
+    return err->code ? err->code : TN_EAPI;
+  int rc = 0;
+  if (PQntuples(res) != 1)
+    rc = tn_error_set(err, TN_EINVALID, "audit trail: writer role \"%.64s\" does not exist: create it first",
+                      role);
+  else if (PQgetvalue(res, 0, 0)[0] == 't')
+    rc = tn_error_set(err, TN_EINVALID,
+                      "audit trail: writer role \"%.64s\" is a superuser, which can bypass every protection "
+                      "of the trail: use a plain LOGIN role",
+                      role);
+  else if (PQgetvalue(res, 0, 1)[0] == 't')
+    rc =
+        tn_error_set(err, TN_EINVALID,
+                     "audit trail: writer role \"%.64s\" owns the audit table (or is a member of its owner), "
+                     "so it could remove rows: run init as another role that owns the objects",
+                     role);
+  PQclear(res);
+  if (rc)
+    rollback(a);
+  return rc;
+}
+
 static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_error *err) {
   /* One creator at a time; whoever comes second finds the table complete and changes nothing, so
    * creation never takes table locks while other connections append. The lock is a session lock
@@ -585,6 +619,8 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
     rc = schema_state(a, &exists, &current, err);
   if (rc == 0 && !current)
     rc = exec_template(a, schema_sql, NULL, "creating the audit table", err);
+  if (rc == 0 && writer_role)
+    rc = check_writer_role(a, writer_role, err);
   if (rc == 0 && writer_role) {
     quoted = PQescapeIdentifier(a->conn, writer_role, strlen(writer_role));
     if (!quoted)

@@ -404,6 +404,13 @@ Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_no
   struct tn_audit *owner = open_trail(dsn(), NULL, NULL, true);
   struct tn_error err = {0};
   cr_assert_eq(tn_audit_init(owner, role, &err), 0, "%s", err.message);
+  /* A writer that could bypass the triggers is refused at init. */
+  char *me = sql_value(c, "SELECT current_user");
+  cr_assert_eq(tn_audit_init(owner, me, &err), TN_EINVALID, "a superuser writer was accepted");
+  cr_assert(strstr(err.message, "is a superuser"), "%s", err.message);
+  free(me);
+  cr_assert_eq(tn_audit_init(owner, "no_such_role_tn", &err), TN_EINVALID);
+  cr_assert(strstr(err.message, "does not exist"), "%s", err.message);
   char *wdsn = dsn_variant(role, "writer-pw-123", "sslmode='verify-full'");
   char x[600];
   snprintf(x, sizeof x, "%s sslrootcert='%s'", wdsn, tn_test_env("TENANCY_CA_FILE"));
