@@ -28,7 +28,19 @@
 #include "tenancy/tenant.h"
 #include "util/buf.h"
 
-#define MAX_REVIEW_BODY ((size_t)8 << 20) /* an UPDATE carries two objects of up to 1.5 MiB */
+/* The largest AdmissionReview of a Tenant: an UPDATE carries the object and the old object. The
+ * CRD schema bounds a Tenant's spec to about 57 KiB (every string and list has maxLength/maxItems);
+ * the API server bounds annotations to 256 KiB; the status is written only by the operator and
+ * stays in the kilobytes. 2 MiB leaves room for two such objects with managedFields, several
+ * times over; anything larger is not a Tenant review and is refused (413) from its headers. */
+#define MAX_REVIEW_BODY ((size_t)2 << 20)
+/* Reviews up to this size (every real one) are always admitted; larger ones share a budget of
+ * REVIEW_BUDGET bytes in flight (8 at the cap), past which they are answered 503 at once. */
+#define SMALL_REVIEW ((size_t)64 << 10)
+#define REVIEW_BUDGET ((size_t)16 << 20)
+/* The API server waits timeoutSeconds (at most 30) for an answer: a connection stalled longer
+ * serves nobody. */
+#define REVIEW_CONN_TIMEOUT_S 15
 #define LEAF_DAYS 365
 #define CA_DAYS 3650
 #define RENEW_BEFORE_DAYS 30
@@ -1065,7 +1077,16 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
         tn_error_set(err, TN_ECONFIG, "the webhook cannot be disabled with address 0: leave it unconfigured");
     goto out;
   }
-  tn_httpserver_set_max_body(adm->srv, MAX_REVIEW_BODY);
+  struct tn_http_limits limits = {.max_body = MAX_REVIEW_BODY,
+                                  .small_body = SMALL_REVIEW,
+                                  .body_budget = REVIEW_BUDGET,
+                                  .body_type = "application/json",
+                                  .json_object_body = true,
+                                  .timeout_s = REVIEW_CONN_TIMEOUT_S};
+  if ((rc = tn_httpserver_set_limits(adm->srv, &limits))) {
+    rc = nomem(err);
+    goto out;
+  }
 
   if (cfg->metrics) {
     static const char *const review_labels[] = {"operation", "result", NULL};

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +46,13 @@ struct tn_httpserver {
   int want_port;
   char *cert_file, *key_file; /* NULL without TLS */
   size_t max_body;
+  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is touched
+   * only on the service thread. */
+  bool strict;
+  size_t small_body, body_budget, reserved;
+  char *body_type; /* required media type of request bodies, NULL: any */
+  bool json_object_body;
+  int timeout_s;
   struct route *routes;
   bool started; /* tn_httpserver_start was called; the routes are fixed */
   pthread_t thread;
@@ -79,6 +87,9 @@ struct exchange {
   bool responding;   /* the response is ready; writeable callbacks send it */
   bool headers_sent;
   bool close_after; /* close the connection after the response */
+  bool first_seen;  /* a body byte other than white space was seen */
+  struct tn_httpserver *srv;
+  size_t reserved; /* this exchange's share of srv->reserved */
   int pending_status;
   struct tn_buf req_body;
   int status;
@@ -219,6 +230,26 @@ void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body) {
     srv->max_body = max_body;
 }
 
+int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_limits *l) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  char *type = l->body_type ? strdup(l->body_type) : NULL;
+  if (l->body_type && !type)
+    return -ENOMEM;
+  free(srv->body_type);
+  srv->body_type = type;
+  srv->strict = true;
+  if (l->max_body)
+    srv->max_body = l->max_body;
+  srv->small_body = l->small_body;
+  srv->body_budget = l->body_budget;
+  srv->json_object_body = l->json_object_body;
+  srv->timeout_s = l->timeout_s;
+  return 0;
+}
+
 static bool token_ok(const char *s) {
   if (!s || !*s)
     return false;
@@ -306,6 +337,8 @@ static void exch_release(struct exchange *ex) {
     return;
   free(ex->path);
   free(ex->content_type);
+  if (ex->srv && ex->reserved)
+    ex->srv->reserved -= ex->reserved;
   tn_buf_cleanup(&ex->req_body);
   tn_buf_cleanup(&ex->resp_body);
   memset(ex, 0, sizeof *ex);
@@ -323,6 +356,10 @@ static const char *status_text(int status) {
     return "Content-Length required\n";
   case 413:
     return "request body too large\n";
+  case 415:
+    return "unsupported media type\n";
+  case 503:
+    return "too many large requests at once; retry\n";
   default:
     return "error\n";
   }
@@ -384,6 +421,18 @@ static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
   return s;
 }
 
+/* Whether a Content-Type header names the media type `want` (parameters such as charset
+ * ignored, case-insensitive). */
+static bool media_type_is(const char *header, const char *want) {
+  if (!header)
+    return false;
+  size_t n = strlen(want);
+  if (strncasecmp(header, want, n) != 0)
+    return false;
+  char c = header[n];
+  return c == '\0' || c == ';' || c == ' ' || c == '\t';
+}
+
 /* Bodies up to this many bytes past the cap are read and dropped so that keep-alive holds;
  * larger ones get 413 and the connection is closed. */
 static size_t discard_limit(const struct tn_httpserver *srv) {
@@ -437,10 +486,28 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
     exch_respond_status(ex, 411);
     goto respond;
   }
-  if (body_coming && body_len > discard_limit(srv) && !is_h2) {
+  if (body_coming && body_len > (srv->strict ? srv->max_body : discard_limit(srv)) && !is_h2) {
     ex->close_after = true;
     exch_respond_status(ex, 413);
     goto respond;
+  }
+  if (body_coming && srv->strict) {
+    /* Refused from the headers alone, before a byte of the body is read, and the connection is
+     * closed (nothing is discarded for keep-alive: that would read the body all the same). */
+    size_t n = (size_t)body_len;
+    int refuse = 0;
+    if (srv->body_type && !media_type_is(ex->content_type, srv->body_type))
+      refuse = 415;
+    else if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
+      refuse = 503;
+    if (refuse) {
+      ex->close_after = true;
+      exch_respond_status(ex, refuse);
+      goto respond;
+    }
+    ex->srv = srv;
+    ex->reserved = n;
+    srv->reserved += n;
   }
 
   int status = 0;
@@ -488,6 +555,23 @@ respond:
 static int on_body(struct lws *wsi, struct exchange *ex, const void *in, size_t len) {
   if (!ex->inited || !ex->reading_body || ex->discard)
     return 0;
+  if (ex->srv && ex->srv->json_object_body && !ex->first_seen) {
+    /* Junk is known by its first byte: drop the rest unparsed and unbuffered, answer 400. */
+    const char *p = in;
+    size_t i = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+      i++;
+    if (i < len) {
+      ex->first_seen = true;
+      if (p[i] != '{') {
+        ex->discard = true;
+        ex->pending_status = 400;
+        ex->close_after = true;
+        tn_buf_cleanup(&ex->req_body);
+        return 0;
+      }
+    }
+  }
   int rc = tn_buf_append(&ex->req_body, in, len);
   if (rc == TN_ERR_TOOBIG) { /* no Content-Length (HTTP/2): found out while reading */
     ex->discard = true;
@@ -624,8 +708,8 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   info.port = srv->want_port;
   info.iface = srv->host[0] ? srv->host : NULL;
   info.server_string = "tenancy-operator";
-  info.keepalive_timeout = 60;
-  info.timeout_secs = 30;
+  info.keepalive_timeout = srv->timeout_s > 0 ? srv->timeout_s : 60;
+  info.timeout_secs = srv->timeout_s > 0 ? (unsigned)srv->timeout_s : 30;
   if (srv->host[0] && strchr(srv->host, ':') == NULL)
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or interface: plain IPv4 */
   if (srv->cert_file) {
@@ -751,6 +835,7 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
   }
   free(srv->cert_file);
   free(srv->key_file);
+  free(srv->body_type);
   pthread_cond_destroy(&srv->cv);
   pthread_mutex_destroy(&srv->mu);
   free(srv);
