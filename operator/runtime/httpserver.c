@@ -8,6 +8,10 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -45,6 +49,13 @@ struct tn_httpserver {
   char host[256];    /* "" for every interface */
   int want_port;
   char *cert_file, *key_file; /* NULL without TLS */
+  /* The serving identity set by tn_httpserver_set_certificate, handed to every new handshake by
+   * cert_cb (OpenSSL may call it from the service thread only, but the setter runs anywhere):
+   * id_mu protects the three; it nests inside nothing. NULL cert: the files' identity. */
+  pthread_mutex_t id_mu;
+  X509 *id_cert;
+  EVP_PKEY *id_key;
+  STACK_OF(X509) * id_chain;
   size_t max_body;
   /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is touched
    * only on the service thread. */
@@ -212,6 +223,7 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->id_mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   if (tls) {
     srv->cert_file = strdup(tls->cert_file);
@@ -655,8 +667,30 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* The server whose vhost is being created on this thread (create_context), for the one callback
+ * that comes before any connection: LOAD_EXTRA_SERVER_VERIFY_CERTS. */
+static _Thread_local struct tn_httpserver *creating;
+
+/* Every TLS handshake: serve the identity last given to tn_httpserver_set_certificate. */
+static int cert_cb(SSL *ssl, void *arg) {
+  struct tn_httpserver *srv = arg;
+  int ok = 1;
+  pthread_mutex_lock(&srv->id_mu);
+  if (srv->id_cert)
+    ok = SSL_use_certificate(ssl, srv->id_cert) == 1 && SSL_use_PrivateKey(ssl, srv->id_key) == 1 &&
+         SSL_set1_chain(ssl, srv->id_chain) == 1;
+  pthread_mutex_unlock(&srv->id_mu);
+  return ok ? 1 : 0;
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
+  if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+    /* user is the vhost's SSL_CTX */
+    if (creating && user)
+      SSL_CTX_set_cert_cb((SSL_CTX *)user, cert_cb, creating);
+    return 0;
+  }
   struct exchange *ex = user;
   struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
   switch (reason) {
@@ -723,7 +757,9 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
     info.alpn = "http/1.1";
   }
   lws_last_error[0] = '\0';
+  creating = srv;
   struct lws_vhost *vh = lws_create_vhost(ctx, &info);
+  creating = NULL;
   if (!vh) {
     char buf[128];
     const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
@@ -836,9 +872,64 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
   free(srv->cert_file);
   free(srv->key_file);
   free(srv->body_type);
+  X509_free(srv->id_cert);
+  EVP_PKEY_free(srv->id_key);
+  sk_X509_pop_free(srv->id_chain, X509_free);
+  pthread_mutex_destroy(&srv->id_mu);
   pthread_cond_destroy(&srv->cv);
   pthread_mutex_destroy(&srv->mu);
   free(srv);
+}
+
+int tn_httpserver_set_certificate(struct tn_httpserver *srv, const char *cert_pem, const char *key_pem,
+                                  struct tn_error *err) {
+  if (!srv)
+    return 0;
+  if (!srv->cert_file)
+    return tn_error_set(err, TN_ECONFIG, "http server %s does not serve TLS", srv->address);
+  X509 *leaf = NULL;
+  EVP_PKEY *key = NULL;
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  BIO *b = BIO_new_mem_buf(cert_pem, -1);
+  int rc = 0;
+  if (!chain || !b || !(leaf = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+    rc = tn_error_set(err, TN_ECONFIG, "the certificate is not PEM");
+    goto out;
+  }
+  for (X509 *x; (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL;)
+    if (!sk_X509_push(chain, x)) {
+      X509_free(x);
+      rc = tn_error_set(err, -ENOMEM, "out of memory");
+      goto out;
+    }
+  BIO_free(b);
+  b = BIO_new_mem_buf(key_pem, -1);
+  if (!b || !(key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL))) {
+    rc = tn_error_set(err, TN_ECONFIG, "the private key is not PEM");
+    goto out;
+  }
+  if (X509_check_private_key(leaf, key) != 1) {
+    rc = tn_error_set(err, TN_ECONFIG, "the private key does not match the certificate");
+    goto out;
+  }
+  pthread_mutex_lock(&srv->id_mu);
+  X509 *old_cert = srv->id_cert;
+  EVP_PKEY *old_key = srv->id_key;
+  STACK_OF(X509) *old_chain = srv->id_chain;
+  srv->id_cert = leaf;
+  srv->id_key = key;
+  srv->id_chain = chain;
+  pthread_mutex_unlock(&srv->id_mu);
+  leaf = old_cert;
+  key = old_key;
+  chain = old_chain;
+out:
+  ERR_clear_error();
+  BIO_free(b);
+  X509_free(leaf);
+  EVP_PKEY_free(key);
+  sk_X509_pop_free(chain, X509_free);
+  return rc;
 }
 
 /* ---- ready-made routes ---- */

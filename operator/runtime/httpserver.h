@@ -95,6 +95,13 @@ int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const cha
  * files, -EBUSY when already started) with a message in err. Call once. */
 int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err);
 
+/* Replaces the TLS identity for every later handshake (connections already open keep theirs):
+ * cert_pem is the serving certificate followed by any intermediates, key_pem its private key.
+ * Any thread, before or after start; only for a server created with TLS. Returns 0, or
+ * TN_ECONFIG (not PEM, or the key does not match) with the old identity still served. */
+int tn_httpserver_set_certificate(struct tn_httpserver *srv, const char *cert_pem, const char *key_pem,
+                                  struct tn_error *err);
+
 /* The bound port (useful after binding port 0); 0 before start or for a NULL server. */
 int tn_httpserver_port(const struct tn_httpserver *srv);
 

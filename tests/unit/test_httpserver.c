@@ -921,3 +921,71 @@ Test(httpserver, large_bodies_share_a_budget_small_ones_always_pass) {
   free(body);
   tn_httpserver_free(srv);
 }
+
+/* Reads a whole small file (malloc'd). */
+static char *slurp(const char *path) {
+  char *out = NULL;
+  cr_assert_eq(tn_test_sh(&out, "cat %s", path), 0);
+  return out;
+}
+
+/* The serial of the certificate the server at port presents. */
+static char *served_serial(int port) {
+  char *out = NULL;
+  tn_test_sh(&out,
+             "openssl s_client -connect 127.0.0.1:%d -servername 127.0.0.1 </dev/null 2>/dev/null | "
+             "openssl x509 -noout -serial",
+             port);
+  return out;
+}
+
+Test(httpserver, tls_identity_is_replaced_without_a_restart) {
+  char dir[] = "/tmp/tn-httpserver-reload-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char *out = NULL;
+  for (int i = 1; i <= 2; i++) {
+    int rc = tn_test_sh(&out,
+                        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                        "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                        "-keyout %s/%d.key -out %s/%d.crt",
+                        dir, i, dir, i);
+    cr_assert_eq(rc, 0, "openssl: %s", out);
+    free(out);
+  }
+  char cert1[96], key1[96], cert2[96], key2[96];
+  snprintf(cert1, sizeof cert1, "%s/1.crt", dir);
+  snprintf(key1, sizeof key1, "%s/1.key", dir);
+  snprintf(cert2, sizeof cert2, "%s/2.crt", dir);
+  snprintf(key2, sizeof key2, "%s/2.key", dir);
+  struct tn_http_tls tls = {cert1, key1};
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", &tls, echo_routes, NULL);
+  int port = tn_httpserver_port(srv);
+  char *s1 = served_serial(port);
+  cr_assert(strstr(s1, "serial="), "%s", s1);
+
+  char *c2 = slurp(cert2), *k2 = slurp(key2), *k1 = slurp(key1);
+  struct tn_error err = {0};
+  cr_assert_eq(tn_httpserver_set_certificate(srv, c2, k1, &err), TN_ECONFIG, "a key of another certificate");
+  cr_assert(strstr(err.message, "does not match"), "%s", err.message);
+  char *still = served_serial(port);
+  cr_assert_str_eq(still, s1, "a bad identity leaves the old one served");
+  cr_assert_eq(tn_httpserver_set_certificate(srv, c2, k2, &err), 0, "%s", err.message);
+  char *s2 = served_serial(port);
+  cr_assert_str_neq(s2, s1, "the new certificate is served by the running server");
+  /* and it serves requests verified against the new certificate */
+  char url[128];
+  struct reply r;
+  url_of(url, sizeof url, srv, "https", "/echo");
+  fetch(url, &(struct req){.body = "{}", .body_len = 2, .ca_file = cert2}, &r);
+  cr_assert_eq(r.status, 201);
+  tn_buf_cleanup(&r.body);
+  tn_httpserver_free(srv);
+  free(s1);
+  free(s2);
+  free(still);
+  free(c2);
+  free(k2);
+  free(k1);
+  tn_test_sh(&out, "rm -rf %s", dir);
+  free(out);
+}
