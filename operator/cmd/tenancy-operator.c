@@ -140,6 +140,7 @@ static int start_webhook(struct app *a, struct tn_error *err) {
                                     .secret_namespace = cns[0] ? cns : NULL,
                                     .secret_name = cname[0] ? cname : NULL,
                                     .cert_dir = a->opts.webhook_cert_dir,
+                                    .manage_configuration = a->opts.webhook_manage_configuration,
                                     .kube = a->kube,
                                     .service_namespace = sns[0] ? sns : NULL,
                                     .service_name = sname[0] ? sname : NULL,
