@@ -1250,10 +1250,14 @@ static void install_reloaded(struct tn_admission *adm, const char *cert_pem, con
   pthread_mutex_lock(&adm->cert_mu);
   bool ca_changed = strcmp(adm->ca_pem, ca) != 0;
   free(adm->cur_cert_pem);
-  free(adm->ca_pem);
   adm->cur_cert_pem = cert;
-  adm->ca_pem = ca;
+  if (ca_changed) { /* an unchanged bundle keeps its pointer (tn_admission_ca_pem) */
+    free(adm->ca_pem);
+    adm->ca_pem = ca;
+    ca = NULL;
+  }
   pthread_mutex_unlock(&adm->cert_mu);
+  free(ca);
   double not_after = 0;
   char when[40] = "?";
   if (tn_webhook_cert_not_after(cert_pem, &not_after) == 0) {
