@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
     tn_log_error("out of memory");
     goto out;
   }
-  if (tn_kube_new(&cfg, a.metrics, &a.kube, &err) || tn_kube_new(&cfg, NULL, &a.writer, &err)) {
+  if (tn_kube_new(&cfg, a.metrics, &a.kube, &err) || tn_kube_new(&cfg, a.metrics, &a.writer, &err)) {
     tn_log_error("cannot create the Kubernetes client: %s", err.message);
     goto out;
   }
