@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/fence.h"
 
 /* The first key of the two-key advisory lock (the second is the table's oid): "TNAU". */
 #define LOCK_CLASS "1414414677"
@@ -277,12 +279,18 @@ struct tn_audit {
   char schema[48];
   char app_name[64];
   bool no_create;
-  char *ca_file;         /* sslrootcert unless the DSN names one; NULL: libpq's default */
-  bool tls_default;      /* the DSN states no sslmode: verify-full is ours */
-  char tls_warning[320]; /* "" unless the DSN asks for a mode weaker than verify-full */
-  PGconn *conn;          /* NULL or possibly broken: connect() checks */
-  bool schema_ready;     /* the table was found (or created) on this connection */
+  char *ca_file;                        /* sslrootcert unless the DSN names one; NULL: libpq's default */
+  bool tls_default;                     /* the DSN states no sslmode: verify-full is ours */
+  char tls_warning[320];                /* "" unless the DSN asks for a mode weaker than verify-full */
+  PGconn *conn;                         /* NULL or possibly broken: connect() checks */
+  bool schema_ready;                    /* the table was found (or created) on this connection */
+  const struct tn_fence *_Atomic fence; /* borrowed; NULL: appends are never fenced */
 };
+
+void tn_audit_set_fence(struct tn_audit *a, const struct tn_fence *fence) {
+  if (a)
+    atomic_store(&a->fence, fence);
+}
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -891,6 +899,8 @@ int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long lo
     err = &local;
   int rc = check_event(ev, err);
   if (rc)
+    return rc;
+  if ((rc = tn_fence_check(atomic_load(&a->fence), "audit append", err)))
     return rc;
   char gb[24] = "", ga[24] = "", sql[512];
   if (ev->generation_before > 0)

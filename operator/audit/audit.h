@@ -67,6 +67,10 @@ int tn_audit_open(const char *dsn, const struct tn_audit_options *opts, struct t
                   struct tn_error *err);
 /* Closes the connection and frees a. Accepts NULL. No call on a may be in progress. */
 void tn_audit_close(struct tn_audit *a);
+/* Every later tn_audit_append is first checked against fence (borrowed, must outlive a; NULL
+ * removes it): closed, it fails with TN_ECANCELED and nothing is written. */
+struct tn_fence;
+void tn_audit_set_fence(struct tn_audit *a, const struct tn_fence *fence);
 
 /* Creates (or completes) the schema, table, indexes, triggers and functions, idempotently and
  * safely against concurrent callers. writer_role (NULL: none) is granted what the operator

@@ -1,6 +1,7 @@
 /* tenancy-operator.c - the operator program: wiring only (flags, client, probes and metrics,
  * leader election, the manager's caches and controllers, graceful shutdown on SIGTERM). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,12 +21,16 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "runtime/options.h"
+#include "util/fence.h"
 
 #define IN_CLUSTER_NS_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 struct app {
   struct tn_options opts;
-  struct tn_kube *kube;
+  char *namespace;        /* the operator's own namespace (tn_operator_namespace) */
+  struct tn_fence *fence; /* the leader's permission to write; open forever without election */
+  struct tn_kube *kube;   /* unfenced: the Lease, the webhook's Secret and configuration, reads */
+  struct tn_kube *writer; /* fenced: everything the controllers and the recorder write */
   struct tn_metrics *metrics;
   struct tn_httpserver *metrics_srv, *probe_srv;
   struct tn_recorder *recorder;
@@ -37,6 +42,7 @@ struct app {
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
   atomic_bool lost_lease;
   atomic_bool controllers_started;
+  atomic_bool shutting_down; /* /readyz answers 503 from here on */
 };
 
 static void on_started_leading(void *ud) {
@@ -47,9 +53,12 @@ static void on_started_leading(void *ud) {
 
 static void on_stopped_leading(void *ud) {
   struct app *a = ud;
-  /* Lost, not handed back on shutdown: exit so that a fresh process competes again. */
-  if (a->leader && tn_leader_lost(a->leader))
+  /* Lost, not handed back on shutdown: the elector closed the write fence already; exit so that
+   * a fresh process competes again (client-go's OnStoppedLeading). */
+  if (a->leader && tn_leader_lost(a->leader)) {
+    tn_log_error("leadership lost: writes are fenced from now on");
     atomic_store(&a->lost_lease, true);
+  }
 }
 
 static void on_new_leader(void *ud, const char *identity) {
@@ -59,6 +68,12 @@ static void on_new_leader(void *ud, const char *identity) {
 /* /readyz: caches synced and, once this replica leads, the first reconcile pass done. */
 static bool ready(void *ud, char *why, size_t n) {
   struct app *a = ud;
+  /* The probe server is stopped before the manager is freed (shutdown_all), so a->mgr is valid
+   * for as long as this can run. */
+  if (atomic_load(&a->shutting_down)) {
+    snprintf(why, n, "shutting down");
+    return false;
+  }
   return tn_manager_ready(a->mgr, why, n);
 }
 
@@ -75,6 +90,19 @@ static char *leader_namespace(const struct tn_options *o) {
       return strdup(ns);
   }
   return strdup("default");
+}
+
+/* "NS/NAME" or "NAME" (the operator's namespace) into ns and name. */
+static void split_ref(const char *ref, const char *default_ns, char *ns, size_t ns_n, char *name,
+                      size_t name_n) {
+  const char *slash = strchr(ref, '/');
+  if (slash) {
+    snprintf(ns, ns_n, "%.*s", (int)(slash - ref), ref);
+    snprintf(name, name_n, "%s", slash + 1);
+  } else {
+    snprintf(ns, ns_n, "%s", default_ns);
+    snprintf(name, name_n, "%s", ref);
+  }
 }
 
 static int start_http(struct app *a, struct tn_error *err) {
@@ -106,12 +134,15 @@ static int start_webhook(struct app *a, struct tn_error *err) {
   if (a->opts.webhook_service)
     sscanf(a->opts.webhook_service, "%255[^/]/%255s", sns, sname);
   if (a->opts.webhook_cert_secret)
-    sscanf(a->opts.webhook_cert_secret, "%255[^/]/%255s", cns, cname);
+    split_ref(a->opts.webhook_cert_secret, a->namespace, cns, sizeof cns, cname, sizeof cname);
   struct tn_admission_config cfg = {.bind_address = a->opts.webhook_addr,
                                     .host = a->opts.webhook_host,
+                                    .cert_file = a->opts.webhook_cert_file,
+                                    .key_file = a->opts.webhook_key_file,
                                     .secret_namespace = cns[0] ? cns : NULL,
                                     .secret_name = cname[0] ? cname : NULL,
                                     .cert_dir = a->opts.webhook_cert_dir,
+                                    .manage_configuration = a->opts.webhook_manage_configuration,
                                     .kube = a->kube,
                                     .service_namespace = sns[0] ? sns : NULL,
                                     .service_name = sname[0] ? sname : NULL,
@@ -121,10 +152,14 @@ static int start_webhook(struct app *a, struct tn_error *err) {
   int rc = tn_admission_new(&cfg, &a->webhook, err);
   if (rc == 0)
     rc = tn_admission_start(a->webhook, err);
-  if (rc == 0)
+  if (rc == 0 && a->opts.webhook_manage_configuration)
     rc = tn_admission_register(a->webhook, a->kube, err);
   if (rc == 0)
-    tn_log_info("admission webhook serving on port %d and registered", tn_admission_port(a->webhook));
+    tn_log_info("admission webhook serving on port %d%s", tn_admission_port(a->webhook),
+                a->opts.webhook_manage_configuration
+                    ? " and registered"
+                    : "; --webhook-manage-configuration=false: the ValidatingWebhookConfiguration is "
+                      "managed elsewhere");
   else
     tn_error_prefix(err, "admission webhook");
   return rc;
@@ -137,7 +172,11 @@ static int start_leader_election(struct app *a, struct tn_error *err) {
   struct tn_leader_config cfg = {
       .namespace = ns,
       .name = a->opts.leader_id,
+      .lease_duration_s = a->opts.leader_lease_duration_s,
+      .renew_deadline_s = a->opts.leader_renew_deadline_s,
+      .retry_period_s = a->opts.leader_retry_period_s,
       .release_on_cancel = true,
+      .fence = a->fence,
       .on_started_leading = on_started_leading,
       .on_stopped_leading = on_stopped_leading,
       .on_new_leader = on_new_leader,
@@ -225,7 +264,7 @@ static int run(struct app *a) {
       tn_log_error("lost the leader lease: exiting so that a fresh process competes again");
       return 1;
     }
-    struct timespec tick = {0, 200 * 1000 * 1000};
+    struct timespec tick = {0, 50 * 1000 * 1000};
     int sig = sigtimedwait(&set, NULL, &tick);
     if (sig == SIGTERM || sig == SIGINT) {
       tn_log_info("received %s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -234,14 +273,49 @@ static int run(struct app *a) {
   }
 }
 
-static void shutdown_all(struct app *a) {
-  /* Stop taking work and let in-flight reconciles finish within the deadline, then give the
-   * Lease away so a standby takes over at once, then stop the caches and the servers. */
-  if (a->mgr && !tn_manager_stop_controllers(a->mgr, a->opts.shutdown_timeout_s))
-    tn_log_warn("in-flight work did not finish within %.0fs", a->opts.shutdown_timeout_s);
+/* The last resort of a shutdown: a thread that ends the process when the orderly shutdown runs
+ * past its budget (a worker stuck in a call that the fence cannot interrupt), so the Pod never
+ * reaches its grace period's SIGKILL with the lease still held. */
+static void *watchdog_main(void *arg) {
+  double budget = *(double *)arg;
+  struct timespec ts = {(time_t)budget, (long)((budget - (double)(time_t)budget) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  tn_log_error("shutdown did not finish within %.0fs: exiting now", budget);
+  _exit(1);
+  return NULL;
+}
+
+static void start_watchdog(double budget_s) {
+  static double budget;
+  budget = budget_s;
+  pthread_t t;
+  if (pthread_create(&t, NULL, watchdog_main, &budget) == 0)
+    pthread_detach(t);
+}
+
+/* lost: leadership was lost (no drain: queued work is dropped, in-flight work fails at the fence). */
+static void shutdown_all(struct app *a, bool lost) {
+  atomic_store(&a->shutting_down, true);
+  if (a->mgr) {
+    /* Drain within --graceful-shutdown-timeout, then release (bounded by 5s), then tear down:
+     * the watchdog allows all of that plus a margin; keep terminationGracePeriodSeconds above it. */
+    start_watchdog((lost ? 0 : a->opts.shutdown_timeout_s) + 8.0);
+    if (lost)
+      tn_manager_abandon_controllers(a->mgr);
+    else if (!tn_manager_stop_controllers(a->mgr, a->opts.shutdown_timeout_s))
+      tn_log_warn("in-flight work did not finish within %.0fs", a->opts.shutdown_timeout_s);
+  }
+  /* Closes the fence, then gives the Lease away so a standby takes over at once. */
   tn_leader_free(a->leader);
   a->leader = NULL;
-  tn_admission_free(a->webhook); /* before the manager: its lookups read the caches */
+  tn_fence_close(a->fence);
+  /* The HTTP servers stop before what their handlers read is freed: /readyz reads the manager,
+   * the webhook's lookups read its caches. */
+  tn_httpserver_free(a->probe_srv);
+  tn_httpserver_free(a->metrics_srv);
+  a->probe_srv = a->metrics_srv = NULL;
+  tn_admission_free(a->webhook);
   a->webhook = NULL;
   tn_manager_free(a->mgr);
   a->mgr = NULL;
@@ -251,13 +325,16 @@ static void shutdown_all(struct app *a) {
   a->recorder = NULL;
   tn_audit_close(a->audit);
   a->audit = NULL;
-  tn_httpserver_free(a->probe_srv);
-  tn_httpserver_free(a->metrics_srv);
-  a->probe_srv = a->metrics_srv = NULL;
+  tn_kube_free(a->writer);
+  a->writer = NULL;
   tn_kube_free(a->kube);
   a->kube = NULL;
   tn_metrics_free(a->metrics);
   a->metrics = NULL;
+  tn_fence_free(a->fence);
+  a->fence = NULL;
+  free(a->namespace);
+  a->namespace = NULL;
 }
 
 int main(int argc, char **argv) {
@@ -317,25 +394,37 @@ int main(int argc, char **argv) {
   }
   tn_metrics_register_gauge_func(a.metrics, "process_resident_memory_bytes", "Resident memory size in bytes.",
                                  tn_process_rss_bytes, NULL);
-  if (tn_kube_new(&cfg, a.metrics, &a.kube, &err)) {
+  a.namespace = tn_operator_namespace(getenv, NULL);
+  a.fence = tn_fence_new(!a.opts.leader_elect);
+  if (!a.namespace || !a.fence) {
+    tn_log_error("out of memory");
+    goto out;
+  }
+  if (tn_kube_new(&cfg, a.metrics, &a.kube, &err) || tn_kube_new(&cfg, a.metrics, &a.writer, &err)) {
     tn_log_error("cannot create the Kubernetes client: %s", err.message);
     goto out;
   }
+  tn_kube_set_fence(a.writer, a.fence);
   char instance[300];
   if (tn_leader_default_identity(instance, sizeof instance))
     snprintf(instance, sizeof instance, "tenancy-operator-%ld", (long)getpid());
-  if (tn_recorder_new(a.kube, "tenancy.dev/tenancy-operator", instance, &a.recorder)) {
+  if (tn_recorder_new(a.writer, "tenancy.dev/tenancy-operator", instance, &a.recorder)) {
     tn_log_error("cannot create the event recorder: out of memory");
     goto out;
   }
-  struct tn_manager_config mcfg = {.kube = a.kube,
+  if (a.audit)
+    tn_audit_set_fence(a.audit, a.fence);
+  struct tn_manager_config mcfg = {.kube = a.writer,
                                    .metrics = a.metrics,
                                    .recorder = a.recorder,
                                    .workers = a.opts.workers,
                                    .sync_period_s = a.opts.sync_period_s,
                                    .rotation_period_s = a.opts.rotation_period_s,
                                    .keys_rotation_period_s = a.opts.keys_rotation_period_s,
-                                   .audit = a.audit};
+                                   .audit = a.audit,
+                                   .keys_namespace =
+                                       a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,
+                                   .fence = a.fence};
   if (tn_manager_new(&mcfg, &a.mgr, &err)) {
     tn_log_error("cannot set up the controllers: %s", err.message);
     goto out;
@@ -363,7 +452,7 @@ int main(int argc, char **argv) {
   code = run(&a);
 
 out:
-  shutdown_all(&a);
+  shutdown_all(&a, atomic_load(&a.lost_lease));
   tn_kube_config_cleanup(&cfg);
   tn_options_cleanup(&a.opts);
   tn_log_info("exiting with code %d", code);

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +29,21 @@
 #include "tenancy/policy.h"
 #include "tenancy/tenant.h"
 #include "util/buf.h"
+#include "util/clock.h"
 
-#define MAX_REVIEW_BODY ((size_t)8 << 20) /* an UPDATE carries two objects of up to 1.5 MiB */
+/* The largest AdmissionReview of a Tenant: an UPDATE carries the object and the old object. The
+ * CRD schema bounds a Tenant's spec to about 57 KiB (every string and list has maxLength/maxItems);
+ * the API server bounds annotations to 256 KiB; the status is written only by the operator and
+ * stays in the kilobytes. 2 MiB leaves room for two such objects with managedFields, several
+ * times over; anything larger is not a Tenant review and is refused (413) from its headers. */
+#define MAX_REVIEW_BODY ((size_t)2 << 20)
+/* Reviews up to this size (every real one) are always admitted; larger ones share a budget of
+ * REVIEW_BUDGET bytes in flight (8 at the cap), past which they are answered 503 at once. */
+#define SMALL_REVIEW ((size_t)64 << 10)
+#define REVIEW_BUDGET ((size_t)16 << 20)
+/* The API server waits timeoutSeconds (at most 30) for an answer: a connection stalled longer
+ * serves nobody. */
+#define REVIEW_CONN_TIMEOUT_S 15
 #define LEAF_DAYS 365
 #define CA_DAYS 3650
 #define RENEW_BEFORE_DAYS 30
@@ -694,13 +709,29 @@ out:
   return rc;
 }
 
+int tn_webhook_cert_not_after(const char *pem, double *not_after) {
+  X509 *x = pem ? read_cert(pem) : NULL;
+  struct tm tm;
+  int rc = TN_EINVALID;
+  if (x && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) {
+    *not_after = (double)timegm(&tm);
+    rc = 0;
+  }
+  X509_free(x);
+  ERR_clear_error();
+  return rc;
+}
+
+bool tn_webhook_cert_needs_renewal(double not_after, double now, double renew_before_s) {
+  return now + renew_before_s >= not_after;
+}
+
 /* Whether the serving certificate covers every host and is valid for RENEW_BEFORE_DAYS more. */
 static bool leaf_fits(const char *pem, const char *const *hosts, size_t n_hosts) {
   X509 *x = read_cert(pem);
-  bool ok = x != NULL;
-  time_t soon = time(NULL) + (time_t)RENEW_BEFORE_DAYS * 86400;
-  if (ok && X509_cmp_time(X509_get0_notAfter(x), &soon) <= 0)
-    ok = false;
+  double not_after = 0;
+  bool ok = x != NULL && tn_webhook_cert_not_after(pem, &not_after) == 0 &&
+            !tn_webhook_cert_needs_renewal(not_after, (double)time(NULL), RENEW_BEFORE_DAYS * 86400.0);
   for (size_t i = 0; ok && i < n_hosts; i++) {
     unsigned char addr[16];
     bool ip = inet_pton(AF_INET, hosts[i], addr) == 1 || inet_pton(AF_INET6, hosts[i], addr) == 1;
@@ -904,6 +935,24 @@ struct tn_admission {
   char *owned_dir;            /* a directory we created (removed by free), else NULL */
   bool wrote_files;           /* cert_file and key_file are ours (in cert_dir) */
   struct tn_httpserver *srv;
+  /* Certificate reload (see reload_main). Mode, sources and hosts are fixed at new; cert_mu
+   * protects ca_pem and cur_cert_pem, which the reload thread replaces. */
+  enum { CERT_GENERATED, CERT_FILES, CERT_SECRET } cert_mode;
+  char *src_cert_file, *src_key_file, *src_ca_file; /* CERT_FILES */
+  char *secret_namespace, *secret_name;             /* CERT_SECRET */
+  char *svc_host;                                   /* the second SAN, or NULL */
+  struct tn_kube *kube;                             /* borrowed: reloads and re-registration */
+  bool manage_configuration;
+  double reload_interval_s;
+  pthread_mutex_t cert_mu;
+  char *cur_cert_pem;
+  struct stat cert_st, key_st; /* CERT_FILES: what was last loaded */
+  pthread_t reloader;
+  bool reloader_started;
+  pthread_mutex_t stop_mu;
+  pthread_cond_t stop_cv; /* CLOCK_MONOTONIC */
+  bool stopping;
+  struct tn_series *expiry; /* tenancy_webhook_certificate_expiry_timestamp_seconds */
   /* metrics (series pointers are stable; updates are lock-free) */
   struct tn_series *eval_seconds, *review_seconds;
   struct tn_metric *reviews;
@@ -923,6 +972,13 @@ static char *path_join(const char *dir, const char *name) {
 void tn_admission_free(struct tn_admission *adm) {
   if (!adm)
     return;
+  if (adm->reloader_started) {
+    pthread_mutex_lock(&adm->stop_mu);
+    adm->stopping = true;
+    pthread_cond_broadcast(&adm->stop_cv);
+    pthread_mutex_unlock(&adm->stop_mu);
+    pthread_join(adm->reloader, NULL);
+  }
   tn_httpserver_free(adm->srv);
   if (adm->wrote_files) {
     unlink(adm->cert_file);
@@ -946,6 +1002,16 @@ void tn_admission_free(struct tn_admission *adm) {
   free(adm->ca_pem);
   free(adm->cert_file);
   free(adm->key_file);
+  free(adm->src_cert_file);
+  free(adm->src_key_file);
+  free(adm->src_ca_file);
+  free(adm->secret_namespace);
+  free(adm->secret_name);
+  free(adm->svc_host);
+  free(adm->cur_cert_pem);
+  pthread_mutex_destroy(&adm->cert_mu);
+  pthread_mutex_destroy(&adm->stop_mu);
+  pthread_cond_destroy(&adm->stop_cv);
   free(adm);
 }
 
@@ -975,6 +1041,12 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
   *out = NULL;
   if (!adm)
     return nomem(err);
+  pthread_mutex_init(&adm->cert_mu, NULL);
+  pthread_mutex_init(&adm->stop_mu, NULL);
+  tn_cond_init_monotonic(&adm->stop_cv);
+  adm->kube = cfg->kube;
+  adm->manage_configuration = cfg->manage_configuration;
+  adm->reload_interval_s = cfg->reload_interval_s;
   const char *fp = cfg->failure_policy ? cfg->failure_policy : "Fail";
   if (strcmp(fp, "Fail") && strcmp(fp, "Ignore")) {
     rc = tn_error_set(err, TN_ECONFIG, "the webhook failurePolicy must be Fail or Ignore, not %s", fp);
@@ -993,8 +1065,13 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
     snprintf(svc_host, sizeof svc_host, "%s.%s.svc", cfg->service_name, cfg->service_namespace);
   const char *host = cfg->host ? cfg->host : cfg->service_name ? svc_host : "127.0.0.1";
   hosts[n_hosts++] = host;
-  if (cfg->service_name && strcmp(host, svc_host))
+  if (cfg->service_name && strcmp(host, svc_host)) {
     hosts[n_hosts++] = svc_host;
+    if (!(adm->svc_host = strdup(svc_host))) {
+      rc = nomem(err);
+      goto out;
+    }
+  }
   adm->bind_address = strdup(cfg->bind_address ? cfg->bind_address : TN_ADMISSION_DEFAULT_ADDRESS);
   adm->host = strdup(host);
   adm->configuration_name =
@@ -1021,8 +1098,17 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
       rc = tn_error_set(err, TN_ECONFIG, "the webhook needs both a certificate and a key file");
       goto out;
     }
-    if (!(adm->cert_file = strdup(cfg->cert_file)) || !(adm->key_file = strdup(cfg->key_file))) {
+    adm->cert_mode = CERT_FILES;
+    if (!(adm->cert_file = strdup(cfg->cert_file)) || !(adm->key_file = strdup(cfg->key_file)) ||
+        !(adm->src_cert_file = strdup(cfg->cert_file)) || !(adm->src_key_file = strdup(cfg->key_file)) ||
+        (cfg->ca_file && !(adm->src_ca_file = strdup(cfg->ca_file)))) {
       rc = nomem(err);
+      goto out;
+    }
+    (void)stat(cfg->cert_file, &adm->cert_st);
+    (void)stat(cfg->key_file, &adm->key_st);
+    if (!(adm->cur_cert_pem = read_text_file(cfg->cert_file, err))) {
+      rc = err && err->code ? err->code : TN_ECONFIG;
       goto out;
     }
     if (!(adm->ca_pem = read_text_file(cfg->ca_file ? cfg->ca_file : cfg->cert_file, err))) {
@@ -1030,13 +1116,24 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
       goto out;
     }
   } else {
-    if (cfg->secret_name)
-      rc = from_secret(cfg->kube, cfg->secret_namespace ? cfg->secret_namespace : "tenancy-system",
-                       cfg->secret_name, hosts, n_hosts, &m, err);
-    else
+    if (cfg->secret_name) {
+      adm->cert_mode = CERT_SECRET;
+      if (!(adm->secret_namespace =
+                strdup(cfg->secret_namespace ? cfg->secret_namespace : "tenancy-system")) ||
+          !(adm->secret_name = strdup(cfg->secret_name))) {
+        rc = nomem(err);
+        goto out;
+      }
+      rc = from_secret(cfg->kube, adm->secret_namespace, cfg->secret_name, hosts, n_hosts, &m, err);
+    } else {
       rc = generate(hosts, n_hosts, &m, err);
+    }
     if (rc)
       goto out;
+    if (!(adm->cur_cert_pem = strdup(m.cert_pem))) {
+      rc = nomem(err);
+      goto out;
+    }
     const char *dir = cfg->cert_dir;
     if (!dir) {
       const char *tmp = getenv("TMPDIR");
@@ -1065,7 +1162,16 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
         tn_error_set(err, TN_ECONFIG, "the webhook cannot be disabled with address 0: leave it unconfigured");
     goto out;
   }
-  tn_httpserver_set_max_body(adm->srv, MAX_REVIEW_BODY);
+  struct tn_http_limits limits = {.max_body = MAX_REVIEW_BODY,
+                                  .small_body = SMALL_REVIEW,
+                                  .body_budget = REVIEW_BUDGET,
+                                  .body_type = "application/json",
+                                  .json_object_body = true,
+                                  .timeout_s = REVIEW_CONN_TIMEOUT_S};
+  if ((rc = tn_httpserver_set_limits(adm->srv, &limits))) {
+    rc = nomem(err);
+    goto out;
+  }
 
   if (cfg->metrics) {
     static const char *const review_labels[] = {"operation", "result", NULL};
@@ -1078,6 +1184,14 @@ int tn_admission_new(const struct tn_admission_config *cfg, struct tn_admission 
         tn_metrics_register(cfg->metrics, TN_HISTOGRAM, "tn_admission_review_seconds",
                             "Time to answer one admission review, lookups included.", NULL, NULL, 0),
         NULL);
+    adm->expiry = tn_metric_with(
+        tn_metrics_register(cfg->metrics, TN_GAUGE, "tenancy_webhook_certificate_expiry_timestamp_seconds",
+                            "When the webhook's serving certificate expires (seconds since the epoch).", NULL,
+                            NULL, 0),
+        NULL);
+    double not_after;
+    if (tn_webhook_cert_not_after(adm->cur_cert_pem, &not_after) == 0)
+      tn_series_set(adm->expiry, not_after);
   }
   *out = adm;
   adm = NULL;
@@ -1115,6 +1229,130 @@ static int handle_review(const struct tn_http_request *req, struct tn_http_respo
   return rc;
 }
 
+/* ---- certificate reload ------------------------------------------------------------------------- */
+
+/* Serves a new identity, records it (caBundle, metric) and, when the CA changed and we manage
+ * the configuration, registers the new caBundle. Reload thread only. */
+static void install_reloaded(struct tn_admission *adm, const char *cert_pem, const char *key_pem,
+                             const char *ca_pem, const char *source) {
+  struct tn_error err = {0};
+  if (tn_httpserver_set_certificate(adm->srv, cert_pem, key_pem, &err)) {
+    tn_log_warn("webhook certificate from %s not reloaded (the previous one is still served): %s", source,
+                err.message);
+    return;
+  }
+  char *cert = strdup(cert_pem), *ca = strdup(ca_pem);
+  if (!cert || !ca) {
+    free(cert);
+    free(ca);
+    return;
+  }
+  pthread_mutex_lock(&adm->cert_mu);
+  bool ca_changed = strcmp(adm->ca_pem, ca) != 0;
+  free(adm->cur_cert_pem);
+  adm->cur_cert_pem = cert;
+  if (ca_changed) { /* an unchanged bundle keeps its pointer (tn_admission_ca_pem) */
+    free(adm->ca_pem);
+    adm->ca_pem = ca;
+    ca = NULL;
+  }
+  pthread_mutex_unlock(&adm->cert_mu);
+  free(ca);
+  double not_after = 0;
+  char when[40] = "?";
+  if (tn_webhook_cert_not_after(cert_pem, &not_after) == 0) {
+    tn_series_set(adm->expiry, not_after);
+    tn_time_rfc3339(not_after, when, sizeof when);
+  }
+  tn_log_info("webhook certificate reloaded from %s; it expires at %s", source, when);
+  if (ca_changed && adm->manage_configuration && adm->kube) {
+    tn_error_clear(&err);
+    if (tn_admission_register(adm, adm->kube, &err))
+      tn_log_error("the webhook CA changed but the configuration could not be updated: %s", err.message);
+    else
+      tn_log_info("the webhook CA changed: caBundle of %s updated", adm->configuration_name);
+  }
+}
+
+static bool same_file(const struct stat *a, const struct stat *b) {
+  return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* --webhook-cert-file/--webhook-key-file: reload when either changed (a mounted Secret is
+ * swapped atomically through its ..data symlink, which stat follows). */
+static void reload_files(struct tn_admission *adm) {
+  struct stat cs, ks;
+  struct tn_error err = {0};
+  char *cert = NULL, *key = NULL, *ca = NULL;
+  if (stat(adm->src_cert_file, &cs) || stat(adm->src_key_file, &ks))
+    return; /* mid-update or gone: keep serving, look again */
+  if (same_file(&cs, &adm->cert_st) && same_file(&ks, &adm->key_st))
+    return;
+  if (!(cert = read_text_file(adm->src_cert_file, &err)) ||
+      !(key = read_text_file(adm->src_key_file, &err)) ||
+      !(ca = read_text_file(adm->src_ca_file ? adm->src_ca_file : adm->src_cert_file, &err))) {
+    tn_log_warn("webhook certificate files changed but cannot be read yet: %s", err.message);
+    goto out;
+  }
+  pthread_mutex_lock(&adm->cert_mu);
+  bool same = strcmp(cert, adm->cur_cert_pem) == 0;
+  pthread_mutex_unlock(&adm->cert_mu);
+  if (!same)
+    install_reloaded(adm, cert, key, ca, adm->src_cert_file);
+  adm->cert_st = cs;
+  adm->key_st = ks;
+out:
+  free(cert);
+  if (key)
+    OPENSSL_cleanse(key, strlen(key));
+  free(key);
+  free(ca);
+}
+
+/* The Secret: read it again (renewing the serving certificate when it is ours and expiring, as
+ * at start) and serve what it holds when that changed. */
+static void reload_secret(struct tn_admission *adm) {
+  const char *hosts[2] = {adm->host, adm->svc_host};
+  struct material m = {0};
+  struct tn_error err = {0};
+  if (from_secret(adm->kube, adm->secret_namespace, adm->secret_name, hosts, adm->svc_host ? 2 : 1, &m,
+                  &err)) {
+    tn_log_warn("webhook Secret %s/%s not reloaded (the current certificate is still served): %s",
+                adm->secret_namespace, adm->secret_name, err.message);
+    goto out;
+  }
+  pthread_mutex_lock(&adm->cert_mu);
+  bool same = strcmp(m.cert_pem, adm->cur_cert_pem) == 0;
+  pthread_mutex_unlock(&adm->cert_mu);
+  if (!same) {
+    char source[600];
+    snprintf(source, sizeof source, "Secret %s/%s", adm->secret_namespace, adm->secret_name);
+    install_reloaded(adm, m.cert_pem, m.key_pem, m.ca_pem, source);
+  }
+out:
+  material_cleanup(&m);
+}
+
+static void *reload_main(void *arg) {
+  struct tn_admission *adm = arg;
+  pthread_mutex_lock(&adm->stop_mu);
+  while (!adm->stopping) {
+    struct timespec until = tn_mono_timespec(tn_mono_now() + adm->reload_interval_s);
+    pthread_cond_timedwait(&adm->stop_cv, &adm->stop_mu, &until);
+    if (adm->stopping)
+      break;
+    pthread_mutex_unlock(&adm->stop_mu);
+    if (adm->cert_mode == CERT_FILES)
+      reload_files(adm);
+    else
+      reload_secret(adm);
+    pthread_mutex_lock(&adm->stop_mu);
+  }
+  pthread_mutex_unlock(&adm->stop_mu);
+  return NULL;
+}
+
 int tn_admission_start(struct tn_admission *adm, struct tn_error *err) {
   int rc = tn_httpserver_route(adm->srv, "POST", TN_ADMISSION_PATH, handle_review, adm);
   if (rc)
@@ -1123,6 +1361,13 @@ int tn_admission_start(struct tn_admission *adm, struct tn_error *err) {
     return rc;
   tn_log_info("admission webhook serving https://%s:%d%s", adm->host, tn_httpserver_port(adm->srv),
               TN_ADMISSION_PATH);
+  if (adm->cert_mode != CERT_GENERATED && adm->reload_interval_s >= 0) {
+    if (adm->reload_interval_s == 0)
+      adm->reload_interval_s = adm->cert_mode == CERT_FILES ? 10 : 60;
+    if ((rc = pthread_create(&adm->reloader, NULL, reload_main, adm)))
+      return tn_error_set(err, -rc, "cannot start the webhook certificate reloader: %s", strerror(rc));
+    adm->reloader_started = true;
+  }
   return 0;
 }
 
@@ -1131,7 +1376,10 @@ int tn_admission_port(const struct tn_admission *adm) { return adm ? tn_httpserv
 const char *tn_admission_ca_pem(const struct tn_admission *adm) { return adm->ca_pem; }
 
 json_t *tn_admission_configuration(const struct tn_admission *adm) {
+  struct tn_admission *mut = (struct tn_admission *)adm; /* the lock only */
+  pthread_mutex_lock(&mut->cert_mu);
   char *bundle = b64_encode(adm->ca_pem);
+  pthread_mutex_unlock(&mut->cert_mu);
   json_t *client = NULL, *cfg = NULL, *hook;
   if (!bundle)
     return NULL;

@@ -105,7 +105,15 @@ struct tn_admission_config {
   const char *cert_file, *key_file, *ca_file;
   const char *secret_namespace, *secret_name;
   const char *cert_dir;
-  struct tn_kube *kube; /* borrowed for tn_admission_new only; needed for 2 */
+  struct tn_kube *kube; /* borrowed; must outlive the webhook (reloads of 2, re-registration) */
+  /* Reload while running: 1. the files are looked at (stat) every reload_interval_s (0: 10 s) and
+   * served again when either changed; 2. the Secret is read every reload_interval_s (0: 60 s),
+   * served again when it changed, and its serving certificate renewed (same CA) when it is ours and
+   * expires within 30 days. New TLS handshakes get the new identity; when the CA changed and
+   * manage_configuration is set, the configuration is registered again with the new caBundle.
+   * < 0: no reload. 3. (generated) is not reloaded. */
+  double reload_interval_s;
+  bool manage_configuration;
 
   /* Registration (tn_admission_register). */
   const char *configuration_name; /* NULL: TN_ADMISSION_CONFIGURATION */
@@ -137,7 +145,8 @@ int tn_admission_start(struct tn_admission *adm, struct tn_error *err);
 /* The bound port (after start), else 0. */
 int tn_admission_port(const struct tn_admission *adm);
 
-/* The CA bundle (PEM) clients verify the serving certificate with; owned by adm. */
+/* The CA bundle (PEM) clients verify the serving certificate with; owned by adm, valid until the
+ * next reload that changes it (tests read it before anything reloads). */
 const char *tn_admission_ca_pem(const struct tn_admission *adm);
 
 /* The ValidatingWebhookConfiguration as registered (after start when it carries a local URL):
@@ -159,6 +168,16 @@ int tn_admission_unregister(struct tn_admission *adm, struct tn_kube *kube, stru
  * NULL. It does not unregister: with failurePolicy Fail, Tenant writes are refused until it
  * serves again (nothing outside tenancy.dev/tenants is affected). */
 void tn_admission_free(struct tn_admission *adm);
+
+/* ---- certificate lifetimes (pure) ------------------------------------------------------------- */
+
+/* The notAfter of the first certificate in pem, as seconds since the epoch. Returns 0, or
+ * TN_EINVALID when pem holds no certificate. tenancy_webhook_certificate_expiry_timestamp_seconds
+ * exports it for the certificate being served. */
+int tn_webhook_cert_not_after(const char *pem, double *not_after);
+/* Whether a certificate valid until not_after must be renewed at `now` (seconds since the epoch):
+ * once fewer than renew_before_s seconds are left (the operator renews its own 30 days ahead). */
+bool tn_webhook_cert_needs_renewal(double not_after, double now, double renew_before_s);
 
 /* The policy evaluation latency histogram tn_policy_evaluation_seconds{caller} (buckets from
  * 10 µs to 50 ms), registered once in m; the controller registers it through this too so the

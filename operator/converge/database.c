@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <openssl/sha.h>
 
 #include "runtime/log.h"
+#include "util/fence.h"
 
 #define IDLE_PER_KEY 4      /* idle connections kept per (server, database) */
 #define IDLE_MAX 64         /* idle connections kept in all */
@@ -58,6 +60,7 @@ struct tn_db {
   struct record *records[RECORD_BUCKETS];
   struct tn_db_stats stats;
   int stop_after;
+  const struct tn_fence *_Atomic fence; /* borrowed; NULL: never fenced */
 };
 
 struct tn_db *tn_db_new(void) {
@@ -70,6 +73,11 @@ struct tn_db *tn_db_new(void) {
   }
   db->stop_after = -1;
   return db;
+}
+
+void tn_db_set_fence(struct tn_db *db, const struct tn_fence *fence) {
+  if (db)
+    atomic_store(&db->fence, fence);
 }
 
 void tn_db_free(struct tn_db *db) {
@@ -726,6 +734,8 @@ static int exec_op(struct call *c, const struct tn_db_names *nm, const struct tn
   int rc = 0;
   bool in_db = op->kind == TN_DB_OP_REVOKE_PUBLIC_SCHEMA || op->kind == TN_DB_OP_CREATE_SCHEMA ||
                op->kind == TN_DB_OP_DROP_SCHEMA || op->kind == TN_DB_OP_DROP_OWNED;
+  if ((rc = tn_fence_check(atomic_load(&c->db->fence), tn_db_op_name(op->kind), err)))
+    return rc;
   if (in_db && (rc = conn_for(c, op->database, &pg, err)))
     return rc;
   snprintf(what, sizeof what, "%s (role %s%s%s)", tn_db_op_name(op->kind), nm->role,

@@ -62,6 +62,10 @@ struct tn_db;
 
 /* Returns a new cache, or NULL when out of memory; free it with tn_db_free. */
 struct tn_db *tn_db_new(void);
+/* Every later operation that changes the server is first checked against fence (borrowed, must
+ * outlive db; NULL removes it): closed, it fails with TN_ECANCELED and nothing is executed. */
+struct tn_fence;
+void tn_db_set_fence(struct tn_db *db, const struct tn_fence *fence);
 /* Closes every cached connection and frees db. Accepts NULL. No call may be running. */
 void tn_db_free(struct tn_db *db);
 

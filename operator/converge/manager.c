@@ -234,6 +234,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
+  tn_db_set_fence(m->rec.db, cfg->fence);
   m->rec.rotation_period_s = cfg->rotation_period_s;
   /* The local KMS: key-encryption keys in a Secret of the operator's namespace. */
   if ((rc = tn_kek_secret_new(cfg->kube, &(struct tn_kek_secret_options){.namespace = cfg->keys_namespace},
@@ -293,6 +294,11 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
 
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
+}
+
+void tn_manager_abandon_controllers(struct tn_manager *m) {
+  if (m && m->ctl)
+    tn_controller_abandon(m->ctl);
 }
 
 void tn_manager_free(struct tn_manager *m) {

@@ -13,6 +13,7 @@ struct tn_kube;
 struct tn_metrics;
 struct tn_recorder;
 struct tn_audit;
+struct tn_fence;
 struct tn_manager; /* opaque */
 
 struct tn_manager_config {
@@ -25,6 +26,10 @@ struct tn_manager_config {
   double rotation_period_s;      /* scheduled database credential rotation; 0 = on demand only */
   double keys_rotation_period_s; /* scheduled data key rotation; 0 = on demand only */
   const char *keys_namespace;    /* where key Secrets live; NULL = tenancy-system */
+  /* borrowed, may be NULL; outlives the manager. The write fence of the leadership: database
+   * operations are checked against it (give the same fence to kube with tn_kube_set_fence and to
+   * audit with tn_audit_set_fence). */
+  const struct tn_fence *fence;
 };
 
 /* Creates the informers and the controller (no thread yet). */
@@ -41,6 +46,8 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err);
 bool tn_manager_ready(struct tn_manager *m, char *why, size_t n);
 /* Stops taking work; in-flight reconciles get deadline_s. True when they finished in time. */
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s);
+/* Leadership lost: the controllers stop at once, queued work is dropped (tn_controller_abandon). */
+void tn_manager_abandon_controllers(struct tn_manager *m);
 /* What the admission webhook reads (the caches) and tells (who asked for each generation, for
  * the audit trail). Valid while the manager lives. */
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m);

@@ -27,6 +27,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "util/clock.h"
+#include "util/fence.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)64 << 20)
 #define DEFAULT_TIMEOUT_MS 60000L
@@ -78,6 +79,7 @@ struct tn_kube {
 
   _Atomic long connects;
   struct tn_metric *m_requests, *m_duration;
+  const struct tn_fence *_Atomic fence; /* borrowed; NULL: writes are never fenced */
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
@@ -676,6 +678,12 @@ int tn_kube_do(struct tn_kube *k, const struct tn_kube_request *req, struct tn_k
     r.abort_code = 0;
     r.result = CURLE_OK;
     r.errbuf[0] = '\0';
+    /* Checked last, right before the request goes out (the limiter may have slept). */
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
+        (rc = tn_fence_check(atomic_load(&k->fence), req->method, err)) != 0) {
+      tn_error_prefix(err, "%s", req->path);
+      goto out;
+    }
     double ta = tn_mono_now();
     if (kreq_run(k, &r)) {
       rc = tn_error_set(err, TN_ECANCELED, "%s %s: the client is shutting down", req->method, req->path);
@@ -862,6 +870,11 @@ out:
 }
 
 static const double duration_buckets[] = {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60};
+
+void tn_kube_set_fence(struct tn_kube *k, const struct tn_fence *fence) {
+  if (k)
+    atomic_store(&k->fence, fence);
+}
 
 int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, struct tn_kube **out,
                 struct tn_error *err) {

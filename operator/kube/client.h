@@ -61,6 +61,13 @@ int tn_kube_new(const struct tn_kube_config *cfg, struct tn_metrics *metrics, st
 /* Cancels every request in flight (they return TN_ECANCELED), stops the thread, frees.
  * Accepts NULL. */
 void tn_kube_free(struct tn_kube *k);
+/* Every later request that writes (any method but GET and HEAD) is first checked against
+ * fence (borrowed; it must outlive the client; NULL removes it) and refused with TN_ECANCELED
+ * when the fence is closed: a replica that lost its leadership writes nothing more. Clients that
+ * must write whatever the leadership (the Lease itself, the webhook's Secret and configuration)
+ * use a client without a fence. */
+struct tn_fence;
+void tn_kube_set_fence(struct tn_kube *k, const struct tn_fence *fence);
 /* How many connections the client has opened to the API server since tn_kube_new (the sum of
  * CURLINFO_NUM_CONNECTS over every attempt): 1 while the shared HTTP/2 connection lives. */
 long tn_kube_connections_opened(struct tn_kube *k);

@@ -28,6 +28,7 @@ struct tn_controller {
   pthread_t *threads;
   int started;
   bool stopped;
+  atomic_bool abandoned; /* leadership lost: queued items are dropped, not processed */
 
   pthread_mutex_t mu;
   int active;
@@ -168,7 +169,8 @@ static void *worker_main(void *arg) {
       nanosleep(&ts, NULL);
       continue;
     }
-    process(c, key);
+    if (!atomic_load(&c->abandoned))
+      process(c, key);
     tn_workqueue_done(c->queue, key);
     pthread_mutex_lock(&c->mu);
     note_idle(c);
@@ -208,6 +210,18 @@ bool tn_controller_stop(struct tn_controller *c, double deadline_s) {
   tn_log(TN_LOG_INFO, &(struct tn_log_fields){.controller = c->name, .generation = -1},
          drained ? "stopped; in-flight work finished" : "stopped; in-flight work passed the deadline");
   return drained;
+}
+
+void tn_controller_abandon(struct tn_controller *c) {
+  if (!c || c->stopped)
+    return;
+  atomic_store(&c->abandoned, true);
+  c->stopped = true;
+  tn_workqueue_shutdown(c->queue);
+  for (int i = 0; i < c->started; i++)
+    pthread_join(c->threads[i], NULL);
+  tn_log(TN_LOG_INFO, &(struct tn_log_fields){.controller = c->name, .generation = -1},
+         "abandoned: queued work dropped, in-flight work ended");
 }
 
 void tn_controller_free(struct tn_controller *c) {

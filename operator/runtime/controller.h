@@ -54,6 +54,10 @@ int tn_controller_start(struct tn_controller *c);
  * time. A worker still inside reconcile at the deadline is still joined (C cannot kill a
  * thread safely); the deadline bounds the wait for the queue, see docs/internals/controller.md. */
 bool tn_controller_stop(struct tn_controller *c, double deadline_s);
+/* Leadership lost: stops at once without draining. Items still queued are dropped (taken and
+ * marked done without a reconcile); the workers are joined once the reconcile each runs returns
+ * (its writes are refused by the write fence, so that is quick). Idempotent with stop. */
+void tn_controller_abandon(struct tn_controller *c);
 
 /* Enqueue a key (copied). */
 void tn_controller_enqueue(struct tn_controller *c, const char *key);

@@ -8,12 +8,17 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,7 +49,21 @@ struct tn_httpserver {
   char host[256];    /* "" for every interface */
   int want_port;
   char *cert_file, *key_file; /* NULL without TLS */
+  /* The serving identity set by tn_httpserver_set_certificate, handed to every new handshake by
+   * cert_cb (OpenSSL may call it from the service thread only, but the setter runs anywhere):
+   * id_mu protects the three; it nests inside nothing. NULL cert: the files' identity. */
+  pthread_mutex_t id_mu;
+  X509 *id_cert;
+  EVP_PKEY *id_key;
+  STACK_OF(X509) * id_chain;
   size_t max_body;
+  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is touched
+   * only on the service thread. */
+  bool strict;
+  size_t small_body, body_budget, reserved;
+  char *body_type; /* required media type of request bodies, NULL: any */
+  bool json_object_body;
+  int timeout_s;
   struct route *routes;
   bool started; /* tn_httpserver_start was called; the routes are fixed */
   pthread_t thread;
@@ -79,6 +98,9 @@ struct exchange {
   bool responding;   /* the response is ready; writeable callbacks send it */
   bool headers_sent;
   bool close_after; /* close the connection after the response */
+  bool first_seen;  /* a body byte other than white space was seen */
+  struct tn_httpserver *srv;
+  size_t reserved; /* this exchange's share of srv->reserved */
   int pending_status;
   struct tn_buf req_body;
   int status;
@@ -201,6 +223,7 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->id_mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   if (tls) {
     srv->cert_file = strdup(tls->cert_file);
@@ -217,6 +240,26 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
 void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body) {
   if (srv && !srv->started)
     srv->max_body = max_body;
+}
+
+int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_limits *l) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  char *type = l->body_type ? strdup(l->body_type) : NULL;
+  if (l->body_type && !type)
+    return -ENOMEM;
+  free(srv->body_type);
+  srv->body_type = type;
+  srv->strict = true;
+  if (l->max_body)
+    srv->max_body = l->max_body;
+  srv->small_body = l->small_body;
+  srv->body_budget = l->body_budget;
+  srv->json_object_body = l->json_object_body;
+  srv->timeout_s = l->timeout_s;
+  return 0;
 }
 
 static bool token_ok(const char *s) {
@@ -306,6 +349,8 @@ static void exch_release(struct exchange *ex) {
     return;
   free(ex->path);
   free(ex->content_type);
+  if (ex->srv && ex->reserved)
+    ex->srv->reserved -= ex->reserved;
   tn_buf_cleanup(&ex->req_body);
   tn_buf_cleanup(&ex->resp_body);
   memset(ex, 0, sizeof *ex);
@@ -323,6 +368,10 @@ static const char *status_text(int status) {
     return "Content-Length required\n";
   case 413:
     return "request body too large\n";
+  case 415:
+    return "unsupported media type\n";
+  case 503:
+    return "too many large requests at once; retry\n";
   default:
     return "error\n";
   }
@@ -384,6 +433,18 @@ static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
   return s;
 }
 
+/* Whether a Content-Type header names the media type `want` (parameters such as charset
+ * ignored, case-insensitive). */
+static bool media_type_is(const char *header, const char *want) {
+  if (!header)
+    return false;
+  size_t n = strlen(want);
+  if (strncasecmp(header, want, n) != 0)
+    return false;
+  char c = header[n];
+  return c == '\0' || c == ';' || c == ' ' || c == '\t';
+}
+
 /* Bodies up to this many bytes past the cap are read and dropped so that keep-alive holds;
  * larger ones get 413 and the connection is closed. */
 static size_t discard_limit(const struct tn_httpserver *srv) {
@@ -437,10 +498,28 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
     exch_respond_status(ex, 411);
     goto respond;
   }
-  if (body_coming && body_len > discard_limit(srv) && !is_h2) {
+  if (body_coming && body_len > (srv->strict ? srv->max_body : discard_limit(srv)) && !is_h2) {
     ex->close_after = true;
     exch_respond_status(ex, 413);
     goto respond;
+  }
+  if (body_coming && srv->strict) {
+    /* Refused from the headers alone, before a byte of the body is read, and the connection is
+     * closed (nothing is discarded for keep-alive: that would read the body all the same). */
+    size_t n = (size_t)body_len;
+    int refuse = 0;
+    if (srv->body_type && !media_type_is(ex->content_type, srv->body_type))
+      refuse = 415;
+    else if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
+      refuse = 503;
+    if (refuse) {
+      ex->close_after = true;
+      exch_respond_status(ex, refuse);
+      goto respond;
+    }
+    ex->srv = srv;
+    ex->reserved = n;
+    srv->reserved += n;
   }
 
   int status = 0;
@@ -488,6 +567,23 @@ respond:
 static int on_body(struct lws *wsi, struct exchange *ex, const void *in, size_t len) {
   if (!ex->inited || !ex->reading_body || ex->discard)
     return 0;
+  if (ex->srv && ex->srv->json_object_body && !ex->first_seen) {
+    /* Junk is known by its first byte: drop the rest unparsed and unbuffered, answer 400. */
+    const char *p = in;
+    size_t i = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+      i++;
+    if (i < len) {
+      ex->first_seen = true;
+      if (p[i] != '{') {
+        ex->discard = true;
+        ex->pending_status = 400;
+        ex->close_after = true;
+        tn_buf_cleanup(&ex->req_body);
+        return 0;
+      }
+    }
+  }
   int rc = tn_buf_append(&ex->req_body, in, len);
   if (rc == TN_ERR_TOOBIG) { /* no Content-Length (HTTP/2): found out while reading */
     ex->discard = true;
@@ -571,8 +667,30 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* The server whose vhost is being created on this thread (create_context), for the one callback
+ * that comes before any connection: LOAD_EXTRA_SERVER_VERIFY_CERTS. */
+static _Thread_local struct tn_httpserver *creating;
+
+/* Every TLS handshake: serve the identity last given to tn_httpserver_set_certificate. */
+static int cert_cb(SSL *ssl, void *arg) {
+  struct tn_httpserver *srv = arg;
+  int ok = 1;
+  pthread_mutex_lock(&srv->id_mu);
+  if (srv->id_cert)
+    ok = SSL_use_certificate(ssl, srv->id_cert) == 1 && SSL_use_PrivateKey(ssl, srv->id_key) == 1 &&
+         SSL_set1_chain(ssl, srv->id_chain) == 1;
+  pthread_mutex_unlock(&srv->id_mu);
+  return ok ? 1 : 0;
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
+  if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+    /* user is the vhost's SSL_CTX */
+    if (creating && user)
+      SSL_CTX_set_cert_cb((SSL_CTX *)user, cert_cb, creating);
+    return 0;
+  }
   struct exchange *ex = user;
   struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
   switch (reason) {
@@ -624,8 +742,8 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   info.port = srv->want_port;
   info.iface = srv->host[0] ? srv->host : NULL;
   info.server_string = "tenancy-operator";
-  info.keepalive_timeout = 60;
-  info.timeout_secs = 30;
+  info.keepalive_timeout = srv->timeout_s > 0 ? srv->timeout_s : 60;
+  info.timeout_secs = srv->timeout_s > 0 ? (unsigned)srv->timeout_s : 30;
   if (srv->host[0] && strchr(srv->host, ':') == NULL)
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or interface: plain IPv4 */
   if (srv->cert_file) {
@@ -639,7 +757,9 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
     info.alpn = "http/1.1";
   }
   lws_last_error[0] = '\0';
+  creating = srv;
   struct lws_vhost *vh = lws_create_vhost(ctx, &info);
+  creating = NULL;
   if (!vh) {
     char buf[128];
     const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
@@ -751,9 +871,65 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
   }
   free(srv->cert_file);
   free(srv->key_file);
+  free(srv->body_type);
+  X509_free(srv->id_cert);
+  EVP_PKEY_free(srv->id_key);
+  sk_X509_pop_free(srv->id_chain, X509_free);
+  pthread_mutex_destroy(&srv->id_mu);
   pthread_cond_destroy(&srv->cv);
   pthread_mutex_destroy(&srv->mu);
   free(srv);
+}
+
+int tn_httpserver_set_certificate(struct tn_httpserver *srv, const char *cert_pem, const char *key_pem,
+                                  struct tn_error *err) {
+  if (!srv)
+    return 0;
+  if (!srv->cert_file)
+    return tn_error_set(err, TN_ECONFIG, "http server %s does not serve TLS", srv->address);
+  X509 *leaf = NULL;
+  EVP_PKEY *key = NULL;
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  BIO *b = BIO_new_mem_buf(cert_pem, -1);
+  int rc = 0;
+  if (!chain || !b || !(leaf = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+    rc = tn_error_set(err, TN_ECONFIG, "the certificate is not PEM");
+    goto out;
+  }
+  for (X509 *x; (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL;)
+    if (!sk_X509_push(chain, x)) {
+      X509_free(x);
+      rc = tn_error_set(err, -ENOMEM, "out of memory");
+      goto out;
+    }
+  BIO_free(b);
+  b = BIO_new_mem_buf(key_pem, -1);
+  if (!b || !(key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL))) {
+    rc = tn_error_set(err, TN_ECONFIG, "the private key is not PEM");
+    goto out;
+  }
+  if (X509_check_private_key(leaf, key) != 1) {
+    rc = tn_error_set(err, TN_ECONFIG, "the private key does not match the certificate");
+    goto out;
+  }
+  pthread_mutex_lock(&srv->id_mu);
+  X509 *old_cert = srv->id_cert;
+  EVP_PKEY *old_key = srv->id_key;
+  STACK_OF(X509) *old_chain = srv->id_chain;
+  srv->id_cert = leaf;
+  srv->id_key = key;
+  srv->id_chain = chain;
+  pthread_mutex_unlock(&srv->id_mu);
+  leaf = old_cert;
+  key = old_key;
+  chain = old_chain;
+out:
+  ERR_clear_error();
+  BIO_free(b);
+  X509_free(leaf);
+  EVP_PKEY_free(key);
+  sk_X509_pop_free(chain, X509_free);
+  return rc;
 }
 
 /* ---- ready-made routes ---- */

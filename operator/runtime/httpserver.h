@@ -64,6 +64,25 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
  * without calling the handler. Only before tn_httpserver_start. */
 void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body);
 
+/* Limits for a server that untrusted peers can reach (the admission webhook). With them, a
+ * request is judged from its headers before a byte of its body is read, and refused with the
+ * connection closed: a body over max_body gets 413; a body whose Content-Type is not body_type
+ * 415; a body larger than small_body when the bodies admitted and not yet answered would pass
+ * body_budget 503 (so a flood of large junk cannot crowd out small real requests, and memory
+ * stays bounded); with json_object_body, a body whose first non-blank byte is not '{' is read
+ * on unbuffered and unparsed and answered 400. timeout_s bounds how long a connection may idle
+ * or stall mid-request (0: 30 s, keep-alive 60 s). */
+struct tn_http_limits {
+  size_t max_body;       /* 0: keep the current cap */
+  size_t small_body;     /* bodies up to this are always admitted */
+  size_t body_budget;    /* 0: no budget */
+  const char *body_type; /* e.g. "application/json"; NULL: any (copied) */
+  bool json_object_body;
+  int timeout_s;
+};
+/* Only before tn_httpserver_start. Returns 0, -EBUSY or -ENOMEM. */
+int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_limits *limits);
+
 /* Adds a route: method ("GET", "POST", ...) and exact path (no query). ud is borrowed and must
  * outlive the server. Routes are fixed once the server starts. A path with routes, but none
  * for the method, answers 405 with Allow; any other path 404. Returns 0, -EEXIST (same method
@@ -75,6 +94,13 @@ int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const cha
  * server accepts connections, or a code (TN_ETRANSPORT when it cannot bind or load the TLS
  * files, -EBUSY when already started) with a message in err. Call once. */
 int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err);
+
+/* Replaces the TLS identity for every later handshake (connections already open keep theirs):
+ * cert_pem is the serving certificate followed by any intermediates, key_pem its private key.
+ * Any thread, before or after start; only for a server created with TLS. Returns 0, or
+ * TN_ECONFIG (not PEM, or the key does not match) with the old identity still served. */
+int tn_httpserver_set_certificate(struct tn_httpserver *srv, const char *cert_pem, const char *key_pem,
+                                  struct tn_error *err);
 
 /* The bound port (useful after binding port 0); 0 before start or for a NULL server. */
 int tn_httpserver_port(const struct tn_httpserver *srv);

@@ -18,6 +18,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "util/clock.h"
+#include "util/fence.h"
 
 /* client-go's wait.JitterUntil factor for the acquire loop; renew_deadline must exceed
  * retry_period times this. */
@@ -208,6 +209,8 @@ struct tn_leader {
   void (*on_new_leader)(void *ud, const char *identity);
   void *ud;
   struct tn_series *status; /* leader_election_master_status{name}; NULL without metrics */
+  struct tn_fence *fence;   /* borrowed; NULL: none */
+  double held_sent;         /* when the last successful acquire/renew was sent (the thread's alone) */
 
   /* mu protects core, started, stopping and joined. The thread is the only writer of core and
    * holds mu only for the pure steps, never during I/O. stop_mu serializes tn_leader_stop()
@@ -324,6 +327,13 @@ out:
   return rc;
 }
 
+/* A write that holds the lease succeeded; it was sent at `sent` (monotonic). The fence opens
+ * until sent + renew deadline (see util/fence.h for why the send time). */
+static void held(struct tn_leader *le, double sent) {
+  le->held_sent = sent;
+  tn_fence_extend(le->fence, sent + le->renew_s);
+}
+
 /* client-go's tryAcquireOrRenew: true when we hold the lease after this call. Requests end by
  * `deadline` (monotonic). */
 static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
@@ -331,6 +341,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
   struct tn_error err;
   json_t *got = NULL, *obj = NULL;
   bool ok = false;
+  double sent = 0;
   int rc;
 
   /* 1. The leader's fast path: renew on top of what we wrote last, without reading. */
@@ -339,9 +350,12 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
   pthread_mutex_unlock(&le->mu);
   if (fast) {
     tn_error_clear(&err);
+    sent = tn_mono_now();
     rc = put_record(le, &want, deadline - tn_mono_now(), true, &err);
-    if (rc == 0)
+    if (rc == 0) {
+      held(le, sent);
       return true;
+    }
     if (rc == TN_ECANCELED)
       return false;
     tn_log_warn("leader election: failed to renew lease %s/%s optimistically, falling back to a read: %s",
@@ -361,6 +375,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
     if (!obj)
       goto out;
     tn_error_clear(&err);
+    sent = tn_mono_now();
     rc = lease_request(le, "POST", NULL, obj, deadline - tn_mono_now(), true, &got, &err);
     if (rc != 0) {
       if (rc != TN_ECANCELED && rc != TN_EEXISTS)
@@ -398,6 +413,7 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
 
   /* 4. Take it or renew it; a conflict means someone else wrote first. */
   tn_error_clear(&err);
+  sent = tn_mono_now();
   rc = put_record(le, &want, deadline - tn_mono_now(), true, &err);
   if (rc != 0) {
     if (rc == TN_ECONFLICT)
@@ -409,6 +425,8 @@ static bool try_acquire_or_renew(struct tn_leader *le, double deadline) {
   }
   ok = true;
 out:
+  if (ok)
+    held(le, sent);
   json_decref(got);
   json_decref(obj);
   return ok;
@@ -435,7 +453,8 @@ static void report_transition(struct tn_leader *le) {
 static void release(struct tn_leader *le) {
   struct tn_lease_record want, rec;
   struct tn_error err;
-  double deadline = tn_mono_now() + le->renew_s;
+  /* Bounded by the renew deadline and 5 s: it runs inside the Pod's termination grace period. */
+  double deadline = tn_mono_now() + (le->renew_s < 5.0 ? le->renew_s : 5.0);
   pthread_mutex_lock(&le->mu);
   bool have = le->lease && tn_leader_core_release(&le->core, tn_wall_now(), &want);
   pthread_mutex_unlock(&le->mu);
@@ -489,7 +508,10 @@ static void *run(void *arg) {
 
   /* Renew every retry period; give up when no renewal succeeds within renew_deadline. */
   for (;;) {
-    double deadline = tn_mono_now() + le->renew_s;
+    /* The renew deadline runs from when the last renewal that succeeded was sent, as the fence
+     * does: a process that was paused (SIGSTOP, a stalled VM) past it has lost the lease whatever
+     * it finds when it wakes, and gives up at once instead of retrying for another deadline. */
+    double deadline = le->held_sent + le->renew_s;
     bool ok = false;
     while (!is_stopping(le)) {
       ok = try_acquire_or_renew(le, deadline);
@@ -512,6 +534,8 @@ static void *run(void *arg) {
       break;
   }
 
+  /* Fence first: from here on nothing this process does may write as the leader. */
+  tn_fence_close(le->fence);
   atomic_store(&le->leading, false);
   tn_series_set(le->status, 0);
   if (le->release_on_cancel)
@@ -573,6 +597,7 @@ int tn_leader_new(struct tn_kube *kube, const struct tn_leader_config *cfg, stru
   le->on_stopped_leading = cfg->on_stopped_leading;
   le->on_new_leader = cfg->on_new_leader;
   le->ud = cfg->ud;
+  le->fence = cfg->fence;
   atomic_init(&le->cancel, 0);
   atomic_init(&le->leading, false);
   atomic_init(&le->lost, false);

@@ -11,6 +11,7 @@
 
 struct tn_kube;
 struct tn_metrics;
+struct tn_fence;
 
 /* ---- the elector ------------------------------------------------------------------------- */
 
@@ -50,6 +51,10 @@ struct tn_leader_config {
   /* NULL, or a registry in which leader_election_master_status{name} (1 leading, 0 not) is
    * kept; borrowed, must outlive the elector. */
   struct tn_metrics *metrics;
+  /* NULL, or the write fence (borrowed, must outlive the elector): opened until (send time of the
+   * last successful acquire/renew + renew_deadline_s) after each one, closed for good when
+   * leadership ends, before on_stopped_leading and before the lease is released. */
+  struct tn_fence *fence;
 };
 
 struct tn_leader; /* opaque; every function may be called from any thread */

@@ -8,6 +8,22 @@
 #include <string.h>
 #include <strings.h>
 
+char *tn_operator_namespace(char *(*env)(const char *), const char *sa_ns_file) {
+  const char *pod = env ? env("POD_NAMESPACE") : NULL;
+  if (pod && *pod)
+    return strdup(pod);
+  FILE *f = fopen(sa_ns_file ? sa_ns_file : "/var/run/secrets/kubernetes.io/serviceaccount/namespace", "re");
+  if (f) {
+    char ns[254] = {0};
+    char *ok = fgets(ns, sizeof ns, f);
+    fclose(f);
+    ns[strcspn(ns, "\r\n")] = '\0';
+    if (ok && *ns)
+      return strdup(ns);
+  }
+  return strdup("tenancy-system");
+}
+
 int tn_parse_duration(const char *s, double *out_s) {
   static const struct {
     const char *unit;
@@ -102,6 +118,13 @@ enum {
   OPT_WEBHOOK_SERVICE,
   OPT_WEBHOOK_SECRET,
   OPT_WEBHOOK_DIR,
+  OPT_WEBHOOK_CERT_FILE,
+  OPT_WEBHOOK_KEY_FILE,
+  OPT_WEBHOOK_MANAGE_CONFIGURATION,
+  OPT_KEYS_NAMESPACE,
+  OPT_LEASE_DURATION,
+  OPT_RENEW_DEADLINE,
+  OPT_RETRY_PERIOD,
   OPT_HELP,
   OPT_VERSION
 };
@@ -128,6 +151,13 @@ static const struct option long_opts[] = {
     {"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
     {"webhook-cert-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
     {"webhook-cert-dir", required_argument, NULL, OPT_WEBHOOK_DIR},
+    {"webhook-cert-file", required_argument, NULL, OPT_WEBHOOK_CERT_FILE},
+    {"webhook-key-file", required_argument, NULL, OPT_WEBHOOK_KEY_FILE},
+    {"webhook-manage-configuration", optional_argument, NULL, OPT_WEBHOOK_MANAGE_CONFIGURATION},
+    {"keys-namespace", required_argument, NULL, OPT_KEYS_NAMESPACE},
+    {"leader-elect-lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
+    {"leader-elect-renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
+    {"leader-elect-retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -173,6 +203,18 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --webhook-cert-secret NS/NAME        serving certificate Secret (created when missing); default: "
       "generated\n"
       "  --webhook-cert-dir DIR               where certificate files are written (default: a temp dir)\n"
+      "  --webhook-cert-file PATH             serving certificate PEM (e.g. a mounted cert-manager Secret);\n"
+      "                                       reloaded when the file changes; needs --webhook-key-file\n"
+      "  --webhook-key-file PATH              its private key PEM\n"
+      "  --webhook-manage-configuration[=BOOL] create/update the ValidatingWebhookConfiguration (default\n"
+      "                                       true; false when Helm or cert-manager owns it)\n"
+      "  --keys-namespace NS                  namespace of the key-encryption-key Secret (default: the\n"
+      "                                       operator's namespace, \"tenancy-system\" outside a cluster)\n"
+      "  --leader-elect-lease-duration DURATION  how long a standby waits before taking an unrenewed lease\n"
+      "                                       (default 15s)\n"
+      "  --leader-elect-renew-deadline DURATION  the leader stops (and exits) when it could not renew for\n"
+      "                                       this long (default 10s)\n"
+      "  --leader-elect-retry-period DURATION time between attempts (default 2s)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -191,6 +233,9 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->webhook_service);
   free(o->webhook_cert_secret);
   free(o->webhook_cert_dir);
+  free(o->webhook_cert_file);
+  free(o->webhook_key_file);
+  free(o->keys_namespace);
   if (o->pg_dsn) {
     explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
     free(o->pg_dsn);
@@ -219,6 +264,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->shutdown_timeout_s = 30;
   o->rotation_period_s = 720 * 3600;
   o->keys_rotation_period_s = 2160 * 3600;
+  o->webhook_manage_configuration = true;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
       set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader"))
@@ -269,10 +315,13 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_WEBHOOK_SERVICE:
     case OPT_WEBHOOK_SECRET: {
+      /* NAME alone (the Secret) means the operator's namespace */
       const char *slash = strchr(v, '/');
-      if (!slash || slash == v || !slash[1] || strchr(slash + 1, '/')) {
-        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected NAMESPACE/NAME",
-                          c == OPT_WEBHOOK_SERVICE ? "webhook-service" : "webhook-cert-secret", v);
+      bool ok = slash ? slash != v && slash[1] && !strchr(slash + 1, '/') : c == OPT_WEBHOOK_SECRET && *v;
+      if (!ok) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s: expected %s",
+                          c == OPT_WEBHOOK_SERVICE ? "webhook-service" : "webhook-cert-secret",
+                          c == OPT_WEBHOOK_SERVICE ? "NAMESPACE/NAME" : "NAME or NAMESPACE/NAME");
         goto out;
       }
       rc = set_str(c == OPT_WEBHOOK_SERVICE ? &o->webhook_service : &o->webhook_cert_secret, v);
@@ -281,6 +330,47 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     case OPT_WEBHOOK_DIR:
       rc = set_str(&o->webhook_cert_dir, v);
       break;
+    case OPT_WEBHOOK_CERT_FILE:
+    case OPT_WEBHOOK_KEY_FILE:
+      if (!*v) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s: expected a file path",
+                          c == OPT_WEBHOOK_CERT_FILE ? "webhook-cert-file" : "webhook-key-file");
+        goto out;
+      }
+      rc = set_str(c == OPT_WEBHOOK_CERT_FILE ? &o->webhook_cert_file : &o->webhook_key_file, v);
+      break;
+    case OPT_WEBHOOK_MANAGE_CONFIGURATION:
+      if (parse_bool(v, &o->webhook_manage_configuration)) {
+        rc = tn_error_set(err, TN_ECONFIG, "--webhook-manage-configuration: expected true or false");
+        goto out;
+      }
+      break;
+    case OPT_KEYS_NAMESPACE:
+      if (!*v || strlen(v) > 63) {
+        rc =
+            tn_error_set(err, TN_ECONFIG, "--keys-namespace: expected a namespace name (1 to 63 characters)");
+        goto out;
+      }
+      rc = set_str(&o->keys_namespace, v);
+      break;
+    case OPT_LEASE_DURATION:
+    case OPT_RENEW_DEADLINE:
+    case OPT_RETRY_PERIOD: {
+      const char *name = c == OPT_LEASE_DURATION   ? "leader-elect-lease-duration"
+                         : c == OPT_RENEW_DEADLINE ? "leader-elect-renew-deadline"
+                                                   : "leader-elect-retry-period";
+      if (tn_parse_duration(v, &d) || d <= 0) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s: expected a positive duration such as 15s", name);
+        goto out;
+      }
+      if (c == OPT_LEASE_DURATION)
+        o->leader_lease_duration_s = d;
+      else if (c == OPT_RENEW_DEADLINE)
+        o->leader_renew_deadline_s = d;
+      else
+        o->leader_retry_period_s = d;
+      break;
+    }
     case OPT_LEADER_ID:
       rc = set_str(&o->leader_id, v);
       break;
@@ -360,6 +450,10 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     }
     if (rc)
       goto out;
+  }
+  if (!o->webhook_cert_file != !o->webhook_key_file) {
+    rc = tn_error_set(err, TN_ECONFIG, "--webhook-cert-file and --webhook-key-file go together: give both");
+    goto out;
   }
   if (optind < argc) {
     rc = tn_error_set(err, TN_ECONFIG, "unexpected argument %s (flags start with --; see --help)",

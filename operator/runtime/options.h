@@ -31,6 +31,13 @@ struct tn_options {
   char *webhook_service;         /* "namespace/name" of the webhook Service in-cluster; NULL = URL */
   char *webhook_cert_secret;     /* "namespace/name" of the serving certificate Secret; NULL = generated */
   char *webhook_cert_dir;        /* where certificate files are written; NULL = a private temp dir */
+  char *webhook_cert_file;       /* serving certificate PEM (e.g. a mounted Secret); reloaded on change */
+  char *webhook_key_file;        /* its key; both or neither */
+  bool webhook_manage_configuration; /* register the ValidatingWebhookConfiguration; default true */
+  char *keys_namespace;              /* KEK Secret namespace; NULL = the operator's namespace */
+  double leader_lease_duration_s;    /* 0 = default 15s */
+  double leader_renew_deadline_s;    /* 0 = default 10s */
+  double leader_retry_period_s;      /* 0 = default 2s */
   bool help;
   bool version;
 };
@@ -43,6 +50,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
                      struct tn_error *err);
 void tn_options_cleanup(struct tn_options *o);
 void tn_options_usage(FILE *f, const char *prog);
+
+/* The operator's own namespace: $POD_NAMESPACE, else the service account's namespace file
+ * (sa_ns_file; NULL: /var/run/secrets/kubernetes.io/serviceaccount/namespace), else
+ * "tenancy-system" (outside a cluster). env as for tn_options_parse. Returns malloc'd, NULL when out
+ * of memory. */
+char *tn_operator_namespace(char *(*env)(const char *), const char *sa_ns_file);
 
 /* Go's time.ParseDuration subset: a sequence of decimal numbers with units ns, us, ms, s, m,
  * h ("10h", "1m30s", "0.5s", "250ms"); a bare "0" is zero. Returns 0 or -EINVAL. */

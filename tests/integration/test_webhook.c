@@ -5,17 +5,23 @@
  * namespaces and configmaps are still created while tenants are refused (failurePolicy Fail).
  * The registered webhook is scoped by an objectSelector to this process's objects. */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "converge/admission.h"
 #include "kube/client.h"
+#include "runtime/metrics.h"
 #include "tn_test.h"
+#include "util/buf.h"
 
 #define LABEL_KEY "tests.tenancy.dev/suite"
 
@@ -393,6 +399,128 @@ Test(webhook, webhook_down_blocks_only_tenants) {
   free(name);
 }
 
+/* ---- load: a flood of junk while the API server calls ------------------------------------------------ */
+
+struct flood {
+  int port;
+  char ca_path[64];
+  int kind; /* which junk this thread sends */
+  atomic_bool *stop;
+  atomic_int *sent;
+};
+
+static size_t discard_body(char *p, size_t size, size_t n, void *ud) { return size * n; }
+
+/* Junk of one kind, as fast as one connection goes: an 8 MiB JSON array (parses into millions of
+ * values), a 1.9 MiB one, 1 MiB that is not JSON, or a wrong media type. */
+static void *flood_main(void *arg) {
+  struct flood *f = arg;
+  size_t n = f->kind == 0 ? (8u << 20) : f->kind == 1 ? (1900u << 10) : (1u << 20);
+  char *body = malloc(n + 1);
+  if (f->kind <= 1) {
+    body[0] = '[';
+    for (size_t i = 1; i + 2 < n; i += 2)
+      memcpy(body + i, "1,", 2);
+    memcpy(body + n - 2, "1]", 2);
+  } else {
+    memset(body, 'x', n);
+  }
+  char url[128];
+  snprintf(url, sizeof url, "https://127.0.0.1:%d%s", f->port, TN_ADMISSION_PATH);
+  CURL *c = curl_easy_init();
+  struct curl_slist *h =
+      curl_slist_append(NULL, f->kind == 3 ? "Content-Type: text/plain" : "Content-Type: application/json");
+  h = curl_slist_append(h, "Expect:");
+  while (!atomic_load(f->stop)) {
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, f->ca_path);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    (void)curl_easy_perform(c);
+    atomic_fetch_add(f->sent, 1);
+  }
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  free(body);
+  return NULL;
+}
+
+Test(webhook, a_flood_of_junk_reviews_does_not_block_tenant_writes) {
+  /* kinds: 0 an 8 MiB JSON array (what the old 8 MiB cap let through to the parser), 1 a 1.9 MiB
+   * one (the worst still parsed), 2 non-JSON, 3 a wrong media type */
+  static const int kinds[] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3};
+  enum { THREADS = sizeof kinds / sizeof kinds[0] };
+  atomic_bool stop = false;
+  atomic_int sent = 0;
+  struct flood f[THREADS];
+  pthread_t th[THREADS];
+  char ca_path[] = "/tmp/test-webhook-flood-ca-XXXXXX";
+  int fd = mkstemp(ca_path);
+  const char *ca = tn_admission_ca_pem(g_adm);
+  cr_assert_eq(write(fd, ca, strlen(ca)), (ssize_t)strlen(ca));
+  close(fd);
+  for (int i = 0; i < THREADS; i++) {
+    f[i] = (struct flood){.port = tn_admission_port(g_adm), .kind = kinds[i], .stop = &stop, .sent = &sent};
+    snprintf(f[i].ca_path, sizeof f[i].ca_path, "%s", ca_path);
+    cr_assert_eq(pthread_create(&th[i], NULL, flood_main, &f[i]), 0);
+  }
+  sleep(2); /* the flood is in full swing */
+  double worst = 0;
+  int failures = 0;
+  char *last = NULL;
+  for (int i = 0; i < 3; i++) {
+    char *name = uniq("flood"), *out = NULL;
+    char *t = tenant(name, "{\"plan\":\"standard\"}");
+    double t0 = tn_test_now();
+    int rc = apply(&out, t);
+    double took = tn_test_now() - t0;
+    if (took > worst)
+      worst = took;
+    if (rc != 0) {
+      failures++;
+      free(last);
+      last = strdup(out);
+    }
+    free(out);
+    free(t);
+    free(name);
+  }
+  /* the webhook's own latency for a small, real-looking review during the flood */
+  double probe_worst = 0;
+  for (int i = 0; i < 10; i++) {
+    char *out = NULL;
+    double t0 = tn_test_now();
+    int rc = tn_test_sh(&out,
+                        "curl -sS --max-time 10 --cacert %s -H 'Content-Type: application/json' -d "
+                        "'{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{"
+                        "\"uid\":\"p\",\"resource\":{\"group\":\"\",\"version\":\"v1\",\"resource\":"
+                        "\"pods\"},\"operation\":\"CREATE\"}}' https://127.0.0.1:%d%s",
+                        ca_path, tn_admission_port(g_adm), TN_ADMISSION_PATH);
+    double took = tn_test_now() - t0;
+    cr_expect_eq(rc, 0, "a small review during the flood: %s", out);
+    free(out);
+    if (took > probe_worst)
+      probe_worst = took;
+  }
+  atomic_store(&stop, true);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(th[i], NULL);
+  unlink(ca_path);
+  cr_log_info("flood: slowest direct small review %.3fs", probe_worst);
+  /* measured on 2 shared cores under ASan: 3.0 s with the old 8 MiB single-stage server, 0.7-0.9 s
+   * with the limits */
+  cr_assert_lt(probe_worst, 2.0, "a small review waited %.2fs behind the junk", probe_worst);
+  cr_log_info("flood: %d junk requests; slowest tenant apply %.2fs", atomic_load(&sent), worst);
+  cr_assert_eq(failures, 0, "a tenant write failed during the flood: %s", last ? last : "");
+  cr_assert_lt(worst, 5.0, "a tenant write took %.2fs (the webhook timeout is 5s)", worst);
+  cr_assert_gt(atomic_load(&sent), 20, "the flood was real");
+  free(last);
+}
+
 /* ---- the manifest for in-cluster deploys ------------------------------------------------------------ */
 
 /* webhooks[0] of a ValidatingWebhookConfiguration as the API server stores it (defaults filled by
@@ -560,4 +688,167 @@ Test(webhook_secret, a_secret_brought_by_the_user_is_used_as_is) {
   free(out);
   free(ns);
   tn_kube_free(k);
+}
+
+/* ---- reload while running -------------------------------------------------------------------------- */
+
+/* The serial of the certificate served at 127.0.0.1:port ("serial=..."), malloc'd. */
+static char *served_serial(int port) {
+  char *out = NULL;
+  tn_test_sh(&out,
+             "openssl s_client -connect 127.0.0.1:%d </dev/null 2>/dev/null | openssl x509 -noout -serial",
+             port);
+  return out;
+}
+
+static double metric(struct tn_metrics *m, const char *name) {
+  struct tn_buf b;
+  tn_buf_init(&b, 1u << 20);
+  cr_assert_eq(tn_metrics_write(m, &b), 0);
+  const char *line = strstr(tn_buf_str(&b), name);
+  double v = -1;
+  while (line && (line == tn_buf_str(&b) || line[-1] != '\n'))
+    line = strstr(line + 1, name);
+  if (line)
+    v = strtod(line + strlen(name) + 1, NULL);
+  tn_buf_cleanup(&b);
+  return v;
+}
+
+Test(webhook_secret, renewed_before_expiry_while_running_and_served_at_once) {
+  struct tn_kube *k = new_client();
+  struct tn_metrics *m = tn_metrics_new();
+  char *ns = uniq("wh-renew"), *out = NULL;
+  int rc = tn_test_sh(&out, "kubectl create namespace %s", ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  struct tn_admission_config cfg = {.bind_address = "127.0.0.1:0",
+                                    .secret_namespace = ns,
+                                    .secret_name = "webhook-tls",
+                                    .kube = k,
+                                    .reload_interval_s = 1,
+                                    .metrics = m};
+  struct tn_admission *a = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_admission_new(&cfg, &a, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_admission_start(a, &err), 0, "%s", err.message);
+  int port = tn_admission_port(a);
+  double first = metric(m, "tenancy_webhook_certificate_expiry_timestamp_seconds");
+  cr_assert_gt(first, (double)time(NULL) + 300 * 86400.0, "a fresh certificate (1 year): %f", first);
+  char *s1 = served_serial(port);
+
+  /* Someone (or time) leaves a serving certificate that expires in 2 days, from the same CA. */
+  rc = tn_test_sh(&out,
+                  "set -e; d=$(mktemp -d); cd $d; "
+                  "kubectl get secret -n %s webhook-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > ca.crt; "
+                  "kubectl get secret -n %s webhook-tls -o jsonpath='{.data.ca\\.key}' | base64 -d > ca.key; "
+                  "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out r.csr "
+                  "-subj /CN=short 2>/dev/null; "
+                  "printf 'subjectAltName=IP:127.0.0.1\\n' > ext; "
+                  "openssl x509 -req -in r.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext "
+                  "-out tls.crt 2>/dev/null; "
+                  "kubectl create secret generic webhook-tls -n %s --type=kubernetes.io/tls "
+                  "--from-file=tls.crt --from-file=tls.key --from-file=ca.crt --from-file=ca.key "
+                  "--dry-run=client -o yaml | kubectl replace -f - >/dev/null; rm -rf $d",
+                  ns, ns, ns);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* The running webhook notices, renews it from the same CA, stores and serves the renewal. */
+  rc = tn_test_sh_until(30, &out,
+                        "kubectl get secret -n %s webhook-tls -o jsonpath='{.data.tls\\.crt}' | base64 -d | "
+                        "openssl x509 -noout -checkend %d",
+                        ns, 300 * 86400);
+  cr_assert_eq(rc, 0, "the expiring certificate was not renewed in the Secret: %s", out);
+  free(out);
+  char *want = NULL;
+  tn_test_sh(&want,
+             "kubectl get secret -n %s webhook-tls -o jsonpath='{.data.tls\\.crt}' | base64 -d | "
+             "openssl x509 -noout -serial",
+             ns);
+  char *s2 = NULL;
+  for (int i = 0; i < 50; i++) {
+    free(s2);
+    s2 = served_serial(port);
+    if (strcmp(s2, want) == 0)
+      break;
+    usleep(200 * 1000);
+  }
+  cr_assert_str_eq(s2, want, "the renewed certificate is served without a restart");
+  cr_assert_str_neq(s2, s1);
+  double now_expiry = metric(m, "tenancy_webhook_certificate_expiry_timestamp_seconds");
+  cr_assert_gt(now_expiry, (double)time(NULL) + 300 * 86400.0, "the metric follows: %f", now_expiry);
+  out = post_review(tn_admission_ca_pem(a), "127.0.0.1", port);
+  cr_assert(strstr(out, "\"allowed\":true"), "the same CA still verifies it: %s", out);
+  free(out);
+
+  tn_admission_free(a);
+  tn_metrics_free(m);
+  (void)tn_test_sh(&out, "kubectl delete namespace %s --wait=false", ns);
+  free(out);
+  free(ns);
+  free(s1);
+  free(s2);
+  free(want);
+  tn_kube_free(k);
+}
+
+Test(webhook_files, mounted_files_are_served_again_when_they_change) {
+  char dir[] = "/tmp/test-webhook-files-XXXXXX", *out = NULL;
+  cr_assert_not_null(mkdtemp(dir));
+  for (int i = 1; i <= 2; i++) {
+    int rc =
+        tn_test_sh(&out,
+                   "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days %d "
+                   "-subj /CN=files -addext subjectAltName=IP:127.0.0.1 -keyout %s/%d.key -out %s/%d.crt "
+                   "2>/dev/null",
+                   i * 10, dir, i, dir, i);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+  }
+  cr_assert_eq(tn_test_sh(&out, "cp %s/1.crt %s/tls.crt && cp %s/1.key %s/tls.key", dir, dir, dir, dir), 0);
+  free(out);
+  char cert[96], key[96];
+  snprintf(cert, sizeof cert, "%s/tls.crt", dir);
+  snprintf(key, sizeof key, "%s/tls.key", dir);
+  struct tn_metrics *m = tn_metrics_new();
+  struct tn_admission_config cfg = {.bind_address = "127.0.0.1:0",
+                                    .cert_file = cert,
+                                    .key_file = key,
+                                    .reload_interval_s = 0.5,
+                                    .metrics = m};
+  struct tn_admission *a = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_admission_new(&cfg, &a, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_admission_start(a, &err), 0, "%s", err.message);
+  int port = tn_admission_port(a);
+  double e1 = metric(m, "tenancy_webhook_certificate_expiry_timestamp_seconds");
+  cr_assert(e1 > (double)time(NULL) + 9 * 86400.0 && e1 < (double)time(NULL) + 11 * 86400.0, "%f", e1);
+
+  /* what cert-manager and the kubelet do: new files swapped in */
+  cr_assert_eq(tn_test_sh(&out,
+                          "cp %s/2.key %s/tls.key.new && cp %s/2.crt %s/tls.crt.new && mv %s/tls.key.new "
+                          "%s/tls.key && mv %s/tls.crt.new %s/tls.crt",
+                          dir, dir, dir, dir, dir, dir, dir, dir),
+               0);
+  free(out);
+  char *want = NULL, *got = NULL;
+  tn_test_sh(&want, "openssl x509 -noout -serial -in %s/2.crt", dir);
+  for (int i = 0; i < 50; i++) {
+    free(got);
+    got = served_serial(port);
+    if (strcmp(got, want) == 0)
+      break;
+    usleep(200 * 1000);
+  }
+  cr_assert_str_eq(got, want, "the new files are served without a restart");
+  double e2 = metric(m, "tenancy_webhook_certificate_expiry_timestamp_seconds");
+  cr_assert(e2 > (double)time(NULL) + 19 * 86400.0, "the metric follows the new certificate: %f", e2);
+  cr_assert(strstr(tn_admission_ca_pem(a), "BEGIN CERTIFICATE"));
+  tn_admission_free(a);
+  tn_metrics_free(m);
+  free(want);
+  free(got);
+  tn_test_sh(&out, "rm -rf %s", dir);
+  free(out);
 }

@@ -1,18 +1,23 @@
 /* test_httpserver.c - the HTTP server on loopback, with libcurl as the client: probes, metrics,
  * routing, request bodies and their cap, TLS (HTTP/1.1 only), several servers, and
  * repeated start/stop. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "runtime/httpserver.h"
 #include "tn_test.h"
+#include "util/clock.h"
 
 static void setup(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 static void teardown(void) { curl_global_cleanup(); }
@@ -814,4 +819,173 @@ Test(httpserver, bind_addresses_parse_like_controller_runtime) {
   cr_assert_eq(r.status, 200);
   tn_buf_cleanup(&r.body);
   tn_httpserver_free(srv);
+}
+
+/* ---- limits for untrusted peers (the admission webhook) ---- */
+
+static void limited_routes(struct tn_httpserver *srv, void *ud) {
+  struct tn_http_limits l = {.max_body = 1u << 20,
+                             .small_body = 64u << 10,
+                             .body_budget = 1u << 20,
+                             .body_type = "application/json",
+                             .json_object_body = true,
+                             .timeout_s = 5};
+  cr_assert_eq(tn_httpserver_set_limits(srv, &l), 0);
+  echo_routes(srv, ud);
+}
+
+/* Connects and sends only the headers of a POST with this Content-Length and type; returns the
+ * socket. */
+static int send_headers(int port, size_t content_length, const char *type) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  char h[512];
+  int n = snprintf(h, sizeof h,
+                   "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", type,
+                   content_length);
+  cr_assert_eq(write(fd, h, (size_t)n), n);
+  return fd;
+}
+
+/* The status of the answer on fd within timeout_s, 0 when none came. */
+static int read_status(int fd, double timeout_s) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  char buf[256] = "";
+  if (poll(&p, 1, (int)(timeout_s * 1000)) != 1)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  if (n < 12)
+    return 0;
+  buf[n] = '\0';
+  return atoi(buf + 9);
+}
+
+Test(httpserver, limits_refuse_from_the_headers_before_reading_a_body) {
+  atomic_store(&echo_calls, 0);
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, limited_routes, NULL);
+  int port = tn_httpserver_port(srv);
+  double t0 = tn_mono_now();
+  int fd = send_headers(port, 2u << 20, "application/json");
+  cr_assert_eq(read_status(fd, 2), 413, "an oversized review is refused before its body is sent");
+  close(fd);
+  fd = send_headers(port, 100, "text/plain");
+  cr_assert_eq(read_status(fd, 2), 415);
+  close(fd);
+  cr_assert_lt(tn_mono_now() - t0, 1.0, "refusals are immediate");
+
+  /* junk: answered 400 without the handler */
+  char url[128];
+  struct reply r;
+  url_of(url, sizeof url, srv, "http", "/echo");
+  fetch(url, &(struct req){.body = "<xml/>", .body_len = 6, .content_type = "application/json"}, &r);
+  cr_assert_eq(r.status, 400);
+  tn_buf_cleanup(&r.body);
+  fetch(url,
+        &(struct req){
+            .body = " \n{\"ok\":1}", .body_len = 10, .content_type = "application/json; charset=utf-8"},
+        &r);
+  cr_assert_eq(r.status, 201, "a JSON object passes");
+  tn_buf_cleanup(&r.body);
+  cr_assert_eq(atomic_load(&echo_calls), 1);
+  tn_httpserver_free(srv);
+}
+
+Test(httpserver, large_bodies_share_a_budget_small_ones_always_pass) {
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, limited_routes, NULL);
+  int port = tn_httpserver_port(srv);
+  /* one large body in flight (its bytes never come) holds 700 KiB of the 1 MiB budget */
+  int hold = send_headers(port, 700u << 10, "application/json");
+  struct pollfd p = {.fd = hold, .events = POLLIN};
+  cr_assert_eq(poll(&p, 1, 300), 0, "the first large body is admitted (no answer yet)");
+  int second = send_headers(port, 700u << 10, "application/json");
+  cr_assert_eq(read_status(second, 2), 503, "a second one passes the budget: refused at once");
+  close(second);
+  char url[128];
+  struct reply r;
+  url_of(url, sizeof url, srv, "http", "/echo");
+  fetch(url, &(struct req){.body = "{}", .body_len = 2, .content_type = "application/json"}, &r);
+  cr_assert_eq(r.status, 201, "a small review is admitted whatever the large ones hold");
+  tn_buf_cleanup(&r.body);
+  close(hold); /* its share comes back */
+  usleep(200 * 1000);
+  size_t n = 700u << 10;
+  char *body = malloc(n);
+  memset(body, ' ', n);
+  body[0] = '{';
+  memcpy(body + n - 1, "}", 1);
+  fetch(url, &(struct req){.body = body, .body_len = n, .content_type = "application/json"}, &r);
+  cr_assert_eq(r.status, 201, "the budget was released with the connection");
+  tn_buf_cleanup(&r.body);
+  free(body);
+  tn_httpserver_free(srv);
+}
+
+/* Reads a whole small file (malloc'd). */
+static char *slurp(const char *path) {
+  char *out = NULL;
+  cr_assert_eq(tn_test_sh(&out, "cat %s", path), 0);
+  return out;
+}
+
+/* The serial of the certificate the server at port presents. */
+static char *served_serial(int port) {
+  char *out = NULL;
+  tn_test_sh(&out,
+             "openssl s_client -connect 127.0.0.1:%d -servername 127.0.0.1 </dev/null 2>/dev/null | "
+             "openssl x509 -noout -serial",
+             port);
+  return out;
+}
+
+Test(httpserver, tls_identity_is_replaced_without_a_restart) {
+  char dir[] = "/tmp/tn-httpserver-reload-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char *out = NULL;
+  for (int i = 1; i <= 2; i++) {
+    int rc = tn_test_sh(&out,
+                        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                        "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                        "-keyout %s/%d.key -out %s/%d.crt",
+                        dir, i, dir, i);
+    cr_assert_eq(rc, 0, "openssl: %s", out);
+    free(out);
+  }
+  char cert1[96], key1[96], cert2[96], key2[96];
+  snprintf(cert1, sizeof cert1, "%s/1.crt", dir);
+  snprintf(key1, sizeof key1, "%s/1.key", dir);
+  snprintf(cert2, sizeof cert2, "%s/2.crt", dir);
+  snprintf(key2, sizeof key2, "%s/2.key", dir);
+  struct tn_http_tls tls = {cert1, key1};
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", &tls, echo_routes, NULL);
+  int port = tn_httpserver_port(srv);
+  char *s1 = served_serial(port);
+  cr_assert(strstr(s1, "serial="), "%s", s1);
+
+  char *c2 = slurp(cert2), *k2 = slurp(key2), *k1 = slurp(key1);
+  struct tn_error err = {0};
+  cr_assert_eq(tn_httpserver_set_certificate(srv, c2, k1, &err), TN_ECONFIG, "a key of another certificate");
+  cr_assert(strstr(err.message, "does not match"), "%s", err.message);
+  char *still = served_serial(port);
+  cr_assert_str_eq(still, s1, "a bad identity leaves the old one served");
+  cr_assert_eq(tn_httpserver_set_certificate(srv, c2, k2, &err), 0, "%s", err.message);
+  char *s2 = served_serial(port);
+  cr_assert_str_neq(s2, s1, "the new certificate is served by the running server");
+  /* and it serves requests verified against the new certificate */
+  char url[128];
+  struct reply r;
+  url_of(url, sizeof url, srv, "https", "/echo");
+  fetch(url, &(struct req){.body = "{}", .body_len = 2, .ca_file = cert2}, &r);
+  cr_assert_eq(r.status, 201);
+  tn_buf_cleanup(&r.body);
+  tn_httpserver_free(srv);
+  free(s1);
+  free(s2);
+  free(still);
+  free(c2);
+  free(k2);
+  free(k1);
+  tn_test_sh(&out, "rm -rf %s", dir);
+  free(out);
 }

@@ -2,7 +2,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/options.h"
 
@@ -113,4 +115,62 @@ Test(options, durations) {
     double v;
     cr_assert_eq(tn_parse_duration(bad[i], &v), -EINVAL, "'%s' accepted", bad[i]);
   }
+}
+
+static char *pod_env(const char *name) { return strcmp(name, "POD_NAMESPACE") == 0 ? "team-ops" : NULL; }
+
+Test(options, wave2_flags_webhook_files_keys_namespace_and_lease_timings) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  int rc = PARSE(&o, &err, no_env, "--webhook-cert-file=/certs/tls.crt", "--webhook-key-file",
+                 "/certs/tls.key", "--webhook-manage-configuration=false", "--keys-namespace=ops",
+                 "--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s",
+                 "--leader-elect-retry-period=500ms", "--webhook-cert-secret=webhook-tls");
+  cr_assert_eq(rc, 0, "%s", err.message);
+  cr_assert_str_eq(o.webhook_cert_file, "/certs/tls.crt");
+  cr_assert_str_eq(o.webhook_key_file, "/certs/tls.key");
+  cr_assert_eq(o.webhook_manage_configuration, false);
+  cr_assert_str_eq(o.keys_namespace, "ops");
+  cr_assert_float_eq(o.leader_lease_duration_s, 3, 1e-9);
+  cr_assert_float_eq(o.leader_renew_deadline_s, 2, 1e-9);
+  cr_assert_float_eq(o.leader_retry_period_s, 0.5, 1e-9);
+  cr_assert_str_eq(o.webhook_cert_secret, "webhook-tls", "a bare Secret name means the operator's namespace");
+  tn_options_cleanup(&o);
+
+  cr_assert_eq(PARSE(&o, &err, no_env, "--leader-elect=true"), 0, "%s", err.message);
+  cr_assert_eq(o.webhook_manage_configuration, true, "the webhook configuration is managed by default");
+  cr_assert_null(o.keys_namespace);
+  tn_options_cleanup(&o);
+}
+
+Test(options, webhook_files_go_together_and_durations_must_be_positive) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, no_env, "--webhook-cert-file=/c"), TN_ECONFIG);
+  cr_assert(strstr(err.message, "--webhook-key-file"), "%s", err.message);
+  tn_options_cleanup(&o);
+  cr_assert_eq(PARSE(&o, &err, no_env, "--leader-elect-lease-duration=0"), TN_ECONFIG);
+  cr_assert(strstr(err.message, "positive duration"), "%s", err.message);
+  tn_options_cleanup(&o);
+  cr_assert_eq(PARSE(&o, &err, no_env, "--webhook-manage-configuration=maybe"), TN_ECONFIG);
+  cr_assert(!strstr(err.message, "maybe"), "a flag's value is never echoed: %s", err.message);
+  tn_options_cleanup(&o);
+}
+
+Test(options, operator_namespace_from_env_file_or_default) {
+  char *ns = tn_operator_namespace(pod_env, "/nonexistent");
+  cr_assert_str_eq(ns, "team-ops");
+  free(ns);
+  char path[] = "/tmp/tn-ns-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, "tenants-a\n", 10), 10);
+  close(fd);
+  ns = tn_operator_namespace(no_env, path);
+  cr_assert_str_eq(ns, "tenants-a");
+  free(ns);
+  unlink(path);
+  ns = tn_operator_namespace(no_env, "/nonexistent");
+  cr_assert_str_eq(ns, "tenancy-system", "outside a cluster");
+  free(ns);
 }
