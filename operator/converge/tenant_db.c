@@ -196,6 +196,12 @@ static bool controlled_by(json_t *obj, const char *uid) {
   return false;
 }
 
+static bool managed_by_us(json_t *obj) {
+  const char *m = json_string_value(
+      json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), TN_LABEL_MANAGED_BY));
+  return m && strcmp(m, TN_MANAGED_BY) == 0;
+}
+
 /* Whether ns is one of the tenant's namespaces (spec.environments). */
 static bool tenant_namespace(const struct tn_tenant *t, const char *ns) {
   for (size_t i = 0; ns && i < t->n_environments; i++) {
@@ -415,8 +421,9 @@ static int write_secrets(struct tn_reconciler *r, const struct tn_tenant *t, jso
       rc = tn_kube_create(r->kube, &gvr_secrets, ns, want, NULL, err);
       (*writes)++;
       if (rc == TN_EEXISTS && tn_kube_get(r->kube, &gvr_secrets, ns, TN_SECRET_DATABASE, &got, NULL) == 0 &&
-          controlled_by(got, t->uid)) {
-        /* Our copy, relabelled (so the cache no longer files it under this tenant): restore it. */
+          (controlled_by(got, t->uid) || managed_by_us(got))) {
+        /* Our copy, relabelled or re-owned (so the cache no longer files it under this tenant):
+         * restore it, in the tenant's own namespace. */
         tn_error_clear(err);
         have = got;
         rc = 0;
