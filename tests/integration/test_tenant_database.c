@@ -5,6 +5,7 @@
  * application would. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,18 +459,6 @@ Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_s
   wait_condition(t, "DatabaseReady", "True", 90);
   wait_copy(t);
   char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
-  /* The canonical Secret: in the operator's namespace, not readable by the tenant admin. */
-  char *canonical = tn_test_output(
-      "kubectl -n tenancy-system get secret tenant-database-%s -o jsonpath='{.type} {.data.password}' ", t);
-  char *b64pw = tn_test_output("printf %%s '%s' | base64 -w0", password);
-  char want[256];
-  snprintf(want, sizeof want, "tenancy.dev/tenant-database %s", b64pw);
-  cr_assert_str_eq(canonical, want);
-  cr_assert_neq(
-      tn_test_sh(&out, "kubectl " AS_ADMIN_OF " -n tenancy-system get secret tenant-database-%s", t, t), 0,
-      "the tenant admin can read the canonical Secret");
-  free(out);
-
   /* Edit: another password, a higher version. */
   int rc = tn_test_sh(&out,
                       "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
@@ -499,6 +488,18 @@ Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_s
   cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "%s", out);
   free(out);
 
+  /* The source: the canonical Secret, in the operator's namespace, not readable by the tenant admin. */
+  char *canonical = tn_test_output(
+      "kubectl -n tenancy-system get secret tenant-database-%s -o jsonpath='{.type} {.data.password}' ", t);
+  char *b64pw = tn_test_output("printf %%s '%s' | base64 -w0", password);
+  char want[256];
+  snprintf(want, sizeof want, "tenancy.dev/tenant-database %s", b64pw);
+  cr_assert_str_eq(canonical, want);
+  cr_assert_neq(
+      tn_test_sh(&out, "kubectl " AS_ADMIN_OF " -n tenancy-system get secret tenant-database-%s", t, t), 0,
+      "the tenant admin can read the canonical Secret");
+  free(out);
+
   free(again);
   free(version_now);
   free(b64pw);
@@ -506,6 +507,25 @@ Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_s
   free(password);
   free(version);
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+}
+
+/* Stops the operator, runs the command (printf-formatted), starts the operator again. */
+static void restart_operator_after(const char *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void restart_operator_after(const char *t, const char *fmt, ...) {
+  char cmd[2048], *out = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  cr_assert_eq(tn_test_operator_stop(&op, SIGTERM, 40), 0, "the operator did not stop cleanly");
+  int rc = tn_test_sh(&out, "%s", cmd);
+  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  if (!tn_test_operator_wait_ready(&op, 60)) {
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("the operator never became ready again (tenant %s)", t);
+  }
 }
 
 /* An installation from before the canonical Secret (simulated: it is deleted): the copy is adopted
@@ -518,10 +538,8 @@ Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
   wait_condition(t, "DatabaseReady", "True", 90);
   wait_copy(t);
   char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
-  cr_assert_eq(tn_test_sh(&out, "kubectl -n tenancy-system delete secret tenant-database-%s", t), 0, "%s",
-               out);
-  free(out);
-  tn_test_sh(NULL, "kubectl annotate tenant %s example.com/poke=1 --overwrite", t);
+  /* The upgrade: the operator stops, the canonical Secret is not there, the operator starts. */
+  restart_operator_after(t, "kubectl -n tenancy-system delete secret tenant-database-%s", t);
   int rc = tn_test_sh_until(60, &out, "kubectl -n tenancy-system get secret tenant-database-%s", t);
   cr_assert_eq(rc, 0, "the canonical Secret was not recreated");
   free(out);
@@ -535,13 +553,11 @@ Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
 
   /* The tenant admin edits its copy, then the canonical Secret is gone again: the role does not
    * hold the copy's password, so it is not adopted. */
-  rc = tn_test_sh(&out,
-                  "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
-                  "'{\"data\":{\"password\":\"'$(printf %%s chosen-password-2 | base64 -w0)'\"}}' && "
-                  "kubectl -n tenancy-system delete secret tenant-database-%s",
-                  t, t, t);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
+  restart_operator_after(t,
+                         "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
+                         "'{\"data\":{\"password\":\"'$(printf %%s chosen-password-2 | base64 -w0)'\"}}' && "
+                         "kubectl -n tenancy-system delete secret tenant-database-%s",
+                         t, t, t);
   rc = tn_test_sh_until(
       60, &out,
       "test \"$(kubectl get tenant %s -o jsonpath='{.status.database.credentialsVersion}')\" -gt %s", t,
