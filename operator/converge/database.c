@@ -1020,6 +1020,37 @@ int tn_db_converge(struct tn_db *db, const struct tn_db_server *srv, const struc
   return rc;
 }
 
+int tn_db_password_check(struct tn_db *db, const struct tn_db_server *srv, const char *tenant_id,
+                         const char *password, bool *matches, struct tn_error *err) {
+  struct tn_db_names nm;
+  struct tn_db_observed o;
+  *matches = false;
+  int rc = check_server(srv, err);
+  if (rc)
+    return rc;
+  if (!password || !tn_db_password_valid(password))
+    return 0;
+  if ((rc = tn_db_names_for(tenant_id, TN_ISOLATION_SHARED, srv->shared_database, &nm, err)))
+    return rc;
+  struct call c = {.db = db, .srv = srv, .tenant = tenant_id};
+  fingerprint(srv, c.fp);
+  for (int tries = 0; tries < 2; tries++) { /* once more on a fresh connection if a cached one died */
+    rc = checkout(&c, "", &c.maint, err);
+    if (rc == 0)
+      rc = observe(&c, &nm, password, false, false, &o, err);
+    bool dead = rc == TN_ETRANSPORT || rc == TN_EUNAVAILABLE;
+    bool again = dead && c.reused && tries == 0;
+    release_all(&c, dead);
+    if (!again)
+      break;
+    c.reused = false;
+    tn_error_clear(err);
+  }
+  if (rc == 0)
+    *matches = o.role_exists && o.role_managed && o.password == TN_DB_PASSWORD_MATCHES;
+  return rc;
+}
+
 int tn_db_teardown(struct tn_db *db, const struct tn_db_server *srv, const char *tenant_id,
                    struct tn_db_outcome *out, struct tn_error *err) {
   struct tn_db_outcome local = {0};

@@ -99,6 +99,14 @@ int tn_db_converge(struct tn_db *db, const struct tn_db_server *srv, const struc
 int tn_db_teardown(struct tn_db *db, const struct tn_db_server *srv, const char *tenant_id,
                    struct tn_db_outcome *out, struct tn_error *err);
 
+/* Whether tenant tenant_id's role on srv exists, is the operator's (its comment) and holds
+ * password, checked against its SCRAM verifier (no login as the role). When the admin cannot read
+ * pg_authid, only a password this process set itself counts as held. *matches is false for an
+ * invalid password. Costs the observing queries of the role, nothing is changed. Returns 0 or
+ * the codes of tn_db_converge. */
+int tn_db_password_check(struct tn_db *db, const struct tn_db_server *srv, const char *tenant_id,
+                         const char *password, bool *matches, struct tn_error *err);
+
 /* Writes a new random password: TN_DB_PASSWORD_BYTES bytes from OpenSSL's RAND_bytes as unpadded
  * base64url (TN_DB_PASSWORD_LEN characters and a NUL). Returns 0, -ERANGE when n is too small, or
  * TN_EUNAVAILABLE when the random generator fails. */

@@ -236,6 +236,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   }
   tn_db_set_fence(m->rec.db, cfg->fence);
   m->rec.rotation_period_s = cfg->rotation_period_s;
+  m->rec.operator_namespace = cfg->keys_namespace; /* the same namespace as the KEK's */
   /* The local KMS: key-encryption keys in a Secret of the operator's namespace. */
   if ((rc = tn_kek_secret_new(cfg->kube, &(struct tn_kek_secret_options){.namespace = cfg->keys_namespace},
                               &m->kek, err)))

@@ -50,6 +50,8 @@ struct tn_reconciler {
   struct tn_written *written;       /* may be NULL */
   struct tn_informer *owned[TN_KIND_COUNT];
   struct tn_informer *secrets;       /* our tenant-database Secrets (label-selected) */
+  const char *operator_namespace;    /* the operator's own namespace (KEK, canonical credentials);
+                                        NULL = tenancy-system */
   struct tn_db *db;                  /* PostgreSQL connection cache of the database step */
   double rotation_period_s;          /* scheduled credential rotation; 0 = only on demand */
   const struct tn_kms_provider *kms; /* wraps per-tenant data keys; NULL = no keys */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "converge/database.h"
+#include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/dbplan.h"
 #include "tenancy/desired.h"
@@ -133,14 +134,24 @@ static int pick_server(json_t *region_obj, const char *region, enum tn_isolation
 
 /* ---- the tenant-database Secrets ------------------------------------------------------------- */
 
-/* The tenant's current password and rotation bookkeeping, from its Secrets (any namespace; the
- * highest credentials version wins). */
+/* The canonical credential is the Secret <operator namespace>/tenant-database-<id> (type
+ * TN_SECRET_TYPE_DATABASE, controlled by the Tenant): no tenant can write there. The Secrets
+ * tenant-database in the tenant's namespaces are copies made from it, never read back, except
+ * once, to adopt an existing installation's password (see migrate()). */
 struct stored {
   char *password;
   long long version;
   char rotated_for[256];
   double rotated_at; /* wall seconds; 0 unknown */
 };
+
+static void stored_cleanup(struct stored *st) {
+  if (st->password) {
+    explicit_bzero(st->password, strlen(st->password));
+    free(st->password);
+  }
+  memset(st, 0, sizeof *st);
+}
 
 static double parse_time(const char *s) {
   struct tm tm = {0};
@@ -149,31 +160,184 @@ static double parse_time(const char *s) {
   return (double)timegm(&tm);
 }
 
-static void read_stored(json_t *secrets, struct stored *st) {
+/* A credentials version: 1 to TN_CREDENTIALS_VERSION_MAX; 0 absent; -1 not a plausible one (a
+ * number the operator never writes, e.g. a planted "huge" version). */
+static long long parse_version(const char *v) {
+  if (!v || !*v)
+    return 0;
+  char *end = NULL;
+  errno = 0;
+  long long n = strtoll(v, &end, 10);
+  if (errno || !end || *end || n < 1 || n > TN_CREDENTIALS_VERSION_MAX)
+    return -1;
+  return n;
+}
+
+static const char *meta_str(json_t *obj, const char *key) {
+  return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+/* Whether obj's controller owner reference is the Tenant with this uid. */
+static bool controlled_by(json_t *obj, const char *uid) {
+  json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
+  size_t i;
+  json_t *ref;
+  if (!uid || !*uid)
+    return false;
+  json_array_foreach(refs, i, ref) {
+    const char *kind = json_string_value(json_object_get(ref, "kind"));
+    const char *api = json_string_value(json_object_get(ref, "apiVersion"));
+    const char *ruid = json_string_value(json_object_get(ref, "uid"));
+    if (kind && api && ruid && strcmp(kind, "Tenant") == 0 &&
+        strncmp(api, TN_API_GROUP "/", sizeof TN_API_GROUP) == 0 && strcmp(ruid, uid) == 0 &&
+        json_is_true(json_object_get(ref, "controller")))
+      return true;
+  }
+  return false;
+}
+
+static bool managed_by_us(json_t *obj) {
+  const char *m = json_string_value(
+      json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), TN_LABEL_MANAGED_BY));
+  return m && strcmp(m, TN_MANAGED_BY) == 0;
+}
+
+/* Whether ns is one of the tenant's namespaces (spec.environments). */
+static bool tenant_namespace(const struct tn_tenant *t, const char *ns) {
+  for (size_t i = 0; ns && i < t->n_environments; i++) {
+    char name[128];
+    struct tn_error e = {0};
+    if (tn_namespace_name(t->name, t->environments[i], name, sizeof name, &e) == 0 && strcmp(name, ns) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A copy the tenant's own: named tenant-database, in one of its namespaces, controlled by it. */
+static bool own_copy(const struct tn_tenant *t, json_t *s) {
+  const char *name = meta_str(s, "name");
+  return name && strcmp(name, TN_SECRET_DATABASE) == 0 && tenant_namespace(t, meta_str(s, "namespace")) &&
+         controlled_by(s, t->uid);
+}
+
+/* Reads password and bookkeeping from a Secret (canonical or copy) into st. Returns 0, or -1
+ * when it holds no valid password or no plausible version. */
+static int stored_from(json_t *s, struct stored *st) {
+  json_t *ann = json_object_get(json_object_get(s, "metadata"), "annotations");
+  long long version =
+      parse_version(json_string_value(json_object_get(ann, TN_ANNOTATION_CREDENTIALS_VERSION)));
+  char *pw = unb64(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
+  if (!pw || version < 1 || !tn_db_password_valid(pw)) {
+    if (pw) {
+      explicit_bzero(pw, strlen(pw));
+      free(pw);
+    }
+    return -1;
+  }
+  stored_cleanup(st);
+  st->password = pw;
+  st->version = version;
+  snprintf(st->rotated_for, sizeof st->rotated_for, "%s",
+           json_string_value(json_object_get(ann, TN_ANNOTATION_ROTATED_FOR)) ?: "");
+  st->rotated_at = parse_time(json_string_value(json_object_get(ann, TN_ANNOTATION_ROTATED_AT)));
+  return 0;
+}
+
+static void tenant_event(struct tn_reconciler *r, json_t *tenant_obj, const char *type, const char *reason,
+                         const char *note) {
+  json_t *meta = json_object_get(tenant_obj, "metadata");
+  struct tn_object_ref ref = {.api_version = TN_API_VERSION,
+                              .kind = "Tenant",
+                              .name = json_string_value(json_object_get(meta, "name")),
+                              .uid = json_string_value(json_object_get(meta, "uid")),
+                              .resource_version =
+                                  json_string_value(json_object_get(meta, "resourceVersion"))};
+  tn_recorder_eventf(r->recorder, &ref, type, reason, "Reconcile", "%s", note);
+}
+
+/* Every Secret named tenant-database that claims this tenant (label) but is not one of its own
+ * copies is ignored: logged (never its data) and evented as a Warning on the Tenant. */
+static void report_foreign(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                           json_t *secrets) {
   size_t i;
   json_t *s;
   json_array_foreach(secrets, i, s) {
-    json_t *meta = json_object_get(s, "metadata");
-    const char *name = json_string_value(json_object_get(meta, "name"));
-    if (!name || strcmp(name, TN_SECRET_DATABASE) != 0)
+    const char *name = meta_str(s, "name"), *ns = meta_str(s, "namespace");
+    if (!name || strcmp(name, TN_SECRET_DATABASE) != 0 || own_copy(t, s))
       continue;
-    json_t *ann = json_object_get(meta, "annotations");
-    const char *v = json_string_value(json_object_get(ann, TN_ANNOTATION_CREDENTIALS_VERSION));
-    long long version = v ? atoll(v) : 0;
-    char *pw = unb64(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
-    if (!pw)
-      continue;
-    if (st->password && version <= st->version) {
-      free(pw);
-      continue;
-    }
-    free(st->password);
-    st->password = pw;
-    st->version = version;
-    snprintf(st->rotated_for, sizeof st->rotated_for, "%s",
-             json_string_value(json_object_get(ann, TN_ANNOTATION_ROTATED_FOR)) ?: "");
-    st->rotated_at = parse_time(json_string_value(json_object_get(ann, TN_ANNOTATION_ROTATED_AT)));
+    char note[512];
+    snprintf(
+        note, sizeof note,
+        "Secret %s/%s claims tenant %s (label %s) but is not a copy the operator made for it (not in "
+        "the tenant's namespaces or not controlled by the Tenant): ignored, its credentials are not used",
+        ns ? ns : "?", name, t->name, TN_LABEL_TENANT);
+    tn_log(TN_LOG_WARN, &(struct tn_log_fields){.controller = "tenant", .tenant = t->name, .generation = -1},
+           "%s", note);
+    tenant_event(r, tenant_obj, TN_EVENT_WARNING, TN_REASON_FOREIGN_CREDENTIAL, note);
   }
+}
+
+/* Whether a Secret named tenant-database that is not the tenant's own copy holds password. */
+static bool foreign_holds(const struct tn_tenant *t, json_t *secrets, const char *password) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(secrets, i, s) {
+    const char *name = meta_str(s, "name");
+    if (!name || strcmp(name, TN_SECRET_DATABASE) != 0 || own_copy(t, s))
+      continue;
+    char *pw = unb64(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
+    bool same = pw && strcmp(pw, password) == 0;
+    if (pw) {
+      explicit_bzero(pw, strlen(pw));
+      free(pw);
+    }
+    if (same)
+      return true;
+  }
+  return false;
+}
+
+/* The canonical Secret <ns>/<name>: *obj gets it (new reference) when it exists; st is filled
+ * when it is ours, controlled by this Tenant (uid) and holds a valid password. Returns 0,
+ * TN_ENOTFOUND (absent), TN_EEXISTS (a Secret of another type: not ours) or an API error. */
+static int read_canonical(struct tn_reconciler *r, const char *ns, const char *name, const char *uid,
+                          json_t **obj, struct stored *st, struct tn_error *err) {
+  int rc = tn_kube_get(r->kube, &gvr_secrets, ns, name, obj, err);
+  if (rc) {
+    if (rc != TN_ENOTFOUND)
+      tn_error_prefix(err, "reading Secret %s/%s", ns, name);
+    return rc;
+  }
+  const char *type = json_string_value(json_object_get(*obj, "type"));
+  if (!type || strcmp(type, TN_SECRET_TYPE_DATABASE) != 0)
+    return tn_error_set(
+        err, TN_EEXISTS,
+        "Secret %s/%s exists with type %s, not %s: it is not the operator's; delete or rename it", ns, name,
+        type ? type : "(none)", TN_SECRET_TYPE_DATABASE);
+  if (!controlled_by(*obj, uid)) /* left by an earlier Tenant with this id: replaced */
+    return 0;
+  stored_from(*obj, st);
+  return 0;
+}
+
+static json_t *canonical_body(const struct tn_tenant *t, const char *ns, const char *name,
+                              const char *password, long long version, const char *rotated_for,
+                              const char *rotated_at) {
+  char v[32];
+  snprintf(v, sizeof v, "%lld", version);
+  char *pw = b64(password);
+  if (!pw)
+    return NULL;
+  json_t *body = json_pack(
+      "{s:s,s:s,s:s,s:{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s},s:[{s:s,s:s,s:s,s:s,s:b,s:b}]},s:{s:s}}",
+      "apiVersion", "v1", "kind", "Secret", "type", TN_SECRET_TYPE_DATABASE, "metadata", "name", name,
+      "namespace", ns, "labels", TN_LABEL_TENANT, t->name, TN_LABEL_MANAGED_BY, TN_MANAGED_BY, "annotations",
+      TN_ANNOTATION_CREDENTIALS_VERSION, v, TN_ANNOTATION_ROTATED_FOR, rotated_for ? rotated_for : "",
+      TN_ANNOTATION_ROTATED_AT, rotated_at, "ownerReferences", "apiVersion", TN_API_VERSION, "kind", "Tenant",
+      "name", t->name, "uid", t->uid, "controller", 1, "blockOwnerDeletion", 1, "data", "password", pw);
+  explicit_bzero(pw, strlen(pw));
+  free(pw);
+  return body;
 }
 
 static json_t *find_secret(json_t *secrets, const char *ns) {
@@ -222,9 +386,11 @@ static json_t *secret_body(const struct tn_tenant *t, const char *ns, const char
       "blockOwnerDeletion", 1, "type", "Opaque", "data", data);
 }
 
-static bool secret_equal(json_t *observed, json_t *desired) {
+/* observed holds desired's data, labels and annotations, and is controlled by uid. */
+static bool secret_equal(json_t *observed, json_t *desired, const char *uid) {
   json_t *om = json_object_get(observed, "metadata"), *dm = json_object_get(desired, "metadata");
-  if (!json_equal(json_object_get(observed, "data"), json_object_get(desired, "data")))
+  if (!json_equal(json_object_get(observed, "data"), json_object_get(desired, "data")) ||
+      !controlled_by(observed, uid))
     return false;
   const char *sections[] = {"labels", "annotations"};
   for (int s = 0; s < 2; s++) {
@@ -249,23 +415,32 @@ static int write_secrets(struct tn_reconciler *r, const struct tn_tenant *t, jso
     json_t *want = secret_body(t, ns, t->environments[i], c);
     if (!want)
       return tn_error_set(err, -ENOMEM, "out of memory");
-    json_t *have = find_secret(observed, ns);
+    json_t *have = find_secret(observed, ns), *got = NULL;
     int rc = 0;
     if (!have) {
       rc = tn_kube_create(r->kube, &gvr_secrets, ns, want, NULL, err);
       (*writes)++;
-      if (rc == TN_EEXISTS) {
+      if (rc == TN_EEXISTS && tn_kube_get(r->kube, &gvr_secrets, ns, TN_SECRET_DATABASE, &got, NULL) == 0 &&
+          (controlled_by(got, t->uid) || managed_by_us(got))) {
+        /* Our copy, relabelled or re-owned (so the cache no longer files it under this tenant):
+         * restore it, in the tenant's own namespace. */
+        tn_error_clear(err);
+        have = got;
+        rc = 0;
+      } else if (rc == TN_EEXISTS) {
         tn_error_set(err, TN_EEXISTS,
                      "Secret %s/%s exists and is not the operator's: delete or rename it so the tenant's "
                      "credentials can be stored there",
                      ns, TN_SECRET_DATABASE);
       }
-    } else if (!secret_equal(have, want)) {
+    }
+    if (have && rc == 0 && !secret_equal(have, want, t->uid)) {
       json_object_set(json_object_get(want, "metadata"), "resourceVersion",
                       json_object_get(json_object_get(have, "metadata"), "resourceVersion"));
       rc = tn_kube_update(r->kube, &gvr_secrets, ns, want, NULL, NULL, err);
       (*writes)++;
     }
+    json_decref(got);
     json_decref(want);
     if (rc)
       return rc;
@@ -309,6 +484,63 @@ static const char *current_server(json_t *tenant_obj) {
       json_object_get(json_object_get(json_object_get(tenant_obj, "status"), "database"), "server"));
 }
 
+/* No canonical Secret yet (an installation from before it existed, or a cluster administrator
+ * deleted it): the password of the tenant's own copies is adopted only if the newest of them
+ * (tenant-database in one of the tenant's namespaces, controlled by this Tenant, a plausible
+ * version) holds exactly the password the role has (its SCRAM verifier), and no Secret that is
+ * not the tenant's own copy holds it too. Otherwise st stays without password (a new one is made)
+ * and its version is the highest seen, so versions keep growing. Returns 0 or a database error. */
+static int migrate(struct tn_reconciler *r, const struct tn_tenant *t, json_t *secrets,
+                   const struct tn_db_server *srv, struct stored *st, bool *adopted, struct tn_error *err) {
+  json_t *best = NULL;
+  long long best_version = 0, max_version = 0;
+  size_t i;
+  json_t *s;
+  *adopted = false;
+  json_array_foreach(secrets, i, s) {
+    if (!own_copy(t, s))
+      continue;
+    long long v = parse_version(json_string_value(json_object_get(
+        json_object_get(json_object_get(s, "metadata"), "annotations"), TN_ANNOTATION_CREDENTIALS_VERSION)));
+    if (v > max_version)
+      max_version = v;
+    if (v > best_version) {
+      best = s;
+      best_version = v;
+    }
+  }
+  struct tn_log_fields lf = {.controller = "tenant", .tenant = t->name, .generation = -1};
+  struct stored cand = {0};
+  const char *why = "no copy of it to adopt";
+  if (best && stored_from(best, &cand) == 0) {
+    bool matches = false;
+    int rc = 0;
+    if (foreign_holds(t, secrets, cand.password))
+      why = "a Secret that is not the tenant's holds the same password";
+    else if ((rc = tn_db_password_check(r->db, srv, t->name, cand.password, &matches, err))) {
+      stored_cleanup(&cand);
+      return rc;
+    } else if (!matches)
+      why = "the role does not hold the password of the newest copy (or it cannot be checked)";
+    if (matches) {
+      tn_log(TN_LOG_INFO, &lf,
+             "database credentials (version %lld) adopted from Secret %s/%s: stored in the "
+             "operator's namespace from now on",
+             cand.version, meta_str(best, "namespace"), TN_SECRET_DATABASE);
+      *st = cand;
+      *adopted = true;
+      return 0;
+    }
+  } else if (best) {
+    why = "the newest copy holds no valid password";
+  }
+  stored_cleanup(&cand);
+  if (max_version > st->version)
+    st->version = max_version;
+  tn_log(TN_LOG_INFO, &lf, "no canonical database credentials: a new password is made (%s)", why);
+  return 0;
+}
+
 void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             enum tn_state next, const char *region, const struct tn_plan *plan,
                             struct tn_tenant_db_result *out) {
@@ -316,7 +548,7 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
   struct server_conf conf = {0};
   struct stored st = {0};
   struct tn_db_outcome oc = {0};
-  json_t *region_obj = NULL, *secrets = NULL, *server = NULL;
+  json_t *region_obj = NULL, *secrets = NULL, *server = NULL, *canon = NULL;
   char *password = NULL, *uri = NULL;
   memset(out, 0, sizeof *out);
   if (!r->db || !region ||
@@ -336,10 +568,36 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
     goto out;
   }
 
+  const char *opns = r->operator_namespace ? r->operator_namespace : TN_CREDENTIALS_NAMESPACE;
+  char cname[128];
+  snprintf(cname, sizeof cname, "%s%s", TN_SECRET_DATABASE_CANONICAL_PREFIX, t->name);
   struct tn_error serr = {0};
   secrets = tn_informer_list_by_index(r->secrets, TN_INDEX_TENANT, t->name, &serr);
-  read_stored(secrets, &st);
-  long long version = st.version;
+  report_foreign(r, tenant_obj, t, secrets);
+  rc = read_canonical(r, opns, cname, t->uid, &canon, &st, &err);
+  if (rc == TN_EEXISTS) {
+    fail(out, false, "Conflict", "%s", err.message);
+    goto out;
+  }
+  if (rc && rc != TN_ENOTFOUND) {
+    fail(out, true, "SecretReadFailed", "%s", err.message);
+    goto out;
+  }
+  tn_error_clear(&err);
+  long long status_version = (long long)json_integer_value(json_object_get(
+      json_object_get(json_object_get(tenant_obj, "status"), "database"), "credentialsVersion"));
+  if (status_version < 0 || status_version > TN_CREDENTIALS_VERSION_MAX)
+    status_version = 0;
+  bool live = next == TN_STATE_ACTIVE || next == TN_STATE_SUSPENDED;
+  if (live && !st.password) {
+    bool adopted = false;
+    if ((rc = migrate(r, t, secrets, &conf.s, &st, &adopted, &err))) {
+      fail(out, tn_error_is_transient(rc),
+           tn_error_is_transient(rc) ? "DatabaseUnavailable" : "DatabaseError", "%s", err.message);
+      goto out;
+    }
+  }
+  long long version = st.version > status_version ? st.version : status_version;
 
   /* Rotation: on demand (a new value of the annotation) or on schedule. */
   const char *want_rotation = json_string_value(json_object_get(
@@ -357,7 +615,19 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
     fail(out, false, "InvalidSpec", "%s", err.message);
     goto out;
   }
-  bool live = next == TN_STATE_ACTIVE || next == TN_STATE_SUSPENDED;
+  if (!live && canon) {
+    /* Archived: the password is removed from the role and its canonical copy is destroyed, so a
+     * restore gets a new one (copies went with the namespaces). */
+    if ((rc = tn_kube_delete(r->kube, &gvr_secrets, opns, cname,
+                             &(struct tn_delete_opts){.precondition_uid = meta_str(canon, "uid")}, &err)) &&
+        rc != TN_ENOTFOUND) {
+      fail(out, tn_error_is_transient(rc), "SecretWriteFailed", "deleting Secret %s/%s: %s", opns, cname,
+           err.message);
+      goto out;
+    }
+    out->writes++;
+    tn_error_clear(&err);
+  }
   if (live) {
     if (!st.password || on_demand || scheduled) {
       char fresh[TN_DB_PASSWORD_LEN + 1];
@@ -377,6 +647,33 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
     } else {
       password = strdup(st.password);
     }
+    if (!password) {
+      fail(out, true, "DatabaseError", "out of memory");
+      goto out;
+    }
+    /* The canonical Secret first: a password is never set on the role (nor copied) before it is
+     * stored where no tenant can write. */
+    const char *rotated_for = on_demand ? want_rotation : st.rotated_for;
+    json_t *want = canonical_body(t, opns, cname, password, version, rotated_for, rotated_at);
+    if (!want) {
+      fail(out, true, "DatabaseError", "out of memory");
+      goto out;
+    }
+    if (!canon) {
+      rc = tn_kube_create(r->kube, &gvr_secrets, opns, want, NULL, &err);
+      out->writes++;
+    } else if (!secret_equal(canon, want, t->uid)) {
+      json_object_set(json_object_get(want, "metadata"), "resourceVersion",
+                      json_object_get(json_object_get(canon, "metadata"), "resourceVersion"));
+      rc = tn_kube_update(r->kube, &gvr_secrets, opns, want, NULL, NULL, &err);
+      out->writes++;
+    }
+    json_decref(want);
+    if (rc) {
+      /* EEXISTS or a conflict: another writer got there first; the next pass reads theirs. */
+      fail(out, true, "SecretWriteFailed", "writing Secret %s/%s: %s", opns, cname, err.message);
+      goto out;
+    }
     uri = tn_db_uri(names.role, password, conf.s.host, conf.s.port ? conf.s.port : 5432, names.database,
                     conf.s.sslmode ? conf.s.sslmode : "verify-full");
     struct secret_content c = {.host = conf.s.host,
@@ -388,9 +685,9 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
                                .uri = uri,
                                .ca_pem = conf.ca_pem,
                                .version = version,
-                               .rotated_for = on_demand ? want_rotation : st.rotated_for,
+                               .rotated_for = rotated_for,
                                .rotated_at = rotated_at};
-    /* The Secrets first: a password is never set on the role before it is stored. */
+    /* Then the copies in the tenant's namespaces. */
     if ((rc = write_secrets(r, t, secrets, &c, &out->writes, &err))) {
       fail(out, rc != TN_EEXISTS, rc == TN_EEXISTS ? "Conflict" : "SecretWriteFailed", "%s", err.message);
       goto out;
@@ -434,13 +731,43 @@ out:
     explicit_bzero(uri, strlen(uri));
     free(uri);
   }
-  if (st.password) {
-    explicit_bzero(st.password, strlen(st.password));
-    free(st.password);
-  }
+  stored_cleanup(&st);
   server_conf_cleanup(&conf);
+  json_decref(canon);
   json_decref(secrets);
   json_decref(region_obj);
+}
+
+/* Deletes the tenant's canonical credential Secret when the cache shows one of ours (so a
+ * tombstone costs no request). */
+static int delete_canonical(struct tn_reconciler *r, const char *id, struct tn_error *err) {
+  const char *opns = r->operator_namespace ? r->operator_namespace : TN_CREDENTIALS_NAMESPACE;
+  char cname[128];
+  if (!id || !r->secrets)
+    return 0;
+  snprintf(cname, sizeof cname, "%s%s", TN_SECRET_DATABASE_CANONICAL_PREFIX, id);
+  json_t *secrets = tn_informer_list_by_index(r->secrets, TN_INDEX_TENANT, id, NULL);
+  int rc = 0;
+  size_t i;
+  json_t *s;
+  json_array_foreach(secrets, i, s) {
+    const char *ns = meta_str(s, "namespace"), *name = meta_str(s, "name");
+    const char *type = json_string_value(json_object_get(s, "type"));
+    if (!ns || !name || !type || strcmp(ns, opns) != 0 || strcmp(name, cname) != 0 ||
+        strcmp(type, TN_SECRET_TYPE_DATABASE) != 0)
+      continue;
+    rc = tn_kube_delete(r->kube, &gvr_secrets, opns, cname,
+                        &(struct tn_delete_opts){.precondition_uid = meta_str(s, "uid")}, err);
+    if (rc == TN_ENOTFOUND || rc == TN_ECONFLICT) { /* gone, or replaced since: the next pass sees */
+      tn_error_clear(err);
+      rc = 0;
+    }
+    if (rc)
+      tn_error_prefix(err, "deleting Secret %s/%s", opns, cname);
+    break;
+  }
+  json_decref(secrets);
+  return rc;
 }
 
 int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn_tenant_db_result *out) {
@@ -452,13 +779,18 @@ int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn
   json_t *status = json_object_get(tenant_obj, "status");
   const char *region = json_string_value(json_object_get(json_object_get(status, "placement"), "region"));
   const char *id = json_string_value(json_object_get(json_object_get(tenant_obj, "metadata"), "name"));
+  int rc = delete_canonical(r, id, &err);
+  if (rc) {
+    fail(out, tn_error_is_transient(rc), "DatabaseTeardownFailed", "%s", err.message);
+    return rc;
+  }
   if (!r->db || !cur || !region)
     return 0; /* it never had a database */
   region_obj = tn_informer_get(r->regions, region);
   enum tn_isolation mode = TN_ISOLATION_SHARED;
   tn_isolation_parse(json_string_value(json_object_get(json_object_get(status, "placement"), "isolation")),
                      &mode);
-  int rc = pick_server(region_obj, region, mode, cur, &server, &err);
+  rc = pick_server(region_obj, region, mode, cur, &server, &err);
   if (rc == 0)
     rc = load_server(r, server, &conf, &err);
   if (rc == 0)

@@ -15,6 +15,14 @@
 #define TN_ANNOTATION_ROTATED_FOR "tenancy.dev/rotated-for"   /* on the Secret: the value handled */
 #define TN_ANNOTATION_ROTATED_AT "tenancy.dev/rotated-at"     /* on the Secret: when the password was made */
 #define TN_ANNOTATION_CREDENTIALS_VERSION "tenancy.dev/credentials-version"
+/* The canonical credential: Secret <operator namespace>/tenant-database-<id> of this type,
+ * controlled by the Tenant. Tenants cannot write there; the Secrets in their namespaces are copies. */
+#define TN_SECRET_DATABASE_CANONICAL_PREFIX "tenant-database-"
+#define TN_SECRET_TYPE_DATABASE "tenancy.dev/tenant-database"
+#define TN_CREDENTIALS_NAMESPACE "tenancy-system"  /* the operator's namespace unless configured */
+#define TN_CREDENTIALS_VERSION_MAX 1000000000000LL /* larger versions are never the operator's */
+/* Warning event on a Tenant: a Secret claims it but is not its own copy, and was ignored. */
+#define TN_REASON_FOREIGN_CREDENTIAL "ForeignCredentialIgnored"
 
 struct tn_tenant_db_result {
   bool configured;    /* the tenant has (or had) a database: DatabaseReady is reported */

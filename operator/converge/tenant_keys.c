@@ -131,6 +131,7 @@ struct tn_kek_secret {
   pthread_mutex_t mu;          /* protects ring and loaded_at; held across each KMS call */
   struct tn_kms_keyring *ring; /* NULL until first loaded */
   double loaded_at;            /* monotonic */
+  bool seen;                   /* this process has read the KEK Secret: it must not be recreated */
   atomic_long writes;
   struct tn_kms_provider provider;
 };
@@ -217,13 +218,44 @@ static int kek_put(json_t *data, long long n, const unsigned char key[TN_KMS_KEY
   return rc;
 }
 
-/* The KEK Secret as stored (*obj new), created with kek-1 when missing. Called locked. */
+/* Whether any tenant has data keys in the namespace (a Secret of type tenant-keys). Returns 0
+ * with *any set, or an API error. */
+static int kek_wrapped_keys_exist(struct tn_kek_secret *s, bool *any, struct tn_error *err) {
+  json_t *list = NULL;
+  struct tn_list_opts lo = {.field_selector = "type=" TN_SECRET_TYPE_TENANT_KEYS, .limit = 1};
+  int rc = tn_kube_list(s->kube, &gvr_secrets, s->ns, &lo, &list, err);
+  if (rc == 0)
+    *any = json_array_size(json_object_get(list, "items")) > 0;
+  json_decref(list);
+  return rc;
+}
+
+/* The KEK Secret as stored (*obj new), created with kek-1 when missing on a first install only:
+ * once this process has read it, or once any tenant-keys Secret exists beside it, a missing KEK
+ * Secret is an error (a new KEK would make every existing data key unrecoverable). Called
+ * locked. */
 static int kek_fetch(struct tn_kek_secret *s, json_t **obj, struct tn_error *err) {
   int rc = tn_kube_get(s->kube, &gvr_secrets, s->ns, s->name, obj, err);
   if (rc != TN_ENOTFOUND)
     return rc;
   unsigned char key[TN_KMS_KEY_LEN];
-  json_t *data = json_object();
+  json_t *data = NULL;
+  bool wrapped = false;
+  if (!s->seen && (rc = kek_wrapped_keys_exist(s, &wrapped, err))) {
+    tn_error_prefix(err, "KEK Secret %s/%s is missing and tenant-keys Secrets cannot be listed", s->ns,
+                    s->name);
+    return rc;
+  }
+  if (s->seen || wrapped) {
+    tn_log(TN_LOG_ERROR, NULL, "local KMS: KEK Secret %s/%s is missing; not regenerated", s->ns, s->name);
+    return tn_error_set(
+        err, TN_ENOTFOUND,
+        "the KEK Secret %s/%s is missing but %s: restore Secret %s/%s from backup. It is never "
+        "regenerated: a new KEK would make every existing data key unrecoverable",
+        s->ns, s->name, wrapped ? "tenants have data keys wrapped by it" : "it existed before", s->ns,
+        s->name);
+  }
+  data = json_object();
   if ((rc = tn_kms_random(key, sizeof key, err)))
     goto out;
   if (!data || kek_put(data, 1, key)) {
@@ -255,6 +287,8 @@ static int kek_ensure(struct tn_kek_secret *s, bool force, struct tn_error *err)
   struct tn_kms_keyring *ring = NULL;
   long long max_n = 0;
   int rc = kek_fetch(s, &obj, err);
+  if (rc == 0)
+    s->seen = true; /* from now on it must exist */
   if (rc == 0)
     rc = kek_parse(s, obj, &ring, &max_n, err);
   json_decref(obj);
@@ -654,6 +688,8 @@ int tn_tenant_keys_reconcile(struct tn_kube *kube, const struct tn_tenant_keys_c
   if ((rc = cfg->kms->current_kek(cfg->kms->ud, kek, sizeof kek, &e))) {
     fail(out, err, rc, tn_error_is_transient(rc) ? "KMSUnavailable" : "KMSError", "KMS %s: %s", kms,
          e.message);
+    if (!out->retry)
+      out->requeue_after_s = 30; /* a restored KEK Secret is noticed without any other change */
     goto out;
   }
 

@@ -5,6 +5,7 @@
  * application would. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,5 +294,294 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
   cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "the tenant cannot log in after recovery: %s", out);
   free(out);
   free(role);
+  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+}
+
+/* ---- credentials: the canonical Secret and the attacks on the copies ------------------------------ */
+
+/* A tenant whose group <t>-admins is bound to tenant-admin in its namespaces (the shipped role). */
+static void apply_tenant_with_admins(const char *t) {
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\",\"environments\":["
+      "\"prod\"],"
+      "\"residency\":{\"allowedRegions\":[\"%s\"]},"
+      "\"identity\":{\"groupBindings\":[{\"group\":\"%s-admins\",\"role\":\"tenant-admin\"}]}}}' | kubectl "
+      "apply -f -",
+      t, region, t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+}
+
+/* kubectl as a member of tenant t's admin group (impersonation: only what the shipped
+ * tenancy-tenant-admin role allows in t's namespaces). */
+#define AS_ADMIN_OF "--as=mallory --as-group=%s-admins --as-group=system:authenticated"
+
+/* The copy's value of key in t's prod namespace (decoded). */
+static char *copy_value(const char *t, const char *key) {
+  return tn_test_output("kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.%s}' | base64 -d",
+                        t, key);
+}
+
+static char *status_field(const char *t, const char *path) {
+  return tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.%s}'", t, path);
+}
+
+/* psql as tenant t's role with the given password; returns psql's exit code. */
+static int psql_with_password(const char *t, const char *password, char **out) {
+  char *role = status_field(t, "role"), *db = status_field(t, "database");
+  int rc = tn_test_sh(out,
+                      "PGCONNECT_TIMEOUT=5 PGPASSWORD='%s' psql \"host=127.0.0.1 port=$TENANCY_PG_PORT "
+                      "user=%s dbname=%s sslmode=verify-full sslrootcert=$TENANCY_CA_FILE\" -tAc 'select 1'",
+                      password, role, db);
+  free(role);
+  free(db);
+  return rc;
+}
+
+/* Whether a Warning event with this reason is recorded on the Tenant. */
+#define EVENT_EXISTS                                                                                         \
+  "kubectl get events.events.k8s.io -n default -o "                                                          \
+  "jsonpath='{range .items[?(@.regarding.name==\"%s\")]}{.type}/{.reason}{\"\\n\"}{end}' | grep -qx "        \
+  "Warning/ForeignCredentialIgnored"
+
+static void wait_copy(const char *t) {
+  char *out = NULL;
+  int rc = tn_test_sh_until(60, &out, "kubectl -n %s-prod get secret tenant-database", t);
+  cr_assert_eq(rc, 0, "no tenant-database Secret in %s-prod: %s", t, out);
+  free(out);
+}
+
+/* Tenant A's admin relabels A's Secret to claim tenant B, with a huge version, a password of its
+ * choosing and even an owner reference to B: B's password, Secret and role stay as they were,
+ * the planted password cannot log in as B, the attempt is a Warning event on B, and A's own copy
+ * is put back. */
+Test(tenant_database, a_tenant_admin_cannot_plant_credentials_for_another_tenant) {
+  char a[64], b[64], *out = NULL;
+  tn_test_unique_name(a, sizeof a, "tn-plant-a");
+  tn_test_unique_name(b, sizeof b, "tn-plant-b");
+  apply_tenant_with_admins(a);
+  apply_tenant_with_admins(b);
+  wait_condition(a, "DatabaseReady", "True", 90);
+  wait_condition(b, "DatabaseReady", "True", 90);
+  wait_copy(a);
+  wait_copy(b);
+  char *b_password = copy_value(b, "password"), *b_version = status_field(b, "credentialsVersion");
+  char *a_password = copy_value(a, "password");
+  char *b_uid = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.uid}'", b);
+  const char *planted = "planted-by-a-0123456789";
+
+  /* The attacker may do this with the shipped role (the test fails loudly if it may not). */
+  int rc = tn_test_sh(
+      &out,
+      "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
+      "'{\"metadata\":{\"labels\":{\"tenancy.dev/tenant\":\"%s\"},"
+      "\"annotations\":{\"tenancy.dev/credentials-version\":\"999999999999999999\"},"
+      "\"ownerReferences\":[{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"name\":\"%s\","
+      "\"uid\":\"%s\",\"controller\":true}]},"
+      "\"data\":{\"password\":\"'$(printf %%s '%s' | base64 -w0)'\"}}'",
+      a, a, b, b, b_uid, planted);
+  cr_assert_eq(rc, 0, "the tenant admin could not edit its own Secret: %s", out);
+  free(out);
+  /* And a second claim, a fresh Secret under another name in its namespace. */
+  rc = tn_test_sh(&out,
+                  "printf '%%s' '{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":"
+                  "\"tenant-database-claim\",\"labels\":{\"tenancy.dev/tenant\":\"%s\","
+                  "\"app.kubernetes.io/managed-by\":\"tenancy-operator\"},\"annotations\":{"
+                  "\"tenancy.dev/credentials-version\":\"999999999999999999\"}},"
+                  "\"stringData\":{\"password\":\"%s\"}}' | kubectl " AS_ADMIN_OF " -n %s-prod create -f -",
+                  b, planted, a, a);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  tn_test_sh(NULL, "kubectl annotate tenant %s example.com/poke=1 --overwrite", b);
+
+  /* Until the operator has acted on it (the event), or B's Secret changed (the hole). */
+  rc = tn_test_sh_until(60, &out,
+                        "(" EVENT_EXISTS ") || test \"$(kubectl -n %s-prod get secret tenant-database -o "
+                        "jsonpath='{.data.password}' | base64 -d)\" != '%s'",
+                        b, b, b_password);
+  free(out);
+  sleep(3); /* what the operator would do next, let it */
+  char *b_now = copy_value(b, "password"), *b_version_now = status_field(b, "credentialsVersion");
+  cr_assert_str_eq(b_now, b_password, "B's password was replaced (planted: %s)",
+                   strcmp(b_now, planted) == 0 ? "yes" : "no");
+  cr_assert_str_eq(b_version_now, b_version, "B's credentials version changed");
+  rc = psql_with_password(b, planted, &out);
+  cr_assert_neq(rc, 0, "the planted password logs in as tenant B");
+  cr_assert(strstr(out, "password authentication failed") != NULL, "%s", out);
+  free(out);
+  cr_assert_eq(psql_as(b, "SELECT 1", &out), 0, "B cannot log in with its own Secret: %s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh(&out, EVENT_EXISTS, b), 0, "no Warning ForeignCredentialIgnored event on %s", b);
+  free(out);
+  /* The event says which Secret, never the password. */
+  char *notes = tn_test_output(
+      "kubectl get events.events.k8s.io -n default -o jsonpath='{range .items[?(@.regarding.name==\"%s\")]}"
+      "{.note}{\"\\n\"}{end}'",
+      b);
+  cr_assert(strstr(notes, a) != NULL, "the event does not name the Secret: %s", notes);
+  cr_assert(strstr(notes, planted) == NULL, "the event holds the planted password");
+  free(notes);
+
+  /* A's copy is A's again, with A's password (its role never took the planted one). */
+  rc = tn_test_sh_until(60, &out,
+                        "test \"$(kubectl -n %s-prod get secret tenant-database -o "
+                        "jsonpath='{.metadata.labels.tenancy\\.dev/tenant}')\" = %s",
+                        a, a);
+  cr_assert_eq(rc, 0, "A's copy was not restored");
+  free(out);
+  char *a_now = copy_value(a, "password");
+  cr_assert_str_eq(a_now, a_password, "A's password changed");
+  cr_assert_eq(psql_as(a, "SELECT 1", &out), 0, "A cannot log in: %s", out);
+  free(out);
+  cr_assert_neq(psql_with_password(a, planted, &out), 0, "the planted password logs in as A");
+  free(out);
+
+  free(a_now);
+  free(b_now);
+  free(b_version_now);
+  free(b_password);
+  free(b_version);
+  free(a_password);
+  free(b_uid);
+  tn_test_sh(NULL, "kubectl delete tenant %s %s --wait=false", a, b);
+}
+
+/* The tenant's own admin edits (with a higher version) or deletes the copy in its namespace: it is
+ * put back from the canonical Secret, with the same password and version; no rotation. */
+Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_secret) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-copy");
+  apply_tenant_with_admins(t);
+  wait_condition(t, "DatabaseReady", "True", 90);
+  wait_copy(t);
+  char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
+  /* Edit: another password, a higher version. */
+  int rc = tn_test_sh(&out,
+                      "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
+                      "'{\"metadata\":{\"annotations\":{\"tenancy.dev/credentials-version\":\"100\"}},"
+                      "\"data\":{\"password\":\"'$(printf %%s chosen-password-1 | base64 -w0)'\"}}'",
+                      t, t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh_until(
+      60, &out,
+      "test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.password}' "
+      "| base64 -d)\" = '%s'",
+      t, password);
+  cr_assert_eq(rc, 0, "the edited copy was not restored");
+  free(out);
+  cr_assert_neq(psql_with_password(t, "chosen-password-1", &out), 0, "the chosen password logs in");
+  free(out);
+
+  /* Delete: recreated with the same password. */
+  rc = tn_test_sh(&out, "kubectl " AS_ADMIN_OF " -n %s-prod delete secret tenant-database", t, t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  wait_copy(t);
+  char *again = copy_value(t, "password"), *version_now = status_field(t, "credentialsVersion");
+  cr_assert_str_eq(again, password, "a deleted copy came back with a new password");
+  cr_assert_str_eq(version_now, version, "the credentials version changed without a rotation");
+  cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "%s", out);
+  free(out);
+
+  /* The source: the canonical Secret, in the operator's namespace, not readable by the tenant admin. */
+  char *canonical = tn_test_output(
+      "kubectl -n tenancy-system get secret tenant-database-%s -o jsonpath='{.type} {.data.password}' ", t);
+  char *b64pw = tn_test_output("printf %%s '%s' | base64 -w0", password);
+  char want[256];
+  snprintf(want, sizeof want, "tenancy.dev/tenant-database %s", b64pw);
+  cr_assert_str_eq(canonical, want);
+  cr_assert_neq(
+      tn_test_sh(&out, "kubectl " AS_ADMIN_OF " -n tenancy-system get secret tenant-database-%s", t, t), 0,
+      "the tenant admin can read the canonical Secret");
+  free(out);
+
+  free(again);
+  free(version_now);
+  free(b64pw);
+  free(canonical);
+  free(password);
+  free(version);
+  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+}
+
+/* Stops the operator, runs the command (printf-formatted), starts the operator again. */
+static void restart_operator_after(const char *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void restart_operator_after(const char *t, const char *fmt, ...) {
+  char cmd[2048], *out = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  cr_assert_eq(tn_test_operator_stop(&op, SIGTERM, 40), 0, "the operator did not stop cleanly");
+  int rc = tn_test_sh(&out, "%s", cmd);
+  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  if (!tn_test_operator_wait_ready(&op, 60)) {
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("the operator never became ready again (tenant %s)", t);
+  }
+}
+
+/* An installation from before the canonical Secret (simulated: it is deleted): the copy is adopted
+ * when it is the tenant's own and the role holds its password; a copy whose password the role does
+ * not hold is not: a new password is made (the version grows). */
+Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-upg");
+  apply_tenant_with_admins(t);
+  wait_condition(t, "DatabaseReady", "True", 90);
+  wait_copy(t);
+  char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
+  /* The upgrade: the operator stops, the canonical Secret is not there, the operator starts. */
+  restart_operator_after(t, "kubectl -n tenancy-system delete secret tenant-database-%s", t);
+  int rc = tn_test_sh_until(60, &out, "kubectl -n tenancy-system get secret tenant-database-%s", t);
+  cr_assert_eq(rc, 0, "the canonical Secret was not recreated");
+  free(out);
+  char *adopted = tn_test_output(
+      "kubectl -n tenancy-system get secret tenant-database-%s -o jsonpath='{.data.password}' | "
+      "base64 -d",
+      t);
+  cr_assert_str_eq(adopted, password, "a consistent, owned copy was not adopted");
+  char *v1 = status_field(t, "credentialsVersion");
+  cr_assert_str_eq(v1, version);
+
+  /* The tenant admin edits its copy, then the canonical Secret is gone again: the role does not
+   * hold the copy's password, so it is not adopted. */
+  restart_operator_after(t,
+                         "kubectl " AS_ADMIN_OF " -n %s-prod patch secret tenant-database --type=merge -p "
+                         "'{\"data\":{\"password\":\"'$(printf %%s chosen-password-2 | base64 -w0)'\"}}' && "
+                         "kubectl -n tenancy-system delete secret tenant-database-%s",
+                         t, t, t);
+  rc = tn_test_sh_until(
+      60, &out,
+      "test \"$(kubectl get tenant %s -o jsonpath='{.status.database.credentialsVersion}')\" -gt %s", t,
+      version);
+  cr_assert_eq(rc, 0, "no new password after the canonical Secret went missing with a tampered copy");
+  free(out);
+  wait_condition(t, "DatabaseReady", "True", 60);
+  char *fresh = copy_value(t, "password");
+  cr_assert_str_neq(fresh, "chosen-password-2");
+  cr_assert_str_neq(fresh, password);
+  cr_assert_neq(psql_with_password(t, "chosen-password-2", &out), 0, "the chosen password logs in");
+  free(out);
+  rc = tn_test_sh_until(
+      30, &out,
+      "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 "
+      "-d) && PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -tAc 'select 1'",
+      t);
+  cr_assert_eq(rc, 0, "the new password does not log in: %s", out);
+  free(out);
+
+  free(fresh);
+  free(v1);
+  free(adopted);
+  free(password);
+  free(version);
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
 }

@@ -797,3 +797,81 @@ Test(tenant_keys, concurrent_first_uses_create_one_kek) {
   }
   cr_assert_eq(tn_kek_secret_writes(kek), 1);
 }
+
+/* The KEK Secret is deleted while tenants have data keys wrapped by it: neither the provider that
+ * read it before (a running operator) nor a fresh one (after a restart) makes a new KEK; the step
+ * answers KeysReady=False, KMSError, naming the Secret to restore; once it is restored, the same
+ * data keys unwrap again. */
+Test(tenant_keys, a_deleted_kek_secret_is_never_regenerated) {
+  json_t *t = tenant_create();
+  struct tn_error err = {0};
+  struct tn_kek_secret *live = NULL;
+  struct tn_kek_secret_options o = {.namespace = ns, .refresh_s = 1e-6}; /* rereads at every call */
+  cr_assert_eq(tn_kek_secret_new(kube, &o, &live, &err), 0, "%s", err.message);
+  struct tn_tenant_keys_config cfg = config();
+  cfg.kms = tn_kek_secret_provider(live);
+  struct tn_tenant_keys_result r;
+  reconcile_ok(&cfg, t, &r);
+  json_object_set_new(t, "status", json_pack("{s:O}", "keys", r.keys));
+  char kek_id[TN_KMS_ID_MAX];
+  snprintf(kek_id, sizeof kek_id, "%s", r.kek);
+  tn_tenant_keys_result_cleanup(&r);
+  unsigned char before[TN_KMS_KEY_LEN], after[TN_KMS_KEY_LEN];
+  long long v = 0;
+  cr_assert_eq(tn_tenant_keys_unwrap(kube, &cfg, name_of(t), 0, before, &v, &err), 0, "%s", err.message);
+
+  /* Keep the KEK Secret (as a backup would), then delete it. */
+  json_t *backup = secret_get(TN_KEK_SECRET);
+  json_t *bm = json_object_get(backup, "metadata");
+  json_object_del(bm, "resourceVersion");
+  json_object_del(bm, "uid");
+  json_object_del(bm, "creationTimestamp");
+  json_object_del(bm, "managedFields");
+  cr_assert_eq(tn_kube_delete(kube, &gvr_secrets, ns, TN_KEK_SECRET, NULL, &err), 0, "%s", err.message);
+
+  struct tn_kek_secret *restarted = NULL;
+  cr_assert_eq(tn_kek_secret_new(kube, &o, &restarted, &err), 0, "%s", err.message);
+  struct tn_kek_secret *each[] = {live, restarted};
+  for (int i = 0; i < 2; i++) {
+    struct tn_tenant_keys_config c = cfg;
+    c.kms = tn_kek_secret_provider(each[i]);
+    int rc = tn_tenant_keys_reconcile(kube, &c, t, &r, &err);
+    cr_assert_neq(rc, 0, "%s provider: the reconcile succeeded without the KEK Secret",
+                  i ? "a restarted" : "the running");
+    cr_assert_str_eq(r.status, "False");
+    cr_assert_str_eq(r.reason, "KMSError", "%s", r.message);
+    cr_assert(strstr(r.message, "restore") != NULL, "%s", r.message);
+    char where[160];
+    snprintf(where, sizeof where, "%s/%s", ns, TN_KEK_SECRET);
+    cr_assert(strstr(r.message, where) != NULL, "the message does not name %s: %s", where, r.message);
+    cr_assert_eq(r.writes, 0);
+    cr_assert_gt(r.requeue_after_s, 0, "a KMSError is looked at again without another change");
+    tn_tenant_keys_result_cleanup(&r);
+    cr_assert(!secret_exists(TN_KEK_SECRET), "%s provider regenerated the KEK Secret",
+              i ? "a restarted" : "the running");
+    cr_assert_eq(tn_kek_secret_writes(each[i]), i == 0 ? 1 : 0, "KEK Secret writes");
+    cr_assert_neq(tn_tenant_keys_unwrap(kube, &c, name_of(t), 0, after, NULL, &err), 0);
+    char id[TN_KMS_ID_MAX];
+    cr_assert_neq(tn_kek_secret_rotate(each[i], id, sizeof id, &err), 0, "a missing KEK Secret was rotated");
+    cr_assert(!secret_exists(TN_KEK_SECRET));
+  }
+
+  /* Restored from the backup: Ready again, the same KEK, the same data key. */
+  cr_assert_eq(tn_kube_create(kube, &gvr_secrets, ns, backup, NULL, &err), 0, "%s", err.message);
+  for (int i = 0; i < 2; i++) {
+    struct tn_tenant_keys_config c = cfg;
+    c.kms = tn_kek_secret_provider(each[i]);
+    reconcile_ok(&c, t, &r);
+    cr_assert_str_eq(r.kek, kek_id);
+    cr_assert_eq(r.writes, 0);
+    tn_tenant_keys_result_cleanup(&r);
+    cr_assert_eq(tn_tenant_keys_unwrap(kube, &c, name_of(t), 0, after, &v, &err), 0, "%s", err.message);
+    cr_assert_eq(memcmp(before, after, sizeof before), 0, "the data key changed");
+  }
+  OPENSSL_cleanse(before, sizeof before);
+  OPENSSL_cleanse(after, sizeof after);
+  json_decref(backup);
+  tn_kek_secret_free(restarted);
+  tn_kek_secret_free(live);
+  json_decref(t);
+}
