@@ -637,7 +637,8 @@ static struct tn_result teardown(struct run *x) {
   }
   tn_tenant_db_result_cleanup(&dbr);
   if (x->r->kms) {
-    struct tn_tenant_keys_config kc = {.kms = x->r->kms, .audit = keys_audit, .audit_ud = x};
+    struct tn_tenant_keys_config kc = {
+        .kms = x->r->kms, .namespace = x->r->operator_namespace, .audit = keys_audit, .audit_ud = x};
     struct tn_tenant_keys_result kr;
     int krc = tn_tenant_keys_teardown(x->r->kube, &kc, x->obj, &kr, &err);
     tn_tenant_keys_result_cleanup(&kr);
@@ -1051,6 +1052,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
                       json_object_get(json_object_get(x.obj, "status"), "keys"), "version")) > 0;
   if (x.r->kms && (policy.require_tenant_keys || has_keys) && (provisioned || lp.next == TN_STATE_ARCHIVED)) {
     struct tn_tenant_keys_config kc = {.kms = x.r->kms,
+                                       .namespace = x.r->operator_namespace,
                                        .rotation_period_s = provisioned ? x.r->keys_rotation_period_s : 0,
                                        .audit = keys_audit,
                                        .audit_ud = &x};
