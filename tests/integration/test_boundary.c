@@ -628,3 +628,41 @@ Test(boundary_admission, groups_outside_the_policy_patterns_are_refused_at_apply
   OK("kubectl delete tenant %s --wait=false", t);
   OK("kubectl delete tenancypolicy %s", pol);
 }
+
+Test(boundary_admission, schema_refuses_privileged_pod_security_and_bad_cidrs) {
+  char p[64], *out = NULL;
+  tn_test_unique_name(p, sizeof p, "bnd-plan");
+  static const char plan_fmt[] =
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"pods\":1,\"services\":1}%s}}";
+  int rc = kubectl_json(&out, "apply", plan_fmt, p, ",\"podSecurity\":\"privileged\"");
+  cr_assert_neq(rc, 0, "a privileged plan was stored");
+  cr_assert(strstr(out, "spec.podSecurity privileged is not allowed") ||
+                strstr(out, "Unsupported value: \"privileged\""),
+            "%s", out);
+  free(out);
+  rc = kubectl_json(&out, "apply", plan_fmt, p, "");
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tn_test_sh(&out, "kubectl get plan %s -o jsonpath='{.spec.podSecurity}'", p);
+  cr_assert_str_eq(out, "restricted", "the default level");
+  free(out);
+  OK("kubectl delete plan %s", p);
+  rc = kubectl_json(
+      &out, "apply",
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"podSecurity\":{\"minimum\":\"privileged\"}}}",
+      p);
+  cr_assert_neq(rc, 0, "%s", out);
+  free(out);
+  rc = kubectl_json(
+      &out, "apply",
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"databaseServers\":[{\"name\":\"pg\","
+      "\"host\":\"db.example\",\"egressCIDRs\":[\"10.0.0.0/33\"],\"serves\":[\"shared\"],"
+      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"x\"}}]}}",
+      p);
+  cr_assert_neq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "egressCIDRs entries must be CIDRs"), "%s", out);
+  free(out);
+}
