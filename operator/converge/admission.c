@@ -291,6 +291,37 @@ static int deny_unavailable(struct decision *d, const struct tn_error *e) {
               e->message);
 }
 
+/* Break-glass subjects reserved to Kubernetes (users and groups starting with system:) are
+ * refused, unless the stored tenant already held the same request with the same subject (an
+ * unrelated change is not blocked; the controller never grants it anyway). The CRD refuses them
+ * first; this is for API servers whose CRD is older. */
+static int check_breakglass_subjects(const json_t *obj, const json_t *old_obj, struct decision *d) {
+  const json_t *reqs = json_object_get(obj_at(obj, "spec"), "breakGlass");
+  const json_t *olds = json_object_get(obj_at(old_obj, "spec"), "breakGlass");
+  size_t i, j;
+  const json_t *e, *o;
+  json_array_foreach(reqs, i, e) {
+    const char *user = str_at(e, "user"), *group = str_at(e, "group");
+    const char *subject = tn_subject_is_reserved(user) ? user : tn_subject_is_reserved(group) ? group : NULL;
+    if (!subject)
+      continue;
+    bool held = false;
+    json_array_foreach(olds, j, o) {
+      const char *id = str_at(o, "id"), *ou = str_at(o, "user"), *og = str_at(o, "group");
+      held |= id && str_at(e, "id") && strcmp(id, str_at(e, "id")) == 0 &&
+              ((ou && user && strcmp(ou, user) == 0) || (og && group && strcmp(og, group) == 0));
+    }
+    if (!held)
+      return deny(
+          d, 422, "Invalid",
+          "spec.breakGlass[%zu].%s: %s is reserved to Kubernetes (the prefix " TN_RESERVED_SUBJECT_PREFIX
+          " names built-in identities, service accounts and cluster components) and never gets "
+          "break-glass access: name a person or a group of the tenant's identity provider",
+          i, subject == user ? "user" : "group", subject);
+  }
+  return 0;
+}
+
 static int parse_tenant(const json_t *obj, const char *which, struct tn_tenant **t, struct decision *d) {
   struct tn_error e = {0};
   int rc = tn_tenant_parse(obj, t, &e);
@@ -308,7 +339,8 @@ static int decide_create(struct context *c, const json_t *obj, struct decision *
   struct tn_lifecycle_plan lp;
   int rc;
   tn_policy_result_init(&res);
-  if ((rc = parse_tenant(obj, "new", &t, d)) || !d->allowed)
+  if ((rc = parse_tenant(obj, "new", &t, d)) || !d->allowed ||
+      (rc = check_breakglass_subjects(obj, NULL, d)) || !d->allowed)
     goto out;
   if ((rc = load_policies(c, &e)) || (rc = load_regions(c, &e))) {
     rc = rc == -ENOMEM ? rc : deny_unavailable(d, &e);
@@ -343,7 +375,8 @@ static int decide_update(struct context *c, const json_t *obj, const json_t *old
   if (str_at(obj_at(obj, "metadata"), "deletionTimestamp") ||
       json_equal(json_object_get(obj, "spec"), json_object_get(old_obj, "spec")))
     return 0;
-  if ((rc = parse_tenant(obj, "new", &t, d)) || !d->allowed)
+  if ((rc = parse_tenant(obj, "new", &t, d)) || !d->allowed ||
+      (rc = check_breakglass_subjects(obj, old_obj, d)) || !d->allowed)
     goto out;
   if (tn_tenant_parse(old_obj, &old, NULL) == -ENOMEM) {
     rc = -ENOMEM;

@@ -960,9 +960,30 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     cond_set(&x, COND_PLACED, "True", "NotRequired", "%s tenants are not placed", tn_state_name(lp.next));
   }
 
-  /* Desired objects against what the caches observe. */
-  struct tn_desired_input in = {.tenant = x.t, .state = lp.next, .plan = plan, .placement = &placement};
-  if (tn_desired_build(&in, &desired, &err)) {
+  /* Desired objects against what the caches observe. The allow policy lets pods reach the
+   * tenant's database server: the server it is on, or the one it would be placed on. */
+  json_t *db_server = provisioned && placed ? tn_tenant_db_server(x.r, x.obj, x.t, placement.region,
+                                                                  policy.require_database_tls_policy)
+                                            : NULL;
+  json_t *db_cidrs = json_object_get(db_server, "egressCIDRs");
+  const char *cidrs[16];
+  struct tn_desired_database dbaddr = {.host = json_string_value(json_object_get(db_server, "host")),
+                                       .port = (int)json_integer_value(json_object_get(db_server, "port")),
+                                       .cidrs = cidrs};
+  for (size_t i = 0; i < json_array_size(db_cidrs) && dbaddr.n_cidrs < 16; i++)
+    if (json_string_value(json_array_get(db_cidrs, i)))
+      cidrs[dbaddr.n_cidrs++] = json_string_value(json_array_get(db_cidrs, i));
+  struct tn_desired_input in = {.tenant = x.t,
+                                .state = lp.next,
+                                .plan = plan,
+                                .placement = &placement,
+                                .pod_security_minimum = policy.pod_security_minimum,
+                                .refused_groups = (const char *const *)policy.refused_groups,
+                                .n_refused_groups = policy.n_refused_groups,
+                                .database = db_server ? &dbaddr : NULL};
+  int drc = tn_desired_build(&in, &desired, &err);
+  json_decref(db_server);
+  if (drc) {
     cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
     goto status;
   }
@@ -1013,6 +1034,22 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     else
       cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired", cond_objects[c]);
   }
+  /* Groups never bound (reserved to Kubernetes, or refused by a policy's allowedGroupPatterns),
+   * whatever admission let through: AccessBound says so, and an Event when it starts. */
+  if (provisioned && policy.n_refused_groups &&
+      (!x.conds[COND_ACCESS].set || strcmp(x.conds[COND_ACCESS].status, "True") == 0)) {
+    char why[1024] = "";
+    (void)tn_policy_group_allowed(x.t, policy.refused_groups[0],
+                                  (const struct tn_policy *const *)inv.policies, inv.n_policies, why,
+                                  sizeof why);
+    cond_set(&x, COND_ACCESS, "False", "GroupRefused",
+             "%zu group(s) of spec.identity.groupBindings not bound: %s", policy.n_refused_groups, why);
+    const char *old_reason =
+        json_string_value(json_object_get(old_condition(old_status, "AccessBound"), "reason"));
+    if (!old_reason || strcmp(old_reason, "GroupRefused") != 0)
+      event(&x, TN_EVENT_WARNING, "GroupRefused", "%zu group(s) of spec.identity.groupBindings not bound: %s",
+            policy.n_refused_groups, why);
+  }
   if (retry)
     res = TN_RESULT_ERR;
   else if (diff.n_waiting || (!provisioned && observed.n > 0))
@@ -1023,7 +1060,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
       lp.next == TN_STATE_ARCHIVED) {
     struct tn_tenant_db_result dbr;
     tn_tenant_db_reconcile(x.r, x.obj, x.t, lp.next, placed ? placement.region : x.t->status_region, plan,
-                           &dbr);
+                           policy.require_database_tls_policy, &dbr);
     if (dbr.configured) {
       cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       if (dbr.database)

@@ -19,6 +19,7 @@
 #include "runtime/log.h"
 #include "tenancy/dbplan.h"
 #include "tenancy/desired.h"
+#include "tenancy/policy.h"
 #include "util/buf.h"
 #include "util/clock.h"
 
@@ -111,7 +112,7 @@ static unsigned serves_bits(json_t *serves) {
 
 /* Picks the tenant's server in region; *server is borrowed from region_obj. */
 static int pick_server(json_t *region_obj, const char *region, enum tn_isolation mode, const char *current,
-                       json_t **server, struct tn_error *err) {
+                       const char *require_tls_policy, json_t **server, struct tn_error *err) {
   json_t *servers = json_object_get(json_object_get(region_obj, "spec"), "databaseServers");
   size_t n = json_array_size(servers);
   if (n == 0)
@@ -123,9 +124,10 @@ static int pick_server(json_t *region_obj, const char *region, enum tn_isolation
     json_t *s = json_array_get(servers, i);
     choices[i].name = json_string_value(json_object_get(s, "name"));
     choices[i].serves = serves_bits(json_object_get(s, "serves"));
+    choices[i].ssl_mode = json_string_value(json_object_get(s, "sslMode"));
   }
   size_t idx = 0;
-  int rc = tn_db_pick_server(choices, n, mode, current, region, &idx, err);
+  int rc = tn_db_pick_server_policy(choices, n, mode, current, region, require_tls_policy, &idx, err);
   free(choices);
   if (rc == 0)
     *server = json_array_get(servers, idx);
@@ -541,9 +543,22 @@ static int migrate(struct tn_reconciler *r, const struct tn_tenant *t, json_t *s
   return 0;
 }
 
+json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                            const char *region, const char *require_tls_policy) {
+  if (!r->db || !region)
+    return NULL;
+  json_t *region_obj = tn_informer_get(r->regions, region), *server = NULL;
+  if (pick_server(region_obj, region, t->isolation, current_server(tenant_obj), require_tls_policy, &server,
+                  NULL))
+    server = NULL;
+  json_incref(server);
+  json_decref(region_obj);
+  return server;
+}
+
 void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             enum tn_state next, const char *region, const struct tn_plan *plan,
-                            struct tn_tenant_db_result *out) {
+                            const char *require_tls_policy, struct tn_tenant_db_result *out) {
   struct tn_error err = {0};
   struct server_conf conf = {0};
   struct stored st = {0};
@@ -555,12 +570,13 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
       !(next == TN_STATE_ACTIVE || next == TN_STATE_SUSPENDED || next == TN_STATE_ARCHIVED))
     return;
   region_obj = tn_informer_get(r->regions, region);
-  int rc = pick_server(region_obj, region, t->isolation, current_server(tenant_obj), &server, &err);
+  int rc = pick_server(region_obj, region, t->isolation, current_server(tenant_obj), require_tls_policy,
+                       &server, &err);
   if (rc == TN_ENOTFOUND && !json_object_get(json_object_get(region_obj, "spec"), "databaseServers") &&
       !current_server(tenant_obj))
     goto out; /* the region offers no database servers: nothing to report */
   if (rc) {
-    fail(out, false, "NoDatabaseServer", "%s", err.message);
+    fail(out, false, rc == TN_EFORBIDDEN ? TN_REASON_POLICY_DENIED : "NoDatabaseServer", "%s", err.message);
     goto out;
   }
   if (load_server(r, server, &conf, &err)) {
@@ -790,7 +806,7 @@ int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn
   enum tn_isolation mode = TN_ISOLATION_SHARED;
   tn_isolation_parse(json_string_value(json_object_get(json_object_get(status, "placement"), "isolation")),
                      &mode);
-  rc = pick_server(region_obj, region, mode, cur, &server, &err);
+  rc = pick_server(region_obj, region, mode, cur, NULL, &server, &err);
   if (rc == 0)
     rc = load_server(r, server, &conf, &err);
   if (rc == 0)

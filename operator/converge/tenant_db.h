@@ -39,10 +39,20 @@ void tn_tenant_db_result_cleanup(struct tn_tenant_db_result *r);
 
 /* Converges the tenant's database for state `next` (Active, Suspended or Archived; others do
  * nothing) in region `region` (NULL: nothing to do). tenant_obj and t are borrowed; plan may be
- * NULL (no connection limit). Namespaces are the tenant's namespaces that exist now. */
+ * NULL (no connection limit). Namespaces are the tenant's namespaces that exist now.
+ * require_tls_policy: the TenancyPolicy requiring database TLS (tn_policy_result's
+ * require_database_tls_policy), NULL when none does: a new tenant then lands only on a verify-ca
+ * or verify-full server, and with none DatabaseReady is False (reason PolicyDenied, the policy's
+ * message) and nothing is provisioned. */
 void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             enum tn_state next, const char *region, const struct tn_plan *plan,
-                            struct tn_tenant_db_result *out);
+                            const char *require_tls_policy, struct tn_tenant_db_result *out);
+
+/* The Region's databaseServers[] entry the tenant is (or would be) on in region, by the rules of
+ * tn_tenant_db_reconcile: a new reference, or NULL when there is none (no database, no compliant
+ * server, region unknown). For the NetworkPolicy egress rule to the server. */
+json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                            const char *region, const char *require_tls_policy);
 
 /* Drops the tenant's role, schema and database (Deleted, or kubectl delete). Returns 0 when
  * nothing is left (or there never was a database), else a negative code with out filled. */

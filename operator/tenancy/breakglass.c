@@ -326,6 +326,13 @@ static int request_parse(const json_t *e, size_t i, const json_t *tenant_envs,
   char buf[512];
   if ((user && *user) == (group && *group)) {
     what = "set exactly one of user and group: the person or the group of people who get the access";
+  } else if (tn_subject_is_reserved(r->subject)) {
+    snprintf(buf, sizeof buf,
+             "%s \"%.200s\" is reserved to Kubernetes (the prefix " TN_RESERVED_SUBJECT_PREFIX
+             " names built-in identities, service accounts and cluster components): it is never granted "
+             "break-glass access; name a person or a group of the tenant's identity provider",
+             r->group ? "group" : "user", r->subject);
+    what = buf;
   } else if (tn_role_parse(r->role, &r->role_id)) {
     snprintf(buf, sizeof buf, "role \"%s\" is not tenant-admin, tenant-developer or tenant-viewer", r->role);
     what = buf;

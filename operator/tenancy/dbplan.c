@@ -119,6 +119,45 @@ int tn_db_pick_server(const struct tn_db_server_choice *servers, size_t n, enum 
                       region, tn_isolation_name(mode), tn_isolation_name(mode));
 }
 
+bool tn_db_ssl_mode_verified(const char *ssl_mode) {
+  return !ssl_mode || strcmp(ssl_mode, "verify-ca") == 0 || strcmp(ssl_mode, "verify-full") == 0;
+}
+
+int tn_db_pick_server_policy(const struct tn_db_server_choice *servers, size_t n, enum tn_isolation mode,
+                             const char *current, const char *region, const char *require_tls_policy,
+                             size_t *index, struct tn_error *err) {
+  if (!require_tls_policy || (current && *current))
+    return tn_db_pick_server(servers, n, mode, current, region, index, err);
+  const char *best = NULL;
+  char weak[512] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!servers[i].name || !(servers[i].serves & (1u << mode)))
+      continue;
+    if (!tn_db_ssl_mode_verified(servers[i].ssl_mode)) {
+      int w = snprintf(weak + used, sizeof weak - used, "%s%s (sslMode %s)", used ? ", " : "",
+                       servers[i].name, servers[i].ssl_mode);
+      if (w > 0)
+        used = used + (size_t)w < sizeof weak ? used + (size_t)w : sizeof weak - 1;
+      continue;
+    }
+    if (!best || strcmp(servers[i].name, best) < 0) {
+      best = servers[i].name;
+      *index = i;
+    }
+  }
+  if (best)
+    return 0;
+  if (!used) /* no server serves the mode at all: the usual words */
+    return tn_db_pick_server(servers, n, mode, current, region, index, err);
+  return tn_error_set(err, TN_EFORBIDDEN,
+                      "TenancyPolicy %s: encryption.requireDatabaseTLS needs a database server with sslMode "
+                      "verify-ca or verify-full, and region %s serves isolation %s only on %s: nothing was "
+                      "provisioned; set sslMode verify-full (with a caSecretRef) on one of them, or add a "
+                      "compliant server to the region's spec.databaseServers",
+                      require_tls_policy, region ? region : "?", tn_isolation_name(mode), weak);
+}
+
 /* ---- desired state ------------------------------------------------------------------------------ */
 
 int tn_db_desired_for(const char *id, enum tn_isolation mode, enum tn_state state, long long connections,

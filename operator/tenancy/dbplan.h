@@ -54,8 +54,13 @@ int tn_db_names_for(const char *id, enum tn_isolation mode, const char *shared_d
 /* One entry of a Region's spec.databaseServers, as far as choosing matters. Borrowed. */
 struct tn_db_server_choice {
   const char *name;
-  unsigned serves; /* bits 1u << enum tn_isolation */
+  unsigned serves;      /* bits 1u << enum tn_isolation */
+  const char *ssl_mode; /* libpq sslmode as written; NULL means verify-full (the CRD default) */
 };
+
+/* Whether a libpq sslmode verifies the server's certificate (verify-ca, verify-full; NULL counts
+ * as verify-full, the default). */
+bool tn_db_ssl_mode_verified(const char *ssl_mode);
 
 /* Which server of region (for messages) holds a tenant in mode: current (status.database.server,
  * NULL for a tenant without a database yet) while it is listed, whatever it serves now (moving a
@@ -64,6 +69,17 @@ struct tn_db_server_choice {
  * TN_ENOTFOUND with words: current no longer listed, or no server serves mode. */
 int tn_db_pick_server(const struct tn_db_server_choice *servers, size_t n, enum tn_isolation mode,
                       const char *current, const char *region, size_t *index, struct tn_error *err);
+
+/* tn_db_pick_server under TenancyPolicy require_tls_policy's encryption.requireDatabaseTLS (NULL:
+ * no policy requires it, exactly tn_db_pick_server): a new tenant is placed only on a server
+ * whose sslMode is verify-ca or verify-full (the first such in name order that serves mode). When
+ * a server serves mode but none is compliant, returns TN_EFORBIDDEN with the policy's words
+ * (naming the policy, each server and its sslMode, and the fix): nothing may be provisioned. A
+ * tenant already on a server keeps it (moving data is a migration); the policy evaluator reports
+ * a non-compliant current server as a violation. */
+int tn_db_pick_server_policy(const struct tn_db_server_choice *servers, size_t n, enum tn_isolation mode,
+                             const char *current, const char *region, const char *require_tls_policy,
+                             size_t *index, struct tn_error *err);
 
 /* ---- desired state ---------------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* desired.c - the desired objects of a tenant (see desired.h). */
 #include "tenancy/desired.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -132,12 +133,28 @@ struct builder {
   struct tn_container_defaults defaults;
 };
 
+/* The Pod Security level of the tenant's namespaces: the stricter of the plan's and the
+ * policies' minimum. */
+static const char *pod_security_level(const struct tn_desired_input *in) {
+  enum tn_pod_security l = in->plan->pod_security;
+  if (in->pod_security_minimum > l)
+    l = in->pod_security_minimum;
+  return tn_pod_security_name(l);
+}
+
 static json_t *labels_for(const struct builder *b, const char *env, bool is_namespace) {
   const struct tn_tenant *t = b->in->tenant;
   json_t *l = json_pack("{s:s, s:s, s:s}", TN_LABEL_TENANT, t->name, TN_LABEL_ENVIRONMENT, env,
                         TN_LABEL_MANAGED_BY, TN_MANAGED_BY);
+  const char *level = is_namespace ? pod_security_level(b->in) : NULL;
   if (l && is_namespace &&
-      (json_object_set_new(l, TN_LABEL_PLAN, json_string(b->in->plan->name)) ||
+      (json_object_set_new(l, TN_LABEL_PSA_PREFIX "enforce", json_string(level)) ||
+       json_object_set_new(l, TN_LABEL_PSA_PREFIX "enforce-version", json_string("latest")) ||
+       json_object_set_new(l, TN_LABEL_PSA_PREFIX "warn", json_string(level)) ||
+       json_object_set_new(l, TN_LABEL_PSA_PREFIX "warn-version", json_string("latest")) ||
+       json_object_set_new(l, TN_LABEL_PSA_PREFIX "audit", json_string(level)) ||
+       json_object_set_new(l, TN_LABEL_PSA_PREFIX "audit-version", json_string("latest")) ||
+       json_object_set_new(l, TN_LABEL_PLAN, json_string(b->in->plan->name)) ||
        json_object_set_new(l, TN_LABEL_REGION, json_string(b->in->placement->region)) ||
        json_object_set_new(l, TN_LABEL_ISOLATION,
                            json_string(tn_isolation_name(b->in->placement->isolation))))) {
@@ -227,30 +244,103 @@ static int add_netpol(struct builder *b, const char *ns, const char *env, const 
                     with(object(b, TN_KIND_NETWORK_POLICY, name, ns, env), "spec", spec));
 }
 
-static int add_network_policies(struct builder *b, const char *ns, const char *env, bool suspended) {
+/* The peers of the tenant's own namespaces: every environment, or only env with crossEnvironment
+ * Deny. Only the operator sets these labels on namespaces (tenants are granted namespaced roles
+ * only). */
+static json_t *own_namespaces(const struct builder *b, const char *env) {
   const char *id = b->in->tenant->name;
+  if (b->in->plan->cross_environment == TN_CROSS_ENV_DENY)
+    return json_pack("{s:{s:{s:s, s:s}}}", "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id,
+                     TN_LABEL_ENVIRONMENT, env);
+  return json_pack("{s:{s:{s:s}}}", "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id);
+}
+
+/* An ipBlock CIDR for host when it is an IP literal ("10.0.0.5/32", "fd00::5/128"), else "". */
+static void host_cidr(const char *host, char *dst, size_t n) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  dst[0] = '\0';
+  if (!host)
+    return;
+  if (inet_pton(AF_INET, host, buf) == 1)
+    snprintf(dst, n, "%s/32", host);
+  else if (inet_pton(AF_INET6, host, buf) == 1)
+    snprintf(dst, n, "%s/128", host);
+}
+
+/* The egress rule to the database server, or NULL (no rule) when no address is known. */
+static json_t *database_egress(const struct tn_desired_database *db) {
+  if (!db)
+    return NULL;
+  char cidr[INET6_ADDRSTRLEN + 8];
+  host_cidr(db->host, cidr, sizeof cidr);
+  json_t *to = json_array();
+  if (to && cidr[0])
+    json_array_append_new(to, json_pack("{s:{s:s}}", "ipBlock", "cidr", cidr));
+  for (size_t i = 0; to && i < db->n_cidrs; i++)
+    if (db->cidrs[i] && strcmp(db->cidrs[i], cidr) != 0)
+      json_array_append_new(to, json_pack("{s:{s:s}}", "ipBlock", "cidr", db->cidrs[i]));
+  if (!to || json_array_size(to) == 0) {
+    json_decref(to);
+    return NULL;
+  }
+  return json_pack("{s:o, s:[{s:s, s:i}]}", "to", to, "ports", "protocol", "TCP", "port",
+                   db->port > 0 ? db->port : 5432);
+}
+
+static int add_network_policies(struct builder *b, const char *ns, const char *env, bool suspended) {
+  const struct tn_plan *plan = b->in->plan;
   int rc;
   /* Every pod of the namespace is isolated in both directions; what is allowed comes below. */
   if ((rc = add_netpol(b, ns, env, TN_NETPOL_DEFAULT_DENY,
                        json_pack("{s:{}, s:[s,s]}", "podSelector", "policyTypes", "Ingress", "Egress"))))
     return rc;
+  /* Suspended: nothing in, nothing out, not even DNS (the allow policy is removed). */
   if (suspended)
     return add_netpol(b, ns, env, TN_NETPOL_SUSPENDED,
                       json_pack("{s:{}, s:[s,s]}", "podSelector", "policyTypes", "Ingress", "Egress"));
-  /* Traffic to and from the tenant's own namespaces only, and DNS. Only the operator sets the
-   * tenant label on namespaces (tenants are granted namespaced roles only). DNS: only the cluster
-   * DNS pods (k8s-app=kube-dns: kube-dns and CoreDNS alike) in kube-system, never port 53 of
-   * another tenant's pods. One policy for both (rules add up): one object fewer per namespace
-   * to write, watch and cache. */
-  return add_netpol(b, ns, env, TN_NETPOL_ALLOW_SAME_TENANT,
-                    json_pack("{s:{}, s:[s,s], s:[{s:[{s:{s:{s:s}}}]}], s:[{s:[{s:{s:{s:s}}}]}, "
-                              "{s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]}",
-                              "podSelector", "policyTypes", "Ingress", "Egress", "ingress", "from",
-                              "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id, "egress", "to",
-                              "namespaceSelector", "matchLabels", TN_LABEL_TENANT, id, "to",
-                              "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name",
-                              "kube-system", "podSelector", "matchLabels", "k8s-app", "kube-dns", "ports",
-                              "protocol", "UDP", "port", 53, "protocol", "TCP", "port", 53));
+  /* Ingress: the tenant's own namespaces, and the plan's ingress-controller namespaces. */
+  json_t *from = json_array();
+  if (from && json_array_append_new(from, own_namespaces(b, env))) {
+    json_decref(from);
+    from = NULL;
+  }
+  if (from && plan->n_ingress_namespaces) {
+    json_t *values = json_array();
+    for (size_t i = 0; values && i < plan->n_ingress_namespaces; i++)
+      json_array_append_new(values, json_string(plan->ingress_namespaces[i]));
+    if (!values ||
+        json_array_append_new(from, json_pack("{s:{s:[{s:s, s:s, s:o}]}}", "namespaceSelector",
+                                              "matchExpressions", "key", "kubernetes.io/metadata.name",
+                                              "operator", "In", "values", values))) {
+      json_decref(from);
+      from = NULL;
+    }
+  }
+  /* Egress: the same namespaces; DNS only to the cluster DNS pods (k8s-app=kube-dns: kube-dns and
+   * CoreDNS alike) in kube-system, never port 53 of another tenant's pods; the database server. */
+  json_t *egress =
+      json_pack("[{s:[o]}, {s:[{s:{s:{s:s}}, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, s:i}]}]", "to",
+                own_namespaces(b, env), "to", "namespaceSelector", "matchLabels",
+                "kubernetes.io/metadata.name", "kube-system", "podSelector", "matchLabels", "k8s-app",
+                "kube-dns", "ports", "protocol", "UDP", "port", 53, "protocol", "TCP", "port", 53);
+  json_t *db = database_egress(b->in->database);
+  if (egress && db && json_array_append_new(egress, db)) {
+    json_decref(egress);
+    egress = NULL;
+  } else if (!egress) {
+    json_decref(db);
+  }
+  /* One policy for both directions (rules add up): one object fewer per namespace to write,
+   * watch and cache. */
+  json_t *spec = NULL;
+  if (from && egress)
+    spec = json_pack("{s:{}, s:[s,s], s:[{s:o}], s:o}", "podSelector", "policyTypes", "Ingress", "Egress",
+                     "ingress", "from", from, "egress", egress);
+  else {
+    json_decref(from);
+    json_decref(egress);
+  }
+  return add_netpol(b, ns, env, TN_NETPOL_ALLOW_SAME_TENANT, spec);
 }
 
 static int add_quota(struct builder *b, const char *ns, const char *env, bool suspended) {
@@ -288,7 +378,17 @@ static int cmp_binding(const void *a, const void *b) {
 
 /* The bindings, one per distinct (group, role), named tenant-<role>-<first 10 hex digits of
  * SHA-256(group)>, sorted by name. *out is malloc'd. */
-static int binding_names(const struct tn_tenant *t, struct binding **out, size_t *n_out) {
+static bool group_refused(const struct tn_desired_input *in, const char *group) {
+  if (tn_subject_is_reserved(group))
+    return true;
+  for (size_t i = 0; i < in->n_refused_groups; i++)
+    if (in->refused_groups[i] && strcmp(in->refused_groups[i], group) == 0)
+      return true;
+  return false;
+}
+
+static int binding_names(const struct tn_desired_input *in, struct binding **out, size_t *n_out) {
+  const struct tn_tenant *t = in->tenant;
   *out = NULL;
   *n_out = 0;
   if (!t->n_group_bindings)
@@ -300,6 +400,8 @@ static int binding_names(const struct tn_tenant *t, struct binding **out, size_t
   for (size_t i = 0; i < t->n_group_bindings; i++) {
     const struct tn_group_binding *gb = &t->group_bindings[i];
     char h[11];
+    if (!gb->group || group_refused(in, gb->group))
+      continue; /* never bound: the reconciler reports it (AccessBound) */
     if (sha256_hex(gb->group, strlen(gb->group), h, 10)) {
       free(v);
       return -ENOMEM;
@@ -366,7 +468,7 @@ int tn_desired_build(const struct tn_desired_input *in, struct tn_object_list *o
   if (t->n_environments == 0)
     return 0;
   tn_derive_container_defaults(in->plan, &b.defaults);
-  if (!(names = calloc(t->n_environments, sizeof *names)) || binding_names(t, &bindings, &n_bindings)) {
+  if (!(names = calloc(t->n_environments, sizeof *names)) || binding_names(in, &bindings, &n_bindings)) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto out;
   }

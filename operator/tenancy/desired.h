@@ -22,6 +22,10 @@
 #define TN_MANAGED_BY "tenancy-operator"
 #define TN_ANNOTATION_SPEC_HASH "tenancy.dev/spec-hash"
 
+/* Pod Security admission labels on every tenant namespace (enforce, warn and audit at one level,
+ * each with version "latest"). */
+#define TN_LABEL_PSA_PREFIX "pod-security.kubernetes.io/"
+
 /* Names of the per-environment objects. */
 #define TN_NETPOL_DEFAULT_DENY "default-deny"
 #define TN_NETPOL_ALLOW_SAME_TENANT "allow-same-tenant"
@@ -84,20 +88,39 @@ int tn_namespace_name(const char *tenant, const char *env, char *dst, size_t n, 
  * that a tenant can be refused at apply time: the error names spec.environments[i]. */
 int tn_desired_check_names(const struct tn_tenant *t, struct tn_error *err);
 
+/* Where the tenant's database server listens, for the egress rule of allow-same-tenant. */
+struct tn_desired_database {
+  const char *host;         /* an IPv4 or IPv6 literal gets a /32 or /128 ipBlock; a hostname gets none */
+  int port;                 /* TCP port; 0 means 5432 */
+  const char *const *cidrs; /* the Region's databaseServers[].egressCIDRs, added as they are */
+  size_t n_cidrs;
+};
+
 /* What the builder needs; all borrowed. */
 struct tn_desired_input {
   const struct tn_tenant *tenant;       /* name, uid, environments, group bindings */
   enum tn_state state;                  /* the state reached: tn_lifecycle_plan()'s `next` */
   const struct tn_plan *plan;           /* needed in Active and Suspended */
   const struct tn_placement *placement; /* needed in Active and Suspended */
+  /* The strictest TenancyPolicy spec.podSecurity.minimum (baseline, the zero value, when none):
+   * namespaces get the stricter of it and the plan's spec.podSecurity. */
+  enum tn_pod_security pod_security_minimum;
+  /* Groups a policy refuses (tn_policy_result.refused_groups): never bound. Groups reserved to
+   * Kubernetes (tn_subject_is_reserved) are never bound whatever this says. */
+  const char *const *refused_groups;
+  size_t n_refused_groups;
+  const struct tn_desired_database *database; /* NULL: no database egress rule */
 };
 
 /* Builds the desired objects into *out (which must be empty: zeroed or cleaned up).
- *  - Active: per environment, in this order: Namespace <tenant>-<env>; NetworkPolicies
- *    default-deny, allow-same-tenant (the tenant's own namespaces, and DNS egress to kube-dns);
+ *  - Active: per environment, in this order: Namespace <tenant>-<env> (labelled with the Pod
+ *    Security level); NetworkPolicies default-deny, allow-same-tenant (ingress from the tenant's
+ *    own namespaces, or only its own environment's with plan crossEnvironment Deny, and from the
+ *    plan's ingressNamespaces; egress to the same namespaces, DNS to kube-dns and TCP to the
+ *    database server);
  *    ResourceQuota tenant-quota; LimitRange
  *    tenant-limits; RoleBindings tenant-<role>-<hash of group> (one per distinct
- *    identity.groupBindings entry, sorted by name).
+ *    identity.groupBindings entry whose group is neither reserved nor refused, sorted by name).
  *  - Suspended: the same, except ResourceQuota pods "0", and the network policies are
  *    default-deny and suspended-deny-all only (NetworkPolicies add up: a deny-all policy beside
  *    allow policies blocks nothing, so the allow policies are removed while suspended).

@@ -2,6 +2,7 @@
 #include "tenancy/policy.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,7 @@ void tn_policy_free(struct tn_policy *p) {
   for (size_t i = 0; i < p->n_allowed_actions; i++)
     strv_free(p->allowed_actions[i].plans, p->allowed_actions[i].n_plans);
   free(p->allowed_actions);
+  strv_free(p->allowed_group_patterns, p->n_allowed_group_patterns);
   free(p);
 }
 
@@ -305,6 +307,37 @@ static int parse_policy_spec(const json_t *spec, struct tn_policy *p, struct tn_
                            "must be one of cpu, memory, storage, pods, services, connections, eventsPerDay");
       p->quota_overrides |= 1u << k;
     }
+  }
+  const json_t *idn = json_object_get(spec, "identity");
+  if (idn && !json_is_null(idn) && !json_is_object(idn))
+    return field_error(err, "spec.identity", "must be an object");
+  a = json_is_object(idn) ? json_object_get(idn, "allowedGroupPatterns") : NULL;
+  if (a && !json_is_null(a)) {
+    if (!json_is_array(a))
+      return field_error(err, "spec.identity.allowedGroupPatterns", "must be a list of glob patterns");
+    p->has_allowed_group_patterns = true;
+    size_t i;
+    const json_t *e;
+    json_array_foreach(a, i, e) {
+      char f[96];
+      snprintf(f, sizeof f, "spec.identity.allowedGroupPatterns[%zu]", i);
+      if (!json_is_string(e) || !json_string_length(e) || json_string_length(e) > 256 ||
+          strlen(json_string_value(e)) != json_string_length(e))
+        return field_error(err, f,
+                           "must be a non-empty glob pattern of at most 256 characters, e.g. "
+                           "\"{tenant}-*\" or \"*@{domain}\"");
+      if (strv_push(&p->allowed_group_patterns, &p->n_allowed_group_patterns, json_string_value(e)))
+        return nomem(err);
+    }
+  }
+  const json_t *ps = json_object_get(spec, "podSecurity");
+  if (ps && !json_is_null(ps) && !json_is_object(ps))
+    return field_error(err, "spec.podSecurity", "must be an object");
+  const json_t *min = json_is_object(ps) ? json_object_get(ps, "minimum") : NULL;
+  if (min && !json_is_null(min)) {
+    if (!json_is_string(min) || tn_pod_security_parse(json_string_value(min), &p->pod_security_minimum))
+      return field_error(err, "spec.podSecurity.minimum", "must be restricted or baseline");
+    p->has_pod_security_minimum = true;
   }
   return 0;
 }
@@ -449,6 +482,7 @@ void tn_policy_tenant_fields(const json_t *obj, unsigned *quota_overrides, const
 
 void tn_policy_result_init(struct tn_policy_result *r) {
   memset(r, 0, sizeof *r);
+  r->pod_security_minimum = TN_POD_SECURITY_BASELINE;
   r->archived_data_days = r->audit_records_days = -1;
 }
 
@@ -469,6 +503,8 @@ void tn_policy_result_cleanup(struct tn_policy_result *r) {
   strv_free(r->warnings, r->n_warnings);
   strv_free(r->residency.allowed_regions, r->residency.n_allowed_regions);
   free(r->residency.preferred_region);
+  free(r->require_database_tls_policy);
+  strv_free(r->refused_groups, r->n_refused_groups);
   tn_policy_result_init(r);
 }
 
@@ -906,6 +942,100 @@ static int eval_quota_overrides(const struct tn_policy_input *in, struct tn_poli
   return rc;
 }
 
+/* pattern with {tenant} and {domain} replaced (the values escaped for fnmatch) into b; false when
+ * it uses {domain} and the tenant has none. */
+static bool expand_pattern(struct tn_buf *b, const char *pattern, const struct tn_tenant *t) {
+  tn_buf_reset(b);
+  for (const char *c = pattern; *c;) {
+    const char *val = NULL;
+    if (strncmp(c, "{tenant}", 8) == 0) {
+      val = t->name;
+      c += 8;
+    } else if (strncmp(c, "{domain}", 8) == 0) {
+      if (!t->identity_domain)
+        return false;
+      val = t->identity_domain;
+      c += 8;
+    }
+    if (val) {
+      for (const char *v = val; *v; v++)
+        tn_buf_printf(b, "%s%c", strchr("*?[]\\", *v) ? "\\" : "", *v);
+    } else {
+      tn_buf_printf(b, "%c", *c++);
+    }
+  }
+  return true;
+}
+
+bool tn_policy_group_allowed(const struct tn_tenant *t, const char *group,
+                             const struct tn_policy *const *policies, size_t n, char *why, size_t n_why) {
+  if (tn_subject_is_reserved(group)) {
+    if (why)
+      snprintf(
+          why, n_why,
+          "group %.256s is reserved to Kubernetes (the prefix " TN_RESERVED_SUBJECT_PREFIX
+          " names built-in identities such as system:authenticated, every signed-in user): binding it would "
+          "open the tenant's namespaces to them; name a group of the tenant's identity provider",
+          group);
+    return false;
+  }
+  struct tn_buf b;
+  tn_buf_init(&b, 4096);
+  bool ok = true;
+  for (size_t i = 0; ok && i < n; i++) {
+    const struct tn_policy *p = policies[i];
+    if (!p || !p->has_allowed_group_patterns)
+      continue;
+    bool match = false;
+    for (size_t k = 0; !match && k < p->n_allowed_group_patterns; k++)
+      match = expand_pattern(&b, p->allowed_group_patterns[k], t) && tn_buf_str(&b) &&
+              fnmatch(tn_buf_str(&b), group, 0) == 0;
+    if (match)
+      continue;
+    ok = false;
+    if (why) {
+      tn_buf_reset(&b);
+      join(&b, p->allowed_group_patterns, p->n_allowed_group_patterns);
+      snprintf(why, n_why,
+               "TenancyPolicy %s: spec.identity.allowedGroupPatterns [%s] does not match group %.256s "
+               "(with {tenant}=%s, {domain}=%s): use a group that matches, or change the policy",
+               p->name, tn_buf_str(&b) ? tn_buf_str(&b) : "", group, t->name,
+               t->identity_domain ? t->identity_domain : "(no spec.identity.domain)");
+    }
+  }
+  tn_buf_cleanup(&b);
+  return ok;
+}
+
+/* Groups: no reserved group, and every group matched by each policy's allowedGroupPatterns. */
+static int eval_groups(const struct tn_policy_input *in, bool report, struct tn_policy_result *r) {
+  const struct tn_tenant *t = in->tenant;
+  for (size_t i = 0; i < t->n_group_bindings; i++) {
+    const char *g = t->group_bindings[i].group;
+    char why[1024];
+    if (!g || tn_policy_group_allowed(t, g, in->policies, in->n_policies, why, sizeof why))
+      continue;
+    if (!strv_has(r->refused_groups, r->n_refused_groups, g) &&
+        strv_push(&r->refused_groups, &r->n_refused_groups, g))
+      return -ENOMEM;
+    if (!report)
+      continue;
+    /* the policy that refuses it, for ratcheting: none for a reserved group */
+    const char *pol = NULL;
+    for (size_t k = 0; !tn_subject_is_reserved(g) && !pol && k < in->n_policies; k++) {
+      const struct tn_policy *p = in->policies[k];
+      if (p && p->has_allowed_group_patterns &&
+          !tn_policy_group_allowed(t, g, (const struct tn_policy *const *)&in->policies[k], 1, NULL, 0))
+        pol = p->name;
+    }
+    char field[96];
+    snprintf(field, sizeof field, "spec.identity.groupBindings[%zu].group", i);
+    if (add_violation(r, pol, "groups", field, g, "%s: %s", field, why))
+      return -ENOMEM;
+  }
+  return 0;
+}
+
 int tn_policy_result_error(const struct tn_policy_result *r, struct tn_error *err) {
   if (!r->n_violations)
     return 0;
@@ -934,6 +1064,14 @@ int tn_policy_evaluate(const struct tn_policy_input *in, struct tn_policy_result
     if (!p)
       continue;
     out->require_database_tls |= p->require_database_tls;
+    if (p->require_database_tls &&
+        (!out->require_database_tls_policy || strcmp(p->name, out->require_database_tls_policy) < 0)) {
+      free(out->require_database_tls_policy);
+      if (!(out->require_database_tls_policy = strdup(p->name)))
+        return nomem(err);
+    }
+    if (p->has_pod_security_minimum && p->pod_security_minimum > out->pod_security_minimum)
+      out->pod_security_minimum = p->pod_security_minimum;
     out->require_tenant_keys |= p->require_tenant_keys;
     out->quota_overrides_permitted |= p->quota_overrides;
     if (p->archived_data_days >= 0 &&
@@ -945,7 +1083,8 @@ int tn_policy_evaluate(const struct tn_policy_input *in, struct tn_policy_result
   if ((rc = eval_residency(in, rules & TN_POLICY_RULE_RESIDENCY, out)) ||
       ((rules & TN_POLICY_RULE_ENCRYPTION) && (rc = eval_encryption(in, out))) ||
       ((rules & TN_POLICY_RULE_ACTIONS) && (rc = eval_actions(in, out))) ||
-      ((rules & TN_POLICY_RULE_QUOTA_OVERRIDES) && (rc = eval_quota_overrides(in, out))))
+      ((rules & TN_POLICY_RULE_QUOTA_OVERRIDES) && (rc = eval_quota_overrides(in, out))) ||
+      (rc = eval_groups(in, rules & TN_POLICY_RULE_GROUPS, out)))
     return nomem(err);
   return tn_policy_result_error(out, err);
 }

@@ -66,6 +66,15 @@ struct tn_policy {
   struct tn_policy_allowed_action *allowed_actions;
   size_t n_allowed_actions;
   unsigned quota_overrides; /* spec.quotaOverrides as bits 1u << enum tn_quota_key; 0 when absent */
+  /* spec.identity.allowedGroupPatterns: shell globs (fnmatch(3), no flags) a group of
+   * spec.identity.groupBindings must match (one of them); "{tenant}" and "{domain}" stand for
+   * the tenant id and its spec.identity.domain (a tenant without a domain matches no pattern
+   * that uses it). Absent (has_ false): any group not reserved to Kubernetes. */
+  bool has_allowed_group_patterns;
+  char **allowed_group_patterns;
+  size_t n_allowed_group_patterns;
+  bool has_pod_security_minimum;             /* spec.podSecurity.minimum is set */
+  enum tn_pod_security pod_security_minimum; /* spec.podSecurity.minimum */
 };
 
 /* Parses and validates a TenancyPolicy (obj borrowed) with the contract of tn_tenant_parse: on
@@ -112,7 +121,8 @@ enum {
   TN_POLICY_RULE_ENCRYPTION = 1u << 1,      /* spec.encryption.requireDatabaseTLS */
   TN_POLICY_RULE_ACTIONS = 1u << 2,         /* spec.allowedActions[] */
   TN_POLICY_RULE_QUOTA_OVERRIDES = 1u << 3, /* spec.quotaOverrides */
-  TN_POLICY_RULE_ALL = 0xfu,
+  TN_POLICY_RULE_GROUPS = 1u << 4,          /* reserved groups, spec.identity.allowedGroupPatterns */
+  TN_POLICY_RULE_ALL = 0x1fu,
 };
 
 /* Everything the evaluator reads; all borrowed. */
@@ -135,7 +145,7 @@ struct tn_policy_input {
 /* One violated rule. Every string owned by the result. */
 struct tn_policy_violation {
   char *policy;  /* the TenancyPolicy's name; NULL for a rule no single policy owns */
-  char *rule;    /* "residency", "encryption", "allowedActions", "quotaOverrides", "externalIds" */
+  char *rule;    /* "residency", "encryption", "allowedActions", "quotaOverrides", "groups", "externalIds" */
   char *field;   /* the field at fault, e.g. "spec.residency.allowedRegions" */
   char *subject; /* what exactly (a flag and regions, an action, a key): identifies it with the above */
   char *message; /* one sentence for people: what is wrong and how to fix it, e.g.
@@ -163,14 +173,31 @@ struct tn_policy_result {
   unsigned quota_overrides_permitted; /* keys some policy lets tenants override (union), bits */
   int archived_data_days; /* the shortest spec.retention.archivedData of any policy; -1 when none sets it */
   int audit_records_days; /* the longest spec.retention.auditRecords of any policy; -1 when none sets it */
+  /* The policy that requires database TLS (the first in name order); NULL when none. Owned. */
+  char *require_database_tls_policy;
+  /* The strictest spec.podSecurity.minimum of any policy; baseline (no constraint) when none. */
+  enum tn_pod_security pod_security_minimum;
+  /* The groups of spec.identity.groupBindings that must not be bound: reserved to Kubernetes
+   * ("system:") or matching no pattern of a policy with allowedGroupPatterns. Always computed
+   * (whatever in->rules says), so the desired state never binds them even when the violation is
+   * ratcheted or a transition is refused. Owned; n may be 0. */
+  char **refused_groups;
+  size_t n_refused_groups;
 };
 
 void tn_policy_result_init(struct tn_policy_result *r);
 void tn_policy_result_cleanup(struct tn_policy_result *r); /* accepts NULL; leaves r initialised */
 
+/* Whether group may be bound for tenant t by policies (n may be 0): not reserved to Kubernetes
+ * (tn_subject_is_reserved) and matched by one pattern of every policy that sets
+ * spec.identity.allowedGroupPatterns. When not, and why is given, why[n_why] says why (naming
+ * the first policy that refuses it, or the reserved prefix). */
+bool tn_policy_group_allowed(const struct tn_tenant *t, const char *group,
+                             const struct tn_policy *const *policies, size_t n, char *why, size_t n_why);
+
 /* Evaluates every policy against in->tenant. Initialises *out (clean it up in every case).
  * Returns 0 when no rule is violated; TN_EINVALID when some are, with every violation in
- * out->violations (in the order: residency, encryption, allowedActions, quotaOverrides) and err
+ * out->violations (in the order: residency, encryption, allowedActions, quotaOverrides, groups) and err
  * set: reason "PolicyDenied", message the text of tn_policy_result_message (cut to fit),
  * causes the first TN_ERROR_MAX_CAUSES violations (field, reason "PolicyDenied", message).
  * -ENOMEM when out of memory. Deterministic: the same input gives the same output. */

@@ -152,6 +152,25 @@ int tn_quantity_parse(const char *s, int64_t *milli) {
   return 0;
 }
 
+bool tn_subject_is_reserved(const char *name) {
+  return name && strncmp(name, TN_RESERVED_SUBJECT_PREFIX, strlen(TN_RESERVED_SUBJECT_PREFIX)) == 0;
+}
+
+static const char *const pod_security_names[] = {"baseline", "restricted"};
+
+const char *tn_pod_security_name(enum tn_pod_security l) {
+  return (unsigned)l <= TN_POD_SECURITY_RESTRICTED ? pod_security_names[l] : "?";
+}
+
+int tn_pod_security_parse(const char *s, enum tn_pod_security *out) {
+  for (int i = 0; s && i <= TN_POD_SECURITY_RESTRICTED; i++)
+    if (strcmp(s, pod_security_names[i]) == 0) {
+      *out = (enum tn_pod_security)i;
+      return 0;
+    }
+  return TN_EINVALID;
+}
+
 /* ---- parse helpers -------------------------------------------------------------------------- */
 
 /* Copies src into dst[cap], cut to fit, always terminated. */
@@ -622,6 +641,9 @@ void tn_plan_free(struct tn_plan *p) {
   for (size_t i = 0; p->features && i < p->n_features; i++)
     free(p->features[i].name);
   free(p->features);
+  for (size_t i = 0; p->ingress_namespaces && i < p->n_ingress_namespaces; i++)
+    free(p->ingress_namespaces[i]);
+  free(p->ingress_namespaces);
   free(p);
 }
 
@@ -743,6 +765,31 @@ int tn_plan_parse(const json_t *obj, struct tn_plan **out, struct tn_error *err)
       goto out;
     }
   }
+
+  const char *ps;
+  p->pod_security = TN_POD_SECURITY_RESTRICTED;
+  if ((rc = get_str(spec, "podSecurity", "spec.podSecurity", false, &ps, err)))
+    goto out;
+  if (ps && *ps && tn_pod_security_parse(ps, &p->pod_security)) {
+    rc = field_error(err, "spec.podSecurity", "FieldValueNotSupported",
+                     "\"%.32s\" is not supported: use restricted (the default) or baseline; privileged is "
+                     "never allowed on tenant namespaces (it would let a tenant's pods take over the node)",
+                     ps);
+    goto out;
+  }
+  const json_t *net;
+  const char *xenv;
+  if ((rc = get_obj(spec, "network", "spec.network", &net, err)) ||
+      (rc = get_label_list(net, "ingressNamespaces", "spec.network.ingressNamespaces", true,
+                           &p->ingress_namespaces, &p->n_ingress_namespaces, err)) ||
+      (rc = get_str(net, "crossEnvironment", "spec.network.crossEnvironment", false, &xenv, err)))
+    goto out;
+  if (xenv && *xenv && strcmp(xenv, "Allow") && strcmp(xenv, "Deny")) {
+    rc = field_error(err, "spec.network.crossEnvironment", "FieldValueNotSupported",
+                     "\"%.32s\" is not supported: use Allow (the default) or Deny", xenv);
+    goto out;
+  }
+  p->cross_environment = xenv && strcmp(xenv, "Deny") == 0 ? TN_CROSS_ENV_DENY : TN_CROSS_ENV_ALLOW;
   *out = p;
   p = NULL;
 out:

@@ -56,6 +56,14 @@ enum tn_role {
 const char *tn_role_name(enum tn_role r);            /* "tenant-admin", ...; "?" out of range. Static. */
 int tn_role_parse(const char *s, enum tn_role *out); /* 0 or TN_EINVALID */
 
+/* Whether name (a group or user name) is reserved to Kubernetes itself: it starts with
+ * "system:" (system:authenticated, system:serviceaccounts, system:masters, system:nodes,
+ * system:serviceaccount:<ns>:<name>, ...). Such a subject is never bound by the operator: one
+ * binding would open a tenant's namespaces to every identity in the cluster, or name a
+ * component's own identity. NULL is not reserved. */
+#define TN_RESERVED_SUBJECT_PREFIX "system:"
+bool tn_subject_is_reserved(const char *name);
+
 /* True when s is an RFC 1123 DNS label: 1 to 63 characters of [a-z0-9-], starting and ending
  * with a letter or digit. NULL is not. */
 bool tn_is_dns_label(const char *s);
@@ -149,6 +157,21 @@ struct tn_quotas {
   int64_t events_per_day; /* >= 0, or -1 when the plan does not set it */
 };
 
+/* Plan spec.podSecurity: the Pod Security Standards level enforced on tenant namespaces, in
+ * increasing strictness (privileged is never allowed). */
+enum tn_pod_security {
+  TN_POD_SECURITY_BASELINE = 0,
+  TN_POD_SECURITY_RESTRICTED,
+};
+const char *tn_pod_security_name(enum tn_pod_security l);            /* "baseline", "restricted"; static */
+int tn_pod_security_parse(const char *s, enum tn_pod_security *out); /* 0 or TN_EINVALID */
+
+/* Plan spec.network.crossEnvironment: whether a tenant's environments reach each other. */
+enum tn_cross_env {
+  TN_CROSS_ENV_ALLOW = 0, /* every namespace of the tenant reaches every other (the default) */
+  TN_CROSS_ENV_DENY,      /* each environment's namespace reaches only itself */
+};
+
 struct tn_feature {
   char *name;
   bool enabled;
@@ -160,9 +183,13 @@ struct tn_plan {
   struct tn_quotas quotas;     /* spec.quotas: cpu, memory, storage, pods, services required */
   struct tn_feature *features; /* spec.features (name -> bool), sorted by name */
   size_t n_features;
-  bool has_rate_limits;        /* spec.rateLimits present */
-  int64_t requests_per_second; /* spec.rateLimits.requestsPerSecond, >= 0 */
-  int64_t burst;               /* spec.rateLimits.burst, >= 0 */
+  bool has_rate_limits;              /* spec.rateLimits present */
+  int64_t requests_per_second;       /* spec.rateLimits.requestsPerSecond, >= 0 */
+  int64_t burst;                     /* spec.rateLimits.burst, >= 0 */
+  enum tn_pod_security pod_security; /* spec.podSecurity; restricted when absent */
+  char **ingress_namespaces;         /* spec.network.ingressNamespaces: DNS labels, distinct; n may be 0 */
+  size_t n_ingress_namespaces;
+  enum tn_cross_env cross_environment; /* spec.network.crossEnvironment; Allow when absent */
 };
 
 /* Parses and validates a Plan (obj borrowed); same contract as tn_tenant_parse. Quantities may

@@ -268,6 +268,72 @@ Test(admission, residency_violation_is_denied_with_the_evaluators_message) {
   free(t);
 }
 
+Test(admission, reserved_groups_and_policy_group_patterns_are_denied) {
+  char *t = tenant_json("acme2", "{\"plan\":\"standard\",\"identity\":{\"groupBindings\":["
+                                 "{\"group\":\"system:authenticated\",\"role\":\"tenant-admin\"}]}}");
+  json_t *r = run("CREATE", t, NULL, false);
+  cr_assert_not(allowed(r));
+  cr_assert_eq(code(r), 403);
+  cr_assert(
+      strstr(message(r), "spec.identity.groupBindings[0].group: group system:authenticated is reserved"),
+      "%s", message(r));
+  json_decref(r);
+  free(t);
+  /* a policy restricting groups to the tenant's own prefix */
+  json_array_append_new(g_policies, load("{\"metadata\":{\"name\":\"idp\"},\"spec\":{\"identity\":{"
+                                         "\"allowedGroupPatterns\":[\"{tenant}-*\"]}}}"));
+  t = tenant_json("acme2", "{\"plan\":\"standard\",\"identity\":{\"groupBindings\":["
+                           "{\"group\":\"globex-admins\",\"role\":\"tenant-admin\"}]}}");
+  r = run("CREATE", t, NULL, false);
+  cr_assert_not(allowed(r));
+  cr_assert(strstr(message(r), "TenancyPolicy idp: spec.identity.allowedGroupPatterns [{tenant}-*] does not "
+                               "match group globex-admins"),
+            "%s", message(r));
+  json_decref(r);
+  free(t);
+  t = tenant_json("acme2", "{\"plan\":\"standard\",\"identity\":{\"groupBindings\":["
+                           "{\"group\":\"acme2-admins\",\"role\":\"tenant-admin\"}]}}");
+  r = run("CREATE", t, NULL, false);
+  cr_assert(allowed(r), "%s", message(r));
+  json_decref(r);
+  free(t);
+}
+
+Test(admission, reserved_break_glass_subjects_are_denied_unless_already_held) {
+  static const char spec[] =
+      "{\"plan\":\"standard\",\"breakGlass\":[{\"id\":\"inc-1\",\"%s\":\"%s\",\"role\":\"tenant-admin\","
+      "\"reason\":\"INC-1\",\"expiresAt\":\"2030-01-01T00:00:00Z\"}]}";
+  char buf[1024];
+  snprintf(buf, sizeof buf, spec, "user", "system:serviceaccount:kube-system:default");
+  char *t = tenant_json("acme2", buf);
+  json_t *r = run("CREATE", t, NULL, false);
+  cr_assert_not(allowed(r));
+  cr_assert_eq(code(r), 422);
+  cr_assert(
+      strstr(message(r), "spec.breakGlass[0].user: system:serviceaccount:kube-system:default is reserved"),
+      "%s", message(r));
+  json_decref(r);
+  snprintf(buf, sizeof buf, spec, "group", "system:masters");
+  char *t2 = tenant_json("acme2", buf);
+  r = run("CREATE", t2, NULL, false);
+  cr_assert_not(allowed(r));
+  cr_assert(strstr(message(r), "spec.breakGlass[0].group: system:masters is reserved"), "%s", message(r));
+  json_decref(r);
+  /* an update that keeps the same (already stored) request is not blocked by it */
+  char *t3 = tenant_json("acme2", buf);
+  json_t *newer = load(t3);
+  json_object_set_new(json_object_get(newer, "spec"), "displayName", json_string("Acme 2"));
+  char *t4 = json_dumps(newer, 0);
+  r = run("UPDATE", t4, t2, false);
+  cr_assert(allowed(r), "%s", message(r));
+  json_decref(r);
+  json_decref(newer);
+  free(t4);
+  free(t3);
+  free(t2);
+  free(t);
+}
+
 Test(admission, duplicate_external_id_names_the_other_tenant) {
   char *t = tenant_json("initech", "{\"plan\":\"standard\",\"externalIds\":{\"billing\":\"cus_8TzQ\"}}");
   json_t *r = run("CREATE", t, NULL, false);

@@ -508,6 +508,38 @@ Test(breakglass_decide, invalid_requests_are_denied_with_the_fix) {
   fx_cleanup(&f);
 }
 
+Test(breakglass_decide, reserved_subjects_are_denied_even_when_allowed) {
+  struct fx f = {0};
+  f.tenant = tenant(
+      "["
+      "{\"id\":\"sa\",\"user\":\"system:serviceaccount:kube-system:default\",\"role\":\"tenant-admin\","
+      "\"reason\":\"r\",\"expiresAt\":\"2030-01-01T01:00:00Z\"},"
+      "{\"id\":\"all\",\"group\":\"system:authenticated\",\"role\":\"tenant-viewer\","
+      "\"reason\":\"r\",\"expiresAt\":\"2030-01-01T01:00:00Z\"},"
+      "{\"id\":\"ok\",\"user\":\"ada@acme.example\",\"role\":\"tenant-viewer\","
+      "\"reason\":\"r\",\"expiresAt\":\"2030-01-01T01:00:00Z\"}"
+      "]",
+      NULL);
+  allow_all(&f);
+  run(&f, T0, both_envs, 2);
+  const struct tn_breakglass_decision *d = decision(&f, "sa");
+  cr_assert_eq(d->state, TN_BREAKGLASS_DENIED);
+  cr_assert(
+      strstr(d->message, "user \"system:serviceaccount:kube-system:default\" is reserved to Kubernetes"),
+      "%s", d->message);
+  d = decision(&f, "all");
+  cr_assert_eq(d->state, TN_BREAKGLASS_DENIED);
+  cr_assert(strstr(d->message, "group \"system:authenticated\" is reserved"), "%s", d->message);
+  cr_assert_eq(decision(&f, "ok")->state, TN_BREAKGLASS_ACTIVE);
+  cr_assert_eq(f.plan.n_changes, 2, "only ok's bindings, one per environment");
+  for (size_t i = 0; i < f.plan.n_changes; i++) {
+    char *body = json_dumps(f.plan.changes[i].body, 0);
+    cr_assert_null(strstr(body, "system:"), "%s", body);
+    free(body);
+  }
+  fx_cleanup(&f);
+}
+
 Test(breakglass_decide, environments_subset_and_pending_without_namespaces) {
   struct fx f = {0};
   f.tenant =

@@ -122,10 +122,10 @@ Test(dbplan_names, per_mode) {
 #define SERVES(m) (1u << TN_ISOLATION_##m)
 
 Test(dbplan_server, first_by_name_that_serves_the_mode) {
-  struct tn_db_server_choice s[] = {{"pg-z", SERVES(SHARED) | SERVES(HYBRID)},
-                                    {"pg-b", SERVES(DEDICATED)},
-                                    {"pg-a", SERVES(SHARED)},
-                                    {"pg-c", SERVES(DEDICATED)}};
+  struct tn_db_server_choice s[] = {{"pg-z", SERVES(SHARED) | SERVES(HYBRID), NULL},
+                                    {"pg-b", SERVES(DEDICATED), NULL},
+                                    {"pg-a", SERVES(SHARED), NULL},
+                                    {"pg-c", SERVES(DEDICATED), NULL}};
   size_t i = 99;
   struct tn_error err = {0};
   cr_assert_eq(tn_db_pick_server(s, 4, TN_ISOLATION_SHARED, NULL, "eu-west-1", &i, &err), 0);
@@ -137,7 +137,7 @@ Test(dbplan_server, first_by_name_that_serves_the_mode) {
 }
 
 Test(dbplan_server, a_placed_tenant_never_moves) {
-  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED)}, {"pg-b", SERVES(DEDICATED)}};
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED), NULL}, {"pg-b", SERVES(DEDICATED), NULL}};
   size_t i = 99;
   struct tn_error err = {0};
   cr_assert_eq(tn_db_pick_server(s, 2, TN_ISOLATION_SHARED, "pg-b", "eu-west-1", &i, &err), 0);
@@ -147,8 +147,49 @@ Test(dbplan_server, a_placed_tenant_never_moves) {
   cr_assert(strstr(err.message, "does not move"), "%s", err.message);
 }
 
+Test(dbplan_server, require_tls_picks_only_a_verifying_server) {
+  /* pg-a sorts first but only encrypts (require); pg-b verifies the server's certificate. */
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED), "require"},
+                                    {"pg-c", SERVES(SHARED), "verify-ca"},
+                                    {"pg-b", SERVES(SHARED), NULL /* CRD default verify-full */},
+                                    {"pg-d", SERVES(DEDICATED), "disable"}};
+  size_t i = 99;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_db_pick_server_policy(s, 4, TN_ISOLATION_SHARED, NULL, "eu-west-1", NULL, &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-a", "without a policy: the first by name, as before");
+  cr_assert_eq(tn_db_pick_server_policy(s, 4, TN_ISOLATION_SHARED, NULL, "eu-west-1", "tls", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-b", "with requireDatabaseTLS: the first verifying server");
+  s[2].ssl_mode = "prefer";
+  cr_assert_eq(tn_db_pick_server_policy(s, 4, TN_ISOLATION_SHARED, NULL, "eu-west-1", "tls", &i, &err), 0);
+  cr_assert_str_eq(s[i].name, "pg-c", "verify-ca also verifies");
+}
+
+Test(dbplan_server, require_tls_without_a_compliant_server_refuses) {
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED), "require"},
+                                    {"pg-b", SERVES(SHARED), "prefer"},
+                                    {"pg-v", SERVES(DEDICATED), "verify-full"}};
+  size_t i = 99;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_db_pick_server_policy(s, 3, TN_ISOLATION_SHARED, NULL, "eu-west-1", "eu-tls", &i, &err),
+               TN_EFORBIDDEN);
+  cr_assert_eq(i, 99, "no server chosen");
+  cr_assert(strstr(err.message, "TenancyPolicy eu-tls: encryption.requireDatabaseTLS"), "%s", err.message);
+  cr_assert(strstr(err.message, "pg-a (sslMode require), pg-b (sslMode prefer)"), "%s", err.message);
+  cr_assert(strstr(err.message, "nothing was provisioned"), "%s", err.message);
+  /* no server serves the mode at all: the usual NotFound words, not the policy's */
+  cr_assert_eq(tn_db_pick_server_policy(s, 3, TN_ISOLATION_HYBRID, NULL, "eu-west-1", "eu-tls", &i, &err),
+               TN_ENOTFOUND);
+  /* a placed tenant keeps its server (moving data is a migration; policy reports it) */
+  cr_assert_eq(tn_db_pick_server_policy(s, 3, TN_ISOLATION_SHARED, "pg-a", "eu-west-1", "eu-tls", &i, &err),
+               0);
+  cr_assert_str_eq(s[i].name, "pg-a");
+  cr_assert(tn_db_ssl_mode_verified(NULL) && tn_db_ssl_mode_verified("verify-full") &&
+            tn_db_ssl_mode_verified("verify-ca") && !tn_db_ssl_mode_verified("require") &&
+            !tn_db_ssl_mode_verified("allow"));
+}
+
 Test(dbplan_server, none_serves_the_mode) {
-  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED)}};
+  struct tn_db_server_choice s[] = {{"pg-a", SERVES(SHARED), NULL}};
   size_t i = 99;
   struct tn_error err = {0};
   cr_assert_eq(tn_db_pick_server(s, 1, TN_ISOLATION_DEDICATED, NULL, "eu-west-1", &i, &err), TN_ENOTFOUND);

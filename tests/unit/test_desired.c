@@ -161,7 +161,8 @@ Test(desired, every_object_has_labels_owner_and_hash) {
   cr_assert_str_eq(label(ns, "tenancy.dev/plan"), "standard");
   cr_assert_str_eq(label(ns, "tenancy.dev/region"), "eu-west-1");
   cr_assert_str_eq(label(ns, "tenancy.dev/isolation"), "shared");
-  cr_assert_eq(json_object_size(json_object_get(json_object_get(ns->body, "metadata"), "labels")), 6);
+  cr_assert_eq(json_object_size(json_object_get(json_object_get(ns->body, "metadata"), "labels")), 12,
+               "6 tenancy labels and 6 Pod Security labels");
   const struct tn_object *q = find(&l, TN_KIND_RESOURCE_QUOTA, "acme-prod", "tenant-quota");
   cr_assert_eq(json_object_size(json_object_get(json_object_get(q->body, "metadata"), "labels")), 3);
   tn_object_list_cleanup(&l);
@@ -460,6 +461,219 @@ Test(desired, hostile_group_names_are_escaped_by_jansson) {
   free(text);
   tn_object_list_cleanup(&l);
   teardown_fixture(&f);
+}
+
+/* ---- Pod Security ---- */
+
+static const char plan_baseline_json[] =
+    "{\"metadata\":{\"name\":\"standard\"},\"spec\":{\"podSecurity\":\"baseline\","
+    "\"quotas\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"storage\":\"50Gi\",\"pods\":50,\"services\":10}}}";
+
+static void assert_psa(const struct tn_object_list *l, const char *level) {
+  int n = 0;
+  for (size_t i = 0; i < l->len; i++) {
+    const struct tn_object *o = &l->items[i];
+    if (o->kind != TN_KIND_NAMESPACE)
+      continue;
+    n++;
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/enforce"), level, "%s", o->name);
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/warn"), level);
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/audit"), level);
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/enforce-version"), "latest");
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/warn-version"), "latest");
+    cr_assert_str_eq(label(o, "pod-security.kubernetes.io/audit-version"), "latest");
+  }
+  cr_assert_eq(n, 2);
+}
+
+Test(desired, pod_security_restricted_by_default) {
+  struct fixture f;
+  setup(&f, tenant_json, plan_json);
+  cr_assert_eq(f.p->pod_security, TN_POD_SECURITY_RESTRICTED);
+  struct tn_object_list l = {0}, s = {0};
+  build(&f, TN_STATE_ACTIVE, &l);
+  assert_psa(&l, "restricted");
+  build(&f, TN_STATE_SUSPENDED, &s);
+  assert_psa(&s, "restricted");
+  tn_object_list_cleanup(&l);
+  tn_object_list_cleanup(&s);
+  teardown_fixture(&f);
+}
+
+Test(desired, pod_security_plan_baseline_and_policy_minimum_stricter_wins) {
+  struct fixture f;
+  setup(&f, tenant_json, plan_baseline_json);
+  struct tn_error err = {0};
+  struct tn_object_list l = {0};
+  build(&f, TN_STATE_ACTIVE, &l);
+  assert_psa(&l, "baseline");
+  tn_object_list_cleanup(&l);
+  struct tn_desired_input in = {.tenant = f.t,
+                                .state = TN_STATE_ACTIVE,
+                                .plan = f.p,
+                                .placement = &f.placement,
+                                .pod_security_minimum = TN_POD_SECURITY_RESTRICTED};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  assert_psa(&l, "restricted");
+  tn_object_list_cleanup(&l);
+  teardown_fixture(&f);
+  /* a restricted plan stays restricted under a baseline minimum */
+  setup(&f, tenant_json, plan_json);
+  in = (struct tn_desired_input){.tenant = f.t,
+                                 .state = TN_STATE_ACTIVE,
+                                 .plan = f.p,
+                                 .placement = &f.placement,
+                                 .pod_security_minimum = TN_POD_SECURITY_BASELINE};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  assert_psa(&l, "restricted");
+  tn_object_list_cleanup(&l);
+  teardown_fixture(&f);
+}
+
+Test(desired, plan_refuses_privileged_pod_security) {
+  json_t *pj =
+      load("{\"metadata\":{\"name\":\"p\"},\"spec\":{\"podSecurity\":\"privileged\","
+           "\"quotas\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"storage\":\"1Gi\",\"pods\":5,\"services\":1}}}");
+  struct tn_plan *p = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_plan_parse(pj, &p, &err), TN_EINVALID);
+  cr_assert_null(p);
+  cr_assert(strstr(err.message, "spec.podSecurity: \"privileged\" is not supported"), "%s", err.message);
+  cr_assert_str_eq(err.causes[0].field, "spec.podSecurity");
+  json_decref(pj);
+}
+
+/* ---- groups ---- */
+
+static const char tenant_system_groups_json[] =
+    "{\"metadata\":{\"name\":\"acme\",\"uid\":\"uid-acme-1\"},"
+    "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"environments\":[\"prod\"],"
+    "\"identity\":{\"groupBindings\":[{\"group\":\"system:authenticated\",\"role\":\"tenant-admin\"},"
+    "{\"group\":\"system:masters\",\"role\":\"tenant-viewer\"},"
+    "{\"group\":\"system:serviceaccounts\",\"role\":\"tenant-developer\"},"
+    "{\"group\":\"other-team\",\"role\":\"tenant-viewer\"},"
+    "{\"group\":\"acme-devs\",\"role\":\"tenant-developer\"}]}}}";
+
+static size_t count_bindings(const struct tn_object_list *l, const char *group) {
+  size_t n = 0;
+  for (size_t i = 0; i < l->len; i++)
+    if (l->items[i].kind == TN_KIND_ROLE_BINDING) {
+      const char *g = str_at(json_array_get(json_object_get(l->items[i].body, "subjects"), 0), "name");
+      n += !group || strcmp(g, group) == 0;
+    }
+  return n;
+}
+
+Test(desired, reserved_and_refused_groups_are_never_bound) {
+  struct fixture f;
+  setup(&f, tenant_system_groups_json, plan_json);
+  cr_assert(tn_subject_is_reserved("system:authenticated") && tn_subject_is_reserved("system:") &&
+            !tn_subject_is_reserved("System:masters") && !tn_subject_is_reserved("acme-system:x") &&
+            !tn_subject_is_reserved(NULL));
+  struct tn_object_list l = {0};
+  build(&f, TN_STATE_ACTIVE, &l);
+  cr_assert_eq(count_bindings(&l, "system:authenticated"), 0);
+  cr_assert_eq(count_bindings(&l, "system:masters"), 0);
+  cr_assert_eq(count_bindings(&l, "system:serviceaccounts"), 0);
+  cr_assert_eq(count_bindings(&l, NULL), 2, "other-team and acme-devs");
+  tn_object_list_cleanup(&l);
+  const char *refused[] = {"other-team"};
+  struct tn_error err = {0};
+  struct tn_desired_input in = {.tenant = f.t,
+                                .state = TN_STATE_ACTIVE,
+                                .plan = f.p,
+                                .placement = &f.placement,
+                                .refused_groups = refused,
+                                .n_refused_groups = 1};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  cr_assert_eq(count_bindings(&l, NULL), 1);
+  cr_assert_eq(count_bindings(&l, "acme-devs"), 1);
+  tn_object_list_cleanup(&l);
+  teardown_fixture(&f);
+}
+
+/* ---- network policies for real tenants ---- */
+
+static json_t *allow_spec(const struct tn_object_list *l, const char *ns) {
+  const struct tn_object *o = find(l, TN_KIND_NETWORK_POLICY, ns, "allow-same-tenant");
+  cr_assert_not_null(o);
+  return json_object_get(o->body, "spec");
+}
+
+static const char plan_network_json[] =
+    "{\"metadata\":{\"name\":\"standard\"},\"spec\":{\"network\":{\"ingressNamespaces\":[\"ingress-nginx\","
+    "\"traefik\"],\"crossEnvironment\":\"Deny\"},"
+    "\"quotas\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"storage\":\"50Gi\",\"pods\":50,\"services\":10}}}";
+
+Test(desired, network_database_egress_ingress_namespaces_and_cross_environment) {
+  struct fixture f;
+  setup(&f, tenant_json, plan_network_json);
+  const char *cidrs[] = {"10.20.0.0/16"};
+  struct tn_desired_database db = {.host = "192.0.2.10", .port = 6432, .cidrs = cidrs, .n_cidrs = 1};
+  struct tn_desired_input in = {
+      .tenant = f.t, .state = TN_STATE_ACTIVE, .plan = f.p, .placement = &f.placement, .database = &db};
+  struct tn_object_list l = {0};
+  struct tn_error err = {0};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0, "%s", err.message);
+  json_t *want = load(
+      "{\"podSelector\":{},\"policyTypes\":[\"Ingress\",\"Egress\"],"
+      "\"ingress\":[{\"from\":[{\"namespaceSelector\":{\"matchLabels\":{\"tenancy.dev/tenant\":\"acme\","
+      "\"tenancy.dev/environment\":\"staging\"}}},"
+      "{\"namespaceSelector\":{\"matchExpressions\":[{\"key\":\"kubernetes.io/"
+      "metadata.name\",\"operator\":\"In\","
+      "\"values\":[\"ingress-nginx\",\"traefik\"]}]}}]}],"
+      "\"egress\":[{\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"tenancy.dev/tenant\":\"acme\","
+      "\"tenancy.dev/environment\":\"staging\"}}}]},"
+      "{\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"kube-system\"}},"
+      "\"podSelector\":{\"matchLabels\":{\"k8s-app\":\"kube-dns\"}}}],\"ports\":[{\"protocol\":\"UDP\","
+      "\"port\":53},{\"protocol\":\"TCP\",\"port\":53}]},"
+      "{\"to\":[{\"ipBlock\":{\"cidr\":\"192.0.2.10/32\"}},{\"ipBlock\":{\"cidr\":\"10.20.0.0/16\"}}],"
+      "\"ports\":[{\"protocol\":\"TCP\",\"port\":6432}]}]}");
+  char *got = dump(allow_spec(&l, "acme-staging"));
+  cr_assert(json_equal(allow_spec(&l, "acme-staging"), want), "%s", got);
+  free(got);
+  json_decref(want);
+  tn_object_list_cleanup(&l);
+
+  /* IPv6 literal: /128; hostname without egressCIDRs: no database rule (never resolved) */
+  db = (struct tn_desired_database){.host = "fd00::5"};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  json_t *e = json_object_get(allow_spec(&l, "acme-prod"), "egress");
+  cr_assert_eq(json_array_size(e), 3);
+  cr_assert_str_eq(str_at(json_array_get(json_object_get(json_array_get(e, 2), "to"), 0), "ipBlock.cidr"),
+                   "fd00::5/128");
+  cr_assert_eq(json_integer_value(json_object_get(
+                   json_array_get(json_object_get(json_array_get(e, 2), "ports"), 0), "port")),
+               5432);
+  tn_object_list_cleanup(&l);
+  db = (struct tn_desired_database){.host = "db1.eu.internal", .port = 5432};
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  cr_assert_eq(json_array_size(json_object_get(allow_spec(&l, "acme-prod"), "egress")), 2);
+  tn_object_list_cleanup(&l);
+
+  /* Suspended: deny-all, no allow policy, whatever the plan's network says */
+  in.state = TN_STATE_SUSPENDED;
+  cr_assert_eq(tn_desired_build(&in, &l, &err), 0);
+  cr_assert_null(find(&l, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-same-tenant"));
+  cr_assert_not_null(find(&l, TN_KIND_NETWORK_POLICY, "acme-prod", "suspended-deny-all"));
+  tn_object_list_cleanup(&l);
+  teardown_fixture(&f);
+}
+
+Test(desired, plan_network_fields_are_validated) {
+  struct tn_plan *p = NULL;
+  struct tn_error err = {0};
+  json_t *pj =
+      load("{\"metadata\":{\"name\":\"p\"},\"spec\":{\"network\":{\"crossEnvironment\":\"Maybe\"},"
+           "\"quotas\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"storage\":\"1Gi\",\"pods\":5,\"services\":1}}}");
+  cr_assert_eq(tn_plan_parse(pj, &p, &err), TN_EINVALID);
+  cr_assert(strstr(err.message, "spec.network.crossEnvironment"), "%s", err.message);
+  json_decref(pj);
+  pj = load("{\"metadata\":{\"name\":\"p\"},\"spec\":{\"network\":{\"ingressNamespaces\":[\"Bad_NS\"]},"
+            "\"quotas\":{\"cpu\":\"4\",\"memory\":\"8Gi\",\"storage\":\"1Gi\",\"pods\":5,\"services\":1}}}");
+  cr_assert_eq(tn_plan_parse(pj, &p, &err), TN_EINVALID);
+  cr_assert(strstr(err.message, "spec.network.ingressNamespaces[0]"), "%s", err.message);
+  json_decref(pj);
 }
 
 Test(desired, kinds) {

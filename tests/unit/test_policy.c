@@ -749,3 +749,94 @@ Test(external_ids, unchanged_ids_are_not_checked_again) {
   tn_tenant_free(before);
   tn_tenant_free(after);
 }
+
+/* ---- groups, pod security ------------------------------------------------------------------ */
+
+Test(groups, reserved_groups_are_violations_without_any_policy) {
+  struct tn_tenant *t = tenant("acme", "{\"plan\":\"standard\",\"identity\":{\"groupBindings\":["
+                                       "{\"group\":\"system:authenticated\",\"role\":\"tenant-admin\"},"
+                                       "{\"group\":\"acme-devs\",\"role\":\"tenant-developer\"},"
+                                       "{\"group\":\"system:masters\",\"role\":\"tenant-viewer\"}]}}");
+  struct tn_policy_result res;
+  struct tn_error err = {0};
+  cr_assert_eq(evaluate(t, NULL, 0, NULL, NULL, 0, 0, NULL, &res, &err), TN_EINVALID);
+  cr_assert_eq(res.n_violations, 2);
+  cr_assert_str_eq(res.violations[0].rule, "groups");
+  cr_assert_null(res.violations[0].policy);
+  cr_assert_str_eq(res.violations[0].field, "spec.identity.groupBindings[0].group");
+  cr_assert(strstr(res.violations[0].message, "system:authenticated is reserved to Kubernetes"), "%s",
+            res.violations[0].message);
+  cr_assert_eq(res.n_refused_groups, 2);
+  cr_assert_str_eq(res.refused_groups[0], "system:authenticated");
+  cr_assert_str_eq(res.refused_groups[1], "system:masters");
+  tn_policy_result_cleanup(&res);
+  /* refused_groups is computed even when the groups rule is not reported */
+  struct tn_policy_input in = {.tenant = t, .rules = TN_POLICY_RULE_ACTIONS};
+  cr_assert_eq(tn_policy_evaluate(&in, &res, NULL), 0);
+  cr_assert_eq(res.n_refused_groups, 2);
+  tn_policy_result_cleanup(&res);
+  tn_tenant_free(t);
+}
+
+Test(groups, allowed_group_patterns_with_tenant_and_domain) {
+  struct tn_policy *p =
+      policy("idp", "{\"identity\":{\"allowedGroupPatterns\":[\"{tenant}-*\",\"*@{domain}\"]}}");
+  cr_assert(p->has_allowed_group_patterns);
+  cr_assert_eq(p->n_allowed_group_patterns, 2);
+  struct tn_tenant *t = tenant("acme", "{\"plan\":\"standard\",\"identity\":{\"domain\":\"acme.example\","
+                                       "\"groupBindings\":["
+                                       "{\"group\":\"acme-admins\",\"role\":\"tenant-admin\"},"
+                                       "{\"group\":\"ops@acme.example\",\"role\":\"tenant-viewer\"},"
+                                       "{\"group\":\"globex-admins\",\"role\":\"tenant-admin\"},"
+                                       "{\"group\":\"ops@acme.example.evil\",\"role\":\"tenant-viewer\"}]}}");
+  struct tn_policy_result res;
+  struct tn_error err = {0};
+  cr_assert_eq(evaluate(t, &p, 1, NULL, NULL, 0, 0, NULL, &res, &err), TN_EINVALID);
+  cr_assert_eq(res.n_violations, 2, "%s", err.message);
+  cr_assert_str_eq(res.violations[0].policy, "idp");
+  cr_assert_str_eq(res.violations[0].subject, "globex-admins");
+  cr_assert(strstr(res.violations[0].message,
+                   "TenancyPolicy idp: spec.identity.allowedGroupPatterns [{tenant}-*, *@{domain}] does not "
+                   "match group globex-admins"),
+            "%s", res.violations[0].message);
+  cr_assert_str_eq(res.violations[1].subject, "ops@acme.example.evil");
+  cr_assert_eq(res.n_refused_groups, 2);
+  tn_policy_result_cleanup(&res);
+  /* glob characters in the substituted domain are literal: a domain is never a wildcard */
+  cr_assert(!tn_policy_group_allowed(t, "opsXacme.example", (const struct tn_policy *const *)&p, 1, NULL, 0));
+  /* no domain: patterns using {domain} match nothing */
+  struct tn_tenant *nod = tenant("acme", "{\"plan\":\"standard\",\"identity\":{\"groupBindings\":["
+                                         "{\"group\":\"ops@\",\"role\":\"tenant-viewer\"}]}}");
+  cr_assert(!tn_policy_group_allowed(nod, "ops@", (const struct tn_policy *const *)&p, 1, NULL, 0));
+  cr_assert(tn_policy_group_allowed(nod, "acme-x", (const struct tn_policy *const *)&p, 1, NULL, 0));
+  tn_tenant_free(nod);
+  tn_tenant_free(t);
+  tn_policy_free(p);
+}
+
+Test(groups, bad_patterns_and_pod_security_minimum_are_validated) {
+  assert_parse_fails("{\"identity\":{\"allowedGroupPatterns\":[\"\"]}}",
+                     "spec.identity.allowedGroupPatterns[0]", "non-empty glob");
+  assert_parse_fails("{\"podSecurity\":{\"minimum\":\"privileged\"}}", "spec.podSecurity.minimum",
+                     "restricted or baseline");
+  struct tn_policy *a = policy("a", "{\"podSecurity\":{\"minimum\":\"baseline\"}}");
+  struct tn_policy *b = policy("b", "{\"podSecurity\":{\"minimum\":\"restricted\"},\"encryption\":{"
+                                    "\"requireDatabaseTLS\":true}}");
+  struct tn_policy *c = policy("a-tls", "{\"encryption\":{\"requireDatabaseTLS\":true}}");
+  struct tn_policy *pols[] = {a, b, c};
+  struct tn_tenant *t = tenant("acme", "{\"plan\":\"standard\"}");
+  struct tn_policy_result res;
+  struct tn_error err = {0};
+  cr_assert_eq(evaluate(t, pols, 1, NULL, NULL, 0, 0, NULL, &res, &err), 0);
+  cr_assert_eq(res.pod_security_minimum, TN_POD_SECURITY_BASELINE);
+  cr_assert_null(res.require_database_tls_policy);
+  tn_policy_result_cleanup(&res);
+  cr_assert_eq(evaluate(t, pols, 3, NULL, NULL, 0, 0, NULL, &res, &err), 0);
+  cr_assert_eq(res.pod_security_minimum, TN_POD_SECURITY_RESTRICTED, "the stricter wins");
+  cr_assert_str_eq(res.require_database_tls_policy, "a-tls", "the first in name order");
+  tn_policy_result_cleanup(&res);
+  tn_tenant_free(t);
+  tn_policy_free(a);
+  tn_policy_free(b);
+  tn_policy_free(c);
+}
