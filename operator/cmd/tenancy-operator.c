@@ -12,6 +12,7 @@
 #include "audit/audit.h"
 #include "converge/admission.h"
 #include "converge/manager.h"
+#include "converge/reconciler.h"
 #include "kube/client.h"
 #include "runtime/events.h"
 #include "runtime/httpserver.h"
@@ -73,6 +74,33 @@ static char *leader_namespace(const struct tn_options *o) {
       return strdup(ns);
   }
   return strdup("default");
+}
+
+/* The operator's namespace: the Pod's in a cluster, else tenancy-system (docs/api.md). */
+static char *operator_namespace(void) {
+  FILE *f = fopen(IN_CLUSTER_NS_FILE, "r");
+  if (f) {
+    char ns[254] = {0};
+    char *ok = fgets(ns, sizeof ns, f);
+    fclose(f);
+    ns[strcspn(ns, "\r\n")] = '\0';
+    if (ok && *ns)
+      return strdup(ns);
+  }
+  return strdup(TN_DEFAULT_OPERATOR_NAMESPACE);
+}
+
+/* The namespaces Region Secret references may name: the operator's, then --region-secret-namespaces. */
+static char *region_secret_namespaces(const struct tn_options *o) {
+  char *own = operator_namespace();
+  if (!own || !o->region_secret_namespaces)
+    return own;
+  size_t n = strlen(own) + strlen(o->region_secret_namespaces) + 2;
+  char *list = malloc(n);
+  if (list)
+    snprintf(list, n, "%s,%s", own, o->region_secret_namespaces);
+  free(own);
+  return list;
 }
 
 static int start_http(struct app *a, struct tn_error *err) {
@@ -277,6 +305,12 @@ int main(int argc, char **argv) {
   } else {
     tn_log_warn("no --pg-dsn (or TENANCY_PG_DSN): lifecycle transitions are not written to an audit trail");
   }
+  char *region_ns = region_secret_namespaces(&a.opts);
+  if (!region_ns) {
+    tn_log_error("out of memory");
+    goto out;
+  }
+  tn_log_info("Region adminSecretRef/caSecretRef may name Secrets in: %s", region_ns);
   struct tn_manager_config mcfg = {.kube = a.kube,
                                    .metrics = a.metrics,
                                    .recorder = a.recorder,
@@ -284,8 +318,11 @@ int main(int argc, char **argv) {
                                    .sync_period_s = a.opts.sync_period_s,
                                    .rotation_period_s = a.opts.rotation_period_s,
                                    .keys_rotation_period_s = a.opts.keys_rotation_period_s,
-                                   .audit = a.audit};
-  if (tn_manager_new(&mcfg, &a.mgr, &err)) {
+                                   .audit = a.audit,
+                                   .region_secret_namespaces = region_ns};
+  int mrc = tn_manager_new(&mcfg, &a.mgr, &err);
+  free(region_ns);
+  if (mrc) {
     tn_log_error("cannot set up the controllers: %s", err.message);
     goto out;
   }

@@ -25,6 +25,9 @@ struct tn_manager_config {
   double rotation_period_s;      /* scheduled database credential rotation; 0 = on demand only */
   double keys_rotation_period_s; /* scheduled data key rotation; 0 = on demand only */
   const char *keys_namespace;    /* where key Secrets live; NULL = tenancy-system */
+  /* Comma-separated namespaces whose Secrets a Region's adminSecretRef/caSecretRef may name (the
+   * operator's namespace and --region-secret-namespaces); NULL = "tenancy-system". Copied. */
+  const char *region_secret_namespaces;
 };
 
 /* Creates the informers and the controller (no thread yet). */
@@ -41,8 +44,9 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err);
 bool tn_manager_ready(struct tn_manager *m, char *why, size_t n);
 /* Stops taking work; in-flight reconciles get deadline_s. True when they finished in time. */
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s);
-/* What the admission webhook reads (the caches) and tells (who asked for each generation, for
- * the audit trail). Valid while the manager lives. */
+/* What the admission webhook reads (the caches). Its hooks record nothing: who asked for each
+ * generation comes from the tenant's annotations, written by the API server (reconciler.h).
+ * Valid while the manager lives. */
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m);
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m);
 /* Stops everything and frees. Accepts NULL. */

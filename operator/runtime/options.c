@@ -71,6 +71,24 @@ static int valid_bind_address(const char *v) {
   return *end == '\0' && port >= 0 && port <= 65535;
 }
 
+/* "a,b-1,c": DNS labels separated by commas, none empty. */
+static int valid_namespace_list(const char *v) {
+  size_t len = 0;
+  for (const char *p = v;; p++) {
+    if (*p == ',' || !*p) {
+      if (len == 0 || len > 63 || p[-1] == '-')
+        return 0;
+      if (!*p)
+        return 1;
+      len = 0;
+    } else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || (*p == '-' && len > 0)) {
+      len++;
+    } else {
+      return 0;
+    }
+  }
+}
+
 static int set_str(char **dst, const char *v) {
   char *c = strdup(v);
   if (!c)
@@ -102,6 +120,7 @@ enum {
   OPT_WEBHOOK_SERVICE,
   OPT_WEBHOOK_SECRET,
   OPT_WEBHOOK_DIR,
+  OPT_REGION_SECRET_NS,
   OPT_HELP,
   OPT_VERSION
 };
@@ -128,6 +147,7 @@ static const struct option long_opts[] = {
     {"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
     {"webhook-cert-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
     {"webhook-cert-dir", required_argument, NULL, OPT_WEBHOOK_DIR},
+    {"region-secret-namespaces", required_argument, NULL, OPT_REGION_SECRET_NS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -173,6 +193,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --webhook-cert-secret NS/NAME        serving certificate Secret (created when missing); default: "
       "generated\n"
       "  --webhook-cert-dir DIR               where certificate files are written (default: a temp dir)\n"
+      "  --region-secret-namespaces NS,...    more namespaces whose Secrets a Region's adminSecretRef and\n"
+      "                                       caSecretRef may name (always: the operator's namespace)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -191,6 +213,7 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->webhook_service);
   free(o->webhook_cert_secret);
   free(o->webhook_cert_dir);
+  free(o->region_secret_namespaces);
   if (o->pg_dsn) {
     explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
     free(o->pg_dsn);
@@ -280,6 +303,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     }
     case OPT_WEBHOOK_DIR:
       rc = set_str(&o->webhook_cert_dir, v);
+      break;
+    case OPT_REGION_SECRET_NS:
+      if (!valid_namespace_list(v)) {
+        rc = tn_error_set(err, TN_ECONFIG,
+                          "--region-secret-namespaces: expected namespace names separated by commas "
+                          "(lowercase letters, digits and '-', at most 63 each)");
+        goto out;
+      }
+      rc = set_str(&o->region_secret_namespaces, v);
       break;
     case OPT_LEADER_ID:
       rc = set_str(&o->leader_id, v);

@@ -10,27 +10,29 @@
 #include "util/error.h"
 
 struct tn_options {
-  char *kubeconfig;              /* NULL: $KUBECONFIG, ~/.kube/config, then in-cluster */
-  char *metrics_addr;            /* "host:port", ":port", or "0" to disable; default ":8080" */
-  char *probe_addr;              /* default ":8081" */
-  bool leader_elect;             /* default false */
-  char *leader_namespace;        /* default: the pod's namespace when in-cluster, else "default" */
-  char *leader_id;               /* Lease name, default "tenancy-operator-leader" */
-  int workers;                   /* concurrent reconciles, default 16 */
-  double sync_period_s;          /* full resync, default 10h */
-  enum tn_log_level log_level;   /* default info */
-  enum tn_log_format log_format; /* default json */
-  char *pg_dsn;                  /* default $TENANCY_PG_DSN; never logged */
-  double kube_qps;               /* client-side limit; default 0 = off (APF does flow control) */
-  int kube_burst;                /* default 0 = 2 x qps */
-  double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
-  double rotation_period_s;      /* scheduled tenant database credential rotation, default 720h; 0 = off */
-  double keys_rotation_period_s; /* scheduled per-tenant data key rotation, default 2160h; 0 = off */
-  char *webhook_addr;            /* admission webhook listener; "0" (default) = no webhook */
-  char *webhook_host;            /* the name the API server dials (SAN, URL host); NULL = 127.0.0.1 */
-  char *webhook_service;         /* "namespace/name" of the webhook Service in-cluster; NULL = URL */
-  char *webhook_cert_secret;     /* "namespace/name" of the serving certificate Secret; NULL = generated */
-  char *webhook_cert_dir;        /* where certificate files are written; NULL = a private temp dir */
+  char *kubeconfig;               /* NULL: $KUBECONFIG, ~/.kube/config, then in-cluster */
+  char *metrics_addr;             /* "host:port", ":port", or "0" to disable; default ":8080" */
+  char *probe_addr;               /* default ":8081" */
+  bool leader_elect;              /* default false */
+  char *leader_namespace;         /* default: the pod's namespace when in-cluster, else "default" */
+  char *leader_id;                /* Lease name, default "tenancy-operator-leader" */
+  int workers;                    /* concurrent reconciles, default 16 */
+  double sync_period_s;           /* full resync, default 10h */
+  enum tn_log_level log_level;    /* default info */
+  enum tn_log_format log_format;  /* default json */
+  char *pg_dsn;                   /* default $TENANCY_PG_DSN; never logged */
+  double kube_qps;                /* client-side limit; default 0 = off (APF does flow control) */
+  int kube_burst;                 /* default 0 = 2 x qps */
+  double shutdown_timeout_s;      /* graceful shutdown deadline for in-flight work, default 30s */
+  double rotation_period_s;       /* scheduled tenant database credential rotation, default 720h; 0 = off */
+  double keys_rotation_period_s;  /* scheduled per-tenant data key rotation, default 2160h; 0 = off */
+  char *webhook_addr;             /* admission webhook listener; "0" (default) = no webhook */
+  char *webhook_host;             /* the name the API server dials (SAN, URL host); NULL = 127.0.0.1 */
+  char *webhook_service;          /* "namespace/name" of the webhook Service in-cluster; NULL = URL */
+  char *webhook_cert_secret;      /* "namespace/name" of the serving certificate Secret; NULL = generated */
+  char *webhook_cert_dir;         /* where certificate files are written; NULL = a private temp dir */
+  char *region_secret_namespaces; /* comma-separated namespaces besides the operator's own whose
+                                     Secrets Regions may reference; NULL = none */
   bool help;
   bool version;
 };
