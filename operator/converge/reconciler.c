@@ -102,14 +102,12 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
 
 /* ---- requesters ------------------------------------------------------------------------------ */
 
-bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na, char *request_uid, size_t nr) {
+bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na) {
   const json_t *ann = json_object_get(json_object_get(tenant, "metadata"), "annotations");
   const char *by = json_string_value(json_object_get(ann, TN_ANNOTATION_REQUESTED_BY));
   if (!by || !*by)
     return false;
-  const char *uid = json_string_value(json_object_get(ann, TN_ANNOTATION_REQUEST_UID));
   snprintf(actor, na, "%s", by);
-  snprintf(request_uid, nr, "%s", uid ? uid : "");
   return true;
 }
 
@@ -220,12 +218,10 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
   snprintf(target, sizeof target, "tenant/%s", x->key);
   snprintf(request_id, sizeof request_id, "%s", x->rv);
   /* The person who asked for this generation, as the API server recorded it on the tenant we
-   * read (the annotations always describe the object's own generation, see reconciler.h). */
-  char uid[64] = "";
+   * read (the annotation always describes the object's own generation, see reconciler.h). */
   const json_t *gen = json_object_get(json_object_get(x->obj, "metadata"), "generation");
-  if (json_integer_value(gen) == gen_after &&
-      tn_tenant_requester(x->obj, actor, sizeof actor, uid, sizeof uid) && uid[0])
-    snprintf(request_id, sizeof request_id, "%s", uid);
+  if (json_integer_value(gen) == gen_after)
+    tn_tenant_requester(x->obj, actor, sizeof actor);
   for (int i = 0; i < lp->n_steps; i++) {
     const struct tn_transition *st = &lp->steps[i];
     char details[256];

@@ -31,20 +31,18 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
 
 /* Who asked for a tenant's current spec. The API server itself records it: the
  * MutatingAdmissionPolicy tenancy-operator-actor (manifests/deploy/45-actor-policy.yaml) writes
- * request.userInfo.username and request.uid into these annotations on every write that changes the
- * spec, and the ValidatingAdmissionPolicy of the same name refuses any write that sets them to
- * anything else or changes them without changing the spec. So they survive restarts and replicas
+ * request.userInfo.username into this annotation on every write that changes the spec, and the
+ * ValidatingAdmissionPolicy of the same name refuses any write that sets it to anything else or
+ * changes it without changing the spec. So they survive restarts and replicas
  * and no client of the webhook port can feed them (docs/security.md, "Actor attribution"). */
 /* The operator's namespace when it runs outside a cluster (in a Pod: the Pod's namespace). */
 #define TN_DEFAULT_OPERATOR_NAMESPACE "tenancy-system"
 
 #define TN_ANNOTATION_REQUESTED_BY "tenancy.dev/last-requested-by"
-#define TN_ANNOTATION_REQUEST_UID "tenancy.dev/last-request-uid"
 
-/* Copies the requester recorded on TENANT (a Tenant object) into actor (and its request uid into
- * request_uid, "" when absent). False, buffers untouched, when the tenant carries none (created
- * before the policy was installed, or the policy is not installed). */
-bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na, char *request_uid, size_t nr);
+/* Copies the requester recorded on TENANT (a Tenant object) into actor. False, actor untouched,
+ * when the tenant carries none (last changed before the policy was installed, or no policy). */
+bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na);
 
 /* Everything a reconcile reads and writes; all borrowed from the manager. */
 struct tn_reconciler {

@@ -64,7 +64,7 @@ static void allowed(const char *what, const char *cmd) {
 
 static void can_i_yes(const char *args) {
   char *out = NULL;
-  tn_test_sh(&out, "kubectl auth can-i %s " AS_SA, args);
+  tn_test_sh(&out, "kubectl auth can-i %s " AS_SA " 2>/dev/null", args);
   cr_expect_str_eq(out, "yes\n", "RBAC alone allows `%s` (what this test shows the policy refuses)", args);
   free(out);
 }
@@ -339,7 +339,7 @@ Test(identity, who_asked_survives_replicas_and_restarts_and_cannot_be_forged, .f
   /* ... nor along with a spec change (the API server writes the real requester over it). */
   rc = tn_test_sh(&out,
                   "kubectl patch tenant %s --type=merge --as=bob -p '{\"metadata\":{\"annotations\":{"
-                  "\"tenancy.dev/last-requested-by\":\"mallory\",\"tenancy.dev/last-request-uid\":\"x\"}},"
+                  "\"tenancy.dev/last-requested-by\":\"mallory\"}},"
                   "\"spec\":{\"displayName\":\"renamed by bob\"}}'",
                   t);
   cr_expect_eq(rc, 0, "%s", out);

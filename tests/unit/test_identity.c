@@ -17,38 +17,32 @@ static json_t *tenant_with(const char *annotations_json) {
 }
 
 Test(identity, requester_comes_from_the_annotations) {
-  json_t *t = tenant_with("{\"tenancy.dev/last-requested-by\": \"alice\", "
-                          "\"tenancy.dev/last-request-uid\": \"0b7e-uid\"}");
-  char actor[64] = "unchanged", uid[64] = "unchanged";
-  cr_assert(tn_tenant_requester(t, actor, sizeof actor, uid, sizeof uid));
+  json_t *t = tenant_with("{\"tenancy.dev/last-requested-by\": \"alice\", \"other\": \"x\"}");
+  char actor[64] = "unchanged";
+  cr_assert(tn_tenant_requester(t, actor, sizeof actor));
   cr_assert_str_eq(actor, "alice");
-  cr_assert_str_eq(uid, "0b7e-uid");
   json_decref(t);
 
-  /* no uid: the actor still counts, the uid is empty */
   t = tenant_with("{\"tenancy.dev/last-requested-by\": \"system:serviceaccount:ci:deployer\"}");
-  cr_assert(tn_tenant_requester(t, actor, sizeof actor, uid, sizeof uid));
+  cr_assert(tn_tenant_requester(t, actor, sizeof actor));
   cr_assert_str_eq(actor, "system:serviceaccount:ci:deployer");
-  cr_assert_str_eq(uid, "");
   json_decref(t);
 }
 
 Test(identity, no_record_means_unknown) {
   const char *cases[] = {"{}", "{\"tenancy.dev/last-requested-by\": \"\"}",
-                         "{\"tenancy.dev/last-requested-by\": 7}",
-                         "{\"tenancy.dev/last-request-uid\": \"u\"}"};
+                         "{\"tenancy.dev/last-requested-by\": 7}", "{\"tenancy.dev/requested-by\": \"u\"}"};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     json_t *t = tenant_with(cases[i]);
-    char actor[16] = "keep", uid[16] = "keep";
-    cr_assert_not(tn_tenant_requester(t, actor, sizeof actor, uid, sizeof uid), "%s", cases[i]);
-    cr_assert_str_eq(actor, "keep", "the buffers are left as they were");
-    cr_assert_str_eq(uid, "keep");
+    char actor[16] = "keep";
+    cr_assert_not(tn_tenant_requester(t, actor, sizeof actor), "%s", cases[i]);
+    cr_assert_str_eq(actor, "keep", "the buffer is left as it was");
     json_decref(t);
   }
-  char actor[16] = "keep", uid[16] = "keep";
-  cr_assert_not(tn_tenant_requester(NULL, actor, sizeof actor, uid, sizeof uid));
+  char actor[16] = "keep";
+  cr_assert_not(tn_tenant_requester(NULL, actor, sizeof actor));
   json_t *bare = json_pack("{s:{}}", "metadata");
-  cr_assert_not(tn_tenant_requester(bare, actor, sizeof actor, uid, sizeof uid));
+  cr_assert_not(tn_tenant_requester(bare, actor, sizeof actor));
   json_decref(bare);
 }
 
@@ -57,8 +51,8 @@ Test(identity, a_long_actor_is_truncated_not_overflowed) {
   memset(name, 'a', sizeof name - 1);
   name[sizeof name - 1] = '\0';
   json_t *t = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", "tenancy.dev/last-requested-by", name);
-  char actor[256], uid[8];
-  cr_assert(tn_tenant_requester(t, actor, sizeof actor, uid, sizeof uid));
+  char actor[256];
+  cr_assert(tn_tenant_requester(t, actor, sizeof actor));
   cr_assert_eq(strlen(actor), 255);
   json_decref(t);
 }
