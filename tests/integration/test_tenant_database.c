@@ -299,11 +299,21 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
 /* A Region may name only Secrets of the operator's namespace (tenancy-system here): a Region
  * pointing the operator at a Secret elsewhere (here a working admin DSN in default) is refused
  * before the Secret is read, with the way out in the message, and nothing is provisioned. */
-Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused) {
-  char r2[64], sec[64], t[64], *out = NULL;
-  tn_test_unique_name(r2, sizeof r2, "db-foreign");
-  tn_test_unique_name(sec, sizeof sec, "pg-admin-foreign");
-  tn_test_unique_name(t, sizeof t, "tn-dbf");
+static char foreign_region[64], foreign_secret[64], foreign_tenant[64];
+
+/* Even when the test fails: a Region left behind would attract other suites' tenants. */
+static void foreign_cleanup(void) {
+  tn_test_sh(NULL,
+             "kubectl delete tenant %s --wait=false; kubectl delete region %s --wait=false; "
+             "kubectl -n default delete secret %s --wait=false",
+             foreign_tenant, foreign_region, foreign_secret);
+}
+
+Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused, .fini = foreign_cleanup) {
+  char *r2 = foreign_region, *sec = foreign_secret, *t = foreign_tenant, *out = NULL;
+  tn_test_unique_name(r2, sizeof foreign_region, "db-foreign");
+  tn_test_unique_name(sec, sizeof foreign_secret, "pg-admin-foreign");
+  tn_test_unique_name(t, sizeof foreign_tenant, "tn-dbf");
   int rc = tn_test_sh(
       &out,
       "kubectl -n default create secret generic %s --from-literal=uri=\"$TENANCY_PG_DSN\" >/dev/null && "
@@ -329,10 +339,6 @@ Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused) {
   char *db = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database}'", t);
   char *secrets =
       tn_test_output("kubectl -n %s-prod get secret tenant-database --ignore-not-found -o name", t);
-  tn_test_sh(NULL,
-             "kubectl delete tenant %s --wait=false; kubectl delete region %s --wait=false; "
-             "kubectl -n default delete secret %s --wait=false",
-             t, r2, sec);
   cr_assert_str_eq(reason, "DatabaseServerConfig");
   cr_assert(strstr(msg, "adminSecretRef names Secret default/") &&
                 strstr(msg, "--region-secret-namespaces=default"),
