@@ -1001,6 +1001,8 @@ Test(chart, renders_without_optional_parts) {
                "the Deployment, its 2 Services, the webhook configuration and the actor policies only");
   cr_expect_null(find(objs, "ValidatingAdmissionPolicy", FULLNAME "-scope"),
                  "the scope policy comes with the RBAC it narrows");
+  expect_str_at(must_find(objs, "Deployment", FULLNAME), "spec.template.spec.serviceAccountName",
+                "existing-sa");
   json_decref(objs);
 
   /* no admission policies */
@@ -1010,8 +1012,7 @@ Test(chart, renders_without_optional_parts) {
                    count_kind(objs, "ValidatingAdmissionPolicyBinding") +
                    count_kind(objs, "MutatingAdmissionPolicyBinding"),
                0);
-  expect_str_at(must_find(objs, "Deployment", FULLNAME), "spec.template.spec.serviceAccountName",
-                "existing-sa");
+  must_find(objs, "ClusterRole", FULLNAME);
   json_decref(objs);
 
   /* one replica without leader election */
