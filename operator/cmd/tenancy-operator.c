@@ -14,6 +14,7 @@
 #include "audit/head.h"
 #include "converge/admission.h"
 #include "converge/manager.h"
+#include "converge/reconciler.h"
 #include "kube/client.h"
 #include "runtime/events.h"
 #include "runtime/httpserver.h"
@@ -103,6 +104,17 @@ static void split_ref(const char *ref, const char *default_ns, char *ns, size_t 
     snprintf(ns, ns_n, "%s", default_ns);
     snprintf(name, name_n, "%s", ref);
   }
+}
+
+/* The namespaces Region Secret references may name: the operator's, then --region-secret-namespaces. */
+static char *region_secret_namespaces(const struct tn_options *o, const char *own) {
+  if (!o->region_secret_namespaces)
+    return strdup(own);
+  size_t n = strlen(own) + strlen(o->region_secret_namespaces) + 2;
+  char *list = malloc(n);
+  if (list)
+    snprintf(list, n, "%s,%s", own, o->region_secret_namespaces);
+  return list;
 }
 
 static int start_http(struct app *a, struct tn_error *err) {
@@ -414,6 +426,12 @@ int main(int argc, char **argv) {
   }
   if (a.audit)
     tn_audit_set_fence(a.audit, a.fence);
+  char *region_ns = region_secret_namespaces(&a.opts, a.namespace);
+  if (!region_ns) {
+    tn_log_error("out of memory");
+    goto out;
+  }
+  tn_log_info("Region adminSecretRef/caSecretRef may name Secrets in: %s", region_ns);
   struct tn_manager_config mcfg = {.kube = a.writer,
                                    .metrics = a.metrics,
                                    .recorder = a.recorder,
@@ -424,8 +442,11 @@ int main(int argc, char **argv) {
                                    .audit = a.audit,
                                    .keys_namespace =
                                        a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,
-                                   .fence = a.fence};
-  if (tn_manager_new(&mcfg, &a.mgr, &err)) {
+                                   .fence = a.fence,
+                                   .region_secret_namespaces = region_ns};
+  int mrc = tn_manager_new(&mcfg, &a.mgr, &err);
+  free(region_ns);
+  if (mrc) {
     tn_log_error("cannot set up the controllers: %s", err.message);
     goto out;
   }

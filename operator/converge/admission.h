@@ -63,9 +63,11 @@ struct tn_admission_record {
 /* Called on the HTTP service thread before the answer is sent: copy what you need and return
  * (enqueue; never block, never call the API server). */
 struct tn_admission_hooks {
-  /* Every allowed review of a Tenant that is not a dry run (the audit trail records actor and
-   * request uid from it). Admitted is not yet stored: a later admission step or the storage can
-   * still fail the request, so match it to the stored object (name + metadata.generation). */
+  /* Every allowed review of a Tenant that is not a dry run. The review's userInfo is only what
+   * the client of the webhook port claims (anyone who reaches the port can POST a review): never
+   * record it as who asked; the audit trail takes the actor from the tenant's annotations, which
+   * the API server writes (converge/reconciler.h). Admitted is not yet stored: a later admission step or the
+   * storage can still fail the request, so match it to the stored object (name + metadata.generation). */
   void (*on_admitted)(void *ud, const struct tn_admission_record *rec);
   /* Every denied review of a Tenant, dry runs included (rec->dry_run says). */
   void (*on_denied)(void *ud, const struct tn_admission_record *rec);

@@ -24,6 +24,7 @@ struct tn_manager {
   size_t n_all;
   bool controllers_started;
   struct tn_kek_secret *kek;
+  char *region_secret_namespaces; /* rec.region_secret_namespaces points here */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -193,9 +194,8 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, tn_admission_external_id_index, NULL,
                                   err)))
     goto fail;
-  m->rec.requesters = tn_requesters_new();
   m->rec.written = tn_written_new();
-  if (!m->rec.requesters || !m->rec.written) {
+  if (!m->rec.written) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
@@ -237,6 +237,12 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   tn_db_set_fence(m->rec.db, cfg->fence);
   m->rec.rotation_period_s = cfg->rotation_period_s;
   m->rec.operator_namespace = cfg->keys_namespace; /* the same namespace as the KEK's */
+  if (!(m->region_secret_namespaces = strdup(
+            cfg->region_secret_namespaces ? cfg->region_secret_namespaces : TN_DEFAULT_OPERATOR_NAMESPACE))) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto fail;
+  }
+  m->rec.region_secret_namespaces = m->region_secret_namespaces;
   /* The local KMS: key-encryption keys in a Secret of the operator's namespace. */
   if ((rc = tn_kek_secret_new(cfg->kube, &(struct tn_kek_secret_options){.namespace = cfg->keys_namespace},
                               &m->kek, err)))
@@ -313,9 +319,9 @@ void tn_manager_free(struct tn_manager *m) {
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
-  tn_requesters_free(m->rec.requesters);
   tn_written_free(m->rec.written);
   tn_kek_secret_free(m->kek);
+  free(m->region_secret_namespaces);
   free(m);
 }
 
@@ -349,18 +355,12 @@ static int lookup_external_id(void *ud, const char *system, const char *id, json
   return *out ? 0 : (err->code ? err->code : -ENOMEM);
 }
 
-static void on_admitted(void *ud, const struct tn_admission_record *rec) {
-  struct tn_manager *m = ud;
-  if (!rec->object)
-    return;
-  long long gen = json_integer_value(json_object_get(json_object_get(rec->object, "metadata"), "generation"));
-  tn_requesters_note(m->rec.requesters, rec->name, gen, rec->actor, rec->request_uid);
-}
-
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m) {
   return (struct tn_admission_lookups){lookup_policies, lookup_regions, lookup_external_id, m};
 }
 
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {
-  return (struct tn_admission_hooks){.on_admitted = on_admitted, .ud = m};
+  /* No hook: who asked is recorded by the API server on the tenant itself (reconciler.h), never
+   * from a review, which any client of the webhook port could forge. */
+  return (struct tn_admission_hooks){.ud = m};
 }

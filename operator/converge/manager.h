@@ -30,6 +30,9 @@ struct tn_manager_config {
    * operations are checked against it (give the same fence to kube with tn_kube_set_fence and to
    * audit with tn_audit_set_fence). */
   const struct tn_fence *fence;
+  /* Comma-separated namespaces whose Secrets a Region's adminSecretRef/caSecretRef may name (the
+   * operator's namespace and --region-secret-namespaces); NULL = "tenancy-system". Copied. */
+  const char *region_secret_namespaces;
 };
 
 /* Creates the informers and the controller (no thread yet). */
@@ -50,6 +53,9 @@ bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s);
 void tn_manager_abandon_controllers(struct tn_manager *m);
 /* What the admission webhook reads (the caches) and tells (who asked for each generation, for
  * the audit trail). Valid while the manager lives. */
+/* What the admission webhook reads (the caches). Its hooks record nothing: who asked for each
+ * generation comes from the tenant's annotations, written by the API server (reconciler.h).
+ * Valid while the manager lives. */
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m);
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m);
 /* Stops everything and frees. Accepts NULL. */

@@ -102,64 +102,13 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
 
 /* ---- requesters ------------------------------------------------------------------------------ */
 
-#define REQUESTERS_MAX 1024
-
-struct requester {
-  char tenant[64];
-  long long generation;
-  char actor[256];
-  char request_uid[64];
-};
-
-struct tn_requesters {
-  pthread_mutex_t mu; /* protects ring and next */
-  struct requester ring[REQUESTERS_MAX];
-  size_t next;
-};
-
-struct tn_requesters *tn_requesters_new(void) {
-  struct tn_requesters *q = calloc(1, sizeof *q);
-  if (q)
-    pthread_mutex_init(&q->mu, NULL);
-  return q;
-}
-
-void tn_requesters_free(struct tn_requesters *q) {
-  if (!q)
-    return;
-  pthread_mutex_destroy(&q->mu);
-  free(q);
-}
-
-void tn_requesters_note(struct tn_requesters *q, const char *tenant, long long generation, const char *actor,
-                        const char *request_uid) {
-  if (!q || !tenant)
-    return;
-  pthread_mutex_lock(&q->mu);
-  struct requester *r = &q->ring[q->next++ % REQUESTERS_MAX];
-  snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
-  r->generation = generation;
-  snprintf(r->actor, sizeof r->actor, "%s", actor ? actor : "");
-  snprintf(r->request_uid, sizeof r->request_uid, "%s", request_uid ? request_uid : "");
-  pthread_mutex_unlock(&q->mu);
-}
-
-bool tn_requesters_find(struct tn_requesters *q, const char *tenant, long long generation, char *actor,
-                        size_t na, char *request_uid, size_t nr) {
-  if (!q)
+bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na) {
+  const json_t *ann = json_object_get(json_object_get(tenant, "metadata"), "annotations");
+  const char *by = json_string_value(json_object_get(ann, TN_ANNOTATION_REQUESTED_BY));
+  if (!by || !*by)
     return false;
-  bool found = false;
-  pthread_mutex_lock(&q->mu);
-  for (size_t i = 0; i < REQUESTERS_MAX && !found; i++) {
-    struct requester *r = &q->ring[(q->next + REQUESTERS_MAX - 1 - i) % REQUESTERS_MAX];
-    if (r->tenant[0] && r->generation == generation && strcmp(r->tenant, tenant) == 0) {
-      snprintf(actor, na, "%s", r->actor);
-      snprintf(request_uid, nr, "%s", r->request_uid);
-      found = true;
-    }
-  }
-  pthread_mutex_unlock(&q->mu);
-  return found;
+  snprintf(actor, na, "%s", by);
+  return true;
 }
 
 static const struct tn_gvr kind_gvrs[TN_KIND_COUNT] = {
@@ -268,11 +217,11 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
   char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR, request_id[64];
   snprintf(target, sizeof target, "tenant/%s", x->key);
   snprintf(request_id, sizeof request_id, "%s", x->rv);
-  /* The person who asked for this generation, when the webhook saw the request. */
-  if (tn_requesters_find(x->r->requesters, x->key, gen_after, actor, sizeof actor, request_id,
-                         sizeof request_id) &&
-      !actor[0])
-    snprintf(actor, sizeof actor, "%s", TN_AUDIT_OPERATOR_ACTOR);
+  /* The person who asked for this generation, as the API server recorded it on the tenant we
+   * read (the annotation always describes the object's own generation, see reconciler.h). */
+  const json_t *gen = json_object_get(json_object_get(x->obj, "metadata"), "generation");
+  if (json_integer_value(gen) == gen_after)
+    tn_tenant_requester(x->obj, actor, sizeof actor);
   for (int i = 0; i < lp->n_steps; i++) {
     const struct tn_transition *st = &lp->steps[i];
     char details[256];

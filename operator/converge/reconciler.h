@@ -29,16 +29,20 @@ void tn_written_free(struct tn_written *w);
 void tn_written_note(struct tn_written *w, json_t *tenant);
 bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
 
-/* Who asked for a tenant's current generation, as the admission webhook heard it; the audit
- * trail records them as the actor and request id of the transitions that generation causes. */
-struct tn_requesters; /* thread-safe, bounded */
-struct tn_requesters *tn_requesters_new(void);
-void tn_requesters_free(struct tn_requesters *q);
-void tn_requesters_note(struct tn_requesters *q, const char *tenant, long long generation, const char *actor,
-                        const char *request_uid);
-/* Copies the actor and request uid for (tenant, generation) into the buffers; false when unknown. */
-bool tn_requesters_find(struct tn_requesters *q, const char *tenant, long long generation, char *actor,
-                        size_t na, char *request_uid, size_t nr);
+/* Who asked for a tenant's current spec. The API server itself records it: the
+ * MutatingAdmissionPolicy tenancy-operator-actor (manifests/deploy/45-actor-policy.yaml) writes
+ * request.userInfo.username into this annotation on every write that changes the spec, and the
+ * ValidatingAdmissionPolicy of the same name refuses any write that sets it to anything else or
+ * changes it without changing the spec. So they survive restarts and replicas
+ * and no client of the webhook port can feed them (docs/security.md, "Actor attribution"). */
+/* The operator's namespace when it runs outside a cluster (in a Pod: the Pod's namespace). */
+#define TN_DEFAULT_OPERATOR_NAMESPACE "tenancy-system"
+
+#define TN_ANNOTATION_REQUESTED_BY "tenancy.dev/last-requested-by"
+
+/* Copies the requester recorded on TENANT (a Tenant object) into actor. False, actor untouched,
+ * when the tenant carries none (last changed before the policy was installed, or no policy). */
+bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na);
 
 /* Everything a reconcile reads and writes; all borrowed from the manager. */
 struct tn_reconciler {
@@ -46,14 +50,16 @@ struct tn_reconciler {
   struct tn_recorder *recorder; /* may be NULL */
   struct tn_audit *audit;       /* may be NULL (no --pg-dsn): transitions are then not audited */
   struct tn_informer *tenants, *plans, *regions, *policies;
-  struct tn_requesters *requesters; /* may be NULL */
-  struct tn_written *written;       /* may be NULL */
+  struct tn_written *written; /* may be NULL */
   struct tn_informer *owned[TN_KIND_COUNT];
-  struct tn_informer *secrets;       /* our tenant-database Secrets (label-selected) */
-  const char *operator_namespace;    /* the operator's own namespace (KEK, canonical credentials);
-                                        NULL = tenancy-system */
-  struct tn_db *db;                  /* PostgreSQL connection cache of the database step */
-  double rotation_period_s;          /* scheduled credential rotation; 0 = only on demand */
+  struct tn_informer *secrets;    /* our tenant-database Secrets (label-selected) */
+  const char *operator_namespace; /* the operator's own namespace (KEK, canonical credentials);
+                                     NULL = tenancy-system */
+  struct tn_db *db;               /* PostgreSQL connection cache of the database step */
+  double rotation_period_s;       /* scheduled credential rotation; 0 = only on demand */
+  /* Comma-separated namespaces a Region's adminSecretRef/caSecretRef may name; NULL = only
+   * TN_DEFAULT_OPERATOR_NAMESPACE. A reference elsewhere is refused before anything is read. */
+  const char *region_secret_namespaces;
   const struct tn_kms_provider *kms; /* wraps per-tenant data keys; NULL = no keys */
   double keys_rotation_period_s;     /* scheduled data key rotation; 0 = only on demand */
   struct tn_series *policy_latency;  /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */

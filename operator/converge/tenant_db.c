@@ -79,11 +79,42 @@ static char *unb64(const char *s) {
 
 /* ---- the region's servers and their Secrets --------------------------------------------------- */
 
-static char *secret_key(struct tn_reconciler *r, json_t *ref, const char *key, struct tn_error *err) {
+bool tn_region_secret_namespace_allowed(const char *allowed, const char *ns) {
+  if (!allowed)
+    allowed = TN_DEFAULT_OPERATOR_NAMESPACE;
+  size_t n = strlen(ns);
+  for (const char *p = allowed; n && *p;) {
+    size_t len = strcspn(p, ",");
+    if (len == n && strncmp(p, ns, n) == 0)
+      return true;
+    p += len;
+    p += *p == ',';
+  }
+  return false;
+}
+
+/* FIELD names the reference in messages ("adminSecretRef"). */
+static char *secret_key(struct tn_reconciler *r, json_t *server, const char *field, const char *key,
+                        struct tn_error *err) {
+  json_t *ref = json_object_get(server, field);
   const char *ns = json_string_value(json_object_get(ref, "namespace"));
   const char *name = json_string_value(json_object_get(ref, "name"));
+  const char *sv = json_string_value(json_object_get(server, "name"));
   if (!ns || !name) {
-    tn_error_set(err, TN_EINVALID, "a secret reference needs namespace and name");
+    tn_error_set(err, TN_EINVALID, "database server %s: %s needs namespace and name", sv ? sv : "", field);
+    return NULL;
+  }
+  /* A Region may point the operator only at Secrets of its own namespace (or an allowed one):
+   * otherwise writing a Region would be a way to make the operator read, and use as a database
+   * password or CA, any Secret in the cluster. Refused before anything is read. */
+  if (!tn_region_secret_namespace_allowed(r->region_secret_namespaces, ns)) {
+    const char *allowed =
+        r->region_secret_namespaces ? r->region_secret_namespaces : TN_DEFAULT_OPERATOR_NAMESPACE;
+    tn_error_set(err, TN_EINVALID,
+                 "database server %s: %s names Secret %s/%s, outside the namespaces the operator reads "
+                 "Region Secrets from (%s); move the Secret there, or start the operator with "
+                 "--region-secret-namespaces=%s",
+                 sv ? sv : "", field, ns, name, allowed, ns);
     return NULL;
   }
   json_t *sec = NULL;
@@ -472,9 +503,9 @@ static int load_server(struct tn_reconciler *r, json_t *server, struct server_co
   c->s.port = (int)json_integer_value(json_object_get(server, "port"));
   c->s.sslmode = json_string_value(json_object_get(server, "sslMode"));
   json_t *ca = json_object_get(server, "caSecretRef");
-  if (ca && !(c->ca_pem = secret_key(r, ca, "ca.crt", err)))
+  if (ca && !(c->ca_pem = secret_key(r, server, "caSecretRef", "ca.crt", err)))
     return err->code ? err->code : TN_EINVALID;
-  if (!(c->admin_uri = secret_key(r, json_object_get(server, "adminSecretRef"), "uri", err)))
+  if (!(c->admin_uri = secret_key(r, server, "adminSecretRef", "uri", err)))
     return err->code ? err->code : TN_EINVALID;
   c->s.ca_pem = c->ca_pem;
   c->s.admin_uri = c->admin_uri;

@@ -35,6 +35,10 @@ struct tn_tenant_db_result {
   int writes;             /* Kubernetes writes made */
 };
 
+/* True when NS is one of ALLOWED (comma-separated; NULL = TN_DEFAULT_OPERATOR_NAMESPACE): the
+ * namespaces whose Secrets a Region's adminSecretRef/caSecretRef may name. */
+bool tn_region_secret_namespace_allowed(const char *allowed, const char *ns);
+
 void tn_tenant_db_result_cleanup(struct tn_tenant_db_result *r);
 
 /* Converges the tenant's database for state `next` (Active, Suspended or Archived; others do

@@ -87,6 +87,24 @@ static int valid_bind_address(const char *v) {
   return *end == '\0' && port >= 0 && port <= 65535;
 }
 
+/* "a,b-1,c": DNS labels separated by commas, none empty. */
+static int valid_namespace_list(const char *v) {
+  size_t len = 0;
+  for (const char *p = v;; p++) {
+    if (*p == ',' || !*p) {
+      if (len == 0 || len > 63 || p[-1] == '-')
+        return 0;
+      if (!*p)
+        return 1;
+      len = 0;
+    } else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || (*p == '-' && len > 0)) {
+      len++;
+    } else {
+      return 0;
+    }
+  }
+}
+
 static int set_str(char **dst, const char *v) {
   char *c = strdup(v);
   if (!c)
@@ -125,6 +143,7 @@ enum {
   OPT_LEASE_DURATION,
   OPT_RENEW_DEADLINE,
   OPT_RETRY_PERIOD,
+  OPT_REGION_SECRET_NS,
   OPT_HELP,
   OPT_VERSION
 };
@@ -158,6 +177,7 @@ static const struct option long_opts[] = {
     {"leader-elect-lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
     {"leader-elect-renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
     {"leader-elect-retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
+    {"region-secret-namespaces", required_argument, NULL, OPT_REGION_SECRET_NS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -215,6 +235,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --leader-elect-renew-deadline DURATION  the leader stops (and exits) when it could not renew for\n"
       "                                       this long (default 10s)\n"
       "  --leader-elect-retry-period DURATION time between attempts (default 2s)\n"
+      "  --region-secret-namespaces NS,...    more namespaces whose Secrets a Region's adminSecretRef and\n"
+      "                                       caSecretRef may name (always: the operator's namespace)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -236,6 +258,7 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->webhook_cert_file);
   free(o->webhook_key_file);
   free(o->keys_namespace);
+  free(o->region_secret_namespaces);
   if (o->pg_dsn) {
     explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
     free(o->pg_dsn);
@@ -371,6 +394,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         o->leader_retry_period_s = d;
       break;
     }
+    case OPT_REGION_SECRET_NS:
+      if (!valid_namespace_list(v)) {
+        rc = tn_error_set(err, TN_ECONFIG,
+                          "--region-secret-namespaces: expected namespace names separated by commas "
+                          "(lowercase letters, digits and '-', at most 63 each)");
+        goto out;
+      }
+      rc = set_str(&o->region_secret_namespaces, v);
+      break;
     case OPT_LEADER_ID:
       rc = set_str(&o->leader_id, v);
       break;

@@ -38,6 +38,8 @@ struct tn_options {
   double leader_lease_duration_s;    /* 0 = default 15s */
   double leader_renew_deadline_s;    /* 0 = default 10s */
   double leader_retry_period_s;      /* 0 = default 2s */
+  char *region_secret_namespaces;    /* comma-separated namespaces besides the operator's own whose
+                                        Secrets Regions may reference; NULL = none */
   bool help;
   bool version;
 };

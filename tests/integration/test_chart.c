@@ -590,6 +590,12 @@ Test(chart, renders_with_defaults) {
       {"Service", FULLNAME "-webhook", 1},
       {"Deployment", FULLNAME, 1},
       {"ValidatingWebhookConfiguration", "tenancy-operator", 0},
+      {"ValidatingAdmissionPolicy", FULLNAME "-scope", 0},
+      {"ValidatingAdmissionPolicyBinding", FULLNAME "-scope", 0},
+      {"MutatingAdmissionPolicy", FULLNAME "-actor", 0},
+      {"MutatingAdmissionPolicyBinding", FULLNAME "-actor", 0},
+      {"ValidatingAdmissionPolicy", FULLNAME "-actor", 0},
+      {"ValidatingAdmissionPolicyBinding", FULLNAME "-actor", 0},
   };
   char path[PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/Chart.yaml", chart_dir());
@@ -687,6 +693,18 @@ Test(chart, renders_with_defaults) {
   expect_int_at(vwc, "webhooks.0.clientConfig.service.port", 443);
   expect_str_at(vwc, "webhooks.0.failurePolicy", "Fail");
   expect_str_at(vwc, "webhooks.0.rules.0.resources.0", "tenants");
+
+  /* the scope policy names the release's ServiceAccount and namespace */
+  json_t *vap = must_find(objs, "ValidatingAdmissionPolicy", FULLNAME "-scope");
+  expect_str_at(vap, "spec.matchConditions.0.expression",
+                "request.userInfo.username == 'system:serviceaccount:" RELEASE_NS ":" FULLNAME "'");
+  expect_str_at(vap, "spec.variables.0.expression", "['" RELEASE_NS "']");
+  expect_str_at(must_find(objs, "ValidatingAdmissionPolicyBinding", FULLNAME "-scope"), "spec.policyName",
+                FULLNAME "-scope");
+  expect_str_at(must_find(objs, "MutatingAdmissionPolicyBinding", FULLNAME "-actor"), "spec.policyName",
+                FULLNAME "-actor");
+  expect_str_at(must_find(objs, "ValidatingAdmissionPolicyBinding", FULLNAME "-actor"), "spec.policyName",
+                FULLNAME "-actor");
 
   json_t *crb = must_find(objs, "ClusterRoleBinding", FULLNAME);
   expect_str_at(crb, "roleRef.kind", "ClusterRole");
@@ -882,6 +900,11 @@ Test(chart, renders_with_values) {
   expect_str(label(d, "app.kubernetes.io/version"), "1.2.3");
   expect_str_at(pod, "imagePullSecrets.0.name", "regcred");
   expect_str_at(pod, "serviceAccountName", "tenancy-sa");
+  /* the scope policy confines that ServiceAccount, and lets it write its Leases where they are */
+  json_t *vap = must_find(objs, "ValidatingAdmissionPolicy", "ops-tenancy-operator-scope");
+  expect_str_at(vap, "spec.matchConditions.0.expression",
+                "request.userInfo.username == 'system:serviceaccount:platform:tenancy-sa'");
+  expect_str_at(vap, "spec.variables.0.expression", "['platform', 'tenancy-leases']");
   static const char *const want_args[] = {"--leader-elect",
                                           "--leader-election-namespace=tenancy-leases",
                                           "--leader-election-id=tenancy-lease",
@@ -974,9 +997,22 @@ Test(chart, renders_without_optional_parts) {
                                            "RoleBinding"};
   for (size_t i = 0; i < sizeof rbac_kinds / sizeof rbac_kinds[0]; i++)
     cr_expect_eq(count_kind(objs, rbac_kinds[i]), 0, "rendered a %s", rbac_kinds[i]);
-  cr_expect_eq(json_array_size(objs), 4, "the Deployment, its 2 Services and the webhook configuration only");
+  cr_expect_eq(json_array_size(objs), 8,
+               "the Deployment, its 2 Services, the webhook configuration and the actor policies only");
+  cr_expect_null(find(objs, "ValidatingAdmissionPolicy", FULLNAME "-scope"),
+                 "the scope policy comes with the RBAC it narrows");
   expect_str_at(must_find(objs, "Deployment", FULLNAME), "spec.template.spec.serviceAccountName",
                 "existing-sa");
+  json_decref(objs);
+
+  /* no admission policies */
+  objs = render(RELEASE, RELEASE_NS,
+                "--set admissionPolicies.operatorScope=false --set admissionPolicies.actor=false");
+  cr_expect_eq(count_kind(objs, "ValidatingAdmissionPolicy") + count_kind(objs, "MutatingAdmissionPolicy") +
+                   count_kind(objs, "ValidatingAdmissionPolicyBinding") +
+                   count_kind(objs, "MutatingAdmissionPolicyBinding"),
+               0);
+  must_find(objs, "ClusterRole", FULLNAME);
   json_decref(objs);
 
   /* one replica without leader election */
@@ -1108,7 +1144,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults, CRDs included */
   rc = dry_run_apply(&out, dry_run_ns, "--include-crds");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 16, "4 CRDs and 12 objects: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 22, "4 CRDs and 18 objects: %s", out);
   for (size_t i = 0; i < sizeof CRD_NAMES / sizeof CRD_NAMES[0]; i++) {
     char line[128];
     snprintf(line, sizeof line, "customresourcedefinition.apiextensions.k8s.io/%s ", CRD_NAMES[i]);
@@ -1126,7 +1162,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 12, "%s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 18, "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
   free(out);
 
@@ -1163,7 +1199,9 @@ static char *release_objects(void) {
   int rc = tn_test_sh(
       &out, "kubectl get deployments,serviceaccounts,roles,rolebindings,services -n " RELEASE_NS
             " -l app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
-            "kubectl get clusterroles,clusterrolebindings,validatingwebhookconfigurations -l "
+            "kubectl get clusterroles,clusterrolebindings,validatingwebhookconfigurations,"
+            "validatingadmissionpolicies,validatingadmissionpolicybindings,mutatingadmissionpolicies,"
+            "mutatingadmissionpolicybindings -l "
             "app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
             "kubectl get secrets -n " RELEASE_NS " -l owner=helm,name=" RELEASE " -o name 2>/dev/null");
   cr_assert_eq(rc, 0, "%s", out);
@@ -1341,7 +1379,7 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
 
   /* uninstall removes every object of the release, and its record; the CRDs stay */
   char *before = release_objects();
-  cr_expect_eq(count_substr(before, "\n"), 12 + 2, "12 objects and 2 release records: %s", before);
+  cr_expect_eq(count_substr(before, "\n"), 18 + 2, "18 objects and 2 release records: %s", before);
   free(before);
   rc = tn_test_sh(&out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s'", helm_bin,
                   kubeconfig);

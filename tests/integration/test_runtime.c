@@ -161,9 +161,10 @@ Test(runtime, one_leader_and_takeover_after_sigkill) {
   free(holder);
 }
 
-/* The operator runs with exactly the RBAC of manifests/deploy/ (a ServiceAccount token, not the
- * admin certificate) and still converges and tears down a tenant: the least-privilege rules are
- * enough, and nothing it does is forbidden. */
+/* The operator runs with exactly the RBAC and the admission policy of manifests/deploy/ (a
+ * ServiceAccount token, not the admin certificate) and still converges the samples and tears down
+ * a tenant: the least-privilege rules are enough, and nothing it does is forbidden (what they
+ * refuse it: test_identity.c). */
 Test(runtime, least_privilege_rbac_is_enough) {
   const char *root = tn_test_env("TENANCY_ROOT");
   char *out = NULL, kc[128], t[64];
@@ -171,6 +172,7 @@ Test(runtime, least_privilege_rbac_is_enough) {
   int rc = tn_test_sh(
       &out,
       "kubectl apply -f '%s/manifests/deploy/00-namespace.yaml' -f '%s/manifests/deploy/10-rbac.yaml' "
+      "-f '%s/manifests/deploy/15-operator-policy.yaml' "
       "-f '%s/manifests/deploy/20-tenant-roles.yaml' >/dev/null && "
       "tok=$(kubectl -n tenancy-system create token tenancy-operator --duration=1h) && "
       "kubectl config --kubeconfig='%s' set-cluster c --server=\"$TENANCY_KUBE_SERVER\" "
@@ -179,7 +181,7 @@ Test(runtime, least_privilege_rbac_is_enough) {
       "kubectl config --kubeconfig='%s' set-context c --cluster=c --user=sa >/dev/null && "
       "kubectl config --kubeconfig='%s' use-context c >/dev/null && "
       "kubectl --kubeconfig='%s' auth whoami -o jsonpath='{.status.userInfo.username}'",
-      root, root, root, kc, kc, kc, kc, kc);
+      root, root, root, root, kc, kc, kc, kc, kc);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "system:serviceaccount:tenancy-system:tenancy-operator");
   free(out);
@@ -209,6 +211,33 @@ Test(runtime, least_privilege_rbac_is_enough) {
       t, t);
   if (rc)
     tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* The samples (renamed, so as not to meet another suite's): acme Active with two environments and
+   * group bindings, globex a Draft. */
+  char acme[64], globex[64];
+  snprintf(acme, sizeof acme, "%s-acme", t);
+  snprintf(globex, sizeof globex, "%s-globex", t);
+  rc = tn_test_sh(
+      &out,
+      "sed -e 's/^  name: acme .*/  name: %s/' -e 's/cus_8TzQ/cus-%s/' -e 's/0015g00000AbCdE/crm-%s/' "
+      "'%s/manifests/samples/10-tenant-acme.yaml' | kubectl apply -f - && "
+      "sed -e 's/^  name: globex/  name: %s/' '%s/manifests/samples/11-tenant-globex.yaml' | "
+      "kubectl apply -f - && "
+      "kubectl wait --for=jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'=True "
+      "tenant/%s --timeout=90s && "
+      "kubectl wait --for=jsonpath='{.status.state}'=Draft tenant/%s --timeout=60s && "
+      "kubectl get rolebindings -n %s-prod -l tenancy.dev/tenant=%s -o name | wc -l",
+      acme, t, t, root, globex, root, acme, globex, acme, acme);
+  if (rc)
+    tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "the samples did not converge under the shipped RBAC and policy: %s", out);
+  free(out);
+  rc = tn_test_sh(&out,
+                  "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}' && "
+                  "kubectl wait --for=jsonpath='{.status.state}'=Archived tenant/%s --timeout=60s && "
+                  "kubectl delete tenant %s %s --wait --timeout=120s",
+                  acme, acme, acme, globex);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   /* Through the webhook an Active tenant cannot be deleted: archive it first. */

@@ -585,3 +585,59 @@ Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
   free(version);
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
 }
+
+/* A Region may name only Secrets of the operator's namespace (tenancy-system here): a Region
+ * pointing the operator at a Secret elsewhere (here a working admin DSN in default) is refused
+ * before the Secret is read, with the way out in the message, and nothing is provisioned. */
+static char foreign_region[64], foreign_secret[64], foreign_tenant[64];
+
+/* Even when the test fails: a Region left behind would attract other suites' tenants. */
+static void foreign_cleanup(void) {
+  tn_test_sh(NULL,
+             "kubectl delete tenant %s --wait=false; kubectl delete region %s --wait=false; "
+             "kubectl -n default delete secret %s --wait=false",
+             foreign_tenant, foreign_region, foreign_secret);
+}
+
+Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused, .fini = foreign_cleanup) {
+  char *r2 = foreign_region, *sec = foreign_secret, *t = foreign_tenant, *out = NULL;
+  tn_test_unique_name(r2, sizeof foreign_region, "db-foreign");
+  tn_test_unique_name(sec, sizeof foreign_secret, "pg-admin-foreign");
+  tn_test_unique_name(t, sizeof foreign_tenant, "tn-dbf");
+  int rc = tn_test_sh(
+      &out,
+      "kubectl -n default create secret generic %s --from-literal=uri=\"$TENANCY_PG_DSN\" >/dev/null && "
+      "printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"databaseServers\":[{"
+      "\"name\":\"pg-foreign\",\"host\":\"127.0.0.1\",\"port\":'\"$TENANCY_PG_PORT\"',\"sslMode\":"
+      "\"require\","
+      "\"serves\":[\"shared\"],\"adminSecretRef\":{\"namespace\":\"default\",\"name\":\"%s\"}}]}}' | "
+      "kubectl apply -f - && printf '%%s' "
+      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\",\"environments\":["
+      "\"prod\"],"
+      "\"residency\":{\"allowedRegions\":[\"%s\"]}}}' | kubectl apply -f -",
+      sec, r2, sec, t, r2);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  wait_condition(t, "DatabaseReady", "False", 60);
+  char *reason = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")].reason}'", t);
+  char *msg = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")].message}'", t);
+  char *db = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database}'", t);
+  char *secrets =
+      tn_test_output("kubectl -n %s-prod get secret tenant-database --ignore-not-found -o name", t);
+  cr_assert_str_eq(reason, "DatabaseServerConfig");
+  cr_assert(strstr(msg, "adminSecretRef names Secret default/") &&
+                strstr(msg, "--region-secret-namespaces=default"),
+            "the message must name the reference and the way out: %s", msg);
+  cr_assert(!strstr(msg, "postgresql://"), "the message leaks the Secret: %s", msg);
+  cr_assert(strcmp(db, "") == 0 || strstr(db, "\"schema\"") == NULL, "a database was provisioned: %s", db);
+  cr_assert_str_eq(secrets, "", "credentials were written");
+  free(reason);
+  free(msg);
+  free(db);
+  free(secrets);
+}

@@ -158,11 +158,11 @@ void tn_test_install_api(void) {
       "kubectl apply --server-side --force-conflicts --field-manager=tenancy-tests -f '%s/crds/' >/dev/null "
       "&& kubectl wait --for=condition=Established --timeout=60s -f '%s/crds/' >/dev/null "
       "&& kubectl apply -f '%s/manifests/deploy/00-namespace.yaml' -f "
-      "'%s/manifests/deploy/20-tenant-roles.yaml' "
+      "'%s/manifests/deploy/20-tenant-roles.yaml' -f '%s/manifests/deploy/45-actor-policy.yaml' "
       ">/dev/null "
       "&& kubectl apply -f '%s/manifests/samples/00-plans.yaml' -f '%s/manifests/samples/01-regions.yaml' "
       ">/dev/null",
-      root, root, root, root, root, root);
+      root, root, root, root, root, root, root);
   cr_assert_eq(rc, 0, "installing the API: %s", out);
   free(out);
 }

@@ -34,7 +34,8 @@ bool tn_test_operator_wait_ready(struct tn_test_operator *op, double timeout_s);
 /* Prints the operator's log tail (for failed assertions). */
 void tn_test_operator_dump_log(struct tn_test_operator *op);
 
-/* Installs the CRDs, the tenant ClusterRoles, and the sample Plans and Regions (idempotent). */
+/* Installs the CRDs, the tenant ClusterRoles, the actor admission policies (who changed a
+ * Tenant's spec, for the audit trail), and the sample Plans and Regions (idempotent). */
 void tn_test_install_api(void);
 
 #endif

@@ -95,3 +95,16 @@ app.kubernetes.io/part-of: tenancy-operator
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespaces the operator writes in besides the ones it manages, as a CEL list literal: the release
+namespace, and the leader-election Lease's when that is another one (operator-scope-policy.yaml).
+*/}}
+{{- define "tenancy-operator.ownNamespaces" -}}
+{{- $lease := include "tenancy-operator.leaderElectionNamespace" . -}}
+{{- if and .Values.leaderElection.enabled (ne $lease .Release.Namespace) -}}
+['{{ .Release.Namespace }}', '{{ $lease }}']
+{{- else -}}
+['{{ .Release.Namespace }}']
+{{- end -}}
+{{- end }}
