@@ -67,6 +67,14 @@ cluster-down: ## Stop everything cluster-up started
 run: build cluster-up ## Build, bring the local stack up and print how to use it
 	@TENANCY_STATE_DIR=$(STATE_DIR) hack/run.sh
 
+##@ Image
+.PHONY: image image-archive
+image: ## Build the operator image from the Dockerfile, offline (bases from mmdebstrap, buildah)
+	@hack/image.sh build
+
+image-archive: ## Build the image and write an OCI archive to build/image/ (IMAGE_ARCHIVE=file)
+	@hack/image.sh archive $(IMAGE_ARCHIVE)
+
 ##@ Deployment
 .PHONY: install uninstall deploy undeploy
 install: ## Install the CRDs from crds/ into the cluster of .local/cluster.env
