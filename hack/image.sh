@@ -33,13 +33,8 @@ fq_name() {
 }
 FQ=$(fq_name "$IMAGE")
 
-IMG_CACHE=$TENANCY_CACHE/image
-B=(buildah --root "$IMG_CACHE/storage" --runroot "$IMG_CACHE/run" --storage-driver overlay)
-# A private containers.conf: buildah would otherwise create /etc/cni/net.d on this machine
-# (nothing here uses its networking: every build and run is --network=none).
-mkdir -p "$IMG_CACHE"
-printf '[network]\nnetwork_config_dir = "%s/cni"\n' "$IMG_CACHE" > "$IMG_CACHE/containers.conf"
-export CONTAINERS_CONF=$IMG_CACHE/containers.conf
+buildah_init
+B=("${BUILDAH[@]}")
 
 # The apt sources this machine uses (a mirror or proxy configured here works for mmdebstrap too).
 mirrors() {
@@ -98,8 +93,9 @@ rootfs_image() {
 }
 
 build() {
-  local t0=$SECONDS rb bb
+  local t0=$SECONDS rb bb runc_root=0
   "$HACK/install-deps.sh" --image
+  [ -e /run/runc ] && runc_root=1 # buildah's runc leaves its (empty) state root behind
   bb=$(build_base)
   rb=$(rootfs_image "$bb")
   log "building $FQ from the Dockerfile (--pull=never --network=none)"
@@ -118,6 +114,7 @@ build() {
     die "the image has a shell"
   fi
   "${B[@]}" rm "$c" >/dev/null
+  [ $runc_root = 1 ] || rmdir /run/runc 2>/dev/null || true
   # Drop what the previous build left untagged.
   "${B[@]}" rmi --prune >/dev/null 2>&1 || true
   log "built $FQ in $((SECONDS - t0)) s; image size $("${B[@]}" images --noheading --format '{{.Size}}' "$FQ")"
