@@ -50,12 +50,12 @@ host_snapshot() {
   for c in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do [ -e "$c" ] && echo "path $c"; done
   ip -o -4 addr show dev lo | awk '{ print "lo-addr " $4 }'
   ip -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print "link " $2 }'
-  [ -d /run/netns ] && find /run/netns -mindepth 1 -maxdepth 1 -printf 'netns %f\n'
-  command -v ipset >/dev/null && ipset list -n 2>/dev/null | sed 's/^/ipset /'
-  command -v nft >/dev/null && nft list tables 2>/dev/null | sed 's/^table /nft-table /'
-  iptables-save 2>/dev/null | grep -E '^(\*|:|-A)' | sed -E 's/ \[[0-9]+:[0-9]+\]$//; s/^/iptables /'
-  ip6tables-save 2>/dev/null | grep -E '^(\*|:|-A)' | sed -E 's/ \[[0-9]+:[0-9]+\]$//; s/^/ip6tables /'
-  mount | awk '$3 ~ /^\/run\/netns\// || $3 ~ /kubepods/ { print "mount " $3 }'
+  if [ -d /run/netns ]; then find /run/netns -mindepth 1 -maxdepth 1 -printf 'netns %f\n'; fi
+  if command -v ipset >/dev/null; then { ipset list -n 2>/dev/null || true; } | sed 's/^/ipset /'; fi
+  if command -v nft >/dev/null; then { nft list tables 2>/dev/null || true; } | sed 's/^table /nft-table /'; fi
+  { iptables-save 2>/dev/null || true; } | awk '/^(\*|:|-A)/ { sub(/ \[[0-9]+:[0-9]+\]$/, ""); print "iptables " $0 }'
+  { ip6tables-save 2>/dev/null || true; } | awk '/^(\*|:|-A)/ { sub(/ \[[0-9]+:[0-9]+\]$/, ""); print "ip6tables " $0 }'
+  awk '$2 ~ /^\/run\/netns\// || $2 ~ /kubepods/ { print "mount " $2 }' /proc/self/mounts
   true
 }
 

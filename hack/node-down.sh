@@ -67,7 +67,7 @@ fi
 if [ -f "$BEFORE" ] && [ "$owner" = "$STATE" ]; then
   for cg in /sys/fs/cgroup/*/kubepods; do
     [ -d "$cg" ] && ! grep -qx "path $cg" "$BEFORE" || continue
-    find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r p; do
+    { find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -u | while read -r p; do
       kill -KILL "$p" 2>/dev/null || true
     done
   done
@@ -105,7 +105,7 @@ if [ -f "$BEFORE" ] && [ "$owner" = "$STATE" ]; then
   for ipt in iptables ip6tables; do
     for t in filter nat mangle raw; do
       $ipt -t $t -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE-|CNI-)' | grep -vE '^-A (KUBE-|CNI-)' |
-        sed 's/^-A/-D/' | while read -r r; do eval "$ipt -w -t $t $r" 2>/dev/null || true; done
+        sed 's/^-A/-D/' | while read -r r; do eval "$ipt -w -t $t $r" 2>/dev/null || true; done || true
       chains=$($ipt -t $t -S 2>/dev/null | awk '/^-N (KUBE-|CNI-)/ { print $2 }')
       for ch in $chains; do $ipt -w -t $t -F "$ch" 2>/dev/null || true; done
       for ch in $chains; do $ipt -w -t $t -X "$ch" 2>/dev/null || true; done
@@ -118,12 +118,12 @@ if [ -f "$BEFORE" ] && [ "$owner" = "$STATE" ]; then
       had "nft-table $fam $name" && continue
       nft list table "$fam" "$name" 2>/dev/null |
         grep -vE '^\s*(table |chain |type |policy |}|$)' | grep -q . || nft delete table "$fam" "$name" 2>/dev/null || true
-    done
+    done || true
   fi
   # sysctls: ip_forward first (writing it resets every interface's forwarding)
-  grep '^sysctl net.ipv4.ip_forward ' "$BEFORE" | while read -r _ k v; do sysctl -qw "$k=$v" || true; done
-  grep '^sysctl ' "$BEFORE" | while read -r _ k v; do
-    [ "$(cat "/proc/sys/${k//.//}" 2>/dev/null | tr '\t' ' ')" = "$v" ] || sysctl -qw "$k=$v" || true
+  { grep '^sysctl net.ipv4.ip_forward ' "$BEFORE" || true; } | while read -r _ k v; do sysctl -qw "$k=$v" || true; done
+  { grep '^sysctl ' "$BEFORE" || true; } | while read -r _ k v; do
+    [ "$(tr '\t' ' ' < "/proc/sys/${k//.//}" 2>/dev/null)" = "$v" ] || sysctl -qw "$k=$v" || true
   done
   [ -f "$NODE_HOST_DIR/added-node-ip" ] && { ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true; rm -f "$NODE_HOST_DIR/added-node-ip"; }
   # cgroups the kubelet made (empty now), directories and files the node's programs made

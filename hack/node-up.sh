@@ -28,6 +28,9 @@ READY_TIMEOUT=${READY_TIMEOUT:-120}
 CTR=(ctr --address "$N/containerd/containerd.sock" --namespace k8s.io)
 
 [ "$(id -u)" = 0 ] || die "the node needs root (containerd, kubelet, iptables)"
+# containerd and the kubelet create the containers' root directories and volumes: with the
+# umask 077 of cluster-up (its env file) a non-root container could not even traverse "/".
+umask 022
 
 failed() { # failed NAME LOGFILE: print the log tail, undo everything of the node, exit 1
   log "$1 failed to start; last lines of $2:"
