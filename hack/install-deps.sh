@@ -5,7 +5,7 @@
 #   hack/install-deps.sh            what the build, the unit/integration suites and the node-less stack need
 #   hack/install-deps.sh --image    also what `make image` needs (mmdebstrap, buildah, runc)
 #   hack/install-deps.sh --node     also what the node of `make cluster-up NODE=1` needs
-#                                   (containerd, runc, CNI plugins, iptables, ipset, conntrack)
+#                                   (containerd, runc, CNI plugins, iptables, ipset, conntrack, nft)
 set -euo pipefail
 
 PKGS=(
@@ -16,7 +16,7 @@ PKGS=(
 for a in "$@"; do
   case $a in
     --image) PKGS+=(mmdebstrap buildah runc) ;;
-    --node) PKGS+=(mmdebstrap buildah containerd runc containernetworking-plugins iptables ipset conntrack) ;;
+    --node) PKGS+=(mmdebstrap buildah containerd runc containernetworking-plugins iptables ipset conntrack nftables) ;;
     *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
   esac
 done
