@@ -21,7 +21,7 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
-.PHONY: deps build build-test test unit integration bench lint fmt clean
+.PHONY: deps build build-test test unit integration e2e bench lint fmt clean
 deps: ## Install the Debian packages the project needs (idempotent)
 	@hack/install-deps.sh
 
@@ -44,6 +44,9 @@ unit: build-test ## Run the unit suites only (no cluster needed)
 integration: build-test ## Run the integration suites against the running local cluster
 	@$(WITH_CLUSTER) hack/test.sh --integration-only --reuse-cluster
 
+e2e: ## Run the end-to-end suite: image, a stack with a node, the chart, failover, NetworkPolicies
+	@hack/test.sh --e2e-only
+
 bench: build ## Run the benchmarks and print their figures
 	@hack/bench.sh
 
@@ -58,14 +61,24 @@ clean: ## Remove build outputs
 
 ##@ Local cluster
 .PHONY: cluster-up cluster-down run
-cluster-up: ## Start etcd, kube-apiserver, kube-controller-manager and PostgreSQL on loopback
-	@TENANCY_STATE_DIR=$(STATE_DIR) hack/cluster-up.sh
+IN_CLUSTER   ?= 0
+NODE         ?= $(IN_CLUSTER)
+cluster-up: ## Start etcd, kube-apiserver, kube-controller-manager and PostgreSQL on loopback (NODE=1: and a real node)
+	@TENANCY_STATE_DIR=$(STATE_DIR) TENANCY_NODE=$(NODE) hack/cluster-up.sh
 
-cluster-down: ## Stop everything cluster-up started
+cluster-down: ## Stop everything cluster-up started (and restore the host after a node)
 	@TENANCY_STATE_DIR=$(STATE_DIR) hack/cluster-down.sh
 
-run: build cluster-up ## Build, bring the local stack up and print how to use it
-	@TENANCY_STATE_DIR=$(STATE_DIR) hack/run.sh
+run: build cluster-up ## Build, bring the local stack up and print how to use it (IN_CLUSTER=1: the operator as Pods on a node)
+	@TENANCY_STATE_DIR=$(STATE_DIR) TENANCY_IN_CLUSTER=$(IN_CLUSTER) hack/run.sh
+
+##@ Image
+.PHONY: image image-archive
+image: ## Build the operator image from the Dockerfile, offline (bases from mmdebstrap, buildah)
+	@hack/image.sh build
+
+image-archive: ## Build the image and write an OCI archive to build/image/ (IMAGE_ARCHIVE=file)
+	@hack/image.sh archive $(IMAGE_ARCHIVE)
 
 ##@ Deployment
 .PHONY: install uninstall deploy undeploy

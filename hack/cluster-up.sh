@@ -4,6 +4,11 @@
 #
 # State lives in $TENANCY_STATE_DIR (default <repo>/.local): certificates, data, logs,
 # pid files and the sourceable cluster.env. Stop everything with hack/cluster-down.sh.
+#
+# TENANCY_NODE=1 (make cluster-up NODE=1) adds a real node (hack/node-up.sh): the API server
+# and PostgreSQL then listen on the node IP ($NODE_IP, on lo) instead of 127.0.0.1, so that
+# pods reach them, and the API server advertises it behind the `kubernetes` Service. Without
+# it (the default, for the unit and integration suites) nothing touches the host network.
 set -euo pipefail
 LOG_TAG=cluster-up
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +21,8 @@ LOGS=$STATE/logs
 PIDS=$STATE/pids
 ENVFILE=$STATE/cluster.env
 READY_TIMEOUT=${READY_TIMEOUT:-120}
+WITH_NODE=${TENANCY_NODE:-0}
+[ "$WITH_NODE" = 1 ] && API_HOST=$NODE_IP || API_HOST=127.0.0.1
 
 healthy() {
   for c in etcd kube-apiserver kube-controller-manager; do pid_alive "$PIDS/$c.pid" || return 1; done
@@ -23,6 +30,9 @@ healthy() {
     "$CP_BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 if healthy; then
+  if [ "$WITH_NODE" = 1 ] && ! pid_alive "$STATE/node/pids/kubelet.pid"; then
+    die "already running without a node; make cluster-down first, then make cluster-up NODE=1"
+  fi
   log "already running; source $ENVFILE (stop it with make cluster-down)"
   exit 0
 fi
@@ -31,6 +41,10 @@ fi
 
 "$HACK/install-deps.sh"
 "$HACK/build-control-plane.sh" >/dev/null
+if [ "$WITH_NODE" = 1 ]; then
+  "$HACK/install-deps.sh" --node
+  "$HACK/build-node.sh" >/dev/null
+fi
 [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
 
 rm -rf "$PKI" "$LOGS" "$PIDS" "$STATE/etcd" "$ENVFILE"
@@ -51,9 +65,9 @@ log "generating certificates in $PKI"
   cd "$PKI"
   q() { "$@" >/dev/null 2>&1; }
   q openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 365 -subj "/CN=tenancy-local-ca"
-  cat > san.cnf <<'CNF'
+  cat > san.cnf <<CNF
 [ext]
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1,IP:$NODE_IP
 extendedKeyUsage=serverAuth
 [client]
 extendedKeyUsage=clientAuth
@@ -68,13 +82,15 @@ CNF
   sign postgres "/CN=localhost" ext
   sign admin "/O=system:masters/CN=tenancy-admin" client
   sign unprivileged "/CN=jane" client
+  # the API server's client certificate towards the kubelet (logs, exec)
+  if [ "$WITH_NODE" = 1 ]; then sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" client; fi
   q openssl genrsa -out sa.key 2048
   q openssl rsa -in sa.key -pubout -out sa.pub
 ) || die "certificate generation failed (is openssl installed?)"
 
 kubeconfig() { # kubeconfig FILE USER
   local k="$CP_BIN/kubectl" f=$1
-  "$k" config --kubeconfig "$f" set-cluster local --server="https://127.0.0.1:$AP" \
+  "$k" config --kubeconfig "$f" set-cluster local --server="https://$API_HOST:$AP" \
     --certificate-authority="$PKI/ca.crt" --embed-certs >/dev/null
   "$k" config --kubeconfig "$f" set-credentials "$2" --client-certificate="$PKI/$2.crt" \
     --client-key="$PKI/$2.key" --embed-certs >/dev/null
@@ -101,10 +117,21 @@ done
 
 # --- kube-apiserver ---------------------------------------------------------------------
 AP=$(freeport)
-log "starting kube-apiserver $K8S_VERSION on https://127.0.0.1:$AP"
+if [ "$WITH_NODE" = 1 ]; then
+  # The node IP must be on lo before the API server binds it.
+  TENANCY_STATE_DIR=$STATE "$HACK/node-up.sh" --prepare-host ||
+    { TENANCY_STATE_DIR=$STATE "$HACK/cluster-down.sh" >/dev/null 2>&1 || true; exit 1; }
+  # Advertised (the default lease reconciler keeps the `kubernetes` Service's endpoint at
+  # $NODE_IP:$AP), and the kubelet's serving certificate verified.
+  API_FLAGS=(--bind-address="$NODE_IP" --advertise-address="$NODE_IP"
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP)
+else
+  API_FLAGS=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+fi
+log "starting kube-apiserver $K8S_VERSION on https://$API_HOST:$AP"
 setsid "$CP_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$EP" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$AP" \
-  --endpoint-reconciler-type=none --cert-dir="$PKI" \
+  "${API_FLAGS[@]}" --secure-port="$AP" --cert-dir="$PKI" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" --service-cluster-ip-range=10.0.0.0/24 \
   --authorization-mode=Node,RBAC --allow-privileged=true \
@@ -155,17 +182,21 @@ cp "$PKI/postgres.crt" "$PGROOT/tls/server.crt"; cp "$PKI/postgres.key" "$PGROOT
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGROOT"
 chmod 700 "$PGROOT"; chmod 600 "$PGROOT/tls/server.key" "$PGROOT/pwfile"
 PGP=$(freeport)
-log "starting PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGP (TLS)"
+PG_LISTEN=127.0.0.1
+[ "$WITH_NODE" = 1 ] && PG_LISTEN="127.0.0.1,$NODE_IP"
+log "starting PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on $PG_LISTEN:$PGP (TLS)"
 as_pg "$PG_BIN/initdb" -D "$PGROOT/data" -U tenancy_admin --pwfile="$PGROOT/pwfile" \
   --auth-host=scram-sha-256 --auth-local=peer -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 \
   || failed initdb "$LOGS/initdb.log"
 rm -f "$PGROOT/pwfile"
 # TCP clients must use TLS: turn every `host` rule into `hostssl`.
 sed -i -E 's/^host(\s)/hostssl\1/' "$PGROOT/data/pg_hba.conf"
+# With a node, pods (their CIDR) connect over the node IP, with TLS and a password too.
+[ "$WITH_NODE" = 1 ] && echo "hostssl all all $POD_CIDR scram-sha-256" >> "$PGROOT/data/pg_hba.conf"
 # Settings go into postgresql.conf so that a plain `pg_ctl start` (outage tests) restores them.
 cat >> "$PGROOT/data/postgresql.conf" <<EOF
 # tenancy-operator local settings
-listen_addresses = '127.0.0.1'
+listen_addresses = '$PG_LISTEN'
 port = $PGP
 unix_socket_directories = '$PGROOT/run'
 ssl = on
@@ -191,12 +222,18 @@ export TENANCY_PG_DSN='$DSN'
 export PATH='$CP_BIN':"\$PATH"
 export TENANCY_STATE_DIR='$STATE'
 export TENANCY_CA_FILE='$PKI/ca.crt'
-export TENANCY_KUBE_SERVER='https://127.0.0.1:$AP'
+export TENANCY_KUBE_SERVER='https://$API_HOST:$AP'
 export TENANCY_UNPRIVILEGED_KUBECONFIG='$STATE/unprivileged.kubeconfig'
 export TENANCY_ETCD_ENDPOINT='http://127.0.0.1:$EP'
 export TENANCY_PG_HOST=127.0.0.1
 export TENANCY_PG_PORT=$PGP
 export TENANCY_PG_DATA='$PGROOT/data'
+export TENANCY_NODE=$WITH_NODE
 EOF
+if [ "$WITH_NODE" = 1 ]; then
+  echo "export TENANCY_NODE_IP='$NODE_IP'" >> "$ENVFILE"
+  TENANCY_STATE_DIR=$STATE "$HACK/node-up.sh" ||
+    { TENANCY_STATE_DIR=$STATE "$HACK/cluster-down.sh" >/dev/null 2>&1 || true; exit 1; }
+fi
 log "control plane and PostgreSQL are up. Use them with:"
 echo "    source $ENVFILE && kubectl get namespaces" >&2

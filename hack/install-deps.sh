@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh - install the Debian packages the build, the tests and the local stack need.
 # Idempotent: prints nothing and changes nothing when every package is already present.
+#
+#   hack/install-deps.sh            what the build, the unit/integration suites and the node-less stack need
+#   hack/install-deps.sh --image    also what `make image` needs (mmdebstrap, buildah, runc)
+#   hack/install-deps.sh --node     also what the node of `make cluster-up NODE=1` needs
+#                                   (containerd, runc, CNI plugins, iptables, ipset, conntrack, nft)
 set -euo pipefail
 
 PKGS=(
@@ -8,6 +13,13 @@ PKGS=(
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
 )
+for a in "$@"; do
+  case $a in
+    --image) PKGS+=(mmdebstrap buildah runc) ;;
+    --node) PKGS+=(mmdebstrap buildah containerd runc containernetworking-plugins iptables ipset conntrack nftables) ;;
+    *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PKGS[@]}"; do

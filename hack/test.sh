@@ -7,16 +7,20 @@
 #   hack/test.sh --unit-only        unit suites (no cluster)
 #   hack/test.sh --integration-only [--reuse-cluster]   integration suites; with --reuse-cluster,
 #                                   against the stack already exported in the environment
+#   hack/test.sh --e2e-only         the end-to-end suite (tests/e2e/e2e.sh): the image and the chart
+#                                   on a stack with a real node (cluster-up NODE=1), its own
+#   Everything runs the e2e suite last, after the node-less stack of the other suites is down.
 set -euo pipefail
 LOG_TAG=test
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-UNIT=1 INTEGRATION=1 REUSE=0
+UNIT=1 INTEGRATION=1 E2E=1 REUSE=0
 for a in "$@"; do
   case $a in
-    --unit-only) INTEGRATION=0 ;;
-    --integration-only) UNIT=0 ;;
+    --unit-only) INTEGRATION=0 E2E=0 ;;
+    --integration-only) UNIT=0 E2E=0 ;;
+    --e2e-only) UNIT=0 INTEGRATION=0 ;;
     --reuse-cluster) REUSE=1 ;;
     *) die "unknown argument $a" ;;
   esac
@@ -25,16 +29,18 @@ done
 TEST_DIR=${TEST_DIR:-build/sanitize}
 unset MAKEFLAGS MFLAGS MAKELEVEL # a make above us must not make cmake's make chatty
 "$HACK/install-deps.sh"
-if [ $INTEGRATION = 1 ] && [ $REUSE = 0 ]; then
+if { [ $INTEGRATION = 1 ] && [ $REUSE = 0 ]; } || [ $E2E = 1 ]; then
   "$HACK/build-control-plane.sh" >/dev/null
-  "$HACK/build-helm.sh" >/dev/null # for the chart's suite
+  "$HACK/build-helm.sh" >/dev/null # for the chart's suite and the e2e suite
 fi
-log "building the sanitized test build in $TEST_DIR"
-werror=OFF; [ "${CI:-}" = true ] && werror=ON
-cmake -S . -B "$TEST_DIR" -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON -DTN_WERROR=$werror \
-  -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" >/dev/null
-cmake --build "$TEST_DIR" -j "$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
-[ "${PIPESTATUS[0]}" = 0 ] || die "build failed"
+if [ $UNIT = 1 ] || [ $INTEGRATION = 1 ]; then
+  log "building the sanitized test build in $TEST_DIR"
+  werror=OFF; [ "${CI:-}" = true ] && werror=ON
+  cmake -S . -B "$TEST_DIR" -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON -DTN_WERROR=$werror \
+    -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" >/dev/null
+  cmake --build "$TEST_DIR" -j "$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
+  [ "${PIPESTATUS[0]}" = 0 ] || die "build failed"
+fi
 export TENANCY_OPERATOR_BIN=$ROOT/$TEST_DIR/bin/tenancy-operator
 export TENANCY_TENANTCTL_BIN=$ROOT/$TEST_DIR/bin/tenantctl
 
@@ -79,6 +85,46 @@ if [ $INTEGRATION = 1 ]; then
   log "integration suites (against $TENANCY_KUBE_SERVER)"
   # One test at a time: they share one API server and PostgreSQL.
   for p in "$TEST_DIR"/tests/integration/*; do [ -x "$p" ] && run_suite integration "$p" --jobs=1; done
+  if [ $REUSE = 0 ]; then
+    TENANCY_STATE_DIR=$TENANCY_STATE_DIR "$HACK/cluster-down.sh" || failed+=("integration/cluster-down")
+    trap - EXIT
+  fi
+fi
+
+if [ $E2E = 1 ]; then
+  # Its own stack with a node: the image (offline), then the chart on it. A second node stack on
+  # this machine (they share the host network) makes cluster-up refuse with the owner's name.
+  t_e2e=$SECONDS
+  log "e2e: the image (hack/image.sh archive)"
+  archive=$("$HACK/image.sh" archive | tail -n 1) || die "the image does not build"
+  export TENANCY_STATE_DIR=$ROOT/.local/e2e
+  trap 'TENANCY_STATE_DIR=$TENANCY_STATE_DIR "$HACK/cluster-down.sh" || true' EXIT
+  log "e2e: a stack with a node (cluster-up NODE=1)"
+  t_up=$SECONDS
+  TENANCY_NODE=1 "$HACK/cluster-up.sh"
+  log "e2e: stack with node up in $((SECONDS - t_up)) s"
+  rc=0
+  (
+    # shellcheck disable=SC1091
+    . "$TENANCY_STATE_DIR/cluster.env"
+    TENANCY_IMAGE_ARCHIVE=$archive TENANCY_HELM=$("$HACK/build-helm.sh" 2>/dev/null | tail -n 1) \
+      "$ROOT/tests/e2e/e2e.sh"
+  ) >"$LOGDIR/e2e.log" 2>&1 || rc=$?
+  summary=$(grep -E '^\[e2e .*\] e2e: ' "$LOGDIR/e2e.log" | tail -n 1 | sed -E 's/^\[e2e [^]]*\] //')
+  if TENANCY_STATE_DIR=$TENANCY_STATE_DIR "$HACK/cluster-down.sh" >>"$LOGDIR/e2e.log" 2>&1; then
+    trap - EXIT
+  else
+    rc=1
+    summary+="; cluster-down did not restore the host (see $LOGDIR/e2e.log)"
+    trap - EXIT
+  fi
+  if [ $rc = 0 ]; then
+    printf '  ok    %-12s %-28s %s\n' e2e e2e.sh "$summary (with image, node up and down: $((SECONDS - t_e2e)) s)"
+  else
+    printf '  FAIL  %-12s %-28s %s\n' e2e e2e.sh "${summary:-exit $rc}"
+    grep -E '^  (FAIL|PASS)|^        ' "$LOGDIR/e2e.log" | grep -v '^  PASS' | tail -n 60 | sed 's/^/        /'
+    failed+=("e2e/e2e.sh")
+  fi
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

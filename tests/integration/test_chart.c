@@ -361,6 +361,25 @@ static long long port_named(json_t *c, const char *name) {
   return -1;
 }
 
+/* The entry of ARRAY (a JSON array of objects) whose KEY is VALUE, or NULL. */
+static json_t *entry_where(json_t *array, const char *key, const char *value) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(array, i, e) {
+    const char *v = json_string_value(json_object_get(e, key));
+    if (v && strcmp(v, value) == 0)
+      return e;
+  }
+  return NULL;
+}
+
+/* The volume (of Deployment D) that container C mounts at PATH, or NULL. */
+static json_t *volume_at(json_t *d, json_t *c, const char *path) {
+  json_t *m = entry_where(json_object_get(c, "volumeMounts"), "mountPath", path);
+  const char *name = m ? json_string_value(json_object_get(m, "name")) : NULL;
+  return name ? entry_where(at(d, "spec.template.spec.volumes"), "name", name) : NULL;
+}
+
 /* --- RBAC, grant by grant ------------------------------------------------------------------------- */
 
 /* The set (a JSON object with true values) of what ROLE grants: one key
@@ -657,9 +676,12 @@ Test(chart, renders_with_defaults) {
   expect_arg(c, "--webhook-cert-secret=" RELEASE_NS "/" FULLNAME "-webhook-tls");
   expect_arg(c, "--webhook-cert-dir=/run/webhook-certs");
   cr_expect_eq(port_named(c, "webhook"), 9443);
-  expect_str_at(c, "volumeMounts.0.mountPath", "/run/webhook-certs");
-  expect_str_at(d, "spec.template.spec.volumes.0.name", str_at(c, "volumeMounts.0.name"));
-  expect_str_at(d, "spec.template.spec.volumes.0.emptyDir.medium", "Memory");
+  /* the webhook's certificate and /tmp (libpq's CA files) in memory: the root filesystem is read-only */
+  json_t *certs = volume_at(d, c, "/run/webhook-certs"), *tmp = volume_at(d, c, "/tmp");
+  cr_assert_not_null(certs, "no volume at /run/webhook-certs");
+  expect_str_at(certs, "emptyDir.medium", "Memory");
+  cr_assert_not_null(tmp, "no volume at /tmp");
+  expect_str_at(tmp, "emptyDir.medium", "Memory");
   json_t *dsn = env_var(c, "TENANCY_PG_DSN");
   cr_assert_not_null(dsn, "no TENANCY_PG_DSN");
   expect_str_at(dsn, "valueFrom.secretKeyRef.name", FULLNAME "-db");
@@ -671,6 +693,9 @@ Test(chart, renders_with_defaults) {
   expect_str_at(c, "livenessProbe.httpGet.path", "/healthz");
   expect_str_at(c, "readinessProbe.httpGet.path", "/readyz");
   cr_expect(json_is_true(at(d, "spec.template.spec.securityContext.runAsNonRoot")));
+  /* the image's numeric user (the Dockerfile's USER 65532:65532) */
+  cr_expect_eq(json_integer_value(at(d, "spec.template.spec.securityContext.runAsUser")), 65532);
+  cr_expect_eq(json_integer_value(at(d, "spec.template.spec.securityContext.runAsGroup")), 65532);
   expect_str_at(d, "spec.template.spec.securityContext.seccompProfile.type", "RuntimeDefault");
   cr_expect(json_is_false(at(c, "securityContext.allowPrivilegeEscalation")));
   cr_expect(json_is_true(at(c, "securityContext.readOnlyRootFilesystem")));
@@ -1046,8 +1071,11 @@ Test(chart, renders_without_optional_parts) {
     cr_expect(strncmp(json_string_value(a), "--webhook-", 10) != 0, "webhook flag %s", json_string_value(a));
   }
   cr_expect_eq(port_named(c, "webhook"), -1);
-  cr_expect_null(json_object_get(c, "volumeMounts"));
-  cr_expect_null(at(d, "spec.template.spec.volumes"));
+  /* only /tmp stays */
+  cr_expect_eq(json_array_size(json_object_get(c, "volumeMounts")), 1);
+  cr_expect_eq(json_array_size(at(d, "spec.template.spec.volumes")), 1);
+  cr_expect_null(volume_at(d, c, "/run/webhook-certs"));
+  cr_expect_not_null(volume_at(d, c, "/tmp"));
   cr_expect_null(find(objs, "Service", FULLNAME "-webhook"));
   cr_expect_eq(count_kind(objs, "ValidatingWebhookConfiguration"), 0);
   json_t *grants = grants_of(must_find(objs, "ClusterRole", FULLNAME));
