@@ -22,7 +22,7 @@
 /* Aliases may make the tree larger than the document (each use of an anchor copies its node):
  * a "billion laughs" file of a few hundred bytes expands to 10^9 nodes. The converted tree may
  * hold at most this many nodes more than the document itself has. */
-#define YAML_MAX_ALIAS_EXPANSION 65536
+#define YAML_MAX_ALIAS_EXPANSION 4096
 #define DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* ---- YAML -> jansson ---------------------------------------------------------------------- */
