@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "runtime/options.h"
 #include "util/error.h"
+#include "util/wipe.h"
 
 #define EXIT_BROKEN 1
 #define EXIT_USAGE 2
@@ -59,6 +61,7 @@ static void usage_audit(FILE *f) {
 
 #define COMMON_FLAGS                                                                                         \
   "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
+  "  --pg-dsn-file PATH  read it from a file instead (no password in the command line)\n"                    \
   "  --schema NAME       schema of the audit table (default \"tenancy\")\n"                                  \
   "  -h, --help          show this help\n"
 
@@ -128,6 +131,7 @@ static void usage_prune(FILE *f) {
 
 struct common {
   const char *dsn;
+  const char *dsn_file; /* --pg-dsn-file */
   const char *schema;
   const char *output;
 };
@@ -155,19 +159,29 @@ static int db_error(const struct tn_error *err) {
 
 static int open_audit(const struct common *c, bool create, struct tn_audit **a) {
   struct tn_error err = {0};
-  const char *dsn = c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
-  struct tn_audit_options o = {.schema = c->schema, .no_create = !create, .application_name = "tenantctl"};
-  if (!dsn || !*dsn) {
-    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn or set TENANCY_PG_DSN\n", prog);
+  char *from_file = NULL;
+  if (c->dsn && c->dsn_file) {
+    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", prog);
     return EXIT_USAGE;
   }
-  if (tn_audit_open(dsn, &o, a, &err))
-    return db_error(&err);
-  return 0;
+  if (c->dsn_file && tn_read_secret_file("pg-dsn-file", c->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
+    fprintf(stderr, "%s: %s\n", prog, err.message);
+    return EXIT_USAGE;
+  }
+  const char *dsn = from_file ? from_file : c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
+  struct tn_audit_options o = {.schema = c->schema, .no_create = !create, .application_name = "tenantctl"};
+  if (!dsn || !*dsn) {
+    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", prog);
+    return EXIT_USAGE;
+  }
+  int rc = tn_audit_open(dsn, &o, a, &err) ? db_error(&err) : 0;
+  tn_wipe_free_str(from_file);
+  return rc;
 }
 
 enum {
   OPT_DSN = 256,
+  OPT_DSN_FILE,
   OPT_SCHEMA,
   OPT_EXPECT,
   OPT_TENANT,
@@ -185,6 +199,9 @@ static int common_flag(int opt, struct common *c) {
   case OPT_DSN:
     c->dsn = optarg;
     return 1;
+  case OPT_DSN_FILE:
+    c->dsn_file = optarg;
+    return 1;
   case OPT_SCHEMA:
     c->schema = optarg;
     return 1;
@@ -197,7 +214,8 @@ static int common_flag(int opt, struct common *c) {
 }
 
 #define COMMON_OPTS                                                                                          \
-  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"schema", required_argument, NULL, OPT_SCHEMA}, {           \
+  {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-dsn-file", required_argument, NULL, OPT_DSN_FILE},      \
+      {"schema", required_argument, NULL, OPT_SCHEMA}, {                                                     \
     "help", no_argument, NULL, 'h'                                                                           \
   }
 
@@ -518,6 +536,13 @@ static int cmd_prune(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* It handles the audit database's DSN: no core dump, no same-user ptrace. */
+  struct tn_error herr = {0};
+  if (tn_harden_process(&herr)) {
+    fprintf(stderr, "%s: %s\n", prog, herr.message);
+    return EXIT_USAGE;
+  }
+  tn_wipe_json_install();
   if (argc < 2) {
     usage_main(stderr);
     return EXIT_USAGE;

@@ -20,6 +20,7 @@
 #include "tenancy/desired.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/wipe.h"
 
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
 
@@ -64,7 +65,7 @@ static char *unb64(const char *s) {
     return NULL;
   int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
   if (len < 0) {
-    free(out);
+    tn_wipe_free(out);
     return NULL;
   }
   while (len > 0 && n > 0 && s[n - 1] == '=') { /* EVP_DecodeBlock counts the padding */
@@ -164,10 +165,10 @@ static void read_stored(json_t *secrets, struct stored *st) {
     if (!pw)
       continue;
     if (st->password && version <= st->version) {
-      free(pw);
+      tn_wipe_free_str(pw);
       continue;
     }
-    free(st->password);
+    tn_wipe_free_str(st->password);
     st->password = pw;
     st->version = version;
     snprintf(st->rotated_for, sizeof st->rotated_for, "%s",
@@ -210,7 +211,7 @@ static json_t *secret_body(const struct tn_tenant *t, const char *ns, const char
       continue;
     char *e = b64(vals[i]);
     json_object_set_new(data, keys[i], json_string(e ? e : ""));
-    free(e);
+    tn_wipe_free_str(e); /* base64 of a password or a URI that holds one */
   }
   return json_pack(
       "{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:[{s:s,s:s,s:s,s:s,s:b,s:b}]},s:s,s:o}",
