@@ -21,7 +21,7 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
-.PHONY: deps build build-test test unit integration bench lint fmt clean
+.PHONY: deps build build-test test unit integration fuzz bench lint fmt clean
 deps: ## Install the Debian packages the project needs (idempotent)
 	@hack/install-deps.sh
 
@@ -43,6 +43,9 @@ unit: build-test ## Run the unit suites only (no cluster needed)
 
 integration: build-test ## Run the integration suites against the running local cluster
 	@$(WITH_CLUSTER) hack/test.sh --integration-only --reuse-cluster
+
+fuzz: ## Build the libFuzzer harnesses (clang) in build/fuzz and run each briefly (FUZZ_SECONDS=5)
+	@hack/fuzz.sh smoke $(or $(FUZZ_SECONDS),5)
 
 bench: build ## Run the benchmarks and print their figures
 	@hack/bench.sh
