@@ -193,12 +193,14 @@ Test(hygiene, operator_is_not_dumpable_and_keeps_the_dsn_out_of_its_command_line
   pid_t ctl = fork();
   cr_assert_neq(ctl, -1);
   if (ctl == 0) {
+    /* exec after the change of identity: setuid alone leaves a process non-dumpable until its
+     * next execve, which is exactly what the operator undoes with prctl. */
     if (setgid(NOBODY) || setuid(NOBODY))
       _exit(2);
-    pause();
-    _exit(0);
+    execl("/bin/sleep", "sleep", "60", (char *)NULL);
+    _exit(127);
   }
-  usleep(200 * 1000);
+  usleep(300 * 1000);
   snprintf(path, sizeof path, "/proc/%d/environ", (int)ctl);
   uid_t ctl_owner = owner_of(path);
   bool ctl_readable = nobody_can_read(path);
