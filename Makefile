@@ -21,7 +21,7 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
-.PHONY: deps build build-test test unit integration e2e bench lint fmt clean
+.PHONY: deps build build-test test unit integration e2e fuzz bench lint fmt clean
 deps: ## Install the Debian packages the project needs (idempotent)
 	@hack/install-deps.sh
 
@@ -46,6 +46,9 @@ integration: build-test ## Run the integration suites against the running local 
 
 e2e: ## Run the end-to-end suite: image, a stack with a node, the chart, failover, NetworkPolicies
 	@hack/test.sh --e2e-only
+
+fuzz: ## Build the libFuzzer harnesses (clang) in build/fuzz and run each briefly (FUZZ_SECONDS=5)
+	@hack/fuzz.sh smoke $(or $(FUZZ_SECONDS),5)
 
 bench: build ## Run the benchmarks and print their figures
 	@hack/bench.sh

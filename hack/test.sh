@@ -10,17 +10,21 @@
 #   hack/test.sh --e2e-only         the end-to-end suite (tests/e2e/e2e.sh): the image and the chart
 #                                   on a stack with a real node (cluster-up NODE=1), its own
 #   Everything runs the e2e suite last, after the node-less stack of the other suites is down.
+#   hack/test.sh --fuzz-only        the fuzz smoke section (a few seconds per libFuzzer harness)
+# A full run has a "fuzz" section after the unit suites: hack/fuzz.sh smoke (FUZZ_SECONDS each,
+# default 5), failing on any crash, leak or sanitizer report.
 set -euo pipefail
 LOG_TAG=test
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-UNIT=1 INTEGRATION=1 E2E=1 REUSE=0
+UNIT=1 INTEGRATION=1 E2E=1 REUSE=0 FUZZ=1
 for a in "$@"; do
   case $a in
-    --unit-only) INTEGRATION=0 E2E=0 ;;
-    --integration-only) UNIT=0 E2E=0 ;;
-    --e2e-only) UNIT=0 INTEGRATION=0 ;;
+    --unit-only) INTEGRATION=0 E2E=0 FUZZ=0 ;;
+    --integration-only) UNIT=0 E2E=0 FUZZ=0 ;;
+    --e2e-only) UNIT=0 INTEGRATION=0 FUZZ=0 ;;
+    --fuzz-only) UNIT=0 INTEGRATION=0 E2E=0 FUZZ=1 ;;
     --reuse-cluster) REUSE=1 ;;
     *) die "unknown argument $a" ;;
   esac
@@ -71,6 +75,13 @@ run_suite() {
 if [ $UNIT = 1 ]; then
   log "unit suites"
   for p in "$TEST_DIR"/tests/unit/*; do [ -x "$p" ] && run_suite unit "$p"; done
+fi
+
+if [ $FUZZ = 1 ]; then
+  log "fuzz (smoke: ${FUZZ_SECONDS:-5}s per harness; long runs: docs/fuzzing.md)"
+  if ! "$HACK/fuzz.sh" smoke "${FUZZ_SECONDS:-5}"; then
+    failed+=("fuzz")
+  fi
 fi
 
 if [ $INTEGRATION = 1 ]; then

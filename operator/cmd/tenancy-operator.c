@@ -23,6 +23,7 @@
 #include "runtime/metrics.h"
 #include "runtime/options.h"
 #include "util/fence.h"
+#include "util/wipe.h"
 
 #define IN_CLUSTER_NS_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -362,6 +363,14 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+
+  /* Before anything secret is in memory: not dumpable (no core file, no ptrace or /proc/<pid>/mem
+   * by other processes of this user), and JSON values (Secrets) wiped when freed. */
+  if (tn_harden_process(&err)) {
+    fprintf(stderr, "tenancy-operator: %s\n", err.message);
+    return 1;
+  }
+  tn_wipe_json_install();
 
   if (tn_options_parse(argc, argv, getenv, &a.opts, &err)) {
     fprintf(stderr, "tenancy-operator: %s\n", err.message);

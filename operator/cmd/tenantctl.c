@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "runtime/options.h"
 #include "util/error.h"
+#include "util/wipe.h"
 
 #define EXIT_BROKEN 1
 #define EXIT_USAGE 2
@@ -61,6 +63,7 @@ static void usage_audit(FILE *f) {
   "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
   "  --pg-ca-file FILE   the server's CA when the DSN names no sslrootcert (default $TENANCY_PG_CA_FILE);\n" \
   "                      TLS is sslmode=verify-full unless the DSN states a (weaker) sslmode itself\n"       \
+  "  --pg-dsn-file PATH  read it from a file instead (no password in the command line)\n"                    \
   "  --schema NAME       schema of the audit table (default \"tenancy\")\n"                                  \
   "  -h, --help          show this help\n"
 
@@ -134,6 +137,7 @@ static void usage_prune(FILE *f) {
 struct common {
   const char *dsn;
   const char *ca_file;
+  const char *dsn_file; /* --pg-dsn-file */
   const char *schema;
   const char *output;
 };
@@ -161,16 +165,27 @@ static int db_error(const struct tn_error *err) {
 
 static int open_audit(const struct common *c, bool create, struct tn_audit **a) {
   struct tn_error err = {0};
-  const char *dsn = c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
+  char *from_file = NULL;
+  if (c->dsn && c->dsn_file) {
+    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", prog);
+    return EXIT_USAGE;
+  }
+  if (c->dsn_file && tn_read_secret_file("pg-dsn-file", c->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
+    fprintf(stderr, "%s: %s\n", prog, err.message);
+    return EXIT_USAGE;
+  }
+  const char *dsn = from_file ? from_file : c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
   const char *ca = c->ca_file ? c->ca_file : getenv("TENANCY_PG_CA_FILE");
   struct tn_audit_options o = {
       .schema = c->schema, .no_create = !create, .application_name = "tenantctl", .ca_file = ca};
   if (!dsn || !*dsn) {
-    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn or set TENANCY_PG_DSN\n", prog);
+    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", prog);
     return EXIT_USAGE;
   }
-  if (tn_audit_open(dsn, &o, a, &err))
-    return db_error(&err);
+  int rc = tn_audit_open(dsn, &o, a, &err) ? db_error(&err) : 0;
+  tn_wipe_free_str(from_file);
+  if (rc)
+    return rc;
   const char *warning = tn_audit_tls_warning(*a);
   if (warning)
     fprintf(stderr, "%s: warning: %s\n", prog, warning);
@@ -181,6 +196,7 @@ enum {
   OPT_DSN = 256,
   OPT_CA,
   OPT_MIN_RETENTION,
+  OPT_DSN_FILE,
   OPT_SCHEMA,
   OPT_EXPECT,
   OPT_TENANT,
@@ -201,6 +217,9 @@ static int common_flag(int opt, struct common *c) {
   case OPT_CA:
     c->ca_file = optarg;
     return 1;
+  case OPT_DSN_FILE:
+    c->dsn_file = optarg;
+    return 1;
   case OPT_SCHEMA:
     c->schema = optarg;
     return 1;
@@ -214,6 +233,7 @@ static int common_flag(int opt, struct common *c) {
 
 #define COMMON_OPTS                                                                                          \
   {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-ca-file", required_argument, NULL, OPT_CA},             \
+      {"pg-dsn-file", required_argument, NULL, OPT_DSN_FILE},                                                \
       {"schema", required_argument, NULL, OPT_SCHEMA}, {                                                     \
     "help", no_argument, NULL, 'h'                                                                           \
   }
@@ -549,6 +569,13 @@ static int cmd_prune(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* It handles the audit database's DSN: no core dump, no same-user ptrace. */
+  struct tn_error herr = {0};
+  if (tn_harden_process(&herr)) {
+    fprintf(stderr, "%s: %s\n", prog, herr.message);
+    return EXIT_USAGE;
+  }
+  tn_wipe_json_install();
   if (argc < 2) {
     usage_main(stderr);
     return EXIT_USAGE;

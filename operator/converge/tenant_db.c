@@ -22,6 +22,7 @@
 #include "tenancy/policy.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/wipe.h"
 
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
 
@@ -66,7 +67,7 @@ static char *unb64(const char *s) {
     return NULL;
   int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
   if (len < 0) {
-    free(out);
+    tn_wipe_free(out);
     return NULL;
   }
   while (len > 0 && n > 0 && s[n - 1] == '=') { /* EVP_DecodeBlock counts the padding */
@@ -407,7 +408,7 @@ static json_t *secret_body(const struct tn_tenant *t, const char *ns, const char
       continue;
     char *e = b64(vals[i]);
     json_object_set_new(data, keys[i], json_string(e ? e : ""));
-    free(e);
+    tn_wipe_free_str(e); /* base64 of a password or a URI that holds one */
   }
   return json_pack(
       "{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s},s:[{s:s,s:s,s:s,s:s,s:b,s:b}]},s:s,s:o}",

@@ -25,6 +25,7 @@
 #include "tenancy/tenant.h"
 #include "util/clock.h"
 #include "util/uuid.h"
+#include "util/wipe.h"
 
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
 
@@ -60,7 +61,7 @@ static unsigned char *unb64(const char *s, size_t *len) {
     return NULL;
   int l = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
   if (l < 0) {
-    free(out);
+    tn_wipe_free(out);
     return NULL;
   }
   l -= (s[n - 1] == '=') + (s[n - 2] == '=');

@@ -28,6 +28,7 @@
 #include "runtime/metrics.h"
 #include "util/clock.h"
 #include "util/fence.h"
+#include "util/wipe.h"
 
 #define DEFAULT_MAX_RESPONSE ((size_t)64 << 20)
 #define DEFAULT_TIMEOUT_MS 60000L
@@ -392,10 +393,7 @@ static char *auth_header(struct tn_kube *k) {
     while (!rc && b.len > 0 && strchr(" \t\r\n", b.data[b.len - 1]))
       b.data[--b.len] = '\0';
     if (!rc && b.len > 0 && !memchr(b.data, '\n', b.len)) {
-      if (k->token) {
-        memset(k->token, 0, strlen(k->token));
-        free(k->token);
-      }
+      tn_wipe_free_str(k->token);
       k->token = tn_buf_take(&b);
       k->tok_st = st;
       k->tok_read = true;
@@ -972,7 +970,7 @@ fail:
     pthread_cond_destroy(&k->idle);
   free(k->base_url);
   curl_slist_free_all(k->connect_to);
-  free(k->token);
+  tn_wipe_free_str(k->token);
   tn_kube_config_cleanup(&k->cfg);
   free(k);
   return rc;
@@ -998,10 +996,7 @@ void tn_kube_free(struct tn_kube *k) {
   pthread_cond_destroy(&k->idle);
   free(k->base_url);
   curl_slist_free_all(k->connect_to);
-  if (k->token) {
-    memset(k->token, 0, strlen(k->token));
-    free(k->token);
-  }
+  tn_wipe_free_str(k->token);
   tn_kube_config_cleanup(&k->cfg);
   free(k);
 }

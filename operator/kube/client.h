@@ -43,6 +43,13 @@ struct tn_kube_config {
  * field (e.g. "users[admin].user.client-certificate-data: not valid base64"). */
 int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out,
                         struct tn_error *err);
+/* Parses a kubeconfig held in memory (text[len], YAML; need not be NUL-terminated), as
+ * tn_kube_config_load does with a file's contents: name is what messages call it (NULL:
+ * "(memory)"), relative file paths resolve against dir (NULL: as given). YAML aliases may expand
+ * the document by at most 65536 nodes (a "billion laughs" file fails fast with TN_ECONFIG). On
+ * failure out is cleaned up. */
+int tn_kube_config_parse(const char *text, size_t len, const char *name, const char *dir, const char *context,
+                         struct tn_kube_config *out, struct tn_error *err);
 /* In-cluster: KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount/
  * {token,ca.crt} (the directory may be overridden for tests with sa_dir, NULL for default). */
 int tn_kube_config_in_cluster(const char *sa_dir, struct tn_kube_config *out, struct tn_error *err);

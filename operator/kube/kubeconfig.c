@@ -19,6 +19,10 @@
 
 #define KUBECONFIG_MAX_BYTES (16u << 20) /* a kubeconfig larger than this is refused */
 #define YAML_MAX_DEPTH 64                /* nesting (and alias) depth accepted in a document */
+/* Aliases may make the tree larger than the document (each use of an anchor copies its node):
+ * a "billion laughs" file of a few hundred bytes expands to 10^9 nodes. The converted tree may
+ * hold at most this many nodes more than the document itself has. */
+#define YAML_MAX_ALIAS_EXPANSION 4096
 #define DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* ---- YAML -> jansson ---------------------------------------------------------------------- */
@@ -61,7 +65,18 @@ static json_t *yaml_scalar_to_json(const yaml_node_t *n) {
   return json_stringn(s, len);
 }
 
-static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *n, int depth, char *why, size_t why_n) {
+/* The conversion of one document: how many more nodes it may still produce. */
+struct yaml_conv {
+  yaml_document_t *doc;
+  size_t budget;
+  char *why;
+  size_t why_n;
+};
+
+static json_t *yaml_node_to_json(struct yaml_conv *cv, yaml_node_t *n, int depth) {
+  yaml_document_t *doc = cv->doc;
+  char *why = cv->why;
+  size_t why_n = cv->why_n;
   if (!n) {
     snprintf(why, why_n, "dangling node");
     return NULL;
@@ -70,13 +85,21 @@ static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *n, int depth
     snprintf(why, why_n, "nested deeper than %d levels (or a recursive alias)", YAML_MAX_DEPTH);
     return NULL;
   }
+  if (cv->budget == 0) {
+    snprintf(why, why_n,
+             "aliases expand to more than %d nodes beyond the document's own (an alias bomb?); "
+             "write the repeated parts out instead of using anchors",
+             YAML_MAX_ALIAS_EXPANSION);
+    return NULL;
+  }
+  cv->budget--;
   switch (n->type) {
   case YAML_SCALAR_NODE:
     return yaml_scalar_to_json(n);
   case YAML_SEQUENCE_NODE: {
     json_t *a = json_array();
     for (yaml_node_item_t *it = n->data.sequence.items.start; a && it < n->data.sequence.items.top; it++) {
-      json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, *it), depth + 1, why, why_n);
+      json_t *v = yaml_node_to_json(cv, yaml_document_get_node(doc, *it), depth + 1);
       if (!v || json_array_append_new(a, v)) {
         json_decref(a);
         return NULL;
@@ -93,7 +116,7 @@ static json_t *yaml_node_to_json(yaml_document_t *doc, yaml_node_t *n, int depth
         json_decref(o);
         return NULL;
       }
-      json_t *v = yaml_node_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1, why, why_n);
+      json_t *v = yaml_node_to_json(cv, yaml_document_get_node(doc, p->value), depth + 1);
       if (!v || json_object_setn_new(o, (const char *)kn->data.scalar.value, kn->data.scalar.length, v)) {
         json_decref(o);
         return NULL;
@@ -131,7 +154,11 @@ static int yaml_to_json(const char *text, size_t len, json_t **out, char *why, s
     snprintf(why, why_n, "the file is empty");
     goto out;
   }
-  *out = yaml_node_to_json(&doc, root, 0, why, why_n);
+  struct yaml_conv cv = {.doc = &doc,
+                         .budget = (size_t)(doc.nodes.top - doc.nodes.start) + YAML_MAX_ALIAS_EXPANSION,
+                         .why = why,
+                         .why_n = why_n};
+  *out = yaml_node_to_json(&cv, root, 0);
   if (*out)
     rc = 0;
 out:
@@ -484,12 +511,36 @@ static int kc_parse(struct kc_ctx *c, json_t *root, const char *context, struct 
   return kc_string(c, ctx, where, "namespace", &out->namespace);
 }
 
+int tn_kube_config_parse(const char *text, size_t len, const char *name, const char *dir, const char *context,
+                         struct tn_kube_config *out, struct tn_error *err) {
+  json_t *root = NULL;
+  int rc;
+  char why[512] = "";
+  memset(out, 0, sizeof *out);
+  if (!name)
+    name = "(memory)";
+  if (len > KUBECONFIG_MAX_BYTES) {
+    rc = tn_error_set(err, TN_ECONFIG, "kubeconfig %s: larger than 16 MiB", name);
+    goto out;
+  }
+  if (yaml_to_json(text, len, &root, why, sizeof why)) {
+    rc = tn_error_set(err, TN_ECONFIG, "kubeconfig %s: %s", name, why);
+    goto out;
+  }
+  struct kc_ctx c = {.file = name, .dir = dir, .err = err};
+  rc = kc_parse(&c, root, context, out);
+out:
+  if (rc)
+    tn_kube_config_cleanup(out);
+  json_decref(root);
+  return rc;
+}
+
 int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out,
                         struct tn_error *err) {
   struct tn_buf text, chosen;
   tn_buf_init(&text, KUBECONFIG_MAX_BYTES);
   tn_buf_init(&chosen, 2 * PATH_MAX);
-  json_t *root = NULL;
   char *dir = NULL;
   int rc = 0;
   memset(out, 0, sizeof *out);
@@ -517,22 +568,15 @@ int tn_kube_config_load(const char *path, const char *context, struct tn_kube_co
                       rc == TN_ERR_TOOBIG ? "larger than 16 MiB" : strerror(-rc));
     goto out;
   }
-  char why[512] = "";
-  if (yaml_to_json(text.data ? text.data : "", text.len, &root, why, sizeof why)) {
-    rc = tn_error_set(err, TN_ECONFIG, "kubeconfig %s: %s", path, why);
-    goto out;
-  }
   dir = dir_of(path);
   if (!dir) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto out;
   }
-  struct kc_ctx c = {.file = path, .dir = dir, .err = err};
-  rc = kc_parse(&c, root, context, out);
+  rc = tn_kube_config_parse(text.data ? text.data : "", text.len, path, dir, context, out, err);
 out:
   if (rc)
     tn_kube_config_cleanup(out);
-  json_decref(root);
   free(dir);
   if (text.data)
     OPENSSL_cleanse(text.data, text.len); /* it may hold keys and tokens */

@@ -2,11 +2,16 @@
 #include "runtime/options.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/wipe.h"
 
 char *tn_operator_namespace(char *(*env)(const char *), const char *sa_ns_file) {
   const char *pod = env ? env("POD_NAMESPACE") : NULL;
@@ -109,7 +114,7 @@ static int set_str(char **dst, const char *v) {
   char *c = strdup(v);
   if (!c)
     return -ENOMEM;
-  free(*dst);
+  tn_wipe_free_str(*dst); /* a DSN replaced by a later flag leaves no copy behind */
   *dst = c;
   return 0;
 }
@@ -144,6 +149,7 @@ enum {
   OPT_RENEW_DEADLINE,
   OPT_RETRY_PERIOD,
   OPT_REGION_SECRET_NS,
+  OPT_PG_DSN_FILE,
   OPT_HELP,
   OPT_VERSION
 };
@@ -178,6 +184,7 @@ static const struct option long_opts[] = {
     {"leader-elect-renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
     {"leader-elect-retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
     {"region-secret-namespaces", required_argument, NULL, OPT_REGION_SECRET_NS},
+    {"pg-dsn-file", required_argument, NULL, OPT_PG_DSN_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -237,6 +244,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --leader-elect-retry-period DURATION time between attempts (default 2s)\n"
       "  --region-secret-namespaces NS,...    more namespaces whose Secrets a Region's adminSecretRef and\n"
       "                                       caSecretRef may name (always: the operator's namespace)\n"
+      "  --pg-dsn-file PATH                   read the PostgreSQL connection string from a file (a mounted\n"
+      "                                       Secret), so no password sits in the command line\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -259,11 +268,75 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->webhook_key_file);
   free(o->keys_namespace);
   free(o->region_secret_namespaces);
-  if (o->pg_dsn) {
-    explicit_bzero(o->pg_dsn, strlen(o->pg_dsn));
-    free(o->pg_dsn);
-  }
+  free(o->pg_dsn_file);
+  tn_wipe_free_str(o->pg_dsn);
   memset(o, 0, sizeof *o);
+}
+
+/* A flag's value was refused: the message names the flag and what it accepts, never the value
+ * (values may be secrets, and a message lands in logs). */
+static int bad_value(struct tn_error *err, const char *flag, const char *expected) {
+  return tn_error_set(err, TN_ECONFIG, "--%s: invalid value (not shown); expected %s", flag, expected);
+}
+
+/* The length of a command-line word's flag part: up to '=' (the value is not echoed). */
+static int flag_len(const char *arg) { return (int)strcspn(arg, "="); }
+
+int tn_read_secret_file(const char *flag, const char *path, size_t max, char **out, struct tn_error *err) {
+  *out = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return tn_error_set(err, TN_ECONFIG, "--%s: cannot open %s: %s", flag, path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return tn_error_set(err, TN_ECONFIG, "--%s: %s is not a regular file", flag, path);
+  }
+  char *text = malloc(max + 2);
+  if (!text) {
+    close(fd);
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  }
+  size_t len = 0;
+  int rc = 0;
+  for (;;) {
+    ssize_t n = read(fd, text + len, max + 1 - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      rc = tn_error_set(err, TN_ECONFIG, "--%s: cannot read %s: %s", flag, path, strerror(errno));
+      goto out;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+    if (len > max) {
+      rc = tn_error_set(err, TN_ECONFIG, "--%s: %s is larger than %zu bytes", flag, path, max);
+      goto out;
+    }
+  }
+  text[len] = '\0';
+  /* The line ends of `echo ... > file` or an editor; nothing else is trimmed. */
+  while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+    text[--len] = '\0';
+  if (len == 0) {
+    rc = tn_error_set(err, TN_ECONFIG, "--%s: %s is empty", flag, path);
+    goto out;
+  }
+  if (memchr(text, '\0', len) || memchr(text, '\n', len)) {
+    rc = tn_error_set(err, TN_ECONFIG,
+                      "--%s: %s must hold one line of text (it has a NUL byte or several lines)", flag, path);
+    goto out;
+  }
+  *out = text;
+  text = NULL;
+out:
+  close(fd);
+  if (text) {
+    tn_wipe(text, max + 2);
+    free(text);
+  }
+  return rc;
 }
 
 static int parse_positive_int(const char *v, long max, long *out) {
@@ -299,6 +372,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   optind = 0; /* glibc: full re-initialisation, so parsing twice (tests) works */
   opterr = 0;
   int c, idx = 0;
+  bool have_pg_dsn_flag = false;
   while ((c = getopt_long(argc, argv, ":", long_opts, &idx)) != -1) {
     const char *v = optarg;
     long n = 0;
@@ -310,15 +384,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     case OPT_METRICS:
     case OPT_PROBE:
       if (!valid_bind_address(v)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected HOST:PORT, :PORT or 0 (disabled)",
-                          c == OPT_METRICS ? "metrics-bind-address" : "health-probe-bind-address", v);
+        rc = bad_value(err, c == OPT_METRICS ? "metrics-bind-address" : "health-probe-bind-address",
+                       "HOST:PORT, :PORT or 0 (disabled)");
         goto out;
       }
       rc = set_str(c == OPT_METRICS ? &o->metrics_addr : &o->probe_addr, v);
       break;
     case OPT_LEADER_ELECT:
       if (parse_bool(v, &o->leader_elect)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--leader-elect=%s: expected true or false", v);
+        rc = bad_value(err, "leader-elect", "true or false");
         goto out;
       }
       break;
@@ -327,8 +401,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_WEBHOOK_ADDR:
       if (!valid_bind_address(v)) {
-        rc = tn_error_set(err, TN_ECONFIG,
-                          "--webhook-bind-address=%s: expected HOST:PORT, :PORT or 0 (disabled)", v);
+        rc = bad_value(err, "webhook-bind-address", "HOST:PORT, :PORT or 0 (disabled)");
         goto out;
       }
       rc = set_str(&o->webhook_addr, v);
@@ -342,9 +415,8 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       const char *slash = strchr(v, '/');
       bool ok = slash ? slash != v && slash[1] && !strchr(slash + 1, '/') : c == OPT_WEBHOOK_SECRET && *v;
       if (!ok) {
-        rc = tn_error_set(err, TN_ECONFIG, "--%s: expected %s",
-                          c == OPT_WEBHOOK_SERVICE ? "webhook-service" : "webhook-cert-secret",
-                          c == OPT_WEBHOOK_SERVICE ? "NAMESPACE/NAME" : "NAME or NAMESPACE/NAME");
+        rc = bad_value(err, c == OPT_WEBHOOK_SERVICE ? "webhook-service" : "webhook-cert-secret",
+                       c == OPT_WEBHOOK_SERVICE ? "NAMESPACE/NAME" : "NAME or NAMESPACE/NAME");
         goto out;
       }
       rc = set_str(c == OPT_WEBHOOK_SERVICE ? &o->webhook_service : &o->webhook_cert_secret, v);
@@ -408,7 +480,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_WORKERS:
       if (parse_positive_int(v, 1024, &n) || n < 1) {
-        rc = tn_error_set(err, TN_ECONFIG, "--workers=%s: expected a whole number from 1 to 1024", v);
+        rc = bad_value(err, "workers", "a whole number from 1 to 1024");
         goto out;
       }
       o->workers = (int)n;
@@ -418,12 +490,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     case OPT_ROTATION:
     case OPT_KEYS_ROTATION:
       if (tn_parse_duration(v, &d)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--%s=%s: expected a duration such as 10h, 5m or 30s",
-                          c == OPT_SYNC       ? "sync-period"
-                          : c == OPT_SHUTDOWN ? "graceful-shutdown-timeout"
-                          : c == OPT_ROTATION ? "credentials-rotation-period"
-                                              : "keys-rotation-period",
-                          v);
+        rc = bad_value(err,
+                       c == OPT_SYNC       ? "sync-period"
+                       : c == OPT_SHUTDOWN ? "graceful-shutdown-timeout"
+                       : c == OPT_ROTATION ? "credentials-rotation-period"
+                                           : "keys-rotation-period",
+                       "a duration such as 10h, 5m or 30s");
         goto out;
       }
       if (c == OPT_SYNC)
@@ -437,24 +509,28 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_LOG_LEVEL:
       if (tn_log_parse_level(v, &o->log_level)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--log-level=%s: expected debug, info, warn or error", v);
+        rc = bad_value(err, "log-level", "debug, info, warn or error");
         goto out;
       }
       break;
     case OPT_LOG_FORMAT:
       if (tn_log_parse_format(v, &o->log_format)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--log-format=%s: expected json or text", v);
+        rc = bad_value(err, "log-format", "json or text");
         goto out;
       }
       break;
     case OPT_PG_DSN:
+      have_pg_dsn_flag = true;
       rc = set_str(&o->pg_dsn, v);
+      break;
+    case OPT_PG_DSN_FILE:
+      rc = set_str(&o->pg_dsn_file, v);
       break;
     case OPT_QPS: {
       char *end = NULL;
       d = strtod(v, &end);
       if (end == v || *end || !isfinite(d) || d < 0) {
-        rc = tn_error_set(err, TN_ECONFIG, "--kube-api-qps=%s: expected a number >= 0", v);
+        rc = bad_value(err, "kube-api-qps", "a number >= 0");
         goto out;
       }
       o->kube_qps = d;
@@ -462,7 +538,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     }
     case OPT_BURST:
       if (parse_positive_int(v, 1000000, &n)) {
-        rc = tn_error_set(err, TN_ECONFIG, "--kube-api-burst=%s: expected a whole number >= 0", v);
+        rc = bad_value(err, "kube-api-burst", "a whole number >= 0");
         goto out;
       }
       o->kube_burst = (int)n;
@@ -474,10 +550,13 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       o->version = true;
       break;
     case ':':
-      rc = tn_error_set(err, TN_ECONFIG, "%s needs a value (see --help)", argv[optind - 1]);
+      rc = tn_error_set(err, TN_ECONFIG, "%.*s needs a value (see --help)", flag_len(argv[optind - 1]),
+                        argv[optind - 1]);
       goto out;
     default:
-      rc = tn_error_set(err, TN_ECONFIG, "unknown flag %s (see --help)", argv[optind - 1]);
+      /* Only the flag's name: a mistyped --pg-dsn=... must not print the DSN. */
+      rc = tn_error_set(err, TN_ECONFIG, "unknown flag %.*s (see --help)", flag_len(argv[optind - 1]),
+                        argv[optind - 1]);
       goto out;
     }
     if (rc)
@@ -487,9 +566,23 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
     rc = tn_error_set(err, TN_ECONFIG, "--webhook-cert-file and --webhook-key-file go together: give both");
     goto out;
   }
+  if (o->pg_dsn_file) {
+    if (have_pg_dsn_flag) {
+      rc = tn_error_set(err, TN_ECONFIG, "--pg-dsn and --pg-dsn-file are both set; keep one");
+      goto out;
+    }
+    char *dsn_text = NULL;
+    if ((rc = tn_read_secret_file("pg-dsn-file", o->pg_dsn_file, TN_PG_DSN_FILE_MAX, &dsn_text, err)))
+      goto out;
+    tn_wipe_free_str(o->pg_dsn); /* the file wins over $TENANCY_PG_DSN */
+    o->pg_dsn = dsn_text;
+  }
   if (optind < argc) {
-    rc = tn_error_set(err, TN_ECONFIG, "unexpected argument %s (flags start with --; see --help)",
-                      argv[optind]);
+    /* Not echoed: it may be a value meant for a flag (a password after "--pg-dsn= "). */
+    rc = tn_error_set(err, TN_ECONFIG,
+                      "unexpected argument #%d (not shown: flags start with -- and take their value "
+                      "as --flag=value or --flag value; see --help)",
+                      optind);
     goto out;
   }
 out:

@@ -20,7 +20,8 @@ struct tn_options {
   double sync_period_s;          /* full resync, default 10h */
   enum tn_log_level log_level;   /* default info */
   enum tn_log_format log_format; /* default json */
-  char *pg_dsn;                  /* default $TENANCY_PG_DSN; never logged */
+  char *pg_dsn;                  /* default $TENANCY_PG_DSN; never logged; wiped on cleanup */
+  char *pg_dsn_file;             /* --pg-dsn-file: pg_dsn was read from this file (then set) */
   double kube_qps;               /* client-side limit; default 0 = off (APF does flow control) */
   int kube_burst;                /* default 0 = 2 x qps */
   double shutdown_timeout_s;     /* graceful shutdown deadline for in-flight work, default 30s */
@@ -44,10 +45,15 @@ struct tn_options {
   bool version;
 };
 
+/* The longest --pg-dsn-file accepted. */
+#define TN_PG_DSN_FILE_MAX 8192
+
 /* Parses argv (getopt_long; `--flag value` and `--flag=value`; booleans as `--flag` or
  * `--flag=true|false`). env supplies defaults from the environment (TENANCY_PG_DSN); pass
- * getenv or a test double. On error returns TN_ECONFIG with a message naming the flag and what
- * it accepts. The caller owns *o: tn_options_cleanup() it. */
+ * getenv or a test double. --pg-dsn-file PATH reads pg_dsn from a file (see
+ * tn_read_secret_file; it wins over TENANCY_PG_DSN; with --pg-dsn too it is an error). On error
+ * returns TN_ECONFIG with a message naming the flag and what it accepts, never the value given
+ * (values may be secrets). The caller owns *o: tn_options_cleanup() it. */
 int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct tn_options *o,
                      struct tn_error *err);
 void tn_options_cleanup(struct tn_options *o);
@@ -58,6 +64,12 @@ void tn_options_usage(FILE *f, const char *prog);
  * "tenancy-system" (outside a cluster). env as for tn_options_parse. Returns malloc'd, NULL when out
  * of memory. */
 char *tn_operator_namespace(char *(*env)(const char *), const char *sa_ns_file);
+/* Reads a secret (a DSN, a token) from the file at path, for flag (its name in messages, without
+ * "--"): one line of text, a trailing "\n" or "\r\n" removed, at most max bytes. Returns 0 with
+ * *out malloc'd (wipe it: tn_wipe_free_str), or TN_ECONFIG naming the flag and the path and why
+ * (cannot open: permission denied / no such file, not a regular file, empty, too large, several
+ * lines or a NUL byte); the content never appears in a message. */
+int tn_read_secret_file(const char *flag, const char *path, size_t max, char **out, struct tn_error *err);
 
 /* Go's time.ParseDuration subset: a sequence of decimal numbers with units ns, us, ms, s, m,
  * h ("10h", "1m30s", "0.5s", "250ms"); a bare "0" is zero. Returns 0 or -EINVAL. */

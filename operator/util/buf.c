@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/wipe.h"
+
 void tn_buf_init(struct tn_buf *b, size_t cap) {
   b->data = NULL;
   b->len = 0;
@@ -17,6 +19,7 @@ void tn_buf_init(struct tn_buf *b, size_t cap) {
 void tn_buf_cleanup(struct tn_buf *b) {
   if (!b)
     return;
+  tn_wipe(b->data, b->alloc); /* it may have held a Secret, a token or a password */
   free(b->data);
   b->data = NULL;
   b->len = b->alloc = 0;
@@ -31,9 +34,15 @@ static int buf_reserve(struct tn_buf *b, size_t extra) {
   size_t n = b->alloc ? b->alloc : 256;
   while (n < need)
     n = n > SIZE_MAX / 2 ? need : n * 2;
-  char *p = realloc(b->data, n);
+  /* Not realloc: the old block is wiped before it is freed. */
+  char *p = malloc(n);
   if (!p)
     return -ENOMEM;
+  if (b->data) {
+    memcpy(p, b->data, b->len + 1);
+    tn_wipe(b->data, b->alloc);
+    free(b->data);
+  }
   b->data = p;
   b->alloc = n;
   return 0;
@@ -81,11 +90,13 @@ void tn_buf_consume(struct tn_buf *b, size_t n) {
     return;
   }
   memmove(b->data, b->data + n, b->len - n);
+  tn_wipe(b->data + b->len - n, n); /* the vacated tail */
   b->len -= n;
   b->data[b->len] = '\0';
 }
 
 void tn_buf_reset(struct tn_buf *b) {
+  tn_wipe(b->data, b->len);
   b->len = 0;
   if (b->data)
     b->data[0] = '\0';

@@ -7,7 +7,9 @@
 
 #define TN_ERR_TOOBIG (-27) /* same value as -EFBIG: the buffer would pass its cap */
 
-/* A caller-owned buffer: tn_buf_init() it, tn_buf_cleanup() it. The content is always
+/* Bytes it no longer holds are wiped (OPENSSL_cleanse) when it grows, consumes, resets or is
+ * cleaned up: network bodies carry Secrets and tokens. tn_buf_take hands over the block as is.
+ * A caller-owned buffer: tn_buf_init() it, tn_buf_cleanup() it. The content is always
  * NUL-terminated (the terminator is not counted in len and not in the cap). */
 struct tn_buf {
   char *data; /* NULL until the first append */

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,11 @@ int tn_test_free_port(void) {
 }
 
 void tn_test_operator_start(struct tn_test_operator *op, const char *const *extra_args) {
+  tn_test_operator_start_as(op, (uid_t)-1, (gid_t)-1, extra_args);
+}
+
+void tn_test_operator_start_as(struct tn_test_operator *op, uid_t uid, gid_t gid,
+                               const char *const *extra_args) {
   const char *bin = tn_test_env("TENANCY_OPERATOR_BIN");
   memset(op, 0, sizeof *op);
   op->metrics_port = tn_test_free_port();
@@ -57,6 +63,11 @@ void tn_test_operator_start(struct tn_test_operator *op, const char *const *extr
       dup2(fd, 1);
       dup2(fd, 2);
       close(fd);
+    }
+    if (uid != (uid_t)-1) {
+      if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
+        _exit(126);
+      prctl(PR_SET_PDEATHSIG, SIGKILL); /* a change of identity clears it */
     }
     execv(bin, (char *const *)argv);
     _exit(127);

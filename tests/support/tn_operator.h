@@ -20,6 +20,10 @@ int tn_test_free_port(void);
  * ports, --log-level=debug, and the extra flags (NULL-terminated). Output goes to a log file
  * under build/test-logs. Fails the test when it cannot start. */
 void tn_test_operator_start(struct tn_test_operator *op, const char *const *extra_args);
+/* The same, run as uid/gid (no supplementary groups) when uid is not (uid_t)-1: the log file is
+ * opened before the identity is dropped. */
+void tn_test_operator_start_as(struct tn_test_operator *op, uid_t uid, gid_t gid,
+                               const char *const *extra_args);
 /* Sends sig and waits up to timeout_s for the exit; returns the exit status (as from a shell:
  * 128+signal when killed), or -1 on timeout (then it is SIGKILLed). */
 int tn_test_operator_stop(struct tn_test_operator *op, int sig, double timeout_s);

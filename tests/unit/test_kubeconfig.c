@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kube/client.h"
@@ -239,6 +241,7 @@ static const struct {
      {"clusters[x].cluster.certificate-authority", "does-not-exist.crt", "No such file"}},
     {"exec-user.yaml", {"users[x].user.exec", "not supported"}},
     {"missing-token-file.yaml", {"users[x].user.tokenFile", "no-such-token"}},
+    {"alias-bomb.yaml", {"aliases expand to more than 4096 nodes", "alias bomb"}},
 };
 
 Test(kubeconfig, malformed_files_name_the_field) {
@@ -260,4 +263,74 @@ Test(kubeconfig, malformed_files_name_the_field) {
     cr_expect_null(c.server, "%s: nothing is left behind on failure", name);
     tn_kube_config_cleanup(&c); /* safe after a failure */
   }
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A "billion laughs" kubeconfig (10^9 nodes once its aliases are expanded) fails fast, in
+ * bounded memory, with a message that says what to change. Before the expansion budget, the
+ * conversion to JSON tried to build all 10^9 strings (minutes, then out of memory). */
+Test(kubeconfig, alias_bomb_fails_fast_in_bounded_memory) {
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
+  double t0 = now_s();
+  struct tn_kube_config c;
+  struct tn_error err;
+  tn_error_clear(&err);
+  int rc = tn_kube_config_load(fixture("malformed/alias-bomb.yaml"), NULL, &c, &err);
+  double took = now_s() - t0;
+  getrusage(RUSAGE_SELF, &ru1);
+  cr_assert_eq(rc, TN_ECONFIG, "%d: %s", rc, err.message);
+  cr_assert(strstr(err.message, "write the repeated parts out instead of using anchors"), "%s", err.message);
+  cr_assert_lt(took, 2.0, "took %.2fs", took);
+  cr_assert_lt(ru1.ru_maxrss - ru0.ru_maxrss, 64 * 1024, "max RSS grew by %ld KiB",
+               ru1.ru_maxrss - ru0.ru_maxrss);
+  tn_kube_config_cleanup(&c);
+}
+
+/* Anchors and aliases themselves are fine: a shared cluster entry, a few thousand nodes of
+ * expansion (the budget is 4096 nodes beyond the document's own). */
+Test(kubeconfig, ordinary_aliases_still_load) {
+  const char *text = "apiVersion: v1\n"
+                     "kind: Config\n"
+                     "current-context: b\n"
+                     "base: &cl {server: \"https://10.0.0.1:6443/\", tls-server-name: api}\n"
+                     "clusters: [{name: a, cluster: *cl}, {name: b, cluster: *cl}]\n"
+                     "contexts: [{name: b, context: {cluster: b, user: u, namespace: ops}}]\n"
+                     "users: [{name: u, user: {token: abc}}]\n";
+  struct tn_kube_config c;
+  struct tn_error err;
+  tn_error_clear(&err);
+  cr_assert_eq(tn_kube_config_parse(text, strlen(text), "inline", NULL, NULL, &c, &err), 0, "%s",
+               err.message);
+  cr_assert_str_eq(c.server, "https://10.0.0.1:6443");
+  cr_assert_str_eq(c.tls_server_name, "api");
+  cr_assert_str_eq(c.token, "abc");
+  cr_assert_str_eq(c.namespace, "ops");
+  tn_kube_config_cleanup(&c);
+  /* 4000 extra nodes: accepted; 5000: refused, naming the budget. */
+  char *big = malloc(65536);
+  for (int want_ok = 1; want_ok >= 0; want_ok--) {
+    int copies = want_ok ? 40 : 50; /* each alias of a 100-string list adds 101 nodes */
+    int n = snprintf(big, 65536, "%sl: &l [", text);
+    for (int i = 0; i < 100; i++)
+      n += snprintf(big + n, 65536 - (size_t)n, "%sx", i ? "," : "");
+    n += snprintf(big + n, 65536 - (size_t)n, "]\nm: [");
+    for (int i = 0; i < copies; i++)
+      n += snprintf(big + n, 65536 - (size_t)n, "%s*l", i ? "," : "");
+    n += snprintf(big + n, 65536 - (size_t)n, "]\n");
+    tn_error_clear(&err);
+    int rc = tn_kube_config_parse(big, (size_t)n, "inline", NULL, NULL, &c, &err);
+    if (want_ok)
+      cr_assert_eq(rc, 0, "%d aliases: %s", copies, err.message);
+    else
+      cr_assert(rc == TN_ECONFIG && strstr(err.message, "4096"), "%d aliases: %d %s", copies, rc,
+                err.message);
+    tn_kube_config_cleanup(&c);
+  }
+  free(big);
 }

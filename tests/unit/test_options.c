@@ -2,8 +2,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/options.h"
@@ -66,21 +68,32 @@ Test(options, every_flag_in_both_forms) {
   tn_options_cleanup(&o);
 }
 
-Test(options, bad_values_name_the_flag) {
+/* A refused value is never echoed (values may be secrets, and messages land in logs): the
+ * message names the flag and what it accepts. */
+Test(options, bad_values_name_the_flag_never_the_value) {
   struct {
-    const char *arg, *expect;
+    const char *arg, *expect, *value;
   } cases[] = {
-      {"--workers=0", "--workers=0: expected a whole number from 1 to 1024"},
-      {"--workers=lots", "--workers=lots"},
-      {"--sync-period=10", "--sync-period=10: expected a duration"},
-      {"--sync-period=-1h", "--sync-period=-1h"},
-      {"--log-level=loud", "--log-level=loud: expected debug, info, warn or error"},
-      {"--log-format=xml", "--log-format=xml: expected json or text"},
-      {"--metrics-bind-address=8080", "--metrics-bind-address=8080: expected HOST:PORT"},
-      {"--metrics-bind-address=:99999", "--metrics-bind-address=:99999"},
-      {"--leader-elect=maybe", "--leader-elect=maybe: expected true or false"},
-      {"--no-such-flag", "unknown flag --no-such-flag"},
-      {"stray", "unexpected argument stray"},
+      {"--workers=0", "--workers: invalid value (not shown); expected a whole number from 1 to 1024", "=0"},
+      {"--workers=lots", "--workers: invalid value", "lots"},
+      {"--sync-period=10", "--sync-period: invalid value (not shown); expected a duration", "=10"},
+      {"--sync-period=-1h", "--sync-period: invalid value", "-1h"},
+      {"--log-level=loud", "--log-level: invalid value (not shown); expected debug, info, warn or error",
+       "loud"},
+      {"--log-format=xml", "--log-format: invalid value (not shown); expected json or text", "xml"},
+      {"--metrics-bind-address=8080", "--metrics-bind-address: invalid value (not shown); expected HOST:PORT",
+       "8080"},
+      {"--metrics-bind-address=:99999", "--metrics-bind-address: invalid value", "99999"},
+      {"--leader-elect=maybe", "--leader-elect: invalid value (not shown); expected true or false", "maybe"},
+      {"--kube-api-qps=s3cr3t", "--kube-api-qps: invalid value (not shown); expected a number >= 0",
+       "s3cr3t"},
+      {"--webhook-service=hunter2", "--webhook-service: invalid value (not shown); expected NAMESPACE/NAME",
+       "hunter2"},
+      {"--no-such-flag", "unknown flag --no-such-flag", NULL},
+      /* A mistyped secret-bearing flag: only its name comes back. */
+      {"--pg-dns=postgresql://app:hunter2@db/app", "unknown flag --pg-dns (see --help)", "hunter2"},
+      {"stray", "unexpected argument #1", "stray"},
+      {"postgresql://app:hunter2@db/app", "unexpected argument #1", "hunter2"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tn_options o;
@@ -89,6 +102,9 @@ Test(options, bad_values_name_the_flag) {
     cr_assert_eq(rc, TN_ECONFIG, "%s was accepted", cases[i].arg);
     cr_assert(strstr(err.message, cases[i].expect) != NULL, "%s: message '%s' lacks '%s'", cases[i].arg,
               err.message, cases[i].expect);
+    if (cases[i].value)
+      cr_assert(strstr(err.message, cases[i].value) == NULL, "%s: message '%s' echoes the value",
+                cases[i].arg, err.message);
     tn_options_cleanup(&o);
   }
   struct tn_options o;
@@ -96,6 +112,129 @@ Test(options, bad_values_name_the_flag) {
   char *argv[] = {"tenancy-operator", "--workers", NULL};
   cr_assert_eq(tn_options_parse(2, argv, no_env, &o, &err), TN_ECONFIG);
   cr_assert(strstr(err.message, "--workers needs a value") != NULL, "%s", err.message);
+  tn_options_cleanup(&o);
+}
+
+/* ---- --pg-dsn-file ---------------------------------------------------------------------------- */
+
+static char tmpdir[64];
+
+static void make_tmpdir(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/tn-options-XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+/* Writes content (len bytes) into tmpdir/name with mode; returns the path (static). */
+static const char *write_file(const char *name, const char *content, size_t len, mode_t mode) {
+  static char path[128];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  cr_assert_eq(fwrite(content, 1, len, f), len);
+  fclose(f);
+  cr_assert_eq(chmod(path, mode), 0);
+  return path;
+}
+
+Test(options, pg_dsn_file_is_read_without_its_line_end, .init = make_tmpdir, .fini = remove_tmpdir) {
+  static const char dsn[] = "postgresql://tenancy:s3cr3t@db.example:5432/tenancy?sslmode=verify-full";
+  const char *files[] = {"plain", "newline", "crlf"};
+  const char *suffixes[] = {"", "\n", "\r\n"};
+  for (int i = 0; i < 3; i++) {
+    char content[256];
+    snprintf(content, sizeof content, "%s%s", dsn, suffixes[i]);
+    const char *path = write_file(files[i], content, strlen(content), 0400);
+    char flag[160];
+    snprintf(flag, sizeof flag, "--pg-dsn-file=%s", path);
+    struct tn_options o;
+    struct tn_error err = {0};
+    /* The file wins over $TENANCY_PG_DSN. */
+    cr_assert_eq(PARSE(&o, &err, dsn_env, flag), 0, "%s", err.message);
+    cr_assert_str_eq(o.pg_dsn, dsn, "%s: %s", files[i], o.pg_dsn);
+    cr_assert_str_eq(o.pg_dsn_file, path);
+    tn_options_cleanup(&o);
+  }
+  /* --pg-dsn-file PATH (two words) too. */
+  const char *path = write_file("two", dsn, strlen(dsn), 0600);
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, no_env, "--pg-dsn-file", (char *)path), 0, "%s", err.message);
+  cr_assert_str_eq(o.pg_dsn, dsn);
+  tn_options_cleanup(&o);
+}
+
+Test(options, pg_dsn_file_errors_name_the_file_never_its_content, .init = make_tmpdir,
+     .fini = remove_tmpdir) {
+  struct {
+    const char *name, *content;
+    size_t len;
+    mode_t mode;
+    const char *expect;
+  } cases[] = {
+      {"empty", "", 0, 0600, "is empty"},
+      {"only-newline", "\n", 1, 0600, "is empty"},
+      {"two-lines", "host=a password=hunter2\nhost=b\n", 31, 0600, "must hold one line"},
+      {"nul", "host=a\0password=hunter2", 23, 0600, "must hold one line"},
+      {"unreadable", "password=hunter2", 16, 0000, "Permission denied"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *path = write_file(cases[i].name, cases[i].content, cases[i].len, cases[i].mode);
+    char flag[160];
+    snprintf(flag, sizeof flag, "--pg-dsn-file=%s", path);
+    struct tn_options o;
+    struct tn_error err = {0};
+    /* Root reads any file: the unreadable case runs as nobody (the directory is root's 0700). */
+    bool drop = cases[i].mode == 0000 && geteuid() == 0;
+    if (drop)
+      cr_assert_eq(seteuid(65534), 0);
+    int rc = PARSE(&o, &err, no_env, flag);
+    if (drop)
+      cr_assert_eq(seteuid(0), 0);
+    cr_assert_eq(rc, TN_ECONFIG, "%s was accepted", cases[i].name);
+    cr_assert(strstr(err.message, "--pg-dsn-file: ") == err.message, "%s", err.message);
+    cr_assert(strstr(err.message, path) != NULL, "%s: '%s' does not name the file", cases[i].name,
+              err.message);
+    cr_assert(strstr(err.message, cases[i].expect) != NULL, "%s: '%s' lacks '%s'", cases[i].name, err.message,
+              cases[i].expect);
+    cr_assert(strstr(err.message, "hunter2") == NULL, "%s", err.message);
+    cr_assert_null(o.pg_dsn);
+    tn_options_cleanup(&o);
+  }
+  struct tn_options o;
+  struct tn_error err = {0};
+  char missing[160], big[160];
+  snprintf(missing, sizeof missing, "--pg-dsn-file=%s/missing", tmpdir);
+  cr_assert_eq(PARSE(&o, &err, no_env, missing), TN_ECONFIG);
+  cr_assert(strstr(err.message, "cannot open") && strstr(err.message, "No such file"), "%s", err.message);
+  tn_options_cleanup(&o);
+  /* A directory, and a file larger than any DSN. */
+  snprintf(big, sizeof big, "--pg-dsn-file=%s", tmpdir);
+  cr_assert_eq(PARSE(&o, &err, no_env, big), TN_ECONFIG);
+  cr_assert(strstr(err.message, "not a regular file"), "%s", err.message);
+  tn_options_cleanup(&o);
+  char *huge = malloc(TN_PG_DSN_FILE_MAX + 10);
+  memset(huge, 'x', TN_PG_DSN_FILE_MAX + 10);
+  snprintf(big, sizeof big, "--pg-dsn-file=%s", write_file("huge", huge, TN_PG_DSN_FILE_MAX + 10, 0600));
+  free(huge);
+  cr_assert_eq(PARSE(&o, &err, no_env, big), TN_ECONFIG);
+  cr_assert(strstr(err.message, "larger than 8192 bytes"), "%s", err.message);
+  tn_options_cleanup(&o);
+}
+
+Test(options, pg_dsn_and_pg_dsn_file_together_are_refused, .init = make_tmpdir, .fini = remove_tmpdir) {
+  const char *path = write_file("dsn", "host=a", 6, 0600);
+  char flag[160];
+  snprintf(flag, sizeof flag, "--pg-dsn-file=%s", path);
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, no_env, "--pg-dsn=host=b", flag), TN_ECONFIG);
+  cr_assert(strstr(err.message, "--pg-dsn and --pg-dsn-file are both set"), "%s", err.message);
   tn_options_cleanup(&o);
 }
 
