@@ -61,6 +61,17 @@ static void fresh_record(const struct tn_leader_core *c, double wall_now, struct
   memcpy(r->acquire_time, r->renew_time, sizeof r->acquire_time);
 }
 
+double tn_leader_core_next_attempt(const struct tn_leader_core *c, double now, double wait) {
+  if (!c->observed_any || !c->observed.holder[0] || tn_leader_core_is_leader(c))
+    return wait;
+  double until = c->observed_time + (double)c->observed.lease_duration_s - now + 0.01;
+  /* Already expired when we last tried (the attempt failed: an API error, a lost race): the
+   * ordinary retry period, never a tight loop against an API server in trouble. */
+  if (until <= 0.01)
+    return wait;
+  return until < wait ? until : wait;
+}
+
 bool tn_leader_core_fast_renew(const struct tn_leader_core *c, double now, double wall_now,
                                struct tn_lease_record *want) {
   if (!tn_leader_core_is_leader(c) || !tn_leader_core_lease_valid(c, now))
@@ -494,7 +505,8 @@ static void *run(void *arg) {
   while (!is_stopping(le)) {
     acquired = try_acquire_or_renew(le, tn_mono_now() + le->renew_s);
     report_transition(le);
-    if (acquired || wait_or_stop(le, jittered(le->retry_s)))
+    if (acquired ||
+        wait_or_stop(le, tn_leader_core_next_attempt(&le->core, tn_mono_now(), jittered(le->retry_s))))
       break;
   }
   if (!acquired)

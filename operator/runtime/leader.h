@@ -127,6 +127,12 @@ void tn_leader_core_init(struct tn_leader_core *c, const char *identity, int lea
 bool tn_leader_core_is_leader(const struct tn_leader_core *c);
 /* observed_time + observed.lease_duration_s is still in the future. */
 bool tn_leader_core_lease_valid(const struct tn_leader_core *c, double now);
+/* How long a candidate that does not hold the lease should wait before its next attempt: wait (its
+ * jittered retry period), cut short to just past the moment the lease it observed expires, so a
+ * standby takes over a dead leader's lease as soon as it may instead of up to a jittered retry
+ * period later. wait itself when the holder is us, nothing is observed, or the observed lease had
+ * expired already (the last attempt failed: retry at the ordinary pace). */
+double tn_leader_core_next_attempt(const struct tn_leader_core *c, double now, double wait);
 /* The fast path of a leader: when we hold a valid lease, fills *want with a renewal (renewTime
  * now, acquireTime and transitions kept) to PUT without reading first, and returns true. */
 bool tn_leader_core_fast_renew(const struct tn_leader_core *c, double now, double wall_now,

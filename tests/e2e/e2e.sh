@@ -165,16 +165,20 @@ else
   check "SIGKILL of the leader's process (ctr tasks kill)" "${CTR[@]}" tasks kill -s SIGKILL "$cid"
   # Another process leads: the standby, or the killed pod's restarted container when the kubelet
   # restarts it before the lease expires (both are new candidates; the standby is not favoured).
-  # Bound: the lease duration from the last renewal, plus one retry period (2 s).
+  # Bound, as client-go's leader election has it: a standby counts the lease duration from when it
+  # saw the last renewal (it looks every jittered retry period, 2 to 4.4 s, so up to 4.4 s after
+  # the renewal was made) and wakes just past that expiry (tn_leader_core_next_attempt); 1 s more
+  # for the API round trips. A strict "lease duration from the SIGKILL" cannot hold for a holder
+  # that renewed just before dying.
   taken() { local h; h=$(holder); [ -n "$h" ] && [ "$h" != "$old" ]; }
   if eventually $((lease_s + 5)) taken; then
     took=$((SECONDS - t))
     new=$(holder)
     case $new in "${standby_pod}_"*) who="the standby $standby_pod" ;; *) who="the restarted container of $leader_pod" ;; esac
-    if [ $took -le $((lease_s + 2)) ]; then
+    if [ $took -le $((lease_s + 6)) ]; then
       pass "$who took the lease $took s after the SIGKILL (lease duration $lease_s s)"
     else
-      fail "$who took the lease only after $took s (lease duration $lease_s s)"
+      fail "$who took the lease only after $took s (lease duration $lease_s s, bound $((lease_s + 6)) s)"
     fi
   else
     fail "nobody took the lease within $((lease_s + 5)) s (holder: $(holder))"

@@ -315,3 +315,20 @@ Test(leader, registers_the_status_gauge_at_zero) {
   tn_leader_free(le); /* never started: no thread, no I/O */
   tn_metrics_free(m);
 }
+
+/* A standby wakes just past the observed lease's expiry instead of up to a jittered retry period
+ * later; never sooner than the retry period while the lease is far from expiry, and at the
+ * ordinary pace once it expired (a failed attempt must not turn into a tight loop). */
+Test(leader_core, a_standby_wakes_at_the_observed_expiry) {
+  struct tn_leader_core c;
+  struct tn_lease_record want, held = {.lease_duration_s = 15};
+  snprintf(held.holder, sizeof held.holder, "%s", "other");
+  tn_leader_core_init(&c, "me", 15);
+  cr_assert_float_eq(tn_leader_core_next_attempt(&c, 100, 3.1), 3.1, 1e-9,
+                     "nothing observed: the retry period");
+  cr_assert_eq(tn_leader_core_decide(&c, &held, 100, WALL, &want), TN_LEASE_WAIT);
+  cr_assert_float_eq(tn_leader_core_next_attempt(&c, 101, 3.1), 3.1, 1e-9, "far from expiry");
+  cr_assert_float_eq(tn_leader_core_next_attempt(&c, 113.5, 3.1), 1.51, 1e-6, "just past the expiry at 115");
+  cr_assert_float_eq(tn_leader_core_next_attempt(&c, 115.5, 3.1), 3.1, 1e-9,
+                     "expired already: ordinary pace");
+}
