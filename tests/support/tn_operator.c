@@ -176,4 +176,16 @@ void tn_test_install_api(void) {
       root, root, root, root, root, root, root);
   cr_assert_eq(rc, 0, "installing the API: %s", out);
   free(out);
+  /* Established is not served: right after the CRDs are (re)applied the API server can still
+   * answer a create with "Resource kind ... Kind=Tenant not found" for a moment. Wait until a
+   * server-side dry-run create of a Tenant goes through storage and admission. */
+  out = NULL;
+  rc = tn_test_sh_until(
+      60, &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":"
+      "\"install-probe\"},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
+      "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"environments\":[\"prod\"]}}' | "
+      "kubectl create --dry-run=server -f - >/dev/null");
+  cr_assert_eq(rc, 0, "Tenants are not served 60 s after their CRD was applied: %s", out);
+  free(out);
 }
