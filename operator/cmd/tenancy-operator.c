@@ -25,8 +25,6 @@
 #include "util/fence.h"
 #include "util/wipe.h"
 
-#define IN_CLUSTER_NS_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
 struct app {
   struct tn_options opts;
   char *namespace;        /* the operator's own namespace (tn_operator_namespace) */
@@ -82,16 +80,8 @@ static bool ready(void *ud, char *why, size_t n) {
 static char *leader_namespace(const struct tn_options *o) {
   if (o->leader_namespace)
     return strdup(o->leader_namespace);
-  FILE *f = fopen(IN_CLUSTER_NS_FILE, "r");
-  if (f) {
-    char ns[254] = {0};
-    char *ok = fgets(ns, sizeof ns, f);
-    fclose(f);
-    ns[strcspn(ns, "\r\n")] = '\0';
-    if (ok && *ns)
-      return strdup(ns);
-  }
-  return strdup("default");
+  char *ns = tn_service_account_namespace(NULL);
+  return ns ? ns : strdup("default");
 }
 
 /* "NS/NAME" or "NAME" (the operator's namespace) into ns and name. */

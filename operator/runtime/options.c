@@ -13,20 +13,23 @@
 
 #include "util/wipe.h"
 
+char *tn_service_account_namespace(const char *sa_ns_file) {
+  FILE *f = fopen(sa_ns_file ? sa_ns_file : TN_SA_NAMESPACE_FILE, "re");
+  if (!f)
+    return NULL;
+  char ns[254] = {0};
+  char *ok = fgets(ns, sizeof ns, f);
+  fclose(f);
+  ns[strcspn(ns, "\r\n")] = '\0';
+  return ok && *ns ? strdup(ns) : NULL;
+}
+
 char *tn_operator_namespace(char *(*env)(const char *), const char *sa_ns_file) {
   const char *pod = env ? env("POD_NAMESPACE") : NULL;
   if (pod && *pod)
     return strdup(pod);
-  FILE *f = fopen(sa_ns_file ? sa_ns_file : "/var/run/secrets/kubernetes.io/serviceaccount/namespace", "re");
-  if (f) {
-    char ns[254] = {0};
-    char *ok = fgets(ns, sizeof ns, f);
-    fclose(f);
-    ns[strcspn(ns, "\r\n")] = '\0';
-    if (ok && *ns)
-      return strdup(ns);
-  }
-  return strdup("tenancy-system");
+  char *ns = tn_service_account_namespace(sa_ns_file);
+  return ns ? ns : strdup("tenancy-system");
 }
 
 int tn_parse_duration(const char *s, double *out_s) {

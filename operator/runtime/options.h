@@ -59,6 +59,12 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
 void tn_options_cleanup(struct tn_options *o);
 void tn_options_usage(FILE *f, const char *prog);
 
+#define TN_SA_NAMESPACE_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+/* The namespace of the Pod's service account (sa_ns_file; NULL: TN_SA_NAMESPACE_FILE), malloc'd,
+ * or NULL outside a cluster (no such file, empty) or when out of memory. */
+char *tn_service_account_namespace(const char *sa_ns_file);
+
 /* The operator's own namespace: $POD_NAMESPACE, else the service account's namespace file
  * (sa_ns_file; NULL: /var/run/secrets/kubernetes.io/serviceaccount/namespace), else
  * "tenancy-system" (outside a cluster). env as for tn_options_parse. Returns malloc'd, NULL when out
