@@ -156,6 +156,23 @@ struct condition {
   char message[768];
 };
 
+struct observed_set {
+  json_t *lists[TN_KIND_COUNT]; /* arrays from the caches (own references) */
+  struct tn_observed *items;
+  size_t n;
+};
+
+/* The TenancyPolicies and Regions one reconcile reads, decoded from the caches once and shared
+ * by the policy evaluation, placement and the break-glass step. */
+struct inventory {
+  json_t *policy_objs, *region_objs; /* the cached objects (own references) */
+  struct tn_policy **policies;       /* the ones that parse */
+  size_t n_policies;
+  struct tn_policy_region **regions; /* likewise, with their database servers */
+  const struct tn_region **plain;    /* regions[i]->region, for placement */
+  size_t n_regions;
+};
+
 /* One reconcile's working state. */
 struct run {
   struct tn_reconciler *r;
@@ -170,6 +187,27 @@ struct run {
   int writes;
   int drift_repaired;
   char drift_what[600];
+
+  /* What the steps of tn_tenant_reconcile hand on to each other, in the order they fill it. */
+  struct tn_result res;           /* what the controller does next; steps only make it sooner */
+  json_t *old_status;             /* the status as read (borrowed from obj before any status write) */
+  long long generation;           /* metadata.generation as read */
+  long long gen_before;           /* status.observedGeneration as read */
+  struct tn_lifecycle_plan lp;    /* step_plan_lifecycle */
+  struct tn_error lerr;           /* why the lifecycle refused (lp.refused) */
+  struct inventory inv;           /* step_evaluate_policy: TenancyPolicies and Regions */
+  struct tn_policy_result policy; /* step_evaluate_policy */
+  bool policy_ok;                 /* every TenancyPolicy allows the tenant */
+  bool provisioned;               /* lp.next has objects (Active, Suspended) */
+  json_t *plan_obj, *derived;     /* step_resolve_plan_and_placement */
+  struct tn_plan *plan;           /* the Plan with permitted overrides; NULL when missing/invalid */
+  bool have_plan;
+  struct tn_placement placement;
+  bool placed;
+  struct tn_object_list desired; /* step_apply_objects */
+  struct observed_set observed;
+  struct tn_diff diff;
+  json_t *db_status, *keys_status, *bg_status; /* step_database, step_keys, step_breakglass */
 };
 
 static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...)
@@ -328,12 +366,6 @@ static int set_finalizer(struct run *x, bool add, struct tn_error *err) {
 }
 
 /* ---- observed objects --------------------------------------------------------------------- */
-
-struct observed_set {
-  json_t *lists[TN_KIND_COUNT]; /* arrays from the caches (own references) */
-  struct tn_observed *items;
-  size_t n;
-};
 
 static void observed_cleanup(struct observed_set *o) {
   for (int k = 0; k < TN_KIND_COUNT; k++)
@@ -671,17 +703,6 @@ static int apply_quota_overrides(struct tn_plan *plan, json_t *tenant_obj, unsig
   return n;
 }
 
-/* The TenancyPolicies and Regions one reconcile reads, decoded from the caches once and shared
- * by the policy evaluation, placement and the break-glass step. */
-struct inventory {
-  json_t *policy_objs, *region_objs; /* the cached objects (own references) */
-  struct tn_policy **policies;       /* the ones that parse */
-  size_t n_policies;
-  struct tn_policy_region **regions; /* likewise, with their database servers */
-  const struct tn_region **plain;    /* regions[i]->region, for placement */
-  size_t n_regions;
-};
-
 static int inventory_load(struct tn_reconciler *r, struct inventory *inv) {
   inv->policy_objs = tn_informer_list(r->policies);
   inv->region_objs = tn_informer_list(r->regions);
@@ -744,176 +765,189 @@ static int evaluate_policy(struct run *x, const struct inventory *inv, const str
   return rc;
 }
 
-struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
-  struct run x = {.r = ud, .key = key};
-  x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
-  x.lf.controller = "tenant";
-  x.lf.tenant = key;
-  tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
-  struct tn_result res = TN_RESULT_OK;
-  struct tn_error err = {0};
-  json_t *plan_obj = NULL, *derived = NULL, *new_status = NULL, *db_status = NULL, *keys_status = NULL,
-         *bg_status = NULL;
-  struct tn_plan *plan = NULL;
-  struct inventory inv = {0};
-  struct tn_object_list desired = {0};
-  struct observed_set observed = {0};
-  struct tn_diff diff = {0};
-  struct tn_lifecycle_plan lp = {0};
-  struct tn_placement placement = {0};
-  bool placed = false, have_plan = false, provisioned = false, policy_ok = false;
-  struct tn_policy_result policy;
-  tn_policy_result_init(&policy);
-  long long gen_before = 0;
+/* ---- the tenant reconcile, step by step ------------------------------------------------------
+ *
+ * tn_tenant_reconcile runs these in order; each reads what the earlier ones left in struct run
+ * and says how the reconcile goes on. A new concern is a new step. */
 
-  x.obj = tn_informer_get(x.r->tenants, key);
-  if (!x.obj)
-    return res; /* gone: the garbage collector removes what it owned */
-  json_t *meta = json_object_get(x.obj, "metadata");
-  x.lf.generation = json_integer_value(json_object_get(meta, "generation"));
-  snprintf(x.rv, sizeof x.rv, "%s", json_string_value(json_object_get(meta, "resourceVersion")) ?: "");
-  x.lf.resource_version = x.rv;
+enum flow {
+  FLOW_NEXT,       /* go on with the next step */
+  FLOW_BREAKGLASS, /* skip to the break-glass step (a refused transition touches nothing else) */
+  FLOW_STATUS,     /* skip to the status step (nothing is provisioned this time) */
+  FLOW_STOP,       /* done: x->res says when to come back */
+};
+
+/* observe: the tenant from the cache; deletion goes to teardown; the finalizer is ensured; the
+ * spec is parsed and its names checked. */
+static enum flow step_observe(struct run *x) {
+  struct tn_error err = {0};
+  x->obj = tn_informer_get(x->r->tenants, x->key);
+  if (!x->obj)
+    return FLOW_STOP; /* gone: the garbage collector removes what it owned */
+  json_t *meta = json_object_get(x->obj, "metadata");
+  x->lf.generation = json_integer_value(json_object_get(meta, "generation"));
+  snprintf(x->rv, sizeof x->rv, "%s", json_string_value(json_object_get(meta, "resourceVersion")) ?: "");
+  x->lf.resource_version = x->rv;
 
   if (json_object_get(meta, "deletionTimestamp")) {
-    res = teardown(&x);
-    goto out;
+    x->res = teardown(x);
+    return FLOW_STOP;
   }
-  if (!has_finalizer(x.obj)) {
-    int frc = set_finalizer(&x, true, &err);
+  if (!has_finalizer(x->obj)) {
+    int frc = set_finalizer(x, true, &err);
     if (frc) {
-      tn_log(frc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "adding the finalizer: %s",
+      tn_log(frc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x->lf, "adding the finalizer: %s",
              err.message);
-      res = TN_RESULT_ERR;
-      goto out;
+      x->res = TN_RESULT_ERR;
+      return FLOW_STOP;
     }
-    meta = json_object_get(x.obj, "metadata");
+    meta = json_object_get(x->obj, "metadata");
   }
-  json_t *old_status = json_object_get(x.obj, "status");
-  long long generation = json_integer_value(json_object_get(meta, "generation"));
+  x->old_status = json_object_get(x->obj, "status");
+  x->generation = json_integer_value(json_object_get(meta, "generation"));
 
-  if (tn_tenant_parse(x.obj, &x.t, &err)) {
-    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
-    event(&x, TN_EVENT_WARNING, "InvalidSpec", "%s", err.message);
-    goto status; /* nothing already converged is touched */
+  if (tn_tenant_parse(x->obj, &x->t, &err) || tn_desired_check_names(x->t, &err)) {
+    cond_set(x, COND_READY, "False", "InvalidSpec", "%s", err.message);
+    event(x, TN_EVENT_WARNING, "InvalidSpec", "%s", err.message);
+    return FLOW_STATUS; /* nothing already converged is touched */
   }
-  if (tn_desired_check_names(x.t, &err)) {
-    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
-    event(&x, TN_EVENT_WARNING, "InvalidSpec", "%s", err.message);
-    goto status;
-  }
+  return FLOW_NEXT;
+}
 
-  /* Lifecycle: which state this reconcile reaches, and through which steps. */
-  struct tn_error lerr = {0};
-  int lrc = tn_lifecycle_plan(x.t, &lp, &lerr);
-  if (lrc && !lp.refused) {
-    res = TN_RESULT_ERR;
-    goto out;
+/* plan the lifecycle: which state this reconcile reaches, and through which steps. */
+static enum flow step_plan_lifecycle(struct run *x) {
+  int lrc = tn_lifecycle_plan(x->t, &x->lp, &x->lerr);
+  if (lrc && !x->lp.refused) {
+    x->res = TN_RESULT_ERR;
+    return FLOW_STOP;
   }
-  if (lp.n_steps > 0) {
-    snprintf(x.cid, sizeof x.cid, "%s", lp.steps[lp.n_steps - 1].correlation_id);
-    x.lf.correlation_id = x.cid;
+  if (x->lp.n_steps > 0) {
+    snprintf(x->cid, sizeof x->cid, "%s", x->lp.steps[x->lp.n_steps - 1].correlation_id);
+    x->lf.correlation_id = x->cid;
   }
-  /* Policy before action: a denied step does not happen (the tenant stays where it is). */
+  return FLOW_NEXT;
+}
+
+/* evaluate policy: policy before action, a denied step does not happen (the tenant stays where
+ * it is). A refused transition changes nothing of the tenant's objects, database or keys: they
+ * stay as they are. The current state comes from the status, and a status rewritten by hand
+ * (say Archived under a spec that says Active) must not tear a live tenant down on its word
+ * alone. Break-glass still runs: expired access is revoked whatever the lifecycle says. */
+static enum flow step_evaluate_policy(struct run *x) {
   struct tn_error polerr = {0};
-  int prc = inventory_load(x.r, &inv);
+  int prc = inventory_load(x->r, &x->inv);
   if (prc == 0)
-    prc = evaluate_policy(&x, &inv, &lp, &policy, &polerr);
+    prc = evaluate_policy(x, &x->inv, &x->lp, &x->policy, &polerr);
   if (prc == TN_EINVALID) {
-    cond_set(&x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
-    event(&x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
-    if (lp.n_steps > 0) {
-      lp.n_steps = 0;
-      lp.next = x.t->status_state;
-      x.lf.correlation_id = NULL;
+    cond_set(x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
+    event(x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
+    if (x->lp.n_steps > 0) {
+      x->lp.n_steps = 0;
+      x->lp.next = x->t->status_state;
+      x->lf.correlation_id = NULL;
     }
   } else if (prc) {
-    res = TN_RESULT_ERR;
-    goto out;
+    x->res = TN_RESULT_ERR;
+    return FLOW_STOP;
   } else {
     /* One message whatever the steps: a message that changed on the next pass would cost a second
      * status write for every transition. */
-    cond_set(&x, COND_POLICY, "True", "Compliant", "every TenancyPolicy allows the tenant");
-    policy_ok = true;
+    cond_set(x, COND_POLICY, "True", "Compliant", "every TenancyPolicy allows the tenant");
+    x->policy_ok = true;
   }
-
-  /* A refused transition changes nothing of the tenant's objects, database or keys: they stay
-   * as they are. The current state comes from the status, and a status rewritten by hand (say
-   * Archived under a spec that says Active) must not tear a live tenant down on its word alone.
-   * Break-glass still runs: expired access is revoked whatever the lifecycle says. */
-  if (lp.refused) {
-    provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
-    goto breakglass;
+  if (x->lp.refused) {
+    x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+    return FLOW_BREAKGLASS;
   }
+  return FLOW_NEXT;
+}
 
-  /* A transition is planned from the cache. Right after our own status write the cache can
-   * still hold the tenant from before it, which would plan (and audit) the same transition
-   * twice. We remember the state we last wrote for each tenant's uid and generation: a cache
-   * that shows another state for them is behind our own write, and the watch event that brings
-   * it up to date is on its way. No API call is needed for that. */
-  if (lp.n_steps > 0 && tn_written_is_stale(x.r->written, x.obj)) {
-    tn_log(TN_LOG_DEBUG, &x.lf,
+/* audit: the "started" rows of the planned steps, before anything of them is done.
+ *
+ * A transition is planned from the cache. Right after our own status write the cache can
+ * still hold the tenant from before it, which would plan (and audit) the same transition
+ * twice. We remember the state we last wrote for each tenant's uid and generation: a cache
+ * that shows another state for them is behind our own write, and the watch event that brings
+ * it up to date is on its way. No API call is needed for that. */
+static enum flow step_audit_started(struct run *x) {
+  if (x->lp.n_steps > 0 && tn_written_is_stale(x->r->written, x->obj)) {
+    tn_log(TN_LOG_DEBUG, &x->lf,
            "cache behind our own last status write; reconciling again when it catches up");
-    res = TN_RESULT_AFTER(0.5);
-    goto out;
+    x->res = TN_RESULT_AFTER(0.5);
+    return FLOW_STOP;
   }
-
-  gen_before = x.t->observed_generation;
-  if (lp.n_steps > 0) {
+  x->gen_before = x->t->observed_generation;
+  if (x->lp.n_steps > 0) {
     struct tn_error aerr = {0};
-    if (audit_steps(&x, &lp, TN_AUDIT_STARTED, gen_before, generation, &aerr)) {
-      tn_log(TN_LOG_WARN, &x.lf, "audit trail unavailable, transition postponed: %s", aerr.message);
-      event(&x, TN_EVENT_WARNING, "AuditUnavailable",
-            "transition to %s postponed until it can be audited: %s", tn_state_name(lp.next), aerr.message);
-      res = TN_RESULT_ERR;
-      goto out;
+    if (audit_steps(x, &x->lp, TN_AUDIT_STARTED, x->gen_before, x->generation, &aerr)) {
+      tn_log(TN_LOG_WARN, &x->lf, "audit trail unavailable, transition postponed: %s", aerr.message);
+      event(x, TN_EVENT_WARNING, "AuditUnavailable",
+            "transition to %s postponed until it can be audited: %s (correlationId=%s)",
+            tn_state_name(x->lp.next), aerr.message, x->cid);
+      x->res = TN_RESULT_ERR;
+      return FLOW_STOP;
     }
   }
+  return FLOW_NEXT;
+}
 
-  /* Plan and placement matter while provisioned (Active, Suspended). */
-  provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
-  if (provisioned) {
-    plan_obj = tn_informer_get(x.r->plans, x.t->plan);
-    if (!plan_obj) {
-      tn_derive_status(x.t->plan, NULL, &derived, &err);
-      cond_set(&x, COND_QUOTA, "False", "PlanNotFound", "%s", err.message);
-    } else if (tn_plan_parse(plan_obj, &plan, &err)) {
-      cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "plan %s: %s", x.t->plan, err.message);
-    } else {
-      if (policy_ok) /* overrides a policy permits replace the plan's values */
-        apply_quota_overrides(plan, x.obj, policy.quota_overrides_permitted);
-      if (tn_derive_status(x.t->plan, plan, &derived, &err))
-        cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
-      else
-        have_plan = true;
-    }
-    struct tn_error perr = {0};
-    if (tn_placement_resolve(policy_ok ? &policy.residency : &x.t->residency, x.t->isolation,
-                             x.t->status_region, inv.plain, inv.n_regions, &placement, &perr)) {
-      cond_set(&x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
-      event(&x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
-    } else {
-      placed = true;
-      cond_set(&x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", placement.region,
-               tn_isolation_name(placement.isolation));
-    }
-    if (!have_plan || !placed) {
-      /* Without a plan or a region nothing is provisioned, and nothing already provisioned is
-       * touched: the Plan and Region watches bring us back. */
-      for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
-        if (!x.conds[c].set)
-          cond_set(&x, (enum cond)c, "Unknown", "Waiting", "waiting for %s",
-                   !have_plan ? "the plan" : "placement");
-      goto status;
-    }
+/* Plan and placement: they matter while provisioned (Active, Suspended). */
+static enum flow step_resolve_plan_and_placement(struct run *x) {
+  struct tn_error err = {0};
+  x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+  if (!x->provisioned) {
+    cond_set(x, COND_PLACED, "True", "NotRequired", "%s tenants are not placed", tn_state_name(x->lp.next));
+    return FLOW_NEXT;
+  }
+  x->plan_obj = tn_informer_get(x->r->plans, x->t->plan);
+  if (!x->plan_obj) {
+    tn_derive_status(x->t->plan, NULL, &x->derived, &err);
+    cond_set(x, COND_QUOTA, "False", "PlanNotFound", "%s", err.message);
+  } else if (tn_plan_parse(x->plan_obj, &x->plan, &err)) {
+    cond_set(x, COND_QUOTA, "False", "InvalidPlan", "plan %s: %s", x->t->plan, err.message);
   } else {
-    cond_set(&x, COND_PLACED, "True", "NotRequired", "%s tenants are not placed", tn_state_name(lp.next));
+    if (x->policy_ok) /* overrides a policy permits replace the plan's values */
+      apply_quota_overrides(x->plan, x->obj, x->policy.quota_overrides_permitted);
+    if (tn_derive_status(x->t->plan, x->plan, &x->derived, &err))
+      cond_set(x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
+    else
+      x->have_plan = true;
   }
+  struct tn_error perr = {0};
+  if (tn_placement_resolve(x->policy_ok ? &x->policy.residency : &x->t->residency, x->t->isolation,
+                           x->t->status_region, x->inv.plain, x->inv.n_regions, &x->placement, &perr)) {
+    cond_set(x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
+    event(x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
+  } else {
+    x->placed = true;
+    cond_set(x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", x->placement.region,
+             tn_isolation_name(x->placement.isolation));
+  }
+  if (!x->have_plan || !x->placed) {
+    /* Without a plan or a region nothing is provisioned, and nothing already provisioned is
+     * touched: the Plan and Region watches bring us back. */
+    for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
+      if (!x->conds[c].set)
+        cond_set(x, (enum cond)c, "Unknown", "Waiting", "waiting for %s",
+                 !x->have_plan ? "the plan" : "placement");
+    return FLOW_STATUS;
+  }
+  return FLOW_NEXT;
+}
 
-  /* Desired objects against what the caches observe. The allow policy lets pods reach the
-   * tenant's database server: the server it is on, or the one it would be placed on. */
-  json_t *db_server = provisioned && placed ? tn_tenant_db_server(x.r, x.obj, x.t, placement.region,
-                                                                  policy.require_database_tls_policy)
-                                            : NULL;
+static bool cond_true(const struct run *x, enum cond c) {
+  return x->conds[c].set && strcmp(x->conds[c].status, "True") == 0;
+}
+
+/* apply objects: the desired objects against what the caches observe, the differences written,
+ * and each owned kind's condition from what remains. The allow policy lets pods reach the
+ * tenant's database server: the server it is on, or the one it would be placed on. */
+static enum flow step_apply_objects(struct run *x) {
+  struct tn_error err = {0};
+  json_t *db_server = x->provisioned && x->placed
+                          ? tn_tenant_db_server(x->r, x->obj, x->t, x->placement.region,
+                                                x->policy.require_database_tls_policy)
+                          : NULL;
   json_t *db_cidrs = json_object_get(db_server, "egressCIDRs");
   const char *cidrs[16];
   struct tn_desired_database dbaddr = {.host = json_string_value(json_object_get(db_server, "host")),
@@ -922,39 +956,39 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   for (size_t i = 0; i < json_array_size(db_cidrs) && dbaddr.n_cidrs < 16; i++)
     if (json_string_value(json_array_get(db_cidrs, i)))
       cidrs[dbaddr.n_cidrs++] = json_string_value(json_array_get(db_cidrs, i));
-  struct tn_desired_input in = {.tenant = x.t,
-                                .state = lp.next,
-                                .plan = plan,
-                                .placement = &placement,
-                                .pod_security_minimum = policy.pod_security_minimum,
-                                .refused_groups = (const char *const *)policy.refused_groups,
-                                .n_refused_groups = policy.n_refused_groups,
+  struct tn_desired_input in = {.tenant = x->t,
+                                .state = x->lp.next,
+                                .plan = x->plan,
+                                .placement = &x->placement,
+                                .pod_security_minimum = x->policy.pod_security_minimum,
+                                .refused_groups = (const char *const *)x->policy.refused_groups,
+                                .n_refused_groups = x->policy.n_refused_groups,
                                 .database = db_server ? &dbaddr : NULL};
-  int drc = tn_desired_build(&in, &desired, &err);
+  int drc = tn_desired_build(&in, &x->desired, &err);
   json_decref(db_server);
   if (drc) {
-    cond_set(&x, COND_READY, "False", "InvalidSpec", "%s", err.message);
-    goto status;
+    cond_set(x, COND_READY, "False", "InvalidSpec", "%s", err.message);
+    return FLOW_STATUS;
   }
-  if (observe(&x, &observed, &err) ||
-      tn_diff_compute(&desired, observed.items, observed.n, x.t->name, x.t->uid, &diff, &err)) {
-    tn_log(TN_LOG_ERROR, &x.lf, "diff: %s", err.message);
-    res = TN_RESULT_ERR;
-    goto out;
+  if (observe(x, &x->observed, &err) ||
+      tn_diff_compute(&x->desired, x->observed.items, x->observed.n, x->t->name, x->t->uid, &x->diff, &err)) {
+    tn_log(TN_LOG_ERROR, &x->lf, "diff: %s", err.message);
+    x->res = TN_RESULT_ERR;
+    return FLOW_STOP;
   }
   struct kind_state ks[TN_KIND_COUNT] = {0};
   bool retry = false;
   const char *foreign[64]; /* namespaces found to be someone else's: nothing is written into them */
   size_t n_foreign = 0;
-  for (size_t i = 0; i < diff.len; i++) {
-    const struct tn_change *c = &diff.changes[i];
+  for (size_t i = 0; i < x->diff.len; i++) {
+    const struct tn_change *c = &x->diff.changes[i];
     bool skip = false;
     for (size_t f = 0; c->namespace && f < n_foreign; f++)
       skip |= strcmp(foreign[f], c->namespace) == 0;
     if (skip)
       continue;
     int before = ks[c->kind].conflicts;
-    if (apply_change(&x, c, x.t->uid, &ks[c->kind]))
+    if (apply_change(x, c, x->t->uid, &ks[c->kind]))
       retry = true;
     if (c->kind == TN_KIND_NAMESPACE && ks[c->kind].conflicts > before && n_foreign < 64)
       foreign[n_foreign++] = c->name;
@@ -962,294 +996,356 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
 
   /* What remains of each kind tells its condition. */
   size_t remaining[TN_KIND_COUNT] = {0};
-  for (size_t i = 0; i < observed.n; i++)
-    remaining[observed.items[i].kind]++;
+  for (size_t i = 0; i < x->observed.n; i++)
+    remaining[x->observed.items[i].kind]++;
   for (int k = 0; k < TN_KIND_COUNT; k++) {
     enum cond c = kind_cond[k];
-    if (x.conds[c].set && strcmp(x.conds[c].status, "True") != 0)
+    if (x->conds[c].set && strcmp(x->conds[c].status, "True") != 0)
       continue; /* an earlier kind of the same condition already failed */
     if (ks[k].conflicts)
-      cond_set(&x, c, "False", "Conflict", "%s", ks[k].first_problem);
+      cond_set(x, c, "False", "Conflict", "%s", ks[k].first_problem);
     else if (ks[k].failed)
-      cond_set(&x, c, "False", "ApplyFailed", "%s", ks[k].first_problem);
-    else if (!provisioned && remaining[k] > 0)
-      cond_set(&x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed",
-               remaining[k], tn_kind_name((enum tn_kind)k));
-    else if (!provisioned)
-      cond_set(&x, c, "True", "NotRequired", "%s tenants have no %s objects", tn_state_name(lp.next),
+      cond_set(x, c, "False", "ApplyFailed", "%s", ks[k].first_problem);
+    else if (!x->provisioned && remaining[k] > 0)
+      cond_set(x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed", remaining[k],
+               tn_kind_name((enum tn_kind)k));
+    else if (!x->provisioned)
+      cond_set(x, c, "True", "NotRequired", "%s tenants have no %s objects", tn_state_name(x->lp.next),
                cond_objects[c]);
-    else if (diff.n_waiting && k == TN_KIND_NAMESPACE)
-      cond_set(&x, c, "False", "Terminating", "a namespace of the tenant is still being deleted");
+    else if (x->diff.n_waiting && k == TN_KIND_NAMESPACE)
+      cond_set(x, c, "False", "Terminating", "a namespace of the tenant is still being deleted");
     else
-      cond_set(&x, c, "True", "Converged", "every %s of the tenant is as desired", cond_objects[c]);
+      cond_set(x, c, "True", "Converged", "every %s of the tenant is as desired", cond_objects[c]);
   }
   /* Groups never bound (reserved to Kubernetes, or refused by a policy's allowedGroupPatterns),
    * whatever admission let through: AccessBound says so, and an Event when it starts. */
-  if (provisioned && policy.n_refused_groups &&
-      (!x.conds[COND_ACCESS].set || strcmp(x.conds[COND_ACCESS].status, "True") == 0)) {
+  if (x->provisioned && x->policy.n_refused_groups &&
+      (!x->conds[COND_ACCESS].set || cond_true(x, COND_ACCESS))) {
     char why[1024] = "";
-    (void)tn_policy_group_allowed(x.t, policy.refused_groups[0],
-                                  (const struct tn_policy *const *)inv.policies, inv.n_policies, why,
+    (void)tn_policy_group_allowed(x->t, x->policy.refused_groups[0],
+                                  (const struct tn_policy *const *)x->inv.policies, x->inv.n_policies, why,
                                   sizeof why);
-    cond_set(&x, COND_ACCESS, "False", "GroupRefused",
-             "%zu group(s) of spec.identity.groupBindings not bound: %s", policy.n_refused_groups, why);
+    cond_set(x, COND_ACCESS, "False", "GroupRefused",
+             "%zu group(s) of spec.identity.groupBindings not bound: %s", x->policy.n_refused_groups, why);
     const char *old_reason =
-        json_string_value(json_object_get(old_condition(old_status, "AccessBound"), "reason"));
+        json_string_value(json_object_get(old_condition(x->old_status, "AccessBound"), "reason"));
     if (!old_reason || strcmp(old_reason, "GroupRefused") != 0)
-      event(&x, TN_EVENT_WARNING, "GroupRefused", "%zu group(s) of spec.identity.groupBindings not bound: %s",
-            policy.n_refused_groups, why);
+      event(x, TN_EVENT_WARNING, "GroupRefused", "%zu group(s) of spec.identity.groupBindings not bound: %s",
+            x->policy.n_refused_groups, why);
   }
   if (retry)
-    res = TN_RESULT_ERR;
-  else if (diff.n_waiting || (!provisioned && observed.n > 0))
-    res = TN_RESULT_AFTER(2);
+    x->res = TN_RESULT_ERR;
+  else if (x->diff.n_waiting || (!x->provisioned && x->observed.n > 0))
+    x->res = TN_RESULT_AFTER(2);
+  return FLOW_NEXT;
+}
 
-  /* The database, once the namespaces that hold its Secrets are ours and in place. */
-  if ((provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0) ||
-      lp.next == TN_STATE_ARCHIVED) {
-    struct tn_tenant_db_result dbr;
-    tn_tenant_db_reconcile(x.r, x.obj, x.t, lp.next, placed ? placement.region : x.t->status_region, plan,
-                           policy.require_database_tls_policy, &dbr);
+/* database: the tenant's database, once the namespaces that hold its Secrets are ours and in
+ * place; dropped when the tenant is Deleted. */
+static void step_database(struct run *x) {
+  struct tn_tenant_db_result dbr;
+  if ((x->provisioned && cond_true(x, COND_NAMESPACES)) || x->lp.next == TN_STATE_ARCHIVED) {
+    tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,
+                           x->placed ? x->placement.region : x->t->status_region, x->plan,
+                           x->policy.require_database_tls_policy, &dbr);
     if (dbr.configured) {
-      cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+      cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       if (dbr.database)
-        db_status = json_incref(dbr.database);
+        x->db_status = json_incref(dbr.database);
     }
-    x.writes += dbr.writes;
+    x->writes += dbr.writes;
     if (dbr.retry)
-      res = TN_RESULT_ERR;
-    else if (res.kind == TN_RESULT_SUCCESS && dbr.requeue_after_s > 0)
-      res = TN_RESULT_AFTER(dbr.requeue_after_s);
+      x->res = TN_RESULT_ERR;
+    else if (x->res.kind == TN_RESULT_SUCCESS && dbr.requeue_after_s > 0)
+      x->res = TN_RESULT_AFTER(dbr.requeue_after_s);
     tn_tenant_db_result_cleanup(&dbr);
-  } else if (lp.next == TN_STATE_DELETED) {
-    struct tn_tenant_db_result dbr;
-    if (tn_tenant_db_teardown(x.r, x.obj, &dbr)) {
-      cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+  } else if (x->lp.next == TN_STATE_DELETED) {
+    if (tn_tenant_db_teardown(x->r, x->obj, &dbr)) {
+      cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       if (dbr.retry)
-        res = TN_RESULT_ERR;
-    } else if (json_object_get(json_object_get(x.obj, "status"), "database")) {
-      cond_set(&x, COND_DATABASE, "True", "Deleted", "the tenant's role, schema and database were dropped");
+        x->res = TN_RESULT_ERR;
+    } else if (json_object_get(json_object_get(x->obj, "status"), "database")) {
+      cond_set(x, COND_DATABASE, "True", "Deleted", "the tenant's role, schema and database were dropped");
     }
     tn_tenant_db_result_cleanup(&dbr);
   }
+}
 
-  /* Per-tenant data keys, where a policy requires them (and for as long as a tenant has them). */
+/* keys: per-tenant data keys, where a policy requires them (and for as long as a tenant has
+ * them). */
+static void step_keys(struct run *x) {
   bool has_keys = json_integer_value(json_object_get(
-                      json_object_get(json_object_get(x.obj, "status"), "keys"), "version")) > 0;
-  if (x.r->kms && (policy.require_tenant_keys || has_keys) && (provisioned || lp.next == TN_STATE_ARCHIVED)) {
-    struct tn_tenant_keys_config kc = {.kms = x.r->kms,
-                                       .namespace = x.r->operator_namespace,
-                                       .rotation_period_s = provisioned ? x.r->keys_rotation_period_s : 0,
+                      json_object_get(json_object_get(x->obj, "status"), "keys"), "version")) > 0;
+  if (x->r->kms && (x->policy.require_tenant_keys || has_keys) &&
+      (x->provisioned || x->lp.next == TN_STATE_ARCHIVED)) {
+    struct tn_tenant_keys_config kc = {.kms = x->r->kms,
+                                       .namespace = x->r->operator_namespace,
+                                       .rotation_period_s = x->provisioned ? x->r->keys_rotation_period_s : 0,
                                        .audit = keys_audit,
-                                       .audit_ud = &x};
+                                       .audit_ud = x};
     struct tn_tenant_keys_result kr;
     struct tn_error kerr = {0};
-    tn_tenant_keys_reconcile(x.r->kube, &kc, x.obj, &kr, &kerr);
+    tn_tenant_keys_reconcile(x->r->kube, &kc, x->obj, &kr, &kerr);
     if (kr.status)
-      cond_set(&x, COND_KEYS, kr.status, kr.reason, "%s", kr.message);
+      cond_set(x, COND_KEYS, kr.status, kr.reason, "%s", kr.message);
     if (kr.keys)
-      keys_status = json_incref(kr.keys);
-    x.writes += kr.writes;
+      x->keys_status = json_incref(kr.keys);
+    x->writes += kr.writes;
     if (kr.rotated)
-      event(&x, TN_EVENT_NORMAL, "KeysRotated", "data key version %lld (correlationId=%s)", kr.version,
+      event(x, TN_EVENT_NORMAL, "KeysRotated", "data key version %lld (correlationId=%s)", kr.version,
             kr.correlation_id);
     if (kr.retry)
-      res = TN_RESULT_ERR;
-    else if (res.kind == TN_RESULT_SUCCESS && kr.requeue_after_s > 0)
-      res = TN_RESULT_AFTER(kr.requeue_after_s);
+      x->res = TN_RESULT_ERR;
+    else if (x->res.kind == TN_RESULT_SUCCESS && kr.requeue_after_s > 0)
+      x->res = TN_RESULT_AFTER(kr.requeue_after_s);
     tn_tenant_keys_result_cleanup(&kr);
-  } else if (x.r->kms && has_keys && lp.next == TN_STATE_DELETED) {
-    struct tn_tenant_keys_config kc = {.kms = x.r->kms, .audit = keys_audit, .audit_ud = &x};
+  } else if (x->r->kms && has_keys && x->lp.next == TN_STATE_DELETED) {
+    struct tn_tenant_keys_config kc = {.kms = x->r->kms, .audit = keys_audit, .audit_ud = x};
     struct tn_tenant_keys_result kr;
     struct tn_error kerr = {0};
-    if (tn_tenant_keys_teardown(x.r->kube, &kc, x.obj, &kr, &kerr)) {
-      cond_set(&x, COND_KEYS, "False", kr.reason[0] ? kr.reason : "KeysTeardownFailed", "%s", kerr.message);
-      res = TN_RESULT_ERR;
+    if (tn_tenant_keys_teardown(x->r->kube, &kc, x->obj, &kr, &kerr)) {
+      cond_set(x, COND_KEYS, "False", kr.reason[0] ? kr.reason : "KeysTeardownFailed", "%s", kerr.message);
+      x->res = TN_RESULT_ERR;
     }
     if (kr.keys)
-      keys_status = json_incref(kr.keys);
+      x->keys_status = json_incref(kr.keys);
     tn_tenant_keys_result_cleanup(&kr);
   }
+}
 
-  /* Break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours
-   * (with a refused transition they were not looked at: as they are). */
-breakglass:;
-  {
-    bool bg_live = provisioned && (lp.refused || (x.conds[COND_NAMESPACES].set &&
-                                                  strcmp(x.conds[COND_NAMESPACES].status, "True") == 0));
-    struct tn_error bgerr = {0};
-    json_t *bg_rbs =
-        tn_informer_list_by_index(x.r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, key, &bgerr);
-    struct tn_breakglass_step bs = {.kube = x.r->kube,
-                                    .tenant = x.obj,
-                                    .environments = bg_live ? (const char *const *)x.t->environments : NULL,
-                                    .n_environments = bg_live ? x.t->n_environments : 0,
-                                    .policies = inv.policy_objs,
-                                    .observed = bg_rbs,
-                                    .now = tn_wall_now(),
-                                    .audit = breakglass_audit,
-                                    .audit_ud = &x};
-    struct tn_breakglass_result bgr;
-    if (tn_tenant_breakglass_reconcile(&bs, &bgr, &bgerr) && bgr.retry)
-      res = TN_RESULT_ERR;
-    else if (bgr.requeue_after_s > 0 &&
-             (res.kind == TN_RESULT_SUCCESS ||
-              (res.kind == TN_RESULT_REQUEUE_AFTER && bgr.requeue_after_s < res.after_s)))
-      res = TN_RESULT_AFTER(bgr.requeue_after_s);
-    x.writes += bgr.writes;
-    for (size_t i = 0; i < bgr.n_granted; i++)
-      event(&x, TN_EVENT_WARNING, "BreakGlassGranted", "break-glass %s granted until %s (correlationId=%s)",
-            bgr.granted[i].id, bgr.granted[i].expires_at, bgr.granted[i].correlation_id);
-    for (size_t i = 0; i < bgr.n_revoked; i++)
-      event(&x, TN_EVENT_NORMAL, "BreakGlassRevoked", "break-glass %s revoked: %s (correlationId=%s)",
-            bgr.revoked[i].id, bgr.revoked[i].why, bgr.revoked[i].correlation_id);
-    for (size_t i = 0; i < bgr.n_denied; i++)
-      event(&x, TN_EVENT_WARNING, "BreakGlassDenied", "break-glass %s denied: %s", bgr.denied[i].id,
-            bgr.denied[i].why);
-    if (bgr.problem[0])
-      tn_log(TN_LOG_WARN, &x.lf, "break-glass: %s", bgr.problem);
-    if (bgr.status)
-      bg_status = json_incref(bgr.status);
-    tn_breakglass_result_cleanup(&bgr);
-    json_decref(bg_rbs);
-  }
+/* break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours
+ * (with a refused transition they were not looked at: as they are). */
+static void step_breakglass(struct run *x) {
+  bool bg_live = x->provisioned && (x->lp.refused || cond_true(x, COND_NAMESPACES));
+  struct tn_error bgerr = {0};
+  json_t *bg_rbs =
+      tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
+  struct tn_breakglass_step bs = {.kube = x->r->kube,
+                                  .tenant = x->obj,
+                                  .environments = bg_live ? (const char *const *)x->t->environments : NULL,
+                                  .n_environments = bg_live ? x->t->n_environments : 0,
+                                  .policies = x->inv.policy_objs,
+                                  .observed = bg_rbs,
+                                  .now = tn_wall_now(),
+                                  .audit = breakglass_audit,
+                                  .audit_ud = x};
+  struct tn_breakglass_result bgr;
+  if (tn_tenant_breakglass_reconcile(&bs, &bgr, &bgerr) && bgr.retry)
+    x->res = TN_RESULT_ERR;
+  else if (bgr.requeue_after_s > 0 &&
+           (x->res.kind == TN_RESULT_SUCCESS ||
+            (x->res.kind == TN_RESULT_REQUEUE_AFTER && bgr.requeue_after_s < x->res.after_s)))
+    x->res = TN_RESULT_AFTER(bgr.requeue_after_s);
+  x->writes += bgr.writes;
+  for (size_t i = 0; i < bgr.n_granted; i++)
+    event(x, TN_EVENT_WARNING, "BreakGlassGranted", "break-glass %s granted until %s (correlationId=%s)",
+          bgr.granted[i].id, bgr.granted[i].expires_at, bgr.granted[i].correlation_id);
+  for (size_t i = 0; i < bgr.n_revoked; i++)
+    event(x, TN_EVENT_NORMAL, "BreakGlassRevoked", "break-glass %s revoked: %s (correlationId=%s)",
+          bgr.revoked[i].id, bgr.revoked[i].why, bgr.revoked[i].correlation_id);
+  for (size_t i = 0; i < bgr.n_denied; i++)
+    event(x, TN_EVENT_WARNING, "BreakGlassDenied", "break-glass %s denied: %s", bgr.denied[i].id,
+          bgr.denied[i].why);
+  if (bgr.problem[0])
+    tn_log(TN_LOG_WARN, &x->lf, "break-glass: %s", bgr.problem);
+  if (bgr.status)
+    x->bg_status = json_incref(bgr.status);
+  tn_breakglass_result_cleanup(&bgr);
+  json_decref(bg_rbs);
+}
 
-  if (x.drift_repaired && lp.n_steps == 0)
-    event(&x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x.drift_repaired,
-          x.drift_what);
+/* drift: an Event when owned objects were restored outside a transition. */
+static void step_report_drift(struct run *x) {
+  if (x->drift_repaired && x->lp.n_steps == 0)
+    event(x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x->drift_repaired,
+          x->drift_what);
+}
 
-status:;
-  /* Ready adds everything up. */
-  if (!x.conds[COND_READY].set) {
-    if (lp.refused) {
-      cond_set(&x, COND_READY, "False", TN_REASON_TRANSITION_REFUSED, "%s", lerr.message);
-    } else {
-      const char *bad = NULL;
-      for (int c = COND_POLICY; c < COND_COUNT; c++)
-        if (x.conds[c].set && strcmp(x.conds[c].status, "True") != 0) {
-          bad = cond_types[c];
-          break;
-        }
-      if (bad)
-        cond_set(&x, COND_READY, "False", "NotConverged", "%s is not True", bad);
-      else
-        cond_set(&x, COND_READY, "True", "Converged", "tenant is %s and converged",
-                 tn_state_name(x.t ? lp.next : TN_STATE_NONE));
-    }
-  }
-  if (lp.refused)
-    event(&x, TN_EVENT_WARNING, TN_REASON_TRANSITION_REFUSED, "%s", lerr.message);
-  if (!x.conds[COND_POLICY].set)
-    cond_set(&x, COND_POLICY, "Unknown", "NotEvaluated", "the spec could not be read");
-
-  new_status = old_status ? json_deep_copy(old_status) : json_object();
-  if (x.t) {
-    json_object_set_new(new_status, "state", json_string(tn_state_name(lp.next)));
-    for (int i = 0; i < lp.n_steps; i++) {
-      const struct tn_transition *s = &lp.steps[i];
+/* The new status: state, timestamps of the steps taken, placement, derived values, the
+ * database, keys and break-glass sections, namespaces, conditions. */
+static json_t *build_status(struct run *x) {
+  json_t *st = x->old_status ? json_deep_copy(x->old_status) : json_object();
+  if (x->t) {
+    json_object_set_new(st, "state", json_string(tn_state_name(x->lp.next)));
+    for (int i = 0; i < x->lp.n_steps; i++) {
+      const struct tn_transition *s = &x->lp.steps[i];
       switch (s->action) {
       case TN_ACTION_CREATE:
-        set_or_keep_time(new_status, "createdAt", !json_object_get(new_status, "createdAt"), x.now);
+        set_or_keep_time(st, "createdAt", !json_object_get(st, "createdAt"), x->now);
         break;
       case TN_ACTION_ACTIVATE:
       case TN_ACTION_RESUME:
-        set_or_keep_time(new_status, "activatedAt", true, x.now);
+        set_or_keep_time(st, "activatedAt", true, x->now);
         break;
       case TN_ACTION_SUSPEND:
-        set_or_keep_time(new_status, "suspendedAt", true, x.now);
+        set_or_keep_time(st, "suspendedAt", true, x->now);
         break;
       case TN_ACTION_ARCHIVE:
-        set_or_keep_time(new_status, "archivedAt", true, x.now);
+        set_or_keep_time(st, "archivedAt", true, x->now);
         break;
       case TN_ACTION_DELETE:
-        set_or_keep_time(new_status, "deletedAt", true, x.now);
+        set_or_keep_time(st, "deletedAt", true, x->now);
         break;
       default:
         break;
       }
-      json_object_set_new(new_status, "lastCorrelationId", json_string(s->correlation_id));
+      json_object_set_new(st, "lastCorrelationId", json_string(s->correlation_id));
     }
-    if (placed)
-      json_object_set_new(new_status, "placement",
-                          json_pack("{s:s,s:s}", "region", placement.region, "isolation",
-                                    tn_isolation_name(placement.isolation)));
-    if (derived)
-      json_object_set(new_status, "derived", derived);
-    if (db_status)
-      json_object_set(new_status, "database", db_status);
-    if (keys_status)
-      json_object_set(new_status, "keys", keys_status);
-    if (bg_status && json_array_size(bg_status) == 0)
-      json_object_del(new_status, "breakGlass");
-    else if (bg_status)
-      json_object_set(new_status, "breakGlass", bg_status);
+    if (x->placed)
+      json_object_set_new(st, "placement",
+                          json_pack("{s:s,s:s}", "region", x->placement.region, "isolation",
+                                    tn_isolation_name(x->placement.isolation)));
+    if (x->derived)
+      json_object_set(st, "derived", x->derived);
+    if (x->db_status)
+      json_object_set(st, "database", x->db_status);
+    if (x->keys_status)
+      json_object_set(st, "keys", x->keys_status);
+    if (x->bg_status && json_array_size(x->bg_status) == 0)
+      json_object_del(st, "breakGlass");
+    else if (x->bg_status)
+      json_object_set(st, "breakGlass", x->bg_status);
     json_t *nss = json_array();
-    for (size_t i = 0; i < desired.len; i++)
-      if (desired.items[i].kind == TN_KIND_NAMESPACE)
-        json_array_append_new(nss, json_string(desired.items[i].name));
-    if (provisioned && !(have_plan && placed))
+    for (size_t i = 0; i < x->desired.len; i++)
+      if (x->desired.items[i].kind == TN_KIND_NAMESPACE)
+        json_array_append_new(nss, json_string(x->desired.items[i].name));
+    if (x->provisioned && !(x->have_plan && x->placed))
       json_decref(nss); /* unknown this time: keep what was there */
     else
-      json_object_set_new(new_status, "namespaces", nss);
+      json_object_set_new(st, "namespaces", nss);
   }
-  json_object_set_new(new_status, "observedGeneration", json_integer(generation));
-  json_object_set_new(new_status, "conditions", build_conditions(&x, old_status, generation));
+  json_object_set_new(st, "observedGeneration", json_integer(x->generation));
+  json_object_set_new(st, "conditions", build_conditions(x, x->old_status, x->generation));
+  return st;
+}
 
-  if (!old_status || !json_equal(old_status, new_status)) {
-    json_t *body = json_deep_copy(x.obj);
+/* status: Ready adds everything up; the status is written when it changed. */
+static enum flow step_status(struct run *x) {
+  struct tn_error err = {0};
+  if (!x->conds[COND_READY].set) {
+    if (x->lp.refused) {
+      cond_set(x, COND_READY, "False", TN_REASON_TRANSITION_REFUSED, "%s", x->lerr.message);
+    } else {
+      const char *bad = NULL;
+      for (int c = COND_POLICY; c < COND_COUNT; c++)
+        if (x->conds[c].set && strcmp(x->conds[c].status, "True") != 0) {
+          bad = cond_types[c];
+          break;
+        }
+      if (bad)
+        cond_set(x, COND_READY, "False", "NotConverged", "%s is not True", bad);
+      else
+        cond_set(x, COND_READY, "True", "Converged", "tenant is %s and converged",
+                 tn_state_name(x->t ? x->lp.next : TN_STATE_NONE));
+    }
+  }
+  if (x->lp.refused)
+    event(x, TN_EVENT_WARNING, TN_REASON_TRANSITION_REFUSED, "%s", x->lerr.message);
+  if (!x->conds[COND_POLICY].set)
+    cond_set(x, COND_POLICY, "Unknown", "NotEvaluated", "the spec could not be read");
+
+  json_t *new_status = build_status(x);
+  if (!x->old_status || !json_equal(x->old_status, new_status)) {
+    json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
-    int rc = tn_kube_update(x.r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
+    int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
     json_decref(body);
-    x.writes++;
+    x->writes++;
     if (rc) {
       /* A conflict means our cache is behind our own last write: expected, retried at once. */
-      tn_log(rc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x.lf, "writing status: %s", err.message);
-      res = TN_RESULT_ERR;
-      goto out;
+      tn_log(rc == TN_ECONFLICT ? TN_LOG_DEBUG : TN_LOG_WARN, &x->lf, "writing status: %s", err.message);
+      json_decref(new_status);
+      x->res = TN_RESULT_ERR;
+      return FLOW_STOP;
     }
-    json_decref(x.obj);
-    x.obj = out_obj;
-    tn_written_note(x.r->written, x.obj);
+    x->old_status = NULL; /* it belonged to the object replaced here */
+    json_decref(x->obj);
+    x->obj = out_obj;
+    tn_written_note(x->r->written, x->obj);
   }
-  if (lp.n_steps > 0) {
-    struct tn_error aerr = {0};
-    if (audit_steps(&x, &lp, TN_AUDIT_SUCCEEDED, gen_before, generation, &aerr))
-      tn_log(TN_LOG_WARN, &x.lf,
-             "recording the transition's outcome in the audit trail: %s (the started row stands)",
-             aerr.message);
-  }
-  /* Lifecycle events after the status that records them is durable. */
-  for (int i = 0; i < lp.n_steps; i++) {
-    const struct tn_transition *s = &lp.steps[i];
-    event(&x, TN_EVENT_NORMAL, s->event_reason, "tenant %s: %s -> %s%s%s (correlationId=%s)", key,
+  json_decref(new_status);
+  return FLOW_NEXT;
+}
+
+/* audit the outcome: the steps' "succeeded" rows, and their Events, once the status that
+ * records them is durable. */
+static void step_audit_outcome(struct run *x) {
+  if (x->lp.n_steps == 0)
+    return;
+  struct tn_error aerr = {0};
+  if (audit_steps(x, &x->lp, TN_AUDIT_SUCCEEDED, x->gen_before, x->generation, &aerr))
+    tn_log(TN_LOG_WARN, &x->lf,
+           "recording the transition's outcome in the audit trail: %s (the started row stands)",
+           aerr.message);
+  for (int i = 0; i < x->lp.n_steps; i++) {
+    const struct tn_transition *s = &x->lp.steps[i];
+    event(x, TN_EVENT_NORMAL, s->event_reason, "tenant %s: %s -> %s%s%s (correlationId=%s)", x->key,
           s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from), tn_state_name(s->to),
-          x.t->state_reason ? ": " : "", x.t->state_reason ? x.t->state_reason : "", s->correlation_id);
+          x->t->state_reason ? ": " : "", x->t->state_reason ? x->t->state_reason : "", s->correlation_id);
     tn_log(TN_LOG_INFO,
            &(struct tn_log_fields){.controller = "tenant",
-                                   .tenant = key,
+                                   .tenant = x->key,
                                    .correlation_id = s->correlation_id,
-                                   .generation = generation},
+                                   .generation = x->generation},
            "%s: %s -> %s", s->event_reason, s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from),
            tn_state_name(s->to));
   }
+}
 
-out:
-  if (x.writes)
-    tn_log(TN_LOG_DEBUG, &x.lf, "reconciled with %d write(s)", x.writes);
-  tn_diff_cleanup(&diff);
-  observed_cleanup(&observed);
-  tn_object_list_cleanup(&desired);
-  inventory_cleanup(&inv);
-  json_decref(plan_obj);
-  json_decref(derived);
-  json_decref(new_status);
-  json_decref(db_status);
-  json_decref(keys_status);
-  json_decref(bg_status);
-  tn_policy_result_cleanup(&policy);
-  tn_plan_free(plan);
-  tn_tenant_free(x.t);
-  json_decref(x.obj);
+static void run_cleanup(struct run *x) {
+  if (x->writes)
+    tn_log(TN_LOG_DEBUG, &x->lf, "reconciled with %d write(s)", x->writes);
+  tn_diff_cleanup(&x->diff);
+  observed_cleanup(&x->observed);
+  tn_object_list_cleanup(&x->desired);
+  inventory_cleanup(&x->inv);
+  json_decref(x->plan_obj);
+  json_decref(x->derived);
+  json_decref(x->db_status);
+  json_decref(x->keys_status);
+  json_decref(x->bg_status);
+  tn_policy_result_cleanup(&x->policy);
+  tn_plan_free(x->plan);
+  tn_tenant_free(x->t);
+  json_decref(x->obj);
+}
+
+/* The tenant reconcile: its steps, in order. */
+struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
+  struct run x = {.r = ud, .key = key, .res = TN_RESULT_OK};
+  x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
+  x.lf.controller = "tenant";
+  x.lf.tenant = key;
+  tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
+  tn_policy_result_init(&x.policy);
+
+  enum flow f = step_observe(&x);
+  if (f == FLOW_NEXT)
+    f = step_plan_lifecycle(&x);
+  if (f == FLOW_NEXT)
+    f = step_evaluate_policy(&x);
+  if (f == FLOW_NEXT)
+    f = step_audit_started(&x);
+  if (f == FLOW_NEXT)
+    f = step_resolve_plan_and_placement(&x);
+  if (f == FLOW_NEXT)
+    f = step_apply_objects(&x);
+  if (f == FLOW_NEXT) {
+    step_database(&x);
+    step_keys(&x);
+  }
+  if (f == FLOW_NEXT || f == FLOW_BREAKGLASS) {
+    step_breakglass(&x);
+    step_report_drift(&x);
+    f = FLOW_NEXT;
+  }
+  if (f == FLOW_NEXT || f == FLOW_STATUS)
+    f = step_status(&x);
+  if (f == FLOW_NEXT)
+    step_audit_outcome(&x);
+
+  struct tn_result res = x.res;
+  run_cleanup(&x);
   return res;
 }
