@@ -1120,6 +1120,8 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
     rc = tn_httpserver_route(api->srv, "GET", API_PREFIX, handle, api);
   if (rc == 0)
     rc = tn_httpserver_route_prefix(api->srv, "GET", API_PREFIX "/", handle, api);
+  if (rc == 0) /* any other path under /api/ gets a problem detail */
+    rc = tn_httpserver_route_prefix(api->srv, "GET", "/api/", handle, api);
   if (rc == 0)
     rc = tn_httpserver_route(api->srv, "GET", "/openapi.json", serve_openapi, api);
   const char *ens = cfg->events_namespace ? cfg->events_namespace : "default";
