@@ -79,6 +79,7 @@ struct tn_readapi {
   struct tn_informer *tenants;
   struct tn_informer *events; /* owned; NULL: no events cache */
   struct tn_limiter *limiter;
+  struct tn_limit_rule review_rule; /* TokenReviews of tokens not cached, all callers together */
   double ttl;
   size_t n_slots;
   struct user_slot *users;
@@ -149,10 +150,10 @@ static const char *status_title(int status) {
 }
 
 /* Answers a problem: type https://tenancy.dev/problems/<slug>, the status's title, detail. */
-static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status, const char *slug,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status, const char *slug,
-                   const char *fmt, ...) {
+static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status,
+                   const char *slug, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status,
+                   const char *slug, const char *fmt, ...) {
   char detail[512];
   va_list ap;
   va_start(ap, fmt);
@@ -160,8 +161,8 @@ static int problem(const struct tn_http_request *req, struct tn_http_response *r
   va_end(ap);
   char type[128];
   snprintf(type, sizeof type, "https://tenancy.dev/problems/%s", slug);
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", status_title(status), "status", status,
-                        "detail", detail, "instance", req->path);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", status_title(status), "status",
+                        status, "detail", detail, "instance", req->path);
   if (!p)
     return -ENOMEM;
   char *s = json_dumps(p, JSON_COMPACT);
@@ -299,9 +300,10 @@ int tn_readapi_token_decode(const char *token, const char *fp, char **after, str
     rc = tn_error_set(err, TN_EINVALID, "the continue token has version %lld; this API issues version %d",
                       (long long)v, TOKEN_VERSION);
   else if (strcmp(f, fp) != 0)
-    rc = tn_error_set(err, TN_EINVALID,
-                      "the continue token was issued for other filters: repeat the first page's plan, region, "
-                      "state, isolation and q with it");
+    rc =
+        tn_error_set(err, TN_EINVALID,
+                     "the continue token was issued for other filters: repeat the first page's plan, region, "
+                     "state, isolation and q with it");
   else if (!(*after = strdup(a)))
     rc = tn_error_set(err, -ENOMEM, "out of memory");
   json_decref(t);
@@ -311,8 +313,9 @@ int tn_readapi_token_decode(const char *token, const char *fp, char **after, str
 /* The filters' fingerprint: 16 hex digits of SHA-256 over them. */
 static void filter_fp(const struct tn_readapi_filter *f, char out[17]) {
   char buf[2048];
-  int n = snprintf(buf, sizeof buf, "%s\x1f%s\x1f%s\x1f%s\x1f%s", f->plan ? f->plan : "", f->region ? f->region : "",
-                   f->state ? f->state : "", f->isolation ? f->isolation : "", f->q ? f->q : "");
+  int n = snprintf(buf, sizeof buf, "%s\x1f%s\x1f%s\x1f%s\x1f%s", f->plan ? f->plan : "",
+                   f->region ? f->region : "", f->state ? f->state : "", f->isolation ? f->isolation : "",
+                   f->q ? f->q : "");
   unsigned char d[32];
   sha256(buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, d);
   for (int i = 0; i < 8; i++)
@@ -364,8 +367,8 @@ static int entry_fill(struct entry *e, const json_t *t) {
   tn_buf_reset(&b);
   rc = tn_buf_appends(&b, "\n");
   size_t i;
-  json_array_foreach(json_object_get(json_object_get(json_object_get(t, "spec"), "identity"), "groupBindings"), i,
-                     v) {
+  json_array_foreach(
+      json_object_get(json_object_get(json_object_get(t, "spec"), "identity"), "groupBindings"), i, v) {
     const char *g = json_string_value(json_object_get(v, "group"));
     if (g && *g && !strchr(g, '\n'))
       rc = rc ? rc : tn_buf_printf(&b, "%s\n", g);
@@ -378,7 +381,9 @@ static int entry_fill(struct entry *e, const json_t *t) {
   return 0;
 }
 
-static bool eq_filter(const char *want, const char *have) { return !want || !*want || strcmp(want, have) == 0; }
+static bool eq_filter(const char *want, const char *have) {
+  return !want || !*want || strcmp(want, have) == 0;
+}
 
 /* q_lower: the lower-cased q. */
 static bool entry_matches(const struct entry *e, const struct tn_readapi_filter *f, const char *q_lower) {
@@ -547,9 +552,17 @@ static int authenticate(struct tn_readapi *api, const char *authorization, unsig
   }
   sha256(p, n, tok_hash);
   double now = tn_mono_now();
-  struct user_slot *s = &api->users[(((size_t)tok_hash[0] << 8) | tok_hash[1] | ((size_t)tok_hash[2] << 16)) %
-                                    api->n_slots];
+  struct user_slot *s =
+      &api->users[(((size_t)tok_hash[0] << 8) | tok_hash[1] | ((size_t)tok_hash[2] << 16)) % api->n_slots];
   if (!(s->used && s->expires > now && memcmp(s->key, tok_hash, 32) == 0)) {
+    /* A token not seen lately costs a TokenReview on this thread: bound how many a second, so
+     * a flood of made-up tokens cannot keep the thread waiting on the API server. */
+    struct tn_limit_decision d;
+    tn_limiter_take(api->limiter, "tokenreview", &api->review_rule, now, &d);
+    if (!d.allowed) {
+      snprintf(why, why_n, "too many new tokens at once; retry in %.0f s", ceil(d.retry_after_s));
+      return 429;
+    }
     char *tok = strndup(p, n);
     json_t *review = tok ? json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind",
                                      "TokenReview", "spec", "token", tok)
@@ -593,8 +606,8 @@ static int authenticate(struct tn_readapi *api, const char *authorization, unsig
 
 /* Whether the SubjectAccessReview allows user to verb tenants (name "" = every tenant). 0 = no,
  * 1 = yes, or an HTTP status (503) when the review failed. */
-static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], const json_t *user, const char *verb,
-                     const char *name) {
+static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], const json_t *user,
+                     const char *verb, const char *name) {
   unsigned char key[32];
   char buf[32 + 16 + 256];
   size_t vn = strlen(verb), nn = strlen(name);
@@ -625,8 +638,8 @@ static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], c
   json_t *extra = json_object_get(user, "extra");
   if (json_is_object(extra))
     json_object_set(spec, "extra", extra);
-  json_t *sar = json_pack("{s:s, s:s, s:o}", "apiVersion", "authorization.k8s.io/v1", "kind", "SubjectAccessReview",
-                          "spec", spec);
+  json_t *sar = json_pack("{s:s, s:s, s:o}", "apiVersion", "authorization.k8s.io/v1", "kind",
+                          "SubjectAccessReview", "spec", spec);
   if (!sar)
     return 503;
   json_t *out = NULL;
@@ -651,8 +664,9 @@ static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], c
 
 /* Takes a token from the tenant's bucket for endpoint. 0: go on (headers set when limited);
  * 429: answered. */
-static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req, struct tn_http_response *resp,
-                      const json_t *tenant, const char *id, const char *endpoint) {
+static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
+                      struct tn_http_response *resp, const json_t *tenant, const char *id,
+                      const char *endpoint) {
   struct tn_limit_rule rule;
   if (tn_limit_rule_for_tenant(tenant, endpoint, &rule) != 0)
     return 0; /* unlimited */
@@ -673,8 +687,8 @@ static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
   (void)tn_http_response_header(resp, "Retry-After", ra);
   int hdrs = resp->n_headers;
   (void)problem(req, resp, 429, "rate-limited",
-                "tenant %s is over its %s rate limit (%.3g requests/s, burst %.0f); retry after %s s", id, endpoint,
-                rule.rate_per_s, rule.burst, ra);
+                "tenant %s is over its %s rate limit (%.3g requests/s, burst %.0f); retry after %s s", id,
+                endpoint, rule.rate_per_s, rule.burst, ra);
   resp->n_headers = hdrs;
   return 429;
 }
@@ -699,8 +713,8 @@ static int may_get(struct call *c, const char *id, const json_t *t) {
 }
 
 static int forbidden(struct call *c, const char *what) {
-  return problem(c->req, c->resp, 403, "forbidden", "%s may not %s", str_at(c->user, "username", NULL, NULL) ?: "",
-                 what);
+  return problem(c->req, c->resp, 403, "forbidden", "%s may not %s",
+                 str_at(c->user, "username", NULL, NULL) ?: "", what);
 }
 
 /* The tenant id's endpoints: "" (the tenant), "placement", "events". */
@@ -738,10 +752,11 @@ static int serve_one(struct call *c, const char *id, const char *sub) {
       }
       json_t *pl = json_object_get(st, "placement");
       json_t *ns = json_object_get(st, "namespaces");
-      json_t *res = json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:O}", "apiVersion", GROUP "/" VERSION, "kind",
-                              "TenantPlacement", "tenant", id, "placement", pl ? pl : json_null(), "residency",
-                              json_object_get(json_object_get(t, "spec"), "residency") ?: json_null(), "namespaces",
-                              ns ? json_deep_copy(ns) : json_array(), "condition", placed ? placed : json_null());
+      json_t *res =
+          json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:O}", "apiVersion", GROUP "/" VERSION, "kind",
+                    "TenantPlacement", "tenant", id, "placement", pl ? pl : json_null(), "residency",
+                    json_object_get(json_object_get(t, "spec"), "residency") ?: json_null(), "namespaces",
+                    ns ? json_deep_copy(ns) : json_array(), "condition", placed ? placed : json_null());
       rc = send_json(c->resp, res);
     } else { /* events */
       if (!c->api->events) {
@@ -751,8 +766,8 @@ static int serve_one(struct call *c, const char *id, const char *sub) {
         struct tn_error err;
         tn_error_clear(&err);
         json_t *evs = tn_informer_list_by_index(c->api->events, EVENTS_INDEX, id, &err);
-        json_t *res = evs ? json_pack("{s:s, s:s, s:{}, s:o}", "apiVersion", "v1", "kind", "EventList", "metadata",
-                                      "items", evs)
+        json_t *res = evs ? json_pack("{s:s, s:s, s:{}, s:o}", "apiVersion", "v1", "kind", "EventList",
+                                      "metadata", "items", evs)
                           : NULL;
         rc = send_json(c->resp, res);
       }
@@ -775,9 +790,10 @@ static int serve_by_external_id(struct call *c, const char *system, const char *
   int rc;
   if (!t) {
     int a = authorize(c->api, c->tok, c->user, "list", "");
-    rc = a == 503   ? problem(c->req, c->resp, 503, "authorization-unavailable", "the access check failed; retry")
-         : a == 1   ? problem(c->req, c->resp, 404, "not-found", "no tenant has external id %s=%s", system, xid)
-                    : forbidden(c, "look tenants up by external id");
+    rc = a == 503
+             ? problem(c->req, c->resp, 503, "authorization-unavailable", "the access check failed; retry")
+         : a == 1 ? problem(c->req, c->resp, 404, "not-found", "no tenant has external id %s=%s", system, xid)
+                  : forbidden(c, "look tenants up by external id");
     return rc;
   }
   const char *id = str_at(t, "metadata", "name", NULL) ?: "";
@@ -886,8 +902,8 @@ static int serve_list(struct call *c) {
     json_object_set_new(meta, "continue", json_string(tok));
     free(tok);
   }
-  json_t *list = meta ? json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", GROUP "/" VERSION, "kind", "TenantList",
-                                  "metadata", meta, "items", items)
+  json_t *list = meta ? json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", GROUP "/" VERSION, "kind",
+                                  "TenantList", "metadata", meta, "items", items)
                       : NULL;
   if (!meta)
     json_decref(items);
@@ -911,7 +927,8 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
   } else if (strncmp(path, API_PREFIX "/by-external-id/", strlen(API_PREFIX "/by-external-id/")) == 0) {
     const char *p = path + strlen(API_PREFIX "/by-external-id/");
     const char *slash = strchr(p, '/');
-    if (slash && slash > p && (size_t)(slash - p) < sizeof system && slash[1] && strlen(slash + 1) < sizeof xid) {
+    if (slash && slash > p && (size_t)(slash - p) < sizeof system && slash[1] &&
+        strlen(slash + 1) < sizeof xid) {
       snprintf(system, sizeof system, "%.*s", (int)(slash - p), p);
       snprintf(xid, sizeof xid, "%s", slash + 1);
       r = R_XID;
@@ -939,7 +956,13 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
   if (st) {
     if (st == 401)
       (void)tn_http_response_header(resp, "WWW-Authenticate", "Bearer realm=\"tenancy-operator\"");
-    rc = problem(req, resp, st, st == 401 ? "unauthenticated" : "authentication-unavailable", "%s", why);
+    if (st == 429)
+      (void)tn_http_response_header(resp, "Retry-After", "1");
+    rc = problem(req, resp, st,
+                 st == 401   ? "unauthenticated"
+                 : st == 429 ? "too-many-token-reviews"
+                             : "authentication-unavailable",
+                 "%s", why);
     goto out;
   }
   if (r == R_LIST)
@@ -1058,11 +1081,12 @@ static void *reloader_main(void *arg) {
       struct tn_error err;
       tn_error_clear(&err);
       if (cert && key && tn_httpserver_set_certificate(api->srv, cert, key, &err) == 0) {
-        tn_log(TN_LOG_INFO, NULL, "read API: serving the certificate of %s again (it changed)", api->cert_file);
+        tn_log(TN_LOG_INFO, NULL, "read API: serving the certificate of %s again (it changed)",
+               api->cert_file);
         c0 = c1, k0 = k1, cs0 = cs1, ks0 = ks1;
       } else {
-        tn_log(TN_LOG_WARN, NULL, "read API: the changed certificate %s is not served yet: %s", api->cert_file,
-               cert && key ? err.message : "cannot read it");
+        tn_log(TN_LOG_WARN, NULL, "read API: the changed certificate %s is not served yet: %s",
+               api->cert_file, cert && key ? err.message : "cannot read it");
       }
       free(cert);
       if (key) {
@@ -1098,6 +1122,9 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
   api->kube = cfg->kube;
   api->tenants = cfg->tenants;
   api->ttl = cfg->auth_cache_ttl_s > 0 ? cfg->auth_cache_ttl_s : 10.0;
+  api->review_rule =
+      (struct tn_limit_rule){.rate_per_s = cfg->token_reviews_per_s > 0 ? cfg->token_reviews_per_s : 100,
+                             .burst = cfg->token_reviews_per_s > 0 ? 2 * cfg->token_reviews_per_s : 200};
   api->n_slots = cfg->auth_cache_size ? cfg->auth_cache_size : 4096;
   api->reload_s = cfg->cert_reload_interval_s == 0 ? 10.0 : cfg->cert_reload_interval_s;
   api->users = calloc(api->n_slots, sizeof *api->users);

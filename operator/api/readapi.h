@@ -19,18 +19,19 @@ struct tn_metrics;
 #define TN_READAPI_MAX_LIMIT 1000    /* the largest ?limit */
 
 struct tn_readapi_config {
-  const char *bind_address;        /* "host:port", ":port"; "0" disables (tn_readapi_new gives NULL) */
+  const char *bind_address;         /* "host:port", ":port"; "0" disables (tn_readapi_new gives NULL) */
   const char *cert_file, *key_file; /* the serving certificate (PEM); required; re-read when changed */
-  struct tn_kube *kube;            /* borrowed: TokenReview, SubjectAccessReview, the events informer */
-  struct tn_informer *tenants;     /* borrowed: the Tenant cache (manager's), with the externalId index */
+  struct tn_kube *kube;             /* borrowed: TokenReview, SubjectAccessReview, the events informer */
+  struct tn_informer *tenants;      /* borrowed: the Tenant cache (manager's), with the externalId index */
   /* Where Tenant Events live (the recorder writes a cluster-scoped object's Events into
    * "default"); NULL: "default". "-": no events cache (GET .../events answers 501). */
   const char *events_namespace;
-  struct tn_metrics *metrics; /* borrowed, may be NULL */
-  double auth_cache_ttl_s;    /* TokenReview and SubjectAccessReview answers are kept this long; 0: 10 */
-  size_t auth_cache_size;     /* slots of each cache (bounded memory); 0: 4096 */
-  size_t limiter_keys;        /* token buckets held at most; 0: 65536 */
+  struct tn_metrics *metrics;    /* borrowed, may be NULL */
+  double auth_cache_ttl_s;       /* TokenReview and SubjectAccessReview answers are kept this long; 0: 10 */
+  size_t auth_cache_size;        /* slots of each cache (bounded memory); 0: 4096 */
+  size_t limiter_keys;           /* token buckets held at most; 0: 65536 */
   double cert_reload_interval_s; /* how often the certificate files are looked at; 0: 10; < 0: never */
+  double token_reviews_per_s; /* TokenReviews of uncached tokens, all callers together; 0: 100 (burst 2x) */
 };
 
 struct tn_readapi; /* opaque */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/readapi.h"
 #include "audit/audit.h"
 #include "audit/head.h"
 #include "converge/admission.h"
@@ -17,7 +18,6 @@
 #include "converge/reconciler.h"
 #include "kube/client.h"
 #include "runtime/events.h"
-#include "api/readapi.h"
 #include "runtime/httpserver.h"
 #include "runtime/leader.h"
 #include "runtime/log.h"

@@ -365,4 +365,6 @@ struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {
   return (struct tn_admission_hooks){.ud = m};
 }
 
-struct tn_informer *tn_manager_tenants_informer(struct tn_manager *m) { return m->rec.tenants; }
+struct tn_informer *tn_manager_tenants_informer(struct tn_manager *m) {
+  return m->rec.tenants;
+}

@@ -302,7 +302,8 @@ static int route_add2(struct tn_httpserver *srv, const char *method, const char 
   }
   struct route **tail = &srv->routes;
   for (; *tail; tail = &(*tail)->next) {
-    if (strcmp((*tail)->method, method) == 0 && strcmp((*tail)->path, path) == 0 && (*tail)->prefix == prefix) {
+    if (strcmp((*tail)->method, method) == 0 && strcmp((*tail)->path, path) == 0 &&
+        (*tail)->prefix == prefix) {
       rc = -EEXIST;
       goto out;
     }
@@ -732,7 +733,8 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
       for (char *c = name; *c; c++)
         if (*c >= 'A' && *c <= 'Z')
           *c = (char)(*c - 'A' + 'a'); /* lws wants lower case names */
-      if (lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)ex->headers[i].value,
+      if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                      (const unsigned char *)ex->headers[i].value,
                                       (int)strlen(ex->headers[i].value), &p, end))
         return 1;
     }

@@ -43,7 +43,8 @@ struct tn_options {
                                         Secrets Regions may reference; NULL = none */
   char *api_addr;                    /* read API listener; default ":8443"; "0" = off */
   bool api_addr_set;                 /* --api-bind-address was given (else the default) */
-  char *api_cert_file, *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
+  char *api_cert_file,
+      *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
   bool help;
   bool version;
 };

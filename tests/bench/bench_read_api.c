@@ -10,11 +10,13 @@
  * stopped at the end. The operator is $TENANCY_OPERATOR_BIN, else build/release/bin/tenancy-operator.
  * Method and figures: docs/read-api.md. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,13 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "kube/client.h"
 #include "util/buf.h"
@@ -107,12 +107,13 @@ static void *create_range(void *arg) {
   struct range *r = arg;
   for (int i = r->from; i < r->to; i++) {
     char body[1024];
-    snprintf(body, sizeof body,
-             "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"bench-%05d\","
-             "\"labels\":{\"" LABEL "\":\"1\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"%s\",\"isolation\":"
-             "\"shared\",\"displayName\":\"Bench Tenant %d\",\"externalIds\":{\"billing\":\"cus_%05d\"},"
-             "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"environments\":[\"prod\"]}}",
-             i, plans[i % 3], i, i);
+    snprintf(
+        body, sizeof body,
+        "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"bench-%05d\","
+        "\"labels\":{\"" LABEL "\":\"1\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"%s\",\"isolation\":"
+        "\"shared\",\"displayName\":\"Bench Tenant %d\",\"externalIds\":{\"billing\":\"cus_%05d\"},"
+        "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"environments\":[\"prod\"]}}",
+        i, plans[i % 3], i, i);
     json_t *obj = json_loads(body, 0, NULL);
     struct tn_error err;
     tn_error_clear(&err);
@@ -179,8 +180,8 @@ static void *worker_main(void *arg) {
     int i = (int)(rand_r(&w->seed) % (unsigned)opt.tenants);
     char url[1024];
     if (w->t == T_API && w->pages)
-      snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v1/tenants?plan=%s&q=tenant%%20%d&limit=100", api_port,
-               plans[i % 3], i % 100);
+      snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v1/tenants?plan=%s&q=tenant%%20%d&limit=100",
+               api_port, plans[i % 3], i % 100);
     else if (w->t == T_API)
       snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v1/tenants/bench-%05d", api_port, i);
     else
@@ -275,8 +276,9 @@ static int start_operator(void) {
     FILE *f = freopen(logf, "w", stdout);
     (void)f;
     dup2(1, 2);
-    execl(bin, bin, a_addr, a_cert, a_key, a_m, a_p, "--leader-elect=true", "--leader-election-namespace=default",
-          "--leader-election-id=bench-read-api", "--log-level=warn", (char *)NULL);
+    execl(bin, bin, a_addr, a_cert, a_key, a_m, a_p, "--leader-elect=true",
+          "--leader-election-namespace=default", "--leader-election-id=bench-read-api", "--log-level=warn",
+          (char *)NULL);
     _exit(127);
   }
   return op_pid > 0 ? 0 : -1;
@@ -332,9 +334,11 @@ static int run_bench(void) {
   }
   /* a reader: a ServiceAccount allowed to get and list tenants */
   sh("kubectl -n default create serviceaccount bench-read-api >/dev/null 2>&1; "
-     "printf '%%s' '{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\",\"metadata\":{\"name\":"
+     "printf '%%s' "
+     "'{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\",\"metadata\":{\"name\":"
      "\"bench-read-api\"},\"rules\":[{\"apiGroups\":[\"tenancy.dev\"],\"resources\":[\"tenants\"],\"verbs\":"
-     "[\"get\",\"list\"]}]}' | kubectl apply -f - >/dev/null; kubectl create clusterrolebinding bench-read-api "
+     "[\"get\",\"list\"]}]}' | kubectl apply -f - >/dev/null; kubectl create clusterrolebinding "
+     "bench-read-api "
      "--clusterrole=bench-read-api --serviceaccount=default:bench-read-api >/dev/null 2>&1");
   FILE *f = popen("kubectl -n default create token bench-read-api --duration=2h", "r");
   if (!f || !fgets(token, sizeof token, f)) {
@@ -370,14 +374,17 @@ static int run_bench(void) {
   while (now() - t0 < 180 && (listed = count_listed()) < opt.tenants)
     usleep(500000);
   if (listed < opt.tenants) {
-    fprintf(stderr, "bench_read_api: the read API lists %ld of %d tenants after 180 s (log: %s/operator.log)\n",
+    fprintf(stderr,
+            "bench_read_api: the read API lists %ld of %d tenants after 180 s (log: %s/operator.log)\n",
             listed, opt.tenants, dir);
     stop_operator();
     return 1;
   }
-  printf("bench_read_api: the operator's cache serves all %ld tenants (%.1f s after start)\n", listed, now() - t0);
-  printf("bench_read_api: %d tenants, %ld online CPUs, keep-alive HTTPS, %d client thread(s) in this process\n",
-         opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), opt.clients);
+  printf("bench_read_api: the operator's cache serves all %ld tenants (%.1f s after start)\n", listed,
+         now() - t0);
+  printf(
+      "bench_read_api: %d tenants, %ld online CPUs, keep-alive HTTPS, %d client thread(s) in this process\n",
+      opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), opt.clients);
   measure("warm-up (read API, by id)", T_API, false, opt.clients, 2);
   measure("read API: GET /api/v1/tenants/{id}", T_API, false, opt.clients, opt.seconds);
   measure("read API: GET /api/v1/tenants/{id} (1 client)", T_API, false, 1, opt.seconds);
@@ -400,8 +407,10 @@ static int run_bench(void) {
   stop_operator();
   if (!opt.keep) {
     sh("kubectl delete tenants -l " LABEL "=1 --wait=false >/dev/null 2>&1; kubectl -n default delete lease "
-       "bench-read-api >/dev/null 2>&1; kubectl delete clusterrolebinding bench-read-api >/dev/null 2>&1; kubectl "
-       "delete clusterrole bench-read-api >/dev/null 2>&1; kubectl -n default delete serviceaccount bench-read-api "
+       "bench-read-api >/dev/null 2>&1; kubectl delete clusterrolebinding bench-read-api >/dev/null 2>&1; "
+       "kubectl "
+       "delete clusterrole bench-read-api >/dev/null 2>&1; kubectl -n default delete serviceaccount "
+       "bench-read-api "
        ">/dev/null 2>&1");
   }
   sh("rm -rf '%s'", dir);
@@ -487,7 +496,8 @@ int main(int argc, char **argv) {
   const char *kc = getenv("KUBECONFIG");
   if (kc && *kc) {
     if (!getenv("TENANCY_KUBE_SERVER") || !getenv("TENANCY_CA_FILE")) {
-      fprintf(stderr, "bench_read_api: source the stack's cluster.env (TENANCY_KUBE_SERVER, TENANCY_CA_FILE)\n");
+      fprintf(stderr,
+              "bench_read_api: source the stack's cluster.env (TENANCY_KUBE_SERVER, TENANCY_CA_FILE)\n");
       return 1;
     }
     return run_bench();
@@ -497,7 +507,8 @@ int main(int argc, char **argv) {
   snprintf(envfile, sizeof envfile, "%s/cluster.env", state);
   fprintf(stderr, "bench_read_api: KUBECONFIG is not set: starting a private stack in %s\n", state);
   int rc = 1;
-  if (sh("TENANCY_STATE_DIR='%s' '%s/hack/cluster-up.sh' >/dev/null", state, root) == 0 && load_env(envfile) == 0)
+  if (sh("TENANCY_STATE_DIR='%s' '%s/hack/cluster-up.sh' >/dev/null", state, root) == 0 &&
+      load_env(envfile) == 0)
     rc = run_bench();
   else
     fprintf(stderr, "bench_read_api: the private stack did not start; nothing measured\n");

@@ -28,9 +28,9 @@ static const struct tn_gvr gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", 
 
 static struct tn_test_operator g_op;
 static int g_port;
-static char g_dir[256];   /* certificate, key, kubeconfig bits */
-static char g_ns[64];     /* the test's namespace (ServiceAccounts) */
-static char g_run[32];    /* this process's label value and name prefix */
+static char g_dir[256]; /* certificate, key, kubeconfig bits */
+static char g_ns[64];   /* the test's namespace (ServiceAccounts) */
+static char g_run[32];  /* this process's label value and name prefix */
 static char g_lease[64];
 
 static const char *run_id(void) {
@@ -139,7 +139,8 @@ static struct resp api_get(const char *path, const char *token) {
 static void expect_problem(const struct resp *r, long status, const char *what) {
   cr_assert_eq(r->status, status, "%s: status %ld, want %ld: %s", what, r->status, status, r->body.data);
   const char *ct = header(r, "content-type");
-  cr_assert(ct && strncmp(ct, "application/problem+json", 24) == 0, "%s: content-type %s", what, ct ? ct : "-");
+  cr_assert(ct && strncmp(ct, "application/problem+json", 24) == 0, "%s: content-type %s", what,
+            ct ? ct : "-");
   cr_assert_eq(json_integer_value(json_object_get(r->json, "status")), status, "%s: %s", what, r->body.data);
   cr_assert(json_string_value(json_object_get(r->json, "title")) &&
                 json_string_value(json_object_get(r->json, "type")) &&
@@ -152,7 +153,8 @@ static void expect_problem(const struct resp *r, long status, const char *what) 
 /* A token of ServiceAccount sa in the test namespace (TokenRequest API). malloc'd. */
 static char *sa_token(const char *sa) {
   char *out = NULL;
-  int rc = tn_test_sh(&out, "kubectl -n %s create serviceaccount %s >/dev/null 2>&1; kubectl -n %s create token %s "
+  int rc = tn_test_sh(&out,
+                      "kubectl -n %s create serviceaccount %s >/dev/null 2>&1; kubectl -n %s create token %s "
                       "--duration=1h",
                       g_ns, sa, g_ns, sa);
   cr_assert_eq(rc, 0, "token of %s: %s", sa, out);
@@ -179,11 +181,13 @@ static char *user_token(const char *who) {
 
 static void create_tenant(const char *name, const char *extra_spec) {
   char body[4096];
-  snprintf(body, sizeof body,
-           "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":{"
-           "\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
-           "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"us-east-1\"]},\"environments\":[\"prod\"]%s%s}}",
-           name, run_id(), extra_spec ? "," : "", extra_spec ? extra_spec : "");
+  snprintf(
+      body, sizeof body,
+      "{\"apiVersion\":\"tenancy.dev/"
+      "v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":{"
+      "\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
+      "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"us-east-1\"]},\"environments\":[\"prod\"]%s%s}}",
+      name, run_id(), extra_spec ? "," : "", extra_spec ? extra_spec : "");
   json_t *obj = json_loads(body, 0, NULL);
   cr_assert(obj, "bad fixture %s", body);
   struct tn_error err;
@@ -195,16 +199,17 @@ static void create_tenant(const char *name, const char *extra_spec) {
 
 static void patch_status(const char *name, const char *status_json) {
   char cmd[4096];
-  snprintf(cmd, sizeof cmd, "kubectl patch tenant %s --subresource=status --type=merge -p '{\"status\":%s}' >/dev/null",
-           name, status_json);
+  snprintf(cmd, sizeof cmd,
+           "kubectl patch tenant %s --subresource=status --type=merge -p '{\"status\":%s}' >/dev/null", name,
+           status_json);
   sh_ok("patch status", cmd);
 }
 
 static void delete_collection(void) {
   char q[256];
   snprintf(q, sizeof q, "labelSelector=" LABEL "%%3D%s", run_id());
-  struct tn_kube_request req = {.method = "DELETE", .path = "/apis/tenancy.dev/v1alpha1/tenants", .query = q,
-                                .timeout_ms = 300000};
+  struct tn_kube_request req = {
+      .method = "DELETE", .path = "/apis/tenancy.dev/v1alpha1/tenants", .query = q, .timeout_ms = 300000};
   struct tn_kube_response resp;
   tn_kube_response_init(&resp);
   struct tn_error err;
@@ -249,12 +254,13 @@ static void setup(void) {
         "[\"tenants\"],\"verbs\":[\"get\",\"list\"]}]}' | kubectl apply -f - >/dev/null");
   /* the Lease held by someone else for an hour: the operator stays a standby */
   snprintf(g_lease, sizeof g_lease, "readapi-lease-%ld", (long)getpid());
-  snprintf(cmd, sizeof cmd,
-           "printf '%%s' '{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":"
-           "\"%s\",\"namespace\":\"default\"},\"spec\":{\"holderIdentity\":\"someone-else\","
-           "\"leaseDurationSeconds\":3600,\"renewTime\":\"2030-01-01T00:00:00.000000Z\"}}' | kubectl apply -f - "
-           ">/dev/null",
-           g_lease);
+  snprintf(
+      cmd, sizeof cmd,
+      "printf '%%s' '{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":"
+      "\"%s\",\"namespace\":\"default\"},\"spec\":{\"holderIdentity\":\"someone-else\","
+      "\"leaseDurationSeconds\":3600,\"renewTime\":\"2030-01-01T00:00:00.000000Z\"}}' | kubectl apply -f - "
+      ">/dev/null",
+      g_lease);
   sh_ok("lease", cmd);
   g_port = tn_test_free_port();
   char a_addr[64], a_cert[300], a_key[300], a_id[128];
@@ -262,8 +268,8 @@ static void setup(void) {
   snprintf(a_cert, sizeof a_cert, "--api-cert-file=%s/tls.crt", g_dir);
   snprintf(a_key, sizeof a_key, "--api-key-file=%s/tls.key", g_dir);
   snprintf(a_id, sizeof a_id, "--leader-election-id=%s", g_lease);
-  const char *args[] = {a_addr, a_cert, a_key, "--leader-elect=true", "--leader-election-namespace=default", a_id,
-                        NULL};
+  const char *args[] = {a_addr, a_cert, a_key, "--leader-elect=true", "--leader-election-namespace=default",
+                        a_id,   NULL};
   tn_test_operator_start(&g_op, args);
   if (!tn_test_operator_wait_ready(&g_op, 60)) {
     tn_test_operator_dump_log(&g_op);
@@ -325,7 +331,8 @@ Test(read_api, authentication_and_one_tenant) {
   json_t *meta = json_object_get(r.json, "metadata");
   cr_assert_str_eq(json_string_value(json_object_get(meta, "name")), name);
   cr_assert_null(json_object_get(meta, "managedFields"), "managedFields are served");
-  cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")), "One Inc");
+  cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")),
+                   "One Inc");
   resp_free(&r);
 
   r = api_get(path, nobody);
@@ -344,8 +351,9 @@ Test(read_api, authentication_and_one_tenant) {
   resp_free(&r);
 
   /* placement, from the status */
-  patch_status(name, "{\"state\":\"Active\",\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"shared\"},"
-                     "\"namespaces\":[\"x-prod\"]}");
+  patch_status(name,
+               "{\"state\":\"Active\",\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"shared\"},"
+               "\"namespaces\":[\"x-prod\"]}");
   snprintf(path, sizeof path, "/api/v1/tenants/%s/placement", name);
   double t0 = tn_test_now();
   for (;;) {
@@ -364,12 +372,14 @@ Test(read_api, authentication_and_one_tenant) {
 
   /* events: a core Event about the tenant shows up from the events cache */
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "printf '%%s' '{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"%s.e1\",\"namespace\":"
-           "\"default\"},\"involvedObject\":{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"name\":"
-           "\"%s\"},\"reason\":\"Activated\",\"message\":\"hello\",\"type\":\"Normal\",\"source\":{\"component\":"
-           "\"test\"}}' | kubectl create -f - >/dev/null",
-           name, name);
+  snprintf(
+      cmd, sizeof cmd,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"%s.e1\",\"namespace\":"
+      "\"default\"},\"involvedObject\":{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"name\":"
+      "\"%s\"},\"reason\":\"Activated\",\"message\":\"hello\",\"type\":\"Normal\",\"source\":{\"component\":"
+      "\"test\"}}' | kubectl create -f - >/dev/null",
+      name, name);
   sh_ok("event", cmd);
   snprintf(path, sizeof path, "/api/v1/tenants/%s/events", name);
   t0 = tn_test_now();
@@ -442,15 +452,18 @@ Test(read_api, filters_and_external_ids) {
   snprintf(b, sizeof b, "%s-fb", run_id());
   snprintf(c, sizeof c, "%s-fc", run_id());
   snprintf(d, sizeof d, "%s-fd", run_id());
-  snprintf(spec, sizeof spec, "\"displayName\":\"Zebra Works\",\"externalIds\":{\"billing\":\"cus_%s_A\"}", run_id());
+  snprintf(spec, sizeof spec, "\"displayName\":\"Zebra Works\",\"externalIds\":{\"billing\":\"cus_%s_A\"}",
+           run_id());
   create_tenant(a, spec);
   snprintf(spec, sizeof spec,
-           "\"plan\":\"standard\",\"isolation\":\"dedicated\",\"externalIds\":{\"crm\":\"CRM-%s-B\"}", run_id());
+           "\"plan\":\"standard\",\"isolation\":\"dedicated\",\"externalIds\":{\"crm\":\"CRM-%s-B\"}",
+           run_id());
   create_tenant(b, spec);
   create_tenant(c, "\"plan\":\"enterprise\",\"isolation\":\"hybrid\"");
   create_tenant(d, "\"displayName\":\"Quiet\"");
   patch_status(a, "{\"state\":\"Active\",\"placement\":{\"region\":\"eu-west-1\",\"isolation\":\"shared\"}}");
-  patch_status(b, "{\"state\":\"Suspended\",\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"dedicated\"}}");
+  patch_status(
+      b, "{\"state\":\"Suspended\",\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"dedicated\"}}");
   patch_status(c, "{\"state\":\"Active\",\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"hybrid\"}}");
   char *reader = reader_token();
   char q[512], path[512];
@@ -507,7 +520,8 @@ Test(read_api, filters_and_external_ids) {
   cr_assert_eq(json_array_size(n), 4);
   /* stable order by name */
   for (size_t i = 1; i < json_array_size(n); i++)
-    cr_assert(strcmp(json_string_value(json_array_get(n, i - 1)), json_string_value(json_array_get(n, i))) < 0);
+    cr_assert(strcmp(json_string_value(json_array_get(n, i - 1)), json_string_value(json_array_get(n, i))) <
+              0);
   json_decref(n);
 
   /* external ids */
@@ -668,8 +682,10 @@ static void *create_range(void *arg) {
     snprintf(name, sizeof name, "%s-p%05d", run_id(), i);
     char body[1024];
     snprintf(body, sizeof body,
-             "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":"
-             "{\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
+             "{\"apiVersion\":\"tenancy.dev/"
+             "v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":"
+             "{\"" LABEL
+             "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
              "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"environments\":[\"prod\"]}}",
              name, run_id());
     json_t *obj = json_loads(body, 0, NULL);
@@ -704,8 +720,10 @@ static void *churn_main(void *arg) {
     snprintf(name, sizeof name, "%s-p%05d-new", run_id(), (i * 13 + 5) % N_TENANTS);
     char body[1024];
     snprintf(body, sizeof body,
-             "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":"
-             "{\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
+             "{\"apiVersion\":\"tenancy.dev/"
+             "v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":"
+             "{\"" LABEL
+             "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
              "\"residency\":{\"allowedRegions\":[\"eu-west-1\"]},\"environments\":[\"prod\"]}}",
              name, run_id());
     json_t *obj = json_loads(body, 0, NULL);
@@ -732,8 +750,8 @@ Test(read_api, pagination_of_10000_tenants_while_they_change, .timeout = 900) {
   struct creator cr[N_THREADS];
   double t0 = tn_test_now();
   for (int t = 0; t < N_THREADS; t++) {
-    cr[t] = (struct creator){.from = t * N_TENANTS / N_THREADS, .to = (t + 1) * N_TENANTS / N_THREADS,
-                             .failed = &failed};
+    cr[t] = (struct creator){
+        .from = t * N_TENANTS / N_THREADS, .to = (t + 1) * N_TENANTS / N_THREADS, .failed = &failed};
     pthread_create(&th[t], NULL, create_range, &cr[t]);
   }
   for (int t = 0; t < N_THREADS; t++)
@@ -763,12 +781,13 @@ Test(read_api, pagination_of_10000_tenants_while_they_change, .timeout = 900) {
   atomic_store(&ch.stop, true);
   pthread_join(churner, NULL);
   int churned = atomic_load(&ch.deleted_lo);
-  cr_log_info("paged %zu names while %d tenants were deleted, created and changed", json_array_size(names), churned);
+  cr_log_info("paged %zu names while %d tenants were deleted, created and changed", json_array_size(names),
+              churned);
   cr_assert(churned > 10, "too little churn during paging (%d) to prove anything", churned);
   /* no duplicates, in order */
   for (size_t i = 1; i < json_array_size(names); i++)
-    cr_assert(strcmp(json_string_value(json_array_get(names, i - 1)), json_string_value(json_array_get(names, i))) <
-                  0,
+    cr_assert(strcmp(json_string_value(json_array_get(names, i - 1)),
+                     json_string_value(json_array_get(names, i))) < 0,
               "not strictly ordered (a duplicate?) at %zu: %s then %s", i,
               json_string_value(json_array_get(names, i - 1)), json_string_value(json_array_get(names, i)));
   /* no gaps: every original tenant that was not deleted during the paging is there (changed ones

@@ -11,7 +11,8 @@ Test(read_api_token, round_trip_and_refusals) {
   char *t = tn_readapi_token_encode("acme-0042", "0123456789abcdef");
   cr_assert_not_null(t);
   for (const char *p = t; *p; p++)
-    cr_assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p), "not base64url: %s", t);
+    cr_assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p),
+              "not base64url: %s", t);
   char *after = NULL;
   struct tn_error err;
   tn_error_clear(&err);
@@ -28,7 +29,8 @@ Test(read_api_token, round_trip_and_refusals) {
   cr_assert_eq(tn_readapi_token_decode("", "x", &after, &err), TN_EINVALID);
   cr_assert_eq(tn_readapi_token_decode("e30", "x", &after, &err), TN_EINVALID); /* "{}" */
   /* {"v":2,"after":"a","f":"x"} */
-  cr_assert_eq(tn_readapi_token_decode("eyJ2IjoyLCJhZnRlciI6ImEiLCJmIjoieCJ9", "x", &after, &err), TN_EINVALID);
+  cr_assert_eq(tn_readapi_token_decode("eyJ2IjoyLCJhZnRlciI6ImEiLCJmIjoieCJ9", "x", &after, &err),
+               TN_EINVALID);
   cr_assert(strstr(err.message, "version 2"), "%s", err.message);
   /* names with any byte survive */
   t = tn_readapi_token_encode("z\"\\/~", "x");
@@ -45,10 +47,11 @@ static json_t *tenant(const char *json) {
 }
 
 Test(read_api_filter, fields_and_q) {
-  json_t *t = tenant("{\"metadata\":{\"name\":\"acme\"},\"spec\":{\"plan\":\"standard\",\"state\":\"Active\","
-                     "\"isolation\":\"shared\",\"displayName\":\"Acme Corporation\",\"externalIds\":{\"billing\":"
-                     "\"cus_8TzQ\"}},\"status\":{\"state\":\"Suspended\",\"placement\":{\"region\":\"eu-west-1\","
-                     "\"isolation\":\"dedicated\"}}}");
+  json_t *t =
+      tenant("{\"metadata\":{\"name\":\"acme\"},\"spec\":{\"plan\":\"standard\",\"state\":\"Active\","
+             "\"isolation\":\"shared\",\"displayName\":\"Acme Corporation\",\"externalIds\":{\"billing\":"
+             "\"cus_8TzQ\"}},\"status\":{\"state\":\"Suspended\",\"placement\":{\"region\":\"eu-west-1\","
+             "\"isolation\":\"dedicated\"}}}");
   struct tn_readapi_filter f = {0};
   cr_assert(tn_readapi_matches(t, &f));
   f = (struct tn_readapi_filter){.plan = "standard"};
@@ -82,9 +85,10 @@ Test(read_api_filter, fields_and_q) {
 }
 
 Test(read_api_groups, bound_exactly) {
-  json_t *t = tenant("{\"metadata\":{\"name\":\"acme\"},\"spec\":{\"identity\":{\"groupBindings\":["
-                     "{\"group\":\"acme-admins\",\"role\":\"tenant-admin\"},{\"group\":\"acme-devs\",\"role\":"
-                     "\"tenant-developer\"}]}}}");
+  json_t *t =
+      tenant("{\"metadata\":{\"name\":\"acme\"},\"spec\":{\"identity\":{\"groupBindings\":["
+             "{\"group\":\"acme-admins\",\"role\":\"tenant-admin\"},{\"group\":\"acme-devs\",\"role\":"
+             "\"tenant-developer\"}]}}}");
   json_t *g = json_pack("[s,s]", "system:authenticated", "acme-devs");
   cr_assert(tn_readapi_group_bound(t, g));
   json_decref(g);
@@ -104,7 +108,8 @@ Test(read_api_openapi, describes_every_endpoint) {
   cr_assert_not_null(d, "the OpenAPI document does not parse");
   cr_assert_str_eq(json_string_value(json_object_get(d, "openapi")), "3.0.3");
   const char *paths[] = {"/api/v1/tenants", "/api/v1/tenants/{id}", "/api/v1/tenants/{id}/placement",
-                         "/api/v1/tenants/{id}/events", "/api/v1/tenants/by-external-id/{system}/{externalId}"};
+                         "/api/v1/tenants/{id}/events",
+                         "/api/v1/tenants/by-external-id/{system}/{externalId}"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     cr_assert_not_null(json_object_get(json_object_get(json_object_get(d, "paths"), paths[i]), "get"), "%s",
                        paths[i]);
