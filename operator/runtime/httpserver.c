@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -519,6 +521,13 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
                                         "PATCH", "DELETE", "CONNECT", "HEAD"};
   exch_release(ex);
   ex->inited = true;
+  /* A response goes out as two writes (headers, then the body): without TCP_NODELAY the body
+   * waits for the ACK of the headers, which a client's delayed ACK holds up to 40 ms. */
+  int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
+  if (fd >= 0) {
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   tn_buf_init(&ex->req_body, srv->max_body);
   tn_buf_init(&ex->resp_body, TN_HTTP_MAX_RESPONSE);
   char *uri;

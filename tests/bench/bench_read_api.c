@@ -7,7 +7,8 @@
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names (this machine's);
  * without KUBECONFIG a private stack is started with hack/cluster-up.sh in .local/bench-readapi and
- * stopped at the end. The operator is $TENANCY_OPERATOR_BIN, else build/release/bin/tenancy-operator.
+ * stopped at the end. The operator is $TENANCY_OPERATOR_BIN, else build/bin/tenancy-operator (the
+ * release build). --keep keeps the tenants for the next run.
  * Method and figures: docs/read-api.md. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -209,7 +210,41 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* CPU seconds (user + system) process pid used so far; -1 when unknown. */
+static double cpu_of(pid_t pid) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'); /* the command may hold spaces */
+  unsigned long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The kube-apiserver's pid from the stack's pid file, else 0. */
+static pid_t apiserver_pid(void) {
+  const char *state = getenv("TENANCY_STATE_DIR");
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/pids/kube-apiserver.pid", state ? state : "");
+  FILE *f = fopen(path, "r");
+  long pid = 0;
+  if (f) {
+    if (fscanf(f, "%ld", &pid) != 1)
+      pid = 0;
+    fclose(f);
+  }
+  return (pid_t)pid;
+}
+
 static void measure(const char *what, enum target t, bool pages, int clients, double seconds) {
+  pid_t server = t == T_API ? op_pid : apiserver_pid();
+  double cpu0 = server > 0 ? cpu_of(server) : -1;
   struct worker *w = calloc((size_t)clients, sizeof *w);
   pthread_t *th = calloc((size_t)clients, sizeof *th);
   double t0 = now();
@@ -225,6 +260,7 @@ static void measure(const char *what, enum target t, bool pages, int clients, do
     errors += w[i].errors;
   }
   double elapsed = now() - t0;
+  double cpu1 = server > 0 ? cpu_of(server) : -1;
   double *all = malloc((total ? total : 1) * sizeof *all);
   size_t k = 0;
   for (int i = 0; i < clients; i++) {
@@ -234,8 +270,12 @@ static void measure(const char *what, enum target t, bool pages, int clients, do
   }
   qsort(all, total, sizeof *all, cmp_double);
   double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)((double)total * 0.99)] : 0;
-  printf("  %-44s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  (%zu ok, %ld errors, %d clients, %.0f s)\n", what,
-         (double)total / elapsed, p50 * 1e3, p99 * 1e3, total, errors, clients, elapsed);
+  double us = cpu0 >= 0 && cpu1 >= 0 && total ? (cpu1 - cpu0) / (double)total * 1e6 : 0;
+  printf("  %-44s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  server CPU %6.0f us/req (%6.0f req/s per core)  "
+         "(%zu ok, "
+         "%ld errors, %d clients, %.0f s)\n",
+         what, (double)total / elapsed, p50 * 1e3, p99 * 1e3, us, us > 0 ? 1e6 / us : 0.0, total, errors,
+         clients, elapsed);
   fflush(stdout);
   free(all);
   free(w);
@@ -260,8 +300,12 @@ static int start_operator(void) {
   const char *env = getenv("TENANCY_OPERATOR_BIN");
   if (env && *env)
     snprintf(bin, sizeof bin, "%s", env);
-  else
-    snprintf(bin, sizeof bin, "%s/build/release/bin/tenancy-operator", root);
+  else {
+    struct stat st;
+    snprintf(bin, sizeof bin, "%s/build/bin/tenancy-operator", root);
+    if (stat(bin, &st) != 0)
+      snprintf(bin, sizeof bin, "%s/build/release/bin/tenancy-operator", root);
+  }
   api_port = free_port();
   char a_addr[64], a_cert[PATH_MAX + 32], a_key[PATH_MAX + 32], a_m[64], a_p[64], logf[PATH_MAX + 32];
   snprintf(a_addr, sizeof a_addr, "--api-bind-address=127.0.0.1:%d", api_port);
@@ -354,11 +398,21 @@ static int run_bench(void) {
 
   double t0 = now();
   atomic_int failed = 0;
+  /* a run with --keep left them: create only when some are missing */
+  FILE *cf = popen("kubectl get tenants -l " LABEL "=1 --no-headers 2>/dev/null | wc -l", "r");
+  long have = 0;
+  if (cf) {
+    if (fscanf(cf, "%ld", &have) != 1)
+      have = 0;
+    pclose(cf);
+  }
+  int from = have >= opt.tenants ? opt.tenants : 0;
   enum { NT = 8 };
   pthread_t th[NT];
   struct range rg[NT];
   for (int t = 0; t < NT; t++) {
-    rg[t] = (struct range){t * opt.tenants / NT, (t + 1) * opt.tenants / NT, &failed};
+    rg[t] = (struct range){from + t * (opt.tenants - from) / NT, from + (t + 1) * (opt.tenants - from) / NT,
+                           &failed};
     pthread_create(&th[t], NULL, create_range, &rg[t]);
   }
   for (int t = 0; t < NT; t++)
@@ -371,8 +425,14 @@ static int run_bench(void) {
   }
   t0 = now();
   long listed = -1;
-  while (now() - t0 < 180 && (listed = count_listed()) < opt.tenants)
+  while (now() - t0 < 180 && (listed = count_listed()) < opt.tenants) {
+    if (waitpid(op_pid, NULL, WNOHANG) == op_pid) {
+      fprintf(stderr, "bench_read_api: the operator exited (log: %s/operator.log)\n", dir);
+      op_pid = 0;
+      return 1;
+    }
     usleep(500000);
+  }
   if (listed < opt.tenants) {
     fprintf(stderr,
             "bench_read_api: the read API lists %ld of %d tenants after 180 s (log: %s/operator.log)\n",
@@ -382,9 +442,12 @@ static int run_bench(void) {
   }
   printf("bench_read_api: the operator's cache serves all %ld tenants (%.1f s after start)\n", listed,
          now() - t0);
+  double load[3] = {0};
+  (void)getloadavg(load, 3);
   printf(
-      "bench_read_api: %d tenants, %ld online CPUs, keep-alive HTTPS, %d client thread(s) in this process\n",
-      opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), opt.clients);
+      "bench_read_api: %d tenants, %ld online CPUs (load average %.1f: other work shares them), keep-alive "
+      "HTTPS, %d client thread(s) in this process\n",
+      opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.clients);
   measure("warm-up (read API, by id)", T_API, false, opt.clients, 2);
   measure("read API: GET /api/v1/tenants/{id}", T_API, false, opt.clients, opt.seconds);
   measure("read API: GET /api/v1/tenants/{id} (1 client)", T_API, false, 1, opt.seconds);
