@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/readapi.h"
 #include "audit/audit.h"
 #include "audit/head.h"
 #include "converge/admission.h"
@@ -39,6 +40,7 @@ struct app {
   struct tn_leader *leader;
   struct tn_manager *mgr;
   struct tn_admission *webhook;
+  struct tn_readapi *readapi;
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
   atomic_bool lost_lease;
   atomic_bool controllers_started;
@@ -165,6 +167,48 @@ static int start_webhook(struct app *a, struct tn_error *err) {
                       "managed elsewhere");
   else
     tn_error_prefix(err, "admission webhook");
+  return rc;
+}
+
+/* The read API (docs/read-api.md): every replica serves it from its caches. */
+static int start_read_api(struct app *a, struct tn_error *err) {
+  const struct tn_options *o = &a->opts;
+  if (strcmp(o->api_addr, "0") == 0)
+    return 0;
+  char cert[4096] = "", key[4096] = "";
+  if (o->api_cert_file) {
+    snprintf(cert, sizeof cert, "%s", o->api_cert_file);
+    snprintf(key, sizeof key, "%s", o->api_key_file);
+  } else if (strcmp(o->webhook_addr, "0") != 0 && o->webhook_cert_file) {
+    snprintf(cert, sizeof cert, "%s", o->webhook_cert_file);
+    snprintf(key, sizeof key, "%s", o->webhook_key_file);
+  } else if (strcmp(o->webhook_addr, "0") != 0 && o->webhook_cert_dir) {
+    snprintf(cert, sizeof cert, "%s/tls.crt", o->webhook_cert_dir);
+    snprintf(key, sizeof key, "%s/tls.key", o->webhook_cert_dir);
+  }
+  if (!cert[0]) {
+    if (o->api_addr_set)
+      return tn_error_set(err, TN_ECONFIG,
+                          "--api-bind-address=%s needs a certificate: --api-cert-file and --api-key-file, or "
+                          "the webhook's (--webhook-cert-file, --webhook-cert-dir)",
+                          o->api_addr);
+    tn_log_warn("read API not served: no certificate (give --api-cert-file and --api-key-file, or run the "
+                "webhook with --webhook-cert-dir; --api-bind-address=0 silences this)");
+    return 0;
+  }
+  struct tn_readapi_config cfg = {.bind_address = o->api_addr,
+                                  .cert_file = cert,
+                                  .key_file = key,
+                                  .kube = a->kube,
+                                  .tenants = tn_manager_tenants_informer(a->mgr),
+                                  .metrics = a->metrics};
+  int rc = tn_readapi_new(&cfg, &a->readapi, err);
+  if (rc == 0)
+    rc = tn_readapi_start(a->readapi, err);
+  if (rc)
+    tn_error_prefix(err, "read API (--api-bind-address=%s)", o->api_addr);
+  else
+    tn_log_info("read API serving on port %d", tn_readapi_port(a->readapi));
   return rc;
 }
 
@@ -320,6 +364,8 @@ static void shutdown_all(struct app *a, bool lost) {
   a->probe_srv = a->metrics_srv = NULL;
   tn_admission_free(a->webhook);
   a->webhook = NULL;
+  tn_readapi_free(a->readapi);
+  a->readapi = NULL;
   tn_manager_free(a->mgr);
   a->mgr = NULL;
   tn_audit_head_exporter_stop(a->audit_head); /* before the recorder and the trail it uses */
@@ -454,6 +500,10 @@ int main(int argc, char **argv) {
     goto out;
   }
   if (start_webhook(&a, &err)) {
+    tn_log_error("%s", err.message);
+    goto out;
+  }
+  if (start_read_api(&a, &err)) {
     tn_log_error("%s", err.message);
     goto out;
   }

@@ -364,3 +364,7 @@ struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {
    * from a review, which any client of the webhook port could forge. */
   return (struct tn_admission_hooks){.ud = m};
 }
+
+struct tn_informer *tn_manager_tenants_informer(struct tn_manager *m) {
+  return m->rec.tenants;
+}

@@ -58,6 +58,9 @@ void tn_manager_abandon_controllers(struct tn_manager *m);
  * Valid while the manager lives. */
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m);
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m);
+/* The Tenant cache (metadata.managedFields dropped; indexes TN_INDEX_EXTERNAL_ID and the plan's),
+ * for the read API. Valid while the manager lives. */
+struct tn_informer *tn_manager_tenants_informer(struct tn_manager *m);
 /* Stops everything and frees. Accepts NULL. */
 void tn_manager_free(struct tn_manager *m);
 

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -39,6 +41,7 @@ struct route {
   struct route *next;
   char *method;
   char *path;
+  bool prefix; /* path is a prefix */
   tn_http_handler handler;
   void *ud;
   void (*free_ud)(void *); /* for ud the server owns (ready-made routes) */
@@ -108,6 +111,11 @@ struct exchange {
   char allow[128]; /* for 405 */
   struct tn_buf resp_body;
   size_t sent;
+  char *authorization;
+  char **query;
+  size_t n_query;
+  struct tn_http_header headers[TN_HTTP_MAX_HEADERS];
+  int n_headers;
 };
 
 /* ---- libwebsockets logging ---- */
@@ -282,8 +290,8 @@ static void route_free(struct route *r) {
 }
 
 /* Adds a route; on failure, ud is freed with free_ud (when given). */
-static int route_add(struct tn_httpserver *srv, const char *method, const char *path, tn_http_handler handler,
-                     void *ud, void (*free_ud)(void *)) {
+static int route_add2(struct tn_httpserver *srv, const char *method, const char *path, bool prefix,
+                      tn_http_handler handler, void *ud, void (*free_ud)(void *)) {
   int rc = 0;
   struct route *r = NULL;
   if (!token_ok(method) || !token_ok(path) || path[0] != '/' || !handler) {
@@ -296,7 +304,8 @@ static int route_add(struct tn_httpserver *srv, const char *method, const char *
   }
   struct route **tail = &srv->routes;
   for (; *tail; tail = &(*tail)->next) {
-    if (strcmp((*tail)->method, method) == 0 && strcmp((*tail)->path, path) == 0) {
+    if (strcmp((*tail)->method, method) == 0 && strcmp((*tail)->path, path) == 0 &&
+        (*tail)->prefix == prefix) {
       rc = -EEXIST;
       goto out;
     }
@@ -307,6 +316,7 @@ static int route_add(struct tn_httpserver *srv, const char *method, const char *
     goto out;
   }
   r->handler = handler;
+  r->prefix = prefix;
   r->ud = ud;
   r->free_ud = free_ud;
   ud = NULL;
@@ -325,11 +335,48 @@ out:
   return rc;
 }
 
+static int route_add(struct tn_httpserver *srv, const char *method, const char *path, tn_http_handler handler,
+                     void *ud, void (*free_ud)(void *)) {
+  return route_add2(srv, method, path, false, handler, ud, free_ud);
+}
+
 int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
                         tn_http_handler handler, void *ud) {
   if (!srv)
     return 0;
   return route_add(srv, method, path, handler, ud, NULL);
+}
+
+int tn_httpserver_route_prefix(struct tn_httpserver *srv, const char *method, const char *prefix,
+                               tn_http_handler handler, void *ud) {
+  if (!srv)
+    return 0;
+  return route_add2(srv, method, prefix, true, handler, ud, NULL);
+}
+
+const char *tn_http_query(const struct tn_http_request *req, const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < req->n_query; i++) {
+    const char *q = req->query[i];
+    if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '\0'))
+      return q[n] == '=' ? q + n + 1 : q + n;
+  }
+  return NULL;
+}
+
+int tn_http_response_header(struct tn_http_response *resp, const char *name, const char *value) {
+  if (!token_ok(name) || !value)
+    return -EINVAL;
+  for (const char *p = value; *p; p++)
+    if ((unsigned char)*p < ' ' || (unsigned char)*p >= 127)
+      return -EINVAL;
+  if (resp->n_headers >= TN_HTTP_MAX_HEADERS || strlen(name) >= sizeof resp->headers[0].name ||
+      strlen(value) >= sizeof resp->headers[0].value)
+    return -ENOSPC;
+  struct tn_http_header *h = &resp->headers[resp->n_headers++];
+  snprintf(h->name, sizeof h->name, "%s", name);
+  snprintf(h->value, sizeof h->value, "%s", value);
+  return 0;
 }
 
 int tn_httpserver_port(const struct tn_httpserver *srv) {
@@ -349,6 +396,16 @@ static void exch_release(struct exchange *ex) {
     return;
   free(ex->path);
   free(ex->content_type);
+  if (ex->authorization) {
+    /* a bearer token: do not leave it in freed memory */
+    volatile char *p = ex->authorization;
+    while (*p)
+      *p++ = 0;
+    free(ex->authorization);
+  }
+  for (size_t i = 0; i < ex->n_query; i++)
+    free(ex->query[i]);
+  free(ex->query);
   if (ex->srv && ex->reserved)
     ex->srv->reserved -= ex->reserved;
   tn_buf_cleanup(&ex->req_body);
@@ -395,6 +452,9 @@ static void exch_run_handler(struct exchange *ex) {
       .content_type = ex->content_type ? ex->content_type : "",
       .body = ex->req_body.data ? ex->req_body.data : empty,
       .body_len = ex->req_body.len,
+      .authorization = ex->authorization ? ex->authorization : empty,
+      .query = (const char *const *)ex->query,
+      .n_query = ex->n_query,
   };
   struct tn_http_response resp = {.status = 200};
   snprintf(resp.content_type, sizeof resp.content_type, "text/plain; charset=utf-8");
@@ -411,6 +471,8 @@ static void exch_run_handler(struct exchange *ex) {
   tn_buf_cleanup(&ex->resp_body);
   ex->resp_body = resp.body;
   ex->status = resp.status;
+  ex->n_headers = resp.n_headers;
+  memcpy(ex->headers, resp.headers, sizeof ex->headers);
   snprintf(ex->resp_type, sizeof ex->resp_type, "%s",
            resp.content_type[0] ? resp.content_type : "text/plain");
   ex->responding = true;
@@ -459,6 +521,13 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
                                         "PATCH", "DELETE", "CONNECT", "HEAD"};
   exch_release(ex);
   ex->inited = true;
+  /* A response goes out as two writes (headers, then the body): without TCP_NODELAY the body
+   * waits for the ACK of the headers, which a client's delayed ACK holds up to 40 ms. */
+  int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
+  if (fd >= 0) {
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   tn_buf_init(&ex->req_body, srv->max_body);
   tn_buf_init(&ex->resp_body, TN_HTTP_MAX_RESPONSE);
   char *uri;
@@ -472,8 +541,26 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   }
   ex->path = strndup(in ? in : "", len);
   ex->content_type = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+  ex->authorization = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
   if (!ex->path)
     return 1;
+  for (int i = 0; i < 64; i++) { /* the query's pieces (lws splits at '&' and decodes them) */
+    int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+    if (flen <= 0)
+      break;
+    char **q = realloc(ex->query, (ex->n_query + 1) * sizeof *q);
+    if (!q)
+      return 1;
+    ex->query = q;
+    char *f = malloc((size_t)flen + 1);
+    if (!f)
+      return 1;
+    if (lws_hdr_copy_fragment(wsi, f, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+      free(f);
+      break;
+    }
+    ex->query[ex->n_query++] = f;
+  }
   bool is_h2 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;
 
   /* Is a body coming? lws reads one for any request with a Content-Length, and for POST,
@@ -528,8 +615,18 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   } else {
     bool path_known = false;
     size_t allow_len = 0;
+    /* an exact route, else the longest prefix route */
+    const struct route *best = NULL;
+    for (const struct route *r = srv->routes; r; r = r->next)
+      if (!r->prefix && strcmp(r->path, ex->path) == 0)
+        best = r;
+    if (!best)
+      for (const struct route *r = srv->routes; r; r = r->next)
+        if (r->prefix && strncmp(r->path, ex->path, strlen(r->path)) == 0 &&
+            (!best || strlen(r->path) > strlen(best->path)))
+          best = r;
     for (const struct route *r = srv->routes; r; r = r->next) {
-      if (strcmp(r->path, ex->path) != 0)
+      if (!best || r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
         continue;
       path_known = true;
       if (strcmp(r->method, ex->method) == 0) {
@@ -629,7 +726,7 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
   if (!ex->inited || !ex->responding)
     return 0;
   if (!ex->headers_sent) {
-    unsigned char hbuf[LWS_PRE + 1024];
+    unsigned char hbuf[LWS_PRE + 4096];
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     /* without a content length lws answers "connection: close" on HTTP/1.1 */
     lws_filepos_t clen = ex->close_after ? LWS_ILLEGAL_HTTP_CONTENT_LEN : ex->resp_body.len;
@@ -639,6 +736,17 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
         lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:", (const unsigned char *)ex->allow,
                                     (int)strlen(ex->allow), &p, end))
       return 1;
+    for (int i = 0; i < ex->n_headers; i++) {
+      char name[64];
+      snprintf(name, sizeof name, "%s:", ex->headers[i].name);
+      for (char *c = name; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+          *c = (char)(*c - 'A' + 'a'); /* lws wants lower case names */
+      if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                      (const unsigned char *)ex->headers[i].value,
+                                      (int)strlen(ex->headers[i].value), &p, end))
+        return 1;
+    }
     if (lws_finalize_write_http_header(wsi, start, &p, end))
       return 1;
     ex->headers_sent = true;

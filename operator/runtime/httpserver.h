@@ -29,6 +29,18 @@ struct tn_http_request {
   const char *content_type; /* request Content-Type, "" when none */
   const char *body;         /* body_len bytes, NUL-terminated after them ("" for no body) */
   size_t body_len;
+  const char *authorization; /* the Authorization header, "" when none (never log it) */
+  const char *const *query;  /* the query's URL-decoded "name=value" pieces, in order */
+  size_t n_query;
+};
+
+/* The value of query parameter `name` (the first), NULL when absent ("" for "name" or "name="). */
+const char *tn_http_query(const struct tn_http_request *req, const char *name);
+
+#define TN_HTTP_MAX_HEADERS 8
+struct tn_http_header {
+  char name[48];
+  char value[208];
 };
 
 /* What a handler fills. The server sets status 200, content_type "text/plain; charset=utf-8"
@@ -37,7 +49,14 @@ struct tn_http_response {
   int status;
   char content_type[128];
   struct tn_buf body; /* owned by the server; append to it */
+  /* Extra response headers (tn_http_response_header adds them). */
+  struct tn_http_header headers[TN_HTTP_MAX_HEADERS];
+  int n_headers;
 };
+
+/* Adds a response header (name without the colon; a token; the value one line of printable
+ * ASCII). Returns 0, -EINVAL, or -ENOSPC (too many or too long). */
+int tn_http_response_header(struct tn_http_response *resp, const char *name, const char *value);
 
 /* Runs on the server's service thread and holds up every other request of that server while
  * it runs: it must be quick (no API calls, no database, no sleeping) and thread-safe with
@@ -89,6 +108,11 @@ int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_lim
  * and path), -EBUSY (already started), -EINVAL or -ENOMEM. */
 int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
                         tn_http_handler handler, void *ud);
+
+/* Like tn_httpserver_route, for every path that starts with prefix (e.g. "/api/v1/tenants/").
+ * An exact route wins; among prefix routes the longest prefix. */
+int tn_httpserver_route_prefix(struct tn_httpserver *srv, const char *method, const char *prefix,
+                               tn_http_handler handler, void *ud);
 
 /* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0 once the
  * server accepts connections, or a code (TN_ETRANSPORT when it cannot bind or load the TLS

@@ -153,6 +153,9 @@ enum {
   OPT_RETRY_PERIOD,
   OPT_REGION_SECRET_NS,
   OPT_PG_DSN_FILE,
+  OPT_API_ADDR,
+  OPT_API_CERT_FILE,
+  OPT_API_KEY_FILE,
   OPT_HELP,
   OPT_VERSION
 };
@@ -188,6 +191,9 @@ static const struct option long_opts[] = {
     {"leader-elect-retry-period", required_argument, NULL, OPT_RETRY_PERIOD},
     {"region-secret-namespaces", required_argument, NULL, OPT_REGION_SECRET_NS},
     {"pg-dsn-file", required_argument, NULL, OPT_PG_DSN_FILE},
+    {"api-bind-address", required_argument, NULL, OPT_API_ADDR},
+    {"api-cert-file", required_argument, NULL, OPT_API_CERT_FILE},
+    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -249,6 +255,12 @@ void tn_options_usage(FILE *f, const char *prog) {
       "                                       caSecretRef may name (always: the operator's namespace)\n"
       "  --pg-dsn-file PATH                   read the PostgreSQL connection string from a file (a mounted\n"
       "                                       Secret), so no password sits in the command line\n"
+      "  --api-bind-address ADDR              serve the read API (HTTPS) here (default \":8443\"; \"0\" "
+      "disables)\n"
+      "  --api-cert-file PATH                 the read API's serving certificate PEM (default: the\n"
+      "                                       webhook's --webhook-cert-file, else --webhook-cert-dir's\n"
+      "                                       tls.crt); reloaded when the file changes\n"
+      "  --api-key-file PATH                  its private key PEM\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -272,6 +284,9 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->keys_namespace);
   free(o->region_secret_namespaces);
   free(o->pg_dsn_file);
+  free(o->api_addr);
+  free(o->api_cert_file);
+  free(o->api_key_file);
   tn_wipe_free_str(o->pg_dsn);
   memset(o, 0, sizeof *o);
 }
@@ -366,7 +381,8 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->webhook_manage_configuration = true;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
-      set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader"))
+      set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader") ||
+      set_str(&o->api_addr, ":8443"))
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *dsn = env ? env("TENANCY_PG_DSN") : NULL;
   if (dsn && *dsn && set_str(&o->pg_dsn, dsn))
@@ -408,6 +424,23 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         goto out;
       }
       rc = set_str(&o->webhook_addr, v);
+      break;
+    case OPT_API_ADDR:
+      if (!valid_bind_address(v)) {
+        rc = bad_value(err, "api-bind-address", "HOST:PORT, :PORT or 0 (disabled)");
+        goto out;
+      }
+      o->api_addr_set = true;
+      rc = set_str(&o->api_addr, v);
+      break;
+    case OPT_API_CERT_FILE:
+    case OPT_API_KEY_FILE:
+      if (!*v) {
+        rc = tn_error_set(err, TN_ECONFIG, "--%s: expected a file path",
+                          c == OPT_API_CERT_FILE ? "api-cert-file" : "api-key-file");
+        goto out;
+      }
+      rc = set_str(c == OPT_API_CERT_FILE ? &o->api_cert_file : &o->api_key_file, v);
       break;
     case OPT_WEBHOOK_HOST:
       rc = set_str(&o->webhook_host, v);
@@ -567,6 +600,10 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   }
   if (!o->webhook_cert_file != !o->webhook_key_file) {
     rc = tn_error_set(err, TN_ECONFIG, "--webhook-cert-file and --webhook-key-file go together: give both");
+    goto out;
+  }
+  if (!o->api_cert_file != !o->api_key_file) {
+    rc = tn_error_set(err, TN_ECONFIG, "--api-cert-file and --api-key-file go together: give both");
     goto out;
   }
   if (o->pg_dsn_file) {

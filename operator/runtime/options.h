@@ -41,6 +41,10 @@ struct tn_options {
   double leader_retry_period_s;      /* 0 = default 2s */
   char *region_secret_namespaces;    /* comma-separated namespaces besides the operator's own whose
                                         Secrets Regions may reference; NULL = none */
+  char *api_addr;                    /* read API listener; default ":8443"; "0" = off */
+  bool api_addr_set;                 /* --api-bind-address was given (else the default) */
+  char *api_cert_file,
+      *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
   bool help;
   bool version;
 };

@@ -887,7 +887,9 @@ Test(chart, equals_manifests_deploy) {
       expect_same_keys(m, o, skip, what);
     }
   }
-  cr_expect_eq(compared_roles, 5, "operator ClusterRole, leader-election Role and 3 tenant roles");
+  cr_expect_eq(compared_roles, 7,
+               "operator ClusterRole, leader-election Role, 3 tenant roles, the read API's Events Role and "
+               "tenancy-tenant-reader");
 
   /* the grant comparison is not vacuous: it tells roles apart, one grant is enough */
   json_t *admin = must_find(man, "ClusterRole", "tenancy-tenant-admin");

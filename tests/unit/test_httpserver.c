@@ -989,3 +989,71 @@ Test(httpserver, tls_identity_is_replaced_without_a_restart) {
   tn_test_sh(&out, "rm -rf %s", dir);
   free(out);
 }
+
+/* ---- prefix routes, the query, Authorization and response headers ---- */
+
+static int describe(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
+  const char *x = tn_http_query(req, "x"), *flag = tn_http_query(req, "flag");
+  (void)tn_http_response_header(resp, "X-Route", ud);
+  cr_assert_eq(tn_http_response_header(resp, "Bad Name", "v"), -EINVAL);
+  cr_assert_eq(tn_http_response_header(resp, "X-Bad", "a\r\nb"), -EINVAL);
+  return tn_buf_printf(&resp->body, "path=%s x=%s flag=%s n=%zu auth=%s", req->path, x ? x : "(none)",
+                       flag ? flag : "(none)", req->n_query, req->authorization);
+}
+
+static void prefix_routes(struct tn_httpserver *srv, void *ud) {
+  cr_assert_eq(tn_httpserver_route_prefix(srv, "GET", "/api/", describe, "api"), 0);
+  cr_assert_eq(tn_httpserver_route_prefix(srv, "GET", "/api/v1/", describe, "v1"), 0);
+  cr_assert_eq(tn_httpserver_route(srv, "GET", "/api/v1/exact", describe, "exact"), 0);
+  cr_assert_eq(tn_httpserver_route_prefix(srv, "GET", "/api/", describe, "again"), -EEXIST);
+}
+
+static size_t keep_header(char *p, size_t size, size_t n, void *ud) {
+  size_t len = size * n;
+  if (len > 9 && strncasecmp(p, "x-route: ", 9) == 0)
+    snprintf(ud, 64, "%.*s", (int)strcspn(p + 9, "\r\n"), p + 9);
+  return len;
+}
+
+Test(httpserver, prefix_routes_query_and_headers) {
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, prefix_routes, NULL);
+  struct {
+    const char *path, *route, *body;
+  } cases[] = {
+      {"/api/v1/tenants/acme?x=a%20b&flag&x=second", "v1",
+       "path=/api/v1/tenants/acme x=a b flag= n=3 auth=Bearer t0k"},
+      {"/api/other", "api", "path=/api/other x=(none) flag=(none) n=0 auth=Bearer t0k"},
+      {"/api/v1/exact?x=%26", "exact", "path=/api/v1/exact x=& flag=(none) n=1 auth=Bearer t0k"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char url[256], route[64] = "";
+    url_of(url, sizeof url, srv, "http", cases[i].path);
+    CURL *c = curl_easy_init();
+    struct tn_buf body;
+    tn_buf_init(&body, 1u << 20);
+    struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer t0k");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, keep_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, route);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    long st = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    cr_assert_eq(st, 200);
+    cr_assert_str_eq(route, cases[i].route, "%s", cases[i].path);
+    cr_assert_str_eq(tn_buf_str(&body), cases[i].body);
+    tn_buf_cleanup(&body);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+  }
+  /* outside every prefix: 404 */
+  char url[128];
+  struct reply r;
+  url_of(url, sizeof url, srv, "http", "/apix");
+  fetch(url, NULL, &r);
+  cr_assert_eq(r.status, 404);
+  tn_buf_cleanup(&r.body);
+  tn_httpserver_free(srv);
+}

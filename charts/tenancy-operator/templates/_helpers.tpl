@@ -108,3 +108,11 @@ namespace, and the leader-election Lease's when that is another one (operator-sc
 ['{{ .Release.Namespace }}']
 {{- end -}}
 {{- end }}
+
+{{/*
+Whether the read API is served: api.enabled and a certificate, the webhook's or api.tlsSecret.
+Without either it is off (--api-bind-address=0).
+*/}}
+{{- define "tenancy-operator.apiServed" -}}
+{{- if and .Values.api.enabled (or .Values.webhook.enabled .Values.api.tlsSecret) }}true{{- end }}
+{{- end }}
