@@ -239,7 +239,7 @@ static const struct {
     {"cert-without-key.yaml", {"users[x].user", "client-certificate is set without client-key"}},
     {"missing-ca-file.yaml",
      {"clusters[x].cluster.certificate-authority", "does-not-exist.crt", "No such file"}},
-    {"exec-user.yaml", {"users[x].user.exec", "not supported"}},
+    {"exec-user.yaml", {"users[x].user.exec.apiVersion", "missing", "client.authentication.k8s.io/v1"}},
     {"missing-token-file.yaml", {"users[x].user.tokenFile", "no-such-token"}},
     {"alias-bomb.yaml", {"aliases expand to more than 4096 nodes", "alias bomb"}},
 };
