@@ -36,6 +36,8 @@ struct tn_kube_config {
   char *user_agent;          /* default "tenancy-operator/<version>" */
   size_t max_response_bytes; /* hard cap on one response body; default 64 MiB */
   char *namespace;           /* the context's namespace (in-cluster: the pod's); informational, may be NULL */
+  char *impersonate_user;    /* Impersonate-User on every request (kubectl --as); NULL: none */
+  char *impersonate_groups;  /* Impersonate-Group values separated by '\n' (--as-group); needs the user */
 };
 
 /* Loads a kubeconfig: path (one file) when set, else every file of $KUBECONFIG (a ':' list;

@@ -182,9 +182,10 @@ out:
 void tn_kube_config_cleanup(struct tn_kube_config *c) {
   if (!c)
     return;
-  char **strs[] = {&c->server,     &c->ca_file,         &c->ca_data,    &c->cert_file,
-                   &c->cert_data,  &c->key_file,        &c->key_data,   &c->token,
-                   &c->token_file, &c->tls_server_name, &c->user_agent, &c->namespace};
+  char **strs[] = {&c->server,           &c->ca_file,           &c->ca_data,    &c->cert_file,
+                   &c->cert_data,        &c->key_file,          &c->key_data,   &c->token,
+                   &c->token_file,       &c->tls_server_name,   &c->user_agent, &c->namespace,
+                   &c->impersonate_user, &c->impersonate_groups};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
     if (*strs[i] && (strs[i] == &c->token || strs[i] == &c->key_data))
       OPENSSL_cleanse(*strs[i], strlen(*strs[i])); /* secrets do not linger in freed memory */
@@ -340,7 +341,6 @@ static int kc_find(struct kc_ctx *c, json_t *root, const char *section, const ch
   return kc_fail(c, "%s: no entry named \"%s\" in %s", referrer, name, section);
 }
 
-
 /* Reads an optional string field into *out (malloc'd; NULL when absent or empty). */
 static int kc_string(struct kc_ctx *c, json_t *obj, const char *where, const char *field, char **out) {
   *out = NULL;
@@ -446,7 +446,6 @@ static int kc_cluster(struct kc_ctx *c, json_t *cl, const char *name, struct tn_
     return kc_fail(c, "%s.proxy-url: proxies are not supported", where);
   return 0;
 }
-
 
 /* ---- exec credential plugins: configuration --------------------------------------------------- */
 
@@ -714,7 +713,8 @@ static int kc_parse(struct kc_ctx *c, json_t *root, const char *context, struct 
 }
 
 int tn_kube_config_parse_sources(const struct tn_kube_config_source *srcs, size_t n, const char *context,
-                                 struct tn_kube_config *out, struct tn_kube_exec *exec, struct tn_error *err) {
+                                 struct tn_kube_config *out, struct tn_kube_exec *exec,
+                                 struct tn_error *err) {
   json_t **roots = calloc(n ? n : 1, sizeof *roots);
   json_t *merged = NULL;
   char why[512] = "";
@@ -791,8 +791,8 @@ static int parse_rfc3339(const char *s, time_t *out) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
   int used = 0;
-  if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-             &tm.tm_sec, &used) != 6 ||
+  if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+             &tm.tm_min, &tm.tm_sec, &used) != 6 ||
       used != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
       tm.tm_min > 59 || tm.tm_sec > 60)
     return -1;
@@ -869,8 +869,9 @@ int tn_kube_exec_credential_parse(const char *api_version, const char *text, siz
     goto out;
   }
   if (!out->token && !out->cert_data) {
-    rc = tn_error_set(err, TN_ECONFIG,
-                      "the plugin's output: status has neither token nor clientCertificateData/clientKeyData");
+    rc =
+        tn_error_set(err, TN_ECONFIG,
+                     "the plugin's output: status has neither token nor clientCertificateData/clientKeyData");
     goto out;
   }
   if (out->cert_data && (!pem_is(out->cert_data, PEM_CERTS) || !pem_is(out->key_data, PEM_KEY))) {
@@ -882,7 +883,8 @@ int tn_kube_exec_credential_parse(const char *api_version, const char *text, siz
   json_t *exp = json_object_get(st, "expirationTimestamp");
   if (exp && !json_is_null(exp)) {
     if (!json_is_string(exp) || parse_rfc3339(json_string_value(exp), &out->expires)) {
-      rc = tn_error_set(err, TN_ECONFIG, "the plugin's output: status.expirationTimestamp is not an RFC 3339 time");
+      rc = tn_error_set(err, TN_ECONFIG,
+                        "the plugin's output: status.expirationTimestamp is not an RFC 3339 time");
       goto out;
     }
   }
@@ -906,7 +908,8 @@ static char *base64_encode(const unsigned char *data, size_t len) {
 /* KUBERNETES_EXEC_INFO: the ExecCredential the plugin is given (spec.cluster when asked for). */
 static char *exec_info(const struct tn_kube_exec *e, const struct tn_kube_config *cfg) {
   json_t *spec = json_pack("{s:b}", "interactive", 0);
-  json_t *root = json_pack("{s:s,s:s,s:o}", "apiVersion", e->api_version, "kind", "ExecCredential", "spec", spec);
+  json_t *root =
+      json_pack("{s:s,s:s,s:o}", "apiVersion", e->api_version, "kind", "ExecCredential", "spec", spec);
   char *s = NULL;
   if (root && e->provide_cluster_info) {
     json_t *cl = json_pack("{s:s}", "server", cfg->server ? cfg->server : "");
@@ -1022,7 +1025,8 @@ static int exec_spawn(const struct tn_kube_exec *e, const struct tn_kube_config 
   if (!rc && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     rc = tn_error_set(err, TN_ECONFIG, "exec plugin %s: exited with status %d%s%s", e->command, code,
-                      code == 127 && e->install_hint ? "\n" : "", code == 127 && e->install_hint ? e->install_hint : "");
+                      code == 127 && e->install_hint ? "\n" : "",
+                      code == 127 && e->install_hint ? e->install_hint : "");
   }
 out:
   if (fa_init)
@@ -1051,7 +1055,8 @@ static pthread_mutex_t exec_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *exec_cache_key(const struct tn_kube_exec *e, const struct tn_kube_config *cfg) {
   struct tn_buf b;
   tn_buf_init(&b, 16u << 20);
-  int rc = tn_buf_printf(&b, "%s%c%s%c%s%c", e->api_version, 0, e->command, 0, cfg->server ? cfg->server : "", 0);
+  int rc =
+      tn_buf_printf(&b, "%s%c%s%c%s%c", e->api_version, 0, e->command, 0, cfg->server ? cfg->server : "", 0);
   for (size_t i = 0; !rc && i < e->nargs; i++)
     rc = tn_buf_printf(&b, "a%s%c", e->args[i], 0);
   for (size_t i = 0; !rc && i < e->nenv; i++)
