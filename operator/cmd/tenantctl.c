@@ -311,7 +311,7 @@ static const char *str_or_dash(json_t *o, const char *k) {
   return s && *s ? s : "-";
 }
 
-static void print_table(json_t *rows, bool with_target) {
+static void print_table(json_t *rows, bool with_target, const char *indent) {
   enum { C_ID, C_AT, C_ACTOR, C_ACTION, C_TARGET, C_OUTCOME, C_GEN, C_CORR, C_REQ, NC };
   static const char *const heads[NC] = {"ID",      "AT",         "ACTOR",       "ACTION", "TARGET",
                                         "OUTCOME", "GENERATION", "CORRELATION", "REQUEST"};
@@ -351,6 +351,7 @@ static void print_table(json_t *rows, bool with_target) {
         w[c] = strlen(cells[i][c]);
   }
   for (size_t i = 0; i <= n; i++) {
+    printf("%s", indent);
     for (int c = 0; c < NC; c++) {
       if (c == C_TARGET && !with_target)
         continue;
@@ -432,7 +433,7 @@ static int cmd_list(int argc, char **argv) {
     else
       fprintf(stderr, "no audit rows\n");
   } else {
-    print_table(rows, all);
+    print_table(rows, all, "");
   }
   json_decref(rows);
 out:
@@ -613,7 +614,7 @@ void tctl_audit_tail(FILE *f, const char *tenant, int rows) {
     fprintf(f, "  <none>\n");
   } else {
     fflush(f);
-    print_table(list, false);
+    print_table(list, false, "  ");
     fflush(stdout);
   }
   json_decref(list);
