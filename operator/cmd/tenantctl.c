@@ -1,8 +1,11 @@
-/* tenantctl.c - the tenancy-operator CLI: `tenantctl audit verify|list|init|prune` on the audit
- * trail in PostgreSQL (docs/audit.md).
+/* tenantctl.c - the tenancy-operator CLI (also installed as the kubectl plugin `kubectl-tenant`):
+ * the command table and main, the global kubectl-style flags, and the audit commands
+ * (`tenantctl audit verify|list|init|prune` on the audit trail in PostgreSQL, docs/audit.md).
+ * The Kubernetes commands live in tenantctl_*.c; docs/cli.md documents all of them.
  *
- * Exit codes: 0 success; 1 the audit chain is broken (verify); 2 usage or configuration error;
- * 3 the database could not be used (unreachable, table missing, permission denied). */
+ * Audit exit codes: 0 success; 1 the audit chain is broken (verify); 2 usage or configuration
+ * error; 3 the database could not be used (unreachable, table missing, permission denied).
+ * Kubernetes commands: see TCTL_EXIT_* in tenantctl.h. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -13,6 +16,7 @@
 
 #include "audit/audit.h"
 #include "runtime/options.h"
+#include "tenantctl.h"
 #include "util/error.h"
 #include "util/wipe.h"
 
@@ -20,28 +24,7 @@
 #define EXIT_USAGE 2
 #define EXIT_DB 3
 
-static const char *prog = "tenantctl";
-
-static void usage_main(FILE *f) {
-  fprintf(f,
-          "Usage: %s COMMAND [flags]\n"
-          "\n"
-          "The tenancy-operator command line.\n"
-          "\n"
-          "Commands:\n"
-          "  audit verify   check the hash chain of the audit trail (tenancy.audit_events)\n"
-          "  audit list     show a tenant's audit rows, oldest first\n"
-          "  audit init     create the audit table, its triggers and functions\n"
-          "  audit prune    remove audit rows older than a retention period\n"
-          "\n"
-          "Flags:\n"
-          "  --help         show this help (also after any command)\n"
-          "  --version      print the version\n"
-          "\n"
-          "Exit codes: 0 success, 1 audit chain broken, 2 usage error, 3 database error.\n"
-          "Run `%s audit COMMAND --help` for a command's flags.\n",
-          prog, prog);
-}
+#define prog tctl_prog
 
 static void usage_audit(FILE *f) {
   fprintf(f,
@@ -328,7 +311,7 @@ static const char *str_or_dash(json_t *o, const char *k) {
   return s && *s ? s : "-";
 }
 
-static void print_table(json_t *rows, bool with_target) {
+static void print_table(json_t *rows, bool with_target, const char *indent) {
   enum { C_ID, C_AT, C_ACTOR, C_ACTION, C_TARGET, C_OUTCOME, C_GEN, C_CORR, C_REQ, NC };
   static const char *const heads[NC] = {"ID",      "AT",         "ACTOR",       "ACTION", "TARGET",
                                         "OUTCOME", "GENERATION", "CORRELATION", "REQUEST"};
@@ -368,6 +351,7 @@ static void print_table(json_t *rows, bool with_target) {
         w[c] = strlen(cells[i][c]);
   }
   for (size_t i = 0; i <= n; i++) {
+    printf("%s", indent);
     for (int c = 0; c < NC; c++) {
       if (c == C_TARGET && !with_target)
         continue;
@@ -449,7 +433,7 @@ static int cmd_list(int argc, char **argv) {
     else
       fprintf(stderr, "no audit rows\n");
   } else {
-    print_table(rows, all);
+    print_table(rows, all, "");
   }
   json_decref(rows);
 out:
@@ -568,14 +552,254 @@ static int cmd_prune(int argc, char **argv) {
   return rc;
 }
 
+/* ---- audit dispatch ------------------------------------------------------------------------ */
+
+int tctl_cmd_audit(int argc, char **argv) {
+  if (argc < 2) {
+    usage_audit(stderr);
+    return EXIT_USAGE;
+  }
+  const char *sub = argv[1];
+  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+    usage_audit(stdout);
+    return 0;
+  }
+  /* getopt sees "SUB flags...": argv[0] of the slice is the subcommand. */
+  int sargc = argc - 1;
+  char **sargv = argv + 1;
+  optind = 0;
+  opterr = 1;
+  if (!strcmp(sub, "verify"))
+    return cmd_verify(sargc, sargv);
+  if (!strcmp(sub, "list"))
+    return cmd_list(sargc, sargv);
+  if (!strcmp(sub, "init"))
+    return cmd_init(sargc, sargv);
+  if (!strcmp(sub, "prune"))
+    return cmd_prune(sargc, sargv);
+  fprintf(stderr, "%s: unknown audit command \"%s\"\n\n", prog, sub);
+  usage_audit(stderr);
+  return EXIT_USAGE;
+}
+
+/* The audit tail of `describe`: quiet unless a DSN is configured. */
+void tctl_audit_tail(FILE *f, const char *tenant, int rows) {
+  const char *dsn = getenv("TENANCY_PG_DSN");
+  const char *dsn_file = getenv("TENANCY_PG_DSN_FILE");
+  if ((!dsn || !*dsn) && (!dsn_file || !*dsn_file)) {
+    fprintf(f, "  (no audit trail: set TENANCY_PG_DSN to show it)\n");
+    return;
+  }
+  struct common c = {.dsn_file = dsn && *dsn ? NULL : dsn_file};
+  struct tn_audit *a = NULL;
+  struct tn_error err = {0};
+  char *from_file = NULL;
+  if (c.dsn_file &&
+      tn_read_secret_file("TENANCY_PG_DSN_FILE", c.dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
+    fprintf(f, "  (audit trail unavailable: %s)\n", err.message);
+    return;
+  }
+  struct tn_audit_options o = {
+      .no_create = true, .application_name = "tenantctl", .ca_file = getenv("TENANCY_PG_CA_FILE")};
+  if (tn_audit_open(from_file ? from_file : dsn, &o, &a, &err)) {
+    fprintf(f, "  (audit trail unavailable: %s)\n", err.message);
+    tn_wipe_free_str(from_file);
+    return;
+  }
+  tn_wipe_free_str(from_file);
+  json_t *list = NULL;
+  if (tn_audit_list(a, tenant, rows, &list, &err)) {
+    fprintf(f, "  (audit trail unavailable: %s)\n", err.message);
+  } else if (json_array_size(list) == 0) {
+    fprintf(f, "  <none>\n");
+  } else {
+    fflush(f);
+    print_table(list, false, "  ");
+    fflush(stdout);
+  }
+  json_decref(list);
+  tn_audit_close(a);
+}
+
+/* ---- the command table and main ------------------------------------------------------------- */
+
+const char *tctl_prog = "tenantctl";
+struct tctl_globals tctl_g;
+
+/* Every command; `history`, `diff` and `rollback` plug in here the same way (one row each). */
+const struct tctl_command tctl_commands[] = {
+    {"get", tctl_cmd_get,
+     "list tenants or show some (-o table|wide|json|yaml|name, -l, --state/--plan/--region)"},
+    {"list", tctl_cmd_get, "the same as get"},
+    {"describe", tctl_cmd_describe,
+     "a tenant in detail: conditions, placement, database, events, audit tail"},
+    {"create", tctl_cmd_create, "create a tenant from flags (--plan, --isolation, --region, --env, ...)"},
+    {"activate", tctl_cmd_lifecycle, "move a tenant to Active (from Draft)"},
+    {"suspend", tctl_cmd_lifecycle, "move a tenant to Suspended (from Active)"},
+    {"resume", tctl_cmd_lifecycle, "move a suspended tenant back to Active"},
+    {"archive", tctl_cmd_lifecycle, "move a tenant to Archived (from Active or Suspended)"},
+    {"delete", tctl_cmd_delete, "move a tenant to Deleted, after confirming its id"},
+    {"rotate", tctl_cmd_rotate, "rotate a tenant's database credentials or encryption keys now"},
+    {"events", tctl_cmd_events, "a tenant's Kubernetes events"},
+    {"audit", tctl_cmd_audit, "the audit trail in PostgreSQL: verify, list, init, prune"},
+    {"completion", tctl_cmd_completion, "a shell completion script: bash, zsh or fish"},
+    {NULL, NULL, NULL},
+};
+
+static void usage_main(FILE *f) {
+  fprintf(f,
+          "Usage: %s COMMAND [flags]\n"
+          "\n"
+          "The tenancy-operator command line (also `kubectl tenant` as a kubectl plugin).\n"
+          "\n"
+          "Commands:\n",
+          prog);
+  for (const struct tctl_command *c = tctl_commands; c->name; c++)
+    fprintf(f, "  %-11s %s\n", c->name, c->summary);
+  fprintf(f,
+          "\n"
+          "Global flags (anywhere on the line, as with kubectl):\n"
+          "  --kubeconfig FILE   the kubeconfig (default $KUBECONFIG, several files merged, else "
+          "~/.kube/config)\n"
+          "  --context NAME      a context of the kubeconfig instead of current-context\n"
+          "  -n, --namespace NS  the namespace of the events of tenants (default \"default\")\n"
+          "  --as USER           impersonate USER (the API server checks you may)\n"
+          "  --as-group GROUP    impersonate GROUP too (repeatable; needs --as)\n"
+          "  --request-timeout S give up on one request after S seconds (default 60)\n"
+          "  -h, --help          show help (also after any command)\n"
+          "  --version           print the version\n"
+          "\n"
+          "Exit codes: 0 success, 1 error, 2 usage, 3 not found, 4 refused (RBAC, admission, validation,\n"
+          "conflict, unconfirmed deletion). `audit`: 1 chain broken, 3 database error (see docs/cli.md).\n"
+          "Run `%s COMMAND --help` for a command's flags.\n",
+          prog);
+}
+
+/* Whether arg is the global flag name (--name or --name=value); *value gets the value or NULL. */
+static bool flag_is(const char *arg, const char *name, const char **value) {
+  size_t n = strlen(name);
+  if (strncmp(arg, name, n) != 0)
+    return false;
+  if (arg[n] == '\0') {
+    *value = NULL;
+    return true;
+  }
+  if (arg[n] == '=') {
+    *value = arg + n + 1;
+    return true;
+  }
+  return false;
+}
+
+static bool clean_value(const char *v) {
+  for (; *v; v++)
+    if ((unsigned char)*v < 0x20 || *v == 0x7f)
+      return false;
+  return true;
+}
+
+/* Takes the global flags out of argv (wherever they are, up to "--"); returns argc, or -1 after
+ * printing a usage error. */
+static int take_globals(int argc, char **argv) {
+  int out = 1;
+  bool done = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    if (done || strcmp(a, "--") == 0) {
+      done = true;
+      argv[out++] = argv[i];
+      continue;
+    }
+    const char **dst = NULL;
+    const char *name = NULL;
+    static const char *const names[] = {"--kubeconfig", "--context",  "--namespace",
+                                        "--as",         "--as-group", "--request-timeout"};
+    int which = -1;
+    for (int j = 0; j < 6 && which < 0; j++)
+      if (flag_is(a, names[j], &v))
+        which = j;
+    if (which < 0 && strcmp(a, "-n") == 0) {
+      which = 2;
+      v = NULL;
+    } else if (which < 0 && strncmp(a, "-n", 2) == 0 && a[2] && a[1] != '-') {
+      which = 2;
+      v = a + 2 + (a[2] == '=');
+    }
+    if (which < 0) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    name = which == 2 && a[1] != '-' ? "-n" : names[which];
+    if (!v) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: flag %s needs a value\n", prog, name);
+        return -1;
+      }
+      v = argv[++i];
+    }
+    if (!clean_value(v)) {
+      fprintf(stderr, "%s: flag %s: control characters are not allowed\n", prog, name);
+      return -1;
+    }
+    switch (which) {
+    case 0:
+      dst = &tctl_g.kubeconfig;
+      break;
+    case 1:
+      dst = &tctl_g.context;
+      break;
+    case 2:
+      dst = &tctl_g.namespace;
+      break;
+    case 3:
+      dst = &tctl_g.as;
+      break;
+    case 4:
+      if (tctl_g.n_as_groups == (int)(sizeof tctl_g.as_groups / sizeof tctl_g.as_groups[0])) {
+        fprintf(stderr, "%s: too many --as-group flags\n", prog);
+        return -1;
+      }
+      tctl_g.as_groups[tctl_g.n_as_groups++] = v;
+      continue;
+    default: {
+      char *end = NULL;
+      double s = strtod(v, &end);
+      if (end && *end == 's')
+        end++;
+      if (!*v || !end || *end || s < 0 || s > 86400) {
+        fprintf(stderr, "%s: --request-timeout must be a number of seconds (e.g. 30 or 30s), not \"%s\"\n",
+                prog, v);
+        return -1;
+      }
+      tctl_g.request_timeout_ms = (long)(s * 1000);
+      continue;
+    }
+    }
+    *dst = v;
+  }
+  argv[out] = NULL;
+  if (tctl_g.n_as_groups > 0 && !tctl_g.as) {
+    fprintf(stderr, "%s: --as-group needs --as (the user to impersonate)\n", prog);
+    return -1;
+  }
+  return out;
+}
+
 int main(int argc, char **argv) {
-  /* It handles the audit database's DSN: no core dump, no same-user ptrace. */
+  /* It handles the audit database's DSN and credentials: no core dump, no same-user ptrace. */
   struct tn_error herr = {0};
   if (tn_harden_process(&herr)) {
     fprintf(stderr, "%s: %s\n", prog, herr.message);
     return EXIT_USAGE;
   }
   tn_wipe_json_install();
+  const char *base = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+  base = base ? base + 1 : argc > 0 && argv[0] ? argv[0] : "tenantctl";
+  if (strcmp(base, "kubectl-tenant") == 0)
+    tctl_prog = "kubectl tenant";
+  argc = take_globals(argc, argv);
+  if (argc < 0)
+    return EXIT_USAGE;
   if (argc < 2) {
     usage_main(stderr);
     return EXIT_USAGE;
@@ -589,34 +813,13 @@ int main(int argc, char **argv) {
     printf("tenantctl %s\n", TN_VERSION);
     return 0;
   }
-  if (strcmp(cmd, "audit") != 0) {
-    fprintf(stderr, "%s: unknown command \"%s\"\n\n", prog, cmd);
-    usage_main(stderr);
-    return EXIT_USAGE;
-  }
-  if (argc < 3) {
-    usage_audit(stderr);
-    return EXIT_USAGE;
-  }
-  const char *sub = argv[2];
-  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
-    usage_audit(stdout);
-    return 0;
-  }
-  /* getopt sees "SUB flags...": argv[0] of the slice is the subcommand. */
-  int sargc = argc - 2;
-  char **sargv = argv + 2;
-  optind = 0;
-  opterr = 1;
-  if (!strcmp(sub, "verify"))
-    return cmd_verify(sargc, sargv);
-  if (!strcmp(sub, "list"))
-    return cmd_list(sargc, sargv);
-  if (!strcmp(sub, "init"))
-    return cmd_init(sargc, sargv);
-  if (!strcmp(sub, "prune"))
-    return cmd_prune(sargc, sargv);
-  fprintf(stderr, "%s: unknown audit command \"%s\"\n\n", prog, sub);
-  usage_audit(stderr);
+  for (const struct tctl_command *c = tctl_commands; c->name; c++)
+    if (!strcmp(cmd, c->name)) {
+      optind = 0;
+      opterr = 1;
+      return c->fn(argc - 1, argv + 1);
+    }
+  fprintf(stderr, "%s: unknown command \"%s\"\n\n", prog, cmd);
+  usage_main(stderr);
   return EXIT_USAGE;
 }

@@ -533,6 +533,18 @@ static int headers_build(struct tn_kube *k, const struct tn_kube_request *req, s
   }
   if (auth)
     ADD(auth);
+  /* Impersonation (kubectl --as/--as-group): the API server checks the caller may impersonate. */
+  if (k->cfg.impersonate_user) {
+    char line[1024];
+    snprintf(line, sizeof line, "Impersonate-User: %s", k->cfg.impersonate_user);
+    ADD(line);
+    for (const char *g = k->cfg.impersonate_groups; g && *g;) {
+      size_t glen = strcspn(g, "\n");
+      snprintf(line, sizeof line, "Impersonate-Group: %.*s", (int)glen, g);
+      ADD(line);
+      g += glen + (g[glen] == '\n');
+    }
+  }
 #undef ADD
   rc = 0;
 out:
@@ -791,12 +803,14 @@ static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAUL
 
 static int config_copy(struct tn_kube_config *dst, const struct tn_kube_config *src) {
   *dst = *src;
-  char **d[] = {&dst->server,     &dst->ca_file,         &dst->ca_data,    &dst->cert_file,
-                &dst->cert_data,  &dst->key_file,        &dst->key_data,   &dst->token,
-                &dst->token_file, &dst->tls_server_name, &dst->user_agent, &dst->namespace};
-  const char *s[] = {src->server,     src->ca_file,         src->ca_data,    src->cert_file,
-                     src->cert_data,  src->key_file,        src->key_data,   src->token,
-                     src->token_file, src->tls_server_name, src->user_agent, src->namespace};
+  char **d[] = {&dst->server,           &dst->ca_file,           &dst->ca_data,    &dst->cert_file,
+                &dst->cert_data,        &dst->key_file,          &dst->key_data,   &dst->token,
+                &dst->token_file,       &dst->tls_server_name,   &dst->user_agent, &dst->namespace,
+                &dst->impersonate_user, &dst->impersonate_groups};
+  const char *s[] = {src->server,           src->ca_file,           src->ca_data,    src->cert_file,
+                     src->cert_data,        src->key_file,          src->key_data,   src->token,
+                     src->token_file,       src->tls_server_name,   src->user_agent, src->namespace,
+                     src->impersonate_user, src->impersonate_groups};
   int rc = 0;
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
     *d[i] = NULL;

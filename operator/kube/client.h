@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "util/buf.h"
 #include "util/error.h"
@@ -35,12 +36,18 @@ struct tn_kube_config {
   char *user_agent;          /* default "tenancy-operator/<version>" */
   size_t max_response_bytes; /* hard cap on one response body; default 64 MiB */
   char *namespace;           /* the context's namespace (in-cluster: the pod's); informational, may be NULL */
+  char *impersonate_user;    /* Impersonate-User on every request (kubectl --as); NULL: none */
+  char *impersonate_groups;  /* Impersonate-Group values separated by '\n' (--as-group); needs the user */
 };
 
-/* Loads a kubeconfig file: path NULL means $KUBECONFIG (first file of a ':' list), else
- * ~/.kube/config. context NULL means current-context. Relative file paths resolve against
- * the kubeconfig's directory. A malformed file gets TN_ECONFIG with a message naming the
- * field (e.g. "users[admin].user.client-certificate-data: not valid base64"). */
+/* Loads a kubeconfig: path (one file) when set, else every file of $KUBECONFIG (a ':' list;
+ * missing files skipped) merged as kubectl merges them (the first file that defines a named
+ * cluster, context or user wins; current-context comes from the first file that sets it), else
+ * ~/.kube/config. context NULL means current-context. Relative file paths resolve against the
+ * directory of the file that defines the entry. A user with an `exec` credential plugin has it
+ * run now (tn_kube_exec_apply): the credential it prints becomes token or cert/key data. A
+ * malformed file gets TN_ECONFIG with a message naming the field (e.g.
+ * "users[admin].user.client-certificate-data: not valid base64"). */
 int tn_kube_config_load(const char *path, const char *context, struct tn_kube_config *out,
                         struct tn_error *err);
 /* Parses a kubeconfig held in memory (text[len], YAML; need not be NUL-terminated), as
@@ -50,6 +57,56 @@ int tn_kube_config_load(const char *path, const char *context, struct tn_kube_co
  * failure out is cleaned up. */
 int tn_kube_config_parse(const char *text, size_t len, const char *name, const char *dir, const char *context,
                          struct tn_kube_config *out, struct tn_error *err);
+/* One kubeconfig document in memory (text need not be NUL-terminated). */
+struct tn_kube_config_source {
+  const char *text;
+  size_t len;
+  const char *name; /* for messages */
+  const char *dir;  /* relative paths resolve against it (NULL: as given) */
+};
+
+/* An exec credential plugin (users[].user.exec), validated: apiVersion
+ * client.authentication.k8s.io/v1 (or v1beta1), command, args, env, interactiveMode (Never or
+ * IfAvailable: plugins never get a terminal; Always is refused), provideClusterInfo. */
+struct tn_kube_exec {
+  char *api_version;
+  char *command; /* a relative path with a '/' resolved against the kubeconfig's directory */
+  char **args;
+  size_t nargs;
+  char **env; /* "NAME=value" */
+  size_t nenv;
+  char *interactive_mode;
+  bool provide_cluster_info;
+  char *install_hint;
+};
+void tn_kube_exec_cleanup(struct tn_kube_exec *e);
+
+/* Merges and parses n documents (see tn_kube_config_load for the rules). When the chosen user
+ * has an exec plugin, it is validated and, when exec is non-NULL, returned there (exec->command
+ * set) without being run. */
+int tn_kube_config_parse_sources(const struct tn_kube_config_source *srcs, size_t n, const char *context,
+                                 struct tn_kube_config *out, struct tn_kube_exec *exec, struct tn_error *err);
+
+/* What a plugin answered (ExecCredential status): a token, or PEM certificate and key. */
+struct tn_kube_exec_credential {
+  char *token;
+  char *cert_data;
+  char *key_data;
+  time_t expires; /* status.expirationTimestamp; 0 when it does not expire */
+};
+void tn_kube_exec_credential_cleanup(struct tn_kube_exec_credential *c);
+/* Parses a plugin's stdout: kind ExecCredential of api_version, status.token or
+ * status.clientCertificateData + clientKeyData (PEM), optional status.expirationTimestamp. Pure. */
+int tn_kube_exec_credential_parse(const char *api_version, const char *text, size_t len,
+                                  struct tn_kube_exec_credential *out, struct tn_error *err);
+/* The plugin's credential: from this process's cache while it has not expired, else by running
+ * the command (environment plus exec.env plus KUBERNETES_EXEC_INFO, stdin /dev/null, stderr
+ * inherited, stdout at most 1 MiB within 60 s). cfg gives the cluster for provideClusterInfo. */
+int tn_kube_exec_get_credential(const struct tn_kube_exec *e, const struct tn_kube_config *cfg,
+                                struct tn_kube_exec_credential *out, struct tn_error *err);
+/* tn_kube_exec_get_credential, then its token or certificate replaces cfg's. */
+int tn_kube_exec_apply(const struct tn_kube_exec *e, struct tn_kube_config *cfg, struct tn_error *err);
+
 /* In-cluster: KUBERNETES_SERVICE_HOST/PORT and /var/run/secrets/kubernetes.io/serviceaccount/
  * {token,ca.crt} (the directory may be overridden for tests with sa_dir, NULL for default). */
 int tn_kube_config_in_cluster(const char *sa_dir, struct tn_kube_config *out, struct tn_error *err);

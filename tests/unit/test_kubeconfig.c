@@ -2,12 +2,14 @@
  * embedded data, relative paths, tokens, named and current contexts), in-cluster, and malformed
  * files that must be refused with a message naming the faulty field. No network. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -239,7 +241,7 @@ static const struct {
     {"cert-without-key.yaml", {"users[x].user", "client-certificate is set without client-key"}},
     {"missing-ca-file.yaml",
      {"clusters[x].cluster.certificate-authority", "does-not-exist.crt", "No such file"}},
-    {"exec-user.yaml", {"users[x].user.exec", "not supported"}},
+    {"exec-user.yaml", {"users[x].user.exec.apiVersion", "missing", "client.authentication.k8s.io/v1"}},
     {"missing-token-file.yaml", {"users[x].user.tokenFile", "no-such-token"}},
     {"alias-bomb.yaml", {"aliases expand to more than 4096 nodes", "alias bomb"}},
 };
@@ -333,4 +335,394 @@ Test(kubeconfig, ordinary_aliases_still_load) {
     tn_kube_config_cleanup(&c);
   }
   free(big);
+}
+
+/* ---- several files merged (KUBECONFIG=a:b), as kubectl merges them ------------------------- */
+
+static const char merge_a[] = "apiVersion: v1\nkind: Config\n"
+                              "current-context: ctx-a\n"
+                              "clusters:\n"
+                              "- name: shared\n  cluster: {server: \"https://a.example.test:6443\"}\n"
+                              "contexts:\n"
+                              "- name: ctx-a\n  context: {cluster: shared, user: u-b, namespace: from-a}\n"
+                              "users:\n"
+                              "- name: u-a\n  user: {token: token-a}\n";
+static const char merge_b[] = "apiVersion: v1\nkind: Config\n"
+                              "current-context: ctx-b\n"
+                              "clusters:\n"
+                              "- name: shared\n  cluster: {server: \"https://b.example.test:6443\"}\n"
+                              "- name: only-b\n  cluster: {server: \"https://only-b.example.test:6443\"}\n"
+                              "contexts:\n"
+                              "- name: ctx-a\n  context: {cluster: only-b, user: u-a}\n"
+                              "- name: ctx-b\n  context: {cluster: only-b, user: u-a}\n"
+                              "users:\n"
+                              "- name: u-a\n  user: {token: token-a-from-b}\n"
+                              "- name: u-b\n  user: {token: token-b}\n";
+
+static int parse2(const char *a, const char *b, const char *context, struct tn_kube_config *c,
+                  struct tn_error *err) {
+  struct tn_kube_config_source srcs[2] = {{a, strlen(a), "a.yaml", "/nonexistent"},
+                                          {b, strlen(b), "b.yaml", "/nonexistent"}};
+  return tn_kube_config_parse_sources(srcs, b ? 2 : 1, context, c, NULL, err);
+}
+
+Test(kubeconfig_merge, first_file_wins_per_name_and_for_current_context) {
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(parse2(merge_a, merge_b, NULL, &c, &err), 0, "%s", err.message);
+  /* current-context from a (ctx-a), its definition from a (cluster shared, user u-b), cluster
+   * "shared" from a (b's is ignored), user u-b found only in b. */
+  cr_assert_str_eq(c.server, "https://a.example.test:6443");
+  cr_assert_str_eq(c.token, "token-b");
+  cr_assert_str_eq(c.namespace, "from-a");
+  tn_kube_config_cleanup(&c);
+  /* The other order: b's current-context and b's definitions win. */
+  cr_assert_eq(parse2(merge_b, merge_a, NULL, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.server, "https://only-b.example.test:6443");
+  cr_assert_str_eq(c.token, "token-a-from-b");
+  tn_kube_config_cleanup(&c);
+}
+
+Test(kubeconfig_merge, context_selection_across_files) {
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(parse2(merge_a, merge_b, "ctx-b", &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.server, "https://only-b.example.test:6443");
+  cr_assert_str_eq(c.token, "token-a", "user u-a is a's, the first definition");
+  cr_assert_null(c.namespace);
+  tn_kube_config_cleanup(&c);
+  cr_assert_eq(parse2(merge_a, merge_b, "nope", &c, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "no entry named \"nope\" in contexts") &&
+                strstr(err.message, "a.yaml:b.yaml"),
+            "%s", err.message);
+}
+
+Test(kubeconfig_merge, current_context_from_the_first_file_that_sets_it) {
+  static const char none[] = "apiVersion: v1\nkind: Config\nclusters: []\n";
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(parse2(none, merge_b, NULL, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.server, "https://only-b.example.test:6443", "ctx-b, set by the second file");
+  tn_kube_config_cleanup(&c);
+  /* A malformed second file is reported with its own name. */
+  static const char bad[] = "apiVersion: v1\nkind: Config\nusers:\n- user: {token: x}\n";
+  cr_assert_eq(parse2(merge_a, bad, NULL, &c, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "kubeconfig b.yaml: users[0].name"), "%s", err.message);
+}
+
+Test(kubeconfig_merge, kubeconfig_env_merges_every_file_and_skips_missing_ones) {
+  char dir[] = "/tmp/tn-kc-merge-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char pa[PATH_MAX], pb[PATH_MAX], list[3 * PATH_MAX];
+  snprintf(pa, sizeof pa, "%s/a.yaml", dir);
+  snprintf(pb, sizeof pb, "%s/b.yaml", dir);
+  FILE *f = fopen(pa, "w");
+  fputs(merge_a, f);
+  fclose(f);
+  f = fopen(pb, "w");
+  fputs(merge_b, f);
+  fclose(f);
+  snprintf(list, sizeof list, "%s/missing.yaml:%s::%s", dir, pa, pb);
+  setenv("KUBECONFIG", list, 1);
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(tn_kube_config_load(NULL, NULL, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.server, "https://a.example.test:6443");
+  cr_assert_str_eq(c.token, "token-b");
+  tn_kube_config_cleanup(&c);
+  cr_assert_eq(tn_kube_config_load(NULL, "ctx-b", &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.server, "https://only-b.example.test:6443");
+  tn_kube_config_cleanup(&c);
+  snprintf(list, sizeof list, "%s/missing.yaml", dir);
+  setenv("KUBECONFIG", list, 1);
+  cr_assert_eq(tn_kube_config_load(NULL, NULL, &c, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "none of these files exists"), "%s", err.message);
+  unsetenv("KUBECONFIG");
+  unlink(pa);
+  unlink(pb);
+  rmdir(dir);
+}
+
+/* ---- exec credential plugins ------------------------------------------------------------------ */
+
+static const char exec_kc[] = "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+                              "clusters:\n- name: x\n  cluster: {server: \"https://127.0.0.1:6443\"}\n"
+                              "contexts:\n- name: x\n  context: {cluster: x, user: x}\n"
+                              "users:\n- name: x\n  user:\n    exec:\n%s";
+
+static int parse_exec(const char *exec_yaml, struct tn_kube_exec *e, struct tn_kube_config *c,
+                      struct tn_error *err) {
+  char text[4096];
+  snprintf(text, sizeof text, exec_kc, exec_yaml);
+  struct tn_kube_config_source src = {text, strlen(text), "exec.yaml", "/etc/kube"};
+  return tn_kube_config_parse_sources(&src, 1, NULL, c, e, err);
+}
+
+Test(kubeconfig_exec, parsed_with_args_env_and_a_relative_command) {
+  struct tn_kube_exec e;
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(parse_exec("      apiVersion: client.authentication.k8s.io/v1\n"
+                          "      command: ./bin/get-token\n"
+                          "      args: [--cluster, prod]\n"
+                          "      env: [{name: AWS_PROFILE, value: ops}, {name: EMPTY, value: \"\"}]\n"
+                          "      interactiveMode: Never\n"
+                          "      provideClusterInfo: true\n"
+                          "      installHint: install get-token\n",
+                          &e, &c, &err),
+               0, "%s", err.message);
+  cr_assert_str_eq(e.api_version, "client.authentication.k8s.io/v1");
+  cr_assert_str_eq(e.command, "/etc/kube/./bin/get-token", "relative to the kubeconfig's directory");
+  cr_assert_eq(e.nargs, 2);
+  cr_assert_str_eq(e.args[1], "prod");
+  cr_assert_eq(e.nenv, 2);
+  cr_assert_str_eq(e.env[0], "AWS_PROFILE=ops");
+  cr_assert_str_eq(e.env[1], "EMPTY=");
+  cr_assert_str_eq(e.interactive_mode, "Never");
+  cr_assert(e.provide_cluster_info);
+  cr_assert_str_eq(e.install_hint, "install get-token");
+  cr_assert_null(c.token, "parsing never runs the plugin");
+  tn_kube_exec_cleanup(&e);
+  tn_kube_config_cleanup(&c);
+  /* A bare command name stays as is (looked up in PATH); v1beta1 defaults interactiveMode. */
+  cr_assert_eq(parse_exec("      apiVersion: client.authentication.k8s.io/v1beta1\n      command: gke-auth\n",
+                          &e, &c, &err),
+               0, "%s", err.message);
+  cr_assert_str_eq(e.command, "gke-auth");
+  cr_assert_str_eq(e.interactive_mode, "IfAvailable");
+  tn_kube_exec_cleanup(&e);
+  tn_kube_config_cleanup(&c);
+}
+
+Test(kubeconfig_exec, invalid_plugins_name_the_field) {
+  static const struct {
+    const char *yaml, *want;
+  } bad[] = {
+      {"      command: x\n      interactiveMode: Never\n", "users[x].user.exec.apiVersion: missing"},
+      {"      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n", "is not supported"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n",
+       "exec.command: missing"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      command: x\n", "interactiveMode: missing"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Always\n",
+       "Always is not supported"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Never\n"
+       "      args: [ok, {a: b}]\n",
+       "exec.args[1]: must be a string"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Never\n"
+       "      env: [{name: \"A=B\", value: x}]\n",
+       "exec.env[0].name"},
+      {"      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Never\n"
+       "      env: [{name: A}]\n",
+       "exec.env[0].value"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct tn_kube_exec e;
+    struct tn_kube_config c;
+    struct tn_error err;
+    tn_error_clear(&err);
+    cr_expect_eq(parse_exec(bad[i].yaml, &e, &c, &err), TN_ECONFIG, "case %zu", i);
+    cr_expect(strstr(err.message, bad[i].want) != NULL, "case %zu: expected \"%s\" in: %s", i, bad[i].want,
+              err.message);
+    cr_expect_null(e.command, "case %zu: nothing left behind", i);
+  }
+}
+
+#define V1 "client.authentication.k8s.io/v1"
+
+Test(kubeconfig_exec, credential_output_is_parsed_and_validated) {
+  struct tn_kube_exec_credential cr;
+  struct tn_error err;
+  const char *ok = "{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\","
+                   "\"status\":{\"token\":\"tok\",\"expirationTimestamp\":\"2030-01-02T03:04:05Z\"}}";
+  cr_assert_eq(tn_kube_exec_credential_parse(V1, ok, strlen(ok), &cr, &err), 0, "%s", err.message);
+  cr_assert_str_eq(cr.token, "tok");
+  cr_assert_eq(cr.expires, (time_t)1893553445);
+  tn_kube_exec_credential_cleanup(&cr);
+  const char *offset =
+      "{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\","
+      "\"status\":{\"token\":\"t\",\"expirationTimestamp\":\"2030-01-02T05:04:05.5+02:00\"}}";
+  cr_assert_eq(tn_kube_exec_credential_parse(V1, offset, strlen(offset), &cr, &err), 0, "%s", err.message);
+  cr_assert_eq(cr.expires, (time_t)1893553445);
+  tn_kube_exec_credential_cleanup(&cr);
+  /* A certificate and key (PEM, not base64) from the fixtures. */
+  char *cert = slurp(fixture("client.crt")), *key = slurp(fixture("client.key"));
+  json_t *j = json_pack("{s:s,s:s,s:{s:s,s:s}}", "apiVersion", V1, "kind", "ExecCredential", "status",
+                        "clientCertificateData", cert, "clientKeyData", key);
+  char *txt = json_dumps(j, 0);
+  cr_assert_eq(tn_kube_exec_credential_parse(V1, txt, strlen(txt), &cr, &err), 0, "%s", err.message);
+  cr_assert(strstr(cr.cert_data, "BEGIN CERTIFICATE") && cr.key_data && !cr.token && cr.expires == 0);
+  tn_kube_exec_credential_cleanup(&cr);
+  free(txt);
+  json_decref(j);
+  free(cert);
+  free(key);
+
+  static const struct {
+    const char *json, *want;
+  } bad[] = {
+      {"not json", "not a JSON ExecCredential"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"Other\",\"status\":{\"token\":\"t\"}}",
+       "kind must be ExecCredential"},
+      {"{\"apiVersion\":\"client.authentication.k8s.io/"
+       "v1beta1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"t\"}}",
+       "is not the configured"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\"}", "status is missing"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\",\"status\":{}}", "neither token nor"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\",\"status\":{\"clientCertificateData\":\"x\"}}",
+       "without status.clientKeyData"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\",\"status\":{\"clientCertificateData\":\"x\","
+       "\"clientKeyData\":\"y\"}}",
+       "not a PEM"},
+      {"{\"apiVersion\":\"" V1 "\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"t\","
+       "\"expirationTimestamp\":\"tomorrow\"}}",
+       "expirationTimestamp is not an RFC 3339 time"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    tn_error_clear(&err);
+    cr_expect_eq(tn_kube_exec_credential_parse(V1, bad[i].json, strlen(bad[i].json), &cr, &err), TN_ECONFIG,
+                 "case %zu", i);
+    cr_expect(strstr(err.message, bad[i].want) != NULL, "case %zu: expected \"%s\" in: %s", i, bad[i].want,
+              err.message);
+    cr_expect_null(cr.token);
+  }
+}
+
+/* A plugin script: prints a token and counts its runs in a file; KUBERNETES_EXEC_INFO and
+ * its env are saved next to it. */
+static void write_plugin(const char *dir, const char *expiry) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/plugin.sh", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fprintf(f,
+          "#!/bin/sh\n"
+          "echo run >> \"%s/runs\"\n"
+          "printf '%%s' \"$KUBERNETES_EXEC_INFO\" > \"%s/info\"\n"
+          "printf '%%s %%s' \"$PLUGIN_MODE\" \"$1\" > \"%s/args\"\n"
+          "read -r line && echo \"stdin was not empty\" >&2 && exit 9\n"
+          "printf '{\"apiVersion\":\"" V1
+          "\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"exec-token-%%s\"%s}}' "
+          "\"$1\"\n",
+          dir, dir, dir, expiry);
+  fclose(f);
+  chmod(path, 0700);
+}
+
+static int count_runs(const char *dir) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/runs", dir);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  int n = 0;
+  char line[64];
+  while (fgets(line, sizeof line, f))
+    n++;
+  fclose(f);
+  return n;
+}
+
+Test(kubeconfig_exec, load_runs_the_plugin_once_and_caches_until_expiry) {
+  char dir[] = "/tmp/tn-kc-exec-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  write_plugin(dir, "");
+  char kc[PATH_MAX];
+  snprintf(kc, sizeof kc, "%s/config", dir);
+  FILE *f = fopen(kc, "w");
+  fprintf(f,
+          "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+          "clusters:\n- name: x\n  cluster: {server: \"https://127.0.0.1:6443\", certificate-authority: %s}\n"
+          "contexts:\n- name: x\n  context: {cluster: x, user: x}\n"
+          "users:\n- name: x\n  user:\n    exec:\n      apiVersion: " V1 "\n      command: ./plugin.sh\n"
+          "      args: [one]\n      env: [{name: PLUGIN_MODE, value: test}]\n      interactiveMode: Never\n"
+          "      provideClusterInfo: true\n",
+          fixture("ca.crt"));
+  fclose(f);
+  struct tn_kube_config c;
+  struct tn_error err;
+  cr_assert_eq(tn_kube_config_load(kc, NULL, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.token, "exec-token-one");
+  tn_kube_config_cleanup(&c);
+  cr_assert_eq(count_runs(dir), 1);
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/info", dir);
+  char *info = slurp(p);
+  json_t *j = json_loads(info, 0, NULL);
+  cr_assert_not_null(j, "KUBERNETES_EXEC_INFO is JSON: %s", info);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "kind")), "ExecCredential");
+  cr_assert(json_is_false(json_object_get(json_object_get(j, "spec"), "interactive")));
+  json_t *cl = json_object_get(json_object_get(j, "spec"), "cluster");
+  cr_assert_str_eq(json_string_value(json_object_get(cl, "server")), "https://127.0.0.1:6443");
+  cr_assert(json_string_length(json_object_get(cl, "certificate-authority-data")) > 100);
+  json_decref(j);
+  free(info);
+  snprintf(p, sizeof p, "%s/args", dir);
+  char *args = slurp(p);
+  cr_assert_str_eq(args, "test one");
+  free(args);
+  /* No expirationTimestamp: the credential is reused for the life of the process. */
+  cr_assert_eq(tn_kube_config_load(kc, NULL, &c, &err), 0, "%s", err.message);
+  cr_assert_str_eq(c.token, "exec-token-one");
+  tn_kube_config_cleanup(&c);
+  cr_assert_eq(count_runs(dir), 1, "the cached credential is used");
+
+  /* An already expired credential is an error; one that expires soon is run again once expired. */
+  write_plugin(dir, ",\"expirationTimestamp\":\"2001-01-01T00:00:00Z\"");
+  struct tn_kube_exec e = {.api_version = (char *)V1, .command = p, .interactive_mode = (char *)"Never"};
+  snprintf(p, sizeof p, "%s/plugin.sh", dir);
+  struct tn_kube_config cfg = {.server = (char *)"https://other.example.test"};
+  struct tn_kube_exec_credential cred;
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "already expired"), "%s", err.message);
+  char soon[128];
+  time_t t = time(NULL) + 2;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(soon, sizeof soon, ",\"expirationTimestamp\":\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+  write_plugin(dir, soon);
+  int before = count_runs(dir);
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), 0, "%s", err.message);
+  tn_kube_exec_credential_cleanup(&cred);
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), 0, "%s", err.message);
+  tn_kube_exec_credential_cleanup(&cred);
+  cr_assert_eq(count_runs(dir), before + 1, "cached while valid");
+  sleep(3);
+  write_plugin(dir, ",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"");
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), 0, "%s", err.message);
+  tn_kube_exec_credential_cleanup(&cred);
+  cr_assert_eq(count_runs(dir), before + 2, "run again once expired");
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+Test(kubeconfig_exec, failing_or_missing_plugins_are_reported) {
+  char dir[] = "/tmp/tn-kc-fail-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/fail.sh", dir);
+  FILE *f = fopen(p, "w");
+  fputs("#!/bin/sh\necho 'login required' >&2\nexit 3\n", f);
+  fclose(f);
+  chmod(p, 0700);
+  struct tn_kube_exec e = {.api_version = (char *)V1, .command = p, .interactive_mode = (char *)"Never"};
+  struct tn_kube_config cfg = {.server = (char *)"https://x.example.test"};
+  struct tn_kube_exec_credential cred;
+  struct tn_error err;
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "exited with status 3"), "%s", err.message);
+  e.command = (char *)"tn-no-such-plugin-anywhere";
+  e.install_hint = (char *)"install it from example.test";
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "cannot run it") && strstr(err.message, "install it from example.test"), "%s",
+            err.message);
+  /* Output that is not an ExecCredential. */
+  f = fopen(p, "w");
+  fputs("#!/bin/sh\necho hello\n", f);
+  fclose(f);
+  e.command = p;
+  cr_assert_eq(tn_kube_exec_get_credential(&e, &cfg, &cred, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "not a JSON ExecCredential"), "%s", err.message);
+  unlink(p);
+  rmdir(dir);
 }
