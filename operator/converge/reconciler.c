@@ -202,13 +202,19 @@ struct run {
   struct tn_lifecycle_plan lp;       /* step_plan_lifecycle */
   struct tn_lifecycle_plan denied;   /* step_evaluate_policy: the steps a TenancyPolicy denied */
   struct tn_lifecycle_plan inflight; /* step_settle_transition: started, effects not yet in place */
-  struct tn_error lerr;              /* why the lifecycle refused (lp.refused) */
-  struct inventory inv;              /* step_evaluate_policy: TenancyPolicies and Regions */
-  struct tn_policy_result policy;    /* step_evaluate_policy */
-  bool policy_ok;                    /* every TenancyPolicy allows the tenant */
-  bool provisioned;                  /* lp.next has objects (Active, Suspended) */
-  json_t *plan_obj, *derived;        /* step_resolve_plan_and_placement */
-  struct tn_plan *plan;              /* the Plan with permitted overrides; NULL when missing/invalid */
+  /* Reported by step_audit_outcome once the status that records them is written: */
+  bool report_refusal;                 /* step_check_activation: an activation refused for a new cause */
+  struct tn_transition refused;        /* ... the activation refused */
+  enum cond refused_cause;             /* ... the condition that says why */
+  bool report_failure;                 /* step_settle_transition: a new series of failed attempts */
+  char failure[600], failure_what[96]; /* ... what failed; the transition */
+  struct tn_error lerr;                /* why the lifecycle refused (lp.refused) */
+  struct inventory inv;                /* step_evaluate_policy: TenancyPolicies and Regions */
+  struct tn_policy_result policy;      /* step_evaluate_policy */
+  bool policy_ok;                      /* every TenancyPolicy allows the tenant */
+  bool provisioned;                    /* lp.next has objects (Active, Suspended) */
+  json_t *plan_obj, *derived;          /* step_resolve_plan_and_placement */
+  struct tn_plan *plan;                /* the Plan with permitted overrides; NULL when missing/invalid */
   bool have_plan;
   struct tn_placement placement;
   bool placed;
@@ -1073,9 +1079,9 @@ static enum flow step_check_activation(struct run *x) {
   if (old_ready && strcmp(old_ready, "ActivationRefused") == 0 && old_cause &&
       strcmp(old_cause, why->reason) == 0)
     return FLOW_NEXT; /* this cause was reported already */
-  event(x, TN_EVENT_WARNING, "ActivationRefused", "activation (%s -> Active) refused: %s (correlationId=%s)",
-        tn_state_name(step.from), why->message, step.correlation_id);
-  audit_refusal(x, &step, why->reason, why->message);
+  x->report_refusal = true;
+  x->refused = step;
+  x->refused_cause = cause;
   return FLOW_NEXT;
 }
 
@@ -1404,9 +1410,9 @@ static void step_settle_transition(struct run *x) {
     bool reported = old_reason && strcmp(old_reason, "TransitionFailed") == 0 && old_msg &&
                     strstr(old_msg, s->correlation_id);
     if (!reported) {
-      audit_failure(x, why);
-      event(x, TN_EVENT_WARNING, "TransitionFailed", "%s failed, retrying: %s (correlationId=%s)", what, why,
-            s->correlation_id);
+      x->report_failure = true;
+      snprintf(x->failure, sizeof x->failure, "%s", why);
+      snprintf(x->failure_what, sizeof x->failure_what, "%s", what);
     }
     if (x->res.kind == TN_RESULT_SUCCESS)
       x->res = TN_RESULT_ERR;
@@ -1528,10 +1534,8 @@ static enum flow step_status(struct run *x) {
 /* audit the outcome: the steps' "succeeded" rows, and their Events, once the status that
  * records them is durable. */
 static void step_audit_outcome(struct run *x) {
-  if (x->lp.n_steps == 0)
-    return;
   struct tn_error aerr = {0};
-  if (audit_steps(x, &x->lp, TN_AUDIT_SUCCEEDED, x->gen_before, x->generation, &aerr))
+  if (x->lp.n_steps > 0 && audit_steps(x, &x->lp, TN_AUDIT_SUCCEEDED, x->gen_before, x->generation, &aerr))
     tn_log(TN_LOG_WARN, &x->lf,
            "recording the transition's outcome in the audit trail: %s (the started row stands)",
            aerr.message);
@@ -1547,6 +1551,19 @@ static void step_audit_outcome(struct run *x) {
                                    .generation = x->generation},
            "%s: %s -> %s", s->event_reason, s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from),
            tn_state_name(s->to));
+  }
+  /* What did not happen, after what did (a new tenant's Created before its refused activation). */
+  if (x->report_refusal) {
+    const struct condition *why = &x->conds[x->refused_cause];
+    audit_refusal(x, &x->refused, why->reason, why->message);
+    event(x, TN_EVENT_WARNING, "ActivationRefused",
+          "activation (%s -> Active) refused: %s (correlationId=%s)", tn_state_name(x->refused.from),
+          why->message, x->refused.correlation_id);
+  }
+  if (x->report_failure && x->inflight.n_steps > 0) {
+    audit_failure(x, x->failure);
+    event(x, TN_EVENT_WARNING, "TransitionFailed", "%s failed, retrying: %s (correlationId=%s)",
+          x->failure_what, x->failure, x->inflight.steps[0].correlation_id);
   }
 }
 
