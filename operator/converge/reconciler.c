@@ -21,13 +21,16 @@
 #include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/breakglass.h"
+#include "tenancy/capacity.h"
 #include "tenancy/derive.h"
 #include "tenancy/diff.h"
+#include "tenancy/drift.h"
 #include "tenancy/lifecycle.h"
 #include "tenancy/placement.h"
 #include "tenancy/policy.h"
 #include "tenancy/tenant.h"
 #include "util/clock.h"
+#include "util/uuid.h"
 
 const struct tn_gvr tn_gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
 const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
@@ -132,11 +135,12 @@ enum cond {
   COND_ACCESS,
   COND_DATABASE,
   COND_KEYS,
+  COND_PROGRESSING, /* only while a transition's effects are not in place; not part of Ready's sum */
   COND_COUNT
 };
-static const char *const cond_types[COND_COUNT] = {"Ready",           "PolicyCompliant", "Placed",
-                                                   "NamespacesReady", "NetworkIsolated", "QuotaApplied",
-                                                   "AccessBound",     "DatabaseReady",   "KeysReady"};
+static const char *const cond_types[COND_COUNT] = {
+    "Ready",        "PolicyCompliant", "Placed",        "NamespacesReady", "NetworkIsolated",
+    "QuotaApplied", "AccessBound",     "DatabaseReady", "KeysReady",       "Progressing"};
 static const enum cond kind_cond[TN_KIND_COUNT] = {
     [TN_KIND_NAMESPACE] = COND_NAMESPACES, [TN_KIND_NETWORK_POLICY] = COND_NETWORK,
     [TN_KIND_RESOURCE_QUOTA] = COND_QUOTA, [TN_KIND_LIMIT_RANGE] = COND_QUOTA,
@@ -185,22 +189,32 @@ struct run {
   struct condition conds[COND_COUNT];
   char now[32];
   int writes;
-  int drift_repaired;
+  int drift_repaired; /* owned objects someone else changed, restored */
+  int propagated;     /* owned objects updated because the desired state changed (a Plan edit) */
   char drift_what[600];
+  bool cond_failed[COND_COUNT]; /* an attempt of this condition's effect failed (not just pending) */
 
   /* What the steps of tn_tenant_reconcile hand on to each other, in the order they fill it. */
-  struct tn_result res;           /* what the controller does next; steps only make it sooner */
-  json_t *old_status;             /* the status as read (borrowed from obj before any status write) */
-  long long generation;           /* metadata.generation as read */
-  long long gen_before;           /* status.observedGeneration as read */
-  struct tn_lifecycle_plan lp;    /* step_plan_lifecycle */
-  struct tn_error lerr;           /* why the lifecycle refused (lp.refused) */
-  struct inventory inv;           /* step_evaluate_policy: TenancyPolicies and Regions */
-  struct tn_policy_result policy; /* step_evaluate_policy */
-  bool policy_ok;                 /* every TenancyPolicy allows the tenant */
-  bool provisioned;               /* lp.next has objects (Active, Suspended) */
-  json_t *plan_obj, *derived;     /* step_resolve_plan_and_placement */
-  struct tn_plan *plan;           /* the Plan with permitted overrides; NULL when missing/invalid */
+  struct tn_result res;              /* what the controller does next; steps only make it sooner */
+  json_t *old_status;                /* the status as read (borrowed from obj before any status write) */
+  long long generation;              /* metadata.generation as read */
+  long long gen_before;              /* status.observedGeneration as read */
+  struct tn_lifecycle_plan lp;       /* step_plan_lifecycle */
+  struct tn_lifecycle_plan denied;   /* step_evaluate_policy: the steps a TenancyPolicy denied */
+  struct tn_lifecycle_plan inflight; /* step_settle_transition: started, effects not yet in place */
+  /* Reported by step_audit_outcome once the status that records them is written: */
+  bool report_refusal;                 /* step_check_activation: an activation refused for a new cause */
+  struct tn_transition refused;        /* ... the activation refused */
+  enum cond refused_cause;             /* ... the condition that says why */
+  bool report_failure;                 /* step_settle_transition: a new series of failed attempts */
+  char failure[600], failure_what[96]; /* ... what failed; the transition */
+  struct tn_error lerr;                /* why the lifecycle refused (lp.refused) */
+  struct inventory inv;                /* step_evaluate_policy: TenancyPolicies and Regions */
+  struct tn_policy_result policy;      /* step_evaluate_policy */
+  bool policy_ok;                      /* every TenancyPolicy allows the tenant */
+  bool provisioned;                    /* lp.next has objects (Active, Suspended) */
+  json_t *plan_obj, *derived;          /* step_resolve_plan_and_placement */
+  struct tn_plan *plan;                /* the Plan with permitted overrides; NULL when missing/invalid */
   bool have_plan;
   struct tn_placement placement;
   bool placed;
@@ -242,6 +256,21 @@ static void event(struct run *x, const char *type, const char *reason, const cha
   va_start(ap, fmt);
   vsnprintf(note, sizeof note, fmt, ap);
   va_end(ap);
+  if (!strstr(note, "correlationId=")) {
+    /* Outside a transition: an id of this tenant, generation and reason (a repeat of the same
+     * complaint at the same generation carries the same id); DriftRepaired, a repair at a time,
+     * adds the time. */
+    char gen[32], cid[37];
+    snprintf(gen, sizeof gen, "%lld", x->lf.generation);
+    const char *parts[] = {"tenancy.dev/event", ref.uid ? ref.uid : "", gen, reason,
+                           strcmp(reason, "DriftRepaired") == 0 ? x->now : ""};
+    if (x->cid[0])
+      snprintf(cid, sizeof cid, "%s", x->cid);
+    else
+      tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], cid);
+    size_t len = strlen(note);
+    snprintf(note + len, sizeof note - len, " (correlationId=%s)", cid);
+  }
   tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Reconcile", "%s", note);
 }
 
@@ -494,10 +523,12 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
     rc = tn_kube_update(x->r->kube, gvr, c->namespace, body, NULL, NULL, &err);
     json_decref(body);
     x->writes++;
-    if (rc == 0) {
+    if (rc == 0 && tn_change_is_drift(c)) {
       x->drift_repaired++;
       if (!x->drift_what[0])
         snprintf(x->drift_what, sizeof x->drift_what, "%s (%s)", what, c->reason);
+    } else if (rc == 0) {
+      x->propagated++;
     }
     break;
   }
@@ -842,6 +873,7 @@ static enum flow step_evaluate_policy(struct run *x) {
     cond_set(x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
     event(x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
     if (x->lp.n_steps > 0) {
+      x->denied = x->lp;
       x->lp.n_steps = 0;
       x->lp.next = x->t->status_state;
       x->lf.correlation_id = NULL;
@@ -877,7 +909,12 @@ static enum flow step_audit_started(struct run *x) {
     return FLOW_STOP;
   }
   x->gen_before = x->t->observed_generation;
-  if (x->lp.n_steps > 0) {
+  /* A transition whose effects were not in place last time is still in flight (Progressing
+   * names its correlation id): its "started" rows are written already. */
+  const char *inflight =
+      json_string_value(json_object_get(old_condition(x->old_status, "Progressing"), "message"));
+  int first = tn_lifecycle_first_effect(&x->lp);
+  if (x->lp.n_steps > 0 && !(inflight && first >= 0 && strstr(inflight, x->lp.steps[first].correlation_id))) {
     struct tn_error aerr = {0};
     if (audit_steps(x, &x->lp, TN_AUDIT_STARTED, x->gen_before, x->generation, &aerr)) {
       tn_log(TN_LOG_WARN, &x->lf, "audit trail unavailable, transition postponed: %s", aerr.message);
@@ -923,16 +960,142 @@ static enum flow step_resolve_plan_and_placement(struct run *x) {
     cond_set(x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", x->placement.region,
              tn_isolation_name(x->placement.isolation));
   }
-  if (!x->have_plan || !x->placed) {
-    /* Without a plan or a region nothing is provisioned, and nothing already provisioned is
-     * touched: the Plan and Region watches bring us back. */
-    for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
-      if (!x->conds[c].set)
-        cond_set(x, (enum cond)c, "Unknown", "Waiting", "waiting for %s",
-                 !x->have_plan ? "the plan" : "placement");
-    return FLOW_STATUS;
-  }
   return FLOW_NEXT;
+}
+
+/* Audit rows of outcome "refused" for step s (the cause's condition reason and message in the
+ * details). */
+static void audit_refusal(struct run *x, const struct tn_transition *s, const char *cause,
+                          const char *message) {
+  if (!x->r->audit)
+    return;
+  char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR;
+  snprintf(target, sizeof target, "tenant/%s", x->key);
+  tn_tenant_requester(x->obj, actor, sizeof actor);
+  json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "from", s->from == TN_STATE_NONE ? "" : tn_state_name(s->from),
+                        "to", tn_state_name(s->to), "reason", cause, "message", message);
+  char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(d);
+  struct tn_audit_event ev = {.actor = actor,
+                              .action = tn_action_name(s->action),
+                              .target = target,
+                              .request_id = x->rv,
+                              .correlation_id = s->correlation_id,
+                              .outcome = TN_AUDIT_REFUSED,
+                              .generation_before = x->t->observed_generation,
+                              .generation_after = x->generation,
+                              .details = details ? details : "{}"};
+  struct tn_error err = {0};
+  if (tn_audit_append(x->r->audit, &ev, NULL, &err))
+    tn_log(TN_LOG_WARN, &x->lf, "recording the refused %s in the audit trail: %s", tn_action_name(s->action),
+           err.message);
+  free(details);
+}
+
+/* Whether the quotas of the tenants placed in the region plus this tenant's fit the Region's
+ * spec.capacity. 0, or TN_EINVALID with err saying what does not fit. */
+static int check_capacity(struct run *x, struct tn_error *err) {
+  const json_t *region = NULL;
+  size_t i;
+  json_t *o;
+  json_array_foreach(x->inv.region_objs, i, o) {
+    const char *name = field(o, "metadata", "name");
+    if (name && strcmp(name, x->placement.region) == 0)
+      region = o;
+  }
+  struct tn_capacity cap, used = {0}, demand = {0};
+  if (tn_capacity_parse(region, &cap, err))
+    return err->code;
+  bool any = false;
+  for (int k = 0; k < TN_CAP_COUNT; k++)
+    any |= cap.set[k];
+  if (!any)
+    return 0; /* unlimited: no need to look at the other tenants */
+  json_t *tenants = tn_informer_list(x->r->tenants);
+  json_array_foreach(tenants, i, o) {
+    const char *name = field(o, "metadata", "name");
+    if (name && strcmp(name, x->key) != 0)
+      tn_capacity_add_tenant(&used, o, x->placement.region);
+  }
+  json_decref(tenants);
+  tn_capacity_add_quotas(&demand, &x->plan->quotas, x->t->n_environments);
+  return tn_capacity_check(x->placement.region, &cap, &used, &demand, err);
+}
+
+/* Activation prerequisites: a move into Active from Draft or Archived happens only when the
+ * Plan exists and parses, placement succeeds, the policy allows it and the quotas fit what the
+ * Region offers. Otherwise the tenant stays where it is (steps before the activation, such as
+ * Created, still happen), nothing is provisioned, the failing condition says why, and Ready
+ * (reason ActivationRefused), a Warning Event and an audit row of outcome "refused" say so:
+ * the Event and the row once per cause (not on every resync). */
+static enum flow step_check_activation(struct run *x) {
+  struct tn_transition step;
+  enum cond cause;
+  int k = tn_lifecycle_first_activation(&x->denied);
+  if (k >= 0 && (x->denied.next == TN_STATE_ACTIVE || x->denied.next == TN_STATE_SUSPENDED)) {
+    step = x->denied.steps[k];
+    cause = COND_POLICY;
+  } else {
+    /* A tenant restored straight into Archived passes Active only on paper: never provisioned,
+     * it needs none of it. */
+    k = tn_lifecycle_first_activation(&x->lp);
+    if (k < 0 || !x->provisioned)
+      return FLOW_NEXT;
+    step = x->lp.steps[k];
+    struct tn_error cerr = {0};
+    if (!x->have_plan)
+      cause = COND_QUOTA;
+    else if (!x->placed)
+      cause = COND_PLACED;
+    else if (check_capacity(x, &cerr)) {
+      cause = COND_PLACED;
+      x->placed = false;
+      cond_set(x, COND_PLACED, "False", cerr.reason[0] ? cerr.reason : TN_REASON_CAPACITY_EXCEEDED, "%s",
+               cerr.message);
+      /* A Region edit brings us back at once; capacity freed by another tenant, within a minute. */
+      if (x->res.kind == TN_RESULT_SUCCESS)
+        x->res = TN_RESULT_AFTER(60);
+    } else
+      return FLOW_NEXT;
+    tn_lifecycle_split(&x->lp, k, NULL);
+    if (x->lp.n_steps > 0)
+      snprintf(x->cid, sizeof x->cid, "%s", x->lp.steps[x->lp.n_steps - 1].correlation_id);
+    else
+      x->cid[0] = '\0', x->lf.correlation_id = NULL;
+  }
+  /* Nothing is provisioned and the tenant is not placed. */
+  x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+  if (x->placed)
+    cond_set(x, COND_PLACED, "True", "Placeable",
+             "can be placed in region %s with isolation %s once activated", x->placement.region,
+             tn_isolation_name(x->placement.isolation));
+  x->placed = false;
+  const struct condition *why = &x->conds[cause];
+  cond_set(x, COND_READY, "False", "ActivationRefused", "activation (%s -> Active) refused: %s: %s",
+           tn_state_name(step.from), cond_types[cause], why->message);
+  const char *old_ready = json_string_value(json_object_get(old_condition(x->old_status, "Ready"), "reason"));
+  const char *old_cause =
+      json_string_value(json_object_get(old_condition(x->old_status, cond_types[cause]), "reason"));
+  if (old_ready && strcmp(old_ready, "ActivationRefused") == 0 && old_cause &&
+      strcmp(old_cause, why->reason) == 0)
+    return FLOW_NEXT; /* this cause was reported already */
+  x->report_refusal = true;
+  x->refused = step;
+  x->refused_cause = cause;
+  return FLOW_NEXT;
+}
+
+/* Without a plan or a region an already provisioned tenant is left as it is: nothing is
+ * provisioned, and nothing already provisioned is touched; the Plan and Region watches bring us
+ * back. */
+static enum flow step_hold_without_plan_or_placement(struct run *x) {
+  if (!x->provisioned || (x->have_plan && x->placed))
+    return FLOW_NEXT;
+  for (int c = COND_NAMESPACES; c <= COND_ACCESS; c++)
+    if (!x->conds[c].set)
+      cond_set(x, (enum cond)c, "Unknown", "Waiting", "waiting for %s",
+               !x->have_plan ? "the plan" : "placement");
+  return FLOW_STATUS;
 }
 
 static bool cond_true(const struct run *x, enum cond c) {
@@ -1002,11 +1165,13 @@ static enum flow step_apply_objects(struct run *x) {
     enum cond c = kind_cond[k];
     if (x->conds[c].set && strcmp(x->conds[c].status, "True") != 0)
       continue; /* an earlier kind of the same condition already failed */
-    if (ks[k].conflicts)
+    if (ks[k].conflicts) {
       cond_set(x, c, "False", "Conflict", "%s", ks[k].first_problem);
-    else if (ks[k].failed)
+      x->cond_failed[c] = true; /* needs someone to act: a failed attempt, not a pending one */
+    } else if (ks[k].failed) {
       cond_set(x, c, "False", "ApplyFailed", "%s", ks[k].first_problem);
-    else if (!x->provisioned && remaining[k] > 0)
+      x->cond_failed[c] = true;
+    } else if (!x->provisioned && remaining[k] > 0)
       cond_set(x, c, "False", "Terminating", "%zu %s object(s) of the tenant are being removed", remaining[k],
                tn_kind_name((enum tn_kind)k));
     else if (!x->provisioned)
@@ -1050,6 +1215,8 @@ static void step_database(struct run *x) {
                            x->policy.require_database_tls_policy, &dbr);
     if (dbr.configured) {
       cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+      /* The database step finishes in one pass: anything but True is a failed attempt. */
+      x->cond_failed[COND_DATABASE] = strcmp(dbr.status, "True") != 0;
       if (dbr.database)
         x->db_status = json_incref(dbr.database);
     }
@@ -1161,6 +1328,102 @@ static void step_report_drift(struct run *x) {
           x->drift_what);
 }
 
+/* Audit rows of outcome "failed" for the in-flight steps. */
+static void audit_failure(struct run *x, const char *why) {
+  if (!x->r->audit)
+    return;
+  char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR;
+  snprintf(target, sizeof target, "tenant/%s", x->key);
+  tn_tenant_requester(x->obj, actor, sizeof actor);
+  for (int i = 0; i < x->inflight.n_steps; i++) {
+    const struct tn_transition *s = &x->inflight.steps[i];
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "from", s->from == TN_STATE_NONE ? "" : tn_state_name(s->from),
+                          "to", tn_state_name(s->to), "reason", "TransitionFailed", "message", why);
+    char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(d);
+    struct tn_audit_event ev = {.actor = actor,
+                                .action = tn_action_name(s->action),
+                                .target = target,
+                                .request_id = x->rv,
+                                .correlation_id = s->correlation_id,
+                                .outcome = TN_AUDIT_FAILED,
+                                .generation_before = x->gen_before,
+                                .generation_after = x->generation,
+                                .details = details ? details : "{}"};
+    struct tn_error err = {0};
+    if (tn_audit_append(x->r->audit, &ev, NULL, &err))
+      tn_log(TN_LOG_WARN, &x->lf, "recording the failed %s in the audit trail: %s", tn_action_name(s->action),
+             err.message);
+    free(details);
+  }
+}
+
+/* settle the transition: a step is done only when its effects are in place (namespaces,
+ * network policies, quotas, access, the database when configured). Until then status.state is
+ * not advanced (the steps before it, such as Created, still are), Progressing says what is
+ * missing, and a failure (an apply error, the database server unreachable) is audited as
+ * "failed" once per attempt series; the "succeeded" row follows when a later pass completes it. */
+static void step_settle_transition(struct run *x) {
+  int k = x->t ? tn_lifecycle_first_effect(&x->lp) : -1;
+  if (k < 0)
+    return;
+  static const enum cond effect_conds[] = {COND_NAMESPACES, COND_NETWORK, COND_QUOTA, COND_ACCESS,
+                                           COND_DATABASE};
+  struct tn_effect e[5];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof effect_conds / sizeof effect_conds[0]; i++) {
+    const struct condition *c = &x->conds[effect_conds[i]];
+    if (!c->set)
+      continue;
+    e[n++] = (struct tn_effect){.name = cond_types[effect_conds[i]],
+                                .status = c->status,
+                                .reason = c->reason,
+                                .message = c->message,
+                                .failed = x->cond_failed[effect_conds[i]]};
+  }
+  char why[600];
+  enum tn_progress p = tn_effects_progress(e, n, why, sizeof why);
+  if (n == 0) { /* nothing was applied this time (an invalid desired state, ...) */
+    p = TN_PROGRESS_WAITING;
+    snprintf(why, sizeof why, "the tenant's objects: %s",
+             x->conds[COND_READY].set ? x->conds[COND_READY].message : "not applied");
+  }
+  if (p == TN_PROGRESS_DONE)
+    return;
+  tn_lifecycle_split(&x->lp, k, &x->inflight);
+  const struct tn_transition *s = &x->inflight.steps[0];
+  const struct tn_transition *last = &x->inflight.steps[x->inflight.n_steps - 1];
+  char what[96];
+  snprintf(what, sizeof what, "%s (%s -> %s)", tn_action_name(last->action),
+           s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from), tn_state_name(last->to));
+  if (p == TN_PROGRESS_WAITING) {
+    cond_set(x, COND_PROGRESSING, "True", "TransitionInProgress",
+             "%s in progress: waiting for %s (correlationId=%s)", what, why, s->correlation_id);
+    if (x->res.kind == TN_RESULT_SUCCESS)
+      x->res = TN_RESULT_AFTER(5);
+  } else {
+    cond_set(x, COND_PROGRESSING, "False", "TransitionFailed", "%s failed, retrying: %s (correlationId=%s)",
+             what, why, s->correlation_id);
+    const json_t *old = old_condition(x->old_status, "Progressing");
+    const char *old_reason = json_string_value(json_object_get(old, "reason"));
+    const char *old_msg = json_string_value(json_object_get(old, "message"));
+    bool reported = old_reason && strcmp(old_reason, "TransitionFailed") == 0 && old_msg &&
+                    strstr(old_msg, s->correlation_id);
+    if (!reported) {
+      x->report_failure = true;
+      snprintf(x->failure, sizeof x->failure, "%s", why);
+      snprintf(x->failure_what, sizeof x->failure_what, "%s", what);
+    }
+    if (x->res.kind == TN_RESULT_SUCCESS)
+      x->res = TN_RESULT_ERR;
+  }
+  if (!x->conds[COND_READY].set)
+    cond_set(x, COND_READY, "False", x->conds[COND_PROGRESSING].reason, "%s",
+             x->conds[COND_PROGRESSING].message);
+  if (x->lp.n_steps > 0)
+    snprintf(x->cid, sizeof x->cid, "%s", x->lp.steps[x->lp.n_steps - 1].correlation_id);
+}
+
 /* The new status: state, timestamps of the steps taken, placement, derived values, the
  * database, keys and break-glass sections, namespaces, conditions. */
 static json_t *build_status(struct run *x) {
@@ -1227,7 +1490,7 @@ static enum flow step_status(struct run *x) {
       cond_set(x, COND_READY, "False", TN_REASON_TRANSITION_REFUSED, "%s", x->lerr.message);
     } else {
       const char *bad = NULL;
-      for (int c = COND_POLICY; c < COND_COUNT; c++)
+      for (int c = COND_POLICY; c < COND_PROGRESSING; c++)
         if (x->conds[c].set && strcmp(x->conds[c].status, "True") != 0) {
           bad = cond_types[c];
           break;
@@ -1271,10 +1534,8 @@ static enum flow step_status(struct run *x) {
 /* audit the outcome: the steps' "succeeded" rows, and their Events, once the status that
  * records them is durable. */
 static void step_audit_outcome(struct run *x) {
-  if (x->lp.n_steps == 0)
-    return;
   struct tn_error aerr = {0};
-  if (audit_steps(x, &x->lp, TN_AUDIT_SUCCEEDED, x->gen_before, x->generation, &aerr))
+  if (x->lp.n_steps > 0 && audit_steps(x, &x->lp, TN_AUDIT_SUCCEEDED, x->gen_before, x->generation, &aerr))
     tn_log(TN_LOG_WARN, &x->lf,
            "recording the transition's outcome in the audit trail: %s (the started row stands)",
            aerr.message);
@@ -1290,6 +1551,19 @@ static void step_audit_outcome(struct run *x) {
                                    .generation = x->generation},
            "%s: %s -> %s", s->event_reason, s->from == TN_STATE_NONE ? "(new)" : tn_state_name(s->from),
            tn_state_name(s->to));
+  }
+  /* What did not happen, after what did (a new tenant's Created before its refused activation). */
+  if (x->report_refusal) {
+    const struct condition *why = &x->conds[x->refused_cause];
+    audit_refusal(x, &x->refused, why->reason, why->message);
+    event(x, TN_EVENT_WARNING, "ActivationRefused",
+          "activation (%s -> Active) refused: %s (correlationId=%s)", tn_state_name(x->refused.from),
+          why->message, x->refused.correlation_id);
+  }
+  if (x->report_failure && x->inflight.n_steps > 0) {
+    audit_failure(x, x->failure);
+    event(x, TN_EVENT_WARNING, "TransitionFailed", "%s failed, retrying: %s (correlationId=%s)",
+          x->failure_what, x->failure, x->inflight.steps[0].correlation_id);
   }
 }
 
@@ -1326,9 +1600,13 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   if (f == FLOW_NEXT)
     f = step_evaluate_policy(&x);
   if (f == FLOW_NEXT)
+    f = step_resolve_plan_and_placement(&x);
+  if (f == FLOW_NEXT)
+    f = step_check_activation(&x);
+  if (f == FLOW_NEXT)
     f = step_audit_started(&x);
   if (f == FLOW_NEXT)
-    f = step_resolve_plan_and_placement(&x);
+    f = step_hold_without_plan_or_placement(&x);
   if (f == FLOW_NEXT)
     f = step_apply_objects(&x);
   if (f == FLOW_NEXT) {
@@ -1340,8 +1618,10 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     step_report_drift(&x);
     f = FLOW_NEXT;
   }
-  if (f == FLOW_NEXT || f == FLOW_STATUS)
+  if (f == FLOW_NEXT || f == FLOW_STATUS) {
+    step_settle_transition(&x);
     f = step_status(&x);
+  }
   if (f == FLOW_NEXT)
     step_audit_outcome(&x);
 

@@ -176,3 +176,62 @@ int tn_lifecycle_plan(const struct tn_tenant *t, struct tn_lifecycle_plan *out, 
   }
   return 0;
 }
+
+/* ---- prerequisites and effects ------------------------------------------------------------ */
+
+bool tn_transition_is_activation(const struct tn_transition *s) {
+  return s->to == TN_STATE_ACTIVE && (s->from == TN_STATE_DRAFT || s->from == TN_STATE_ARCHIVED);
+}
+
+bool tn_transition_has_effects(const struct tn_transition *s) { return s->action != TN_ACTION_CREATE; }
+
+int tn_lifecycle_first_activation(const struct tn_lifecycle_plan *lp) {
+  for (int i = 0; i < lp->n_steps; i++)
+    if (tn_transition_is_activation(&lp->steps[i]))
+      return i;
+  return -1;
+}
+
+int tn_lifecycle_first_effect(const struct tn_lifecycle_plan *lp) {
+  for (int i = 0; i < lp->n_steps; i++)
+    if (tn_transition_has_effects(&lp->steps[i]))
+      return i;
+  return -1;
+}
+
+void tn_lifecycle_split(struct tn_lifecycle_plan *lp, int k, struct tn_lifecycle_plan *rest) {
+  if (k < 0 || k >= lp->n_steps)
+    return;
+  if (rest) {
+    memset(rest, 0, sizeof *rest);
+    rest->next = lp->next;
+    for (int i = k; i < lp->n_steps; i++)
+      rest->steps[rest->n_steps++] = lp->steps[i];
+  }
+  lp->next = lp->steps[k].from;
+  lp->n_steps = k;
+}
+
+static bool effect_in_place(const struct tn_effect *e) {
+  if (e->status && strcmp(e->status, "True") == 0)
+    return true;
+  return e->reason && strcmp(e->reason, "GroupRefused") == 0;
+}
+
+enum tn_progress tn_effects_progress(const struct tn_effect *e, size_t n, char *why, size_t nwhy) {
+  const struct tn_effect *failed = NULL, *waiting = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].failed && !failed)
+      failed = &e[i];
+    else if (!effect_in_place(&e[i]) && !waiting)
+      waiting = &e[i];
+  }
+  const struct tn_effect *shown = failed ? failed : waiting;
+  if (nwhy)
+    why[0] = '\0';
+  if (shown && nwhy)
+    snprintf(why, nwhy, "%s: %s", shown->name ? shown->name : "?",
+             shown->message && *shown->message ? shown->message
+                                               : (shown->reason ? shown->reason : "not ready"));
+  return failed ? TN_PROGRESS_FAILED : waiting ? TN_PROGRESS_WAITING : TN_PROGRESS_DONE;
+}

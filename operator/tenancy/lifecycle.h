@@ -91,4 +91,41 @@ struct tn_lifecycle_plan {
  * err as tn_lifecycle_check leaves it. */
 int tn_lifecycle_plan(const struct tn_tenant *t, struct tn_lifecycle_plan *out, struct tn_error *err);
 
+/* ---- prerequisites and effects of a plan's steps -------------------------------------------- */
+
+/* True for a move into Active from Draft or Archived (activate, restore): such a step needs its
+ * prerequisites (the Plan exists and parses, placement succeeds, the policy allows it, the
+ * quotas fit the Region's capacity) before it is started. */
+bool tn_transition_is_activation(const struct tn_transition *s);
+
+/* True when a step has effects in the cluster or the database to wait for before it counts as
+ * done (every action but create, whose only effect is the status). */
+bool tn_transition_has_effects(const struct tn_transition *s);
+
+/* The index of the first step of lp that is an activation (resp. has effects), or -1. */
+int tn_lifecycle_first_activation(const struct tn_lifecycle_plan *lp);
+int tn_lifecycle_first_effect(const struct tn_lifecycle_plan *lp);
+
+/* Keeps lp's first k steps (0 <= k < lp->n_steps; otherwise nothing changes) and moves the
+ * others to *rest (when not NULL; rest->next is the old lp->next). lp->next becomes the state
+ * the kept steps reach: steps[k].from. */
+void tn_lifecycle_split(struct tn_lifecycle_plan *lp, int k, struct tn_lifecycle_plan *rest);
+
+/* One effect a transition waits for, as its condition reports it (all borrowed). */
+struct tn_effect {
+  const char *name;    /* the condition type, e.g. "NamespacesReady" */
+  const char *status;  /* "True", "False", "Unknown" */
+  const char *reason;  /* may be NULL */
+  const char *message; /* may be NULL */
+  bool failed;         /* an attempt failed (apply error, server unreachable), not just pending */
+};
+
+enum tn_progress { TN_PROGRESS_DONE = 0, TN_PROGRESS_WAITING, TN_PROGRESS_FAILED };
+
+/* Whether every effect is in place: status "True", or False with reason "GroupRefused" (groups
+ * a policy never lets bind are a lasting outcome, not a missing effect). FAILED when any effect
+ * failed (the first failed one is described), else WAITING when any is not in place (the first
+ * one is described), else DONE. why (n > 0) gets "NAME: message" or "" when DONE. */
+enum tn_progress tn_effects_progress(const struct tn_effect *e, size_t n, char *why, size_t nwhy);
+
 #endif
