@@ -1050,6 +1050,12 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
                  "%s", why);
     goto out;
   }
+  if (!tn_informer_has_synced(api->tenants)) {
+    /* right after a start: an empty cache would answer 404 for tenants that exist */
+    (void)tn_http_response_header(resp, "Retry-After", "1");
+    rc = problem(req, resp, 503, "cache-unavailable", "the tenant cache is still loading; retry");
+    goto out;
+  }
   if (r == R_LIST)
     rc = serve_list(&c);
   else if (r == R_XID)
