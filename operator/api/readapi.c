@@ -952,47 +952,67 @@ static int serve_list(struct call *c) {
     lower(q);
   size_t i = after ? snap_upper(s, after, false) : 0;
   free(after);
-  json_t *items = json_array();
+  /* The items are the cached JSON texts as they are (each is the Tenant as served: see
+   * serve_get); only the list's own metadata is built. */
+  struct tn_buf *b = &c->resp->body;
   const struct entry *last = NULL;
   bool more = false;
-  int rc = items ? 0 : -ENOMEM;
+  long count = 0;
+  int rc = tn_buf_appends(b, "[");
   for (; i < s->n && rc == 0; i++) {
     const struct entry *e = &s->v[i];
     if (!entry_matches(e, &f, q) || (restricted && !groups_bound(e->groups, groups)))
       continue;
-    if ((long)json_array_size(items) == limit) {
+    if (count == limit) {
       more = true;
       break;
     }
-    json_t *t = tn_store_obj_decode(e->obj);
-    json_t *shaped = t ? shape_tenant(t) : NULL;
-    json_decref(t);
-    if (!shaped || json_array_append_new(items, shaped))
-      rc = -ENOMEM;
+    size_t len = 0;
+    const char *text = tn_store_obj_json(e->obj, &len);
+    if (count && (rc = tn_buf_appends(b, ",")))
+      break;
+    rc = tn_buf_append(b, text, len);
+    count++;
     last = e;
   }
   free(q);
-  if (rc) {
-    json_decref(items);
+  if (rc == 0)
+    rc = tn_buf_appends(b, "]");
+  if (rc)
     return rc;
-  }
   json_t *meta = json_pack("{s:s}", "resourceVersion", s->rv ? s->rv : "");
   if (meta && more && last) {
     char *tok = tn_readapi_token_encode(last->name, fp);
-    if (!tok) {
+    if (!tok || json_object_set_new(meta, "continue", json_string(tok))) {
+      free(tok);
       json_decref(meta);
-      json_decref(items);
       return -ENOMEM;
     }
-    json_object_set_new(meta, "continue", json_string(tok));
     free(tok);
   }
-  json_t *list = meta ? json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", GROUP "/" VERSION, "kind",
-                                  "TenantList", "metadata", meta, "items", items)
-                      : NULL;
-  if (!meta)
-    json_decref(items);
-  return send_json(c->resp, list);
+  char *ms = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+  json_decref(meta);
+  if (!ms)
+    return -ENOMEM;
+  /* {"apiVersion":...,"kind":"TenantList","metadata":{...},"items":[...]} around the items */
+  struct tn_buf out;
+  tn_buf_init(&out, TN_HTTP_MAX_RESPONSE);
+  rc = tn_buf_printf(
+      &out,
+      "{\"apiVersion\":\"" GROUP "/" VERSION "\",\"kind\":\"TenantList\",\"metadata\":%s,\"items\":", ms);
+  free(ms);
+  if (rc == 0)
+    rc = tn_buf_append(&out, b->data, b->len);
+  if (rc == 0)
+    rc = tn_buf_appends(&out, "}");
+  if (rc) {
+    tn_buf_cleanup(&out);
+    return rc;
+  }
+  tn_buf_cleanup(b);
+  *b = out;
+  snprintf(c->resp->content_type, sizeof c->resp->content_type, "application/json");
+  return 0;
 }
 
 static int handle(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
