@@ -67,6 +67,16 @@ struct entry {
   char *groups; /* '\n' + each bound group + '\n' */
 };
 
+/* What a GET of one tenant needs of it besides its JSON text, kept per cached object (a slot is
+ * recomputed when the tenant changed, i.e. its cached object is another one): direct-mapped by
+ * the name, bounded like the auth caches. */
+struct view_slot {
+  struct tn_store_obj *obj; /* a reference */
+  char *groups;             /* as struct entry's */
+  bool limited;
+  struct tn_limit_rule rule; /* the "get" endpoint's */
+};
+
 struct snapshot {
   struct entry *v;
   size_t n;
@@ -84,6 +94,7 @@ struct tn_readapi {
   size_t n_slots;
   struct user_slot *users;
   struct sar_slot *sars;
+  struct view_slot *views;
   struct snapshot snap;
   char *cert_file, *key_file;
   double reload_s;
@@ -664,12 +675,12 @@ static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], c
 
 /* Takes a token from the tenant's bucket for endpoint. 0: go on (headers set when limited);
  * 429: answered. */
-static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
-                      struct tn_http_response *resp, const json_t *tenant, const char *id,
-                      const char *endpoint) {
-  struct tn_limit_rule rule;
-  if (tn_limit_rule_for_tenant(tenant, endpoint, &rule) != 0)
+static int rate_limit_rule(struct tn_readapi *api, const struct tn_http_request *req,
+                           struct tn_http_response *resp, const struct tn_limit_rule *rulep, const char *id,
+                           const char *endpoint) {
+  if (!rulep)
     return 0; /* unlimited */
+  struct tn_limit_rule rule = *rulep;
   char key[384];
   snprintf(key, sizeof key, "tenant/%s/%s", id, endpoint);
   struct tn_limit_decision d;
@@ -691,6 +702,41 @@ static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
                 endpoint, rule.rate_per_s, rule.burst, ra);
   resp->n_headers = hdrs;
   return 429;
+}
+
+static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
+                      struct tn_http_response *resp, const json_t *tenant, const char *id,
+                      const char *endpoint) {
+  struct tn_limit_rule rule;
+  if (tn_limit_rule_for_tenant(tenant, endpoint, &rule) != 0)
+    return 0; /* unlimited */
+  return rate_limit_rule(api, req, resp, &rule, id, endpoint);
+}
+
+/* The view of cached object o (named id), recomputed when o is not the one the slot holds. NULL
+ * when out of memory. */
+static const struct view_slot *view_of(struct tn_readapi *api, const char *id, struct tn_store_obj *o) {
+  unsigned char h[32];
+  sha256(id, strlen(id), h);
+  struct view_slot *v = &api->views[(((size_t)h[0] << 8) | h[1] | ((size_t)h[2] << 16)) % api->n_slots];
+  if (v->obj == o)
+    return v;
+  json_t *t = tn_store_obj_decode(o);
+  struct entry e = {0};
+  if (!t || entry_fill(&e, t) != 0) {
+    json_decref(t);
+    entry_clear(&e);
+    return NULL;
+  }
+  tn_store_obj_unref(v->obj);
+  free(v->groups);
+  v->obj = tn_store_obj_ref(o);
+  v->groups = e.groups;
+  e.groups = NULL;
+  v->limited = tn_limit_rule_for_tenant(t, "get", &v->rule) == 0;
+  entry_clear(&e);
+  json_decref(t);
+  return v;
 }
 
 /* ---- handlers ------------------------------------------------------------------------------ */
@@ -721,12 +767,47 @@ static int forbidden(struct call *c, const char *what) {
                  str_at(c->user, "username", NULL, NULL) ?: "", what);
 }
 
+/* GET /api/v1/tenants/{id}: the cached object is the Tenant as served (metadata.managedFields are
+ * dropped when it is cached), so its JSON text goes out as it is. */
+static int serve_get(struct call *c, const char *id, const char *what) {
+  struct tn_store_obj *o = tn_store_get_obj(tn_informer_store(c->api->tenants), id);
+  const struct view_slot *v = o ? view_of(c->api, id, o) : NULL;
+  int rc;
+  if (o && !v) {
+    tn_store_obj_unref(o);
+    return -ENOMEM;
+  }
+  int a = authorize(c->api, c->tok, c->user, "get", "");
+  if (a == 0)
+    a = authorize(c->api, c->tok, c->user, "get", id);
+  if (a == 0 && v && groups_bound(v->groups, json_object_get(c->user, "groups")))
+    a = 1;
+  if (a == 503)
+    rc = problem(c->req, c->resp, 503, "authorization-unavailable", "the access check failed; retry");
+  else if (a == 0)
+    rc = forbidden(c, what);
+  else if (!o)
+    rc = problem(c->req, c->resp, 404, "not-found", "no tenant %s", id);
+  else if (rate_limit_rule(c->api, c->req, c->resp, v->limited ? &v->rule : NULL, id, "get") == 429)
+    rc = 0;
+  else {
+    size_t len = 0;
+    const char *text = tn_store_obj_json(o, &len);
+    snprintf(c->resp->content_type, sizeof c->resp->content_type, "application/json");
+    rc = tn_buf_append(&c->resp->body, text, len);
+  }
+  tn_store_obj_unref(o);
+  return rc;
+}
+
 /* The tenant id's endpoints: "" (the tenant), "placement", "events". */
 static int serve_one(struct call *c, const char *id, const char *sub) {
   char what[400];
   snprintf(what, sizeof what, "get tenant %s", id);
   if (!dns_label(id))
     return problem(c->req, c->resp, 404, "not-found", "no tenant \"%s\" (a tenant id is a DNS label)", id);
+  if (!*sub) /* the hot path: the cached JSON text as it is, decoded only when it changed */
+    return serve_get(c, id, what);
   json_t *t = tn_informer_get(c->api->tenants, id);
   int a = may_get(c, id, t);
   int rc;
@@ -871,47 +952,67 @@ static int serve_list(struct call *c) {
     lower(q);
   size_t i = after ? snap_upper(s, after, false) : 0;
   free(after);
-  json_t *items = json_array();
+  /* The items are the cached JSON texts as they are (each is the Tenant as served: see
+   * serve_get); only the list's own metadata is built. */
+  struct tn_buf *b = &c->resp->body;
   const struct entry *last = NULL;
   bool more = false;
-  int rc = items ? 0 : -ENOMEM;
+  long count = 0;
+  int rc = tn_buf_appends(b, "[");
   for (; i < s->n && rc == 0; i++) {
     const struct entry *e = &s->v[i];
     if (!entry_matches(e, &f, q) || (restricted && !groups_bound(e->groups, groups)))
       continue;
-    if ((long)json_array_size(items) == limit) {
+    if (count == limit) {
       more = true;
       break;
     }
-    json_t *t = tn_store_obj_decode(e->obj);
-    json_t *shaped = t ? shape_tenant(t) : NULL;
-    json_decref(t);
-    if (!shaped || json_array_append_new(items, shaped))
-      rc = -ENOMEM;
+    size_t len = 0;
+    const char *text = tn_store_obj_json(e->obj, &len);
+    if (count && (rc = tn_buf_appends(b, ",")))
+      break;
+    rc = tn_buf_append(b, text, len);
+    count++;
     last = e;
   }
   free(q);
-  if (rc) {
-    json_decref(items);
+  if (rc == 0)
+    rc = tn_buf_appends(b, "]");
+  if (rc)
     return rc;
-  }
   json_t *meta = json_pack("{s:s}", "resourceVersion", s->rv ? s->rv : "");
   if (meta && more && last) {
     char *tok = tn_readapi_token_encode(last->name, fp);
-    if (!tok) {
+    if (!tok || json_object_set_new(meta, "continue", json_string(tok))) {
+      free(tok);
       json_decref(meta);
-      json_decref(items);
       return -ENOMEM;
     }
-    json_object_set_new(meta, "continue", json_string(tok));
     free(tok);
   }
-  json_t *list = meta ? json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", GROUP "/" VERSION, "kind",
-                                  "TenantList", "metadata", meta, "items", items)
-                      : NULL;
-  if (!meta)
-    json_decref(items);
-  return send_json(c->resp, list);
+  char *ms = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+  json_decref(meta);
+  if (!ms)
+    return -ENOMEM;
+  /* {"apiVersion":...,"kind":"TenantList","metadata":{...},"items":[...]} around the items */
+  struct tn_buf out;
+  tn_buf_init(&out, TN_HTTP_MAX_RESPONSE);
+  rc = tn_buf_printf(
+      &out,
+      "{\"apiVersion\":\"" GROUP "/" VERSION "\",\"kind\":\"TenantList\",\"metadata\":%s,\"items\":", ms);
+  free(ms);
+  if (rc == 0)
+    rc = tn_buf_append(&out, b->data, b->len);
+  if (rc == 0)
+    rc = tn_buf_appends(&out, "}");
+  if (rc) {
+    tn_buf_cleanup(&out);
+    return rc;
+  }
+  tn_buf_cleanup(b);
+  *b = out;
+  snprintf(c->resp->content_type, sizeof c->resp->content_type, "application/json");
+  return 0;
 }
 
 static int handle(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
@@ -967,6 +1068,12 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
                  : st == 429 ? "too-many-token-reviews"
                              : "authentication-unavailable",
                  "%s", why);
+    goto out;
+  }
+  if (!tn_informer_has_synced(api->tenants)) {
+    /* right after a start: an empty cache would answer 404 for tenants that exist */
+    (void)tn_http_response_header(resp, "Retry-After", "1");
+    rc = problem(req, resp, 503, "cache-unavailable", "the tenant cache is still loading; retry");
     goto out;
   }
   if (r == R_LIST)
@@ -1133,10 +1240,11 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
   api->reload_s = cfg->cert_reload_interval_s == 0 ? 10.0 : cfg->cert_reload_interval_s;
   api->users = calloc(api->n_slots, sizeof *api->users);
   api->sars = calloc(api->n_slots, sizeof *api->sars);
+  api->views = calloc(api->n_slots, sizeof *api->views);
   api->limiter = tn_limiter_new(cfg->limiter_keys ? cfg->limiter_keys : 65536);
   api->cert_file = strdup(cfg->cert_file);
   api->key_file = strdup(cfg->key_file);
-  if (!api->users || !api->sars || !api->limiter || !api->cert_file || !api->key_file) {
+  if (!api->users || !api->sars || !api->views || !api->limiter || !api->cert_file || !api->key_file) {
     tn_readapi_free(api);
     return tn_error_set(err, -ENOMEM, "out of memory");
   }
@@ -1222,6 +1330,11 @@ void tn_readapi_free(struct tn_readapi *api) {
     json_decref(api->users[i].user);
   free(api->users);
   free(api->sars);
+  for (size_t i = 0; api->views && i < api->n_slots; i++) {
+    tn_store_obj_unref(api->views[i].obj);
+    free(api->views[i].groups);
+  }
+  free(api->views);
   tn_limiter_free(api->limiter);
   snap_free(&api->snap);
   free(api->cert_file);

@@ -823,6 +823,13 @@ json_t *tn_store_get(struct tn_store *s, const char *key) {
   return obj;
 }
 
+struct tn_store_obj *tn_store_get_obj(struct tn_store *s, const char *key) {
+  pthread_rwlock_rdlock(&s->lock);
+  struct tn_store_obj *o = tn_store_obj_ref(table_get(s, key));
+  pthread_rwlock_unlock(&s->lock);
+  return o;
+}
+
 json_t *tn_store_list(struct tn_store *s) {
   struct tn_store_obj **objs;
   size_t n;

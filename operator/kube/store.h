@@ -74,8 +74,11 @@ int tn_store_replace(struct tn_store *s, const json_t *objs, struct tn_error *er
 /* ---- reads (decode outside the lock; the results are new trees owned by the caller) ------- */
 
 json_t *tn_store_get(struct tn_store *s, const char *key); /* NULL when absent */
-json_t *tn_store_list(struct tn_store *s);                 /* array of objects, in no order */
-json_t *tn_store_keys(struct tn_store *s);                 /* array of strings, in no order */
+/* The cached object itself (a reference: tn_store_obj_unref it), NULL when absent: for readers
+ * that serve its JSON text as it is, without decoding it. */
+struct tn_store_obj *tn_store_get_obj(struct tn_store *s, const char *key);
+json_t *tn_store_list(struct tn_store *s); /* array of objects, in no order */
+json_t *tn_store_keys(struct tn_store *s); /* array of strings, in no order */
 /* Objects whose index `index` holds value. NULL with TN_ENOTFOUND when there is no such index;
  * an empty array when nothing matches. */
 json_t *tn_store_by_index(struct tn_store *s, const char *index, const char *value, struct tn_error *err);

@@ -602,6 +602,8 @@ Test(chart, renders_with_defaults) {
       {"ClusterRoleBinding", FULLNAME, 0},
       {"Role", FULLNAME "-leader-election", 1},
       {"RoleBinding", FULLNAME "-leader-election", 1},
+      {"Role", FULLNAME "-read-api-events", 2}, /* 2: in "default", where Tenant Events are */
+      {"RoleBinding", FULLNAME "-read-api-events", 2},
       {"ClusterRole", "tenancy-tenant-admin", 0},
       {"ClusterRole", "tenancy-tenant-developer", 0},
       {"ClusterRole", "tenancy-tenant-viewer", 0},
@@ -633,7 +635,9 @@ Test(chart, renders_with_defaults) {
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     json_t *o = must_find(objs, want[i].kind, want[i].name);
     const char *ns = str_at(o, "metadata.namespace");
-    if (want[i].namespaced)
+    if (want[i].namespaced == 2)
+      cr_expect(ns && strcmp(ns, "default") == 0, "%s %s: namespace %s", want[i].kind, want[i].name, ns);
+    else if (want[i].namespaced)
       cr_expect(ns && strcmp(ns, RELEASE_NS) == 0, "%s %s: namespace %s", want[i].kind, want[i].name, ns);
     else
       cr_expect_null(ns, "cluster-scoped %s %s has a namespace", want[i].kind, want[i].name);
@@ -887,9 +891,8 @@ Test(chart, equals_manifests_deploy) {
       expect_same_keys(m, o, skip, what);
     }
   }
-  cr_expect_eq(compared_roles, 7,
-               "operator ClusterRole, leader-election Role, 3 tenant roles, the read API's Events Role and "
-               "tenancy-tenant-reader");
+  cr_expect_eq(compared_roles, 6,
+               "operator ClusterRole, leader-election Role, 3 tenant roles and the read API's Events Role");
 
   /* the grant comparison is not vacuous: it tells roles apart, one grant is enough */
   json_t *admin = must_find(man, "ClusterRole", "tenancy-tenant-admin");
@@ -945,7 +948,8 @@ Test(chart, renders_with_values) {
                                           "--webhook-bind-address=:9444",
                                           "--webhook-service=platform/ops-tenancy-operator-webhook",
                                           "--webhook-cert-secret=platform/tenancy-webhook-cert",
-                                          "--webhook-cert-dir=/run/webhook-certs"};
+                                          "--webhook-cert-dir=/run/webhook-certs",
+                                          "--api-bind-address=:8443"};
   for (size_t i = 0; i < sizeof want_args / sizeof want_args[0]; i++)
     expect_arg(c, want_args[i]);
   /* extraArgs come last, so they win over the chart's own flags */
@@ -1048,8 +1052,9 @@ Test(chart, renders_without_optional_parts) {
   expect_arg(c, "--leader-elect=false");
   expect_no_arg(c, "--leader-elect");
   expect_no_arg(c, "--leader-election-namespace=" RELEASE_NS);
-  cr_expect_eq(count_kind(objs, "Role"), 0);
-  cr_expect_eq(count_kind(objs, "RoleBinding"), 0);
+  cr_expect_eq(count_kind(objs, "Role"), 1); /* the read API's Events Role */
+  cr_expect_eq(count_kind(objs, "RoleBinding"), 1);
+  must_find(objs, "Role", FULLNAME "-read-api-events");
   cr_expect_eq(count_kind(objs, "ClusterRole"), 4);
   json_decref(objs);
 
@@ -1174,7 +1179,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults, CRDs included */
   rc = dry_run_apply(&out, dry_run_ns, "--include-crds");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 22, "4 CRDs and 18 objects: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 24, "4 CRDs and 20 objects: %s", out);
   for (size_t i = 0; i < sizeof CRD_NAMES / sizeof CRD_NAMES[0]; i++) {
     char line[128];
     snprintf(line, sizeof line, "customresourcedefinition.apiextensions.k8s.io/%s ", CRD_NAMES[i]);
@@ -1192,7 +1197,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 18, "%s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 20, "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
   free(out);
 
@@ -1229,6 +1234,8 @@ static char *release_objects(void) {
   int rc = tn_test_sh(
       &out, "kubectl get deployments,serviceaccounts,roles,rolebindings,services -n " RELEASE_NS
             " -l app.kubernetes.io/instance=" RELEASE " -o name 2>/dev/null && "
+            "kubectl get roles,rolebindings -n default -l app.kubernetes.io/instance=" RELEASE
+            " -o name 2>/dev/null && "
             "kubectl get clusterroles,clusterrolebindings,validatingwebhookconfigurations,"
             "validatingadmissionpolicies,validatingadmissionpolicybindings,mutatingadmissionpolicies,"
             "mutatingadmissionpolicybindings -l "
@@ -1409,7 +1416,7 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
 
   /* uninstall removes every object of the release, and its record; the CRDs stay */
   char *before = release_objects();
-  cr_expect_eq(count_substr(before, "\n"), 18 + 2, "18 objects and 2 release records: %s", before);
+  cr_expect_eq(count_substr(before, "\n"), 20 + 2, "20 objects and 2 release records: %s", before);
   free(before);
   rc = tn_test_sh(&out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s'", helm_bin,
                   kubeconfig);

@@ -614,6 +614,13 @@ Test(read_api, own_group_sees_only_its_tenant) {
   json_t *it;
   json_array_foreach(n, i, it) cr_assert(strcmp(json_string_value(it), b) != 0);
   json_decref(n);
+  /* the token is never logged (the operator logs at debug level here) */
+  FILE *f = fopen(g_op.log_path, "r");
+  cr_assert(f, "no operator log %s", g_op.log_path);
+  char line[8192];
+  while (fgets(line, sizeof line, f))
+    cr_assert_null(strstr(line, alpha), "the operator logged a bearer token: %s", line);
+  fclose(f);
   free(alpha);
 }
 

@@ -115,3 +115,46 @@ Test(read_api_openapi, describes_every_endpoint) {
                        paths[i]);
   json_decref(d);
 }
+
+/* ---- the flags ---- */
+
+#include "runtime/options.h"
+
+static char *no_env(const char *name) {
+  (void)name;
+  return NULL;
+}
+
+Test(read_api_flags, defaults_and_values) {
+  struct tn_options o;
+  struct tn_error err;
+  tn_error_clear(&err);
+  char *a0[] = {"tenancy-operator", NULL};
+  cr_assert_eq(tn_options_parse(1, a0, no_env, &o, &err), 0, "%s", err.message);
+  cr_assert_str_eq(o.api_addr, ":8443");
+  cr_assert_not(o.api_addr_set);
+  cr_assert_null(o.api_cert_file);
+  tn_options_cleanup(&o);
+  char *a1[] = {"tenancy-operator",      "--api-bind-address=127.0.0.1:9999",
+                "--api-cert-file",       "/c.pem",
+                "--api-key-file=/k.pem", NULL};
+  cr_assert_eq(tn_options_parse(5, a1, no_env, &o, &err), 0, "%s", err.message);
+  cr_assert_str_eq(o.api_addr, "127.0.0.1:9999");
+  cr_assert(o.api_addr_set);
+  cr_assert_str_eq(o.api_cert_file, "/c.pem");
+  cr_assert_str_eq(o.api_key_file, "/k.pem");
+  tn_options_cleanup(&o);
+  char *a2[] = {"tenancy-operator", "--api-bind-address=0", NULL};
+  cr_assert_eq(tn_options_parse(2, a2, no_env, &o, &err), 0, "%s", err.message);
+  cr_assert_str_eq(o.api_addr, "0");
+  tn_options_cleanup(&o);
+  /* refused: a bad address (the value not echoed), a certificate without its key */
+  char *b1[] = {"tenancy-operator", "--api-bind-address=8443", NULL};
+  cr_assert_eq(tn_options_parse(2, b1, no_env, &o, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "--api-bind-address") && !strstr(err.message, "8443"), "%s", err.message);
+  tn_options_cleanup(&o);
+  char *b2[] = {"tenancy-operator", "--api-cert-file=/c.pem", NULL};
+  cr_assert_eq(tn_options_parse(2, b2, no_env, &o, &err), TN_ECONFIG);
+  cr_assert(strstr(err.message, "--api-key-file"), "%s", err.message);
+  tn_options_cleanup(&o);
+}
