@@ -840,20 +840,19 @@ int tctl_cmd_create(int argc, char **argv) {
     goto out;
   struct tn_error err = {0};
   json_t *created = NULL;
-  if (tctl_create(k, &tctl_tenants_gvr, obj, !strcmp(dry, "server"), &created, &err))
+  if (tctl_create(k, &tctl_tenants_gvr, obj, !strcmp(dry, "server"), &created, &err)) {
     rc = tctl_fail(&err, NULL);
-  if (created) /* as get does */
-    json_object_del(json_object_get(created, "metadata"), "managedFields");
-  if (rc)
-    (void)0;
-  else if (output && !strcmp(output, "json"))
-    tctl_print_json(stdout, created);
-  else if (output && !strcmp(output, "yaml"))
-    tctl_print_yaml(stdout, created);
-  else if (output)
-    printf(TENANT_RESOURCE "/%s\n", id);
-  else
-    printf(TENANT_RESOURCE "/%s created%s\n", id, !strcmp(dry, "server") ? " (server dry run)" : "");
+  } else {
+    json_object_del(json_object_get(created, "metadata"), "managedFields"); /* as get does */
+    if (output && !strcmp(output, "json"))
+      tctl_print_json(stdout, created);
+    else if (output && !strcmp(output, "yaml"))
+      tctl_print_yaml(stdout, created);
+    else if (output)
+      printf(TENANT_RESOURCE "/%s\n", id);
+    else
+      printf(TENANT_RESOURCE "/%s created%s\n", id, !strcmp(dry, "server") ? " (server dry run)" : "");
+  }
   json_decref(created);
   tn_kube_free(k);
 out:
