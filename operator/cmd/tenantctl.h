@@ -98,6 +98,9 @@ int tctl_cmd_rotate(int argc, char **argv);
 int tctl_cmd_events(int argc, char **argv);
 int tctl_cmd_completion(int argc, char **argv);
 int tctl_cmd_audit(int argc, char **argv);
+/* The program run as kubectl_complete-tenant: kubectl's plugin completion (cobra's protocol:
+ * candidates one per line, then ":<directive>"). argv[1..] are the words after `kubectl tenant`. */
+int tctl_plugin_complete(int argc, char **argv);
 
 /* The audit tail of describe: the newest rows of tenant/ID when a DSN is configured
  * ($TENANCY_PG_DSN); prints a note and returns quietly otherwise. */

@@ -670,6 +670,20 @@ Test(cli, runs_as_the_kubectl_plugin) {
                "%s", out);
   cr_assert(strstr(out, a) && strstr(out, "Plugged"), "%s", out);
   free(out);
+  /* kubectl's own completion of `kubectl tenant ...` runs kubectl_complete-tenant */
+  cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant '' 2>/dev/null", d), 0, "%s",
+               out);
+  cr_assert(strstr(out, "describe\n") && strstr(out, "rotate\n") && strstr(out, ":4"), "%s", out);
+  free(out);
+  cr_assert_eq(
+      tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant suspend cli-plug 2>/dev/null", d), 0,
+      "%s", out);
+  cr_assert(strstr(out, a) && !strstr(out, "describe"), "tenant ids: %s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant get -o y 2>/dev/null", d), 0,
+               "%s", out);
+  cr_assert_str_eq(out, "yaml\n:4\n");
+  free(out);
   cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl tenant --help", d), 0, "%s", out);
   cr_assert(strstr(out, "Usage: kubectl tenant COMMAND"), "%s", out);
   free(out);
