@@ -797,6 +797,8 @@ int main(int argc, char **argv) {
   base = base ? base + 1 : argc > 0 && argv[0] ? argv[0] : "tenantctl";
   if (strcmp(base, "kubectl-tenant") == 0)
     tctl_prog = "kubectl tenant";
+  if (strcmp(base, "kubectl_complete-tenant") == 0)
+    return tctl_plugin_complete(argc, argv);
   argc = take_globals(argc, argv);
   if (argc < 0)
     return EXIT_USAGE;

@@ -58,6 +58,20 @@ int tctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((forma
 /* The exit code for an error code. */
 int tctl_exit_code(int code);
 
+/* Requests that honour --request-timeout (the whole request, retries included; 0: 60 s).
+ * Errors as tn_kube_do's. Out parameters get a new reference. */
+int tctl_get_object(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                    json_t **out, struct tn_error *err);
+int tctl_list_page(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *label_selector,
+                   const char *field_selector, long limit, const char *cont, json_t **out,
+                   struct tn_error *err);
+/* A JSON merge patch (fieldManager=tenantctl). */
+int tctl_merge_patch(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                     json_t *patch, struct tn_error *err);
+/* POST (dry_run: dryRun=All); out may be NULL. */
+int tctl_create(struct tn_kube *k, const struct tn_gvr *gvr, json_t *obj, bool dry_run, json_t **out,
+                struct tn_error *err);
+
 /* The Tenant resource. */
 extern const struct tn_gvr tctl_tenants_gvr;
 
@@ -84,6 +98,9 @@ int tctl_cmd_rotate(int argc, char **argv);
 int tctl_cmd_events(int argc, char **argv);
 int tctl_cmd_completion(int argc, char **argv);
 int tctl_cmd_audit(int argc, char **argv);
+/* The program run as kubectl_complete-tenant: kubectl's plugin completion (cobra's protocol:
+ * candidates one per line, then ":<directive>"). argv[1..] are the words after `kubectl tenant`. */
+int tctl_plugin_complete(int argc, char **argv);
 
 /* The audit tail of describe: the newest rows of tenant/ID when a DSN is configured
  * ($TENANCY_PG_DSN); prints a note and returns quietly otherwise. */

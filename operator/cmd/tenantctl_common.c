@@ -265,3 +265,78 @@ void tctl_print_table(FILE *f, const char *indent, const char *const *cells, siz
   }
   free(w);
 }
+
+/* ---- requests with --request-timeout ----------------------------------------------------------- */
+
+static int do_json(struct tn_kube *k, const char *method, const char *path, const char *query,
+                   const char *content_type, json_t *body, json_t **out, struct tn_error *err) {
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  struct tn_kube_request req = {.method = method,
+                                .path = path,
+                                .query = query,
+                                .content_type = content_type,
+                                .body = text,
+                                .body_len = text ? strlen(text) : 0,
+                                .timeout_ms = tctl_g.request_timeout_ms};
+  struct tn_kube_response resp;
+  tn_kube_response_init(&resp);
+  int rc;
+  if (!path || (body && !text)) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+  } else if (!(rc = tn_kube_do(k, &req, &resp, err)) && out) {
+    json_error_t je;
+    *out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
+    if (!*out)
+      rc = tn_error_set(err, TN_EAPI, "the API server's answer is not JSON: %s", je.text);
+  }
+  tn_kube_response_cleanup(&resp);
+  free(text);
+  return rc;
+}
+
+int tctl_get_object(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                    json_t **out, struct tn_error *err) {
+  char *path = tn_kube_path(gvr, ns, name, NULL);
+  int rc = do_json(k, "GET", path, NULL, NULL, NULL, out, err);
+  free(path);
+  return rc;
+}
+
+int tctl_list_page(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *label_selector,
+                   const char *field_selector, long limit, const char *cont, json_t **out,
+                   struct tn_error *err) {
+  char *path = tn_kube_path(gvr, ns, NULL, NULL);
+  struct tn_buf q;
+  tn_buf_init(&q, 64 * 1024);
+  char lim[32];
+  snprintf(lim, sizeof lim, "%ld", limit);
+  int rc = 0;
+  if ((label_selector && (rc = tn_kube_query_add(&q, "labelSelector", label_selector))) ||
+      (field_selector && (rc = tn_kube_query_add(&q, "fieldSelector", field_selector))) ||
+      (limit > 0 && (rc = tn_kube_query_add(&q, "limit", lim))) ||
+      (cont && (rc = tn_kube_query_add(&q, "continue", cont))))
+    rc = tn_error_set(err, TN_ECONFIG, "the selector is too long");
+  else
+    rc = do_json(k, "GET", path, q.len ? tn_buf_str(&q) : NULL, NULL, NULL, out, err);
+  tn_buf_cleanup(&q);
+  free(path);
+  return rc;
+}
+
+int tctl_merge_patch(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const char *name,
+                     json_t *patch, struct tn_error *err) {
+  char *path = tn_kube_path(gvr, ns, name, NULL);
+  int rc =
+      do_json(k, "PATCH", path, "fieldManager=tenantctl", "application/merge-patch+json", patch, NULL, err);
+  free(path);
+  return rc;
+}
+
+int tctl_create(struct tn_kube *k, const struct tn_gvr *gvr, json_t *obj, bool dry_run, json_t **out,
+                struct tn_error *err) {
+  char *path = tn_kube_path(gvr, NULL, NULL, NULL);
+  int rc = do_json(k, "POST", path, dry_run ? "dryRun=All&fieldManager=tenantctl" : "fieldManager=tenantctl",
+                   NULL, obj, out, err);
+  free(path);
+  return rc;
+}

@@ -2,6 +2,7 @@
  * tenantctl and kubectl-tenant (commands from the command table, flags, values, and tenant ids
  * from `tenantctl get -o name`). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tenantctl.h"
@@ -136,5 +137,90 @@ int tctl_cmd_completion(int argc, char **argv) {
     fish(stdout);
   else
     return tctl_usage_error("completion", "unknown shell \"%s\": bash, zsh or fish", argv[1]);
+  return 0;
+}
+
+/* ---- kubectl plugin completion (kubectl >= 1.26 runs kubectl_complete-tenant) ------------------ */
+
+static void candidate(const char *cur, const char *word) {
+  if (strncmp(word, cur, strlen(cur)) == 0)
+    printf("%s\n", word);
+}
+
+static void candidates(const char *cur, const char *words) {
+  char w[64];
+  while (*words) {
+    size_t n = strcspn(words, " ");
+    if (n < sizeof w) {
+      memcpy(w, words, n);
+      w[n] = '\0';
+      candidate(cur, w);
+    }
+    words += n + (words[n] == ' ');
+  }
+}
+
+static void tenants(const char *cur) {
+  struct tn_kube *k = NULL;
+  FILE *quiet = freopen("/dev/null", "w", stderr); /* no error text inside a completion */
+  (void)quiet;
+  if (tctl_connect(&k))
+    return;
+  char *cont = NULL;
+  struct tn_error err = {0};
+  do {
+    json_t *page = NULL;
+    if (tctl_list_page(k, &tctl_tenants_gvr, NULL, NULL, NULL, 500, cont, &page, &err))
+      break;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(page, "items"), i, t) {
+      const char *name = tctl_str(t, "metadata.name");
+      if (name)
+        candidate(cur, name);
+    }
+    free(cont);
+    const char *c = tctl_str(page, "metadata.continue");
+    cont = c && *c ? strdup(c) : NULL;
+    json_decref(page);
+  } while (cont);
+  free(cont);
+  tn_kube_free(k);
+}
+
+int tctl_plugin_complete(int argc, char **argv) {
+  /* argv[1..]: the words after `kubectl tenant`, the last one being completed (maybe ""). */
+  const char *cur = argc > 1 ? argv[argc - 1] : "";
+  const char *prev = argc > 2 ? argv[argc - 2] : "";
+  const char *cmd = argc > 2 ? argv[1] : "";
+  int pos = argc - 1; /* 1-based position of the word being completed */
+  if (!strcmp(prev, "-o") || !strcmp(prev, "--output"))
+    candidates(cur, "table wide json yaml name");
+  else if (!strcmp(prev, "--isolation"))
+    candidates(cur, "shared dedicated hybrid");
+  else if (!strcmp(prev, "--state"))
+    candidates(cur, "Draft Active Suspended Archived Deleted");
+  else if (!strcmp(prev, "--dry-run"))
+    candidates(cur, "none server client");
+  else if (prev[0] == '-' && !strchr(prev, '=') && strcmp(prev, "--no-headers") && strcmp(prev, "--help"))
+    ; /* the value of another flag: nothing to offer */
+  else if (cur[0] == '-')
+    candidates(cur,
+               "--output --selector --state --plan --region --no-headers --isolation --allowed-region "
+               "--residency-flag --env --display-name --contact --external-id --reason --label --dry-run "
+               "--confirm --value --audit-rows --kubeconfig --context --namespace --as --as-group "
+               "--request-timeout --help");
+  else if (pos == 1)
+    for (const struct tctl_command *c = tctl_commands; c->name; c++)
+      candidate(cur, c->name);
+  else if (!strcmp(cmd, "completion"))
+    candidates(cur, pos == 2 ? "bash zsh fish" : "");
+  else if (!strcmp(cmd, "audit"))
+    candidates(cur, pos == 2 ? "verify list init prune" : "");
+  else if (!strcmp(cmd, "rotate") && pos == 2)
+    candidates(cur, "credentials keys");
+  else if (strcmp(cmd, "create") != 0)
+    tenants(cur);
+  printf(":4\n"); /* cobra's ShellCompDirectiveNoFileComp */
   return 0;
 }

@@ -50,7 +50,7 @@ static const char *or_empty(const char *s) { return s ? s : ""; }
 /* Gets one tenant; on failure prints the error as kubectl does and returns the exit code. */
 static int get_tenant(struct tn_kube *k, const char *name, json_t **out) {
   struct tn_error err = {0};
-  if (tn_kube_get(k, &tctl_tenants_gvr, NULL, name, out, &err)) {
+  if (tctl_get_object(k, &tctl_tenants_gvr, NULL, name, out, &err)) {
     if (err.code == TN_ENOTFOUND && !strstr(err.message, name))
       snprintf(err.message, sizeof err.message, "tenants.tenancy.dev \"%s\" not found", name);
     return tctl_fail(&err, NULL);
@@ -259,9 +259,8 @@ int tctl_cmd_get(int argc, char **argv) {
   if (named == 0) {
     char *cont = NULL;
     do {
-      struct tn_list_opts lo = {.label_selector = selector, .limit = LIST_PAGE, .continue_token = cont};
       json_t *page = NULL;
-      if (tn_kube_list(k, &tctl_tenants_gvr, NULL, &lo, &page, &err)) {
+      if (tctl_list_page(k, &tctl_tenants_gvr, NULL, selector, NULL, LIST_PAGE, cont, &page, &err)) {
         rc = tctl_fail(&err, NULL);
         break;
       }
@@ -320,9 +319,8 @@ static int tenant_events(struct tn_kube *k, const char *name, json_t **out, stru
   char *cont = NULL;
   int rc = 0;
   do {
-    struct tn_list_opts lo = {.field_selector = fs, .limit = LIST_PAGE, .continue_token = cont};
     json_t *page = NULL;
-    if ((rc = tn_kube_list(k, &events, ns, &lo, &page, err)))
+    if ((rc = tctl_list_page(k, &events, ns, NULL, fs, LIST_PAGE, cont, &page, err)))
       break;
     size_t i;
     json_t *e;
@@ -840,37 +838,22 @@ int tctl_cmd_create(int argc, char **argv) {
   struct tn_kube *k = NULL;
   if ((rc = tctl_connect(&k)))
     goto out;
-  char *path = tn_kube_path(&tctl_tenants_gvr, NULL, NULL, NULL);
-  char *body = json_dumps(obj, JSON_COMPACT);
-  struct tn_kube_request req = {.method = "POST",
-                                .path = path,
-                                .query = !strcmp(dry, "server") ? "dryRun=All&fieldManager=tenantctl"
-                                                                : "fieldManager=tenantctl",
-                                .body = body,
-                                .body_len = body ? strlen(body) : 0,
-                                .timeout_ms = tctl_g.request_timeout_ms};
-  struct tn_kube_response resp;
-  tn_kube_response_init(&resp);
   struct tn_error err = {0};
-  if (!path || !body) {
-    rc = TCTL_EXIT_ERROR;
-  } else if (tn_kube_do(k, &req, &resp, &err)) {
+  json_t *created = NULL;
+  if (tctl_create(k, &tctl_tenants_gvr, obj, !strcmp(dry, "server"), &created, &err)) {
     rc = tctl_fail(&err, NULL);
-  } else if (output && strcmp(output, "name")) {
-    json_t *created = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
-    if (!strcmp(output, "json"))
-      tctl_print_json(stdout, created);
-    else
-      tctl_print_yaml(stdout, created);
-    json_decref(created);
-  } else if (output) {
-    printf(TENANT_RESOURCE "/%s\n", id);
   } else {
-    printf(TENANT_RESOURCE "/%s created%s\n", id, !strcmp(dry, "server") ? " (server dry run)" : "");
+    json_object_del(json_object_get(created, "metadata"), "managedFields"); /* as get does */
+    if (output && !strcmp(output, "json"))
+      tctl_print_json(stdout, created);
+    else if (output && !strcmp(output, "yaml"))
+      tctl_print_yaml(stdout, created);
+    else if (output)
+      printf(TENANT_RESOURCE "/%s\n", id);
+    else
+      printf(TENANT_RESOURCE "/%s created%s\n", id, !strcmp(dry, "server") ? " (server dry run)" : "");
   }
-  tn_kube_response_cleanup(&resp);
-  free(path);
-  free(body);
+  json_decref(created);
   tn_kube_free(k);
 out:
   json_decref(obj);
@@ -899,7 +882,7 @@ static int patch_state(struct tn_kube *k, json_t *t, const char *state, const ch
                             or_empty(tctl_str(t, "metadata.resourceVersion")), "spec", spec);
   struct tn_error err = {0};
   int rc = 0;
-  if (tn_kube_merge_patch(k, &tctl_tenants_gvr, NULL, tctl_str(t, "metadata.name"), patch, NULL, NULL, &err))
+  if (tctl_merge_patch(k, &tctl_tenants_gvr, NULL, tctl_str(t, "metadata.name"), patch, &err))
     rc = tctl_fail(&err, NULL);
   json_decref(patch);
   return rc;
@@ -1129,7 +1112,7 @@ int tctl_cmd_rotate(int argc, char **argv) {
     goto out;
   json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", annotation, value);
   struct tn_error err = {0};
-  if (tn_kube_merge_patch(k, &tctl_tenants_gvr, NULL, id, patch, NULL, NULL, &err))
+  if (tctl_merge_patch(k, &tctl_tenants_gvr, NULL, id, patch, &err))
     rc = tctl_fail(&err, NULL);
   else
     printf(TENANT_RESOURCE "/%s: %s rotation requested (%s=%s)\n", id,

@@ -623,6 +623,33 @@ Test(cli, kubeconfig_files_merged_and_context_selection) {
   cleanup_tenant(a);
 }
 
+Test(cli, request_timeout_bounds_a_server_that_never_answers) {
+  char dir[64], path[PATH_MAX], *out = NULL;
+  workdir(dir, sizeof dir);
+  int port = tn_test_free_port();
+  /* Accepts connections (the kernel does, from the backlog) and never answers the TLS hello. */
+  cr_assert_eq(tn_test_sh(NULL,
+                          "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",%d)); "
+                          "s.listen(16); time.sleep(40)' >/dev/null 2>&1 & echo $! > %s/pid; sleep 0.5",
+                          port, dir),
+               0);
+  snprintf(path, sizeof path, "%s/hung.kubeconfig", dir);
+  write_file(path, 0600,
+             "apiVersion: v1\nkind: Config\ncurrent-context: hung\n"
+             "clusters:\n- name: hung\n  cluster: {server: \"https://127.0.0.1:%d\", certificate-authority: "
+             "\"%s\"}\n"
+             "contexts:\n- name: hung\n  context: {cluster: hung}\n",
+             port, tn_test_env("TENANCY_CA_FILE"));
+  double t0 = tn_test_now();
+  cr_assert_eq(ctl(&out, "--kubeconfig '%s' --request-timeout=2s get", path), 1, "%s", out);
+  double took = tn_test_now() - t0;
+  cr_assert(took >= 1.5 && took < 10, "gave up after %.1f s, not about 2 s: %s", took, out);
+  free(out);
+  cr_assert_eq(ctl(&out, "--request-timeout=soon get"), 2, "%s", out);
+  free(out);
+  tn_test_sh(NULL, "kill $(cat %s/pid) 2>/dev/null; rm -rf %s", dir, dir);
+}
+
 /* ---- kubectl tenant, completion, help ------------------------------------------------------------ */
 
 Test(cli, runs_as_the_kubectl_plugin) {
@@ -642,6 +669,20 @@ Test(cli, runs_as_the_kubectl_plugin) {
   cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl tenant get %s -o wide </dev/null", d, a), 0,
                "%s", out);
   cr_assert(strstr(out, a) && strstr(out, "Plugged"), "%s", out);
+  free(out);
+  /* kubectl's own completion of `kubectl tenant ...` runs kubectl_complete-tenant */
+  cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant '' 2>/dev/null", d), 0, "%s",
+               out);
+  cr_assert(strstr(out, "describe\n") && strstr(out, "rotate\n") && strstr(out, ":4"), "%s", out);
+  free(out);
+  cr_assert_eq(
+      tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant suspend cli-plug 2>/dev/null", d), 0,
+      "%s", out);
+  cr_assert(strstr(out, a) && !strstr(out, "describe"), "tenant ids: %s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl __complete tenant get -o y 2>/dev/null", d), 0,
+               "%s", out);
+  cr_assert_str_eq(out, "yaml\n:4\n");
   free(out);
   cr_assert_eq(tn_test_sh(&out, "PATH='%s':\"$PATH\" kubectl tenant --help", d), 0, "%s", out);
   cr_assert(strstr(out, "Usage: kubectl tenant COMMAND"), "%s", out);
