@@ -881,6 +881,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     } else {
       if (policy_ok) /* overrides a policy permits replace the plan's values */
         apply_quota_overrides(plan, x.obj, policy.quota_overrides_permitted);
+      if (policy_ok) /* and so do its rate-limit overrides (tenancy/ratelimits.c) */
+        tn_rate_limits_apply_overrides(&plan->rate_limits, x.obj, policy.rate_limit_overrides_permitted);
       if (tn_derive_status(x.t->plan, plan, &derived, &err))
         cond_set(&x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
       else
