@@ -32,7 +32,8 @@ static void start(void) {
       "\"list\":{\"requestsPerSecond\":5,\"burst\":10},\"events\":{\"requestsPerSecond\":2,\"burst\":4}}}}}' "
       "| kubectl apply -f - && "
       "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\","
-      "\"metadata\":{\"name\":\"" POLICY "\"},\"spec\":{\"rateLimitOverrides\":[\"default\",\"list\"]}}' "
+      "\"metadata\":{\"name\":\"" POLICY
+      "\"},\"spec\":{\"rateLimitOverrides\":[\"default\",\"list\",\"placement\"]}}' "
       "| kubectl apply -f -");
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
@@ -163,21 +164,22 @@ Test(rate_limits, an_override_no_policy_permits_is_refused_at_apply) {
   free(out);
 }
 
-/* A policy that stops permitting an override: the controller reports it as it reports quota
- * overrides (PolicyCompliant False, reason PolicyDenied, the same words) and the Plan's values
- * apply again. */
+/* A policy that stops permitting an override (placement: no sample policy permits it): the
+ * controller reports it as it reports quota overrides (PolicyCompliant False, reason
+ * PolicyDenied, the same words, a PolicyDenied event) and the Plan's values apply again. */
 Test(rate_limits, a_withdrawn_permission_is_reported_and_the_plan_applies) {
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-rl");
-  int rc = apply_tenant(&out, t, "{\"endpoints\":{\"list\":{\"requestsPerSecond\":30,\"burst\":30}}}");
+  int rc = apply_tenant(&out, t, "{\"endpoints\":{\"placement\":{\"requestsPerSecond\":30,\"burst\":30}}}");
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   cr_assert(wait_derived(t,
                          "{\"burst\":100,\"endpoints\":{\"events\":{\"burst\":4,\"requestsPerSecond\":2},"
-                         "\"list\":{\"burst\":30,\"requestsPerSecond\":30}},\"requestsPerSecond\":50}",
+                         "\"list\":{\"burst\":10,\"requestsPerSecond\":5},"
+                         "\"placement\":{\"burst\":30,\"requestsPerSecond\":30}},\"requestsPerSecond\":50}",
                          60));
   rc = tn_test_sh(&out, "kubectl patch tenancypolicy " POLICY
-                        " --type=merge -p '{\"spec\":{\"rateLimitOverrides\":[\"default\"]}}'");
+                        " --type=merge -p '{\"spec\":{\"rateLimitOverrides\":[\"default\",\"list\"]}}'");
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   rc = tn_test_sh_until(
@@ -185,27 +187,31 @@ Test(rate_limits, a_withdrawn_permission_is_reported_and_the_plan_applies) {
       "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"PolicyCompliant\")]"
       ".status} {.status.conditions[?(@.type==\"PolicyCompliant\")].reason} "
       "{.status.conditions[?(@.type==\"PolicyCompliant\")].message}' | grep -q "
-      "'^False PolicyDenied spec.rateLimitOverrides.endpoints.list: no TenancyPolicy permits'",
+      "'^False PolicyDenied spec.rateLimitOverrides.endpoints.placement: no TenancyPolicy "
+      "permits'",
       t);
-  char *cond = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.conditions}'", t);
-  cr_assert_eq(rc, 0, "PolicyCompliant never reported the withdrawn permission: %s", cond);
-  free(cond);
   free(out);
+  if (rc) {
+    char *cond = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.conditions}'", t);
+    cr_log_error("conditions of %s: %s", t, cond);
+    free(cond);
+  }
+  cr_assert_eq(rc, 0, "PolicyCompliant never reported the withdrawn permission");
   cr_assert(wait_derived(t,
                          "{\"burst\":100,\"endpoints\":{\"events\":{\"burst\":4,\"requestsPerSecond\":2},"
                          "\"list\":{\"burst\":10,\"requestsPerSecond\":5}},\"requestsPerSecond\":50}",
                          60),
             "a tenant that breaks a policy kept its override");
-  rc = tn_test_sh_until(
-      30, &out,
-      "kubectl get events.events.k8s.io -A -o jsonpath='{range .items[?(@.reason==\"PolicyDenied\")]"
-      "}{.regarding.name} {.note}{\"\\n\"}{end}' | grep '^%s ' | grep -q rateLimitOverrides",
-      t);
-  cr_assert_eq(rc, 0, "no PolicyDenied event names the override: %s", out);
+  rc = tn_test_sh_until(30, &out,
+                        "kubectl get events.events.k8s.io -A -o jsonpath='{range "
+                        ".items[?(@.reason==\"PolicyDenied\")]}{.regarding.name} {.note}{\"\\n\"}{end}' | "
+                        "grep '^%s ' | grep -q rateLimitOverrides.endpoints.placement",
+                        t);
   free(out);
+  cr_assert_eq(rc, 0, "no PolicyDenied event names the override");
   /* Put the permission and the tenant back in order for the other tests and suites. */
-  tn_test_sh(NULL, "kubectl patch tenancypolicy " POLICY
-                   " --type=merge -p '{\"spec\":{\"rateLimitOverrides\":[\"default\",\"list\"]}}'");
+  tn_test_sh(NULL, "kubectl patch tenancypolicy " POLICY " --type=merge -p "
+                   "'{\"spec\":{\"rateLimitOverrides\":[\"default\",\"list\",\"placement\"]}}'");
   tn_test_sh(NULL, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"rateLimitOverrides\":null}}'", t);
 }
 
