@@ -945,6 +945,8 @@ static enum flow step_resolve_plan_and_placement(struct run *x) {
   } else {
     if (x->policy_ok) /* overrides a policy permits replace the plan's values */
       apply_quota_overrides(x->plan, x->obj, x->policy.quota_overrides_permitted);
+    if (x->policy_ok) /* and so do its rate-limit overrides (tenancy/ratelimits.c) */
+      tn_rate_limits_apply_overrides(&x->plan->rate_limits, x->obj, x->policy.rate_limit_overrides_permitted);
     if (tn_derive_status(x->t->plan, x->plan, &x->derived, &err))
       cond_set(x, COND_QUOTA, "False", "InvalidPlan", "%s", err.message);
     else

@@ -33,11 +33,8 @@ int tn_derive_status(const char *plan_name, const struct tn_plan *plan, json_t *
   for (size_t i = 0; i < plan->n_features; i++)
     if (set_new(f, plan->features[i].name, json_boolean(plan->features[i].enabled)))
       goto nomem;
-  if (plan->has_rate_limits) {
-    if (!(rl = json_object()) || set_new(rl, "requestsPerSecond", json_integer(plan->requests_per_second)) ||
-        set_new(rl, "burst", json_integer(plan->burst)))
-      goto nomem;
-  }
+  if (tn_rate_limits_to_json(&plan->rate_limits, &rl)) /* plan values, overrides applied */
+    goto nomem;
   if (json_object_set_new(d, "quotas", q)) {
     q = NULL;
     goto nomem;

@@ -14,10 +14,14 @@
  * and *out is a new object the caller json_decref()s:
  *   {"quotas": {"cpu": "4", "memory": "8Gi", "storage": "50Gi", "pods": 50, "services": 10,
  *               "connections": 20, "eventsPerDay": 100000},
- *    "rateLimits": {"requestsPerSecond": 50, "burst": 100},
+ *    "rateLimits": {"requestsPerSecond": 50, "burst": 100,
+ *                   "endpoints": {"list": {"requestsPerSecond": 5, "burst": 10}}},
  *    "features": {"auditExport": false, "sso": true}}
  * connections and eventsPerDay appear only when the plan sets them, rateLimits only when the
- * plan has them; features is always present (maybe empty). Quantities keep the plan's text. */
+ * plan has them (plan->rate_limits: the plan's values with any permitted Tenant
+ * spec.rateLimitOverrides already applied, see tn_rate_limits_apply_overrides), endpoints only
+ * for the endpoints that have their own; features is always present (maybe empty). Quantities keep the plan's
+ * text. */
 int tn_derive_status(const char *plan_name, const struct tn_plan *plan, json_t **out, struct tn_error *err);
 
 /* Default resources of a container in a tenant namespace (LimitRange type Container), as

@@ -308,6 +308,21 @@ static int parse_policy_spec(const json_t *spec, struct tn_policy *p, struct tn_
       p->quota_overrides |= 1u << k;
     }
   }
+  a = json_object_get(spec, "rateLimitOverrides");
+  if (a && !json_is_null(a)) {
+    if (!json_is_array(a))
+      return field_error(err, "spec.rateLimitOverrides", "must be a list of rate-limit keys");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(a, i, e) {
+      unsigned k;
+      char f[64];
+      snprintf(f, sizeof f, "spec.rateLimitOverrides[%zu]", i);
+      if (!json_is_string(e) || tn_rate_limit_key_parse(json_string_value(e), &k))
+        return field_error(err, f, "must be one of default, get, list, byExternalId, placement, events");
+      p->rate_limit_overrides |= 1u << k;
+    }
+  }
   const json_t *idn = json_object_get(spec, "identity");
   if (idn && !json_is_null(idn) && !json_is_object(idn))
     return field_error(err, "spec.identity", "must be an object");
@@ -942,6 +957,43 @@ static int eval_quota_overrides(const struct tn_policy_input *in, struct tn_poli
   return rc;
 }
 
+static void rate_limit_keys(struct tn_buf *b, unsigned bits) {
+  int n = 0;
+  for (unsigned k = 0; k < TN_RATE_LIMIT_KEY_COUNT; k++)
+    if ((bits >> k) & 1u)
+      tn_buf_printf(b, "%s%s", n++ ? ", " : "", tn_rate_limit_key_name(k));
+  if (!n)
+    tn_buf_appends(b, "none");
+}
+
+/* Rate-limit overrides: each bucket the tenant's spec.rateLimitOverrides sets ("default" for its
+ * own requestsPerSecond and burst, an endpoint name for endpoints.<name>) must be listed by some
+ * policy's spec.rateLimitOverrides, as quota overrides are. */
+static int eval_rate_limit_overrides(const struct tn_policy_input *in, struct tn_policy_result *r) {
+  struct tn_buf b;
+  int rc = 0;
+  tn_buf_init(&b, 4096);
+  rate_limit_keys(&b, r->rate_limit_overrides_permitted);
+  for (unsigned k = 0; k < TN_RATE_LIMIT_KEY_COUNT; k++) {
+    if (!((in->tenant->rate_limit_overrides >> k) & 1u) || ((r->rate_limit_overrides_permitted >> k) & 1u))
+      continue;
+    const char *name = tn_rate_limit_key_name(k);
+    char field[96];
+    if (k == TN_RATE_LIMIT_KEY_DEFAULT)
+      snprintf(field, sizeof field, "spec.rateLimitOverrides");
+    else
+      snprintf(field, sizeof field, "spec.rateLimitOverrides.endpoints.%s", name);
+    if ((rc = add_violation(r, NULL, "rateLimitOverrides", field, name,
+                            "%s%s: no TenancyPolicy permits overriding the %s rate limit (permitted: %s): "
+                            "remove it, or add %s to spec.rateLimitOverrides of a TenancyPolicy",
+                            field, k == TN_RATE_LIMIT_KEY_DEFAULT ? " (requestsPerSecond, burst)" : "", name,
+                            tn_buf_str(&b), name)))
+      break;
+  }
+  tn_buf_cleanup(&b);
+  return rc;
+}
+
 /* pattern with {tenant} and {domain} replaced (the values escaped for fnmatch) into b; false when
  * it uses {domain} and the tenant has none. */
 static bool expand_pattern(struct tn_buf *b, const char *pattern, const struct tn_tenant *t) {
@@ -1074,6 +1126,7 @@ int tn_policy_evaluate(const struct tn_policy_input *in, struct tn_policy_result
       out->pod_security_minimum = p->pod_security_minimum;
     out->require_tenant_keys |= p->require_tenant_keys;
     out->quota_overrides_permitted |= p->quota_overrides;
+    out->rate_limit_overrides_permitted |= p->rate_limit_overrides;
     if (p->archived_data_days >= 0 &&
         (out->archived_data_days < 0 || p->archived_data_days < out->archived_data_days))
       out->archived_data_days = p->archived_data_days;
@@ -1084,6 +1137,7 @@ int tn_policy_evaluate(const struct tn_policy_input *in, struct tn_policy_result
       ((rules & TN_POLICY_RULE_ENCRYPTION) && (rc = eval_encryption(in, out))) ||
       ((rules & TN_POLICY_RULE_ACTIONS) && (rc = eval_actions(in, out))) ||
       ((rules & TN_POLICY_RULE_QUOTA_OVERRIDES) && (rc = eval_quota_overrides(in, out))) ||
+      ((rules & TN_POLICY_RULE_RATE_LIMIT_OVERRIDES) && (rc = eval_rate_limit_overrides(in, out))) ||
       (rc = eval_groups(in, rules & TN_POLICY_RULE_GROUPS, out)))
     return nomem(err);
   return tn_policy_result_error(out, err);

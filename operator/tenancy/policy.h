@@ -66,6 +66,9 @@ struct tn_policy {
   struct tn_policy_allowed_action *allowed_actions;
   size_t n_allowed_actions;
   unsigned quota_overrides; /* spec.quotaOverrides as bits 1u << enum tn_quota_key; 0 when absent */
+  /* spec.rateLimitOverrides: the rate-limit buckets ("default" and endpoint names) a tenant may
+   * override, as bits 1u << TN_RATE_LIMIT_KEY_* (tenancy/ratelimits.h); 0 when absent. */
+  unsigned rate_limit_overrides;
   /* spec.identity.allowedGroupPatterns: shell globs (fnmatch(3), no flags) a group of
    * spec.identity.groupBindings must match (one of them); "{tenant}" and "{domain}" stand for
    * the tenant id and its spec.identity.domain (a tenant without a domain matches no pattern
@@ -117,12 +120,13 @@ void tn_policy_tenant_fields(const json_t *obj, unsigned *quota_overrides, const
 
 /* The rule families, to evaluate only some (struct tn_policy_input.rules). */
 enum {
-  TN_POLICY_RULE_RESIDENCY = 1u << 0,       /* spec.residency[] */
-  TN_POLICY_RULE_ENCRYPTION = 1u << 1,      /* spec.encryption.requireDatabaseTLS */
-  TN_POLICY_RULE_ACTIONS = 1u << 2,         /* spec.allowedActions[] */
-  TN_POLICY_RULE_QUOTA_OVERRIDES = 1u << 3, /* spec.quotaOverrides */
-  TN_POLICY_RULE_GROUPS = 1u << 4,          /* reserved groups, spec.identity.allowedGroupPatterns */
-  TN_POLICY_RULE_ALL = 0x1fu,
+  TN_POLICY_RULE_RESIDENCY = 1u << 0,            /* spec.residency[] */
+  TN_POLICY_RULE_ENCRYPTION = 1u << 1,           /* spec.encryption.requireDatabaseTLS */
+  TN_POLICY_RULE_ACTIONS = 1u << 2,              /* spec.allowedActions[] */
+  TN_POLICY_RULE_QUOTA_OVERRIDES = 1u << 3,      /* spec.quotaOverrides */
+  TN_POLICY_RULE_GROUPS = 1u << 4,               /* reserved groups, spec.identity.allowedGroupPatterns */
+  TN_POLICY_RULE_RATE_LIMIT_OVERRIDES = 1u << 5, /* spec.rateLimitOverrides (the tenant's, in tenant) */
+  TN_POLICY_RULE_ALL = 0x3fu,
 };
 
 /* Everything the evaluator reads; all borrowed. */
@@ -145,7 +149,8 @@ struct tn_policy_input {
 /* One violated rule. Every string owned by the result. */
 struct tn_policy_violation {
   char *policy;  /* the TenancyPolicy's name; NULL for a rule no single policy owns */
-  char *rule;    /* "residency", "encryption", "allowedActions", "quotaOverrides", "groups", "externalIds" */
+  char *rule;    /* "residency", "encryption", "allowedActions", "quotaOverrides", "rateLimitOverrides",
+                  * "groups", "externalIds" */
   char *field;   /* the field at fault, e.g. "spec.residency.allowedRegions" */
   char *subject; /* what exactly (a flag and regions, an action, a key): identifies it with the above */
   char *message; /* one sentence for people: what is wrong and how to fix it, e.g.
@@ -170,7 +175,8 @@ struct tn_policy_result {
 
   bool require_database_tls; /* some policy requires it: place only on verify-ca/verify-full servers */
   bool require_tenant_keys;  /* some policy requires a per-tenant key (provisioned by the keys work) */
-  unsigned quota_overrides_permitted; /* keys some policy lets tenants override (union), bits */
+  unsigned quota_overrides_permitted;      /* keys some policy lets tenants override (union), bits */
+  unsigned rate_limit_overrides_permitted; /* rate-limit keys some policy lets tenants override (union) */
   int archived_data_days; /* the shortest spec.retention.archivedData of any policy; -1 when none sets it */
   int audit_records_days; /* the longest spec.retention.auditRecords of any policy; -1 when none sets it */
   /* The policy that requires database TLS (the first in name order); NULL when none. Owned. */
@@ -197,7 +203,8 @@ bool tn_policy_group_allowed(const struct tn_tenant *t, const char *group,
 
 /* Evaluates every policy against in->tenant. Initialises *out (clean it up in every case).
  * Returns 0 when no rule is violated; TN_EINVALID when some are, with every violation in
- * out->violations (in the order: residency, encryption, allowedActions, quotaOverrides, groups) and err
+ * out->violations (in the order: residency, encryption, allowedActions, quotaOverrides,
+ * rateLimitOverrides, groups) and err
  * set: reason "PolicyDenied", message the text of tn_policy_result_message (cut to fit),
  * causes the first TN_ERROR_MAX_CAUSES violations (field, reason "PolicyDenied", message).
  * -ENOMEM when out of memory. Deterministic: the same input gives the same output. */

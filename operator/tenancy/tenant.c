@@ -622,6 +622,11 @@ int tn_tenant_parse(const json_t *obj, struct tn_tenant **out, struct tn_error *
       (rc = parse_contacts(spec, t, err)) || (rc = parse_external_ids(spec, t, err)) ||
       (rc = parse_identity(spec, t, err)) || (rc = parse_tenant_status(obj, t, err)))
     goto out;
+  struct tn_rate_limits ov;
+  if ((rc = tn_rate_limits_parse(json_object_get(spec, "rateLimitOverrides"), "spec.rateLimitOverrides",
+                                 false, &ov, err)))
+    goto out;
+  t->rate_limit_overrides = tn_rate_limits_keys(&ov);
   *out = t;
   t = NULL;
 out:
@@ -750,21 +755,12 @@ int tn_plan_parse(const json_t *obj, struct tn_plan **out, struct tn_error *err)
     qsort(p->features, p->n_features, sizeof *p->features, cmp_feature);
   }
 
-  if ((rc = get_obj(spec, "rateLimits", "spec.rateLimits", &rl, err)))
+  if ((rc = get_obj(spec, "rateLimits", "spec.rateLimits", &rl, err)) ||
+      (rc = tn_rate_limits_parse(rl, "spec.rateLimits", true, &p->rate_limits, err)))
     goto out;
-  if (rl) {
-    p->has_rate_limits = true;
-    if ((rc = get_count(rl, "requestsPerSecond", "spec.rateLimits.requestsPerSecond", true,
-                        &p->requests_per_second, NULL, err)) ||
-        (rc = get_count(rl, "burst", "spec.rateLimits.burst", true, &p->burst, NULL, err)))
-      goto out;
-    if (p->burst < p->requests_per_second) {
-      rc = field_error(err, "spec.rateLimits.burst", "FieldValueInvalid",
-                       "must be at least spec.rateLimits.requestsPerSecond (%" PRId64 ")",
-                       p->requests_per_second);
-      goto out;
-    }
-  }
+  p->has_rate_limits = rl != NULL;
+  p->requests_per_second = p->rate_limits.all.requests_per_second;
+  p->burst = p->rate_limits.all.burst;
 
   const char *ps;
   p->pod_security = TN_POD_SECURITY_RESTRICTED;

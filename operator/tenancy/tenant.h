@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tenancy/ratelimits.h"
 #include "util/error.h"
 
 /* The API group, version and kinds of docs/api.md. */
@@ -122,6 +123,9 @@ struct tn_tenant {
   char *identity_domain; /* spec.identity.domain */
   struct tn_group_binding *group_bindings;
   size_t n_group_bindings;
+  /* spec.rateLimitOverrides: the buckets it sets, as bits 1u << TN_RATE_LIMIT_KEY_* (0 when
+   * absent); the values are read by tn_rate_limits_apply_overrides. */
+  unsigned rate_limit_overrides;
 
   /* What the operator wrote back last time (status). */
   enum tn_state status_state;    /* status.state; TN_STATE_NONE when absent or "" */
@@ -186,6 +190,7 @@ struct tn_plan {
   bool has_rate_limits;              /* spec.rateLimits present */
   int64_t requests_per_second;       /* spec.rateLimits.requestsPerSecond, >= 0 */
   int64_t burst;                     /* spec.rateLimits.burst, >= 0 */
+  struct tn_rate_limits rate_limits; /* spec.rateLimits with its endpoints (tenancy/ratelimits.h) */
   enum tn_pod_security pod_security; /* spec.podSecurity; restricted when absent */
   char **ingress_namespaces;         /* spec.network.ingressNamespaces: DNS labels, distinct; n may be 0 */
   size_t n_ingress_namespaces;

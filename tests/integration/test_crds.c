@@ -287,6 +287,7 @@ Test(crds, every_sample_applies) {
                                          "region.tenancy.dev/eu-central-1",
                                          "region.tenancy.dev/us-east-1",
                                          "tenancypolicy.tenancy.dev/eu-residency",
+                                         "tenancypolicy.tenancy.dev/api-rate-limits",
                                          "tenant.tenancy.dev/acme",
                                          "tenant.tenancy.dev/globex"};
   for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
