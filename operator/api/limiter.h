@@ -77,7 +77,8 @@ size_t tn_limiter_memory_bound(size_t max_keys);
  *   RateLimit-Policy: "tenant";q=100;w=2      (q = burst, w = seconds to refill q: burst / rate)
  *   RateLimit: "tenant";r=42;t=1              (r = remaining, t = seconds until full again)
  * w is left out when the bucket never refills. Returns 0, or -EINVAL when policy_name is NULL,
- * longer than 128 bytes or has a byte outside 0x20-0x7e, or -ENOSPC when a buffer is too small (buffers then hold
+ * longer than 128 bytes or has a byte outside 0x20-0x7e, or -ENOSPC when a buffer is too small (buffers then
+ * hold
  * ""). */
 int tn_limit_headers(const struct tn_limit_rule *rule, const struct tn_limit_decision *d,
                      const char *policy_name, char *ratelimit, size_t n1, char *policy, size_t n2);
