@@ -469,7 +469,9 @@ static int run_bench(void) {
   free(lat);
   stop_operator();
   if (!opt.keep) {
-    sh("kubectl delete tenants -l " LABEL "=1 --wait=false >/dev/null 2>&1; kubectl -n default delete lease "
+    sh("kubectl delete --raw "
+       "'/apis/tenancy.dev/v1alpha1/tenants?labelSelector=bench.tenancy.dev%%2Fread-api%%3D1' "
+       ">/dev/null 2>&1; kubectl -n default delete lease "
        "bench-read-api >/dev/null 2>&1; kubectl delete clusterrolebinding bench-read-api >/dev/null 2>&1; "
        "kubectl "
        "delete clusterrole bench-read-api >/dev/null 2>&1; kubectl -n default delete serviceaccount "
