@@ -16,6 +16,8 @@
 #include "util/error.h"
 #include "util/wipe.h"
 
+#include "tenantctl_history.h" /* history, diff, rollback */
+
 #define EXIT_BROKEN 1
 #define EXIT_USAGE 2
 #define EXIT_DB 3
@@ -32,13 +34,14 @@ static void usage_main(FILE *f) {
           "  audit verify   check the hash chain of the audit trail (tenancy.audit_events)\n"
           "  audit list     show a tenant's audit rows, oldest first\n"
           "  audit init     create the audit table, its triggers and functions\n"
-          "  audit prune    remove audit rows older than a retention period\n"
+          "  audit prune    remove audit rows older than a retention period\n" TENANTCTL_HISTORY_USAGE
           "\n"
           "Flags:\n"
           "  --help         show this help (also after any command)\n"
           "  --version      print the version\n"
           "\n"
-          "Exit codes: 0 success, 1 audit chain broken, 2 usage error, 3 database error.\n"
+          "Exit codes: 0 success, 1 audit chain broken, 2 usage error, 3 database error;\n"
+          "history, diff and rollback also 4 (no such tenant or version), 5 refused, 6 API server error.\n"
           "Run `%s audit COMMAND --help` for a command's flags.\n",
           prog, prog);
 }
@@ -589,6 +592,9 @@ int main(int argc, char **argv) {
     printf("tenantctl %s\n", TN_VERSION);
     return 0;
   }
+  int hrc = tenantctl_history_dispatch(argc, argv); /* history, diff, rollback: tenantctl_history.c */
+  if (hrc >= 0)
+    return hrc;
   if (strcmp(cmd, "audit") != 0) {
     fprintf(stderr, "%s: unknown command \"%s\"\n\n", prog, cmd);
     usage_main(stderr);
