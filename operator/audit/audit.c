@@ -297,7 +297,8 @@ static const char schema_sql[] =
     "      USING ERRCODE = 'invalid_parameter_value';\n"
     "  END IF;\n"
     "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", hashtext('@S@/tenant_versions/' || p_uid));\n"
-    "  INSERT INTO @S@.tenant_versions (tenant, uid, generation, at, actor, request_id, correlation_id, spec)\n"
+    "  INSERT INTO @S@.tenant_versions (tenant, uid, generation, at, actor, request_id, correlation_id, "
+    "spec)\n"
     "    VALUES (p_tenant, p_uid, p_generation, clock_timestamp(), p_actor, p_request_id, p_correlation_id,\n"
     "            p_spec)\n"
     "    ON CONFLICT ON CONSTRAINT tenant_versions_pkey DO NOTHING;\n"
@@ -1051,7 +1052,8 @@ int tn_audit_query(struct tn_audit *a, const char *sql, int n, const char *const
   pthread_mutex_lock(&a->mu);
   rc = connect_locked(a, err);
   PGresult *res = NULL;
-  if (rc == 0 && !(res = exec_params(a, tn_buf_str(&b), n, params, PGRES_TUPLES_OK, "querying the history", err)))
+  if (rc == 0 &&
+      !(res = exec_params(a, tn_buf_str(&b), n, params, PGRES_TUPLES_OK, "querying the history", err)))
     rc = err->code ? err->code : TN_EAPI;
   json_t *out = rc ? NULL : json_array();
   if (rc == 0 && !out)

@@ -15,7 +15,8 @@ static const char *str_at(const json_t *o, const char *k) { return json_string_v
 bool tn_history_needs_record(const json_t *tenant) {
   const json_t *meta = json_object_get(tenant, "metadata");
   long long gen = json_integer_value(json_object_get(meta, "generation"));
-  long long observed = json_integer_value(json_object_get(json_object_get(tenant, "status"), "observedGeneration"));
+  long long observed =
+      json_integer_value(json_object_get(json_object_get(tenant, "status"), "observedGeneration"));
   return gen > 0 && gen != observed;
 }
 
@@ -42,7 +43,8 @@ int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_histor
   long long gen = json_integer_value(json_object_get(meta, "generation"));
   const json_t *spec = json_object_get(tenant, "spec");
   if (!name || !uid || gen <= 0 || !json_is_object(spec))
-    return tn_error_set(err, TN_EINVALID, "history: a tenant needs metadata.name, uid, generation and a spec");
+    return tn_error_set(err, TN_EINVALID,
+                        "history: a tenant needs metadata.name, uid, generation and a spec");
   const char *actor = str_at(json_object_get(meta, "annotations"), TN_HISTORY_ACTOR_ANNOTATION);
   if (!actor || !*actor)
     actor = TN_HISTORY_UNKNOWN_ACTOR;
@@ -126,9 +128,7 @@ int tn_history_latest_uid(struct tn_audit *a, const char *name, char uid[64], st
 
 /* ---- diff ----------------------------------------------------------------------------------- */
 
-static char *dump(const json_t *v) {
-  return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-}
+static char *dump(const json_t *v) { return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY); }
 
 static int line(struct tn_buf *out, int *n, char op, const char *path, const json_t *from, const json_t *to) {
   char *a = from ? dump(from) : NULL, *b = to ? dump(to) : NULL;
@@ -146,7 +146,9 @@ static int line(struct tn_buf *out, int *n, char op, const char *path, const jso
   return rc ? -ENOMEM : 0;
 }
 
-static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+static int cmp_str(const void *x, const void *y) {
+  return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
 
 static int diff_rec(const json_t *from, const json_t *to, const char *path, struct tn_buf *out, int *n) {
   if (!from && !to)
@@ -216,8 +218,8 @@ void tn_history_changed_fields(const json_t *from, const json_t *to, char *out, 
     return;
   const char *key;
   const json_t *v;
-  json_object_foreach((json_t *)from, key, v) if (!json_equal((json_t *)v, json_object_get(to, key))) keys[k++] =
-      key;
+  json_object_foreach((json_t *)from, key, v) if (!json_equal((json_t *)v, json_object_get(to, key)))
+      keys[k++] = key;
   json_object_foreach((json_t *)to, key, v) if (!json_object_get(from, key)) keys[k++] = key;
   qsort(keys, k, sizeof *keys, cmp_str);
   size_t j = 0;

@@ -20,7 +20,7 @@
 #define TN_HISTORY_UNKNOWN_ACTOR "unknown"
 
 struct tn_history_recorded {
-  bool recorded;                /* a new version was written (false: this generation was already) */
+  bool recorded;                 /* a new version was written (false: this generation was already) */
   long long previous_generation; /* the version it was compared with; 0 when none (first version) */
   char changed[256];             /* the areas audited, comma-separated ("plan,contacts"), "" if none */
   char correlation_id[37];       /* the id of its audit rows */

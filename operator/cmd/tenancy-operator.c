@@ -40,7 +40,8 @@ struct app {
   struct tn_leader *leader;
   struct tn_manager *mgr;
   struct tn_admission *webhook;
-  struct tn_admission_audit *admission_audit; /* refused rows of denied requests (issue 13) */
+  /* refused rows of denied requests (issue 13) */
+  struct tn_admission_audit *admission_audit;
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
   atomic_bool lost_lease;
   atomic_bool controllers_started;
@@ -225,7 +226,8 @@ static int open_audit(struct app *a, struct tn_error *err) {
    * its own (no leader fence: every replica serves the webhook), never delaying a review. */
   struct tn_audit *da = NULL;
   struct tn_audit_options dao = {.ca_file = ao.ca_file, .application_name = "tenancy-operator-admission"};
-  if (tn_audit_open(a->opts.pg_dsn, &dao, &da, &perr) || tn_admission_audit_new(da, &a->admission_audit, &perr)) {
+  if (tn_audit_open(a->opts.pg_dsn, &dao, &da, &perr) ||
+      tn_admission_audit_new(da, &a->admission_audit, &perr)) {
     tn_audit_close(da);
     tn_log_warn("audit trail: denied requests will not be recorded: %s", perr.message);
   }

@@ -34,8 +34,7 @@ static void usage_main(FILE *f) {
           "  audit verify   check the hash chain of the audit trail (tenancy.audit_events)\n"
           "  audit list     show a tenant's audit rows, oldest first\n"
           "  audit init     create the audit table, its triggers and functions\n"
-          "  audit prune    remove audit rows older than a retention period\n" TENANTCTL_HISTORY_USAGE
-          "\n"
+          "  audit prune    remove audit rows older than a retention period\n" TENANTCTL_HISTORY_USAGE "\n"
           "Flags:\n"
           "  --help         show this help (also after any command)\n"
           "  --version      print the version\n"

@@ -37,7 +37,7 @@
 static const char *prog = "tenantctl";
 
 #define EXIT_CODES_HELP                                                                                      \
-  "Exit codes: 0 success, 2 usage error, 3 database error, 4 no such tenant or version,\n"                  \
+  "Exit codes: 0 success, 2 usage error, 3 database error, 4 no such tenant or version,\n"                   \
   "5 refused (lifecycle or API server/admission; the reason is printed), 6 API server error.\n"
 
 #define DB_FLAGS                                                                                             \
@@ -107,13 +107,26 @@ struct db_flags {
   const char *dsn, *dsn_file, *ca_file, *schema;
 };
 
-enum { OPT_DSN = 300, OPT_DSN_FILE, OPT_CA, OPT_SCHEMA, OPT_FROM, OPT_TO, OPT_STATE, OPT_REASON,
-       OPT_KUBECONFIG, OPT_CONTEXT, OPT_DRY_RUN, OPT_ALL_UIDS };
+enum {
+  OPT_DSN = 300,
+  OPT_DSN_FILE,
+  OPT_CA,
+  OPT_SCHEMA,
+  OPT_FROM,
+  OPT_TO,
+  OPT_STATE,
+  OPT_REASON,
+  OPT_KUBECONFIG,
+  OPT_CONTEXT,
+  OPT_DRY_RUN,
+  OPT_ALL_UIDS
+};
 
 #define DB_OPTS                                                                                              \
   {"pg-dsn", required_argument, NULL, OPT_DSN}, {"pg-dsn-file", required_argument, NULL, OPT_DSN_FILE},      \
-      {"pg-ca-file", required_argument, NULL, OPT_CA}, {"schema", required_argument, NULL, OPT_SCHEMA},     \
-      {"help", no_argument, NULL, 'h'}
+      {"pg-ca-file", required_argument, NULL, OPT_CA}, {"schema", required_argument, NULL, OPT_SCHEMA}, {    \
+    "help", no_argument, NULL, 'h'                                                                           \
+  }
 
 static int db_flag(int opt, struct db_flags *d) {
   switch (opt) {
@@ -204,7 +217,8 @@ static int load_versions(struct tn_audit *a, const char *tenant, bool all_uids, 
 static json_t *find_version(json_t *versions, long long gen) {
   size_t i;
   json_t *v;
-  json_array_foreach(versions, i, v) if (json_integer_value(json_object_get(v, "generation")) == gen) return v;
+  json_array_foreach(versions, i,
+                     v) if (json_integer_value(json_object_get(v, "generation")) == gen) return v;
   return NULL;
 }
 
@@ -235,7 +249,8 @@ static int cmd_history(int argc, char **argv) {
     }
   }
   if (optind + 1 != argc)
-    return usage_error(usage_history, optind < argc ? "one tenant id, please" : "which tenant? pass its id", NULL);
+    return usage_error(usage_history, optind < argc ? "one tenant id, please" : "which tenant? pass its id",
+                       NULL);
   if (strcmp(output, "table") && strcmp(output, "json"))
     return usage_error(usage_history, "--output must be table or json, not", output);
   const char *tenant = argv[optind];
@@ -305,7 +320,8 @@ static int cmd_diff(int argc, char **argv) {
     }
   }
   if (optind + 1 != argc)
-    return usage_error(usage_diff, optind < argc ? "one tenant id, please" : "which tenant? pass its id", NULL);
+    return usage_error(usage_diff, optind < argc ? "one tenant id, please" : "which tenant? pass its id",
+                       NULL);
   if (!from || !to)
     return usage_error(usage_diff, "pass both --from N and --to M", NULL);
   const char *tenant = argv[optind];
@@ -376,7 +392,8 @@ static int cmd_rollback(int argc, char **argv) {
       return 0;
     case OPT_TO:
       if (parse_gen(optarg, &to))
-        return usage_error(usage_rollback, "--to must be a generation (a positive whole number), not", optarg);
+        return usage_error(usage_rollback, "--to must be a generation (a positive whole number), not",
+                           optarg);
       break;
     case OPT_STATE:
       state = optarg;
@@ -402,7 +419,8 @@ static int cmd_rollback(int argc, char **argv) {
     return usage_error(usage_rollback, optind < argc ? "one tenant id, please" : "which tenant? pass its id",
                        NULL);
   if (!to)
-    return usage_error(usage_rollback, "which generation? pass --to N (see `tenantctl history TENANT`)", NULL);
+    return usage_error(usage_rollback, "which generation? pass --to N (see `tenantctl history TENANT`)",
+                       NULL);
   enum tn_state want = TN_STATE_NONE;
   if (state && tn_state_parse(state, &want))
     return usage_error(usage_rollback, "--state must be Draft, Active, Suspended, Archived or Deleted, not",
@@ -447,10 +465,11 @@ static int cmd_rollback(int argc, char **argv) {
   const char *uid = json_string_value(json_object_get(meta, "uid"));
   const char *vuid = json_string_value(json_object_get(v, "uid"));
   if (!uid || !vuid || strcmp(uid, vuid)) {
-    fprintf(stderr,
-            "%s: refused: generation %lld belongs to an earlier tenant named %s (uid %s), not to the one that "
-            "exists now (uid %s)\n",
-            prog, to, tenant, vuid ? vuid : "?", uid ? uid : "?");
+    fprintf(
+        stderr,
+        "%s: refused: generation %lld belongs to an earlier tenant named %s (uid %s), not to the one that "
+        "exists now (uid %s)\n",
+        prog, to, tenant, vuid ? vuid : "?", uid ? uid : "?");
     rc = EXIT_REFUSED;
     goto out;
   }
@@ -480,8 +499,9 @@ static int cmd_rollback(int argc, char **argv) {
       from = TN_STATE_DRAFT;
     struct tn_error lerr = {0};
     enum tn_action action;
-    if (tn_lifecycle_check(from, want, tenant, json_string_value(json_object_get(cur_spec, "deletionConfirmation")),
-                           &action, &lerr)) {
+    if (tn_lifecycle_check(from, want, tenant,
+                           json_string_value(json_object_get(cur_spec, "deletionConfirmation")), &action,
+                           &lerr)) {
       fprintf(stderr, "%s: refused: %s\n", prog, lerr.message);
       json_decref(spec);
       rc = EXIT_REFUSED;

@@ -122,7 +122,8 @@ void tn_admission_audit_denied(void *ud, const struct tn_admission_record *rec) 
   struct tn_admission_audit *aa = ud;
   if (!aa || !rec)
     return;
-  long long gen = json_integer_value(json_object_get(json_object_get(rec->old_object, "metadata"), "generation"));
+  long long gen =
+      json_integer_value(json_object_get(json_object_get(rec->old_object, "metadata"), "generation"));
   struct denial d = {.generation = gen, .queued_at = tn_mono_now()};
   char *op = lower_dup(rec->operation);
   char action[64], target[128];
@@ -132,8 +133,8 @@ void tn_admission_audit_denied(void *ud, const struct tn_admission_record *rec) 
   /* The actor is what the review's userInfo says: the API server's word when it called us, but
    * only a claim if someone else POSTed to the webhook port. The details say so. */
   json_t *details = json_pack("{s:s, s:s, s:b, s:s}", "operation", rec->operation ? rec->operation : "",
-                              "message", rec->message ? rec->message : "", "dryRun", rec->dry_run, "actorSource",
-                              "admission review userInfo");
+                              "message", rec->message ? rec->message : "", "dryRun", rec->dry_run,
+                              "actorSource", "admission review userInfo");
   d.actor = strdup(rec->actor && *rec->actor ? rec->actor : "unknown");
   d.action = strdup(action);
   d.target = strdup(target);
@@ -167,8 +168,9 @@ void tn_admission_audit_denied(void *ud, const struct tn_admission_record *rec) 
   if (!take) {
     denial_free(&d);
     if (log_drop)
-      tn_log_warn("audit trail: %lld refused rows of denied requests dropped so far (queue full or over %.0f/s)",
-                  dropped, TN_ADMISSION_AUDIT_RATE);
+      tn_log_warn(
+          "audit trail: %lld refused rows of denied requests dropped so far (queue full or over %.0f/s)",
+          dropped, TN_ADMISSION_AUDIT_RATE);
   }
 }
 

@@ -351,10 +351,9 @@ static int add_quota(struct builder *b, const char *ns, const char *env, size_t 
   char pods[24], services[24];
   snprintf(pods, sizeof pods, "%" PRId64, suspended ? (int64_t)0 : q.pods);
   snprintf(services, sizeof services, "%" PRId64, q.services);
-  json_t *spec =
-      json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}}", "hard", "limits.cpu", q.cpu, "limits.memory",
-                q.memory, "pods", pods, "requests.cpu", q.cpu, "requests.memory", q.memory,
-                "requests.storage", q.storage, "services", services);
+  json_t *spec = json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}}", "hard", "limits.cpu", q.cpu,
+                           "limits.memory", q.memory, "pods", pods, "requests.cpu", q.cpu, "requests.memory",
+                           q.memory, "requests.storage", q.storage, "services", services);
   return add_object(b, TN_KIND_RESOURCE_QUOTA, ns, TN_QUOTA_NAME, env,
                     with(object(b, TN_KIND_RESOURCE_QUOTA, TN_QUOTA_NAME, ns, env), "spec", spec));
 }
@@ -373,11 +372,11 @@ static int add_limit_range(struct builder *b, const char *ns, const char *env, s
     tn_derive_container_defaults(&share, &dd);
     d = &dd;
   }
-  json_t *spec = json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}, {s:s, s:{s:s}}]}", "limits",
-                           "type", "Container", "default", "cpu", d->limit_cpu, "memory", d->limit_memory,
-                           "defaultRequest", "cpu", d->request_cpu, "memory", d->request_memory, "max", "cpu",
-                           d->max_cpu, "memory", d->max_memory, "type", "PersistentVolumeClaim", "max",
-                           "storage", q.storage);
+  json_t *spec =
+      json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}, {s:s, s:{s:s}}]}", "limits", "type",
+                "Container", "default", "cpu", d->limit_cpu, "memory", d->limit_memory, "defaultRequest",
+                "cpu", d->request_cpu, "memory", d->request_memory, "max", "cpu", d->max_cpu, "memory",
+                d->max_memory, "type", "PersistentVolumeClaim", "max", "storage", q.storage);
   return add_object(b, TN_KIND_LIMIT_RANGE, ns, TN_LIMITRANGE_NAME, env,
                     with(object(b, TN_KIND_LIMIT_RANGE, TN_LIMITRANGE_NAME, ns, env), "spec", spec));
 }

@@ -70,8 +70,8 @@ static void wait_observed(const char *t, int gen) {
 /* `kubectl patch` as user `who` (impersonated, with the admin group so RBAC lets it write). */
 static void patch_as(const char *who, const char *t, const char *patch) {
   char *out = NULL;
-  int rc = tn_test_sh(&out, "kubectl --as=%s --as-group=system:masters patch tenant %s --type=merge -p '%s'", who,
-                      t, patch);
+  int rc = tn_test_sh(&out, "kubectl --as=%s --as-group=system:masters patch tenant %s --type=merge -p '%s'",
+                      who, t, patch);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
 }
@@ -94,11 +94,12 @@ static void create_tenant(const char *t) {
 /* The tenant's audit rows of one action as "actor:outcome:before:after" lines. */
 static char *rows_of(const char *t, const char *action) {
   char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "'%s' audit list --tenant %s --limit 0 -o json | python3 -c 'import json,sys; "
-                      "[print(\"%%s:%%s:%%s:%%s\" %% (r[\"actor\"], r[\"outcome\"], r[\"generation_before\"], "
-                      "r[\"generation_after\"])) for r in json.load(sys.stdin) if r[\"action\"] == \"%s\"]'",
-                      tenantctl(), t, action);
+  int rc =
+      tn_test_sh(&out,
+                 "'%s' audit list --tenant %s --limit 0 -o json | python3 -c 'import json,sys; "
+                 "[print(\"%%s:%%s:%%s:%%s\" %% (r[\"actor\"], r[\"outcome\"], r[\"generation_before\"], "
+                 "r[\"generation_after\"])) for r in json.load(sys.stdin) if r[\"action\"] == \"%s\"]'",
+                 tenantctl(), t, action);
   cr_assert_eq(rc, 0, "%s", out);
   return out;
 }
@@ -137,11 +138,11 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
                       "print(rows[\"spec.plan\"][\"correlation_id\"] != None)'",
                       tenantctl(), t);
   cr_assert_eq(rc, 0, "%s", out);
-  cr_assert_str_eq(out,
-                   "{\"after\": \"enterprise\", \"area\": \"plan\", \"before\": \"standard\", \"stateReason\": "
-                   "\"upsell\"}\n"
-                   "{\"after\": {\"count\": 2}, \"area\": \"contacts\", \"before\": {\"count\": 1}}\n"
-                   "True\n");
+  cr_assert_str_eq(
+      out, "{\"after\": \"enterprise\", \"area\": \"plan\", \"before\": \"standard\", \"stateReason\": "
+           "\"upsell\"}\n"
+           "{\"after\": {\"count\": 2}, \"area\": \"contacts\", \"before\": {\"count\": 1}}\n"
+           "True\n");
   free(out);
 
   /* tenantctl history: generation, time, actor, changed fields. */
@@ -157,10 +158,11 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
   /* tenantctl diff: field-level, stable. */
   rc = tn_test_sh(&out, "'%s' diff %s --from 1 --to 4", tenantctl(), t);
   cr_assert_eq(rc, 0, "%s", out);
-  cr_assert_str_eq(out, "+ spec.contacts[1]: {\"email\":\"bob@example.com\",\"name\":\"Bob\",\"role\":\"billing\"}\n"
-                        "+ spec.externalIds.crm: \"0015g\"\n"
-                        "~ spec.plan: \"standard\" -> \"enterprise\"\n"
-                        "+ spec.stateReason: \"upsell\"\n");
+  cr_assert_str_eq(
+      out, "+ spec.contacts[1]: {\"email\":\"bob@example.com\",\"name\":\"Bob\",\"role\":\"billing\"}\n"
+           "+ spec.externalIds.crm: \"0015g\"\n"
+           "~ spec.plan: \"standard\" -> \"enterprise\"\n"
+           "+ spec.stateReason: \"upsell\"\n");
   free(out);
   rc = tn_test_sh(&out, "'%s' diff %s --from 1 --to 9", tenantctl(), t);
   cr_assert_eq(rc, 4, "an unknown generation must exit 4: %s", out);
@@ -168,8 +170,9 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
   free(out);
 
   /* Versions are append-only even for the table's owner. */
-  rc = tn_test_sh(&out, "psql \"$TENANCY_PG_DSN\" -v ON_ERROR_STOP=1 -c \"DELETE FROM tenancy.tenant_versions "
-                        "WHERE tenant = '%s'\"",
+  rc = tn_test_sh(&out,
+                  "psql \"$TENANCY_PG_DSN\" -v ON_ERROR_STOP=1 -c \"DELETE FROM tenancy.tenant_versions "
+                  "WHERE tenant = '%s'\"",
                   t);
   cr_assert_neq(rc, 0, "a version was deleted: %s", out);
   cr_assert(strstr(out, "append-only"), "%s", out);
@@ -187,8 +190,10 @@ Test(history, rollback_restores_an_earlier_plan_through_the_api_server) {
   patch_as("hist-alice", t, "{\"spec\":{\"plan\":\"enterprise\"}}");
   wait_observed(t, 2);
   char cmd[512];
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 500", t);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 500",
+      t);
   wait_for("the enterprise quota", 60, cmd);
 
   /* A state change the lifecycle refuses: exit 5, the reason, nothing written. */
@@ -203,14 +208,16 @@ Test(history, rollback_restores_an_earlier_plan_through_the_api_server) {
   /* Back to generation 1's plan, as the kubectl user (the admin kubeconfig of the stack). */
   rc = tn_test_sh(&out, "'%s' rollback %s --to 1", tenantctl(), t);
   cr_assert_eq(rc, 0, "%s", out);
-  cr_assert(strstr(out, "~ spec.plan: \"enterprise\" -> \"standard\"") && strstr(out, "now generation 3"), "%s",
-            out);
+  cr_assert(strstr(out, "~ spec.plan: \"enterprise\" -> \"standard\"") && strstr(out, "now generation 3"),
+            "%s", out);
   free(out);
   char *plan = tn_test_output("kubectl get tenant %s -o jsonpath='{.spec.plan}/{.spec.state}'", t);
   cr_assert_str_eq(plan, "standard/Active");
   free(plan);
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 50", t);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 50",
+      t);
   wait_for("the standard quota back", 60, cmd);
   wait_observed(t, 3);
   char *who = tn_test_output("kubectl auth whoami -o jsonpath='{.status.userInfo.username}'");
@@ -230,8 +237,8 @@ Test(history, rollback_restores_an_earlier_plan_through_the_api_server) {
   cr_assert(strstr(out, "nothing to roll back"), "%s", out);
   free(out);
   /* A user without write access is refused by the API server (RBAC), exit 5. */
-  rc = tn_test_sh(&out, "KUBECONFIG='%s' '%s' rollback %s --to 2", tn_test_env("TENANCY_UNPRIVILEGED_KUBECONFIG"),
-                  tenantctl(), t);
+  rc = tn_test_sh(&out, "KUBECONFIG='%s' '%s' rollback %s --to 2",
+                  tn_test_env("TENANCY_UNPRIVILEGED_KUBECONFIG"), tenantctl(), t);
   cr_assert_eq(rc, 5, "%s", out);
   cr_assert(strstr(out, "forbidden") || strstr(out, "Forbidden"), "%s", out);
   free(out);
@@ -242,17 +249,20 @@ Test(history, an_admission_denial_gives_a_refused_row) {
   tn_test_unique_name(t, sizeof t, "tn-deny");
   create_tenant(t);
   wait_state(t, "Active");
-  int rc = tn_test_sh(&out, "kubectl --as=hist-mallory --as-group=system:masters delete tenant %s --wait=false", t);
+  int rc = tn_test_sh(&out,
+                      "kubectl --as=hist-mallory --as-group=system:masters delete tenant %s --wait=false", t);
   cr_assert_neq(rc, 0, "an Active tenant was deleted");
   cr_assert(strstr(out, "denied"), "%s", out);
   free(out);
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "'%s' audit list --tenant %s --limit 0 -o json | python3 -c 'import json,sys; "
-           "rows=[r for r in json.load(sys.stdin) if r[\"action\"] == \"admission.delete\"]; "
-           "assert len(rows) == 1 and rows[0][\"outcome\"] == \"refused\" and rows[0][\"actor\"] == \"hist-mallory\" "
-           "and rows[0][\"generation_before\"] == 1 and \"Active\" in rows[0][\"details\"][\"message\"], rows'",
-           tenantctl(), t);
+  snprintf(
+      cmd, sizeof cmd,
+      "'%s' audit list --tenant %s --limit 0 -o json | python3 -c 'import json,sys; "
+      "rows=[r for r in json.load(sys.stdin) if r[\"action\"] == \"admission.delete\"]; "
+      "assert len(rows) == 1 and rows[0][\"outcome\"] == \"refused\" and rows[0][\"actor\"] == "
+      "\"hist-mallory\" "
+      "and rows[0][\"generation_before\"] == 1 and \"Active\" in rows[0][\"details\"][\"message\"], rows'",
+      tenantctl(), t);
   wait_for("a refused row for the denied delete", 20, cmd);
   rc = tn_test_sh(&out, "'%s' audit verify", tenantctl());
   cr_assert_eq(rc, 0, "%s", out);
@@ -277,35 +287,39 @@ Test(history, a_tenant_wide_quota_cannot_be_exceeded_across_two_environments) {
   char t[64], plan[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-tq");
   tn_test_unique_name(plan, sizeof plan, "tn-tq-plan");
-  int rc = tn_test_sh(&out,
-                      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{"
-                      "\"name\":\"%s\"},\"spec\":{\"quotaScope\":\"Tenant\",\"quotas\":{\"cpu\":\"1\",\"memory\":"
-                      "\"1Gi\",\"storage\":\"3Gi\",\"pods\":5,\"services\":3}}}' | kubectl apply -f -",
-                      plan);
+  int rc =
+      tn_test_sh(&out,
+                 "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{"
+                 "\"name\":\"%s\"},\"spec\":{\"quotaScope\":\"Tenant\",\"quotas\":{\"cpu\":\"1\",\"memory\":"
+                 "\"1Gi\",\"storage\":\"3Gi\",\"pods\":5,\"services\":3}}}' | kubectl apply -f -",
+                 plan);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  rc = tn_test_sh(&out,
-                  "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":"
-                  "\"%s\"},\"spec\":{\"state\":\"Active\",\"plan\":\"%s\",\"environments\":[\"prod\",\"staging\"]}}' "
-                  "| kubectl apply -f -",
-                  t, plan);
+  rc = tn_test_sh(
+      &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":"
+      "\"%s\"},\"spec\":{\"state\":\"Active\",\"plan\":\"%s\",\"environments\":[\"prod\",\"staging\"]}}' "
+      "| kubectl apply -f -",
+      t, plan);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   wait_state(t, "Active");
   /* The split: equal shares, the remainder to the first environment; the sum is the plan. */
   char cmd[512];
-  snprintf(cmd, sizeof cmd,
-           "kubectl -n %s-staging get resourcequota tenant-quota -o jsonpath='{.status.hard.pods}' | grep -qx 2",
-           t);
+  snprintf(
+      cmd, sizeof cmd,
+      "kubectl -n %s-staging get resourcequota tenant-quota -o jsonpath='{.status.hard.pods}' | grep -qx 2",
+      t);
   wait_for("the staging quota (status)", 60, cmd);
   snprintf(cmd, sizeof cmd,
-           "kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.status.hard.pods}' | grep -qx 3", t);
+           "kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.status.hard.pods}' | grep -qx 3",
+           t);
   wait_for("the prod quota (status)", 60, cmd);
-  char *q = tn_test_output(
-      "for e in prod staging; do kubectl -n %s-$e get resourcequota tenant-quota -o "
-      "jsonpath='{.spec.hard.pods} {.spec.hard.services} {.spec.hard.requests\\.cpu} {.spec.hard.requests\\.memory} "
-      "{.spec.hard.requests\\.storage}{\"\\n\"}'; done",
-      t);
+  char *q = tn_test_output("for e in prod staging; do kubectl -n %s-$e get resourcequota tenant-quota -o "
+                           "jsonpath='{.spec.hard.pods} {.spec.hard.services} {.spec.hard.requests\\.cpu} "
+                           "{.spec.hard.requests\\.memory} "
+                           "{.spec.hard.requests\\.storage}{\"\\n\"}'; done",
+                           t);
   cr_assert_str_eq(q, "3 2 500m 512Mi 1536Mi\n2 1 500m 512Mi 1536Mi");
   free(q);
 
@@ -319,8 +333,8 @@ Test(history, a_tenant_wide_quota_cannot_be_exceeded_across_two_environments) {
       if (create_pod(NULL, ns, i) == 0)
         made[e]++;
   }
-  cr_assert_eq(made[0] + made[1], 5, "pods created: prod %d + staging %d, the plan allows 5 in total", made[0],
-               made[1]);
+  cr_assert_eq(made[0] + made[1], 5, "pods created: prod %d + staging %d, the plan allows 5 in total",
+               made[0], made[1]);
   cr_assert_eq(made[0], 3);
   cr_assert_eq(made[1], 2);
   char ns[96];
@@ -329,6 +343,7 @@ Test(history, a_tenant_wide_quota_cannot_be_exceeded_across_two_environments) {
   cr_assert_neq(rc, 0, "a sixth pod was admitted");
   cr_assert(strstr(out, "exceeded quota"), "%s", out);
   free(out);
-  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false >/dev/null 2>&1; kubectl delete plan %s >/dev/null 2>&1",
+  tn_test_sh(NULL,
+             "kubectl delete tenant %s --wait=false >/dev/null 2>&1; kubectl delete plan %s >/dev/null 2>&1",
              t, plan);
 }

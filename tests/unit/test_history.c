@@ -31,11 +31,12 @@ static char *diff_of(const char *a, const char *b) {
 }
 
 Test(history_diff, field_level_sorted_and_stable) {
-  char *d = diff_of("{\"plan\":\"standard\",\"contacts\":[{\"role\":\"technical\",\"name\":\"Ada\"}],"
-                    "\"externalIds\":{\"billing\":\"cus_1\",\"crm\":\"x\"},\"environments\":[\"prod\",\"staging\"]}",
-                    "{\"plan\":\"premium\",\"contacts\":[{\"name\":\"Ada L\",\"role\":\"technical\"},"
-                    "{\"role\":\"billing\",\"name\":\"Bob\"}],\"externalIds\":{\"billing\":\"cus_1\"},"
-                    "\"environments\":[\"prod\"],\"displayName\":\"Acme\"}");
+  char *d = diff_of(
+      "{\"plan\":\"standard\",\"contacts\":[{\"role\":\"technical\",\"name\":\"Ada\"}],"
+      "\"externalIds\":{\"billing\":\"cus_1\",\"crm\":\"x\"},\"environments\":[\"prod\",\"staging\"]}",
+      "{\"plan\":\"premium\",\"contacts\":[{\"name\":\"Ada L\",\"role\":\"technical\"},"
+      "{\"role\":\"billing\",\"name\":\"Bob\"}],\"externalIds\":{\"billing\":\"cus_1\"},"
+      "\"environments\":[\"prod\"],\"displayName\":\"Acme\"}");
   cr_assert_str_eq(d, "~ spec.contacts[0].name: \"Ada\" -> \"Ada L\"\n"
                       "+ spec.contacts[1]: {\"name\":\"Bob\",\"role\":\"billing\"}\n"
                       "+ spec.displayName: \"Acme\"\n"
@@ -168,7 +169,8 @@ static void build(const char *scope, enum tn_state state, struct tn_object_list 
   struct tn_tenant *t = NULL;
   struct tn_error err = {0};
   cr_assert_eq(tn_tenant_parse(tj, &t, &err), 0, "%s", err.message);
-  struct tn_plan *p = plan(scope, "{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"3Gi\",\"pods\":5,\"services\":3}");
+  struct tn_plan *p =
+      plan(scope, "{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"3Gi\",\"pods\":5,\"services\":3}");
   struct tn_placement pl = {.region = "eu-west-1"};
   struct tn_desired_input in = {.tenant = t, .state = state, .plan = p, .placement = &pl};
   cr_assert_eq(tn_desired_build(&in, out, &err), 0, "%s", err.message);
