@@ -115,7 +115,9 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
            "{\"spec\":{\"contacts\":[{\"role\":\"technical\",\"name\":\"Ada\",\"email\":\"ada@example.com\"},"
            "{\"role\":\"billing\",\"name\":\"Bob\",\"email\":\"bob@example.com\"}]}}");
   wait_observed(t, 3);
-  patch_as("hist-carol", t, "{\"spec\":{\"externalIds\":{\"crm\":\"0015g\"}}}");
+  char crm[128]; /* unique per run: external ids are unique per system across tenants */
+  snprintf(crm, sizeof crm, "{\"spec\":{\"externalIds\":{\"crm\":\"crm-%s\"}}}", t);
+  patch_as("hist-carol", t, crm);
   wait_observed(t, 4);
 
   /* One audit row per changed area, with the user who asked and the generations. */
@@ -158,11 +160,14 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
   /* tenantctl diff: field-level, stable. */
   rc = tn_test_sh(&out, "'%s' diff %s --from 1 --to 4", tenantctl(), t);
   cr_assert_eq(rc, 0, "%s", out);
-  cr_assert_str_eq(
-      out, "+ spec.contacts[1]: {\"email\":\"bob@example.com\",\"name\":\"Bob\",\"role\":\"billing\"}\n"
-           "+ spec.externalIds.crm: \"0015g\"\n"
+  char want[1024];
+  snprintf(want, sizeof want,
+           "+ spec.contacts[1]: {\"email\":\"bob@example.com\",\"name\":\"Bob\",\"role\":\"billing\"}\n"
+           "+ spec.externalIds.crm: \"crm-%s\"\n"
            "~ spec.plan: \"standard\" -> \"enterprise\"\n"
-           "+ spec.stateReason: \"upsell\"\n");
+           "+ spec.stateReason: \"upsell\"\n",
+           t);
+  cr_assert_str_eq(out, want);
   free(out);
   rc = tn_test_sh(&out, "'%s' diff %s --from 1 --to 9", tenantctl(), t);
   cr_assert_eq(rc, 4, "an unknown generation must exit 4: %s", out);
@@ -346,4 +351,57 @@ Test(history, a_tenant_wide_quota_cannot_be_exceeded_across_two_environments) {
   tn_test_sh(NULL,
              "kubectl delete tenant %s --wait=false >/dev/null 2>&1; kubectl delete plan %s >/dev/null 2>&1",
              t, plan);
+}
+
+/* PostgreSQL down: a spec edit is stored by the API server but not acted on until its version and
+ * audit rows are written; a denial is answered at once and its refused row written once
+ * PostgreSQL is back. */
+Test(history, postgresql_down_postpones_the_edit_and_never_slows_a_denial) {
+  char t[64], *out = NULL, cmd[1024];
+  tn_test_unique_name(t, sizeof t, "tn-pgdown");
+  create_tenant(t);
+  wait_state(t, "Active");
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 50",
+      t);
+  wait_for("the standard quota", 60, cmd);
+  wait_observed(t, 1);
+
+  cr_assert_eq(tn_test_pg_ctl("stop"), 0);
+  patch_as("hist-dave", t, "{\"spec\":{\"plan\":\"enterprise\"}}");
+  double t0 = tn_test_now();
+  int rc =
+      tn_test_sh(&out, "kubectl --as=hist-erin --as-group=system:masters delete tenant %s --wait=false", t);
+  double took = tn_test_now() - t0;
+  cr_assert_neq(rc, 0, "an Active tenant was deleted");
+  free(out);
+  sleep(5);
+  char *pods = NULL, *observed = NULL;
+  tn_test_sh(&pods, "kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}'", t);
+  tn_test_sh(&observed, "kubectl get tenant %s -o jsonpath='{.status.observedGeneration}'", t);
+  int restarted = tn_test_pg_ctl("start");
+  cr_assert_lt(took, 3.0, "the denial took %.1f s while PostgreSQL was down", took);
+  cr_assert_str_eq(pods, "50", "the plan change was applied before it was recorded");
+  cr_assert_str_eq(observed, "1", "generation 2 was observed before it was recorded");
+  free(pods);
+  free(observed);
+  cr_assert_eq(restarted, 0, "PostgreSQL did not restart");
+
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get resourcequota tenant-quota -o jsonpath='{.spec.hard.pods}')\" = 500",
+      t);
+  wait_for("the enterprise quota after recovery", 120, cmd);
+  char *r = rows_of(t, "spec.plan");
+  cr_assert_str_eq(r, "hist-dave:succeeded:1:2\n");
+  free(r);
+  snprintf(cmd, sizeof cmd,
+           "'%s' audit list --tenant %s --limit 0 -o json | python3 -c 'import json,sys; "
+           "rows=[r for r in json.load(sys.stdin) if r[\"action\"] == \"admission.delete\"]; "
+           "assert len(rows) == 1 and rows[0][\"outcome\"] == \"refused\" and rows[0][\"actor\"] == "
+           "\"hist-erin\", "
+           "rows'",
+           tenantctl(), t);
+  wait_for("the refused row written after recovery", 60, cmd);
 }
