@@ -110,6 +110,18 @@ int tn_admission_audit_new(struct tn_audit *audit, struct tn_admission_audit **o
   return 0;
 }
 
+/* A copy of s cut to at most max bytes, at a UTF-8 character boundary: what the review carries
+ * is the word of whoever POSTed it, so no field may make a row larger than a few kilobytes. */
+static char *dup_cut(const char *s, size_t max) {
+  size_t n = strnlen(s ? s : "", max + 1);
+  if (n > max) {
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  return strndup(s ? s : "", n);
+}
+
 static char *lower_dup(const char *s) {
   char *d = strdup(s ? s : "");
   for (char *p = d; p && *p; p++)
@@ -125,20 +137,27 @@ void tn_admission_audit_denied(void *ud, const struct tn_admission_record *rec) 
   long long gen =
       json_integer_value(json_object_get(json_object_get(rec->old_object, "metadata"), "generation"));
   struct denial d = {.generation = gen, .queued_at = tn_mono_now()};
-  char *op = lower_dup(rec->operation);
-  char action[64], target[128];
+  const char *operation =
+      rec->operation && (!strcmp(rec->operation, "CREATE") || !strcmp(rec->operation, "UPDATE") ||
+                         !strcmp(rec->operation, "DELETE"))
+          ? rec->operation
+          : "OTHER";
+  char *op = lower_dup(operation);
+  char action[64], target[320];
   snprintf(action, sizeof action, "admission.%s", op ? op : "");
   snprintf(target, sizeof target, "tenant/%s", rec->name ? rec->name : "");
   free(op);
   /* The actor is what the review's userInfo says: the API server's word when it called us, but
    * only a claim if someone else POSTed to the webhook port. The details say so. */
-  json_t *details = json_pack("{s:s, s:s, s:b, s:s}", "operation", rec->operation ? rec->operation : "",
-                              "message", rec->message ? rec->message : "", "dryRun", rec->dry_run,
-                              "actorSource", "admission review userInfo");
-  d.actor = strdup(rec->actor && *rec->actor ? rec->actor : "unknown");
+  char *message = dup_cut(rec->message, 1024);
+  json_t *details = message ? json_pack("{s:s, s:s, s:b, s:s}", "operation", operation, "message", message,
+                                        "dryRun", rec->dry_run, "actorSource", "admission review userInfo")
+                            : NULL;
+  free(message);
+  d.actor = dup_cut(rec->actor && *rec->actor ? rec->actor : "unknown", 256);
   d.action = strdup(action);
-  d.target = strdup(target);
-  d.request_id = rec->request_uid ? strdup(rec->request_uid) : NULL;
+  d.target = dup_cut(target, 300);
+  d.request_id = rec->request_uid ? dup_cut(rec->request_uid, 64) : NULL;
   d.details = details ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(details);
   if (!d.actor || !d.action || !d.target || !d.details || (rec->request_uid && !d.request_id)) {
