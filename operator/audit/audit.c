@@ -26,7 +26,7 @@
 #define LOCK_CLASS "1414414677"
 /* The second key of the lock serializing creation (any schema of this database). */
 #define DDL_LOCK "hashtext(current_database() || '/tenancy-audit-ddl')"
-#define SCHEMA_MARK "tenancy-operator audit trail (schema 2): append-only and hash-chained; see docs/audit.md"
+#define SCHEMA_MARK "tenancy-operator audit trail (schema 3): append-only and hash-chained; see docs/audit.md"
 #define AT_TEXT "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define COLUMNS                                                                                              \
   "id, " AT_TEXT ", actor, action, target, request_id, correlation_id, outcome, generation_before, "         \
@@ -246,6 +246,101 @@ static const char schema_sql[] =
     "pruned_through_id,\n"
     "                                            'lastPrunedHash', v_last_hash)) i;\n"
     "END $$;\n"
+    /* Tenant history (schema 3, docs/history.md): every accepted spec the operator saw, one row
+     * per (uid, generation), append-only like the trail. tenant_version_record() (SECURITY
+     * DEFINER, the writer's only way in) inserts a version and, in the same transaction, appends
+     * one audit row per changed area of the spec, so a version never exists without its audit. */
+    "CREATE TABLE IF NOT EXISTS @S@.tenant_versions (\n"
+    "  tenant text NOT NULL,\n"
+    "  uid text NOT NULL,\n"
+    "  generation bigint NOT NULL CHECK (generation > 0),\n"
+    "  at timestamptz NOT NULL,\n"
+    "  actor text NOT NULL,\n"
+    "  request_id text,\n"
+    "  correlation_id text,\n"
+    "  spec jsonb NOT NULL,\n"
+    "  CONSTRAINT tenant_versions_pkey PRIMARY KEY (uid, generation)\n"
+    ");\n"
+    "CREATE INDEX IF NOT EXISTS tenant_versions_tenant_at ON @S@.tenant_versions (tenant, at);\n"
+    "CREATE OR REPLACE FUNCTION @S@.tenant_versions_guard() RETURNS trigger\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  RAISE EXCEPTION '%.tenant_versions is append-only: % is refused', TG_TABLE_SCHEMA, TG_OP\n"
+    "    USING ERRCODE = 'insufficient_privilege';\n"
+    "END $$;\n"
+    "DROP TRIGGER IF EXISTS tenant_versions_append_only ON @S@.tenant_versions;\n"
+    "CREATE TRIGGER tenant_versions_append_only BEFORE UPDATE OR DELETE ON @S@.tenant_versions\n"
+    "  FOR EACH ROW EXECUTE FUNCTION @S@.tenant_versions_guard();\n"
+    "DROP TRIGGER IF EXISTS tenant_versions_no_truncate ON @S@.tenant_versions;\n"
+    "CREATE TRIGGER tenant_versions_no_truncate BEFORE TRUNCATE ON @S@.tenant_versions\n"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION @S@.tenant_versions_guard();\n"
+    /* The areas of a spec audited one row each when they change (spec.<area>); any other key
+     * except state, stateReason and deletionConfirmation (transitions are audited by the
+     * lifecycle) is audited as spec.other. contacts hold personal data, which an append-only
+     * trail could never erase: their rows carry counts, not names or addresses. */
+    "CREATE OR REPLACE FUNCTION @S@.tenant_version_record(p_tenant text, p_uid text, p_generation bigint,\n"
+    "    p_actor text, p_spec jsonb, p_request_id text, p_correlation_id text,\n"
+    "    OUT recorded boolean, OUT previous_generation bigint, OUT changed text[])\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "DECLARE\n"
+    "  v_prev jsonb;\n"
+    "  v_area text;\n"
+    "  v_details jsonb;\n"
+    "  v_other text[];\n"
+    "  v_areas constant text[] := ARRAY['plan', 'contacts', 'externalIds', 'identity', 'residency',\n"
+    "    'quotaOverrides', 'rateLimitOverrides', 'environments', 'displayName', 'isolation', 'breakGlass'];\n"
+    "BEGIN\n"
+    "  recorded := false;\n"
+    "  changed := ARRAY[]::text[];\n"
+    "  IF p_spec IS NULL OR jsonb_typeof(p_spec) <> 'object' THEN\n"
+    "    RAISE EXCEPTION 'tenant_version_record: the spec must be a JSON object'\n"
+    "      USING ERRCODE = 'invalid_parameter_value';\n"
+    "  END IF;\n"
+    "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", hashtext('@S@/tenant_versions/' || p_uid));\n"
+    "  INSERT INTO @S@.tenant_versions (tenant, uid, generation, at, actor, request_id, correlation_id, "
+    "spec)\n"
+    "    VALUES (p_tenant, p_uid, p_generation, clock_timestamp(), p_actor, p_request_id, p_correlation_id,\n"
+    "            p_spec)\n"
+    "    ON CONFLICT ON CONSTRAINT tenant_versions_pkey DO NOTHING;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  recorded := true;\n"
+    "  SELECT v.generation, v.spec INTO previous_generation, v_prev FROM @S@.tenant_versions v\n"
+    "    WHERE v.uid = p_uid AND v.generation < p_generation ORDER BY v.generation DESC LIMIT 1;\n"
+    "  IF previous_generation IS NULL THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  SELECT coalesce(array_agg(k ORDER BY k), ARRAY[]::text[]) INTO v_other FROM (\n"
+    "    SELECT jsonb_object_keys(p_spec) AS k UNION SELECT jsonb_object_keys(v_prev)) keys\n"
+    "    WHERE k <> ALL (v_areas) AND k NOT IN ('state', 'stateReason', 'deletionConfirmation')\n"
+    "      AND (v_prev -> k) IS DISTINCT FROM (p_spec -> k);\n"
+    "  FOREACH v_area IN ARRAY v_areas || CASE WHEN cardinality(v_other) > 0 THEN ARRAY['other'] ELSE\n"
+    "      ARRAY[]::text[] END LOOP\n"
+    "    CONTINUE WHEN v_area <> 'other' AND (v_prev -> v_area) IS NOT DISTINCT FROM (p_spec -> v_area);\n"
+    "    changed := changed || v_area;\n"
+    "    v_details := CASE v_area\n"
+    "      WHEN 'contacts' THEN jsonb_build_object('area', v_area,\n"
+    "        'before', jsonb_build_object('count', coalesce(jsonb_array_length(\n"
+    "          CASE WHEN jsonb_typeof(v_prev -> v_area) = 'array' THEN v_prev -> v_area END), 0)),\n"
+    "        'after', jsonb_build_object('count', coalesce(jsonb_array_length(\n"
+    "          CASE WHEN jsonb_typeof(p_spec -> v_area) = 'array' THEN p_spec -> v_area END), 0)))\n"
+    "      WHEN 'other' THEN jsonb_build_object('area', v_area, 'fields', to_jsonb(v_other))\n"
+    "      ELSE jsonb_build_object('area', v_area, 'before', v_prev -> v_area, 'after', p_spec -> v_area)\n"
+    "    END;\n"
+    "    IF (v_prev -> 'stateReason') IS DISTINCT FROM (p_spec -> 'stateReason')\n"
+    "       AND p_spec ? 'stateReason' THEN\n"
+    "      v_details := v_details || jsonb_build_object('stateReason', p_spec -> 'stateReason');\n"
+    "    END IF;\n"
+    "    PERFORM @S@.audit_insert(p_actor, 'spec.' || v_area, 'tenant/' || p_tenant, p_request_id,\n"
+    "                             p_correlation_id, 'succeeded', previous_generation, p_generation,\n"
+    "                             v_details::json);\n"
+    "  END LOOP;\n"
+    "END $$;\n"
+    "REVOKE ALL ON @S@.tenant_versions FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.tenant_version_record(text, text, bigint, text, jsonb, text, text) FROM "
+    "PUBLIC;\n"
+    "REVOKE UPDATE, DELETE, TRUNCATE ON @S@.tenant_versions FROM CURRENT_USER;\n"
     "REVOKE ALL ON @S@.audit_events FROM PUBLIC;\n"
     "REVOKE ALL ON SEQUENCE @S@.audit_events_id_seq FROM PUBLIC;\n"
     "REVOKE ALL ON FUNCTION @S@.audit_insert(text, text, text, text, text, text, bigint, bigint, json) FROM "
@@ -271,7 +366,14 @@ static const char grant_sql[] = "GRANT USAGE ON SCHEMA @S@ TO @R@;\n"
                                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
                                 "@S@.audit_events FROM @R@;\n"
                                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
-                                "@S@.audit_settings FROM @R@;\n";
+                                "@S@.audit_settings FROM @R@;\n"
+                                /* History (schema 3): read, and insert only through the function
+                                 * that audits what changed. */
+                                "GRANT SELECT ON @S@.tenant_versions TO @R@;\n"
+                                "GRANT EXECUTE ON FUNCTION @S@.tenant_version_record(text, text, bigint, "
+                                "text, jsonb, text, text) TO @R@;\n"
+                                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
+                                "@S@.tenant_versions FROM @R@;\n";
 
 struct tn_audit {
   pthread_mutex_t mu; /* protects everything below */
@@ -927,6 +1029,56 @@ int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long lo
   PQclear(res);
 out:
   pthread_mutex_unlock(&a->mu);
+  return rc;
+}
+
+/* ---- generic queries (history.c) ------------------------------------------------------------ */
+
+int tn_audit_query(struct tn_audit *a, const char *sql, int n, const char *const *params, json_t **rows,
+                   struct tn_error *err) {
+  struct tn_error local;
+  if (!err)
+    err = &local;
+  *rows = NULL;
+  int rc = tn_fence_check(atomic_load(&a->fence), "audit query", err);
+  if (rc)
+    return rc;
+  struct tn_buf b;
+  tn_buf_init(&b, 1u << 16);
+  if (expand(&b, sql, a->schema, NULL)) {
+    tn_buf_cleanup(&b);
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  }
+  pthread_mutex_lock(&a->mu);
+  rc = connect_locked(a, err);
+  PGresult *res = NULL;
+  if (rc == 0 &&
+      !(res = exec_params(a, tn_buf_str(&b), n, params, PGRES_TUPLES_OK, "querying the history", err)))
+    rc = err->code ? err->code : TN_EAPI;
+  json_t *out = rc ? NULL : json_array();
+  if (rc == 0 && !out)
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+  for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+    json_t *row = json_object();
+    if (!row || json_array_append_new(out, row)) {
+      rc = tn_error_set(err, -ENOMEM, "out of memory");
+      break;
+    }
+    for (int c = 0; c < PQnfields(res); c++) {
+      json_t *v = PQgetisnull(res, i, c) ? json_null() : json_string(PQgetvalue(res, i, c));
+      if (!v || json_object_set_new(row, PQfname(res, c), v)) {
+        rc = tn_error_set(err, -ENOMEM, "out of memory");
+        break;
+      }
+    }
+  }
+  PQclear(res);
+  pthread_mutex_unlock(&a->mu);
+  tn_buf_cleanup(&b);
+  if (rc)
+    json_decref(out);
+  else
+    *rows = out;
   return rc;
 }
 

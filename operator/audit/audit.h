@@ -172,6 +172,14 @@ int tn_audit_prune(struct tn_audit *a, int older_than_days, const char *actor, l
 int tn_audit_prune_before(struct tn_audit *a, const char *cutoff, const char *actor, long long *pruned,
                           struct tn_error *err);
 
+/* Runs one statement returning rows on the trail's connection (for the tenant history,
+ * history.h): sql with @S@ standing for the schema and $1..$n for params (text, NULL for SQL
+ * NULL; never paste values into sql). Checked against the fence like tn_audit_append. On success
+ * *rows is a new JSON array (json_decref it) of objects, column name -> text (null for NULL).
+ * Errors as for tn_audit_append. */
+int tn_audit_query(struct tn_audit *a, const char *sql, int n, const char *const *params, json_t **rows,
+                   struct tn_error *err);
+
 /* A TenancyPolicy retention ("2555d": a whole number of days, 1 to 3650000) -> days. Returns 0
  * or -EINVAL. */
 int tn_audit_parse_retention(const char *s, int *days);

@@ -14,6 +14,7 @@
 #include "audit/audit.h"
 #include "audit/head.h"
 #include "converge/admission.h"
+#include "converge/admission_audit.h"
 #include "converge/manager.h"
 #include "converge/reconciler.h"
 #include "kube/client.h"
@@ -41,6 +42,8 @@ struct app {
   struct tn_manager *mgr;
   struct tn_admission *webhook;
   struct tn_readapi *readapi;
+  /* refused rows of denied requests (issue 13) */
+  struct tn_admission_audit *admission_audit;
   atomic_bool start_controllers; /* set by the elector's thread, acted on by main */
   atomic_bool lost_lease;
   atomic_bool controllers_started;
@@ -152,7 +155,8 @@ static int start_webhook(struct app *a, struct tn_error *err) {
                                     .service_namespace = sns[0] ? sns : NULL,
                                     .service_name = sname[0] ? sname : NULL,
                                     .lookups = tn_manager_admission_lookups(a->mgr),
-                                    .hooks = tn_manager_admission_hooks(a->mgr),
+                                    .hooks = a->admission_audit ? tn_admission_audit_hooks(a->admission_audit)
+                                                                : tn_manager_admission_hooks(a->mgr),
                                     .metrics = a->metrics};
   int rc = tn_admission_new(&cfg, &a->webhook, err);
   if (rc == 0)
@@ -262,6 +266,15 @@ static int open_audit(struct app *a, struct tn_error *err) {
                 "the triggers: create the objects as another role with `tenantctl audit init --writer-role "
                 "ROLE` and connect the operator as ROLE (docs/audit.md)",
                 who);
+  /* Denied Tenant requests get a refused row, written by a thread of its own on a connection of
+   * its own (no leader fence: every replica serves the webhook), never delaying a review. */
+  struct tn_audit *da = NULL;
+  struct tn_audit_options dao = {.ca_file = ao.ca_file, .application_name = "tenancy-operator-admission"};
+  if (tn_audit_open(a->opts.pg_dsn, &dao, &da, &perr) ||
+      tn_admission_audit_new(da, &a->admission_audit, &perr)) {
+    tn_audit_close(da);
+    tn_log_warn("audit trail: denied requests will not be recorded: %s", perr.message);
+  }
   return 0;
 }
 
@@ -366,6 +379,8 @@ static void shutdown_all(struct app *a, bool lost) {
   a->webhook = NULL;
   tn_readapi_free(a->readapi);
   a->readapi = NULL;
+  tn_admission_audit_free(a->admission_audit, 2); /* after the webhook: its hooks queue rows */
+  a->admission_audit = NULL;
   tn_manager_free(a->mgr);
   a->mgr = NULL;
   tn_audit_head_exporter_stop(a->audit_head); /* before the recorder and the trail it uses */

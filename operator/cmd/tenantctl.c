@@ -20,6 +20,8 @@
 #include "util/error.h"
 #include "util/wipe.h"
 
+#include "tenantctl_history.h" /* history, diff, rollback */
+
 #define EXIT_BROKEN 1
 #define EXIT_USAGE 2
 #define EXIT_DB 3
@@ -626,7 +628,31 @@ void tctl_audit_tail(FILE *f, const char *tenant, int rows) {
 const char *tctl_prog = "tenantctl";
 struct tctl_globals tctl_g;
 
-/* Every command; `history`, `diff` and `rollback` plug in here the same way (one row each). */
+/* history, diff and rollback (tenantctl_history.c) read argv[1] as the command. The global
+ * --kubeconfig and --context were taken out of argv by take_globals: rollback gets them back. */
+static int tctl_cmd_history(int argc, char **argv) {
+  char **v = calloc((size_t)argc + 6, sizeof *v);
+  if (!v) {
+    fprintf(stderr, "%s: out of memory\n", prog);
+    return 1;
+  }
+  int n = 0;
+  v[n++] = (char *)prog;
+  for (int i = 0; i < argc; i++)
+    v[n++] = argv[i];
+  if (!strcmp(argv[0], "rollback")) {
+    if (tctl_g.kubeconfig)
+      v[n++] = "--kubeconfig", v[n++] = (char *)tctl_g.kubeconfig;
+    if (tctl_g.context)
+      v[n++] = "--context", v[n++] = (char *)tctl_g.context;
+  }
+  v[n] = NULL;
+  int rc = tenantctl_history_dispatch(n, v);
+  free(v);
+  return rc < 0 ? 2 : rc;
+}
+
+/* Every command, one row each. */
 const struct tctl_command tctl_commands[] = {
     {"get", tctl_cmd_get,
      "list tenants or show some (-o table|wide|json|yaml|name, -l, --state/--plan/--region)"},
@@ -642,6 +668,9 @@ const struct tctl_command tctl_commands[] = {
     {"rotate", tctl_cmd_rotate, "rotate a tenant's database credentials or encryption keys now"},
     {"events", tctl_cmd_events, "a tenant's Kubernetes events"},
     {"audit", tctl_cmd_audit, "the audit trail in PostgreSQL: verify, list, init, prune"},
+    {"history", tctl_cmd_history, "the recorded versions of a tenant's spec (generation, time, actor, changes)"},
+    {"diff", tctl_cmd_history, "field-level diff of two versions of a tenant's spec (--from N --to M)"},
+    {"rollback", tctl_cmd_history, "write version N's spec back through the API server (--to N)"},
     {"completion", tctl_cmd_completion, "a shell completion script: bash, zsh or fish"},
     {NULL, NULL, NULL},
 };

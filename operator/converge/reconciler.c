@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit/history.h" /* HISTORY (issue 13) */
 #include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/breakglass.h"
@@ -833,6 +834,17 @@ static enum flow step_observe(struct run *x) {
       return FLOW_STOP;
     }
     meta = json_object_get(x->obj, "metadata");
+  }
+  /* HISTORY (issue 13, audit/history.h): a generation not yet observed is recorded as a version
+   * (with one audit row per changed area of the spec) before anything acts on it. While that
+   * cannot be written (PostgreSQL down), nothing of the new generation is done: retried. */
+  if (x->r->audit && tn_history_needs_record(x->obj)) {
+    struct tn_error herr = {0};
+    if (tn_history_record(x->r->audit, x->obj, NULL, &herr)) {
+      tn_log(TN_LOG_WARN, &x->lf, "history: recording this generation failed, retrying: %s", herr.message);
+      x->res = TN_RESULT_ERR;
+      return FLOW_STOP;
+    }
   }
   x->old_status = json_object_get(x->obj, "status");
   x->generation = json_integer_value(json_object_get(meta, "generation"));

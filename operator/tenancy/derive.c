@@ -101,3 +101,30 @@ void tn_derive_container_defaults(const struct tn_plan *plan, struct tn_containe
   format_bytes(out->limit_memory, sizeof out->limit_memory, mem_lim);
   format_bytes(out->max_memory, sizeof out->max_memory, mem);
 }
+
+/* floor(total / n), plus the remainder for index 0. */
+static int64_t share_of(int64_t total, size_t n, size_t index) {
+  int64_t base = total / (int64_t)n;
+  return index == 0 ? total - base * ((int64_t)n - 1) : base;
+}
+
+void tn_quota_share(const struct tn_quotas *q, enum tn_quota_scope scope, size_t n_envs, size_t index,
+                    struct tn_quota_share *out) {
+  size_t n = n_envs ? n_envs : 1;
+  if (scope != TN_QUOTA_SCOPE_TENANT)
+    n = 1, index = 0;
+  out->cpu_milli = share_of(q->cpu_milli, n, index);
+  out->memory_bytes = share_of(q->memory_milli / 1000, n, index);
+  out->storage_bytes = share_of(q->storage_milli / 1000, n, index);
+  out->pods = share_of(q->pods, n, index);
+  out->services = share_of(q->services, n, index);
+  if (n == 1) { /* the plan's own text: objects stay byte-identical to what was written before */
+    snprintf(out->cpu, sizeof out->cpu, "%s", q->cpu);
+    snprintf(out->memory, sizeof out->memory, "%s", q->memory);
+    snprintf(out->storage, sizeof out->storage, "%s", q->storage);
+    return;
+  }
+  format_cpu(out->cpu, sizeof out->cpu, out->cpu_milli);
+  format_bytes(out->memory, sizeof out->memory, out->memory_bytes);
+  format_bytes(out->storage, sizeof out->storage, out->storage_bytes);
+}

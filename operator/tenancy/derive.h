@@ -37,4 +37,20 @@ struct tn_container_defaults {
 };
 void tn_derive_container_defaults(const struct tn_plan *plan, struct tn_container_defaults *out);
 
+/* One environment's share of a plan's cpu, memory, storage, pods and services (what its
+ * ResourceQuota and LimitRange enforce).
+ *  - scope Environment: every environment gets the plan's values, text as written.
+ *  - scope Tenant: the plan's values are split across the n_envs environments so that the shares
+ *    add up exactly to the plan: each gets floor(value / n_envs) and the first environment (index
+ *    0, spec.environments[0]) also gets the remainder. cpu is split in millicores, memory and
+ *    storage in bytes (a fraction of a byte is dropped), pods and services as counts (so 5 pods
+ *    over 2 environments are 3 + 2; with fewer pods than environments the last ones get 0).
+ * Quantities are canonical ("1500m", "4Gi", "3221225472"). n_envs 0 is taken as 1. */
+struct tn_quota_share {
+  char cpu[32], memory[32], storage[32];
+  int64_t cpu_milli, memory_bytes, storage_bytes, pods, services;
+};
+void tn_quota_share(const struct tn_quotas *q, enum tn_quota_scope scope, size_t n_envs, size_t index,
+                    struct tn_quota_share *out);
+
 #endif

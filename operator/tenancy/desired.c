@@ -343,26 +343,40 @@ static int add_network_policies(struct builder *b, const char *ns, const char *e
   return add_netpol(b, ns, env, TN_NETPOL_ALLOW_SAME_TENANT, spec);
 }
 
-static int add_quota(struct builder *b, const char *ns, const char *env, bool suspended) {
-  const struct tn_quotas *q = &b->in->plan->quotas;
+/* Environment i's ResourceQuota and LimitRange: the plan's quotas, or with quotaScope Tenant its
+ * share of them (tn_quota_share), so that the namespaces together never exceed the plan. */
+static int add_quota(struct builder *b, const char *ns, const char *env, size_t i, bool suspended) {
+  struct tn_quota_share q;
+  tn_quota_share(&b->in->plan->quotas, b->in->plan->quota_scope, b->in->tenant->n_environments, i, &q);
   char pods[24], services[24];
-  snprintf(pods, sizeof pods, "%" PRId64, suspended ? (int64_t)0 : q->pods);
-  snprintf(services, sizeof services, "%" PRId64, q->services);
-  json_t *spec =
-      json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}}", "hard", "limits.cpu", q->cpu, "limits.memory",
-                q->memory, "pods", pods, "requests.cpu", q->cpu, "requests.memory", q->memory,
-                "requests.storage", q->storage, "services", services);
+  snprintf(pods, sizeof pods, "%" PRId64, suspended ? (int64_t)0 : q.pods);
+  snprintf(services, sizeof services, "%" PRId64, q.services);
+  json_t *spec = json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}}", "hard", "limits.cpu", q.cpu,
+                           "limits.memory", q.memory, "pods", pods, "requests.cpu", q.cpu, "requests.memory",
+                           q.memory, "requests.storage", q.storage, "services", services);
   return add_object(b, TN_KIND_RESOURCE_QUOTA, ns, TN_QUOTA_NAME, env,
                     with(object(b, TN_KIND_RESOURCE_QUOTA, TN_QUOTA_NAME, ns, env), "spec", spec));
 }
 
-static int add_limit_range(struct builder *b, const char *ns, const char *env) {
+static int add_limit_range(struct builder *b, const char *ns, const char *env, size_t i) {
+  const struct tn_plan *plan = b->in->plan;
+  struct tn_container_defaults dd;
   const struct tn_container_defaults *d = &b->defaults;
-  json_t *spec = json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}, {s:s, s:{s:s}}]}", "limits",
-                           "type", "Container", "default", "cpu", d->limit_cpu, "memory", d->limit_memory,
-                           "defaultRequest", "cpu", d->request_cpu, "memory", d->request_memory, "max", "cpu",
-                           d->max_cpu, "memory", d->max_memory, "type", "PersistentVolumeClaim", "max",
-                           "storage", b->in->plan->quotas.storage);
+  struct tn_quota_share q;
+  tn_quota_share(&plan->quotas, plan->quota_scope, b->in->tenant->n_environments, i, &q);
+  if (plan->quota_scope == TN_QUOTA_SCOPE_TENANT) {
+    struct tn_plan share = *plan; /* shallow: only the numbers below are read */
+    share.quotas.cpu_milli = q.cpu_milli;
+    share.quotas.memory_milli = q.memory_bytes * 1000;
+    share.quotas.pods = q.pods;
+    tn_derive_container_defaults(&share, &dd);
+    d = &dd;
+  }
+  json_t *spec =
+      json_pack("{s:[{s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}}, {s:s, s:{s:s}}]}", "limits", "type",
+                "Container", "default", "cpu", d->limit_cpu, "memory", d->limit_memory, "defaultRequest",
+                "cpu", d->request_cpu, "memory", d->request_memory, "max", "cpu", d->max_cpu, "memory",
+                d->max_memory, "type", "PersistentVolumeClaim", "max", "storage", q.storage);
   return add_object(b, TN_KIND_LIMIT_RANGE, ns, TN_LIMITRANGE_NAME, env,
                     with(object(b, TN_KIND_LIMIT_RANGE, TN_LIMITRANGE_NAME, ns, env), "spec", spec));
 }
@@ -482,9 +496,9 @@ int tn_desired_build(const struct tn_desired_input *in, struct tn_object_list *o
   for (size_t i = 0; i < t->n_environments && !rc; i++)
     rc = add_network_policies(&b, names[i], t->environments[i], suspended);
   for (size_t i = 0; i < t->n_environments && !rc; i++)
-    rc = add_quota(&b, names[i], t->environments[i], suspended);
+    rc = add_quota(&b, names[i], t->environments[i], i, suspended);
   for (size_t i = 0; i < t->n_environments && !rc; i++)
-    rc = add_limit_range(&b, names[i], t->environments[i]);
+    rc = add_limit_range(&b, names[i], t->environments[i], i);
   for (size_t i = 0; i < t->n_environments && !rc; i++)
     rc = add_role_bindings(&b, names[i], t->environments[i], bindings, n_bindings);
   if (rc)

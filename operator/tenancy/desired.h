@@ -118,7 +118,8 @@ struct tn_desired_input {
  *    own namespaces, or only its own environment's with plan crossEnvironment Deny, and from the
  *    plan's ingressNamespaces; egress to the same namespaces, DNS to kube-dns and TCP to the
  *    database server);
- *    ResourceQuota tenant-quota; LimitRange
+ *    ResourceQuota tenant-quota (the plan's quotas, or with Plan quotaScope Tenant the
+ *    environment's share of them, see tn_quota_share); LimitRange
  *    tenant-limits; RoleBindings tenant-<role>-<hash of group> (one per distinct
  *    identity.groupBindings entry whose group is neither reserved nor refused, sorted by name).
  *  - Suspended: the same, except ResourceQuota pods "0", and the network policies are

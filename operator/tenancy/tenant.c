@@ -684,6 +684,10 @@ static int cmp_feature(const void *a, const void *b) {
   return strcmp(((const struct tn_feature *)a)->name, ((const struct tn_feature *)b)->name);
 }
 
+const char *tn_quota_scope_name(enum tn_quota_scope s) {
+  return s == TN_QUOTA_SCOPE_TENANT ? "Tenant" : "Environment";
+}
+
 int tn_plan_parse(const json_t *obj, struct tn_plan **out, struct tn_error *err) {
   struct tn_plan *p = NULL;
   const json_t *meta, *spec, *q, *f, *rl;
@@ -786,6 +790,17 @@ int tn_plan_parse(const json_t *obj, struct tn_plan **out, struct tn_error *err)
     goto out;
   }
   p->cross_environment = xenv && strcmp(xenv, "Deny") == 0 ? TN_CROSS_ENV_DENY : TN_CROSS_ENV_ALLOW;
+  const char *scope;
+  if ((rc = get_str(spec, "quotaScope", "spec.quotaScope", false, &scope, err)))
+    goto out;
+  if (scope && *scope && strcmp(scope, "Environment") && strcmp(scope, "Tenant")) {
+    rc = field_error(err, "spec.quotaScope", "FieldValueNotSupported",
+                     "\"%.32s\" is not supported: use Environment (the default: each environment gets the "
+                     "plan's quotas) or Tenant (the quotas are split across the tenant's environments)",
+                     scope);
+    goto out;
+  }
+  p->quota_scope = scope && strcmp(scope, "Tenant") == 0 ? TN_QUOTA_SCOPE_TENANT : TN_QUOTA_SCOPE_ENVIRONMENT;
   *out = p;
   p = NULL;
 out:

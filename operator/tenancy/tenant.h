@@ -176,6 +176,13 @@ enum tn_cross_env {
   TN_CROSS_ENV_DENY,      /* each environment's namespace reaches only itself */
 };
 
+/* Plan spec.quotaScope: what the plan's cpu, memory, storage, pods and services limit. */
+enum tn_quota_scope {
+  TN_QUOTA_SCOPE_ENVIRONMENT = 0, /* each environment gets the whole plan (the default) */
+  TN_QUOTA_SCOPE_TENANT,          /* the plan is split across the environments (tn_quota_share) */
+};
+const char *tn_quota_scope_name(enum tn_quota_scope s); /* "Environment", "Tenant"; static */
+
 struct tn_feature {
   char *name;
   bool enabled;
@@ -195,6 +202,7 @@ struct tn_plan {
   char **ingress_namespaces;         /* spec.network.ingressNamespaces: DNS labels, distinct; n may be 0 */
   size_t n_ingress_namespaces;
   enum tn_cross_env cross_environment; /* spec.network.crossEnvironment; Allow when absent */
+  enum tn_quota_scope quota_scope;     /* spec.quotaScope; Environment when absent */
 };
 
 /* Parses and validates a Plan (obj borrowed); same contract as tn_tenant_parse. Quantities may
