@@ -22,6 +22,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "runtime/options.h"
+#include "runtime/process_metrics.h"
 #include "util/fence.h"
 #include "util/wipe.h"
 
@@ -403,8 +404,7 @@ int main(int argc, char **argv) {
     tn_log_error("out of memory");
     goto out;
   }
-  tn_metrics_register_gauge_func(a.metrics, "process_resident_memory_bytes", "Resident memory size in bytes.",
-                                 tn_process_rss_bytes, NULL);
+  tn_process_metrics_register(a.metrics); /* process_cpu_seconds_total, process_open_fds, ... */
   a.namespace = tn_operator_namespace(getenv, NULL);
   a.fence = tn_fence_new(!a.opts.leader_elect);
   if (!a.namespace || !a.fence) {
@@ -442,7 +442,8 @@ int main(int argc, char **argv) {
                                    .keys_namespace =
                                        a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,
                                    .fence = a.fence,
-                                   .region_secret_namespaces = region_ns};
+                                   .region_secret_namespaces = region_ns,
+                                   .metrics_per_tenant = a.opts.metrics_per_tenant};
   int mrc = tn_manager_new(&mcfg, &a.mgr, &err);
   free(region_ns);
   if (mrc) {

@@ -41,6 +41,10 @@ struct tn_options {
   double leader_retry_period_s;      /* 0 = default 2s */
   char *region_secret_namespaces;    /* comma-separated namespaces besides the operator's own whose
                                         Secrets Regions may reference; NULL = none */
+  bool metrics_per_tenant;           /* --metrics-per-tenant: tenancy_tenant_* series per tenant */
+  bool metrics_secure;               /* --metrics-secure: /metrics over HTTPS, TokenReview + SAR */
+  char *metrics_cert_file;           /* --metrics-cert-file/--metrics-key-file; NULL: self-signed */
+  char *metrics_key_file;
   bool help;
   bool version;
 };
