@@ -17,6 +17,7 @@
 #define TN_AUDIT_UP_FRESH_S 900.0
 
 static const char *const STATES[] = {"Draft", "Active", "Suspended", "Archived", "Deleted"};
+static const char *const BG_STATES[] = {"Pending", "Active", "Expired", "Denied"}; /* tenancy/breakglass.h */
 
 /* RFC 3339 seconds ("2006-01-02T15:04:05Z", fraction and offset tolerated as UTC), or -1. */
 static double parse_time(const char *s) {
@@ -91,6 +92,8 @@ void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tena
   char k[1024];
   for (size_t i = 0; i < sizeof STATES / sizeof *STATES; i++)
     json_object_set_new(by_state, STATES[i], json_real(0));
+  for (size_t i = 0; i < sizeof BG_STATES / sizeof *BG_STATES; i++)
+    json_object_set_new(bg_states, BG_STATES[i], json_real(0));
   size_t idx;
   const json_t *t;
   json_array_foreach(tenants, idx, t) {

@@ -114,6 +114,7 @@ Test(tenancy_metrics, no_tenants_still_reports_zero_states) {
   char *t = scrape(&f);
   has(t, "tenancy_tenants{state=\"Active\"} 0");
   has(t, "tenancy_breakglass_grants_active 0");
+  has(t, "tenancy_breakglass_requests{state=\"Expired\"} 0");
   cr_assert_null(strstr(t, "key_age"), "no key, no age: %s", t);
   free(t);
   json_decref(f.tenants);
