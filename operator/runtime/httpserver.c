@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "util/wipe.h"
 
 /* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
  * from the one thread that services it, except lws_cancel_service(). So the service thread
@@ -91,6 +92,7 @@ struct exchange {
   char method[16];
   char *path;
   char *content_type;
+  char *authorization; /* a credential: wiped when released */
   const struct route *route;
   bool inited;
   bool reading_body; /* waiting for HTTP_BODY / HTTP_BODY_COMPLETION */
@@ -332,6 +334,16 @@ int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const cha
   return route_add(srv, method, path, handler, ud, NULL);
 }
 
+int tn_httpserver_route_owned(struct tn_httpserver *srv, const char *method, const char *path,
+                              tn_http_handler handler, void *ud, void (*free_ud)(void *)) {
+  if (!srv) {
+    if (ud && free_ud)
+      free_ud(ud);
+    return 0;
+  }
+  return route_add(srv, method, path, handler, ud, free_ud);
+}
+
 int tn_httpserver_port(const struct tn_httpserver *srv) {
   if (!srv)
     return 0;
@@ -349,6 +361,7 @@ static void exch_release(struct exchange *ex) {
     return;
   free(ex->path);
   free(ex->content_type);
+  tn_wipe_free_str(ex->authorization);
   if (ex->srv && ex->reserved)
     ex->srv->reserved -= ex->reserved;
   tn_buf_cleanup(&ex->req_body);
@@ -393,6 +406,7 @@ static void exch_run_handler(struct exchange *ex) {
       .method = ex->method,
       .path = ex->path,
       .content_type = ex->content_type ? ex->content_type : "",
+      .authorization = ex->authorization,
       .body = ex->req_body.data ? ex->req_body.data : empty,
       .body_len = ex->req_body.len,
   };
@@ -472,6 +486,7 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
   }
   ex->path = strndup(in ? in : "", len);
   ex->content_type = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+  ex->authorization = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
   if (!ex->path)
     return 1;
   bool is_h2 = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0;

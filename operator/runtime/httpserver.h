@@ -24,10 +24,11 @@ struct tn_http_tls {
 
 /* What a handler sees; every pointer is borrowed for the duration of the call. */
 struct tn_http_request {
-  const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
-  const char *path;         /* URL-decoded path without the query, e.g. "/validate" */
-  const char *content_type; /* request Content-Type, "" when none */
-  const char *body;         /* body_len bytes, NUL-terminated after them ("" for no body) */
+  const char *method;        /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
+  const char *path;          /* URL-decoded path without the query, e.g. "/validate" */
+  const char *content_type;  /* request Content-Type, "" when none */
+  const char *authorization; /* the Authorization header (a credential: never log it), NULL when none */
+  const char *body;          /* body_len bytes, NUL-terminated after them ("" for no body) */
   size_t body_len;
 };
 
@@ -89,6 +90,11 @@ int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_lim
  * and path), -EBUSY (already started), -EINVAL or -ENOMEM. */
 int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const char *path,
                         tn_http_handler handler, void *ud);
+
+/* The same, with ud owned by the route: free_ud(ud) when the server is freed (also when adding
+ * fails). */
+int tn_httpserver_route_owned(struct tn_httpserver *srv, const char *method, const char *path,
+                              tn_http_handler handler, void *ud, void (*free_ud)(void *));
 
 /* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0 once the
  * server accepts connections, or a code (TN_ETRANSPORT when it cannot bind or load the TLS

@@ -351,3 +351,83 @@ Test(observability, audit_trail_failures_are_counted_and_up_drops) {
   wait_condition(t, "Ready", "True", 120);
   cr_assert_eq(wait_sample("tenancy_audit_trail_up", 1, 60), 1);
 }
+
+/* ---- --metrics-secure ------------------------------------------------------------------------------ */
+
+/* curl's HTTP status for GET https://127.0.0.1:port/metrics with the bearer token in token_file
+ * ("" for none); the body goes to body_file. */
+static int secure_get(int port, const char *token_expr, const char *body_file) {
+  char *code = tn_test_output("curl -sk -o '%s' -w '%%{http_code}' %s https://127.0.0.1:%d/metrics",
+                              body_file, token_expr, port);
+  int status = atoi(code);
+  free(code);
+  return status;
+}
+
+Test(observability, metrics_secure_serves_https_only_to_callers_allowed_get_metrics) {
+  char sa_ok[64], sa_no[64], body[] = "/tmp/test-observability-body-XXXXXX";
+  tn_test_unique_name(sa_ok, sizeof sa_ok, "obs-scraper");
+  tn_test_unique_name(sa_no, sizeof sa_no, "obs-nobody");
+  int bfd = mkstemp(body);
+  cr_assert_geq(bfd, 0);
+  close(bfd);
+  /* the chart's ClusterRole tenancy-operator-metrics-reader, bound to one ServiceAccount only */
+  const char *root = tn_test_env("TENANCY_ROOT");
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out,
+      "helm=$('%s/hack/build-helm.sh' 2>/dev/null | tail -n 1) && \"$helm\" template obs '%s/charts/"
+      "tenancy-operator' -n tenancy-system --set metrics.secure=true --show-only "
+      "templates/metrics-auth-rbac.yaml | kubectl apply -f - >/dev/null && "
+      "kubectl -n default create serviceaccount %s >/dev/null && "
+      "kubectl -n default create serviceaccount %s >/dev/null && "
+      "kubectl create clusterrolebinding %s --clusterrole=tenancy-operator-metrics-reader "
+      "--serviceaccount=default:%s >/dev/null",
+      root, root, sa_ok, sa_no, sa_ok, sa_ok);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  start_operator((const char *const[]){"--metrics-secure", NULL});
+  char tok_ok[160], tok_no[160];
+  snprintf(tok_ok, sizeof tok_ok, "-H \"Authorization: Bearer $(kubectl -n default create token %s)\"",
+           sa_ok);
+  snprintf(tok_no, sizeof tok_no, "-H \"Authorization: Bearer $(kubectl -n default create token %s)\"",
+           sa_no);
+
+  /* allowed: the exposition, with the tenancy metrics */
+  int status = secure_get(op.metrics_port, tok_ok, body);
+  char *text = tn_test_output("cat '%s'", body);
+  cr_assert_eq(status, 200, "allowed scraper got %d: %s", status, text);
+  cr_assert_not_null(strstr(text, "# TYPE tenancy_tenants gauge"), "%s", text);
+  cr_assert_not_null(strstr(text, "# TYPE process_cpu_seconds_total counter"));
+  free(text);
+  /* authenticated but not bound: 403; no token, a forged one: 401 */
+  cr_assert_eq(secure_get(op.metrics_port, tok_no, body), 403);
+  cr_assert_eq(secure_get(op.metrics_port, "", body), 401);
+  cr_assert_eq(secure_get(op.metrics_port, "-H 'Authorization: Bearer forged.token.value'", body), 401);
+  /* an admin client certificate is no bearer token: still 401 */
+  cr_assert_eq(secure_get(op.metrics_port,
+                          "--cert \"$(dirname \"$TENANCY_CA_FILE\")/admin.crt\" --key "
+                          "\"$(dirname \"$TENANCY_CA_FILE\")/admin.key\" 2>/dev/null",
+                          body),
+               401);
+  /* plain HTTP is not served */
+  char *plain = NULL;
+  tn_test_sh(&plain, "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/metrics", op.metrics_port);
+  cr_assert(strcmp(plain, "200") != 0, "plain HTTP answered 200");
+  free(plain);
+  /* the self-signed certificate names the address scrapers dial */
+  rc = tn_test_sh(&out,
+                  "echo | openssl s_client -connect 127.0.0.1:%d 2>/dev/null | openssl x509 -noout -ext "
+                  "subjectAltName | grep -q 'IP Address:127.0.0.1'",
+                  op.metrics_port);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* the token never reaches the log */
+  char *leak = tn_test_output("grep -c 'eyJ' '%s' || true", op.log_path);
+  cr_assert_str_eq(leak, "0", "a token appears in the operator's log");
+  free(leak);
+
+  unlink(body);
+  tn_test_sh(NULL, "kubectl delete clusterrolebinding %s --ignore-not-found", sa_ok);
+  tn_test_sh(NULL, "kubectl -n default delete serviceaccount %s %s --ignore-not-found", sa_ok, sa_no);
+}
