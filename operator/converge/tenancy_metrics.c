@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "converge/database.h"
 #include "kube/informer.h"
+#include "kube/store.h"
 #include "util/clock.h"
 
 #define SEP "\x1f" /* joins label values into one map key; never in a label value we emit */
@@ -82,69 +83,93 @@ static void emit_map(struct tn_collect *c, json_t *map, size_t n_labels) {
   }
 }
 
-void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tenants, double now,
-                                        bool per_tenant) {
-  json_t *by_state = json_object(), *placements = json_object(), *conditions = json_object(),
-         *bg_states = json_object();
-  json_t *info = json_object(), *cond1 = json_object(), *key_rotated = json_object(),
-         *bg_tenant = json_object();
-  double bg_active = 0, key_age_max = -1, keys = 0;
-  char k[1024];
-  for (size_t i = 0; i < sizeof STATES / sizeof *STATES; i++)
-    json_object_set_new(by_state, STATES[i], json_real(0));
-  for (size_t i = 0; i < sizeof BG_STATES / sizeof *BG_STATES; i++)
-    json_object_set_new(bg_states, BG_STATES[i], json_real(0));
-  size_t idx;
-  const json_t *t;
-  json_array_foreach(tenants, idx, t) {
-    const char *name = str_at(t, "metadata", "name", NULL);
-    const char *state = str_at(t, "status", "state", NULL);
-    if (!*state)
-      state = "Unknown"; /* not reconciled yet */
-    const char *plan = str_at(t, "spec", "plan", NULL);
-    const char *region = str_at(t, "status", "placement", "region");
-    const char *isolation = str_at(t, "status", "placement", "isolation");
-    bump(by_state, state, 1);
-    bump(placements, join(k, sizeof k, (const char *const[]){plan, region, isolation, state, NULL}), 1);
-    if (per_tenant)
-      bump(info, join(k, sizeof k, (const char *const[]){name, state, plan, region, isolation, NULL}), 1);
-    size_t ci;
-    const json_t *cond;
-    json_array_foreach(json_object_get(json_object_get(t, "status"), "conditions"), ci, cond) {
-      const char *type = str_at(cond, "type", NULL, NULL), *status = str_at(cond, "status", NULL, NULL),
-                 *reason = str_at(cond, "reason", NULL, NULL);
-      if (!*type)
-        continue;
-      bump(conditions, join(k, sizeof k, (const char *const[]){type, status, reason, NULL}), 1);
-      if (per_tenant)
-        bump(cond1, join(k, sizeof k, (const char *const[]){name, type, status, reason, NULL}), 1);
-    }
-    double tenant_bg = 0;
-    const json_t *g;
-    json_array_foreach(json_object_get(json_object_get(t, "status"), "breakGlass"), ci, g) {
-      const char *gs = str_at(g, "state", NULL, NULL);
-      if (!*gs)
-        continue;
-      double exp = parse_time(str_at(g, "expiresAt", NULL, NULL));
-      /* Active in status and not past its expiry (the next reconcile revokes it then). */
-      if (strcmp(gs, "Active") == 0 && (exp < 0 || exp > now)) {
-        bg_active++;
-        tenant_bg++;
-      }
-      bump(bg_states, gs, 1);
-    }
-    if (per_tenant)
-      json_object_set_new(bg_tenant, name, json_real(tenant_bg));
-    double rotated = parse_time(str_at(t, "status", "keys", "rotatedAt"));
-    if (rotated >= 0 && strcmp(state, "Deleted") != 0) {
-      keys++;
-      if (now - rotated > key_age_max)
-        key_age_max = now - rotated;
-      if (per_tenant)
-        json_object_set_new(key_rotated, name, json_real(rotated));
-    }
-  }
+/* The counts being made over the tenants of one scrape. */
+struct acc {
+  json_t *by_state, *placements, *conditions, *bg_states; /* bounded maps */
+  json_t *info, *cond1, *key_rotated, *bg_tenant;         /* per tenant */
+  double bg_active, key_age_max, keys, now;
+  bool per_tenant;
+};
 
+static void acc_init(struct acc *a, double now, bool per_tenant) {
+  *a = (struct acc){.by_state = json_object(),
+                    .placements = json_object(),
+                    .conditions = json_object(),
+                    .bg_states = json_object(),
+                    .info = json_object(),
+                    .cond1 = json_object(),
+                    .key_rotated = json_object(),
+                    .bg_tenant = json_object(),
+                    .key_age_max = -1,
+                    .now = now,
+                    .per_tenant = per_tenant};
+  for (size_t i = 0; i < sizeof STATES / sizeof *STATES; i++)
+    json_object_set_new(a->by_state, STATES[i], json_real(0));
+  for (size_t i = 0; i < sizeof BG_STATES / sizeof *BG_STATES; i++)
+    json_object_set_new(a->bg_states, BG_STATES[i], json_real(0));
+}
+
+static void acc_add(struct acc *a, const json_t *t) {
+  char k[1024];
+  bool per_tenant = a->per_tenant;
+  double now = a->now;
+  json_t *by_state = a->by_state, *placements = a->placements, *conditions = a->conditions,
+         *bg_states = a->bg_states, *info = a->info, *cond1 = a->cond1, *key_rotated = a->key_rotated,
+         *bg_tenant = a->bg_tenant;
+  const char *name = str_at(t, "metadata", "name", NULL);
+  const char *state = str_at(t, "status", "state", NULL);
+  if (!*state)
+    state = "Unknown"; /* not reconciled yet */
+  const char *plan = str_at(t, "spec", "plan", NULL);
+  const char *region = str_at(t, "status", "placement", "region");
+  const char *isolation = str_at(t, "status", "placement", "isolation");
+  bump(by_state, state, 1);
+  bump(placements, join(k, sizeof k, (const char *const[]){plan, region, isolation, state, NULL}), 1);
+  if (per_tenant)
+    bump(info, join(k, sizeof k, (const char *const[]){name, state, plan, region, isolation, NULL}), 1);
+  size_t ci;
+  const json_t *cond;
+  json_array_foreach(json_object_get(json_object_get(t, "status"), "conditions"), ci, cond) {
+    const char *type = str_at(cond, "type", NULL, NULL), *status = str_at(cond, "status", NULL, NULL),
+               *reason = str_at(cond, "reason", NULL, NULL);
+    if (!*type)
+      continue;
+    bump(conditions, join(k, sizeof k, (const char *const[]){type, status, reason, NULL}), 1);
+    if (per_tenant)
+      bump(cond1, join(k, sizeof k, (const char *const[]){name, type, status, reason, NULL}), 1);
+  }
+  double tenant_bg = 0;
+  const json_t *g;
+  json_array_foreach(json_object_get(json_object_get(t, "status"), "breakGlass"), ci, g) {
+    const char *gs = str_at(g, "state", NULL, NULL);
+    if (!*gs)
+      continue;
+    double exp = parse_time(str_at(g, "expiresAt", NULL, NULL));
+    /* Active in status and not past its expiry (the next reconcile revokes it then). */
+    if (strcmp(gs, "Active") == 0 && (exp < 0 || exp > now)) {
+      a->bg_active++;
+      tenant_bg++;
+    }
+    bump(bg_states, gs, 1);
+  }
+  if (per_tenant)
+    json_object_set_new(bg_tenant, name, json_real(tenant_bg));
+  double rotated = parse_time(str_at(t, "status", "keys", "rotatedAt"));
+  if (rotated >= 0 && strcmp(state, "Deleted") != 0) {
+    a->keys++;
+    if (now - rotated > a->key_age_max)
+      a->key_age_max = now - rotated;
+    if (per_tenant)
+      json_object_set_new(key_rotated, name, json_real(rotated));
+  }
+}
+
+static void acc_emit_and_free(struct acc *a, struct tn_collect *c) {
+  json_t *by_state = a->by_state, *placements = a->placements, *conditions = a->conditions,
+         *bg_states = a->bg_states, *info = a->info, *cond1 = a->cond1, *key_rotated = a->key_rotated,
+         *bg_tenant = a->bg_tenant;
+  double bg_active = a->bg_active, key_age_max = a->key_age_max, keys = a->keys;
+  bool per_tenant = a->per_tenant;
   tn_collect_family(c, TN_GAUGE, "tenancy_tenants",
                     "Tenants by the state they reached (status.state; Unknown: not reconciled yet).",
                     (const char *const[]){"state", NULL});
@@ -205,6 +230,33 @@ void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tena
   json_decref(bg_tenant);
 }
 
+void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tenants, double now,
+                                        bool per_tenant) {
+  struct acc a;
+  acc_init(&a, now, per_tenant);
+  size_t i;
+  const json_t *t;
+  json_array_foreach(tenants, i, t) acc_add(&a, t);
+  acc_emit_and_free(&a, c);
+}
+
+/* One cached tenant at a time (decoded, counted, dropped): no copy of the whole cache. */
+static int add_cached(void *ud, struct tn_store_obj *o) {
+  json_t *t = tn_store_obj_decode(o);
+  if (t)
+    acc_add(ud, t);
+  json_decref(t);
+  return 0;
+}
+
+void tn_tenancy_metrics_collect_store(struct tn_collect *c, struct tn_store *tenants, double now,
+                                      bool per_tenant) {
+  struct acc a;
+  acc_init(&a, now, per_tenant);
+  tn_store_foreach(tenants, add_cached, &a);
+  acc_emit_and_free(&a, c);
+}
+
 static void db_op(void *ud, const char *server, const char *operation, const char *result,
                   unsigned long long n) {
   tn_collect_sample(ud, (const char *const[]){server, operation, result, NULL}, (double)n);
@@ -213,10 +265,7 @@ static void db_op(void *ud, const char *server, const char *operation, const cha
 static void collect(void *ud, struct tn_collect *c) {
   const struct tn_tenancy_metrics_source *src = ud;
   if (src->tenants && tn_informer_has_synced(src->tenants)) {
-    json_t *all = tn_informer_list(src->tenants);
-    if (all)
-      tn_tenancy_metrics_collect_tenants(c, all, tn_wall_now(), src->per_tenant);
-    json_decref(all);
+    tn_tenancy_metrics_collect_store(c, tn_informer_store(src->tenants), tn_wall_now(), src->per_tenant);
   }
   tn_collect_family(c, TN_COUNTER, "tenancy_database_operations_total",
                     "Tenant database operations (converge, teardown, password_check) by server and result.",

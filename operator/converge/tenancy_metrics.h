@@ -28,9 +28,13 @@ struct tn_tenancy_metrics_source {
 int tn_tenancy_metrics_register(struct tn_metrics *m, const struct tn_tenancy_metrics_source *src);
 void tn_tenancy_metrics_unregister(struct tn_metrics *m, const struct tn_tenancy_metrics_source *src);
 
-/* The tenant families of an array of Tenant objects at wall time now (for unit tests; the
- * collector calls it with the cache's contents). */
+/* The tenant families of an array of Tenant objects at wall time now (unit tests). */
 void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tenants, double now,
                                         bool per_tenant);
+/* The same from a store of Tenants (the informer's, what the collector calls), one object decoded
+ * at a time: no copy of the whole cache. */
+struct tn_store;
+void tn_tenancy_metrics_collect_store(struct tn_collect *c, struct tn_store *tenants, double now,
+                                      bool per_tenant);
 
 #endif

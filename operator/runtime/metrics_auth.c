@@ -43,8 +43,34 @@ struct secure_route {
   struct tn_metrics_auth *auth;
 };
 
-static const struct tn_gvr tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews", false};
-static const struct tn_gvr sars = {"authorization.k8s.io", "v1", "subjectaccessreviews", false};
+/* POSTs a review object to path: one attempt, at most 5 s, so that a slow API server holds up the
+ * metrics listener (whose thread runs this) only that long. *out gets the answer. */
+static int post_review(struct tn_kube *kube, const char *path, json_t *obj, json_t **out,
+                       struct tn_error *err) {
+  char *body = json_dumps(obj, JSON_COMPACT);
+  if (!body)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  struct tn_kube_request req = {.method = "POST",
+                                .path = path,
+                                .body = body,
+                                .body_len = strlen(body),
+                                .timeout_ms = 5000,
+                                .no_retry = true};
+  struct tn_kube_response resp;
+  tn_kube_response_init(&resp);
+  int rc = tn_kube_do(kube, &req, &resp, err);
+  tn_wipe_free_str(body); /* a TokenReview's body holds the token */
+  if (rc == 0) {
+    json_error_t jerr;
+    *out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &jerr);
+    if (!*out)
+      rc = tn_error_set(err, TN_EAPI, "%s: the answer is not JSON", path);
+  }
+  if (resp.body.data)
+    tn_wipe(resp.body.data, resp.body.len); /* the TokenReview echoes the token */
+  tn_kube_response_cleanup(&resp);
+  return rc;
+}
 
 /* The API server decides: TokenReview, then SubjectAccessReview for get /metrics. */
 static int kube_review(void *ud, const char *token, char *who, size_t who_len) {
@@ -56,7 +82,7 @@ static int kube_review(void *ud, const char *token, char *who, size_t who_len) {
   int rc = -ENOMEM;
   if (!tr)
     goto out;
-  if ((rc = tn_kube_create(kube, &tokenreviews, NULL, tr, &tr_out, &err))) {
+  if ((rc = post_review(kube, "/apis/authentication.k8s.io/v1/tokenreviews", tr, &tr_out, &err))) {
     tn_log_warn("metrics: TokenReview failed: %s", err.message);
     goto out;
   }
@@ -84,7 +110,7 @@ static int kube_review(void *ud, const char *token, char *who, size_t who_len) {
     json_object_set(spec, "groups", json_object_get(user, "groups"));
   if (json_is_object(json_object_get(user, "extra")))
     json_object_set(spec, "extra", json_object_get(user, "extra"));
-  if ((rc = tn_kube_create(kube, &sars, NULL, sar, &sar_out, &err))) {
+  if ((rc = post_review(kube, "/apis/authorization.k8s.io/v1/subjectaccessreviews", sar, &sar_out, &err))) {
     tn_log_warn("metrics: SubjectAccessReview failed: %s", err.message);
     goto out;
   }

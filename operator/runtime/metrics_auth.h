@@ -5,7 +5,8 @@
  * (charts/tenancy-operator, metrics.secure). Decisions are cached per token (by its SHA-256): an
  * allowed one for TN_METRICS_AUTH_ALLOW_TTL_S, a refused one for TN_METRICS_AUTH_DENY_TTL_S; the
  * reviews a scrape may cause are rate limited (TN_METRICS_AUTH_REVIEWS_PER_S, then 429), so junk
- * tokens cannot flood the API server. The token is never logged nor kept (only its hash). */
+ * tokens cannot flood the API server. The token is never logged nor kept (only its hash). A review
+ * runs on the metrics listener's thread (one attempt of at most 5 s per review). */
 #ifndef TN_RUNTIME_METRICS_AUTH_H
 #define TN_RUNTIME_METRICS_AUTH_H
 

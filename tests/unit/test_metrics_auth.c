@@ -103,3 +103,49 @@ Test(metrics_auth, self_signed_certificate_files_are_private) {
   cr_assert_neq(stat(copy, &st), 0, "the directory is removed");
   free(copy);
 }
+
+/* ---- the metrics flags ---- */
+
+#include "runtime/options.h"
+
+static char *no_env(const char *name) {
+  (void)name;
+  return NULL;
+}
+
+static int parse(struct tn_options *o, struct tn_error *err, int argc, char **argv) {
+  memset(o, 0, sizeof *o);
+  return tn_options_parse(argc, argv, no_env, o, err);
+}
+
+Test(metrics_auth, metrics_flags_parse_and_refuse_half_a_certificate) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  char *a1[] = {"op", NULL};
+  cr_assert_eq(parse(&o, &err, 1, a1), 0, "%s", err.message);
+  cr_assert(!o.metrics_secure && !o.metrics_per_tenant, "both off by default");
+  tn_options_cleanup(&o);
+  char *a2[] = {"op",
+                "--metrics-secure",
+                "--metrics-per-tenant=true",
+                "--metrics-cert-file=/c",
+                "--metrics-key-file",
+                "/k",
+                NULL};
+  cr_assert_eq(parse(&o, &err, 6, a2), 0, "%s", err.message);
+  cr_assert(o.metrics_secure && o.metrics_per_tenant);
+  cr_assert_str_eq(o.metrics_cert_file, "/c");
+  cr_assert_str_eq(o.metrics_key_file, "/k");
+  tn_options_cleanup(&o);
+  char *a3[] = {"op", "--metrics-secure", "--metrics-cert-file=/c", NULL};
+  cr_assert_eq(parse(&o, &err, 3, a3), TN_ECONFIG);
+  cr_assert_not_null(strstr(err.message, "--metrics-key-file"), "%s", err.message);
+  tn_options_cleanup(&o);
+  char *a4[] = {"op", "--metrics-cert-file=/c", "--metrics-key-file=/k", NULL};
+  cr_assert_eq(parse(&o, &err, 3, a4), TN_ECONFIG);
+  cr_assert_not_null(strstr(err.message, "--metrics-secure"), "%s", err.message);
+  tn_options_cleanup(&o);
+  char *a5[] = {"op", "--metrics-secure=maybe", NULL};
+  cr_assert_eq(parse(&o, &err, 2, a5), TN_ECONFIG);
+  tn_options_cleanup(&o);
+}
