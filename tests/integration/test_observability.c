@@ -431,3 +431,36 @@ Test(observability, metrics_secure_serves_https_only_to_callers_allowed_get_metr
   tn_test_sh(NULL, "kubectl delete clusterrolebinding %s --ignore-not-found", sa_ok);
   tn_test_sh(NULL, "kubectl -n default delete serviceaccount %s %s --ignore-not-found", sa_ok, sa_no);
 }
+
+/* ---- the chart's dashboards and rules, as the API server and the Grafana sidecar take them ---------- */
+
+Test(observability, chart_dashboards_are_sidecar_configmaps_the_api_server_accepts) {
+  const char *root = tn_test_env("TENANCY_ROOT");
+  char *out = NULL;
+  /* three ConfigMaps labelled for the sidecar, each holding one dashboard whose JSON parses, with
+   * distinct uids; accepted by the real API server (server-side dry run) */
+  int rc = tn_test_sh(
+      &out,
+      "set -e; helm=$('%s/hack/build-helm.sh' 2>/dev/null | tail -n 1); "
+      "\"$helm\" template obs '%s/charts/tenancy-operator' -n default --set dashboards.enabled=true "
+      "--show-only templates/dashboards.yaml > /tmp/obs-dash-$$.yaml; "
+      "python3 -c 'import json,sys,yaml; docs=[d for d in yaml.safe_load_all(open(sys.argv[1])) if d]; "
+      "assert len(docs)==3, len(docs); "
+      "assert all(d[\"kind\"]==\"ConfigMap\" and d[\"metadata\"][\"labels\"][\"grafana_dashboard\"]==\"1\" "
+      "for d in docs); "
+      "uids=[json.loads(v)[\"uid\"] for d in docs for v in d[\"data\"].values()]; "
+      "assert len(set(uids))==3, uids; print(\" \".join(sorted(uids)))' /tmp/obs-dash-$$.yaml; "
+      "kubectl apply --dry-run=server -f /tmp/obs-dash-$$.yaml >/dev/null; rm -f /tmp/obs-dash-$$.yaml",
+      root, root);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_str_eq(out, "tenancy-operator-health tenancy-tenant tenancy-tenants\n");
+  free(out);
+  /* off by default: neither dashboards nor rules are rendered */
+  rc = tn_test_sh(
+      &out,
+      "helm=$('%s/hack/build-helm.sh' 2>/dev/null | tail -n 1); \"$helm\" template obs "
+      "'%s/charts/tenancy-operator' -n default | grep -cE 'grafana_dashboard|kind: PrometheusRule' || true",
+      root, root);
+  cr_assert_str_eq(out, "0\n", "rendered without being asked: %s", out);
+  free(out);
+}
