@@ -472,3 +472,45 @@ Test(observability, chart_dashboards_are_sidecar_configmaps_the_api_server_accep
   cr_assert_str_eq(out, "0\n", "rendered without being asked: %s", out);
   free(out);
 }
+
+Test(observability, chart_metrics_secure_rbac_lets_the_operator_review_tokens_and_nobody_else) {
+  const char *root = tn_test_env("TENANCY_ROOT");
+  char *out = NULL;
+  /* the chart's objects for metrics.secure, with its operator-scope ValidatingAdmissionPolicy in force */
+  int rc = tn_test_sh(&out,
+                      "helm=$('%s/hack/build-helm.sh' 2>/dev/null | tail -n 1) && \"$helm\" template obsrbac "
+                      "'%s/charts/tenancy-operator' -n tenancy-system --set metrics.secure=true --show-only "
+                      "templates/operator-scope-policy.yaml --show-only templates/metrics-auth-rbac.yaml > "
+                      "/tmp/obs-rbac-%d.yaml && kubectl apply -f /tmp/obs-rbac-%d.yaml >/dev/null",
+                      root, root, (int)getpid(), (int)getpid());
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  const char *sa = "system:serviceaccount:tenancy-system:obsrbac-tenancy-operator";
+  const char *sar =
+      "{\"apiVersion\":\"authorization.k8s.io/v1\",\"kind\":\"SubjectAccessReview\",\"spec\":{\"user\":"
+      "\"bob\",\"nonResourceAttributes\":{\"path\":\"/metrics\",\"verb\":\"get\"}}}";
+  const char *tr =
+      "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"a.b.c\"}}";
+  /* the operator's ServiceAccount may ask both questions (RBAC and the admission policy let it) */
+  rc = tn_test_sh_until(
+      20, &out, "echo '%s' | kubectl create --validate=false --as=%s -f - -o jsonpath='{.status}'", tr, sa);
+  cr_assert_eq(rc, 0, "TokenReview as the operator: %s", out);
+  cr_assert_not_null(strstr(out, "invalid bearer token"), "%s", out);
+  free(out);
+  rc = tn_test_sh(&out,
+                  "echo '%s' | kubectl create --validate=false --as=%s -f - -o jsonpath='{.status.allowed}'",
+                  sar, sa);
+  cr_assert_eq(rc, 0, "SubjectAccessReview as the operator: %s", out);
+  cr_assert_str_eq(out, "false", "bob is bound to nothing");
+  free(out);
+  /* any other ServiceAccount may not */
+  rc = tn_test_sh(
+      &out, "echo '%s' | kubectl create --validate=false --as=system:serviceaccount:default:other -f -", sar);
+  cr_assert_neq(rc, 0, "an unbound ServiceAccount created a SubjectAccessReview: %s", out);
+  cr_assert_not_null(strstr(out, "forbidden"), "%s", out);
+  free(out);
+  tn_test_sh(
+      NULL,
+      "kubectl delete -f /tmp/obs-rbac-%d.yaml --ignore-not-found >/dev/null; rm -f /tmp/obs-rbac-%d.yaml",
+      (int)getpid(), (int)getpid());
+}
