@@ -12,6 +12,7 @@ PKGS=(
   build-essential cmake pkg-config git python3 openssl ca-certificates
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
+  prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)
 )
 for a in "$@"; do
   case $a in
@@ -38,6 +39,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian's postgresql package starts a system cluster; we run our own in a state dir.
+  # Debian's prometheus package starts a server on :9090 where systemd runs; only promtool is wanted.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
   echo "install-deps: done"
 fi
 

@@ -75,6 +75,14 @@ run_suite() {
 if [ $UNIT = 1 ]; then
   log "unit suites"
   for p in "$TEST_DIR"/tests/unit/*; do [ -x "$p" ] && run_suite unit "$p"; done
+  # The alerts: chart == manifests/monitoring, promtool check + test rules, runbooks (no cluster).
+  if "$HACK/alerts-test.sh" >"$LOGDIR/alerts.log" 2>&1; then
+    printf '  ok    %-12s %-28s %s\n' alerts alerts-test.sh "$(grep -E 'alerts-test: [0-9]+ alerts' "$LOGDIR/alerts.log" | tail -n 1 | sed 's/^alerts-test: //')"
+  else
+    printf '  FAIL  %-12s %-28s %s\n' alerts alerts-test.sh "see $LOGDIR/alerts.log"
+    tail -n 40 "$LOGDIR/alerts.log" | sed 's/^/        /'
+    failed+=("alerts")
+  fi
 fi
 
 if [ $FUZZ = 1 ]; then

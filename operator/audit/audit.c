@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/buf.h"
 #include "util/fence.h"
@@ -387,7 +388,32 @@ struct tn_audit {
   PGconn *conn;                         /* NULL or possibly broken: connect() checks */
   bool schema_ready;                    /* the table was found (or created) on this connection */
   const struct tn_fence *_Atomic fence; /* borrowed; NULL: appends are never fenced */
+  /* metrics (tn_audit_get_stats): atomics, so a scrape never waits for mu */
+  _Atomic unsigned long long appends, append_failures;
+  _Atomic int up;
+  _Atomic long long last_round_trip_ms; /* wall clock */
 };
+
+void tn_audit_get_stats(const struct tn_audit *a, struct tn_audit_stats *out) {
+  struct tn_audit *m = (struct tn_audit *)a;
+  *out = (struct tn_audit_stats){.up = -1};
+  if (!a)
+    return;
+  out->appends = atomic_load(&m->appends);
+  out->append_failures = atomic_load(&m->append_failures);
+  out->up = atomic_load(&m->up);
+  out->last_round_trip = (double)atomic_load(&m->last_round_trip_ms) / 1000.0;
+}
+
+/* Whether a round trip's result says the trail is reachable and usable. */
+static void note_round_trip(struct tn_audit *a, int rc) {
+  if (rc == TN_ECANCELED || rc == TN_EINVALID)
+    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  atomic_store(&a->up, rc == 0 ? 1 : 0);
+  atomic_store(&a->last_round_trip_ms, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
 
 void tn_audit_set_fence(struct tn_audit *a, const struct tn_fence *fence) {
   if (a)
@@ -805,6 +831,8 @@ int tn_audit_open(const char *dsn, const struct tn_audit_options *opts, struct t
         "(at most 40, not starting with a digit)",
         schema);
   struct tn_audit *a = calloc(1, sizeof *a);
+  if (a)
+    atomic_init(&a->up, -1);
   if (!a || !(a->dsn = strdup(dsn))) {
     free(a);
     return tn_error_set(err, -ENOMEM, "out of memory");
@@ -864,6 +892,7 @@ int tn_audit_ping(struct tn_audit *a, struct tn_error *err) {
   pthread_mutex_lock(&a->mu);
   int rc = connect_locked(a, err);
   pthread_mutex_unlock(&a->mu);
+  note_round_trip(a, rc);
   return rc;
 }
 
@@ -969,6 +998,7 @@ int tn_audit_head(struct tn_audit *a, long long *id, char hash[TN_AUDIT_HASH_LEN
   PQclear(res);
 out:
   pthread_mutex_unlock(&a->mu);
+  note_round_trip(a, rc);
   return rc;
 }
 
@@ -1029,6 +1059,11 @@ int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long lo
   PQclear(res);
 out:
   pthread_mutex_unlock(&a->mu);
+  note_round_trip(a, rc);
+  if (rc == 0)
+    atomic_fetch_add(&a->appends, 1);
+  else if (rc != TN_ECANCELED)
+    atomic_fetch_add(&a->append_failures, 1);
   return rc;
 }
 

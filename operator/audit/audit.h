@@ -127,6 +127,15 @@ struct tn_audit_event {
 int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long long *id_out,
                     struct tn_error *err);
 
+/* Counters for metrics (tenancy_audit_*), read without waiting for a call in progress. */
+struct tn_audit_stats {
+  unsigned long long appends;         /* rows appended */
+  unsigned long long append_failures; /* tn_audit_append errors (not the fence's TN_ECANCELED) */
+  int up;                 /* the last round trip (append, head, ping) succeeded: 1; failed: 0; none yet: -1 */
+  double last_round_trip; /* its wall time (seconds since the epoch); 0: none yet */
+};
+void tn_audit_get_stats(const struct tn_audit *a, struct tn_audit_stats *out);
+
 /* Optional inputs of a verification. */
 struct tn_audit_verify_opts {
   long long expect_id;     /* > 0: the row with this id must exist and have expect_hash (an anchor

@@ -23,7 +23,9 @@
 #include "runtime/leader.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
+#include "runtime/metrics_auth.h"
 #include "runtime/options.h"
+#include "runtime/process_metrics.h"
 #include "util/fence.h"
 #include "util/wipe.h"
 
@@ -35,6 +37,8 @@ struct app {
   struct tn_kube *writer; /* fenced: everything the controllers and the recorder write */
   struct tn_metrics *metrics;
   struct tn_httpserver *metrics_srv, *probe_srv;
+  struct tn_metrics_auth *metrics_auth; /* --metrics-secure: TokenReview + SubjectAccessReview */
+  char *metrics_cert_dir;               /* --metrics-secure without --metrics-cert-file: self-signed */
   struct tn_recorder *recorder;
   struct tn_audit *audit;
   struct tn_audit_head_exporter *audit_head;
@@ -113,8 +117,40 @@ static char *region_secret_namespaces(const struct tn_options *o, const char *ow
   return list;
 }
 
+/* --metrics-secure: HTTPS (the given certificate, else a self-signed one), and only for callers the
+ * API server authenticates and allows `get` on /metrics (runtime/metrics_auth.h). */
+static int start_metrics_secure(struct app *a, struct tn_error *err) {
+  char cert[600], key[600];
+  if (a->opts.metrics_cert_file) {
+    snprintf(cert, sizeof cert, "%s", a->opts.metrics_cert_file);
+    snprintf(key, sizeof key, "%s", a->opts.metrics_key_file);
+  } else {
+    int rc = tn_metrics_self_signed(&a->metrics_cert_dir, err);
+    if (rc)
+      return rc;
+    snprintf(cert, sizeof cert, "%s/tls.crt", a->metrics_cert_dir);
+    snprintf(key, sizeof key, "%s/tls.key", a->metrics_cert_dir);
+  }
+  struct tn_http_tls tls = {.cert_file = cert, .key_file = key};
+  if (tn_metrics_auth_new(a->kube, &a->metrics_auth))
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  if (tn_httpserver_new(a->opts.metrics_addr, &tls, &a->metrics_srv, err) ||
+      tn_httpserver_serve_metrics_secure(a->metrics_srv, a->metrics, a->metrics_auth) ||
+      tn_httpserver_start(a->metrics_srv, err))
+    return err->code ? err->code : TN_ECONFIG;
+  tn_log_info("serving /metrics over HTTPS on port %d (%s certificate) to callers allowed get on /metrics "
+              "(TokenReview + SubjectAccessReview)",
+              tn_httpserver_port(a->metrics_srv), a->opts.metrics_cert_file ? "the given" : "a self-signed");
+  return 0;
+}
+
 static int start_http(struct app *a, struct tn_error *err) {
-  if (strcmp(a->opts.metrics_addr, "0") != 0) {
+  if (strcmp(a->opts.metrics_addr, "0") != 0 && a->opts.metrics_secure) {
+    if (start_metrics_secure(a, err)) {
+      tn_error_prefix(err, "--metrics-bind-address=%s", a->opts.metrics_addr);
+      return err->code ? err->code : TN_ECONFIG;
+    }
+  } else if (strcmp(a->opts.metrics_addr, "0") != 0) {
     if (tn_httpserver_new(a->opts.metrics_addr, NULL, &a->metrics_srv, err) ||
         tn_httpserver_serve_metrics(a->metrics_srv, a->metrics) || tn_httpserver_start(a->metrics_srv, err)) {
       tn_error_prefix(err, "--metrics-bind-address=%s", a->opts.metrics_addr);
@@ -375,6 +411,10 @@ static void shutdown_all(struct app *a, bool lost) {
   tn_httpserver_free(a->probe_srv);
   tn_httpserver_free(a->metrics_srv);
   a->probe_srv = a->metrics_srv = NULL;
+  tn_metrics_auth_free(a->metrics_auth); /* after the server whose route reads it */
+  a->metrics_auth = NULL;
+  tn_metrics_self_signed_remove(a->metrics_cert_dir);
+  a->metrics_cert_dir = NULL;
   tn_admission_free(a->webhook);
   a->webhook = NULL;
   tn_readapi_free(a->readapi);
@@ -464,8 +504,7 @@ int main(int argc, char **argv) {
     tn_log_error("out of memory");
     goto out;
   }
-  tn_metrics_register_gauge_func(a.metrics, "process_resident_memory_bytes", "Resident memory size in bytes.",
-                                 tn_process_rss_bytes, NULL);
+  tn_process_metrics_register(a.metrics); /* process_cpu_seconds_total, process_open_fds, ... */
   a.namespace = tn_operator_namespace(getenv, NULL);
   a.fence = tn_fence_new(!a.opts.leader_elect);
   if (!a.namespace || !a.fence) {
@@ -503,7 +542,8 @@ int main(int argc, char **argv) {
                                    .keys_namespace =
                                        a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,
                                    .fence = a.fence,
-                                   .region_secret_namespaces = region_ns};
+                                   .region_secret_namespaces = region_ns,
+                                   .metrics_per_tenant = a.opts.metrics_per_tenant};
   int mrc = tn_manager_new(&mcfg, &a.mgr, &err);
   free(region_ns);
   if (mrc) {

@@ -54,8 +54,17 @@ struct record {
   unsigned char value[SHA256_DIGEST_LENGTH];
 };
 
+/* Calls by (server, operation, result), for metrics; a short list (servers x 3 x 7 at most). */
+struct op_count {
+  struct op_count *next;
+  char server[64];
+  const char *operation, *result; /* static */
+  unsigned long long n;
+};
+
 struct tn_db {
-  pthread_mutex_t mu; /* protects idle, records, stats, stop_after */
+  pthread_mutex_t mu; /* protects idle, records, stats, ops, stop_after */
+  struct op_count *ops;
   struct conn *idle;
   struct record *records[RECORD_BUCKETS];
   struct tn_db_stats stats;
@@ -93,8 +102,63 @@ void tn_db_free(struct tn_db *db) {
       next = r->next;
       free(r);
     }
+  for (struct op_count *o = db->ops, *next; o; o = next) {
+    next = o->next;
+    free(o);
+  }
   pthread_mutex_destroy(&db->mu);
   free(db);
+}
+
+const char *tn_db_result_name(int rc) {
+  switch (rc) {
+  case 0:
+    return "success";
+  case TN_ETRANSPORT:
+    return "unreachable";
+  case TN_EUNAVAILABLE:
+    return "unavailable";
+  case TN_ECONFLICT:
+  case TN_ETIMEOUT:
+    return "conflict";
+  case TN_ECANCELED:
+    return "canceled";
+  case TN_EEXISTS:
+  case TN_EFORBIDDEN:
+  case TN_EINVALID:
+  case TN_ECONFIG:
+    return "refused";
+  default:
+    return "error";
+  }
+}
+
+/* Counts one call's result (an allocation failure loses the count, nothing else). */
+static void count_op(struct tn_db *db, const char *server, const char *operation, int rc) {
+  const char *result = tn_db_result_name(rc);
+  pthread_mutex_lock(&db->mu);
+  struct op_count *o = db->ops;
+  while (o && !(o->operation == operation && o->result == result && strcmp(o->server, server) == 0))
+    o = o->next;
+  if (!o && (o = calloc(1, sizeof *o))) {
+    snprintf(o->server, sizeof o->server, "%s", server);
+    o->operation = operation;
+    o->result = result;
+    o->next = db->ops;
+    db->ops = o;
+  }
+  if (o)
+    o->n++;
+  pthread_mutex_unlock(&db->mu);
+}
+
+void tn_db_foreach_op_count(struct tn_db *db, tn_db_op_count_fn fn, void *ud) {
+  if (!db || !fn)
+    return;
+  pthread_mutex_lock(&db->mu);
+  for (const struct op_count *o = db->ops; o; o = o->next)
+    fn(ud, o->server, o->operation, o->result, o->n);
+  pthread_mutex_unlock(&db->mu);
 }
 
 void tn_db_get_stats(struct tn_db *db, struct tn_db_stats *out) {
@@ -971,6 +1035,7 @@ static int run_call(struct call *c, const struct tn_db_names *nm, const struct t
     }
   }
   release_all(c, false); /* checkin closes what is broken or mid-transaction */
+  count_op(c->db, c->srv->name ? c->srv->name : "", d ? "converge" : "teardown", rc);
   return rc;
 }
 
@@ -1046,6 +1111,7 @@ int tn_db_password_check(struct tn_db *db, const struct tn_db_server *srv, const
     c.reused = false;
     tn_error_clear(err);
   }
+  count_op(db, srv->name ? srv->name : "", "password_check", rc);
   if (rc == 0)
     *matches = o.role_exists && o.role_managed && o.password == TN_DB_PASSWORD_MATCHES;
   return rc;

@@ -121,6 +121,18 @@ struct tn_db_stats {
 };
 void tn_db_get_stats(struct tn_db *db, struct tn_db_stats *out);
 
+/* Results of calls by server, for metrics (tenancy_database_operations_total). operation is
+ * "converge", "teardown" or "password_check"; result is tn_db_result_name(rc). fn runs under the
+ * cache's lock: it must only copy or format (no call into db). */
+typedef void (*tn_db_op_count_fn)(void *ud, const char *server, const char *operation, const char *result,
+                                  unsigned long long n);
+void tn_db_foreach_op_count(struct tn_db *db, tn_db_op_count_fn fn, void *ud);
+/* The result label of a return code: "success" (0), "unreachable" (TN_ETRANSPORT),
+ * "unavailable" (TN_EUNAVAILABLE), "conflict" (TN_ECONFLICT, TN_ETIMEOUT), "canceled"
+ * (TN_ECANCELED: fenced or stopped), "refused" (TN_EEXISTS, TN_EFORBIDDEN, TN_EINVALID,
+ * TN_ECONFIG), "error" (anything else). Static strings. */
+const char *tn_db_result_name(int rc);
+
 /* Test hook: stop every later call after n plan operations (n < 0: never), as a crash between
  * two operations would; the call then returns TN_ECANCELED. */
 void tn_db_test_stop_after(struct tn_db *db, int n);

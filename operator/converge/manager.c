@@ -12,6 +12,7 @@
 
 #include "converge/admission.h"
 #include "converge/reconciler.h"
+#include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
 #include "kube/informer.h"
 #include "runtime/controller.h"
@@ -25,6 +26,8 @@ struct tn_manager {
   bool controllers_started;
   struct tn_kek_secret *kek;
   char *region_secret_namespaces; /* rec.region_secret_namespaces points here */
+  struct tn_metrics *metrics;     /* borrowed; the tenancy collector's registry (NULL: none) */
+  struct tn_tenancy_metrics_source metrics_src;
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -249,6 +252,16 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     goto fail;
   m->rec.kms = tn_kek_secret_provider(m->kek);
   m->rec.keys_rotation_period_s = cfg->keys_rotation_period_s;
+  /* The tenancy metrics, computed from the caches and counters at scrape time. */
+  m->metrics_src = (struct tn_tenancy_metrics_source){
+      .tenants = m->rec.tenants, .db = m->rec.db, .audit = cfg->audit, .per_tenant = cfg->metrics_per_tenant};
+  if (cfg->metrics) {
+    if ((rc = tn_tenancy_metrics_register(cfg->metrics, &m->metrics_src))) {
+      tn_error_set(err, rc, "cannot register the tenancy metrics");
+      goto fail;
+    }
+    m->metrics = cfg->metrics;
+  }
   *out = m;
   return 0;
 fail:
@@ -311,6 +324,7 @@ void tn_manager_abandon_controllers(struct tn_manager *m) {
 void tn_manager_free(struct tn_manager *m) {
   if (!m)
     return;
+  tn_tenancy_metrics_unregister(m->metrics, &m->metrics_src); /* before what it reads goes */
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
   for (size_t i = 0; i < m->n_all; i++)

@@ -33,6 +33,8 @@ struct tn_manager_config {
   /* Comma-separated namespaces whose Secrets a Region's adminSecretRef/caSecretRef may name (the
    * operator's namespace and --region-secret-namespaces); NULL = "tenancy-system". Copied. */
   const char *region_secret_namespaces;
+  /* --metrics-per-tenant: the tenancy metrics (converge/tenancy_metrics.h) also per tenant. */
+  bool metrics_per_tenant;
 };
 
 /* Creates the informers and the controller (no thread yet). */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "runtime/log.h"
+#include "util/wipe.h"
 
 /* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
  * from the one thread that services it, except lws_cancel_service(). So the service thread
@@ -94,6 +95,7 @@ struct exchange {
   char method[16];
   char *path;
   char *content_type;
+  char *authorization; /* a credential: wiped when released */
   const struct route *route;
   bool inited;
   bool reading_body; /* waiting for HTTP_BODY / HTTP_BODY_COMPLETION */
@@ -111,7 +113,6 @@ struct exchange {
   char allow[128]; /* for 405 */
   struct tn_buf resp_body;
   size_t sent;
-  char *authorization;
   char **query;
   size_t n_query;
   struct tn_http_header headers[TN_HTTP_MAX_HEADERS];
@@ -379,6 +380,16 @@ int tn_http_response_header(struct tn_http_response *resp, const char *name, con
   return 0;
 }
 
+int tn_httpserver_route_owned(struct tn_httpserver *srv, const char *method, const char *path,
+                              tn_http_handler handler, void *ud, void (*free_ud)(void *)) {
+  if (!srv) {
+    if (ud && free_ud)
+      free_ud(ud);
+    return 0;
+  }
+  return route_add(srv, method, path, handler, ud, free_ud);
+}
+
 int tn_httpserver_port(const struct tn_httpserver *srv) {
   if (!srv)
     return 0;
@@ -396,13 +407,7 @@ static void exch_release(struct exchange *ex) {
     return;
   free(ex->path);
   free(ex->content_type);
-  if (ex->authorization) {
-    /* a bearer token: do not leave it in freed memory */
-    volatile char *p = ex->authorization;
-    while (*p)
-      *p++ = 0;
-    free(ex->authorization);
-  }
+  tn_wipe_free_str(ex->authorization); /* a bearer token: not left in freed memory */
   for (size_t i = 0; i < ex->n_query; i++)
     free(ex->query[i]);
   free(ex->query);

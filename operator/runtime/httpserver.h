@@ -24,10 +24,10 @@ struct tn_http_tls {
 
 /* What a handler sees; every pointer is borrowed for the duration of the call. */
 struct tn_http_request {
-  const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
-  const char *path;         /* URL-decoded path without the query, e.g. "/validate" */
-  const char *content_type; /* request Content-Type, "" when none */
-  const char *body;         /* body_len bytes, NUL-terminated after them ("" for no body) */
+  const char *method;        /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
+  const char *path;          /* URL-decoded path without the query, e.g. "/validate" */
+  const char *content_type;  /* request Content-Type, "" when none */
+  const char *body;          /* body_len bytes, NUL-terminated after them ("" for no body) */
   size_t body_len;
   const char *authorization; /* the Authorization header, "" when none (never log it) */
   const char *const *query;  /* the query's URL-decoded "name=value" pieces, in order */
@@ -113,6 +113,10 @@ int tn_httpserver_route(struct tn_httpserver *srv, const char *method, const cha
  * An exact route wins; among prefix routes the longest prefix. */
 int tn_httpserver_route_prefix(struct tn_httpserver *srv, const char *method, const char *prefix,
                                tn_http_handler handler, void *ud);
+/* The same, with ud owned by the route: free_ud(ud) when the server is freed (also when adding
+ * fails). */
+int tn_httpserver_route_owned(struct tn_httpserver *srv, const char *method, const char *path,
+                              tn_http_handler handler, void *ud, void (*free_ud)(void *));
 
 /* Binds the listener and starts the service thread ("tn-http:PORT"). Returns 0 once the
  * server accepts connections, or a code (TN_ETRANSPORT when it cannot bind or load the TLS

@@ -41,6 +41,12 @@ struct tn_metric {
   size_t n_buckets;
   double (*fn)(void *ud); /* gauge funcs: computed at scrape time; no series */
   void *fn_ud;
+  /* collectors: no name of their own (""), no series; collect is NULL once unregistered.
+   * cmu serializes a call with unregistration (never taken with the registry lock held). */
+  tn_collector_fn collect;
+  void *collect_ud;
+  bool is_collector;
+  pthread_mutex_t cmu;
   struct tn_series **table; /* n_table chains */
   size_t n_table;
   size_t n_series;
@@ -165,6 +171,8 @@ static void family_free(struct tn_metric *f) {
   free(f->buckets);
   free(f->name);
   free(f->help);
+  if (f->is_collector)
+    pthread_mutex_destroy(&f->cmu);
   free(f);
 }
 
@@ -405,8 +413,56 @@ out:
   return rc;
 }
 
+int tn_metrics_register_collector(struct tn_metrics *m, tn_collector_fn fn, void *ud) {
+  if (!m || !fn)
+    return -EINVAL;
+  struct tn_metric *f = calloc(1, sizeof *f);
+  if (!f)
+    return -ENOMEM;
+  f->registry = m;
+  f->type = TN_GAUGE;
+  f->collect = fn;
+  f->collect_ud = ud;
+  f->name = strdup(""); /* never a valid metric name: find_family never matches it */
+  f->help = strdup("");
+  f->label_names = calloc(1, sizeof *f->label_names);
+  if (!f->name || !f->help || !f->label_names || pthread_mutex_init(&f->cmu, NULL) != 0) {
+    family_free(f);
+    return -ENOMEM;
+  }
+  f->is_collector = true;
+  pthread_mutex_lock(&m->mu);
+  if (m->last)
+    m->last->next = f;
+  else
+    m->first = f;
+  m->last = f;
+  pthread_mutex_unlock(&m->mu);
+  return 0;
+}
+
+int tn_metrics_unregister_collector(struct tn_metrics *m, tn_collector_fn fn, void *ud) {
+  if (!m || !fn)
+    return -ENOENT;
+  struct tn_metric *found = NULL;
+  pthread_mutex_lock(&m->mu);
+  for (struct tn_metric *f = m->first; f && !found; f = f->next)
+    if (f->is_collector && f->collect == fn && f->collect_ud == ud)
+      found = f;
+  pthread_mutex_unlock(&m->mu);
+  if (!found)
+    return -ENOENT;
+  /* Entries are never removed before tn_metrics_free, so found stays valid; waiting for cmu
+   * waits for a call in progress. */
+  pthread_mutex_lock(&found->cmu);
+  found->collect = NULL;
+  found->collect_ud = NULL;
+  pthread_mutex_unlock(&found->cmu);
+  return 0;
+}
+
 struct tn_series *tn_metric_with(struct tn_metric *f, const char *const *label_values) {
-  if (!f || f->fn || count_strings(label_values) != f->n_labels)
+  if (!f || f->fn || f->is_collector || count_strings(label_values) != f->n_labels)
     return NULL;
   uint64_t h = hash_values(label_values, f->n_labels);
   struct tn_series *found = NULL;
@@ -571,11 +627,114 @@ static int write_histogram(struct tn_buf *out, const struct tn_metric *f, const 
   return rc;
 }
 
+/* ---- collectors' output ---- */
+
+#define COLLECT_MAX_LABELS 8
+
+struct tn_collect {
+  struct tn_buf *out;
+  int rc;              /* first error */
+  bool valid;          /* the current family can take samples */
+  bool header_written; /* its # HELP / # TYPE lines are out */
+  enum tn_metric_type type;
+  char name[160];
+  char help[256];
+  char labels[COLLECT_MAX_LABELS][64];
+  size_t n_labels;
+};
+
+static const char *const type_names[] = {"counter", "gauge", "histogram"};
+
+void tn_collect_family(struct tn_collect *c, enum tn_metric_type type, const char *name, const char *help,
+                       const char *const *label_names) {
+  if (!c)
+    return;
+  c->valid = false;
+  c->header_written = false;
+  size_t n = count_strings(label_names);
+  bool ok = (type == TN_COUNTER || type == TN_GAUGE) && valid_metric_name(name) &&
+            strlen(name) < sizeof c->name && n <= COLLECT_MAX_LABELS;
+  for (size_t i = 0; ok && i < n; i++) {
+    ok = valid_label_name(label_names[i]) && strlen(label_names[i]) < sizeof c->labels[i];
+    for (size_t j = 0; ok && j < i; j++)
+      ok = strcmp(label_names[i], label_names[j]) != 0;
+  }
+  if (!ok) {
+    if (c->rc == 0)
+      c->rc = -EINVAL;
+    return;
+  }
+  c->type = type;
+  snprintf(c->name, sizeof c->name, "%s", name);
+  snprintf(c->help, sizeof c->help, "%s", help ? help : "");
+  for (size_t i = 0; i < n; i++)
+    snprintf(c->labels[i], sizeof c->labels[i], "%s", label_names[i]);
+  c->n_labels = n;
+  c->valid = true;
+}
+
+void tn_collect_sample(struct tn_collect *c, const char *const *label_values, double v) {
+  if (!c || !c->valid || c->rc == TN_ERR_TOOBIG || c->rc == -ENOMEM)
+    return;
+  size_t n = count_strings(label_values);
+  if (n != c->n_labels) {
+    if (c->rc == 0)
+      c->rc = -EINVAL;
+    return;
+  }
+  int rc = 0;
+  if (!c->header_written) {
+    rc = tn_buf_printf(c->out, "# HELP %s ", c->name);
+    if (rc == 0)
+      rc = append_escaped(c->out, c->help, false);
+    if (rc == 0)
+      rc = tn_buf_printf(c->out, "\n# TYPE %s %s\n", c->name, type_names[c->type]);
+    c->header_written = rc == 0;
+  }
+  if (rc == 0)
+    rc = tn_buf_appends(c->out, c->name);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    rc = tn_buf_printf(c->out, "%s%s=\"", i ? "," : "{", c->labels[i]);
+    if (rc == 0)
+      rc = append_escaped(c->out, label_values[i], true);
+    if (rc == 0)
+      rc = tn_buf_appends(c->out, i + 1 == n ? "\"}" : "\"");
+  }
+  if (c->type == TN_COUNTER && !(v >= 0))
+    v = 0; /* counters are never negative nor NaN */
+  char num[40];
+  format_double(num, sizeof num, v);
+  if (rc == 0)
+    rc = tn_buf_printf(c->out, " %s\n", num);
+  if (rc && (c->rc == 0 || c->rc == -EINVAL))
+    c->rc = rc;
+}
+
+int tn_collect_error(const struct tn_collect *c) { return c ? c->rc : -EINVAL; }
+
+/* Runs one collector (without the registry lock). Its -EINVAL is its own bug, not the scrape's:
+ * what it emitted correctly stays; a full buffer fails the scrape. */
+static int run_collector(struct tn_metric *f, struct tn_buf *out) {
+  struct tn_collect c = {.out = out};
+  pthread_mutex_lock(&f->cmu);
+  if (f->collect)
+    f->collect(f->collect_ud, &c);
+  pthread_mutex_unlock(&f->cmu);
+  return c.rc == -EINVAL ? 0 : c.rc;
+}
+
 int tn_metrics_write(struct tn_metrics *m, struct tn_buf *out) {
-  static const char *const type_names[] = {"counter", "gauge", "histogram"};
   int rc = 0;
   pthread_mutex_lock(&m->mu);
-  for (const struct tn_metric *f = m->first; f && rc == 0; f = f->next) {
+  for (struct tn_metric *f = m->first; f && rc == 0; f = f->next) {
+    if (f->is_collector) {
+      /* Families are only ever appended, never removed (until tn_metrics_free), so f and the
+       * f->next read after relocking stay valid while the lock is dropped. */
+      pthread_mutex_unlock(&m->mu);
+      rc = run_collector(f, out);
+      pthread_mutex_lock(&m->mu);
+      continue;
+    }
     if (!f->fn && !f->first)
       continue; /* no series yet: nothing to expose (as client_golang) */
     rc = tn_buf_printf(out, "# HELP %s ", f->name);

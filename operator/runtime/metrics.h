@@ -54,13 +54,44 @@ double tn_series_value(const struct tn_series *s);     /* counter/gauge value; h
 int tn_metrics_register_gauge_func(struct tn_metrics *m, const char *name, const char *help,
                                    double (*fn)(void *ud), void *ud);
 
+/* ---- scrape-time collectors ----
+ * A collector computes whole families when /metrics is scraped (e.g. tenants by state from an
+ * informer cache, the process' CPU time from /proc), instead of keeping series up to date on hot
+ * paths. It runs on the scraping thread WITHOUT the registry lock (so it may read caches that
+ * take their own locks), in registration order among the families; it must be thread-safe and
+ * quick. It emits families with tn_collect_family and their samples with tn_collect_sample; a
+ * family without any sample is left out. The names must not be used by any registered family or
+ * by another collector (a programming error the exposition tests catch). */
+struct tn_collect; /* the sink a collector writes to; valid only during the call */
+typedef void (*tn_collector_fn)(void *ud, struct tn_collect *c);
+
+/* Registers a collector; ud is borrowed until tn_metrics_unregister_collector or tn_metrics_free.
+ * Returns 0, -EINVAL or -ENOMEM. */
+int tn_metrics_register_collector(struct tn_metrics *m, tn_collector_fn fn, void *ud);
+/* Stops calling (fn, ud): returns once a call in progress finished, so ud may be freed after.
+ * Returns 0 or -ENOENT. */
+int tn_metrics_unregister_collector(struct tn_metrics *m, tn_collector_fn fn, void *ud);
+
+/* Starts a family (TN_COUNTER or TN_GAUGE) in a collector's output: label_names NULL-terminated
+ * (NULL for none). An invalid name, label name or type makes the family's samples be dropped
+ * (and is reported by tn_collect_error). */
+void tn_collect_family(struct tn_collect *c, enum tn_metric_type type, const char *name, const char *help,
+                       const char *const *label_names);
+/* One sample of the current family: as many label values as it has label names (NULL-terminated;
+ * NULL for none). Label values are escaped. */
+void tn_collect_sample(struct tn_collect *c, const char *const *label_values, double v);
+/* The first error of this collector's call: 0, -EINVAL (bad family or sample), TN_ERR_TOOBIG or
+ * -ENOMEM (the exposition buffer). */
+int tn_collect_error(const struct tn_collect *c);
+
 /* Appends every family in registration order in the Prometheus text format: # HELP, # TYPE,
  * samples with escaped label values; histograms as _bucket{le=...} (cumulative), _sum, _count.
  * Numbers are the shortest decimal that reads back exactly, or +Inf, -Inf, NaN; families
  * without series are left out. Returns 0 or a tn_buf error (TN_ERR_TOOBIG, -ENOMEM). */
 int tn_metrics_write(struct tn_metrics *m, struct tn_buf *out);
 
-/* Resident set size of this process in bytes (from /proc/self/statm), 0 when unknown. */
+/* Resident set size of this process in bytes (from /proc/self/statm), 0 when unknown. Prefer the
+ * process collector (runtime/process_metrics.h), which exposes it with the other process_* metrics. */
 double tn_process_rss_bytes(void *unused);
 
 #endif

@@ -156,6 +156,10 @@ enum {
   OPT_API_ADDR,
   OPT_API_CERT_FILE,
   OPT_API_KEY_FILE,
+  OPT_METRICS_PER_TENANT,
+  OPT_METRICS_SECURE,
+  OPT_METRICS_CERT_FILE,
+  OPT_METRICS_KEY_FILE,
   OPT_HELP,
   OPT_VERSION
 };
@@ -194,6 +198,10 @@ static const struct option long_opts[] = {
     {"api-bind-address", required_argument, NULL, OPT_API_ADDR},
     {"api-cert-file", required_argument, NULL, OPT_API_CERT_FILE},
     {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"metrics-per-tenant", optional_argument, NULL, OPT_METRICS_PER_TENANT},
+    {"metrics-secure", optional_argument, NULL, OPT_METRICS_SECURE},
+    {"metrics-cert-file", required_argument, NULL, OPT_METRICS_CERT_FILE},
+    {"metrics-key-file", required_argument, NULL, OPT_METRICS_KEY_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -261,6 +269,13 @@ void tn_options_usage(FILE *f, const char *prog) {
       "                                       webhook's --webhook-cert-file, else --webhook-cert-dir's\n"
       "                                       tls.crt); reloaded when the file changes\n"
       "  --api-key-file PATH                  its private key PEM\n"
+      "  --metrics-per-tenant[=BOOL]          also export tenancy_tenant_* series per tenant (default\n"
+      "                                       false: counts only, bounded cardinality)\n"
+      "  --metrics-secure[=BOOL]              serve /metrics over HTTPS to callers authenticated by a\n"
+      "                                       TokenReview and allowed `get` on the nonResourceURL /metrics\n"
+      "                                       by a SubjectAccessReview (default false: plain HTTP)\n"
+      "  --metrics-cert-file PATH             its serving certificate PEM (default: self-signed at start)\n"
+      "  --metrics-key-file PATH              its private key PEM (with --metrics-cert-file)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -270,6 +285,8 @@ void tn_options_cleanup(struct tn_options *o) {
   if (!o)
     return;
   free(o->kubeconfig);
+  free(o->metrics_cert_file);
+  free(o->metrics_key_file);
   free(o->metrics_addr);
   free(o->probe_addr);
   free(o->leader_namespace);
@@ -417,6 +434,23 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       break;
     case OPT_LEADER_NS:
       rc = set_str(&o->leader_namespace, v);
+      break;
+    case OPT_METRICS_PER_TENANT:
+    case OPT_METRICS_SECURE:
+      if (parse_bool(v, c == OPT_METRICS_SECURE ? &o->metrics_secure : &o->metrics_per_tenant)) {
+        rc = bad_value(err, c == OPT_METRICS_SECURE ? "metrics-secure" : "metrics-per-tenant",
+                       "true or false");
+        goto out;
+      }
+      break;
+    case OPT_METRICS_CERT_FILE:
+    case OPT_METRICS_KEY_FILE:
+      if (!*v) {
+        rc = bad_value(err, c == OPT_METRICS_CERT_FILE ? "metrics-cert-file" : "metrics-key-file",
+                       "a file path");
+        goto out;
+      }
+      rc = set_str(c == OPT_METRICS_CERT_FILE ? &o->metrics_cert_file : &o->metrics_key_file, v);
       break;
     case OPT_WEBHOOK_ADDR:
       if (!valid_bind_address(v)) {
@@ -604,6 +638,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   }
   if (!o->api_cert_file != !o->api_key_file) {
     rc = tn_error_set(err, TN_ECONFIG, "--api-cert-file and --api-key-file go together: give both");
+    goto out;
+  }
+  if (!o->metrics_cert_file != !o->metrics_key_file) {
+    rc = tn_error_set(err, TN_ECONFIG, "--metrics-cert-file and --metrics-key-file go together: give both");
+    goto out;
+  }
+  if (o->metrics_cert_file && !o->metrics_secure) {
+    rc = tn_error_set(err, TN_ECONFIG,
+                      "--metrics-cert-file needs --metrics-secure (plain HTTP uses no certificate)");
     goto out;
   }
   if (o->pg_dsn_file) {

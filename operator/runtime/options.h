@@ -45,6 +45,10 @@ struct tn_options {
   bool api_addr_set;                 /* --api-bind-address was given (else the default) */
   char *api_cert_file,
       *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
+  bool metrics_per_tenant;           /* --metrics-per-tenant: tenancy_tenant_* series per tenant */
+  bool metrics_secure;               /* --metrics-secure: /metrics over HTTPS, TokenReview + SAR */
+  char *metrics_cert_file;           /* --metrics-cert-file/--metrics-key-file; NULL: self-signed */
+  char *metrics_key_file;
   bool help;
   bool version;
 };

@@ -386,3 +386,88 @@ Test(metrics, many_series_survive_table_growth) {
   cr_assert_neq(x, y);
   tn_metrics_free(m);
 }
+
+/* ---- scrape-time collectors ---- */
+
+static void two_families(void *ud, struct tn_collect *c) {
+  int *calls = ud;
+  (*calls)++;
+  tn_collect_family(c, TN_GAUGE, "tn_widgets", "Widgets \\ by colour.",
+                    (const char *const[]){"colour", NULL});
+  tn_collect_sample(c, (const char *const[]){"red \"dark\"\n", NULL}, 2);
+  tn_collect_sample(c, (const char *const[]){"blue", NULL}, 0.5);
+  tn_collect_family(c, TN_COUNTER, "tn_empty_total", "Never sampled: left out.",
+                    (const char *const[]){"k", NULL});
+  tn_collect_family(c, TN_COUNTER, "tn_done_total", "Done.", NULL);
+  tn_collect_sample(c, NULL, -3); /* a counter never goes negative */
+}
+
+Test(metrics, collectors_run_at_scrape_time_in_registration_order) {
+  struct tn_metrics *m = tn_metrics_new();
+  int calls = 0;
+  tn_series_inc(tn_metric_with(tn_metrics_register(m, TN_COUNTER, "tn_a_total", "A.", NULL, NULL, 0), NULL));
+  cr_assert_eq(tn_metrics_register_collector(m, two_families, &calls), 0);
+  tn_metrics_register(m, TN_GAUGE, "tn_z", "Z.", NULL, NULL, 0);
+  char *t = expose(m);
+  assert_lines(t, (const char *const[]){
+                      "# HELP tn_a_total A.", "# TYPE tn_a_total counter", "tn_a_total 1",
+                      "# HELP tn_widgets Widgets \\\\ by colour.", "# TYPE tn_widgets gauge",
+                      "tn_widgets{colour=\"red \\\"dark\\\"\\n\"} 2", "tn_widgets{colour=\"blue\"} 0.5",
+                      "# HELP tn_done_total Done.", "# TYPE tn_done_total counter", "tn_done_total 0",
+                      "# HELP tn_z Z.", "# TYPE tn_z gauge", "tn_z 0", NULL});
+  free(t);
+  cr_assert_eq(calls, 1);
+  /* unregistered: never called again (and ud may go) */
+  cr_assert_eq(tn_metrics_unregister_collector(m, two_families, &calls), 0);
+  cr_assert_eq(tn_metrics_unregister_collector(m, two_families, &calls), -ENOENT); /* once only */
+  t = expose(m);
+  cr_assert_null(strstr(t, "tn_widgets"));
+  free(t);
+  cr_assert_eq(calls, 1);
+  cr_assert_eq(tn_metrics_unregister_collector(m, two_families, NULL), -ENOENT);
+  tn_metrics_free(m);
+}
+
+static void bad_collector(void *ud, struct tn_collect *c) {
+  int *err = ud;
+  tn_collect_family(c, TN_GAUGE, "bad-name", "x", NULL);
+  tn_collect_sample(c, NULL, 1); /* dropped */
+  tn_collect_family(c, TN_HISTOGRAM, "tn_hist", "x", NULL);
+  tn_collect_sample(c, NULL, 1); /* dropped: collectors emit counters and gauges only */
+  tn_collect_family(c, TN_GAUGE, "tn_ok", "x", (const char *const[]){"a", NULL});
+  tn_collect_sample(c, (const char *const[]){"1", "2", NULL}, 1); /* wrong arity: dropped */
+  tn_collect_sample(c, (const char *const[]){"1", NULL}, 7);
+  *err = tn_collect_error(c);
+}
+
+Test(metrics, a_collector_bug_drops_only_its_bad_samples) {
+  struct tn_metrics *m = tn_metrics_new();
+  int err = 0;
+  tn_metrics_register_collector(m, bad_collector, &err);
+  char *t = expose(m);
+  assert_lines(t, (const char *const[]){"# HELP tn_ok x", "# TYPE tn_ok gauge", "tn_ok{a=\"1\"} 7", NULL});
+  free(t);
+  cr_assert_eq(err, -EINVAL);
+  tn_metrics_free(m);
+}
+
+/* A collector that calls back into the registry: allowed, since it runs without the lock. */
+static void reentrant(void *ud, struct tn_collect *c) {
+  struct tn_metrics *m = ud;
+  tn_series_inc(
+      tn_metric_with(tn_metrics_register(m, TN_COUNTER, "tn_scrapes_total", "S.", NULL, NULL, 0), NULL));
+  tn_collect_family(c, TN_GAUGE, "tn_r", "R.", NULL);
+  tn_collect_sample(c, NULL, 1);
+}
+
+Test(metrics, collectors_run_without_the_registry_lock) {
+  struct tn_metrics *m = tn_metrics_new();
+  tn_metrics_register_collector(m, reentrant, m);
+  char *t = expose(m); /* would deadlock if the lock were held */
+  cr_assert_not_null(strstr(t, "tn_r 1\n"));
+  free(t);
+  t = expose(m);
+  cr_assert_not_null(strstr(t, "tn_scrapes_total 2\n"), "%s", t);
+  free(t);
+  tn_metrics_free(m);
+}
