@@ -10,6 +10,7 @@
 #include "converge/tenant_breakglass.h"
 #include "converge/tenant_db.h"
 #include "converge/tenant_keys.h"
+#include "converge/tenant_suspend.h" /* suspend-archive: Suspended/Archived effects */
 
 #include <errno.h>
 #include <pthread.h>
@@ -765,6 +766,11 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   struct tn_policy_result policy;
   tn_policy_result_init(&policy);
   long long gen_before = 0;
+  /* suspend-archive: what Suspended/Archived mean for this tenant, and what was done. */
+  struct tn_lifecycle_rules lrules = {0};
+  struct tn_archive_schedule archive = {0};
+  bool purge_complete = false;                  /* the data of an Archived tenant is gone */
+  struct tn_workloads_result wr = {.held = -1}; /* -1: the workload step did not run */
 
   x.obj = tn_informer_get(x.r->tenants, key);
   if (!x.obj)
@@ -809,6 +815,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     res = TN_RESULT_ERR;
     goto out;
   }
+  /* suspend-archive: a restore (Archived -> Active) is refused once the data was purged. */
+  if (!lrc)
+    lrc = tn_archive_check_restore(x.obj, &lp, &lerr);
   if (lp.n_steps > 0) {
     snprintf(x.cid, sizeof x.cid, "%s", lp.steps[lp.n_steps - 1].correlation_id);
     x.lf.correlation_id = x.cid;
@@ -818,6 +827,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   int prc = inventory_load(x.r, &inv);
   if (prc == 0)
     prc = evaluate_policy(&x, &inv, &lp, &policy, &polerr);
+  /* suspend-archive: what Suspended/Archived mean now (policy rules, archive schedule). */
+  tn_lifecycle_rules_from(inv.policy_objs, &lrules);
   if (prc == TN_EINVALID) {
     cond_set(&x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
     event(&x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
@@ -869,8 +880,14 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     }
   }
 
-  /* Plan and placement matter while provisioned (Active, Suspended). */
-  provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED;
+  /* Plan and placement matter while provisioned (Active, Suspended, and Archived while its data
+   * is retained: suspend-archive). */
+  bool archiving_now = false;
+  for (int i = 0; i < lp.n_steps; i++)
+    archiving_now |= lp.steps[i].action == TN_ACTION_ARCHIVE;
+  tn_archive_schedule_for(x.obj, lp.next, archiving_now, &lrules, tn_wall_now(), &archive);
+  provisioned = lp.next == TN_STATE_ACTIVE || lp.next == TN_STATE_SUSPENDED ||
+                (lp.next == TN_STATE_ARCHIVED && !archive.due);
   if (provisioned) {
     plan_obj = tn_informer_get(x.r->plans, x.t->plan);
     if (!plan_obj) {
@@ -929,7 +946,10 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
                                 .pod_security_minimum = policy.pod_security_minimum,
                                 .refused_groups = (const char *const *)policy.refused_groups,
                                 .n_refused_groups = policy.n_refused_groups,
-                                .database = db_server ? &dbaddr : NULL};
+                                .database = db_server ? &dbaddr : NULL,
+                                /* suspend-archive */
+                                .suspension_access = lrules.access,
+                                .archive_retained = !archive.due};
   int drc = tn_desired_build(&in, &desired, &err);
   json_decref(db_server);
   if (drc) {
@@ -1006,7 +1026,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
 
   /* The database, once the namespaces that hold its Secrets are ours and in place. */
   if ((provisioned && x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0) ||
-      lp.next == TN_STATE_ARCHIVED) {
+      (lp.next == TN_STATE_ARCHIVED && !archive.due)) {
     struct tn_tenant_db_result dbr;
     tn_tenant_db_reconcile(x.r, x.obj, x.t, lp.next, placed ? placement.region : x.t->status_region, plan,
                            policy.require_database_tls_policy, &dbr);
@@ -1021,17 +1041,41 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     else if (res.kind == TN_RESULT_SUCCESS && dbr.requeue_after_s > 0)
       res = TN_RESULT_AFTER(dbr.requeue_after_s);
     tn_tenant_db_result_cleanup(&dbr);
-  } else if (lp.next == TN_STATE_DELETED) {
+  } else if (lp.next == TN_STATE_DELETED || (archive.due && !archive.purged)) {
     struct tn_tenant_db_result dbr;
     if (tn_tenant_db_teardown(x.r, x.obj, &dbr)) {
       cond_set(&x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       if (dbr.retry)
         res = TN_RESULT_ERR;
-    } else if (json_object_get(json_object_get(x.obj, "status"), "database")) {
-      cond_set(&x, COND_DATABASE, "True", "Deleted", "the tenant's role, schema and database were dropped");
+    } else {
+      if (json_object_get(json_object_get(x.obj, "status"), "database"))
+        cond_set(&x, COND_DATABASE, "True", lp.next == TN_STATE_DELETED ? "Deleted" : "Purged",
+                 "the tenant's role, schema and database were dropped");
+      /* suspend-archive: purged once the database and every owned object are gone (audited). */
+      if (lp.next == TN_STATE_ARCHIVED && observed.n == 0 && !retry) {
+        struct tn_error perr = {0};
+        if (tn_archive_purge_audit(x.r, x.obj, x.rv, &archive, &perr) == 0)
+          purge_complete = true;
+        else
+          res = TN_RESULT_ERR;
+      }
     }
     tn_tenant_db_result_cleanup(&dbr);
   }
+  /* suspend-archive: workloads scaled to zero (ScaleToZero, Archived) or given back. */
+  bool scale_to_zero = false;
+  if (x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0 &&
+      tn_tenant_workloads_needed(x.obj, lp.next, &lrules, &archive, &scale_to_zero)) {
+    tn_tenant_workloads_reconcile(x.r->kube, x.t, scale_to_zero, &wr);
+    x.writes += wr.writes;
+    if (wr.retry) {
+      tn_log(TN_LOG_WARN, &x.lf, "workloads: %s", wr.problem);
+      res = TN_RESULT_ERR;
+    }
+  }
+  /* suspend-archive: come back when the retention of the archived data ends. */
+  if (archive.archived && !archive.due && res.kind == TN_RESULT_SUCCESS)
+    res = TN_RESULT_AFTER(archive.purge_after - tn_wall_now() + 1);
 
   /* Per-tenant data keys, where a policy requires them (and for as long as a tenant has them). */
   bool has_keys = json_integer_value(json_object_get(
@@ -1075,8 +1119,9 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
    * (with a refused transition they were not looked at: as they are). */
 breakglass:;
   {
-    bool bg_live = provisioned && (lp.refused || (x.conds[COND_NAMESPACES].set &&
-                                                  strcmp(x.conds[COND_NAMESPACES].status, "True") == 0));
+    bool bg_live = provisioned && lp.next != TN_STATE_ARCHIVED /* suspend-archive */ &&
+                   (lp.refused ||
+                    (x.conds[COND_NAMESPACES].set && strcmp(x.conds[COND_NAMESPACES].status, "True") == 0));
     struct tn_error bgerr = {0};
     json_t *bg_rbs =
         tn_informer_list_by_index(x.r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, key, &bgerr);
@@ -1153,6 +1198,7 @@ status:;
         break;
       case TN_ACTION_ACTIVATE:
       case TN_ACTION_RESUME:
+      case TN_ACTION_RESTORE: /* suspend-archive */
         set_or_keep_time(new_status, "activatedAt", true, x.now);
         break;
       case TN_ACTION_SUSPEND:
@@ -1179,6 +1225,13 @@ status:;
       json_object_set(new_status, "database", db_status);
     if (keys_status)
       json_object_set(new_status, "keys", keys_status);
+    /* suspend-archive: status.archive and status.scaledWorkloads. */
+    if (!lp.refused)
+      tn_archive_status_set(new_status, &archive, purge_complete, x.now);
+    if (wr.held > 0)
+      json_object_set_new(new_status, TN_STATUS_SCALED_WORKLOADS, json_integer(wr.held));
+    else if (wr.held == 0)
+      json_object_del(new_status, TN_STATUS_SCALED_WORKLOADS);
     if (bg_status && json_array_size(bg_status) == 0)
       json_object_del(new_status, "breakGlass");
     else if (bg_status)
