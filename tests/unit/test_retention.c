@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "converge/tenant_suspend.h"
 #include "tenancy/retention.h"
 
 static json_t *load(const char *text) {
@@ -130,4 +131,29 @@ Test(retention, status_archive) {
   tn_archive_status_set(status, &s, false, "2026-03-01T00:00:00Z");
   cr_assert_null(json_object_get(status, "archive"));
   json_decref(status);
+}
+
+Test(retention, the_workload_step_runs_only_when_needed) {
+  struct tn_lifecycle_rules cut = {0}, stz = {.workloads = TN_SUSPEND_WORKLOADS_SCALE_TO_ZERO};
+  struct tn_archive_schedule none = {0}, kept = {.archived = true}, due = {.archived = true, .due = true};
+  json_t *plain = load("{\"status\":{}}"), *held = load("{\"status\":{\"scaledWorkloads\":2}}");
+  bool stz_out = true;
+  /* Active, nothing held: no API call at all. */
+  cr_assert_not(tn_tenant_workloads_needed(plain, TN_STATE_ACTIVE, &stz, &none, &stz_out));
+  /* Suspended: only with ScaleToZero. */
+  cr_assert_not(tn_tenant_workloads_needed(plain, TN_STATE_SUSPENDED, &cut, &none, &stz_out));
+  cr_assert(tn_tenant_workloads_needed(plain, TN_STATE_SUSPENDED, &stz, &none, &stz_out));
+  cr_assert(stz_out);
+  /* Archived and retained: always scaled to zero; once due, the namespaces go instead. */
+  cr_assert(tn_tenant_workloads_needed(plain, TN_STATE_ARCHIVED, &cut, &kept, &stz_out));
+  cr_assert(stz_out);
+  cr_assert_not(tn_tenant_workloads_needed(held, TN_STATE_ARCHIVED, &cut, &due, &stz_out));
+  /* Resumed or restored with workloads held: give them back. */
+  cr_assert(tn_tenant_workloads_needed(held, TN_STATE_ACTIVE, &cut, &none, &stz_out));
+  cr_assert_not(stz_out);
+  /* Suspended with CutOff after a ScaleToZero policy went away: give them back too. */
+  cr_assert(tn_tenant_workloads_needed(held, TN_STATE_SUSPENDED, &cut, &none, &stz_out));
+  cr_assert_not(stz_out);
+  json_decref(plain);
+  json_decref(held);
 }
