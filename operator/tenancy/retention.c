@@ -93,17 +93,30 @@ int tn_archive_check_restore(const json_t *tenant_obj, struct tn_lifecycle_plan 
   bool restore = false;
   for (int i = 0; i < lp->n_steps; i++)
     restore |= lp->steps[i].action == TN_ACTION_RESTORE;
-  const char *purged = json_string_value(json_object_get(archive_status(tenant_obj), "purgedAt"));
-  if (!restore || !purged)
+  if (!restore)
+    return 0;
+  const json_t *archive = archive_status(tenant_obj);
+  const char *purged = json_string_value(json_object_get(archive, "purgedAt"));
+  if (archive && !purged)
     return 0;
   lp->n_steps = 0;
   lp->refused = true;
   lp->next = TN_STATE_ARCHIVED;
-  tn_error_set(err, TN_EINVALID,
-               "transition Archived -> Active (restore) is not possible: the archived data was purged at %s "
-               "when its retention (TenancyPolicy spec.retention.archivedData) ended; only Deleted is left "
-               "(set spec.state to Deleted with spec.deletionConfirmation), or create a new tenant",
-               purged);
+  if (!archive)
+    /* Every archive the operator makes records status.archive in the same write as the state: a
+     * status that says Archived without it was written by someone else, and is not acted on. */
+    tn_error_set(
+        err, TN_EINVALID,
+        "transition Archived -> Active (restore) refused: status.state says Archived but the operator "
+        "never archived this tenant (status.archive is missing; the status was rewritten by hand), "
+        "so there is nothing to restore and nothing is changed");
+  else
+    tn_error_set(
+        err, TN_EINVALID,
+        "transition Archived -> Active (restore) is not possible: the archived data was purged at %s "
+        "when its retention (TenancyPolicy spec.retention.archivedData) ended; only Deleted is left "
+        "(set spec.state to Deleted with spec.deletionConfirmation), or create a new tenant",
+        purged);
   if (err)
     snprintf(err->reason, sizeof err->reason, "%s", TN_REASON_TRANSITION_REFUSED);
   return TN_EINVALID;

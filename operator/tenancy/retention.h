@@ -66,7 +66,9 @@ void tn_archive_schedule_for(const json_t *tenant_obj, enum tn_state next, bool 
                              const struct tn_lifecycle_rules *rules, double now,
                              struct tn_archive_schedule *out);
 
-/* Refuses a restore (an Archived -> Active step in lp) once the archived data was purged:
+/* Refuses a restore (an Archived -> Active step in lp) once the archived data was purged, or when
+ * the status says Archived without status.archive (never archived by the operator: a status
+ * rewritten by hand is not acted on):
  * lp becomes refused with no steps (next stays Archived), err gets reason TransitionRefused and
  * a message that says when the data was purged and what is left to do. Returns 0 when lp has no
  * restore or the data is retained, TN_EINVALID when refused. */

@@ -98,6 +98,13 @@ Test(retention, restore_refused_only_after_the_purge) {
   cr_assert_str_eq(err.reason, "TransitionRefused");
   cr_assert_not_null(strstr(err.message, "purged at 2026-02-01T00:00:05Z"), "%s", err.message);
   cr_assert_not_null(strstr(err.message, "Deleted"), "%s", err.message);
+  /* A status that says Archived without status.archive was not written by an archive. */
+  json_t *forged = load("{\"status\":{\"state\":\"Archived\"}}");
+  lp = restore_plan();
+  cr_assert_eq(tn_archive_check_restore(forged, &lp, &err), TN_EINVALID);
+  cr_assert(lp.refused);
+  cr_assert_not_null(strstr(err.message, "status.archive is missing"), "%s", err.message);
+  json_decref(forged);
   /* Not a restore: nothing to say. */
   struct tn_lifecycle_plan del = {.next = TN_STATE_DELETED, .n_steps = 1};
   del.steps[0].action = TN_ACTION_DELETE;
