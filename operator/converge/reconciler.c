@@ -10,6 +10,7 @@
 #include "converge/tenant_breakglass.h"
 #include "converge/tenant_db.h"
 #include "converge/tenant_keys.h"
+#include "converge/tenant_suspend.h" /* Suspended/Archived effects */
 
 #include <errno.h>
 #include <pthread.h>
@@ -213,7 +214,7 @@ struct run {
   struct inventory inv;                /* step_evaluate_policy: TenancyPolicies and Regions */
   struct tn_policy_result policy;      /* step_evaluate_policy */
   bool policy_ok;                      /* every TenancyPolicy allows the tenant */
-  bool provisioned;                    /* lp.next has objects (Active, Suspended) */
+  bool provisioned;                    /* lp.next has objects: provisioned_state() */
   json_t *plan_obj, *derived;          /* step_resolve_plan_and_placement */
   struct tn_plan *plan;                /* the Plan with permitted overrides; NULL when missing/invalid */
   bool have_plan;
@@ -223,7 +224,18 @@ struct run {
   struct observed_set observed;
   struct tn_diff diff;
   json_t *db_status, *keys_status, *bg_status; /* step_database, step_keys, step_breakglass */
+  /* What Suspended/Archived mean for this tenant, and what was done (tenancy/retention.h). */
+  struct tn_lifecycle_rules lrules; /* step_evaluate_policy: from the TenancyPolicies */
+  struct tn_archive_schedule archive; /* where an Archived tenant is in its retention */
+  bool purge_complete;                /* step_database: the data of an Archived tenant is gone */
+  struct tn_workloads_result wr;      /* step_workloads; held = -1: it did not run */
 };
+
+/* Whether lp.next has objects: Active, Suspended, and Archived while its data is retained. */
+static bool provisioned_state(const struct run *x) {
+  return x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED ||
+         (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due);
+}
 
 static void cond_set(struct run *x, enum cond c, const char *status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -860,6 +872,9 @@ static enum flow step_observe(struct run *x) {
 /* plan the lifecycle: which state this reconcile reaches, and through which steps. */
 static enum flow step_plan_lifecycle(struct run *x) {
   int lrc = tn_lifecycle_plan(x->t, &x->lp, &x->lerr);
+  /* A restore (Archived -> Active) is refused once the data was purged. */
+  if (!lrc)
+    lrc = tn_archive_check_restore(x->obj, &x->lp, &x->lerr);
   if (lrc && !x->lp.refused) {
     x->res = TN_RESULT_ERR;
     return FLOW_STOP;
@@ -881,6 +896,7 @@ static enum flow step_evaluate_policy(struct run *x) {
   int prc = inventory_load(x->r, &x->inv);
   if (prc == 0)
     prc = evaluate_policy(x, &x->inv, &x->lp, &x->policy, &polerr);
+  tn_lifecycle_rules_from(x->inv.policy_objs, &x->lrules); /* what Suspended/Archived mean now */
   if (prc == TN_EINVALID) {
     cond_set(x, COND_POLICY, "False", "PolicyDenied", "%s", polerr.message);
     event(x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
@@ -899,8 +915,12 @@ static enum flow step_evaluate_policy(struct run *x) {
     cond_set(x, COND_POLICY, "True", "Compliant", "every TenancyPolicy allows the tenant");
     x->policy_ok = true;
   }
+  bool archiving_now = false;
+  for (int i = 0; i < x->lp.n_steps; i++)
+    archiving_now |= x->lp.steps[i].action == TN_ACTION_ARCHIVE;
+  tn_archive_schedule_for(x->obj, x->lp.next, archiving_now, &x->lrules, tn_wall_now(), &x->archive);
   if (x->lp.refused) {
-    x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+    x->provisioned = provisioned_state(x);
     return FLOW_BREAKGLASS;
   }
   return FLOW_NEXT;
@@ -940,10 +960,11 @@ static enum flow step_audit_started(struct run *x) {
   return FLOW_NEXT;
 }
 
-/* Plan and placement: they matter while provisioned (Active, Suspended). */
+/* Plan and placement: they matter while provisioned (Active, Suspended, Archived while its data is
+ * retained). */
 static enum flow step_resolve_plan_and_placement(struct run *x) {
   struct tn_error err = {0};
-  x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+  x->provisioned = provisioned_state(x);
   if (!x->provisioned) {
     cond_set(x, COND_PLACED, "True", "NotRequired", "%s tenants are not placed", tn_state_name(x->lp.next));
     return FLOW_NEXT;
@@ -1078,7 +1099,7 @@ static enum flow step_check_activation(struct run *x) {
       x->cid[0] = '\0', x->lf.correlation_id = NULL;
   }
   /* Nothing is provisioned and the tenant is not placed. */
-  x->provisioned = x->lp.next == TN_STATE_ACTIVE || x->lp.next == TN_STATE_SUSPENDED;
+  x->provisioned = provisioned_state(x);
   if (x->placed)
     cond_set(x, COND_PLACED, "True", "Placeable",
              "can be placed in region %s with isolation %s once activated", x->placement.region,
@@ -1140,7 +1161,9 @@ static enum flow step_apply_objects(struct run *x) {
                                 .pod_security_minimum = x->policy.pod_security_minimum,
                                 .refused_groups = (const char *const *)x->policy.refused_groups,
                                 .n_refused_groups = x->policy.n_refused_groups,
-                                .database = db_server ? &dbaddr : NULL};
+                                .database = db_server ? &dbaddr : NULL,
+                                .suspension_access = x->lrules.access,
+                                .archive_retained = !x->archive.due};
   int drc = tn_desired_build(&in, &x->desired, &err);
   json_decref(db_server);
   if (drc) {
@@ -1223,7 +1246,7 @@ static enum flow step_apply_objects(struct run *x) {
  * place; dropped when the tenant is Deleted. */
 static void step_database(struct run *x) {
   struct tn_tenant_db_result dbr;
-  if ((x->provisioned && cond_true(x, COND_NAMESPACES)) || x->lp.next == TN_STATE_ARCHIVED) {
+  if ((x->provisioned && cond_true(x, COND_NAMESPACES)) || (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
     tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,
                            x->placed ? x->placement.region : x->t->status_region, x->plan,
                            x->policy.require_database_tls_policy, &dbr);
@@ -1240,16 +1263,43 @@ static void step_database(struct run *x) {
     else if (x->res.kind == TN_RESULT_SUCCESS && dbr.requeue_after_s > 0)
       x->res = TN_RESULT_AFTER(dbr.requeue_after_s);
     tn_tenant_db_result_cleanup(&dbr);
-  } else if (x->lp.next == TN_STATE_DELETED) {
+  } else if (x->lp.next == TN_STATE_DELETED || (x->archive.due && !x->archive.purged)) {
     if (tn_tenant_db_teardown(x->r, x->obj, &dbr)) {
       cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       if (dbr.retry)
         x->res = TN_RESULT_ERR;
-    } else if (json_object_get(json_object_get(x->obj, "status"), "database")) {
-      cond_set(x, COND_DATABASE, "True", "Deleted", "the tenant's role, schema and database were dropped");
+    } else {
+      if (json_object_get(json_object_get(x->obj, "status"), "database"))
+        cond_set(x, COND_DATABASE, "True", x->lp.next == TN_STATE_DELETED ? "Deleted" : "Purged",
+                 "the tenant's role, schema and database were dropped");
+      /* An Archived tenant is purged once the database and every owned object are gone (audited). */
+      if (x->lp.next == TN_STATE_ARCHIVED && x->observed.n == 0 && x->res.kind != TN_RESULT_ERROR) {
+        struct tn_error perr = {0};
+        if (tn_archive_purge_audit(x->r, x->obj, x->rv, &x->archive, &perr) == 0)
+          x->purge_complete = true;
+        else
+          x->res = TN_RESULT_ERR;
+      }
     }
     tn_tenant_db_result_cleanup(&dbr);
   }
+}
+
+/* workloads: Deployments and StatefulSets scaled to zero (ScaleToZero, Archived) or given their
+ * replicas back; and a requeue for when the retention of archived data ends. */
+static void step_workloads(struct run *x) {
+  bool scale_to_zero = false;
+  if (cond_true(x, COND_NAMESPACES) &&
+      tn_tenant_workloads_needed(x->obj, x->lp.next, &x->lrules, &x->archive, &scale_to_zero)) {
+    tn_tenant_workloads_reconcile(x->r->kube, x->t, scale_to_zero, &x->wr);
+    x->writes += x->wr.writes;
+    if (x->wr.retry) {
+      tn_log(TN_LOG_WARN, &x->lf, "workloads: %s", x->wr.problem);
+      x->res = TN_RESULT_ERR;
+    }
+  }
+  if (x->archive.archived && !x->archive.due && x->res.kind == TN_RESULT_SUCCESS)
+    x->res = TN_RESULT_AFTER(x->archive.purge_after - tn_wall_now() + 1);
 }
 
 /* keys: per-tenant data keys, where a policy requires them (and for as long as a tenant has
@@ -1297,7 +1347,7 @@ static void step_keys(struct run *x) {
 /* break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours
  * (with a refused transition they were not looked at: as they are). */
 static void step_breakglass(struct run *x) {
-  bool bg_live = x->provisioned && (x->lp.refused || cond_true(x, COND_NAMESPACES));
+  bool bg_live = x->provisioned && x->lp.next != TN_STATE_ARCHIVED && (x->lp.refused || cond_true(x, COND_NAMESPACES));
   struct tn_error bgerr = {0};
   json_t *bg_rbs =
       tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
@@ -1452,6 +1502,7 @@ static json_t *build_status(struct run *x) {
         break;
       case TN_ACTION_ACTIVATE:
       case TN_ACTION_RESUME:
+      case TN_ACTION_RESTORE:
         set_or_keep_time(st, "activatedAt", true, x->now);
         break;
       case TN_ACTION_SUSPEND:
@@ -1478,6 +1529,12 @@ static json_t *build_status(struct run *x) {
       json_object_set(st, "database", x->db_status);
     if (x->keys_status)
       json_object_set(st, "keys", x->keys_status);
+    if (!x->lp.refused) /* status.archive and status.scaledWorkloads */
+      tn_archive_status_set(st, &x->archive, x->purge_complete, x->now);
+    if (x->wr.held > 0)
+      json_object_set_new(st, TN_STATUS_SCALED_WORKLOADS, json_integer(x->wr.held));
+    else if (x->wr.held == 0)
+      json_object_del(st, TN_STATUS_SCALED_WORKLOADS);
     if (x->bg_status && json_array_size(x->bg_status) == 0)
       json_object_del(st, "breakGlass");
     else if (x->bg_status)
@@ -1601,7 +1658,7 @@ static void run_cleanup(struct run *x) {
 
 /* The tenant reconcile: its steps, in order. */
 struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
-  struct run x = {.r = ud, .key = key, .res = TN_RESULT_OK};
+  struct run x = {.r = ud, .key = key, .res = TN_RESULT_OK, .wr = {.held = -1}};
   x.lf = (struct tn_log_fields)TN_LOG_FIELDS_INIT;
   x.lf.controller = "tenant";
   x.lf.tenant = key;
@@ -1625,6 +1682,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     f = step_apply_objects(&x);
   if (f == FLOW_NEXT) {
     step_database(&x);
+    step_workloads(&x);
     step_keys(&x);
   }
   if (f == FLOW_NEXT || f == FLOW_BREAKGLASS) {

@@ -384,6 +384,14 @@ static int add_limit_range(struct builder *b, const char *ns, const char *env, s
 struct binding {
   char name[64];
   const struct tn_group_binding *gb;
+  enum tn_role role; /* gb->role, or viewer while Suspended */
+};
+
+/* What the groups of spec.identity.groupBindings get. */
+enum access_mode {
+  ACCESS_AS_BOUND, /* Active: each its role */
+  ACCESS_VIEWER,   /* Suspended with access Viewer: tenancy-tenant-viewer */
+  ACCESS_NONE,     /* Suspended with access None, Archived: nothing */
 };
 
 static int cmp_binding(const void *a, const void *b) {
@@ -401,11 +409,12 @@ static bool group_refused(const struct tn_desired_input *in, const char *group) 
   return false;
 }
 
-static int binding_names(const struct tn_desired_input *in, struct binding **out, size_t *n_out) {
+static int binding_names(const struct tn_desired_input *in, enum access_mode access, struct binding **out,
+                         size_t *n_out) {
   const struct tn_tenant *t = in->tenant;
   *out = NULL;
   *n_out = 0;
-  if (!t->n_group_bindings)
+  if (!t->n_group_bindings || access == ACCESS_NONE)
     return 0;
   struct binding *v = calloc(t->n_group_bindings, sizeof *v);
   size_t n = 0;
@@ -421,7 +430,8 @@ static int binding_names(const struct tn_desired_input *in, struct binding **out
       return -ENOMEM;
     }
     /* "tenant-admin" -> "tenant-admin-<hash>" */
-    snprintf(v[n].name, sizeof v[n].name, "%s-%s", tn_role_name(gb->role), h);
+    v[n].role = access == ACCESS_VIEWER ? TN_ROLE_VIEWER : gb->role;
+    snprintf(v[n].name, sizeof v[n].name, "%s-%s", tn_role_name(v[n].role), h);
     v[n].gb = gb;
     bool dup = false;
     for (size_t j = 0; j < n; j++)
@@ -439,7 +449,7 @@ static int add_role_bindings(struct builder *b, const char *ns, const char *env,
                              size_t n) {
   for (size_t i = 0; i < n; i++) {
     char role[64];
-    snprintf(role, sizeof role, "%s%s", TN_CLUSTERROLE_PREFIX, tn_role_name(v[i].gb->role));
+    snprintf(role, sizeof role, "%s%s", TN_CLUSTERROLE_PREFIX, tn_role_name(v[i].role));
     json_t *body = object(b, TN_KIND_ROLE_BINDING, v[i].name, ns, env);
     body = with(body, "roleRef",
                 json_pack("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind", "ClusterRole",
@@ -465,9 +475,16 @@ int tn_desired_build(const struct tn_desired_input *in, struct tn_object_list *o
   const struct tn_tenant *t = in->tenant;
   if (!t)
     return tn_error_set(err, TN_EINVALID, "no tenant given");
-  if (in->state != TN_STATE_ACTIVE && in->state != TN_STATE_SUSPENDED)
-    return 0; /* Draft: nothing yet; Archived, Deleted: everything removed */
-  bool suspended = in->state == TN_STATE_SUSPENDED;
+  bool archived_kept = in->state == TN_STATE_ARCHIVED && in->archive_retained;
+  if (in->state != TN_STATE_ACTIVE && in->state != TN_STATE_SUSPENDED && !archived_kept)
+    return 0; /* Draft: nothing yet; Archived once purged, Deleted: everything removed */
+  /* Archived and retained: closed as while Suspended, with no access left. */
+  bool suspended = in->state == TN_STATE_SUSPENDED || archived_kept;
+  enum access_mode access =
+      archived_kept ? ACCESS_NONE
+      : in->state == TN_STATE_SUSPENDED
+          ? (in->suspension_access == TN_SUSPEND_ACCESS_NONE ? ACCESS_NONE : ACCESS_VIEWER)
+          : ACCESS_AS_BOUND;
   if (!t->uid)
     return tn_error_set(err, TN_EINVALID,
                         "tenant %s has no metadata.uid: its objects need an owner reference", t->name);
@@ -482,7 +499,8 @@ int tn_desired_build(const struct tn_desired_input *in, struct tn_object_list *o
   if (t->n_environments == 0)
     return 0;
   tn_derive_container_defaults(in->plan, &b.defaults);
-  if (!(names = calloc(t->n_environments, sizeof *names)) || binding_names(in, &bindings, &n_bindings)) {
+  if (!(names = calloc(t->n_environments, sizeof *names)) ||
+      binding_names(in, access, &bindings, &n_bindings)) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto out;
   }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "tenancy/placement.h"
+#include "tenancy/retention.h"
 #include "tenancy/tenant.h"
 #include "util/error.h"
 
@@ -110,6 +111,12 @@ struct tn_desired_input {
   const char *const *refused_groups;
   size_t n_refused_groups;
   const struct tn_desired_database *database; /* NULL: no database egress rule */
+  /* TenancyPolicy spec.suspension.access: the role the groups keep while Suspended (the zero
+   * value is Viewer). */
+  enum tn_suspension_access suspension_access;
+  /* Archived and its data still retained (tn_archive_schedule: not due): the namespaces are
+   * kept, closed as while Suspended and with no access at all. False: Archived builds nothing. */
+  bool archive_retained;
 };
 
 /* Builds the desired objects into *out (which must be empty: zeroed or cleaned up).
@@ -125,8 +132,12 @@ struct tn_desired_input {
  *  - Suspended: the same, except ResourceQuota pods "0", and the network policies are
  *    default-deny and suspended-deny-all only (NetworkPolicies add up: a deny-all policy beside
  *    allow policies blocks nothing, so the allow policies are removed while suspended).
+ *    The RoleBindings bind tenancy-tenant-viewer instead of each group's role (one
+ *    tenant-viewer-<hash> per group) with suspension_access Viewer, and are absent with None.
  *    Resuming builds the Active objects again, byte for byte.
- *  - Draft, Archived, Deleted (and TN_STATE_NONE): nothing (an empty list, returns 0).
+ *  - Archived with archive_retained: as Suspended with access None (namespaces, default-deny and
+ *    suspended-deny-all, quota pods "0", limit range; no RoleBinding).
+ *  - Draft, Archived once purged, Deleted (and TN_STATE_NONE): nothing (an empty list, returns 0).
  * Returns 0, or TN_EINVALID (a namespace name over 63 characters, a tenant without uid, a
  * missing plan or placement: the message says which), or -ENOMEM; *out is empty on failure. */
 int tn_desired_build(const struct tn_desired_input *in, struct tn_object_list *out, struct tn_error *err);

@@ -7,9 +7,9 @@
 #include "util/uuid.h"
 
 static const char *const action_names[TN_ACTION_COUNT] = {"none",   "create",  "activate", "suspend",
-                                                          "resume", "archive", "delete"};
+                                                          "resume", "archive", "delete",   "restore"};
 static const char *const action_reasons[TN_ACTION_COUNT] = {NULL,      "Created",  "Activated", "Suspended",
-                                                            "Resumed", "Archived", "Deleted"};
+                                                            "Resumed", "Archived", "Deleted",   "Restored"};
 
 const char *tn_action_name(enum tn_action a) { return (unsigned)a < TN_ACTION_COUNT ? action_names[a] : "?"; }
 
@@ -35,8 +35,10 @@ static enum tn_action table(enum tn_state from, enum tn_state to) {
     return to == TN_STATE_ACTIVE     ? TN_ACTION_RESUME
            : to == TN_STATE_ARCHIVED ? TN_ACTION_ARCHIVE
                                      : TN_ACTION_NONE;
-  case TN_STATE_ARCHIVED:
-    return to == TN_STATE_DELETED ? TN_ACTION_DELETE : TN_ACTION_NONE;
+  case TN_STATE_ARCHIVED: /* -> Active is a restore (refused after the purge: retention.h) */
+    return to == TN_STATE_ACTIVE    ? TN_ACTION_RESTORE
+           : to == TN_STATE_DELETED ? TN_ACTION_DELETE
+                                    : TN_ACTION_NONE;
   case TN_STATE_DELETED:
   default:
     return TN_ACTION_NONE;

@@ -19,13 +19,14 @@ enum tn_action {
   TN_ACTION_RESUME,   /* Suspended -> Active */
   TN_ACTION_ARCHIVE,  /* Active | Suspended -> Archived */
   TN_ACTION_DELETE,   /* Archived | Draft -> Deleted, with the deletion confirmation */
+  TN_ACTION_RESTORE,  /* Archived -> Active, while the archived data is retained */
 };
-#define TN_ACTION_COUNT 7
+#define TN_ACTION_COUNT 8
 
-/* "none", "create", "activate", "suspend", "resume", "archive", "delete". Static. */
+/* "none", "create", "activate", "suspend", "resume", "archive", "delete", "restore". Static. */
 const char *tn_action_name(enum tn_action a);
 /* The Event reason of docs/api.md: "Created", "Activated", "Suspended", "Resumed", "Archived",
- * "Deleted"; NULL for TN_ACTION_NONE (a no-op records no event). Static. */
+ * "Deleted", "Restored"; NULL for TN_ACTION_NONE (a no-op records no event). Static. */
 const char *tn_action_event_reason(enum tn_action a);
 
 /* The Event reason and condition reason of a refused transition. */

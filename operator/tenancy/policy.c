@@ -164,6 +164,8 @@ static unsigned action_from_states(enum tn_action a) {
     return (1u << TN_STATE_ACTIVE) | (1u << TN_STATE_SUSPENDED);
   case TN_ACTION_DELETE:
     return (1u << TN_STATE_DRAFT) | (1u << TN_STATE_ARCHIVED);
+  case TN_ACTION_RESTORE:
+    return 1u << TN_STATE_ARCHIVED;
   default:
     return 0;
   }

@@ -1380,6 +1380,11 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
             "binding cluster-admin");
   cr_expect(!sa_can("create", "clusterroles.rbac.authorization.k8s.io", NULL), "creating cluster roles");
   cr_expect(!sa_can("create", "pods", "acme-prod"), "creating pods");
+  /* Suspended (ScaleToZero) and Archived tenants' workloads are scaled, never made or removed. */
+  cr_expect(sa_can("patch", "statefulsets.apps", "acme-prod"));
+  cr_expect(sa_can("list", "deployments.apps", "acme-prod"));
+  cr_expect(!sa_can("create", "deployments.apps", "acme-prod"), "creating deployments");
+  cr_expect(!sa_can("delete", "deployments.apps", "acme-prod"), "deleting deployments");
   cr_expect(sa_can("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", NULL));
   cr_expect(
       sa_can("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/tenancy-operator", NULL));

@@ -535,15 +535,15 @@ static int transition_allowed(int from, int to) {
       /* Draft */ {1, 1, 0, 0, 1},
       /* Active */ {0, 1, 1, 1, 0},
       /* Susp */ {0, 1, 1, 1, 0},
-      /* Arch */ {0, 0, 0, 1, 1},
+      /* Arch */ {0, 1, 0, 1, 1}, /* -> Active: a restore */
       /* Del */ {0, 0, 0, 0, 1},
   };
   return ok[from][to];
 }
 
 static const char *allowed_next(int from) {
-  static const char *const next[] = {"Active, Deleted", "Suspended, Archived", "Active, Archived", "Deleted",
-                                     NULL};
+  static const char *const next[] = {"Active, Deleted", "Suspended, Archived", "Active, Archived",
+                                     "Active, Deleted", NULL};
   return next[from];
 }
 

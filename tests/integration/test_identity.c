@@ -324,14 +324,8 @@ Test(identity, who_asked_survives_replicas_and_restarts_and_cannot_be_forged, .f
     free(answer);
   }
 
-  /* alice suspends it: that generation is hers, whatever the forged review said. */
-  rc = tn_test_sh(
-      &out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}' --as=alice", t);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
-  wait_state(&a, t, "Suspended");
-
-  /* Nobody sets the record by hand: not alone ... */
+  /* Nobody sets the record by hand (before alice suspends it: a Suspended tenant's spec cannot
+   * change): not alone ... */
   rc = tn_test_sh(&out,
                   "kubectl annotate tenant %s --overwrite tenancy.dev/last-requested-by=mallory --as=bob", t);
   cr_expect_neq(rc, 0, "bob rewrote who asked: %s", out);
@@ -349,6 +343,13 @@ Test(identity, who_asked_survives_replicas_and_restarts_and_cannot_be_forged, .f
       "kubectl get tenant %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/last-requested-by}'", t);
   cr_expect_str_eq(by, "bob", "a requester-supplied annotation was kept");
   free(by);
+
+  /* alice suspends it: that generation is hers, whatever the forged review said. */
+  rc = tn_test_sh(
+      &out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}' --as=alice", t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  wait_state(&a, t, "Suspended");
 
   /* A restart between the edit and the reconcile: both replicas stop; alice resumes the tenant
    * while no operator runs (no webhook either); a fresh process reconciles it. */

@@ -172,15 +172,15 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
             "the refusal must name the allowed states: %s", out);
   free(out);
 
-  /* Archive: namespaces removed (the controller-manager empties them), the record kept. */
+  /* Archive: the namespaces are kept for the retention (30 days without a policy), closed as
+   * while Suspended; the record kept. */
   cr_assert_eq(
       tn_test_sh(&out, "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t), 0,
       "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Archived", 30);
-  rc = tn_test_sh_until(120, &out, "! kubectl get namespace %s-prod >/dev/null 2>&1", t);
-  cr_assert_eq(rc, 0, "namespace %s-prod still exists after archiving", t);
-  free(out);
+  assert_jsonpath(q, "{.spec.hard.pods}", "0", 30);
+  assert_jsonpath(np, "{.items[*].metadata.name}", "default-deny suspended-deny-all", 30);
   wait_ready(t, 30);
   char *archived_at = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.archivedAt}'", t);
   cr_assert(archived_at[0] != '\0', "status.archivedAt is not set");
@@ -197,6 +197,9 @@ Test(operator, lifecycle_suspend_resume_archive_delete) {
                0, "%s", out);
   free(out);
   assert_jsonpath(what, "{.status.state}", "Deleted", 30);
+  rc = tn_test_sh_until(120, &out, "! kubectl get namespace %s-prod >/dev/null 2>&1", t);
+  cr_assert_eq(rc, 0, "namespace %s-prod still exists after Deleted", t);
+  free(out);
   /* A tombstone: the record stays until kubectl delete. */
   cr_assert_eq(tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=60s", t), 0, "%s", out);
   free(out);

@@ -280,7 +280,7 @@ Test(desired, suspended_blocks_workloads) {
   for (size_t i = 0; i < sus.len; i++) {
     const struct tn_object *s = &sus.items[i];
     const struct tn_object *a = find(&act, s->kind, s->namespace, s->name);
-    if (s->kind == TN_KIND_RESOURCE_QUOTA ||
+    if (s->kind == TN_KIND_RESOURCE_QUOTA || s->kind == TN_KIND_ROLE_BINDING /* viewer: below */ ||
         (s->kind == TN_KIND_NETWORK_POLICY && strcmp(s->name, "default-deny"))) {
       if (a)
         cr_assert_str_neq(a->spec_hash, s->spec_hash);
@@ -293,6 +293,76 @@ Test(desired, suspended_blocks_workloads) {
     free(ds);
   }
   tn_object_list_cleanup(&act);
+  tn_object_list_cleanup(&sus);
+  teardown_fixture(&f);
+}
+
+static size_t count_kind(const struct tn_object_list *l, enum tn_kind k) {
+  size_t n = 0;
+  for (size_t i = 0; i < l->len; i++)
+    n += l->items[i].kind == k;
+  return n;
+}
+
+Test(desired, suspended_groups_keep_viewer_or_nothing) {
+  struct fixture f;
+  setup(&f, tenant_json, plan_json);
+  struct tn_error err = {0};
+  struct tn_object_list viewer = {0}, none = {0};
+  struct tn_desired_input in = {
+      .tenant = f.t, .state = TN_STATE_SUSPENDED, .plan = f.p, .placement = &f.placement};
+  cr_assert_eq(tn_desired_build(&in, &viewer, &err), 0, "%s", err.message);
+  in.suspension_access = TN_SUSPEND_ACCESS_NONE;
+  cr_assert_eq(tn_desired_build(&in, &none, &err), 0, "%s", err.message);
+  /* Viewer (the default): each group once, bound to tenancy-tenant-viewer whatever its role. */
+  cr_assert_eq(count_kind(&viewer, TN_KIND_ROLE_BINDING), 2 * f.t->n_environments);
+  for (size_t i = 0; i < viewer.len; i++) {
+    if (viewer.items[i].kind != TN_KIND_ROLE_BINDING)
+      continue;
+    cr_assert_str_eq(str_at(viewer.items[i].body, "roleRef.name"), "tenancy-tenant-viewer");
+    cr_assert(strncmp(viewer.items[i].name, "tenant-viewer-", 14) == 0, "%s", viewer.items[i].name);
+  }
+  /* None: no binding at all; everything else as with Viewer. */
+  cr_assert_eq(count_kind(&none, TN_KIND_ROLE_BINDING), 0);
+  cr_assert_eq(none.len, viewer.len - count_kind(&viewer, TN_KIND_ROLE_BINDING));
+  tn_object_list_cleanup(&viewer);
+  tn_object_list_cleanup(&none);
+  teardown_fixture(&f);
+}
+
+Test(desired, archived_and_retained_keeps_closed_namespaces) {
+  struct fixture f;
+  setup(&f, tenant_json, plan_json);
+  struct tn_error err = {0};
+  struct tn_object_list arc = {0}, sus = {0};
+  struct tn_desired_input in = {.tenant = f.t,
+                                .state = TN_STATE_SUSPENDED,
+                                .plan = f.p,
+                                .placement = &f.placement,
+                                .suspension_access = TN_SUSPEND_ACCESS_NONE};
+  cr_assert_eq(tn_desired_build(&in, &sus, &err), 0, "%s", err.message);
+  in.state = TN_STATE_ARCHIVED;
+  in.suspension_access = TN_SUSPEND_ACCESS_VIEWER; /* no say while Archived: no access at all */
+  in.archive_retained = true;
+  cr_assert_eq(tn_desired_build(&in, &arc, &err), 0, "%s", err.message);
+  cr_assert_eq(count_kind(&arc, TN_KIND_NAMESPACE), f.t->n_environments);
+  cr_assert_eq(count_kind(&arc, TN_KIND_ROLE_BINDING), 0);
+  cr_assert_not_null(find(&arc, TN_KIND_NETWORK_POLICY, "acme-prod", "suspended-deny-all"));
+  cr_assert_null(find(&arc, TN_KIND_NETWORK_POLICY, "acme-prod", "allow-same-tenant"));
+  const struct tn_object *q = find(&arc, TN_KIND_RESOURCE_QUOTA, "acme-prod", "tenant-quota");
+  cr_assert_str_eq(
+      json_string_value(json_object_get(json_object_get(json_object_get(q->body, "spec"), "hard"), "pods")),
+      "0");
+  /* Byte for byte what Suspended with access None has. */
+  cr_assert_eq(arc.len, sus.len);
+  for (size_t i = 0; i < arc.len; i++)
+    cr_assert_str_eq(arc.items[i].spec_hash, sus.items[i].spec_hash, "%s", arc.items[i].name);
+  /* Once purged (not retained): nothing. */
+  struct tn_object_list purged = {0};
+  in.archive_retained = false;
+  cr_assert_eq(tn_desired_build(&in, &purged, &err), 0, "%s", err.message);
+  cr_assert_eq(purged.len, 0);
+  tn_object_list_cleanup(&arc);
   tn_object_list_cleanup(&sus);
   teardown_fixture(&f);
 }

@@ -28,7 +28,7 @@ static int expected(enum tn_state from, enum tn_state to) {
       [D] = {-1, 0, TN_ACTION_ACTIVATE, -1, -1, TN_ACTION_DELETE},
       [A] = {-1, -1, 0, TN_ACTION_SUSPEND, TN_ACTION_ARCHIVE, -1},
       [S] = {-1, -1, TN_ACTION_RESUME, 0, TN_ACTION_ARCHIVE, -1},
-      [R] = {-1, -1, -1, -1, 0, TN_ACTION_DELETE},
+      [R] = {-1, -1, TN_ACTION_RESTORE, -1, 0, TN_ACTION_DELETE},
       [X] = {-1, -1, -1, -1, -1, 0},
   };
   return m[from][to];
@@ -62,8 +62,8 @@ Test(lifecycle, every_pair_of_states_with_every_confirmation) {
           cr_assert_gt(strlen(err.message), 20);
         }
       }
-  /* 6 no-ops x 4 confirmations + 6 moves not to Deleted x 4 + 2 moves to Deleted x 1 */
-  cr_assert_eq(allowed, 6 * 4 + 6 * 4 + 2);
+  /* 6 no-ops x 4 confirmations + 7 moves not to Deleted x 4 + 2 moves to Deleted x 1 */
+  cr_assert_eq(allowed, 6 * 4 + 7 * 4 + 2);
   cr_assert_eq(allowed + refused, 6 * 6 * 4);
 }
 
@@ -77,7 +77,7 @@ Test(lifecycle, exactly_the_documented_transitions_exist) {
       {D, A, TN_ACTION_ACTIVATE, "Activated"}, {A, S, TN_ACTION_SUSPEND, "Suspended"},
       {S, A, TN_ACTION_RESUME, "Resumed"},     {A, R, TN_ACTION_ARCHIVE, "Archived"},
       {S, R, TN_ACTION_ARCHIVE, "Archived"},   {R, X, TN_ACTION_DELETE, "Deleted"},
-      {D, X, TN_ACTION_DELETE, "Deleted"},
+      {D, X, TN_ACTION_DELETE, "Deleted"},     {R, A, TN_ACTION_RESTORE, "Restored"},
   };
   int n_allowed = 0;
   for (size_t i = 0; i < 5; i++)
@@ -96,7 +96,7 @@ Test(lifecycle, exactly_the_documented_transitions_exist) {
       cr_assert_eq(ok, documented, "%s -> %s", tn_state_name(states[i]), tn_state_name(states[j]));
       n_allowed += ok;
     }
-  cr_assert_eq(n_allowed, 7);
+  cr_assert_eq(n_allowed, 8);
 }
 
 Test(lifecycle, refusal_messages_name_the_allowed_states) {
@@ -111,7 +111,9 @@ Test(lifecycle, refusal_messages_name_the_allowed_states) {
       {S, D,
        "transition Suspended -> Draft is not allowed; from Suspended the allowed states are: Active, "
        "Archived"},
-      {R, A, "transition Archived -> Active is not allowed; from Archived the allowed states are: Deleted"},
+      {R, S,
+       "transition Archived -> Suspended is not allowed; from Archived the allowed states are: Active, "
+       "Deleted"},
       {X, A, "transition Deleted -> Active is not allowed; from Deleted the allowed states are: none"},
       {A, X,
        "transition Active -> Deleted is not allowed; from Active the allowed states are: Suspended, "
@@ -148,9 +150,10 @@ Test(lifecycle, deletion_needs_the_confirmation) {
 }
 
 Test(lifecycle, action_names_and_reasons) {
-  static const char *names[] = {"none", "create", "activate", "suspend", "resume", "archive", "delete"};
+  static const char *names[] = {"none",   "create",  "activate", "suspend",
+                                "resume", "archive", "delete",   "restore"};
   static const char *reasons[] = {NULL,      "Created",  "Activated", "Suspended",
-                                  "Resumed", "Archived", "Deleted"};
+                                  "Resumed", "Archived", "Deleted",   "Restored"};
   for (int i = 0; i < TN_ACTION_COUNT; i++) {
     cr_assert_str_eq(tn_action_name((enum tn_action)i), names[i]);
     if (reasons[i])
