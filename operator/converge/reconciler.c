@@ -1478,8 +1478,8 @@ static void step_settle_transition(struct run *x) {
       snprintf(x->failure, sizeof x->failure, "%s", why);
       snprintf(x->failure_what, sizeof x->failure_what, "%s", what);
     }
-    if (x->res.kind == TN_RESULT_SUCCESS)
-      x->res = TN_RESULT_ERR;
+    /* Retried as the failing step decided (with backoff for a transient error); a lasting one
+     * (a Conflict) waits for the watches. */
   }
   if (!x->conds[COND_READY].set)
     cond_set(x, COND_READY, "False", x->conds[COND_PROGRESSING].reason, "%s",

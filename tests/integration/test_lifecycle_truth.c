@@ -431,9 +431,10 @@ Test(lifecycle_truth, database_server_down_during_activation_and_suspend, .fini 
   rows = audit_rows(t, "suspend");
   cr_assert_str_eq(rows, "suspend:started suspend:failed suspend:succeeded");
 
-  sh_ok("cleanup",
-        "kubectl delete tenant %s --wait=false >/dev/null; kubectl delete plan %s; kubectl delete region %s",
-        t, plan, region);
+  /* The tenant goes first, while its database server is reachable (the finalizer drops its
+   * database through the Region's server), then the Region. */
+  sh_ok("cleanup", "kubectl delete tenant %s --wait --timeout=90s >/dev/null", t);
+  sh_ok("cleanup", "kubectl delete plan %s; kubectl delete region %s --wait=false", plan, region);
 }
 
 /* ---- 4. drift against plan propagation ---------------------------------------------------------- */
