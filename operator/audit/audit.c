@@ -1067,6 +1067,13 @@ out:
   return rc;
 }
 
+void tn_audit_note_append(struct tn_audit *a, int rc) {
+  if (rc == 0)
+    atomic_fetch_add(&a->appends, 1);
+  else if (rc != TN_ECANCELED)
+    atomic_fetch_add(&a->append_failures, 1);
+}
+
 /* ---- generic queries (history.c) ------------------------------------------------------------ */
 
 int tn_audit_query(struct tn_audit *a, const char *sql, int n, const char *const *params, json_t **rows,
@@ -1109,6 +1116,7 @@ int tn_audit_query(struct tn_audit *a, const char *sql, int n, const char *const
   }
   PQclear(res);
   pthread_mutex_unlock(&a->mu);
+  note_round_trip(a, rc);
   tn_buf_cleanup(&b);
   if (rc)
     json_decref(out);

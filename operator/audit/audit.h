@@ -181,6 +181,11 @@ int tn_audit_prune(struct tn_audit *a, int older_than_days, const char *actor, l
 int tn_audit_prune_before(struct tn_audit *a, const char *cutoff, const char *actor, long long *pruned,
                           struct tn_error *err);
 
+/* Counts an append made through tn_audit_query (a function of the trail that writes audit rows,
+ * such as tenant_version_record) in the appends / append failures metrics, as tn_audit_append
+ * counts its own. */
+void tn_audit_note_append(struct tn_audit *a, int rc);
+
 /* Runs one statement returning rows on the trail's connection (for the tenant history,
  * history.h): sql with @S@ standing for the schema and $1..$n for params (text, NULL for SQL
  * NULL; never paste values into sql). Checked against the fence like tn_audit_append. On success

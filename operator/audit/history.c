@@ -61,6 +61,7 @@ int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_histor
                           "SELECT recorded, previous_generation, changed FROM "
                           "@S@.tenant_version_record($1, $2, $3::bigint, $4, $5::jsonb, $6, $7)",
                           7, params, &rows, err);
+  tn_audit_note_append(a, rc); /* it appends the version's audit rows */
   free(spec_text);
   if (rc)
     return rc;

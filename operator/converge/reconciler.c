@@ -324,6 +324,40 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
   return 0;
 }
 
+/* The correlation id of something the operator does outside a transition (a drift repair, a
+ * credential rotation): from the tenant's uid, generation, what and when. */
+static void operator_action_id(struct run *x, const char *what, char out[37]) {
+  char gen[32];
+  snprintf(gen, sizeof gen, "%lld", x->lf.generation);
+  const char *uid = json_string_value(json_object_get(json_object_get(x->obj, "metadata"), "uid"));
+  const char *parts[] = {"tenancy.dev/event", uid ? uid : "", gen, what, x->now};
+  tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], out);
+}
+
+/* One audit row, outcome succeeded, for an action the operator took on its own (actor
+ * tenancy-operator): drift repairs, credential rotations. A failure to append is logged: the
+ * action is done already and is not undone for it. */
+static void audit_operator_action(struct run *x, const char *action, const char *cid, json_t *details) {
+  if (!x->r->audit)
+    return;
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", x->key);
+  char *d = details ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                              .action = action,
+                              .target = target,
+                              .request_id = x->rv,
+                              .correlation_id = cid,
+                              .outcome = TN_AUDIT_SUCCEEDED,
+                              .generation_before = x->lf.generation,
+                              .generation_after = x->lf.generation,
+                              .details = d ? d : "{}"};
+  struct tn_error err = {0};
+  if (tn_audit_append(x->r->audit, &ev, NULL, &err))
+    tn_log(TN_LOG_WARN, &x->lf, "recording %s in the audit trail: %s", action, err.message);
+  free(d);
+}
+
 /* The data key step's audit hook: its changes go to the same trail, before they are made. */
 static int keys_audit(void *ud, const struct tn_tenant_keys_action *a, const char *outcome,
                       struct tn_error *err) {
@@ -1053,7 +1087,8 @@ static int check_capacity(struct run *x, struct tn_error *err) {
       tn_capacity_add_tenant(&used, o, x->placement.region);
   }
   json_decref(tenants);
-  tn_capacity_add_quotas(&demand, &x->plan->quotas, x->t->n_environments);
+  tn_capacity_add_quotas(&demand, &x->plan->quotas,
+                         x->plan->quota_scope == TN_QUOTA_SCOPE_TENANT ? 1 : x->t->n_environments);
   return tn_capacity_check(x->placement.region, &cap, &used, &demand, err);
 }
 
@@ -1257,6 +1292,16 @@ static void step_database(struct run *x) {
       if (dbr.database)
         x->db_status = json_incref(dbr.database);
     }
+    if (dbr.rotated && strcmp(dbr.status ? dbr.status : "", "True") == 0) {
+      char cid[37];
+      operator_action_id(x, "CredentialsRotated", cid);
+      json_t *d = json_pack("{s:I,s:s}", "credentialsVersion", (json_int_t)dbr.rotated_version, "why",
+                            dbr.rotated_why);
+      audit_operator_action(x, "rotate-credentials", cid, d);
+      json_decref(d);
+      event(x, TN_EVENT_NORMAL, "CredentialsRotated", "database credentials version %lld, %s (correlationId=%s)",
+            dbr.rotated_version, dbr.rotated_why, cid);
+    }
     x->writes += dbr.writes;
     if (dbr.retry)
       x->res = TN_RESULT_ERR;
@@ -1387,9 +1432,15 @@ static void step_breakglass(struct run *x) {
 
 /* drift: an Event when owned objects were restored outside a transition. */
 static void step_report_drift(struct run *x) {
-  if (x->drift_repaired && x->lp.n_steps == 0)
-    event(x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s", x->drift_repaired,
-          x->drift_what);
+  if (x->drift_repaired && x->lp.n_steps == 0) {
+    char cid[37];
+    operator_action_id(x, "DriftRepaired", cid);
+    json_t *d = json_pack("{s:i,s:s}", "objects", x->drift_repaired, "first", x->drift_what);
+    audit_operator_action(x, "repair-drift", cid, d);
+    json_decref(d);
+    event(x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s (correlationId=%s)",
+          x->drift_repaired, x->drift_what, cid);
+  }
 }
 
 /* Audit rows of outcome "failed" for the in-flight steps. */

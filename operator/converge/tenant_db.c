@@ -686,6 +686,11 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
       password = strdup(fresh);
       explicit_bzero(fresh, sizeof fresh);
       version++;
+      if (st.password) { /* a rotation, not the first password: audited by the reconcile */
+        out->rotated = true;
+        out->rotated_version = version;
+        snprintf(out->rotated_why, sizeof out->rotated_why, "%s", on_demand ? "on demand" : "on schedule");
+      }
       tn_log(TN_LOG_INFO,
              &(struct tn_log_fields){.controller = "tenant", .tenant = t->name, .generation = -1},
              "new database credentials (version %lld): %s", version,

@@ -33,6 +33,9 @@ struct tn_tenant_db_result {
   bool retry;             /* a transient failure: retry with backoff */
   double requeue_after_s; /* > 0: come back then (scheduled rotation) */
   int writes;             /* Kubernetes writes made */
+  bool rotated;           /* a new password replaced one (on demand or on schedule) this pass */
+  long long rotated_version;
+  char rotated_why[32]; /* "on demand", "on schedule" */
 };
 
 /* True when NS is one of ALLOWED (comma-separated; NULL = TN_DEFAULT_OPERATOR_NAMESPACE): the

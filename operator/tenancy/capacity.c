@@ -71,6 +71,10 @@ bool tn_capacity_add_tenant(struct tn_capacity *use, const json_t *tenant, const
   const json_t *q = json_object_get(json_object_get(st, "derived"), "quotas");
   if (!q)
     return false;
+  /* A Plan with quotaScope Tenant splits its quotas across the namespaces: counted once. */
+  const char *scope = json_string_value(json_object_get(json_object_get(st, "derived"), "quotaScope"));
+  if (scope && strcmp(scope, "Tenant") == 0)
+    n_env = 1;
   for (int k = 0; k < TN_CAP_COUNT; k++) {
     int64_t milli = 0;
     if (quantity(json_object_get(q, key_names[k]), &milli))

@@ -40,6 +40,10 @@ int tn_derive_status(const char *plan_name, const struct tn_plan *plan, json_t *
     goto nomem;
   }
   q = NULL;
+  /* Only when it is not the default, so a tenant of an Environment-scoped plan keeps its status. */
+  if (plan->quota_scope == TN_QUOTA_SCOPE_TENANT &&
+      json_object_set_new(d, "quotaScope", json_string(tn_quota_scope_name(plan->quota_scope))))
+    goto nomem;
   if (rl) {
     int r = json_object_set_new(d, "rateLimits", rl);
     rl = NULL;

@@ -414,6 +414,13 @@ Test(lifecycle_truth, database_server_down_during_activation_and_suspend, .fini 
   const char *progressing = jsonpath(what, "{.status.conditions[?(@.type==\"Progressing\")].reason}");
   cr_assert_str_eq(progressing, "", "Progressing stays after the transition completed");
 
+  /* A credential rotation on demand is audited (actor tenancy-operator) and evented. */
+  sh_ok("rotate", "kubectl annotate tenant %s tenancy.dev/rotate-credentials=lt-1 --overwrite", t);
+  wait_rows(t, "rotate-credentials", "succeeded", 1, 60);
+  wait_event(t, "CredentialsRotated", 30);
+  nudge(t, 2);
+  cr_assert_eq(count_rows(t, "rotate-credentials", "succeeded"), 1, "one rotation audited more than once");
+
   /* Suspend with the server down: still Active, one failed row, no succeeded suspend. */
   proxy_down();
   sh_ok("suspend", "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Suspended\"}}'", t);
@@ -458,6 +465,7 @@ Test(lifecycle_truth, drift_repaired_only_for_edits_by_someone_else) {
   nudge(t, 2);
   const char *notes = event_notes(t, "DriftRepaired");
   cr_assert_str_eq(notes, "", "a Plan change was reported as drift: %s", notes);
+  cr_assert_eq(count_rows(t, "repair-drift", "succeeded"), 0, "a Plan change was audited as drift");
 
   /* Someone edits the quota by hand: restored, and reported as drift with a correlation id. */
   sh_ok("edit quota",
@@ -468,6 +476,13 @@ Test(lifecycle_truth, drift_repaired_only_for_edits_by_someone_else) {
   wait_event(t, "DriftRepaired", 30);
   notes = event_notes(t, "DriftRepaired");
   cr_assert(strstr(notes, "ResourceQuota") && strstr(notes, "correlationId="), "note: %s", notes);
+  /* ... and audited, with the Event's correlation id. */
+  wait_rows(t, "repair-drift", "succeeded", 1, 20);
+  const char *cid = keep(tn_test_output("PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT correlation_id "
+                                        "FROM tenancy.audit_events WHERE target = 'tenant/%s' AND action = "
+                                        "'repair-drift'\"",
+                                        t));
+  cr_assert(cid[0] && strstr(notes, cid), "the drift row's correlation id %s is not in the note: %s", cid, notes);
 
   /* Every Event of the tenant carries a correlation id, whatever its reason. */
   const char *all = keep(tn_test_output(

@@ -328,7 +328,7 @@ Test(observability, an_unreachable_database_server_is_counted_by_server_and_resu
                              "reason=\"DatabaseUnavailable\"}"),
                 1);
   snprintf(series, sizeof series,
-           "tenancy_tenant_condition{tenant=\"%s\",type=\"Ready\",status=\"False\",reason=\"NotConverged\"}",
+           "tenancy_tenant_condition{tenant=\"%s\",type=\"Ready\",status=\"False\",reason=\"TransitionFailed\"}",
            t);
   cr_assert_eq(sample(text, series), 1, "%s", series);
   free(text);

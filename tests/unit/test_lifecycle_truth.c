@@ -129,6 +129,19 @@ Test(lifecycle_truth, capacity_absent_is_unlimited) {
   cr_assert_eq(tn_capacity_parse(NULL, &cap, &err), 0, "no region object: unlimited");
 }
 
+Test(lifecycle_truth, capacity_counts_a_tenant_scoped_plan_once) {
+  /* quotaScope Tenant: status.derived.quotas are the tenant's total, split across namespaces. */
+  json_t *a = tenant("eu", "Active", 2, "2", "8Gi", 10);
+  json_object_set_new(json_object_get(json_object_get(a, "status"), "derived"), "quotaScope",
+                      json_string("Tenant"));
+  struct tn_capacity used = {0};
+  cr_assert(tn_capacity_add_tenant(&used, a, "eu"));
+  cr_assert_eq(used.milli[TN_CAP_CPU], 2000, "counted once, not per namespace: %lld",
+               (long long)used.milli[TN_CAP_CPU]);
+  cr_assert_eq(used.milli[TN_CAP_PODS], 10000);
+  json_decref(a);
+}
+
 Test(lifecycle_truth, capacity_counts_placed_tenants_times_environments) {
   json_t *r = region("{\"cpu\":\"10\",\"memory\":\"64Gi\",\"pods\":100}");
   struct tn_capacity cap, used = {0}, demand = {0};
