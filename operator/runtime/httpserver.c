@@ -27,13 +27,17 @@
 #include "runtime/log.h"
 
 /* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
- * from the one thread that services it, except lws_cancel_service(). So the service thread
- * owns the context for its whole life: it creates it (binding the listener), services it, and
- * destroys it. Other threads only set `stopping` and call lws_cancel_service(), both under
- * srv->mu, which the service thread also holds while it destroys the context; so the context
- * is never woken after it is gone. srv->mu protects state, ctx, stopping, port and start_err;
- * it is the only lock here. Routes and settings are written before the thread starts and only
- * read afterwards. Handlers run on the service thread. */
+ * from the one thread that services it, except lws_cancel_service(). So each service thread
+ * (a "worker"; tn_httpserver_set_workers, 1 by default) owns its context for its whole life: it
+ * creates it (binding its listener), services it, and destroys it. With several workers every
+ * context listens on the same port with SO_REUSEPORT (LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE) and
+ * the kernel spreads new connections over them; a connection stays on its worker. Other threads
+ * only set `stopping` and call lws_cancel_service(), both under srv->mu, which a service thread
+ * also holds while it destroys its context; so a context is never woken after it is gone.
+ * srv->mu protects state, the workers' state/ctx/port/err and port; body_mu protects `reserved`
+ * (taken only for bodies past small_body); id_mu the serving identity; none nests in another.
+ * Routes and settings are written before the threads start and only read afterwards. Handlers
+ * run on the service threads: with several workers, concurrently (req->worker says which). */
 
 enum srv_state { SRV_NEW, SRV_STARTING, SRV_RUNNING, SRV_FAILED, SRV_STOPPED };
 
@@ -45,6 +49,20 @@ struct route {
   tn_http_handler handler;
   void *ud;
   void (*free_ud)(void *); /* for ud the server owns (ready-made routes) */
+};
+
+struct tn_httpserver;
+
+/* One service thread and its libwebsockets context (the context's user pointer). */
+struct worker {
+  struct tn_httpserver *srv;
+  int index;
+  pthread_t thread;
+  bool thread_created;
+  enum srv_state state; /* srv->mu */
+  struct lws_context *ctx;
+  int port;
+  struct tn_error err;
 };
 
 struct tn_httpserver {
@@ -60,8 +78,9 @@ struct tn_httpserver {
   EVP_PKEY *id_key;
   STACK_OF(X509) * id_chain;
   size_t max_body;
-  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is touched
-   * only on the service thread. */
+  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is under
+   * body_mu (the workers share the budget; only strict servers take it). */
+  pthread_mutex_t body_mu;
   bool strict;
   size_t small_body, body_budget, reserved;
   char *body_type; /* required media type of request bodies, NULL: any */
@@ -69,16 +88,14 @@ struct tn_httpserver {
   int timeout_s;
   struct route *routes;
   bool started; /* tn_httpserver_start was called; the routes are fixed */
-  pthread_t thread;
-  bool thread_created;
+  int n_workers;
+  struct worker workers[TN_HTTP_MAX_WORKERS];
 
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* signalled when state leaves SRV_STARTING */
+  pthread_cond_t cv; /* signalled when a worker's state leaves SRV_STARTING */
   enum srv_state state;
-  struct lws_context *ctx;
-  bool stopping;
+  atomic_bool stopping; /* written under mu; the service loops read it without */
   int port;
-  struct tn_error start_err;
 };
 
 /* One HTTP transaction: libwebsockets' per-session data for the protocol, zeroed by it when
@@ -116,6 +133,7 @@ struct exchange {
   size_t n_query;
   struct tn_http_header headers[TN_HTTP_MAX_HEADERS];
   int n_headers;
+  int worker; /* the index of the service thread */
 };
 
 /* ---- libwebsockets logging ---- */
@@ -230,7 +248,9 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   snprintf(srv->host, sizeof srv->host, "%s", strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
+  srv->n_workers = 1;
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->body_mu, NULL);
   pthread_mutex_init(&srv->id_mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   if (tls) {
@@ -242,6 +262,17 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
     }
   }
   *out = srv;
+  return 0;
+}
+
+int tn_httpserver_set_workers(struct tn_httpserver *srv, int n) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  if (n < 1 || n > TN_HTTP_MAX_WORKERS)
+    return -EINVAL;
+  srv->n_workers = n;
   return 0;
 }
 
@@ -406,8 +437,11 @@ static void exch_release(struct exchange *ex) {
   for (size_t i = 0; i < ex->n_query; i++)
     free(ex->query[i]);
   free(ex->query);
-  if (ex->srv && ex->reserved)
+  if (ex->srv && ex->reserved) {
+    pthread_mutex_lock(&ex->srv->body_mu);
     ex->srv->reserved -= ex->reserved;
+    pthread_mutex_unlock(&ex->srv->body_mu);
+  }
   tn_buf_cleanup(&ex->req_body);
   tn_buf_cleanup(&ex->resp_body);
   memset(ex, 0, sizeof *ex);
@@ -455,6 +489,7 @@ static void exch_run_handler(struct exchange *ex) {
       .authorization = ex->authorization ? ex->authorization : empty,
       .query = (const char *const *)ex->query,
       .n_query = ex->n_query,
+      .worker = ex->worker,
   };
   struct tn_http_response resp = {.status = 200};
   snprintf(resp.content_type, sizeof resp.content_type, "text/plain; charset=utf-8");
@@ -515,12 +550,14 @@ static size_t discard_limit(const struct tn_httpserver *srv) {
 }
 
 /* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the connection. */
-static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchange *ex, const char *in,
+static int on_request(struct lws *wsi, const struct worker *w, struct exchange *ex, const char *in,
                       size_t len) {
   static const char *const methods[] = {"GET",   "POST",   "OPTIONS", "PUT",
                                         "PATCH", "DELETE", "CONNECT", "HEAD"};
+  struct tn_httpserver *srv = w->srv;
   exch_release(ex);
   ex->inited = true;
+  ex->worker = w->index;
   /* A response goes out as two writes (headers, then the body): without TCP_NODELAY the body
    * waits for the ACK of the headers, which a client's delayed ACK holds up to 40 ms. */
   int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
@@ -597,16 +634,23 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
     int refuse = 0;
     if (srv->body_type && !media_type_is(ex->content_type, srv->body_type))
       refuse = 415;
-    else if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
-      refuse = 503;
+    else {
+      pthread_mutex_lock(&srv->body_mu);
+      if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
+        refuse = 503;
+      else
+        srv->reserved += n;
+      pthread_mutex_unlock(&srv->body_mu);
+      if (!refuse) {
+        ex->srv = srv;
+        ex->reserved = n;
+      }
+    }
     if (refuse) {
       ex->close_after = true;
       exch_respond_status(ex, refuse);
       goto respond;
     }
-    ex->srv = srv;
-    ex->reserved = n;
-    srv->reserved += n;
   }
 
   int status = 0;
@@ -633,10 +677,10 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
         ex->route = r;
         break;
       }
-      int w = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
+      int wn = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
                        r->method);
-      if (w > 0 && (size_t)w < sizeof ex->allow - allow_len)
-        allow_len += (size_t)w;
+      if (wn > 0 && (size_t)wn < sizeof ex->allow - allow_len)
+        allow_len += (size_t)wn;
     }
     if (!ex->route)
       status = path_known ? 405 : 404;
@@ -800,10 +844,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   }
   struct exchange *ex = user;
-  struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
+  const struct worker *w = lws_context_user(lws_get_context(wsi));
   switch (reason) {
   case LWS_CALLBACK_HTTP:
-    return on_request(wsi, srv, ex, in, len);
+    return on_request(wsi, w, ex, in, len);
   case LWS_CALLBACK_HTTP_BODY:
     return on_body(wsi, ex, in, len);
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
@@ -828,13 +872,14 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- the service thread ---- */
 
-/* Creates the context and the listening vhost. Runs on the service thread. */
-static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
+/* Creates worker w's context and listening vhost (on port `port`). Runs on its service thread. */
+static int create_context(struct worker *w, int port, struct tn_error *err) {
+  struct tn_httpserver *srv = w->srv;
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   info.options =
       LWS_SERVER_OPTION_EXPLICIT_VHOSTS | (srv->cert_file ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
-  info.user = srv;
+  info.user = w;
   info.count_threads = 1;
   info.fd_limit_per_thread = 1024; /* else lws sizes tables by RLIMIT_NOFILE */
   info.server_string = "tenancy-operator";
@@ -847,13 +892,15 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   memset(&info, 0, sizeof info);
   info.vhost_name = "tn";
   info.protocols = protocols;
-  info.port = srv->want_port;
+  info.port = port;
   info.iface = srv->host[0] ? srv->host : NULL;
   info.server_string = "tenancy-operator";
   info.keepalive_timeout = srv->timeout_s > 0 ? srv->timeout_s : 60;
   info.timeout_secs = srv->timeout_s > 0 ? (unsigned)srv->timeout_s : 30;
   if (srv->host[0] && strchr(srv->host, ':') == NULL)
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or interface: plain IPv4 */
+  if (srv->n_workers > 1)
+    info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE; /* SO_REUSEPORT: one port, n listeners */
   if (srv->cert_file) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
     info.ssl_cert_filepath = srv->cert_file;
@@ -870,32 +917,40 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   creating = NULL;
   if (!vh) {
     char buf[128];
-    const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
+    const char *why = bind_failure(srv->host, port, buf, sizeof buf);
     lws_context_destroy(ctx);
     return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s%s(libwebsockets: %s)",
                         srv->address, srv->cert_file ? " with TLS" : "", why ? why : "", why ? " " : "",
                         lws_last_error[0] ? lws_last_error : "unknown error");
   }
   pthread_mutex_lock(&srv->mu);
-  srv->ctx = ctx;
-  srv->port = lws_get_vhost_listen_port(vh);
+  w->ctx = ctx;
+  w->port = lws_get_vhost_listen_port(vh);
   pthread_mutex_unlock(&srv->mu);
   return 0;
 }
 
 static void *service_main(void *arg) {
-  struct tn_httpserver *srv = arg;
+  struct worker *w = arg;
+  struct tn_httpserver *srv = w->srv;
   struct tn_error err;
   tn_error_clear(&err);
-  int rc = create_context(srv, &err);
+  /* worker 0 binds the configured port (maybe 0: any); the others the port it got */
+  pthread_mutex_lock(&srv->mu);
+  int port = w->index == 0 ? srv->want_port : srv->workers[0].port;
+  pthread_mutex_unlock(&srv->mu);
+  int rc = create_context(w, port, &err);
   pthread_mutex_lock(&srv->mu);
   if (rc) {
-    srv->start_err = err;
-    srv->state = SRV_FAILED;
+    w->err = err;
+    w->state = SRV_FAILED;
   } else {
-    srv->state = SRV_RUNNING;
+    w->state = SRV_RUNNING;
     char name[16];
-    snprintf(name, sizeof name, "tn-http:%d", srv->port);
+    if (srv->n_workers > 1)
+      snprintf(name, sizeof name, "tn-http:%d/%d", w->port, w->index);
+    else
+      snprintf(name, sizeof name, "tn-http:%d", w->port);
     pthread_setname_np(pthread_self(), name);
   }
   pthread_cond_broadcast(&srv->cv);
@@ -903,24 +958,56 @@ static void *service_main(void *arg) {
   if (rc)
     return NULL;
 
-  for (;;) {
-    pthread_mutex_lock(&srv->mu);
-    bool stop = srv->stopping;
-    pthread_mutex_unlock(&srv->mu);
-    if (stop)
-      break;
-    if (lws_service(srv->ctx, 0) < 0) {
-      tn_log(TN_LOG_ERROR, NULL, "http server %s: the service loop failed; it stops serving", srv->address);
+  while (!atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
+    if (lws_service(w->ctx, 0) < 0) {
+      tn_log(TN_LOG_ERROR, NULL, "http server %s: the service loop of thread %d failed; it stops serving",
+             srv->address, w->index);
       break;
     }
   }
   /* destroy under the lock: tn_httpserver_free may be calling lws_cancel_service() */
   pthread_mutex_lock(&srv->mu);
-  lws_context_destroy(srv->ctx);
-  srv->ctx = NULL;
-  srv->state = SRV_STOPPED;
+  lws_context_destroy(w->ctx);
+  w->ctx = NULL;
+  w->state = SRV_STOPPED;
   pthread_mutex_unlock(&srv->mu);
   return NULL;
+}
+
+/* Starts worker i and waits until it listens or failed. 0 or an error in err. */
+static int start_worker(struct tn_httpserver *srv, int i, struct tn_error *err) {
+  struct worker *w = &srv->workers[i];
+  w->srv = srv;
+  w->index = i;
+  pthread_mutex_lock(&srv->mu);
+  w->state = SRV_STARTING;
+  pthread_mutex_unlock(&srv->mu);
+
+  /* The thread blocks every signal so that they reach the program's own handling. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&w->thread, NULL, service_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    pthread_mutex_lock(&srv->mu);
+    w->state = SRV_FAILED;
+    pthread_mutex_unlock(&srv->mu);
+    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s", srv->address, strerror(rc));
+  }
+  w->thread_created = true;
+
+  pthread_mutex_lock(&srv->mu);
+  while (w->state == SRV_STARTING)
+    pthread_cond_wait(&srv->cv, &srv->mu);
+  rc = 0;
+  if (w->state == SRV_FAILED) {
+    rc = w->err.code;
+    if (err)
+      *err = w->err;
+  }
+  pthread_mutex_unlock(&srv->mu);
+  return rc;
 }
 
 int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
@@ -932,30 +1019,12 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   pthread_mutex_lock(&srv->mu);
   srv->state = SRV_STARTING;
   pthread_mutex_unlock(&srv->mu);
-
-  /* The thread blocks every signal so that they reach the program's own handling. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&srv->thread, NULL, service_main, srv);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    pthread_mutex_lock(&srv->mu);
-    srv->state = SRV_FAILED;
-    pthread_mutex_unlock(&srv->mu);
-    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s", srv->address, strerror(rc));
-  }
-  srv->thread_created = true;
-
+  int rc = 0;
+  for (int i = 0; i < srv->n_workers && rc == 0; i++)
+    rc = start_worker(srv, i, err);
   pthread_mutex_lock(&srv->mu);
-  while (srv->state == SRV_STARTING)
-    pthread_cond_wait(&srv->cv, &srv->mu);
-  rc = 0;
-  if (srv->state == SRV_FAILED) {
-    rc = srv->start_err.code;
-    if (err)
-      *err = srv->start_err;
-  }
+  srv->state = rc ? SRV_FAILED : SRV_RUNNING;
+  srv->port = rc ? 0 : srv->workers[0].port;
   pthread_mutex_unlock(&srv->mu);
   return rc;
 }
@@ -963,14 +1032,15 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
 void tn_httpserver_free(struct tn_httpserver *srv) {
   if (!srv)
     return;
-  if (srv->thread_created) {
-    pthread_mutex_lock(&srv->mu);
-    srv->stopping = true;
-    if (srv->ctx)
-      lws_cancel_service(srv->ctx);
-    pthread_mutex_unlock(&srv->mu);
-    pthread_join(srv->thread, NULL);
-  }
+  pthread_mutex_lock(&srv->mu);
+  atomic_store_explicit(&srv->stopping, true, memory_order_release);
+  for (int i = 0; i < srv->n_workers; i++)
+    if (srv->workers[i].ctx)
+      lws_cancel_service(srv->workers[i].ctx);
+  pthread_mutex_unlock(&srv->mu);
+  for (int i = 0; i < srv->n_workers; i++)
+    if (srv->workers[i].thread_created)
+      pthread_join(srv->workers[i].thread, NULL);
   struct route *r = srv->routes;
   while (r) {
     struct route *next = r->next;
@@ -985,6 +1055,7 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
   sk_X509_pop_free(srv->id_chain, X509_free);
   pthread_mutex_destroy(&srv->id_mu);
   pthread_cond_destroy(&srv->cv);
+  pthread_mutex_destroy(&srv->body_mu);
   pthread_mutex_destroy(&srv->mu);
   free(srv);
 }

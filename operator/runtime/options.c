@@ -155,6 +155,7 @@ enum {
   OPT_PG_DSN_FILE,
   OPT_API_ADDR,
   OPT_API_CERT_FILE,
+  OPT_API_WORKERS,
   OPT_API_KEY_FILE,
   OPT_HELP,
   OPT_VERSION
@@ -194,6 +195,7 @@ static const struct option long_opts[] = {
     {"api-bind-address", required_argument, NULL, OPT_API_ADDR},
     {"api-cert-file", required_argument, NULL, OPT_API_CERT_FILE},
     {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"api-workers", required_argument, NULL, OPT_API_WORKERS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -261,6 +263,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "                                       webhook's --webhook-cert-file, else --webhook-cert-dir's\n"
       "                                       tls.crt); reloaded when the file changes\n"
       "  --api-key-file PATH                  its private key PEM\n"
+      "  --api-workers N                      the read API's service threads, 1 to 8 (default: the\n"
+      "                                       CPUs this process may run on, at most 8)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -433,6 +437,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       o->api_addr_set = true;
       rc = set_str(&o->api_addr, v);
       break;
+    case OPT_API_WORKERS: {
+      long nw = 0;
+      if (parse_positive_int(v, 8, &nw) || nw < 1) {
+        rc = bad_value(err, "api-workers", "an integer from 1 to 8");
+        goto out;
+      }
+      o->api_workers = (int)nw;
+      break;
+    }
     case OPT_API_CERT_FILE:
     case OPT_API_KEY_FILE:
       if (!*v) {

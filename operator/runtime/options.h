@@ -45,6 +45,7 @@ struct tn_options {
   bool api_addr_set;                 /* --api-bind-address was given (else the default) */
   char *api_cert_file,
       *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
+  int api_workers;   /* --api-workers: the read API's service threads; 0: the CPUs we may use, at most 8 */
   bool help;
   bool version;
 };
