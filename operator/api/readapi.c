@@ -72,8 +72,10 @@ struct entry {
 };
 
 /* What a GET of one tenant needs of it besides its JSON text, kept per cached object (a slot is
- * recomputed when the tenant changed, i.e. its cached object is another one): direct-mapped by
- * the name, bounded like the auth caches. */
+ * recomputed when the tenant changed, i.e. its cached object is another one): VIEW_WAYS-way set
+ * associative by the name, auth_cache_size sets (4096 * 8 slots: 10,000 tenants read at random
+ * all stay cached; direct-mapped with 4096 slots, most lookups decoded their tenant again). */
+#define VIEW_WAYS 8
 struct view_slot {
   struct tn_store_obj *obj; /* a reference */
   char *groups;             /* as struct entry's */
@@ -89,13 +91,26 @@ struct snapshot {
 
 /* One worker's caches (see Threads above). */
 struct wcache {
+  /* SHA-256 of the hot path on an algorithm fetched once and a context reused: EVP_Digest with
+   * EVP_sha256() fetches the algorithm from the provider store and allocates a context on every
+   * call (OpenSSL 3), a few µs per digest and a lock the workers would share. */
+  EVP_MD_CTX *md_ctx;
+  /* The metric series last used (series never move nor go away): tn_metric_with takes the
+   * registry's one lock, shared by every thread of the operator. */
+  struct mslot {
+    char endpoint[16];
+    int code;
+    struct tn_series *requests, *latency;
+  } mcache[16];
   struct user_slot *users;
   struct sar_slot *sars;
-  struct view_slot *views;
+  struct view_slot *views; /* n_slots * VIEW_WAYS */
+  unsigned victim;
 };
 
 struct tn_readapi {
   struct tn_httpserver *srv;
+  EVP_MD *sha256_md; /* fetched once */
   int n_workers;
   struct wcache wc[TN_HTTP_MAX_WORKERS];
   pthread_mutex_t snap_mu; /* snap */
@@ -133,6 +148,14 @@ static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 static void sha256(const void *data, size_t n, unsigned char out[32]) {
   unsigned int len = 32;
   EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
+}
+
+/* FNV-1a: a slot index, where a collision only costs a recomputation. */
+static size_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
 }
 
 static bool dns_label(const char *s) {
@@ -550,6 +573,15 @@ static int snap_refresh(struct tn_readapi *api) {
 
 /* ---- authentication and authorization ------------------------------------------------------ */
 
+/* sha256() on the worker's reused context (same digest). */
+static void wsha256(const struct tn_readapi *api, struct wcache *wc, const void *data, size_t n,
+                    unsigned char out[32]) {
+  unsigned int len = 32;
+  if (!wc->md_ctx || EVP_DigestInit_ex2(wc->md_ctx, api->sha256_md, NULL) != 1 ||
+      EVP_DigestUpdate(wc->md_ctx, data, n) != 1 || EVP_DigestFinal_ex(wc->md_ctx, out, &len) != 1)
+    sha256(data, n, out);
+}
+
 static const struct tn_gvr gvr_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews", false};
 static const struct tn_gvr gvr_sars = {"authorization.k8s.io", "v1", "subjectaccessreviews", false};
 
@@ -572,7 +604,7 @@ static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *a
     snprintf(why, why_n, "the bearer token is empty or too long");
     return 401;
   }
-  sha256(p, n, tok_hash);
+  wsha256(api, wc, p, n, tok_hash);
   double now = tn_mono_now();
   struct user_slot *s =
       &wc->users[(((size_t)tok_hash[0] << 8) | tok_hash[1] | ((size_t)tok_hash[2] << 16)) % api->n_slots];
@@ -638,7 +670,7 @@ static int authorize(struct tn_readapi *api, struct wcache *wc, const unsigned c
   memcpy(buf, tok_hash, 32);
   memcpy(buf + 32, verb, vn + 1);
   memcpy(buf + 32 + vn + 1, name, nn);
-  sha256(buf, 32 + vn + 1 + nn, key);
+  wsha256(api, wc, buf, 32 + vn + 1 + nn, key);
   double now = tn_mono_now();
   struct sar_slot *s = &wc->sars[(((size_t)key[0] << 8) | key[1] | ((size_t)key[2] << 16)) % api->n_slots];
   if (s->used && s->expires > now && memcmp(s->key, key, 32) == 0)
@@ -727,11 +759,15 @@ static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
 /* The view of cached object o (named id), recomputed when o is not the one the slot holds. NULL
  * when out of memory. */
 static const struct view_slot *view_of(struct tn_readapi *api, struct wcache *wc, const char *id, struct tn_store_obj *o) {
-  unsigned char h[32];
-  sha256(id, strlen(id), h);
-  struct view_slot *v = &wc->views[(((size_t)h[0] << 8) | h[1] | ((size_t)h[2] << 16)) % api->n_slots];
-  if (v->obj == o)
-    return v;
+  struct view_slot *set = &wc->views[(fnv1a(id) % api->n_slots) * VIEW_WAYS], *v = NULL;
+  for (int i = 0; i < VIEW_WAYS; i++)
+    if (set[i].obj == o)
+      return &set[i];
+  for (int i = 0; i < VIEW_WAYS && !v; i++)
+    if (!set[i].obj)
+      v = &set[i];
+  if (!v) /* a full set: replace one way, in turn */
+    v = &set[wc->victim++ % VIEW_WAYS];
   json_t *t = tn_store_obj_decode(o);
   struct entry e = {0};
   if (!t || entry_fill(&e, t) != 0) {
@@ -1101,12 +1137,34 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
     rc = serve_one(&c, id, sub);
 out:
   if (api->m_requests) {
-    char code[8];
-    snprintf(code, sizeof code, "%d", rc < 0 ? 500 : resp->status);
-    const char *lv[] = {endpoint, code, NULL};
-    tn_series_inc(tn_metric_with(api->m_requests, lv));
-    const char *lv2[] = {endpoint, NULL};
-    tn_series_observe(tn_metric_with(api->m_latency, lv2), tn_mono_now() - t0);
+    int status = rc < 0 ? 500 : resp->status;
+    struct mslot *m = NULL;
+    for (size_t i = 0; i < sizeof c.wc->mcache / sizeof c.wc->mcache[0] && !m; i++) {
+      struct mslot *x = &c.wc->mcache[i];
+      if (!x->requests || (x->code == status && strcmp(x->endpoint, endpoint) == 0))
+        m = x;
+    }
+    if (m && !m->requests && strlen(endpoint) < sizeof m->endpoint) {
+      char code[8];
+      snprintf(code, sizeof code, "%d", status);
+      const char *lv[] = {endpoint, code, NULL};
+      const char *lv2[] = {endpoint, NULL};
+      m->latency = tn_metric_with(api->m_latency, lv2);
+      m->requests = m->latency ? tn_metric_with(api->m_requests, lv) : NULL;
+      snprintf(m->endpoint, sizeof m->endpoint, "%s", endpoint);
+      m->code = status;
+    }
+    if (m && m->requests) {
+      tn_series_inc(m->requests);
+      tn_series_observe(m->latency, tn_mono_now() - t0);
+    } else { /* the cache is full (or out of memory): the registry */
+      char code[8];
+      snprintf(code, sizeof code, "%d", status);
+      const char *lv[] = {endpoint, code, NULL};
+      tn_series_inc(tn_metric_with(api->m_requests, lv));
+      const char *lv2[] = {endpoint, NULL};
+      tn_series_observe(tn_metric_with(api->m_latency, lv2), tn_mono_now() - t0);
+    }
   }
   return rc;
 }
@@ -1262,13 +1320,15 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
     return tn_error_set(err, TN_ECONFIG, "the read API serves with 1 to %d threads, not %d", TN_HTTP_MAX_WORKERS,
                         cfg->workers);
   }
-  bool wc_ok = true;
+  api->sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  bool wc_ok = api->sha256_md != NULL;
   for (int i = 0; i < api->n_workers; i++) {
     struct wcache *wc = &api->wc[i];
     wc->users = calloc(api->n_slots, sizeof *wc->users);
     wc->sars = calloc(api->n_slots, sizeof *wc->sars);
-    wc->views = calloc(api->n_slots, sizeof *wc->views);
-    wc_ok = wc_ok && wc->users && wc->sars && wc->views;
+    wc->views = calloc(api->n_slots * VIEW_WAYS, sizeof *wc->views);
+    wc->md_ctx = EVP_MD_CTX_new();
+    wc_ok = wc_ok && wc->users && wc->sars && wc->views && wc->md_ctx;
   }
   api->limiter = tn_limiter_new(cfg->limiter_keys ? cfg->limiter_keys : 65536);
   api->cert_file = strdup(cfg->cert_file);
@@ -1369,12 +1429,14 @@ void tn_readapi_free(struct tn_readapi *api) {
       json_decref(wc->users[i].user);
     free(wc->users);
     free(wc->sars);
-    for (size_t i = 0; wc->views && i < api->n_slots; i++) {
+    for (size_t i = 0; wc->views && i < api->n_slots * VIEW_WAYS; i++) {
       tn_store_obj_unref(wc->views[i].obj);
       free(wc->views[i].groups);
     }
     free(wc->views);
+    EVP_MD_CTX_free(wc->md_ctx);
   }
+  EVP_MD_free(api->sha256_md);
   tn_limiter_free(api->limiter);
   snap_free(&api->snap);
   free(api->cert_file);

@@ -29,13 +29,17 @@
 /* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
  * from the one thread that services it, except lws_cancel_service(). So each service thread
  * (a "worker"; tn_httpserver_set_workers, 1 by default) owns its context for its whole life: it
- * creates it (binding its listener), services it, and destroys it. With several workers every
- * context listens on the same port with SO_REUSEPORT (LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE) and
- * the kernel spreads new connections over them; a connection stays on its worker. Other threads
- * only set `stopping` and call lws_cancel_service(), both under srv->mu, which a service thread
- * also holds while it destroys its context; so a context is never woken after it is gone.
- * srv->mu protects state, the workers' state/ctx/port/err and port; body_mu protects `reserved`
- * (taken only for bodies past small_body); id_mu the serving identity; none nests in another.
+ * creates it, services it, and destroys it. With one worker its context binds the listener.
+ * With several, lws 4.1 cannot share a port between contexts (it sets SO_REUSEPORT only when a
+ * context has several threads, which LWS_MAX_SMP 1 forbids), so the server binds the listener
+ * itself and an acceptor thread hands each accepted connection, round robin, to a worker: it
+ * queues the descriptor on the worker (w->q_mu) and wakes it with lws_cancel_service(); the
+ * worker adopts it into its context (lws_adopt_socket_vhost, TLS and all) on its own thread in
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED. A connection stays on its worker. Other threads only set
+ * `stopping` and call lws_cancel_service(), both under srv->mu, which a service thread also holds
+ * while it destroys its context; so a context is never woken after it is gone. srv->mu protects
+ * state, the workers' state/ctx/port/err and port; body_mu protects `reserved`; q_mu a worker's
+ * queue; id_mu the serving identity; none nests in another (q_mu is taken inside srv->mu).
  * Routes and settings are written before the threads start and only read afterwards. Handlers
  * run on the service threads: with several workers, concurrently (req->worker says which). */
 
@@ -61,8 +65,12 @@ struct worker {
   bool thread_created;
   enum srv_state state; /* srv->mu */
   struct lws_context *ctx;
+  struct lws_vhost *vh; /* its thread only */
   int port;
   struct tn_error err;
+  pthread_mutex_t q_mu; /* connections accepted for this worker, not adopted yet */
+  int q[64];
+  int q_n;
 };
 
 struct tn_httpserver {
@@ -90,6 +98,9 @@ struct tn_httpserver {
   bool started; /* tn_httpserver_start was called; the routes are fixed */
   int n_workers;
   struct worker workers[TN_HTTP_MAX_WORKERS];
+  int listen_fd; /* several workers: the listener the acceptor serves; else -1 */
+  pthread_t acceptor;
+  bool acceptor_created;
 
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when a worker's state leaves SRV_STARTING */
@@ -249,6 +260,9 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
   srv->n_workers = 1;
+  srv->listen_fd = -1;
+  for (int i = 0; i < TN_HTTP_MAX_WORKERS; i++)
+    pthread_mutex_init(&srv->workers[i].q_mu, NULL);
   pthread_mutex_init(&srv->mu, NULL);
   pthread_mutex_init(&srv->body_mu, NULL);
   pthread_mutex_init(&srv->id_mu, NULL);
@@ -429,9 +443,7 @@ static void exch_release(struct exchange *ex) {
   free(ex->content_type);
   if (ex->authorization) {
     /* a bearer token: do not leave it in freed memory */
-    volatile char *p = ex->authorization;
-    while (*p)
-      *p++ = 0;
+    explicit_bzero(ex->authorization, strlen(ex->authorization));
     free(ex->authorization);
   }
   for (size_t i = 0; i < ex->n_query; i++)
@@ -835,6 +847,20 @@ static int cert_cb(SSL *ssl, void *arg) {
   return ok ? 1 : 0;
 }
 
+/* On worker w's thread: adopts the connections the acceptor queued for it. */
+static void adopt_queued(struct worker *w) {
+  int fds[64], n;
+  pthread_mutex_lock(&w->q_mu);
+  n = w->q_n;
+  memcpy(fds, w->q, (size_t)n * sizeof fds[0]);
+  w->q_n = 0;
+  pthread_mutex_unlock(&w->q_mu);
+  for (int i = 0; i < n; i++)
+    if (!w->vh || !lws_adopt_socket_vhost(w->vh, fds[i])) /* on failure lws closed it */
+      tn_log(TN_LOG_WARN, NULL, "http server %s: thread %d could not take a connection", w->srv->address,
+             w->index);
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
   if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
@@ -844,8 +870,11 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   }
   struct exchange *ex = user;
-  const struct worker *w = lws_context_user(lws_get_context(wsi));
+  struct worker *w = lws_context_user(lws_get_context(wsi));
   switch (reason) {
+  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    adopt_queued(w);
+    return 0;
   case LWS_CALLBACK_HTTP:
     return on_request(wsi, w, ex, in, len);
   case LWS_CALLBACK_HTTP_BODY:
@@ -892,15 +921,13 @@ static int create_context(struct worker *w, int port, struct tn_error *err) {
   memset(&info, 0, sizeof info);
   info.vhost_name = "tn";
   info.protocols = protocols;
-  info.port = port;
+  info.port = srv->listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : port; /* the acceptor's */
   info.iface = srv->host[0] ? srv->host : NULL;
   info.server_string = "tenancy-operator";
   info.keepalive_timeout = srv->timeout_s > 0 ? srv->timeout_s : 60;
   info.timeout_secs = srv->timeout_s > 0 ? (unsigned)srv->timeout_s : 30;
   if (srv->host[0] && strchr(srv->host, ':') == NULL)
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* an IPv4 literal or interface: plain IPv4 */
-  if (srv->n_workers > 1)
-    info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE; /* SO_REUSEPORT: one port, n listeners */
   if (srv->cert_file) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
     info.ssl_cert_filepath = srv->cert_file;
@@ -925,9 +952,109 @@ static int create_context(struct worker *w, int port, struct tn_error *err) {
   }
   pthread_mutex_lock(&srv->mu);
   w->ctx = ctx;
-  w->port = lws_get_vhost_listen_port(vh);
+  w->vh = vh;
+  w->port = srv->listen_fd >= 0 ? port : lws_get_vhost_listen_port(vh);
   pthread_mutex_unlock(&srv->mu);
   return 0;
+}
+
+/* Several workers: binds the listener the acceptor serves. 0, 1 when the host is not an IP
+ * literal (an interface name: one worker then), or an error in err. */
+static int bind_listener(struct tn_httpserver *srv, struct tn_error *err) {
+  struct addrinfo hints, *res = NULL;
+  char ps[16];
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(ps, sizeof ps, "%d", srv->want_port);
+  int fd = -1;
+  if (!srv->host[0]) { /* every interface: IPv6 and IPv4 on one socket, as libwebsockets does */
+    fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int zero = 0, one = 1;
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_any,
+                              .sin6_port = htons((uint16_t)srv->want_port)};
+    if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0 ||
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+                    bind(fd, (struct sockaddr *)&a6, sizeof a6) != 0)) {
+      int e = errno;
+      close(fd);
+      fd = -1;
+      if (e != EAFNOSUPPORT && e != EADDRNOTAVAIL)
+        return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s", srv->address,
+                            srv->cert_file ? " with TLS" : "", strerror(e));
+    }
+    if (fd < 0)
+      hints.ai_family = AF_INET; /* no IPv6 here: IPv4 only */
+  }
+  if (fd < 0) {
+    if (getaddrinfo(srv->host[0] ? srv->host : NULL, ps, &hints, &res) != 0)
+      return 1; /* an interface name: libwebsockets binds it, with one worker */
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      int e = errno;
+      if (fd >= 0)
+        close(fd);
+      freeaddrinfo(res);
+      return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s", srv->address,
+                          srv->cert_file ? " with TLS" : "", strerror(e));
+    }
+    freeaddrinfo(res);
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    int e = errno;
+    close(fd);
+    return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen: %s", srv->address, strerror(e));
+  }
+  srv->listen_fd = fd;
+  pthread_mutex_lock(&srv->mu);
+  srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  pthread_mutex_unlock(&srv->mu);
+  return 0;
+}
+
+/* The acceptor: every new connection to the next worker, round robin. */
+static void *acceptor_main(void *arg) {
+  struct tn_httpserver *srv = arg;
+  unsigned next = 0;
+  for (;;) {
+    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
+      if (fd >= 0)
+        close(fd);
+      break;
+    }
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        usleep(10 * 1000); /* out of descriptors: let connections close */
+      continue;
+    }
+    int one = 1; /* see on_request: responses go out as two writes */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bool queued = false;
+    pthread_mutex_lock(&srv->mu);
+    for (int tries = 0; tries < srv->n_workers && !queued; tries++) {
+      struct worker *w = &srv->workers[next++ % (unsigned)srv->n_workers];
+      if (!w->ctx)
+        continue;
+      pthread_mutex_lock(&w->q_mu);
+      if (w->q_n < (int)(sizeof w->q / sizeof w->q[0])) {
+        w->q[w->q_n++] = fd;
+        queued = true;
+      }
+      pthread_mutex_unlock(&w->q_mu);
+      if (queued)
+        lws_cancel_service(w->ctx);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (!queued)
+      close(fd); /* every worker is behind by a full queue: shed the connection */
+  }
+  return NULL;
 }
 
 static void *service_main(void *arg) {
@@ -1020,11 +1147,32 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   srv->state = SRV_STARTING;
   pthread_mutex_unlock(&srv->mu);
   int rc = 0;
+  if (srv->n_workers > 1) {
+    rc = bind_listener(srv, err);
+    if (rc == 1) {
+      tn_log(TN_LOG_WARN, NULL, "http server %s: one service thread (several need an IP address, not an interface)",
+             srv->address);
+      srv->n_workers = 1;
+      rc = 0;
+    }
+  }
   for (int i = 0; i < srv->n_workers && rc == 0; i++)
     rc = start_worker(srv, i, err);
+  if (rc == 0 && srv->listen_fd >= 0) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e)
+      rc = tn_error_set(err, -e, "http server %s: cannot start its acceptor: %s", srv->address, strerror(e));
+    else
+      srv->acceptor_created = true;
+  }
   pthread_mutex_lock(&srv->mu);
   srv->state = rc ? SRV_FAILED : SRV_RUNNING;
-  srv->port = rc ? 0 : srv->workers[0].port;
+  if (srv->listen_fd < 0)
+    srv->port = rc ? 0 : srv->workers[0].port;
   pthread_mutex_unlock(&srv->mu);
   return rc;
 }
@@ -1038,9 +1186,21 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
     if (srv->workers[i].ctx)
       lws_cancel_service(srv->workers[i].ctx);
   pthread_mutex_unlock(&srv->mu);
+  if (srv->acceptor_created) {
+    (void)shutdown(srv->listen_fd, SHUT_RDWR); /* accept() returns */
+    pthread_join(srv->acceptor, NULL);
+  }
+  if (srv->listen_fd >= 0)
+    close(srv->listen_fd);
   for (int i = 0; i < srv->n_workers; i++)
     if (srv->workers[i].thread_created)
       pthread_join(srv->workers[i].thread, NULL);
+  for (int i = 0; i < TN_HTTP_MAX_WORKERS; i++) {
+    struct worker *w = &srv->workers[i];
+    for (int k = 0; k < w->q_n; k++) /* accepted, never adopted */
+      close(w->q[k]);
+    pthread_mutex_destroy(&w->q_mu);
+  }
   struct route *r = srv->routes;
   while (r) {
     struct route *next = r->next;
