@@ -586,8 +586,8 @@ static const struct tn_gvr gvr_tokenreviews = {"authentication.k8s.io", "v1", "t
 static const struct tn_gvr gvr_sars = {"authorization.k8s.io", "v1", "subjectaccessreviews", false};
 
 /* Who asks: 0 with *user (borrowed from the cache) set, or an HTTP status (401, 503) to answer. */
-static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *authorization, unsigned char tok_hash[32],
-                        const json_t **user, char *why, size_t why_n) {
+static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *authorization,
+                        unsigned char tok_hash[32], const json_t **user, char *why, size_t why_n) {
   *user = NULL;
   const char *p = authorization;
   if (strncasecmp(p, "Bearer ", 7) != 0) {
@@ -660,8 +660,8 @@ static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *a
 
 /* Whether the SubjectAccessReview allows user to verb tenants (name "" = every tenant). 0 = no,
  * 1 = yes, or an HTTP status (503) when the review failed. */
-static int authorize(struct tn_readapi *api, struct wcache *wc, const unsigned char tok_hash[32], const json_t *user,
-                     const char *verb, const char *name) {
+static int authorize(struct tn_readapi *api, struct wcache *wc, const unsigned char tok_hash[32],
+                     const json_t *user, const char *verb, const char *name) {
   unsigned char key[32];
   char buf[32 + 16 + 256];
   size_t vn = strlen(verb), nn = strlen(name);
@@ -758,7 +758,8 @@ static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
 
 /* The view of cached object o (named id), recomputed when o is not the one the slot holds. NULL
  * when out of memory. */
-static const struct view_slot *view_of(struct tn_readapi *api, struct wcache *wc, const char *id, struct tn_store_obj *o) {
+static const struct view_slot *view_of(struct tn_readapi *api, struct wcache *wc, const char *id,
+                                       struct tn_store_obj *o) {
   struct view_slot *set = &wc->views[(fnv1a(id) % api->n_slots) * VIEW_WAYS], *v = NULL;
   for (int i = 0; i < VIEW_WAYS; i++)
     if (set[i].obj == o)
@@ -1317,8 +1318,8 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
   api->n_workers = cfg->workers > 0 ? cfg->workers : 1;
   if (api->n_workers > TN_HTTP_MAX_WORKERS) {
     tn_readapi_free(api);
-    return tn_error_set(err, TN_ECONFIG, "the read API serves with 1 to %d threads, not %d", TN_HTTP_MAX_WORKERS,
-                        cfg->workers);
+    return tn_error_set(err, TN_ECONFIG, "the read API serves with 1 to %d threads, not %d",
+                        TN_HTTP_MAX_WORKERS, cfg->workers);
   }
   api->sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
   bool wc_ok = api->sha256_md != NULL;

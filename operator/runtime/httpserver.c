@@ -690,7 +690,7 @@ static int on_request(struct lws *wsi, const struct worker *w, struct exchange *
         break;
       }
       int wn = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
-                       r->method);
+                        r->method);
       if (wn > 0 && (size_t)wn < sizeof ex->allow - allow_len)
         allow_len += (size_t)wn;
     }
@@ -971,8 +971,8 @@ static int bind_listener(struct tn_httpserver *srv, struct tn_error *err) {
   if (!srv->host[0]) { /* every interface: IPv6 and IPv4 on one socket, as libwebsockets does */
     fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int zero = 0, one = 1;
-    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_any,
-                              .sin6_port = htons((uint16_t)srv->want_port)};
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons((uint16_t)srv->want_port)};
     if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0 ||
                     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
                     bind(fd, (struct sockaddr *)&a6, sizeof a6) != 0)) {
@@ -1150,7 +1150,8 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   if (srv->n_workers > 1) {
     rc = bind_listener(srv, err);
     if (rc == 1) {
-      tn_log(TN_LOG_WARN, NULL, "http server %s: one service thread (several need an IP address, not an interface)",
+      tn_log(TN_LOG_WARN, NULL,
+             "http server %s: one service thread (several need an IP address, not an interface)",
              srv->address);
       srv->n_workers = 1;
       rc = 0;
