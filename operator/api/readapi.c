@@ -1,11 +1,14 @@
 /* readapi.c - the read API (see readapi.h and docs/read-api.md).
  *
- * Threads. Every request runs on the HTTP server's one service thread; so do the caches below
- * (authentication, authorization, the sorted list snapshot), which therefore need no lock. The
- * informers fill their caches on their own threads (the store is thread-safe). A TokenReview or
- * SubjectAccessReview that is not cached is a blocking call to the API server on the service
- * thread: the caches keep that to once per token (and per verb and tenant) every ttl. The
- * certificate reloader is a thread of its own that only calls tn_httpserver_set_certificate. */
+ * Threads. Requests run on the HTTP server's service threads (`workers`, one libwebsockets
+ * context each, all on one port). Each worker has caches of its own (authentication,
+ * authorization, the per-tenant views), touched only by its thread, so the hot path takes no lock
+ * of ours; the price is that a token is reviewed once per worker that sees it. The sorted list
+ * snapshot is shared under snap_mu (a list holds it while it builds its page). The rate limiter,
+ * the metrics and the informers' stores are thread-safe. A TokenReview or SubjectAccessReview
+ * that is not cached is a blocking call to the API server on that worker's thread: the caches
+ * keep that to once per token (and per verb and tenant) every ttl. The certificate reloader is a
+ * thread of its own that only calls tn_httpserver_set_certificate. */
 #define _GNU_SOURCE /* strcasestr */
 #include "api/readapi.h"
 
@@ -13,6 +16,7 @@
 #include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +72,10 @@ struct entry {
 };
 
 /* What a GET of one tenant needs of it besides its JSON text, kept per cached object (a slot is
- * recomputed when the tenant changed, i.e. its cached object is another one): direct-mapped by
- * the name, bounded like the auth caches. */
+ * recomputed when the tenant changed, i.e. its cached object is another one): VIEW_WAYS-way set
+ * associative by the name, auth_cache_size sets (4096 * 8 slots: 10,000 tenants read at random
+ * all stay cached; direct-mapped with 4096 slots, most lookups decoded their tenant again). */
+#define VIEW_WAYS 8
 struct view_slot {
   struct tn_store_obj *obj; /* a reference */
   char *groups;             /* as struct entry's */
@@ -83,8 +89,31 @@ struct snapshot {
   char *rv; /* the informer's resourceVersion it was built at */
 };
 
+/* One worker's caches (see Threads above). */
+struct wcache {
+  /* SHA-256 of the hot path on an algorithm fetched once and a context reused: EVP_Digest with
+   * EVP_sha256() fetches the algorithm from the provider store and allocates a context on every
+   * call (OpenSSL 3), a few µs per digest and a lock the workers would share. */
+  EVP_MD_CTX *md_ctx;
+  /* The metric series last used (series never move nor go away): tn_metric_with takes the
+   * registry's one lock, shared by every thread of the operator. */
+  struct mslot {
+    char endpoint[16];
+    int code;
+    struct tn_series *requests, *latency;
+  } mcache[16];
+  struct user_slot *users;
+  struct sar_slot *sars;
+  struct view_slot *views; /* n_slots * VIEW_WAYS */
+  unsigned victim;
+};
+
 struct tn_readapi {
   struct tn_httpserver *srv;
+  EVP_MD *sha256_md; /* fetched once */
+  int n_workers;
+  struct wcache wc[TN_HTTP_MAX_WORKERS];
+  pthread_mutex_t snap_mu; /* snap */
   struct tn_kube *kube;
   struct tn_informer *tenants;
   struct tn_informer *events; /* owned; NULL: no events cache */
@@ -92,9 +121,6 @@ struct tn_readapi {
   struct tn_limit_rule review_rule; /* TokenReviews of tokens not cached, all callers together */
   double ttl;
   size_t n_slots;
-  struct user_slot *users;
-  struct sar_slot *sars;
-  struct view_slot *views;
   struct snapshot snap;
   char *cert_file, *key_file;
   double reload_s;
@@ -122,6 +148,14 @@ static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 static void sha256(const void *data, size_t n, unsigned char out[32]) {
   unsigned int len = 32;
   EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
+}
+
+/* FNV-1a: a slot index, where a collision only costs a recomputation. */
+static size_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
 }
 
 static bool dns_label(const char *s) {
@@ -539,12 +573,21 @@ static int snap_refresh(struct tn_readapi *api) {
 
 /* ---- authentication and authorization ------------------------------------------------------ */
 
+/* sha256() on the worker's reused context (same digest). */
+static void wsha256(const struct tn_readapi *api, struct wcache *wc, const void *data, size_t n,
+                    unsigned char out[32]) {
+  unsigned int len = 32;
+  if (!wc->md_ctx || EVP_DigestInit_ex2(wc->md_ctx, api->sha256_md, NULL) != 1 ||
+      EVP_DigestUpdate(wc->md_ctx, data, n) != 1 || EVP_DigestFinal_ex(wc->md_ctx, out, &len) != 1)
+    sha256(data, n, out);
+}
+
 static const struct tn_gvr gvr_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews", false};
 static const struct tn_gvr gvr_sars = {"authorization.k8s.io", "v1", "subjectaccessreviews", false};
 
 /* Who asks: 0 with *user (borrowed from the cache) set, or an HTTP status (401, 503) to answer. */
-static int authenticate(struct tn_readapi *api, const char *authorization, unsigned char tok_hash[32],
-                        const json_t **user, char *why, size_t why_n) {
+static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *authorization,
+                        unsigned char tok_hash[32], const json_t **user, char *why, size_t why_n) {
   *user = NULL;
   const char *p = authorization;
   if (strncasecmp(p, "Bearer ", 7) != 0) {
@@ -561,10 +604,10 @@ static int authenticate(struct tn_readapi *api, const char *authorization, unsig
     snprintf(why, why_n, "the bearer token is empty or too long");
     return 401;
   }
-  sha256(p, n, tok_hash);
+  wsha256(api, wc, p, n, tok_hash);
   double now = tn_mono_now();
   struct user_slot *s =
-      &api->users[(((size_t)tok_hash[0] << 8) | tok_hash[1] | ((size_t)tok_hash[2] << 16)) % api->n_slots];
+      &wc->users[(((size_t)tok_hash[0] << 8) | tok_hash[1] | ((size_t)tok_hash[2] << 16)) % api->n_slots];
   if (!(s->used && s->expires > now && memcmp(s->key, tok_hash, 32) == 0)) {
     /* A token not seen lately costs a TokenReview on this thread: bound how many a second, so
      * a flood of made-up tokens cannot keep the thread waiting on the API server. */
@@ -617,8 +660,8 @@ static int authenticate(struct tn_readapi *api, const char *authorization, unsig
 
 /* Whether the SubjectAccessReview allows user to verb tenants (name "" = every tenant). 0 = no,
  * 1 = yes, or an HTTP status (503) when the review failed. */
-static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], const json_t *user,
-                     const char *verb, const char *name) {
+static int authorize(struct tn_readapi *api, struct wcache *wc, const unsigned char tok_hash[32],
+                     const json_t *user, const char *verb, const char *name) {
   unsigned char key[32];
   char buf[32 + 16 + 256];
   size_t vn = strlen(verb), nn = strlen(name);
@@ -627,9 +670,9 @@ static int authorize(struct tn_readapi *api, const unsigned char tok_hash[32], c
   memcpy(buf, tok_hash, 32);
   memcpy(buf + 32, verb, vn + 1);
   memcpy(buf + 32 + vn + 1, name, nn);
-  sha256(buf, 32 + vn + 1 + nn, key);
+  wsha256(api, wc, buf, 32 + vn + 1 + nn, key);
   double now = tn_mono_now();
-  struct sar_slot *s = &api->sars[(((size_t)key[0] << 8) | key[1] | ((size_t)key[2] << 16)) % api->n_slots];
+  struct sar_slot *s = &wc->sars[(((size_t)key[0] << 8) | key[1] | ((size_t)key[2] << 16)) % api->n_slots];
   if (s->used && s->expires > now && memcmp(s->key, key, 32) == 0)
     return s->allowed;
   json_t *attrs = json_pack("{s:s, s:s, s:s, s:s}", "group", GROUP, "version", VERSION, "resource", "tenants",
@@ -715,12 +758,17 @@ static int rate_limit(struct tn_readapi *api, const struct tn_http_request *req,
 
 /* The view of cached object o (named id), recomputed when o is not the one the slot holds. NULL
  * when out of memory. */
-static const struct view_slot *view_of(struct tn_readapi *api, const char *id, struct tn_store_obj *o) {
-  unsigned char h[32];
-  sha256(id, strlen(id), h);
-  struct view_slot *v = &api->views[(((size_t)h[0] << 8) | h[1] | ((size_t)h[2] << 16)) % api->n_slots];
-  if (v->obj == o)
-    return v;
+static const struct view_slot *view_of(struct tn_readapi *api, struct wcache *wc, const char *id,
+                                       struct tn_store_obj *o) {
+  struct view_slot *set = &wc->views[(fnv1a(id) % api->n_slots) * VIEW_WAYS], *v = NULL;
+  for (int i = 0; i < VIEW_WAYS; i++)
+    if (set[i].obj == o)
+      return &set[i];
+  for (int i = 0; i < VIEW_WAYS && !v; i++)
+    if (!set[i].obj)
+      v = &set[i];
+  if (!v) /* a full set: replace one way, in turn */
+    v = &set[wc->victim++ % VIEW_WAYS];
   json_t *t = tn_store_obj_decode(o);
   struct entry e = {0};
   if (!t || entry_fill(&e, t) != 0) {
@@ -743,6 +791,7 @@ static const struct view_slot *view_of(struct tn_readapi *api, const char *id, s
 
 struct call {
   struct tn_readapi *api;
+  struct wcache *wc; /* the worker's */
   const struct tn_http_request *req;
   struct tn_http_response *resp;
   unsigned char tok[32];
@@ -754,9 +803,9 @@ struct call {
 static int may_get(struct call *c, const char *id, const json_t *t) {
   /* get on every tenant (no resourceName) implies get on this one: one cached answer covers all
    * tenants for a caller with a broad grant; the named review is for grants by resourceNames */
-  int a = authorize(c->api, c->tok, c->user, "get", "");
+  int a = authorize(c->api, c->wc, c->tok, c->user, "get", "");
   if (a == 0)
-    a = authorize(c->api, c->tok, c->user, "get", id);
+    a = authorize(c->api, c->wc, c->tok, c->user, "get", id);
   if (a != 0)
     return a;
   return t && tn_readapi_group_bound(t, json_object_get(c->user, "groups")) ? 1 : 0;
@@ -771,15 +820,15 @@ static int forbidden(struct call *c, const char *what) {
  * dropped when it is cached), so its JSON text goes out as it is. */
 static int serve_get(struct call *c, const char *id, const char *what) {
   struct tn_store_obj *o = tn_store_get_obj(tn_informer_store(c->api->tenants), id);
-  const struct view_slot *v = o ? view_of(c->api, id, o) : NULL;
+  const struct view_slot *v = o ? view_of(c->api, c->wc, id, o) : NULL;
   int rc;
   if (o && !v) {
     tn_store_obj_unref(o);
     return -ENOMEM;
   }
-  int a = authorize(c->api, c->tok, c->user, "get", "");
+  int a = authorize(c->api, c->wc, c->tok, c->user, "get", "");
   if (a == 0)
-    a = authorize(c->api, c->tok, c->user, "get", id);
+    a = authorize(c->api, c->wc, c->tok, c->user, "get", id);
   if (a == 0 && v && groups_bound(v->groups, json_object_get(c->user, "groups")))
     a = 1;
   if (a == 503)
@@ -874,7 +923,7 @@ static int serve_by_external_id(struct call *c, const char *system, const char *
   json_decref(ts);
   int rc;
   if (!t) {
-    int a = authorize(c->api, c->tok, c->user, "list", "");
+    int a = authorize(c->api, c->wc, c->tok, c->user, "list", "");
     rc = a == 503
              ? problem(c->req, c->resp, 503, "authorization-unavailable", "the access check failed; retry")
          : a == 1 ? problem(c->req, c->resp, 404, "not-found", "no tenant has external id %s=%s", system, xid)
@@ -926,14 +975,17 @@ static int serve_list(struct call *c) {
     if (tn_readapi_token_decode(cont, fp, &after, &err))
       return problem(req, c->resp, 400, "invalid-continue", "%s", err.message);
   }
-  int a = authorize(c->api, c->tok, c->user, "list", "");
+  int a = authorize(c->api, c->wc, c->tok, c->user, "list", "");
   if (a == 503) {
     free(after);
     return problem(req, c->resp, 503, "authorization-unavailable", "the access check failed; retry");
   }
   bool restricted = a == 0; /* only the tenants one of the caller's groups is bound in */
   json_t *groups = json_object_get(c->user, "groups");
+  /* the snapshot is shared by the workers: held until the page and its metadata are built */
+  pthread_mutex_lock(&c->api->snap_mu);
   if (snap_refresh(c->api)) {
+    pthread_mutex_unlock(&c->api->snap_mu);
     free(after);
     return -ENOMEM;
   }
@@ -943,6 +995,7 @@ static int serve_list(struct call *c) {
     for (size_t i = 0; i < s->n && !any; i++)
       any = groups_bound(s->v[i].groups, groups);
     if (!any) {
+      pthread_mutex_unlock(&c->api->snap_mu);
       free(after);
       return forbidden(c, "list tenants");
     }
@@ -978,18 +1031,18 @@ static int serve_list(struct call *c) {
   free(q);
   if (rc == 0)
     rc = tn_buf_appends(b, "]");
-  if (rc)
-    return rc;
-  json_t *meta = json_pack("{s:s}", "resourceVersion", s->rv ? s->rv : "");
+  json_t *meta = rc ? NULL : json_pack("{s:s}", "resourceVersion", s->rv ? s->rv : "");
   if (meta && more && last) {
     char *tok = tn_readapi_token_encode(last->name, fp);
     if (!tok || json_object_set_new(meta, "continue", json_string(tok))) {
-      free(tok);
       json_decref(meta);
-      return -ENOMEM;
+      meta = NULL;
     }
     free(tok);
   }
+  pthread_mutex_unlock(&c->api->snap_mu);
+  if (rc)
+    return rc;
   char *ms = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
   json_decref(meta);
   if (!ms)
@@ -1018,7 +1071,8 @@ static int serve_list(struct call *c) {
 static int handle(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
   struct tn_readapi *api = ud;
   double t0 = tn_mono_now();
-  struct call c = {.api = api, .req = req, .resp = resp};
+  int wk = req->worker >= 0 && req->worker < api->n_workers ? req->worker : 0;
+  struct call c = {.api = api, .wc = &api->wc[wk], .req = req, .resp = resp};
   const char *path = req->path;
   const char *endpoint = "unknown";
   char why[256];
@@ -1057,7 +1111,7 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
     rc = problem(req, resp, 404, "not-found", "no such endpoint; see /openapi.json");
     goto out;
   }
-  int st = authenticate(api, req->authorization, c.tok, &c.user, why, sizeof why);
+  int st = authenticate(api, c.wc, req->authorization, c.tok, &c.user, why, sizeof why);
   if (st) {
     if (st == 401)
       (void)tn_http_response_header(resp, "WWW-Authenticate", "Bearer realm=\"tenancy-operator\"");
@@ -1084,12 +1138,34 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
     rc = serve_one(&c, id, sub);
 out:
   if (api->m_requests) {
-    char code[8];
-    snprintf(code, sizeof code, "%d", rc < 0 ? 500 : resp->status);
-    const char *lv[] = {endpoint, code, NULL};
-    tn_series_inc(tn_metric_with(api->m_requests, lv));
-    const char *lv2[] = {endpoint, NULL};
-    tn_series_observe(tn_metric_with(api->m_latency, lv2), tn_mono_now() - t0);
+    int status = rc < 0 ? 500 : resp->status;
+    struct mslot *m = NULL;
+    for (size_t i = 0; i < sizeof c.wc->mcache / sizeof c.wc->mcache[0] && !m; i++) {
+      struct mslot *x = &c.wc->mcache[i];
+      if (!x->requests || (x->code == status && strcmp(x->endpoint, endpoint) == 0))
+        m = x;
+    }
+    if (m && !m->requests && strlen(endpoint) < sizeof m->endpoint) {
+      char code[8];
+      snprintf(code, sizeof code, "%d", status);
+      const char *lv[] = {endpoint, code, NULL};
+      const char *lv2[] = {endpoint, NULL};
+      m->latency = tn_metric_with(api->m_latency, lv2);
+      m->requests = m->latency ? tn_metric_with(api->m_requests, lv) : NULL;
+      snprintf(m->endpoint, sizeof m->endpoint, "%s", endpoint);
+      m->code = status;
+    }
+    if (m && m->requests) {
+      tn_series_inc(m->requests);
+      tn_series_observe(m->latency, tn_mono_now() - t0);
+    } else { /* the cache is full (or out of memory): the registry */
+      char code[8];
+      snprintf(code, sizeof code, "%d", status);
+      const char *lv[] = {endpoint, code, NULL};
+      tn_series_inc(tn_metric_with(api->m_requests, lv));
+      const char *lv2[] = {endpoint, NULL};
+      tn_series_observe(tn_metric_with(api->m_latency, lv2), tn_mono_now() - t0);
+    }
   }
   return rc;
 }
@@ -1229,6 +1305,7 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
   if (!api)
     return tn_error_set(err, -ENOMEM, "out of memory");
   pthread_mutex_init(&api->mu, NULL);
+  pthread_mutex_init(&api->snap_mu, NULL);
   pthread_cond_init(&api->cv, NULL);
   api->kube = cfg->kube;
   api->tenants = cfg->tenants;
@@ -1238,13 +1315,26 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
                              .burst = cfg->token_reviews_per_s > 0 ? 2 * cfg->token_reviews_per_s : 200};
   api->n_slots = cfg->auth_cache_size ? cfg->auth_cache_size : 4096;
   api->reload_s = cfg->cert_reload_interval_s == 0 ? 10.0 : cfg->cert_reload_interval_s;
-  api->users = calloc(api->n_slots, sizeof *api->users);
-  api->sars = calloc(api->n_slots, sizeof *api->sars);
-  api->views = calloc(api->n_slots, sizeof *api->views);
+  api->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+  if (api->n_workers > TN_HTTP_MAX_WORKERS) {
+    tn_readapi_free(api);
+    return tn_error_set(err, TN_ECONFIG, "the read API serves with 1 to %d threads, not %d",
+                        TN_HTTP_MAX_WORKERS, cfg->workers);
+  }
+  api->sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  bool wc_ok = api->sha256_md != NULL;
+  for (int i = 0; i < api->n_workers; i++) {
+    struct wcache *wc = &api->wc[i];
+    wc->users = calloc(api->n_slots, sizeof *wc->users);
+    wc->sars = calloc(api->n_slots, sizeof *wc->sars);
+    wc->views = calloc(api->n_slots * VIEW_WAYS, sizeof *wc->views);
+    wc->md_ctx = EVP_MD_CTX_new();
+    wc_ok = wc_ok && wc->users && wc->sars && wc->views && wc->md_ctx;
+  }
   api->limiter = tn_limiter_new(cfg->limiter_keys ? cfg->limiter_keys : 65536);
   api->cert_file = strdup(cfg->cert_file);
   api->key_file = strdup(cfg->key_file);
-  if (!api->users || !api->sars || !api->views || !api->limiter || !api->cert_file || !api->key_file) {
+  if (!wc_ok || !api->limiter || !api->cert_file || !api->key_file) {
     tn_readapi_free(api);
     return tn_error_set(err, -ENOMEM, "out of memory");
   }
@@ -1255,6 +1345,8 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
     struct tn_http_limits lim = {.max_body = 1, .small_body = 0, .body_budget = 1, .timeout_s = 30};
     rc = tn_httpserver_set_limits(api->srv, &lim);
   }
+  if (rc == 0)
+    rc = tn_httpserver_set_workers(api->srv, api->n_workers);
   if (rc == 0)
     rc = tn_httpserver_route(api->srv, "GET", API_PREFIX, handle, api);
   if (rc == 0)
@@ -1314,6 +1406,12 @@ int tn_readapi_start(struct tn_readapi *api, struct tn_error *err) {
 
 int tn_readapi_port(const struct tn_readapi *api) { return api ? tn_httpserver_port(api->srv) : 0; }
 
+int tn_readapi_default_workers(void) {
+  cpu_set_t set;
+  int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return n < 1 ? 1 : n > TN_HTTP_MAX_WORKERS ? TN_HTTP_MAX_WORKERS : n;
+}
+
 void tn_readapi_free(struct tn_readapi *api) {
   if (!api)
     return;
@@ -1326,20 +1424,26 @@ void tn_readapi_free(struct tn_readapi *api) {
   }
   tn_httpserver_free(api->srv); /* no handler runs after this */
   tn_informer_free(api->events);
-  for (size_t i = 0; api->users && i < api->n_slots; i++)
-    json_decref(api->users[i].user);
-  free(api->users);
-  free(api->sars);
-  for (size_t i = 0; api->views && i < api->n_slots; i++) {
-    tn_store_obj_unref(api->views[i].obj);
-    free(api->views[i].groups);
+  for (int w = 0; w < TN_HTTP_MAX_WORKERS; w++) {
+    struct wcache *wc = &api->wc[w];
+    for (size_t i = 0; wc->users && i < api->n_slots; i++)
+      json_decref(wc->users[i].user);
+    free(wc->users);
+    free(wc->sars);
+    for (size_t i = 0; wc->views && i < api->n_slots * VIEW_WAYS; i++) {
+      tn_store_obj_unref(wc->views[i].obj);
+      free(wc->views[i].groups);
+    }
+    free(wc->views);
+    EVP_MD_CTX_free(wc->md_ctx);
   }
-  free(api->views);
+  EVP_MD_free(api->sha256_md);
   tn_limiter_free(api->limiter);
   snap_free(&api->snap);
   free(api->cert_file);
   free(api->key_file);
   pthread_cond_destroy(&api->cv);
+  pthread_mutex_destroy(&api->snap_mu);
   pthread_mutex_destroy(&api->mu);
   free(api);
 }

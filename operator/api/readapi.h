@@ -32,6 +32,7 @@ struct tn_readapi_config {
   size_t limiter_keys;           /* token buckets held at most; 0: 65536 */
   double cert_reload_interval_s; /* how often the certificate files are looked at; 0: 10; < 0: never */
   double token_reviews_per_s; /* TokenReviews of uncached tokens, all callers together; 0: 100 (burst 2x) */
+  int workers; /* service threads (one libwebsockets context each, one port); 0: 1; at most 8 */
 };
 
 struct tn_readapi; /* opaque */
@@ -45,6 +46,8 @@ int tn_readapi_start(struct tn_readapi *api, struct tn_error *err);
 int tn_readapi_port(const struct tn_readapi *api);
 /* Stops serving and frees. Accepts NULL. */
 void tn_readapi_free(struct tn_readapi *api);
+/* The default of workers: the CPUs this process may run on (its affinity mask), 1 to 8. */
+int tn_readapi_default_workers(void);
 
 /* ---- pure parts (unit-tested) ------------------------------------------------------------- */
 

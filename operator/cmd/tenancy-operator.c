@@ -241,14 +241,15 @@ static int start_read_api(struct app *a, struct tn_error *err) {
                                   .key_file = key,
                                   .kube = a->kube,
                                   .tenants = tn_manager_tenants_informer(a->mgr),
-                                  .metrics = a->metrics};
+                                  .metrics = a->metrics,
+                                  .workers = o->api_workers ? o->api_workers : tn_readapi_default_workers()};
   int rc = tn_readapi_new(&cfg, &a->readapi, err);
   if (rc == 0)
     rc = tn_readapi_start(a->readapi, err);
   if (rc)
     tn_error_prefix(err, "read API (--api-bind-address=%s)", o->api_addr);
   else
-    tn_log_info("read API serving on port %d", tn_readapi_port(a->readapi));
+    tn_log_info("read API serving on port %d with %d threads", tn_readapi_port(a->readapi), cfg.workers);
   return rc;
 }
 

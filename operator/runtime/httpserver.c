@@ -28,13 +28,21 @@
 #include "util/wipe.h"
 
 /* Threads and locks. The libwebsockets build has LWS_MAX_SMP 1: a context may only be touched
- * from the one thread that services it, except lws_cancel_service(). So the service thread
- * owns the context for its whole life: it creates it (binding the listener), services it, and
- * destroys it. Other threads only set `stopping` and call lws_cancel_service(), both under
- * srv->mu, which the service thread also holds while it destroys the context; so the context
- * is never woken after it is gone. srv->mu protects state, ctx, stopping, port and start_err;
- * it is the only lock here. Routes and settings are written before the thread starts and only
- * read afterwards. Handlers run on the service thread. */
+ * from the one thread that services it, except lws_cancel_service(). So each service thread
+ * (a "worker"; tn_httpserver_set_workers, 1 by default) owns its context for its whole life: it
+ * creates it, services it, and destroys it. With one worker its context binds the listener.
+ * With several, lws 4.1 cannot share a port between contexts (it sets SO_REUSEPORT only when a
+ * context has several threads, which LWS_MAX_SMP 1 forbids), so the server binds the listener
+ * itself and an acceptor thread hands each accepted connection, round robin, to a worker: it
+ * queues the descriptor on the worker (w->q_mu) and wakes it with lws_cancel_service(); the
+ * worker adopts it into its context (lws_adopt_socket_vhost, TLS and all) on its own thread in
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED. A connection stays on its worker. Other threads only set
+ * `stopping` and call lws_cancel_service(), both under srv->mu, which a service thread also holds
+ * while it destroys its context; so a context is never woken after it is gone. srv->mu protects
+ * state, the workers' state/ctx/port/err and port; body_mu protects `reserved`; q_mu a worker's
+ * queue; id_mu the serving identity; none nests in another (q_mu is taken inside srv->mu).
+ * Routes and settings are written before the threads start and only read afterwards. Handlers
+ * run on the service threads: with several workers, concurrently (req->worker says which). */
 
 enum srv_state { SRV_NEW, SRV_STARTING, SRV_RUNNING, SRV_FAILED, SRV_STOPPED };
 
@@ -46,6 +54,24 @@ struct route {
   tn_http_handler handler;
   void *ud;
   void (*free_ud)(void *); /* for ud the server owns (ready-made routes) */
+};
+
+struct tn_httpserver;
+
+/* One service thread and its libwebsockets context (the context's user pointer). */
+struct worker {
+  struct tn_httpserver *srv;
+  int index;
+  pthread_t thread;
+  bool thread_created;
+  enum srv_state state; /* srv->mu */
+  struct lws_context *ctx;
+  struct lws_vhost *vh; /* its thread only */
+  int port;
+  struct tn_error err;
+  pthread_mutex_t q_mu; /* connections accepted for this worker, not adopted yet */
+  int q[64];
+  int q_n;
 };
 
 struct tn_httpserver {
@@ -61,8 +87,9 @@ struct tn_httpserver {
   EVP_PKEY *id_key;
   STACK_OF(X509) * id_chain;
   size_t max_body;
-  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is touched
-   * only on the service thread. */
+  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is under
+   * body_mu (the workers share the budget; only strict servers take it). */
+  pthread_mutex_t body_mu;
   bool strict;
   size_t small_body, body_budget, reserved;
   char *body_type; /* required media type of request bodies, NULL: any */
@@ -70,16 +97,17 @@ struct tn_httpserver {
   int timeout_s;
   struct route *routes;
   bool started; /* tn_httpserver_start was called; the routes are fixed */
-  pthread_t thread;
-  bool thread_created;
+  int n_workers;
+  struct worker workers[TN_HTTP_MAX_WORKERS];
+  int listen_fd; /* several workers: the listener the acceptor serves; else -1 */
+  pthread_t acceptor;
+  bool acceptor_created;
 
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* signalled when state leaves SRV_STARTING */
+  pthread_cond_t cv; /* signalled when a worker's state leaves SRV_STARTING */
   enum srv_state state;
-  struct lws_context *ctx;
-  bool stopping;
+  atomic_bool stopping; /* written under mu; the service loops read it without */
   int port;
-  struct tn_error start_err;
 };
 
 /* One HTTP transaction: libwebsockets' per-session data for the protocol, zeroed by it when
@@ -117,6 +145,7 @@ struct exchange {
   size_t n_query;
   struct tn_http_header headers[TN_HTTP_MAX_HEADERS];
   int n_headers;
+  int worker; /* the index of the service thread */
 };
 
 /* ---- libwebsockets logging ---- */
@@ -231,7 +260,12 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
   snprintf(srv->host, sizeof srv->host, "%s", strcmp(host, "localhost") == 0 ? "127.0.0.1" : host);
   srv->want_port = port;
   srv->max_body = TN_HTTP_DEFAULT_MAX_BODY;
+  srv->n_workers = 1;
+  srv->listen_fd = -1;
+  for (int i = 0; i < TN_HTTP_MAX_WORKERS; i++)
+    pthread_mutex_init(&srv->workers[i].q_mu, NULL);
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->body_mu, NULL);
   pthread_mutex_init(&srv->id_mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   if (tls) {
@@ -243,6 +277,17 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
     }
   }
   *out = srv;
+  return 0;
+}
+
+int tn_httpserver_set_workers(struct tn_httpserver *srv, int n) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  if (n < 1 || n > TN_HTTP_MAX_WORKERS)
+    return -EINVAL;
+  srv->n_workers = n;
   return 0;
 }
 
@@ -411,8 +456,11 @@ static void exch_release(struct exchange *ex) {
   for (size_t i = 0; i < ex->n_query; i++)
     free(ex->query[i]);
   free(ex->query);
-  if (ex->srv && ex->reserved)
+  if (ex->srv && ex->reserved) {
+    pthread_mutex_lock(&ex->srv->body_mu);
     ex->srv->reserved -= ex->reserved;
+    pthread_mutex_unlock(&ex->srv->body_mu);
+  }
   tn_buf_cleanup(&ex->req_body);
   tn_buf_cleanup(&ex->resp_body);
   memset(ex, 0, sizeof *ex);
@@ -460,6 +508,7 @@ static void exch_run_handler(struct exchange *ex) {
       .authorization = ex->authorization ? ex->authorization : empty,
       .query = (const char *const *)ex->query,
       .n_query = ex->n_query,
+      .worker = ex->worker,
   };
   struct tn_http_response resp = {.status = 200};
   snprintf(resp.content_type, sizeof resp.content_type, "text/plain; charset=utf-8");
@@ -520,12 +569,14 @@ static size_t discard_limit(const struct tn_httpserver *srv) {
 }
 
 /* LWS_CALLBACK_HTTP: the headers are in. Returns nonzero to close the connection. */
-static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchange *ex, const char *in,
+static int on_request(struct lws *wsi, const struct worker *w, struct exchange *ex, const char *in,
                       size_t len) {
   static const char *const methods[] = {"GET",   "POST",   "OPTIONS", "PUT",
                                         "PATCH", "DELETE", "CONNECT", "HEAD"};
+  struct tn_httpserver *srv = w->srv;
   exch_release(ex);
   ex->inited = true;
+  ex->worker = w->index;
   /* A response goes out as two writes (headers, then the body): without TCP_NODELAY the body
    * waits for the ACK of the headers, which a client's delayed ACK holds up to 40 ms. */
   int fd = lws_get_socket_fd(lws_get_network_wsi(wsi));
@@ -602,16 +653,23 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
     int refuse = 0;
     if (srv->body_type && !media_type_is(ex->content_type, srv->body_type))
       refuse = 415;
-    else if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
-      refuse = 503;
+    else {
+      pthread_mutex_lock(&srv->body_mu);
+      if (n > srv->small_body && srv->body_budget && srv->reserved + n > srv->body_budget)
+        refuse = 503;
+      else
+        srv->reserved += n;
+      pthread_mutex_unlock(&srv->body_mu);
+      if (!refuse) {
+        ex->srv = srv;
+        ex->reserved = n;
+      }
+    }
     if (refuse) {
       ex->close_after = true;
       exch_respond_status(ex, refuse);
       goto respond;
     }
-    ex->srv = srv;
-    ex->reserved = n;
-    srv->reserved += n;
   }
 
   int status = 0;
@@ -638,10 +696,10 @@ static int on_request(struct lws *wsi, struct tn_httpserver *srv, struct exchang
         ex->route = r;
         break;
       }
-      int w = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
-                       r->method);
-      if (w > 0 && (size_t)w < sizeof ex->allow - allow_len)
-        allow_len += (size_t)w;
+      int wn = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
+                        r->method);
+      if (wn > 0 && (size_t)wn < sizeof ex->allow - allow_len)
+        allow_len += (size_t)wn;
     }
     if (!ex->route)
       status = path_known ? 405 : 404;
@@ -796,6 +854,20 @@ static int cert_cb(SSL *ssl, void *arg) {
   return ok ? 1 : 0;
 }
 
+/* On worker w's thread: adopts the connections the acceptor queued for it. */
+static void adopt_queued(struct worker *w) {
+  int fds[64], n;
+  pthread_mutex_lock(&w->q_mu);
+  n = w->q_n;
+  memcpy(fds, w->q, (size_t)n * sizeof fds[0]);
+  w->q_n = 0;
+  pthread_mutex_unlock(&w->q_mu);
+  for (int i = 0; i < n; i++)
+    if (!w->vh || !lws_adopt_socket_vhost(w->vh, fds[i])) /* on failure lws closed it */
+      tn_log(TN_LOG_WARN, NULL, "http server %s: thread %d could not take a connection", w->srv->address,
+             w->index);
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
   if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
@@ -805,10 +877,13 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   }
   struct exchange *ex = user;
-  struct tn_httpserver *srv = lws_context_user(lws_get_context(wsi));
+  struct worker *w = lws_context_user(lws_get_context(wsi));
   switch (reason) {
+  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    adopt_queued(w);
+    return 0;
   case LWS_CALLBACK_HTTP:
-    return on_request(wsi, srv, ex, in, len);
+    return on_request(wsi, w, ex, in, len);
   case LWS_CALLBACK_HTTP_BODY:
     return on_body(wsi, ex, in, len);
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
@@ -833,13 +908,14 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- the service thread ---- */
 
-/* Creates the context and the listening vhost. Runs on the service thread. */
-static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
+/* Creates worker w's context and listening vhost (on port `port`). Runs on its service thread. */
+static int create_context(struct worker *w, int port, struct tn_error *err) {
+  struct tn_httpserver *srv = w->srv;
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   info.options =
       LWS_SERVER_OPTION_EXPLICIT_VHOSTS | (srv->cert_file ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
-  info.user = srv;
+  info.user = w;
   info.count_threads = 1;
   info.fd_limit_per_thread = 1024; /* else lws sizes tables by RLIMIT_NOFILE */
   info.server_string = "tenancy-operator";
@@ -852,7 +928,7 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   memset(&info, 0, sizeof info);
   info.vhost_name = "tn";
   info.protocols = protocols;
-  info.port = srv->want_port;
+  info.port = srv->listen_fd >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : port; /* the acceptor's */
   info.iface = srv->host[0] ? srv->host : NULL;
   info.server_string = "tenancy-operator";
   info.keepalive_timeout = srv->timeout_s > 0 ? srv->timeout_s : 60;
@@ -875,32 +951,140 @@ static int create_context(struct tn_httpserver *srv, struct tn_error *err) {
   creating = NULL;
   if (!vh) {
     char buf[128];
-    const char *why = bind_failure(srv->host, srv->want_port, buf, sizeof buf);
+    const char *why = bind_failure(srv->host, port, buf, sizeof buf);
     lws_context_destroy(ctx);
     return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s%s(libwebsockets: %s)",
                         srv->address, srv->cert_file ? " with TLS" : "", why ? why : "", why ? " " : "",
                         lws_last_error[0] ? lws_last_error : "unknown error");
   }
   pthread_mutex_lock(&srv->mu);
-  srv->ctx = ctx;
-  srv->port = lws_get_vhost_listen_port(vh);
+  w->ctx = ctx;
+  w->vh = vh;
+  w->port = srv->listen_fd >= 0 ? port : lws_get_vhost_listen_port(vh);
   pthread_mutex_unlock(&srv->mu);
   return 0;
 }
 
-static void *service_main(void *arg) {
+/* Several workers: binds the listener the acceptor serves. 0, 1 when the host is not an IP
+ * literal (an interface name: one worker then), or an error in err. */
+static int bind_listener(struct tn_httpserver *srv, struct tn_error *err) {
+  struct addrinfo hints, *res = NULL;
+  char ps[16];
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(ps, sizeof ps, "%d", srv->want_port);
+  int fd = -1;
+  if (!srv->host[0]) { /* every interface: IPv6 and IPv4 on one socket, as libwebsockets does */
+    fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int zero = 0, one = 1;
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons((uint16_t)srv->want_port)};
+    if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0 ||
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+                    bind(fd, (struct sockaddr *)&a6, sizeof a6) != 0)) {
+      int e = errno;
+      close(fd);
+      fd = -1;
+      if (e != EAFNOSUPPORT && e != EADDRNOTAVAIL)
+        return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s", srv->address,
+                            srv->cert_file ? " with TLS" : "", strerror(e));
+    }
+    if (fd < 0)
+      hints.ai_family = AF_INET; /* no IPv6 here: IPv4 only */
+  }
+  if (fd < 0) {
+    if (getaddrinfo(srv->host[0] ? srv->host : NULL, ps, &hints, &res) != 0)
+      return 1; /* an interface name: libwebsockets binds it, with one worker */
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      int e = errno;
+      if (fd >= 0)
+        close(fd);
+      freeaddrinfo(res);
+      return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen%s: %s", srv->address,
+                          srv->cert_file ? " with TLS" : "", strerror(e));
+    }
+    freeaddrinfo(res);
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    int e = errno;
+    close(fd);
+    return tn_error_set(err, TN_ETRANSPORT, "http server %s: cannot listen: %s", srv->address, strerror(e));
+  }
+  srv->listen_fd = fd;
+  pthread_mutex_lock(&srv->mu);
+  srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+  pthread_mutex_unlock(&srv->mu);
+  return 0;
+}
+
+/* The acceptor: every new connection to the next worker, round robin. */
+static void *acceptor_main(void *arg) {
   struct tn_httpserver *srv = arg;
+  unsigned next = 0;
+  for (;;) {
+    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
+      if (fd >= 0)
+        close(fd);
+      break;
+    }
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        usleep(10 * 1000); /* out of descriptors: let connections close */
+      continue;
+    }
+    int one = 1; /* see on_request: responses go out as two writes */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bool queued = false;
+    pthread_mutex_lock(&srv->mu);
+    for (int tries = 0; tries < srv->n_workers && !queued; tries++) {
+      struct worker *w = &srv->workers[next++ % (unsigned)srv->n_workers];
+      if (!w->ctx)
+        continue;
+      pthread_mutex_lock(&w->q_mu);
+      if (w->q_n < (int)(sizeof w->q / sizeof w->q[0])) {
+        w->q[w->q_n++] = fd;
+        queued = true;
+      }
+      pthread_mutex_unlock(&w->q_mu);
+      if (queued)
+        lws_cancel_service(w->ctx);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (!queued)
+      close(fd); /* every worker is behind by a full queue: shed the connection */
+  }
+  return NULL;
+}
+
+static void *service_main(void *arg) {
+  struct worker *w = arg;
+  struct tn_httpserver *srv = w->srv;
   struct tn_error err;
   tn_error_clear(&err);
-  int rc = create_context(srv, &err);
+  /* worker 0 binds the configured port (maybe 0: any); the others the port it got */
+  pthread_mutex_lock(&srv->mu);
+  int port = w->index == 0 ? srv->want_port : srv->workers[0].port;
+  pthread_mutex_unlock(&srv->mu);
+  int rc = create_context(w, port, &err);
   pthread_mutex_lock(&srv->mu);
   if (rc) {
-    srv->start_err = err;
-    srv->state = SRV_FAILED;
+    w->err = err;
+    w->state = SRV_FAILED;
   } else {
-    srv->state = SRV_RUNNING;
+    w->state = SRV_RUNNING;
     char name[16];
-    snprintf(name, sizeof name, "tn-http:%d", srv->port);
+    if (srv->n_workers > 1)
+      snprintf(name, sizeof name, "tn-http:%d/%d", w->port, w->index);
+    else
+      snprintf(name, sizeof name, "tn-http:%d", w->port);
     pthread_setname_np(pthread_self(), name);
   }
   pthread_cond_broadcast(&srv->cv);
@@ -908,24 +1092,56 @@ static void *service_main(void *arg) {
   if (rc)
     return NULL;
 
-  for (;;) {
-    pthread_mutex_lock(&srv->mu);
-    bool stop = srv->stopping;
-    pthread_mutex_unlock(&srv->mu);
-    if (stop)
-      break;
-    if (lws_service(srv->ctx, 0) < 0) {
-      tn_log(TN_LOG_ERROR, NULL, "http server %s: the service loop failed; it stops serving", srv->address);
+  while (!atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
+    if (lws_service(w->ctx, 0) < 0) {
+      tn_log(TN_LOG_ERROR, NULL, "http server %s: the service loop of thread %d failed; it stops serving",
+             srv->address, w->index);
       break;
     }
   }
   /* destroy under the lock: tn_httpserver_free may be calling lws_cancel_service() */
   pthread_mutex_lock(&srv->mu);
-  lws_context_destroy(srv->ctx);
-  srv->ctx = NULL;
-  srv->state = SRV_STOPPED;
+  lws_context_destroy(w->ctx);
+  w->ctx = NULL;
+  w->state = SRV_STOPPED;
   pthread_mutex_unlock(&srv->mu);
   return NULL;
+}
+
+/* Starts worker i and waits until it listens or failed. 0 or an error in err. */
+static int start_worker(struct tn_httpserver *srv, int i, struct tn_error *err) {
+  struct worker *w = &srv->workers[i];
+  w->srv = srv;
+  w->index = i;
+  pthread_mutex_lock(&srv->mu);
+  w->state = SRV_STARTING;
+  pthread_mutex_unlock(&srv->mu);
+
+  /* The thread blocks every signal so that they reach the program's own handling. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&w->thread, NULL, service_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    pthread_mutex_lock(&srv->mu);
+    w->state = SRV_FAILED;
+    pthread_mutex_unlock(&srv->mu);
+    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s", srv->address, strerror(rc));
+  }
+  w->thread_created = true;
+
+  pthread_mutex_lock(&srv->mu);
+  while (w->state == SRV_STARTING)
+    pthread_cond_wait(&srv->cv, &srv->mu);
+  rc = 0;
+  if (w->state == SRV_FAILED) {
+    rc = w->err.code;
+    if (err)
+      *err = w->err;
+  }
+  pthread_mutex_unlock(&srv->mu);
+  return rc;
 }
 
 int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
@@ -937,30 +1153,34 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   pthread_mutex_lock(&srv->mu);
   srv->state = SRV_STARTING;
   pthread_mutex_unlock(&srv->mu);
-
-  /* The thread blocks every signal so that they reach the program's own handling. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&srv->thread, NULL, service_main, srv);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    pthread_mutex_lock(&srv->mu);
-    srv->state = SRV_FAILED;
-    pthread_mutex_unlock(&srv->mu);
-    return tn_error_set(err, -rc, "http server %s: cannot start its thread: %s", srv->address, strerror(rc));
+  int rc = 0;
+  if (srv->n_workers > 1) {
+    rc = bind_listener(srv, err);
+    if (rc == 1) {
+      tn_log(TN_LOG_WARN, NULL,
+             "http server %s: one service thread (several need an IP address, not an interface)",
+             srv->address);
+      srv->n_workers = 1;
+      rc = 0;
+    }
   }
-  srv->thread_created = true;
-
+  for (int i = 0; i < srv->n_workers && rc == 0; i++)
+    rc = start_worker(srv, i, err);
+  if (rc == 0 && srv->listen_fd >= 0) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e)
+      rc = tn_error_set(err, -e, "http server %s: cannot start its acceptor: %s", srv->address, strerror(e));
+    else
+      srv->acceptor_created = true;
+  }
   pthread_mutex_lock(&srv->mu);
-  while (srv->state == SRV_STARTING)
-    pthread_cond_wait(&srv->cv, &srv->mu);
-  rc = 0;
-  if (srv->state == SRV_FAILED) {
-    rc = srv->start_err.code;
-    if (err)
-      *err = srv->start_err;
-  }
+  srv->state = rc ? SRV_FAILED : SRV_RUNNING;
+  if (srv->listen_fd < 0)
+    srv->port = rc ? 0 : srv->workers[0].port;
   pthread_mutex_unlock(&srv->mu);
   return rc;
 }
@@ -968,13 +1188,26 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
 void tn_httpserver_free(struct tn_httpserver *srv) {
   if (!srv)
     return;
-  if (srv->thread_created) {
-    pthread_mutex_lock(&srv->mu);
-    srv->stopping = true;
-    if (srv->ctx)
-      lws_cancel_service(srv->ctx);
-    pthread_mutex_unlock(&srv->mu);
-    pthread_join(srv->thread, NULL);
+  pthread_mutex_lock(&srv->mu);
+  atomic_store_explicit(&srv->stopping, true, memory_order_release);
+  for (int i = 0; i < srv->n_workers; i++)
+    if (srv->workers[i].ctx)
+      lws_cancel_service(srv->workers[i].ctx);
+  pthread_mutex_unlock(&srv->mu);
+  if (srv->acceptor_created) {
+    (void)shutdown(srv->listen_fd, SHUT_RDWR); /* accept() returns */
+    pthread_join(srv->acceptor, NULL);
+  }
+  if (srv->listen_fd >= 0)
+    close(srv->listen_fd);
+  for (int i = 0; i < srv->n_workers; i++)
+    if (srv->workers[i].thread_created)
+      pthread_join(srv->workers[i].thread, NULL);
+  for (int i = 0; i < TN_HTTP_MAX_WORKERS; i++) {
+    struct worker *w = &srv->workers[i];
+    for (int k = 0; k < w->q_n; k++) /* accepted, never adopted */
+      close(w->q[k]);
+    pthread_mutex_destroy(&w->q_mu);
   }
   struct route *r = srv->routes;
   while (r) {
@@ -990,6 +1223,7 @@ void tn_httpserver_free(struct tn_httpserver *srv) {
   sk_X509_pop_free(srv->id_chain, X509_free);
   pthread_mutex_destroy(&srv->id_mu);
   pthread_cond_destroy(&srv->cv);
+  pthread_mutex_destroy(&srv->body_mu);
   pthread_mutex_destroy(&srv->mu);
   free(srv);
 }

@@ -32,6 +32,7 @@ struct tn_http_request {
   const char *authorization; /* the Authorization header, "" when none (never log it) */
   const char *const *query;  /* the query's URL-decoded "name=value" pieces, in order */
   size_t n_query;
+  int worker; /* which service thread runs the handler: 0 .. workers-1 (tn_httpserver_set_workers) */
 };
 
 /* The value of query parameter `name` (the first), NULL when absent ("" for "name" or "name="). */
@@ -82,6 +83,13 @@ int tn_httpserver_new(const char *bind_address, const struct tn_http_tls *tls, s
 /* Caps request bodies (default TN_HTTP_DEFAULT_MAX_BODY); larger ones are answered 413
  * without calling the handler. Only before tn_httpserver_start. */
 void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body);
+
+/* Service threads (default 1, at most TN_HTTP_MAX_WORKERS): n libwebsockets contexts listening on
+ * the same port with SO_REUSEPORT, the kernel spreading new connections over them. With n > 1
+ * handlers run concurrently (req->worker tells which thread). Only before tn_httpserver_start.
+ * Returns 0, -EBUSY or -EINVAL. */
+#define TN_HTTP_MAX_WORKERS 8
+int tn_httpserver_set_workers(struct tn_httpserver *srv, int n);
 
 /* Limits for a server that untrusted peers can reach (the admission webhook). With them, a
  * request is judged from its headers before a byte of its body is read, and refused with the

@@ -155,6 +155,7 @@ enum {
   OPT_PG_DSN_FILE,
   OPT_API_ADDR,
   OPT_API_CERT_FILE,
+  OPT_API_WORKERS,
   OPT_API_KEY_FILE,
   OPT_METRICS_PER_TENANT,
   OPT_METRICS_SECURE,
@@ -202,6 +203,7 @@ static const struct option long_opts[] = {
     {"metrics-secure", optional_argument, NULL, OPT_METRICS_SECURE},
     {"metrics-cert-file", required_argument, NULL, OPT_METRICS_CERT_FILE},
     {"metrics-key-file", required_argument, NULL, OPT_METRICS_KEY_FILE},
+    {"api-workers", required_argument, NULL, OPT_API_WORKERS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -276,6 +278,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "                                       by a SubjectAccessReview (default false: plain HTTP)\n"
       "  --metrics-cert-file PATH             its serving certificate PEM (default: self-signed at start)\n"
       "  --metrics-key-file PATH              its private key PEM (with --metrics-cert-file)\n"
+      "  --api-workers N                      the read API's service threads, 1 to 8 (default: the\n"
+      "                                       CPUs this process may run on, at most 8)\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -467,6 +471,15 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       o->api_addr_set = true;
       rc = set_str(&o->api_addr, v);
       break;
+    case OPT_API_WORKERS: {
+      long nw = 0;
+      if (parse_positive_int(v, 8, &nw) || nw < 1) {
+        rc = bad_value(err, "api-workers", "an integer from 1 to 8");
+        goto out;
+      }
+      o->api_workers = (int)nw;
+      break;
+    }
     case OPT_API_CERT_FILE:
     case OPT_API_KEY_FILE:
       if (!*v) {

@@ -3,12 +3,15 @@
  * standby operator; the baseline is the same lookups through the API server (a direct GET with the
  * same token on keep-alive connections, and a few `kubectl get -o json`).
  *
- *   bench_read_api [--tenants N] [--clients N] [--seconds S] [--keep]
+ *   bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] [--api-only] [--keep]
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names (this machine's);
  * without KUBECONFIG a private stack is started with hack/cluster-up.sh in .local/bench-readapi and
  * stopped at the end. The operator is $TENANCY_OPERATOR_BIN, else build/bin/tenancy-operator (the
- * release build). --keep keeps the tenants for the next run.
+ * release build), with --api-workers service threads (default: its own default, the CPUs it may use).
+ * --api-only skips the baselines. --keep keeps the tenants for the next run.
+ * Every line gives the operator's CPU per request and the bench's own (the HTTPS clients, the
+ * same machine): on a shared 2-core machine the clients' CPU is CPU the server does not get.
  * Method and figures: docs/read-api.md. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -43,7 +46,9 @@ static struct {
   int clients;
   double seconds;
   bool keep;
-} opt = {10000, 2, 10, false};
+  int api_workers; /* 0: the operator's default */
+  bool api_only;
+} opt = {10000, 2, 10, false, 0, false};
 
 static char root[PATH_MAX];
 static char dir[PATH_MAX]; /* certificate */
@@ -245,6 +250,7 @@ static pid_t apiserver_pid(void) {
 static void measure(const char *what, enum target t, bool pages, int clients, double seconds) {
   pid_t server = t == T_API ? op_pid : apiserver_pid();
   double cpu0 = server > 0 ? cpu_of(server) : -1;
+  double self0 = cpu_of(getpid());
   struct worker *w = calloc((size_t)clients, sizeof *w);
   pthread_t *th = calloc((size_t)clients, sizeof *th);
   double t0 = now();
@@ -261,6 +267,7 @@ static void measure(const char *what, enum target t, bool pages, int clients, do
   }
   double elapsed = now() - t0;
   double cpu1 = server > 0 ? cpu_of(server) : -1;
+  double self1 = cpu_of(getpid());
   double *all = malloc((total ? total : 1) * sizeof *all);
   size_t k = 0;
   for (int i = 0; i < clients; i++) {
@@ -271,11 +278,11 @@ static void measure(const char *what, enum target t, bool pages, int clients, do
   qsort(all, total, sizeof *all, cmp_double);
   double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)((double)total * 0.99)] : 0;
   double us = cpu0 >= 0 && cpu1 >= 0 && total ? (cpu1 - cpu0) / (double)total * 1e6 : 0;
-  printf("  %-44s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  server CPU %6.0f us/req (%6.0f req/s per core)  "
-         "(%zu ok, "
-         "%ld errors, %d clients, %.0f s)\n",
-         what, (double)total / elapsed, p50 * 1e3, p99 * 1e3, us, us > 0 ? 1e6 / us : 0.0, total, errors,
-         clients, elapsed);
+  double cl = self0 >= 0 && self1 >= 0 && total ? (self1 - self0) / (double)total * 1e6 : 0;
+  printf("  %-44s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  server CPU %6.1f us/req (%6.0f req/s per core)  "
+         "clients' CPU %6.1f us/req  (%zu ok, %ld errors, %d clients, %.0f s, server %.0f%% of a core)\n",
+         what, (double)total / elapsed, p50 * 1e3, p99 * 1e3, us, us > 0 ? 1e6 / us : 0.0, cl, total, errors,
+         clients, elapsed, cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) / elapsed * 100 : 0.0);
   fflush(stdout);
   free(all);
   free(w);
@@ -308,6 +315,9 @@ static int start_operator(void) {
   }
   api_port = free_port();
   char a_addr[64], a_cert[PATH_MAX + 32], a_key[PATH_MAX + 32], a_m[64], a_p[64], logf[PATH_MAX + 32];
+  char a_w[64] = "--log-level=warn"; /* a harmless repeat when --api-workers is not given */
+  if (opt.api_workers > 0)
+    snprintf(a_w, sizeof a_w, "--api-workers=%d", opt.api_workers);
   snprintf(a_addr, sizeof a_addr, "--api-bind-address=127.0.0.1:%d", api_port);
   snprintf(a_cert, sizeof a_cert, "--api-cert-file=%s/tls.crt", dir);
   snprintf(a_key, sizeof a_key, "--api-key-file=%s/tls.key", dir);
@@ -322,7 +332,7 @@ static int start_operator(void) {
     dup2(1, 2);
     execl(bin, bin, a_addr, a_cert, a_key, a_m, a_p, "--leader-elect=true",
           "--leader-election-namespace=default", "--leader-election-id=bench-read-api", "--log-level=warn",
-          (char *)NULL);
+          a_w, (char *)NULL);
     _exit(127);
   }
   return op_pid > 0 ? 0 : -1;
@@ -446,12 +456,17 @@ static int run_bench(void) {
   (void)getloadavg(load, 3);
   printf(
       "bench_read_api: %d tenants, %ld online CPUs (load average %.1f: other work shares them), keep-alive "
-      "HTTPS, %d client thread(s) in this process\n",
-      opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.clients);
+      "HTTPS, %d client thread(s) in this process, operator API service threads: %s\n",
+      opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.clients,
+      opt.api_workers ? (char[8]){(char)('0' + opt.api_workers), 0} : "its default (CPUs, max 8)");
   measure("warm-up (read API, by id)", T_API, false, opt.clients, 2);
   measure("read API: GET /api/v1/tenants/{id}", T_API, false, opt.clients, opt.seconds);
   measure("read API: GET /api/v1/tenants/{id} (1 client)", T_API, false, 1, opt.seconds);
   measure("read API: filtered page (plan+q, limit 100)", T_API, true, opt.clients, opt.seconds);
+  if (opt.api_only) {
+    stop_operator();
+    goto cleanup;
+  }
   measure("API server: GET .../tenants/{id} (baseline)", T_KUBE, false, opt.clients, opt.seconds);
   /* kubectl get -o json: a process per lookup */
   int n = 20;
@@ -468,6 +483,7 @@ static int run_bench(void) {
          n / el, lat[n / 2] * 1e3, lat[n - 1] * 1e3, n);
   free(lat);
   stop_operator();
+cleanup:
   if (!opt.keep) {
     sh("kubectl delete --raw "
        "'/apis/tenancy.dev/v1alpha1/tenants?labelSelector=bench.tenancy.dev%%2Fread-api%%3D1' "
@@ -533,6 +549,8 @@ int main(int argc, char **argv) {
                                      {"clients", required_argument, NULL, 'c'},
                                      {"seconds", required_argument, NULL, 's'},
                                      {"keep", no_argument, NULL, 'k'},
+                                     {"api-workers", required_argument, NULL, 'w'},
+                                     {"api-only", no_argument, NULL, 'a'},
                                      {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -544,12 +562,17 @@ int main(int argc, char **argv) {
       opt.seconds = atof(optarg);
     else if (c == 'k')
       opt.keep = true;
+    else if (c == 'w')
+      opt.api_workers = atoi(optarg);
+    else if (c == 'a')
+      opt.api_only = true;
     else {
-      fprintf(stderr, "usage: bench_read_api [--tenants N] [--clients N] [--seconds S] [--keep]\n");
+      fprintf(stderr, "usage: bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] "
+                      "[--api-only] [--keep]\n");
       return 2;
     }
   }
-  if (opt.tenants < 1 || opt.clients < 1 || opt.seconds <= 0) {
+  if (opt.tenants < 1 || opt.clients < 1 || opt.seconds <= 0 || opt.api_workers < 0 || opt.api_workers > 8) {
     fprintf(stderr, "bench_read_api: --tenants, --clients and --seconds must be positive\n");
     return 2;
   }

@@ -1057,3 +1057,72 @@ Test(httpserver, prefix_routes_query_and_headers) {
   tn_buf_cleanup(&r.body);
   tn_httpserver_free(srv);
 }
+
+/* ---- several service threads on one port ---- */
+
+static int which_worker(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
+  (void)ud;
+  return tn_buf_printf(&resp->body, "%d", req->worker);
+}
+
+static void worker_routes(struct tn_httpserver *srv, void *ud) {
+  cr_assert_eq(tn_httpserver_set_workers(srv, *(int *)ud), 0);
+  cr_assert_eq(tn_httpserver_route(srv, "GET", "/which", which_worker, NULL), 0);
+  echo_routes(srv, NULL);
+}
+
+Test(httpserver, workers_share_one_port_and_all_serve) {
+  int n = 2;
+  struct tn_httpserver *srv = start_server("127.0.0.1:0", NULL, worker_routes, &n);
+  cr_assert_eq(tn_httpserver_set_workers(srv, 3), -EBUSY, "fixed once started");
+  char url[128];
+  url_of(url, sizeof url, srv, "http", "/which");
+  /* the kernel spreads new connections over the listeners by their address hash: 40 fresh
+   * connections all landing on one of two is a chance of 2^-39 */
+  int seen[2] = {0, 0};
+  for (int i = 0; i < 40; i++) {
+    struct reply r;
+    fetch(url, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    int w = atoi(tn_buf_str(&r.body));
+    cr_assert(w == 0 || w == 1, "worker %d", w);
+    seen[w]++;
+    tn_buf_cleanup(&r.body);
+  }
+  cr_assert(seen[0] > 0 && seen[1] > 0, "both service threads answered (%d, %d)", seen[0], seen[1]);
+  /* concurrent keep-alive clients over both */
+  struct client cl[6];
+  pthread_t th[6];
+  for (int i = 0; i < 6; i++) {
+    cl[i] = (struct client){tn_httpserver_port(srv), 0};
+    pthread_create(&th[i], NULL, client_main, &cl[i]);
+  }
+  for (int i = 0; i < 6; i++) {
+    pthread_join(th[i], NULL);
+    cr_assert_eq(cl[i].ok, 50, "client %d", i);
+  }
+  tn_httpserver_free(srv);
+}
+
+Test(httpserver, workers_are_bounded_and_do_not_steal_a_busy_port) {
+  struct tn_httpserver *srv = NULL;
+  cr_assert_eq(tn_httpserver_new("127.0.0.1:0", NULL, &srv, NULL), 0);
+  cr_assert_eq(tn_httpserver_set_workers(srv, 0), -EINVAL);
+  cr_assert_eq(tn_httpserver_set_workers(srv, TN_HTTP_MAX_WORKERS + 1), -EINVAL);
+  cr_assert_eq(tn_httpserver_set_workers(srv, TN_HTTP_MAX_WORKERS), 0);
+  tn_httpserver_free(srv);
+  /* a port another listener holds (without SO_REUSEPORT) is still refused with several workers */
+  struct tn_httpserver *a = start_server("127.0.0.1:0", NULL, route_a, NULL);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", tn_httpserver_port(a));
+  struct tn_httpserver *b = NULL;
+  struct tn_error err;
+  tn_error_clear(&err);
+  cr_assert_eq(tn_httpserver_new(addr, NULL, &b, &err), 0);
+  cr_assert_eq(tn_httpserver_set_workers(b, 2), 0);
+  cr_assert_eq(tn_httpserver_start(b, &err), TN_ETRANSPORT);
+  cr_assert_not_null(strstr(err.message, "Address already in use"), "%s", err.message);
+  cr_assert_eq(tn_httpserver_port(b), 0);
+  tn_httpserver_free(b);
+  tn_httpserver_free(a);
+}

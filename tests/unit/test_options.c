@@ -313,3 +313,23 @@ Test(options, operator_namespace_from_env_file_or_default) {
   cr_assert_str_eq(ns, "tenancy-system", "outside a cluster");
   free(ns);
 }
+
+Test(options, api_workers_from_1_to_8) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, dsn_env, "--leader-elect=false"), 0, "%s", err.message);
+  cr_assert_eq(o.api_workers, 0, "unset: the operator picks the CPUs it may use");
+  tn_options_cleanup(&o);
+  cr_assert_eq(PARSE(&o, &err, dsn_env, "--api-workers=3"), 0, "%s", err.message);
+  cr_assert_eq(o.api_workers, 3);
+  tn_options_cleanup(&o);
+  const char *bad[] = {"--api-workers=0", "--api-workers=9", "--api-workers=two", "--api-workers="};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    memset(&err, 0, sizeof err);
+    char *argv[] = {"tenancy-operator", (char *)bad[i], NULL};
+    cr_assert_neq(tn_options_parse(2, argv, dsn_env, &o, &err), 0, "%s is refused", bad[i]);
+    cr_assert_not_null(strstr(err.message, "--api-workers: invalid value"), "%s: %s", bad[i], err.message);
+    cr_assert_not_null(strstr(err.message, "1 to 8"), "%s: %s", bad[i], err.message);
+    tn_options_cleanup(&o);
+  }
+}
