@@ -225,7 +225,7 @@ struct run {
   struct tn_diff diff;
   json_t *db_status, *keys_status, *bg_status; /* step_database, step_keys, step_breakglass */
   /* What Suspended/Archived mean for this tenant, and what was done (tenancy/retention.h). */
-  struct tn_lifecycle_rules lrules; /* step_evaluate_policy: from the TenancyPolicies */
+  struct tn_lifecycle_rules lrules;   /* step_evaluate_policy: from the TenancyPolicies */
   struct tn_archive_schedule archive; /* where an Archived tenant is in its retention */
   bool purge_complete;                /* step_database: the data of an Archived tenant is gone */
   struct tn_workloads_result wr;      /* step_workloads; held = -1: it did not run */
@@ -1281,7 +1281,8 @@ static enum flow step_apply_objects(struct run *x) {
  * place; dropped when the tenant is Deleted. */
 static void step_database(struct run *x) {
   struct tn_tenant_db_result dbr;
-  if ((x->provisioned && cond_true(x, COND_NAMESPACES)) || (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
+  if ((x->provisioned && cond_true(x, COND_NAMESPACES)) ||
+      (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
     tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,
                            x->placed ? x->placement.region : x->t->status_region, x->plan,
                            x->policy.require_database_tls_policy, &dbr);
@@ -1299,8 +1300,9 @@ static void step_database(struct run *x) {
                             dbr.rotated_why);
       audit_operator_action(x, "rotate-credentials", cid, d);
       json_decref(d);
-      event(x, TN_EVENT_NORMAL, "CredentialsRotated", "database credentials version %lld, %s (correlationId=%s)",
-            dbr.rotated_version, dbr.rotated_why, cid);
+      event(x, TN_EVENT_NORMAL, "CredentialsRotated",
+            "database credentials version %lld, %s (correlationId=%s)", dbr.rotated_version, dbr.rotated_why,
+            cid);
     }
     x->writes += dbr.writes;
     if (dbr.retry)
@@ -1392,7 +1394,8 @@ static void step_keys(struct run *x) {
 /* break-glass: time-bound elevated RoleBindings, only while the tenant's namespaces are ours
  * (with a refused transition they were not looked at: as they are). */
 static void step_breakglass(struct run *x) {
-  bool bg_live = x->provisioned && x->lp.next != TN_STATE_ARCHIVED && (x->lp.refused || cond_true(x, COND_NAMESPACES));
+  bool bg_live =
+      x->provisioned && x->lp.next != TN_STATE_ARCHIVED && (x->lp.refused || cond_true(x, COND_NAMESPACES));
   struct tn_error bgerr = {0};
   json_t *bg_rbs =
       tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);

@@ -24,10 +24,10 @@ struct tn_http_tls {
 
 /* What a handler sees; every pointer is borrowed for the duration of the call. */
 struct tn_http_request {
-  const char *method;        /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
-  const char *path;          /* URL-decoded path without the query, e.g. "/validate" */
-  const char *content_type;  /* request Content-Type, "" when none */
-  const char *body;          /* body_len bytes, NUL-terminated after them ("" for no body) */
+  const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" */
+  const char *path;         /* URL-decoded path without the query, e.g. "/validate" */
+  const char *content_type; /* request Content-Type, "" when none */
+  const char *body;         /* body_len bytes, NUL-terminated after them ("" for no body) */
   size_t body_len;
   const char *authorization; /* the Authorization header, "" when none (never log it) */
   const char *const *query;  /* the query's URL-decoded "name=value" pieces, in order */

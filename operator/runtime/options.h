@@ -44,12 +44,12 @@ struct tn_options {
   char *api_addr;                    /* read API listener; default ":8443"; "0" = off */
   bool api_addr_set;                 /* --api-bind-address was given (else the default) */
   char *api_cert_file,
-      *api_key_file; /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
-  bool metrics_per_tenant;           /* --metrics-per-tenant: tenancy_tenant_* series per tenant */
-  bool metrics_secure;               /* --metrics-secure: /metrics over HTTPS, TokenReview + SAR */
-  char *metrics_cert_file;           /* --metrics-cert-file/--metrics-key-file; NULL: self-signed */
+      *api_key_file;       /* its serving certificate; NULL: the webhook's (see docs/read-api.md) */
+  bool metrics_per_tenant; /* --metrics-per-tenant: tenancy_tenant_* series per tenant */
+  bool metrics_secure;     /* --metrics-secure: /metrics over HTTPS, TokenReview + SAR */
+  char *metrics_cert_file; /* --metrics-cert-file/--metrics-key-file; NULL: self-signed */
   char *metrics_key_file;
-  int api_workers;   /* --api-workers: the read API's service threads; 0: the CPUs we may use, at most 8 */
+  int api_workers; /* --api-workers: the read API's service threads; 0: the CPUs we may use, at most 8 */
   bool help;
   bool version;
 };

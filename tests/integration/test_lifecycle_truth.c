@@ -478,11 +478,13 @@ Test(lifecycle_truth, drift_repaired_only_for_edits_by_someone_else) {
   cr_assert(strstr(notes, "ResourceQuota") && strstr(notes, "correlationId="), "note: %s", notes);
   /* ... and audited, with the Event's correlation id. */
   wait_rows(t, "repair-drift", "succeeded", 1, 20);
-  const char *cid = keep(tn_test_output("PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT correlation_id "
-                                        "FROM tenancy.audit_events WHERE target = 'tenant/%s' AND action = "
-                                        "'repair-drift'\"",
-                                        t));
-  cr_assert(cid[0] && strstr(notes, cid), "the drift row's correlation id %s is not in the note: %s", cid, notes);
+  const char *cid =
+      keep(tn_test_output("PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT correlation_id "
+                          "FROM tenancy.audit_events WHERE target = 'tenant/%s' AND action = "
+                          "'repair-drift'\"",
+                          t));
+  cr_assert(cid[0] && strstr(notes, cid), "the drift row's correlation id %s is not in the note: %s", cid,
+            notes);
 
   /* Every Event of the tenant carries a correlation id, whatever its reason. */
   const char *all = keep(tn_test_output(

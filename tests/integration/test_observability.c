@@ -327,9 +327,10 @@ Test(observability, an_unreachable_database_server_is_counted_by_server_and_resu
   cr_assert_geq(sample(text, "tenancy_tenant_conditions{type=\"DatabaseReady\",status=\"False\","
                              "reason=\"DatabaseUnavailable\"}"),
                 1);
-  snprintf(series, sizeof series,
-           "tenancy_tenant_condition{tenant=\"%s\",type=\"Ready\",status=\"False\",reason=\"TransitionFailed\"}",
-           t);
+  snprintf(
+      series, sizeof series,
+      "tenancy_tenant_condition{tenant=\"%s\",type=\"Ready\",status=\"False\",reason=\"TransitionFailed\"}",
+      t);
   cr_assert_eq(sample(text, series), 1, "%s", series);
   free(text);
 }
