@@ -29,6 +29,7 @@
 #include "converge/admission.h"
 #include "kube/client.h"
 #include "kube/informer.h"
+#include "kube/review.h"
 #include "kube/store.h"
 #include "runtime/httpserver.h"
 #include "runtime/log.h"
@@ -582,9 +583,6 @@ static void wsha256(const struct tn_readapi *api, struct wcache *wc, const void 
     sha256(data, n, out);
 }
 
-static const struct tn_gvr gvr_tokenreviews = {"authentication.k8s.io", "v1", "tokenreviews", false};
-static const struct tn_gvr gvr_sars = {"authorization.k8s.io", "v1", "subjectaccessreviews", false};
-
 /* Who asks: 0 with *user (borrowed from the cache) set, or an HTTP status (401, 503) to answer. */
 static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *authorization,
                         unsigned char tok_hash[32], const json_t **user, char *why, size_t why_n) {
@@ -617,38 +615,20 @@ static int authenticate(struct tn_readapi *api, struct wcache *wc, const char *a
       snprintf(why, why_n, "too many new tokens at once; retry in %.0f s", ceil(d.retry_after_s));
       return 429;
     }
-    char *tok = strndup(p, n);
-    json_t *review = tok ? json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind",
-                                     "TokenReview", "spec", "token", tok)
-                         : NULL;
-    if (tok) {
-      tn_wipe(tok, n);
-      free(tok);
-    }
-    if (!review) {
-      snprintf(why, why_n, "out of memory");
-      return 503;
-    }
-    json_t *out = NULL;
+    json_t *reviewed = NULL;
     struct tn_error err;
     tn_error_clear(&err);
-    int rc = tn_kube_create(api->kube, &gvr_tokenreviews, NULL, review, &out, &err);
-    json_decref(review);
-    if (rc) {
+    if (tn_token_review(api->kube, p, n, &reviewed, &err)) {
       tn_log(TN_LOG_WARN, NULL, "read API: TokenReview failed: %s", err.message);
       snprintf(why, why_n, "the token could not be checked (TokenReview failed); retry");
       return 503;
     }
-    json_t *st = json_object_get(out, "status");
     json_decref(s->user);
     memcpy(s->key, tok_hash, 32);
     s->used = true;
     s->expires = now + api->ttl;
-    s->authenticated = json_is_true(json_object_get(st, "authenticated"));
-    s->user = s->authenticated ? json_incref(json_object_get(st, "user")) : NULL;
-    if (s->authenticated && !s->user)
-      s->authenticated = false;
-    json_decref(out);
+    s->user = reviewed; /* NULL: not authenticated */
+    s->authenticated = reviewed != NULL;
   }
   if (!s->authenticated) {
     snprintf(why, why_n, "the bearer token is not valid (TokenReview did not authenticate it)");
@@ -679,34 +659,15 @@ static int authorize(struct tn_readapi *api, struct wcache *wc, const unsigned c
                             "verb", verb);
   if (attrs && *name)
     json_object_set_new(attrs, "name", json_string(name));
-  json_t *spec = json_pack("{s:o, s:s}", "resourceAttributes", attrs, "user",
-                           str_at(user, "username", NULL, NULL) ?: "");
-  if (!spec)
+  if (!attrs)
     return 503;
-  const char *uid = str_at(user, "uid", NULL, NULL);
-  if (uid && *uid)
-    json_object_set_new(spec, "uid", json_string(uid));
-  json_t *groups = json_object_get(user, "groups");
-  if (json_is_array(groups))
-    json_object_set(spec, "groups", groups);
-  json_t *extra = json_object_get(user, "extra");
-  if (json_is_object(extra))
-    json_object_set(spec, "extra", extra);
-  json_t *sar = json_pack("{s:s, s:s, s:o}", "apiVersion", "authorization.k8s.io/v1", "kind",
-                          "SubjectAccessReview", "spec", spec);
-  if (!sar)
-    return 503;
-  json_t *out = NULL;
+  bool allowed = false;
   struct tn_error err;
   tn_error_clear(&err);
-  int rc = tn_kube_create(api->kube, &gvr_sars, NULL, sar, &out, &err);
-  json_decref(sar);
-  if (rc) {
+  if (tn_access_review(api->kube, user, "resourceAttributes", attrs, &allowed, &err)) {
     tn_log(TN_LOG_WARN, NULL, "read API: SubjectAccessReview failed: %s", err.message);
     return 503;
   }
-  bool allowed = json_is_true(json_object_get(json_object_get(out, "status"), "allowed"));
-  json_decref(out);
   memcpy(s->key, key, 32);
   s->used = true;
   s->expires = now + api->ttl;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kube/client.h"
+#include "kube/review.h"
 #include "runtime/log.h"
 #include "util/clock.h"
 #include "util/wipe.h"
@@ -43,84 +44,28 @@ struct secure_route {
   struct tn_metrics_auth *auth;
 };
 
-/* POSTs a review object to path: one attempt, at most 5 s, so that a slow API server holds up the
- * metrics listener (whose thread runs this) only that long. *out gets the answer. */
-static int post_review(struct tn_kube *kube, const char *path, json_t *obj, json_t **out,
-                       struct tn_error *err) {
-  char *body = json_dumps(obj, JSON_COMPACT);
-  if (!body)
-    return tn_error_set(err, -ENOMEM, "out of memory");
-  struct tn_kube_request req = {.method = "POST",
-                                .path = path,
-                                .body = body,
-                                .body_len = strlen(body),
-                                .timeout_ms = 5000,
-                                .no_retry = true};
-  struct tn_kube_response resp;
-  tn_kube_response_init(&resp);
-  int rc = tn_kube_do(kube, &req, &resp, err);
-  tn_wipe_free_str(body); /* a TokenReview's body holds the token */
-  if (rc == 0) {
-    json_error_t jerr;
-    *out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &jerr);
-    if (!*out)
-      rc = tn_error_set(err, TN_EAPI, "%s: the answer is not JSON", path);
-  }
-  if (resp.body.data)
-    tn_wipe(resp.body.data, resp.body.len); /* the TokenReview echoes the token */
-  tn_kube_response_cleanup(&resp);
-  return rc;
-}
-
-/* The API server decides: TokenReview, then SubjectAccessReview for get /metrics. */
+/* The API server decides (kube/review.h): TokenReview, then SubjectAccessReview for get /metrics. */
 static int kube_review(void *ud, const char *token, char *who, size_t who_len) {
   struct tn_kube *kube = ud;
   struct tn_error err = {0};
-  json_t *tr = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1", "kind", "TokenReview",
-                         "spec", "token", token);
-  json_t *tr_out = NULL, *sar = NULL, *sar_out = NULL;
-  int rc = -ENOMEM;
-  if (!tr)
-    goto out;
-  if ((rc = post_review(kube, "/apis/authentication.k8s.io/v1/tokenreviews", tr, &tr_out, &err))) {
+  json_t *user = NULL;
+  int rc = tn_token_review(kube, token, strlen(token), &user, &err);
+  if (rc) {
     tn_log_warn("metrics: TokenReview failed: %s", err.message);
-    goto out;
+    return rc;
   }
-  json_t *status = json_object_get(tr_out, "status");
-  json_t *user = json_object_get(status, "user");
-  const char *name = json_string_value(json_object_get(user, "username"));
-  if (!json_is_true(json_object_get(status, "authenticated")) || !name) {
-    rc = 401;
-    goto out;
-  }
+  if (!user)
+    return 401;
   if (who)
-    snprintf(who, who_len, "%s", name);
-  sar = json_pack("{s:s,s:s,s:{s:s,s:{s:s,s:s}}}", "apiVersion", "authorization.k8s.io/v1", "kind",
-                  "SubjectAccessReview", "spec", "user", name, "nonResourceAttributes", "path", "/metrics",
-                  "verb", "get");
-  if (!sar) {
+    snprintf(who, who_len, "%s", json_string_value(json_object_get(user, "username")));
+  bool allowed = false;
+  json_t *attrs = json_pack("{s:s,s:s}", "path", "/metrics", "verb", "get");
+  if (!attrs)
     rc = -ENOMEM;
-    goto out;
-  }
-  json_t *spec = json_object_get(sar, "spec");
-  const char *uid = json_string_value(json_object_get(user, "uid"));
-  if (uid)
-    json_object_set_new(spec, "uid", json_string(uid));
-  if (json_is_array(json_object_get(user, "groups")))
-    json_object_set(spec, "groups", json_object_get(user, "groups"));
-  if (json_is_object(json_object_get(user, "extra")))
-    json_object_set(spec, "extra", json_object_get(user, "extra"));
-  if ((rc = post_review(kube, "/apis/authorization.k8s.io/v1/subjectaccessreviews", sar, &sar_out, &err))) {
+  else if ((rc = tn_access_review(kube, user, "nonResourceAttributes", attrs, &allowed, &err)))
     tn_log_warn("metrics: SubjectAccessReview failed: %s", err.message);
-    goto out;
-  }
-  rc = json_is_true(json_object_get(json_object_get(sar_out, "status"), "allowed")) ? 200 : 403;
-out:
-  json_decref(tr); /* the token: wiped when freed (tn_wipe_json_install) */
-  json_decref(tr_out);
-  json_decref(sar);
-  json_decref(sar_out);
-  return rc;
+  json_decref(user);
+  return rc ? rc : allowed ? 200 : 403;
 }
 
 int tn_metrics_auth_new_with(tn_metrics_review_fn review, void *ud, struct tn_metrics_auth **out) {
