@@ -1032,17 +1032,18 @@ static enum flow step_resolve_plan_and_placement(struct run *x) {
   return FLOW_NEXT;
 }
 
-/* Audit rows of outcome "refused" for step s (the cause's condition reason and message in the
- * details). */
-static void audit_refusal(struct run *x, const struct tn_transition *s, const char *cause,
-                          const char *message) {
+/* The audit row of a transition step that did not happen as planned: outcome "refused" (an
+ * activation refused) or "failed" (an attempt whose effects failed), with the cause's reason and
+ * message in the details. A failure to append is logged: the outcome stands either way. */
+static void audit_step_outcome(struct run *x, const struct tn_transition *s, const char *outcome,
+                               const char *reason, const char *message) {
   if (!x->r->audit)
     return;
   char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR;
   snprintf(target, sizeof target, "tenant/%s", x->key);
   tn_tenant_requester(x->obj, actor, sizeof actor);
   json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "from", s->from == TN_STATE_NONE ? "" : tn_state_name(s->from),
-                        "to", tn_state_name(s->to), "reason", cause, "message", message);
+                        "to", tn_state_name(s->to), "reason", reason, "message", message);
   char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(d);
   struct tn_audit_event ev = {.actor = actor,
@@ -1050,14 +1051,14 @@ static void audit_refusal(struct run *x, const struct tn_transition *s, const ch
                               .target = target,
                               .request_id = x->rv,
                               .correlation_id = s->correlation_id,
-                              .outcome = TN_AUDIT_REFUSED,
+                              .outcome = outcome,
                               .generation_before = x->t->observed_generation,
                               .generation_after = x->generation,
                               .details = details ? details : "{}"};
   struct tn_error err = {0};
   if (tn_audit_append(x->r->audit, &ev, NULL, &err))
-    tn_log(TN_LOG_WARN, &x->lf, "recording the refused %s in the audit trail: %s", tn_action_name(s->action),
-           err.message);
+    tn_log(TN_LOG_WARN, &x->lf, "recording the %s %s in the audit trail: %s", outcome,
+           tn_action_name(s->action), err.message);
   free(details);
 }
 
@@ -1446,36 +1447,6 @@ static void step_report_drift(struct run *x) {
   }
 }
 
-/* Audit rows of outcome "failed" for the in-flight steps. */
-static void audit_failure(struct run *x, const char *why) {
-  if (!x->r->audit)
-    return;
-  char target[128], actor[256] = TN_AUDIT_OPERATOR_ACTOR;
-  snprintf(target, sizeof target, "tenant/%s", x->key);
-  tn_tenant_requester(x->obj, actor, sizeof actor);
-  for (int i = 0; i < x->inflight.n_steps; i++) {
-    const struct tn_transition *s = &x->inflight.steps[i];
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "from", s->from == TN_STATE_NONE ? "" : tn_state_name(s->from),
-                          "to", tn_state_name(s->to), "reason", "TransitionFailed", "message", why);
-    char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(d);
-    struct tn_audit_event ev = {.actor = actor,
-                                .action = tn_action_name(s->action),
-                                .target = target,
-                                .request_id = x->rv,
-                                .correlation_id = s->correlation_id,
-                                .outcome = TN_AUDIT_FAILED,
-                                .generation_before = x->gen_before,
-                                .generation_after = x->generation,
-                                .details = details ? details : "{}"};
-    struct tn_error err = {0};
-    if (tn_audit_append(x->r->audit, &ev, NULL, &err))
-      tn_log(TN_LOG_WARN, &x->lf, "recording the failed %s in the audit trail: %s", tn_action_name(s->action),
-             err.message);
-    free(details);
-  }
-}
-
 /* settle the transition: a step is done only when its effects are in place (namespaces,
  * network policies, quotas, access, the database when configured). Until then status.state is
  * not advanced (the steps before it, such as Created, still are), Progressing says what is
@@ -1680,13 +1651,14 @@ static void step_audit_outcome(struct run *x) {
   /* What did not happen, after what did (a new tenant's Created before its refused activation). */
   if (x->report_refusal) {
     const struct condition *why = &x->conds[x->refused_cause];
-    audit_refusal(x, &x->refused, why->reason, why->message);
+    audit_step_outcome(x, &x->refused, TN_AUDIT_REFUSED, why->reason, why->message);
     event(x, TN_EVENT_WARNING, "ActivationRefused",
           "activation (%s -> Active) refused: %s (correlationId=%s)", tn_state_name(x->refused.from),
           why->message, x->refused.correlation_id);
   }
   if (x->report_failure && x->inflight.n_steps > 0) {
-    audit_failure(x, x->failure);
+    for (int i = 0; i < x->inflight.n_steps; i++)
+      audit_step_outcome(x, &x->inflight.steps[i], TN_AUDIT_FAILED, "TransitionFailed", x->failure);
     event(x, TN_EVENT_WARNING, "TransitionFailed", "%s failed, retrying: %s (correlationId=%s)",
           x->failure_what, x->failure, x->inflight.steps[0].correlation_id);
   }
