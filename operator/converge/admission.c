@@ -26,6 +26,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "tenancy/lifecycle.h"
+#include "tenancy/placement.h"
 #include "tenancy/policy.h"
 #include "tenancy/tenant.h"
 #include "util/buf.h"
@@ -380,6 +381,21 @@ static int decide_update(struct context *c, const json_t *obj, const json_t *old
     goto out;
   if (tn_tenant_parse(old_obj, &old, NULL) == -ENOMEM) {
     rc = -ENOMEM;
+    goto out;
+  }
+  /* a placed tenant's data moves only by a migration: its residency may not drop the region it is
+   * in (ratcheted: a tenant that was already outside its allowedRegions is not blocked) */
+  if (old && old->status_region &&
+      (old->status_state == TN_STATE_ACTIVE || old->status_state == TN_STATE_SUSPENDED ||
+       old->status_state == TN_STATE_ARCHIVED) &&
+      tn_placement_allows(&old->residency, old->status_region) &&
+      !tn_placement_allows(&t->residency, old->status_region)) {
+    rc = deny(d, 422, "Invalid",
+              "spec.residency.allowedRegions: tenant %s is placed in region %s (status.placement.region) and "
+              "its data is there; a placed tenant moves only by a migration, never by a residency edit. "
+              "To fix: keep %s in spec.residency.allowedRegions (adding regions or changing preferredRegion "
+              "is fine)",
+              t->name, old->status_region, old->status_region);
     goto out;
   }
   if ((rc = load_policies(c, &e)) || (rc = load_regions(c, &e))) {

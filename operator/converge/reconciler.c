@@ -1020,8 +1020,26 @@ static enum flow step_resolve_plan_and_placement(struct run *x) {
       x->have_plan = true;
   }
   struct tn_error perr = {0};
-  if (tn_placement_resolve(x->policy_ok ? &x->policy.residency : &x->t->residency, x->t->isolation,
-                           x->t->status_region, x->inv.plain, x->inv.n_regions, &x->placement, &perr)) {
+  const struct tn_residency *residency = x->policy_ok ? &x->policy.residency : &x->t->residency;
+  /* A tenant whose data is placed stays where it is: a residency edit, a policy, a Region
+   * removed or narrowed never moves it (that is a migration); what no longer fits is reported. */
+  enum tn_state was = x->t->status_state;
+  if (x->t->status_region &&
+      (was == TN_STATE_ACTIVE || was == TN_STATE_SUSPENDED || was == TN_STATE_ARCHIVED)) {
+    int krc = tn_placement_keep(residency, x->t->isolation, x->t->status_region, x->inv.plain,
+                                x->inv.n_regions, &x->placement, &perr);
+    x->placed = krc == 0 || krc == TN_ECONFLICT;
+    if (krc == 0)
+      cond_set(x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", x->placement.region,
+               tn_isolation_name(x->placement.isolation));
+    else {
+      cond_set(x, COND_PLACED, "False", TN_REASON_MIGRATION_REQUIRED, "%s", perr.message);
+      event(x, TN_EVENT_WARNING, TN_REASON_MIGRATION_REQUIRED, "%s", perr.message);
+    }
+    return FLOW_NEXT;
+  }
+  if (tn_placement_resolve(residency, x->t->isolation, x->t->status_region, x->inv.plain, x->inv.n_regions,
+                           &x->placement, &perr)) {
     cond_set(x, COND_PLACED, "False", TN_REASON_PLACEMENT_FAILED, "%s", perr.message);
     event(x, TN_EVENT_WARNING, "PlacementFailed", "%s", perr.message);
   } else {

@@ -183,3 +183,53 @@ out:
   tn_buf_cleanup(&msg);
   return rc;
 }
+
+int tn_placement_keep(const struct tn_residency *residency, enum tn_isolation isolation,
+                      const char *placed_region, const struct tn_region *const *regions, size_t n,
+                      struct tn_placement *out, struct tn_error *err) {
+  memset(out, 0, sizeof *out);
+  if ((unsigned)isolation >= TN_ISOLATION_COUNT)
+    return tn_error_set(err, TN_EINVALID, "unknown isolation mode %d", (int)isolation);
+  if (!placed_region || !*placed_region)
+    return tn_error_set(err, TN_EINVALID, "the tenant has no region to keep");
+  const struct tn_region *r = find_region(regions, n, placed_region);
+  int rc = 0;
+  if (!r) {
+    rc = tn_error_set(err, TN_ENOTFOUND,
+                      "the tenant's data is in region %s and no Region named %s exists any more; a placed "
+                      "tenant moves only by a migration, never by a reconcile. To fix: recreate the Region "
+                      "%s (with its database servers)",
+                      placed_region, placed_region, placed_region);
+  } else {
+    int crc = choose(out, placed_region, isolation, true, err);
+    if (crc)
+      return crc;
+    if (!is_allowed(residency, placed_region)) {
+      struct tn_buf b;
+      tn_buf_init(&b, 512);
+      for (size_t i = 0; i < residency->n_allowed_regions && b.len < 400; i++)
+        tn_buf_printf(&b, "%s%s", i ? ", " : "", residency->allowed_regions[i]);
+      rc = tn_error_set(err, TN_ECONFLICT,
+                        "the tenant's data is in region %s, which its residency no longer allows "
+                        "(allowed: %s); a placed tenant moves only by a migration, never by a residency "
+                        "edit, so it stays in %s. To fix: add %s back to spec.residency.allowedRegions (or "
+                        "to the TenancyPolicy residency rule that narrowed it)",
+                        placed_region, tn_buf_str(&b), placed_region, placed_region);
+      tn_buf_cleanup(&b);
+    } else if (!hosts(r, isolation)) {
+      rc = tn_error_set(err, TN_ECONFLICT,
+                        "the tenant's data is in region %s, whose spec.isolationModes no longer lists %s; "
+                        "it stays in %s (a placed tenant moves only by a migration). To fix: add \"%s\" back "
+                        "to Region %s spec.isolationModes",
+                        placed_region, tn_isolation_name(isolation), placed_region,
+                        tn_isolation_name(isolation), placed_region);
+    }
+  }
+  if (rc && err)
+    snprintf(err->reason, sizeof err->reason, "%s", TN_REASON_MIGRATION_REQUIRED);
+  return rc;
+}
+
+bool tn_placement_allows(const struct tn_residency *residency, const char *region) {
+  return region && is_allowed(residency, region);
+}

@@ -11,6 +11,10 @@
 
 /* The Event reason and condition reason when no region fits. */
 #define TN_REASON_PLACEMENT_FAILED "PlacementFailed"
+/* The condition and Event reason when a placed tenant's region no longer fits its residency, its
+ * Region is gone or no longer hosts its isolation mode: the data stays where it is (moving it is a
+ * migration, never a reconcile). */
+#define TN_REASON_MIGRATION_REQUIRED "MigrationRequired"
 
 /* A placement decision (status.placement). */
 struct tn_placement {
@@ -37,5 +41,21 @@ struct tn_placement {
 int tn_placement_resolve(const struct tn_residency *residency, enum tn_isolation isolation,
                          const char *current_region, const struct tn_region *const *regions, size_t n,
                          struct tn_placement *out, struct tn_error *err);
+
+/* Whether residency allows region (an empty allowedRegions allows every region). */
+bool tn_placement_allows(const struct tn_residency *residency, const char *region);
+
+/* Keeps a tenant whose data is already in placed_region (status.placement.region of an Active,
+ * Suspended or Archived tenant) where it is: it never chooses another region. Returns
+ *   0             *out = placed_region: still allowed, the Region exists and hosts the mode;
+ *   TN_ECONFLICT  *out = placed_region all the same (the tenant keeps converging where its data
+ *                 is), but the region is no longer allowed by the residency given, or the Region
+ *                 no longer lists the isolation mode: err->reason "MigrationRequired" and a
+ *                 message naming the region, what changed and how to fix it;
+ *   TN_ENOTFOUND  no Region of that name exists any more: *out is cleared, same reason.
+ * Availability is not read ("available" gates new placements only). */
+int tn_placement_keep(const struct tn_residency *residency, enum tn_isolation isolation,
+                      const char *placed_region, const struct tn_region *const *regions, size_t n,
+                      struct tn_placement *out, struct tn_error *err);
 
 #endif

@@ -279,6 +279,74 @@ Test(webhook, residency_violation_is_refused_at_apply_with_the_message) {
   free(good_name);
 }
 
+/* A placed tenant's data moves only by a migration: an edit of allowedRegions that drops the region
+ * it is placed in is refused with the reason; adding a region is fine; a tenant that was already
+ * outside its allowedRegions (ratchet) is not blocked by an unrelated change; a Draft is free. */
+Test(webhook, a_residency_edit_never_drops_a_placed_tenants_region) {
+  char *name = uniq("pl"), *draft = uniq("pd"), *out = NULL;
+  char *t = tenant(name, "{\"plan\":\"standard\",\"residency\":{\"allowedRegions\":[\"eu-west-1\","
+                         "\"eu-central-1\"]}}");
+  apply_ok(t);
+  /* what the operator writes once it activated the tenant (no operator runs in this suite) */
+  int rc = tn_test_sh(&out,
+                      "kubectl patch tenant %s --subresource=status --type=merge -p "
+                      "'{\"status\":{\"state\":\"Active\",\"placement\":{\"region\":\"eu-west-1\","
+                      "\"isolation\":\"shared\"}}}'",
+                      name);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  rc = tn_test_sh(&out,
+                  "kubectl patch tenant %s --type=merge -p "
+                  "'{\"spec\":{\"residency\":{\"allowedRegions\":[\"eu-central-1\"]}}}' 2>&1",
+                  name);
+  cr_assert_neq(rc, 0, "the region the tenant's data is in was dropped: %s", out);
+  char want[512];
+  snprintf(want, sizeof want,
+           "spec.residency.allowedRegions: tenant %s is placed in region eu-west-1 (status.placement.region) "
+           "and its data is there; a placed tenant moves only by a migration",
+           name);
+  cr_assert(strstr(out, want), "kubectl said: %s", out);
+  free(out);
+  out = tn_test_output("kubectl get tenant %s -o jsonpath='{.spec.residency.allowedRegions}'", name);
+  cr_assert_str_eq(out, "[\"eu-west-1\",\"eu-central-1\"]", "nothing stored");
+  free(out);
+
+  /* adding a region, or changing the preferred one, is allowed */
+  rc = tn_test_sh(
+      &out,
+      "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"residency\":{\"allowedRegions\":"
+      "[\"eu-west-1\",\"eu-central-1\",\"eu-south-1\"],\"preferredRegion\":\"eu-south-1\"}}}' 2>&1",
+      name);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* ratchet: a status already outside the residency does not block an unrelated change */
+  rc = tn_test_sh(&out,
+                  "kubectl patch tenant %s --subresource=status --type=merge -p "
+                  "'{\"status\":{\"placement\":{\"region\":\"us-east-1\",\"isolation\":\"shared\"}}}' && "
+                  "kubectl patch tenant %s --type=merge -p '{\"spec\":{\"displayName\":\"renamed\"}}' 2>&1",
+                  name, name);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+
+  /* a Draft tenant is not placed: its residency is free */
+  char *d = tenant(draft, "{\"plan\":\"standard\",\"residency\":{\"allowedRegions\":[\"eu-west-1\"]}}");
+  apply_ok(d);
+  rc = tn_test_sh(&out,
+                  "kubectl patch tenant %s --subresource=status --type=merge -p "
+                  "'{\"status\":{\"state\":\"Draft\",\"placement\":{\"region\":\"eu-west-1\","
+                  "\"isolation\":\"shared\"}}}' && kubectl patch tenant %s --type=merge -p "
+                  "'{\"spec\":{\"residency\":{\"allowedRegions\":[\"eu-central-1\"]}}}' 2>&1",
+                  draft, draft);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  free(d);
+  free(t);
+  free(name);
+  free(draft);
+}
+
 Test(webhook, duplicate_external_id_is_refused_naming_the_other_tenant) {
   char *a = uniq("xa"), *b = uniq("xb"), *out = NULL, spec[512];
   snprintf(spec, sizeof spec, "{\"plan\":\"standard\",\"externalIds\":{\"billing\":\"cus_%s\"}}", run());

@@ -192,3 +192,69 @@ Test(placement, deterministic_whatever_the_inventory_order) {
   cr_assert_str_eq(p1.region, "a-1");
   cr_assert_str_eq(p2.region, "a-1");
 }
+
+/* --- a placed tenant stays where its data is (tn_placement_keep) ------------------------------------ */
+
+static int keep(const struct tn_residency *res, enum tn_isolation iso, const char *placed,
+                const struct tn_region *regions, size_t n, struct tn_placement *out, struct tn_error *err) {
+  const struct tn_region *ptrs[16];
+  cr_assert_leq(n, 16);
+  for (size_t i = 0; i < n; i++)
+    ptrs[i] = &regions[i];
+  return tn_placement_keep(res, iso, placed, ptrs, n, out, err);
+}
+
+Test(placement_keep, keeps_an_allowed_region_even_when_unavailable) {
+  const char *allowed[] = {"eu-west-1", "eu-central-1"};
+  struct tn_residency res = residency("eu-central-1", allowed, 2);
+  struct tn_region regions[] = {region("eu-central-1", true, ALL), region("eu-west-1", false, ALL)};
+  struct tn_placement p;
+  struct tn_error err = {0};
+  cr_assert_eq(keep(&res, TN_ISOLATION_SHARED, "eu-west-1", regions, 2, &p, &err), 0, "%s", err.message);
+  cr_assert_str_eq(p.region, "eu-west-1", "the preferred region does not pull a placed tenant away");
+  cr_assert(p.kept);
+}
+
+Test(placement_keep, a_residency_that_drops_the_region_keeps_it_and_says_migration) {
+  const char *allowed[] = {"eu-central-1"};
+  struct tn_residency res = residency(NULL, allowed, 1);
+  struct tn_region regions[] = {region("eu-central-1", true, ALL), region("eu-west-1", true, ALL)};
+  struct tn_placement p;
+  struct tn_error err = {0};
+  cr_assert_eq(keep(&res, TN_ISOLATION_SHARED, "eu-west-1", regions, 2, &p, &err), TN_ECONFLICT);
+  cr_assert_str_eq(p.region, "eu-west-1", "never re-placed into eu-central-1");
+  cr_assert_str_eq(err.reason, TN_REASON_MIGRATION_REQUIRED);
+  cr_assert(strstr(err.message, "eu-west-1") && strstr(err.message, "allowed: eu-central-1") &&
+                strstr(err.message, "migration") && strstr(err.message, "To fix"),
+            "%s", err.message);
+}
+
+Test(placement_keep, a_region_that_no_longer_hosts_the_mode_keeps_it_and_says_so) {
+  struct tn_region regions[] = {region("eu-west-1", true, SHARED), region("eu-central-1", true, ALL)};
+  struct tn_placement p;
+  struct tn_error err = {0};
+  cr_assert_eq(keep(NULL, TN_ISOLATION_DEDICATED, "eu-west-1", regions, 2, &p, &err), TN_ECONFLICT);
+  cr_assert_str_eq(p.region, "eu-west-1");
+  cr_assert_str_eq(err.reason, TN_REASON_MIGRATION_REQUIRED);
+  cr_assert(strstr(err.message, "isolationModes") && strstr(err.message, "dedicated"), "%s", err.message);
+}
+
+Test(placement_keep, a_deleted_region_is_not_found_and_nothing_is_chosen) {
+  struct tn_region regions[] = {region("eu-central-1", true, ALL)};
+  struct tn_placement p;
+  struct tn_error err = {0};
+  cr_assert_eq(keep(NULL, TN_ISOLATION_SHARED, "eu-west-1", regions, 1, &p, &err), TN_ENOTFOUND);
+  cr_assert_str_eq(p.region, "", "no other region is chosen");
+  cr_assert_str_eq(err.reason, TN_REASON_MIGRATION_REQUIRED);
+  cr_assert(strstr(err.message, "recreate the Region eu-west-1"), "%s", err.message);
+}
+
+Test(placement_keep, allows_reads_an_empty_list_as_every_region) {
+  const char *allowed[] = {"eu-central-1"};
+  struct tn_residency narrow = residency(NULL, allowed, 1), open = residency(NULL, NULL, 0);
+  cr_assert(tn_placement_allows(&open, "anywhere"));
+  cr_assert(tn_placement_allows(NULL, "anywhere"));
+  cr_assert(tn_placement_allows(&narrow, "eu-central-1"));
+  cr_assert_not(tn_placement_allows(&narrow, "eu-west-1"));
+  cr_assert_not(tn_placement_allows(&narrow, NULL));
+}

@@ -1,0 +1,157 @@
+/* test_placement_keep.c - a placed tenant stays where its data is: with the admission webhook out
+ * of the way (this suite registers none, as when it is down or bypassed), an edit of allowedRegions
+ * that drops the tenant's region, or a Region that stops hosting its isolation mode, never moves
+ * it: status.placement keeps the region, the namespaces stay, Placed says MigrationRequired with
+ * how to fix it (and a Warning Event), Ready is False; putting things back makes it Ready again in
+ * the same region. A new tenant is still placed by preference. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tn_operator.h"
+#include "tn_test.h"
+
+static struct tn_test_operator op;
+static char ra[64], rb[64];
+
+static void region(const char *name, const char *modes) {
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":"
+      "{\"name\":\"%s\"},\"spec\":{\"available\":true,\"isolationModes\":%s}}' | kubectl apply -f -",
+      name, modes);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+}
+
+static void start(void) {
+  tn_test_install_api();
+  tn_test_env("TENANCY_PG_DSN");
+  tn_test_unique_name(ra, sizeof ra, "pk-a");
+  tn_test_unique_name(rb, sizeof rb, "pk-b");
+  region(ra, "[\"shared\",\"dedicated\"]");
+  region(rb, "[\"shared\",\"dedicated\"]");
+  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
+  if (!tn_test_operator_wait_ready(&op, 60)) {
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("the operator never became ready");
+  }
+}
+
+static void stop(void) {
+  tn_test_operator_stop(&op, SIGTERM, 40);
+  tn_test_sh(NULL, "kubectl delete region %s %s --wait=false", ra, rb);
+}
+
+TestSuite(placement_keep, .init = start, .fini = stop, .timeout = 300);
+
+#define OK(...)                                                                                              \
+  do {                                                                                                       \
+    char *o_ = NULL;                                                                                         \
+    int rc_ = tn_test_sh(&o_, __VA_ARGS__);                                                                  \
+    if (rc_)                                                                                                 \
+      tn_test_operator_dump_log(&op);                                                                        \
+    cr_assert_eq(rc_, 0, "%s", o_);                                                                          \
+    free(o_);                                                                                                \
+  } while (0)
+
+static void wait_for(const char *t, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void wait_for(const char *t, const char *what, const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  char *out = NULL;
+  if (tn_test_sh_until(90, &out, "%s", cmd)) {
+    free(out);
+    out = tn_test_output("kubectl get tenant %s -o jsonpath='{.status}'", t);
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("%s: not within 90 s; tenant %s status: %s", what, t, out);
+  }
+  free(out);
+}
+
+/* "<region>/<Placed status>/<Placed reason>/<Ready status>" once observedGeneration caught up. */
+#define PLACED_QUERY                                                                                         \
+  "test \"$(kubectl get tenant %s -o jsonpath='{.status.placement.region}/"                                  \
+  "{.status.conditions[?(@.type==\"Placed\")].status}/{.status.conditions[?(@.type==\"Placed\")].reason}/"   \
+  "{.status.conditions[?(@.type==\"Ready\")].status}/{.status.observedGeneration}/{.metadata.generation}' "  \
+  "| awk -F/ '{print $1\"/\"$2\"/\"$3\"/\"$4\"/\"($5==$6)}')\" = '%s/%s/1'"
+
+static void apply_tenant(const char *t, const char *allowed) {
+  OK("printf '%%s' "
+     "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+     "\"spec\":{\"state\":\"Active\",\"plan\":\"starter\",\"isolation\":\"shared\",\"environments\":["
+     "\"prod\"],"
+     "\"residency\":{\"allowedRegions\":%s,\"preferredRegion\":\"%s\"}}}' | kubectl apply -f -",
+     t, allowed, ra);
+}
+
+Test(placement_keep, a_residency_edit_that_drops_the_region_does_not_move_the_tenant) {
+  char t[64], both[160], only_b[96], what[128];
+  tn_test_unique_name(t, sizeof t, "pk");
+  snprintf(both, sizeof both, "[\"%s\",\"%s\"]", ra, rb);
+  snprintf(only_b, sizeof only_b, "[\"%s\"]", rb);
+  apply_tenant(t, both);
+  snprintf(what, sizeof what, "tenant %s placed in %s and Ready", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "True/Placed/True");
+
+  /* ra dropped: the preferred region is no longer allowed, rb would fit: the tenant stays in ra */
+  OK("kubectl patch tenant %s --type=merge -p '{\"spec\":{\"residency\":{\"allowedRegions\":%s,"
+     "\"preferredRegion\":\"%s\"}}}'",
+     t, only_b, rb);
+  snprintf(what, sizeof what, "tenant %s kept in %s with MigrationRequired", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "False/MigrationRequired/False");
+  char *msg = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].message}'", t);
+  char want[256];
+  snprintf(want, sizeof want, "To fix: add %s back to spec.residency.allowedRegions", ra);
+  cr_assert(strstr(msg, "a placed tenant moves only by a migration") && strstr(msg, want), "%s", msg);
+  free(msg);
+  OK("kubectl get namespace %s-prod -o name", t);
+  wait_for(t, "a MigrationRequired Warning event",
+           "kubectl get events.events.k8s.io -n default --field-selector regarding.name=%s,"
+           "reason=MigrationRequired -o jsonpath='{.items[*].type}' | grep -qw Warning",
+           t);
+
+  /* put back: Ready again, still in ra */
+  OK("kubectl patch tenant %s --type=merge -p '{\"spec\":{\"residency\":{\"allowedRegions\":%s}}}'", t, both);
+  snprintf(what, sizeof what, "tenant %s Ready again in %s", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "True/Placed/True");
+  OK("kubectl patch tenant %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t);
+}
+
+Test(placement_keep, a_region_that_stops_hosting_the_mode_keeps_its_tenants) {
+  char t[64], both[160], what[128];
+  tn_test_unique_name(t, sizeof t, "pi");
+  snprintf(both, sizeof both, "[\"%s\",\"%s\"]", ra, rb);
+  apply_tenant(t, both);
+  snprintf(what, sizeof what, "tenant %s placed in %s and Ready", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "True/Placed/True");
+
+  region(ra, "[\"dedicated\"]");
+  snprintf(what, sizeof what, "tenant %s kept in %s with MigrationRequired", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "False/MigrationRequired/False");
+  char *msg = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Placed\")].message}'", t);
+  cr_assert(strstr(msg, "isolationModes no longer lists shared"), "%s", msg);
+  free(msg);
+
+  /* a new tenant is placed where it fits (rb), by preference order, as before */
+  char n[64];
+  tn_test_unique_name(n, sizeof n, "pn");
+  apply_tenant(n, both);
+  snprintf(what, sizeof what, "new tenant %s placed in %s", n, rb);
+  wait_for(n, what, PLACED_QUERY, n, rb, "True/Placed/True");
+
+  region(ra, "[\"shared\",\"dedicated\"]");
+  snprintf(what, sizeof what, "tenant %s Ready again in %s", t, ra);
+  wait_for(t, what, PLACED_QUERY, t, ra, "True/Placed/True");
+  OK("kubectl patch tenant %s %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t, n);
+}
