@@ -643,6 +643,57 @@ static void set_or_keep_time(json_t *status, const char *field, bool now_if_miss
 
 /* ---- the reconcile ------------------------------------------------------------------------- */
 
+/* A deletion that cannot go on: the condition c (False, reason, message) written into the
+ * tenant's status, when it changed, and a Warning Event, so `kubectl describe tenant` says why
+ * the finalizer is still there. Failures to write are logged; the teardown is retried anyway. */
+static void teardown_report(struct run *x, enum cond c, const char *reason, const char *message) {
+  event(x, TN_EVENT_WARNING, reason, "%s", message ? message : "");
+  json_t *status = json_object_get(x->obj, "status");
+  json_t *old = old_condition(status, cond_types[c]);
+  const char *old_reason = json_string_value(json_object_get(old, "reason"));
+  const char *old_msg = json_string_value(json_object_get(old, "message"));
+  if (old_reason && old_msg && strcmp(old_reason, reason) == 0 &&
+      strcmp(old_msg, message ? message : "") == 0)
+    return;
+  json_t *body = json_deep_copy(x->obj);
+  json_t *st = json_object_get(body, "status");
+  if (!json_is_object(st)) {
+    st = json_object();
+    json_object_set_new(body, "status", st);
+  }
+  json_t *conds = json_object_get(st, "conditions");
+  if (!json_is_array(conds)) {
+    conds = json_array();
+    json_object_set_new(st, "conditions", conds);
+  }
+  long long gen = json_integer_value(json_object_get(json_object_get(x->obj, "metadata"), "generation"));
+  json_t *nc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "type", cond_types[c], "status", "False", "reason",
+                         reason, "message", message ? message : "", "lastTransitionTime", x->now,
+                         "observedGeneration", (json_int_t)gen);
+  size_t i;
+  json_t *e;
+  bool replaced = false;
+  json_array_foreach(conds, i, e) {
+    const char *t = json_string_value(json_object_get(e, "type"));
+    if (t && strcmp(t, cond_types[c]) == 0) {
+      json_array_set(conds, i, nc);
+      replaced = true;
+      break;
+    }
+  }
+  if (!replaced)
+    json_array_append(conds, nc);
+  json_decref(nc);
+  struct tn_error err = {0};
+  json_t *out_obj = NULL;
+  if (tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err))
+    tn_log(TN_LOG_DEBUG, &x->lf, "writing the teardown's status: %s", err.message);
+  else
+    x->writes++;
+  json_decref(out_obj);
+  json_decref(body);
+}
+
 /* Removes everything the tenant owns, then the finalizer: kubectl delete tenant. */
 static struct tn_result teardown(struct run *x) {
   const char *uid = json_string_value(json_object_get(json_object_get(x->obj, "metadata"), "uid"));
@@ -690,6 +741,7 @@ static struct tn_result teardown(struct run *x) {
   int dbrc = tn_tenant_db_teardown(x->r, x->obj, &dbr);
   if (dbrc) {
     tn_log(TN_LOG_WARN, &x->lf, "dropping the tenant's database: %s", dbr.message);
+    teardown_report(x, COND_DATABASE, dbr.reason[0] ? dbr.reason : "DatabaseTeardownFailed", dbr.message);
     tn_tenant_db_result_cleanup(&dbr);
     res = TN_RESULT_ERR;
     goto out;
@@ -1332,6 +1384,7 @@ static void step_database(struct run *x) {
   } else if (x->lp.next == TN_STATE_DELETED || (x->archive.due && !x->archive.purged)) {
     if (tn_tenant_db_teardown(x->r, x->obj, &dbr)) {
       cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
+      event(x, TN_EVENT_WARNING, dbr.reason, "%s", dbr.message);
       if (dbr.retry)
         x->res = TN_RESULT_ERR;
     } else {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "converge/database.h"
+#include "converge/reconciler.h"
 #include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/dbplan.h"
@@ -843,7 +844,26 @@ int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn
   enum tn_isolation mode = TN_ISOLATION_SHARED;
   tn_isolation_parse(json_string_value(json_object_get(json_object_get(status, "placement"), "isolation")),
                      &mode);
-  rc = pick_server(region_obj, region, mode, cur, NULL, &server, &err);
+  /* The database lives on a server of the Region it was placed in: without that Region, or
+   * without that server in it, it cannot be dropped. Say what is missing and both ways out;
+   * the Region watch retries at once when it comes back. */
+  if (!region_obj)
+    rc = tn_error_set(&err, TN_ENOTFOUND,
+                      "the tenant's database is on server %s of Region %s, and no Region named %s exists any "
+                      "more, so it cannot be dropped. To fix: recreate Region %s with that server in "
+                      "spec.databaseServers (the drop then completes), or, to leave the database on the "
+                      "server, remove the finalizer " TN_FINALIZER " from the tenant",
+                      cur, region, region, region);
+  else if (json_array_size(json_object_get(json_object_get(region_obj, "spec"), "databaseServers")) == 0)
+    rc = tn_error_set(
+        &err, TN_ENOTFOUND,
+        "the tenant's database is on server %s, and Region %s lists no databaseServers any "
+        "more, so it cannot be dropped. To fix: put server %s back into the Region's "
+        "spec.databaseServers, or, to leave the database on the server, remove the finalizer " TN_FINALIZER
+        " from the tenant",
+        cur, region, cur);
+  else
+    rc = pick_server(region_obj, region, mode, cur, NULL, &server, &err);
   if (rc == 0)
     rc = load_server(r, server, &conf, &err);
   if (rc == 0)

@@ -641,3 +641,85 @@ Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused, .
   free(db);
   free(secrets);
 }
+
+/* The database of a tenant whose Region was deleted cannot be dropped: the delete waits, and the
+ * tenant says why and both ways out (recreate the Region, or remove the finalizer to leave the
+ * database); recreating the Region completes the delete and drops the role. */
+Test(tenant_database, a_delete_after_the_region_was_deleted_says_why_and_completes_when_it_is_back) {
+  char t[64], r2[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-dbr");
+  tn_test_unique_name(r2, sizeof r2, "db-gone");
+  /* the same server in a second Region, this test's own */
+  char *spec = tn_test_output("kubectl get region %s -o jsonpath='{.spec}'", region);
+  int rc =
+      tn_test_sh(&out,
+                 "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":"
+                 "{\"name\":\"%s\"},\"spec\":%s}' | kubectl apply -f -",
+                 r2, spec);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  free(spec);
+  rc = tn_test_sh(&out,
+                  "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":"
+                  "{\"name\":\"%s\"},\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":"
+                  "\"shared\",\"environments\":[\"prod\"],\"residency\":{\"allowedRegions\":[\"%s\"]}}}' | "
+                  "kubectl apply -f -",
+                  t, r2);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  wait_condition(t, "DatabaseReady", "True", 90);
+  char *role = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.role}'", t);
+
+  cr_assert_eq(tn_test_sh(&out, "kubectl delete region %s --wait=true --timeout=30s", r2), 0, "%s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh(&out, "kubectl delete tenant %s --wait=false", t), 0, "%s", out);
+  free(out);
+  char want[512];
+  snprintf(want, sizeof want,
+           "no Region named %s exists any more, so it cannot be dropped. To fix: recreate Region %s", r2, r2);
+  rc = tn_test_sh_until(60, &out,
+                        "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")]"
+                        ".message}' | grep -qF '%s'",
+                        t, want);
+  if (rc) {
+    free(out);
+    out = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.conditions}'", t);
+    tn_test_operator_dump_log(&op);
+    cr_assert_fail("no clear reason for the stuck delete: %s", out);
+  }
+  free(out);
+  out = tn_test_output(
+      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")].message}'", t);
+  cr_assert(strstr(out, "remove the finalizer tenancy.dev/finalizer"), "%s", out);
+  free(out);
+  rc = tn_test_sh_until(60, &out,
+                        "kubectl get events.events.k8s.io -n default --field-selector regarding.name=%s,"
+                        "reason=DatabaseTeardownFailed -o jsonpath='{.items[*].type}' | grep -qw Warning",
+                        t);
+  cr_assert_eq(rc, 0, "no Warning event: %s", out);
+  free(out);
+  cr_assert_eq(tn_test_sh(&out, "kubectl get tenant %s -o name", t), 0, "the finalizer holds the tenant: %s",
+               out);
+  free(out);
+
+  /* the Region back: the delete completes and the role is gone */
+  spec = tn_test_output("kubectl get region %s -o jsonpath='{.spec}'", region);
+  rc = tn_test_sh(
+      &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":"
+      "{\"name\":\"%s\"},\"spec\":%s}' | kubectl apply -f - && kubectl wait --for=delete tenant/%s "
+      "--timeout=90s",
+      r2, spec, t);
+  if (rc)
+    tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  free(spec);
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'", role);
+  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_str_eq(out, "0\n", "role %s survived the delete", role);
+  free(out);
+  free(role);
+  tn_test_sh(NULL, "kubectl delete region %s --wait=false", r2);
+}
