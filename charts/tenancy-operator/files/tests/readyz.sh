@@ -11,7 +11,8 @@ if ! list=$(curl -sS --fail-with-body --max-time 10 --cacert "$sa/ca.crt" -H "Au
   echo "FAIL: listing the operator pods ($SELECTOR) in $NAMESPACE: $list"
   exit 1
 fi
-ips=$(printf '%s' "$list" | tr ',{}' '\n\n\n' | sed -n 's/^"podIP":"\([^"]*\)"$/\1/p')
+# (JSON without jq: one "podIP" member per line, compact or pretty-printed)
+ips=$(printf '%s' "$list" | tr ',{}' '\n\n\n' | sed -n 's/^[[:space:]]*"podIP":[[:space:]]*"\([^"]*\)"[[:space:]]*$/\1/p')
 n=0
 for ip in $ips; do
   case $ip in *:*) host="[$ip]" ;; *) host=$ip ;; esac

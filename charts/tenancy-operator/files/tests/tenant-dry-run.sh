@@ -17,7 +17,7 @@ if [ "$code" != 201 ]; then
   exit 1
 fi
 case $resp in
-  *'"kind":"Tenant"'*) ;;
+  *'"kind":"Tenant"'* | *'"kind": "Tenant"'*) ;;
   *) echo "FAIL: dry-run create of Tenant $TENANT answered no Tenant: $resp"; exit 1 ;;
 esac
 echo "PASS: the API server accepts Tenant $TENANT (dry run, not stored)"
