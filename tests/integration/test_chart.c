@@ -2162,3 +2162,107 @@ Test(chart, helm_test_hooks_run_against_the_api_server, .fini = cleanup_hooks) {
   }
   (void)tn_test_sh(NULL, "rm -rf %s", sa_dir);
 }
+
+/* --- the operator registers what the chart renders ------------------------------------------------ */
+
+static int operator_pid;
+static char operator_log[64];
+
+static void cleanup_operator(void) {
+  if (operator_pid > 0)
+    (void)tn_test_sh(
+        NULL, "kill %d 2>/dev/null; for i in $(seq 100); do kill -0 %d 2>/dev/null || break; sleep 0.1; done",
+        operator_pid, operator_pid);
+  (void)tn_test_sh(
+      NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found >/dev/null");
+  if (operator_log[0])
+    unlink(operator_log);
+  cleanup_cluster(); /* restores a configuration another suite left */
+}
+
+/* webhook.failurePolicy and webhook.timeoutSeconds reach both the chart's ValidatingWebhookConfiguration
+ * and the operator's flags, and the operator (which applies the configuration at start) registers the
+ * same values instead of overwriting them with its defaults. */
+Test(chart, operator_registers_the_charts_failure_policy_and_timeout, .fini = cleanup_operator) {
+  (void)tn_test_env("KUBECONFIG");
+  const char *bin = tn_test_env("TENANCY_OPERATOR_BIN");
+  char *out = NULL;
+  json_error_t jerr;
+  /* a configuration another suite left is restored afterwards */
+  int rc = tn_test_sh(
+      &out, "kubectl get validatingwebhookconfiguration tenancy-operator --ignore-not-found -o json");
+  cr_assert_eq(rc, 0, "%s", out);
+  if (*out) {
+    json_t *vwc = json_loads(out, 0, &jerr);
+    cr_assert_not_null(vwc, "%s", jerr.text);
+    static const char *const server_set[] = {"resourceVersion", "uid", "creationTimestamp", "generation",
+                                             "managedFields"};
+    for (size_t i = 0; i < sizeof server_set / sizeof server_set[0]; i++)
+      json_object_del(json_object_get(vwc, "metadata"), server_set[i]);
+    strcpy(saved_webhook, "/tmp/tn-chart-webhook-XXXXXX");
+    int fd = mkstemp(saved_webhook);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(json_dump_file(vwc, saved_webhook, JSON_COMPACT), 0);
+    json_decref(vwc);
+  }
+  free(out);
+  (void)tn_test_sh(
+      NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found >/dev/null");
+
+  json_t *objs = render(RELEASE, RELEASE_NS,
+                        NO_CRDS_NO_TESTS "--set webhook.failurePolicy=Ignore --set webhook.timeoutSeconds=7");
+  json_t *chart_vwc = must_find(objs, "ValidatingWebhookConfiguration", "tenancy-operator");
+  json_t *c = container(must_find(objs, "Deployment", FULLNAME));
+  const char *flags[2] = {NULL, NULL};
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(c, "args"), i, a) {
+    const char *v = json_string_value(a);
+    if (strncmp(v, "--webhook-failure-policy=", 25) == 0)
+      flags[0] = v;
+    else if (strncmp(v, "--webhook-timeout-seconds=", 26) == 0)
+      flags[1] = v;
+  }
+  cr_assert(flags[0] && flags[1], "the chart passes no failure policy or timeout flag: %s", args_text(c));
+
+  /* the operator with the chart's flags, its webhook on loopback (registered by URL, as outside a cluster) */
+  strcpy(operator_log, "/tmp/tn-chart-operator-XXXXXX");
+  int fd = mkstemp(operator_log);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  rc = tn_test_sh(&out,
+                  "'%s' --leader-elect=false --metrics-bind-address=0 --health-probe-bind-address=0 "
+                  "--api-bind-address=0 --webhook-bind-address=127.0.0.1:0 %s %s >%s 2>&1 & echo $!",
+                  bin, flags[0], flags[1], operator_log);
+  cr_assert_eq(rc, 0, "%s", out);
+  operator_pid = atoi(out);
+  free(out);
+  cr_assert_gt(operator_pid, 0);
+  rc = tn_test_sh_until(60, &out,
+                        "kubectl get validatingwebhookconfiguration tenancy-operator -o json 2>/dev/null");
+  cr_assert_eq(rc, 0, "the operator registered no configuration: %s", out);
+  json_t *live = json_loads(out, 0, &jerr);
+  cr_assert_not_null(live, "%s", jerr.text);
+  free(out);
+  expect_str_at(live, "webhooks.0.failurePolicy", "Ignore");
+  expect_int_at(live, "webhooks.0.timeoutSeconds", 7);
+  cr_expect(json_equal(at(live, "webhooks.0.failurePolicy"), at(chart_vwc, "webhooks.0.failurePolicy")));
+  cr_expect(json_equal(at(live, "webhooks.0.timeoutSeconds"), at(chart_vwc, "webhooks.0.timeoutSeconds")));
+  json_decref(live);
+  json_decref(objs);
+
+  /* stopped cleanly, and sanitizer-clean */
+  rc = tn_test_sh(
+      &out, "kill %d && for i in $(seq 300); do kill -0 %d 2>/dev/null || exit 0; sleep 0.1; done; exit 1",
+      operator_pid, operator_pid);
+  cr_expect_eq(rc, 0, "the operator did not stop: %s", out);
+  free(out);
+  operator_pid = 0;
+  rc = tn_test_sh(&out, "cat %s", operator_log);
+  cr_expect(strstr(out, "exiting with code 0"), "%s", out);
+  cr_expect_null(strstr(out, "AddressSanitizer"), "%s", out);
+  cr_expect_null(strstr(out, "LeakSanitizer"), "%s", out);
+  cr_expect_null(strstr(out, "runtime error"), "%s", out);
+  free(out);
+}
