@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # sync-chart-crds.sh - copy the CRDs (crds/*.yaml, the single source of truth) into the Helm
-# chart's crds/ directory, byte for byte, removing chart CRDs that no longer exist in crds/.
+# chart's files/crds/ (templates/crds.yaml renders them), byte for byte, removing chart CRDs
+# that no longer exist in crds/.
 #
 # Usage: hack/sync-chart-crds.sh [--check] [DEST]
 #   (no flag)  make DEST equal to crds/ and say what changed
 #   --check    change nothing; list every difference and exit 1 when DEST differs from crds/
-#   DEST       default charts/tenancy-operator/crds
+#   DEST       default charts/tenancy-operator/files/crds
 set -euo pipefail
 
 HACK=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +23,7 @@ for a in "$@"; do
   esac
 done
 SRC=$ROOT/crds
-DEST=${DEST:-$ROOT/charts/tenancy-operator/crds}
+DEST=${DEST:-$ROOT/charts/tenancy-operator/files/crds}
 
 shopt -s nullglob
 src_files=("$SRC"/*.yaml)

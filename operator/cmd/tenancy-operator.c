@@ -187,6 +187,8 @@ static int start_webhook(struct app *a, struct tn_error *err) {
                                     .secret_name = cname[0] ? cname : NULL,
                                     .cert_dir = a->opts.webhook_cert_dir,
                                     .manage_configuration = a->opts.webhook_manage_configuration,
+                                    .failure_policy = a->opts.webhook_failure_policy,
+                                    .timeout_seconds = a->opts.webhook_timeout_seconds,
                                     .kube = a->kube,
                                     .service_namespace = sns[0] ? sns : NULL,
                                     .service_name = sname[0] ? sname : NULL,

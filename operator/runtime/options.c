@@ -147,6 +147,8 @@ enum {
   OPT_WEBHOOK_CERT_FILE,
   OPT_WEBHOOK_KEY_FILE,
   OPT_WEBHOOK_MANAGE_CONFIGURATION,
+  OPT_WEBHOOK_FAILURE_POLICY,
+  OPT_WEBHOOK_TIMEOUT_SECONDS,
   OPT_KEYS_NAMESPACE,
   OPT_LEASE_DURATION,
   OPT_RENEW_DEADLINE,
@@ -190,6 +192,8 @@ static const struct option long_opts[] = {
     {"webhook-cert-file", required_argument, NULL, OPT_WEBHOOK_CERT_FILE},
     {"webhook-key-file", required_argument, NULL, OPT_WEBHOOK_KEY_FILE},
     {"webhook-manage-configuration", optional_argument, NULL, OPT_WEBHOOK_MANAGE_CONFIGURATION},
+    {"webhook-failure-policy", required_argument, NULL, OPT_WEBHOOK_FAILURE_POLICY},
+    {"webhook-timeout-seconds", required_argument, NULL, OPT_WEBHOOK_TIMEOUT_SECONDS},
     {"keys-namespace", required_argument, NULL, OPT_KEYS_NAMESPACE},
     {"leader-elect-lease-duration", required_argument, NULL, OPT_LEASE_DURATION},
     {"leader-elect-renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
@@ -254,6 +258,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --webhook-key-file PATH              its private key PEM\n"
       "  --webhook-manage-configuration[=BOOL] create/update the ValidatingWebhookConfiguration (default\n"
       "                                       true; false when Helm or cert-manager owns it)\n"
+      "  --webhook-failure-policy POLICY      the configuration's failurePolicy: Fail (default) or Ignore\n"
+      "  --webhook-timeout-seconds N          the configuration's timeoutSeconds, 1 to 30 (default 5)\n"
       "  --keys-namespace NS                  namespace of the key-encryption-key Secret (default: the\n"
       "                                       operator's namespace, \"tenancy-system\" outside a cluster)\n"
       "  --leader-elect-lease-duration DURATION  how long a standby waits before taking an unrenewed lease\n"
@@ -301,6 +307,7 @@ void tn_options_cleanup(struct tn_options *o) {
   free(o->webhook_cert_secret);
   free(o->webhook_cert_dir);
   free(o->webhook_cert_file);
+  free(o->webhook_failure_policy);
   free(o->webhook_key_file);
   free(o->keys_namespace);
   free(o->region_secret_namespaces);
@@ -400,6 +407,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   o->rotation_period_s = 720 * 3600;
   o->keys_rotation_period_s = 2160 * 3600;
   o->webhook_manage_configuration = true;
+  o->webhook_timeout_seconds = 5;
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
       set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader") ||
@@ -523,6 +531,22 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
         goto out;
       }
       break;
+    case OPT_WEBHOOK_FAILURE_POLICY:
+      if (strcmp(v, "Fail") != 0 && strcmp(v, "Ignore") != 0) {
+        rc = tn_error_set(err, TN_ECONFIG, "--webhook-failure-policy: expected Fail or Ignore");
+        goto out;
+      }
+      rc = set_str(&o->webhook_failure_policy, v);
+      break;
+    case OPT_WEBHOOK_TIMEOUT_SECONDS: {
+      long secs = 0;
+      if (parse_positive_int(v, 30, &secs) || secs < 1) {
+        rc = tn_error_set(err, TN_ECONFIG, "--webhook-timeout-seconds: expected 1 to 30");
+        goto out;
+      }
+      o->webhook_timeout_seconds = (int)secs;
+      break;
+    }
     case OPT_KEYS_NAMESPACE:
       if (!*v || strlen(v) > 63) {
         rc =

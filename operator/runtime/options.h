@@ -35,6 +35,8 @@ struct tn_options {
   char *webhook_cert_file;       /* serving certificate PEM (e.g. a mounted Secret); reloaded on change */
   char *webhook_key_file;        /* its key; both or neither */
   bool webhook_manage_configuration; /* register the ValidatingWebhookConfiguration; default true */
+  char *webhook_failure_policy;      /* its failurePolicy, Fail (default) or Ignore */
+  int webhook_timeout_seconds;       /* its timeoutSeconds, 1 to 30; default 5 */
   char *keys_namespace;              /* KEK Secret namespace; NULL = the operator's namespace */
   double leader_lease_duration_s;    /* 0 = default 15s */
   double leader_renew_deadline_s;    /* 0 = default 10s */

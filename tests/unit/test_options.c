@@ -279,7 +279,29 @@ Test(options, wave2_flags_webhook_files_keys_namespace_and_lease_timings) {
   cr_assert_eq(PARSE(&o, &err, no_env, "--leader-elect=true"), 0, "%s", err.message);
   cr_assert_eq(o.webhook_manage_configuration, true, "the webhook configuration is managed by default");
   cr_assert_null(o.keys_namespace);
+  cr_assert_null(o.webhook_failure_policy, "NULL: the admission default, Fail");
+  cr_assert_eq(o.webhook_timeout_seconds, 5);
   tn_options_cleanup(&o);
+}
+
+Test(options, webhook_failure_policy_and_timeout) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, no_env, "--webhook-failure-policy=Ignore", "--webhook-timeout-seconds", "10"),
+               0, "%s", err.message);
+  cr_assert_str_eq(o.webhook_failure_policy, "Ignore");
+  cr_assert_eq(o.webhook_timeout_seconds, 10);
+  tn_options_cleanup(&o);
+  cr_assert_eq(PARSE(&o, &err, no_env, "--webhook-failure-policy=ignore"), TN_ECONFIG);
+  cr_assert(strstr(err.message, "Fail or Ignore"), "%s", err.message);
+  tn_options_cleanup(&o);
+  static char bad[][32] = {"--webhook-timeout-seconds=0", "--webhook-timeout-seconds=31",
+                           "--webhook-timeout-seconds=5s"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(PARSE(&o, &err, no_env, bad[i]), TN_ECONFIG, "%s accepted", bad[i]);
+    cr_assert(strstr(err.message, "1 to 30"), "%s", err.message);
+    tn_options_cleanup(&o);
+  }
 }
 
 Test(options, webhook_files_go_together_and_durations_must_be_positive) {

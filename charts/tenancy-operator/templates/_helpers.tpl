@@ -91,6 +91,12 @@ app.kubernetes.io/part-of: tenancy-operator
 {{- if ne (len $ports) (len (uniq $ports)) }}
 {{- fail "probes.port, metrics.port and webhook.port must differ" }}
 {{- end }}
+{{- if and .Values.podDisruptionBudget.minAvailable .Values.podDisruptionBudget.maxUnavailable }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
+{{- end }}
+{{- if and .Values.certManager.enabled (not .Values.webhook.enabled) }}
+{{- fail "certManager.enabled issues the webhook's certificate: it needs webhook.enabled=true" }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.service.enabled)) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled" }}
 {{- end }}
@@ -115,4 +121,78 @@ Without either it is off (--api-bind-address=0).
 */}}
 {{- define "tenancy-operator.apiServed" -}}
 {{- if and .Values.api.enabled (or .Values.webhook.enabled .Values.api.tlsSecret) }}true{{- end }}
+{{- end }}
+
+{{/* Annotations on the templated CRDs (crds.yaml): keep them on uninstall, plus crds.annotations. */}}
+{{- define "tenancy-operator.crdAnnotations" -}}
+{{- if .Values.crds.keep }}
+helm.sh/resource-policy: keep
+{{- end }}
+{{- with .Values.crds.annotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the operator registers the ValidatingWebhookConfiguration itself (and writes its
+caBundle): in the self-managed certificate mode; with certManager.enabled the cainjector does. */}}
+{{- define "tenancy-operator.managesWebhookConfiguration" -}}
+{{- if and .Values.webhook.enabled (not .Values.certManager.enabled) }}true{{- end }}
+{{- end }}
+
+{{/* The cert-manager Certificate of the webhook (and its Secret's name is webhookCertSecret). */}}
+{{- define "tenancy-operator.webhookCertificate" -}}
+{{- printf "%s-webhook" (include "tenancy-operator.fullname" .) }}
+{{- end }}
+
+{{/* The Pod labels of the helm test hooks (never the operator's selector labels). */}}
+{{- define "tenancy-operator.testLabels" -}}
+app.kubernetes.io/name: {{ include "tenancy-operator.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tenancy-operator
+{{- end }}
+
+{{/* The annotations of a `helm test` hook of weight .weight, deleted once the tests passed (and
+before the next run, should one fail). */}}
+{{- define "tenancy-operator.testHook" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
+
+{{/* The pod spec of a `helm test` pod up to its container's env (restricted Pod Security). */}}
+{{- define "tenancy-operator.testPodSpec" -}}
+serviceAccountName: {{ include "tenancy-operator.fullname" . }}-test
+restartPolicy: Never
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: test
+    image: {{ printf "%s:%s" .Values.tests.image.repository .Values.tests.image.tag | quote }}
+    imagePullPolicy: {{ .Values.tests.image.pullPolicy }}
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: [ALL]
+    resources:
+      requests: {cpu: 10m, memory: 16Mi}
+      limits: {memory: 64Mi}
 {{- end }}
