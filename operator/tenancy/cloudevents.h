@@ -80,8 +80,8 @@ struct tn_ce {
 /* Builds the CloudEvent object: specversion, id, source, type, subject, time (when given),
  * datacontenttype "application/json", tenancysequence (when > 0), correlationid, actor, data
  * (a deep copy in which every string value that carries a secret, see tn_ce_data_safe, is
- * replaced by TN_CE_REDACTED; a key that names a secret is refused). Returns a new object (json_decref it), or NULL with err set (TN_EINVALID: a
- * missing or bad field, named in the message; -ENOMEM). */
+ * replaced by TN_CE_REDACTED; a key that names a secret is refused). Returns a new object (json_decref it),
+ * or NULL with err set (TN_EINVALID: a missing or bad field, named in the message; -ENOMEM). */
 json_t *tn_ce_build(const struct tn_ce *c, struct tn_error *err);
 
 #endif

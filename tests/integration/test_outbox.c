@@ -93,13 +93,14 @@ static const char *psql(const char *fmt, ...) {
 
 static void apply_tenant(const char *t, const char *state, const char *extra) {
   char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":"
-                      "{\"name\":\"%s\",\"labels\":{\"tier\":\"gold\",\"example.com/team\":\"a.b-c_d\"}},"
-                      "\"spec\":{\"state\":\"%s\",\"plan\":\"starter\",\"isolation\":\"shared\","
-                      "\"environments\":[\"prod\"],\"residency\":{\"allowedRegions\":[\"eu-west-1\"]}%s}}' "
-                      "| kubectl apply -f -",
-                      t, state, extra);
+  int rc =
+      tn_test_sh(&out,
+                 "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":"
+                 "{\"name\":\"%s\",\"labels\":{\"tier\":\"gold\",\"example.com/team\":\"a.b-c_d\"}},"
+                 "\"spec\":{\"state\":\"%s\",\"plan\":\"starter\",\"isolation\":\"shared\","
+                 "\"environments\":[\"prod\"],\"residency\":{\"allowedRegions\":[\"eu-west-1\"]}%s}}' "
+                 "| kubectl apply -f -",
+                 t, state, extra);
   const char *o = keep(out);
   cr_assert_eq(rc, 0, "kubectl apply %s: %s", t, o);
 }
@@ -110,8 +111,8 @@ static void patch_spec(const char *t, const char *json) {
 
 static void wait_state(const char *t, const char *want, double timeout) {
   char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get tenant %s -o jsonpath='{.status.state}')\" = %s",
-                            t, want);
+  int rc = tn_test_sh_until(timeout, &out,
+                            "test \"$(kubectl get tenant %s -o jsonpath='{.status.state}')\" = %s", t, want);
   free(out);
   if (rc) {
     const char *st = keep(tn_test_output("kubectl get tenant %s -o jsonpath='{.status}' 2>&1", t));
@@ -158,22 +159,23 @@ static void check_sequence_and_audit(const char *t) {
       "\\\"example.com/team\\\":\\\"a.b-c_d\\\"}'::jsonb)",
       t);
   cr_assert_str_eq(bad_env, "0", "tenant %s: envelopes that disagree with their row", t);
-  const char *bad_audit =
-      psql("SELECT count(*) FROM tenancy.outbox o LEFT JOIN tenancy.audit_events a ON a.id = o.audit_id "
-           "WHERE o.tenant = '%s' AND (a.id IS NULL OR a.target <> 'tenant/' || o.tenant OR a.outcome <> "
-           "'succeeded' OR a.correlation_id IS DISTINCT FROM o.event->>'correlationid' OR "
-           "to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"') <> o.event->>'time' "
-           "OR a.actor <> o.event->>'actor' OR NOT (a.action = CASE substring(o.type from "
-           "'dev[.]tenancy[.]tenant[.](.*)[.]v1') WHEN 'created' THEN 'create' WHEN 'activated' THEN "
-           "'activate' WHEN 'suspended' THEN 'suspend' WHEN 'resumed' THEN 'resume' WHEN 'archived' THEN "
-           "'archive' WHEN 'restored' THEN 'restore' WHEN 'deleted' THEN 'delete' ELSE a.action END) "
-           "OR (o.type LIKE '%%.updated.v1' AND a.action NOT LIKE 'spec.%%'))",
-           t);
-  cr_assert_str_eq(bad_audit, "0", "tenant %s: outbox rows whose audit_id is not their audit row: %s", t,
-                   psql("SELECT string_agg(o.tenant_seq || ':' || o.type || '->' || coalesce(a.action || '/' || "
-                        "a.outcome, 'none'), ' ') FROM tenancy.outbox o LEFT JOIN tenancy.audit_events a ON "
-                        "a.id = o.audit_id WHERE o.tenant = '%s'",
-                        t));
+  const char *bad_audit = psql(
+      "SELECT count(*) FROM tenancy.outbox o LEFT JOIN tenancy.audit_events a ON a.id = o.audit_id "
+      "WHERE o.tenant = '%s' AND (a.id IS NULL OR a.target <> 'tenant/' || o.tenant OR a.outcome <> "
+      "'succeeded' OR a.correlation_id IS DISTINCT FROM o.event->>'correlationid' OR "
+      "to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"') <> o.event->>'time' "
+      "OR a.actor <> o.event->>'actor' OR NOT (a.action = CASE substring(o.type from "
+      "'dev[.]tenancy[.]tenant[.](.*)[.]v1') WHEN 'created' THEN 'create' WHEN 'activated' THEN "
+      "'activate' WHEN 'suspended' THEN 'suspend' WHEN 'resumed' THEN 'resume' WHEN 'archived' THEN "
+      "'archive' WHEN 'restored' THEN 'restore' WHEN 'deleted' THEN 'delete' ELSE a.action END) "
+      "OR (o.type LIKE '%%.updated.v1' AND a.action NOT LIKE 'spec.%%'))",
+      t);
+  cr_assert_str_eq(
+      bad_audit, "0", "tenant %s: outbox rows whose audit_id is not their audit row: %s", t,
+      psql("SELECT string_agg(o.tenant_seq || ':' || o.type || '->' || coalesce(a.action || '/' || "
+           "a.outcome, 'none'), ' ') FROM tenancy.outbox o LEFT JOIN tenancy.audit_events a ON "
+           "a.id = o.audit_id WHERE o.tenant = '%s'",
+           t));
 }
 
 /* Validates every stored event against docs/events/<type>.json with python3's jsonschema (the
@@ -200,7 +202,8 @@ static int validate_all_events(void) {
       "    schema = json.load(open(path))\n"
       "    errs = list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(ev))\n"
       "    if errs: sys.exit(\"%%s: %%s\" %% (line, errs[0].message))\n"
-      "    if pw in line or re.search(r\"password|secret|whsec_|BEGIN \", line, re.I): sys.exit(\"secret in \" + line)\n"
+      "    if pw in line or re.search(r\"password|secret|whsec_|BEGIN \", line, re.I): sys.exit(\"secret in "
+      "\" + line)\n"
       "    n += 1\n"
       "print(n)\n"
       "' '%s'",
@@ -226,15 +229,17 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
   /* Metadata: externalIds and the plan in one change -> one updated event with both. */
   patch_spec(t, "{\"externalIds\":{\"crm\":\"0015g\"},\"plan\":\"standard\"}");
   cr_assert_str_eq(wait_events(t, 3, 30), "created activated updated");
-  const char *data = psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
+  const char *data =
+      psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
   json_t *d = json_loads(data, 0, NULL);
   cr_assert_not_null(d, "data: %s", data);
   json_t *changed = json_object_get(d, "changed");
-  bool ok = json_array_size(changed) == 2 && !strcmp(json_string_value(json_array_get(changed, 0)), "plan") &&
-            !strcmp(json_string_value(json_array_get(changed, 1)), "externalIds") &&
-            !strcmp(json_string_value(json_object_get(d, "plan")) ?: "", "standard") &&
-            !strcmp(json_string_value(json_object_get(json_object_get(d, "externalIds"), "crm")) ?: "", "0015g") &&
-            !json_object_get(d, "residency");
+  bool ok =
+      json_array_size(changed) == 2 && !strcmp(json_string_value(json_array_get(changed, 0)), "plan") &&
+      !strcmp(json_string_value(json_array_get(changed, 1)), "externalIds") &&
+      !strcmp(json_string_value(json_object_get(d, "plan")) ?: "", "standard") &&
+      !strcmp(json_string_value(json_object_get(json_object_get(d, "externalIds"), "crm")) ?: "", "0015g") &&
+      !json_object_get(d, "residency");
   json_decref(d);
   cr_assert(ok, "updated data: %s", data);
 
@@ -252,7 +257,7 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
   snprintf(conf, sizeof conf, "{\"state\":\"Deleted\",\"deletionConfirmation\":\"%s\"}", t);
   patch_spec(t, conf);
   wait_state(t, "Deleted", 90);
-  const char *names = wait_events(t, 10, 30);
+  const char *names = wait_events(t, 9, 30);
   cr_assert_str_eq(names, "created activated updated suspended resumed archived restored archived deleted",
                    "events: %s", names);
   /* kubectl delete of a Deleted tenant announces nothing more. */
@@ -271,6 +276,32 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
                         t),
                    "null");
   cr_assert_gt(validate_all_events(), 9);
+
+  /* tenantctl events list|show read the same rows. */
+  const char *ctl = tn_test_env("TENANCY_TENANTCTL_BIN");
+  const char *listed =
+      keep(tn_test_output("%s events list --tenant %s --type archived -o json | python3 -c 'import json,sys; "
+                          "print(\" \".join(str(r[\"tenantSeq\"]) + r[\"event\"][\"type\"][-12:] for r in "
+                          "json.load(sys.stdin)))'",
+                          ctl, t));
+  cr_assert_str_eq(listed, "6archived.v1 8archived.v1", "events list --type archived: %s", listed);
+  const char *after = keep(tn_test_output(
+      "%s events list --tenant %s --after-sequence %s --limit 2 | awk 'NR>1{print $3}' "
+      "| tr '\\n' ' '",
+      ctl, t, psql("SELECT seq FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 7", t)));
+  cr_assert_str_eq(after, "8 9 ", "events list --after-sequence: %s", after);
+  const char *id = psql("SELECT id FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 2", t);
+  const char *shown = keep(
+      tn_test_output("%s events show %s | python3 -c 'import json,sys; e=json.load(sys.stdin)[\"event\"]; "
+                     "print(e[\"id\"], e[\"type\"], e[\"tenancysequence\"], e[\"source\"])'",
+                     ctl, id));
+  char want[256];
+  snprintf(want, sizeof want, "%s dev.tenancy.tenant.activated.v1 2 tenancy.dev/" CLUSTER, id);
+  cr_assert_str_eq(shown, want);
+  cr_assert_eq(tn_test_sh(NULL, "%s events show 00000000-0000-0000-0000-000000000000 >/dev/null 2>&1", ctl),
+               3, "events show of an unknown id exits 3");
+  cr_assert_eq(tn_test_sh(NULL, "%s events list --limit x >/dev/null 2>&1", ctl), 2,
+               "a bad --limit is a usage error");
 }
 
 /* ---- 2. two tenants interleaved -------------------------------------------------------------- */
@@ -297,9 +328,10 @@ Test(outbox, interleaved_tenants_keep_their_own_sequences) {
   check_sequence_and_audit(b);
   /* The global sequence interleaves them: b's suspension is between a's activation and a's
    * resumption. */
-  const char *order = psql("SELECT string_agg(CASE tenant WHEN '%s' THEN 'a' ELSE 'b' END || tenant_seq, ' ' "
-                           "ORDER BY seq) FROM tenancy.outbox WHERE tenant IN ('%s', '%s') AND tenant_seq >= 3",
-                           a, a, b);
+  const char *order =
+      psql("SELECT string_agg(CASE tenant WHEN '%s' THEN 'a' ELSE 'b' END || tenant_seq, ' ' "
+           "ORDER BY seq) FROM tenancy.outbox WHERE tenant IN ('%s', '%s') AND tenant_seq >= 3",
+           a, a, b);
   cr_assert_str_eq(order, "a3 b3 b4 a4", "global order: %s", order);
   validate_all_events();
   sh_ok("kubectl delete tenant %s %s --wait=true --timeout=90s >/dev/null", a, b);
@@ -391,8 +423,9 @@ Test(outbox_db, a_refused_event_or_a_stopped_database_leaves_neither_row) {
   /* An event the outbox refuses (its subject names another tenant): the audit row, inserted first
    * in the same statement, is rolled back with it. */
   struct tn_outbox_event bad = {
-      .event = "{\"id\":\"0b3a6f5e-0000-8000-8000-000000000001\",\"type\":\"dev.tenancy.tenant.suspended.v1\","
-               "\"subject\":\"tenant/other\",\"data\":{}}"};
+      .event =
+          "{\"id\":\"0b3a6f5e-0000-8000-8000-000000000001\",\"type\":\"dev.tenancy.tenant.suspended.v1\","
+          "\"subject\":\"tenant/other\",\"data\":{}}"};
   int rc = append(a, tenant, TN_CE_SUSPENDED, "c-2", data, &bad, &err);
   cr_assert_eq(rc, TN_EINVALID, "rc %d: %s", rc, err.message);
   cr_assert_eq(count("audit_events"), 1, "the audit row of a refused event was kept");
@@ -407,7 +440,8 @@ Test(outbox_db, a_refused_event_or_a_stopped_database_leaves_neither_row) {
   cr_assert_eq(count("outbox"), 1);
   /* Back: the next event takes tenant_seq 2, no gap. */
   cr_assert_eq(append(a, tenant, TN_CE_SUSPENDED, "c-3", data, NULL, &err), 0, "%s", err.message);
-  cr_assert_str_eq(psql("SELECT string_agg(tenant_seq::text, ',' ORDER BY seq) FROM %s.outbox", schema), "1,2");
+  cr_assert_str_eq(psql("SELECT string_agg(tenant_seq::text, ',' ORDER BY seq) FROM %s.outbox", schema),
+                   "1,2");
   /* The same event again (a retried audit row): a second audit row, the event stored once. */
   cr_assert_eq(append(a, tenant, TN_CE_SUSPENDED, "c-3", data, NULL, &err), 0, "%s", err.message);
   cr_assert_eq(count("audit_events"), 3);
@@ -433,12 +467,14 @@ Test(outbox_db, hostile_names_labels_and_data_are_stored_verbatim) {
   json_t *ev = json_object_get(row, "event");
   char subject[256];
   snprintf(subject, sizeof subject, "tenant/%s", hostile);
-  bool ok = !strcmp(json_string_value(json_object_get(row, "tenant")) ?: "", hostile) &&
-            !strcmp(json_string_value(json_object_get(ev, "subject")) ?: "", subject) &&
-            !strcmp(json_string_value(json_object_get(ev, "correlationid")) ?: "", hostile) &&
-            !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"), "stateReason")) ?: "", hostile) &&
-            !strcmp(json_string_value(json_object_get(json_object_get(row, "labels"), "a'b")) ?: "", hostile) &&
-            !strcmp(json_string_value(json_object_get(json_object_get(row, "labels"), "tier")) ?: "", "$1");
+  bool ok =
+      !strcmp(json_string_value(json_object_get(row, "tenant")) ?: "", hostile) &&
+      !strcmp(json_string_value(json_object_get(ev, "subject")) ?: "", subject) &&
+      !strcmp(json_string_value(json_object_get(ev, "correlationid")) ?: "", hostile) &&
+      !strcmp(json_string_value(json_object_get(json_object_get(ev, "data"), "stateReason")) ?: "",
+              hostile) &&
+      !strcmp(json_string_value(json_object_get(json_object_get(row, "labels"), "a'b")) ?: "", hostile) &&
+      !strcmp(json_string_value(json_object_get(json_object_get(row, "labels"), "tier")) ?: "", "$1");
   char *dump = json_dumps(row, JSON_COMPACT);
   const char *shown = keep(dump);
   json_decref(rows);

@@ -50,7 +50,8 @@ Test(cloudevents, the_outbox_leaves_time_and_sequence_to_the_database) {
   cr_assert_null(json_object_get(ev, "time"));
   cr_assert_null(json_object_get(ev, "tenancysequence"));
   cr_assert_str_eq(str(ev, "source"), "tenancy.dev/local", "the default cluster name");
-  cr_assert(json_is_object(json_object_get(ev, "data")) && json_object_size(json_object_get(ev, "data")) == 0);
+  cr_assert(json_is_object(json_object_get(ev, "data")) &&
+            json_object_size(json_object_get(ev, "data")) == 0);
   json_decref(ev);
   json_t *d = tn_ce_transition_data(NULL, "Draft", 1, NULL, "", NULL);
   cr_assert(json_is_null(json_object_get(d, "from")), "a new tenant comes from null");
@@ -68,9 +69,9 @@ Test(cloudevents, types_and_actions) {
   cr_assert_eq(tn_ce_type(TN_CE_CREDENTIALS_ROTATED, t, 10), TN_EINVALID, "a too small buffer");
   cr_assert_eq(tn_ce_type(TN_CE_KEY_ROTATED, t, sizeof t), 0);
   cr_assert_str_eq(t, "dev.tenancy.tenant.key.rotated.v1");
-  static const char *const pairs[][2] = {{"create", "created"},   {"activate", "activated"}, {"suspend", "suspended"},
-                                         {"resume", "resumed"},   {"archive", "archived"},   {"restore", "restored"},
-                                         {"delete", "deleted"}};
+  static const char *const pairs[][2] = {
+      {"create", "created"},   {"activate", "activated"}, {"suspend", "suspended"}, {"resume", "resumed"},
+      {"archive", "archived"}, {"restore", "restored"},   {"delete", "deleted"}};
   for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
     cr_assert_str_eq(tn_ce_event_for_action(pairs[i][0]), pairs[i][1]);
   cr_assert_null(tn_ce_event_for_action("none"));
@@ -80,15 +81,21 @@ Test(cloudevents, types_and_actions) {
 
 Test(cloudevents, cluster_names_are_dns_labels) {
   static const char *const good[] = {"local", "a", "prod-eu-1", "0abc"};
-  static const char *const bad[] = {"", "-a", "a-", "Prod", "a.b", "a/b", "a b", "x\"y",
-                                    "0123456789012345678901234567890123456789012345678901234567890123"};
+  static const char *const bad[] = {
+      "",     "-a",   "a-",
+      "Prod", "a.b",  "a/b",
+      "a b",  "x\"y", "0123456789012345678901234567890123456789012345678901234567890123"};
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
     cr_assert(tn_ce_cluster_name_valid(good[i]), "%s", good[i]);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_not(tn_ce_cluster_name_valid(bad[i]), "%s", bad[i]);
   cr_assert_not(tn_ce_cluster_name_valid(NULL));
-  struct tn_ce c = {
-      .id = "i", .cluster = "Bad Name", .event = TN_CE_CREATED, .tenant = "t", .correlation_id = "c", .actor = "a"};
+  struct tn_ce c = {.id = "i",
+                    .cluster = "Bad Name",
+                    .event = TN_CE_CREATED,
+                    .tenant = "t",
+                    .correlation_id = "c",
+                    .actor = "a"};
   struct tn_error err = {0};
   cr_assert_null(tn_ce_build(&c, &err));
   cr_assert(strstr(err.message, "DNS label"), "%s", err.message);
@@ -109,7 +116,8 @@ Test(cloudevents, data_never_holds_a_secret) {
     char why[256];
     cr_assert_not(tn_ce_data_safe(d, why, sizeof why), "accepted %s", refused[i]);
     cr_assert(strncmp(why, "data", 4) == 0, "why: %s", why);
-    struct tn_ce c = {.id = "i", .event = TN_CE_UPDATED, .tenant = "t", .correlation_id = "c", .actor = "a", .data = d};
+    struct tn_ce c = {
+        .id = "i", .event = TN_CE_UPDATED, .tenant = "t", .correlation_id = "c", .actor = "a", .data = d};
     struct tn_error err = {0};
     cr_assert_null(tn_ce_build(&c, &err), "built an event with %s", refused[i]);
     cr_assert_eq(err.code, TN_EINVALID);
@@ -126,7 +134,8 @@ Test(cloudevents, data_never_holds_a_secret) {
     json_t *d = json_loads(redacted[i], 0, NULL);
     char why[256];
     cr_assert_not(tn_ce_data_safe(d, why, sizeof why), "accepted %s", redacted[i]);
-    struct tn_ce c = {.id = "i", .event = TN_CE_UPDATED, .tenant = "t", .correlation_id = "c", .actor = "a", .data = d};
+    struct tn_ce c = {
+        .id = "i", .event = TN_CE_UPDATED, .tenant = "t", .correlation_id = "c", .actor = "a", .data = d};
     struct tn_error err = {0};
     json_t *ev = tn_ce_build(&c, &err);
     cr_assert_not_null(ev, "%s", err.message);
