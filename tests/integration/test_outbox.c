@@ -284,7 +284,7 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
                           "print(\" \".join(str(r[\"tenantSeq\"]) + r[\"event\"][\"type\"][-12:] for r in "
                           "json.load(sys.stdin)))'",
                           ctl, t));
-  cr_assert_str_eq(listed, "6archived.v1 8archived.v1", "events list --type archived: %s", listed);
+  cr_assert_str_eq(listed, "6.archived.v1 8.archived.v1", "events list --type archived: %s", listed);
   const char *after = keep(tn_test_output(
       "%s events list --tenant %s --after-sequence %s --limit 2 | awk 'NR>1{print $3}' "
       "| tr '\\n' ' '",
