@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -495,4 +496,76 @@ Test(outbox_db, hostile_names_labels_and_data_are_stored_verbatim) {
   json_decref(data);
   json_decref(tenant);
   drop_private(a);
+}
+
+/* The writer role of `tenantctl audit init --writer-role` appends rows with their events through
+ * audit_append_event(), reads the outbox, and can neither change nor remove an event nor move a
+ * tenant's counter. */
+static char *writer_dsn(const char *user, const char *password) {
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(dsn(), &perr);
+  cr_assert_not_null(opts, "%s", perr);
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val || !strcmp(o->keyword, "user") || !strcmp(o->keyword, "password"))
+      continue;
+    fprintf(f, "%s='", o->keyword);
+    for (const char *p = o->val; *p; p++)
+      fprintf(f, *p == '\'' || *p == '\\' ? "\\%c" : "%c", *p);
+    fprintf(f, "' ");
+  }
+  fprintf(f, "user='%s' password='%s'", user, password);
+  fclose(f);
+  PQconninfoFree(opts);
+  return out;
+}
+
+Test(outbox_db, the_writer_role_appends_events_and_cannot_change_them) {
+  struct tn_audit *owner = open_private();
+  char role[96];
+  snprintf(role, sizeof role, "%s_w", schema);
+  psql("CREATE ROLE %s LOGIN PASSWORD 'outbox-writer-pw-1'", role);
+  struct tn_error err = {0};
+  cr_assert_eq(tn_audit_init(owner, role, &err), 0, "%s", err.message);
+  char *wdsn = writer_dsn(role, "outbox-writer-pw-1");
+  struct tn_audit *w = NULL;
+  struct tn_audit_options o = {.schema = schema};
+  int rc = tn_audit_open(wdsn, &o, &w, &err);
+  free(wdsn);
+  cr_assert_eq(rc, 0, "%s", err.message);
+  json_t *tenant = json_pack("{s:{s:s,s:s}}", "metadata", "name", "acme", "uid", "u-3");
+  rc = append(w, tenant, TN_CE_CREATED, "c-w1", NULL, NULL, &err);
+  cr_assert_eq(rc, 0, "the writer could not append with an event: %s", err.message);
+  cr_assert_eq(append(w, tenant, TN_CE_ACTIVATED, "c-w2", NULL, NULL, &err), 0, "%s", err.message);
+  json_t *rows = NULL;
+  struct tn_outbox_filter f = {.tenant = "acme", .type = "activated"};
+  rc = tn_outbox_list(w, &f, &rows, &err);
+  size_t n = json_array_size(rows);
+  long long tseq = json_integer_value(json_object_get(json_array_get(rows, 0), "tenantSeq"));
+  json_decref(rows);
+  cr_assert_eq(rc, 0, "%s", err.message);
+  cr_assert_eq(n, 1);
+  cr_assert_eq(tseq, 2);
+  /* What the writer may not do, as the writer. */
+  static const char *const refused[] = {
+      "UPDATE @S@.outbox SET event = '{}'",
+      "DELETE FROM @S@.outbox",
+      "TRUNCATE @S@.outbox",
+      "UPDATE @S@.outbox_tenants SET last_seq = 1",
+      "INSERT INTO @S@.outbox_tenants VALUES ('x', 5)",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    json_t *r = NULL;
+    rc = tn_audit_query(w, refused[i], 0, NULL, &r, &err);
+    json_decref(r);
+    cr_assert_eq(rc, TN_EFORBIDDEN, "the writer ran %s (rc %d: %s)", refused[i], rc, err.message);
+  }
+  cr_assert_str_eq(psql("SELECT string_agg(tenant_seq::text, ',' ORDER BY seq) FROM %s.outbox", schema),
+                   "1,2");
+  json_decref(tenant);
+  tn_audit_close(w);
+  drop_private(owner);
+  psql("DROP OWNED BY %s; DROP ROLE %s", role, role);
 }
