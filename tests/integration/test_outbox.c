@@ -364,6 +364,29 @@ Test(outbox, postgres_down_postpones_the_transition_and_its_event) {
   validate_all_events();
 }
 
+/* ---- 3b. a data key rotation ------------------------------------------------------------------ */
+
+Test(outbox, a_key_rotation_is_announced_without_key_material) {
+  char t[64];
+  tn_test_unique_name(t, sizeof t, "ob-keys");
+  apply_tenant(t, "Active", "");
+  wait_state(t, "Active", 90);
+  cr_assert_str_eq(wait_events(t, 2, 20), "created activated");
+  sh_ok("%s rotate keys %s >/dev/null", tn_test_env("TENANCY_TENANTCTL_BIN"), t);
+  cr_assert_str_eq(wait_events(t, 3, 60), "created activated key.rotated");
+  check_sequence_and_audit(t);
+  const char *d =
+      psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
+  cr_assert_str_eq(d, "{\"trigger\": \"on-demand\", \"versionAfter\": 2, \"versionBefore\": 1}");
+  cr_assert_str_eq(
+      psql("SELECT a.action || ':' || a.outcome || ':' || o.event->>'actor' FROM tenancy.outbox o "
+           "JOIN tenancy.audit_events a ON a.id = o.audit_id WHERE o.tenant = '%s' AND o.tenant_seq = 3",
+           t),
+      "key.rotate:succeeded:tenancy-operator");
+  validate_all_events();
+  sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t);
+}
+
 /* ---- 4. the library on a private schema -------------------------------------------------------- */
 
 static char schema[64];
