@@ -369,6 +369,11 @@ Test(outbox, postgres_down_postpones_the_transition_and_its_event) {
 Test(outbox, a_key_rotation_is_announced_without_key_material) {
   char t[64];
   tn_test_unique_name(t, sizeof t, "ob-keys");
+  /* Data keys for every tenant while this test runs. */
+  sh_ok(
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\",\"metadata\":"
+      "{\"name\":\"ob-keys\"},\"spec\":{\"encryption\":{\"requireTenantKeys\":true}}}' | kubectl apply -f - "
+      ">/dev/null");
   apply_tenant(t, "Active", "");
   wait_state(t, "Active", 90);
   cr_assert_str_eq(wait_events(t, 2, 20), "created activated");
@@ -379,11 +384,12 @@ Test(outbox, a_key_rotation_is_announced_without_key_material) {
       psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
   cr_assert_str_eq(d, "{\"trigger\": \"on-demand\", \"versionAfter\": 2, \"versionBefore\": 1}");
   cr_assert_str_eq(
-      psql("SELECT a.action || ':' || a.outcome || ':' || o.event->>'actor' FROM tenancy.outbox o "
+      psql("SELECT a.action || ':' || a.outcome || ':' || (o.event->>'actor') FROM tenancy.outbox o "
            "JOIN tenancy.audit_events a ON a.id = o.audit_id WHERE o.tenant = '%s' AND o.tenant_seq = 3",
            t),
       "key.rotate:succeeded:tenancy-operator");
   validate_all_events();
+  sh_ok("kubectl delete tenancypolicy ob-keys --ignore-not-found >/dev/null");
   sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t);
 }
 
