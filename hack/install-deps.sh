@@ -12,6 +12,7 @@ PKGS=(
   build-essential cmake pkg-config git python3 openssl ca-certificates
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
+  python3-jsonschema # an independent JSON Schema validator for the lifecycle events (tests/integration/test_outbox.c)
   prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)
 )
 for a in "$@"; do

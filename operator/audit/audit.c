@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit/outbox.h" /* OUTBOX (issue 14) */
 #include "util/buf.h"
 #include "util/fence.h"
 
@@ -27,7 +28,7 @@
 #define LOCK_CLASS "1414414677"
 /* The second key of the lock serializing creation (any schema of this database). */
 #define DDL_LOCK "hashtext(current_database() || '/tenancy-audit-ddl')"
-#define SCHEMA_MARK "tenancy-operator audit trail (schema 3): append-only and hash-chained; see docs/audit.md"
+#define SCHEMA_MARK "tenancy-operator audit trail (schema 4): append-only and hash-chained; see docs/audit.md"
 #define AT_TEXT "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define COLUMNS                                                                                              \
   "id, " AT_TEXT ", actor, action, target, request_id, correlation_id, outcome, generation_before, "         \
@@ -279,8 +280,13 @@ static const char schema_sql[] =
      * except state, stateReason and deletionConfirmation (transitions are audited by the
      * lifecycle) is audited as spec.other. contacts hold personal data, which an append-only
      * trail could never erase: their rows carry counts, not names or addresses. */
+    /* OUTBOX (schema 4): p_event, when given, is the envelope of a dev.tenancy.tenant.updated.v1
+     * CloudEvent (outbox.h), written with the audit rows when plan, contacts, externalIds,
+     * identity or residency changed: data lists those areas and their new values. */
+    "DROP FUNCTION IF EXISTS @S@.tenant_version_record(text, text, bigint, text, jsonb, text, text);\n"
     "CREATE OR REPLACE FUNCTION @S@.tenant_version_record(p_tenant text, p_uid text, p_generation bigint,\n"
-    "    p_actor text, p_spec jsonb, p_request_id text, p_correlation_id text,\n"
+    "    p_actor text, p_spec jsonb, p_request_id text, p_correlation_id text, p_event jsonb, p_labels "
+    "jsonb,\n"
     "    OUT recorded boolean, OUT previous_generation bigint, OUT changed text[])\n"
     "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
     "DECLARE\n"
@@ -288,6 +294,10 @@ static const char schema_sql[] =
     "  v_area text;\n"
     "  v_details jsonb;\n"
     "  v_other text[];\n"
+    "  v_audit_id bigint;\n"
+    "  v_event_id bigint;\n"
+    "  v_data jsonb;\n"
+    "  v_event_areas constant text[] := ARRAY['plan', 'contacts', 'externalIds', 'identity', 'residency'];\n"
     "  v_areas constant text[] := ARRAY['plan', 'contacts', 'externalIds', 'identity', 'residency',\n"
     "    'quotaOverrides', 'rateLimitOverrides', 'environments', 'displayName', 'isolation', 'breakGlass'];\n"
     "BEGIN\n"
@@ -333,14 +343,27 @@ static const char schema_sql[] =
     "       AND p_spec ? 'stateReason' THEN\n"
     "      v_details := v_details || jsonb_build_object('stateReason', p_spec -> 'stateReason');\n"
     "    END IF;\n"
-    "    PERFORM @S@.audit_insert(p_actor, 'spec.' || v_area, 'tenant/' || p_tenant, p_request_id,\n"
-    "                             p_correlation_id, 'succeeded', previous_generation, p_generation,\n"
-    "                             v_details::json);\n"
+    "    SELECT i.out_id INTO v_audit_id\n"
+    "      FROM @S@.audit_insert(p_actor, 'spec.' || v_area, 'tenant/' || p_tenant, p_request_id,\n"
+    "                            p_correlation_id, 'succeeded', previous_generation, p_generation,\n"
+    "                            v_details::json) i;\n"
+    "    IF v_area = ANY (v_event_areas) THEN\n"
+    "      v_event_id := coalesce(v_event_id, v_audit_id);\n"
+    "      v_data := coalesce(v_data, jsonb_build_object('changed', '[]'::jsonb, 'generation', "
+    "p_generation,\n"
+    "                                                    'previousGeneration', previous_generation))\n"
+    "        || jsonb_build_object(v_area, coalesce(p_spec -> v_area, 'null'::jsonb));\n"
+    "      v_data := jsonb_set(v_data, '{changed}', (v_data -> 'changed') || to_jsonb(v_area));\n"
+    "    END IF;\n"
     "  END LOOP;\n"
+    "  IF p_event IS NOT NULL AND v_event_id IS NOT NULL THEN\n"
+    "    PERFORM @S@.outbox_insert(v_event_id, p_tenant, p_labels, p_event || jsonb_build_object('data', "
+    "v_data));\n"
+    "  END IF;\n"
     "END $$;\n"
     "REVOKE ALL ON @S@.tenant_versions FROM PUBLIC;\n"
-    "REVOKE ALL ON FUNCTION @S@.tenant_version_record(text, text, bigint, text, jsonb, text, text) FROM "
-    "PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.tenant_version_record(text, text, bigint, text, jsonb, text, text, jsonb, "
+    "jsonb) FROM PUBLIC;\n"
     "REVOKE UPDATE, DELETE, TRUNCATE ON @S@.tenant_versions FROM CURRENT_USER;\n"
     "REVOKE ALL ON @S@.audit_events FROM PUBLIC;\n"
     "REVOKE ALL ON SEQUENCE @S@.audit_events_id_seq FROM PUBLIC;\n"
@@ -372,7 +395,7 @@ static const char grant_sql[] = "GRANT USAGE ON SCHEMA @S@ TO @R@;\n"
                                  * that audits what changed. */
                                 "GRANT SELECT ON @S@.tenant_versions TO @R@;\n"
                                 "GRANT EXECUTE ON FUNCTION @S@.tenant_version_record(text, text, bigint, "
-                                "text, jsonb, text, text) TO @R@;\n"
+                                "text, jsonb, text, text, jsonb, jsonb) TO @R@;\n"
                                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON "
                                 "@S@.tenant_versions FROM @R@;\n";
 
@@ -755,6 +778,8 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
     rc = schema_state(a, &exists, &current, err);
   if (rc == 0 && !current)
     rc = exec_template(a, schema_sql, NULL, "creating the audit table", err);
+  if (rc == 0 && !current)
+    rc = exec_template(a, tn_outbox_schema_sql, NULL, "creating the outbox", err);
   if (rc == 0 && writer_role)
     rc = check_writer_role(a, writer_role, err);
   if (rc == 0 && writer_role) {
@@ -763,6 +788,8 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
       rc = tn_error_set(err, TN_EINVALID, "audit trail: invalid role name");
     else
       rc = exec_template(a, grant_sql, quoted, "granting the writer role", err);
+    if (rc == 0)
+      rc = exec_template(a, tn_outbox_grant_sql, quoted, "granting the writer role the outbox", err);
   }
   if (rc == 0) {
     res = exec(a, "COMMIT", PGRES_COMMAND_OK, "creating the audit table", err);
@@ -1034,22 +1061,38 @@ int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long lo
     return rc;
   if ((rc = tn_fence_check(atomic_load(&a->fence), "audit append", err)))
     return rc;
-  char gb[24] = "", ga[24] = "", sql[512];
+  char gb[24] = "", ga[24] = "", sql[640];
   if (ev->generation_before > 0)
     snprintf(gb, sizeof gb, "%lld", ev->generation_before);
   if (ev->generation_after > 0)
     snprintf(ga, sizeof ga, "%lld", ev->generation_after);
-  const char *params[9] = {ev->actor,         ev->action,         ev->target,
-                           ev->request_id,    ev->correlation_id, ev->outcome,
-                           gb[0] ? gb : NULL, ga[0] ? ga : NULL,  ev->details};
-  snprintf(sql, sizeof sql,
-           "SELECT out_id FROM %s.audit_append($1, $2, $3, $4, $5, $6, $7::bigint, $8::bigint, $9::json)",
-           a->schema);
+  const struct tn_outbox_event *ob = ev->outbox;
+  const char *params[12] = {ev->actor,
+                            ev->action,
+                            ev->target,
+                            ev->request_id,
+                            ev->correlation_id,
+                            ev->outcome,
+                            gb[0] ? gb : NULL,
+                            ga[0] ? ga : NULL,
+                            ev->details,
+                            ob ? ob->tenant : NULL,
+                            ob ? ob->labels : NULL,
+                            ob ? ob->event : NULL};
+  if (ob) /* OUTBOX (issue 14): the row and its event in one transaction */
+    snprintf(sql, sizeof sql,
+             "SELECT out_id FROM %s.audit_append_event($1, $2, $3, $4, $5, $6, $7::bigint, $8::bigint, "
+             "$9::json, $10, $11::jsonb, $12::jsonb)",
+             a->schema);
+  else
+    snprintf(sql, sizeof sql,
+             "SELECT out_id FROM %s.audit_append($1, $2, $3, $4, $5, $6, $7::bigint, $8::bigint, $9::json)",
+             a->schema);
   pthread_mutex_lock(&a->mu);
   rc = connect_locked(a, err);
   if (rc)
     goto out;
-  PGresult *res = exec_params(a, sql, 9, params, PGRES_TUPLES_OK, "appending an audit row", err);
+  PGresult *res = exec_params(a, sql, ob ? 12 : 9, params, PGRES_TUPLES_OK, "appending an audit row", err);
   if (!res) {
     rc = err->code ? err->code : TN_EAPI;
     goto out;

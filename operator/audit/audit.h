@@ -96,6 +96,8 @@ int tn_audit_role_can_cut(struct tn_audit *a, bool *can_cut, char *who, size_t w
  * anchor `tenantctl audit verify --expect ID:HASH` checks against. */
 int tn_audit_head(struct tn_audit *a, long long *id, char hash[TN_AUDIT_HASH_LEN], struct tn_error *err);
 
+struct tn_outbox_event;
+
 /* What happened. Strings are borrowed for the call; NULL means none (SQL NULL). */
 struct tn_audit_event {
   const char *actor;           /* required: the requesting user, or TN_AUDIT_OPERATOR_ACTOR */
@@ -107,6 +109,9 @@ struct tn_audit_event {
   long long generation_before; /* metadata.generation; <= 0: none (generations start at 1) */
   long long generation_after;
   const char *details; /* a JSON text stored verbatim (json column), or NULL */
+  /* OUTBOX (issue 14, outbox.h): an event written to <schema>.outbox in the same transaction as
+   * this row, or NULL. */
+  const struct tn_outbox_event *outbox;
 };
 
 /* Appends one row, serialized against every other writer (all threads, all replicas) so the

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/outbox.h"
+#include "tenancy/cloudevents.h"
 #include "util/uuid.h"
 
 static const char *str_at(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -32,8 +34,9 @@ static void array_literal(const char *lit, char *out, size_t n) {
   out[j] = '\0';
 }
 
-int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_history_recorded *out,
-                      struct tn_error *err) {
+/* with_event: the version's dev.tenancy.tenant.updated.v1 event goes to the outbox (issue 14). */
+static int record(struct tn_audit *a, const json_t *tenant, bool with_event, const char *cluster,
+                  struct tn_history_recorded *out, struct tn_error *err) {
   struct tn_history_recorded local;
   if (!out)
     out = &local;
@@ -52,17 +55,28 @@ int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_histor
   snprintf(gens, sizeof gens, "%lld", gen);
   const char *parts[] = {"tenancy.dev/spec-change", uid, gens};
   tn_uuid_from_parts(parts, 3, out->correlation_id);
+  struct tn_outbox_event ob = {0};
+  if (with_event) {
+    int erc =
+        tn_outbox_event_init(&ob, cluster, tenant, TN_CE_UPDATED, out->correlation_id, actor, NULL, err);
+    if (erc)
+      return erc;
+  }
   char *spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!spec_text)
+  if (!spec_text) {
+    tn_outbox_event_cleanup(&ob);
     return tn_error_set(err, -ENOMEM, "out of memory");
-  const char *params[] = {name, uid, gens, actor, spec_text, rv, out->correlation_id};
+  }
+  const char *params[] = {name, uid, gens, actor, spec_text, rv, out->correlation_id, ob.event, ob.labels};
   json_t *rows = NULL;
   int rc = tn_audit_query(a,
                           "SELECT recorded, previous_generation, changed FROM "
-                          "@S@.tenant_version_record($1, $2, $3::bigint, $4, $5::jsonb, $6, $7)",
-                          7, params, &rows, err);
+                          "@S@.tenant_version_record($1, $2, $3::bigint, $4, $5::jsonb, $6, $7, $8::jsonb, "
+                          "$9::jsonb)",
+                          9, params, &rows, err);
   tn_audit_note_append(a, rc); /* it appends the version's audit rows */
   free(spec_text);
+  tn_outbox_event_cleanup(&ob);
   if (rc)
     return rc;
   const json_t *row = json_array_get(rows, 0);
@@ -72,6 +86,16 @@ int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_histor
   array_literal(str_at(row, "changed"), out->changed, sizeof out->changed);
   json_decref(rows);
   return 0;
+}
+
+int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_history_recorded *out,
+                      struct tn_error *err) {
+  return record(a, tenant, false, NULL, out, err);
+}
+
+int tn_history_record_event(struct tn_audit *a, const json_t *tenant, const char *cluster,
+                            struct tn_history_recorded *out, struct tn_error *err) {
+  return record(a, tenant, true, cluster, out, err);
 }
 
 int tn_history_list(struct tn_audit *a, const char *name, const char *uid, json_t **versions,

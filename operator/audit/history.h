@@ -37,6 +37,12 @@ struct tn_history_recorded {
 int tn_history_record(struct tn_audit *a, const json_t *tenant, struct tn_history_recorded *out,
                       struct tn_error *err);
 
+/* The same, and (OUTBOX, issue 14) in the same transaction a dev.tenancy.tenant.updated.v1 event
+ * in <schema>.outbox when plan, contacts, externalIds, identity or residency changed (outbox.h);
+ * cluster names the event's source (NULL: "local"). */
+int tn_history_record_event(struct tn_audit *a, const json_t *tenant, const char *cluster,
+                            struct tn_history_recorded *out, struct tn_error *err);
+
 /* Whether tenant's generation may not be recorded yet: metadata.generation differs from
  * status.observedGeneration (the operator records a generation before it acts on it, so one it
  * has observed is recorded). Pure; lets the reconciler skip the database on most passes. */

@@ -541,6 +541,7 @@ int main(int argc, char **argv) {
                                    .sync_period_s = a.opts.sync_period_s,
                                    .rotation_period_s = a.opts.rotation_period_s,
                                    .keys_rotation_period_s = a.opts.keys_rotation_period_s,
+                                   .cluster_name = a.opts.cluster_name,
                                    .audit = a.audit,
                                    .keys_namespace =
                                        a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,

@@ -96,6 +96,8 @@ int tctl_cmd_lifecycle(int argc, char **argv); /* activate, suspend, resume, arc
 int tctl_cmd_delete(int argc, char **argv);
 int tctl_cmd_rotate(int argc, char **argv);
 int tctl_cmd_events(int argc, char **argv);
+/* `events list|show` (the outbox, tenantctl_events.c), else tctl_cmd_events. */
+int tctl_cmd_events_dispatch(int argc, char **argv);
 int tctl_cmd_completion(int argc, char **argv);
 int tctl_cmd_audit(int argc, char **argv);
 /* The program run as kubectl_complete-tenant: kubectl's plugin completion (cobra's protocol:

@@ -252,6 +252,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     goto fail;
   m->rec.kms = tn_kek_secret_provider(m->kek);
   m->rec.keys_rotation_period_s = cfg->keys_rotation_period_s;
+  m->rec.cluster_name = cfg->cluster_name;
   /* The tenancy metrics, computed from the caches and counters at scrape time. */
   m->metrics_src = (struct tn_tenancy_metrics_source){
       .tenants = m->rec.tenants, .db = m->rec.db, .audit = cfg->audit, .per_tenant = cfg->metrics_per_tenant};

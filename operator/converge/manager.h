@@ -25,6 +25,7 @@ struct tn_manager_config {
   double sync_period_s;          /* informer resync; 0 = never */
   double rotation_period_s;      /* scheduled database credential rotation; 0 = on demand only */
   double keys_rotation_period_s; /* scheduled data key rotation; 0 = on demand only */
+  const char *cluster_name;      /* lifecycle events' source tenancy.dev/<name> (borrowed); NULL = local */
   const char *keys_namespace;    /* where key Secrets live; NULL = tenancy-system */
   /* borrowed, may be NULL; outlives the manager. The write fence of the leadership: database
    * operations are checked against it (give the same fence to kube with tn_kube_set_fence and to

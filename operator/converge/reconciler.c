@@ -20,10 +20,12 @@
 #include <time.h>
 
 #include "audit/history.h" /* HISTORY (issue 13) */
+#include "audit/outbox.h"  /* OUTBOX (issue 14) */
 #include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/breakglass.h"
 #include "tenancy/capacity.h"
+#include "tenancy/cloudevents.h"
 #include "tenancy/derive.h"
 #include "tenancy/diff.h"
 #include "tenancy/drift.h"
@@ -287,6 +289,28 @@ static void event(struct run *x, const char *type, const char *reason, const cha
   tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Reconcile", "%s", note);
 }
 
+/* OUTBOX (issue 14): the CloudEvent a transition's "succeeded" row carries (created, activated,
+ * ...; none for the teardown of a tenant already Deleted, announced then). ob stays empty when
+ * there is none. */
+static int transition_event(struct run *x, const struct tn_transition *st, const char *outcome,
+                            const char *actor, long long generation, struct tn_outbox_event *ob,
+                            struct tn_error *err) {
+  const char *name = tn_ce_event_for_action(tn_action_name(st->action));
+  if (!name || strcmp(outcome, TN_AUDIT_SUCCEEDED) != 0 || st->from == TN_STATE_DELETED)
+    return 0;
+  json_t *spec = json_object_get(x->obj, "spec");
+  json_t *data =
+      tn_ce_transition_data(st->from == TN_STATE_NONE ? NULL : tn_state_name(st->from), tn_state_name(st->to),
+                            generation, json_string_value(json_object_get(spec, "stateReason")),
+                            json_string_value(json_object_get(spec, "plan")),
+                            field(json_object_get(x->obj, "status"), "placement", "region"));
+  int rc =
+      data ? tn_outbox_event_init(ob, x->r->cluster_name, x->obj, name, st->correlation_id, actor, data, err)
+           : tn_error_set(err, -ENOMEM, "out of memory");
+  json_decref(data);
+  return rc;
+}
+
 /* Appends one audit row per lifecycle step with this outcome. The "started" rows are written
  * before anything of the transition is done: when that fails, nothing is done and the reconcile
  * is retried (failure to audit is a failed operation). */
@@ -308,6 +332,8 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
     snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
              st->from == TN_STATE_NONE ? "" : tn_state_name(st->from), tn_state_name(st->to),
              st->event_reason);
+    struct tn_outbox_event ob = {0};
+    int rc = transition_event(x, st, outcome, actor, gen_after, &ob, err);
     struct tn_audit_event ev = {.actor = actor,
                                 .action = tn_action_name(st->action),
                                 .target = target,
@@ -316,8 +342,11 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
                                 .outcome = outcome,
                                 .generation_before = gen_before,
                                 .generation_after = gen_after,
-                                .details = details};
-    int rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+                                .details = details,
+                                .outbox = ob.event ? &ob : NULL};
+    if (rc == 0)
+      rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+    tn_outbox_event_cleanup(&ob);
     if (rc)
       return rc;
   }
@@ -337,11 +366,17 @@ static void operator_action_id(struct run *x, const char *what, char out[37]) {
 /* One audit row, outcome succeeded, for an action the operator took on its own (actor
  * tenancy-operator): drift repairs, credential rotations. A failure to append is logged: the
  * action is done already and is not undone for it. */
-static void audit_operator_action(struct run *x, const char *action, const char *cid, json_t *details) {
+static void audit_operator_action(struct run *x, const char *action, const char *cid, json_t *details,
+                                  const char *ce_event) {
   if (!x->r->audit)
     return;
   char target[128];
   snprintf(target, sizeof target, "tenant/%s", x->key);
+  struct tn_error err = {0};
+  struct tn_outbox_event ob = {0}; /* OUTBOX (issue 14): ce_event, with details as its data */
+  if (ce_event && tn_outbox_event_init(&ob, x->r->cluster_name, x->obj, ce_event, cid,
+                                       TN_AUDIT_OPERATOR_ACTOR, details, &err))
+    tn_log(TN_LOG_WARN, &x->lf, "the %s event of %s: %s", ce_event, action, err.message);
   char *d = details ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
                               .action = action,
@@ -351,10 +386,11 @@ static void audit_operator_action(struct run *x, const char *action, const char 
                               .outcome = TN_AUDIT_SUCCEEDED,
                               .generation_before = x->lf.generation,
                               .generation_after = x->lf.generation,
-                              .details = d ? d : "{}"};
-  struct tn_error err = {0};
+                              .details = d ? d : "{}",
+                              .outbox = ob.event ? &ob : NULL};
   if (tn_audit_append(x->r->audit, &ev, NULL, &err))
     tn_log(TN_LOG_WARN, &x->lf, "recording %s in the audit trail: %s", action, err.message);
+  tn_outbox_event_cleanup(&ob);
   free(d);
 }
 
@@ -366,6 +402,19 @@ static int keys_audit(void *ud, const struct tn_tenant_keys_action *a, const cha
     return 0;
   char target[128];
   snprintf(target, sizeof target, "tenant/%s", a->tenant);
+  struct tn_outbox_event ob = {0}; /* OUTBOX (issue 14): a rotation's succeeded row */
+  int rc = 0;
+  if (strcmp(a->action, TN_KEYS_ACTION_ROTATE) == 0 && strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0) {
+    json_t *details = a->details ? json_loads(a->details, 0, NULL) : NULL;
+    json_t *data = json_pack("{s:I, s:I, s:s}", "versionBefore", (json_int_t)a->version_before,
+                             "versionAfter", (json_int_t)a->version_after, "trigger",
+                             json_string_value(json_object_get(details, "trigger")) ?: "");
+    rc = data ? tn_outbox_event_init(&ob, x->r->cluster_name, x->obj, TN_CE_KEY_ROTATED, a->correlation_id,
+                                     TN_AUDIT_OPERATOR_ACTOR, data, err)
+              : tn_error_set(err, -ENOMEM, "out of memory");
+    json_decref(data);
+    json_decref(details);
+  }
   struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
                               .action = a->action,
                               .target = target,
@@ -374,8 +423,12 @@ static int keys_audit(void *ud, const struct tn_tenant_keys_action *a, const cha
                               .outcome = outcome,
                               .generation_before = x->lf.generation,
                               .generation_after = x->lf.generation,
-                              .details = a->details};
-  return tn_audit_append(x->r->audit, &ev, NULL, err);
+                              .details = a->details,
+                              .outbox = ob.event ? &ob : NULL};
+  if (rc == 0)
+    rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+  tn_outbox_event_cleanup(&ob);
+  return rc;
 }
 
 /* The break-glass step's audit hook: grants before they are made, revocations when possible. */
@@ -938,7 +991,7 @@ static enum flow step_observe(struct run *x) {
    * cannot be written (PostgreSQL down), nothing of the new generation is done: retried. */
   if (x->r->audit && tn_history_needs_record(x->obj)) {
     struct tn_error herr = {0};
-    if (tn_history_record(x->r->audit, x->obj, NULL, &herr)) {
+    if (tn_history_record_event(x->r->audit, x->obj, x->r->cluster_name, NULL, &herr)) {
       tn_log(TN_LOG_WARN, &x->lf, "history: recording this generation failed, retrying: %s", herr.message);
       x->res = TN_RESULT_ERR;
       return FLOW_STOP;
@@ -1369,7 +1422,7 @@ static void step_database(struct run *x) {
       operator_action_id(x, "CredentialsRotated", cid);
       json_t *d = json_pack("{s:I,s:s}", "credentialsVersion", (json_int_t)dbr.rotated_version, "why",
                             dbr.rotated_why);
-      audit_operator_action(x, "rotate-credentials", cid, d);
+      audit_operator_action(x, "rotate-credentials", cid, d, TN_CE_CREDENTIALS_ROTATED);
       json_decref(d);
       event(x, TN_EVENT_NORMAL, "CredentialsRotated",
             "database credentials version %lld, %s (correlationId=%s)", dbr.rotated_version, dbr.rotated_why,
@@ -1511,7 +1564,7 @@ static void step_report_drift(struct run *x) {
     char cid[37];
     operator_action_id(x, "DriftRepaired", cid);
     json_t *d = json_pack("{s:i,s:s}", "objects", x->drift_repaired, "first", x->drift_what);
-    audit_operator_action(x, "repair-drift", cid, d);
+    audit_operator_action(x, "repair-drift", cid, d, NULL);
     json_decref(d);
     event(x, TN_EVENT_NORMAL, "DriftRepaired", "restored %d object(s), first %s (correlationId=%s)",
           x->drift_repaired, x->drift_what, cid);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tenancy/cloudevents.h" /* --cluster-name */
 #include "util/wipe.h"
 
 char *tn_service_account_namespace(const char *sa_ns_file) {
@@ -163,6 +164,7 @@ enum {
   OPT_METRICS_SECURE,
   OPT_METRICS_CERT_FILE,
   OPT_METRICS_KEY_FILE,
+  OPT_CLUSTER_NAME,
   OPT_HELP,
   OPT_VERSION
 };
@@ -208,6 +210,7 @@ static const struct option long_opts[] = {
     {"metrics-cert-file", required_argument, NULL, OPT_METRICS_CERT_FILE},
     {"metrics-key-file", required_argument, NULL, OPT_METRICS_KEY_FILE},
     {"api-workers", required_argument, NULL, OPT_API_WORKERS},
+    {"cluster-name", required_argument, NULL, OPT_CLUSTER_NAME},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
@@ -286,6 +289,8 @@ void tn_options_usage(FILE *f, const char *prog) {
       "  --metrics-key-file PATH              its private key PEM (with --metrics-cert-file)\n"
       "  --api-workers N                      the read API's service threads, 1 to 8 (default: the\n"
       "                                       CPUs this process may run on, at most 8)\n"
+      "  --cluster-name NAME                  this cluster in the lifecycle events' source,\n"
+      "                                       tenancy.dev/NAME (a DNS label; default \"local\")\n"
       "  --help                               show this help\n"
       "  --version                            print the version\n",
       prog);
@@ -295,6 +300,7 @@ void tn_options_cleanup(struct tn_options *o) {
   if (!o)
     return;
   free(o->kubeconfig);
+  free(o->cluster_name);
   free(o->metrics_cert_file);
   free(o->metrics_key_file);
   free(o->metrics_addr);
@@ -411,7 +417,7 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
   int rc = 0;
   if (set_str(&o->metrics_addr, ":8080") || set_str(&o->probe_addr, ":8081") ||
       set_str(&o->webhook_addr, "0") || set_str(&o->leader_id, "tenancy-operator-leader") ||
-      set_str(&o->api_addr, ":8443"))
+      set_str(&o->api_addr, ":8443") || set_str(&o->cluster_name, TN_CE_DEFAULT_CLUSTER))
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *dsn = env ? env("TENANCY_PG_DSN") : NULL;
   if (dsn && *dsn && set_str(&o->pg_dsn, dsn))
@@ -547,6 +553,16 @@ int tn_options_parse(int argc, char **argv, char *(*env)(const char *), struct t
       o->webhook_timeout_seconds = (int)secs;
       break;
     }
+    case OPT_CLUSTER_NAME:
+      if (!tn_ce_cluster_name_valid(v)) {
+        rc = bad_value(
+            err, "cluster-name",
+            "a DNS label: 1 to 63 lowercase letters, digits and -, starting and ending with a letter "
+            "or digit");
+        goto out;
+      }
+      rc = set_str(&o->cluster_name, v);
+      break;
     case OPT_KEYS_NAMESPACE:
       if (!*v || strlen(v) > 63) {
         rc =

@@ -51,7 +51,8 @@ struct tn_options {
   bool metrics_secure;     /* --metrics-secure: /metrics over HTTPS, TokenReview + SAR */
   char *metrics_cert_file; /* --metrics-cert-file/--metrics-key-file; NULL: self-signed */
   char *metrics_key_file;
-  int api_workers; /* --api-workers: the read API's service threads; 0: the CPUs we may use, at most 8 */
+  char *cluster_name; /* --cluster-name: lifecycle events' source tenancy.dev/<name>; default "local" */
+  int api_workers;    /* --api-workers: the read API's service threads; 0: the CPUs we may use, at most 8 */
   bool help;
   bool version;
 };

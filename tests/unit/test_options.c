@@ -355,3 +355,24 @@ Test(options, api_workers_from_1_to_8) {
     tn_options_cleanup(&o);
   }
 }
+
+/* --cluster-name (issue 14): the lifecycle events' source; a DNS label, default "local". */
+Test(options, cluster_name) {
+  struct tn_options o;
+  struct tn_error err = {0};
+  cr_assert_eq(PARSE(&o, &err, no_env, "--leader-elect=false"), 0, "%s", err.message);
+  cr_assert_str_eq(o.cluster_name, "local");
+  tn_options_cleanup(&o);
+  cr_assert_eq(PARSE(&o, &err, no_env, "--cluster-name=prod-eu-1"), 0, "%s", err.message);
+  cr_assert_str_eq(o.cluster_name, "prod-eu-1");
+  tn_options_cleanup(&o);
+  static const char *const bad[] = {"--cluster-name=Prod", "--cluster-name=a.b", "--cluster-name=-x",
+                                    "--cluster-name="};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *argv[] = {"tenancy-operator", (char *)bad[i], NULL};
+    err = (struct tn_error){0};
+    cr_assert_eq(tn_options_parse(2, argv, no_env, &o, &err), TN_ECONFIG, "%s accepted", bad[i]);
+    cr_assert(strstr(err.message, "--cluster-name") && strstr(err.message, "DNS label"), "%s", err.message);
+    tn_options_cleanup(&o);
+  }
+}
