@@ -257,7 +257,8 @@ Test(crds, short_names_and_category_resolve) {
   cr_expect(strstr(out, "tenants") && strstr(out, " tn ") != NULL, "%s", out);
   cr_expect(strstr(out, "tenancypolicies") && strstr(out, " tpol ") != NULL, "%s", out);
   free(out);
-  const char *resources[] = {"tn", "tenants", "plans", "tplan", "regions", "treg", "tpol", "tenancypolicies", "tenancy"};
+  const char *resources[] = {"tn",   "tenants", "plans",           "tplan",  "regions",
+                             "treg", "tpol",    "tenancypolicies", "tenancy"};
   for (size_t i = 0; i < sizeof resources / sizeof resources[0]; i++) {
     int rc = tn_test_sh(&out, "kubectl get %s", resources[i]);
     cr_expect_eq(rc, 0, "kubectl get %s: %s", resources[i], out);

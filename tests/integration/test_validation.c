@@ -78,12 +78,12 @@ static void check_refused(const struct refused *c, size_t n) {
     json_t *obj = object(c[i].kind, name, c[i].spec);
     int rc = dry_run(obj, &out);
     cr_expect_neq(rc, 0, "the API server accepted %s %s", c[i].kind, c[i].spec);
-    cr_expect(strstr(out, c[i].needle) != NULL, "%s %s: want \"%s\" in: %s", c[i].kind, c[i].spec, c[i].needle,
-              out);
+    cr_expect(strstr(out, c[i].needle) != NULL, "%s %s: want \"%s\" in: %s", c[i].kind, c[i].spec,
+              c[i].needle, out);
     /* The defaulted form the API server would have stored, as the operator would read it. */
     struct tn_error err = {0};
-    cr_expect_neq(operator_parse(obj, &err), 0, "the operator accepts %s %s: the schema refuses more than it needs",
-                  c[i].kind, c[i].spec);
+    cr_expect_neq(operator_parse(obj, &err), 0,
+                  "the operator accepts %s %s: the schema refuses more than it needs", c[i].kind, c[i].spec);
     free(out);
     json_decref(obj);
   }
@@ -116,30 +116,38 @@ Test(validation, plan_rules_the_reconcile_enforces_are_refused_by_the_api_server
        "spec.quotas.storage: Required value: spec.quotas.storage is required: set the persistent volume "
        "storage each environment may request, e.g. storage: 50Gi (0 allows none)"},
       /* Beyond what the operator computes with (thousandths in 64 bits): "not a quantity" before. */
-      {"Plan", "{\"quotas\":{\"cpu\":\"9Pi\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
+      {"Plan",
+       "{\"quotas\":{\"cpu\":\"9Pi\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
        "spec.quotas.cpu: Invalid value: spec.quotas.cpu must be at most 8Pi"},
-      {"Plan", "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"16Ei\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
+      {"Plan",
+       "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"16Ei\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
        "spec.quotas.memory must be at most 8Pi"},
       {"Plan", "{\"quotas\":{" Q3 ",\"storage\":\"10E\",\"pods\":1,\"services\":1}}",
        "spec.quotas.storage must be at most 8Pi"},
       /* What was already refused both ways stays so. */
-      {"Plan", "{\"quotas\":{\"cpu\":\"0\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
-       "spec.quotas.cpu must be greater than zero"},
-      {"Plan", "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"services\":1}}", "spec.quotas.pods: Required value"},
       {"Plan",
-       "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"rateLimits\":{\"requestsPerSecond\":"
+       "{\"quotas\":{\"cpu\":\"0\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}}",
+       "spec.quotas.cpu must be greater than zero"},
+      {"Plan", "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"services\":1}}",
+       "spec.quotas.pods: Required value"},
+      {"Plan",
+       "{\"quotas\":{" Q3
+       ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"rateLimits\":{\"requestsPerSecond\":"
        "9,\"burst\":1}}",
        "spec.rateLimits.burst must be at least spec.rateLimits.requestsPerSecond"},
-      {"Plan", "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"quotaScope\":\"Namespace\"}",
+      {"Plan",
+       "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"quotaScope\":\"Namespace\"}",
        "spec.quotaScope: Unsupported value"},
-      {"Plan", "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"podSecurity\":\"privileged\"}",
+      {"Plan",
+       "{\"quotas\":{" Q3 ",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},\"podSecurity\":\"privileged\"}",
        "spec.podSecurity: Unsupported value: \"privileged\""},
   };
   check_refused(c, sizeof c / sizeof c[0]);
   check_accepted("Plan", "{\"quotas\":{" Q3 ",\"storage\":\"0\",\"pods\":0,\"services\":0}}");
   check_accepted("Plan", "{\"quotas\":{\"cpu\":\"8Pi\",\"memory\":\"8Pi\",\"storage\":\"8Pi\",\"pods\":1,"
                          "\"services\":1}}");
-  check_accepted("Plan", "{\"quotas\":{\"cpu\":2,\"memory\":1073741824,\"storage\":5,\"pods\":1,\"services\":1}}");
+  check_accepted("Plan",
+                 "{\"quotas\":{\"cpu\":2,\"memory\":1073741824,\"storage\":5,\"pods\":1,\"services\":1}}");
 }
 
 Test(validation, region_rules_the_reconcile_enforces_are_refused_by_the_api_server) {
@@ -159,17 +167,21 @@ Test(validation, region_rules_the_reconcile_enforces_are_refused_by_the_api_serv
        "spec.isolationModes[0]: Unsupported value: \"private\""},
       {"Region",
        "{\"available\":true,\"isolationModes\":[\"shared\"],\"databaseServers\":[{\"name\":\"PG_1\",\"host\":"
-       "\"db\",\"serves\":[\"shared\"],\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"a\"}}]}",
+       "\"db\",\"serves\":[\"shared\"],\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"a\"}}]"
+       "}",
        "spec.databaseServers[0].name: Invalid value"},
       {"Region",
        "{\"available\":true,\"isolationModes\":[\"shared\"],\"databaseServers\":[{\"name\":\"pg-1\",\"host\":"
-       "\"db\",\"serves\":[\"private\"],\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"a\"}}]}",
+       "\"db\",\"serves\":[\"private\"],\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"a\"}}"
+       "]}",
        "spec.databaseServers[0].serves[0]: Unsupported value"},
   };
   check_refused(c, sizeof c / sizeof c[0]);
-  check_accepted("Region", "{\"available\":false,\"isolationModes\":[\"shared\"],\"capacity\":{\"cpu\":\"8Pi\","
-                           "\"memory\":\"8Pi\",\"storage\":\"8Pi\",\"pods\":1000000000000}}");
-  check_accepted("Region", "{\"available\":true,\"isolationModes\":[\"dedicated\"],\"capacity\":{\"cpu\":64}}");
+  check_accepted("Region",
+                 "{\"available\":false,\"isolationModes\":[\"shared\"],\"capacity\":{\"cpu\":\"8Pi\","
+                 "\"memory\":\"8Pi\",\"storage\":\"8Pi\",\"pods\":1000000000000}}");
+  check_accepted("Region",
+                 "{\"available\":true,\"isolationModes\":[\"dedicated\"],\"capacity\":{\"cpu\":64}}");
 }
 
 Test(validation, policy_rules_the_reconcile_enforces_are_refused_by_the_api_server) {
@@ -189,9 +201,10 @@ Test(validation, policy_rules_the_reconcile_enforces_are_refused_by_the_api_serv
   };
   check_refused(c, sizeof c / sizeof c[0]);
   check_accepted("TenancyPolicy", "{}");
-  check_accepted("TenancyPolicy", "{\"residency\":[{\"flag\":\"eu-only\",\"allowedRegions\":[\"eu-west-1\"]}],"
-                                  "\"retention\":{\"archivedData\":\"0d\"},\"allowedActions\":[{\"action\":"
-                                  "\"restore\",\"fromStates\":[\"Archived\"]}]}");
+  check_accepted("TenancyPolicy",
+                 "{\"residency\":[{\"flag\":\"eu-only\",\"allowedRegions\":[\"eu-west-1\"]}],"
+                 "\"retention\":{\"archivedData\":\"0d\"},\"allowedActions\":[{\"action\":"
+                 "\"restore\",\"fromStates\":[\"Archived\"]}]}");
 }
 
 /* Every sample (manifests/samples) is accepted by the API server, and what it would store is
