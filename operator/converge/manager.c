@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "converge/admission.h"
+#include "converge/kinds_status.h"
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
@@ -28,6 +29,7 @@ struct tn_manager {
   char *region_secret_namespaces; /* rec.region_secret_namespaces points here */
   struct tn_metrics *metrics;     /* borrowed; the tenancy collector's registry (NULL: none) */
   struct tn_tenancy_metrics_source metrics_src;
+  struct tn_kinds_status *kinds; /* status of Plans, Regions and TenancyPolicies */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -209,6 +211,14 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   struct tn_informer_handlers rh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
     goto fail;
+  struct tn_kinds_status_config kc = {.kube = cfg->kube,
+                                      .tenants = m->rec.tenants,
+                                      .plans = m->rec.plans,
+                                      .regions = m->rec.regions,
+                                      .policies = m->rec.policies,
+                                      .metrics = cfg->metrics};
+  if ((rc = tn_kinds_status_new(&kc, &m->kinds, err)))
+    goto fail;
 
   for (int k = 0; k < TN_KIND_COUNT; k++) {
     o = (struct tn_informer_opts){.gvr = *tn_kind_gvr((enum tn_kind)k),
@@ -292,6 +302,8 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
   int rc = tn_controller_start(m->ctl);
   if (rc)
     return tn_error_set(err, rc, "cannot start the tenant workers: %s", tn_strerror(rc));
+  if ((rc = tn_kinds_status_start(m->kinds)))
+    return tn_error_set(err, rc, "cannot start the kinds-status worker: %s", tn_strerror(rc));
   m->controllers_started = true;
   return 0;
 }
@@ -314,12 +326,16 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
 }
 
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
+  if (m)
+    tn_kinds_status_stop(m->kinds, deadline_s);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
 }
 
 void tn_manager_abandon_controllers(struct tn_manager *m) {
   if (m && m->ctl)
     tn_controller_abandon(m->ctl);
+  if (m)
+    tn_kinds_status_abandon(m->kinds);
 }
 
 void tn_manager_free(struct tn_manager *m) {
@@ -328,9 +344,11 @@ void tn_manager_free(struct tn_manager *m) {
   tn_tenancy_metrics_unregister(m->metrics, &m->metrics_src); /* before what it reads goes */
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
+  tn_kinds_status_stop(m->kinds, 0);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_stop(m->all[i]);
   tn_controller_free(m->ctl);
+  tn_kinds_status_free(m->kinds);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);

@@ -635,7 +635,8 @@ Test(boundary_admission, schema_refuses_privileged_pod_security_and_bad_cidrs) {
   tn_test_unique_name(p, sizeof p, "bnd-plan");
   static const char plan_fmt[] =
       "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},"
-      "\"spec\":{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"pods\":1,\"services\":1}%s}}";
+      "\"spec\":{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"1Gi\","
+      "\"pods\":1,\"services\":1}%s}}";
   int rc = kubectl_json(&out, "apply", plan_fmt, p, ",\"podSecurity\":\"privileged\"");
   cr_assert_neq(rc, 0, "a privileged plan was stored");
   cr_assert(strstr(out, "spec.podSecurity privileged is not allowed") ||

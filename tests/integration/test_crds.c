@@ -149,8 +149,8 @@ struct crd_expect {
 Test(crds, installed_with_the_contracted_names) {
   static const struct crd_expect want[] = {
       {"tenants.tenancy.dev", "Tenant", "tenants", "tenant", "tn"},
-      {"plans.tenancy.dev", "Plan", "plans", "plan", NULL},
-      {"regions.tenancy.dev", "Region", "regions", "region", NULL},
+      {"plans.tenancy.dev", "Plan", "plans", "plan", "tplan"},
+      {"regions.tenancy.dev", "Region", "regions", "region", "treg"},
       {"tenancypolicies.tenancy.dev", "TenancyPolicy", "tenancypolicies", "tenancypolicy", "tpol"},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -257,7 +257,8 @@ Test(crds, short_names_and_category_resolve) {
   cr_expect(strstr(out, "tenants") && strstr(out, " tn ") != NULL, "%s", out);
   cr_expect(strstr(out, "tenancypolicies") && strstr(out, " tpol ") != NULL, "%s", out);
   free(out);
-  const char *resources[] = {"tn", "tenants", "plans", "regions", "tpol", "tenancypolicies", "tenancy"};
+  const char *resources[] = {"tn",   "tenants", "plans",           "tplan",  "regions",
+                             "treg", "tpol",    "tenancypolicies", "tenancy"};
   for (size_t i = 0; i < sizeof resources / sizeof resources[0]; i++) {
     int rc = tn_test_sh(&out, "kubectl get %s", resources[i]);
     cr_expect_eq(rc, 0, "kubectl get %s: %s", resources[i], out);
@@ -835,7 +836,7 @@ Test(crds, strings_refuse_control_characters_and_junk) {
  */
 
 /* The smallest valid quotas of a Plan. */
-#define Q "{\"cpu\":1,\"memory\":\"1Gi\",\"pods\":1,\"services\":1}"
+#define Q "{\"cpu\":1,\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1}"
 
 Test(crds, plans_are_checked) {
   char name[64], *out = NULL;

@@ -221,13 +221,15 @@ Test(rate_limits, the_schema_refuses_bad_limits) {
     const char *kind, *spec, *words;
   } cases[] = {
       {"Plan",
-       "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"pods\":1,\"services\":1},\"rateLimits\":{"
+       "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},"
+       "\"rateLimits\":{"
        "\"requestsPerSecond\":5,\"burst\":5,\"endpoints\":{\"list\":{\"requestsPerSecond\":10,\"burst\":1}}}"
        "}",
        "spec.rateLimits.endpoints.list.burst must be at least "
        "spec.rateLimits.endpoints.list.requestsPerSecond"},
       {"Plan",
-       "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"pods\":1,\"services\":1},\"rateLimits\":{"
+       "{\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":1,\"services\":1},"
+       "\"rateLimits\":{"
        "\"requestsPerSecond\":5,\"burst\":5,\"endpoints\":{\"get\":{\"burst\":1}}}}",
        "spec.rateLimits.endpoints.get.requestsPerSecond: Required value"},
       {"Tenant",

@@ -1,0 +1,54 @@
+/* kinds_status.h - status of the Plan, Region and TenancyPolicy kinds (issue 17, "Status on every
+ * kind"): a small controller with one worker, fed by the manager's informers, that recomputes
+ * from the caches
+ *
+ *   Plan           conditions Valid, Ready; tenantsCount (tenants naming it, Deleted ones aside)
+ *   Region         conditions Ready, Available; available (mirrors spec.available); tenantsPlaced
+ *                  (tenants whose status.placement.region is it); databaseServers[] {name,
+ *                  reachable, message} and databaseServersReady ("reachable/listed")
+ *   TenancyPolicy  conditions Valid, Ready; tenantsInViolation and violatingTenants (up to
+ *                  TN_KINDS_STATUS_MAX_NAMES names, sorted)
+ *
+ * with observedGeneration, and writes it (PUT of the status subresource) only when it changed:
+ * an idle resync writes nothing. A Region's database servers are probed with libpq's PQping
+ * (no credentials: empty password, no password file), each at most once per probe interval, with
+ * a connect timeout; messages name host:port only, never a DSN or a Secret. */
+#ifndef TN_CONVERGE_KINDS_STATUS_H
+#define TN_CONVERGE_KINDS_STATUS_H
+
+#include <stdbool.h>
+
+#include "kube/client.h"
+#include "kube/informer.h"
+#include "runtime/controller.h"
+#include "runtime/metrics.h"
+#include "util/error.h"
+
+#define TN_KINDS_STATUS_MAX_NAMES 10 /* violatingTenants lists at most this many names */
+#define TN_INDEX_PLACEMENT_REGION "placement-region"
+
+struct tn_kinds_status;
+
+struct tn_kinds_status_config {
+  struct tn_kube *kube;                                     /* borrowed */
+  struct tn_informer *tenants, *plans, *regions, *policies; /* borrowed, not started yet */
+  struct tn_metrics *metrics;                               /* borrowed; may be NULL */
+  double probe_interval_s; /* a server is probed at most this often; 0 = 30 s */
+  double probe_timeout_s;  /* connect timeout of one probe; 0 = 2 s (libpq's minimum) */
+};
+
+/* Creates the controller (no thread yet), adds its handlers to the four informers and the
+ * tenants' TN_INDEX_PLACEMENT_REGION index. Call before the informers start. */
+int tn_kinds_status_new(const struct tn_kinds_status_config *cfg, struct tn_kinds_status **out,
+                        struct tn_error *err);
+/* Starts the worker (once the caches synced and this replica leads). 0 or -errno. */
+int tn_kinds_status_start(struct tn_kinds_status *ks);
+void tn_kinds_status_stop(struct tn_kinds_status *ks, double deadline_s); /* accepts NULL */
+void tn_kinds_status_abandon(struct tn_kinds_status *ks);                 /* accepts NULL */
+/* Stops and frees. Accepts NULL. The informers must still exist. */
+void tn_kinds_status_free(struct tn_kinds_status *ks);
+
+/* The reconcile of one key ("plan/<name>", "region/<name>" or "policy/<name>"), for tests. */
+struct tn_result tn_kinds_status_reconcile(void *ud, const char *key);
+
+#endif
