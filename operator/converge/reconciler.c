@@ -1041,9 +1041,16 @@ static enum flow step_evaluate_policy(struct run *x) {
     event(x, TN_EVENT_WARNING, "PolicyDenied", "%s", polerr.message);
     if (x->lp.n_steps > 0) {
       x->denied = x->lp;
-      x->lp.n_steps = 0;
-      x->lp.next = x->t->status_state;
-      x->lf.correlation_id = NULL;
+      if (x->lp.steps[0].action == TN_ACTION_CREATE) {
+        /* a new tenant exists all the same: it is Draft (Created); what the policy denies is
+         * what comes after (a status.state of "" would be refused by the API server) */
+        x->lp.n_steps = 1;
+        x->lp.next = x->lp.steps[0].to;
+      } else {
+        x->lp.n_steps = 0;
+        x->lp.next = x->t->status_state;
+        x->lf.correlation_id = NULL;
+      }
     }
   } else if (prc) {
     x->res = TN_RESULT_ERR;

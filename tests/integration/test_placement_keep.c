@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tn_operator.h"
 #include "tn_test.h"
@@ -154,4 +155,35 @@ Test(placement_keep, a_region_that_stops_hosting_the_mode_keeps_its_tenants) {
   snprintf(what, sizeof what, "tenant %s Ready again in %s", t, ra);
   wait_for(t, what, PLACED_QUERY, t, ra, "True/Placed/True");
   OK("kubectl patch tenant %s %s --type=merge -p '{\"spec\":{\"state\":\"Archived\"}}'", t, n);
+}
+
+/* A tenant whose first reconcile finds a TenancyPolicy it violates (no webhook refused it: none
+ * is registered here, as when it was down) is still recorded as Draft, with PolicyCompliant False
+ * and the policy's message, and its status settles (it is not rewritten in a loop). */
+Test(placement_keep, a_new_tenant_a_policy_denies_is_draft_and_says_why) {
+  char t[64], pol[64];
+  tn_test_unique_name(t, sizeof t, "pd");
+  tn_test_unique_name(pol, sizeof pol, "pk-eu");
+  OK("printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\",\"metadata\":"
+     "{\"name\":\"%s\"},\"spec\":{\"residency\":[{\"flag\":\"%s\",\"allowedRegions\":[\"%s\"]}]}}' | "
+     "kubectl apply -f -",
+     pol, pol, rb);
+  OK("printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+     "\"spec\":{\"state\":\"Active\",\"plan\":\"starter\",\"isolation\":\"shared\",\"environments\":"
+     "[\"prod\"],\"residency\":{\"allowedRegions\":[\"%s\"],\"flags\":[\"%s\"]}}}' | kubectl apply -f -",
+     t, ra, pol);
+  wait_for(t, "Draft with PolicyCompliant False",
+           "test \"$(kubectl get tenant %s -o jsonpath='{.status.state}/"
+           "{.status.conditions[?(@.type==\"PolicyCompliant\")].status}/"
+           "{.status.conditions[?(@.type==\"PolicyCompliant\")].reason}')\" = Draft/False/PolicyDenied",
+           t);
+  char *rv1 = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.resourceVersion}'", t);
+  sleep(5);
+  char *rv2 = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.resourceVersion}'", t);
+  cr_assert_str_eq(rv1, rv2, "the status keeps being rewritten");
+  free(rv1);
+  free(rv2);
+  OK("! kubectl get namespace %s-prod 2>/dev/null", t);
+  OK("kubectl delete tenancypolicy %s", pol);
+  OK("kubectl delete tenant %s --wait=false", t);
 }
