@@ -225,7 +225,7 @@ static int serve_kube(const struct tn_http_request *req, struct tn_http_response
   struct tn_buf url, body;
   tn_buf_init(&url, 8192);
   tn_buf_init(&body, MAX_UPSTREAM_RESPONSE);
-  struct curl_slist *h = NULL;
+  struct curl_slist *h = NULL, *connect_to = NULL;
   char *auth_line = NULL;
   CURL *e = curl_easy_init();
   int rc = 0;
@@ -254,10 +254,11 @@ static int serve_kube(const struct tn_http_request *req, struct tn_http_response
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   if (c->ep.connect_to) {
-    struct curl_slist *ct = curl_slist_append(NULL, c->ep.connect_to);
-    curl_easy_setopt(e, CURLOPT_CONNECT_TO, ct);
-    /* kept until the transfer ends */
-    h = ct ? (ct->next = h, ct) : h;
+    if (!(connect_to = curl_slist_append(NULL, c->ep.connect_to))) {
+      rc = -ENOMEM;
+      goto out;
+    }
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
   }
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->ep.insecure ? 0L : 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->ep.insecure ? 0L : 2L);
@@ -297,6 +298,7 @@ out:
     free(auth_line);
   }
   curl_slist_free_all(h);
+  curl_slist_free_all(connect_to);
   if (e)
     curl_easy_cleanup(e);
   tn_buf_cleanup(&url);
