@@ -49,8 +49,14 @@ static void security_headers(struct tn_http_response *resp, const char *cache) {
 
 static int problem(struct tn_http_response *resp, const char *instance, int status, const char *slug,
                    const char *detail) {
-  json_t *p = json_pack("{s:s+, s:i, s:s, s:s}", "type", "https://tenancy.dev/problems/", slug, "status",
-                        status, "detail", detail, "instance", instance);
+  const char *title = status == 400   ? "Bad Request"
+                      : status == 401 ? "Unauthorized"
+                      : status == 404 ? "Not Found"
+                      : status == 405 ? "Method Not Allowed"
+                      : status == 502 ? "Bad Gateway"
+                                      : "Error";
+  json_t *p = json_pack("{s:s+, s:s, s:i, s:s, s:s}", "type", "https://tenancy.dev/problems/", slug, "title",
+                        title, "status", status, "detail", detail, "instance", instance);
   if (!p)
     return -ENOMEM;
   char *s = json_dumps(p, JSON_COMPACT);
