@@ -14,6 +14,7 @@ PKGS=(
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
   python3-jsonschema # an independent JSON Schema validator for the lifecycle events (tests/integration/test_outbox.c)
   prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)
+  chromium # the admin console's browser tests (tests/console, driven headless by playwright-core)
 )
 for a in "$@"; do
   case $a in
@@ -45,6 +46,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
   echo "install-deps: done"
+fi
+
+if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null || ! command -v npm >/dev/null; then
+  echo "install-deps: Node.js >= 20 with npm is needed for the console's browser tests (tests/console); install nodejs from nodejs.org or NodeSource" >&2
+  exit 1
 fi
 
 if ! command -v go >/dev/null; then

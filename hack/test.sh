@@ -104,6 +104,14 @@ if [ $INTEGRATION = 1 ]; then
   log "integration suites (against $TENANCY_KUBE_SERVER)"
   # One test at a time: they share one API server and PostgreSQL.
   for p in "$TEST_DIR"/tests/integration/*; do [ -x "$p" ] && run_suite integration "$p" --jobs=1; done
+  # The admin console in a real browser (chromium + playwright-core, node's test runner).
+  if "$HACK/console-test.sh" >"$LOGDIR/console.log" 2>&1; then
+    printf '  ok    %-12s %-28s %s\n' console console.test.mjs "$(grep -E '^# (pass|fail) ' "$LOGDIR/console.log" | tr '\n' ' ')"
+  else
+    printf '  FAIL  %-12s %-28s %s\n' console console.test.mjs "see $LOGDIR/console.log"
+    grep -vE '^ +at |^# Subtest' "$LOGDIR/console.log" | tail -n 60 | sed 's/^/        /'
+    failed+=("console")
+  fi
   if [ $REUSE = 0 ]; then
     TENANCY_STATE_DIR=$TENANCY_STATE_DIR "$HACK/cluster-down.sh" || failed+=("integration/cluster-down")
     trap - EXIT

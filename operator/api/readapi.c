@@ -11,6 +11,7 @@
  * thread of its own that only calls tn_httpserver_set_certificate. */
 #define _GNU_SOURCE /* strcasestr */
 #include "api/readapi.h"
+#include "api/console.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1038,6 +1039,7 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
   const char *endpoint = "unknown";
   char why[256];
   int rc = 0;
+  (void)tn_http_response_header(resp, "Cache-Control", "no-store"); /* answers hold tenants' data */
   /* route first (a 404 needs no token), then authenticate */
   char id[256] = "", sub[64] = "", system[128] = "", xid[512] = "";
   enum { R_NONE, R_LIST, R_ONE, R_XID } r = R_NONE;
@@ -1316,6 +1318,8 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
     rc = tn_httpserver_route_prefix(api->srv, "GET", "/api/", handle, api);
   if (rc == 0)
     rc = tn_httpserver_route(api->srv, "GET", "/openapi.json", serve_openapi, api);
+  if (rc == 0) /* the admin console (/console/): its page and its forwarder (replaces the body limits) */
+    rc = tn_console_register(api->srv, cfg->kube, err);
   const char *ens = cfg->events_namespace ? cfg->events_namespace : "default";
   if (rc == 0 && strcmp(ens, "-") != 0) {
     struct tn_informer_opts o = {

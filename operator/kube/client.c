@@ -1017,6 +1017,17 @@ void tn_kube_free(struct tn_kube *k) {
 
 long tn_kube_connections_opened(struct tn_kube *k) { return k ? k->connects : 0; }
 
+void tn_kube_endpoint(const struct tn_kube *k, struct tn_kube_endpoint *out) {
+  *out = (struct tn_kube_endpoint){0};
+  if (!k)
+    return;
+  out->base_url = k->base_url;
+  out->connect_to = k->connect_to ? k->connect_to->data : NULL;
+  out->ca_file = k->cfg.ca_file;
+  out->ca_data = k->cfg.ca_data;
+  out->insecure = k->cfg.insecure_skip_tls_verify && k->cfg.allow_insecure;
+}
+
 /* ---- typed verbs -------------------------------------------------------------------------------------- */
 
 /* Sends body (may be NULL) and decodes the answer into *out (may be NULL to discard). */

@@ -136,6 +136,18 @@ void tn_kube_set_fence(struct tn_kube *k, const struct tn_fence *fence);
  * CURLINFO_NUM_CONNECTS over every attempt): 1 while the shared HTTP/2 connection lives. */
 long tn_kube_connections_opened(struct tn_kube *k);
 
+/* Where the client reaches the API server and how it verifies it, WITHOUT any of the client's
+ * credentials: for a forwarder that must present a user's own token (the console) on a
+ * connection of its own. Strings are borrowed from k (valid until tn_kube_free). */
+struct tn_kube_endpoint {
+  const char *base_url;   /* scheme://host:port[/prefix] used in URLs */
+  const char *connect_to; /* a CURLOPT_CONNECT_TO entry (tls_server_name), or NULL */
+  const char *ca_file;    /* or NULL */
+  const char *ca_data;    /* PEM, or NULL */
+  bool insecure;          /* insecure-skip-tls-verify was allowed and set */
+};
+void tn_kube_endpoint(const struct tn_kube *k, struct tn_kube_endpoint *out);
+
 /* A resource type. namespaced=false for cluster-scoped kinds. Strings are borrowed. */
 struct tn_gvr {
   const char *group; /* "" for the core group */
