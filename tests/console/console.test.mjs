@@ -17,10 +17,11 @@ import { chromium } from 'playwright-core';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = process.env.TENANCY_ROOT || path.resolve(HERE, '../..');
 const CHROMIUM = process.env.TENANCY_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = path.join(ROOT, 'docs/console');
 const RUN = 'c' + Date.now().toString(36).slice(-6);
 const LABEL = 'console-test-run';
 const LOGDIR = process.env.TENANCY_TEST_LOG_DIR || os.tmpdir();
+// Screenshots go beside the logs; TENANCY_CONSOLE_SHOTS=docs refreshes the ones docs/console.md links.
+const SHOTS = process.env.TENANCY_CONSOLE_SHOTS === 'docs' ? path.join(ROOT, 'docs/console') : path.join(LOGDIR, 'console');
 
 for (const v of ['KUBECONFIG', 'TENANCY_OPERATOR_BIN', 'TENANCY_TEST_TOKENS_FILE']) {
   if (!process.env[v]) throw new Error(`${v} is not set: source .local/cluster.env and export TENANCY_OPERATOR_BIN`);
