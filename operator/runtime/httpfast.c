@@ -76,6 +76,7 @@ struct conn {
   SSL *ssl;
   enum conn_state state;
   bool can_read, can_write, peer_eof, close_after, keep_alive;
+  bool more;       /* conn_run stopped with work left (fairness): run it again */
   double deadline; /* monotonic seconds: the current phase must end by then */
   size_t rpos, rlen;
   struct preq rq;
@@ -621,11 +622,12 @@ static int take_body(struct conn *c) {
   return 0;
 }
 
-/* Answers every complete request in rbuf while the unsent responses stay under the mark. */
+/* Answers every complete request in rbuf while the unsent responses stay under the mark.
+ * Returns 0 (needs more input), 1 (stopped at the mark: send, then call again), or -1. */
 static int process(struct conn *c) {
   while (c->state == C_HEADERS || c->state == C_BODY) {
     if (c->wbuf.len - c->wpos > FAST_WBUF_HIGH)
-      return 0;
+      return 1;
     if (c->state == C_HEADERS) {
       while (c->rpos < c->rlen && (c->rbuf[c->rpos] == '\r' || c->rbuf[c->rpos] == '\n'))
         c->rpos++; /* blank lines between requests */
@@ -791,6 +793,7 @@ static int conn_run(struct conn *c) {
       c->rpos = c->rlen = 0;
     return r < 0 || c->peer_eof ? -1 : 0;
   }
+  c->more = false;
   for (int rounds = 0; rounds < 64; rounds++) {
     if (do_write(c))
       return -1;
@@ -813,8 +816,11 @@ static int conn_run(struct conn *c) {
       return -1;
     if (was_empty && r > 0 && c->state == C_HEADERS)
       c->deadline = now_s() + req_timeout(c->w->srv); /* a request began: it must end in time */
-    if (process(c))
+    int pr = process(c);
+    if (pr < 0)
       return -1;
+    if (pr == 1)
+      continue; /* send what is queued; on EAGAIN the mark above waits for EPOLLOUT */
     if (c->peer_eof && c->state != C_CLOSING) {
       /* the peer is done sending: answer what was complete, then close */
       c->state = C_CLOSING;
@@ -828,7 +834,8 @@ static int conn_run(struct conn *c) {
       return 0; /* nothing more to read now */
     }
   }
-  return 0; /* fairness: let the other connections run; still readable, rerun next pass */
+  c->more = true; /* fairness: let the other connections run; the worker comes back to it */
+  return 0;
 }
 
 /* ---- workers ---- */
@@ -895,8 +902,9 @@ static void *fworker_main(void *arg) {
   pthread_setname_np(pthread_self(), name);
   struct epoll_event evs[128];
   double last_sweep = now_s();
+  bool pending = false; /* connections with work left: do not sleep */
   while (!atomic_load_explicit(&f->stopping, memory_order_acquire)) {
-    int n = epoll_wait(w->ep, evs, 128, 1000);
+    int n = epoll_wait(w->ep, evs, 128, pending ? 0 : 1000);
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == &w->srv->listen_fd) {
@@ -930,6 +938,9 @@ static void *fworker_main(void *arg) {
       if (!any)
         break;
     }
+    pending = false;
+    for (struct conn *c = w->conns; c && !pending; c = c->next)
+      pending = c->state != C_HANDSHAKE && busy(c);
     double now = now_s();
     if (now - last_sweep >= 1.0) {
       sweep(w, now);

@@ -144,6 +144,29 @@ Test(httpfast, pipelined_requests_are_answered_in_order_on_one_connection) {
   tn_httpserver_free(srv);
 }
 
+Test(httpfast, pipelined_responses_past_the_write_mark_all_go_out) {
+  /* 16 responses of 100 KB asked in one write: the server stops answering at its mark of unsent
+   * bytes, sends, and must come back to the rest even when the send never blocked */
+  size_t size = 100000;
+  struct tn_httpserver *srv = fast_server(NULL, 1, NULL, &size);
+  for (int round = 0; round < 5; round++) {
+    int fd = connect_to(tn_httpserver_port(srv));
+    struct tn_buf req, b;
+    tn_buf_init(&req, 1 << 20);
+    tn_buf_init(&b, 64u << 20);
+    for (int i = 0; i < 16; i++)
+      tn_buf_appends(&req, "GET /big HTTP/1.1\r\n\r\n");
+    send_all(fd, req.data, req.len);
+    double t0 = tn_mono_now();
+    cr_assert_eq(read_responses(fd, NULL, &b, 16), 16);
+    cr_assert_lt(tn_mono_now() - t0, 2.0);
+    close(fd);
+    tn_buf_cleanup(&b);
+    tn_buf_cleanup(&req);
+  }
+  tn_httpserver_free(srv);
+}
+
 Test(httpfast, a_request_split_into_single_bytes_is_answered) {
   struct tn_httpserver *srv = fast_server(NULL, 1, NULL, NULL);
   int fd = connect_to(tn_httpserver_port(srv));
