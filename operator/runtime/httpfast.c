@@ -812,8 +812,8 @@ static int conn_run(struct conn *c) {
       return 0; /* wait for EPOLLOUT before answering more */
     bool was_empty = c->rlen == c->rpos;
     int r = do_read(c);
-    if (r < 0 && c->rlen == c->rpos)
-      return -1;
+    if (r < 0 && c->rlen == c->rpos && c->wpos == c->wbuf.len)
+      return -1; /* the peer left and nothing is owed */
     if (was_empty && r > 0 && c->state == C_HEADERS)
       c->deadline = now_s() + req_timeout(c->w->srv); /* a request began: it must end in time */
     int pr = process(c);
