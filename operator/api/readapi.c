@@ -1310,6 +1310,8 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
   }
   if (rc == 0)
     rc = tn_httpserver_set_workers(api->srv, api->n_workers);
+  if (rc == 0) /* the lean epoll server: pipelining, one write per batch (docs/read-api.md) */
+    rc = tn_httpserver_set_backend(api->srv, TN_HTTP_BACKEND_EPOLL);
   if (rc == 0)
     rc = tn_httpserver_route(api->srv, "GET", API_PREFIX, handle, api);
   if (rc == 0)

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "runtime/httpserver_impl.h"
 #include "runtime/log.h"
 #include "util/wipe.h"
 
@@ -43,72 +44,6 @@
  * queue; id_mu the serving identity; none nests in another (q_mu is taken inside srv->mu).
  * Routes and settings are written before the threads start and only read afterwards. Handlers
  * run on the service threads: with several workers, concurrently (req->worker says which). */
-
-enum srv_state { SRV_NEW, SRV_STARTING, SRV_RUNNING, SRV_FAILED, SRV_STOPPED };
-
-struct route {
-  struct route *next;
-  char *method;
-  char *path;
-  bool prefix; /* path is a prefix */
-  tn_http_handler handler;
-  void *ud;
-  void (*free_ud)(void *); /* for ud the server owns (ready-made routes) */
-};
-
-struct tn_httpserver;
-
-/* One service thread and its libwebsockets context (the context's user pointer). */
-struct worker {
-  struct tn_httpserver *srv;
-  int index;
-  pthread_t thread;
-  bool thread_created;
-  enum srv_state state; /* srv->mu */
-  struct lws_context *ctx;
-  struct lws_vhost *vh; /* its thread only */
-  int port;
-  struct tn_error err;
-  pthread_mutex_t q_mu; /* connections accepted for this worker, not adopted yet */
-  int q[64];
-  int q_n;
-};
-
-struct tn_httpserver {
-  char address[300]; /* as given, for messages */
-  char host[256];    /* "" for every interface */
-  int want_port;
-  char *cert_file, *key_file; /* NULL without TLS */
-  /* The serving identity set by tn_httpserver_set_certificate, handed to every new handshake by
-   * cert_cb (OpenSSL may call it from the service thread only, but the setter runs anywhere):
-   * id_mu protects the three; it nests inside nothing. NULL cert: the files' identity. */
-  pthread_mutex_t id_mu;
-  X509 *id_cert;
-  EVP_PKEY *id_key;
-  STACK_OF(X509) * id_chain;
-  size_t max_body;
-  /* tn_httpserver_set_limits; `reserved` (body bytes admitted and not yet released) is under
-   * body_mu (the workers share the budget; only strict servers take it). */
-  pthread_mutex_t body_mu;
-  bool strict;
-  size_t small_body, body_budget, reserved;
-  char *body_type; /* required media type of request bodies, NULL: any */
-  bool json_object_body;
-  int timeout_s;
-  struct route *routes;
-  bool started; /* tn_httpserver_start was called; the routes are fixed */
-  int n_workers;
-  struct worker workers[TN_HTTP_MAX_WORKERS];
-  int listen_fd; /* several workers: the listener the acceptor serves; else -1 */
-  pthread_t acceptor;
-  bool acceptor_created;
-
-  pthread_mutex_t mu;
-  pthread_cond_t cv; /* signalled when a worker's state leaves SRV_STARTING */
-  enum srv_state state;
-  atomic_bool stopping; /* written under mu; the service loops read it without */
-  int port;
-};
 
 /* One HTTP transaction: libwebsockets' per-session data for the protocol, zeroed by it when
  * a transaction starts and freed after it (we release what we allocated in exch_release).
@@ -291,6 +226,17 @@ int tn_httpserver_set_workers(struct tn_httpserver *srv, int n) {
   return 0;
 }
 
+int tn_httpserver_set_backend(struct tn_httpserver *srv, enum tn_http_backend b) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  if (b != TN_HTTP_BACKEND_LWS && b != TN_HTTP_BACKEND_EPOLL)
+    return -EINVAL;
+  srv->fast = b == TN_HTTP_BACKEND_EPOLL;
+  return 0;
+}
+
 void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body) {
   if (srv && !srv->started)
     srv->max_body = max_body;
@@ -313,6 +259,7 @@ int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_lim
   srv->body_budget = l->body_budget;
   srv->json_object_body = l->json_object_body;
   srv->timeout_s = l->timeout_s;
+  srv->max_connections = l->max_connections;
   return 0;
 }
 
@@ -445,6 +392,35 @@ int tn_httpserver_port(const struct tn_httpserver *srv) {
   return port;
 }
 
+const struct route *tn_http__route_find(const struct tn_httpserver *srv, const char *method, const char *path,
+                                        bool *path_known, char *allow, size_t allow_size) {
+  size_t allow_len = 0;
+  *path_known = false;
+  if (allow_size)
+    allow[0] = '\0';
+  /* an exact route, else the longest prefix route */
+  const struct route *best = NULL;
+  for (const struct route *r = srv->routes; r; r = r->next)
+    if (!r->prefix && strcmp(r->path, path) == 0)
+      best = r;
+  if (!best)
+    for (const struct route *r = srv->routes; r; r = r->next)
+      if (r->prefix && strncmp(r->path, path, strlen(r->path)) == 0 &&
+          (!best || strlen(r->path) > strlen(best->path)))
+        best = r;
+  for (const struct route *r = srv->routes; r; r = r->next) {
+    if (!best || r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
+      continue;
+    *path_known = true;
+    if (strcmp(r->method, method) == 0)
+      return r;
+    int wn = snprintf(allow + allow_len, allow_size - allow_len, "%s%s", allow_len ? ", " : "", r->method);
+    if (wn > 0 && (size_t)wn < allow_size - allow_len)
+      allow_len += (size_t)wn;
+  }
+  return NULL;
+}
+
 /* ---- one transaction ---- */
 
 static void exch_release(struct exchange *ex) {
@@ -466,7 +442,7 @@ static void exch_release(struct exchange *ex) {
   memset(ex, 0, sizeof *ex);
 }
 
-static const char *status_text(int status) {
+const char *tn_http__status_text(int status) {
   switch (status) {
   case 400:
     return "bad request\n";
@@ -492,7 +468,7 @@ static void exch_respond_status(struct exchange *ex, int status) {
   ex->status = status;
   snprintf(ex->resp_type, sizeof ex->resp_type, "text/plain; charset=utf-8");
   tn_buf_reset(&ex->resp_body);
-  (void)tn_buf_appends(&ex->resp_body, status_text(status));
+  (void)tn_buf_appends(&ex->resp_body, tn_http__status_text(status));
   ex->responding = true;
   ex->reading_body = false;
 }
@@ -551,7 +527,7 @@ static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
 
 /* Whether a Content-Type header names the media type `want` (parameters such as charset
  * ignored, case-insensitive). */
-static bool media_type_is(const char *header, const char *want) {
+bool tn_http__media_type_is(const char *header, const char *want) {
   if (!header)
     return false;
   size_t n = strlen(want);
@@ -651,7 +627,7 @@ static int on_request(struct lws *wsi, const struct worker *w, struct exchange *
      * closed (nothing is discarded for keep-alive: that would read the body all the same). */
     size_t n = (size_t)body_len;
     int refuse = 0;
-    if (srv->body_type && !media_type_is(ex->content_type, srv->body_type))
+    if (srv->body_type && !tn_http__media_type_is(ex->content_type, srv->body_type))
       refuse = 415;
     else {
       pthread_mutex_lock(&srv->body_mu);
@@ -677,30 +653,7 @@ static int on_request(struct lws *wsi, const struct worker *w, struct exchange *
     status = 400;
   } else {
     bool path_known = false;
-    size_t allow_len = 0;
-    /* an exact route, else the longest prefix route */
-    const struct route *best = NULL;
-    for (const struct route *r = srv->routes; r; r = r->next)
-      if (!r->prefix && strcmp(r->path, ex->path) == 0)
-        best = r;
-    if (!best)
-      for (const struct route *r = srv->routes; r; r = r->next)
-        if (r->prefix && strncmp(r->path, ex->path, strlen(r->path)) == 0 &&
-            (!best || strlen(r->path) > strlen(best->path)))
-          best = r;
-    for (const struct route *r = srv->routes; r; r = r->next) {
-      if (!best || r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
-        continue;
-      path_known = true;
-      if (strcmp(r->method, ex->method) == 0) {
-        ex->route = r;
-        break;
-      }
-      int wn = snprintf(ex->allow + allow_len, sizeof ex->allow - allow_len, "%s%s", allow_len ? ", " : "",
-                        r->method);
-      if (wn > 0 && (size_t)wn < sizeof ex->allow - allow_len)
-        allow_len += (size_t)wn;
-    }
+    ex->route = tn_http__route_find(srv, ex->method, ex->path, &path_known, ex->allow, sizeof ex->allow);
     if (!ex->route)
       status = path_known ? 405 : 404;
     else if (body_len > srv->max_body)
@@ -843,7 +796,7 @@ static int on_writeable(struct lws *wsi, struct exchange *ex) {
 static _Thread_local struct tn_httpserver *creating;
 
 /* Every TLS handshake: serve the identity last given to tn_httpserver_set_certificate. */
-static int cert_cb(SSL *ssl, void *arg) {
+int tn_http__cert_cb(SSL *ssl, void *arg) {
   struct tn_httpserver *srv = arg;
   int ok = 1;
   pthread_mutex_lock(&srv->id_mu);
@@ -873,7 +826,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
     /* user is the vhost's SSL_CTX */
     if (creating && user)
-      SSL_CTX_set_cert_cb((SSL_CTX *)user, cert_cb, creating);
+      SSL_CTX_set_cert_cb((SSL_CTX *)user, tn_http__cert_cb, creating);
     return 0;
   }
   struct exchange *ex = user;
@@ -967,7 +920,7 @@ static int create_context(struct worker *w, int port, struct tn_error *err) {
 
 /* Several workers: binds the listener the acceptor serves. 0, 1 when the host is not an IP
  * literal (an interface name: one worker then), or an error in err. */
-static int bind_listener(struct tn_httpserver *srv, struct tn_error *err) {
+int tn_http__bind_listener(struct tn_httpserver *srv, struct tn_error *err) {
   struct addrinfo hints, *res = NULL;
   char ps[16];
   memset(&hints, 0, sizeof hints);
@@ -1154,8 +1107,28 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
   srv->state = SRV_STARTING;
   pthread_mutex_unlock(&srv->mu);
   int rc = 0;
+  const char *env = getenv("TENANCY_HTTP_BACKEND");
+  if (env && strcmp(env, "epoll") == 0)
+    srv->fast = true;
+  else if (env && strcmp(env, "lws") == 0)
+    srv->fast = false;
+  if (srv->fast) {
+    rc = tn_fast_start(srv, err); /* sets srv->port; 1: an interface name, libwebsockets binds it */
+    if (rc == 1) {
+      tn_log(TN_LOG_WARN, NULL,
+             "http server %s: served by libwebsockets (the epoll server needs an IP address)", srv->address);
+      srv->fast = false;
+      rc = 0;
+    }
+  }
+  if (srv->fast) {
+    pthread_mutex_lock(&srv->mu);
+    srv->state = rc ? SRV_FAILED : SRV_RUNNING;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
+  }
   if (srv->n_workers > 1) {
-    rc = bind_listener(srv, err);
+    rc = tn_http__bind_listener(srv, err);
     if (rc == 1) {
       tn_log(TN_LOG_WARN, NULL,
              "http server %s: one service thread (several need an IP address, not an interface)",
@@ -1188,6 +1161,8 @@ int tn_httpserver_start(struct tn_httpserver *srv, struct tn_error *err) {
 void tn_httpserver_free(struct tn_httpserver *srv) {
   if (!srv)
     return;
+  if (srv->fst)
+    tn_fast_stop(srv); /* joins its threads: no handler runs after this */
   pthread_mutex_lock(&srv->mu);
   atomic_store_explicit(&srv->stopping, true, memory_order_release);
   for (int i = 0; i < srv->n_workers; i++)

@@ -91,6 +91,16 @@ void tn_httpserver_set_max_body(struct tn_httpserver *srv, size_t max_body);
 #define TN_HTTP_MAX_WORKERS 8
 int tn_httpserver_set_workers(struct tn_httpserver *srv, int n);
 
+/* Which implementation serves the listener. TN_HTTP_BACKEND_LWS (the default): libwebsockets,
+ * as described above. TN_HTTP_BACKEND_EPOLL: the lean HTTP/1.1 server of httpfast.c (epoll,
+ * non-blocking sockets, OpenSSL directly; keep-alive and pipelining, the responses to the
+ * requests of one read go out in one write; the same routes, handlers, limits, timeouts and
+ * certificate reload). The environment variable TENANCY_HTTP_BACKEND=lws|epoll overrides the
+ * choice for every server (a way back, and how the tests run one suite on both). Only before
+ * tn_httpserver_start. Returns 0, -EBUSY or -EINVAL. */
+enum tn_http_backend { TN_HTTP_BACKEND_LWS, TN_HTTP_BACKEND_EPOLL };
+int tn_httpserver_set_backend(struct tn_httpserver *srv, enum tn_http_backend b);
+
 /* Limits for a server that untrusted peers can reach (the admission webhook). With them, a
  * request is judged from its headers before a byte of its body is read, and refused with the
  * connection closed: a body over max_body gets 413; a body whose Content-Type is not body_type
@@ -106,6 +116,8 @@ struct tn_http_limits {
   const char *body_type; /* e.g. "application/json"; NULL: any (copied) */
   bool json_object_body;
   int timeout_s;
+  int max_connections; /* TN_HTTP_BACKEND_EPOLL: open connections at most (0: 1024 per worker);
+                          past it new ones are closed at once */
 };
 /* Only before tn_httpserver_start. Returns 0, -EBUSY or -ENOMEM. */
 int tn_httpserver_set_limits(struct tn_httpserver *srv, const struct tn_http_limits *limits);

@@ -4,6 +4,11 @@
  * same token on keep-alive connections, and a few `kubectl get -o json`).
  *
  *   bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] [--api-only] [--keep]
+ *                  [--depth N] [--conns N]
+ *
+ * The read API is measured first with a raw pipelined client (OpenSSL, --conns keep-alive
+ * connections per client thread, --depth requests in flight on each, default 2 x 16), then with
+ * libcurl (one request at a time per connection) as before.
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names (this machine's);
  * without KUBECONFIG a private stack is started with hack/cluster-up.sh in .local/bench-readapi and
@@ -21,6 +26,10 @@
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -48,7 +57,9 @@ static struct {
   bool keep;
   int api_workers; /* 0: the operator's default */
   bool api_only;
-} opt = {10000, 2, 10, false, 0, false};
+  int depth; /* pipelined requests in flight per connection (the raw client) */
+  int conns; /* connections per client thread (the raw client) */
+} opt = {10000, 2, 10, false, 0, false, 16, 2};
 
 static char root[PATH_MAX];
 static char dir[PATH_MAX]; /* certificate */
@@ -210,6 +221,167 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* ---- the raw pipelined client ------------------------------------------------------------ */
+
+/* libcurl costs about as much CPU per request as the server; on a shared 2-core machine that is
+ * CPU the server does not get. This client is plain OpenSSL on keep-alive connections: each
+ * thread drives opt.conns connections, each with opt.depth requests in flight (HTTP/1.1
+ * pipelining), sent as one write; a request's latency is from its write to its response's end. */
+struct rconn {
+  int fd;
+  SSL *ssl;
+  int inflight;
+  double sent_at[256];
+  int want[256]; /* the tenant asked for (by id): its response must name it */
+  int head;      /* the oldest request in flight */
+  size_t in_len;
+  char *in; /* RAW_IN bytes */
+};
+#define RAW_IN (16u << 20)
+
+static int rconn_open(struct rconn *r, SSL_CTX *ctx) {
+  memset(r, 0, sizeof *r);
+  r->in = malloc(RAW_IN);
+  r->fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)api_port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(r->fd, (struct sockaddr *)&a, sizeof a) != 0)
+    return -1;
+  r->ssl = SSL_new(ctx);
+  SSL_set_fd(r->ssl, r->fd);
+  SSL_set_tlsext_host_name(r->ssl, "127.0.0.1");
+  SSL_set1_host(r->ssl, "127.0.0.1");
+  if (SSL_connect(r->ssl) != 1)
+    return -1;
+  return 0;
+}
+
+static void rconn_close(struct rconn *r) {
+  if (r->ssl) {
+    SSL_shutdown(r->ssl);
+    SSL_free(r->ssl);
+  }
+  if (r->fd > 0)
+    close(r->fd);
+  free(r->in);
+  r->in = NULL;
+  r->ssl = NULL;
+  r->fd = -1;
+}
+
+/* Sends n requests in one write. */
+static int rconn_send(struct rconn *r, struct worker *w, int n) {
+  char buf[256 * 1536];
+  size_t len = 0;
+  double t = now();
+  for (int k = 0; k < n; k++) {
+    int i = (int)(rand_r(&w->seed) % (unsigned)opt.tenants);
+    int m = w->pages ? snprintf(buf + len, sizeof buf - len,
+                                "GET /api/v1/tenants?plan=%s&q=tenant%%20%d&limit=100 HTTP/1.1\r\nHost: "
+                                "127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                                plans[i % 3], i % 100, token)
+                     : snprintf(buf + len, sizeof buf - len,
+                                "GET /api/v1/tenants/bench-%05d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "Authorization: Bearer %s\r\n\r\n",
+                                i, token);
+    len += (size_t)m;
+    r->want[(r->head + r->inflight) % 256] = i;
+    r->sent_at[(r->head + r->inflight) % 256] = t;
+    r->inflight++;
+  }
+  return SSL_write(r->ssl, buf, (int)len) == (int)len ? 0 : -1;
+}
+
+/* Reads what is there and takes every complete response. -1 on a broken connection. */
+static int rconn_recv(struct rconn *r, struct worker *w) {
+  if (r->in_len >= RAW_IN - 1)
+    return -1;
+  int n = SSL_read(r->ssl, r->in + r->in_len, (int)(RAW_IN - r->in_len - 1));
+  if (n <= 0)
+    return -1;
+  r->in_len += (size_t)n;
+  double t = now();
+  size_t pos = 0;
+  for (;;) {
+    r->in[r->in_len] = 0;
+    char *hend = memmem(r->in + pos, r->in_len - pos, "\r\n\r\n", 4);
+    if (!hend)
+      break;
+    char *cl = strcasestr(r->in + pos, "content-length:");
+    if (!cl || cl > hend)
+      return -1;
+    size_t blen = strtoul(cl + 15, NULL, 10);
+    size_t total = (size_t)(hend + 4 - (r->in + pos)) + blen;
+    if (r->in_len - pos < total)
+      break;
+    int st = atoi(r->in + pos + 9);
+    char name[40];
+    snprintf(name, sizeof name, "\"name\":\"bench-%05d\"", r->want[r->head]);
+    if (st == 200 && !w->pages && !memmem(hend + 4, blen, name, strlen(name)))
+      st = 0; /* not the tenant asked for */
+    if (st != 200) {
+      w->errors++;
+    } else {
+      if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 65536;
+        w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
+      }
+      w->lat[w->n++] = t - r->sent_at[r->head];
+    }
+    r->head = (r->head + 1) % 256;
+    r->inflight--;
+    pos += total;
+  }
+  memmove(r->in, r->in + pos, r->in_len - pos);
+  r->in_len -= pos;
+  return 0;
+}
+
+static void *raw_worker_main(void *arg) {
+  struct worker *w = arg;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  char cafile[PATH_MAX + 16];
+  snprintf(cafile, sizeof cafile, "%s/tls.crt", dir);
+  SSL_CTX_load_verify_locations(ctx, cafile, NULL);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  int nc = opt.conns, depth = opt.depth;
+  struct rconn *rc = calloc((size_t)nc, sizeof *rc);
+  struct pollfd *pf = calloc((size_t)nc, sizeof *pf);
+  for (int i = 0; i < nc; i++)
+    if (rconn_open(&rc[i], ctx) || rconn_send(&rc[i], w, depth)) {
+      w->errors++;
+      goto out;
+    }
+  while (now() < w->until) {
+    for (int i = 0; i < nc; i++)
+      pf[i] = (struct pollfd){.fd = rc[i].fd, .events = POLLIN};
+    if (poll(pf, (nfds_t)nc, 1000) < 0)
+      break;
+    for (int i = 0; i < nc; i++) {
+      if (!(pf[i].revents & POLLIN) && !SSL_pending(rc[i].ssl))
+        continue;
+      if (rconn_recv(&rc[i], w)) {
+        w->errors++;
+        goto out;
+      }
+      /* refill once half the window came back: one write for many requests */
+      if (rc[i].inflight <= depth / 2 && now() < w->until && rconn_send(&rc[i], w, depth - rc[i].inflight)) {
+        w->errors++;
+        goto out;
+      }
+    }
+  }
+out:
+  for (int i = 0; i < nc; i++)
+    rconn_close(&rc[i]);
+  free(rc);
+  free(pf);
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -247,7 +419,11 @@ static pid_t apiserver_pid(void) {
   return (pid_t)pid;
 }
 
+static void measure2(const char *what, enum target t, bool pages, int clients, double seconds, bool raw);
 static void measure(const char *what, enum target t, bool pages, int clients, double seconds) {
+  measure2(what, t, pages, clients, seconds, false);
+}
+static void measure2(const char *what, enum target t, bool pages, int clients, double seconds, bool raw) {
   pid_t server = t == T_API ? op_pid : apiserver_pid();
   double cpu0 = server > 0 ? cpu_of(server) : -1;
   double self0 = cpu_of(getpid());
@@ -256,7 +432,7 @@ static void measure(const char *what, enum target t, bool pages, int clients, do
   double t0 = now();
   for (int i = 0; i < clients; i++) {
     w[i] = (struct worker){.t = t, .pages = pages, .until = t0 + seconds, .seed = (unsigned)(i * 7919 + 17)};
-    pthread_create(&th[i], NULL, worker_main, &w[i]);
+    pthread_create(&th[i], NULL, raw ? raw_worker_main : worker_main, &w[i]);
   }
   size_t total = 0;
   long errors = 0;
@@ -459,7 +635,14 @@ static int run_bench(void) {
       "HTTPS, %d client thread(s) in this process, operator API service threads: %s\n",
       opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.clients,
       opt.api_workers ? (char[8]){(char)('0' + opt.api_workers), 0} : "its default (CPUs, max 8)");
-  measure("warm-up (read API, by id)", T_API, false, opt.clients, 2);
+  measure2("warm-up (read API, by id, pipelined)", T_API, false, opt.clients, 2, true);
+  char what[128];
+  snprintf(what, sizeof what, "read API: by id, pipelined (%d conns x depth %d)", opt.clients * opt.conns,
+           opt.depth);
+  measure2(what, T_API, false, opt.clients, opt.seconds, true);
+  snprintf(what, sizeof what, "read API: page, pipelined (%d conns x depth %d)", opt.clients * opt.conns,
+           opt.depth);
+  measure2(what, T_API, true, opt.clients, opt.seconds, true);
   measure("read API: GET /api/v1/tenants/{id}", T_API, false, opt.clients, opt.seconds);
   measure("read API: GET /api/v1/tenants/{id} (1 client)", T_API, false, 1, opt.seconds);
   measure("read API: filtered page (plan+q, limit 100)", T_API, true, opt.clients, opt.seconds);
@@ -551,6 +734,8 @@ int main(int argc, char **argv) {
                                      {"keep", no_argument, NULL, 'k'},
                                      {"api-workers", required_argument, NULL, 'w'},
                                      {"api-only", no_argument, NULL, 'a'},
+                                     {"depth", required_argument, NULL, 'd'},
+                                     {"conns", required_argument, NULL, 'n'},
                                      {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -566,13 +751,18 @@ int main(int argc, char **argv) {
       opt.api_workers = atoi(optarg);
     else if (c == 'a')
       opt.api_only = true;
+    else if (c == 'd')
+      opt.depth = atoi(optarg);
+    else if (c == 'n')
+      opt.conns = atoi(optarg);
     else {
       fprintf(stderr, "usage: bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] "
-                      "[--api-only] [--keep]\n");
+                      "[--api-only] [--keep] [--depth N] [--conns N]\n");
       return 2;
     }
   }
-  if (opt.tenants < 1 || opt.clients < 1 || opt.seconds <= 0 || opt.api_workers < 0 || opt.api_workers > 8) {
+  if (opt.tenants < 1 || opt.clients < 1 || opt.seconds <= 0 || opt.api_workers < 0 || opt.api_workers > 8 ||
+      opt.depth < 1 || opt.depth > 128 || opt.conns < 1 || opt.conns > 64) {
     fprintf(stderr, "bench_read_api: --tenants, --clients and --seconds must be positive\n");
     return 2;
   }
