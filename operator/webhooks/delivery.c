@@ -417,7 +417,7 @@ static int ensure_conn(struct tn_delivery *d, struct tn_error *err) {
     d->conn = NULL;
     return tn_error_set(err, TN_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
   }
-  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'"));
+  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'; SET client_min_messages = warning"));
   if (!d->schema_ready) {
     int rc = tn_delivery_init_schema(d->conn, d->schema, err);
     if (rc)
