@@ -66,6 +66,11 @@ class Handler(BaseHTTPRequestHandler):
         msg_id = self.headers.get("webhook-id", "")
         ts = self.headers.get("webhook-timestamp", "")
         sig = self.headers.get("webhook-signature", "")
+        if not msg_id:  # a readiness probe: answered, never logged
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         ok = verify(msg_id, ts, body, sig)
         try:
             ev = json.loads(body)
