@@ -406,6 +406,20 @@ Test(webhooks, postgresql_restart_loses_nothing) {
   tn_delivery_free(d);
 }
 
+/* tenantctl with the test's schema; its output in *out (may be NULL). */
+static int tenantctl(char **out, const char *args) {
+  return tn_test_sh(out, "'%s' %s --schema '%s' --actor webhook-test 2>&1",
+                    tn_test_env("TENANCY_TENANTCTL_BIN"), args, schema);
+}
+
+/* The audit rows tenantctl wrote: "action/outcome" lines. */
+static char *audit_rows(void) {
+  return tn_test_output(
+      "psql '%s' -Atc \"SELECT action || '/' || outcome || '/' || target FROM \\\"%s\\\".audit_events "
+      "ORDER BY id\"",
+      dsn(), schema);
+}
+
 static json_t *dlq(const char *sub) {
   PGconn *c = db();
   json_t *out = NULL;
@@ -455,11 +469,15 @@ Test(webhooks, dead_letter_blocks_the_tenant_until_requeued_then_purge_skips_it)
 
   /* Requeue: the consumer is healthy again, the tenant's three events arrive in order. */
   control("fail-tenant", NULL);
-  PGconn *c = db();
-  long long n = 0;
-  struct tn_error err = {0};
-  cr_assert_eq(tn_wh_dlq_requeue(c, schema, "ledger", 0, &n, &err), 0, "%s", err.message);
-  cr_assert_eq(n, 1);
+  char *out = NULL;
+  cr_assert_eq(tenantctl(&out, "events dlq list -o json"), 0, "%s", out);
+  cr_assert(strstr(out, "\"lastStatus\": 503") != NULL, "%s", out);
+  free(out);
+  cr_assert_eq(tenantctl(&out, "events dlq requeue --subscription ledger"), 2, "--seq or --all is required");
+  free(out);
+  cr_assert_eq(tenantctl(&out, "events dlq requeue --subscription ledger --all"), 0, "%s", out);
+  cr_assert(strstr(out, "1 dead letter(s) of ledger requeued") != NULL, "%s", out);
+  free(out);
   cr_assert(wait_accepted("bad", 3, 30), "accepted %d of 3", accepted("bad", NULL));
   assert_in_order();
 
@@ -477,8 +495,11 @@ Test(webhooks, dead_letter_blocks_the_tenant_until_requeued_then_purge_skips_it)
   cr_assert_eq(json_integer_value(json_object_get(json_array_get(l, 0), "seq")), rejected);
   json_decref(l);
   control("fail-tenant", NULL);
-  cr_assert_eq(tn_wh_dlq_purge(c, schema, "ledger", rejected, &n, &err), 0, "%s", err.message);
-  cr_assert_eq(n, 1);
+  char args[128];
+  snprintf(args, sizeof args, "events dlq purge --subscription ledger --seq %lld", rejected);
+  cr_assert_eq(tenantctl(&out, args), 0, "%s", out);
+  cr_assert(strstr(out, "1 dead letter(s) of ledger purged") != NULL, "%s", out);
+  free(out);
   emit("bad", 1, "resumed", NULL);
   cr_assert(wait_accepted("bad", 4, 30));
   sleep(1);
@@ -486,7 +507,13 @@ Test(webhooks, dead_letter_blocks_the_tenant_until_requeued_then_purge_skips_it)
   l = dlq("ledger");
   cr_assert_eq(json_array_size(l), 0);
   json_decref(l);
-  PQfinish(c);
+  /* Both changes are in the audit trail, before and after. */
+  char *rows = audit_rows();
+  cr_assert_str_eq(rows, "webhook.dlq.requeue/started/webhooksubscription/ledger\n"
+                         "webhook.dlq.requeue/succeeded/webhooksubscription/ledger\n"
+                         "webhook.dlq.purge/started/webhooksubscription/ledger\n"
+                         "webhook.dlq.purge/succeeded/webhooksubscription/ledger");
+  free(rows);
   tn_delivery_free(d);
 }
 
@@ -522,12 +549,15 @@ Test(webhooks, replay_from_a_sequence_resends_with_the_same_ids) {
   emit("globex", 2, "updated", NULL);
   cr_assert(wait_accepted(NULL, 10, 30));
   usleep(500000);
-  PGconn *c = db();
-  long long tenants = 0;
-  struct tn_error err = {0};
-  cr_assert_eq(tn_wh_replay(c, schema, "warehouse", from, &tenants, &err), 0, "%s", err.message);
-  cr_assert_eq(tenants, 2);
-  PQfinish(c);
+  char args[128], *out = NULL;
+  snprintf(args, sizeof args, "events replay --subscription warehouse --from-sequence %lld", from);
+  cr_assert_eq(tenantctl(&out, args), 0, "%s", out);
+  cr_assert(strstr(out, "(2 tenant cursor(s) moved back)") != NULL, "%s", out);
+  free(out);
+  char *rows = audit_rows();
+  cr_assert_str_eq(rows, "webhook.replay/started/webhooksubscription/warehouse\n"
+                         "webhook.replay/succeeded/webhooksubscription/warehouse");
+  free(rows);
   /* seq >= from: globex 1..3 and acme 6..7 again, nothing before. */
   double end = tn_test_now() + 30;
   int dups = 0;
