@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -778,4 +779,51 @@ Test(webhooks_operator, subscription_delivers_reports_status_and_survives_sigkil
   cr_assert_eq(accepted(tenant, &dups), 8);
   cr_assert_leq(dups, 1, "only the event in flight is sent twice (%d)", dups);
   assert_in_order();
+}
+
+/* The Python and Go examples of docs/webhooks.md, as written there, verify a real delivery made
+ * during a key rotation (two signatures) with either key, and refuse a wrong key or a changed body. */
+Test(webhooks, documented_python_and_go_examples_verify_a_real_delivery) {
+  receiver_start();
+  struct tn_delivery *d = engine();
+  tn_delivery_put(d, subscription("docs", KEY_A " " KEY_B, NULL));
+  start(d);
+  emit("acme", 1, "activated", NULL);
+  cr_assert(wait_accepted(NULL, 1, 30));
+  tn_delivery_free(d);
+  const char *root = tn_test_env("TENANCY_ROOT");
+  cr_assert_eq(
+      tn_test_sh(
+          NULL,
+          "cd '%s' && awk '/^```python$/{f=1;next} /^```$/{f=0} f' '%s/docs/webhooks.md' > verify.py && "
+          "printf '%%s\\n' 'import json, sys' 'h = json.load(open(sys.argv[1]))' "
+          "'print(verify(sys.argv[3], h, open(sys.argv[2], \"rb\").read()))' >> verify.py && "
+          "awk '/^```go$/{f=1;next} /^```$/{f=0} f' '%s/docs/webhooks.md' | "
+          "sed -e 's/^package webhookverify/package main/' "
+          "-e '/^import (/a import (\"encoding/json\"; \"fmt\"; \"os\")' > verify.go && "
+          "printf '%%s\\n' 'func main() {' '\tvar h map[string]string' "
+          "'\thb, _ := os.ReadFile(os.Args[1])' '\tjson.Unmarshal(hb, &h)' "
+          "'\tbody, _ := os.ReadFile(os.Args[2])' "
+          "'\tfmt.Println(Verify(os.Args[3], h[\"webhook-id\"], h[\"webhook-timestamp\"], "
+          "h[\"webhook-signature\"], body))' '}' >> verify.go && "
+          "cp control/last-body tampered && sed -i 's/acme/acmf/' tampered && "
+          "GOTOOLCHAIN=local GOPROXY=off GOFLAGS= go build -o verify-go verify.go",
+          dir, root, root),
+      0, "the examples could not be extracted or built");
+  static const char *const cases[][3] = {
+      {KEY_A, "last-body", "True"},
+      {KEY_B, "last-body", "True"},
+      {"whsec_d3Jvbmcta2V5LXdyb25nLWtleQ==", "last-body", "False"},
+      {KEY_B, "../tampered", "False"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char *py = tn_test_output("cd '%s' && python3 verify.py control/last-headers control/%s '%s'", dir,
+                              cases[i][1], cases[i][0]);
+    char *go = tn_test_output("cd '%s' && ./verify-go control/last-headers control/%s '%s'", dir, cases[i][1],
+                              cases[i][0]);
+    cr_assert_str_eq(py, cases[i][2], "python, case %zu: %s", i, py);
+    cr_assert(strcasecmp(go, cases[i][2]) == 0, "go, case %zu: %s", i, go);
+    free(py);
+    free(go);
+  }
 }

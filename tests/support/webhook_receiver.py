@@ -12,6 +12,7 @@ Files in the control directory D (re-read on every request) change the answers:
   fail-tenant     "TENANT STATUS": answer STATUS to that tenant's events only
   retry-after     "N": with a 429, the Retry-After header
   delay           seconds to wait before answering
+The last accepted request is kept in D/last-body and D/last-headers (JSON).
 A request with a bad or missing signature, or a timestamp more than 5 minutes off, gets 401.
 """
 import argparse, base64, hashlib, hmac, json, os, ssl, sys, threading, time
@@ -92,6 +93,11 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             with open(args.log, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            if status == 200:  # the last accepted request, raw, for the documented examples' test
+                with open(os.path.join(args.control, "last-body"), "wb") as f:
+                    f.write(body)
+                with open(os.path.join(args.control, "last-headers"), "w") as f:
+                    json.dump({"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": sig}, f)
         self.send_response(status)
         if status == 429 and read("retry-after"):
             self.send_header("Retry-After", read("retry-after"))
