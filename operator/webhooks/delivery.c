@@ -675,14 +675,14 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
    * with a dead letter waits unless the subscription is BestEffort. */
   PGresult *res = q_exec(
       d,
-      "SELECT seq, tenant, tenant_seq, id, type, labels::text, event::text, "
-      "       extract(epoch FROM created_at)::float8 FROM ("
-      "  SELECT o.*, row_number() OVER (PARTITION BY o.tenant ORDER BY o.tenant_seq) AS rn"
-      "  FROM @S@.outbox o LEFT JOIN @S@.webhook_cursors c ON c.subscription = $1 AND c.tenant = o.tenant"
-      "  WHERE o.seq > $2::bigint AND o.tenant_seq > COALESCE(c.tenant_seq, 0)"
-      "    AND ($5::bool OR NOT EXISTS (SELECT 1 FROM @S@.webhook_dead_letters x"
-      "                                 WHERE x.subscription = $1 AND x.tenant = o.tenant))) w "
-      "WHERE rn <= $3::int ORDER BY seq LIMIT $4::int",
+      "SELECT o.seq, o.tenant, o.tenant_seq, o.id, o.type, o.labels::text, o.event::text, "
+      "       extract(epoch FROM o.created_at)::float8 "
+      "FROM @S@.outbox o LEFT JOIN @S@.webhook_cursors c ON c.subscription = $1 AND c.tenant = o.tenant "
+      "WHERE o.seq > $2::bigint AND o.tenant_seq > COALESCE(c.tenant_seq, 0) "
+      "  AND o.tenant_seq <= COALESCE(c.tenant_seq, 0) + $3::int "
+      "  AND ($5::bool OR NOT EXISTS (SELECT 1 FROM @S@.webhook_dead_letters x "
+      "                               WHERE x.subscription = $1 AND x.tenant = o.tenant)) "
+      "ORDER BY o.seq LIMIT $4::int",
       5, v, PGRES_TUPLES_OK, err);
   PGresult *mx =
       res ? q_exec(d, "SELECT COALESCE(max(seq), 0) FROM @S@.outbox", 0, NULL, PGRES_TUPLES_OK, err) : NULL;
@@ -1056,6 +1056,22 @@ static void abandon_all(struct tn_delivery *d) {
   }
 }
 
+static int drain_done(struct tn_delivery *d) {
+  CURLMsg *msg;
+  int left, n = 0;
+  while ((msg = curl_multi_info_read(d->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    struct xfer *x = NULL;
+    CURL *e = msg->easy_handle;
+    CURLcode cc = msg->data.result;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    transfer_done(d, x, cc);
+    n++;
+  }
+  return n;
+}
+
 static void *run(void *arg) {
   struct tn_delivery *d = arg;
   double next_db_log = 0;
@@ -1102,23 +1118,24 @@ static void *run(void *arg) {
       if (s->next_fetch < wake)
         wake = s->next_fetch;
     }
+    /* Start what dispatch added at once, then wait for sockets, timers or a wakeup. */
+    int running = 0;
+    curl_multi_perform(d->multi, &running);
+    int finished = drain_done(d);
     int timeout = (int)((wake - mono()) * 1000);
+    long curl_ms = -1;
+    curl_multi_timeout(d->multi, &curl_ms);
+    if (curl_ms >= 0 && curl_ms < timeout)
+      timeout = (int)curl_ms;
     if (timeout < 0)
       timeout = 0;
     if (timeout > 1000)
       timeout = 1000;
-    int running = 0;
+    if (finished)
+      timeout = 0; /* the next events of those tenants can go now */
     curl_multi_poll(d->multi, NULL, 0, timeout, NULL);
     curl_multi_perform(d->multi, &running);
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(d->multi, &left))) {
-      if (msg->msg != CURLMSG_DONE)
-        continue;
-      struct xfer *x = NULL;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-      transfer_done(d, x, msg->data.result);
-    }
+    drain_done(d);
     /* Commit what finished right away: the lower the commit latency, the smaller a redelivery. */
     if (d->conn)
       for (struct sub *s = d->subs; s; s = s->next)
@@ -1136,6 +1153,9 @@ int tn_delivery_start(struct tn_delivery *d, struct tn_error *err) {
   if (!d->multi)
     return tn_error_set(err, -ENOMEM, "cannot create the curl multi handle");
   curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)d->cfg.max_in_flight);
+  /* Keep the connections: by default the cache shrinks with the handles added, and each easy
+   * handle lives for one request, so connections (and TLS handshakes) would not be reused. */
+  curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->cfg.max_in_flight * 2);
   curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   atomic_store(&d->stop, false);
   if (pthread_create(&d->thread, NULL, run, d)) {

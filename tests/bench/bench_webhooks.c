@@ -13,11 +13,17 @@
  * PostgreSQL: $TENANCY_PG_DSN (this machine's stack: `source .local/cluster.env`); without it a
  * private stack is started with hack/cluster-up.sh in .local/bench-webhooks and stopped at the end.
  * Works in a schema of its own (dropped at the end). Prints figures; asserts nothing. The receiver
- * is the project's HTTP server (runtime/httpserver.c, TLS, 2 threads) in this process: on a 2-core
- * machine it, PostgreSQL and the engine share the CPUs. */
+ * is a minimal HTTP/1.1-over-TLS server in this process (a thread per connection, keep-alive, 204):
+ * on a 2-core machine it, PostgreSQL and the engine share the CPUs. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/httpserver.h"
 #include "runtime/metrics.h"
 #include "webhooks/delivery.h"
 
@@ -53,32 +58,122 @@ static int sh(const char *fmt, ...) {
   return system(cmd);
 }
 
-static int on_hook(const struct tn_http_request *req, struct tn_http_response *resp, void *ud) {
-  const char *t = strstr(req->body, "\"t\": ");
+/* The receiver: a minimal HTTP/1.1 server over TLS (OpenSSL), one thread per connection, keep-alive,
+ * answering 204 to every POST. Small on purpose, so that it measures the sender. */
+struct rcv {
+  SSL_CTX *ctx;
+  int fd;
+  atomic_bool stop;
+  pthread_t th;
+};
+
+static void record(const char *body) {
+  const char *t = strstr(body, "\"t\": ");
   if (t && atomic_load(&recording)) {
     long i = atomic_fetch_add(&n_lat, 1);
     if (i < MAX_LAT)
       lat[i] = wall() - atof(t + 5);
   }
   atomic_fetch_add(&received, 1);
-  resp->status = 204;
-  return 0;
 }
 
-static struct tn_httpserver *receiver(int port) {
-  char addr[32], cert[300], key[300];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+static void *conn_main(void *arg) {
+  SSL *ssl = arg;
+  char buf[65536];
+  size_t have = 0;
+  if (SSL_accept(ssl) == 1) {
+    for (;;) {
+      char *end = NULL;
+      while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
+        if (have == sizeof buf)
+          goto out;
+        int n = SSL_read(ssl, buf + have, (int)(sizeof buf - have));
+        if (n <= 0)
+          goto out;
+        have += (size_t)n;
+      }
+      size_t hlen = (size_t)(end - buf) + 4, clen = 0;
+      const char *cl = strcasestr(buf, "content-length:");
+      if (cl && cl < end)
+        clen = strtoul(cl + 15, NULL, 10);
+      if (hlen + clen >= sizeof buf)
+        goto out;
+      while (have < hlen + clen) {
+        int n = SSL_read(ssl, buf + have, (int)(sizeof buf - have));
+        if (n <= 0)
+          goto out;
+        have += (size_t)n;
+      }
+      char c = buf[hlen + clen];
+      buf[hlen + clen] = '\0';
+      record(buf + hlen);
+      buf[hlen + clen] = c;
+      static const char ok[] = "HTTP/1.1 204 No Content\r\n\r\n";
+      if (SSL_write(ssl, ok, sizeof ok - 1) <= 0)
+        goto out;
+      memmove(buf, buf + hlen + clen, have - hlen - clen);
+      have -= hlen + clen;
+    }
+  }
+out:
+  close(SSL_get_fd(ssl));
+  SSL_free(ssl);
+  return NULL;
+}
+
+static void *accept_main(void *arg) {
+  struct rcv *r = arg;
+  while (!atomic_load(&r->stop)) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+      continue;
+    if (atomic_load(&r->stop)) {
+      close(c);
+      break;
+    }
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL *ssl = SSL_new(r->ctx);
+    SSL_set_fd(ssl, c);
+    pthread_t t;
+    if (pthread_create(&t, NULL, conn_main, ssl) == 0)
+      pthread_detach(t);
+  }
+  return NULL;
+}
+
+static struct rcv *receiver(int port) {
+  struct rcv *r = calloc(1, sizeof *r);
+  char cert[300], key[300];
   snprintf(cert, sizeof cert, "%s/cert.pem", tmpdir);
   snprintf(key, sizeof key, "%s/key.pem", tmpdir);
-  struct tn_http_tls tls = {cert, key};
-  struct tn_httpserver *s = NULL;
-  struct tn_error err = {0};
-  if (tn_httpserver_new(addr, &tls, &s, &err) || tn_httpserver_set_workers(s, 2) ||
-      tn_httpserver_route(s, "POST", "/hooks", on_hook, NULL) || tn_httpserver_start(s, &err)) {
-    fprintf(stderr, "bench_webhooks: receiver: %s\n", err.message);
+  r->ctx = SSL_CTX_new(TLS_server_method());
+  if (!r->ctx || SSL_CTX_use_certificate_chain_file(r->ctx, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(r->ctx, key, SSL_FILETYPE_PEM) != 1) {
+    fprintf(stderr, "bench_webhooks: receiver TLS setup failed\n");
     exit(1);
   }
-  return s;
+  r->fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(r->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(r->fd, (struct sockaddr *)&a, sizeof a) || listen(r->fd, 512)) {
+    perror("bench_webhooks: receiver bind");
+    exit(1);
+  }
+  pthread_create(&r->th, NULL, accept_main, r);
+  return r;
+}
+
+/* Stops accepting and refuses new connections (open ones are shut down). */
+static void receiver_stop(struct rcv *r) {
+  atomic_store(&r->stop, true);
+  shutdown(r->fd, SHUT_RDWR);
+  close(r->fd);
+  pthread_join(r->th, NULL);
+  SSL_CTX_free(r->ctx);
+  free(r);
 }
 
 static void q(PGconn *c, const char *sql) {
@@ -220,7 +315,7 @@ int main(int argc, char **argv) {
       return 1;
     pclose(p);
   }
-  struct tn_httpserver *rcv = receiver(port);
+  struct rcv *rcv = receiver(port);
   fprintf(stderr, "bench_webhooks: receiver on https://127.0.0.1:%d/hooks\n", port);
   char url[128], *ca = NULL;
   snprintf(url, sizeof url, "https://127.0.0.1:%d/hooks", port);
@@ -293,7 +388,7 @@ int main(int argc, char **argv) {
            rate, seconds, n, lat[n / 2] * 1000, lat[(long)(n * 0.99)] * 1000, lat[n - 1] * 1000);
 
   /* 3. the receiver down while 100,000 events are committed: RSS must stay flat */
-  tn_httpserver_free(rcv);
+  receiver_stop(rcv);
   double rss0 = rss_mb(), rss_max = rss0;
   base = atomic_load(&received);
   for (int left = outage; left > 0; left -= 5000) {
@@ -322,7 +417,7 @@ int main(int argc, char **argv) {
          atomic_load(&received) - base, dt, (double)(atomic_load(&received) - base) / dt, rss_mb());
 
   tn_delivery_free(d);
-  tn_httpserver_free(rcv);
+  receiver_stop(rcv);
   tn_metrics_free(metrics);
   snprintf(sql, sizeof sql, "DROP SCHEMA \"%s\" CASCADE", schema);
   q(c, sql);
