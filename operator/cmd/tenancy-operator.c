@@ -547,7 +547,9 @@ int main(int argc, char **argv) {
                                        a.opts.keys_namespace ? a.opts.keys_namespace : a.namespace,
                                    .fence = a.fence,
                                    .region_secret_namespaces = region_ns,
-                                   .metrics_per_tenant = a.opts.metrics_per_tenant};
+                                   .metrics_per_tenant = a.opts.metrics_per_tenant,
+                                   .webhooks_dsn = a.audit ? a.opts.pg_dsn : NULL,
+                                   .webhooks_pg_ca_file = getenv("TENANCY_PG_CA_FILE")};
   int mrc = tn_manager_new(&mcfg, &a.mgr, &err);
   free(region_ns);
   if (mrc) {

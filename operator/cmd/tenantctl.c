@@ -669,6 +669,8 @@ const struct tctl_command tctl_commands[] = {
     {"events", tctl_cmd_events_dispatch,
      "a tenant's Kubernetes events; `events list|show`: the lifecycle events of the outbox"},
     {"audit", tctl_cmd_audit, "the audit trail in PostgreSQL: verify, list, init, prune"},
+    {"events dlq", tctl_cmd_events_dlq, "webhook dead letters: list, requeue, purge"},
+    {"events replay", tctl_cmd_events_replay, "send a subscription's events again from an outbox sequence"},
     {"history", tctl_cmd_history,
      "the recorded versions of a tenant's spec (generation, time, actor, changes)"},
     {"diff", tctl_cmd_history, "field-level diff of two versions of a tenant's spec (--from N --to M)"},
@@ -845,6 +847,17 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
     printf("tenantctl %s\n", TN_VERSION);
     return 0;
+  }
+  /* Two-word commands ("events dlq") have table entries of their own; they win over the first word. */
+  if (argc >= 3) {
+    char two[96];
+    snprintf(two, sizeof two, "%s %s", cmd, argv[2]);
+    for (const struct tctl_command *c = tctl_commands; c->name; c++)
+      if (!strcmp(two, c->name)) {
+        optind = 0;
+        opterr = 1;
+        return c->fn(argc - 2, argv + 2);
+      }
   }
   for (const struct tctl_command *c = tctl_commands; c->name; c++)
     if (!strcmp(cmd, c->name)) {

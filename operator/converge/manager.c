@@ -18,6 +18,7 @@
 #include "kube/informer.h"
 #include "runtime/controller.h"
 #include "runtime/log.h"
+#include "webhooks/controller.h"
 
 struct tn_manager {
   struct tn_reconciler rec;
@@ -30,6 +31,7 @@ struct tn_manager {
   struct tn_metrics *metrics;     /* borrowed; the tenancy collector's registry (NULL: none) */
   struct tn_tenancy_metrics_source metrics_src;
   struct tn_kinds_status *kinds; /* status of Plans, Regions and TenancyPolicies */
+  struct tn_wh_controller *webhooks; /* NULL without a database */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -273,6 +275,14 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     }
     m->metrics = cfg->metrics;
   }
+  if (cfg->webhooks_dsn && *cfg->webhooks_dsn &&
+      (rc = tn_wh_controller_new(&(struct tn_wh_controller_config){.kube = cfg->kube,
+                                                                   .metrics = cfg->metrics,
+                                                                   .dsn = cfg->webhooks_dsn,
+                                                                   .pg_ca_file = cfg->webhooks_pg_ca_file,
+                                                                   .namespace = cfg->keys_namespace},
+                                 &m->webhooks, err)))
+    goto fail;
   *out = m;
   return 0;
 fail:
@@ -286,7 +296,7 @@ int tn_manager_start_caches(struct tn_manager *m, struct tn_error *err) {
     if (rc)
       return rc;
   }
-  return 0;
+  return m->webhooks ? tn_wh_controller_start_cache(m->webhooks, err) : 0;
 }
 
 bool tn_manager_synced(struct tn_manager *m) {
@@ -305,6 +315,10 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
   if ((rc = tn_kinds_status_start(m->kinds)))
     return tn_error_set(err, rc, "cannot start the kinds-status worker: %s", tn_strerror(rc));
   m->controllers_started = true;
+  /* Webhook delivery runs on the leader only; a failure to start it leaves the rest running. */
+  struct tn_error werr = {0};
+  if (m->webhooks && tn_wh_controller_start(m->webhooks, &werr))
+    tn_log_error("webhook delivery: %s", werr.message);
   return 0;
 }
 
@@ -328,10 +342,14 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
   if (m)
     tn_kinds_status_stop(m->kinds, deadline_s);
+  if (m)
+    tn_wh_controller_stop(m->webhooks);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
 }
 
 void tn_manager_abandon_controllers(struct tn_manager *m) {
+  if (m)
+    tn_wh_controller_stop(m->webhooks);
   if (m && m->ctl)
     tn_controller_abandon(m->ctl);
   if (m)
@@ -342,6 +360,7 @@ void tn_manager_free(struct tn_manager *m) {
   if (!m)
     return;
   tn_tenancy_metrics_unregister(m->metrics, &m->metrics_src); /* before what it reads goes */
+  tn_wh_controller_free(m->webhooks);
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
   tn_kinds_status_stop(m->kinds, 0);

@@ -36,6 +36,10 @@ struct tn_manager_config {
   const char *region_secret_namespaces;
   /* --metrics-per-tenant: the tenancy metrics (converge/tenancy_metrics.h) also per tenant. */
   bool metrics_per_tenant;
+  /* Webhook delivery (webhooks/controller.h): the PostgreSQL holding the outbox (NULL: none, no
+   * delivery) and its CA file (may be NULL). The signing Secrets are read in keys_namespace. */
+  const char *webhooks_dsn;
+  const char *webhooks_pg_ca_file;
 };
 
 /* Creates the informers and the controller (no thread yet). */

@@ -25,7 +25,8 @@ static const char *const TENANT_ROLES[] = {"tenancy-tenant-admin", "tenancy-tena
                                            "tenancy-tenant-viewer"};
 
 static const char *const CRD_NAMES[] = {"plans.tenancy.dev", "regions.tenancy.dev",
-                                        "tenancypolicies.tenancy.dev", "tenants.tenancy.dev"};
+                                        "tenancypolicies.tenancy.dev", "tenants.tenancy.dev",
+                                        "webhooksubscriptions.tenancy.dev"};
 
 /* Per test process (Criterion forks one per test): the helm binary, and a private HELM_*_HOME. */
 static char helm_bin[PATH_MAX];
@@ -469,11 +470,11 @@ static void cleanup_cluster(void) {
     (void)tn_test_sh(
         NULL,
         "kubectl patch crd plans.tenancy.dev --type=json -p '[{\"op\":\"remove\",\"path\":\"" PROBE_PATH
-        "\"}]' 2>/dev/null; for c in %s %s %s %s; do kubectl label crd $c app.kubernetes.io/managed-by- "
+        "\"}]' 2>/dev/null; for c in %s %s %s %s %s; do kubectl label crd $c app.kubernetes.io/managed-by- "
         "helm.sh/chart- app.kubernetes.io/instance- app.kubernetes.io/version- >/dev/null 2>&1; "
         "kubectl annotate crd $c meta.helm.sh/release-name- meta.helm.sh/release-namespace- "
         "helm.sh/resource-policy- >/dev/null 2>&1; done; '%s/hack/crds.sh' apply >/dev/null 2>&1",
-        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], repo_root());
+        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], repo_root());
   }
   if (chart_copy[0] && strncmp(chart_copy, "/tmp/tn-chart-copy-", 19) == 0)
     (void)tn_test_sh(NULL, "rm -rf '%s'", chart_copy);
@@ -1742,11 +1743,11 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
   /* the documented adoption (README, "Upgrading from 0.1"): label and annotate them for the release */
   crds_touched = 1;
   rc = tn_test_sh(&out,
-                  "kubectl label crd %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
-                  "kubectl annotate crd %s %s %s %s meta.helm.sh/release-name=" RELEASE
+                  "kubectl label crd %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
+                  "kubectl annotate crd %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
                   " meta.helm.sh/release-namespace=" RELEASE_NS " --overwrite",
-                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[0], CRD_NAMES[1],
-                  CRD_NAMES[2], CRD_NAMES[3]);
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[0], CRD_NAMES[1],
+                  CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4]);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
 
