@@ -12,6 +12,7 @@ PKGS=(
   build-essential cmake pkg-config git python3 openssl ca-certificates
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
+  lua5.1 # the Argo CD health check docs/gitops/tenant-health.lua (Lua 5.1, as Argo CD's gopher-lua), tests/integration/test_gitops.c
   prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)
 )
 for a in "$@"; do
