@@ -40,8 +40,11 @@ if ready == nil or (gen ~= nil and ready.observedGeneration ~= nil and ready.obs
 end
 
 local state = st.state or "unknown"
+if obj.spec ~= nil and obj.spec.state ~= nil and obj.spec.state ~= state then
+  state = state .. " -> " .. obj.spec.state -- a transition asked for and not reached
+end
 if ready.status == "True" then
-  if state == "Suspended" or state == "Archived" then
+  if st.state == "Suspended" or st.state == "Archived" then
     hs.status = "Suspended"
   else
     hs.status = "Healthy"

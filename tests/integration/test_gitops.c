@@ -250,8 +250,14 @@ Test(gitops, argocd_health_check_on_live_tenants_in_every_state) {
   tn_test_unique_name(bad, sizeof bad, "ghbad");
   tn_test_unique_name(nowhere, sizeof nowhere, "nowhere");
 
-  /* The script is Lua 5.1 (luac5.1 parses it). */
-  OK("luac5.1 -p '%s/docs/gitops/tenant-health.lua'", tn_test_env("TENANCY_ROOT"));
+  /* The script is Lua 5.1 (luac5.1 parses it), and docs/gitops.md shows it verbatim. */
+  const char *root = tn_test_env("TENANCY_ROOT");
+  OK("luac5.1 -p '%s/docs/gitops/tenant-health.lua'", root);
+  OK("python3 -c 'import sys; d = open(sys.argv[1]).read(); l = open(sys.argv[2]).read(); "
+     "sys.exit(0 if \"```lua\\n\" + l + \"```\" in d else \"docs/gitops.md does not show the Lua file "
+     "verbatim\")' "
+     "'%s/docs/gitops.md' '%s/docs/gitops/tenant-health.lua'",
+     root, root);
 
   /* Draft: nothing provisioned, nothing to wait for. */
   apply_tenant(t, "Draft", "standard", "eu-west-1");
@@ -306,10 +312,33 @@ Test(gitops, argocd_health_check_on_live_tenants_in_every_state) {
       "test \"$(kubectl get tenant %s -o jsonpath='{.status.observedGeneration}/{.metadata.generation}' | "
       "awk -F/ '{print ($1==$2)}')\" = 1",
       bad);
-  expect_health(bad, "Degraded", "ActivationRefused: ");
+  expect_health(bad, "Degraded", "Draft -> Active: ActivationRefused: activation (Draft -> Active) refused");
   expect_kstatus(bad, true);
 
-  OK("kubectl delete tenant %s %s --wait --timeout=120s", t, bad);
+  /* A Tenant synced before its Plan: Degraded, naming the Plan, until the Plan exists. */
+  char noplan[64], missing[64];
+  tn_test_unique_name(noplan, sizeof noplan, "ghnoplan");
+  tn_test_unique_name(missing, sizeof missing, "missing-plan");
+  apply_tenant(noplan, "Active", missing, "eu-west-1");
+  wait_for(90, noplan, "Ready False for the missing Plan",
+           "test \"$(kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}/"
+           "{.status.observedGeneration}')\" = False/1",
+           noplan);
+  struct health h = {0};
+  health_of(noplan, &h);
+  cr_expect_str_eq(h.status, "Degraded", "tenant without its Plan: %s (%s)", h.status, h.message);
+  cr_expect_not_null(strstr(h.message, missing), "the message names the Plan: %s", h.message);
+  json_decref(h.obj);
+  /* ... and Healthy once the Plan is synced, with no change to the Tenant. */
+  OK("kubectl get plan standard -o json | python3 -c 'import json, sys; p = json.load(sys.stdin); "
+     "print(json.dumps({\"apiVersion\": p[\"apiVersion\"], \"kind\": \"Plan\", \"metadata\": {\"name\": "
+     "sys.argv[1]}, \"spec\": p[\"spec\"]}))' %s | kubectl apply -f -",
+     missing);
+  wait_status(noplan, "Active", "True", 90);
+  expect_health(noplan, "Healthy", "Active: tenant is Active and converged");
+
+  OK("kubectl delete tenant %s %s %s --wait --timeout=120s", t, bad, noplan);
+  OK("kubectl delete plan %s", missing);
 }
 
 /* ---- server-side apply: other managers' fields survive a Plan change ----------------------- */
