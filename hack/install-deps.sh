@@ -13,6 +13,7 @@ PKGS=(
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
   python3-jsonschema # an independent JSON Schema validator for the lifecycle events (tests/integration/test_outbox.c)
+  lua5.1 # the Argo CD health check docs/gitops/tenant-health.lua (Lua 5.1, as Argo CD's gopher-lua), tests/integration/test_gitops.c
   prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)
   chromium # the admin console's browser tests (tests/console, driven headless by playwright-core)
 )

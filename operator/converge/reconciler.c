@@ -6,6 +6,7 @@
  * GET (the caches only hold our own objects); updates are PUTs with the observed
  * resourceVersion, so they replace exactly what we own and lose no concurrent change silently. */
 #include "converge/reconciler.h"
+#include "converge/owned_apply.h" /* server-side apply of owned objects */
 
 #include "converge/tenant_breakglass.h"
 #include "converge/tenant_db.h"
@@ -568,7 +569,7 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
                  what, x->key);
     return 0;
   case TN_CHANGE_CREATE:
-    rc = tn_kube_create(x->r->kube, gvr, c->namespace, c->desired->body, NULL, &err);
+    rc = tn_owned_create(x->r->kube, gvr, c->namespace, c->desired->body, &err); /* SSA owner */
     x->writes++;
     if (rc == TN_EEXISTS) {
       /* Someone else's, or ours and the cache does not show it: one GET tells. */
@@ -584,17 +585,9 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
         }
         /* Ours (its owner reference says so) but changed by hand so that the label-filtered
          * caches cannot see it (a managed label removed or changed): restore it. */
-        json_t *body = json_deep_copy(c->desired->body);
         const char *grv =
             json_string_value(json_object_get(json_object_get(got, "metadata"), "resourceVersion"));
-        if (!body) {
-          json_decref(got);
-          return -ENOMEM;
-        }
-        json_object_set_new(json_object_get(body, "metadata"), "resourceVersion",
-                            json_string(grv ? grv : ""));
-        rc = tn_kube_update(x->r->kube, gvr, c->namespace, body, NULL, NULL, &err);
-        json_decref(body);
+        rc = tn_owned_apply(x->r->kube, gvr, c->namespace, c->desired->body, grv ? grv : "", &err);
         json_decref(got);
         x->writes++;
         if (rc == 0) {
@@ -615,13 +608,9 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
     }
     break;
   case TN_CHANGE_UPDATE: {
-    json_t *body = json_deep_copy(c->desired->body);
-    if (!body)
-      return -ENOMEM;
-    json_object_set_new(json_object_get(body, "metadata"), "resourceVersion",
-                        json_string(c->resource_version ? c->resource_version : ""));
-    rc = tn_kube_update(x->r->kube, gvr, c->namespace, body, NULL, NULL, &err);
-    json_decref(body);
+    /* Server-side apply: other managers' labels and annotations stay (owned_apply.h). */
+    rc = tn_owned_apply(x->r->kube, gvr, c->namespace, c->desired->body,
+                        c->resource_version ? c->resource_version : "", &err);
     x->writes++;
     if (rc == 0 && tn_change_is_drift(c)) {
       x->drift_repaired++;
