@@ -71,7 +71,8 @@ struct tn_informer {
   struct tn_informer_handlers *handlers; /* fixed once started */
   size_t n_handlers;
 
-  struct tn_series *m_lists_streaming, *m_lists_paged, *m_events[3], *m_relists, *m_errors, *m_objects, *m_bytes;
+  struct tn_series *m_lists_streaming, *m_lists_paged, *m_events[3], *m_relists, *m_errors, *m_objects,
+      *m_bytes;
   atomic_long n_objects;
 
   pthread_t reflector, dispatcher;

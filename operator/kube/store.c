@@ -38,8 +38,8 @@ struct zdict {
 
 struct tn_store_obj {
   atomic_uint refs;
-  uint32_t hash; /* of the key */
-  uint32_t gen;  /* replace generation that last wrote it; the owning store's, under its lock */
+  uint32_t hash;       /* of the key */
+  uint32_t gen;        /* replace generation that last wrote it; the owning store's, under its lock */
   uint32_t json_len;   /* of the JSON text */
   uint32_t stored_len; /* bytes after the key: json_len + 1 when plain, else deflated */
   uint16_t key_len;
@@ -80,7 +80,7 @@ struct tn_store {
   uint32_t gen; /* current replace generation */
   tn_store_observer_fn observer;
   void *observer_ud;
-  atomic_size_t bytes; /* allocation sizes of the cached objects (written under lock, read without) */
+  atomic_size_t bytes;     /* allocation sizes of the cached objects (written under lock, read without) */
   pthread_mutex_t dict_mu; /* protects dict and dict_changes (taken without the lock above) */
   struct zdict *dict;      /* for new objects; NULL until one is big enough to serve */
   int dict_changes;
@@ -152,8 +152,8 @@ static size_t obj_bytes(const struct tn_store_obj *o) {
 /* A 4 KiB window and memLevel 5 keep a stream's state at ~32 KiB (one per thread that writes). */
 #define Z_WBITS (-12)
 #define Z_MEMLEVEL 5
-#define DICT_MIN 128    /* objects smaller than this are stored plain and never serve as dictionary */
-#define DICT_CHANGES 4  /* a store adopts a bigger dictionary at most this many times */
+#define DICT_MIN 128   /* objects smaller than this are stored plain and never serve as dictionary */
+#define DICT_CHANGES 4 /* a store adopts a bigger dictionary at most this many times */
 
 struct zthread {
   z_stream def, inf;

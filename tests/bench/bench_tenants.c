@@ -1052,12 +1052,21 @@ static void *watcher_main(void *arg) {
 }
 
 struct op_create {
-  double *created_at; /* [i]: when the create of bench-<i+1> returned */
-  size_t offset;      /* item i creates bench-<offset+i+1> */
+  double *created_at;    /* [i]: when the create of bench-<i+1> returned */
+  size_t offset;         /* item i creates bench-<offset+i+1> */
+  atomic_size_t skipped; /* items not created (scale phase stopped by SIGUSR1) */
 };
+
+/* SIGUSR1 during the scale phase: create no more tenants, measure with those there are. */
+static volatile sig_atomic_t scale_stop;
+static void scale_stop_handler(int sig) { scale_stop = 1; }
 
 static int tenant_create_item(struct pool *p, size_t i, struct tn_error *err) {
   struct op_create *c = p->ud;
+  if (scale_stop && name_width == 5) {
+    atomic_fetch_add(&c->skipped, 1);
+    return 0;
+  }
   char name[32];
   i += c->offset;
   snprintf(name, sizeof name, OP_PREFIX "%0*zu", name_width, i + 1);
@@ -1774,15 +1783,15 @@ static void scale_print_costs(const char *when, struct operator_proc *o, size_t 
   double cpu = proc_cpu_seconds(o->pid) - cpu0;
   long rss = proc_status_kib(o->pid, "VmRSS"), hwm = proc_status_kib(o->pid, "VmHWM");
   double per_k = tenants ? 1000.0 / (double)tenants : 0;
-  printf("  %s, %zu tenants: operator RSS %.1f MiB (peak %.1f MiB) = %.2f MiB per 1,000 tenants; CPU %.1f s = "
-         "%.2f s per 1,000 tenants\n",
-         when, tenants, (double)rss / 1024.0, (double)hwm / 1024.0, (double)rss / 1024.0 * per_k, cpu,
-         cpu * per_k);
+  printf(
+      "  %s, %zu tenants: operator RSS %.1f MiB (peak %.1f MiB) = %.2f MiB per 1,000 tenants; CPU %.1f s = "
+      "%.2f s per 1,000 tenants\n",
+      when, tenants, (double)rss / 1024.0, (double)hwm / 1024.0, (double)rss / 1024.0 * per_k, cpu,
+      cpu * per_k);
   if (st == 200) {
-    static const char *const informers[] = {"tenants",         "namespaces",     "networkpolicies",
-                                            "resourcequotas",  "limitranges",    "rolebindings",
-                                            "secrets",         "plans",          "regions",
-                                            "tenancypolicies"};
+    static const char *const informers[] = {
+        "tenants",      "namespaces", "networkpolicies", "resourcequotas", "limitranges",
+        "rolebindings", "secrets",    "plans",           "regions",        "tenancypolicies"};
     double total = 0;
     printf("    caches (tn_informer_cache_bytes, objects):");
     for (size_t i = 0; i < sizeof informers / sizeof *informers; i++) {
@@ -1792,14 +1801,16 @@ static void scale_print_costs(const char *when, struct operator_proc *o, size_t 
       if (n > 0)
         printf(" %s %.1f MiB (%.0f, %.0f B each)", informers[i], by / 1048576.0, n, by / n);
     }
-    printf("; in all %.1f MiB = %.0f B per tenant\n", total / 1048576.0, tenants ? total / (double)tenants : 0);
+    printf("; in all %.1f MiB = %.0f B per tenant\n", total / 1048576.0,
+           tenants ? total / (double)tenants : 0);
   }
   tn_buf_cleanup(&b);
-  printf("    beside it: kube-apiserver RSS %.0f MiB, CPU %.1f s; etcd RSS %.0f MiB, CPU %.1f s (since the stack "
+  printf("    beside it: kube-apiserver RSS %.0f MiB, CPU %.1f s; etcd RSS %.0f MiB, CPU %.1f s (since the "
+         "stack "
          "started)\n",
          (double)proc_status_kib(stack_pids[P_APISERVER], "VmRSS") / 1024.0,
-         proc_cpu_seconds(stack_pids[P_APISERVER]), (double)proc_status_kib(stack_pids[P_ETCD], "VmRSS") / 1024.0,
-         proc_cpu_seconds(stack_pids[P_ETCD]));
+         proc_cpu_seconds(stack_pids[P_APISERVER]),
+         (double)proc_status_kib(stack_pids[P_ETCD], "VmRSS") / 1024.0, proc_cpu_seconds(stack_pids[P_ETCD]));
   fflush(stdout);
 }
 
@@ -1835,8 +1846,8 @@ static void scale_wait_quiet(struct operator_proc *o) {
 }
 
 /* Latency at rest: one tenant applied at a time to an idle operator, create to Ready. */
-static void scale_latency(struct watcher *w, struct tn_kube *k, struct op_create *c, size_t first, size_t count,
-                          size_t others) {
+static void scale_latency(struct watcher *w, struct tn_kube *k, struct op_create *c, size_t first,
+                          size_t count, size_t others) {
   double *lat = calloc(count, sizeof *lat);
   size_t nl = 0;
   struct pool p = {.k = k, .n = 1, .item = tenant_create_item, .ud = c, .mu = PTHREAD_MUTEX_INITIALIZER};
@@ -1960,13 +1971,14 @@ static void run_scale(struct tn_kube *k, size_t n) {
   pthread_t wt;
   bool watching = false;
   name_width = 5;
-  printf("scale (%zu tenants x %d environments, steps 1,000 / 5,000 / %zu; $TENANCY_BENCH_SCALE):\n", n, N_ENVS,
-         n);
+  printf("scale (%zu tenants x %d environments, steps 1,000 / 5,000 / %zu; $TENANCY_BENCH_SCALE):\n", n,
+         N_ENVS, n);
   if (!operator_bin(o.bin, sizeof o.bin) || install_prerequisites() != 0) {
     printf("  not run: no operator binary, or installing the prerequisites failed\n");
     return;
   }
-  if (count_named(k, &gvr_tenant, NULL, OP_PREFIX) != 0 || count_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX) != 0)
+  if (count_named(k, &gvr_tenant, NULL, OP_PREFIX) != 0 ||
+      count_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX) != 0)
     force_clean_operator_objects(k);
   warm_tenant_crd(k);
   if (tn_kube_config_auto(NULL, &cfg, &err) != 0 || (cfg.qps = 0, tn_kube_new(&cfg, NULL, &w.k, &err)) != 0) {
@@ -1987,20 +1999,28 @@ static void run_scale(struct tn_kube *k, size_t n) {
   while (!atomic_load(&w.listed))
     sleep_s(0.01);
   scale_print_costs("at start", &o, 0, cpu0);
-  size_t done = 0;
+  size_t done = 0, expected = 0; /* tenants numbered so far; of them (and the latency ones) to be Ready */
+  signal(SIGUSR1, scale_stop_handler);
   size_t steps[] = {1000, 5000, n};
   for (size_t si = 0; si < 3; si++) {
     size_t target = steps[si] < n ? steps[si] : n;
     if (target <= done && si < 2)
       continue;
-    struct pool p = {.k = k, .n = target - done, .item = tenant_create_item, .ud = &c, .mu = PTHREAD_MUTEX_INITIALIZER};
+    struct pool p = {
+        .k = k, .n = target - done, .item = tenant_create_item, .ud = &c, .mu = PTHREAD_MUTEX_INITIALIZER};
     c.offset = done;
     struct cpu c0 = cpu_sample();
     double t0 = now();
+    atomic_store(&c.skipped, 0);
     pool_run(&p, opt.threads);
-    size_t failed = atomic_load(&p.failed);
-    bool ok = scale_wait_ready(&w, &o, target - failed, t0);
+    size_t failed = atomic_load(&p.failed), skipped = atomic_load(&c.skipped);
+    expected += target - done - failed - skipped;
+    bool ok = scale_wait_ready(&w, &o, expected, t0);
     struct cpu c1 = cpu_sample();
+    if (skipped) { /* stopped: the tenants created are those numbered before the first skipped */
+      printf("  stopped (SIGUSR1): %zu of this step's tenants not created\n", skipped);
+      target -= skipped;
+    }
     printf("  step to %zu: %zu created (%zu failed), %s in %.1f s\n", target, target - done, failed,
            ok ? "all Ready" : "NOT all Ready", now() - t0);
     if (failed)
@@ -2014,9 +2034,10 @@ static void run_scale(struct tn_kube *k, size_t n) {
     if (target == 1000 || (si == 0 && n < 1000)) {
       /* The latency tenants are numbered after the last one (n+1 ...), created now. */
       scale_latency(&w, k, &c, n, LAT_N, done);
+      expected += LAT_N; /* (one that failed would show as NOT all Ready later) */
       scale_wait_quiet(&o);
     }
-    if (target == n)
+    if (target == n || scale_stop)
       break;
   }
   /* Idle: resyncs of every tenant must cost no write. */
@@ -2044,7 +2065,8 @@ out:
   free(w.ready_at);
   free(c.created_at);
   name_width = 4;
-  printf("  cleanup: %s\n", opt.keep || private_stack ? "none (--keep or a private stack)" : "the tenants are deleted");
+  printf("  cleanup: %s\n",
+         opt.keep || private_stack ? "none (--keep or a private stack)" : "the tenants are deleted");
   if (!opt.keep && !private_stack)
     force_clean_operator_objects(k);
   fflush(stdout);

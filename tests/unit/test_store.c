@@ -602,18 +602,20 @@ static json_t *mk_big(int i, size_t pad) {
   snprintf(ns, sizeof ns, "%s-prod", name);
   snprintf(uid, sizeof uid, "%08x-aaaa-bbbb-cccc-%012d", (unsigned)i * 2654435761u, i);
   json_t *conds = json_array();
-  static const char *const types[] = {"Ready", "Placed", "NamespacesReady", "NetworkIsolated", "QuotaApplied"};
+  static const char *const types[] = {"Ready", "Placed", "NamespacesReady", "NetworkIsolated",
+                                      "QuotaApplied"};
   for (int c = 0; c < 5; c++)
-    json_array_append_new(conds, json_pack("{ss ss ss ss si}", "type", types[c], "status", i % 3 ? "True" : "False",
-                                           "reason", "Converged", "message",
-                                           "every object of the tenant is as desired", "observedGeneration", i));
+    json_array_append_new(conds,
+                          json_pack("{ss ss ss ss si}", "type", types[c], "status", i % 3 ? "True" : "False",
+                                    "reason", "Converged", "message",
+                                    "every object of the tenant is as desired", "observedGeneration", i));
   char *p = calloc(1, pad + 1);
   for (size_t k = 0; k < pad; k++)
     p[k] = (char)('a' + (k * 7 + (size_t)i) % 26);
-  json_t *o = json_pack("{s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:[s, s], s:s}, s:{s:o, s:[s]}}", "kind", "Tenant",
-                        "metadata", "name", name, "uid", uid, "labels", "tenant", name, "spec", "plan",
-                        "standard", "environments", "prod", "staging", "pad", p, "status", "conditions", conds,
-                        "namespaces", ns);
+  json_t *o =
+      json_pack("{s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:[s, s], s:s}, s:{s:o, s:[s]}}", "kind", "Tenant",
+                "metadata", "name", name, "uid", uid, "labels", "tenant", name, "spec", "plan", "standard",
+                "environments", "prod", "staging", "pad", p, "status", "conditions", conds, "namespaces", ns);
   free(p);
   return o;
 }
