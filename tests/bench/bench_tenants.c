@@ -1779,7 +1779,9 @@ out:
 static void scale_print_costs(const char *when, struct operator_proc *o, size_t tenants, double cpu0) {
   struct tn_buf b;
   tn_buf_init(&b, (size_t)64 << 20);
-  long st = http_get(o->metrics_url, &b);
+  long st = -1;
+  for (int i = 0; i < 5 && st != 200; i++) /* 5 s each: a loaded machine can miss one */
+    st = http_get(o->metrics_url, &b);
   double cpu = proc_cpu_seconds(o->pid) - cpu0;
   long rss = proc_status_kib(o->pid, "VmRSS"), hwm = proc_status_kib(o->pid, "VmHWM");
   double per_k = tenants ? 1000.0 / (double)tenants : 0;
