@@ -1,5 +1,5 @@
 /* store.h - a thread-safe cache of API objects keyed "namespace/name" ("name" when cluster-scoped)
- * with named secondary indexes; objects are kept as compact JSON text and decoded on read. */
+ * with named secondary indexes; objects are kept as deflated compact JSON text and decoded on read. */
 #ifndef TN_KUBE_STORE_H
 #define TN_KUBE_STORE_H
 
