@@ -18,6 +18,7 @@
 #include "kube/informer.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -70,7 +71,8 @@ struct tn_informer {
   struct tn_informer_handlers *handlers; /* fixed once started */
   size_t n_handlers;
 
-  struct tn_series *m_lists_streaming, *m_lists_paged, *m_events[3], *m_relists, *m_errors, *m_objects;
+  struct tn_series *m_lists_streaming, *m_lists_paged, *m_events[3], *m_relists, *m_errors, *m_objects,
+      *m_bytes;
   atomic_long n_objects;
 
   pthread_t reflector, dispatcher;
@@ -167,6 +169,7 @@ static void observe(void *ud, enum tn_store_change change, struct tn_store_obj *
              (change == TN_STORE_ADDED ? 1 : -1);
     tn_series_set(inf->m_objects, (double)n);
   }
+  tn_series_set(inf->m_bytes, (double)tn_store_bytes(inf->store));
   if (inf->n_handlers == 0)
     return;
   pthread_mutex_lock(&inf->mu);
@@ -345,6 +348,9 @@ static void list_completed(struct tn_informer *inf, const char *rv, bool streami
   tn_series_inc(streaming ? inf->m_lists_streaming : inf->m_lists_paged);
   if (relist)
     tn_series_inc(inf->m_relists);
+  /* A list decodes every object once (a streaming list of 10,000 Tenants: ~25 MB of trees made
+   * and freed, page by page): give the freed heap back rather than keep it as the peak. */
+  malloc_trim(0);
   log_inf(inf, TN_LOG_INFO, rv, "%s list complete: %ld objects cached, %zu gone since the previous list",
           streaming ? "streaming" : "paged", (long)atomic_load(&inf->n_objects), gone);
 }
@@ -795,6 +801,10 @@ int tn_informer_new(struct tn_kube *kube, const struct tn_informer_opts *opts, s
     inf->m_relists = tn_metric_with(relists, (const char *const[]){inf->name, NULL});
     inf->m_errors = tn_metric_with(errors, (const char *const[]){inf->name, NULL});
     inf->m_objects = tn_metric_with(objects, (const char *const[]){inf->name, NULL});
+    struct tn_metric *bytes =
+        tn_metrics_register(metrics, TN_GAUGE, "tn_informer_cache_bytes",
+                            "Bytes the objects in an informer's cache occupy (compact JSON).", one, NULL, 0);
+    inf->m_bytes = tn_metric_with(bytes, (const char *const[]){inf->name, NULL});
   }
   *out = inf;
   inf = NULL;

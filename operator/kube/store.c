@@ -1,8 +1,9 @@
 /* store.c - a thread-safe cache of API objects with secondary indexes (see store.h).
  *
  * Memory layout, chosen by measurement (docs/internals/informer.md): each object is a single
- * allocation `struct tn_store_obj` holding its key and its compact JSON text; a jansson tree
- * of the same object costs 5-10 times more. The key table is open addressing with linear
+ * allocation `struct tn_store_obj` holding its key and its compact JSON text, deflated with a
+ * dictionary taken from an earlier object of the same store (4-13x smaller); a jansson tree
+ * of the same object costs 5-10 times more than the plain text. The key table is open addressing with linear
  * probing over pointers (no per-entry node), deletion by backward shift (no tombstones). An
  * index is a second open-addressing table of value entries; each entry holds the set of
  * objects carrying that value, a plain array while small and a pointer hash set when large,
@@ -25,14 +26,26 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <zlib.h>
+
+/* A compression dictionary: the compact JSON of an earlier object of the same store. Objects of
+ * one kind share most of their text (field names, labels, conditions), so raw deflate primed
+ * with one of them stores a 2.6 KB Tenant in ~200 bytes (docs/internals/informer.md). */
+struct zdict {
+  atomic_uint refs;
+  uint32_t len;
+  unsigned char data[];
+};
 
 struct tn_store_obj {
   atomic_uint refs;
-  uint32_t hash; /* of the key */
-  uint32_t gen;  /* replace generation that last wrote it; the owning store's, under its lock */
-  uint32_t json_len;
+  uint32_t hash;       /* of the key */
+  uint32_t gen;        /* replace generation that last wrote it; the owning store's, under its lock */
+  uint32_t json_len;   /* of the JSON text */
+  uint32_t stored_len; /* bytes after the key: json_len + 1 when plain, else deflated */
   uint16_t key_len;
-  char data[]; /* key, '\0', compact JSON, '\0' */
+  struct zdict *dict; /* the dictionary the text was deflated with; NULL: stored plain */
+  char data[];        /* key, '\0', then the compact JSON and '\0', or its raw deflate stream */
 };
 
 struct tn_index_values {
@@ -68,6 +81,10 @@ struct tn_store {
   uint32_t gen; /* current replace generation */
   tn_store_observer_fn observer;
   void *observer_ud;
+  atomic_size_t bytes;     /* allocation sizes of the cached objects (written under lock, read without) */
+  pthread_mutex_t dict_mu; /* protects dict and dict_changes (taken without the lock above) */
+  struct zdict *dict;      /* for new objects; NULL until one is big enough to serve */
+  int dict_changes;
 };
 
 /* ---- hashing ------------------------------------------------------------------------------- */
@@ -126,9 +143,139 @@ char *tn_store_key_of(const json_t *obj) {
   return k;
 }
 
+/* What one cached object occupies: its single allocation (malloc's own header left out). */
+static size_t obj_bytes(const struct tn_store_obj *o) {
+  return sizeof *o + (size_t)o->key_len + 1 + (size_t)o->stored_len;
+}
+
+/* ---- compression: raw deflate with a per-store dictionary ------------------------------------- */
+
+/* A 4 KiB window and memLevel 5 keep a stream's state at ~32 KiB (one per thread that writes). */
+#define Z_WBITS (-12)
+#define Z_MEMLEVEL 5
+#define DICT_MIN 128   /* objects smaller than this are stored plain and never serve as dictionary */
+#define DICT_CHANGES 4 /* a store adopts a bigger dictionary at most this many times */
+
+struct zthread {
+  z_stream def, inf;
+  bool def_ok, inf_ok;
+  char *buf; /* tn_store_obj_json's text */
+  size_t cap;
+};
+
+static pthread_key_t g_zkey;
+static pthread_once_t g_zkey_once = PTHREAD_ONCE_INIT;
+
+static void zthread_free(void *p) {
+  struct zthread *z = p;
+  if (!z)
+    return;
+  if (z->def_ok)
+    deflateEnd(&z->def);
+  if (z->inf_ok)
+    inflateEnd(&z->inf);
+  free(z->buf);
+  free(z);
+}
+
+static void zkey_init(void) {
+  if (pthread_key_create(&g_zkey, zthread_free) != 0)
+    abort();
+}
+
+static struct zthread *zthread(void) {
+  pthread_once(&g_zkey_once, zkey_init);
+  struct zthread *z = pthread_getspecific(g_zkey);
+  if (!z && (z = calloc(1, sizeof *z)) != NULL && pthread_setspecific(g_zkey, z) != 0) {
+    free(z);
+    z = NULL;
+  }
+  return z;
+}
+
+static struct zdict *zdict_ref(struct zdict *d) {
+  if (d)
+    atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+  return d;
+}
+
+static void zdict_unref(struct zdict *d) {
+  if (d && atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+    free(d);
+}
+
+/* The dictionary for text of jlen bytes (a reference), adopting text as the store's dictionary
+ * when there is none yet or when it is twice the current one's size (a Tenant seen first without
+ * its status). NULL: store plain. */
+static struct zdict *store_dict(struct tn_store *s, const char *text, size_t jlen) {
+  if (!s || jlen < DICT_MIN)
+    return NULL;
+  pthread_mutex_lock(&s->dict_mu);
+  struct zdict *cur = s->dict;
+  if ((!cur || (jlen >= 2 * (size_t)cur->len && s->dict_changes < DICT_CHANGES)) && jlen <= (1u << 12)) {
+    struct zdict *d = malloc(sizeof *d + jlen);
+    if (d) {
+      atomic_init(&d->refs, 1);
+      d->len = (uint32_t)jlen;
+      memcpy(d->data, text, jlen);
+      zdict_unref(cur); /* the store's reference; the objects deflated with it keep theirs */
+      s->dict = cur = d;
+      s->dict_changes++;
+    }
+  }
+  zdict_ref(cur);
+  pthread_mutex_unlock(&s->dict_mu);
+  return cur;
+}
+
+/* Deflates text with d into out[cap]; returns the length, or 0 when it does not fit or fails. */
+static size_t zdeflate(struct zdict *d, const char *text, size_t jlen, unsigned char *out, size_t cap) {
+  struct zthread *z = zthread();
+  if (!z)
+    return 0;
+  if (!z->def_ok) {
+    if (deflateInit2(&z->def, 1, Z_DEFLATED, Z_WBITS, Z_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
+      return 0;
+    z->def_ok = true;
+  } else if (deflateReset(&z->def) != Z_OK) {
+    return 0;
+  }
+  if (deflateSetDictionary(&z->def, d->data, d->len) != Z_OK)
+    return 0;
+  z->def.next_in = (unsigned char *)text;
+  z->def.avail_in = (uInt)jlen;
+  z->def.next_out = out;
+  z->def.avail_out = (uInt)cap;
+  return deflate(&z->def, Z_FINISH) == Z_STREAM_END ? cap - z->def.avail_out : 0;
+}
+
+/* Inflates o's text into out[o->json_len]; 0 on success. */
+static int zinflate(const struct tn_store_obj *o, char *out) {
+  struct zthread *z = zthread();
+  if (!z)
+    return -1;
+  if (!z->inf_ok) {
+    if (inflateInit2(&z->inf, Z_WBITS) != Z_OK)
+      return -1;
+    z->inf_ok = true;
+  } else if (inflateReset(&z->inf) != Z_OK) {
+    return -1;
+  }
+  if (inflateSetDictionary(&z->inf, o->dict->data, o->dict->len) != Z_OK)
+    return -1;
+  z->inf.next_in = (unsigned char *)o->data + o->key_len + 1;
+  z->inf.avail_in = o->stored_len;
+  z->inf.next_out = (unsigned char *)out;
+  z->inf.avail_out = o->json_len;
+  return inflate(&z->inf, Z_FINISH) == Z_STREAM_END && z->inf.avail_out == 0 ? 0 : -1;
+}
+
 /* Encodes obj under its key. Returns a new object with one reference. */
-static int obj_new(const json_t *obj, struct tn_store_obj **out, struct tn_error *err) {
+static int obj_new(struct tn_store *s, const json_t *obj, struct tn_store_obj **out, struct tn_error *err) {
   char scratch[4096];
+  unsigned char packed[4096];
+  size_t plen = 0;
+  struct zdict *dict = NULL;
   char *key = NULL, *heap = NULL;
   const char *text = scratch;
   struct tn_store_obj *o = NULL;
@@ -160,7 +307,16 @@ static int obj_new(const json_t *obj, struct tn_store_obj **out, struct tn_error
     rc = tn_error_set(err, TN_ETOOBIG, "store: %s encodes to %zu bytes", key, jlen);
     goto out;
   }
-  o = malloc(sizeof *o + klen + 1 + jlen + 1);
+  /* Compressed when that saves at least a quarter (small objects stay plain). */
+  if ((dict = store_dict(s, text, jlen)) != NULL) {
+    plen = zdeflate(dict, text, jlen, packed, jlen * 3 / 4 < sizeof packed ? jlen * 3 / 4 : sizeof packed);
+    if (plen == 0) {
+      zdict_unref(dict);
+      dict = NULL;
+    }
+  }
+  size_t stored = dict ? plen : jlen + 1;
+  o = malloc(sizeof *o + klen + 1 + stored);
   if (!o) {
     rc = tn_error_set(err, -ENOMEM, "store: out of memory for %s", key);
     goto out;
@@ -170,11 +326,19 @@ static int obj_new(const json_t *obj, struct tn_store_obj **out, struct tn_error
   o->gen = 0;
   o->key_len = (uint16_t)klen;
   o->json_len = (uint32_t)jlen;
+  o->stored_len = (uint32_t)stored;
+  o->dict = dict;
+  dict = NULL;
   memcpy(o->data, key, klen + 1);
-  memcpy(o->data + klen + 1, text, jlen);
-  o->data[klen + 1 + jlen] = '\0';
+  if (o->dict) {
+    memcpy(o->data + klen + 1, packed, plen);
+  } else {
+    memcpy(o->data + klen + 1, text, jlen);
+    o->data[klen + 1 + jlen] = '\0';
+  }
   *out = o;
 out:
+  zdict_unref(dict);
   free(key);
   free(heap);
   return rc;
@@ -187,8 +351,10 @@ struct tn_store_obj *tn_store_obj_ref(struct tn_store_obj *o) {
 }
 
 void tn_store_obj_unref(struct tn_store_obj *o) {
-  if (o && atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+  if (o && atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) {
+    zdict_unref(o->dict);
     free(o);
+  }
 }
 
 const char *tn_store_obj_key(const struct tn_store_obj *o) { return o->data; }
@@ -196,11 +362,33 @@ const char *tn_store_obj_key(const struct tn_store_obj *o) { return o->data; }
 const char *tn_store_obj_json(const struct tn_store_obj *o, size_t *len) {
   if (len)
     *len = o->json_len;
-  return o->data + o->key_len + 1;
+  if (!o->dict)
+    return o->data + o->key_len + 1;
+  struct zthread *z = zthread();
+  if (!z)
+    return NULL;
+  if (z->cap < (size_t)o->json_len + 1) {
+    char *b = realloc(z->buf, (size_t)o->json_len + 1);
+    if (!b)
+      return NULL;
+    z->buf = b;
+    z->cap = (size_t)o->json_len + 1;
+  }
+  if (zinflate(o, z->buf) != 0)
+    return NULL;
+  z->buf[o->json_len] = '\0';
+  return z->buf;
 }
 
 json_t *tn_store_obj_decode(const struct tn_store_obj *o) {
-  return json_loadb(o->data + o->key_len + 1, o->json_len, 0, NULL);
+  if (!o->dict)
+    return json_loadb(o->data + o->key_len + 1, o->json_len, 0, NULL);
+  char stack[8192];
+  char *text = o->json_len <= sizeof stack ? stack : malloc(o->json_len);
+  json_t *obj = text && zinflate(o, text) == 0 ? json_loadb(text, o->json_len, 0, NULL) : NULL;
+  if (text != stack)
+    free(text);
+  return obj;
 }
 
 /* ---- index values ---------------------------------------------------------------------------- */
@@ -544,6 +732,7 @@ static void remove_slot(struct tn_store *s, size_t i, struct tn_store_obj *final
   struct tn_store_obj *old = s->slots[i];
   unindex(s, old);
   table_remove_at(s, i);
+  atomic_fetch_sub(&s->bytes, obj_bytes(old));
   if (s->observer)
     s->observer(s->observer_ud, TN_STORE_DELETED, old, final);
   tn_store_obj_unref(old);
@@ -565,6 +754,7 @@ struct tn_store *tn_store_new(void) {
     free(s);
     return NULL;
   }
+  pthread_mutex_init(&s->dict_mu, NULL);
   s->gen = 1;
   return s;
 }
@@ -578,6 +768,8 @@ void tn_store_free(struct tn_store *s) {
   for (size_t i = 0; i < s->cap; i++)
     tn_store_obj_unref(s->slots[i]);
   free(s->slots);
+  zdict_unref(s->dict);
+  pthread_mutex_destroy(&s->dict_mu);
   pthread_rwlock_destroy(&s->lock);
   free(s);
 }
@@ -640,7 +832,7 @@ int tn_store_upsert(struct tn_store *s, const json_t *obj, struct tn_error *err)
   struct tn_store_obj *o = NULL;
   struct tn_index_values *vals = NULL;
   size_t n_vals = 0;
-  int rc = obj_new(obj, &o, err);
+  int rc = obj_new(s, obj, &o, err);
   if (rc)
     return rc;
   pthread_rwlock_wrlock(&s->lock);
@@ -668,6 +860,9 @@ int tn_store_upsert(struct tn_store *s, const json_t *obj, struct tn_error *err)
     s->n++;
   s->slots[i] = o;
   o->gen = s->gen;
+  atomic_fetch_add(&s->bytes, obj_bytes(o));
+  if (old)
+    atomic_fetch_sub(&s->bytes, obj_bytes(old));
   /* Allocation failures below leave o out of some index: reported, the object stays cached. */
   for (size_t x = 0; x < n_vals; x++) {
     for (size_t k = 0; k < vals[x].n; k++) {
@@ -691,7 +886,7 @@ out:
 int tn_store_delete(struct tn_store *s, const char *key, const json_t *final, struct tn_error *err) {
   struct tn_store_obj *fo = NULL;
   int rc = 0;
-  if (final && obj_new(final, &fo, NULL) != 0)
+  if (final && obj_new(s, final, &fo, NULL) != 0)
     fo = NULL; /* the observer gets the cached state instead */
   pthread_rwlock_wrlock(&s->lock);
   bool found = false;
@@ -877,6 +1072,8 @@ size_t tn_store_len(struct tn_store *s) {
   pthread_rwlock_unlock(&s->lock);
   return n;
 }
+
+size_t tn_store_bytes(struct tn_store *s) { return atomic_load(&s->bytes); }
 
 int tn_store_foreach(struct tn_store *s, int (*fn)(void *ud, struct tn_store_obj *o), void *ud) {
   int rc = 0;

@@ -1,5 +1,5 @@
 /* store.h - a thread-safe cache of API objects keyed "namespace/name" ("name" when cluster-scoped)
- * with named secondary indexes; objects are kept as compact JSON text and decoded on read. */
+ * with named secondary indexes; objects are kept as deflated compact JSON text and decoded on read. */
 #ifndef TN_KUBE_STORE_H
 #define TN_KUBE_STORE_H
 
@@ -23,6 +23,9 @@ struct tn_store_obj *tn_store_obj_ref(struct tn_store_obj *o);
 void tn_store_obj_unref(struct tn_store_obj *o); /* accepts NULL */
 /* Owned by the object, valid while a reference is held. */
 const char *tn_store_obj_key(const struct tn_store_obj *o);
+/* The object's compact JSON, NUL-terminated. Objects are kept deflated (store.c), so this is a
+ * per-thread buffer: valid until the calling thread's next tn_store_obj_json. NULL only when
+ * out of memory. */
 const char *tn_store_obj_json(const struct tn_store_obj *o, size_t *len);
 /* A new tree of the object (json_decref it); NULL only when out of memory. */
 json_t *tn_store_obj_decode(const struct tn_store_obj *o);
@@ -85,6 +88,9 @@ json_t *tn_store_by_index(struct tn_store *s, const char *index, const char *val
 /* The values index `index` currently holds (array of strings), NULL when no such index. */
 json_t *tn_store_index_values(struct tn_store *s, const char *index);
 size_t tn_store_len(struct tn_store *s);
+/* Bytes the cached objects occupy (key and compact JSON with their header; not the tables).
+ * Lock-free: may be called from the observer. */
+size_t tn_store_bytes(struct tn_store *s);
 /* Calls fn for every object under the read lock (o borrowed; take a reference to keep it).
  * fn must not call the store's writers. A non-zero return stops and is returned. */
 int tn_store_foreach(struct tn_store *s, int (*fn)(void *ud, struct tn_store_obj *o), void *ud);

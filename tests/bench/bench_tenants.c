@@ -3,7 +3,7 @@
  * state (Tenants, finalizer, status, Events included) made by that client (the "floor"), then the
  * operator taking 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
  *
- *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator]
+ *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|scale]
  *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]
  *                 [--teardown] [--allow-remote]
  *
@@ -43,7 +43,7 @@
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
-enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR };
+enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR, PHASE_SCALE };
 
 static struct {
   size_t tenants;
@@ -58,6 +58,7 @@ static struct {
 } opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false, false, false};
 
 static const char *const envs[] = {"prod", "staging"};
+static int name_width = 4; /* digits of bench-<i>: 5 in the scale phase (up to 99,999 tenants) */
 #define N_ENVS 2
 #define BASE_PREFIX "base-"
 #define OP_PREFIX "bench-"
@@ -1051,13 +1052,24 @@ static void *watcher_main(void *arg) {
 }
 
 struct op_create {
-  double *created_at; /* [i]: when the create of bench-<i+1> returned */
+  double *created_at;    /* [i]: when the create of bench-<i+1> returned */
+  size_t offset;         /* item i creates bench-<offset+i+1> */
+  atomic_size_t skipped; /* items not created (scale phase stopped by SIGUSR1) */
 };
+
+/* SIGUSR1 during the scale phase: create no more tenants, measure with those there are. */
+static volatile sig_atomic_t scale_stop;
+static void scale_stop_handler(int sig) { scale_stop = 1; }
 
 static int tenant_create_item(struct pool *p, size_t i, struct tn_error *err) {
   struct op_create *c = p->ud;
+  if (scale_stop && name_width == 5) {
+    atomic_fetch_add(&c->skipped, 1);
+    return 0;
+  }
   char name[32];
-  snprintf(name, sizeof name, OP_PREFIX "%04zu", i + 1);
+  i += c->offset;
+  snprintf(name, sizeof name, OP_PREFIX "%0*zu", name_width, i + 1);
   json_t *obj = tenant_object(name);
   int rc =
       obj ? tn_kube_create(p->k, &gvr_tenant, NULL, obj, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack");
@@ -1103,6 +1115,8 @@ static int free_port(void) {
 
 struct operator_proc {
   pid_t pid;
+  const char *tag;   /* log file suffix (NULL: none); the scale phase runs two at once */
+  bool leader_elect; /* --leader-elect=true instead of false */
   int metrics_port, health_port;
   char bin[PATH_MAX], log_path[PATH_MAX], metrics_url[128], readyz_url[128], flags[1024];
 };
@@ -1137,16 +1151,18 @@ static int operator_start(struct operator_proc *o) {
   snprintf(o->metrics_url, sizeof o->metrics_url, "http://127.0.0.1:%d/metrics", o->metrics_port);
   snprintf(o->readyz_url, sizeof o->readyz_url, "http://127.0.0.1:%d/readyz", o->health_port);
   const char *tmp = str_or(getenv("TMPDIR"), "/tmp");
-  snprintf(o->log_path, sizeof o->log_path, "%s/bench_tenants-operator.%d.log", tmp, (int)getpid());
+  snprintf(o->log_path, sizeof o->log_path, "%s/bench_tenants-operator.%d%s%s.log", tmp, (int)getpid(),
+           o->tag ? "." : "", o->tag ? o->tag : "");
+  const char *le = o->leader_elect ? "--leader-elect=true" : "--leader-elect=false";
   char a_metrics[64], a_health[64], a_sync[64], a_kube[PATH_MAX + 16];
   snprintf(a_metrics, sizeof a_metrics, "--metrics-bind-address=127.0.0.1:%d", o->metrics_port);
   snprintf(a_health, sizeof a_health, "--health-probe-bind-address=127.0.0.1:%d", o->health_port);
   snprintf(a_sync, sizeof a_sync, "--sync-period=%s", opt.sync_period);
   snprintf(a_kube, sizeof a_kube, "--kubeconfig=%s", getenv("KUBECONFIG"));
-  char *argv[64] = {o->bin, a_kube, a_metrics, a_health, a_sync, "--leader-elect=false", NULL};
+  char *argv[64] = {o->bin, a_kube, a_metrics, a_health, a_sync, (char *)le, NULL};
   int argc = 6;
   char *extra = strdup(str_or(getenv("TENANCY_BENCH_OPERATOR_ARGS"), ""));
-  size_t off = (size_t)snprintf(o->flags, sizeof o->flags, "%s %s", a_sync, "--leader-elect=false");
+  size_t off = (size_t)snprintf(o->flags, sizeof o->flags, "%s %s", a_sync, le);
   for (char *save = NULL, *t = strtok_r(extra, " \t", &save); t && argc < 63;
        t = strtok_r(NULL, " \t", &save)) {
     argv[argc++] = t;
@@ -1757,6 +1773,307 @@ out:
   return result;
 }
 
+/* ---- phase 4: scale (10,000 tenants; $TENANCY_BENCH_SCALE) ----------------------------------------- */
+
+/* The operator's memory, CPU and caches, and the stack's, at one point of the scale phase. */
+static void scale_print_costs(const char *when, struct operator_proc *o, size_t tenants, double cpu0) {
+  struct tn_buf b;
+  tn_buf_init(&b, (size_t)64 << 20);
+  long st = -1;
+  for (int i = 0; i < 5 && st != 200; i++) /* 5 s each: a loaded machine can miss one */
+    st = http_get(o->metrics_url, &b);
+  double cpu = proc_cpu_seconds(o->pid) - cpu0;
+  long rss = proc_status_kib(o->pid, "VmRSS"), hwm = proc_status_kib(o->pid, "VmHWM");
+  double per_k = tenants ? 1000.0 / (double)tenants : 0;
+  printf(
+      "  %s, %zu tenants: operator RSS %.1f MiB (peak %.1f MiB) = %.2f MiB per 1,000 tenants; CPU %.1f s = "
+      "%.2f s per 1,000 tenants\n",
+      when, tenants, (double)rss / 1024.0, (double)hwm / 1024.0, (double)rss / 1024.0 * per_k, cpu,
+      cpu * per_k);
+  if (st == 200) {
+    static const char *const informers[] = {
+        "tenants",      "namespaces", "networkpolicies", "resourcequotas", "limitranges",
+        "rolebindings", "secrets",    "plans",           "regions",        "tenancypolicies"};
+    double total = 0;
+    printf("    caches (tn_informer_cache_bytes, objects):");
+    for (size_t i = 0; i < sizeof informers / sizeof *informers; i++) {
+      double by = metric_sum(tn_buf_str(&b), "tn_informer_cache_bytes", "informer", informers[i]);
+      double n = metric_sum(tn_buf_str(&b), "tn_informer_cache_objects", "informer", informers[i]);
+      total += by;
+      if (n > 0)
+        printf(" %s %.1f MiB (%.0f, %.0f B each)", informers[i], by / 1048576.0, n, by / n);
+    }
+    printf("; in all %.1f MiB = %.0f B per tenant\n", total / 1048576.0,
+           tenants ? total / (double)tenants : 0);
+  }
+  tn_buf_cleanup(&b);
+  printf("    beside it: kube-apiserver RSS %.0f MiB, CPU %.1f s; etcd RSS %.0f MiB, CPU %.1f s (since the "
+         "stack "
+         "started)\n",
+         (double)proc_status_kib(stack_pids[P_APISERVER], "VmRSS") / 1024.0,
+         proc_cpu_seconds(stack_pids[P_APISERVER]),
+         (double)proc_status_kib(stack_pids[P_ETCD], "VmRSS") / 1024.0, proc_cpu_seconds(stack_pids[P_ETCD]));
+  fflush(stdout);
+}
+
+/* Waits until the watcher has seen bench-<1..n> Ready (failed creates aside); false on timeout/exit. */
+static bool scale_wait_ready(struct watcher *w, struct operator_proc *o, size_t n, double t0) {
+  double next = now() + 30;
+  while (atomic_load(&w->ready) < n) {
+    if (!operator_alive(o) || now() - t0 > opt.timeout_s)
+      return false;
+    if (now() >= next) {
+      fprintf(stderr, "bench_tenants: scale: %zu/%zu Ready after %.0f s, operator RSS %ld KiB\n",
+              atomic_load(&w->ready), n, now() - t0, proc_status_kib(o->pid, "VmRSS"));
+      next += 30;
+    }
+    sleep_s(0.02);
+  }
+  return true;
+}
+
+/* Waits until the operator made no request for 3 s (at most 300 s). */
+static void scale_wait_quiet(struct operator_proc *o) {
+  struct requests a = {0}, b;
+  double t0 = now(), quiet = now();
+  scrape_requests(o->metrics_url, &a);
+  while (now() - quiet < 3 && now() - t0 < 300 && operator_alive(o)) {
+    sleep_s(0.5);
+    if (scrape_requests(o->metrics_url, &b) != 0)
+      break;
+    if (b.total != a.total)
+      quiet = now();
+    a = b;
+  }
+}
+
+/* Latency at rest: one tenant applied at a time to an idle operator, create to Ready. */
+static void scale_latency(struct watcher *w, struct tn_kube *k, struct op_create *c, size_t first,
+                          size_t count, size_t others) {
+  double *lat = calloc(count, sizeof *lat);
+  size_t nl = 0;
+  struct pool p = {.k = k, .n = 1, .item = tenant_create_item, .ud = c, .mu = PTHREAD_MUTEX_INITIALIZER};
+  for (size_t i = 0; lat && i < count; i++) {
+    c->offset = first + i;
+    double t0 = now();
+    pool_run(&p, 1);
+    if (atomic_load(&p.failed))
+      continue;
+    while (w->ready_at[first + i] == 0 && now() - t0 < 30)
+      sleep_s(0.001);
+    if (w->ready_at[first + i] > 0)
+      lat[nl++] = w->ready_at[first + i] - t0;
+  }
+  double max = 0;
+  for (size_t i = 0; i < nl; i++)
+    max = lat[i] > max ? lat[i] : max;
+  if (nl)
+    printf("  latency at rest (%zu tenants applied one at a time to the idle operator with %zu others, no "
+           "database): create to Ready p50 %.0f ms, p99 %.0f ms, max %.0f ms (target p50 <= 100 ms)\n",
+           nl, others, quantile(lat, nl, 0.5) * 1000, quantile(lat, nl, 0.99) * 1000, max * 1000);
+  free(lat);
+  fflush(stdout);
+}
+
+/* Restart: a fresh operator against n converged tenants; /readyz answers once every cache synced
+ * and the first pass checked every tenant (tn_manager_ready). */
+static void scale_restart(struct operator_proc *o, size_t n) {
+  operator_stop(o);
+  struct cpu c0 = cpu_sample();
+  double t0 = now();
+  if (operator_start(o) != 0) {
+    printf("  restart: the operator did not become ready (log %s)\n", o->log_path);
+    return;
+  }
+  double ready_s = now() - t0;
+  stack_pids[P_OPERATOR] = o->pid;
+  struct requests m = {0};
+  scrape_requests(o->metrics_url, &m);
+  struct cpu c1 = cpu_sample();
+  printf("  restart with %zu converged tenants: /readyz (caches synced, every tenant checked) after %.1f s; "
+         "%.0f reconciles, %.0f writes (target <= 30 s, 0 writes); RSS %.1f MiB, peak %.1f MiB\n",
+         n, ready_s, m.reconciles, m.writes, (double)proc_status_kib(o->pid, "VmRSS") / 1024.0,
+         (double)proc_status_kib(o->pid, "VmHWM") / 1024.0);
+  cpu_print(&c0, &c1, now() - t0);
+  fflush(stdout);
+}
+
+/* Leader failover: two replicas with --leader-elect; SIGKILL the leader; the standby takes over. */
+static void scale_failover(struct operator_proc *o, size_t n) {
+  operator_stop(o);
+  struct operator_proc a = {.tag = "a", .leader_elect = true}, b = {.tag = "b", .leader_elect = true};
+  snprintf(a.bin, sizeof a.bin, "%s", o->bin);
+  snprintf(b.bin, sizeof b.bin, "%s", o->bin);
+  if (operator_start(&a) != 0 || operator_start(&b) != 0) {
+    printf("  failover: the replicas did not start (logs %s, %s)\n", a.log_path, b.log_path);
+    goto out;
+  }
+  /* The leader is the one that reconciles. */
+  struct operator_proc *leader = NULL, *standby = NULL;
+  for (double t0 = now(); !leader && now() - t0 < 120; sleep_s(0.2)) {
+    struct requests ma = {0}, mb = {0};
+    scrape_requests(a.metrics_url, &ma);
+    scrape_requests(b.metrics_url, &mb);
+    if (ma.reconciles >= (double)n)
+      leader = &a, standby = &b;
+    else if (mb.reconciles >= (double)n)
+      leader = &b, standby = &a;
+  }
+  if (!leader) {
+    printf("  failover: no replica reconciled every tenant in 120 s\n");
+    goto out;
+  }
+  scale_wait_quiet(leader);
+  struct requests s0 = {0};
+  scrape_requests(standby->metrics_url, &s0);
+  struct cpu c0 = cpu_sample();
+  double t0 = now();
+  kill(leader->pid, SIGKILL);
+  waitpid(leader->pid, NULL, 0);
+  leader->pid = 0;
+  struct requests s1 = s0;
+  double took = -1;
+  while (now() - t0 < 180 && operator_alive(standby)) {
+    if (scrape_requests(standby->metrics_url, &s1) == 0 && s1.reconciles - s0.reconciles >= (double)n) {
+      took = now() - t0;
+      break;
+    }
+    sleep_s(0.05);
+  }
+  stack_pids[P_OPERATOR] = standby->pid;
+  struct cpu c1 = cpu_sample();
+  if (took < 0) {
+    printf("  failover: the standby did not check every tenant within 180 s (log %s)\n", standby->log_path);
+    goto out;
+  }
+  printf("  leader failover (SIGKILL the leader, default lease): the standby checked all %zu tenants %.1f s "
+         "after the kill, %.0f writes (target <= 30 s, 0 writes); its RSS %.1f MiB, peak %.1f MiB\n",
+         n, took, s1.writes - s0.writes, (double)proc_status_kib(standby->pid, "VmRSS") / 1024.0,
+         (double)proc_status_kib(standby->pid, "VmHWM") / 1024.0);
+  cpu_print(&c0, &c1, took);
+out:
+  fflush(stdout);
+  operator_stop(&a);
+  operator_stop(&b);
+}
+
+static size_t scale_size(void) {
+  const char *v = getenv("TENANCY_BENCH_SCALE");
+  return v && *v ? strtoul(v, NULL, 10) : 0;
+}
+
+static void run_scale(struct tn_kube *k, size_t n) {
+  enum { LAT_N = 50 };
+  struct operator_proc o = {0};
+  struct tn_kube_config cfg = {0};
+  struct tn_error err;
+  size_t total = n + LAT_N;
+  struct watcher w = {.n = total, .mu = PTHREAD_MUTEX_INITIALIZER};
+  struct op_create c = {0};
+  pthread_t wt;
+  bool watching = false;
+  name_width = 5;
+  printf("scale (%zu tenants x %d environments, steps 1,000 / 5,000 / %zu; $TENANCY_BENCH_SCALE):\n", n,
+         N_ENVS, n);
+  if (!operator_bin(o.bin, sizeof o.bin) || install_prerequisites() != 0) {
+    printf("  not run: no operator binary, or installing the prerequisites failed\n");
+    return;
+  }
+  if (count_named(k, &gvr_tenant, NULL, OP_PREFIX) != 0 ||
+      count_named(k, &gvr_ns, MANAGED_BY, OP_PREFIX) != 0)
+    force_clean_operator_objects(k);
+  warm_tenant_crd(k);
+  if (tn_kube_config_auto(NULL, &cfg, &err) != 0 || (cfg.qps = 0, tn_kube_new(&cfg, NULL, &w.k, &err)) != 0) {
+    printf("  not run: %s\n", err.message);
+    goto out;
+  }
+  w.ready_at = calloc(total, sizeof(double));
+  c.created_at = calloc(total, sizeof(double));
+  if (!w.ready_at || !c.created_at || operator_start(&o) != 0) {
+    printf("  not run: the operator did not start (log %s)\n", o.log_path);
+    goto out;
+  }
+  stack_pids[P_OPERATOR] = o.pid;
+  double cpu0 = proc_cpu_seconds(o.pid);
+  if (pthread_create(&wt, NULL, watcher_main, &w) != 0)
+    goto out;
+  watching = true;
+  while (!atomic_load(&w.listed))
+    sleep_s(0.01);
+  scale_print_costs("at start", &o, 0, cpu0);
+  size_t done = 0, expected = 0; /* tenants numbered so far; of them (and the latency ones) to be Ready */
+  signal(SIGUSR1, scale_stop_handler);
+  size_t steps[] = {1000, 5000, n};
+  for (size_t si = 0; si < 3; si++) {
+    size_t target = steps[si] < n ? steps[si] : n;
+    if (target <= done && si < 2)
+      continue;
+    struct pool p = {
+        .k = k, .n = target - done, .item = tenant_create_item, .ud = &c, .mu = PTHREAD_MUTEX_INITIALIZER};
+    c.offset = done;
+    struct cpu c0 = cpu_sample();
+    double t0 = now();
+    atomic_store(&c.skipped, 0);
+    pool_run(&p, opt.threads);
+    size_t failed = atomic_load(&p.failed), skipped = atomic_load(&c.skipped);
+    expected += target - done - failed - skipped;
+    bool ok = scale_wait_ready(&w, &o, expected, t0);
+    struct cpu c1 = cpu_sample();
+    if (skipped) { /* stopped: the tenants created are those numbered before the first skipped */
+      printf("  stopped (SIGUSR1): %zu of this step's tenants not created\n", skipped);
+      target -= skipped;
+    }
+    printf("  step to %zu: %zu created (%zu failed), %s in %.1f s\n", target, target - done, failed,
+           ok ? "all Ready" : "NOT all Ready", now() - t0);
+    if (failed)
+      printf("    first failed create: %s\n", p.first_error);
+    cpu_print(&c0, &c1, now() - t0);
+    done = target;
+    scale_wait_quiet(&o);
+    scale_print_costs("converged", &o, done, cpu0);
+    if (!ok)
+      goto out;
+    if (target == 1000 || (si == 0 && n < 1000)) {
+      /* The latency tenants are numbered after the last one (n+1 ...), created now. */
+      scale_latency(&w, k, &c, n, LAT_N, done);
+      expected += LAT_N; /* (one that failed would show as NOT all Ready later) */
+      scale_wait_quiet(&o);
+    }
+    if (target == n || scale_stop)
+      break;
+  }
+  /* Idle: resyncs of every tenant must cost no write. */
+  struct requests m0 = {0}, m1 = {0};
+  scrape_requests(o.metrics_url, &m0);
+  struct cpu c0 = cpu_sample();
+  sleep_s(opt.idle_s);
+  scrape_requests(o.metrics_url, &m1);
+  struct cpu c1 = cpu_sample();
+  struct requests d = requests_delta(&m0, &m1);
+  printf("  idle %d s (--sync-period=%s): %.0f reconciles, %.0f writes (expected 0)\n", opt.idle_s,
+         opt.sync_period, d.reconciles, d.writes);
+  cpu_print(&c0, &c1, opt.idle_s);
+  scale_print_costs("idle", &o, done, cpu0);
+  scale_restart(&o, done + LAT_N);
+  scale_failover(&o, done + LAT_N);
+out:
+  if (watching) {
+    atomic_store(&w.stop, 1);
+    pthread_join(wt, NULL);
+  }
+  operator_stop(&o);
+  tn_kube_free(w.k);
+  tn_kube_config_cleanup(&cfg);
+  free(w.ready_at);
+  free(c.created_at);
+  name_width = 4;
+  printf("  cleanup: %s\n",
+         opt.keep || private_stack ? "none (--keep or a private stack)" : "the tenants are deleted");
+  if (!opt.keep && !private_stack)
+    force_clean_operator_objects(k);
+  fflush(stdout);
+}
+
 /* ---- the run ------------------------------------------------------------------------------------ */
 
 static void print_machine(struct tn_kube *k) {
@@ -1827,6 +2144,9 @@ static int run_bench(void) {
     floor = run_floor(k, reg, base);
   if (opt.phase == PHASE_ALL || opt.phase == PHASE_OPERATOR)
     run_operator(k, base, floor);
+  /* 10,000 tenants take ~10 minutes: only with $TENANCY_BENCH_SCALE (CI leaves it unset). */
+  if (opt.phase == PHASE_SCALE || (opt.phase == PHASE_ALL && scale_size() > 0))
+    run_scale(k, scale_size() ? scale_size() : opt.tenants);
   rc = 0;
 out:
   tn_kube_free(k);
@@ -1927,7 +2247,7 @@ static int find_root(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator]\n"
+  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|scale]\n"
              "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
              "                     [--teardown] [--allow-remote]\n");
 }
@@ -1957,6 +2277,7 @@ int main(int argc, char **argv) {
       opt.phase = strcmp(optarg, "baseline") == 0   ? PHASE_BASELINE
                   : strcmp(optarg, "floor") == 0    ? PHASE_FLOOR
                   : strcmp(optarg, "operator") == 0 ? PHASE_OPERATOR
+                  : strcmp(optarg, "scale") == 0    ? PHASE_SCALE
                                                     : PHASE_ALL;
       break;
     case 'i':
