@@ -805,7 +805,7 @@ static int serve_get(struct call *c, const char *id, const char *what) {
     size_t len = 0;
     const char *text = tn_store_obj_json(o, &len);
     snprintf(c->resp->content_type, sizeof c->resp->content_type, "application/json");
-    rc = tn_buf_append(&c->resp->body, text, len);
+    rc = text ? tn_buf_append(&c->resp->body, text, len) : -ENOMEM;
   }
   tn_store_obj_unref(o);
   return rc;
@@ -984,6 +984,10 @@ static int serve_list(struct call *c) {
     }
     size_t len = 0;
     const char *text = tn_store_obj_json(e->obj, &len);
+    if (!text) {
+      rc = -ENOMEM;
+      break;
+    }
     if (count && (rc = tn_buf_appends(b, ",")))
       break;
     rc = tn_buf_append(b, text, len);
