@@ -30,7 +30,7 @@ struct tn_manager {
   char *region_secret_namespaces; /* rec.region_secret_namespaces points here */
   struct tn_metrics *metrics;     /* borrowed; the tenancy collector's registry (NULL: none) */
   struct tn_tenancy_metrics_source metrics_src;
-  struct tn_kinds_status *kinds; /* status of Plans, Regions and TenancyPolicies */
+  struct tn_kinds_status *kinds;     /* status of Plans, Regions and TenancyPolicies */
   struct tn_wh_controller *webhooks; /* NULL without a database */
 };
 

@@ -1746,8 +1746,8 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
                   "kubectl label crd %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
                   "kubectl annotate crd %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
                   " meta.helm.sh/release-namespace=" RELEASE_NS " --overwrite",
-                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[0], CRD_NAMES[1],
-                  CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4]);
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[0],
+                  CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4]);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
 

@@ -168,7 +168,8 @@ Test(placement_keep, a_new_tenant_a_policy_denies_is_draft_and_says_why) {
      "{\"name\":\"%s\"},\"spec\":{\"residency\":[{\"flag\":\"%s\",\"allowedRegions\":[\"%s\"]}]}}' | "
      "kubectl apply -f -",
      pol, pol, rb);
-  OK("printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+  OK("printf '%%s' "
+     "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
      "\"spec\":{\"state\":\"Active\",\"plan\":\"starter\",\"isolation\":\"shared\",\"environments\":"
      "[\"prod\"],\"residency\":{\"allowedRegions\":[\"%s\"],\"flags\":[\"%s\"]}}}' | kubectl apply -f -",
      t, ra, pol);
