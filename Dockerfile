@@ -43,6 +43,8 @@ RUN missing=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' $BUILD_PACKAGE
 WORKDIR /src
 COPY CMakeLists.txt ./
 COPY operator/ operator/
+COPY cmake/ cmake/
+COPY console/ console/
 # The programs only (no tests, no benchmarks), warnings as errors as in CI, symbols stripped.
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_TESTS=OFF -DTN_WERROR=ON -DTN_BIN_DIR=/out >/dev/null \
  && cmake --build /build -j "$(nproc)" --target tenancy-operator tenantctl \

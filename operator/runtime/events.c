@@ -128,7 +128,9 @@ static uint64_t fnv1a(const char *s) {
 static void series_free(struct tn_event_series *s) {
   if (!s)
     return;
-  json_decref(s->event);
+  free(s->event);
+  free(s->ns);
+  free(s->name);
   free(s->key);
   free(s);
 }
@@ -185,12 +187,15 @@ struct tn_event_series *tn_event_cache_observe(struct tn_event_cache *c, json_t 
     c->alloc = na;
   }
   struct tn_event_series *s = calloc(1, sizeof *s);
-  if (!s || !(s->key = strdup(key))) {
-    free(s);
+  const json_t *meta = json_object_get(event, "metadata");
+  const char *ns = json_string_value(json_object_get(meta, "namespace"));
+  const char *name = json_string_value(json_object_get(meta, "name"));
+  if (!s || !(s->key = strdup(key)) || !(s->event = json_dumps(event, JSON_COMPACT)) ||
+      !(s->ns = strdup(ns ? ns : "")) || !(s->name = strdup(name ? name : ""))) {
+    series_free(s);
     return NULL;
   }
   s->hash = h;
-  s->event = json_incref(event);
   s->count = 1;
   s->last_mono = now;
   s->last_wall = wall;
@@ -226,7 +231,7 @@ static json_t *series_object(const struct tn_event_series *s) {
 }
 
 json_t *tn_event_series_create_body(const struct tn_event_series *s) {
-  json_t *ev = json_deep_copy(s->event);
+  json_t *ev = json_loads(s->event, 0, NULL);
   if (ev && s->count >= 2 && json_object_set_new(ev, "series", series_object(s)) != 0) {
     json_decref(ev);
     return NULL;
@@ -332,9 +337,8 @@ static bool transient(int rc) {
 static int write_series(struct tn_recorder *rec, struct tn_event_series *s, bool final) {
   struct tn_error err;
   json_t *body = NULL;
-  const json_t *meta = json_object_get(s->event, "metadata");
-  const char *ns = json_string_value(json_object_get(meta, "namespace"));
-  const char *name = json_string_value(json_object_get(meta, "name"));
+  const char *ns = *s->ns ? s->ns : NULL;
+  const char *name = *s->name ? s->name : NULL;
   bool patch = s->sent_count > 0;
   int rc;
 

@@ -173,7 +173,8 @@ test('the forwarder refuses a request without a token, other paths, verbs and pa
   for (const p of ['/console/kube/api/v1/secrets', '/console/kube/api/v1/namespaces/kube-system/secrets', `${base}/tenants/x/status`,
     '/console/kube/apis/rbac.authorization.k8s.io/v1/clusterroles', `${base}/../../../api/v1/secrets`, `${base}/Tenants`]) {
     r = await req('GET', p, { token: adminToken });
-    assert.equal(r.status, 404, `${p} must not be forwarded: ${r.status} ${r.body}`);
+    // 404 from the forwarder; a `..` segment is already refused by the HTTP server (400)
+    assert.ok(p.includes('/../') ? r.status === 400 : r.status === 404, `${p} must not be forwarded: ${r.status} ${r.body}`);
   }
   r = await req('GET', `${base}/tenants?watch=true`, { token: adminToken });
   assert.equal(r.status, 400, 'watch is not forwarded');

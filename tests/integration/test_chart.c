@@ -443,13 +443,14 @@ static void expect_same_grants(json_t *want, json_t *got, const char *what) {
 
 /* --- state the fixture cleans up (this process only) ---------------------------------------------- */
 
-static char dry_run_ns[64];      /* a namespace created for server-side dry runs */
-static int release_installed;    /* helm install was attempted: uninstall it */
-static int restore_tenant_roles; /* the tenant ClusterRoles existed before (from manifests/deploy/) */
-static char saved_webhook[64];   /* a ValidatingWebhookConfiguration that existed before, to restore */
-static int delete_release_ns;    /* helm install --create-namespace created it: leave none behind */
-static int crds_touched;         /* the CRDs were adopted by the release and changed by its upgrade */
-static char chart_copy[64];      /* a copy of the chart with a changed CRD */
+static char dry_run_ns[64];       /* a namespace created for server-side dry runs */
+static int release_installed;     /* helm install was attempted: uninstall it */
+static int restore_tenant_roles;  /* the tenant ClusterRoles existed before (from manifests/deploy/) */
+static int restore_console_roles; /* the console ClusterRoles existed before (manifests/deploy/) */
+static char saved_webhook[64];    /* a ValidatingWebhookConfiguration that existed before, to restore */
+static int delete_release_ns;     /* helm install --create-namespace created it: leave none behind */
+static int crds_touched;          /* the CRDs were adopted by the release and changed by its upgrade */
+static char chart_copy[64];       /* a copy of the chart with a changed CRD */
 
 /* The field the upgrade test adds to the Plan CRD's spec (in a copy of the chart). */
 #define PROBE_FIELD "chartUpgradeProbe"
@@ -465,6 +466,8 @@ static void cleanup_cluster(void) {
                      helm_bin);
   if (restore_tenant_roles)
     (void)tn_test_sh(NULL, "kubectl apply -f '%s/manifests/deploy/20-tenant-roles.yaml'", repo_root());
+  if (restore_console_roles)
+    (void)tn_test_sh(NULL, "kubectl apply -f '%s/manifests/deploy/25-console-roles.yaml'", repo_root());
   if (crds_touched) {
     /* the CRDs as other suites expect them: without the probe field, not claimed by a release */
     (void)tn_test_sh(
@@ -500,7 +503,8 @@ static const char NON_DEFAULT_VALUES[] =
     "imagePullSecrets: [{name: regcred}]\n"
     "serviceAccount: {name: tenancy-sa, annotations: {iam.example.com/role: tenancy}}\n"
     "leaderElection: {namespace: tenancy-leases, id: tenancy-lease}\n"
-    "operator: {workers: 8, syncPeriod: 30m, logLevel: debug, logFormat: text, gracefulShutdownTimeout: "
+    "operator: {workers: 8, syncPeriod: 30m, clusterName: eu-prod-1, logLevel: debug, logFormat: text, "
+    "gracefulShutdownTimeout: "
     "20s}\n"
     "extraArgs: [--kube-api-qps=50, --kube-api-burst=100]\n"
     "extraEnv: [{name: TZ, value: UTC}]\n"
@@ -698,6 +702,8 @@ Test(chart, renders_with_defaults) {
       {"ClusterRole", "tenancy-tenant-admin", 0},
       {"ClusterRole", "tenancy-tenant-developer", 0},
       {"ClusterRole", "tenancy-tenant-viewer", 0},
+      {"ClusterRole", "tenancy-console-operator", 0},
+      {"ClusterRole", "tenancy-console-viewer", 0},
       {"Service", FULLNAME "-metrics", 1},
       {"Service", FULLNAME "-webhook", 1},
       {"Deployment", FULLNAME, 1},
@@ -912,6 +918,7 @@ static const char *const CHART_DEFAULT_ARGS[] = {"--leader-election-id=tenancy-o
                                                  "--webhook-timeout-seconds=5",
                                                  "--workers=16",
                                                  "--sync-period=10h",
+                                                 "--cluster-name=local",
                                                  "--log-level=info",
                                                  "--log-format=json",
                                                  "--graceful-shutdown-timeout=30s"};
@@ -1037,8 +1044,10 @@ Test(chart, equals_manifests_deploy) {
       expect_same_keys(m, o, skip, what);
     }
   }
-  cr_expect_eq(compared_roles, 6,
-               "operator ClusterRole, leader-election Role, 3 tenant roles and the read API's Events Role");
+  cr_expect_eq(
+      compared_roles, 8,
+      "operator ClusterRole, leader-election Role, 3 tenant roles, 2 console roles and the read API's "
+      "Events Role");
 
   /* the grant comparison is not vacuous: it tells roles apart, one grant is enough */
   json_t *admin = must_find(man, "ClusterRole", "tenancy-tenant-admin");
@@ -1088,6 +1097,7 @@ Test(chart, renders_with_values) {
                                           "--health-probe-bind-address=:9091",
                                           "--workers=8",
                                           "--sync-period=30m",
+                                          "--cluster-name=eu-prod-1",
                                           "--log-level=debug",
                                           "--log-format=text",
                                           "--graceful-shutdown-timeout=20s",
@@ -1252,7 +1262,7 @@ Test(chart, renders_without_optional_parts) {
   cr_expect_eq(count_kind(objs, "Role"), 1); /* the read API's Events Role */
   cr_expect_eq(count_kind(objs, "RoleBinding"), 1);
   must_find(objs, "Role", FULLNAME "-read-api-events");
-  cr_expect_eq(count_kind(objs, "ClusterRole"), 4);
+  cr_expect_eq(count_kind(objs, "ClusterRole"), 6);
   json_decref(objs);
 
   /* no metrics endpoint */
@@ -1293,6 +1303,13 @@ Test(chart, renders_without_optional_parts) {
 
   /* tenant roles owned elsewhere (another release, or manifests/deploy/) */
   objs = render(RELEASE, RELEASE_NS, NO_CRDS_NO_TESTS "--set tenantRoles.create=false");
+  cr_expect_eq(count_kind(objs, "ClusterRole"), 3);
+  must_find(objs, "ClusterRole", FULLNAME);
+  must_find(objs, "ClusterRole", "tenancy-console-viewer");
+  json_decref(objs);
+  /* and the console's */
+  objs = render(RELEASE, RELEASE_NS,
+                NO_CRDS_NO_TESTS "--set tenantRoles.create=false --set consoleRoles.create=false");
   cr_expect_eq(count_kind(objs, "ClusterRole"), 1);
   must_find(objs, "ClusterRole", FULLNAME);
   json_decref(objs);
@@ -1467,6 +1484,7 @@ Test(chart, refuses_broken_values) {
   expect_render_refused("--set image.pullPolicy=Sometimes", "pullPolicy");
   expect_render_refused("--set image.digest=latest", "digest");
   expect_render_refused("--set operator.syncPeriod=tenhours", "syncPeriod");
+  expect_render_refused("--set operator.clusterName=EU_Prod", "clusterName");
   expect_render_refused("--set operator.workers=0", "workers");
   expect_render_refused("--set metrics.port=70000", "port");
   expect_render_refused("--set probes.port=8080", "probes.port, metrics.port and webhook.port must differ");
@@ -1568,7 +1586,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults: the templated CRDs, the objects, and the helm test hooks (their pods restricted too) */
   rc = dry_run_apply(&out, dry_run_ns, "");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 34, "4 CRDs, 21 objects and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 37, "5 CRDs, 23 objects and 9 test hooks: %s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "pod/" FULLNAME "-test-readyz "), "%s", out);
   cr_expect(
@@ -1591,8 +1609,8 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 35,
-               "4 CRDs, 22 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 38,
+               "5 CRDs, 24 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
   cr_expect(strstr(out, "networkpolicy.networking.k8s.io/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
@@ -1695,6 +1713,18 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
     free(out);
     rc = tn_test_sh(&out, "kubectl delete clusterroles %s %s %s --ignore-not-found", TENANT_ROLES[0],
                     TENANT_ROLES[1], TENANT_ROLES[2]);
+    cr_assert_eq(rc, 0, "%s", out);
+  }
+  free(out);
+  /* and so do the console's (the browser suite applies manifests/deploy/25-console-roles.yaml) */
+  rc = tn_test_sh(&out, "kubectl get clusterroles tenancy-console-operator tenancy-console-viewer "
+                        "--ignore-not-found -o name");
+  cr_assert_eq(rc, 0, "%s", out);
+  if (*out) {
+    restore_console_roles = 1;
+    free(out);
+    rc = tn_test_sh(&out, "kubectl delete clusterroles tenancy-console-operator tenancy-console-viewer "
+                          "--ignore-not-found");
     cr_assert_eq(rc, 0, "%s", out);
   }
   free(out);
@@ -1923,7 +1953,7 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
 
   /* uninstall removes every object of the release, and its record; the CRDs stay */
   char *before = release_objects();
-  cr_expect_eq(count_substr(before, "\n"), 21 + 2, "21 objects and 2 release records: %s", before);
+  cr_expect_eq(count_substr(before, "\n"), 23 + 2, "23 objects and 2 release records: %s", before);
   free(before);
   rc = tn_test_sh(&out, "'%s' uninstall " RELEASE " -n " RELEASE_NS " --kubeconfig '%s'", helm_bin,
                   kubeconfig);

@@ -270,7 +270,25 @@ Test(observability, every_metric_of_the_dashboards_and_alerts_is_in_the_live_exp
   wait_condition(t, "DatabaseReady", "True", 90);
   wait_condition(t, "KeysReady", "True", 60);
   wait_condition(t, "Ready", "True", 60);
+  /* and a WebhookSubscription (paused: nothing is sent), so that the delivery series exist */
+  char sub[64], *out = NULL;
+  tn_test_unique_name(sub, sizeof sub, "obs-sub");
+  int rc =
+      tn_test_sh(&out,
+                 "kubectl -n tenancy-system create secret generic %s "
+                 "--from-literal=key=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw && printf '%%s' "
+                 "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"WebhookSubscription\",\"metadata\":"
+                 "{\"name\":\"%s\"},\"spec\":{\"url\":\"https://127.0.0.1:9/hook\",\"paused\":true,"
+                 "\"secretRef\":{\"name\":\"%s\",\"key\":\"key\"}}}' | kubectl apply -f -",
+                 sub, sub, sub);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  char series[160];
+  snprintf(series, sizeof series, "tenancy_webhook_dead_letters{subscription=\"%s\"}", sub);
+  cr_assert_eq(wait_sample(series, 0, 60), 0, "no delivery series for subscription %s", sub);
   char *text = scrape();
+  (void)tn_test_sh(NULL, "kubectl delete whsub %s --wait=false; kubectl -n tenancy-system delete secret %s",
+                   sub, sub);
 
   /* the checker itself: histogram suffixes only on histograms */
   cr_assert(exported(text, "controller_runtime_reconcile_time_seconds_bucket"));

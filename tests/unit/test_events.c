@@ -263,7 +263,7 @@ Test(event_series, create_body_carries_the_series_when_repeated) {
   body = tn_event_series_create_body(s);
   cr_assert_eq(json_integer_value(json_object_get(json_object_get(body, "series"), "count")), 2);
   cr_assert_str_eq(str(body, "series", "lastObservedTime"), "2026-01-02T03:04:08.678901Z");
-  cr_assert_null(json_object_get(s->event, "series"), "the cached Event is not modified");
+  cr_assert_null(strstr(s->event, "\"series\""), "the cached Event is not modified");
   json_decref(body);
   json_decref(ev);
   tn_event_cache_cleanup(&c);
