@@ -38,20 +38,22 @@ grep -qx "export TENANCY_NODE=1" "$STATE/cluster.env" 2>/dev/null && api_timeout
 stop_pid kube-apiserver "$PIDS/kube-apiserver.pid" $api_timeout
 stop_pid etcd "$PIDS/etcd.pid" 15
 
-if [ -f "$STATE/postgres.path" ]; then
-  PGROOT=$(cat "$STATE/postgres.path")
+for pathfile in "$STATE"/postgres*.path; do
+  [ -f "$pathfile" ] || continue
+  sfx=$(basename "$pathfile" .path); sfx=${sfx#postgres}
+  PGROOT=$(cat "$pathfile")
   if [ -f "$PGROOT/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -m fast -w -t 30 stop >/dev/null 2>&1 || {
       pid=$(head -n 1 "$PGROOT/data/postmaster.pid" 2>/dev/null || true)
       [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
     }
   fi
-  [ -f "$PGROOT/postgres.log" ] && cp --remove-destination "$PGROOT/postgres.log" "$STATE/logs/postgres.log" 2>/dev/null || true
+  [ -f "$PGROOT/postgres.log" ] && cp --remove-destination "$PGROOT/postgres.log" "$STATE/logs/postgres$sfx.log" 2>/dev/null || true
   case $PGROOT in
     "$STATE"/* | /tmp/tenancy-postgres.*) rm -rf "$PGROOT" ;;
   esac
-  rm -f "$STATE/postgres.path"
-fi
+  rm -f "$pathfile"
+done
 rm -rf "$PIDS" "$STATE/etcd" "$STATE/cluster.env" "$STATE/pki" "$STATE"/*.kubeconfig
 [ $node_rc = 0 ] || die "stopped, but the host is not as it was before the node started (see above)"
 log "stopped"

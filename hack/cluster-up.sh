@@ -174,50 +174,72 @@ until "${K[@]}" -n default get serviceaccount default >/dev/null 2>&1; do
 done
 
 # --- PostgreSQL -------------------------------------------------------------------------
+# start_pg SUFFIX LISTEN: one PostgreSQL server; SUFFIX is "" for the main one and 2, 3... for
+# the extra servers (TENANCY_PG_EXTRA, default 2) that migration and failover tests use as a
+# second and third region. Sets PGROOT, PGP and DSN. Every server has wal_level = logical, so
+# that any of them can be the source of a logical replication.
 # The data directory must belong to the server's user; when we are root that is `postgres`,
 # and it must be able to reach the directory, which a home directory may not allow.
-PGROOT=$STATE/postgres
-if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE"; then
-  PGROOT=$(mktemp -d /tmp/tenancy-postgres.XXXXXX)
-fi
-echo "$PGROOT" > "$STATE/postgres.path"
-rm -rf "$PGROOT"; mkdir -p "$PGROOT/tls" "$PGROOT/run"
-PGPW=$(openssl rand -hex 24)
-printf '%s\n' "$PGPW" > "$PGROOT/pwfile"
-cp "$PKI/postgres.crt" "$PGROOT/tls/server.crt"; cp "$PKI/postgres.key" "$PGROOT/tls/server.key"
-[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGROOT"
-chmod 700 "$PGROOT"; chmod 600 "$PGROOT/tls/server.key" "$PGROOT/pwfile"
-PGP=$(freeport)
-PG_LISTEN=127.0.0.1
-[ "$WITH_NODE" = 1 ] && PG_LISTEN="127.0.0.1,$NODE_IP"
-log "starting PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on $PG_LISTEN:$PGP (TLS)"
-as_pg "$PG_BIN/initdb" -D "$PGROOT/data" -U tenancy_admin --pwfile="$PGROOT/pwfile" \
-  --auth-host=scram-sha-256 --auth-local=peer -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb.log" 2>&1 \
-  || failed initdb "$LOGS/initdb.log"
-rm -f "$PGROOT/pwfile"
-# TCP clients must use TLS: turn every `host` rule into `hostssl`.
-sed -i -E 's/^host(\s)/hostssl\1/' "$PGROOT/data/pg_hba.conf"
-# With a node, pods (their CIDR) connect over the node IP, with TLS and a password too.
-[ "$WITH_NODE" = 1 ] && echo "hostssl all all $POD_CIDR scram-sha-256" >> "$PGROOT/data/pg_hba.conf"
-# Settings go into postgresql.conf so that a plain `pg_ctl start` (outage tests) restores them.
-cat >> "$PGROOT/data/postgresql.conf" <<EOF
+start_pg() {
+  local sfx=$1 listen=$2 pw
+  PGROOT=$STATE/postgres$sfx
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE"; then
+    PGROOT=$(mktemp -d /tmp/tenancy-postgres.XXXXXX)
+  fi
+  echo "$PGROOT" > "$STATE/postgres$sfx.path"
+  rm -rf "$PGROOT"; mkdir -p "$PGROOT/tls" "$PGROOT/run"
+  pw=$(openssl rand -hex 24)
+  printf '%s\n' "$pw" > "$PGROOT/pwfile"
+  cp "$PKI/postgres.crt" "$PGROOT/tls/server.crt"; cp "$PKI/postgres.key" "$PGROOT/tls/server.key"
+  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGROOT"
+  chmod 700 "$PGROOT"; chmod 600 "$PGROOT/tls/server.key" "$PGROOT/pwfile"
+  PGP=$(freeport)
+  log "starting PostgreSQL$sfx $("$PG_BIN/postgres" --version | awk '{print $3}') on $listen:$PGP (TLS)"
+  as_pg "$PG_BIN/initdb" -D "$PGROOT/data" -U tenancy_admin --pwfile="$PGROOT/pwfile" \
+    --auth-host=scram-sha-256 --auth-local=peer -E UTF8 --locale=C.UTF-8 >"$LOGS/initdb$sfx.log" 2>&1 \
+    || failed initdb "$LOGS/initdb$sfx.log"
+  rm -f "$PGROOT/pwfile"
+  # TCP clients must use TLS: turn every `host` rule into `hostssl`.
+  sed -i -E 's/^host(\s)/hostssl\1/' "$PGROOT/data/pg_hba.conf"
+  # With a node, pods (their CIDR) connect over the node IP, with TLS and a password too.
+  [ "$WITH_NODE" = 1 ] && echo "hostssl all all $POD_CIDR scram-sha-256" >> "$PGROOT/data/pg_hba.conf"
+  # Settings go into postgresql.conf so that a plain `pg_ctl start` (outage tests) restores them.
+  cat >> "$PGROOT/data/postgresql.conf" <<EOF
 # tenancy-operator local settings
-listen_addresses = '$PG_LISTEN'
+listen_addresses = '$listen'
 port = $PGP
 unix_socket_directories = '$PGROOT/run'
 ssl = on
 ssl_cert_file = '$PGROOT/tls/server.crt'
 ssl_key_file = '$PGROOT/tls/server.key'
 max_connections = 300
+wal_level = logical
+max_replication_slots = 64
+max_wal_senders = 64
+max_logical_replication_workers = 16
 EOF
-if ! as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/postgres.log" -w -t "$READY_TIMEOUT" start \
-  >/dev/null 2>&1; then
-  cp "$PGROOT/postgres.log" "$LOGS/postgres.log" 2>/dev/null || true
-  failed postgres "$LOGS/postgres.log"
-fi
-ln -sf "$PGROOT/postgres.log" "$LOGS/postgres.log"
-pgca=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$PKI/ca.crt")
-DSN="postgresql://tenancy_admin:$PGPW@127.0.0.1:$PGP/postgres?sslmode=verify-full&sslrootcert=$pgca"
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/postgres.log" -w -t "$READY_TIMEOUT" start \
+    >/dev/null 2>&1; then
+    cp "$PGROOT/postgres.log" "$LOGS/postgres$sfx.log" 2>/dev/null || true
+    failed "postgres$sfx" "$LOGS/postgres$sfx.log"
+  fi
+  ln -sf "$PGROOT/postgres.log" "$LOGS/postgres$sfx.log"
+  pgca=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$PKI/ca.crt")
+  DSN="postgresql://tenancy_admin:$pw@127.0.0.1:$PGP/postgres?sslmode=verify-full&sslrootcert=$pgca"
+}
+PG_LISTEN=127.0.0.1
+[ "$WITH_NODE" = 1 ] && PG_LISTEN="127.0.0.1,$NODE_IP"
+PG_EXTRA=${TENANCY_PG_EXTRA:-2}
+EXTRA_ENV=""
+for ((i = 2; i <= PG_EXTRA + 1; i++)); do
+  start_pg "$i" "$PG_LISTEN"
+  EXTRA_ENV+="export TENANCY_PG${i}_DSN='$DSN'
+export TENANCY_PG${i}_HOST=127.0.0.1
+export TENANCY_PG${i}_PORT=$PGP
+export TENANCY_PG${i}_DATA='$PGROOT/data'
+"
+done
+start_pg "" "$PG_LISTEN"
 
 # --- environment file ---------------------------------------------------------------------
 umask 077
@@ -236,6 +258,8 @@ export TENANCY_PG_HOST=127.0.0.1
 export TENANCY_PG_PORT=$PGP
 export TENANCY_PG_DATA='$PGROOT/data'
 export TENANCY_NODE=$WITH_NODE
+export TENANCY_PG_EXTRA=$PG_EXTRA
+${EXTRA_ENV}
 EOF
 if [ "$WITH_NODE" = 1 ]; then
   echo "export TENANCY_NODE_IP='$NODE_IP'" >> "$ENVFILE"
