@@ -111,16 +111,10 @@ static int fold(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, con
 
 int tn_owned_create(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const json_t *body,
                     struct tn_error *err) {
-  json_t *out = NULL;
-  int rc = tn_kube_create(k, gvr, ns, (json_t *)body, &out, err);
-  if (rc == 0) {
-    struct tn_error ferr = {0};
-    char *rv = NULL;
-    (void)fold(k, gvr, ns, out, &rv, &ferr); /* not an error: the next apply folds it */
-    free(rv);
-  }
-  json_decref(out);
-  return rc;
+  /* No fold here: the create's Update entry is folded by the object's next apply, which happens
+   * only when the desired state changes or the object drifted. Folding at once cost a PATCH per
+   * object created (12 per tenant, 2.4x the end-state floor: docs/benchmarks.md). */
+  return tn_kube_create(k, gvr, ns, (json_t *)body, NULL, err);
 }
 
 static int apply_at(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const json_t *body,

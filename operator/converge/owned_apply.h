@@ -5,8 +5,9 @@
  *
  * A create stays a POST (it fails with AlreadyExists on an object someone else made: the operator
  * never adopts); the managedFields entry that POST leaves (manager tenancy-operator, operation
- * Update) is then folded into the manager's Apply entry, so that later applies may remove what
- * the create set. The same fold repairs objects written by PUT by earlier versions. */
+ * Update) is folded into the manager's Apply entry by the object's first apply (lazily: an object
+ * that never changes costs no write for it), so that applies may remove what the create set. The
+ * same fold repairs objects written by PUT by earlier versions. */
 #ifndef TN_CONVERGE_OWNED_APPLY_H
 #define TN_CONVERGE_OWNED_APPLY_H
 
@@ -15,8 +16,8 @@
 #include "kube/client.h"
 #include "util/error.h"
 
-/* POST of body (never adopting: TN_EEXISTS when the object exists), then the fold. A failed
- * fold is not an error (the next apply folds again). */
+/* POST of body (never adopting: TN_EEXISTS when the object exists). Its Update entry stays
+ * until the object's first tn_owned_apply folds it. */
 int tn_owned_create(struct tn_kube *k, const struct tn_gvr *gvr, const char *ns, const json_t *body,
                     struct tn_error *err);
 
