@@ -43,7 +43,7 @@
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
-enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR, PHASE_SCALE };
+enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR, PHASE_SCALE, PHASE_FLOOR_OPERATOR };
 
 static struct {
   size_t tenants;
@@ -52,17 +52,29 @@ static struct {
   int idle_s;
   const char *sync_period;
   int timeout_s;
-  bool keep;         /* delete nothing at the end */
-  bool teardown;     /* on a private stack too: delete everything, timed */
-  bool allow_remote; /* KUBECONFIG may name a server that is not on this machine */
-} opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false, false, false};
+  bool keep;                  /* delete nothing at the end */
+  bool teardown;              /* on a private stack too: delete everything, timed */
+  bool allow_remote;          /* KUBECONFIG may name a server that is not on this machine */
+  const char *floor_variants; /* comma-separated floor variants run after the floor, or NULL */
+} opt = {1000, 16, PHASE_ALL, 20, "10s", 900, false, false, false, NULL};
 
 static const char *const envs[] = {"prod", "staging"};
 static int name_width = 4; /* digits of bench-<i>: 5 in the scale phase (up to 99,999 tenants) */
 #define N_ENVS 2
 #define BASE_PREFIX "base-"
 #define OP_PREFIX "bench-"
-#define FLOOR_PREFIX "floor-"
+#define FLOOR_PREFIX floor_prefix
+/* The floor's tenants are floor-<i>; a variant's (--floor-variants) fv<n>-<i>. */
+static char floor_prefix[16] = "floor-";
+/* A variant of the end-state floor (--floor-variants): the floor with one candidate write removal
+ * of issue 18, so that its saving is measured in the same run as the floor itself. */
+static struct floor_variant {
+  const char *name;
+  bool finalizer_at_create; /* no metadata PUT: the Tenant is created with it (a mutating webhook) */
+  bool one_event;           /* 1 Event per tenant instead of 2 */
+  bool small_status;        /* the status only state, observedGeneration and the Ready condition */
+  bool one_netpol;          /* 1 NetworkPolicy per namespace instead of 2 (11 -> 10 objects) */
+} fvar = {"floor", false, false, false, false};
 #define MANAGED_BY "app.kubernetes.io/managed-by=tenancy-operator"
 /* The baseline's objects say managed-by=tenancy-baseline (as long as "tenancy-operator"): an
  * operator never caches, adopts or removes them, and they need not be deleted before it runs. */
@@ -109,6 +121,13 @@ static double quantile(double *v, size_t n, double q) {
   qsort(v, n, sizeof *v, cmp_double);
   size_t i = (size_t)(q * (double)(n - 1) + 0.5);
   return v[i < n ? i : n - 1];
+}
+
+/* The 1-minute load average (-1 when unknown): printed beside each phase's figures, since the
+ * machine is shared. */
+static double load_average(void) {
+  double l[1];
+  return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
 /* ---- the objects (the shapes the operator writes) ------------------------------------------ */
@@ -1333,11 +1352,14 @@ struct floor {
 static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
   struct floor *f = p->ud;
   char tenant[32], ns[64], when[32];
-  snprintf(tenant, sizeof tenant, FLOOR_PREFIX "%04zu", i + 1);
+  snprintf(tenant, sizeof tenant, "%s%04zu", floor_prefix, i + 1);
   time_t t = time(NULL);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
   json_t *obj = tenant_object(tenant), *cur = NULL, *next = NULL;
   int failed = 0;
+  if (obj && fvar.finalizer_at_create) /* what a mutating webhook would store with the create */
+    json_object_set_new(json_object_get(obj, "metadata"), "annotations",
+                        json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
   double t0 = now();
   if (!obj || tn_kube_create(p->k, &gvr_tenant, NULL, obj, &cur, err) != 0) {
     pool_fail(p, tenant, err);
@@ -1349,21 +1371,25 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
   f->latency[F_CREATE][i] = t1 - t0;
   /* the finalizer's write */
   json_t *md = json_object_get(cur, "metadata");
-  json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
-  if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
-    pool_fail(p, tenant, err);
+  if (!fvar.finalizer_at_create) {
+    json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
+    if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
+      pool_fail(p, tenant, err);
+      json_decref(cur);
+      return 1;
+    }
     json_decref(cur);
-    return 1;
+    cur = next;
+    next = NULL;
   }
-  json_decref(cur);
-  cur = next;
-  next = NULL;
   t0 = now();
   f->latency[F_META][i] = t0 - t1;
   for (size_t e = 0; e < N_ENVS; e++) {
     snprintf(ns, sizeof ns, "%s-%s", tenant, envs[e]);
     for (size_t k = 0; k < per_env; k++) {
       const struct tn_gvr *gvr = NULL;
+      if (fvar.one_netpol && env_kinds[k] == K_DENY)
+        continue; /* allow-same-tenant selects every pod for both directions: it isolates alone */
       json_t *o = env_object(env_kinds[k], tenant, envs[e], ns, &gvr);
       int rc =
           o ? tn_kube_create(p->k, gvr, ns, o, NULL, err) : tn_error_set(err, -ENOMEM, "json_pack failed");
@@ -1376,7 +1402,15 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
   }
   t1 = now();
   f->latency[F_OBJECTS][i] = t1 - t0;
-  json_object_set_new(cur, "status", floor_status(tenant, when));
+  json_t *status = floor_status(tenant, when);
+  if (status && fvar.small_status) { /* the least a status could say: state, generation, Ready */
+    json_t *small =
+        json_pack("{s:O, s:i, s:[O]}", "state", json_object_get(status, "state"), "observedGeneration", 1,
+                  "conditions", json_array_get(json_object_get(status, "conditions"), 0));
+    json_decref(status);
+    status = small;
+  }
+  json_object_set_new(cur, "status", status);
   if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, "status", &next, err) != 0) {
     pool_fail(p, tenant, err);
     failed++;
@@ -1389,7 +1423,7 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
     pthread_mutex_unlock(&p->mu);
   }
   t0 = now();
-  if (floor_event(p->k, next ? next : cur, "Created", "tenant created", err) != 0 ||
+  if ((!fvar.one_event && floor_event(p->k, next ? next : cur, "Created", "tenant created", err) != 0) ||
       floor_event(p->k, next ? next : cur, "Activated", "tenant activated", err) != 0) {
     pool_fail(p, tenant, err);
     failed++;
@@ -1427,11 +1461,12 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
     delete_named(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX);
     if (wait_gone(k, &gvr_ns, MANAGED_BY_BASELINE, FLOOR_PREFIX, 900) < 0 ||
         wait_gone(k, &gvr_tenant, NULL, FLOOR_PREFIX, 60) < 0) {
-      printf("floor: not run: objects " FLOOR_PREFIX "* of an earlier run are still there\n");
+      printf("floor: not run: objects %s* of an earlier run are still there\n", floor_prefix);
       return -1;
     }
   }
   warm_tenant_crd(k);
+  double load0 = load_average();
   struct floor f = {0};
   for (int st = 0; st < F_STEPS; st++)
     if (!(f.latency[st] = calloc(opt.tenants, sizeof(double)))) {
@@ -1474,6 +1509,13 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   size_t failed = atomic_load(&p.failed);
   char reqs[256];
   format_requests(&d, reqs, sizeof reqs);
+  if (fvar.finalizer_at_create || fvar.one_event || fvar.small_status || fvar.one_netpol)
+    printf(
+        "floor variant %s (%s%s%s%s), tenants %s*:\n", fvar.name,
+        fvar.finalizer_at_create ? " no metadata PUT: the finalizer's annotation sent with the create" : "",
+        fvar.one_event ? " 1 Event (Activated) instead of 2" : "",
+        fvar.small_status ? " a status of state, observedGeneration and the Ready condition only" : "",
+        fvar.one_netpol ? " 1 NetworkPolicy per namespace instead of 2 (no default-deny)" : "", floor_prefix);
   printf("end-state floor (the same client makes every write of the operator phase's end state, one "
          "Tenant watch open as in the operator phase: per tenant the Tenant's create, a metadata PUT as the "
          "finalizer's, the %zu objects, the "
@@ -1483,6 +1525,7 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
       "  %zu tenants Ready in %.2f s (first create to the last status PUT) = %.0f tenants/s, the last Events "
       "%.2f s later; %zu failed requests\n",
       opt.tenants, secs, (double)opt.tenants / secs, all - secs, failed);
+  printf("  load average %.2f at the start of the phase, %.2f at its end\n", load0, load_average());
   printf("  requests %s = %.1f per tenant; %.0f answered 429, %.0f answered 5xx\n", reqs,
          d.total / (double)opt.tenants, d.throttled, d.server_errors);
   printf("  latency per tenant, p50 / p99 / max:");
@@ -1517,6 +1560,43 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   }
   fflush(stdout);
   return failed ? -1 : secs;
+}
+
+/* The floor again for each variant of --floor-variants (one candidate write removal each, or
+ * "floor" for the floor unchanged, to see the load drift), with tenants fv<n>-<i>; each
+ * variant's time is printed against the floor's of this run. */
+static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double baseline_s, double floor_s) {
+  static const struct floor_variant known[] = {
+      {"finalizer-at-create", true, false, false, false},
+      {"one-event", false, true, false, false},
+      {"small-status", false, false, true, false},
+      {"one-netpol", false, false, false, true},
+      {"floor", false, false, false, false},
+  };
+  char *list = strdup(opt.floor_variants), *save = NULL;
+  int n = 0;
+  for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+    const struct floor_variant *v = NULL;
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+      if (strcmp(known[i].name, tok) == 0)
+        v = &known[i];
+    if (!v) {
+      printf("floor variant %s: unknown (finalizer-at-create, one-event, small-status, one-netpol, floor)\n",
+             tok);
+      continue;
+    }
+    fvar = *v;
+    snprintf(floor_prefix, sizeof floor_prefix, "fv%d-", ++n);
+    printf("load average %.2f before floor variant %s\n", load_average(), v->name);
+    double secs = run_floor(k, reg, baseline_s);
+    if (secs > 0 && floor_s > 0)
+      printf("  floor variant %s: %.2f s = %.3fx the floor of this run (%.2f s)\n", v->name, secs,
+             secs / floor_s, floor_s);
+    fflush(stdout);
+  }
+  free(list);
+  fvar = (struct floor_variant){"floor", false, false, false, false};
+  snprintf(floor_prefix, sizeof floor_prefix, "floor-");
 }
 
 static double run_operator(struct tn_kube *k, double baseline_s, double floor_s) {
@@ -1559,6 +1639,7 @@ static double run_operator(struct tn_kube *k, double baseline_s, double floor_s)
     goto out;
   }
   long rss_start = proc_status_kib(o.pid, "VmRSS");
+  double load0 = load_average();
   if (pthread_create(&wt, NULL, watcher_main, &w) != 0)
     goto out;
   watching = true;
@@ -1660,6 +1741,7 @@ static double run_operator(struct tn_kube *k, double baseline_s, double floor_s)
     if (baseline_s > 0)
       printf("  ratio operator/baseline: %.2fx (target <= 1.3x; baseline %.2f s)\n", result / baseline_s,
              baseline_s);
+    printf("  load average %.2f at the start of the phase, %.2f at the last Ready\n", load0, load_average());
     if (floor_s > 0)
       printf("  ratio operator/floor: %.2fx (the end-state floor %.2f s: the operator's own overhead)\n",
              result / floor_s, floor_s);
@@ -2140,9 +2222,12 @@ static int run_bench(void) {
   double base = -1, floor = -1;
   if (opt.phase == PHASE_ALL || opt.phase == PHASE_BASELINE)
     base = run_baseline(k, reg);
-  if (opt.phase == PHASE_ALL || opt.phase == PHASE_FLOOR)
+  if (opt.phase == PHASE_ALL || opt.phase == PHASE_FLOOR || opt.phase == PHASE_FLOOR_OPERATOR)
     floor = run_floor(k, reg, base);
-  if (opt.phase == PHASE_ALL || opt.phase == PHASE_OPERATOR)
+  if (opt.floor_variants &&
+      (opt.phase == PHASE_ALL || opt.phase == PHASE_FLOOR || opt.phase == PHASE_FLOOR_OPERATOR))
+    run_floor_variants(k, reg, base, floor);
+  if (opt.phase == PHASE_ALL || opt.phase == PHASE_OPERATOR || opt.phase == PHASE_FLOOR_OPERATOR)
     run_operator(k, base, floor);
   /* 10,000 tenants take ~10 minutes: only with $TENANCY_BENCH_SCALE (CI leaves it unset). */
   if (opt.phase == PHASE_SCALE || (opt.phase == PHASE_ALL && scale_size() > 0))
@@ -2247,9 +2332,12 @@ static int find_root(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|scale]\n"
+  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N]\n"
+             "                     [--phase all|baseline|floor|operator|floor-operator|scale]\n"
              "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
-             "                     [--teardown] [--allow-remote]\n");
+             "                     [--teardown] [--allow-remote]\n"
+             "                     [--floor-variants "
+             "finalizer-at-create,one-event,small-status,one-netpol,floor]\n");
 }
 
 int main(int argc, char **argv) {
@@ -2262,6 +2350,7 @@ int main(int argc, char **argv) {
                                            {"keep", no_argument, NULL, 'k'},
                                            {"allow-remote", no_argument, NULL, 'R'},
                                            {"teardown", no_argument, NULL, 'D'},
+                                           {"floor-variants", required_argument, NULL, 'V'},
                                            {"help", no_argument, NULL, 'h'},
                                            {NULL, 0, NULL, 0}};
   int c;
@@ -2274,11 +2363,12 @@ int main(int argc, char **argv) {
       opt.threads = atoi(optarg);
       break;
     case 'p':
-      opt.phase = strcmp(optarg, "baseline") == 0   ? PHASE_BASELINE
-                  : strcmp(optarg, "floor") == 0    ? PHASE_FLOOR
-                  : strcmp(optarg, "operator") == 0 ? PHASE_OPERATOR
-                  : strcmp(optarg, "scale") == 0    ? PHASE_SCALE
-                                                    : PHASE_ALL;
+      opt.phase = strcmp(optarg, "baseline") == 0         ? PHASE_BASELINE
+                  : strcmp(optarg, "floor") == 0          ? PHASE_FLOOR
+                  : strcmp(optarg, "operator") == 0       ? PHASE_OPERATOR
+                  : strcmp(optarg, "scale") == 0          ? PHASE_SCALE
+                  : strcmp(optarg, "floor-operator") == 0 ? PHASE_FLOOR_OPERATOR
+                                                          : PHASE_ALL;
       break;
     case 'i':
       opt.idle_s = atoi(optarg);
@@ -2297,6 +2387,9 @@ int main(int argc, char **argv) {
       break;
     case 'R':
       opt.allow_remote = true;
+      break;
+    case 'V':
+      opt.floor_variants = optarg;
       break;
     case 'h':
       usage(stdout);
