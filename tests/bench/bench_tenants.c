@@ -1372,7 +1372,12 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
   /* the finalizer's write */
   json_t *md = json_object_get(cur, "metadata");
   if (!fvar.finalizer_at_create) {
-    json_object_set_new(md, "annotations", json_pack("{s:s}", "tenancy.dev/bench-floor", "finalizer"));
+    /* added to the annotations there are (the API server's tenancy.dev/last-requested-by among
+     * them where the actor policy of manifests/deploy/45-actor-policy.yaml is installed) */
+    json_t *ann = json_object_get(md, "annotations");
+    if (!json_is_object(ann))
+      json_object_set_new(md, "annotations", ann = json_object());
+    json_object_set_new(ann, "tenancy.dev/bench-floor", json_string("finalizer"));
     if (tn_kube_update(p->k, &gvr_tenant, NULL, cur, NULL, &next, err) != 0) {
       pool_fail(p, tenant, err);
       json_decref(cur);
@@ -1562,6 +1567,19 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   return failed ? -1 : secs;
 }
 
+/* $TENANCY_BENCH_RUN_TAG (up to 4 lowercase letters or digits, default none): a tag in the floor's
+ * tenant names (floor<tag>-<i>, fv<tag><n>-<i>), so that a run on a kept cluster need not wait for
+ * an earlier run's floor namespaces to go. */
+static const char *run_tag(void) {
+  static char tag[5];
+  const char *t = getenv("TENANCY_BENCH_RUN_TAG");
+  size_t n = 0;
+  for (; t && t[n] && n < 4 && ((t[n] >= 'a' && t[n] <= 'z') || (t[n] >= '0' && t[n] <= '9')); n++)
+    tag[n] = t[n];
+  tag[n] = 0;
+  return tag;
+}
+
 /* The floor again for each variant of --floor-variants (one candidate write removal each, or
  * "floor" for the floor unchanged, to see the load drift), with tenants fv<n>-<i>; each
  * variant's time is printed against the floor's of this run. */
@@ -1586,7 +1604,7 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
       continue;
     }
     fvar = *v;
-    snprintf(floor_prefix, sizeof floor_prefix, "fv%d-", ++n);
+    snprintf(floor_prefix, sizeof floor_prefix, "fv%s%d-", run_tag(), ++n);
     printf("load average %.2f before floor variant %s\n", load_average(), v->name);
     double secs = run_floor(k, reg, baseline_s);
     if (secs > 0 && floor_s > 0)
@@ -1596,7 +1614,7 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
   }
   free(list);
   fvar = (struct floor_variant){"floor", false, false, false, false};
-  snprintf(floor_prefix, sizeof floor_prefix, "floor-");
+  snprintf(floor_prefix, sizeof floor_prefix, "floor%s-", run_tag());
 }
 
 static double run_operator(struct tn_kube *k, double baseline_s, double floor_s) {
@@ -2220,6 +2238,7 @@ static int run_bench(void) {
   find_stack_pids();
   fflush(stdout);
   double base = -1, floor = -1;
+  snprintf(floor_prefix, sizeof floor_prefix, "floor%s-", run_tag());
   if (opt.phase == PHASE_ALL || opt.phase == PHASE_BASELINE)
     base = run_baseline(k, reg);
   if (opt.phase == PHASE_ALL || opt.phase == PHASE_FLOOR || opt.phase == PHASE_FLOOR_OPERATOR)
