@@ -3,9 +3,14 @@
  * state (Tenants, finalizer, status, Events included) made by that client (the "floor"), then the
  * operator taking 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
  *
- *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|scale]
+ *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|floor-operator|scale]
  *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]
- *                 [--teardown] [--allow-remote]
+ *                 [--teardown] [--allow-remote] [--floor-variants LIST]
+ *
+ * --phase floor-operator: the floor and the operator without the baseline (their ratio is the
+ * issue 18 target). --floor-variants finalizer-at-create,one-event,small-status,one-netpol,floor:
+ * after the floor, the floor again with one candidate write removal each (or unchanged: "floor"),
+ * each printed against the floor of the run; $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names, which must be on
  * this machine unless --allow-remote; without KUBECONFIG a private stack is started with
