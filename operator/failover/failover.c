@@ -985,16 +985,20 @@ static int sync_sequences(PGconn *sc, char **schemas, size_t ns, struct tn_error
   free(arr);
   if (!lit)
     return tn_error_set(err, -ENOMEM, "out of memory");
-  char sql[2048];
+  char sql[4096];
   snprintf(sql, sizeof sql,
            "DO $tnfo$ DECLARE r record; m bigint; BEGIN FOR r IN SELECT s.oid::regclass AS seq, a.attname AS col, "
-           "t.oid::regclass AS tbl FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_depend d "
-           "ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND "
-           "d.deptype IN ('a','i') JOIN pg_class t ON t.oid = d.refobjid JOIN pg_attribute a ON a.attrelid = t.oid "
-           "AND a.attnum = d.refobjsubid WHERE s.relkind = 'S' AND n.nspname = ANY(%s::text[]) LOOP EXECUTE "
-           "format('SELECT max(%%I)::bigint FROM %%s', r.col, r.tbl) INTO m; IF m IS NOT NULL THEN PERFORM "
-           "setval(r.seq, m); END IF; END LOOP; END $tnfo$",
-           lit);
+           "a.attrelid::regclass AS tbl FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_depend d "
+           "ON d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid AND d.classid = 'pg_attrdef'::regclass "
+           "JOIN pg_attrdef ad ON ad.oid = d.objid JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = "
+           "ad.adnum WHERE s.relkind = 'S' AND n.nspname = ANY(%s::text[]) UNION SELECT s.oid::regclass, a.attname, "
+           "a.attrelid::regclass FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_depend d ON "
+           "d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND "
+           "d.deptype IN ('a','i') JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+           "WHERE s.relkind = 'S' AND n.nspname = ANY(%s::text[]) LOOP EXECUTE format('SELECT max(%%I)::bigint "
+           "FROM %%s', r.col, r.tbl) INTO m; IF m IS NOT NULL THEN PERFORM setval(r.seq, m); END IF; END LOOP; "
+           "END $tnfo$",
+           lit, lit);
   PQfreemem(lit);
   return pg_x(sc, "setting the sequences past the copied rows", sql, err);
 }
@@ -1049,6 +1053,29 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
     trig += u->m[i].trig;
   if (!trig)
     return;
+  /* 0. Warm, primary still answering: a last pass of the copy (tables made since the last
+   * pass), and a bounded wait for every table's initial synchronization. */
+  if (mode == TN_FAILOVER_WARM) {
+    PGconn *probe = pg_open(&u->p, u->database, PRIMARY_CONNECT_TIMEOUT, &err);
+    if (probe) {
+      PQfinish(probe);
+      double until = tn_mono_now() + CATCH_UP_TIMEOUT_S;
+      for (;;) {
+        if (sync_warm(f, u, &err)) {
+          log_region(TN_LOG_WARN, region, "last copy pass before the failover: %s", err.message);
+          break;
+        }
+        bool all_ready = true;
+        for (size_t i = 0; i < u->n; i++)
+          if (u->m[i].trig && !u->m[i].ready)
+            all_ready = false;
+        if (all_ready || tn_mono_now() > until)
+          break;
+        usleep(300 * 1000);
+      }
+    }
+    tn_error_clear(&err);
+  }
   /* 1. Fence the primary when it answers: the tenant roles NOLOGIN, their sessions ended. */
   PGconn *pc = pg_open(&u->p, u->database, PRIMARY_CONNECT_TIMEOUT, &err);
   if (!pc) {
@@ -1241,7 +1268,7 @@ static struct unit *unit_for(struct unit **units, size_t *n, const char *pname, 
 static void status_patch(struct tn_failover *f, json_t *region_obj, json_t *fo /* taken */) {
   json_t *old = json_object_get(json_object_get(region_obj, "status"), "failover");
   /* unchanged: no write (lastFailover only changes when a failover ran) */
-  json_t *merged = json_deep_copy(old ? old : json_object());
+  json_t *merged = old ? json_deep_copy(old) : json_object();
   json_object_update(merged, fo);
   bool same = old && json_equal(old, merged);
   json_decref(merged);
