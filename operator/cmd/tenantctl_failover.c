@@ -300,7 +300,7 @@ static int create_event(struct tn_kube *k, json_t *region, const char *type, con
   gethostname(host, sizeof host - 1);
   const char *ns = tctl_g.namespace ? tctl_g.namespace : "default";
   char gen[96];
-  snprintf(gen, sizeof gen, "%s.", tctl_str(region, "metadata.name"));
+  snprintf(gen, sizeof gen, "%s-drill-", tctl_str(region, "metadata.name"));
   char trimmed[1024];
   snprintf(trimmed, sizeof trimmed, "%s", note);
   json_t *ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion",

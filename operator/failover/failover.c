@@ -404,6 +404,7 @@ struct member {
   struct tn_db_names names; /* on the primary (and the standby: same names) */
   bool trig;                /* failed over this pass */
   bool ready;               /* its copy is complete */
+  bool moved;               /* its placement was switched this pass */
 };
 
 struct unit {
@@ -479,7 +480,8 @@ static const char *owner_role(struct unit *u, const char *schema) {
 /* Makes sure the role, schema or database of each member exist on the standby (NOLOGIN: the
  * tenant reconcile enables the login once the tenant is placed there). */
 static int ensure_standby_objects(struct tn_failover *f, struct unit *u, struct tn_error *err) {
-  PGconn *c = pg_open(&u->s, NULL, NULL, err);
+  PGconn *c = pg_open(&u->s, NULL, NULL, err), *sc = NULL;
+  bool sc_failed = false;
   if (!c)
     return err->code;
   int rc = 0;
@@ -498,20 +500,18 @@ static int ensure_standby_objects(struct tn_failover *f, struct unit *u, struct 
     bool have = strcmp(PQgetvalue(r, 0, 0), "t") == 0 && (u->shared || strcmp(PQgetvalue(r, 0, 1), "t") == 0);
     PQclear(r);
     if (have && u->shared) {
-      /* the schema lives in the shared database: checked there */
-      PGconn *sc = pg_open(&u->s, u->database, NULL, err);
-      if (!sc) {
+      /* the schema lives in the shared database: checked there (one connection for all) */
+      if (!sc && !sc_failed && !(sc = pg_open(&u->s, u->database, NULL, err))) {
         tn_error_clear(err);
-        have = false;
-      } else {
-        const char *p1[1] = {m->names.schema};
-        PGresult *r2 = pg_q(sc, "checking the standby's schema",
-                            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", 1, p1, err);
-        have = r2 && strcmp(PQgetvalue(r2, 0, 0), "t") == 0;
-        PQclear(r2);
-        tn_error_clear(err);
-        PQfinish(sc);
+        sc_failed = true;
       }
+      const char *p1[1] = {m->names.schema};
+      PGresult *r2 = sc ? pg_q(sc, "checking the standby's schema",
+                               "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", 1, p1, err)
+                        : NULL;
+      have = r2 && strcmp(PQgetvalue(r2, 0, 0), "t") == 0;
+      PQclear(r2);
+      tn_error_clear(err);
     }
     if (have)
       continue;
@@ -528,6 +528,7 @@ static int ensure_standby_objects(struct tn_failover *f, struct unit *u, struct 
       tn_error_prefix(err, "creating tenant %s's role and %s on standby server %s", m->t->name,
                       u->shared ? "schema" : "database", u->s.name);
   }
+  PQfinish(sc);
   PQfinish(c);
   return rc;
 }
@@ -1223,18 +1224,22 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
     audit(f, TN_AUDIT_ACTION_TENANT_FAILOVER, target, TN_AUDIT_SUCCEEDED, correlation,
           json_pack("{s:s,s:s,s:s,s:s,s:s}", "from", region, "to", standby, "fromServer", u->pname, "toServer",
                     u->sname, "mode", mode == TN_FAILOVER_WARM ? "warm" : "cold"));
-    /* A drill's synthetic tenant: its copy on the primary is dropped (a real failover keeps it). */
-    if (json_object_get(json_object_get(json_object_get(m->tenant, "metadata"), "labels"),
-                        TN_LABEL_FAILOVER_DRILL) &&
-        pc) {
-      struct tn_error terr = {0};
-      if (tn_db_teardown(f->rec->db, &u->p.db, m->t->name, NULL, &terr))
-        log_region(TN_LOG_WARN, region, "drill: dropping tenant %s's copy on %s: %s", m->t->name, u->pname,
-                   terr.message);
-    }
+    m->moved = true;
+  }
+  PQfinish(sc);
+  /* A drill's synthetic tenants: their copies on the primary are dropped, once every tenant is
+   * switched (a real failover keeps them, for forensics or a later migration back). */
+  for (size_t i = 0; pc && i < u->n; i++) {
+    struct member *m = &u->m[i];
+    if (!m->trig || !m->moved ||
+        !json_object_get(json_object_get(json_object_get(m->tenant, "metadata"), "labels"), TN_LABEL_FAILOVER_DRILL))
+      continue;
+    struct tn_error terr = {0};
+    if (tn_db_teardown(f->rec->db, &u->p.db, m->t->name, NULL, &terr))
+      log_region(TN_LOG_WARN, region, "drill: dropping tenant %s's copy on %s: %s", m->t->name, u->pname,
+                 terr.message);
   }
   PQfinish(pc);
-  PQfinish(sc);
 }
 
 /* ---- the pass ---------------------------------------------------------------------------------- */
