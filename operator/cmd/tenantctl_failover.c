@@ -49,8 +49,10 @@ static void usage_failover(FILE *f) {
 int tctl_cmd_failover(int argc, char **argv) {
   bool wait = false;
   double timeout = 600;
-  static const struct option opts[] = {
-      {"wait", no_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0}};
+  static const struct option opts[] = {{"wait", no_argument, NULL, 'w'},
+                                       {"timeout", required_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {0}};
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -78,9 +80,10 @@ int tctl_cmd_failover(int argc, char **argv) {
     goto out;
   }
   if (!tctl_str(obj, "spec.failover.standbyRegion")) {
-    fprintf(stderr,
-            "%s: Region %s has no spec.failover.standbyRegion: configure a standby first (docs/failover.md)\n",
-            tctl_prog, region);
+    fprintf(
+        stderr,
+        "%s: Region %s has no spec.failover.standbyRegion: configure a standby first (docs/failover.md)\n",
+        tctl_prog, region);
     rc = TCTL_EXIT_REFUSED;
     goto out;
   }
@@ -115,7 +118,8 @@ int tctl_cmd_failover(int argc, char **argv) {
     tn_error_clear(&err);
     sleep_s(0.5);
   }
-  fprintf(stderr, "%s: the failover of region %s did not complete within %.0f s\n", tctl_prog, region, timeout);
+  fprintf(stderr, "%s: the failover of region %s did not complete within %.0f s\n", tctl_prog, region,
+          timeout);
   rc = TCTL_EXIT_ERROR;
 out:
   json_decref(obj);
@@ -149,7 +153,7 @@ struct dtenant {
   char orig_host[256], orig_port[16];
   PGconn *pg; /* the writer's connection to the primary */
   /* written by the writer thread, read after it stopped */
-  long long committed;     /* rows committed (initial ones included) */
+  long long committed;      /* rows committed (initial ones included) */
   double first_at, last_at; /* epoch of the first and the last committed row */
   long long last_id;
   bool write_failed;
@@ -224,7 +228,8 @@ static int read_secret(struct tn_kube *k, const char *ns, char **uri, char *ca_p
   return uri && !*uri ? -1 : 0;
 }
 
-static PGconn *tenant_connect(struct tn_kube *k, struct dtenant *t, char *host, size_t hn, char *port, size_t pn) {
+static PGconn *tenant_connect(struct tn_kube *k, struct dtenant *t, char *host, size_t hn, char *port,
+                              size_t pn) {
   char *uri = NULL, ca[256] = "";
   if (read_secret(k, t->ns, &uri, ca, sizeof ca, host, hn, port, pn)) {
     free(uri);
@@ -248,7 +253,8 @@ static PGconn *tenant_connect(struct tn_kube *k, struct dtenant *t, char *host, 
 }
 
 static bool insert_row(PGconn *c, struct dtenant *t) {
-  PGresult *r = PQexec(c, "INSERT INTO drill_writes(note) VALUES ('drill') RETURNING id, extract(epoch FROM at)");
+  PGresult *r =
+      PQexec(c, "INSERT INTO drill_writes(note) VALUES ('drill') RETURNING id, extract(epoch FROM at)");
   bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
   if (ok) {
     t->last_id = atoll(PQgetvalue(r, 0, 0));
@@ -303,12 +309,13 @@ static int create_event(struct tn_kube *k, json_t *region, const char *type, con
   snprintf(gen, sizeof gen, "%s-drill-", tctl_str(region, "metadata.name"));
   char trimmed[1024];
   snprintf(trimmed, sizeof trimmed, "%s", note);
-  json_t *ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion",
-                         "events.k8s.io/v1", "kind", "Event", "metadata", "generateName", gen, "namespace", ns,
-                         "eventTime", now, "reportingController", "tenancy.dev/tenantctl", "reportingInstance", host,
-                         "action", "FailoverDrill", "reason", TN_REASON_FAILOVER_DRILL, "type", type, "note", trimmed,
-                         "regarding", "apiVersion", TN_API_VERSION, "kind", "Region", "name",
-                         tctl_str(region, "metadata.name"), "uid", tctl_str(region, "metadata.uid") ?: "");
+  json_t *ev =
+      json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "apiVersion",
+                "events.k8s.io/v1", "kind", "Event", "metadata", "generateName", gen, "namespace", ns,
+                "eventTime", now, "reportingController", "tenancy.dev/tenantctl", "reportingInstance", host,
+                "action", "FailoverDrill", "reason", TN_REASON_FAILOVER_DRILL, "type", type, "note", trimmed,
+                "regarding", "apiVersion", TN_API_VERSION, "kind", "Region", "name",
+                tctl_str(region, "metadata.name"), "uid", tctl_str(region, "metadata.uid") ?: "");
   struct tn_error err = {0};
   int rc = tn_kube_create(k, &gvr_events, ns, ev, NULL, &err);
   json_decref(ev);
@@ -317,8 +324,8 @@ static int create_event(struct tn_kube *k, json_t *region, const char *type, con
   return rc;
 }
 
-static int drill_audit(const char *dsn, const char *ca_file, const char *region, const char *drill_id, bool ok,
-                       json_t *details) {
+static int drill_audit(const char *dsn, const char *ca_file, const char *region, const char *drill_id,
+                       bool ok, json_t *details) {
   if (!dsn || !*dsn) {
     fprintf(stderr, "%s: warning: no audit row: pass --pg-dsn or set TENANCY_PG_DSN\n", tctl_prog);
     return -1;
@@ -354,8 +361,9 @@ static void cleanup(struct tn_kube *k, struct dtenant *t, int n, double timeout)
   const char *steps[] = {"Archived", "Deleted"};
   for (int s = 0; s < 2; s++) {
     for (int i = 0; i < n; i++) {
-      json_t *patch = s == 0 ? json_pack("{s:{s:s}}", "spec", "state", steps[s])
-                             : json_pack("{s:{s:s,s:s}}", "spec", "state", steps[s], "deletionConfirmation", t[i].name);
+      json_t *patch =
+          s == 0 ? json_pack("{s:{s:s}}", "spec", "state", steps[s])
+                 : json_pack("{s:{s:s,s:s}}", "spec", "state", steps[s], "deletionConfirmation", t[i].name);
       tctl_merge_patch(k, &tctl_tenants_gvr, NULL, t[i].name, patch, &err);
       tn_error_clear(&err);
       json_decref(patch);
@@ -399,14 +407,29 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 's': n = strtol(optarg, NULL, 10); break;
-    case 'p': plan = optarg; break;
-    case 't': timeout = atof(optarg); break;
-    case 'k': keep = true; break;
-    case 'd': dsn = optarg; break;
-    case 'c': ca_file = optarg; break;
-    case 'h': usage_drill(stdout); return TCTL_EXIT_OK;
-    default: return tctl_usage_error(argv[0], "unknown flag");
+    case 's':
+      n = strtol(optarg, NULL, 10);
+      break;
+    case 'p':
+      plan = optarg;
+      break;
+    case 't':
+      timeout = atof(optarg);
+      break;
+    case 'k':
+      keep = true;
+      break;
+    case 'd':
+      dsn = optarg;
+      break;
+    case 'c':
+      ca_file = optarg;
+      break;
+    case 'h':
+      usage_drill(stdout);
+      return TCTL_EXIT_OK;
+    default:
+      return tctl_usage_error(argv[0], "unknown flag");
     }
   }
   if (optind + 1 != argc)
@@ -434,12 +457,14 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
   const char *standby = tctl_str(robj, "spec.failover.standbyRegion");
   const char *mode = tctl_str(robj, "spec.failover.mode") ?: "warm";
   if (!standby) {
-    fprintf(stderr, "%s: Region %s has no spec.failover.standbyRegion: nothing to drill\n", tctl_prog, region);
+    fprintf(stderr, "%s: Region %s has no spec.failover.standbyRegion: nothing to drill\n", tctl_prog,
+            region);
     rc = TCTL_EXIT_REFUSED;
     goto out;
   }
   if (!json_is_true(tctl_get(robj, "spec.available"))) {
-    fprintf(stderr, "%s: Region %s is not available (spec.available false): synthetic tenants cannot be placed\n",
+    fprintf(stderr,
+            "%s: Region %s is not available (spec.available false): synthetic tenants cannot be placed\n",
             tctl_prog, region);
     rc = TCTL_EXIT_REFUSED;
     goto out;
@@ -464,11 +489,12 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
     struct dtenant *t = &d.t[i];
     snprintf(t->name, sizeof t->name, "%s-%03d", id, i);
     snprintf(t->ns, sizeof t->ns, "%s-drill", t->name);
-    json_t *obj = json_pack(
-        "{s:s,s:s,s:{s:s,s:{s:s}},s:{s:s,s:s,s:s,s:s,s:[s],s:{s:[s,s],s:s}}}", "apiVersion", TN_API_VERSION, "kind",
-        "Tenant", "metadata", "name", t->name, "labels", TN_LABEL_FAILOVER_DRILL, id, "spec", "displayName",
-        "failover drill synthetic tenant", "state", "Active", "plan", plan, "isolation", "shared", "environments",
-        "drill", "residency", "allowedRegions", region, standby_s, "preferredRegion", region);
+    json_t *obj =
+        json_pack("{s:s,s:s,s:{s:s,s:{s:s}},s:{s:s,s:s,s:s,s:s,s:[s],s:{s:[s,s],s:s}}}", "apiVersion",
+                  TN_API_VERSION, "kind", "Tenant", "metadata", "name", t->name, "labels",
+                  TN_LABEL_FAILOVER_DRILL, id, "spec", "displayName", "failover drill synthetic tenant",
+                  "state", "Active", "plan", plan, "isolation", "shared", "environments", "drill",
+                  "residency", "allowedRegions", region, standby_s, "preferredRegion", region);
     rc = tctl_create(k, &tctl_tenants_gvr, obj, false, NULL, &err);
     json_decref(obj);
     if (rc) {
@@ -489,8 +515,9 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
       }
       tn_error_clear(&err);
       json_decref(o);
-      if (ok && read_secret(k, t->ns, NULL, NULL, 0, t->orig_host, sizeof t->orig_host, t->orig_port,
-                            sizeof t->orig_port) == 0 &&
+      if (ok &&
+          read_secret(k, t->ns, NULL, NULL, 0, t->orig_host, sizeof t->orig_host, t->orig_port,
+                      sizeof t->orig_port) == 0 &&
           t->orig_host[0])
         break;
       if (tn_mono_now() > until) {
@@ -548,8 +575,8 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
     if (ok)
       break;
     if (tn_mono_now() > until) {
-      fprintf(stderr, "%s: the copies in %s were not complete in time (status.failover of Region %s)\n", tctl_prog,
-              standby_s, region);
+      fprintf(stderr, "%s: the copies in %s were not complete in time (status.failover of Region %s)\n",
+              tctl_prog, standby_s, region);
       rc = TCTL_EXIT_ERROR;
       goto out;
     }
@@ -635,14 +662,15 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
   double rto_target = cold ? 600 : 60, rpo_target = cold ? -1 : 5;
   bool ok = moved == d.n && writable == d.n && lost == 0;
   char report[1024];
-  snprintf(report, sizeof report,
-           "failover drill %s of region %s -> %s (%s): %d/%d synthetic tenants failed over; RTO %.1f s (p50 %.1f, "
-           "p95 %.1f; target < %.0f s: %s); RPO %.2f s (max over tenants; %lld of %lld committed rows lost%s%s); "
-           "%d/%d tenants write in %s",
-           id, region, standby_s, mode, moved, d.n, moved ? rto.max : t1 - t0, rto.p50, rto.p95, rto_target,
-           moved == d.n && rto.max < rto_target ? "met" : "MISSED", rpo.max, lost, committed,
-           rpo_target > 0 ? (rpo.max < rpo_target ? "; target < 5 s: met" : "; target < 5 s: MISSED") : "",
-           cold ? "; cold: bounded by the snapshot interval" : "", writable, d.n, standby_s);
+  snprintf(
+      report, sizeof report,
+      "failover drill %s of region %s -> %s (%s): %d/%d synthetic tenants failed over; RTO %.1f s (p50 %.1f, "
+      "p95 %.1f; target < %.0f s: %s); RPO %.2f s (max over tenants; %lld of %lld committed rows lost%s%s); "
+      "%d/%d tenants write in %s",
+      id, region, standby_s, mode, moved, d.n, moved ? rto.max : t1 - t0, rto.p50, rto.p95, rto_target,
+      moved == d.n && rto.max < rto_target ? "met" : "MISSED", rpo.max, lost, committed,
+      rpo_target > 0 ? (rpo.max < rpo_target ? "; target < 5 s: met" : "; target < 5 s: MISSED") : "",
+      cold ? "; cold: bounded by the snapshot interval" : "", writable, d.n, standby_s);
   printf("%s\n", report);
   printf("RTO: %.2f s\nRPO: %.2f s\nrows committed: %lld\nrows lost: %lld\ntenants moved: %d/%d\n",
          moved ? rto.max : t1 - t0, rpo.max, committed, lost, moved, d.n);
@@ -650,9 +678,9 @@ int tctl_cmd_failover_drill(int argc, char **argv) {
   create_event(k, robj, ok ? "Normal" : "Warning", report);
   json_t *details = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:I,s:I,s:i}", "drill", id, "region",
                               region, "standby", standby_s, "mode", mode, "tenants", d.n, "moved", moved,
-                              "rtoSeconds", moved ? rto.max : t1 - t0, "rtoP50Seconds", rto.p50, "rtoP95Seconds",
-                              rto.p95, "rpoSeconds", rpo.max, "rowsCommitted", (json_int_t)committed, "rowsLost",
-                              (json_int_t)lost, "writableAfter", writable);
+                              "rtoSeconds", moved ? rto.max : t1 - t0, "rtoP50Seconds", rto.p50,
+                              "rtoP95Seconds", rto.p95, "rpoSeconds", rpo.max, "rowsCommitted",
+                              (json_int_t)committed, "rowsLost", (json_int_t)lost, "writableAfter", writable);
   drill_audit(dsn, ca_file, region, id, ok, details);
   json_decref(details);
   rc = ok ? TCTL_EXIT_OK : TCTL_EXIT_ERROR;

@@ -12,10 +12,10 @@
 
 #include "converge/admission.h"
 #include "converge/kinds_status.h"
-#include "failover/failover.h" /* FAILOVER (issue 16) */
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
+#include "failover/failover.h" /* FAILOVER (issue 16) */
 #include "kube/informer.h"
 #include "runtime/controller.h"
 #include "runtime/log.h"

@@ -31,7 +31,7 @@ struct tn_failover;
  * client, recorder, audit trail, database cache and Region Secret namespaces. */
 int tn_failover_new(struct tn_reconciler *rec, struct tn_metrics *metrics, struct tn_failover **out,
                     struct tn_error *err);
-int tn_failover_start(struct tn_failover *f);                /* once leading; 0 or -errno */
+int tn_failover_start(struct tn_failover *f);                    /* once leading; 0 or -errno */
 void tn_failover_stop(struct tn_failover *f, double deadline_s); /* accepts NULL */
 void tn_failover_abandon(struct tn_failover *f);                 /* accepts NULL */
 void tn_failover_free(struct tn_failover *f);                    /* accepts NULL */

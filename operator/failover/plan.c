@@ -46,7 +46,8 @@ int tn_failover_spec_parse(const json_t *region, struct tn_failover_spec *out, s
                         "tenants on failover");
   if (out->region && strcmp(out->region, out->standby) == 0)
     return tn_error_set(err, TN_EINVALID,
-                        "spec.failover.standbyRegion names this Region (%s): name another Region", out->region);
+                        "spec.failover.standbyRegion names this Region (%s): name another Region",
+                        out->region);
   return 0;
 }
 

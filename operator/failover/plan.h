@@ -34,12 +34,12 @@ enum tn_failover_mode { TN_FAILOVER_WARM = 0, TN_FAILOVER_COLD = 1 };
 
 /* A Region's failover settings. Strings point into the JSON (borrowed). */
 struct tn_failover_spec {
-  bool configured;          /* spec.failover is present */
-  const char *region;       /* metadata.name */
-  const char *standby;      /* spec.failover.standbyRegion */
+  bool configured;     /* spec.failover is present */
+  const char *region;  /* metadata.name */
+  const char *standby; /* spec.failover.standbyRegion */
   enum tn_failover_mode mode;
-  bool active;              /* spec.failover.active */
-  bool available;           /* spec.available */
+  bool active;                /* spec.failover.active */
+  bool available;             /* spec.available */
   double snapshot_interval_s; /* cold: spec.failover.snapshotIntervalSeconds (default 300) */
   const char *drill;          /* annotation TN_ANNOTATION_FAILOVER_DRILL, NULL when absent or "" */
   const char *drill_done;     /* status.failover.lastFailover.drill: the drill last run */

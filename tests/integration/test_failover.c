@@ -27,14 +27,19 @@ static void region_apply(const char *name, const char *server, const char *dsn_v
   int rc = tn_test_sh(
       &out,
       "dsn=\"$%s\" && kubectl -n tenancy-system create secret generic pg-admin-%s "
-      "--from-literal=uri=\"${dsn%%%%sslrootcert=*}sslrootcert=%s\" --dry-run=client -o yaml | kubectl apply -f - "
-      ">/dev/null && kubectl -n tenancy-system create secret generic pg-ca-%s --from-file=ca.crt=\"$TENANCY_CA_FILE\" "
+      "--from-literal=uri=\"${dsn%%%%sslrootcert=*}sslrootcert=%s\" --dry-run=client -o yaml | kubectl apply "
+      "-f - "
+      ">/dev/null && kubectl -n tenancy-system create secret generic pg-ca-%s "
+      "--from-file=ca.crt=\"$TENANCY_CA_FILE\" "
       "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && printf '%%s' "
       "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
       "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\",\"dedicated\"],%s"
-      "\"databaseServers\":[{\"name\":\"%s\",\"host\":\"127.0.0.1\",\"port\":'\"$%s\"',\"sslMode\":\"verify-full\","
-      "\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},\"serves\":[\"shared\",\"dedicated\"],"
-      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | kubectl apply -f -",
+      "\"databaseServers\":[{\"name\":\"%s\",\"host\":\"127.0.0.1\",\"port\":'\"$%s\"',\"sslMode\":\"verify-"
+      "full\","
+      "\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},\"serves\":[\"shared\","
+      "\"dedicated\"],"
+      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | kubectl apply "
+      "-f -",
       dsn_var, name, ca_copy, name, name, failover_json, server, port_var, name, name);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
@@ -48,10 +53,11 @@ static void start(void) {
   tn_test_unique_name(rd, sizeof rd, "fo-d");
   snprintf(ca_copy, sizeof ca_copy, "/tmp/tnfo-ca-%d.crt", (int)getpid());
   char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "cp \"$TENANCY_CA_FILE\" %s && chmod 0644 %s && kubectl create namespace tenancy-system "
-                      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null",
-                      ca_copy, ca_copy);
+  int rc =
+      tn_test_sh(&out,
+                 "cp \"$TENANCY_CA_FILE\" %s && chmod 0644 %s && kubectl create namespace tenancy-system "
+                 "--dry-run=client -o yaml | kubectl apply -f - >/dev/null",
+                 ca_copy, ca_copy);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   char fo[256];
@@ -59,8 +65,8 @@ static void start(void) {
   snprintf(fo, sizeof fo, "\"failover\":{\"standbyRegion\":\"%s\",\"mode\":\"warm\"},", rb);
   region_apply(ra, "pg-a", "TENANCY_PG_DSN", "TENANCY_PG_PORT", fo);
   region_apply(rd, "pg-d", "TENANCY_PG_DSN", "TENANCY_PG_PORT", fo);
-  snprintf(fo, sizeof fo, "\"failover\":{\"standbyRegion\":\"%s\",\"mode\":\"cold\",\"snapshotIntervalSeconds\":10},",
-           rb);
+  snprintf(fo, sizeof fo,
+           "\"failover\":{\"standbyRegion\":\"%s\",\"mode\":\"cold\",\"snapshotIntervalSeconds\":10},", rb);
   region_apply(rc3, "pg-c", "TENANCY_PG3_DSN", "TENANCY_PG3_PORT", fo);
   tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
   if (!tn_test_operator_wait_ready(&op, 60)) {
@@ -82,7 +88,8 @@ static void apply_tenant(const char *t, const char *allowed_json, const char *pr
       &out,
       "printf '%%s' "
       "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
-      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\",\"environments\":[\"prod\"],"
+      "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\",\"environments\":["
+      "\"prod\"],"
       "\"residency\":{\"allowedRegions\":%s,\"preferredRegion\":\"%s\"}}}' | kubectl apply -f -",
       t, allowed_json, preferred);
   cr_assert_eq(rc, 0, "%s", out);
@@ -101,18 +108,21 @@ static void wait_sh(double timeout, const char *what, const char *cmd) {
 
 static void wait_ready_in(const char *t, const char *region, double timeout) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl get tenant %s -o jsonpath='{.status.placement.region}/{.status.conditions[?(@.type==\"Ready\")].status}')\" = %s/True "
-           "&& kubectl -n %s-prod get secret tenant-database >/dev/null",
-           t, region, t);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl get tenant %s -o "
+      "jsonpath='{.status.placement.region}/{.status.conditions[?(@.type==\"Ready\")].status}')\" = %s/True "
+      "&& kubectl -n %s-prod get secret tenant-database >/dev/null",
+      t, region, t);
   wait_sh(timeout, "tenant Ready", cmd);
 }
 
 static int psql_as(const char *t, const char *sql, char **out) {
-  return tn_test_sh(out,
-                    "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d) && "
-                    "PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -v ON_ERROR_STOP=1 -qtAc \"%s\"",
-                    t, sql);
+  return tn_test_sh(
+      out,
+      "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d) && "
+      "PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -v ON_ERROR_STOP=1 -qtAc \"%s\"",
+      t, sql);
 }
 
 static char *jsonpath(const char *kind, const char *name, const char *path) {
@@ -141,19 +151,21 @@ Test(failover, drill_20_synthetic_tenants_warm) {
   free(out);
   /* The report is an Event on the Region and an audit row; the synthetic tenants are gone. */
   char cmd[512];
-  snprintf(cmd, sizeof cmd,
-           "kubectl -n default get events.events.k8s.io --field-selector reason=FailoverDrill,regarding.name=%s "
-           "-o jsonpath='{.items[*].note}' | grep -q 'RTO'",
-           ra);
-  wait_sh(10, "the drill's Event", cmd);
-  char *n = tn_test_output(
-      "psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM tenancy.audit_events WHERE action = 'failover.drill' "
-      "AND target = 'region/%s' AND outcome = 'succeeded'\"",
+  snprintf(
+      cmd, sizeof cmd,
+      "kubectl -n default get events.events.k8s.io --field-selector reason=FailoverDrill,regarding.name=%s "
+      "-o jsonpath='{.items[*].note}' | grep -q 'RTO'",
       ra);
+  wait_sh(10, "the drill's Event", cmd);
+  char *n = tn_test_output("psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM tenancy.audit_events WHERE "
+                           "action = 'failover.drill' "
+                           "AND target = 'region/%s' AND outcome = 'succeeded'\"",
+                           ra);
   cr_assert_str_eq(n, "1", "audit rows of the drill: %s", n);
   free(n);
-  n = tn_test_output("psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM tenancy.audit_events WHERE action = "
-                     "'failover' AND outcome = 'succeeded' AND target LIKE 'tenant/fd-%%'\"");
+  n = tn_test_output(
+      "psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM tenancy.audit_events WHERE action = "
+      "'failover' AND outcome = 'succeeded' AND target LIKE 'tenant/fd-%%'\"");
   cr_assert_geq(atoi(n), 20, "per-tenant failover audit rows: %s", n);
   free(n);
   wait_sh(150, "synthetic tenants removed",
@@ -173,10 +185,11 @@ Test(failover, region_failover_keeps_rows_and_residency) {
   apply_tenant(stay, only, rd);
   wait_ready_in(keep, rd, 90);
   wait_ready_in(stay, rd, 90);
-  int rc = psql_as(keep,
-                   "CREATE TABLE notes(id serial PRIMARY KEY, v text); INSERT INTO notes(v) SELECT 'n' || g FROM "
-                   "generate_series(1, 100) g; SELECT count(*) FROM notes",
-                   &out);
+  int rc =
+      psql_as(keep,
+              "CREATE TABLE notes(id serial PRIMARY KEY, v text); INSERT INTO notes(v) SELECT 'n' || g FROM "
+              "generate_series(1, 100) g; SELECT count(*) FROM notes",
+              &out);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   rc = psql_as(stay, "CREATE TABLE secrets(id int); INSERT INTO secrets VALUES (1)", &out);
@@ -184,14 +197,16 @@ Test(failover, region_failover_keeps_rows_and_residency) {
   free(out);
   char cmd[1024];
   snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl get region %s -o jsonpath='{.status.failover.replicasReady}/{.status.failover.replicasTotal}')\" = 1/1 "
+           "test \"$(kubectl get region %s -o "
+           "jsonpath='{.status.failover.replicasReady}/{.status.failover.replicasTotal}')\" = 1/1 "
            "&& kubectl get region %s -o jsonpath='{.status.failover.tenantsNotAllowed}' | grep -q %s",
            rd, rd, stay);
   wait_sh(60, "replica ready", cmd);
   /* residency: nothing of the refused tenant exists on the standby's server */
   char *schema = jsonpath("tenant", stay, "{.status.database.schema}");
   char *n = tn_test_output(
-      "psql \"$TENANCY_PG2_DSN\" -qtAc \"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = '%s')\"", schema);
+      "psql \"$TENANCY_PG2_DSN\" -qtAc \"SELECT (SELECT count(*) FROM pg_roles WHERE rolname = '%s')\"",
+      schema);
   cr_assert_str_eq(n, "0", "the refused tenant's role exists on the standby server");
   free(n);
   /* rows committed right before the failover */
@@ -206,12 +221,14 @@ Test(failover, region_failover_keeps_rows_and_residency) {
   cr_assert(strstr(out, "1 tenant(s) moved") && strstr(out, "1 not allowed by residency"), "%s", out);
   free(out);
   wait_ready_in(keep, rb, 60);
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" = "
-           "\"$TENANCY_PG2_PORT\"",
-           keep);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" = "
+      "\"$TENANCY_PG2_PORT\"",
+      keep);
   wait_sh(60, "Secret switched to the standby", cmd);
-  printf("region failover: tenant Ready in the standby %.1f s after `tenantctl failover`\n", tn_test_now() - t0);
+  printf("region failover: tenant Ready in the standby %.1f s after `tenantctl failover`\n",
+         tn_test_now() - t0);
   rc = psql_as(keep, "SELECT count(*) FROM notes", &out);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "110\n", "rows in the standby: %s", out);
@@ -228,17 +245,20 @@ Test(failover, region_failover_keeps_rows_and_residency) {
   cr_assert_eq(rc, 0, "the refused tenant lost its database: %s", out);
   free(out);
   snprintf(cmd, sizeof cmd,
-           "kubectl -n default get events.events.k8s.io --field-selector reason=FailoverNotAllowed,regarding.name=%s "
+           "kubectl -n default get events.events.k8s.io --field-selector "
+           "reason=FailoverNotAllowed,regarding.name=%s "
            "-o name | grep -q .",
            stay);
   wait_sh(10, "FailoverNotAllowed Event", cmd);
-  n = tn_test_output("psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT string_agg(outcome, ',' ORDER BY id) FROM "
-                     "tenancy.audit_events WHERE action = 'failover' AND target IN ('tenant/%s', 'tenant/%s')\"",
-                     keep, stay);
+  n = tn_test_output(
+      "psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT string_agg(outcome, ',' ORDER BY id) FROM "
+      "tenancy.audit_events WHERE action = 'failover' AND target IN ('tenant/%s', 'tenant/%s')\"",
+      keep, stay);
   cr_assert(strstr(n, "succeeded") && strstr(n, "refused"), "audit rows: %s", n);
   free(n);
-  char *last = jsonpath("region", rd, "{.status.failover.phase}/{.status.failover.lastFailover.tenantsMoved}/"
-                                      "{.status.failover.lastFailover.tenantsNotAllowed}");
+  char *last = jsonpath("region", rd,
+                        "{.status.failover.phase}/{.status.failover.lastFailover.tenantsMoved}/"
+                        "{.status.failover.lastFailover.tenantsNotAllowed}");
   cr_assert_str_eq(last, "FailedOver/1/1");
   free(last);
   free(schema);
@@ -251,18 +271,20 @@ Test(failover, cold_failover_restores_latest_snapshot) {
   snprintf(allowed, sizeof allowed, "[\"%s\",\"%s\"]", rc3, rb);
   apply_tenant(t, allowed, rc3);
   wait_ready_in(t, rc3, 90);
-  int rc = psql_as(t,
-                   "CREATE TABLE items(id bigserial PRIMARY KEY, v text); INSERT INTO items(v) SELECT 'i' FROM "
-                   "generate_series(1, 20)",
-                   &out);
+  int rc =
+      psql_as(t,
+              "CREATE TABLE items(id bigserial PRIMARY KEY, v text); INSERT INTO items(v) SELECT 'i' FROM "
+              "generate_series(1, 20)",
+              &out);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   char *now = tn_test_output("date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ");
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "s=$(kubectl get region %s -o jsonpath='{.status.failover.lastSnapshotTime}') && test -n \"$s\" && "
-           "test \"$s\" \\> %s",
-           rc3, now);
+  snprintf(
+      cmd, sizeof cmd,
+      "s=$(kubectl get region %s -o jsonpath='{.status.failover.lastSnapshotTime}') && test -n \"$s\" && "
+      "test \"$s\" \\> %s",
+      rc3, now);
   wait_sh(60, "a snapshot after the writes", cmd);
   free(now);
   double t0 = tn_test_now();
@@ -270,10 +292,11 @@ Test(failover, cold_failover_restores_latest_snapshot) {
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   wait_ready_in(t, rb, 120);
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" = "
-           "\"$TENANCY_PG2_PORT\"",
-           t);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" = "
+      "\"$TENANCY_PG2_PORT\"",
+      t);
   wait_sh(60, "Secret switched", cmd);
   double rto = tn_test_now() - t0;
   printf("cold failover: RTO %.1f s (target < 600 s)\n", rto);
@@ -292,19 +315,21 @@ Test(failover, cold_failover_restores_latest_snapshot) {
 Test(failover, crd_refuses_self_standby) {
   char name[64], *out = NULL;
   tn_test_unique_name(name, sizeof name, "fo-self");
-  int rc = tn_test_sh(&out,
-                      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{"
-                      "\"name\":\"%s\"},\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"failover\":{"
-                      "\"standbyRegion\":\"%s\"}}}' | kubectl apply -f -",
-                      name, name);
+  int rc = tn_test_sh(
+      &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{"
+      "\"name\":\"%s\"},\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"failover\":{"
+      "\"standbyRegion\":\"%s\"}}}' | kubectl apply -f -",
+      name, name);
   cr_assert_neq(rc, 0, "a self-standby Region was accepted: %s", out);
   cr_assert(strstr(out, "must name another Region"), "%s", out);
   free(out);
-  rc = tn_test_sh(&out,
-                  "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{"
-                  "\"name\":\"%s\"},\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"failover\":{"
-                  "\"standbyRegion\":\"x\",\"mode\":\"hot\"}}}' | kubectl apply -f -",
-                  name);
+  rc = tn_test_sh(
+      &out,
+      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{"
+      "\"name\":\"%s\"},\"spec\":{\"available\":true,\"isolationModes\":[\"shared\"],\"failover\":{"
+      "\"standbyRegion\":\"x\",\"mode\":\"hot\"}}}' | kubectl apply -f -",
+      name);
   cr_assert_neq(rc, 0, "mode hot was accepted: %s", out);
   free(out);
 }

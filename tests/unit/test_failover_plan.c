@@ -29,10 +29,11 @@ Test(failover_plan, parse_defaults_and_fields) {
   cr_assert_null(s.drill);
   json_decref(r);
 
-  r = region("{\"metadata\":{\"name\":\"a\",\"annotations\":{\"tenancy.dev/failover-drill\":\"fd-1\"}},"
-             "\"spec\":{\"available\":false,\"failover\":{\"standbyRegion\":\"b\",\"mode\":\"cold\",\"active\":true,"
-             "\"snapshotIntervalSeconds\":60}},\"status\":{\"failover\":{\"phase\":\"FailedOver\","
-             "\"lastFailover\":{\"drill\":\"fd-0\"}}}}");
+  r = region(
+      "{\"metadata\":{\"name\":\"a\",\"annotations\":{\"tenancy.dev/failover-drill\":\"fd-1\"}},"
+      "\"spec\":{\"available\":false,\"failover\":{\"standbyRegion\":\"b\",\"mode\":\"cold\",\"active\":true,"
+      "\"snapshotIntervalSeconds\":60}},\"status\":{\"failover\":{\"phase\":\"FailedOver\","
+      "\"lastFailover\":{\"drill\":\"fd-0\"}}}}");
   cr_assert_eq(tn_failover_spec_parse(r, &s, &err), 0);
   cr_assert_eq(s.mode, TN_FAILOVER_COLD);
   cr_assert(s.active && !s.available && s.failed_over);
