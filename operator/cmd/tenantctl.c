@@ -675,6 +675,10 @@ const struct tctl_command tctl_commands[] = {
      "the recorded versions of a tenant's spec (generation, time, actor, changes)"},
     {"diff", tctl_cmd_history, "field-level diff of two versions of a tenant's spec (--from N --to M)"},
     {"rollback", tctl_cmd_history, "write version N's spec back through the API server (--to N)"},
+    {"failover", tctl_cmd_failover,
+     "fail a region over to its standby (spec.failover); --wait for the result"},
+    {"failover-drill", tctl_cmd_failover_drill,
+     "exercise a failover with N synthetic tenants (--synthetic N): measures RTO and RPO, cleans up"},
     {"completion", tctl_cmd_completion, "a shell completion script: bash, zsh or fish"},
     {NULL, NULL, NULL},
 };

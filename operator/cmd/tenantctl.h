@@ -103,6 +103,9 @@ int tctl_cmd_audit(int argc, char **argv);
 /* tenantctl_webhooks.c: `events dlq ...` and `events replay ...` (two-word table entries). */
 int tctl_cmd_events_dlq(int argc, char **argv);
 int tctl_cmd_events_replay(int argc, char **argv);
+/* tenantctl_failover.c (issue 16): `failover REGION` and `failover-drill REGION --synthetic N`. */
+int tctl_cmd_failover(int argc, char **argv);
+int tctl_cmd_failover_drill(int argc, char **argv);
 /* The program run as kubectl_complete-tenant: kubectl's plugin completion (cobra's protocol:
  * candidates one per line, then ":<directive>"). argv[1..] are the words after `kubectl tenant`. */
 int tctl_plugin_complete(int argc, char **argv);

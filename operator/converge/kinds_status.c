@@ -413,6 +413,10 @@ static struct tn_result reconcile_region(struct tn_kinds_status *ks, const char 
   json_t *status = json_pack("{s:I,s:b,s:I,s:o,s:s,s:o}", "observedGeneration", (json_int_t)gen, "available",
                              available, "tenantsPlaced", (json_int_t)placed, "databaseServers", servers,
                              "databaseServersReady", ready, "conditions", conds);
+  /* FAILOVER (issue 16): status.failover belongs to the failover controller: kept as it is. */
+  json_t *fo = json_object_get(old, "failover");
+  if (status && fo)
+    json_object_set(status, "failover", fo);
   struct tn_result res = write_status(ks, &tn_gvr_regions, obj, status);
   json_decref(obj);
   if (res.kind == TN_RESULT_SUCCESS && next > 0)

@@ -15,6 +15,7 @@
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
+#include "failover/failover.h" /* FAILOVER (issue 16) */
 #include "kube/informer.h"
 #include "runtime/controller.h"
 #include "runtime/log.h"
@@ -32,6 +33,7 @@ struct tn_manager {
   struct tn_tenancy_metrics_source metrics_src;
   struct tn_kinds_status *kinds;     /* status of Plans, Regions and TenancyPolicies */
   struct tn_wh_controller *webhooks; /* NULL without a database */
+  struct tn_failover *failover;      /* FAILOVER (issue 16): Region standbys and failover */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -221,6 +223,8 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                       .metrics = cfg->metrics};
   if ((rc = tn_kinds_status_new(&kc, &m->kinds, err)))
     goto fail;
+  if ((rc = tn_failover_new(&m->rec, cfg->metrics, &m->failover, err))) /* FAILOVER (issue 16) */
+    goto fail;
 
   for (int k = 0; k < TN_KIND_COUNT; k++) {
     o = (struct tn_informer_opts){.gvr = *tn_kind_gvr((enum tn_kind)k),
@@ -314,6 +318,8 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
     return tn_error_set(err, rc, "cannot start the tenant workers: %s", tn_strerror(rc));
   if ((rc = tn_kinds_status_start(m->kinds)))
     return tn_error_set(err, rc, "cannot start the kinds-status worker: %s", tn_strerror(rc));
+  if ((rc = tn_failover_start(m->failover)))
+    return tn_error_set(err, rc, "cannot start the failover worker: %s", tn_strerror(rc));
   m->controllers_started = true;
   /* Webhook delivery runs on the leader only; a failure to start it leaves the rest running. */
   struct tn_error werr = {0};
@@ -343,6 +349,8 @@ bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
   if (m)
     tn_kinds_status_stop(m->kinds, deadline_s);
   if (m)
+    tn_failover_stop(m->failover, deadline_s);
+  if (m)
     tn_wh_controller_stop(m->webhooks);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
 }
@@ -354,6 +362,8 @@ void tn_manager_abandon_controllers(struct tn_manager *m) {
     tn_controller_abandon(m->ctl);
   if (m)
     tn_kinds_status_abandon(m->kinds);
+  if (m)
+    tn_failover_abandon(m->failover);
 }
 
 void tn_manager_free(struct tn_manager *m) {
@@ -364,10 +374,12 @@ void tn_manager_free(struct tn_manager *m) {
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
   tn_kinds_status_stop(m->kinds, 0);
+  tn_failover_stop(m->failover, 0);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_stop(m->all[i]);
   tn_controller_free(m->ctl);
   tn_kinds_status_free(m->kinds);
+  tn_failover_free(m->failover);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
