@@ -1471,8 +1471,9 @@ static void step_workloads(struct run *x) {
     x->res = TN_RESULT_AFTER(x->archive.purge_after - tn_wall_now() + 1);
 }
 
-/* OUTBOX (issue 14): placement.decided and quota.changed, once per change (tenant_changes.h). A
- * failure to record is retried soon: the comparison with the outbox makes a retry exact. */
+/* OUTBOX (issue 14): placement.decided and quota.changed, once per change (tenant_changes.h), once
+ * the objects are applied (the ResourceQuotas hold the new values). A failure to record is retried
+ * soon: the comparison with the outbox makes a retry exact. */
 static void step_record_changes(struct run *x) {
   if (!x->r->audit || !x->provisioned || !x->placed || !x->have_plan || !x->derived)
     return;
@@ -1836,6 +1837,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   tn_policy_result_init(&x.policy);
 
+  bool applied = false;
   enum flow f = step_observe(&x);
   if (f == FLOW_NEXT)
     f = step_plan_lifecycle(&x);
@@ -1855,7 +1857,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     step_database(&x);
     step_workloads(&x);
     step_keys(&x);
-    step_record_changes(&x);
+    applied = true;
   }
   if (f == FLOW_NEXT || f == FLOW_BREAKGLASS) {
     step_breakglass(&x);
@@ -1868,6 +1870,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   if (f == FLOW_NEXT)
     step_audit_outcome(&x);
+  if (f == FLOW_NEXT && applied) /* after the transitions' events: created, activated, then these */
+    step_record_changes(&x);
 
   struct tn_result res = x.res;
   run_cleanup(&x);

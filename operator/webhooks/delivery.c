@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -187,6 +188,8 @@ static bool type_wanted(const struct tn_wh_subscription *s, const char *type) {
  * per second at full speed); and how long to wait while nothing can move. */
 #define FETCH_GAP_S 0.02
 #define STALLED_POLL_S 1.0
+/* How many outbox rows past the floor one fetch looks at. */
+#define SCAN_ROWS(d) (8 * (d)->cfg.batch)
 
 /* ---- engine state --------------------------------------------------------------------------- */
 
@@ -585,7 +588,13 @@ static int ensure_conn(struct tn_delivery *d, struct tn_error *err) {
     d->conn = NULL;
     return tn_error_set(err, TN_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
   }
-  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'; SET client_min_messages = warning"));
+  /* No JIT: the engine's queries are short and frequent, and compiling cost more than running.
+   * Asynchronous commit: a cursor committed is in PostgreSQL's memory at once and on disk within
+   * a fraction of a second; only a crash of PostgreSQL itself (not of the operator, not a clean
+   * restart) can lose that fraction, and then those events are sent again (same webhook-id):
+   * at-least-once holds, and a commit no longer waits for a WAL flush per delivery. */
+  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'; SET client_min_messages = warning; SET jit = off; "
+                          "SET synchronous_commit = off"));
   if (!d->schema_ready) {
     int rc = tn_delivery_init_schema(d->conn, d->schema, err);
     if (rc)
@@ -855,14 +864,40 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
   int room = d->cfg.batch - s->held;
   if (room <= 0)
     return 0;
-  char floor[32], limit[32], per[32];
+  char floor[32], limit[32], per[32], upto[32];
   snprintf(floor, sizeof floor, "%lld", s->floor);
   snprintf(limit, sizeof limit, "%d", room);
   snprintf(per, sizeof per, "%d", d->cfg.per_tenant);
-  const char *v[] = {s->s->name, floor, per, limit, s->s->best_effort ? "t" : "f"};
+  /* At most SCAN_ROWS outbox rows past the floor are looked at: with a large backlog the rows of
+   * tenants whose window is full would otherwise be read (and skipped) on every fetch. A tenant's
+   * rows in the range are a prefix of its pending ones (its tenant_seq order is seq order). When
+   * the last fetch found nothing new (one tenant's event may hold the floor back, in a long
+   * backoff), the whole backlog is looked at, so that other tenants never wait for it. */
+  long long end = s->stalled ? LLONG_MAX : s->floor + (long long)SCAN_ROWS(d);
+  snprintf(upto, sizeof upto, "%lld", end);
+  /* What is held (or done, not yet committed) per tenant is not read again: only new rows come
+   * back, so a batch is never taken up by rows already in hand. */
+  long long min_held = LLONG_MAX;
+  json_t *held = json_array();
+  for (struct tq *q = s->tenants; held && q; q = q->next) {
+    if (q->head && q->head->seq < min_held)
+      min_held = q->head->seq;
+    if (q->held_through > 0 &&
+        json_array_append_new(held, json_pack("{s:s,s:I}", "t", q->tenant, "h", (json_int_t)q->held_through))) {
+      json_decref(held);
+      held = NULL;
+    }
+  }
+  char *held_text = held ? json_dumps(held, JSON_COMPACT) : NULL;
+  json_decref(held);
+  if (!held_text)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  const char *v[] = {s->s->name, floor, per, limit, s->s->best_effort ? "t" : "f", upto, held_text};
   PGresult *b = q_exec(d, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, PGRES_COMMAND_OK, err);
-  if (!b)
+  if (!b) {
+    free(held_text);
     return err->code;
+  }
   PQclear(b);
   /* The first rows past each tenant's cursor (at most $3 per tenant), oldest first; a tenant
    * with a dead letter waits unless the subscription is BestEffort. */
@@ -871,12 +906,15 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
       "SELECT o.seq, o.tenant, o.tenant_seq, o.id, o.type, o.labels::text, o.event::text, "
       "       extract(epoch FROM o.created_at)::float8 "
       "FROM @S@.outbox o LEFT JOIN @S@.webhook_cursors c ON c.subscription = $1 AND c.tenant = o.tenant "
-      "WHERE o.seq > $2::bigint AND o.tenant_seq > COALESCE(c.tenant_seq, 0) "
+      "  LEFT JOIN json_to_recordset($7::json) AS h(t text, h bigint) ON h.t = o.tenant "
+      "WHERE o.seq > $2::bigint AND o.seq <= $6::bigint "
+      "  AND o.tenant_seq > GREATEST(COALESCE(c.tenant_seq, 0), COALESCE(h.h, 0)) "
       "  AND o.tenant_seq <= COALESCE(c.tenant_seq, 0) + $3::int "
       "  AND ($5::bool OR NOT EXISTS (SELECT 1 FROM @S@.webhook_dead_letters x "
       "                               WHERE x.subscription = $1 AND x.tenant = o.tenant)) "
       "ORDER BY o.seq LIMIT $4::int",
-      5, v, PGRES_TUPLES_OK, err);
+      7, v, PGRES_TUPLES_OK, err);
+  free(held_text);
   PGresult *mx =
       res ? q_exec(d, "SELECT COALESCE(max(seq), 0) FROM @S@.outbox", 0, NULL, PGRES_TUPLES_OK, err) : NULL;
   if (d->conn)
@@ -887,15 +925,18 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
     return err->code;
   }
   int n = PQntuples(res);
-  if (n == 0) {
-    if (!s->held) {
-      long long m = atoll(PQgetvalue(mx, 0, 0));
-      if (m > s->floor)
-        s->floor = m;
-    }
+  if (n == 0 && !s->held) { /* nothing pending in the range: the floor moves to its end */
+    long long m = atoll(PQgetvalue(mx, 0, 0));
+    if (m > end)
+      m = end;
+    if (m > s->floor)
+      s->floor = m;
   } else {
-    long long first = atoll(PQgetvalue(res, 0, 0));
-    if (first - 1 > s->floor)
+    /* Below the oldest row held or returned, everything is past the cursors. */
+    long long first = n > 0 ? atoll(PQgetvalue(res, 0, 0)) : LLONG_MAX;
+    if (min_held < first)
+      first = min_held;
+    if (first != LLONG_MAX && first - 1 > s->floor)
       s->floor = first - 1;
   }
   PQclear(mx);
@@ -1301,7 +1342,9 @@ static void *run(void *arg) {
       }
       if (db && now >= s->next_status) {
         compute_status(d, s);
-        s->next_status = now + d->cfg.status_period_s;
+        /* Counting a large backlog takes a while: at most a tenth of the engine's time. */
+        double took = mono() - now;
+        s->next_status = now + (10 * took > d->cfg.status_period_s ? 10 * took : d->cfg.status_period_s);
       }
       dispatch(d, s, now, &wake);
       if (s->next_fetch < wake)
