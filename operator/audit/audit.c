@@ -794,7 +794,8 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
     if (rc == 0)
       rc = exec_template(a, tn_outbox_grant_sql, quoted, "granting the writer role the outbox", err);
     if (rc == 0)
-      rc = exec_template(a, tn_delivery_grant_sql, quoted, "granting the writer role the webhook delivery", err);
+      rc = exec_template(a, tn_delivery_grant_sql, quoted, "granting the writer role the webhook delivery",
+                         err);
   }
   if (rc == 0) {
     res = exec(a, "COMMIT", PGRES_COMMAND_OK, "creating the audit table", err);

@@ -226,7 +226,8 @@ static int do_requeue(PGconn *c, const struct wopts *o, const char *actor, const
 }
 static int do_purge(PGconn *c, const struct wopts *o, const char *actor, const char *corr, long long *n,
                     struct tn_error *err) {
-  return tn_wh_dlq_purge(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, actor, corr, n, err);
+  return tn_wh_dlq_purge(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, actor, corr, n,
+                         err);
 }
 static int do_replay(PGconn *c, const struct wopts *o, const char *actor, const char *corr, long long *n,
                      struct tn_error *err) {

@@ -105,7 +105,8 @@ int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, s
   if (rc == 0 && json_is_object(c->quotas)) {
     json_t *was = json_object_get(lq, "quotas");
     if (!was || !json_equal(was, (json_t *)c->quotas)) {
-      json_t *data = json_pack("{s:O, s:O}", "quotas", (json_t *)c->quotas, "previous", was ? was : json_null());
+      json_t *data =
+          json_pack("{s:O, s:O}", "quotas", (json_t *)c->quotas, "previous", was ? was : json_null());
       rc = data ? append(c, name, TN_CE_QUOTA_CHANGED, TN_AUDIT_ACTION_QUOTA_CHANGE, data, err)
                 : tn_error_set(err, -ENOMEM, "out of memory");
       json_decref(data);

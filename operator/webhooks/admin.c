@@ -98,12 +98,12 @@ int tn_wh_dlq_list(void *conn, const char *schema, const char *subscription, jso
 
 int tn_wh_dlq_requeue(void *conn, const char *schema, const char *subscription, long long seq,
                       const char *actor, const char *correlation_id, long long *n, struct tn_error *err) {
-  return call(conn, schema, "SELECT @S@.webhook_dlq_requeue($1, $2::bigint, $3, $4)", subscription, seq, actor,
-              correlation_id, n, err);
+  return call(conn, schema, "SELECT @S@.webhook_dlq_requeue($1, $2::bigint, $3, $4)", subscription, seq,
+              actor, correlation_id, n, err);
 }
 
-int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq, const char *actor,
-                    const char *correlation_id, long long *n, struct tn_error *err) {
+int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq,
+                    const char *actor, const char *correlation_id, long long *n, struct tn_error *err) {
   return call(conn, schema, "SELECT @S@.webhook_dlq_purge($1, $2::bigint, $3, $4)", subscription, seq, actor,
               correlation_id, n, err);
 }
@@ -112,6 +112,6 @@ int tn_wh_replay(void *conn, const char *schema, const char *subscription, long 
                  const char *actor, const char *correlation_id, long long *tenants, struct tn_error *err) {
   if (from_seq < 1)
     return tn_error_set(err, TN_EINVALID, "--from-sequence must be a positive outbox sequence");
-  return call(conn, schema, "SELECT @S@.webhook_replay($1, $2::bigint, $3, $4)", subscription, from_seq, actor,
-              correlation_id, tenants, err);
+  return call(conn, schema, "SELECT @S@.webhook_replay($1, $2::bigint, $3, $4)", subscription, from_seq,
+              actor, correlation_id, tenants, err);
 }

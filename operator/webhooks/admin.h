@@ -23,8 +23,8 @@ int tn_wh_dlq_requeue(void *conn, const char *schema, const char *subscription, 
                       const char *actor, const char *correlation_id, long long *n, struct tn_error *err);
 /* Removes the dead letters (seq 0: all of the subscription's) for good: the tenants' cursors move
  * past them and their later events flow again. *n: how many. */
-int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq, const char *actor,
-                    const char *correlation_id, long long *n, struct tn_error *err);
+int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq,
+                    const char *actor, const char *correlation_id, long long *n, struct tn_error *err);
 /* Moves the subscription's cursors back so that every outbox event with seq >= from_seq is sent
  * again (same webhook-id). *tenants: how many tenants' cursors moved. */
 int tn_wh_replay(void *conn, const char *schema, const char *subscription, long long from_seq,

@@ -4,8 +4,8 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <limits.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -375,9 +375,11 @@ const char tn_delivery_schema_sql[] =
     "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, tenant));\n"
     "CREATE TABLE IF NOT EXISTS @S@.webhook_dead_letters (\n"
     "  subscription text NOT NULL, seq bigint NOT NULL, tenant text NOT NULL, tenant_seq bigint NOT NULL,\n"
-    "  id text NOT NULL, type text NOT NULL, attempts int NOT NULL, last_status int, last_error text NOT NULL,\n"
+    "  id text NOT NULL, type text NOT NULL, attempts int NOT NULL, last_status int, last_error text NOT "
+    "NULL,\n"
     "  dead_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, seq));\n"
-    "CREATE INDEX IF NOT EXISTS webhook_dead_letters_tenant ON @S@.webhook_dead_letters (subscription, tenant);\n"
+    "CREATE INDEX IF NOT EXISTS webhook_dead_letters_tenant ON @S@.webhook_dead_letters (subscription, "
+    "tenant);\n"
     "CREATE TABLE IF NOT EXISTS @S@.webhook_state (\n"
     "  subscription text PRIMARY KEY, epoch bigint NOT NULL DEFAULT 0);\n"
     /* An outbox this role owns without the announcing trigger (one made by hand, as in tests). */
@@ -399,7 +401,8 @@ const char tn_delivery_schema_sql[] =
     "    p_correlation_id text, p_details jsonb) RETURNS void\n"
     "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
     "BEGIN\n"
-    "  IF to_regprocedure('@S@.audit_append(text,text,text,text,text,text,bigint,bigint,json)') IS NULL THEN\n"
+    "  IF to_regprocedure('@S@.audit_append(text,text,text,text,text,text,bigint,bigint,json)') IS NULL "
+    "THEN\n"
     "    RETURN;\n"
     "  END IF;\n"
     "  PERFORM @S@.audit_append(coalesce(nullif(p_actor, ''), session_user::text), p_action,\n"
@@ -414,7 +417,8 @@ const char tn_delivery_schema_sql[] =
     "CREATE OR REPLACE FUNCTION @S@.webhook_advance(p_subscription text, p_cursors json) RETURNS void\n"
     "  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
     "  INSERT INTO @S@.webhook_cursors AS c (subscription, tenant, tenant_seq, seq)\n"
-    "  SELECT p_subscription, x.t, x.ts, x.s FROM json_to_recordset(p_cursors) AS x(t text, ts bigint, s bigint)\n"
+    "  SELECT p_subscription, x.t, x.ts, x.s FROM json_to_recordset(p_cursors) AS x(t text, ts bigint, s "
+    "bigint)\n"
     "  ON CONFLICT (subscription, tenant) DO UPDATE SET tenant_seq = EXCLUDED.tenant_seq,\n"
     "    seq = EXCLUDED.seq, updated_at = clock_timestamp()\n"
     "  WHERE c.tenant_seq < EXCLUDED.tenant_seq $$;\n"
@@ -423,7 +427,8 @@ const char tn_delivery_schema_sql[] =
     "    p_last_status int, p_last_error text) RETURNS void\n"
     "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
     "BEGIN\n"
-    "  INSERT INTO @S@.webhook_dead_letters AS w (subscription, seq, tenant, tenant_seq, id, type, attempts,\n"
+    "  INSERT INTO @S@.webhook_dead_letters AS w (subscription, seq, tenant, tenant_seq, id, type, "
+    "attempts,\n"
     "      last_status, last_error)\n"
     "  SELECT p_subscription, o.seq, o.tenant, o.tenant_seq, o.id, o.type, p_attempts, p_last_status,\n"
     "      left(coalesce(p_last_error, ''), 1000)\n"
@@ -457,7 +462,8 @@ const char tn_delivery_schema_sql[] =
     "BEGIN\n"
     "  WITH d AS (DELETE FROM @S@.webhook_dead_letters WHERE subscription = p_subscription\n"
     "               AND (p_seq = 0 OR seq = p_seq) RETURNING tenant, tenant_seq, seq),\n"
-    "       m AS (SELECT DISTINCT ON (tenant) tenant, tenant_seq, seq FROM d ORDER BY tenant, tenant_seq DESC),\n"
+    "       m AS (SELECT DISTINCT ON (tenant) tenant, tenant_seq, seq FROM d ORDER BY tenant, tenant_seq "
+    "DESC),\n"
     "       u AS (INSERT INTO @S@.webhook_cursors AS c (subscription, tenant, tenant_seq, seq)\n"
     "               SELECT p_subscription, tenant, tenant_seq, seq FROM m\n"
     "               ON CONFLICT (subscription, tenant) DO UPDATE\n"
@@ -475,9 +481,11 @@ const char tn_delivery_schema_sql[] =
     "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
     "BEGIN\n"
     "  IF p_from IS NULL OR p_from < 1 THEN\n"
-    "    RAISE EXCEPTION 'webhooks: the replay sequence must be positive' USING ERRCODE = 'invalid_parameter_value';\n"
+    "    RAISE EXCEPTION 'webhooks: the replay sequence must be positive' USING ERRCODE = "
+    "'invalid_parameter_value';\n"
     "  END IF;\n"
-    "  WITH f AS (SELECT tenant, min(tenant_seq) AS ts FROM @S@.outbox WHERE seq >= p_from GROUP BY tenant),\n"
+    "  WITH f AS (SELECT tenant, min(tenant_seq) AS ts FROM @S@.outbox WHERE seq >= p_from GROUP BY "
+    "tenant),\n"
     "       u AS (UPDATE @S@.webhook_cursors c SET tenant_seq = f.ts - 1 FROM f\n"
     "               WHERE c.subscription = p_subscription AND c.tenant = f.tenant AND c.tenant_seq >= f.ts\n"
     "               RETURNING 1)\n"
@@ -511,10 +519,9 @@ static int schema_current(PGconn *conn, const char *schema, bool *current, struc
   char reg[96];
   snprintf(reg, sizeof reg, "\"%s\".webhook_state", schema);
   const char *v[] = {reg};
-  PGresult *res = PQexecParams(conn,
-                               "SELECT coalesce(obj_description(to_regclass($1), 'pg_class'), '') = '" WH_SCHEMA_MARK
-                               "'",
-                               1, NULL, v, NULL, NULL, 0);
+  PGresult *res = PQexecParams(
+      conn, "SELECT coalesce(obj_description(to_regclass($1), 'pg_class'), '') = '" WH_SCHEMA_MARK "'", 1,
+      NULL, v, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     char msg[300];
     one_line(PQerrorMessage(conn), msg, sizeof msg);
@@ -882,8 +889,8 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
   for (struct tq *q = s->tenants; held && q; q = q->next) {
     if (q->head && q->head->seq < min_held)
       min_held = q->head->seq;
-    if (q->held_through > 0 &&
-        json_array_append_new(held, json_pack("{s:s,s:I}", "t", q->tenant, "h", (json_int_t)q->held_through))) {
+    if (q->held_through > 0 && json_array_append_new(held, json_pack("{s:s,s:I}", "t", q->tenant, "h",
+                                                                     (json_int_t)q->held_through))) {
       json_decref(held);
       held = NULL;
     }
@@ -997,8 +1004,7 @@ static int commit_cursors(struct tn_delivery *d, struct sub *s, struct tn_error 
   if (!text)
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *v[] = {s->s->name, text};
-  PGresult *res =
-      q_exec(d, "SELECT @S@.webhook_advance($1, $2::json)", 2, v, PGRES_TUPLES_OK, err);
+  PGresult *res = q_exec(d, "SELECT @S@.webhook_advance($1, $2::json)", 2, v, PGRES_TUPLES_OK, err);
   free(text);
   if (!res)
     return err->code;

@@ -244,10 +244,9 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
   /* Metadata: externalIds and the plan in one change -> one updated event with both. */
   patch_spec(t, "{\"externalIds\":{\"crm\":\"0015g\"},\"plan\":\"standard\"}");
   cr_assert_str_eq(wait_events(t, 3, 30), "created activated updated");
-  const char *data =
-      psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND type = "
-           "'dev.tenancy.tenant.updated.v1'",
-           t);
+  const char *data = psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+                          "'dev.tenancy.tenant.updated.v1'",
+                          t);
   json_t *d = json_loads(data, 0, NULL);
   cr_assert_not_null(d, "data: %s", data);
   json_t *changed = json_object_get(d, "changed");
@@ -401,10 +400,9 @@ Test(outbox, a_key_rotation_is_announced_without_key_material) {
   sh_ok("%s rotate keys %s >/dev/null", tn_test_env("TENANCY_TENANTCTL_BIN"), t);
   cr_assert_str_eq(wait_events(t, 3, 60), "created activated key.rotated");
   check_sequence_and_audit(t);
-  const char *d =
-      psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND type = "
-           "'dev.tenancy.tenant.key.rotated.v1'",
-           t);
+  const char *d = psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+                       "'dev.tenancy.tenant.key.rotated.v1'",
+                       t);
   cr_assert_str_eq(d, "{\"trigger\": \"on-demand\", \"versionAfter\": 2, \"versionBefore\": 1}");
   cr_assert_str_eq(
       psql("SELECT a.action || ':' || a.outcome || ':' || (o.event->>'actor') FROM tenancy.outbox o "

@@ -128,8 +128,9 @@ static long long append_event(struct tn_audit *w, PGconn *wc, const char *cid) {
   json_t *tenant = json_pack("{s:{s:s,s:s}}", "metadata", "name", "acme", "uid", "uid-acme");
   struct tn_outbox_event ob = {0};
   struct tn_error err = {0};
-  cr_assert_eq(tn_outbox_event_init(&ob, "itest", tenant, TN_CE_UPDATED, cid, TN_AUDIT_OPERATOR_ACTOR, NULL, &err),
-               0, "%s", err.message);
+  cr_assert_eq(
+      tn_outbox_event_init(&ob, "itest", tenant, TN_CE_UPDATED, cid, TN_AUDIT_OPERATOR_ACTOR, NULL, &err), 0,
+      "%s", err.message);
   json_decref(tenant);
   struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
                               .action = "spec.update",
@@ -152,8 +153,9 @@ static int tenantctl(char **out, const char *fmt, ...) {
   va_start(ap, fmt);
   char *args = vfmt(fmt, ap);
   va_end(ap);
-  int rc = tn_test_sh(out, "env -u TENANCY_PG_DSN '%s' %s --schema %s --pg-dsn-file '%s' --actor itest:alice 2>&1",
-                      tn_test_env("TENANCY_TENANTCTL_BIN"), args, schema, dsn_file);
+  int rc =
+      tn_test_sh(out, "env -u TENANCY_PG_DSN '%s' %s --schema %s --pg-dsn-file '%s' --actor itest:alice 2>&1",
+                 tn_test_env("TENANCY_TENANTCTL_BIN"), args, schema, dsn_file);
   free(args);
   return rc;
 }
@@ -169,7 +171,8 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   struct tn_audit_options wo = {.schema = schema, .no_create = true};
   cr_assert_eq(tn_audit_open(wd, &wo, &w, &err), 0, "%s", err.message);
   PGconn *wc = connect_to(wd);
-  snprintf(dsn_file, sizeof dsn_file, "%s/whpriv-dsn-%ld", tn_test_env("TENANCY_TEST_LOG_DIR"), (long)getpid());
+  snprintf(dsn_file, sizeof dsn_file, "%s/whpriv-dsn-%ld", tn_test_env("TENANCY_TEST_LOG_DIR"),
+           (long)getpid());
   FILE *f = fopen(dsn_file, "w");
   cr_assert_not_null(f);
   fputs(wd, f);
@@ -183,7 +186,8 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
 
   /* What the engine does, through its functions: a dead letter copied from the outbox row... */
   free(value(wc, "SELECT %s.webhook_dead_letter('ledger', %lld, 12, 503, 'HTTP 503')", schema, s1));
-  char *v = value(wc, "SELECT tenant || '/' || tenant_seq || '/' || attempts FROM %s.webhook_dead_letters", schema);
+  char *v =
+      value(wc, "SELECT tenant || '/' || tenant_seq || '/' || attempts FROM %s.webhook_dead_letters", schema);
   cr_assert_str_eq(v, "acme/1/12");
   free(v);
   /* ...never a forged one... */
@@ -191,8 +195,10 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   cr_assert(strstr(m, "no outbox event"), "%s", m);
   free(m);
   /* ...and cursors that only move forward. */
-  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":2,\"s\":%lld}]')", schema, s2));
-  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":1,\"s\":%lld}]')", schema, s1));
+  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":2,\"s\":%lld}]')", schema,
+             s2));
+  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":1,\"s\":%lld}]')", schema,
+             s1));
   v = value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'", schema);
   cr_assert_str_eq(v, "2", "a cursor moved back through webhook_advance");
   free(v);
@@ -242,8 +248,9 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "1 dead letter(s) of ledger purged"), "%s", out);
   free(out);
-  v = value(wc, "SELECT count(*) || ':' || (SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = "
-                "'ledger') FROM %s.webhook_dead_letters",
+  v = value(wc,
+            "SELECT count(*) || ':' || (SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = "
+            "'ledger') FROM %s.webhook_dead_letters",
             schema, schema);
   cr_assert_str_eq(v, "0:1", "after the purge: no dead letter, the cursor past it");
   free(v);
@@ -253,14 +260,16 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   v = value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'", schema);
   cr_assert_str_eq(v, "0", "replay moved the cursor back before the first event");
   free(v);
-  v = value(wc, "SELECT (SELECT epoch FROM %s.webhook_state WHERE subscription = 'ledger') || ':' || "
-                "(SELECT epoch FROM %s.webhook_state WHERE subscription = 'warehouse')",
+  v = value(wc,
+            "SELECT (SELECT epoch FROM %s.webhook_state WHERE subscription = 'ledger') || ':' || "
+            "(SELECT epoch FROM %s.webhook_state WHERE subscription = 'warehouse')",
             schema, schema);
   cr_assert_str_eq(v, "2:1", "each change bumps the subscription's epoch");
   free(v);
   /* Each change: started (tenantctl) and succeeded (the database, with the change), by the actor. */
   v = value(wc,
-            "SELECT string_agg(action || '/' || outcome || '/' || actor || '/' || coalesce(details->>'count', '-'), "
+            "SELECT string_agg(action || '/' || outcome || '/' || actor || '/' || "
+            "coalesce(details->>'count', '-'), "
             "' ' ORDER BY id) FROM %s.audit_events WHERE target LIKE 'webhooksubscription/%%'",
             schema);
   cr_assert_str_eq(v,
