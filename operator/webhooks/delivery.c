@@ -1348,9 +1348,11 @@ static void *run(void *arg) {
       }
       if (db && now >= s->next_status) {
         compute_status(d, s);
-        /* Counting a large backlog takes a while: at most a tenth of the engine's time. */
-        double took = mono() - now;
-        s->next_status = now + (10 * took > d->cfg.status_period_s ? 10 * took : d->cfg.status_period_s);
+        /* Counting a large backlog takes a while: then at most a tenth of the engine's time. */
+        double took = mono() - now, period = d->cfg.status_period_s;
+        if (s->st.backlog > 50000 && 10 * took > period)
+          period = 10 * took;
+        s->next_status = now + period;
       }
       dispatch(d, s, now, &wake);
       if (s->next_fetch < wake)
