@@ -23,12 +23,13 @@
 #include "audit/outbox.h" /* OUTBOX (issue 14) */
 #include "util/buf.h"
 #include "util/fence.h"
+#include "webhooks/delivery.h" /* OUTBOX (issue 14): its tables are created with the trail */
 
 /* The first key of the two-key advisory lock (the second is the table's oid): "TNAU". */
 #define LOCK_CLASS "1414414677"
 /* The second key of the lock serializing creation (any schema of this database). */
 #define DDL_LOCK "hashtext(current_database() || '/tenancy-audit-ddl')"
-#define SCHEMA_MARK "tenancy-operator audit trail (schema 4): append-only and hash-chained; see docs/audit.md"
+#define SCHEMA_MARK "tenancy-operator audit trail (schema 5): append-only and hash-chained; see docs/audit.md"
 #define AT_TEXT "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define COLUMNS                                                                                              \
   "id, " AT_TEXT ", actor, action, target, request_id, correlation_id, outcome, generation_before, "         \
@@ -780,6 +781,8 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
     rc = exec_template(a, schema_sql, NULL, "creating the audit table", err);
   if (rc == 0 && !current)
     rc = exec_template(a, tn_outbox_schema_sql, NULL, "creating the outbox", err);
+  if (rc == 0 && !current) /* schema 5: the delivery engine's tables, written only through functions */
+    rc = exec_template(a, tn_delivery_schema_sql, NULL, "creating the webhook delivery tables", err);
   if (rc == 0 && writer_role)
     rc = check_writer_role(a, writer_role, err);
   if (rc == 0 && writer_role) {
@@ -790,6 +793,9 @@ static int create_locked(struct tn_audit *a, const char *writer_role, struct tn_
       rc = exec_template(a, grant_sql, quoted, "granting the writer role", err);
     if (rc == 0)
       rc = exec_template(a, tn_outbox_grant_sql, quoted, "granting the writer role the outbox", err);
+    if (rc == 0)
+      rc = exec_template(a, tn_delivery_grant_sql, quoted, "granting the writer role the webhook delivery",
+                         err);
   }
   if (rc == 0) {
     res = exec(a, "COMMIT", PGRES_COMMAND_OK, "creating the audit table", err);

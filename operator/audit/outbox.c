@@ -35,6 +35,18 @@ const char tn_outbox_schema_sql[] =
     "  CONSTRAINT outbox_tenant_seq_key UNIQUE (tenant, tenant_seq)\n"
     ");\n"
     "CREATE INDEX IF NOT EXISTS outbox_type_seq ON @S@.outbox (type, seq);\n"
+    /* Schema 5: each statement that adds events announces it on channel <schema>_outbox when it
+     * commits (NOTIFY is transactional; one per transaction and channel), so the delivery engine
+     * fetches at once instead of polling. */
+    "CREATE OR REPLACE FUNCTION @S@.outbox_announce() RETURNS trigger\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');\n"
+    "  RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE OR REPLACE TRIGGER outbox_announce AFTER INSERT ON @S@.outbox\n"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION @S@.outbox_announce();\n"
+    "REVOKE ALL ON FUNCTION @S@.outbox_announce() FROM PUBLIC;\n"
     /* The last sequence number of each tenant. Kept when a tenant is deleted: a tenant created
      * again under the same name goes on from there, so (tenant, tenant_seq) stays unique. */
     "CREATE TABLE IF NOT EXISTS @S@.outbox_tenants (\n"

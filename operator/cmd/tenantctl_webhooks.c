@@ -159,9 +159,12 @@ static void new_uuid(char out[37]) {
            b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-/* One audited change: fn runs between the started and the succeeded/failed rows. */
+/* One audited change: the started row first; fn's database function appends the succeeded row in
+ * the transaction of the change itself; a failure gets its failed row here. */
 static int audited(const struct wopts *o, const char *dsn, const char *action, json_t *details,
-                   int (*fn)(PGconn *, const struct wopts *, long long *, struct tn_error *), long long *n) {
+                   int (*fn)(PGconn *, const struct wopts *, const char *, const char *, long long *,
+                             struct tn_error *),
+                   long long *n) {
   struct tn_audit *a = NULL;
   struct tn_error err = {0};
   struct tn_audit_options ao = {.schema = o->schema,
@@ -193,21 +196,20 @@ static int audited(const struct wopts *o, const char *dsn, const char *action, j
   }
   PGconn *c = connect_db(dsn, o);
   struct tn_error ferr = {0};
-  int frc = c ? fn(c, o, n, &ferr) : TN_EUNAVAILABLE;
+  int frc = c ? fn(c, o, actor, corr, n, &ferr) : TN_EUNAVAILABLE;
   if (!c)
     snprintf(ferr.message, sizeof ferr.message, "cannot connect to PostgreSQL");
   PQfinish(c);
-  json_object_set_new(details, "count", json_integer(frc ? 0 : *n));
-  if (frc)
-    json_object_set_new(details, "error", json_string(ferr.message));
-  free(det);
-  det = json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS);
-  ev.outcome = frc ? TN_AUDIT_FAILED : TN_AUDIT_SUCCEEDED;
-  ev.details = det;
-  if (tn_audit_append(a, &ev, NULL, &err))
-    fprintf(stderr, "%s: warning: done, but its outcome could not be recorded in the audit trail: %s\n",
-            tctl_prog, err.message);
   if (frc) {
+    json_object_set_new(details, "count", json_integer(0));
+    json_object_set_new(details, "error", json_string(ferr.message));
+    free(det);
+    det = json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS);
+    ev.outcome = TN_AUDIT_FAILED;
+    ev.details = det;
+    if (tn_audit_append(a, &ev, NULL, &err))
+      fprintf(stderr, "%s: warning: its failure could not be recorded in the audit trail: %s\n", tctl_prog,
+              err.message);
     fprintf(stderr, "%s: %s\n", tctl_prog, ferr.message);
     rc = TCTL_EXIT_ERROR;
   }
@@ -217,14 +219,19 @@ out:
   return rc;
 }
 
-static int do_requeue(PGconn *c, const struct wopts *o, long long *n, struct tn_error *err) {
-  return tn_wh_dlq_requeue(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, n, err);
+static int do_requeue(PGconn *c, const struct wopts *o, const char *actor, const char *corr, long long *n,
+                      struct tn_error *err) {
+  return tn_wh_dlq_requeue(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, actor, corr, n,
+                           err);
 }
-static int do_purge(PGconn *c, const struct wopts *o, long long *n, struct tn_error *err) {
-  return tn_wh_dlq_purge(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, n, err);
+static int do_purge(PGconn *c, const struct wopts *o, const char *actor, const char *corr, long long *n,
+                    struct tn_error *err) {
+  return tn_wh_dlq_purge(c, o->schema ? o->schema : "tenancy", o->sub, o->all ? 0 : o->seq, actor, corr, n,
+                         err);
 }
-static int do_replay(PGconn *c, const struct wopts *o, long long *n, struct tn_error *err) {
-  return tn_wh_replay(c, o->schema ? o->schema : "tenancy", o->sub, o->from, n, err);
+static int do_replay(PGconn *c, const struct wopts *o, const char *actor, const char *corr, long long *n,
+                     struct tn_error *err) {
+  return tn_wh_replay(c, o->schema ? o->schema : "tenancy", o->sub, o->from, actor, corr, n, err);
 }
 
 static int dlq_list(const struct wopts *o, const char *dsn) {

@@ -9,6 +9,7 @@
 #include "converge/owned_apply.h" /* server-side apply of owned objects */
 
 #include "converge/tenant_breakglass.h"
+#include "converge/tenant_changes.h" /* OUTBOX (issue 14) */
 #include "converge/tenant_db.h"
 #include "converge/tenant_keys.h"
 #include "converge/tenant_suspend.h" /* Suspended/Archived effects */
@@ -1470,6 +1471,31 @@ static void step_workloads(struct run *x) {
     x->res = TN_RESULT_AFTER(x->archive.purge_after - tn_wall_now() + 1);
 }
 
+/* OUTBOX (issue 14): placement.decided and quota.changed, once per change (tenant_changes.h), once
+ * the objects are applied (the ResourceQuotas hold the new values). A failure to record is retried
+ * soon: the comparison with the outbox makes a retry exact. */
+static void step_record_changes(struct run *x) {
+  if (!x->r->audit || !x->provisioned || !x->placed || !x->have_plan || !x->derived)
+    return;
+  char actor[256] = TN_AUDIT_OPERATOR_ACTOR;
+  tn_tenant_requester(x->obj, actor, sizeof actor);
+  struct tn_tenant_changes c = {.audit = x->r->audit,
+                                .cluster = x->r->cluster_name,
+                                .tenant = x->obj,
+                                .actor = actor,
+                                .request_id = x->rv,
+                                .now = x->now,
+                                .region = x->placement.region,
+                                .isolation = tn_isolation_name(x->placement.isolation),
+                                .quotas = json_object_get(x->derived, "quotas")};
+  struct tn_error err = {0};
+  if (tn_tenant_record_changes(&c, NULL, &err)) {
+    tn_log(TN_LOG_WARN, &x->lf, "recording the placement and quota events: %s", err.message);
+    if (x->res.kind == TN_RESULT_SUCCESS)
+      x->res = TN_RESULT_AFTER(5);
+  }
+}
+
 /* keys: per-tenant data keys, where a policy requires them (and for as long as a tenant has
  * them). */
 static void step_keys(struct run *x) {
@@ -1811,6 +1837,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   tn_time_rfc3339(tn_wall_now(), x.now, sizeof x.now);
   tn_policy_result_init(&x.policy);
 
+  bool applied = false;
   enum flow f = step_observe(&x);
   if (f == FLOW_NEXT)
     f = step_plan_lifecycle(&x);
@@ -1830,6 +1857,7 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
     step_database(&x);
     step_workloads(&x);
     step_keys(&x);
+    applied = true;
   }
   if (f == FLOW_NEXT || f == FLOW_BREAKGLASS) {
     step_breakglass(&x);
@@ -1842,6 +1870,8 @@ struct tn_result tn_tenant_reconcile(void *ud, const char *key) {
   }
   if (f == FLOW_NEXT)
     step_audit_outcome(&x);
+  if (f == FLOW_NEXT && applied) /* after the transitions' events: created, activated, then these */
+    step_record_changes(&x);
 
   struct tn_result res = x.res;
   run_cleanup(&x);

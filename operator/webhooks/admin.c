@@ -52,34 +52,33 @@ static int run(PGconn *c, const char *schema, const char *tmpl, int n, const cha
   return 0;
 }
 
-static int begin(PGconn *c, const char *schema, struct tn_error *err) {
+static int prepare(PGconn *c, const char *schema, struct tn_error *err) {
   int rc = check_schema(schema, err);
-  if (rc)
-    return rc;
-  if ((rc = tn_delivery_init_schema(c, schema, err)))
-    return rc;
-  return run(c, schema, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err);
+  return rc ? rc : tn_delivery_init_schema(c, schema, err);
 }
 
-static int finish(PGconn *c, const char *schema, const char *sub, int rc, struct tn_error *err) {
-  if (!rc) {
-    const char *v[] = {sub};
-    rc = run(c, schema,
-             "INSERT INTO @S@.webhook_state AS w (subscription, epoch) VALUES ($1, 1) "
-             "ON CONFLICT (subscription) DO UPDATE SET epoch = w.epoch + 1",
-             1, v, PGRES_COMMAND_OK, NULL, err);
-  }
-  if (!rc)
-    rc = run(c, schema, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err);
+/* One administrative function of the delivery schema (SECURITY DEFINER: it bumps the epoch and
+ * appends its audit row in the same transaction); its single result into *n. */
+static int call(PGconn *c, const char *schema, const char *tmpl, const char *subscription, long long arg,
+                const char *actor, const char *correlation_id, long long *n, struct tn_error *err) {
+  int rc = prepare(c, schema, err);
   if (rc)
-    PQclear(PQexec(c, "ROLLBACK"));
-  return rc;
+    return rc;
+  char a[32];
+  snprintf(a, sizeof a, "%lld", arg);
+  const char *v[] = {subscription, a, actor, correlation_id};
+  PGresult *res = NULL;
+  if ((rc = run(c, schema, tmpl, 4, v, PGRES_TUPLES_OK, &res, err)))
+    return rc;
+  *n = atoll(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return 0;
 }
 
 int tn_wh_dlq_list(void *conn, const char *schema, const char *subscription, json_t **out,
                    struct tn_error *err) {
-  int rc = check_schema(schema, err);
-  if (rc || (rc = tn_delivery_init_schema(conn, schema, err)))
+  int rc = prepare(conn, schema, err);
+  if (rc)
     return rc;
   const char *v[] = {subscription};
   PGresult *res = NULL;
@@ -97,76 +96,22 @@ int tn_wh_dlq_list(void *conn, const char *schema, const char *subscription, jso
   return *out ? 0 : tn_error_set(err, -ENOMEM, "out of memory");
 }
 
-int tn_wh_dlq_requeue(void *conn, const char *schema, const char *subscription, long long seq, long long *n,
-                      struct tn_error *err) {
-  int rc = begin(conn, schema, err);
-  if (rc)
-    return rc;
-  char s[32];
-  snprintf(s, sizeof s, "%lld", seq);
-  const char *v[] = {subscription, s};
-  PGresult *res = NULL;
-  rc = run(
-      conn, schema,
-      "WITH d AS (DELETE FROM @S@.webhook_dead_letters WHERE subscription = $1 AND ($2::bigint = 0 OR seq = "
-      "$2::bigint) RETURNING tenant, tenant_seq), m AS (SELECT tenant, min(tenant_seq) AS ts FROM d GROUP BY "
-      "tenant), u AS (UPDATE @S@.webhook_cursors c SET tenant_seq = LEAST(c.tenant_seq, m.ts - 1) FROM m "
-      "WHERE c.subscription = $1 AND c.tenant = m.tenant RETURNING 1) "
-      "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)",
-      2, v, PGRES_TUPLES_OK, &res, err);
-  if (!rc) {
-    *n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-  }
-  return finish(conn, schema, subscription, rc, err);
+int tn_wh_dlq_requeue(void *conn, const char *schema, const char *subscription, long long seq,
+                      const char *actor, const char *correlation_id, long long *n, struct tn_error *err) {
+  return call(conn, schema, "SELECT @S@.webhook_dlq_requeue($1, $2::bigint, $3, $4)", subscription, seq,
+              actor, correlation_id, n, err);
 }
 
-int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq, long long *n,
-                    struct tn_error *err) {
-  int rc = begin(conn, schema, err);
-  if (rc)
-    return rc;
-  char s[32];
-  snprintf(s, sizeof s, "%lld", seq);
-  const char *v[] = {subscription, s};
-  PGresult *res = NULL;
-  rc = run(
-      conn, schema,
-      "WITH d AS (DELETE FROM @S@.webhook_dead_letters WHERE subscription = $1 AND ($2::bigint = 0 OR seq = "
-      "$2::bigint) RETURNING tenant, tenant_seq, seq), m AS (SELECT DISTINCT ON (tenant) tenant, tenant_seq, "
-      "seq FROM d ORDER BY tenant, tenant_seq DESC), u AS (INSERT INTO @S@.webhook_cursors AS c "
-      "(subscription, "
-      "tenant, tenant_seq, seq) SELECT $1, tenant, tenant_seq, seq FROM m ON CONFLICT (subscription, tenant) "
-      "DO UPDATE SET tenant_seq = GREATEST(c.tenant_seq, EXCLUDED.tenant_seq), seq = GREATEST(c.seq, "
-      "EXCLUDED.seq) RETURNING 1) SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM u)",
-      2, v, PGRES_TUPLES_OK, &res, err);
-  if (!rc) {
-    *n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-  }
-  return finish(conn, schema, subscription, rc, err);
+int tn_wh_dlq_purge(void *conn, const char *schema, const char *subscription, long long seq,
+                    const char *actor, const char *correlation_id, long long *n, struct tn_error *err) {
+  return call(conn, schema, "SELECT @S@.webhook_dlq_purge($1, $2::bigint, $3, $4)", subscription, seq, actor,
+              correlation_id, n, err);
 }
 
 int tn_wh_replay(void *conn, const char *schema, const char *subscription, long long from_seq,
-                 long long *tenants, struct tn_error *err) {
+                 const char *actor, const char *correlation_id, long long *tenants, struct tn_error *err) {
   if (from_seq < 1)
     return tn_error_set(err, TN_EINVALID, "--from-sequence must be a positive outbox sequence");
-  int rc = begin(conn, schema, err);
-  if (rc)
-    return rc;
-  char s[32];
-  snprintf(s, sizeof s, "%lld", from_seq);
-  const char *v[] = {subscription, s};
-  PGresult *res = NULL;
-  rc = run(
-      conn, schema,
-      "WITH f AS (SELECT tenant, min(tenant_seq) AS ts FROM @S@.outbox WHERE seq >= $2::bigint GROUP BY "
-      "tenant), u AS (UPDATE @S@.webhook_cursors c SET tenant_seq = f.ts - 1 FROM f WHERE c.subscription = "
-      "$1 AND c.tenant = f.tenant AND c.tenant_seq >= f.ts RETURNING 1) SELECT count(*) FROM u",
-      2, v, PGRES_TUPLES_OK, &res, err);
-  if (!rc) {
-    *tenants = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-  }
-  return finish(conn, schema, subscription, rc, err);
+  return call(conn, schema, "SELECT @S@.webhook_replay($1, $2::bigint, $3, $4)", subscription, from_seq,
+              actor, correlation_id, tenants, err);
 }

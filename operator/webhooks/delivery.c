@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -183,6 +184,13 @@ static bool type_wanted(const struct tn_wh_subscription *s, const char *type) {
   return false;
 }
 
+/* A fetch at most this often while commits are announced or events finish (bounds the queries
+ * per second at full speed); and how long to wait while nothing can move. */
+#define FETCH_GAP_S 0.02
+#define STALLED_POLL_S 1.0
+/* How many outbox rows past the floor one fetch looks at. */
+#define SCAN_ROWS(d) (8 * (d)->cfg.batch)
+
 /* ---- engine state --------------------------------------------------------------------------- */
 
 struct row {
@@ -213,7 +221,10 @@ struct sub {
   long long epoch; /* webhook_state.epoch seen; a change (replay, requeue) resets what is held */
   bool epoch_known;
   double next_fetch; /* monotonic */
+  double last_fetch; /* monotonic */
   bool progressed;   /* something finished since the last fetch */
+  bool stalled;      /* the last fetch added nothing while rows were held: wait for progress */
+  bool notified;     /* an outbox commit was announced since the last fetch */
   bool removed;
   struct tn_wh_status st;
   double next_status;
@@ -236,6 +247,7 @@ struct tn_delivery {
   struct sub *subs; /* engine thread only (status copied under mu) */
   PGconn *conn;
   bool schema_ready;
+  bool listening; /* LISTEN <schema>_outbox on conn: commits are announced (push, not polling) */
   double next_connect;
   CURLM *multi;
   int in_flight;
@@ -347,25 +359,189 @@ static PGresult *q_exec(struct tn_delivery *d, const char *tmpl, int n, const ch
   return res;
 }
 
-static const char schema_ddl[] =
-    "SELECT pg_advisory_xact_lock(7142014);"
-    "CREATE SCHEMA IF NOT EXISTS @S@;"
-    "CREATE TABLE IF NOT EXISTS @S@.webhook_cursors ("
-    "  subscription text NOT NULL, tenant text NOT NULL, tenant_seq bigint NOT NULL, seq bigint NOT NULL,"
-    "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, tenant));"
-    "CREATE TABLE IF NOT EXISTS @S@.webhook_dead_letters ("
-    "  subscription text NOT NULL, seq bigint NOT NULL, tenant text NOT NULL, tenant_seq bigint NOT NULL,"
+/* What marks the engine's objects as this version's (a comment on webhook_state). */
+#define WH_SCHEMA_MARK "tenancy-operator webhook delivery (schema 2): written only through its functions"
+
+/* The engine's tables and functions, created by their owner (the audit trail's init, or the
+ * engine itself when its role owns the schema). The operator's role (the audit trail's writer
+ * role) gets SELECT on the tables and EXECUTE on the functions only (tn_delivery_grant_sql):
+ * cursors only move forward, a dead letter copies its outbox row, and requeue, purge and replay
+ * bump the epoch and append their audit row in the same transaction. */
+const char tn_delivery_schema_sql[] =
+    "SELECT pg_advisory_xact_lock(7142014);\n"
+    "CREATE SCHEMA IF NOT EXISTS @S@;\n"
+    "CREATE TABLE IF NOT EXISTS @S@.webhook_cursors (\n"
+    "  subscription text NOT NULL, tenant text NOT NULL, tenant_seq bigint NOT NULL, seq bigint NOT NULL,\n"
+    "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, tenant));\n"
+    "CREATE TABLE IF NOT EXISTS @S@.webhook_dead_letters (\n"
+    "  subscription text NOT NULL, seq bigint NOT NULL, tenant text NOT NULL, tenant_seq bigint NOT NULL,\n"
     "  id text NOT NULL, type text NOT NULL, attempts int NOT NULL, last_status int, last_error text NOT "
-    "NULL,"
-    "  dead_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, seq));"
+    "NULL,\n"
+    "  dead_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (subscription, seq));\n"
     "CREATE INDEX IF NOT EXISTS webhook_dead_letters_tenant ON @S@.webhook_dead_letters (subscription, "
-    "tenant);"
-    "CREATE TABLE IF NOT EXISTS @S@.webhook_state ("
-    "  subscription text PRIMARY KEY, epoch bigint NOT NULL DEFAULT 0);";
+    "tenant);\n"
+    "CREATE TABLE IF NOT EXISTS @S@.webhook_state (\n"
+    "  subscription text PRIMARY KEY, epoch bigint NOT NULL DEFAULT 0);\n"
+    /* An outbox this role owns without the announcing trigger (one made by hand, as in tests). */
+    "DO $d$ BEGIN\n"
+    "  IF to_regclass('@S@.outbox') IS NOT NULL\n"
+    "     AND pg_has_role((SELECT relowner FROM pg_catalog.pg_class WHERE oid = to_regclass('@S@.outbox')),\n"
+    "                     'USAGE')\n"
+    "     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass('@S@.outbox')\n"
+    "                     AND tgname = 'outbox_announce') THEN\n"
+    "    CREATE OR REPLACE FUNCTION @S@.outbox_announce() RETURNS trigger\n"
+    "      LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "    BEGIN PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', ''); RETURN NULL; END $f$;\n"
+    "    CREATE TRIGGER outbox_announce AFTER INSERT ON @S@.outbox\n"
+    "      FOR EACH STATEMENT EXECUTE FUNCTION @S@.outbox_announce();\n"
+    "  END IF;\n"
+    "END $d$;\n"
+    /* The audit row of an administrative change, when the audit trail is in this schema. */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_audit(p_actor text, p_action text, p_subscription text,\n"
+    "    p_correlation_id text, p_details jsonb) RETURNS void\n"
+    "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  IF to_regprocedure('@S@.audit_append(text,text,text,text,text,text,bigint,bigint,json)') IS NULL "
+    "THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
+    "  PERFORM @S@.audit_append(coalesce(nullif(p_actor, ''), session_user::text), p_action,\n"
+    "    'webhooksubscription/' || p_subscription, NULL, p_correlation_id, 'succeeded', NULL, NULL,\n"
+    "    p_details::json);\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @S@.webhook_bump_epoch(p_subscription text) RETURNS void\n"
+    "  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$\n"
+    "  INSERT INTO @S@.webhook_state AS w (subscription, epoch) VALUES (p_subscription, 1)\n"
+    "  ON CONFLICT (subscription) DO UPDATE SET epoch = w.epoch + 1 $$;\n"
+    /* The engine: cursors only move forward. */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_advance(p_subscription text, p_cursors json) RETURNS void\n"
+    "  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "  INSERT INTO @S@.webhook_cursors AS c (subscription, tenant, tenant_seq, seq)\n"
+    "  SELECT p_subscription, x.t, x.ts, x.s FROM json_to_recordset(p_cursors) AS x(t text, ts bigint, s "
+    "bigint)\n"
+    "  ON CONFLICT (subscription, tenant) DO UPDATE SET tenant_seq = EXCLUDED.tenant_seq,\n"
+    "    seq = EXCLUDED.seq, updated_at = clock_timestamp()\n"
+    "  WHERE c.tenant_seq < EXCLUDED.tenant_seq $$;\n"
+    /* The engine: a dead letter is a copy of its outbox row (nothing else can be put there). */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_dead_letter(p_subscription text, p_seq bigint, p_attempts int,\n"
+    "    p_last_status int, p_last_error text) RETURNS void\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  INSERT INTO @S@.webhook_dead_letters AS w (subscription, seq, tenant, tenant_seq, id, type, "
+    "attempts,\n"
+    "      last_status, last_error)\n"
+    "  SELECT p_subscription, o.seq, o.tenant, o.tenant_seq, o.id, o.type, p_attempts, p_last_status,\n"
+    "      left(coalesce(p_last_error, ''), 1000)\n"
+    "    FROM @S@.outbox o WHERE o.seq = p_seq\n"
+    "  ON CONFLICT (subscription, seq) DO UPDATE SET attempts = EXCLUDED.attempts,\n"
+    "    last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error, dead_at = clock_timestamp();\n"
+    "  IF NOT FOUND THEN\n"
+    "    RAISE EXCEPTION 'webhooks: no outbox event with seq %', p_seq USING ERRCODE = 'no_data_found';\n"
+    "  END IF;\n"
+    "END $$;\n"
+    /* tenantctl events dlq requeue: the dead letters go and the tenants' cursors move back. */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_dlq_requeue(p_subscription text, p_seq bigint, p_actor text,\n"
+    "    p_correlation_id text, OUT out_count bigint)\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  WITH d AS (DELETE FROM @S@.webhook_dead_letters WHERE subscription = p_subscription\n"
+    "               AND (p_seq = 0 OR seq = p_seq) RETURNING tenant, tenant_seq),\n"
+    "       m AS (SELECT tenant, min(tenant_seq) AS ts FROM d GROUP BY tenant),\n"
+    "       u AS (UPDATE @S@.webhook_cursors c SET tenant_seq = LEAST(c.tenant_seq, m.ts - 1) FROM m\n"
+    "               WHERE c.subscription = p_subscription AND c.tenant = m.tenant RETURNING 1)\n"
+    "  SELECT (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM u) INTO out_count;\n"
+    "  PERFORM @S@.webhook_bump_epoch(p_subscription);\n"
+    "  PERFORM @S@.webhook_audit(p_actor, 'webhook.dlq.requeue', p_subscription, p_correlation_id,\n"
+    "    jsonb_strip_nulls(jsonb_build_object('subscription', p_subscription, 'seq', nullif(p_seq, 0),\n"
+    "                                         'count', out_count)));\n"
+    "END $$;\n"
+    /* tenantctl events dlq purge: the dead letters go for good; the cursors move past them. */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_dlq_purge(p_subscription text, p_seq bigint, p_actor text,\n"
+    "    p_correlation_id text, OUT out_count bigint)\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  WITH d AS (DELETE FROM @S@.webhook_dead_letters WHERE subscription = p_subscription\n"
+    "               AND (p_seq = 0 OR seq = p_seq) RETURNING tenant, tenant_seq, seq),\n"
+    "       m AS (SELECT DISTINCT ON (tenant) tenant, tenant_seq, seq FROM d ORDER BY tenant, tenant_seq "
+    "DESC),\n"
+    "       u AS (INSERT INTO @S@.webhook_cursors AS c (subscription, tenant, tenant_seq, seq)\n"
+    "               SELECT p_subscription, tenant, tenant_seq, seq FROM m\n"
+    "               ON CONFLICT (subscription, tenant) DO UPDATE\n"
+    "               SET tenant_seq = GREATEST(c.tenant_seq, EXCLUDED.tenant_seq),\n"
+    "                   seq = GREATEST(c.seq, EXCLUDED.seq) RETURNING 1)\n"
+    "  SELECT (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM u) INTO out_count;\n"
+    "  PERFORM @S@.webhook_bump_epoch(p_subscription);\n"
+    "  PERFORM @S@.webhook_audit(p_actor, 'webhook.dlq.purge', p_subscription, p_correlation_id,\n"
+    "    jsonb_strip_nulls(jsonb_build_object('subscription', p_subscription, 'seq', nullif(p_seq, 0),\n"
+    "                                         'count', out_count)));\n"
+    "END $$;\n"
+    /* tenantctl events replay: every event with seq >= p_from is sent again. */
+    "CREATE OR REPLACE FUNCTION @S@.webhook_replay(p_subscription text, p_from bigint, p_actor text,\n"
+    "    p_correlation_id text, OUT out_tenants bigint)\n"
+    "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+    "BEGIN\n"
+    "  IF p_from IS NULL OR p_from < 1 THEN\n"
+    "    RAISE EXCEPTION 'webhooks: the replay sequence must be positive' USING ERRCODE = "
+    "'invalid_parameter_value';\n"
+    "  END IF;\n"
+    "  WITH f AS (SELECT tenant, min(tenant_seq) AS ts FROM @S@.outbox WHERE seq >= p_from GROUP BY "
+    "tenant),\n"
+    "       u AS (UPDATE @S@.webhook_cursors c SET tenant_seq = f.ts - 1 FROM f\n"
+    "               WHERE c.subscription = p_subscription AND c.tenant = f.tenant AND c.tenant_seq >= f.ts\n"
+    "               RETURNING 1)\n"
+    "  SELECT count(*) FROM u INTO out_tenants;\n"
+    "  PERFORM @S@.webhook_bump_epoch(p_subscription);\n"
+    "  PERFORM @S@.webhook_audit(p_actor, 'webhook.replay', p_subscription, p_correlation_id,\n"
+    "    jsonb_build_object('subscription', p_subscription, 'fromSequence', p_from, 'count', out_tenants));\n"
+    "END $$;\n"
+    "REVOKE ALL ON @S@.webhook_cursors, @S@.webhook_dead_letters, @S@.webhook_state FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_audit(text, text, text, text, jsonb) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_bump_epoch(text) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_advance(text, json) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_dead_letter(text, bigint, int, int, text) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_dlq_requeue(text, bigint, text, text) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_dlq_purge(text, bigint, text, text) FROM PUBLIC;\n"
+    "REVOKE ALL ON FUNCTION @S@.webhook_replay(text, bigint, text, text) FROM PUBLIC;\n"
+    "COMMENT ON TABLE @S@.webhook_state IS '" WH_SCHEMA_MARK "';\n";
+
+/* The operator's (writer) role: read the tables, change them only through the functions. */
+const char tn_delivery_grant_sql[] =
+    "GRANT SELECT ON @S@.webhook_cursors, @S@.webhook_dead_letters, @S@.webhook_state TO @R@;\n"
+    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON @S@.webhook_cursors,\n"
+    "  @S@.webhook_dead_letters, @S@.webhook_state FROM @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.webhook_advance(text, json) TO @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.webhook_dead_letter(text, bigint, int, int, text) TO @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.webhook_dlq_requeue(text, bigint, text, text) TO @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.webhook_dlq_purge(text, bigint, text, text) TO @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.webhook_replay(text, bigint, text, text) TO @R@;\n";
+
+static int schema_current(PGconn *conn, const char *schema, bool *current, struct tn_error *err) {
+  char reg[96];
+  snprintf(reg, sizeof reg, "\"%s\".webhook_state", schema);
+  const char *v[] = {reg};
+  PGresult *res = PQexecParams(
+      conn, "SELECT coalesce(obj_description(to_regclass($1), 'pg_class'), '') = '" WH_SCHEMA_MARK "'", 1,
+      NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    char msg[300];
+    one_line(PQerrorMessage(conn), msg, sizeof msg);
+    PQclear(res);
+    return tn_error_set(err, TN_EUNAVAILABLE, "looking for the webhook delivery tables: %s", msg);
+  }
+  *current = PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  return 0;
+}
 
 int tn_delivery_init_schema(void *conn, const char *schema, struct tn_error *err) {
-  struct tn_delivery tmp = {.conn = conn, .schema = (char *)(schema ? schema : "tenancy")};
-  char *text = sql(&tmp, schema_ddl);
+  if (!schema)
+    schema = "tenancy";
+  bool current = false;
+  int rc = schema_current(conn, schema, &current, err);
+  if (rc || current)
+    return rc; /* made by their owner (tenantctl audit init): the operator's role cannot, need not */
+  struct tn_delivery tmp = {.conn = conn, .schema = (char *)schema};
+  char *text = sql(&tmp, tn_delivery_schema_sql);
   if (!text)
     return tn_error_set(err, -ENOMEM, "out of memory");
   char *full = malloc(strlen(text) + 16);
@@ -377,11 +553,13 @@ int tn_delivery_init_schema(void *conn, const char *schema, struct tn_error *err
   free(text);
   PGresult *res = PQexec(conn, full);
   free(full);
-  int rc = 0;
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
     char msg[300];
     one_line(PQerrorMessage(conn), msg, sizeof msg);
-    rc = tn_error_set(err, TN_EUNAVAILABLE, "creating the webhook delivery tables: %s", msg);
+    rc = tn_error_set(err, TN_EUNAVAILABLE,
+                      "creating the webhook delivery tables: %s (when the operator's role does not own the "
+                      "schema, run `tenantctl audit init --writer-role ROLE` as its owner)",
+                      msg);
     PQclear(PQexec(conn, "ROLLBACK"));
   }
   PQclear(res);
@@ -417,14 +595,45 @@ static int ensure_conn(struct tn_delivery *d, struct tn_error *err) {
     d->conn = NULL;
     return tn_error_set(err, TN_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
   }
-  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'; SET client_min_messages = warning"));
+  /* No JIT: the engine's queries are short and frequent, and compiling cost more than running.
+   * Asynchronous commit: a cursor committed is in PostgreSQL's memory at once and on disk within
+   * a fraction of a second; only a crash of PostgreSQL itself (not of the operator, not a clean
+   * restart) can lose that fraction, and then those events are sent again (same webhook-id):
+   * at-least-once holds, and a commit no longer waits for a WAL flush per delivery. */
+  PQclear(PQexec(d->conn, "SET statement_timeout = '30s'; SET client_min_messages = warning; SET jit = off; "
+                          "SET synchronous_commit = off"));
   if (!d->schema_ready) {
     int rc = tn_delivery_init_schema(d->conn, d->schema, err);
     if (rc)
       return rc;
     d->schema_ready = true;
   }
+  /* The outbox's statement trigger (tn_delivery_notify_sql) announces each commit on channel
+   * <schema>_outbox; without it (an outbox made by hand) the poll interval still finds the rows. */
+  char listen[96];
+  snprintf(listen, sizeof listen, "LISTEN \"%s_outbox\"", d->schema);
+  PGresult *res = PQexec(d->conn, listen);
+  d->listening = PQresultStatus(res) == PGRES_COMMAND_OK;
+  PQclear(res);
+  for (struct sub *s = d->subs; s; s = s->next)
+    s->notified = true; /* what was committed while we were away */
   return 0;
+}
+
+/* Reads the announcements that arrived on the connection; true when an outbox commit was among
+ * them. Safe when the connection is gone. */
+static bool take_notifies(struct tn_delivery *d) {
+  if (!d->conn || !d->listening)
+    return false;
+  bool any = false;
+  if (!PQconsumeInput(d->conn))
+    return false; /* the next query notices the broken connection */
+  PGnotify *n;
+  while ((n = PQnotifies(d->conn))) {
+    any = true;
+    PQfreemem(n);
+  }
+  return any;
 }
 
 /* ---- metrics -------------------------------------------------------------------------------- */
@@ -662,14 +871,40 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
   int room = d->cfg.batch - s->held;
   if (room <= 0)
     return 0;
-  char floor[32], limit[32], per[32];
+  char floor[32], limit[32], per[32], upto[32];
   snprintf(floor, sizeof floor, "%lld", s->floor);
   snprintf(limit, sizeof limit, "%d", room);
   snprintf(per, sizeof per, "%d", d->cfg.per_tenant);
-  const char *v[] = {s->s->name, floor, per, limit, s->s->best_effort ? "t" : "f"};
+  /* At most SCAN_ROWS outbox rows past the floor are looked at: with a large backlog the rows of
+   * tenants whose window is full would otherwise be read (and skipped) on every fetch. A tenant's
+   * rows in the range are a prefix of its pending ones (its tenant_seq order is seq order). When
+   * the last fetch found nothing new (one tenant's event may hold the floor back, in a long
+   * backoff), the whole backlog is looked at, so that other tenants never wait for it. */
+  long long end = s->stalled ? LLONG_MAX : s->floor + (long long)SCAN_ROWS(d);
+  snprintf(upto, sizeof upto, "%lld", end);
+  /* What is held (or done, not yet committed) per tenant is not read again: only new rows come
+   * back, so a batch is never taken up by rows already in hand. */
+  long long min_held = LLONG_MAX;
+  json_t *held = json_array();
+  for (struct tq *q = s->tenants; held && q; q = q->next) {
+    if (q->head && q->head->seq < min_held)
+      min_held = q->head->seq;
+    if (q->held_through > 0 && json_array_append_new(held, json_pack("{s:s,s:I}", "t", q->tenant, "h",
+                                                                     (json_int_t)q->held_through))) {
+      json_decref(held);
+      held = NULL;
+    }
+  }
+  char *held_text = held ? json_dumps(held, JSON_COMPACT) : NULL;
+  json_decref(held);
+  if (!held_text)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  const char *v[] = {s->s->name, floor, per, limit, s->s->best_effort ? "t" : "f", upto, held_text};
   PGresult *b = q_exec(d, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, PGRES_COMMAND_OK, err);
-  if (!b)
+  if (!b) {
+    free(held_text);
     return err->code;
+  }
   PQclear(b);
   /* The first rows past each tenant's cursor (at most $3 per tenant), oldest first; a tenant
    * with a dead letter waits unless the subscription is BestEffort. */
@@ -678,12 +913,15 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
       "SELECT o.seq, o.tenant, o.tenant_seq, o.id, o.type, o.labels::text, o.event::text, "
       "       extract(epoch FROM o.created_at)::float8 "
       "FROM @S@.outbox o LEFT JOIN @S@.webhook_cursors c ON c.subscription = $1 AND c.tenant = o.tenant "
-      "WHERE o.seq > $2::bigint AND o.tenant_seq > COALESCE(c.tenant_seq, 0) "
+      "  LEFT JOIN json_to_recordset($7::json) AS h(t text, h bigint) ON h.t = o.tenant "
+      "WHERE o.seq > $2::bigint AND o.seq <= $6::bigint "
+      "  AND o.tenant_seq > GREATEST(COALESCE(c.tenant_seq, 0), COALESCE(h.h, 0)) "
       "  AND o.tenant_seq <= COALESCE(c.tenant_seq, 0) + $3::int "
       "  AND ($5::bool OR NOT EXISTS (SELECT 1 FROM @S@.webhook_dead_letters x "
       "                               WHERE x.subscription = $1 AND x.tenant = o.tenant)) "
       "ORDER BY o.seq LIMIT $4::int",
-      5, v, PGRES_TUPLES_OK, err);
+      7, v, PGRES_TUPLES_OK, err);
+  free(held_text);
   PGresult *mx =
       res ? q_exec(d, "SELECT COALESCE(max(seq), 0) FROM @S@.outbox", 0, NULL, PGRES_TUPLES_OK, err) : NULL;
   if (d->conn)
@@ -694,18 +932,22 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
     return err->code;
   }
   int n = PQntuples(res);
-  if (n == 0) {
-    if (!s->held) {
-      long long m = atoll(PQgetvalue(mx, 0, 0));
-      if (m > s->floor)
-        s->floor = m;
-    }
+  if (n == 0 && !s->held) { /* nothing pending in the range: the floor moves to its end */
+    long long m = atoll(PQgetvalue(mx, 0, 0));
+    if (m > end)
+      m = end;
+    if (m > s->floor)
+      s->floor = m;
   } else {
-    long long first = atoll(PQgetvalue(res, 0, 0));
-    if (first - 1 > s->floor)
+    /* Below the oldest row held or returned, everything is past the cursors. */
+    long long first = n > 0 ? atoll(PQgetvalue(res, 0, 0)) : LLONG_MAX;
+    if (min_held < first)
+      first = min_held;
+    if (first != LLONG_MAX && first - 1 > s->floor)
       s->floor = first - 1;
   }
   PQclear(mx);
+  int added = 0;
   for (int i = 0; i < n; i++) {
     const char *tenant = PQgetvalue(res, i, 1);
     long long ts = atoll(PQgetvalue(res, i, 2));
@@ -736,8 +978,10 @@ static int fetch(struct tn_delivery *d, struct sub *s, struct tn_error *err) {
     q->n++;
     q->held_through = ts;
     s->held++;
+    added++;
   }
   PQclear(res);
+  s->stalled = added == 0 && s->held > 0;
   return 0;
 }
 
@@ -760,14 +1004,7 @@ static int commit_cursors(struct tn_delivery *d, struct sub *s, struct tn_error 
   if (!text)
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *v[] = {s->s->name, text};
-  PGresult *res =
-      q_exec(d,
-             "INSERT INTO @S@.webhook_cursors AS c (subscription, tenant, tenant_seq, seq) "
-             "SELECT $1, x.t, x.ts, x.s FROM json_to_recordset($2::json) AS x(t text, ts bigint, s bigint) "
-             "ON CONFLICT (subscription, tenant) DO UPDATE SET tenant_seq = EXCLUDED.tenant_seq, "
-             "  seq = EXCLUDED.seq, updated_at = clock_timestamp() "
-             "WHERE c.tenant_seq < EXCLUDED.tenant_seq",
-             2, v, PGRES_COMMAND_OK, err);
+  PGresult *res = q_exec(d, "SELECT @S@.webhook_advance($1, $2::json)", 2, v, PGRES_TUPLES_OK, err);
   free(text);
   if (!res)
     return err->code;
@@ -802,21 +1039,14 @@ static void finish_row(struct sub *s, struct tq *q, struct row *r) {
 
 static int dead_letter(struct tn_delivery *d, struct sub *s, struct tq *q, struct row *r, int status,
                        const char *why) {
-  char seq[32], ts[32], att[32], st[16];
+  char seq[32], att[32], st[16];
   snprintf(seq, sizeof seq, "%lld", r->seq);
-  snprintf(ts, sizeof ts, "%lld", r->tenant_seq);
   snprintf(att, sizeof att, "%d", r->attempts);
   snprintf(st, sizeof st, "%d", status);
-  const char *v[] = {s->s->name, seq, q->tenant, ts, r->id, r->type, att, status ? st : NULL, why};
+  const char *v[] = {s->s->name, seq, att, status ? st : NULL, why};
   struct tn_error err = {0};
-  PGresult *res =
-      q_exec(d,
-             "INSERT INTO @S@.webhook_dead_letters (subscription, seq, tenant, tenant_seq, id, type, "
-             "attempts, last_status, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-             "ON CONFLICT (subscription, seq) DO UPDATE SET attempts = EXCLUDED.attempts, "
-             "last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error, "
-             "dead_at = clock_timestamp()",
-             9, v, PGRES_COMMAND_OK, &err);
+  PGresult *res = q_exec(d, "SELECT @S@.webhook_dead_letter($1, $2::bigint, $3::int, $4::int, $5)", 5, v,
+                         PGRES_TUPLES_OK, &err);
   if (!res)
     return err.code;
   PQclear(res);
@@ -1101,22 +1331,35 @@ static void *run(void *arg) {
     for (struct sub *s = d->subs; s; s = s->next) {
       if (s->removed)
         continue;
-      if (db && commit_cursors(d, s, &err) == 0 && !s->s->paused && s->held < d->cfg.batch / 2 &&
-          (now >= s->next_fetch)) {
+      /* Fetch when the poll interval is up, or at once (at most every FETCH_GAP_S) when a commit
+       * was announced or something finished, unless the last fetch found nothing new to hold and
+       * nothing finished since (every tenant's window is full: fetching again would only re-read
+       * the same rows). */
+      bool wanted = s->notified || s->progressed, blocked = s->stalled && !s->progressed;
+      bool due = now >= s->next_fetch || (wanted && !blocked && now >= s->last_fetch + FETCH_GAP_S);
+      if (db && commit_cursors(d, s, &err) == 0 && !s->s->paused && s->held < d->cfg.batch / 2 && due) {
+        s->notified = s->progressed = false;
         int rc = fetch(d, s, &err);
         if (rc && rc != TN_ENOTFOUND)
           set_error(d, s, "reading the outbox: %s", err.message);
-        /* Poll again soon while events flow, or when idle; back off while nothing can move. */
-        s->next_fetch = now + (s->progressed || s->held == 0 ? d->cfg.poll_s : 1.0);
-        s->progressed = false;
+        s->last_fetch = now;
+        /* Poll again soon (announcements make it sooner), or later while nothing can move. */
+        s->next_fetch = now + (s->stalled ? STALLED_POLL_S : d->cfg.poll_s);
       }
       if (db && now >= s->next_status) {
         compute_status(d, s);
-        s->next_status = now + d->cfg.status_period_s;
+        /* Counting a large backlog takes a while: then at most a tenth of the engine's time. */
+        double took = mono() - now, period = d->cfg.status_period_s;
+        if (s->st.backlog > 50000 && 10 * took > period)
+          period = 10 * took;
+        s->next_status = now + period;
       }
       dispatch(d, s, now, &wake);
       if (s->next_fetch < wake)
         wake = s->next_fetch;
+      if ((s->notified || s->progressed) && !(s->stalled && !s->progressed) &&
+          s->last_fetch + FETCH_GAP_S < wake)
+        wake = s->last_fetch + FETCH_GAP_S;
     }
     /* Start what dispatch added at once, then wait for sockets, timers or a wakeup. */
     int running = 0;
@@ -1133,7 +1376,16 @@ static void *run(void *arg) {
       timeout = 1000;
     if (finished)
       timeout = 0; /* the next events of those tenants can go now */
-    curl_multi_poll(d->multi, NULL, 0, timeout, NULL);
+    /* The PostgreSQL socket too: an announced commit ends the wait. */
+    struct curl_waitfd pg = {.fd = d->conn && d->listening ? PQsocket(d->conn) : -1,
+                             .events = CURL_WAIT_POLLIN};
+    bool announced = take_notifies(d); /* read while the last queries ran */
+    if (announced)
+      timeout = 0;
+    curl_multi_poll(d->multi, pg.fd >= 0 ? &pg : NULL, pg.fd >= 0 ? 1 : 0, timeout, NULL);
+    if (take_notifies(d) || announced)
+      for (struct sub *s = d->subs; s; s = s->next)
+        s->notified = true;
     curl_multi_perform(d->multi, &running);
     drain_done(d);
     /* Commit what finished right away: the lower the commit latency, the smaller a redelivery. */

@@ -98,7 +98,16 @@ void tn_delivery_stop(struct tn_delivery *d);
 void tn_delivery_status(struct tn_delivery *d, const char *name, struct tn_wh_status *out);
 void tn_delivery_free(struct tn_delivery *d);
 
-/* Creates the engine's tables (idempotent; serialized by an advisory lock). conn is a PGconn*. */
+/* The engine's tables and functions (@S@ = the quoted schema), created by their owner: the audit
+ * trail's init creates them with its own; and what the operator's (writer) role is granted
+ * (@R@): SELECT on the tables, EXECUTE on webhook_advance, webhook_dead_letter and the
+ * administrative functions (requeue, purge, replay), never INSERT, UPDATE or DELETE. */
+extern const char tn_delivery_schema_sql[];
+extern const char tn_delivery_grant_sql[];
+
+/* Creates the engine's tables and functions unless this version's are there (serialized by an
+ * advisory lock); a role that does not own the schema gets an error naming `tenantctl audit
+ * init`. conn is a PGconn*. */
 int tn_delivery_init_schema(void *conn, const char *schema, struct tn_error *err);
 
 #endif

@@ -23,6 +23,7 @@
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -67,6 +68,36 @@ struct rcv {
   pthread_t th;
 };
 
+/* The open connections, so that a stop cuts them too (a consumer that is down answers nothing). */
+#define MAX_CONNS 1024
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static int conns[MAX_CONNS];
+static atomic_bool refusing;
+
+static bool conn_track(int fd, bool add) {
+  bool ok = !add;
+  pthread_mutex_lock(&conns_mu);
+  for (int i = 0; i < MAX_CONNS; i++)
+    if (add && conns[i] == 0 && !atomic_load(&refusing)) {
+      conns[i] = fd + 1;
+      ok = true;
+      break;
+    } else if (!add && conns[i] == fd + 1) {
+      conns[i] = 0;
+      break;
+    }
+  pthread_mutex_unlock(&conns_mu);
+  return ok;
+}
+
+static void conns_cut(void) {
+  pthread_mutex_lock(&conns_mu);
+  for (int i = 0; i < MAX_CONNS; i++)
+    if (conns[i])
+      shutdown(conns[i] - 1, SHUT_RDWR);
+  pthread_mutex_unlock(&conns_mu);
+}
+
 static void record(const char *body) {
   const char *t = strstr(body, "\"t\": ");
   if (t && atomic_load(&recording)) {
@@ -81,6 +112,8 @@ static void *conn_main(void *arg) {
   SSL *ssl = arg;
   char buf[65536];
   size_t have = 0;
+  if (!conn_track(SSL_get_fd(ssl), true))
+    goto out;
   if (SSL_accept(ssl) == 1) {
     for (;;) {
       char *end = NULL;
@@ -106,6 +139,8 @@ static void *conn_main(void *arg) {
       }
       char c = buf[hlen + clen];
       buf[hlen + clen] = '\0';
+      if (atomic_load(&refusing))
+        goto out; /* down: no answer */
       record(buf + hlen);
       buf[hlen + clen] = c;
       static const char ok[] = "HTTP/1.1 204 No Content\r\n\r\n";
@@ -116,6 +151,7 @@ static void *conn_main(void *arg) {
     }
   }
 out:
+  conn_track(SSL_get_fd(ssl), false);
   close(SSL_get_fd(ssl));
   SSL_free(ssl);
   return NULL;
@@ -162,12 +198,15 @@ static struct rcv *receiver(int port) {
     perror("bench_webhooks: receiver bind");
     exit(1);
   }
+  atomic_store(&refusing, false);
   pthread_create(&r->th, NULL, accept_main, r);
   return r;
 }
 
 /* Stops accepting and refuses new connections (open ones are shut down). */
 static void receiver_stop(struct rcv *r) {
+  atomic_store(&refusing, true);
+  conns_cut();
   atomic_store(&r->stop, true);
   shutdown(r->fd, SHUT_RDWR);
   close(r->fd);
@@ -227,6 +266,7 @@ static void wait_received(long want, double timeout_s) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  signal(SIGPIPE, SIG_IGN); /* the receiver writes to connections its stop cut */
   int events = 20000, tenants = 256, rate = 1000, seconds = 10, outage = 100000;
   static const struct option opts[] = {
       {"events", required_argument, NULL, 'e'},        {"tenants", required_argument, NULL, 't'},

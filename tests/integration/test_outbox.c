@@ -122,19 +122,31 @@ static void wait_state(const char *t, const char *want, double timeout) {
   }
 }
 
-/* The tenant's event names in tenant_seq order, space-separated ("created activated ..."). */
+/* The placement and quota events, checked by their own test (6), are left out of event_names. */
+#define NOT_PLACEMENT_OR_QUOTA                                                                               \
+  " AND type NOT IN ('dev.tenancy.tenant.placement.decided.v1', 'dev.tenancy.tenant.quota.changed.v1')"
+
+/* The tenant's lifecycle, metadata and key event names in tenant_seq order, space-separated
+ * ("created activated ..."). */
 static const char *event_names(const char *t) {
+  return psql("SELECT coalesce(string_agg(substring(type from 'dev[.]tenancy[.]tenant[.](.*)[.]v1'), ' ' "
+              "ORDER BY tenant_seq), '') FROM tenancy.outbox WHERE tenant = '%s'" NOT_PLACEMENT_OR_QUOTA,
+              t);
+}
+
+/* All of the tenant's event names, placement and quota events included. */
+static const char *all_event_names(const char *t) {
   return psql("SELECT coalesce(string_agg(substring(type from 'dev[.]tenancy[.]tenant[.](.*)[.]v1'), ' ' "
               "ORDER BY tenant_seq), '') FROM tenancy.outbox WHERE tenant = '%s'",
               t);
 }
 
-/* Waits until the tenant has `want` events, then returns their names. */
+/* Waits until the tenant has `want` events (as event_names counts them), then returns their names. */
 static const char *wait_events(const char *t, int want, double timeout) {
   double end = tn_test_now() + timeout;
   int n = -1;
   while (tn_test_now() < end) {
-    n = atoi(psql("SELECT count(*) FROM tenancy.outbox WHERE tenant = '%s'", t));
+    n = atoi(psql("SELECT count(*) FROM tenancy.outbox WHERE tenant = '%s'" NOT_PLACEMENT_OR_QUOTA, t));
     if (n >= want)
       break;
     usleep(300 * 1000);
@@ -179,16 +191,18 @@ static void check_sequence_and_audit(const char *t) {
            t));
 }
 
-/* Validates every stored event against docs/events/<type>.json with python3's jsonschema (the
- * Debian package python3-jsonschema), and checks no event holds a secret. Returns how many. */
+/* Validates every event this suite's operator stored (source tenancy.dev/CLUSTER: other suites on
+ * a reused stack write test rows of their own) against docs/events/<type>.json with python3's
+ * jsonschema (the Debian package python3-jsonschema), and checks no event holds a secret. Returns
+ * how many. */
 static int validate_all_events(void) {
   const char *root = tn_test_env("TENANCY_ROOT");
   char *out = NULL;
   int rc = tn_test_sh(
       &out,
       "PY=python3; [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import jsonschema' 2>/dev/null && "
-      "PY=/usr/bin/python3; PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -qtAc 'SELECT event::text FROM "
-      "tenancy.outbox ORDER BY seq' | $PY -c '\n"
+      "PY=/usr/bin/python3; PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT event::text FROM "
+      "tenancy.outbox WHERE event->>'source' = 'tenancy.dev/" CLUSTER "' ORDER BY seq\" | $PY -c '\n"
       "import json, sys, re, os, urllib.parse\n"
       "from jsonschema import Draft202012Validator, FormatChecker\n"
       "root = sys.argv[1]\n"
@@ -230,8 +244,9 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
   /* Metadata: externalIds and the plan in one change -> one updated event with both. */
   patch_spec(t, "{\"externalIds\":{\"crm\":\"0015g\"},\"plan\":\"standard\"}");
   cr_assert_str_eq(wait_events(t, 3, 30), "created activated updated");
-  const char *data =
-      psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
+  const char *data = psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+                          "'dev.tenancy.tenant.updated.v1'",
+                          t);
   json_t *d = json_loads(data, 0, NULL);
   cr_assert_not_null(d, "data: %s", data);
   json_t *changed = json_object_get(d, "changed");
@@ -269,7 +284,7 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
   /* The transition data. */
   cr_assert_str_eq(psql("SELECT event->'data'->>'from' || '>' || (event->'data'->>'to') || ':' || "
                         "coalesce(event->'data'->>'stateReason', '') FROM tenancy.outbox WHERE tenant = '%s' "
-                        "AND tenant_seq = 2",
+                        "AND type = 'dev.tenancy.tenant.activated.v1'",
                         t),
                    "Draft>Active:contract signed");
   cr_assert_str_eq(psql("SELECT coalesce(event->'data'->>'from', 'null') FROM tenancy.outbox WHERE tenant = "
@@ -285,7 +300,11 @@ Test(outbox, a_tenants_life_gives_the_events_in_order_without_gaps) {
                           "print(\" \".join(str(r[\"tenantSeq\"]) + r[\"event\"][\"type\"][-12:] for r in "
                           "json.load(sys.stdin)))'",
                           ctl, t));
-  cr_assert_str_eq(listed, "6.archived.v1 8.archived.v1", "events list --type archived: %s", listed);
+  const char *want_listed =
+      psql("SELECT string_agg(tenant_seq || '.archived.v1', ' ' ORDER BY seq) FROM tenancy.outbox WHERE "
+           "tenant = '%s' AND type = 'dev.tenancy.tenant.archived.v1'",
+           t);
+  cr_assert_str_eq(listed, want_listed, "events list --type archived: %s", listed);
   const char *after = keep(tn_test_output(
       "%s events list --tenant %s --after-sequence %s --limit 2 | awk 'NR>1{print $3}' "
       "| tr '\\n' ' '",
@@ -329,11 +348,12 @@ Test(outbox, interleaved_tenants_keep_their_own_sequences) {
   check_sequence_and_audit(b);
   /* The global sequence interleaves them: b's suspension is between a's activation and a's
    * resumption. */
-  const char *order =
-      psql("SELECT string_agg(CASE tenant WHEN '%s' THEN 'a' ELSE 'b' END || tenant_seq, ' ' "
-           "ORDER BY seq) FROM tenancy.outbox WHERE tenant IN ('%s', '%s') AND tenant_seq >= 3",
-           a, a, b);
-  cr_assert_str_eq(order, "a3 b3 b4 a4", "global order: %s", order);
+  const char *order = psql(
+      "SELECT string_agg(CASE tenant WHEN '%s' THEN 'a' ELSE 'b' END || ':' || substring(type from "
+      "'dev[.]tenancy[.]tenant[.](.*)[.]v1'), ' ' ORDER BY seq) FROM tenancy.outbox WHERE tenant IN ('%s', "
+      "'%s') AND type IN ('dev.tenancy.tenant.suspended.v1', 'dev.tenancy.tenant.resumed.v1')",
+      a, a, b);
+  cr_assert_str_eq(order, "a:suspended b:suspended b:resumed a:resumed", "global order: %s", order);
   validate_all_events();
   sh_ok("kubectl delete tenant %s %s --wait=true --timeout=90s >/dev/null", a, b);
 }
@@ -380,16 +400,113 @@ Test(outbox, a_key_rotation_is_announced_without_key_material) {
   sh_ok("%s rotate keys %s >/dev/null", tn_test_env("TENANCY_TENANTCTL_BIN"), t);
   cr_assert_str_eq(wait_events(t, 3, 60), "created activated key.rotated");
   check_sequence_and_audit(t);
-  const char *d =
-      psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND tenant_seq = 3", t);
+  const char *d = psql("SELECT (event->'data')::text FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+                       "'dev.tenancy.tenant.key.rotated.v1'",
+                       t);
   cr_assert_str_eq(d, "{\"trigger\": \"on-demand\", \"versionAfter\": 2, \"versionBefore\": 1}");
   cr_assert_str_eq(
       psql("SELECT a.action || ':' || a.outcome || ':' || (o.event->>'actor') FROM tenancy.outbox o "
-           "JOIN tenancy.audit_events a ON a.id = o.audit_id WHERE o.tenant = '%s' AND o.tenant_seq = 3",
+           "JOIN tenancy.audit_events a ON a.id = o.audit_id WHERE o.tenant = '%s' AND o.type = "
+           "'dev.tenancy.tenant.key.rotated.v1'",
            t),
       "key.rotate:succeeded:tenancy-operator");
   validate_all_events();
   sh_ok("kubectl delete tenancypolicy ob-keys --ignore-not-found >/dev/null");
+  sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t);
+}
+
+/* ---- 3c. placement and quota changes ------------------------------------------------------------ */
+
+/* Waits until the tenant has `want` events of every type, then returns all their names. */
+static const char *wait_all_events(const char *t, int want, double timeout) {
+  double end = tn_test_now() + timeout;
+  int n = -1;
+  while (tn_test_now() < end) {
+    n = atoi(psql("SELECT count(*) FROM tenancy.outbox WHERE tenant = '%s'", t));
+    if (n >= want)
+      break;
+    usleep(300 * 1000);
+  }
+  const char *names = all_event_names(t);
+  if (n != want)
+    cr_assert_fail("tenant %s: %d event(s), want %d: %s", t, n, want, names);
+  return names;
+}
+
+/* The data of the tenant's newest event of a type, parsed (json_decref it). */
+static json_t *newest_data(const char *t, const char *event) {
+  const char *d = psql("SELECT event->'data' FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+                       "'dev.tenancy.tenant.%s.v1' ORDER BY tenant_seq DESC LIMIT 1",
+                       t, event);
+  json_t *j = json_loads(d, 0, NULL);
+  cr_assert_not_null(j, "%s data: %s", event, d);
+  return j;
+}
+
+static json_t *derived_quotas(const char *t) {
+  const char *q = keep(tn_test_output("kubectl get tenant %s -o jsonpath='{.status.derived.quotas}'", t));
+  json_t *j = json_loads(q, 0, NULL);
+  cr_assert_not_null(j, "status.derived.quotas: %s", q);
+  return j;
+}
+
+Test(outbox, placement_and_quota_changes_are_announced_once_each) {
+  char t[64];
+  tn_test_unique_name(t, sizeof t, "ob-pq");
+  apply_tenant(t, "Active", "");
+  wait_state(t, "Active", 90);
+  const char *names = wait_all_events(t, 4, 30);
+  cr_assert_str_eq(names, "created activated placement.decided quota.changed", "events: %s", names);
+  json_t *p = newest_data(t, "placement.decided");
+  bool placed = !strcmp(json_string_value(json_object_get(p, "region")) ?: "", "eu-west-1") &&
+                !strcmp(json_string_value(json_object_get(p, "isolation")) ?: "", "shared") &&
+                json_is_null(json_object_get(p, "previousRegion"));
+  char *pd = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(p);
+  const char *pshown = keep(pd);
+  cr_assert(placed, "placement.decided data: %s", pshown);
+  json_t *q1 = derived_quotas(t), *d = newest_data(t, "quota.changed");
+  bool same = json_equal(json_object_get(d, "quotas"), q1) && json_is_null(json_object_get(d, "previous"));
+  json_decref(d);
+  cr_assert(same, "quota.changed data is not status.derived.quotas with previous null");
+
+  /* Reconciles that change neither (an annotation, then an operator restart) announce nothing. */
+  sh_ok("kubectl annotate tenant %s example.com/poke=1 >/dev/null", t);
+  sleep(3);
+  stop();
+  start();
+  sleep(6);
+  cr_assert_str_eq(all_event_names(t), names, "a resync or a restart announced again");
+
+  /* Another plan: one quota.changed, the previous quotas in it; the placement stays. */
+  patch_spec(t, "{\"plan\":\"standard\"}");
+  names = wait_all_events(t, 6, 60);
+  cr_assert_str_eq(names, "created activated placement.decided quota.changed updated quota.changed",
+                   "events: %s", names);
+  json_t *q2 = NULL;
+  for (int i = 0; i < 40; i++) { /* the status is written after the event */
+    json_decref(q2);
+    q2 = derived_quotas(t);
+    if (!json_equal(q2, q1))
+      break;
+    usleep(250 * 1000);
+  }
+  d = newest_data(t, "quota.changed");
+  same = json_equal(json_object_get(d, "quotas"), q2) && json_equal(json_object_get(d, "previous"), q1) &&
+         !json_equal(q1, q2) && !strcmp(json_string_value(json_object_get(q2, "cpu")) ?: "", "4");
+  json_decref(d);
+  json_decref(q1);
+  json_decref(q2);
+  cr_assert(same, "the second quota.changed does not carry the new quotas and the previous ones");
+  sleep(3);
+  cr_assert_str_eq(all_event_names(t), names, "the plan change was announced more than once");
+  check_sequence_and_audit(t);
+  cr_assert_str_eq(psql("SELECT string_agg(a.action, ' ' ORDER BY o.seq) FROM tenancy.outbox o JOIN "
+                        "tenancy.audit_events a ON a.id = o.audit_id WHERE o.tenant = '%s' AND o.type LIKE "
+                        "'%%.placement.decided.v1' OR o.tenant = '%s' AND o.type LIKE '%%.quota.changed.v1'",
+                        t, t),
+                   "placement.decide quota.change quota.change");
+  cr_assert_geq(validate_all_events(), 6); /* these three among them, against their JSON Schemas */
   sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t);
 }
 

@@ -318,6 +318,29 @@ Test(webhooks, signed_cloudevents_arrive_in_order_per_tenant_through_retries) {
   tn_delivery_free(d);
 }
 
+/* Push, not polling: with a poll interval of a minute, an event committed to an idle engine still
+ * arrives at once, because the outbox's trigger announces the commit (NOTIFY) and the engine
+ * LISTENs. (Before, only the poll interval found new rows: a minute here.) */
+Test(webhooks, a_commit_is_announced_and_delivered_at_once_without_polling) {
+  receiver_start();
+  struct tn_delivery_config cfg = {.dsn = dsn(), .schema = schema, .poll_s = 60, .status_period_s = 0.3};
+  struct tn_delivery *d = NULL;
+  struct tn_error err = {0};
+  cr_assert_eq(tn_delivery_new(&cfg, &d, &err), 0, "%s", err.message);
+  tn_delivery_put(d, subscription("push", KEY_A, NULL));
+  start(d);
+  sleep(2); /* connected, listening, the empty outbox read once: idle until the next minute */
+  for (int i = 1; i <= 3; i++) {
+    double t0 = tn_test_now();
+    emit("acme", 1, "activated", NULL);
+    cr_assert(wait_accepted("acme", i, 10), "event %d not delivered within 10 s", i);
+    double took = tn_test_now() - t0;
+    cr_assert_lt(took, 3.0, "event %d took %.1f s: not announced", i, took);
+    sleep(1);
+  }
+  tn_delivery_free(d);
+}
+
 Test(webhooks, consumer_down_for_a_minute_then_everything_arrives_once) {
   struct tn_delivery *d = engine();
   /* The test's backoff is capped at 2 s (the default 300 s): enough attempts to outlast a minute. */
