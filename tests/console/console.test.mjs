@@ -210,6 +210,9 @@ test('the forwarder refuses a request without a token, other paths, verbs and pa
   r = await req('POST', `${base}/tenants?dryRun=All`, { token: adminToken, body: t });
   assert.equal(r.status, 201, r.body);
   assert.throws(() => kubectl(['get', 'tenant', t.metadata.name]), /NotFound/);
+  // the forwarder keeps its connections to the API server: later calls reuse them
+  for (let i = 0; i < 5; i++) assert.equal((await req('GET', `${base}/plans`, { token: adminToken })).status, 200);
+  await until('the operator logged a forwarded call on a kept connection', () => /console: GET \/apis\/tenancy.dev\/v1alpha1\/plans: 200 \(connection reused\)/.test(fs.readFileSync(opLog, 'utf8')), 10000);
 });
 
 test('sign in with a ServiceAccount token, onboard a tenant (residency refused on its field), suspend, resume, delete', async () => {
