@@ -332,8 +332,8 @@ static int forward_call(const struct tn_http_request *req, struct tn_http_respon
   }
   long new_conns = 0; /* 0: the call went out on a kept connection */
   curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_conns);
-  tn_log(TN_LOG_DEBUG, NULL, "console: %s %s%s%s: %ld (%s)", req->method, up_path, *up_query ? "?" : "", up_query,
-         status, new_conns ? "new connection" : "connection reused");
+  tn_log(TN_LOG_DEBUG, NULL, "console: %s %s%s%s: %ld (%s)", req->method, up_path, *up_query ? "?" : "",
+         up_query, status, new_conns ? "new connection" : "connection reused");
   resp->status = (int)status;
   snprintf(resp->content_type, sizeof resp->content_type, "application/json");
   rc = tn_buf_append(&resp->body, tn_buf_str(&body), body.len);

@@ -794,7 +794,7 @@ static int serve_one(struct call *c, const char *id, const char *sub) {
     if (!*sub) {
       rc = send_json(c->resp, shape_tenant(t));
     } else if (strcmp(sub, "history") == 0 || strcmp(sub, "audit") == 0) { /* PostgreSQL: trail.c */
-      rc = tn_trail_serve(c->api->trail, c->req, c->resp, id, sub);
+      rc = tn_trail_serve(c->api->trail, c->req, c->resp, id, str_at(t, "metadata", "uid", NULL), sub);
     } else if (strcmp(sub, "placement") == 0) {
       json_t *st = json_object_get(t, "status");
       json_t *placed = NULL;

@@ -230,6 +230,7 @@ struct job {
   struct tn_trail *t;
   bool audit;
   char id[64];
+  char tuid[72]; /* the cached tenant's metadata.uid: only its versions ("" any) */
   long limit;
   char at[40], gen[24], uid[72]; /* history cursor ("" none) */
   char before[24];               /* audit cursor: rows with a smaller id ("" none) */
@@ -300,18 +301,24 @@ static int run(const struct tn_http_request *req, struct tn_http_response *resp,
   tn_error_clear(&err);
   int rc;
   if (!j->audit) {
-    const char *params[] = {j->id, lim, j->at[0] ? j->at : NULL, j->gen[0] ? j->gen : NULL,
-                            j->uid[0] ? j->uid : NULL};
+    const char *params[] = {j->id,
+                            lim,
+                            j->at[0] ? j->at : NULL,
+                            j->gen[0] ? j->gen : NULL,
+                            j->uid[0] ? j->uid : NULL,
+                            j->tuid[0] ? j->tuid : NULL};
     rc = tn_audit_query(
         j->t->conns[slot],
         "SELECT tenant, uid, generation, "
         "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at, "
         "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at_cursor, actor, "
         "correlation_id, "
-        "spec::text AS spec FROM @S@.tenant_versions WHERE tenant = $1 AND ($3::text IS NULL OR "
+        "spec::text AS spec FROM @S@.tenant_versions WHERE tenant = $1 AND ($6::text IS NULL OR uid = $6) "
+        "AND "
+        "($3::text IS NULL OR "
         "(at, generation, uid) < ($3::timestamptz, $4::bigint, $5::text)) "
         "ORDER BY at DESC, generation DESC, uid DESC LIMIT $2::bigint",
-        5, params, &rows, &err);
+        6, params, &rows, &err);
   } else {
     char target[80];
     snprintf(target, sizeof target, "tenant/%s", j->id);
@@ -342,7 +349,7 @@ static int run(const struct tn_http_request *req, struct tn_http_response *resp,
 }
 
 int tn_trail_serve(struct tn_trail *t, const struct tn_http_request *req, struct tn_http_response *resp,
-                   const char *id, const char *what) {
+                   const char *id, const char *uid, const char *what) {
   if (!t)
     return tn_http_problem(resp, req->path, 501, "trail-not-configured",
                            "this operator has no audit database (--pg-dsn): no history or audit trail");
@@ -352,6 +359,7 @@ int tn_trail_serve(struct tn_trail *t, const struct tn_http_request *req, struct
   j->t = t;
   j->audit = strcmp(what, "audit") == 0;
   snprintf(j->id, sizeof j->id, "%s", id);
+  snprintf(j->tuid, sizeof j->tuid, "%s", uid ? uid : "");
   j->limit = TN_TRAIL_DEFAULT_LIMIT;
   const char *ls = tn_http_query(req, "limit");
   if (ls && *ls) {

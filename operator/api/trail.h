@@ -37,11 +37,13 @@ int tn_trail_new(const struct tn_trail_config *cfg, struct tn_trail **out, struc
 /* Closes the connections. No call may be in progress (free the HTTP server first). NULL ok. */
 void tn_trail_free(struct tn_trail *t);
 
-/* Answers GET .../tenants/{id}/{what} (what: "history" or "audit") for an authorized caller:
+/* Answers GET .../tenants/{id}/{what} (what: "history" or "audit") for an authorized caller
+ * of the tenant as cached now, whose metadata.uid is uid (the history shows only that uid's
+ * versions: an earlier tenant of the same name is not the caller's to read; NULL: any):
  * checks the query (limit, continue) on the calling thread and defers the database work with
  * tn_http_defer. t NULL: 501 (the operator has no --pg-dsn). Returns what a handler returns. */
 int tn_trail_serve(struct tn_trail *t, const struct tn_http_request *req, struct tn_http_response *resp,
-                   const char *id, const char *what);
+                   const char *id, const char *uid, const char *what);
 
 /* ---- pure parts (unit-tested) ------------------------------------------------------------- */
 
