@@ -129,8 +129,11 @@ async function directory(params) {
   const t0 = performance.now();
   try {
     const q = new URLSearchParams(base); q.set('limit', limit); if (cont) q.set('continue', cont);
+    q.set('counts', 'state'); /* the counts by state come with the page, from the same snapshot */
     const list = await readapi('/tenants?' + q.toString());
     const ms = Math.round(performance.now() - t0);
+    const by = (list.metadata && list.metadata.countsByState) || {};
+    counts.replaceChildren(...STATES.map((s) => h('li', { 'data-state': s }, `${s}: ${by[s] || 0}`)));
     const rows = list.items.map((t) => [
       h('a', { href: '#/tenants/' + enc(t.metadata.name) }, t.metadata.name),
       (t.spec && t.spec.displayName) || '',
@@ -148,13 +151,6 @@ async function directory(params) {
     say(`${list.items.length} tenants shown`);
   } catch (e) {
     results.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'Cannot list tenants: ' + e.message));
-  }
-  /* counts by state (with the other filters): one list per state, counted up to 1000 */
-  for (const s of STATES) {
-    const q = new URLSearchParams(base); q.set('state', s); q.set('limit', '1000');
-    readapi('/tenants?' + q.toString()).then((l) => {
-      counts.append(h('li', { 'data-state': s }, `${s}: ${l.items.length}${l.metadata && l.metadata.continue ? '+' : ''}`));
-    }).catch(() => counts.append(h('li', {}, `${s}: ?`)));
   }
 }
 
@@ -178,7 +174,8 @@ async function profile(id) {
     actions.append(h('button', { type: 'button', class: to === 'Deleted' ? 'danger' : '', 'data-action': to, onclick: () => lifecycleDialog(t, to, label) }, label));
   }
   const contacts = (spec.contacts || []).map((c) => [c.role || '', c.name || '', c.email || '']);
-  const events = h('div', {}, h('p', {}, 'Loading…'));
+  const audit = h('div', { id: 'audit', 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
+  const history = h('div', { id: 'history', 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
   show('Tenant ' + id,
     h('p', {}, h('strong', {}, spec.displayName || id), ' · state ', h('span', { id: 'tenant-state', class: 'badge' }, state),
       spec.state && spec.state !== state ? ` (requested ${spec.state})` : '', spec.stateReason ? ` · reason: ${spec.stateReason}` : ''),
@@ -194,12 +191,41 @@ async function profile(id) {
       h('section', { class: 'card', 'aria-labelledby': 'h-db' }, h('h2', { id: 'h-db' }, 'Database'), kv(st.database))),
     h('h2', {}, 'Conditions'), conditionsTable(st.conditions),
     h('h2', {}, 'Timeline'), h('p', { class: 'muted' }, 'Times: ', ['createdAt', 'activatedAt', 'suspendedAt', 'archivedAt', 'deletedAt'].filter((k) => st[k]).map((k) => `${k} ${st[k]}`).join(' · ') || 'none'),
-    h('h3', {}, 'Events (audit timeline)'), events);
-  try {
-    const ev = await readapi('/tenants/' + enc(id) + '/events');
-    const items = (ev.items || []).slice().sort((a, b) => String(b.lastTimestamp || b.eventTime || '').localeCompare(String(a.lastTimestamp || a.eventTime || '')));
-    events.replaceChildren(items.length ? table(['When', 'Type', 'Reason', 'Message'], items.map((e) => [e.lastTimestamp || e.eventTime || e.firstTimestamp || '', e.type || '', e.reason || '', e.message || e.note || ''])) : h('p', { class: 'muted' }, 'no events kept'));
-  } catch (e) { events.replaceChildren(h('p', { class: 'muted' }, 'Events unavailable: ' + e.message)); }
+    h('section', { 'aria-labelledby': 'h-audit' }, h('h2', { id: 'h-audit' }, 'Audit timeline'),
+      h('p', { class: 'muted' }, 'The audit trail\'s rows for this tenant (tenancy.audit_events), newest first.'), audit),
+    h('section', { 'aria-labelledby': 'h-history' }, h('h2', { id: 'h-history' }, 'History'),
+      h('p', { class: 'muted' }, 'Every accepted version of the spec, newest first, with what changed from the version before it.'), history));
+  pagedList(audit, '/tenants/' + enc(id) + '/audit', 'audit', (items) => table(['When', 'Actor', 'Action', 'Outcome', 'Generation', 'Correlation id'],
+    items.map((r) => [r.at, r.actor, r.action, h('span', { class: 'badge outcome-' + r.outcome }, r.outcome),
+      r.generationBefore !== null || r.generationAfter !== null ? `${r.generationBefore ?? '-'} → ${r.generationAfter ?? '-'}` : '', r.correlationId || '']), 'Audit timeline'),
+  'No audit rows for this tenant yet.');
+  pagedList(history, '/tenants/' + enc(id) + '/history', 'history', (items) => h('ol', { class: 'history' }, items.map((v) =>
+    h('li', { class: 'version', 'data-generation': v.generation },
+      h('h3', {}, `Generation ${v.generation}`, ' ', h('span', { class: 'muted' }, `${v.at} by ${v.actor}`)),
+      h('p', { class: 'muted' }, v.previousGeneration ? `changes from generation ${v.previousGeneration}:` : 'first recorded version:'),
+      v.changes.length ? h('ul', { class: 'diff', 'aria-label': `changes in generation ${v.generation}` }, v.changes.map((c) =>
+        h('li', { class: 'diff-' + ({ '~': 'changed', '+': 'added', '-': 'removed' }[c[0]] || 'other') }, h('code', {}, c))))
+        : h('p', { class: 'muted' }, 'no change to the spec')))),
+  'No recorded version yet.');
+}
+
+/* A list read a page at a time (?limit&continue), with an "Older" button while there is more. */
+async function pagedList(box, path, name, render, empty) {
+  const pages = h('div', {});
+  const more = h('div', { class: 'pager' });
+  box.replaceChildren(pages, more);
+  async function load(cont) {
+    more.replaceChildren(h('span', { class: 'muted' }, 'Loading…'));
+    try {
+      const page = await readapi(path + '?limit=20' + (cont ? '&continue=' + enc(cont) : ''));
+      if (!cont && !page.items.length) { box.replaceChildren(h('p', { class: 'muted' }, empty)); return; }
+      pages.append(render(page.items));
+      more.replaceChildren();
+      const next = page.metadata && page.metadata.continue;
+      if (next) more.append(h('button', { type: 'button', class: 'secondary', id: name + '-older', onclick: () => load(next) }, 'Older'));
+    } catch (e) { more.replaceChildren(h('p', { class: 'error', role: 'alert' }, `Cannot read the ${name}: ${e.message}`)); }
+  }
+  await load('');
 }
 
 function lifecycleDialog(t, to, label) {

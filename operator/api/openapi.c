@@ -116,4 +116,47 @@ static const char openapi_json[] =
     "TooMany\"}}}}"
     "}}";
 
-json_t *tn_readapi_openapi(void) { return json_loads(openapi_json, 0, NULL); }
+/* The history and audit endpoints (trail.c) and ?counts=state of the list. */
+static const char trail_json[] =
+    "{\"/api/v1/tenants/{id}/history\":{\"get\":{\"operationId\":\"getTenantHistory\",\"summary\":"
+    "\"the recorded versions of the tenant's spec, newest first, each with its field-level diff from the "
+    "version before it (changes: '~ path: old -> new', '+ path: value', '- path: value')\",\"parameters\":["
+    "{\"$ref\":\"#/components/parameters/id\"},{\"name\":\"limit\",\"in\":\"query\",\"schema\":{"
+    "\"type\":\"integer\",\"minimum\":1,\"maximum\":100,\"default\":20}},{\"name\":\"continue\",\"in\":"
+    "\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"a page "
+    "(kind TenantHistory: tenant, items[{uid, generation, at, actor, correlationId, previousGeneration, "
+    "changes[], spec}], metadata.continue)\",\"content\":{\"application/json\":{\"schema\":{\"type\":"
+    "\"object\"}}}},\"400\":{\"$ref\":\"#/components/responses/Problem\"},\"401\":{\"$ref\":"
+    "\"#/components/responses/Problem\"},\"403\":{\"$ref\":\"#/components/responses/Problem\"},\"404\":{"
+    "\"$ref\":\"#/components/responses/Problem\"},\"501\":{\"$ref\":\"#/components/responses/Problem\"},"
+    "\"503\":{\"$ref\":\"#/components/responses/Problem\"}}}},"
+    "\"/api/v1/tenants/{id}/audit\":{\"get\":{\"operationId\":\"getTenantAudit\",\"summary\":"
+    "\"the audit trail's rows for tenant/{id}, newest first\",\"parameters\":["
+    "{\"$ref\":\"#/components/parameters/id\"},{\"name\":\"limit\",\"in\":\"query\",\"schema\":{"
+    "\"type\":\"integer\",\"minimum\":1,\"maximum\":100,\"default\":20}},{\"name\":\"continue\",\"in\":"
+    "\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"a page "
+    "(kind TenantAuditTrail: tenant, items[{id, at, actor, action, outcome, requestId, correlationId, "
+    "generationBefore, generationAfter, details}], metadata.continue)\",\"content\":{\"application/json\":{"
+    "\"schema\":{\"type\":\"object\"}}}},\"400\":{\"$ref\":\"#/components/responses/Problem\"},\"401\":{"
+    "\"$ref\":\"#/components/responses/Problem\"},\"403\":{\"$ref\":\"#/components/responses/Problem\"},"
+    "\"404\":{\"$ref\":\"#/components/responses/Problem\"},\"501\":{\"$ref\":\"#/components/responses/"
+    "Problem\"},\"503\":{\"$ref\":\"#/components/responses/Problem\"}}}}}";
+
+json_t *tn_readapi_openapi(void) {
+  json_t *doc = json_loads(openapi_json, 0, NULL);
+  json_t *extra = json_loads(trail_json, 0, NULL);
+  json_t *paths = json_object_get(doc, "paths");
+  json_t *counts =
+      json_pack("{s:s, s:s, s:{s:s, s:[s]}, s:s}", "name", "counts", "in", "query", "schema", "type",
+                "string", "enum", "state", "description",
+                "state: metadata.countsByState counts every match of the other filters by state");
+  json_t *lp =
+      json_object_get(json_object_get(json_object_get(paths, "/api/v1/tenants"), "get"), "parameters");
+  if (!doc || !extra || !counts || json_object_update(paths, extra) || json_array_append(lp, counts)) {
+    json_decref(doc);
+    doc = NULL;
+  }
+  json_decref(extra);
+  json_decref(counts);
+  return doc;
+}

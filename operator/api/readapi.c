@@ -12,6 +12,7 @@
 #define _GNU_SOURCE /* strcasestr */
 #include "api/readapi.h"
 #include "api/console.h"
+#include "api/trail.h"
 
 #include <errno.h>
 #include <math.h>
@@ -119,6 +120,7 @@ struct tn_readapi {
   struct tn_kube *kube;
   struct tn_informer *tenants;
   struct tn_informer *events; /* owned; NULL: no events cache */
+  struct tn_trail *trail;     /* owned; NULL: no --pg-dsn (history and audit answer 501) */
   struct tn_limiter *limiter;
   struct tn_limit_rule review_rule; /* TokenReviews of tokens not cached, all callers together */
   double ttl;
@@ -175,54 +177,9 @@ static bool dns_label(const char *s) {
 
 /* ---- problem details (RFC 9457) ------------------------------------------------------------ */
 
-static const char *status_title(int status) {
-  switch (status) {
-  case 400:
-    return "Bad Request";
-  case 401:
-    return "Unauthorized";
-  case 403:
-    return "Forbidden";
-  case 404:
-    return "Not Found";
-  case 429:
-    return "Too Many Requests";
-  case 501:
-    return "Not Implemented";
-  case 503:
-    return "Service Unavailable";
-  default:
-    return "Internal Server Error";
-  }
-}
-
-/* Answers a problem: type https://tenancy.dev/problems/<slug>, the status's title, detail. */
-static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status,
-                   const char *slug, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int problem(const struct tn_http_request *req, struct tn_http_response *resp, int status,
-                   const char *slug, const char *fmt, ...) {
-  char detail[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
-  char type[128];
-  snprintf(type, sizeof type, "https://tenancy.dev/problems/%s", slug);
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", status_title(status), "status",
-                        status, "detail", detail, "instance", req->path);
-  if (!p)
-    return -ENOMEM;
-  char *s = json_dumps(p, JSON_COMPACT);
-  json_decref(p);
-  if (!s)
-    return -ENOMEM;
-  resp->status = status;
-  snprintf(resp->content_type, sizeof resp->content_type, "application/problem+json");
-  tn_buf_reset(&resp->body);
-  int rc = tn_buf_appends(&resp->body, s);
-  free(s);
-  return rc;
-}
+/* Answers a problem (tn_http_problem): type https://tenancy.dev/problems/<slug>, the status's
+ * title, the detail, the request's path as the instance. */
+#define problem(req, resp, ...) tn_http_problem((resp), (req)->path, __VA_ARGS__)
 
 static int send_json(struct tn_http_response *resp, json_t *obj) {
   if (!obj)
@@ -836,6 +793,8 @@ static int serve_one(struct call *c, const char *id, const char *sub) {
     }
     if (!*sub) {
       rc = send_json(c->resp, shape_tenant(t));
+    } else if (strcmp(sub, "history") == 0 || strcmp(sub, "audit") == 0) { /* PostgreSQL: trail.c */
+      rc = tn_trail_serve(c->api->trail, c->req, c->resp, id, str_at(t, "metadata", "uid", NULL), sub);
     } else if (strcmp(sub, "placement") == 0) {
       json_t *st = json_object_get(t, "status");
       json_t *placed = NULL;
@@ -927,6 +886,9 @@ static int serve_list(struct call *c) {
   }
   if (f.q && strlen(f.q) > 256)
     return problem(req, c->resp, 400, "invalid-parameter", "q is longer than 256 characters");
+  const char *counts = tn_http_query(req, "counts"); /* ?counts=state: the directory's counts */
+  if (counts && strcmp(counts, "state") != 0)
+    return problem(req, c->resp, 400, "invalid-parameter", "counts takes one value: state");
   char fp[17];
   filter_fp(&f, fp);
   char *after = NULL;
@@ -994,10 +956,33 @@ static int serve_list(struct call *c) {
     count++;
     last = e;
   }
+  json_t *by_state = NULL;
+  if (rc == 0 && counts) { /* every match of the other filters, by state, in the same snapshot */
+    struct tn_readapi_filter f2 = f;
+    f2.state = NULL;
+    by_state = json_object();
+    for (size_t k = 0; by_state && k < s->n; k++) {
+      const struct entry *e = &s->v[k];
+      if (!entry_matches(e, &f2, q) || (restricted && !groups_bound(e->groups, groups)))
+        continue;
+      json_t *n = json_object_get(by_state, e->state ? e->state : "");
+      if (n)
+        json_integer_set(n, json_integer_value(n) + 1);
+      else if (json_object_set_new(by_state, e->state ? e->state : "", json_integer(1)))
+        rc = -ENOMEM;
+    }
+    if (!by_state)
+      rc = -ENOMEM;
+  }
   free(q);
   if (rc == 0)
     rc = tn_buf_appends(b, "]");
   json_t *meta = rc ? NULL : json_pack("{s:s}", "resourceVersion", s->rv ? s->rv : "");
+  if (meta && by_state && json_object_set(meta, "countsByState", by_state)) {
+    json_decref(meta);
+    meta = NULL;
+  }
+  json_decref(by_state);
   if (meta && more && last) {
     char *tok = tn_readapi_token_encode(last->name, fp);
     if (!tok || json_object_set_new(meta, "continue", json_string(tok))) {
@@ -1067,7 +1052,8 @@ static int handle(const struct tn_http_request *req, struct tn_http_response *re
     if (idn > 0 && idn < sizeof id) {
       snprintf(id, sizeof id, "%.*s", (int)idn, p);
       const char *rest = slash ? slash + 1 : "";
-      if (!*rest || strcmp(rest, "placement") == 0 || strcmp(rest, "events") == 0) {
+      if (!*rest || strcmp(rest, "placement") == 0 || strcmp(rest, "events") == 0 ||
+          strcmp(rest, "history") == 0 || strcmp(rest, "audit") == 0) {
         snprintf(sub, sizeof sub, "%s", rest);
         r = R_ONE;
         endpoint = *rest ? rest : "get";
@@ -1326,6 +1312,11 @@ int tn_readapi_new(const struct tn_readapi_config *cfg, struct tn_readapi **out,
     rc = tn_httpserver_route(api->srv, "GET", "/openapi.json", serve_openapi, api);
   if (rc == 0) /* the admin console (/console/): its page and its forwarder (replaces the body limits) */
     rc = tn_console_register(api->srv, cfg->kube, err);
+  if (rc == 0) { /* history and audit timeline: a bounded pool of connections to the audit database */
+    struct tn_trail_config tc = {
+        .dsn = cfg->pg_dsn, .ca_file = cfg->pg_ca_file, .connections = cfg->pg_connections};
+    rc = tn_trail_new(&tc, &api->trail, err);
+  }
   const char *ens = cfg->events_namespace ? cfg->events_namespace : "default";
   if (rc == 0 && strcmp(ens, "-") != 0) {
     struct tn_informer_opts o = {
@@ -1394,6 +1385,7 @@ void tn_readapi_free(struct tn_readapi *api) {
     pthread_join(api->reloader, NULL);
   }
   tn_httpserver_free(api->srv); /* no handler runs after this */
+  tn_trail_free(api->trail);
   tn_informer_free(api->events);
   for (int w = 0; w < TN_HTTP_MAX_WORKERS; w++) {
     struct wcache *wc = &api->wc[w];

@@ -32,6 +32,11 @@ struct tn_readapi_config {
   size_t limiter_keys;           /* token buckets held at most; 0: 65536 */
   double cert_reload_interval_s; /* how often the certificate files are looked at; 0: 10; < 0: never */
   double token_reviews_per_s; /* TokenReviews of uncached tokens, all callers together; 0: 100 (burst 2x) */
+  /* The audit database (tenancy.tenant_versions, tenancy.audit_events) for GET
+   * .../tenants/{id}/history and .../audit: libpq DSN (NULL or "": those answer 501), its CA, and
+   * the connections at most (0: 2). See operator/api/trail.h. */
+  const char *pg_dsn, *pg_ca_file;
+  int pg_connections;
   int workers; /* service threads (one libwebsockets context each, one port); 0: 1; at most 8 */
 };
 

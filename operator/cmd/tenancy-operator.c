@@ -244,6 +244,8 @@ static int start_read_api(struct app *a, struct tn_error *err) {
                                   .kube = a->kube,
                                   .tenants = tn_manager_tenants_informer(a->mgr),
                                   .metrics = a->metrics,
+                                  .pg_dsn = o->pg_dsn,
+                                  .pg_ca_file = getenv("TENANCY_PG_CA_FILE"),
                                   .workers = o->api_workers ? o->api_workers : tn_readapi_default_workers()};
   int rc = tn_readapi_new(&cfg, &a->readapi, err);
   if (rc == 0)

@@ -8,9 +8,17 @@
  * Threads: each worker owns its connections for their whole life. The listener is in every
  * worker's epoll (EPOLLEXCLUSIVE); the worker that accepts hands the connection round robin to
  * a worker (itself, or through that worker's queue and eventfd), so connections spread evenly.
- * Other threads only set `stopping` and write the eventfds. Routes and settings are read-only
- * once started; the serving identity is behind srv->id_mu (tn_http__cert_cb); the body budget
- * behind srv->body_mu.
+ * Other threads only set `stopping` and write the eventfds.
+ *
+ * Deferred work (tn_http_defer): a handler may hand the blocking part of a request to the
+ * server's job threads. The job holds a copy of the request; the connection records it (c->job)
+ * and answers nothing more until it is done (pipelined requests keep their order). A job thread
+ * runs it and puts it on its worker's done list (w->done_mu) and writes that worker's eventfd;
+ * the worker writes the response and runs the connection on. job->c is only touched by the
+ * worker's thread: a connection freed while its job runs sets it to NULL, and the worker then
+ * just frees the finished job. The job queue (f->jmu) is bounded (TN_HTTP_JOB_QUEUE: 503). Routes and
+ * settings are read-only once started; the serving identity is behind srv->id_mu (tn_http__cert_cb); the body
+ * budget behind srv->body_mu.
  *
  * Limits as with libwebsockets: the header block is at most FAST_RBUF bytes (else 431 and
  * close), a request must arrive whole within timeout_s (30 s default) of its first byte however
@@ -68,6 +76,27 @@ struct preq {
 };
 
 struct fworker;
+struct conn;
+
+/* A request handed to the job threads (tn_http_defer). */
+struct fjob {
+  struct fjob *next;
+  struct fworker *w;
+  struct conn *c; /* the waiting connection; NULL once it is gone (w's thread only) */
+  tn_http_handler fn;
+  void *arg;
+  void (*free_arg)(void *);
+  char *strs; /* method, path, content type, authorization, query pieces: one block */
+  size_t strs_len;
+  const char *method, *path, *ctype, *auth;
+  const char **query;
+  size_t nq;
+  char *body;
+  size_t body_len;
+  bool head;
+  int rc;
+  struct tn_http_response resp;
+};
 
 struct conn {
   struct conn *prev, *next; /* the worker's list */
@@ -80,6 +109,7 @@ struct conn {
   double deadline; /* monotonic seconds: the current phase must end by then */
   size_t rpos, rlen;
   struct preq rq;
+  struct fjob *job; /* a deferred request in progress: nothing more is answered until it is done */
   struct tn_buf body;
   struct tn_buf wbuf;
   size_t wpos;
@@ -98,6 +128,8 @@ struct fworker {
   int q[256];
   int q_n;
   struct tn_buf resp; /* the handler's response body, reused */
+  pthread_mutex_t done_mu;
+  struct fjob *done; /* finished jobs of this worker's connections (newest first) */
 };
 
 struct tn_fast {
@@ -107,6 +139,14 @@ struct tn_fast {
   atomic_uint rr;
   atomic_bool stopping;
   struct fworker w[TN_HTTP_MAX_WORKERS];
+  /* job threads (tn_http_defer) */
+  pthread_mutex_t jmu;
+  pthread_cond_t jcv;
+  struct fjob *jhead, *jtail;
+  int jn;
+  bool jstop;
+  int n_jt;
+  pthread_t jt[TN_HTTP_MAX_JOB_THREADS];
 };
 
 static double now_s(void) {
@@ -126,6 +166,8 @@ static double idle_timeout(const struct tn_httpserver *srv) {
 
 static void conn_free(struct conn *c) {
   struct fworker *w = c->w;
+  if (c->job)
+    c->job->c = NULL; /* its job finishes on its own; the worker frees it then */
   if (c->rq.reserved) {
     pthread_mutex_lock(&w->srv->body_mu);
     w->srv->reserved -= c->rq.reserved;
@@ -317,12 +359,19 @@ static int run_handler(struct conn *c) {
       .query = query,
       .n_query = (size_t)q->nq,
       .worker = c->w->index,
+      .head = q->head,
+      .impl = c,
   };
   struct tn_http_response resp = {.status = 200};
   memcpy(resp.content_type, "text/plain; charset=utf-8", sizeof "text/plain; charset=utf-8");
   resp.body = c->w->resp;
   tn_buf_reset(&resp.body);
   int rc = q->route->handler(&req, &resp, q->route->ud);
+  if (c->job && rc >= 0) { /* deferred: the job answers */
+    c->w->resp = resp.body;
+    tn_buf_reset(&c->w->resp);
+    return 0;
+  }
   if (rc < 0 || resp.status < 100 || resp.status > 599) {
     tn_log(TN_LOG_ERROR, NULL, "http handler for %s %s failed (%s, status %d)", req.method, req.path,
            rc < 0 ? tn_strerror(rc) : "ok", resp.status);
@@ -626,6 +675,8 @@ static int take_body(struct conn *c) {
  * Returns 0 (needs more input), 1 (stopped at the mark: send, then call again), or -1. */
 static int process(struct conn *c) {
   while (c->state == C_HEADERS || c->state == C_BODY) {
+    if (c->job)
+      return 0; /* a deferred request first */
     if (c->wbuf.len - c->wpos > FAST_WBUF_HIGH)
       return 1;
     if (c->state == C_HEADERS) {
@@ -797,6 +848,8 @@ static int conn_run(struct conn *c) {
   for (int rounds = 0; rounds < 64; rounds++) {
     if (do_write(c))
       return -1;
+    if (c->job)
+      return 0; /* waiting for a deferred response (take_done runs it on) */
     if (c->state == C_CLOSING) {
       if (c->wpos < c->wbuf.len)
         return 0;
@@ -836,6 +889,180 @@ static int conn_run(struct conn *c) {
   }
   c->more = true; /* fairness: let the other connections run; the worker comes back to it */
   return 0;
+}
+
+/* ---- deferred jobs (tn_http_defer) ---- */
+
+static void job_free(struct fjob *j) {
+  if (!j)
+    return;
+  if (j->strs) {
+    tn_wipe(j->strs, j->strs_len); /* a bearer token */
+    free(j->strs);
+  }
+  free(j->query);
+  if (j->body) {
+    tn_wipe(j->body, j->body_len);
+    free(j->body);
+  }
+  tn_buf_cleanup(&j->resp.body);
+  free(j);
+}
+
+int tn_fast_defer(const struct tn_http_request *req, struct tn_http_response *resp, tn_http_handler fn,
+                  void *arg, void (*free_arg)(void *)) {
+  struct conn *c = req->impl;
+  struct tn_fast *f = c->w->srv->fst;
+  struct fjob *j = calloc(1, sizeof *j);
+  size_t n =
+      strlen(req->method) + strlen(req->path) + strlen(req->content_type) + strlen(req->authorization) + 4;
+  for (size_t i = 0; i < req->n_query; i++)
+    n += strlen(req->query[i]) + 1;
+  if (j) {
+    j->strs = malloc(n);
+    j->strs_len = n;
+    j->query = calloc(req->n_query + 1, sizeof *j->query);
+    j->body = malloc(req->body_len + 1);
+  }
+  if (!j || !j->strs || !j->query || !j->body) {
+    job_free(j);
+    if (free_arg)
+      free_arg(arg);
+    return -ENOMEM;
+  }
+  char *p = j->strs;
+#define TAKE(dst, src)                                                                                       \
+  do {                                                                                                       \
+    size_t l_ = strlen(src) + 1;                                                                             \
+    memcpy(p, (src), l_);                                                                                    \
+    (dst) = p;                                                                                               \
+    p += l_;                                                                                                 \
+  } while (0)
+  TAKE(j->method, req->method);
+  TAKE(j->path, req->path);
+  TAKE(j->ctype, req->content_type);
+  TAKE(j->auth, req->authorization);
+  for (size_t i = 0; i < req->n_query; i++)
+    TAKE(j->query[i], req->query[i]);
+#undef TAKE
+  j->nq = req->n_query;
+  memcpy(j->body, req->body, req->body_len);
+  j->body[req->body_len] = '\0';
+  j->body_len = req->body_len;
+  j->head = req->head;
+  j->fn = fn;
+  j->arg = arg;
+  j->free_arg = free_arg;
+  j->w = c->w;
+  j->c = c;
+  j->resp.status = 200;
+  snprintf(j->resp.content_type, sizeof j->resp.content_type, "text/plain; charset=utf-8");
+  tn_buf_init(&j->resp.body, TN_HTTP_MAX_RESPONSE);
+  bool queued = false;
+  pthread_mutex_lock(&f->jmu);
+  if (!f->jstop && f->n_jt > 0 && f->jn < TN_HTTP_JOB_QUEUE) {
+    if (f->jtail)
+      f->jtail->next = j;
+    else
+      f->jhead = j;
+    f->jtail = j;
+    f->jn++;
+    queued = true;
+    c->job = j; /* before the job can finish: the worker reads it only on its own thread */
+    pthread_cond_signal(&f->jcv);
+  }
+  pthread_mutex_unlock(&f->jmu);
+  if (queued)
+    return 0;
+  j->free_arg = NULL;
+  job_free(j);
+  if (free_arg)
+    free_arg(arg);
+  (void)tn_http_response_header(resp, "Retry-After", "1");
+  return tn_http_problem(resp, req->path, 503, "busy", "the server is busy with other requests; retry");
+}
+
+static void *job_main(void *arg) {
+  struct tn_fast *f = arg;
+  char name[16];
+  snprintf(name, sizeof name, "tn-http-job");
+  pthread_setname_np(pthread_self(), name);
+  for (;;) {
+    pthread_mutex_lock(&f->jmu);
+    while (!f->jstop && !f->jhead)
+      pthread_cond_wait(&f->jcv, &f->jmu);
+    if (f->jstop) {
+      pthread_mutex_unlock(&f->jmu);
+      return NULL;
+    }
+    struct fjob *j = f->jhead;
+    f->jhead = j->next;
+    if (!f->jhead)
+      f->jtail = NULL;
+    f->jn--;
+    j->next = NULL;
+    pthread_mutex_unlock(&f->jmu);
+    struct tn_http_request req = {.method = j->method,
+                                  .path = j->path,
+                                  .content_type = j->ctype,
+                                  .body = j->body,
+                                  .body_len = j->body_len,
+                                  .authorization = j->auth,
+                                  .query = j->query,
+                                  .n_query = j->nq,
+                                  .worker = TN_HTTP_DEFERRED_WORKER,
+                                  .head = j->head};
+    j->rc = j->fn(&req, &j->resp, j->arg);
+    if (j->free_arg)
+      j->free_arg(j->arg);
+    j->free_arg = NULL;
+    struct fworker *w = j->w;
+    pthread_mutex_lock(&w->done_mu);
+    j->next = w->done;
+    w->done = j;
+    pthread_mutex_unlock(&w->done_mu);
+    uint64_t one = 1;
+    (void)!write(w->evfd, &one, sizeof one);
+  }
+}
+
+/* Answers the finished jobs of this worker's connections, oldest first. */
+static void take_done(struct fworker *w) {
+  pthread_mutex_lock(&w->done_mu);
+  struct fjob *list = w->done, *rev = NULL;
+  w->done = NULL;
+  pthread_mutex_unlock(&w->done_mu);
+  while (list) { /* newest first -> oldest first */
+    struct fjob *n = list->next;
+    list->next = rev;
+    rev = list;
+    list = n;
+  }
+  while (rev) {
+    struct fjob *j = rev;
+    rev = j->next;
+    struct conn *c = j->c;
+    if (c) {
+      c->job = NULL;
+      struct tn_http_response *r = &j->resp;
+      if (j->rc < 0 || r->status < 100 || r->status > 599) {
+        tn_log(TN_LOG_ERROR, NULL, "http job for %s %s failed (%s, status %d)", j->method, j->path,
+               j->rc < 0 ? tn_strerror(j->rc) : "ok", r->status);
+        tn_buf_reset(&r->body);
+        (void)tn_buf_appends(&r->body, "internal error\n");
+        r->status = 500;
+        r->n_headers = 0;
+        snprintf(r->content_type, sizeof r->content_type, "text/plain; charset=utf-8");
+      }
+      r->content_type[sizeof r->content_type - 1] = '\0';
+      int rc = put_response(c, r->status, r->content_type[0] ? r->content_type : "text/plain", r->body.data,
+                            r->body.len, r->headers, r->n_headers, NULL, j->head);
+      c->can_read = c->can_write = true; /* edge-triggered: look again */
+      if (rc || conn_run(c))
+        conn_free(c);
+    }
+    job_free(j);
+  }
 }
 
 /* ---- workers ---- */
@@ -883,14 +1110,14 @@ static void accept_some(struct fworker *w) {
 static void sweep(struct fworker *w, double now) {
   for (struct conn *c = w->conns, *next; c; c = next) {
     next = c->next;
-    if (now >= c->deadline)
+    if (now >= c->deadline && !c->job) /* a job is bounded by its own timeouts */
       conn_free(c);
   }
 }
 
 /* Reruns connections that stopped for fairness (still readable with data pending). */
 static bool busy(const struct conn *c) {
-  return (c->state == C_HEADERS || c->state == C_BODY) && c->can_read &&
+  return !c->job && (c->state == C_HEADERS || c->state == C_BODY) && c->can_read &&
          c->wbuf.len - c->wpos <= FAST_WBUF_HIGH && c->rlen < FAST_RBUF;
 }
 
@@ -915,6 +1142,7 @@ static void *fworker_main(void *arg) {
         uint64_t v;
         (void)!read(w->evfd, &v, sizeof v);
         take_queued(w);
+        take_done(w);
         continue;
       }
       struct conn *c = p;
@@ -1004,6 +1232,30 @@ void tn_fast_stop(struct tn_httpserver *srv) {
     struct fworker *w = &f->w[i];
     if (w->created)
       pthread_join(w->thread, NULL);
+  }
+  /* the job threads after the workers (their connections are gone: job->c is NULL), before the
+   * eventfds close: a running job finishes (bounded by its own timeouts) and is freed here */
+  pthread_mutex_lock(&f->jmu);
+  f->jstop = true;
+  pthread_cond_broadcast(&f->jcv);
+  pthread_mutex_unlock(&f->jmu);
+  for (int i = 0; i < f->n_jt; i++)
+    pthread_join(f->jt[i], NULL);
+  for (struct fjob *j = f->jhead, *n; j; j = n) {
+    n = j->next;
+    if (j->free_arg)
+      j->free_arg(j->arg);
+    job_free(j);
+  }
+  pthread_mutex_destroy(&f->jmu);
+  pthread_cond_destroy(&f->jcv);
+  for (int i = 0; i < f->n; i++) {
+    struct fworker *w = &f->w[i];
+    for (struct fjob *j = w->done, *n; j; j = n) {
+      n = j->next;
+      job_free(j);
+    }
+    pthread_mutex_destroy(&w->done_mu);
     for (int k = 0; k < w->q_n; k++)
       close(w->q[k]);
     if (w->ep >= 0)
@@ -1042,6 +1294,12 @@ int tn_fast_start(struct tn_httpserver *srv, struct tn_error *err) {
   }
   srv->fst = f;
   f->ctx = ctx;
+  pthread_mutex_init(&f->jmu, NULL);
+  pthread_cond_init(&f->jcv, NULL);
+  for (int i = 0; i < TN_HTTP_MAX_WORKERS; i++) {
+    f->w[i].ep = f->w[i].evfd = -1;
+    pthread_mutex_init(&f->w[i].done_mu, NULL);
+  }
   f->n = srv->n_workers;
   f->max_conns = srv->max_connections > 0 ? (srv->max_connections + f->n - 1) / f->n : FAST_DEFAULT_CONNS;
   for (int i = 0; i < f->n; i++) {
@@ -1074,6 +1332,17 @@ int tn_fast_start(struct tn_httpserver *srv, struct tn_error *err) {
       return tn_error_set(err, -e, "http server %s: cannot start its thread: %s", srv->address, strerror(e));
     }
     f->w[i].created = true;
+  }
+  int want_jt = srv->job_threads > 0 ? srv->job_threads : 4;
+  for (int i = 0; i < want_jt; i++) {
+    int e = pthread_create(&f->jt[i], NULL, job_main, f);
+    if (e) {
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+      tn_fast_stop(srv);
+      return tn_error_set(err, -e, "http server %s: cannot start its job threads: %s", srv->address,
+                          strerror(e));
+    }
+    f->n_jt = i + 1;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   return 0;

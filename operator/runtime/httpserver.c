@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <libwebsockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +226,90 @@ int tn_httpserver_set_workers(struct tn_httpserver *srv, int n) {
     return -EINVAL;
   srv->n_workers = n;
   return 0;
+}
+
+int tn_httpserver_set_job_threads(struct tn_httpserver *srv, int n) {
+  if (!srv)
+    return 0;
+  if (srv->started)
+    return -EBUSY;
+  if (n < 1 || n > TN_HTTP_MAX_JOB_THREADS)
+    return -EINVAL;
+  srv->job_threads = n;
+  return 0;
+}
+
+int tn_http_defer(const struct tn_http_request *req, struct tn_http_response *resp, tn_http_handler fn,
+                  void *arg, void (*free_arg)(void *)) {
+  if (req->impl)
+    return tn_fast_defer(req, resp, fn, arg, free_arg);
+  /* libwebsockets: no job threads; run it here, as before */
+  int rc = fn(req, resp, arg);
+  if (free_arg)
+    free_arg(arg);
+  return rc;
+}
+
+const char *tn_http_reason(int status) {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Payload Too Large";
+  case 422:
+    return "Unprocessable Entity";
+  case 429:
+    return "Too Many Requests";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  default:
+    return "Error";
+  }
+}
+
+int tn_http_problem(struct tn_http_response *resp, const char *instance, int status, const char *slug,
+                    const char *fmt, ...) {
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  char type[128];
+  snprintf(type, sizeof type, "https://tenancy.dev/problems/%s", slug);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", tn_http_reason(status), "status",
+                        status, "detail", detail, "instance", instance ? instance : "");
+  if (!p)
+    return -ENOMEM;
+  char *s = json_dumps(p, JSON_COMPACT);
+  json_decref(p);
+  if (!s)
+    return -ENOMEM;
+  resp->status = status;
+  snprintf(resp->content_type, sizeof resp->content_type, "application/problem+json");
+  tn_buf_reset(&resp->body);
+  int rc = tn_buf_appends(&resp->body, s);
+  free(s);
+  return rc;
 }
 
 int tn_httpserver_set_backend(struct tn_httpserver *srv, enum tn_http_backend b) {

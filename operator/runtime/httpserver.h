@@ -32,7 +32,10 @@ struct tn_http_request {
   const char *authorization; /* the Authorization header, "" when none (never log it) */
   const char *const *query;  /* the query's URL-decoded "name=value" pieces, in order */
   size_t n_query;
-  int worker; /* which service thread runs the handler: 0 .. workers-1 (tn_httpserver_set_workers) */
+  int worker; /* which service thread runs the handler: 0 .. workers-1 (tn_httpserver_set_workers);
+                TN_HTTP_DEFERRED_WORKER in a deferred job (tn_http_defer) */
+  bool head;  /* a HEAD request (the server drops the body it answers) */
+  void *impl; /* the server's: what tn_http_defer needs (NULL outside the epoll backend) */
 };
 
 /* The value of query parameter `name` (the first), NULL when absent ("" for "name" or "name="). */
@@ -64,6 +67,37 @@ int tn_http_response_header(struct tn_http_response *resp, const char *name, con
  * respect to whatever it reads. Returns 0, or a negative code to answer 500 (the body, if any,
  * is sent as the explanation). A status outside 100..599 also answers 500. */
 typedef int (*tn_http_handler)(const struct tn_http_request *req, struct tn_http_response *resp, void *ud);
+
+/* Answers an RFC 9457 problem: status, Content-Type application/problem+json, and the body
+ * {"type":"https://tenancy.dev/problems/<slug>","title":<the status's reason>,"status":...,
+ * "detail":<fmt...>,"instance":<instance>} (the body so far is replaced; the detail is cut at
+ * 512 bytes). Shared by the read API and the console. Returns 0 or -ENOMEM. */
+int tn_http_problem(struct tn_http_response *resp, const char *instance, int status, const char *slug,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The reason phrase of an HTTP status ("Not Found"), "Error" for one it does not know. */
+const char *tn_http_reason(int status);
+
+/* ---- work that blocks: deferred to the server's job threads ------------------------------------
+ *
+ * A handler that must call out (the API server, PostgreSQL) must not do it on the service thread.
+ * It does the quick part (routing, checks) and then returns tn_http_defer(req, resp, fn, arg,
+ * free_arg): the server copies the request (method, path, query, body, Authorization) and runs
+ * fn(copy, resp2, arg) on one of its job threads (a bounded pool: tn_httpserver_set_job_threads,
+ * default 4, with a bounded queue); the connection waits (later pipelined requests are answered
+ * after it, in order) while its service thread serves the other connections; when fn returns its
+ * response is sent as if the handler had made it. fn may block (bounded by its own timeouts).
+ * req->worker is TN_HTTP_DEFERRED_WORKER in fn. free_arg(arg) (may be NULL) runs after fn, or
+ * when the job is dropped (queue full: 503 with Retry-After; the server stopping).
+ * With the libwebsockets backend (or a request without req->impl) fn runs at once on the calling
+ * thread: the old blocking behaviour. Returns what the handler must return (0, or < 0). */
+#define TN_HTTP_DEFERRED_WORKER (-1)
+#define TN_HTTP_MAX_JOB_THREADS 32
+#define TN_HTTP_JOB_QUEUE 256 /* jobs waiting for a thread, per server; past it: 503 */
+int tn_http_defer(const struct tn_http_request *req, struct tn_http_response *resp, tn_http_handler fn,
+                  void *arg, void (*free_arg)(void *));
+/* Job threads (1 .. TN_HTTP_MAX_JOB_THREADS; default 4), started with the server only when it is
+ * served by the epoll backend. Only before tn_httpserver_start. Returns 0, -EBUSY or -EINVAL. */
+int tn_httpserver_set_job_threads(struct tn_httpserver *srv, int n);
 
 /* Parses a controller-runtime style bind address: "host:port", ":port" (every interface) or
  * "[v6]:port". host receives the host ("" for every interface); *port 0..65535 (0: pick a

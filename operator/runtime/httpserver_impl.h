@@ -78,6 +78,7 @@ struct tn_httpserver {
   enum srv_state state;
   atomic_bool stopping; /* written under mu; the service loops read it without */
   int port;
+  int job_threads;     /* tn_httpserver_set_job_threads (0: default) */
   bool fast;           /* served by httpfast.c (tn_httpserver_set_backend) */
   struct tn_fast *fst; /* its state while started */
 };
@@ -103,5 +104,8 @@ int tn_http__bind_listener(struct tn_httpserver *srv, struct tn_error *err);
 /* ---- httpfast.c ---- */
 int tn_fast_start(struct tn_httpserver *srv, struct tn_error *err);
 void tn_fast_stop(struct tn_httpserver *srv);
+/* tn_http_defer for a request of the epoll backend (req->impl set). */
+int tn_fast_defer(const struct tn_http_request *req, struct tn_http_response *resp, tn_http_handler fn,
+                  void *arg, void (*free_arg)(void *));
 
 #endif

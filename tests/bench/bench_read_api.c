@@ -4,7 +4,14 @@
  * same token on keep-alive connections, and a few `kubectl get -o json`).
  *
  *   bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] [--api-only] [--keep]
- *                  [--depth N] [--conns N]
+ *                  [--depth N] [--conns N] [--directory-only]
+ *
+ * The directory phase measures what the admin console's directory asks for (docs/console.md):
+ * a page of 50 with the counts by state (GET /api/v1/tenants?limit=50&counts=state), unfiltered,
+ * searched, and the tenth page (continue token), one request at a time on one keep-alive
+ * connection, against the console's target of 300 ms with 10,000 tenants; and, for comparison,
+ * what the directory asked before (the page and five lists of up to 1,000 a state for the
+ * counts). --directory-only measures only that.
  *
  * The read API is measured first with a raw pipelined client (OpenSSL, --conns keep-alive
  * connections per client thread, --depth requests in flight on each, default 2 x 16), then with
@@ -59,7 +66,8 @@ static struct {
   bool api_only;
   int depth; /* pipelined requests in flight per connection (the raw client) */
   int conns; /* connections per client thread (the raw client) */
-} opt = {10000, 2, 10, false, 0, false, 16, 2};
+  bool directory_only;
+} opt = {10000, 2, 10, false, 0, false, 16, 2, false};
 
 static char root[PATH_MAX];
 static char dir[PATH_MAX]; /* certificate */
@@ -465,6 +473,90 @@ static void measure2(const char *what, enum target t, bool pages, int clients, d
   free(th);
 }
 
+/* ---- the console's directory ---------------------------------------------------------------- */
+
+/* n sequential rounds of the given requests (one round = what one directory view asks for) on one
+ * keep-alive connection; prints the round's p50, p99 and max. */
+static void directory_round(const char *what, const char *const *paths, int n_paths, int rounds) {
+  CURL *c = client(T_API);
+  char auth[4200];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  struct curl_slist *h = curl_slist_append(NULL, auth);
+  double *lat = calloc((size_t)rounds, sizeof *lat);
+  long errors = 0;
+  size_t bytes = 0;
+  struct tn_buf b;
+  tn_buf_init(&b, 256u << 20);
+  for (int r = 0; r < rounds; r++) {
+    double t0 = now();
+    for (int i = 0; i < n_paths; i++) {
+      char url[2048];
+      snprintf(url, sizeof url, "https://127.0.0.1:%d%s", api_port, paths[i]);
+      tn_buf_reset(&b);
+      if (get(c, h, url, &b) != 200)
+        errors++;
+      bytes += b.len;
+    }
+    lat[r] = now() - t0;
+  }
+  qsort(lat, (size_t)rounds, sizeof *lat, cmp_double);
+  printf(
+      "  %-58s p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms  (%d rounds of %d request(s), %.0f KiB a round, %ld "
+      "errors)  target < 300 ms: %s\n",
+      what, lat[rounds / 2] * 1e3, lat[(size_t)((double)rounds * 0.99)] * 1e3, lat[rounds - 1] * 1e3, rounds,
+      n_paths, (double)bytes / rounds / 1024, errors,
+      lat[(size_t)((double)rounds * 0.99)] < 0.3 ? "met" : "MISSED");
+  fflush(stdout);
+  tn_buf_cleanup(&b);
+  free(lat);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+}
+
+static void measure_directory(void) {
+  printf("bench_read_api: the console's directory with %d tenants cached (one client, sequential)\n",
+         opt.tenants);
+  /* the continue token of the tenth page */
+  char tenth[1024] = "/api/v1/tenants?limit=50&counts=state";
+  CURL *c = client(T_API);
+  char auth[4200];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  struct curl_slist *h = curl_slist_append(NULL, auth);
+  struct tn_buf b;
+  tn_buf_init(&b, 64u << 20);
+  char cont[600] = "";
+  for (int p = 0; p < 9; p++) {
+    char url[1400];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v1/tenants?limit=50%s%s", api_port,
+             cont[0] ? "&continue=" : "", cont);
+    tn_buf_reset(&b);
+    if (get(c, h, url, &b) != 200)
+      break;
+    json_t *j = json_loads(tn_buf_str(&b), 0, NULL);
+    const char *t = json_string_value(json_object_get(json_object_get(j, "metadata"), "continue"));
+    snprintf(cont, sizeof cont, "%s", t ? t : "");
+    json_decref(j);
+  }
+  if (cont[0])
+    snprintf(tenth, sizeof tenth, "/api/v1/tenants?limit=50&counts=state&continue=%s", cont);
+  tn_buf_cleanup(&b);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  const char *first[] = {"/api/v1/tenants?limit=50&counts=state"};
+  const char *search[] = {"/api/v1/tenants?q=tenant%2042&plan=standard&limit=50&counts=state"};
+  const char *page10[] = {tenth};
+  const char *before[] = {"/api/v1/tenants?limit=50",
+                          "/api/v1/tenants?state=Draft&limit=1000",
+                          "/api/v1/tenants?state=Active&limit=1000",
+                          "/api/v1/tenants?state=Suspended&limit=1000",
+                          "/api/v1/tenants?state=Archived&limit=1000",
+                          "/api/v1/tenants?state=Deleted&limit=1000"};
+  directory_round("directory: first page of 50 + counts by state", first, 1, 100);
+  directory_round("directory: search (q + plan) + counts by state", search, 1, 100);
+  directory_round("directory: tenth page (continue) + counts by state", page10, 1, 100);
+  directory_round("directory as before: page + 5 lists of <= 1000 for the counts", before, 6, 10);
+}
+
 /* ---- the operator -------------------------------------------------------------------------- */
 
 static void stop_operator(void) {
@@ -635,6 +727,11 @@ static int run_bench(void) {
       "HTTPS, %d client thread(s) in this process, operator API service threads: %s\n",
       opt.tenants, sysconf(_SC_NPROCESSORS_ONLN), load[0], opt.clients,
       opt.api_workers ? (char[8]){(char)('0' + opt.api_workers), 0} : "its default (CPUs, max 8)");
+  measure_directory();
+  if (opt.directory_only) {
+    stop_operator();
+    goto cleanup;
+  }
   measure2("warm-up (read API, by id, pipelined)", T_API, false, opt.clients, 2, true);
   char what[128];
   snprintf(what, sizeof what, "read API: by id, pipelined (%d conns x depth %d)", opt.clients * opt.conns,
@@ -728,15 +825,12 @@ static int load_env(const char *file) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option lo[] = {{"tenants", required_argument, NULL, 't'},
-                                     {"clients", required_argument, NULL, 'c'},
-                                     {"seconds", required_argument, NULL, 's'},
-                                     {"keep", no_argument, NULL, 'k'},
-                                     {"api-workers", required_argument, NULL, 'w'},
-                                     {"api-only", no_argument, NULL, 'a'},
-                                     {"depth", required_argument, NULL, 'd'},
-                                     {"conns", required_argument, NULL, 'n'},
-                                     {NULL, 0, NULL, 0}};
+  static const struct option lo[] = {
+      {"tenants", required_argument, NULL, 't'},     {"clients", required_argument, NULL, 'c'},
+      {"seconds", required_argument, NULL, 's'},     {"keep", no_argument, NULL, 'k'},
+      {"api-workers", required_argument, NULL, 'w'}, {"api-only", no_argument, NULL, 'a'},
+      {"depth", required_argument, NULL, 'd'},       {"conns", required_argument, NULL, 'n'},
+      {"directory-only", no_argument, NULL, 'D'},    {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     if (c == 't')
@@ -755,9 +849,11 @@ int main(int argc, char **argv) {
       opt.depth = atoi(optarg);
     else if (c == 'n')
       opt.conns = atoi(optarg);
+    else if (c == 'D')
+      opt.directory_only = true;
     else {
       fprintf(stderr, "usage: bench_read_api [--tenants N] [--clients N] [--seconds S] [--api-workers N] "
-                      "[--api-only] [--keep] [--depth N] [--conns N]\n");
+                      "[--api-only] [--keep] [--depth N] [--conns N] [--directory-only]\n");
       return 2;
     }
   }

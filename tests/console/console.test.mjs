@@ -77,6 +77,24 @@ async function shot(page, name, fullPage = true) {
   fs.mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage });
 }
+async function shotOf(locator, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await locator.scrollIntoViewIfNeeded();
+  await locator.screenshot({ path: path.join(SHOTS, name + '.png') });
+}
+// The profile of id, reloaded until fn(page) holds (history and audit rows are written as the
+// operator reconciles).
+async function profileUntil(page, id, what, fn, timeoutMs = 90000) {
+  return until(what, async () => {
+    await page.goto(`https://127.0.0.1:${apiPort}/console/#/tenants/${id}`);
+    await page.reload();
+    await page.waitForFunction(() => ['history', 'audit'].every((x) => { const e = document.getElementById(x); return e && !e.textContent.includes('Loading'); }));
+    return fn(page);
+  }, timeoutMs);
+}
+const texts = (page, sel) => page.$$eval(sel, (els) => els.map((e) => e.textContent));
+// The password of the audit database's DSN: never in an answer.
+const PG_PASSWORD = (() => { try { return new URL(process.env.TENANCY_PG_DSN || '').password; } catch { return ''; } })();
 async function signIn(page, token) {
   await page.goto(`https://127.0.0.1:${apiPort}/console/`);
   await page.waitForSelector('#token');
@@ -192,6 +210,9 @@ test('the forwarder refuses a request without a token, other paths, verbs and pa
   r = await req('POST', `${base}/tenants?dryRun=All`, { token: adminToken, body: t });
   assert.equal(r.status, 201, r.body);
   assert.throws(() => kubectl(['get', 'tenant', t.metadata.name]), /NotFound/);
+  // the forwarder keeps its connections to the API server: later calls reuse them
+  for (let i = 0; i < 5; i++) assert.equal((await req('GET', `${base}/plans`, { token: adminToken })).status, 200);
+  await until('the operator logged a forwarded call on a kept connection', () => /console: GET \/apis\/tenancy.dev\/v1alpha1\/plans: 200 \(connection reused\)/.test(fs.readFileSync(opLog, 'utf8')), 10000);
 });
 
 test('sign in with a ServiceAccount token, onboard a tenant (residency refused on its field), suspend, resume, delete', async () => {
@@ -270,6 +291,38 @@ test('sign in with a ServiceAccount token, onboard a tenant (residency refused o
   await page.click('#action-submit');
   await stateIs('Active');
 
+  // the audit timeline (the PostgreSQL audit trail) and the history with its diffs
+  await profileUntil(page, id, 'the profile shows the suspension in its history and audit timeline', async (pg) => {
+    const diffs = await texts(pg, '#history ul.diff li');
+    const actions = await texts(pg, '#audit tbody tr td:nth-child(3)');
+    return diffs.includes('~ spec.state: "Active" -> "Suspended"') && diffs.includes('~ spec.state: "Suspended" -> "Active"') &&
+      actions.includes('suspend') && actions.includes('resume');
+  });
+  const diffs = await texts(page, '#history ul.diff li');
+  assert.ok(diffs.includes('+ spec.stateReason: "unpaid invoice"'), `the reason appears as added: ${diffs.join(' | ')}`);
+  const gens = (await page.$$eval('#history li.version', (lis) => lis.map((l) => Number(l.dataset.generation))));
+  assert.deepEqual(gens, gens.slice().sort((a, b) => b - a), 'newest first');
+  assert.ok(gens.includes(1), 'down to the first version');
+  const firstVersion = await texts(page, `#history li.version[data-generation="1"] ul.diff li`);
+  assert.ok(firstVersion.includes(`+ spec.displayName: "Acme Console Test"`), `the first version lists its fields as added: ${firstVersion.join(' | ')}`);
+  const actors = await texts(page, '#audit tbody tr td:nth-child(2)');
+  assert.ok(actors.some((a) => a.includes(`system:serviceaccount:${ns}:staff`)), `the audit rows name the user: ${actors.join(', ')}`);
+  await shotOf(page.locator('section[aria-labelledby=h-history]'), 'profile-history');
+  await shotOf(page.locator('section[aria-labelledby=h-audit]'), 'profile-audit');
+  for (const what of ['history', 'audit']) {
+    const r = await req('GET', `/api/v1/tenants/${id}/${what}?limit=1`, { token: adminToken });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.items.length, 1);
+    assert.ok(r.json.metadata.continue, `${what}: a continue token for the next page`);
+    const next = await req('GET', `/api/v1/tenants/${id}/${what}?limit=100&continue=${encodeURIComponent(r.json.metadata.continue)}`, { token: adminToken });
+    assert.equal(next.status, 200, next.body);
+    assert.ok(next.json.items.length >= 1);
+    assert.ok(!next.json.items.some((x) => JSON.stringify(x) === JSON.stringify(r.json.items[0])), `${what}: the next page starts after the first`);
+    assert.equal((await req('GET', `/api/v1/tenants/${id}/${what}?continue=x'--`, { token: adminToken })).status, 400);
+    assert.equal((await req('GET', `/api/v1/tenants/${id}/${what}?limit=101`, { token: adminToken })).status, 400);
+    if (PG_PASSWORD) assert.ok(!r.body.includes(PG_PASSWORD) && !next.body.includes(PG_PASSWORD), 'no secret in the answer');
+  }
+
   // delete: archive first (Active -> Archived), then Deleted with the id typed
   await page.click('button[data-action=Archived]');
   await page.click('#action-submit');
@@ -323,7 +376,41 @@ test('a tenant\'s group sees only its tenant', async () => {
   await page.locator('#action-error', { hasText: 'Refused' }).waitFor();
   assert.match(await page.textContent('#action-error'), /readapi-alpha/);
   assert.equal(JSON.parse(kubectl(['get', 'tenant', mine, '-o', 'json'])).spec.state, 'Draft');
+
+  // history and audit timeline: the group reads its own tenant's, and is refused another's
+  kubectl(['patch', 'tenant', mine, '--type=merge', '-p', JSON.stringify({ spec: { displayName: 'Alpha Company' } })]);
+  kubectl(['patch', 'tenant', other, '--type=merge', '-p', JSON.stringify({ spec: { displayName: 'Beta Company' } })]);
+  await profileUntil(page, mine, 'the group sees its tenant\'s history diff and audit row', async (pg) =>
+    (await texts(pg, '#history ul.diff li')).includes('~ spec.displayName: "Alpha Co" -> "Alpha Company"') &&
+    (await texts(pg, '#audit tbody tr td:nth-child(3)')).some((x) => /^spec\./.test(x)));
+  await shot(page, 'profile-tenant-group');
+  for (const what of ['history', 'audit']) {
+    let r = await req('GET', `/api/v1/tenants/${mine}/${what}`, { token: alphaToken });
+    assert.equal(r.status, 200, `${what} of its own tenant: ${r.body}`);
+    assert.equal(r.json.tenant, mine);
+    r = await req('GET', `/api/v1/tenants/${other}/${what}`, { token: alphaToken });
+    assert.equal(r.status, 403, `${what} of another tenant: ${r.body}`);
+    assert.match(r.json.detail, /readapi-alpha may not get tenant/);
+    assert.ok(!r.body.includes('Beta'), 'nothing of the other tenant leaks');
+    r = await req('GET', `/api/v1/tenants/${other}/${what}`, { token: nobodyToken });
+    assert.equal(r.status, 403, 'a ServiceAccount with no role');
+    r = await req('GET', `/api/v1/tenants/${other}/${what}`);
+    assert.equal(r.status, 401, 'no token');
+    r = await req('GET', `/api/v1/tenants/${RUN}-nosuch/${what}`, { token: adminToken });
+    assert.equal(r.status, 404);
+  }
   await ctx.close();
+
+  // an admin reads any tenant's history and audit timeline, in the page too
+  const actx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const apage = await actx.newPage();
+  await signIn(apage, adminToken);
+  await profileUntil(apage, other, 'the admin sees the other tenant\'s history diff and audit row', async (pg) =>
+    (await texts(pg, '#history ul.diff li')).includes('~ spec.displayName: "Beta Co" -> "Beta Company"') &&
+    (await texts(pg, '#audit tbody tr td:nth-child(3)')).some((x) => /^spec\./.test(x)));
+  await apage.setViewportSize({ width: 640, height: 900 });
+  await noHorizontalScroll(apage, 'the profile with its history');
+  await actx.close();
 });
 
 test('paging through 1,000 tenants with continue tokens', async () => {
