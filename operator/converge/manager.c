@@ -12,6 +12,7 @@
 
 #include "converge/admission.h"
 #include "converge/kinds_status.h"
+#include "converge/migration.h"
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
@@ -23,7 +24,7 @@
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
-  struct tn_informer *all[5 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
+  struct tn_informer *all[6 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
   struct tn_kek_secret *kek;
@@ -32,6 +33,7 @@ struct tn_manager {
   struct tn_tenancy_metrics_source metrics_src;
   struct tn_kinds_status *kinds;     /* status of Plans, Regions and TenancyPolicies */
   struct tn_wh_controller *webhooks; /* NULL without a database */
+  struct tn_migrations *migrations;  /* MIGRATION (issue 16): the TenantMigration controller */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -244,6 +246,13 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &sh, &m->rec.secrets, err)) ||
       (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
     goto fail;
+  /* MIGRATION (issue 16): TenantMigrations and their controller. */
+  o = (struct tn_informer_opts){
+      .gvr = tn_gvr_tenantmigrations, .transform = drop_managed_fields, .name = "tenantmigrations"};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &(struct tn_informer_handlers){0},
+                         &m->rec.migrations, err)) ||
+      (rc = tn_migrations_new(&m->rec, m->rec.migrations, cfg->metrics, &m->migrations, err)))
+    goto fail;
   m->rec.db = tn_db_new();
   if (!m->rec.db) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
@@ -314,6 +323,8 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
     return tn_error_set(err, rc, "cannot start the tenant workers: %s", tn_strerror(rc));
   if ((rc = tn_kinds_status_start(m->kinds)))
     return tn_error_set(err, rc, "cannot start the kinds-status worker: %s", tn_strerror(rc));
+  if ((rc = tn_migrations_start(m->migrations)))
+    return tn_error_set(err, rc, "cannot start the migration worker: %s", tn_strerror(rc));
   m->controllers_started = true;
   /* Webhook delivery runs on the leader only; a failure to start it leaves the rest running. */
   struct tn_error werr = {0};
@@ -327,9 +338,10 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
   for (size_t i = 0; i < m->n_all; i++)
     if (!tn_informer_has_synced(m->all[i])) {
       snprintf(why, n, "cache of %s has not synced",
-               i < 3                   ? names[i]
-               : i < 3 + TN_KIND_COUNT ? tn_kind_gvr((enum tn_kind)(i - 3))->resource
-                                       : "secrets");
+               i < 3                            ? names[i]
+               : i < 3 + TN_KIND_COUNT          ? tn_kind_gvr((enum tn_kind)(i - 3))->resource
+               : m->all[i] == m->rec.migrations ? "tenantmigrations"
+                                                : "secrets");
       return false;
     }
   if (m->controllers_started && !tn_controller_first_pass_done(m->ctl)) {
@@ -343,6 +355,8 @@ bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
   if (m)
     tn_kinds_status_stop(m->kinds, deadline_s);
   if (m)
+    tn_migrations_stop(m->migrations, deadline_s);
+  if (m)
     tn_wh_controller_stop(m->webhooks);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
 }
@@ -354,6 +368,8 @@ void tn_manager_abandon_controllers(struct tn_manager *m) {
     tn_controller_abandon(m->ctl);
   if (m)
     tn_kinds_status_abandon(m->kinds);
+  if (m)
+    tn_migrations_abandon(m->migrations);
 }
 
 void tn_manager_free(struct tn_manager *m) {
@@ -364,10 +380,12 @@ void tn_manager_free(struct tn_manager *m) {
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
   tn_kinds_status_stop(m->kinds, 0);
+  tn_migrations_stop(m->migrations, 0);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_stop(m->all[i]);
   tn_controller_free(m->ctl);
   tn_kinds_status_free(m->kinds);
+  tn_migrations_free(m->migrations);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);

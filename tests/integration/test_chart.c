@@ -24,9 +24,9 @@
 static const char *const TENANT_ROLES[] = {"tenancy-tenant-admin", "tenancy-tenant-developer",
                                            "tenancy-tenant-viewer"};
 
-static const char *const CRD_NAMES[] = {"plans.tenancy.dev", "regions.tenancy.dev",
-                                        "tenancypolicies.tenancy.dev", "tenants.tenancy.dev",
-                                        "webhooksubscriptions.tenancy.dev"};
+static const char *const CRD_NAMES[] = {"plans.tenancy.dev",           "regions.tenancy.dev",
+                                        "tenancypolicies.tenancy.dev", "tenantmigrations.tenancy.dev",
+                                        "tenants.tenancy.dev",         "webhooksubscriptions.tenancy.dev"};
 
 /* Per test process (Criterion forks one per test): the helm binary, and a private HELM_*_HOME. */
 static char helm_bin[PATH_MAX];
@@ -473,11 +473,12 @@ static void cleanup_cluster(void) {
     (void)tn_test_sh(
         NULL,
         "kubectl patch crd plans.tenancy.dev --type=json -p '[{\"op\":\"remove\",\"path\":\"" PROBE_PATH
-        "\"}]' 2>/dev/null; for c in %s %s %s %s %s; do kubectl label crd $c app.kubernetes.io/managed-by- "
+        "\"}]' 2>/dev/null; for c in %s %s %s %s %s %s; do kubectl label crd $c "
+        "app.kubernetes.io/managed-by- "
         "helm.sh/chart- app.kubernetes.io/instance- app.kubernetes.io/version- >/dev/null 2>&1; "
         "kubectl annotate crd $c meta.helm.sh/release-name- meta.helm.sh/release-namespace- "
         "helm.sh/resource-policy- >/dev/null 2>&1; done; '%s/hack/crds.sh' apply >/dev/null 2>&1",
-        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], repo_root());
+        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5], repo_root());
   }
   if (chart_copy[0] && strncmp(chart_copy, "/tmp/tn-chart-copy-", 19) == 0)
     (void)tn_test_sh(NULL, "rm -rf '%s'", chart_copy);
