@@ -521,8 +521,13 @@ static int step_validate(struct mrun *x, bool *permanent, struct tn_error *err) 
                       json_pack("{s:s,s:s,s:s}", "region", x->spec.target_region, "server",
                                 tserver ? tserver : "", "isolation", tn_isolation_name(x->t->isolation)));
   json_decref(treg);
-  /* the sides as recorded, loaded and reached (TLS verified) now: transient failures retry */
-  rc = load_sides(x, true, err);
+  /* the sides as recorded, loaded and reached (TLS verified; the admin's own database, as the
+   * tenant's may not exist on the target yet) now: transient failures retry */
+  rc = load_sides(x, false, err);
+  if (!rc && (rc = tn_mig_pg_connect(&x->src.conf.s, "", &x->src.pg, err)))
+    tn_error_prefix(err, "source");
+  if (!rc && (rc = tn_mig_pg_connect(&x->dst.conf.s, "", &x->dst.pg, err)))
+    tn_error_prefix(err, "target");
   if (rc) {
     *permanent = !tn_error_is_transient(rc) && rc != TN_ETRANSPORT;
     return rc;
