@@ -414,6 +414,11 @@ static int lookup_regions(void *ud, json_t **out, struct tn_error *err) {
   return cached(m, m->rec.regions, out, err);
 }
 
+static int lookup_migrations(void *ud, json_t **out, struct tn_error *err) {
+  struct tn_manager *m = ud;
+  return cached(m, m->rec.migrations, out, err);
+}
+
 static int lookup_external_id(void *ud, const char *system, const char *id, json_t **out,
                               struct tn_error *err) {
   struct tn_manager *m = ud;
@@ -426,7 +431,12 @@ static int lookup_external_id(void *ud, const char *system, const char *id, json
 }
 
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m) {
-  return (struct tn_admission_lookups){lookup_policies, lookup_regions, lookup_external_id, m};
+  struct tn_admission_lookups lk = {.list_policies = lookup_policies,
+                                    .list_regions = lookup_regions,
+                                    .tenants_by_external_id = lookup_external_id,
+                                    .ud = m};
+  lk.list_migrations = lookup_migrations; /* MIGRATION (issue 16) */
+  return lk;
 }
 
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {

@@ -318,3 +318,28 @@ int tn_mig_compare_sums(const struct tn_mig_table_sum *src, size_t ns, const str
       return tn_error_set(err, TN_ECONFLICT, "table %s is on the target but not on the source", dst[i].name);
   return 0;
 }
+
+bool tn_mig_admit(const json_t *obj, const json_t *migrations, char *msg, size_t n) {
+  const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+  const char *tenant = json_string_value(json_object_get(json_object_get(obj, "spec"), "tenant"));
+  size_t i;
+  const json_t *m;
+  if (!tenant)
+    return true; /* the schema refuses it */
+  json_array_foreach(migrations, i, m) {
+    const char *mn = json_string_value(json_object_get(json_object_get(m, "metadata"), "name"));
+    const char *mt = json_string_value(json_object_get(json_object_get(m, "spec"), "tenant"));
+    const char *ph = json_string_value(json_object_get(json_object_get(m, "status"), "phase"));
+    enum tn_mig_phase p;
+    if (!mn || !mt || strcmp(mt, tenant) != 0 || (name && strcmp(mn, name) == 0))
+      continue;
+    if (tn_mig_phase_parse(ph, &p) == 0 && !tn_mig_phase_active(p))
+      continue;
+    snprintf(msg, n,
+             "TenantMigration %s of tenant %s is running (phase %s): one migration of a tenant at a time; wait "
+             "for it to finish, or abort it (spec.abort: true) before the cutover",
+             mn, tenant, ph && *ph ? ph : "Pending");
+    return false;
+  }
+  return true;
+}

@@ -142,4 +142,10 @@ struct tn_mig_table_sum {
 int tn_mig_compare_sums(const struct tn_mig_table_sum *src, size_t ns, const struct tn_mig_table_sum *dst,
                         size_t nd, struct tn_error *err);
 
+/* Admission of a new TenantMigration obj against the existing ones (a JSON array of
+ * TenantMigration objects, borrowed): refused when another one of the same spec.tenant is still
+ * running (its status.phase absent, Pending or any non-terminal phase). Returns true when
+ * allowed; else false with msg (n bytes) naming the running one. */
+bool tn_mig_admit(const json_t *obj, const json_t *migrations, char *msg, size_t n);
+
 #endif

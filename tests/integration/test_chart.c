@@ -852,6 +852,7 @@ Test(chart, renders_with_defaults) {
   expect_str_at(tsc, "0.matchLabelKeys.0", "pod-template-hash");
   cr_expect(json_equal(at(tsc, "0.labelSelector.matchLabels"), selector));
   expect_str_at(vwc, "webhooks.0.rules.0.resources.0", "tenants");
+  expect_str_at(vwc, "webhooks.0.rules.0.resources.1", "tenantmigrations");
 
   /* the scope policy names the release's ServiceAccount and namespace */
   json_t *vap = must_find(objs, "ValidatingAdmissionPolicy", FULLNAME "-scope");

@@ -249,3 +249,24 @@ Test(migration, compare_sums) {
   cr_assert_eq(tn_mig_compare_sums(a, 1, a, 2, &err), TN_ECONFLICT);
   cr_assert(strstr(err.message, "not on the source"), "%s", err.message);
 }
+
+Test(migration, admit_one_running_migration_per_tenant) {
+  json_t *all = json_loads("[{\"metadata\":{\"name\":\"old\"},\"spec\":{\"tenant\":\"acme\"},"
+                           "\"status\":{\"phase\":\"Succeeded\"}},"
+                           "{\"metadata\":{\"name\":\"other\"},\"spec\":{\"tenant\":\"globex\"},"
+                           "\"status\":{\"phase\":\"Copy\"}}]",
+                           0, NULL);
+  json_t *obj = json_loads("{\"metadata\":{\"name\":\"new\"},\"spec\":{\"tenant\":\"acme\"}}", 0, NULL);
+  char msg[512] = "";
+  cr_assert(tn_mig_admit(obj, all, msg, sizeof msg), "finished or other tenants' migrations do not count");
+  /* one that has not started yet (no status) counts as running */
+  json_array_append_new(all, json_loads("{\"metadata\":{\"name\":\"first\"},\"spec\":{\"tenant\":\"acme\"}}", 0,
+                                        NULL));
+  cr_assert_not(tn_mig_admit(obj, all, msg, sizeof msg));
+  cr_assert(strstr(msg, "TenantMigration first of tenant acme is running (phase Pending)"), "%s", msg);
+  /* itself (a re-apply of the same object) does not */
+  json_object_set_new(json_object_get(obj, "metadata"), "name", json_string("first"));
+  cr_assert(tn_mig_admit(obj, all, msg, sizeof msg));
+  json_decref(obj);
+  json_decref(all);
+}
