@@ -530,7 +530,8 @@ static int review(const char *body, size_t len, const struct tn_admission_lookup
   bool ours = group && strcmp(group, TN_API_GROUP) == 0 && resource && strcmp(resource, "tenants") == 0 &&
               (!sub || !*sub) && op;
   bool migration = group && strcmp(group, TN_API_GROUP) == 0 && resource &&
-                   strcmp(resource, "tenantmigrations") == 0 && (!sub || !*sub) && op && strcmp(op, "CREATE") == 0;
+                   strcmp(resource, "tenantmigrations") == 0 && (!sub || !*sub) && op &&
+                   strcmp(op, "CREATE") == 0;
 
   if (ours && strcmp(op, "CREATE") == 0) {
     outcome->operation = "CREATE";
@@ -1480,8 +1481,8 @@ json_t *tn_admission_configuration(const struct tn_admission *adm) {
                   TN_ADMISSION_WEBHOOK, "admissionReviewVersions", "v1", "sideEffects", "None",
                   "timeoutSeconds", adm->timeout_seconds, "failurePolicy", adm->failure_policy, "matchPolicy",
                   "Equivalent", "rules", "apiGroups", TN_API_GROUP, "apiVersions", "v1alpha1", "operations",
-                  "CREATE", "UPDATE", "DELETE", "resources", "tenants", "tenantmigrations", "scope", "Cluster", "clientConfig",
-                  client);
+                  "CREATE", "UPDATE", "DELETE", "resources", "tenants", "tenantmigrations", "scope",
+                  "Cluster", "clientConfig", client);
   hook = cfg ? json_array_get(json_object_get(cfg, "webhooks"), 0) : NULL;
   if (hook && adm->object_selector && json_object_set(hook, "objectSelector", adm->object_selector)) {
     json_decref(cfg);

@@ -335,10 +335,11 @@ bool tn_mig_admit(const json_t *obj, const json_t *migrations, char *msg, size_t
       continue;
     if (tn_mig_phase_parse(ph, &p) == 0 && !tn_mig_phase_active(p))
       continue;
-    snprintf(msg, n,
-             "TenantMigration %s of tenant %s is running (phase %s): one migration of a tenant at a time; wait "
-             "for it to finish, or abort it (spec.abort: true) before the cutover",
-             mn, tenant, ph && *ph ? ph : "Pending");
+    snprintf(
+        msg, n,
+        "TenantMigration %s of tenant %s is running (phase %s): one migration of a tenant at a time; wait "
+        "for it to finish, or abort it (spec.abort: true) before the cutover",
+        mn, tenant, ph && *ph ? ph : "Pending");
     return false;
   }
   return true;

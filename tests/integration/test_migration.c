@@ -81,6 +81,8 @@ static void start(void) {
 
 static void stop(void) {
   tn_test_operator_stop(&op, SIGTERM, 40);
+  /* failurePolicy Fail: without the operator the registration would refuse the other suites' writes */
+  tn_test_sh(NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found");
   tn_test_sh(NULL,
              "kubectl delete tenantmigrations -l test-suite=migration --wait=false; "
              "kubectl delete region %s %s --wait=false",
@@ -173,22 +175,28 @@ static char *secret_uri(const char *t, int *port) {
   return full;
 }
 
+/* An application's loop: a session ended or a connect refused is retried once with the URI it
+ * has, then the Secret is read again (as a pod would after a restart or a Secret reload). */
 static void *writer_main(void *ud) {
   struct writer *w = ud;
   PGconn *c = NULL;
-  int port = 0, b_port = atoi(getenv("TENANCY_PG2_PORT"));
+  char *uri = NULL;
+  int port = 0, uri_port = 0, b_port = atoi(getenv("TENANCY_PG2_PORT"));
   bool seen_refusal = false;
   while (!atomic_load(&w->stop) && w->next < MAX_ROWS) {
     if (!c || PQstatus(c) != CONNECTION_OK) {
       if (c)
         PQfinish(c);
-      char *uri = secret_uri(w->tenant, &port);
       c = uri ? PQconnectdb(uri) : NULL;
-      free(uri);
+      port = uri_port;
       if (!c || PQstatus(c) != CONNECTION_OK) {
-        atomic_fetch_add(&w->refused, 1);
-        seen_refusal = true;
-        usleep(100 * 1000);
+        if (uri) {
+          atomic_fetch_add(&w->refused, 1);
+          seen_refusal = true;
+        }
+        free(uri);
+        uri = secret_uri(w->tenant, &uri_port);
+        usleep(50 * 1000);
         continue;
       }
     }
@@ -213,6 +221,7 @@ static void *writer_main(void *ud) {
   }
   if (c)
     PQfinish(c);
+  free(uri);
   return NULL;
 }
 

@@ -260,8 +260,8 @@ Test(migration, admit_one_running_migration_per_tenant) {
   char msg[512] = "";
   cr_assert(tn_mig_admit(obj, all, msg, sizeof msg), "finished or other tenants' migrations do not count");
   /* one that has not started yet (no status) counts as running */
-  json_array_append_new(all, json_loads("{\"metadata\":{\"name\":\"first\"},\"spec\":{\"tenant\":\"acme\"}}", 0,
-                                        NULL));
+  json_array_append_new(
+      all, json_loads("{\"metadata\":{\"name\":\"first\"},\"spec\":{\"tenant\":\"acme\"}}", 0, NULL));
   cr_assert_not(tn_mig_admit(obj, all, msg, sizeof msg));
   cr_assert(strstr(msg, "TenantMigration first of tenant acme is running (phase Pending)"), "%s", msg);
   /* itself (a re-apply of the same object) does not */
