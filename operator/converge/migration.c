@@ -18,10 +18,12 @@
 
 #include <openssl/evp.h>
 
+#include "audit/outbox.h"
 #include "converge/migration_pg.h"
 #include "converge/tenant_db.h"
 #include "runtime/events.h"
 #include "runtime/log.h"
+#include "tenancy/cloudevents.h"
 #include "tenancy/dbplan.h"
 #include "tenancy/migration.h"
 #include "util/clock.h"
@@ -277,17 +279,35 @@ static int audit(struct mrun *x, enum tn_mig_phase step, const char *outcome, co
                         "sourceRegion", str_at(json_object_get(x->st, "source"), "region", NULL) ?: "");
   char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(d);
-  const char *uid = str_at(x->obj, "metadata", "uid");
+  char cid[128];
+  snprintf(cid, sizeof cid, "%s%s", str_at(x->obj, "metadata", "uid") ?: x->key,
+           step == TN_MIG_ROLLING_BACK ? "-rollback" : "");
+  /* OUTBOX (issue 14): the switch of a tenant is a placement change, evented with its audit row */
+  struct tn_outbox_event ob = {0};
+  if ((step == TN_MIG_CUTOVER || step == TN_MIG_ROLLING_BACK) && strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0 &&
+      x->tenant) {
+    const struct side *to = step == TN_MIG_CUTOVER ? &x->dst : &x->src,
+                      *from = step == TN_MIG_CUTOVER ? &x->src : &x->dst;
+    json_t *data = json_pack("{s:s,s:s,s:s}", "region", to->region, "isolation",
+                             tn_isolation_name(x->t->isolation), "previousRegion", from->region);
+    struct tn_error oerr = {0};
+    if (tn_outbox_event_init(&ob, x->r->cluster_name, x->tenant, TN_CE_PLACEMENT_DECIDED, cid,
+                             TN_AUDIT_OPERATOR_ACTOR, data, &oerr))
+      tn_log(TN_LOG_WARN, &x->lf, "the placement event of migration %s: %s", x->key, oerr.message);
+    json_decref(data);
+  }
   struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
                               .action = tn_mig_audit_action(step),
                               .target = target,
                               .request_id = str_at(x->obj, "metadata", "resourceVersion"),
-                              .correlation_id = uid,
+                              .correlation_id = cid,
                               .outcome = outcome,
                               .generation_before = x->generation,
                               .generation_after = x->generation,
-                              .details = details ? details : "{}"};
+                              .details = details ? details : "{}",
+                              .outbox = ob.event ? &ob : NULL};
   int rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+  tn_outbox_event_cleanup(&ob);
   free(details);
   return rc;
 }

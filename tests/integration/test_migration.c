@@ -362,6 +362,15 @@ Test(migration, under_write_load_then_rollback) {
       out,
       "migration.copy,migration.cutover,migration.provision-target,migration.validate,migration.verify\n");
   free(out);
+  /* the switch is a placement change in the outbox (issue 14), with the audit row */
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM tenancy.outbox WHERE tenant = '%s' AND type = "
+           "'dev.tenancy.tenant.placement.decided.v1' AND event->'data'->>'region' = '%s' AND "
+           "event->'data'->>'previousRegion' = '%s'",
+           t, rb, ra);
+  cr_assert_eq(psql_at("TENANCY_PG_DSN", sql, &out), 0, "%s", out);
+  cr_assert_str_eq(out, "1\n", "no placement.decided event for the cutover");
+  free(out);
   OK("kubectl get events -A --field-selector involvedObject.name=%s -o jsonpath='{.items[*].reason}' | "
      "grep -w Cutover",
      m);
