@@ -1588,7 +1588,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults: the templated CRDs, the objects, and the helm test hooks (their pods restricted too) */
   rc = dry_run_apply(&out, dry_run_ns, "");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 37, "5 CRDs, 23 objects and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 38, "6 CRDs, 23 objects and 9 test hooks: %s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "pod/" FULLNAME "-test-readyz "), "%s", out);
   cr_expect(
@@ -1611,8 +1611,8 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 38,
-               "5 CRDs, 24 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 39,
+               "6 CRDs, 24 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
   cr_expect(strstr(out, "networkpolicy.networking.k8s.io/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
@@ -1775,11 +1775,11 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
   /* the documented adoption (README, "Upgrading from 0.1"): label and annotate them for the release */
   crds_touched = 1;
   rc = tn_test_sh(&out,
-                  "kubectl label crd %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
-                  "kubectl annotate crd %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
+                  "kubectl label crd %s %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
+                  "kubectl annotate crd %s %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
                   " meta.helm.sh/release-namespace=" RELEASE_NS " --overwrite",
-                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[0],
-                  CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4]);
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5],
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5]);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
 
