@@ -26,6 +26,7 @@
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "tenancy/lifecycle.h"
+#include "tenancy/migration.h"
 #include "tenancy/placement.h"
 #include "tenancy/policy.h"
 #include "tenancy/tenant.h"
@@ -292,6 +293,22 @@ static int deny_unavailable(struct decision *d, const struct tn_error *e) {
               e->message);
 }
 
+/* MIGRATION (issue 16): a TenantMigration is refused while another of the same tenant runs. */
+static int decide_migration(const struct tn_admission_lookups *lk, const json_t *obj, struct decision *d) {
+  if (!lk || !lk->list_migrations)
+    return 0;
+  json_t *all = NULL;
+  struct tn_error e = {0};
+  if (lk->list_migrations(lk->ud, &all, &e))
+    return deny(d, 503, "ServiceUnavailable",
+                "the tenancy operator cannot check the running migrations right now (%s); retry in a moment",
+                e.message);
+  char msg[512];
+  int rc = tn_mig_admit(obj, all, msg, sizeof msg) ? 0 : deny(d, 409, "Conflict", "%s", msg);
+  json_decref(all);
+  return rc;
+}
+
 /* Break-glass subjects reserved to Kubernetes (users and groups starting with system:) are
  * refused, unless the stored tenant already held the same request with the same subject (an
  * unrelated change is not blocked; the controller never grants it anyway). The CRD refuses them
@@ -512,6 +529,9 @@ static int review(const char *body, size_t len, const struct tn_admission_lookup
   const json_t *dry = json_object_get(req, "dryRun");
   bool ours = group && strcmp(group, TN_API_GROUP) == 0 && resource && strcmp(resource, "tenants") == 0 &&
               (!sub || !*sub) && op;
+  bool migration = group && strcmp(group, TN_API_GROUP) == 0 && resource &&
+                   strcmp(resource, "tenantmigrations") == 0 && (!sub || !*sub) && op &&
+                   strcmp(op, "CREATE") == 0;
 
   if (ours && strcmp(op, "CREATE") == 0) {
     outcome->operation = "CREATE";
@@ -522,6 +542,10 @@ static int review(const char *body, size_t len, const struct tn_admission_lookup
   } else if (ours && strcmp(op, "DELETE") == 0) {
     outcome->operation = "DELETE";
     rc = decide_delete(&c, old, &d);
+  } else if (migration) { /* MIGRATION (issue 16): one running migration per tenant */
+    ours = false;         /* no tenant hooks */
+    outcome->operation = "CREATE";
+    rc = decide_migration(lk, obj, &d);
   } else {
     ours = false; /* not ours to judge (another kind, a subresource, CONNECT): allowed untouched */
   }
@@ -1450,15 +1474,15 @@ json_t *tn_admission_configuration(const struct tn_admission *adm) {
   if (!client)
     return NULL;
   cfg = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}}, s:[{s:s, s:[s], s:s, s:i, s:s, s:s, s:[{s:[s], s:[s], "
-                  "s:[s, s, s], s:[s], s:s}], s:o}]}",
+                  "s:[s, s, s], s:[s, s], s:s}], s:o}]}",
                   "apiVersion", "admissionregistration.k8s.io/v1", "kind", "ValidatingWebhookConfiguration",
                   "metadata", "name", adm->configuration_name, "labels", "app.kubernetes.io/name",
                   "tenancy-operator", "app.kubernetes.io/managed-by", "tenancy-operator", "webhooks", "name",
                   TN_ADMISSION_WEBHOOK, "admissionReviewVersions", "v1", "sideEffects", "None",
                   "timeoutSeconds", adm->timeout_seconds, "failurePolicy", adm->failure_policy, "matchPolicy",
                   "Equivalent", "rules", "apiGroups", TN_API_GROUP, "apiVersions", "v1alpha1", "operations",
-                  "CREATE", "UPDATE", "DELETE", "resources", "tenants", "scope", "Cluster", "clientConfig",
-                  client);
+                  "CREATE", "UPDATE", "DELETE", "resources", "tenants", "tenantmigrations", "scope",
+                  "Cluster", "clientConfig", client);
   hook = cfg ? json_array_get(json_object_get(cfg, "webhooks"), 0) : NULL;
   if (hook && adm->object_selector && json_object_set(hook, "objectSelector", adm->object_selector)) {
     json_decref(cfg);

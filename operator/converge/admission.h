@@ -45,6 +45,9 @@ struct tn_admission_lookups {
   int (*tenants_by_external_id)(void *ud, const char *system, const char *id, json_t **out,
                                 struct tn_error *err);
   void *ud; /* borrowed */
+  /* MIGRATION (issue 16): every TenantMigration object (a JSON array), to refuse a second one of
+   * a tenant while one runs. NULL: not checked. */
+  int (*list_migrations)(void *ud, json_t **out, struct tn_error *err);
 };
 
 /* One reviewed Tenant request, as the hooks hear of it. Everything borrowed for the call. */

@@ -12,6 +12,7 @@
 
 #include "converge/admission.h"
 #include "converge/kinds_status.h"
+#include "converge/migration.h"
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_keys.h"
@@ -24,7 +25,7 @@
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
-  struct tn_informer *all[5 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
+  struct tn_informer *all[6 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
   struct tn_kek_secret *kek;
@@ -34,6 +35,7 @@ struct tn_manager {
   struct tn_kinds_status *kinds;     /* status of Plans, Regions and TenancyPolicies */
   struct tn_wh_controller *webhooks; /* NULL without a database */
   struct tn_failover *failover;      /* FAILOVER (issue 16): Region standbys and failover */
+  struct tn_migrations *migrations;  /* MIGRATION (issue 16): the TenantMigration controller */
 };
 
 /* ---- transforms and indexes ----------------------------------------------------------------- */
@@ -248,6 +250,13 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &sh, &m->rec.secrets, err)) ||
       (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
     goto fail;
+  /* MIGRATION (issue 16): TenantMigrations and their controller. */
+  o = (struct tn_informer_opts){
+      .gvr = tn_gvr_tenantmigrations, .transform = drop_managed_fields, .name = "tenantmigrations"};
+  if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &(struct tn_informer_handlers){0},
+                         &m->rec.migrations, err)) ||
+      (rc = tn_migrations_new(&m->rec, m->rec.migrations, cfg->metrics, &m->migrations, err)))
+    goto fail;
   m->rec.db = tn_db_new();
   if (!m->rec.db) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
@@ -320,6 +329,8 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
     return tn_error_set(err, rc, "cannot start the kinds-status worker: %s", tn_strerror(rc));
   if ((rc = tn_failover_start(m->failover)))
     return tn_error_set(err, rc, "cannot start the failover worker: %s", tn_strerror(rc));
+  if ((rc = tn_migrations_start(m->migrations)))
+    return tn_error_set(err, rc, "cannot start the migration worker: %s", tn_strerror(rc));
   m->controllers_started = true;
   /* Webhook delivery runs on the leader only; a failure to start it leaves the rest running. */
   struct tn_error werr = {0};
@@ -333,9 +344,10 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
   for (size_t i = 0; i < m->n_all; i++)
     if (!tn_informer_has_synced(m->all[i])) {
       snprintf(why, n, "cache of %s has not synced",
-               i < 3                   ? names[i]
-               : i < 3 + TN_KIND_COUNT ? tn_kind_gvr((enum tn_kind)(i - 3))->resource
-                                       : "secrets");
+               i < 3                            ? names[i]
+               : i < 3 + TN_KIND_COUNT          ? tn_kind_gvr((enum tn_kind)(i - 3))->resource
+               : m->all[i] == m->rec.migrations ? "tenantmigrations"
+                                                : "secrets");
       return false;
     }
   if (m->controllers_started && !tn_controller_first_pass_done(m->ctl)) {
@@ -350,6 +362,7 @@ bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
     tn_kinds_status_stop(m->kinds, deadline_s);
   if (m)
     tn_failover_stop(m->failover, deadline_s);
+    tn_migrations_stop(m->migrations, deadline_s);
   if (m)
     tn_wh_controller_stop(m->webhooks);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
@@ -364,6 +377,7 @@ void tn_manager_abandon_controllers(struct tn_manager *m) {
     tn_kinds_status_abandon(m->kinds);
   if (m)
     tn_failover_abandon(m->failover);
+    tn_migrations_abandon(m->migrations);
 }
 
 void tn_manager_free(struct tn_manager *m) {
@@ -375,11 +389,13 @@ void tn_manager_free(struct tn_manager *m) {
     tn_controller_stop(m->ctl, 0);
   tn_kinds_status_stop(m->kinds, 0);
   tn_failover_stop(m->failover, 0);
+  tn_migrations_stop(m->migrations, 0);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_stop(m->all[i]);
   tn_controller_free(m->ctl);
   tn_kinds_status_free(m->kinds);
   tn_failover_free(m->failover);
+  tn_migrations_free(m->migrations);
   for (size_t i = 0; i < m->n_all; i++)
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
@@ -408,6 +424,11 @@ static int lookup_regions(void *ud, json_t **out, struct tn_error *err) {
   return cached(m, m->rec.regions, out, err);
 }
 
+static int lookup_migrations(void *ud, json_t **out, struct tn_error *err) {
+  struct tn_manager *m = ud;
+  return cached(m, m->rec.migrations, out, err);
+}
+
 static int lookup_external_id(void *ud, const char *system, const char *id, json_t **out,
                               struct tn_error *err) {
   struct tn_manager *m = ud;
@@ -420,7 +441,12 @@ static int lookup_external_id(void *ud, const char *system, const char *id, json
 }
 
 struct tn_admission_lookups tn_manager_admission_lookups(struct tn_manager *m) {
-  return (struct tn_admission_lookups){lookup_policies, lookup_regions, lookup_external_id, m};
+  struct tn_admission_lookups lk = {.list_policies = lookup_policies,
+                                    .list_regions = lookup_regions,
+                                    .tenants_by_external_id = lookup_external_id,
+                                    .ud = m};
+  lk.list_migrations = lookup_migrations; /* MIGRATION (issue 16) */
+  return lk;
 }
 
 struct tn_admission_hooks tn_manager_admission_hooks(struct tn_manager *m) {

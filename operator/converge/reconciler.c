@@ -8,6 +8,7 @@
 #include "converge/reconciler.h"
 #include "converge/owned_apply.h" /* server-side apply of owned objects */
 
+#include "converge/migration.h"
 #include "converge/tenant_breakglass.h"
 #include "converge/tenant_changes.h" /* OUTBOX (issue 14) */
 #include "converge/tenant_db.h"
@@ -1402,6 +1403,15 @@ static enum flow step_apply_objects(struct run *x) {
  * place; dropped when the tenant is Deleted. */
 static void step_database(struct run *x) {
   struct tn_tenant_db_result dbr;
+  char held[256];
+  if (tn_migration_holds(x->r->migrations, x->obj, held, sizeof held)) {
+    /* MIGRATION (issue 16): a TenantMigration owns the database now (write freeze, or a move this
+     * cache does not show yet): its roles and Secrets are left alone; come back soon. */
+    cond_set(x, COND_DATABASE, "False", "MigrationInProgress", "%s", held);
+    if (x->res.kind == TN_RESULT_SUCCESS)
+      x->res = TN_RESULT_AFTER(1);
+    return;
+  }
   if ((x->provisioned && cond_true(x, COND_NAMESPACES)) ||
       (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
     tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,

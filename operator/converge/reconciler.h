@@ -63,7 +63,8 @@ struct tn_reconciler {
   const struct tn_kms_provider *kms; /* wraps per-tenant data keys; NULL = no keys */
   double keys_rotation_period_s;     /* scheduled data key rotation; 0 = only on demand */
   struct tn_series *policy_latency;  /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */
-  const char *cluster_name; /* OUTBOX (issue 14): the events' source tenancy.dev/<name>; NULL = local */
+  const char *cluster_name;       /* OUTBOX (issue 14): the events' source tenancy.dev/<name>; NULL = local */
+  struct tn_informer *migrations; /* MIGRATION (issue 16): TenantMigrations; NULL = none */
 };
 
 /* The GVR of an owned kind. */

@@ -874,3 +874,28 @@ int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn
   json_decref(region_obj);
   return rc;
 }
+
+/* ---- MIGRATION (issue 16): the server loading and choice, for converge/migration.c ----------- */
+
+int tn_tenant_db_load_server(struct tn_reconciler *r, json_t *server, struct tn_db_server_conf *c,
+                             struct tn_error *err) {
+  struct server_conf sc = {0};
+  int rc = load_server(r, server, &sc, err);
+  c->admin_uri = sc.admin_uri;
+  c->ca_pem = sc.ca_pem;
+  c->s = sc.s;
+  return rc;
+}
+
+void tn_db_server_conf_cleanup(struct tn_db_server_conf *c) {
+  if (!c)
+    return;
+  struct server_conf sc = {.admin_uri = c->admin_uri, .ca_pem = c->ca_pem};
+  server_conf_cleanup(&sc);
+  memset(c, 0, sizeof *c);
+}
+
+int tn_tenant_db_pick_server(json_t *region_obj, const char *region, enum tn_isolation mode,
+                             const char *current, json_t **server, struct tn_error *err) {
+  return pick_server(region_obj, region, mode, current, NULL, server, err);
+}

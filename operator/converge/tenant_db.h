@@ -65,4 +65,19 @@ json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const s
  * nothing is left (or there never was a database), else a negative code with out filled. */
 int tn_tenant_db_teardown(struct tn_reconciler *r, json_t *tenant_obj, struct tn_tenant_db_result *out);
 
+/* MIGRATION (issue 16): a Region's server with its Secrets read, for converge/migration.c. */
+struct tn_db_server_conf {
+  char *admin_uri, *ca_pem; /* owned */
+  struct tn_db_server s;    /* strings borrowed from the Region object and the two above */
+};
+/* Loads databaseServers[] entry server (borrowed; must outlive c) by the rules of the database
+ * step (Secrets only in the allowed namespaces). 0 or an error; clean up c either way. */
+int tn_tenant_db_load_server(struct tn_reconciler *r, json_t *server, struct tn_db_server_conf *c,
+                             struct tn_error *err);
+void tn_db_server_conf_cleanup(struct tn_db_server_conf *c);
+/* The server the database step picks in region_obj for mode (current: a server name to keep, or
+ * NULL); *server borrowed from region_obj. 0, TN_ENOTFOUND or an error. */
+int tn_tenant_db_pick_server(json_t *region_obj, const char *region, enum tn_isolation mode,
+                             const char *current, json_t **server, struct tn_error *err);
+
 #endif

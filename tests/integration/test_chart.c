@@ -24,9 +24,9 @@
 static const char *const TENANT_ROLES[] = {"tenancy-tenant-admin", "tenancy-tenant-developer",
                                            "tenancy-tenant-viewer"};
 
-static const char *const CRD_NAMES[] = {"plans.tenancy.dev", "regions.tenancy.dev",
-                                        "tenancypolicies.tenancy.dev", "tenants.tenancy.dev",
-                                        "webhooksubscriptions.tenancy.dev"};
+static const char *const CRD_NAMES[] = {"plans.tenancy.dev",           "regions.tenancy.dev",
+                                        "tenancypolicies.tenancy.dev", "tenantmigrations.tenancy.dev",
+                                        "tenants.tenancy.dev",         "webhooksubscriptions.tenancy.dev"};
 
 /* Per test process (Criterion forks one per test): the helm binary, and a private HELM_*_HOME. */
 static char helm_bin[PATH_MAX];
@@ -473,11 +473,12 @@ static void cleanup_cluster(void) {
     (void)tn_test_sh(
         NULL,
         "kubectl patch crd plans.tenancy.dev --type=json -p '[{\"op\":\"remove\",\"path\":\"" PROBE_PATH
-        "\"}]' 2>/dev/null; for c in %s %s %s %s %s; do kubectl label crd $c app.kubernetes.io/managed-by- "
+        "\"}]' 2>/dev/null; for c in %s %s %s %s %s %s; do kubectl label crd $c "
+        "app.kubernetes.io/managed-by- "
         "helm.sh/chart- app.kubernetes.io/instance- app.kubernetes.io/version- >/dev/null 2>&1; "
         "kubectl annotate crd $c meta.helm.sh/release-name- meta.helm.sh/release-namespace- "
         "helm.sh/resource-policy- >/dev/null 2>&1; done; '%s/hack/crds.sh' apply >/dev/null 2>&1",
-        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], repo_root());
+        CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5], repo_root());
   }
   if (chart_copy[0] && strncmp(chart_copy, "/tmp/tn-chart-copy-", 19) == 0)
     (void)tn_test_sh(NULL, "rm -rf '%s'", chart_copy);
@@ -851,6 +852,7 @@ Test(chart, renders_with_defaults) {
   expect_str_at(tsc, "0.matchLabelKeys.0", "pod-template-hash");
   cr_expect(json_equal(at(tsc, "0.labelSelector.matchLabels"), selector));
   expect_str_at(vwc, "webhooks.0.rules.0.resources.0", "tenants");
+  expect_str_at(vwc, "webhooks.0.rules.0.resources.1", "tenantmigrations");
 
   /* the scope policy names the release's ServiceAccount and namespace */
   json_t *vap = must_find(objs, "ValidatingAdmissionPolicy", FULLNAME "-scope");
@@ -1586,7 +1588,7 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
   /* defaults: the templated CRDs, the objects, and the helm test hooks (their pods restricted too) */
   rc = dry_run_apply(&out, dry_run_ns, "");
   cr_assert_eq(rc, 0, "the API server refused the rendered chart: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 37, "5 CRDs, 23 objects and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 38, "6 CRDs, 23 objects and 9 test hooks: %s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "pod/" FULLNAME "-test-readyz "), "%s", out);
   cr_expect(
@@ -1609,8 +1611,8 @@ Test(chart, api_server_accepts_the_rendered_objects, .fini = cleanup_cluster) {
            dry_run_ns);
   rc = dry_run_apply(&out, dry_run_ns, args);
   cr_expect_eq(rc, 0, "the API server refused the chart rendered with non-default values: %s", out);
-  cr_expect_eq(count_substr(out, "(server dry run)"), 38,
-               "5 CRDs, 24 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
+  cr_expect_eq(count_substr(out, "(server dry run)"), 39,
+               "6 CRDs, 24 objects (with the NetworkPolicy) and 9 test hooks: %s", out);
   cr_expect(strstr(out, "networkpolicy.networking.k8s.io/" FULLNAME " "), "%s", out);
   cr_expect(strstr(out, "poddisruptionbudget.policy/" FULLNAME " "), "%s", out);
   cr_expect_null(unexpected_warning(out), "warnings (Pod Security?): %s", out);
@@ -1773,11 +1775,11 @@ Test(chart, installs_upgrades_and_uninstalls, .fini = cleanup_cluster) {
   /* the documented adoption (README, "Upgrading from 0.1"): label and annotate them for the release */
   crds_touched = 1;
   rc = tn_test_sh(&out,
-                  "kubectl label crd %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
-                  "kubectl annotate crd %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
+                  "kubectl label crd %s %s %s %s %s %s app.kubernetes.io/managed-by=Helm --overwrite && "
+                  "kubectl annotate crd %s %s %s %s %s %s meta.helm.sh/release-name=" RELEASE
                   " meta.helm.sh/release-namespace=" RELEASE_NS " --overwrite",
-                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[0],
-                  CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4]);
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5],
+                  CRD_NAMES[0], CRD_NAMES[1], CRD_NAMES[2], CRD_NAMES[3], CRD_NAMES[4], CRD_NAMES[5]);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
 

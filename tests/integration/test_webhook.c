@@ -629,7 +629,7 @@ Test(webhook_manifest, manifest_equals_what_the_operator_registers_in_cluster) {
   cr_assert_str_eq(from_operator, from_manifest,
                    "manifests/deploy/40-webhook.yaml differs from what the operator registers");
   cr_assert(strstr(from_manifest, "\"failurePolicy\":\"Fail\""));
-  cr_assert(strstr(from_manifest, "\"resources\":[\"tenants\"]"));
+  cr_assert(strstr(from_manifest, "\"resources\":[\"tenants\",\"tenantmigrations\"]"));
   free(from_manifest);
   free(from_operator);
   free(reg_text);

@@ -51,7 +51,8 @@ static int by_external_id(void *ud, const char *system, const char *id, json_t *
   return 0;
 }
 
-static const struct tn_admission_lookups LOOKUPS = {list_policies, list_regions, by_external_id, NULL};
+static const struct tn_admission_lookups LOOKUPS = {
+    .list_policies = list_policies, .list_regions = list_regions, .tenants_by_external_id = by_external_id};
 
 /* ---- recording hooks ----------------------------------------------------------------------------- */
 
@@ -636,8 +637,8 @@ Test(admission, configuration_and_generated_certificate) {
   cr_assert_str_eq(
       rs,
       "{\"apiGroups\":[\"tenancy.dev\"],\"apiVersions\":[\"v1alpha1\"],\"operations\":[\"CREATE\","
-      "\"UPDATE\",\"DELETE\"],\"resources\":[\"tenants\"],\"scope\":\"Cluster\"}",
-      "only our tenants: never namespaces or pods");
+      "\"UPDATE\",\"DELETE\"],\"resources\":[\"tenants\",\"tenantmigrations\"],\"scope\":\"Cluster\"}",
+      "only our tenants (and migrations): never namespaces or pods");
   free(rs);
   json_t *labels = json_object_get(json_object_get(w, "objectSelector"), "matchLabels");
   cr_assert_str_eq(json_string_value(json_object_get(labels, "suite")), "x");

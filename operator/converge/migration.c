@@ -1,0 +1,927 @@
+#define _GNU_SOURCE /* strptime, timegm */
+/* migration.c - the TenantMigration controller (see migration.h and docs/migration.md).
+ *
+ * Ordering that makes every step safe to run twice (a SIGKILL anywhere): the step's work (which
+ * is idempotent: IF NOT EXISTS, TRUNCATE + COPY in one transaction, a role NOLOGIN again), then
+ * its audit row, then the status write that records the next phase, then the Event. The object
+ * is read from the API server at the start of each pass (never a possibly stale cache), so a
+ * step that was recorded done is never run again. The two steps that switch the tenant (Cutover,
+ * RollingBack) first check whether the Tenant already points where they would point it. */
+#include "converge/migration.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "audit/outbox.h"
+#include "converge/migration_pg.h"
+#include "converge/tenant_db.h"
+#include "runtime/events.h"
+#include "runtime/log.h"
+#include "tenancy/cloudevents.h"
+#include "tenancy/dbplan.h"
+#include "tenancy/migration.h"
+#include "util/clock.h"
+
+const struct tn_gvr tn_gvr_tenantmigrations = {TN_API_GROUP, "v1alpha1", "tenantmigrations", false};
+static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
+
+struct tn_migrations {
+  struct tn_reconciler *rec;
+  struct tn_informer *inf;
+  struct tn_controller *ctl;
+};
+
+/* ---- informer handlers ------------------------------------------------------------------------ */
+
+static void on_change(void *ud, json_t *obj) {
+  tn_controller_enqueue_object(((struct tn_migrations *)ud)->ctl, obj);
+}
+static void on_update(void *ud, json_t *old, json_t *cur) {
+  (void)old;
+  on_change(ud, cur);
+}
+
+int tn_migrations_new(struct tn_reconciler *rec, struct tn_informer *migrations, struct tn_metrics *metrics,
+                      struct tn_migrations **out, struct tn_error *err) {
+  struct tn_migrations *m = calloc(1, sizeof *m);
+  if (!m)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  m->rec = rec;
+  m->inf = migrations;
+  m->ctl = tn_controller_new(&(struct tn_controller_config){.name = "tenantmigration",
+                                                            .workers = 1,
+                                                            .reconcile = tn_migration_reconcile,
+                                                            .ud = m,
+                                                            .metrics = metrics});
+  if (!m->ctl) {
+    free(m);
+    return tn_error_set(err, -ENOMEM, "cannot create the migration controller");
+  }
+  struct tn_informer_handlers h = {on_change, on_update, NULL, m};
+  int rc = tn_informer_add_handlers(migrations, &h, err);
+  if (rc) {
+    tn_controller_free(m->ctl);
+    free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+int tn_migrations_start(struct tn_migrations *m) { return m ? tn_controller_start(m->ctl) : 0; }
+void tn_migrations_stop(struct tn_migrations *m, double deadline_s) {
+  if (m)
+    tn_controller_stop(m->ctl, deadline_s);
+}
+void tn_migrations_abandon(struct tn_migrations *m) {
+  if (m)
+    tn_controller_abandon(m->ctl);
+}
+void tn_migrations_free(struct tn_migrations *m) {
+  if (!m)
+    return;
+  tn_controller_free(m->ctl);
+  free(m);
+}
+
+/* ---- small helpers ------------------------------------------------------------------------------ */
+
+static const char *str_at(json_t *obj, const char *a, const char *b) {
+  json_t *v = json_object_get(obj, a);
+  return json_string_value(b ? json_object_get(v, b) : v);
+}
+
+static const char *status_str(json_t *obj, const char *a, const char *b) {
+  return str_at(json_object_get(obj, "status"), a, b);
+}
+
+bool tn_migration_holds(struct tn_informer *migrations, json_t *tenant_obj, char *why, size_t n) {
+  if (!migrations || !tenant_obj)
+    return false;
+  const char *tenant = str_at(tenant_obj, "metadata", "name");
+  const char *server = status_str(tenant_obj, "database", "server");
+  json_t *all = tn_informer_list(migrations);
+  bool held = false;
+  size_t i;
+  json_t *m;
+  json_array_foreach(all, i, m) {
+    const char *t = str_at(m, "spec", "tenant");
+    enum tn_mig_phase p;
+    if (!t || !tenant || strcmp(t, tenant) != 0 || tn_mig_phase_parse(status_str(m, "phase", NULL), &p))
+      continue;
+    const char *name = str_at(m, "metadata", "name");
+    if ((p == TN_MIG_CUTOVER && status_str(m, "cutoverStartedAt", NULL)) || p == TN_MIG_ROLLING_BACK) {
+      snprintf(why, n, "TenantMigration %s: write freeze of the %s", name ? name : "?",
+               p == TN_MIG_CUTOVER ? "cutover" : "rollback");
+      held = true;
+    } else if (p == TN_MIG_ROLLED_BACK) {
+      /* rolled back a moment ago: a copy of the Tenant still on the target is stale */
+      const char *target = status_str(m, "target", "server"), *fin = status_str(m, "finishedAt", NULL);
+      struct tm tm = {0};
+      if (target && server && strcmp(server, target) == 0 && fin &&
+          strptime(fin, "%Y-%m-%dT%H:%M:%SZ", &tm) && tn_wall_now() - (double)timegm(&tm) < 120) {
+        snprintf(why, n, "TenantMigration %s rolled the tenant back; waiting for the cache to show it",
+                 name ? name : "?");
+        held = true;
+      }
+    } else if (p == TN_MIG_ROLLBACK_WINDOW || p == TN_MIG_CLEANUP) {
+      /* the migration moved the tenant: a copy of the Tenant that does not show it yet is stale */
+      const char *target = status_str(m, "target", "server");
+      if (target && (!server || strcmp(server, target) != 0)) {
+        snprintf(why, n, "TenantMigration %s moved the tenant to server %s; waiting for the cache to show it",
+                 name ? name : "?", target);
+        held = true;
+      }
+    }
+    if (held)
+      break;
+  }
+  json_decref(all);
+  return held;
+}
+
+/* ---- one pass ----------------------------------------------------------------------------------- */
+
+struct side {
+  char region[64], server[64];
+  json_t *region_obj;
+  struct tn_db_server_conf conf;
+  struct tn_db_names names;
+  PGconn *pg; /* admin, to the tenant's database */
+};
+
+struct mrun {
+  struct tn_migrations *m;
+  struct tn_reconciler *r;
+  const char *key;
+  json_t *obj;    /* the TenantMigration, fresh from the API server */
+  json_t *st;     /* the status being built */
+  json_t *tenant; /* the Tenant, fresh */
+  struct tn_tenant *t;
+  struct tn_mig_spec spec;
+  enum tn_mig_phase phase;
+  long long generation;
+  struct tn_log_fields lf;
+  struct side src, dst;
+};
+
+static void side_close(struct side *s) {
+  if (s->pg)
+    PQfinish(s->pg);
+  tn_db_server_conf_cleanup(&s->conf);
+  json_decref(s->region_obj);
+  memset(s, 0, sizeof *s);
+}
+
+static void event(struct mrun *x, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void event(struct mrun *x, const char *type, const char *reason, const char *fmt, ...) {
+  char note[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(note, sizeof note, fmt, ap);
+  va_end(ap);
+  json_t *meta = json_object_get(x->obj, "metadata");
+  struct tn_object_ref ref = {.api_version = TN_API_VERSION,
+                              .kind = "TenantMigration",
+                              .name = json_string_value(json_object_get(meta, "name")),
+                              .uid = json_string_value(json_object_get(meta, "uid")),
+                              .resource_version =
+                                  json_string_value(json_object_get(meta, "resourceVersion"))};
+  tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Migrate", "%s", note);
+}
+
+static void tenant_event(struct mrun *x, const char *type, const char *reason, const char *note) {
+  if (!x->tenant)
+    return;
+  json_t *meta = json_object_get(x->tenant, "metadata");
+  struct tn_object_ref ref = {.api_version = TN_API_VERSION,
+                              .kind = "Tenant",
+                              .name = json_string_value(json_object_get(meta, "name")),
+                              .uid = json_string_value(json_object_get(meta, "uid")),
+                              .resource_version =
+                                  json_string_value(json_object_get(meta, "resourceVersion"))};
+  tn_recorder_eventf(x->r->recorder, &ref, type, reason, "Migrate", "%s", note);
+}
+
+/* The step's condition in x->st (lastTransitionTime moves only when the status changes). */
+static void cond_set(struct mrun *x, const char *type, const char *status, const char *reason,
+                     const char *message) {
+  if (!type)
+    return;
+  json_t *conds = json_object_get(x->st, "conditions");
+  if (!json_is_array(conds)) {
+    conds = json_array();
+    json_object_set_new(x->st, "conditions", conds);
+  }
+  json_t *c = NULL;
+  size_t i;
+  json_t *v;
+  json_array_foreach(conds, i, v) {
+    const char *t = json_string_value(json_object_get(v, "type"));
+    if (t && strcmp(t, type) == 0)
+      c = v;
+  }
+  char now[32];
+  tn_time_rfc3339(tn_wall_now(), now, sizeof now);
+  if (!c) {
+    c = json_object();
+    json_object_set_new(c, "type", json_string(type));
+    json_array_append_new(conds, c);
+  }
+  const char *old = json_string_value(json_object_get(c, "status"));
+  if (!old || strcmp(old, status) != 0 || !json_object_get(c, "lastTransitionTime"))
+    json_object_set_new(c, "lastTransitionTime", json_string(now));
+  json_object_set_new(c, "status", json_string(status));
+  json_object_set_new(c, "reason", json_string(reason));
+  json_object_set_new(c, "message", json_string(message));
+  json_object_set_new(c, "observedGeneration", json_integer(x->generation));
+}
+
+/* PUT of the status subresource with x->st and phase; x->obj becomes the answer. */
+static void stamp(struct mrun *x, const char *field);
+static int write_status(struct mrun *x, enum tn_mig_phase phase, struct tn_error *err) {
+  if (tn_mig_phase_terminal(phase) && !json_object_get(x->st, "finishedAt"))
+    stamp(x, "finishedAt");
+  json_object_set_new(x->st, "phase", json_string(tn_mig_phase_name(phase)));
+  json_object_set_new(x->st, "observedGeneration", json_integer(x->generation));
+  json_t *body = json_deep_copy(x->obj);
+  if (!body)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  json_object_set(body, "status", x->st);
+  json_t *out = NULL;
+  int rc = tn_kube_update(x->r->kube, &tn_gvr_tenantmigrations, NULL, body, "status", &out, err);
+  json_decref(body);
+  if (rc)
+    return rc;
+  json_decref(x->obj);
+  x->obj = out;
+  x->phase = phase;
+  return 0;
+}
+
+/* One audit row for step (outcome succeeded, failed or refused). 0 or the audit error (the step
+ * is then not recorded done: it runs again, so nothing unaudited is reported done). */
+static int audit(struct mrun *x, enum tn_mig_phase step, const char *outcome, const char *message,
+                 struct tn_error *err) {
+  if (!x->r->audit)
+    return 0;
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", x->spec.tenant);
+  json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "migration", x->key, "step", tn_mig_phase_name(step),
+                        "message", message ? message : "", "targetRegion", x->spec.target_region,
+                        "sourceRegion", str_at(json_object_get(x->st, "source"), "region", NULL) ?: "");
+  char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(d);
+  char cid[128];
+  snprintf(cid, sizeof cid, "%s%s", str_at(x->obj, "metadata", "uid") ?: x->key,
+           step == TN_MIG_ROLLING_BACK ? "-rollback" : "");
+  /* OUTBOX (issue 14): the switch of a tenant is a placement change, evented with its audit row */
+  struct tn_outbox_event ob = {0};
+  if ((step == TN_MIG_CUTOVER || step == TN_MIG_ROLLING_BACK) && strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0 &&
+      x->tenant) {
+    const struct side *to = step == TN_MIG_CUTOVER ? &x->dst : &x->src,
+                      *from = step == TN_MIG_CUTOVER ? &x->src : &x->dst;
+    json_t *data = json_pack("{s:s,s:s,s:s}", "region", to->region, "isolation",
+                             tn_isolation_name(x->t->isolation), "previousRegion", from->region);
+    struct tn_error oerr = {0};
+    if (tn_outbox_event_init(&ob, x->r->cluster_name, x->tenant, TN_CE_PLACEMENT_DECIDED, cid,
+                             TN_AUDIT_OPERATOR_ACTOR, data, &oerr))
+      tn_log(TN_LOG_WARN, &x->lf, "the placement event of migration %s: %s", x->key, oerr.message);
+    json_decref(data);
+  }
+  struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                              .action = tn_mig_audit_action(step),
+                              .target = target,
+                              .request_id = str_at(x->obj, "metadata", "resourceVersion"),
+                              .correlation_id = cid,
+                              .outcome = outcome,
+                              .generation_before = x->generation,
+                              .generation_after = x->generation,
+                              .details = details ? details : "{}",
+                              .outbox = ob.event ? &ob : NULL};
+  int rc = tn_audit_append(x->r->audit, &ev, NULL, err);
+  tn_outbox_event_cleanup(&ob);
+  free(details);
+  return rc;
+}
+
+/* Test hook: TENANCY_TEST_MIGRATION_CRASH_AFTER=<phase> kills this process (SIGKILL) right after
+ * that step's work, before it is recorded: what a crash at the worst moment does. */
+static void crash_point(struct mrun *x, enum tn_mig_phase step) {
+  const char *want = getenv("TENANCY_TEST_MIGRATION_CRASH_AFTER");
+  if (want && strcmp(want, tn_mig_phase_name(step)) == 0) {
+    tn_log(TN_LOG_WARN, &x->lf, "test hook: SIGKILL after the work of step %s", tn_mig_phase_name(step));
+    raise(SIGKILL);
+  }
+}
+
+static json_t *find_server(json_t *region_obj, const char *name) {
+  json_t *servers = json_object_get(json_object_get(region_obj, "spec"), "databaseServers");
+  size_t i;
+  json_t *s;
+  json_array_foreach(servers, i, s) {
+    const char *n = json_string_value(json_object_get(s, "name"));
+    if (n && name && strcmp(n, name) == 0)
+      return s;
+  }
+  return NULL;
+}
+
+/* Loads one side (region, server), connects to the tenant's database there when connect. */
+static int load_side(struct mrun *x, const char *region, const char *server, struct side *s, bool connect,
+                     struct tn_error *err) {
+  if (!region || !server)
+    return tn_error_set(err, TN_EINVALID, "status names no region or server for this side (run Validate)");
+  snprintf(s->region, sizeof s->region, "%s", region);
+  snprintf(s->server, sizeof s->server, "%s", server);
+  s->region_obj = tn_informer_get(x->r->regions, region);
+  if (!s->region_obj)
+    return tn_error_set(err, TN_ENOTFOUND, "Region %s does not exist", region);
+  json_t *sv = find_server(s->region_obj, server);
+  if (!sv)
+    return tn_error_set(err, TN_ENOTFOUND, "Region %s lists no database server %s", region, server);
+  int rc = tn_tenant_db_load_server(x->r, sv, &s->conf, err);
+  if (rc)
+    return rc;
+  if ((rc = tn_db_names_for(x->t->name, x->t->isolation, s->conf.s.shared_database, &s->names, err)))
+    return rc;
+  if (connect && (rc = tn_mig_pg_connect(&s->conf.s, s->names.database, &s->pg, err)))
+    return rc;
+  return 0;
+}
+
+static int load_sides(struct mrun *x, bool connect, struct tn_error *err) {
+  json_t *so = json_object_get(x->st, "source"), *ta = json_object_get(x->st, "target");
+  int rc = load_side(x, str_at(so, "region", NULL), str_at(so, "server", NULL), &x->src, connect, err);
+  if (rc) {
+    tn_error_prefix(err, "source");
+    return rc;
+  }
+  if ((rc = load_side(x, str_at(ta, "region", NULL), str_at(ta, "server", NULL), &x->dst, connect, err)))
+    tn_error_prefix(err, "target");
+  return rc;
+}
+
+/* The tenant's password from its canonical Secret (malloc'd), or NULL with err set. */
+static char *canonical_password(struct mrun *x, struct tn_error *err) {
+  const char *opns = x->r->operator_namespace ? x->r->operator_namespace : TN_CREDENTIALS_NAMESPACE;
+  char cname[128];
+  snprintf(cname, sizeof cname, "%s%s", TN_SECRET_DATABASE_CANONICAL_PREFIX, x->t->name);
+  json_t *sec = NULL;
+  if (tn_kube_get(x->r->kube, &gvr_secrets, opns, cname, &sec, err)) {
+    tn_error_prefix(err, "reading the tenant's credentials (Secret %s/%s)", opns, cname);
+    return NULL;
+  }
+  const char *type = json_string_value(json_object_get(sec, "type"));
+  const char *b = str_at(sec, "data", "password");
+  char *out = NULL;
+  if (type && strcmp(type, TN_SECRET_TYPE_DATABASE) == 0 && tn_owned_by_tenant(sec, x->t->uid) && b &&
+      strlen(b) % 4 == 0 && strlen(b) > 0) {
+    size_t n = strlen(b);
+    out = calloc(1, n + 1);
+    int len = out ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b, (int)n) : -1;
+    if (len < 0) {
+      free(out);
+      out = NULL;
+    } else {
+      while (len > 0 && n > 0 && b[n - 1] == '=') {
+        len--;
+        n--;
+      }
+      out[len] = '\0';
+    }
+  }
+  json_decref(sec);
+  if (!out)
+    tn_error_set(err, TN_EINVALID, "Secret %s/%s holds no password of this tenant", opns, cname);
+  return out;
+}
+
+/* Converges the tenant's role and database on side s (state: Active lets it log in, Suspended
+ * does not), with the stored password. */
+static int converge_side(struct mrun *x, struct side *s, enum tn_state state, struct tn_error *err) {
+  char *pw = canonical_password(x, err);
+  if (!pw)
+    return err->code ? err->code : TN_EINVALID;
+  struct tn_db_tenant dt = {
+      .id = x->t->name,
+      .mode = x->t->isolation,
+      .state = state,
+      .connections = -1,
+      .password = pw,
+      .credentials_version = (long long)json_integer_value(json_object_get(
+          json_object_get(json_object_get(x->tenant, "status"), "database"), "credentialsVersion"))};
+  struct tn_db_outcome oc = {0};
+  int rc = tn_db_converge(x->r->db, &s->conf.s, &dt, &oc, err);
+  tn_db_outcome_cleanup(&oc);
+  explicit_bzero(pw, strlen(pw));
+  free(pw);
+  return rc;
+}
+
+static enum tn_state live_state(struct mrun *x) {
+  return x->t->status_state == TN_STATE_SUSPENDED ? TN_STATE_SUSPENDED : TN_STATE_ACTIVE;
+}
+
+static json_t *sums_json(const struct tn_mig_table_sum *s, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(a, json_pack("{s:s,s:I,s:s}", "name", s[i].name, "rows", (json_int_t)s[i].rows,
+                                       "checksum", s[i].md5));
+  return a;
+}
+
+/* Copies from `from` to `to` (tables created first) and checks the result: the checksums of the
+ * source's snapshot against the target's after the commit. When exact is false the source may
+ * move on after its snapshot, so only the copy itself is compared (what Copy + Verify report). */
+static int copy_and_check(struct mrun *x, struct side *from, struct side *to, bool recheck, long long *bytes,
+                          struct tn_error *err) {
+  struct tn_mig_tables tables = {0};
+  int rc = tn_mig_pg_list_tables(from->pg, from->names.schema, &tables, err);
+  if (rc)
+    return rc;
+  struct tn_mig_table_sum *a = calloc(tables.n ? tables.n : 1, sizeof *a);
+  struct tn_mig_table_sum *b = calloc(tables.n ? tables.n : 1, sizeof *b);
+  if (!a || !b)
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+  if (!rc)
+    rc = tn_mig_pg_create_tables(from->pg, to->pg, &tables, to->names.role, err);
+  if (!rc)
+    rc = tn_mig_pg_copy(from->pg, to->pg, &tables, a, bytes, err);
+  if (!rc && recheck && !(rc = tn_mig_pg_sums(to->pg, &tables, b, err)))
+    rc = tn_mig_compare_sums(a, tables.n, b, tables.n, err);
+  if (!rc) {
+    json_object_set_new(x->st, "tables", sums_json(a, tables.n));
+    long long rows = 0;
+    for (size_t i = 0; i < tables.n; i++)
+      rows += a[i].rows;
+    json_object_set_new(x->st, "rowsCopied", json_integer(rows));
+  }
+  free(a);
+  free(b);
+  tn_mig_tables_free(&tables);
+  return rc;
+}
+
+/* Whether the Tenant's status points at side s (region and server). */
+static bool tenant_on(struct mrun *x, const struct side *s) {
+  const char *region = status_str(x->tenant, "placement", "region");
+  const char *server = status_str(x->tenant, "database", "server");
+  return region && server && strcmp(region, s->region) == 0 && strcmp(server, s->server) == 0;
+}
+
+/* Points the Tenant's status at side s: placement.region and database.server (merge patch of
+ * the status subresource; the tenant reconcile then writes the Secrets for that server). */
+static int switch_tenant(struct mrun *x, const struct side *s, struct tn_error *err) {
+  json_t *patch = json_pack("{s:{s:{s:s,s:s},s:{s:s}}}", "status", "placement", "region", s->region,
+                            "isolation", tn_isolation_name(x->t->isolation), "database", "server", s->server);
+  json_t *out = NULL;
+  int rc = tn_kube_merge_patch(x->r->kube, &tn_gvr_tenants, NULL, x->t->name, patch, "status", &out, err);
+  json_decref(patch);
+  if (!rc) {
+    json_decref(x->tenant);
+    x->tenant = out;
+  } else
+    json_decref(out);
+  return rc;
+}
+
+static void stamp(struct mrun *x, const char *field) {
+  char now[32];
+  tn_time_rfc3339(tn_wall_now(), now, sizeof now);
+  json_object_set_new(x->st, field, json_string(now));
+}
+
+/* ---- the steps ------------------------------------------------------------------------------------ */
+
+/* Returns 0 (done), or an error: *permanent says the migration fails (Validate only). */
+static int step_validate(struct mrun *x, bool *permanent, struct tn_error *err) {
+  *permanent = true;
+  enum tn_state st = x->t->status_state;
+  if (st != TN_STATE_ACTIVE && st != TN_STATE_SUSPENDED)
+    return tn_error_set(err, TN_EINVALID, "tenant %s is %s: only an Active or Suspended tenant is migrated",
+                        x->t->name, st == TN_STATE_NONE ? "not provisioned" : tn_state_name(st));
+  const char *src_region = status_str(x->tenant, "placement", "region");
+  const char *src_server = status_str(x->tenant, "database", "server");
+  int rc = tn_mig_check_target(&x->spec, src_region, x->t->isolation, &x->t->residency, err);
+  if (rc)
+    return rc;
+  if (!src_server)
+    return tn_error_set(err, TN_EINVALID,
+                        "tenant %s has no database (status.database.server): nothing to copy", x->t->name);
+  json_t *treg = tn_informer_get(x->r->regions, x->spec.target_region);
+  if (!treg)
+    return tn_error_set(err, TN_ENOTFOUND, "Region %s does not exist", x->spec.target_region);
+  json_t *avail = json_object_get(json_object_get(treg, "spec"), "available");
+  json_t *server = NULL;
+  if (json_is_false(avail))
+    rc = tn_error_set(err, TN_EINVALID, "Region %s is not available (spec.available false)",
+                      x->spec.target_region);
+  else
+    rc = tn_tenant_db_pick_server(treg, x->spec.target_region, x->t->isolation, NULL, &server, err);
+  if (rc) {
+    json_decref(treg);
+    if (rc == TN_ENOTFOUND)
+      tn_error_set(err, TN_EINVALID, "Region %s has no database server that serves isolation %s",
+                   x->spec.target_region, tn_isolation_name(x->t->isolation));
+    return rc;
+  }
+  const char *tserver = json_string_value(json_object_get(server, "name"));
+  json_object_set_new(x->st, "source",
+                      json_pack("{s:s,s:s,s:s}", "region", src_region, "server", src_server, "isolation",
+                                tn_isolation_name(x->t->isolation)));
+  json_object_set_new(x->st, "target",
+                      json_pack("{s:s,s:s,s:s}", "region", x->spec.target_region, "server",
+                                tserver ? tserver : "", "isolation", tn_isolation_name(x->t->isolation)));
+  json_decref(treg);
+  /* the sides as recorded, loaded and reached (TLS verified; the admin's own database, as the
+   * tenant's may not exist on the target yet) now: transient failures retry */
+  rc = load_sides(x, false, err);
+  if (!rc && (rc = tn_mig_pg_connect(&x->src.conf.s, "", &x->src.pg, err)))
+    tn_error_prefix(err, "source");
+  if (!rc && (rc = tn_mig_pg_connect(&x->dst.conf.s, "", &x->dst.pg, err)))
+    tn_error_prefix(err, "target");
+  if (rc) {
+    *permanent = !tn_error_is_transient(rc) && rc != TN_ETRANSPORT;
+    return rc;
+  }
+  const char *sh = x->src.conf.s.host, *th = x->dst.conf.s.host;
+  if (sh && th && strcmp(sh, th) == 0 && x->src.conf.s.port == x->dst.conf.s.port)
+    return tn_error_set(
+        err, TN_EINVALID,
+        "source server %s and target server %s are the same PostgreSQL (%s:%d): nothing to move",
+        x->src.server, x->dst.server, sh, x->src.conf.s.port);
+  *permanent = false;
+  return 0;
+}
+
+static int step_provision(struct mrun *x, struct tn_error *err) {
+  int rc = load_sides(x, false, err);
+  if (!rc)
+    rc = converge_side(x, &x->dst, TN_STATE_SUSPENDED, err); /* no login before the cutover */
+  if (!rc && !(rc = tn_mig_pg_connect(&x->src.conf.s, x->src.names.database, &x->src.pg, err)) &&
+      !(rc = tn_mig_pg_connect(&x->dst.conf.s, x->dst.names.database, &x->dst.pg, err))) {
+    struct tn_mig_tables tables = {0};
+    if (!(rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)))
+      rc = tn_mig_pg_create_tables(x->src.pg, x->dst.pg, &tables, x->dst.names.role, err);
+    json_object_set_new(x->st, "tablesCount", json_integer((json_int_t)tables.n));
+    tn_mig_tables_free(&tables);
+  }
+  return rc;
+}
+
+static int step_copy(struct mrun *x, struct tn_error *err) {
+  long long bytes = 0;
+  int rc = load_sides(x, true, err);
+  if (!rc)
+    rc = copy_and_check(x, &x->src, &x->dst, false, &bytes, err);
+  if (!rc)
+    json_object_set_new(x->st, "bytesCopied", json_integer(bytes));
+  return rc;
+}
+
+/* The target against the checksums of the source snapshot recorded by Copy. */
+static int step_verify(struct mrun *x, struct tn_error *err) {
+  int rc = load_sides(x, true, err);
+  if (rc)
+    return rc;
+  json_t *rec = json_object_get(json_object_get(x->obj, "status"), "tables");
+  size_t n = json_array_size(rec);
+  struct tn_mig_tables tables = {0};
+  struct tn_mig_table_sum *want = calloc(n ? n : 1, sizeof *want), *got = NULL;
+  if (!want)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    json_t *t = json_array_get(rec, i);
+    snprintf(want[i].name, sizeof want[i].name, "%s", json_string_value(json_object_get(t, "name")) ?: "");
+    want[i].rows = (long long)json_integer_value(json_object_get(t, "rows"));
+    snprintf(want[i].md5, sizeof want[i].md5, "%s", json_string_value(json_object_get(t, "checksum")) ?: "");
+  }
+  if (!(rc = tn_mig_pg_list_tables(x->dst.pg, x->dst.names.schema, &tables, err))) {
+    got = calloc(tables.n ? tables.n : 1, sizeof *got);
+    if (!got)
+      rc = tn_error_set(err, -ENOMEM, "out of memory");
+    else if (!(rc = tn_mig_pg_sums(x->dst.pg, &tables, got, err)))
+      rc = tn_mig_compare_sums(want, n, got, tables.n, err);
+  }
+  free(want);
+  free(got);
+  tn_mig_tables_free(&tables);
+  return rc;
+}
+
+/* from -> to under a write freeze of from, then the tenant switched to `to`. */
+static int switch_over(struct mrun *x, struct side *from, struct side *to, const char *started_field,
+                       struct tn_error *err) {
+  int rc = 0, ended = 0;
+  long long bytes = 0;
+  if (!tenant_on(x, to)) {
+    if ((rc = tn_mig_pg_freeze(from->pg, from->names.role, 30, &ended, err)))
+      return rc;
+    if ((rc = copy_and_check(x, from, to, true, &bytes, err)))
+      return rc;
+    bool login = true;
+    if ((rc = tn_mig_pg_role_login(from->pg, from->names.role, &login, err)))
+      return rc;
+    if (login) /* someone let it log in again during the copy: do it all again */
+      return tn_error_set(err, TN_ECONFLICT, "role %s on server %s may log in again: the freeze was undone",
+                          from->names.role, from->server);
+    if ((rc = converge_side(x, to, live_state(x), err)))
+      return rc;
+    if ((rc = switch_tenant(x, to, err)))
+      return rc;
+  } else if ((rc = converge_side(x, to, live_state(x), err))) {
+    return rc;
+  }
+  const char *started = str_at(x->st, started_field, NULL);
+  double t0 = 0;
+  if (started) {
+    struct tm tm = {0};
+    if (strptime(started, "%Y-%m-%dT%H:%M:%SZ", &tm))
+      t0 = (double)timegm(&tm);
+  }
+  json_object_set_new(x->st, "freezeSeconds", json_real(t0 > 0 ? tn_wall_now() - t0 : 0));
+  json_object_set_new(x->st, "sessionsEnded", json_integer(ended));
+  return 0;
+}
+
+static int teardown_side(struct mrun *x, struct side *s, struct tn_error *err) {
+  if (tenant_on(x, s)) /* never drop where the tenant lives */
+    return tn_error_set(err, TN_ECONFLICT, "the tenant lives on server %s: not dropped", s->server);
+  return tn_db_teardown(x->r->db, &s->conf.s, x->t->name, NULL, err);
+}
+
+/* Runs step x->phase; 0 when done. */
+static int run_step(struct mrun *x, bool *permanent, struct tn_error *err) {
+  *permanent = false;
+  int rc;
+  switch (x->phase) {
+  case TN_MIG_VALIDATE:
+    return step_validate(x, permanent, err);
+  case TN_MIG_PROVISION_TARGET:
+    return step_provision(x, err);
+  case TN_MIG_COPY:
+    return step_copy(x, err);
+  case TN_MIG_VERIFY:
+    return step_verify(x, err);
+  case TN_MIG_CUTOVER:
+    if ((rc = load_sides(x, true, err)))
+      return rc;
+    return switch_over(x, &x->src, &x->dst, "cutoverStartedAt", err);
+  case TN_MIG_ROLLING_BACK:
+    if ((rc = load_sides(x, true, err)))
+      return rc;
+    if ((rc = switch_over(x, &x->dst, &x->src, "rollbackStartedAt", err)))
+      return rc;
+    return teardown_side(x, &x->dst, err);
+  case TN_MIG_CLEANUP:
+    if ((rc = load_sides(x, false, err)))
+      return rc;
+    return teardown_side(x, &x->src, err);
+  case TN_MIG_ABORTING:
+    if (!str_at(json_object_get(x->st, "target"), "server", NULL))
+      return 0; /* nothing was provisioned */
+    if ((rc = load_sides(x, false, err)))
+      return rc;
+    return teardown_side(x, &x->dst, err);
+  default:
+    return 0;
+  }
+}
+
+static const char *done_message(struct mrun *x, char *buf, size_t n) {
+  switch (x->phase) {
+  case TN_MIG_VALIDATE:
+    snprintf(buf, n, "target region %s, server %s; source region %s, server %s", x->spec.target_region,
+             str_at(json_object_get(x->st, "target"), "server", NULL) ?: "?",
+             str_at(json_object_get(x->st, "source"), "region", NULL) ?: "?",
+             str_at(json_object_get(x->st, "source"), "server", NULL) ?: "?");
+    break;
+  case TN_MIG_PROVISION_TARGET:
+    snprintf(buf, n, "role and %lld table(s) created on server %s (login disabled until the cutover)",
+             (long long)json_integer_value(json_object_get(x->st, "tablesCount")), x->dst.server);
+    break;
+  case TN_MIG_COPY:
+    snprintf(buf, n, "%lld row(s) in %zu table(s) copied from a consistent snapshot (%lld bytes)",
+             (long long)json_integer_value(json_object_get(x->st, "rowsCopied")),
+             json_array_size(json_object_get(x->st, "tables")),
+             (long long)json_integer_value(json_object_get(x->st, "bytesCopied")));
+    break;
+  case TN_MIG_VERIFY:
+    snprintf(buf, n, "row counts and checksums of %zu table(s) equal on the target",
+             json_array_size(json_object_get(x->st, "tables")));
+    break;
+  case TN_MIG_CUTOVER:
+    snprintf(buf, n,
+             "write freeze of %.3f s: source login disabled, final copy of %lld row(s) verified, tenant "
+             "switched to region %s, server %s; source kept for the rollback period",
+             json_number_value(json_object_get(x->st, "freezeSeconds")),
+             (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->dst.region,
+             x->dst.server);
+    break;
+  case TN_MIG_ROLLING_BACK:
+    snprintf(
+        buf, n, "rolled back: %lld row(s) copied back and verified, tenant on region %s, server %s again",
+        (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->src.region, x->src.server);
+    break;
+  case TN_MIG_CLEANUP:
+    snprintf(buf, n, "the source database on server %s was dropped", x->src.server);
+    break;
+  case TN_MIG_ABORTING:
+    snprintf(buf, n, "aborted before the cutover: the target's copy was dropped; the tenant never moved");
+    break;
+  default:
+    snprintf(buf, n, "done");
+  }
+  return buf;
+}
+
+struct tn_result tn_migration_reconcile(void *ud, const char *key) {
+  struct tn_migrations *m = ud;
+  struct mrun x = {.m = m, .r = m->rec, .key = key};
+  struct tn_error err = {0};
+  struct tn_result res = TN_RESULT_OK;
+  x.lf = (struct tn_log_fields){.controller = "tenantmigration", .generation = -1};
+  int rc = tn_kube_get(x.r->kube, &tn_gvr_tenantmigrations, NULL, key, &x.obj, &err);
+  if (rc == TN_ENOTFOUND)
+    return TN_RESULT_OK;
+  if (rc) {
+    tn_log(TN_LOG_WARN, &x.lf, "reading TenantMigration %s: %s", key, err.message);
+    return TN_RESULT_ERR;
+  }
+  x.generation =
+      (long long)json_integer_value(json_object_get(json_object_get(x.obj, "metadata"), "generation"));
+  json_t *old = json_object_get(x.obj, "status");
+  x.st = json_is_object(old) ? json_deep_copy(old) : json_object();
+  if (tn_mig_phase_parse(status_str(x.obj, "phase", NULL), &x.phase)) {
+    x.phase = TN_MIG_FAILED;
+    goto out;
+  }
+  if (tn_mig_phase_terminal(x.phase))
+    goto out;
+  if (tn_mig_spec_parse(json_object_get(x.obj, "spec"), &x.spec, &err)) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err.message);
+    cond_set(&x, "Validated", "False", "InvalidSpec", msg);
+    if (write_status(&x, TN_MIG_FAILED, &err) == 0)
+      event(&x, TN_EVENT_WARNING, "InvalidSpec", "%s", msg);
+    goto out;
+  }
+  x.lf.tenant = x.spec.tenant;
+  struct tn_error terr = {0};
+  rc = tn_kube_get(x.r->kube, &tn_gvr_tenants, NULL, x.spec.tenant, &x.tenant, &terr);
+  if (rc == 0)
+    rc = tn_tenant_parse(x.tenant, &x.t, &terr);
+  if (rc) {
+    if (rc == TN_ENOTFOUND && x.phase <= TN_MIG_VALIDATE) {
+      cond_set(&x, "Validated", "False", "TenantNotFound", terr.message);
+      write_status(&x, TN_MIG_FAILED, &err);
+      goto out;
+    }
+    tn_log(TN_LOG_WARN, &x.lf, "reading Tenant %s: %s", x.spec.tenant, terr.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  if (tn_mig_phase_active(x.phase) && x.phase == TN_MIG_PENDING) {
+    /* one migration per tenant at a time (the webhook refuses a second one; this is the backstop) */
+    json_t *all = tn_informer_list(m->inf);
+    size_t i;
+    json_t *o;
+    const char *other = NULL;
+    json_array_foreach(all, i, o) {
+      enum tn_mig_phase p;
+      const char *n = str_at(o, "metadata", "name"), *t = str_at(o, "spec", "tenant");
+      if (n && t && strcmp(n, key) != 0 && strcmp(t, x.spec.tenant) == 0 &&
+          tn_mig_phase_parse(status_str(o, "phase", NULL), &p) == 0 && p != TN_MIG_PENDING &&
+          tn_mig_phase_active(p))
+        other = n;
+    }
+    if (other) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "TenantMigration %s of tenant %s is running: one at a time", other,
+               x.spec.tenant);
+      cond_set(&x, "Validated", "False", "MigrationInProgress", msg);
+      if (write_status(&x, TN_MIG_FAILED, &err) == 0)
+        event(&x, TN_EVENT_WARNING, "MigrationInProgress", "%s", msg);
+      json_decref(all);
+      goto out;
+    }
+    json_decref(all);
+  }
+
+  bool started = x.phase == TN_MIG_CUTOVER && status_str(x.obj, "cutoverStartedAt", NULL);
+  double cutover_at = 0;
+  const char *cat = status_str(x.obj, "cutoverAt", NULL);
+  if (cat) {
+    struct tm tm = {0};
+    if (strptime(cat, "%Y-%m-%dT%H:%M:%SZ", &tm))
+      cutover_at = (double)timegm(&tm);
+  }
+  struct tn_mig_action a = tn_mig_next(x.phase, &x.spec, tn_wall_now(), cutover_at, started);
+  switch (a.kind) {
+  case TN_MIG_ACT_NONE:
+    goto out;
+  case TN_MIG_ACT_WAIT:
+    json_object_set_new(x.st, "message", json_string(a.why));
+    if (!json_equal(x.st, json_object_get(x.obj, "status")))
+      write_status(&x, x.phase, &err);
+    res = TN_RESULT_AFTER(a.wait_s > 300 ? 300 : a.wait_s + 0.5);
+    goto out;
+  case TN_MIG_ACT_GOTO:
+    json_object_set_new(x.st, "message", json_string(a.why));
+    if (write_status(&x, a.phase, &err)) {
+      tn_log(TN_LOG_WARN, &x.lf, "migration %s: writing status: %s", key, err.message);
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+    event(&x, TN_EVENT_NORMAL, "Phase", "%s (%s)", tn_mig_phase_name(a.phase), a.why);
+    res = TN_RESULT_AFTER(0.05);
+    goto out;
+  case TN_MIG_ACT_RUN:
+    break;
+  }
+
+  /* Cutover and RollingBack: record the start of the freeze before it begins (the tenant
+   * reconcile then leaves the roles alone, and an abort is no longer accepted). */
+  const char *sfield = x.phase == TN_MIG_CUTOVER        ? "cutoverStartedAt"
+                       : x.phase == TN_MIG_ROLLING_BACK ? "rollbackStartedAt"
+                                                        : NULL;
+  if (sfield && !str_at(x.st, sfield, NULL)) {
+    stamp(&x, sfield);
+    if (write_status(&x, x.phase, &err)) {
+      res = TN_RESULT_ERR;
+      goto out;
+    }
+    event(&x, TN_EVENT_NORMAL, "WriteFreeze", "write freeze of tenant %s begins (%s)", x.spec.tenant,
+          x.phase == TN_MIG_CUTOVER ? "cutover" : "rollback");
+  }
+
+  bool permanent = false;
+  enum tn_mig_phase step = x.phase;
+  const char *ctype = tn_mig_condition_type(step);
+  rc = run_step(&x, &permanent, &err);
+  if (rc) {
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", err.message);
+    tn_log(TN_LOG_WARN, &x.lf, "migration %s: step %s: %s", key, tn_mig_phase_name(step), msg);
+    struct tn_error e2 = {0};
+    if (permanent) {
+      audit(&x, step, TN_AUDIT_REFUSED, msg, &e2);
+      cond_set(&x, ctype, "False", "ValidationFailed", msg);
+      if (write_status(&x, TN_MIG_FAILED, &e2) == 0)
+        event(&x, TN_EVENT_WARNING, "ValidationFailed", "%s", msg);
+      goto out;
+    }
+    if (step == TN_MIG_VERIFY && rc == TN_ECONFLICT) {
+      audit(&x, step, TN_AUDIT_FAILED, msg, &e2);
+      cond_set(&x, ctype, "False", "ChecksumMismatch", msg);
+      if (write_status(&x, TN_MIG_COPY, &e2) == 0)
+        event(&x, TN_EVENT_WARNING, "ChecksumMismatch", "%s: copying again", msg);
+      res = TN_RESULT_AFTER(1);
+      goto out;
+    }
+    cond_set(&x, ctype, "False", "Retrying", msg);
+    if (!json_equal(x.st, json_object_get(x.obj, "status")) && write_status(&x, x.phase, &e2) == 0)
+      event(&x, TN_EVENT_WARNING, "StepFailed", "%s: %s (retrying)", tn_mig_phase_name(step), msg);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  crash_point(&x, step);
+  char msg[1024];
+  done_message(&x, msg, sizeof msg);
+  if (audit(&x, step, TN_AUDIT_SUCCEEDED, msg, &err)) {
+    tn_log(TN_LOG_WARN, &x.lf, "migration %s: audit trail unavailable, step %s not recorded: %s", key,
+           tn_mig_phase_name(step), err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  cond_set(&x, ctype, "True", "Done", msg);
+  if (step == TN_MIG_CUTOVER)
+    stamp(&x, "cutoverAt");
+  json_object_set_new(x.st, "message", json_string(msg));
+  if (write_status(&x, tn_mig_after(step), &err)) {
+    tn_log(TN_LOG_WARN, &x.lf, "migration %s: writing status: %s", key, err.message);
+    res = TN_RESULT_ERR;
+    goto out;
+  }
+  tn_log(TN_LOG_INFO, &x.lf, "migration %s: %s done: %s", key, tn_mig_phase_name(step), msg);
+  event(&x, TN_EVENT_NORMAL, tn_mig_phase_name(step), "%s", msg);
+  if (step == TN_MIG_CUTOVER || step == TN_MIG_ROLLING_BACK)
+    tenant_event(&x, TN_EVENT_NORMAL, step == TN_MIG_CUTOVER ? "Migrated" : "MigrationRolledBack", msg);
+  res = TN_RESULT_AFTER(0.05);
+out:
+  side_close(&x.src);
+  side_close(&x.dst);
+  tn_tenant_free(x.t);
+  json_decref(x.tenant);
+  json_decref(x.st);
+  json_decref(x.obj);
+  return res;
+}
