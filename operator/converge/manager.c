@@ -360,9 +360,10 @@ bool tn_manager_ready(struct tn_manager *m, char *why, size_t n) {
 bool tn_manager_stop_controllers(struct tn_manager *m, double deadline_s) {
   if (m)
     tn_kinds_status_stop(m->kinds, deadline_s);
-  if (m)
+  if (m) {
     tn_failover_stop(m->failover, deadline_s);
     tn_migrations_stop(m->migrations, deadline_s);
+  }
   if (m)
     tn_wh_controller_stop(m->webhooks);
   return m && m->ctl ? tn_controller_stop(m->ctl, deadline_s) : true;
@@ -375,9 +376,10 @@ void tn_manager_abandon_controllers(struct tn_manager *m) {
     tn_controller_abandon(m->ctl);
   if (m)
     tn_kinds_status_abandon(m->kinds);
-  if (m)
+  if (m) {
     tn_failover_abandon(m->failover);
     tn_migrations_abandon(m->migrations);
+  }
 }
 
 void tn_manager_free(struct tn_manager *m) {
