@@ -42,13 +42,9 @@ Test(clean_exit, webhook_read_api_and_secure_metrics_exit_without_a_leak) {
   snprintf(certs, sizeof certs, "--webhook-cert-dir=%s", dir); /* the read API serves them too */
   snprintf(webhook, sizeof webhook, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
   snprintf(api, sizeof api, "--api-bind-address=127.0.0.1:%d", tn_test_free_port());
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", webhook,
-                                                    "--webhook-manage-configuration=false", certs, api,
-                                                    "--metrics-secure", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", webhook,
+                                                          "--webhook-manage-configuration=false", certs, api,
+                                                          "--metrics-secure", NULL});
   /* every listener serves TLS: a caller without a token is refused by the metrics listener,
    * the webhook and the read API finish their handshakes */
   char *code = tn_test_output("curl -sk -o /dev/null -w '%%{http_code}' https://127.0.0.1:%d/metrics",

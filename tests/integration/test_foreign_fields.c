@@ -26,19 +26,13 @@ static void start(void) {
   tn_test_unique_name(region, sizeof region, "ff-region");
   tn_test_unique_name(policy, sizeof policy, "ff-policy");
   tn_test_apply_region(region, "pg-local");
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "printf '%%s' '{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\","
-                      "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"breakGlass\":{\"allowed\":true,"
-                      "\"maxDuration\":\"1h\",\"roles\":[\"tenant-admin\"]}}}' | kubectl apply -f -",
-                      policy);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_apply_json(
+      NULL,
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"TenancyPolicy\",\"metadata\":{\"name\":"
+      "\"%s\"},\"spec\":{\"breakGlass\":{\"allowed\":true,\"maxDuration\":\"1h\",\"roles\":["
+      "\"tenant-admin\"]}}}",
+      policy);
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", NULL});
 }
 
 static void stop(void) {
@@ -52,46 +46,44 @@ TestSuite(foreign_fields, .init = start, .fini = stop, .timeout = 300);
 /* Applies tenant t (Active, shared database in the suite's Region) with one break-glass request
  * "inc" for user with this reason, expiring in 30 minutes. */
 static void apply_tenant(const char *t, const char *user, const char *reason) {
-  char when[32], *out = NULL;
+  char when[32];
   tn_time_rfc3339(floor(tn_wall_now()) + 1800, when, sizeof when);
-  int rc = tn_test_sh(
-      &out,
-      "printf '%%s' "
-      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
+  tn_test_apply_json(
+      &op,
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
       "\"spec\":{\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\",\"environments\":["
       "\"prod\"],"
       "\"residency\":{\"allowedRegions\":[\"%s\"]},\"breakGlass\":[{\"id\":\"inc\",\"user\":\"%s\","
-      "\"role\":\"tenant-admin\",\"reason\":\"%s\",\"expiresAt\":\"%s\"}]}}' | kubectl apply -f -",
+      "\"role\":\"tenant-admin\",\"reason\":\"%s\",\"expiresAt\":\"%s\"}]}}",
       t, region, user, reason, when);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
 }
 
 /* kubectl's own field manager puts a label and an annotation on an object, as another tool would. */
 static void mark(const char *what) {
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "kubectl label %s example.com/team=payments --overwrite && "
-                      "kubectl annotate %s example.com/backup=nightly --overwrite",
-                      what, what);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
+  tn_test_sh_ok(NULL,
+                "kubectl label %s example.com/team=payments --overwrite && "
+                "kubectl annotate %s example.com/backup=nightly --overwrite",
+                what, what);
 }
 
 /* The other tool's label and annotation are still on the object, and tenancy-operator's entry in
  * its managedFields is an Apply. */
 static void assert_marked(const char *what) {
-  char *out = tn_test_output("kubectl get %s -o go-template='{{index .metadata.labels \"example.com/team\"}} "
-                             "{{index .metadata.annotations \"example.com/backup\"}}'",
-                             what);
-  cr_assert_str_eq(out, "payments nightly", "%s lost the other tool's label or annotation: '%s'", what, out);
+  char marks[256], managers[256], *out;
+  out = tn_test_output("kubectl get %s -o go-template='{{index .metadata.labels \"example.com/team\"}} "
+                       "{{index .metadata.annotations \"example.com/backup\"}}'",
+                       what);
+  snprintf(marks, sizeof marks, "%s", out);
   free(out);
   out =
       tn_test_output("kubectl get %s --show-managed-fields -o go-template='{{range .metadata.managedFields}}"
                      "{{if eq .manager \"tenancy-operator\"}}{{.operation}} {{end}}{{end}}'",
                      what);
-  cr_assert_str_eq(out, "Apply ", "%s: tenancy-operator's managedFields entries: '%s'", what, out);
+  snprintf(managers, sizeof managers, "%s", out);
   free(out);
+  cr_assert_str_eq(marks, "payments nightly", "%s lost the other tool's label or annotation: '%s'", what,
+                   marks);
+  cr_assert_str_eq(managers, "Apply ", "%s: tenancy-operator's managedFields entries: '%s'", what, managers);
 }
 
 Test(foreign_fields, rewrites_keep_other_tools_labels_and_annotations) {
@@ -103,49 +95,36 @@ Test(foreign_fields, rewrites_keep_other_tools_labels_and_annotations) {
   snprintf(binding, sizeof binding, "rolebinding break-glass-inc -n %s-prod", t);
   apply_tenant(t, user, "INC-1: database down");
   tn_test_wait_condition(&op, t, "DatabaseReady", "True", 120);
-  char *out = NULL;
-  int rc = tn_test_sh_until(60, &out, "kubectl get %s", binding);
-  cr_assert_eq(rc, 0, "the break-glass RoleBinding was never made: %s", out);
-  free(out);
+  tn_test_wait_for(&op, t, 60, "the break-glass RoleBinding was made", "kubectl get %s", binding);
   mark(copy);
   mark(canonical);
   mark(binding);
 
   /* a rotation rewrites both Secrets; a new reason rewrites the binding's annotation */
-  char *version =
-      tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.credentialsVersion}'", t);
-  rc = tn_test_sh(&out, "kubectl annotate tenant %s tenancy.dev/rotate-credentials=ff-1 --overwrite", t);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
+  char version[32],
+      *v = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.credentialsVersion}'", t);
+  snprintf(version, sizeof version, "%s", v);
+  free(v);
+  tn_test_sh_ok(&op, "kubectl annotate tenant %s tenancy.dev/rotate-credentials=ff-1 --overwrite", t);
   apply_tenant(t, user, "INC-2: still down");
-  rc = tn_test_sh_until(90, &out,
-                        "test \"$(kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/"
-                        "credentials-version}')\" -gt %s && "
-                        "test \"$(kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/"
-                        "credentials-version}')\" -gt %s",
-                        copy, version, canonical, version);
-  if (rc)
-    tn_test_operator_dump_log(&op);
-  cr_assert_eq(rc, 0, "the Secrets were not rewritten with a credentials version above %s: %s", version, out);
-  free(out);
-  rc = tn_test_sh_until(
-      60, &out,
-      "kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/break-glass-reason}' "
-      "| grep -q INC-2",
-      binding);
-  cr_assert_eq(rc, 0, "the binding's reason was never updated: %s", out);
-  free(out);
+  tn_test_wait_for(&op, t, 90, "both Secrets rewritten with a newer credentials version",
+                   "test \"$(kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/"
+                   "credentials-version}')\" -gt %s && "
+                   "test \"$(kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/"
+                   "credentials-version}')\" -gt %s",
+                   copy, version, canonical, version);
+  tn_test_wait_for(&op, t, 60, "the binding's reason updated",
+                   "kubectl get %s -o jsonpath='{.metadata.annotations.tenancy\\.dev/break-glass-reason}' "
+                   "| grep -q INC-2",
+                   binding);
 
   assert_marked(copy);
   assert_marked(canonical);
   assert_marked(binding);
   /* the rotated password is what the copy holds (the rewrite was complete) */
-  rc = tn_test_sh(&out,
-                  "uri=$(kubectl get %s -o jsonpath='{.data.uri}' | base64 -d) && "
-                  "PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -qtAc 'select 1'",
-                  copy);
+  char *out = NULL;
+  int rc = tn_test_psql_as(t, "select 1", &out);
   cr_assert_eq(rc, 0, "the rotated credentials do not log in: %s", out);
   free(out);
-  free(version);
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
 }
