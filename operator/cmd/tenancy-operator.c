@@ -117,6 +117,13 @@ static char *region_secret_namespaces(const struct tn_options *o, const char *ow
   return list;
 }
 
+/* The metrics and probe listeners are served by the epoll server (runtime/httpfast.c), as the read
+ * API is: libwebsockets 4.1.6 leaves a vhost's CA store allocated at exit when a process has two of
+ * its TLS listeners (the webhook and --metrics-secure). TENANCY_HTTP_BACKEND=lws puts them back. */
+static int epoll_backend(struct tn_httpserver *srv) {
+  return tn_httpserver_set_backend(srv, TN_HTTP_BACKEND_EPOLL);
+}
+
 /* --metrics-secure: HTTPS (the given certificate, else a self-signed one), and only for callers the
  * API server authenticates and allows `get` on /metrics (runtime/metrics_auth.h). */
 static int start_metrics_secure(struct app *a, struct tn_error *err) {
@@ -134,7 +141,7 @@ static int start_metrics_secure(struct app *a, struct tn_error *err) {
   struct tn_http_tls tls = {.cert_file = cert, .key_file = key};
   if (tn_metrics_auth_new(a->kube, &a->metrics_auth))
     return tn_error_set(err, -ENOMEM, "out of memory");
-  if (tn_httpserver_new(a->opts.metrics_addr, &tls, &a->metrics_srv, err) ||
+  if (tn_httpserver_new(a->opts.metrics_addr, &tls, &a->metrics_srv, err) || epoll_backend(a->metrics_srv) ||
       tn_httpserver_serve_metrics_secure(a->metrics_srv, a->metrics, a->metrics_auth) ||
       tn_httpserver_start(a->metrics_srv, err))
     return err->code ? err->code : TN_ECONFIG;
@@ -152,14 +159,15 @@ static int start_http(struct app *a, struct tn_error *err) {
     }
   } else if (strcmp(a->opts.metrics_addr, "0") != 0) {
     if (tn_httpserver_new(a->opts.metrics_addr, NULL, &a->metrics_srv, err) ||
-        tn_httpserver_serve_metrics(a->metrics_srv, a->metrics) || tn_httpserver_start(a->metrics_srv, err)) {
+        epoll_backend(a->metrics_srv) || tn_httpserver_serve_metrics(a->metrics_srv, a->metrics) ||
+        tn_httpserver_start(a->metrics_srv, err)) {
       tn_error_prefix(err, "--metrics-bind-address=%s", a->opts.metrics_addr);
       return err->code ? err->code : TN_ECONFIG;
     }
     tn_log_info("serving /metrics on port %d", tn_httpserver_port(a->metrics_srv));
   }
   if (strcmp(a->opts.probe_addr, "0") != 0) {
-    if (tn_httpserver_new(a->opts.probe_addr, NULL, &a->probe_srv, err) ||
+    if (tn_httpserver_new(a->opts.probe_addr, NULL, &a->probe_srv, err) || epoll_backend(a->probe_srv) ||
         tn_httpserver_serve_probes(a->probe_srv, ready, a) || tn_httpserver_start(a->probe_srv, err)) {
       tn_error_prefix(err, "--health-probe-bind-address=%s", a->opts.probe_addr);
       return err->code ? err->code : TN_ECONFIG;

@@ -3,9 +3,7 @@
  * (`tenantctl audit verify|list|init|prune` on the audit trail in PostgreSQL, docs/audit.md).
  * The Kubernetes commands live in tenantctl_*.c; docs/cli.md documents all of them.
  *
- * Audit exit codes: 0 success; 1 the audit chain is broken (verify); 2 usage or configuration
- * error; 3 the database could not be used (unreachable, table missing, permission denied).
- * Kubernetes commands: see TCTL_EXIT_* in tenantctl.h. */
+ * Exit codes: TCTL_EXIT_* in tenantctl.h, the same for every command. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -22,9 +20,8 @@
 
 #include "tenantctl_history.h" /* history, diff, rollback */
 
-#define EXIT_BROKEN 1
-#define EXIT_USAGE 2
-#define EXIT_DB 3
+#define EXIT_BROKEN TCTL_EXIT_ERROR /* audit verify: the chain is broken */
+#define EXIT_USAGE TCTL_EXIT_USAGE
 
 #define prog tctl_prog
 
@@ -40,7 +37,8 @@ static void usage_audit(FILE *f) {
           "  init     create the table, triggers and functions (the operator also does this)\n"
           "  prune    remove rows older than a retention period, keeping the chain verifiable\n"
           "\n"
-          "Run `%s audit COMMAND --help` for its flags.\n",
+          "Run `%s audit COMMAND --help` for its flags.\n"
+          "\n" TCTL_EXIT_CODES_HELP,
           prog, prog);
 }
 
@@ -139,42 +137,10 @@ static int usage_error(void (*usage)(FILE *), const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
-static int db_error(const struct tn_error *err) {
-  fprintf(stderr, "%s: %s\n", prog, err->message[0] ? err->message : tn_strerror(err->code));
-  if (err->code == TN_EUNAVAILABLE)
-    fprintf(stderr,
-            "%s: is PostgreSQL running and reachable? (the DSN comes from --pg-dsn or TENANCY_PG_DSN)\n",
-            prog);
-  return err->code == TN_ECONFIG ? EXIT_USAGE : EXIT_DB;
-}
-
 static int open_audit(const struct common *c, bool create, struct tn_audit **a) {
-  struct tn_error err = {0};
-  char *from_file = NULL;
-  if (c->dsn && c->dsn_file) {
-    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", prog);
-    return EXIT_USAGE;
-  }
-  if (c->dsn_file && tn_read_secret_file("pg-dsn-file", c->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
-    fprintf(stderr, "%s: %s\n", prog, err.message);
-    return EXIT_USAGE;
-  }
-  const char *dsn = from_file ? from_file : c->dsn ? c->dsn : getenv("TENANCY_PG_DSN");
-  const char *ca = c->ca_file ? c->ca_file : getenv("TENANCY_PG_CA_FILE");
-  struct tn_audit_options o = {
-      .schema = c->schema, .no_create = !create, .application_name = "tenantctl", .ca_file = ca};
-  if (!dsn || !*dsn) {
-    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", prog);
-    return EXIT_USAGE;
-  }
-  int rc = tn_audit_open(dsn, &o, a, &err) ? db_error(&err) : 0;
-  tn_wipe_free_str(from_file);
-  if (rc)
-    return rc;
-  const char *warning = tn_audit_tls_warning(*a);
-  if (warning)
-    fprintf(stderr, "%s: warning: %s\n", prog, warning);
-  return 0;
+  struct tctl_db_flags d = {
+      .dsn = c->dsn, .dsn_file = c->dsn_file, .ca_file = c->ca_file, .schema = c->schema};
+  return tctl_open_db(&d, create, a);
 }
 
 enum {
@@ -272,7 +238,7 @@ static int cmd_verify(int argc, char **argv) {
   struct tn_error err = {0};
   struct tn_audit_verify_result r;
   if (tn_audit_verify(a, &vo, &r, &err)) {
-    rc = db_error(&err);
+    rc = tctl_db_error(&err);
     goto out;
   }
   if (!strcmp(c.output, "json")) {
@@ -423,7 +389,7 @@ static int cmd_list(int argc, char **argv) {
   struct tn_error err = {0};
   json_t *rows = NULL;
   if (tn_audit_list(a, tenant, limit, &rows, &err)) {
-    rc = db_error(&err);
+    rc = tctl_db_error(&err);
     goto out;
   }
   if (!strcmp(c.output, "json")) {
@@ -484,7 +450,7 @@ static int cmd_init(int argc, char **argv) {
   struct tn_error err = {0};
   int now_days = 0;
   if (tn_audit_init(a, writer, &err) || tn_audit_raise_min_retention(a, min_days, &now_days, &err)) {
-    rc = db_error(&err);
+    rc = tctl_db_error(&err);
   } else {
     printf("audit table %s.audit_events is ready", c.schema ? c.schema : TN_AUDIT_SCHEMA);
     if (writer)
@@ -545,7 +511,7 @@ static int cmd_prune(int argc, char **argv) {
   int prc = older ? tn_audit_prune(a, days, actor, &pruned, &err)
                   : tn_audit_prune_before(a, before, actor, &pruned, &err);
   if (prc)
-    rc = db_error(&err);
+    rc = tctl_db_error(&err);
   else if (pruned)
     printf("pruned %lld rows; a checkpoint row records where the chain now starts\n", pruned);
   else
@@ -706,9 +672,7 @@ static void usage_main(FILE *f) {
           "  -h, --help          show help (also after any command)\n"
           "  --version           print the version\n"
           "\n"
-          "Exit codes: 0 success, 1 error, 2 usage, 3 not found, 4 refused (RBAC, admission, validation,\n"
-          "conflict, unconfirmed deletion). `audit`: 1 chain broken, 3 database error (see docs/cli.md).\n"
-          "Run `%s COMMAND --help` for a command's flags.\n",
+          "\n" TCTL_EXIT_CODES_HELP "Run `%s COMMAND --help` for a command's flags.\n",
           prog);
 }
 

@@ -16,14 +16,24 @@
 #include "kube/client.h"
 #include "util/error.h"
 
-/* Exit codes of the Kubernetes commands (the audit commands keep theirs: docs/cli.md). */
+/* Exit codes of every command (docs/cli.md, `tenantctl --help`). */
 #define TCTL_EXIT_OK 0
-#define TCTL_EXIT_ERROR 1    /* the API server could not be reached or failed; anything unexpected */
-#define TCTL_EXIT_USAGE 2    /* bad flags or arguments, a kubeconfig that cannot be used */
-#define TCTL_EXIT_NOTFOUND 3 /* the tenant (or another named object) does not exist */
+#define TCTL_EXIT_ERROR                                                                                      \
+  1 /* the API server could not be reached or failed; anything unexpected; `audit verify`: the chain         \
+       is broken */
+#define TCTL_EXIT_USAGE 2    /* bad flags or arguments, a kubeconfig or DSN that cannot be used */
+#define TCTL_EXIT_NOTFOUND 3 /* the tenant (or another named object, version or event) does not exist */
 #define TCTL_EXIT_REFUSED                                                                                    \
   4 /* refused: RBAC (403/401), admission or validation (422/400), conflict or                               \
-       already exists (409), or a deletion the user did not confirm */
+       already exists (409), the lifecycle, or a deletion the user did not confirm */
+#define TCTL_EXIT_DB                                                                                         \
+  5 /* PostgreSQL could not be used: unreachable, TLS refused, tables missing, permission denied */
+
+/* The exit codes as the help texts print them. */
+#define TCTL_EXIT_CODES_HELP                                                                                 \
+  "Exit codes: 0 success, 1 error (API server unreachable or failing; `audit verify`: chain broken),\n"      \
+  "2 usage, 3 not found, 4 refused (RBAC, admission, validation, conflict, lifecycle, unconfirmed\n"         \
+  "deletion), 5 database error (PostgreSQL unreachable, TLS, tables missing, permission denied).\n"
 
 struct tctl_command {
   const char *name;
@@ -57,6 +67,22 @@ int tctl_fail(const struct tn_error *err, const char *what);
 int tctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The exit code for an error code. */
 int tctl_exit_code(int code);
+
+/* The PostgreSQL flags of the commands that read the audit trail, the history or the outbox. */
+struct tctl_db_flags {
+  const char *dsn;      /* --pg-dsn (default $TENANCY_PG_DSN) */
+  const char *dsn_file; /* --pg-dsn-file */
+  const char *ca_file;  /* --pg-ca-file (default $TENANCY_PG_CA_FILE) */
+  const char *schema;   /* --schema (NULL: "tenancy") */
+};
+struct tn_audit;
+/* Opens the audit trail with d (create: make the tables when missing, as `audit init`), printing
+ * any TLS warning. On failure prints why and returns the exit code (TCTL_EXIT_USAGE for flags or a
+ * DSN that cannot be used, else tctl_db_error's). */
+int tctl_open_db(const struct tctl_db_flags *d, bool create, struct tn_audit **a);
+/* Prints a database error (with a hint when PostgreSQL is unreachable) and returns its exit code:
+ * TCTL_EXIT_USAGE for a configuration error, else TCTL_EXIT_DB. */
+int tctl_db_error(const struct tn_error *err);
 
 /* Requests that honour --request-timeout (the whole request, retries included; 0: 60 s).
  * Errors as tn_kube_do's. Out parameters get a new reference. */

@@ -1,6 +1,6 @@
-/* tenantctl_common.c - what the Kubernetes commands of tenantctl share: the connection from the
- * kubeconfig (with --context, --as and --as-group), errors printed as kubectl prints them, exit
- * codes, and output (tables, JSON, YAML, ages). */
+/* tenantctl_common.c - what the commands of tenantctl share: the connection from the kubeconfig
+ * (with --context, --as and --as-group), errors printed as kubectl prints them, exit codes, the
+ * audit trail's PostgreSQL connection, and output (tables, JSON, YAML, ages). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -8,7 +8,10 @@
 #include <time.h>
 #include <yaml.h>
 
+#include "audit/audit.h"
+#include "runtime/options.h" /* TN_PG_DSN_FILE_MAX, tn_read_secret_file */
 #include "tenantctl.h"
+#include "util/wipe.h"
 
 const struct tn_gvr tctl_tenants_gvr = {"tenancy.dev", "v1alpha1", "tenants", false};
 
@@ -338,5 +341,44 @@ int tctl_create(struct tn_kube *k, const struct tn_gvr *gvr, json_t *obj, bool d
   int rc = do_json(k, "POST", path, dry_run ? "dryRun=All&fieldManager=tenantctl" : "fieldManager=tenantctl",
                    NULL, obj, out, err);
   free(path);
+  return rc;
+}
+
+/* ---- PostgreSQL (audit, history, events) ------------------------------------------------------ */
+
+int tctl_db_error(const struct tn_error *err) {
+  fprintf(stderr, "%s: %s\n", tctl_prog, err->message[0] ? err->message : tn_strerror(err->code));
+  if (err->code == TN_EUNAVAILABLE)
+    fprintf(stderr,
+            "%s: is PostgreSQL running and reachable? (the DSN comes from --pg-dsn, --pg-dsn-file or "
+            "TENANCY_PG_DSN)\n",
+            tctl_prog);
+  return err->code == TN_ECONFIG ? TCTL_EXIT_USAGE : TCTL_EXIT_DB;
+}
+
+int tctl_open_db(const struct tctl_db_flags *d, bool create, struct tn_audit **a) {
+  struct tn_error err = {0};
+  char *from_file = NULL;
+  if (d->dsn && d->dsn_file) {
+    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", tctl_prog);
+    return TCTL_EXIT_USAGE;
+  }
+  if (d->dsn_file && tn_read_secret_file("pg-dsn-file", d->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
+    fprintf(stderr, "%s: %s\n", tctl_prog, err.message);
+    return TCTL_EXIT_USAGE;
+  }
+  const char *dsn = from_file ? from_file : d->dsn ? d->dsn : getenv("TENANCY_PG_DSN");
+  if (!dsn || !*dsn) {
+    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", tctl_prog);
+    return TCTL_EXIT_USAGE;
+  }
+  struct tn_audit_options o = {.schema = d->schema,
+                               .no_create = !create,
+                               .application_name = "tenantctl",
+                               .ca_file = d->ca_file ? d->ca_file : getenv("TENANCY_PG_CA_FILE")};
+  int rc = tn_audit_open(dsn, &o, a, &err) ? tctl_db_error(&err) : 0;
+  tn_wipe_free_str(from_file);
+  if (rc == 0 && tn_audit_tls_warning(*a))
+    fprintf(stderr, "%s: warning: %s\n", tctl_prog, tn_audit_tls_warning(*a));
   return rc;
 }

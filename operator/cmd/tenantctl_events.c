@@ -8,11 +8,7 @@
 #include <string.h>
 
 #include "audit/outbox.h"
-#include "runtime/options.h" /* TN_PG_DSN_FILE_MAX, tn_read_secret_file */
 #include "tenantctl.h"
-#include "util/wipe.h"
-
-#define EXIT_DB 3 /* as the audit commands: PostgreSQL unreachable or failing */
 
 static void usage_events_outbox(FILE *f) {
   fprintf(
@@ -32,13 +28,10 @@ static void usage_events_outbox(FILE *f) {
       "  --pg-ca-file FILE   the server's CA when the DSN names no sslrootcert (default "
       "$TENANCY_PG_CA_FILE)\n"
       "  --schema NAME       schema of the audit table and outbox (default \"tenancy\")\n"
-      "  -h, --help          show this help\n",
+      "  -h, --help          show this help\n"
+      "\n" TCTL_EXIT_CODES_HELP,
       tctl_prog, tctl_prog, tctl_prog);
 }
-
-struct db_flags {
-  const char *dsn, *dsn_file, *ca_file, *schema, *output;
-};
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage(const char *fmt, ...) {
@@ -50,40 +43,6 @@ static int usage(const char *fmt, ...) {
   fprintf(stderr, "\n\n");
   usage_events_outbox(stderr);
   return TCTL_EXIT_USAGE;
-}
-
-static int db_error(const struct tn_error *err) {
-  fprintf(stderr, "%s: %s\n", tctl_prog, err->message[0] ? err->message : tn_strerror(err->code));
-  if (err->code == TN_ENOTFOUND)
-    return TCTL_EXIT_NOTFOUND;
-  return err->code == TN_ECONFIG ? TCTL_EXIT_USAGE : EXIT_DB;
-}
-
-static int open_db(const struct db_flags *d, struct tn_audit **a) {
-  struct tn_error err = {0};
-  char *from_file = NULL;
-  if (d->dsn && d->dsn_file) {
-    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", tctl_prog);
-    return TCTL_EXIT_USAGE;
-  }
-  if (d->dsn_file && tn_read_secret_file("pg-dsn-file", d->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
-    fprintf(stderr, "%s: %s\n", tctl_prog, err.message);
-    return TCTL_EXIT_USAGE;
-  }
-  const char *dsn = from_file ? from_file : d->dsn ? d->dsn : getenv("TENANCY_PG_DSN");
-  if (!dsn || !*dsn) {
-    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", tctl_prog);
-    return TCTL_EXIT_USAGE;
-  }
-  struct tn_audit_options o = {.schema = d->schema,
-                               .no_create = true,
-                               .application_name = "tenantctl",
-                               .ca_file = d->ca_file ? d->ca_file : getenv("TENANCY_PG_CA_FILE")};
-  int rc = tn_audit_open(dsn, &o, a, &err) ? db_error(&err) : 0;
-  tn_wipe_free_str(from_file);
-  if (rc == 0 && tn_audit_tls_warning(*a))
-    fprintf(stderr, "%s: warning: %s\n", tctl_prog, tn_audit_tls_warning(*a));
-  return rc;
 }
 
 static bool parse_count(const char *s, long long *out) {
@@ -144,7 +103,8 @@ static int run(int argc, char **argv, bool show) {
                                        {"output", required_argument, NULL, 'o'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  struct db_flags d = {.output = show ? "json" : "table"};
+  struct tctl_db_flags d = {0};
+  const char *output = show ? "json" : "table";
   struct tn_outbox_filter f = {0};
   int opt;
   optind = 0;
@@ -175,7 +135,7 @@ static int run(int argc, char **argv, bool show) {
         return usage("--after-sequence and --limit take a whole number >= 0 (got \"%s\")", optarg);
       break;
     case 'o':
-      d.output = optarg;
+      output = optarg;
       break;
     case 'h':
       usage_events_outbox(stdout);
@@ -186,25 +146,30 @@ static int run(int argc, char **argv, bool show) {
       return usage("unknown flag %s", argv[optind - 1]);
     }
   }
-  if (strcmp(d.output, "table") && strcmp(d.output, "json"))
-    return usage("-o must be table or json, not \"%s\"", d.output);
+  if (strcmp(output, "table") && strcmp(output, "json"))
+    return usage("-o must be table or json, not \"%s\"", output);
   if (show ? optind + 1 != argc : optind != argc)
     return usage("%s", show ? "events show takes one event id" : "events list takes no arguments");
   struct tn_audit *a = NULL;
-  int rc = open_db(&d, &a);
+  int rc = tctl_open_db(&d, false, &a);
   if (rc)
     return rc;
   struct tn_error err = {0};
   json_t *rows = NULL, *one = NULL;
   if (show ? tn_outbox_show(a, argv[optind], &one, &err) : tn_outbox_list(a, &f, &rows, &err)) {
-    rc = db_error(&err);
+    if (err.code == TN_ENOTFOUND) { /* events show: no event with that id */
+      fprintf(stderr, "%s: %s\n", tctl_prog, err.message);
+      rc = TCTL_EXIT_NOTFOUND;
+    } else {
+      rc = tctl_db_error(&err);
+    }
     goto out;
   }
-  if (show && !strcmp(d.output, "table")) {
+  if (show && !strcmp(output, "table")) {
     json_t *arr = json_pack("[O]", one);
     print_rows(arr);
     json_decref(arr);
-  } else if (!strcmp(d.output, "table")) {
+  } else if (!strcmp(output, "table")) {
     print_rows(rows);
   } else {
     tctl_print_json(stdout, show ? one : rows);

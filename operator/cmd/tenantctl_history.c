@@ -3,10 +3,9 @@
  * writes an old version's spec back through the API server with the user's own kubeconfig, so
  * admission, policy and audit apply exactly as for any edit.
  *
- * Exit codes (also printed by --help): 0 success; 2 usage or configuration error; 3 the database
- * could not be used; 4 no such tenant or version; 5 refused (the lifecycle does not allow the
- * state change, or the API server / admission refused the update: the reason is printed);
- * 6 the API server could not be used (unreachable, conflict after retries). */
+ * Exit codes: tenantctl's (TCTL_EXIT_*, also printed by --help): 3 no such tenant or version; 4
+ * refused (the lifecycle does not allow the state change, or the API server / admission refused
+ * the update: the reason is printed); 1 the API server could not be used; 5 the database. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -25,20 +24,10 @@
 #include "util/error.h"
 #include "util/wipe.h"
 
+#include "tenantctl.h"
 #include "tenantctl_history.h"
 
-#define EXIT_OK 0
-#define EXIT_USAGE 2
-#define EXIT_DB 3
-#define EXIT_NOTFOUND 4
-#define EXIT_REFUSED 5
-#define EXIT_API 6
-
-static const char *prog = "tenantctl";
-
-#define EXIT_CODES_HELP                                                                                      \
-  "Exit codes: 0 success, 2 usage error, 3 database error, 4 no such tenant or version,\n"                   \
-  "5 refused (lifecycle or API server/admission; the reason is printed), 6 API server error.\n"
+#define prog tctl_prog
 
 #define DB_FLAGS                                                                                             \
   "  --pg-dsn DSN        PostgreSQL connection string or URI (default $TENANCY_PG_DSN)\n"                    \
@@ -57,7 +46,7 @@ static void usage_history(FILE *f) {
           "\n"
           "Flags:\n" DB_FLAGS "  -o, --output FMT    table (default) or json\n"
           "  --all-uids          also versions of earlier tenants of the same name\n"
-          "\n" EXIT_CODES_HELP,
+          "\n" TCTL_EXIT_CODES_HELP,
           prog);
 }
 
@@ -71,7 +60,7 @@ static void usage_diff(FILE *f) {
           "  + spec.externalIds.crm: \"0015g\"\n"
           "  - spec.contacts[1]: {...}\n"
           "\n"
-          "Flags:\n" DB_FLAGS "\n" EXIT_CODES_HELP,
+          "Flags:\n" DB_FLAGS "\n" TCTL_EXIT_CODES_HELP,
           prog);
 }
 
@@ -93,19 +82,15 @@ static void usage_rollback(FILE *f) {
           "  --kubeconfig PATH   default $KUBECONFIG, then ~/.kube/config\n"
           "  --context NAME      kubeconfig context (default: current-context)\n"
           "  --dry-run           print the difference and write nothing\n"
-          "\n" EXIT_CODES_HELP,
+          "\n" TCTL_EXIT_CODES_HELP,
           prog);
 }
 
 static int usage_error(void (*usage)(FILE *), const char *msg, const char *arg) {
   fprintf(stderr, "%s: %s%s%s%s\n\n", prog, msg, arg ? " \"" : "", arg ? arg : "", arg ? "\"" : "");
   usage(stderr);
-  return EXIT_USAGE;
+  return TCTL_EXIT_USAGE;
 }
-
-struct db_flags {
-  const char *dsn, *dsn_file, *ca_file, *schema;
-};
 
 enum {
   OPT_DSN = 300,
@@ -128,7 +113,7 @@ enum {
     "help", no_argument, NULL, 'h'                                                                           \
   }
 
-static int db_flag(int opt, struct db_flags *d) {
+static int db_flag(int opt, struct tctl_db_flags *d) {
   switch (opt) {
   case OPT_DSN:
     d->dsn = optarg;
@@ -145,40 +130,6 @@ static int db_flag(int opt, struct db_flags *d) {
   default:
     return 0;
   }
-}
-
-static int db_error(const struct tn_error *err) {
-  fprintf(stderr, "%s: %s\n", prog, err->message[0] ? err->message : tn_strerror(err->code));
-  if (err->code == TN_EUNAVAILABLE)
-    fprintf(stderr, "%s: is PostgreSQL running and reachable? (--pg-dsn or TENANCY_PG_DSN)\n", prog);
-  return err->code == TN_ECONFIG ? EXIT_USAGE : EXIT_DB;
-}
-
-static int open_db(const struct db_flags *d, struct tn_audit **a) {
-  struct tn_error err = {0};
-  char *from_file = NULL;
-  if (d->dsn && d->dsn_file) {
-    fprintf(stderr, "%s: --pg-dsn and --pg-dsn-file are both set; keep one\n", prog);
-    return EXIT_USAGE;
-  }
-  if (d->dsn_file && tn_read_secret_file("pg-dsn-file", d->dsn_file, TN_PG_DSN_FILE_MAX, &from_file, &err)) {
-    fprintf(stderr, "%s: %s\n", prog, err.message);
-    return EXIT_USAGE;
-  }
-  const char *dsn = from_file ? from_file : d->dsn ? d->dsn : getenv("TENANCY_PG_DSN");
-  if (!dsn || !*dsn) {
-    fprintf(stderr, "%s: no PostgreSQL DSN: pass --pg-dsn-file, --pg-dsn or set TENANCY_PG_DSN\n", prog);
-    return EXIT_USAGE;
-  }
-  struct tn_audit_options o = {.schema = d->schema,
-                               .no_create = true,
-                               .application_name = "tenantctl",
-                               .ca_file = d->ca_file ? d->ca_file : getenv("TENANCY_PG_CA_FILE")};
-  int rc = tn_audit_open(dsn, &o, a, &err) ? db_error(&err) : 0;
-  tn_wipe_free_str(from_file);
-  if (rc == 0 && tn_audit_tls_warning(*a))
-    fprintf(stderr, "%s: warning: %s\n", prog, tn_audit_tls_warning(*a));
-  return rc;
 }
 
 static int parse_gen(const char *s, long long *out) {
@@ -199,17 +150,17 @@ static int load_versions(struct tn_audit *a, const char *tenant, bool all_uids, 
   if (!all_uids && tn_history_latest_uid(a, tenant, uid, &err)) {
     if (err.code == TN_ENOTFOUND) {
       fprintf(stderr, "%s: tenant %s has no recorded versions\n", prog, tenant);
-      return EXIT_NOTFOUND;
+      return TCTL_EXIT_NOTFOUND;
     }
-    return db_error(&err);
+    return tctl_db_error(&err);
   }
   if (tn_history_list(a, tenant, all_uids ? NULL : uid, versions, &err))
-    return db_error(&err);
+    return tctl_db_error(&err);
   if (json_array_size(*versions) == 0) {
     json_decref(*versions);
     *versions = NULL;
     fprintf(stderr, "%s: tenant %s has no recorded versions\n", prog, tenant);
-    return EXIT_NOTFOUND;
+    return TCTL_EXIT_NOTFOUND;
   }
   return 0;
 }
@@ -229,7 +180,7 @@ static int cmd_history(int argc, char **argv) {
                                        {"output", required_argument, NULL, 'o'},
                                        {"all-uids", no_argument, NULL, OPT_ALL_UIDS},
                                        {NULL, 0, NULL, 0}};
-  struct db_flags d = {0};
+  struct tctl_db_flags d = {0};
   const char *output = "table";
   bool all_uids = false;
   int opt;
@@ -245,7 +196,7 @@ static int cmd_history(int argc, char **argv) {
       all_uids = true;
     } else {
       usage_history(stderr);
-      return EXIT_USAGE;
+      return TCTL_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc)
@@ -255,7 +206,7 @@ static int cmd_history(int argc, char **argv) {
     return usage_error(usage_history, "--output must be table or json, not", output);
   const char *tenant = argv[optind];
   struct tn_audit *a = NULL;
-  int rc = open_db(&d, &a);
+  int rc = tctl_open_db(&d, false, &a);
   if (rc)
     return rc;
   json_t *versions = NULL;
@@ -299,7 +250,7 @@ static int cmd_diff(int argc, char **argv) {
                                        {"from", required_argument, NULL, OPT_FROM},
                                        {"to", required_argument, NULL, OPT_TO},
                                        {NULL, 0, NULL, 0}};
-  struct db_flags d = {0};
+  struct tctl_db_flags d = {0};
   long long from = 0, to = 0;
   int opt;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -316,7 +267,7 @@ static int cmd_diff(int argc, char **argv) {
         return usage_error(usage_diff, "--to must be a generation (a positive whole number), not", optarg);
     } else {
       usage_diff(stderr);
-      return EXIT_USAGE;
+      return TCTL_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc)
@@ -326,7 +277,7 @@ static int cmd_diff(int argc, char **argv) {
     return usage_error(usage_diff, "pass both --from N and --to M", NULL);
   const char *tenant = argv[optind];
   struct tn_audit *a = NULL;
-  int rc = open_db(&d, &a);
+  int rc = tctl_open_db(&d, false, &a);
   if (rc)
     return rc;
   json_t *versions = NULL;
@@ -338,13 +289,13 @@ static int cmd_diff(int argc, char **argv) {
   if (!vf || !vt) {
     fprintf(stderr, "%s: tenant %s has no recorded generation %lld (see `%s history %s`)\n", prog, tenant,
             vf ? to : from, prog, tenant);
-    rc = EXIT_NOTFOUND;
+    rc = TCTL_EXIT_NOTFOUND;
     goto done;
   }
   int n = 0;
   if (tn_history_diff(json_object_get(vf, "spec"), json_object_get(vt, "spec"), "spec", &out, &n)) {
     fprintf(stderr, "%s: out of memory\n", prog);
-    rc = EXIT_USAGE;
+    rc = TCTL_EXIT_USAGE;
     goto done;
   }
   if (n == 0)
@@ -378,7 +329,7 @@ static int cmd_rollback(int argc, char **argv) {
                                        {"context", required_argument, NULL, OPT_CONTEXT},
                                        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
                                        {NULL, 0, NULL, 0}};
-  struct db_flags d = {0};
+  struct tctl_db_flags d = {0};
   long long to = 0;
   const char *state = NULL, *reason = NULL, *kubeconfig = NULL, *context = NULL;
   bool dry_run = false;
@@ -412,7 +363,7 @@ static int cmd_rollback(int argc, char **argv) {
       break;
     default:
       usage_rollback(stderr);
-      return EXIT_USAGE;
+      return TCTL_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc)
@@ -434,7 +385,7 @@ static int cmd_rollback(int argc, char **argv) {
   struct tn_buf diff;
   tn_buf_init(&diff, 1u << 24);
   struct tn_error err = {0};
-  int rc = open_db(&d, &a);
+  int rc = tctl_open_db(&d, false, &a);
   if (rc)
     goto out;
   if ((rc = load_versions(a, tenant, false, &versions)))
@@ -443,22 +394,24 @@ static int cmd_rollback(int argc, char **argv) {
   if (!v) {
     fprintf(stderr, "%s: tenant %s has no recorded generation %lld (see `%s history %s`)\n", prog, tenant, to,
             prog, tenant);
-    rc = EXIT_NOTFOUND;
+    rc = TCTL_EXIT_NOTFOUND;
     goto out;
   }
   if (tn_kube_config_load(kubeconfig, context, &cfg, &err)) {
     fprintf(stderr, "%s: kubeconfig: %s\n", prog, err.message);
-    rc = EXIT_USAGE;
+    rc = TCTL_EXIT_USAGE;
     goto out;
   }
   if (tn_kube_new(&cfg, NULL, &kube, &err)) {
     fprintf(stderr, "%s: %s\n", prog, err.message);
-    rc = EXIT_API;
+    rc = TCTL_EXIT_ERROR;
     goto out;
   }
   if (tn_kube_get(kube, &tn_gvr_tenants, NULL, tenant, &cur, &err)) {
     fprintf(stderr, "%s: reading tenant %s: %s\n", prog, tenant, err.message);
-    rc = err.code == TN_ENOTFOUND ? EXIT_NOTFOUND : err.code == TN_EFORBIDDEN ? EXIT_REFUSED : EXIT_API;
+    rc = err.code == TN_ENOTFOUND    ? TCTL_EXIT_NOTFOUND
+         : err.code == TN_EFORBIDDEN ? TCTL_EXIT_REFUSED
+                                     : TCTL_EXIT_ERROR;
     goto out;
   }
   const json_t *meta = json_object_get(cur, "metadata");
@@ -470,7 +423,7 @@ static int cmd_rollback(int argc, char **argv) {
         "%s: refused: generation %lld belongs to an earlier tenant named %s (uid %s), not to the one that "
         "exists now (uid %s)\n",
         prog, to, tenant, vuid ? vuid : "?", uid ? uid : "?");
-    rc = EXIT_REFUSED;
+    rc = TCTL_EXIT_REFUSED;
     goto out;
   }
   json_t *cur_spec = json_object_get(cur, "spec");
@@ -478,7 +431,7 @@ static int cmd_rollback(int argc, char **argv) {
   if (!spec || !json_is_object(cur_spec)) {
     fprintf(stderr, "%s: tenant %s: no spec to roll back\n", prog, tenant);
     json_decref(spec);
-    rc = EXIT_NOTFOUND;
+    rc = TCTL_EXIT_NOTFOUND;
     goto out;
   }
   /* What a rollback never restores: the lifecycle state (unless --state), the deletion
@@ -487,7 +440,7 @@ static int cmd_rollback(int argc, char **argv) {
       keep_field(spec, cur_spec, "breakGlass") || keep_field(spec, cur_spec, "stateReason")) {
     json_decref(spec);
     fprintf(stderr, "%s: out of memory\n", prog);
-    rc = EXIT_USAGE;
+    rc = TCTL_EXIT_USAGE;
     goto out;
   }
   if (state) {
@@ -504,7 +457,7 @@ static int cmd_rollback(int argc, char **argv) {
                            &lerr)) {
       fprintf(stderr, "%s: refused: %s\n", prog, lerr.message);
       json_decref(spec);
-      rc = EXIT_REFUSED;
+      rc = TCTL_EXIT_REFUSED;
       goto out;
     }
     json_object_set_new(spec, "state", json_string(tn_state_name(want)));
@@ -516,7 +469,7 @@ static int cmd_rollback(int argc, char **argv) {
   if (tn_history_diff(cur_spec, spec, "spec", &diff, &n)) {
     json_decref(spec);
     fprintf(stderr, "%s: out of memory\n", prog);
-    rc = EXIT_USAGE;
+    rc = TCTL_EXIT_USAGE;
     goto out;
   }
   /* Only a stateReason of our own making: nothing to write. */
@@ -541,7 +494,7 @@ static int cmd_rollback(int argc, char **argv) {
     bool refused = err.code == TN_EFORBIDDEN || err.code == TN_EINVALID;
     fprintf(stderr, "%s: %s: the API server refused the update of tenant %s: %s\n", prog,
             refused ? "refused" : "error", tenant, err.message);
-    rc = refused ? EXIT_REFUSED : EXIT_API;
+    rc = refused ? TCTL_EXIT_REFUSED : TCTL_EXIT_ERROR;
     goto out;
   }
   printf("tenant %s rolled back to the spec of generation %lld (now generation %lld)\n", tenant, to,

@@ -170,10 +170,8 @@ static int audited(const struct wopts *o, const char *dsn, const char *action, j
   struct tn_audit_options ao = {.schema = o->schema,
                                 .application_name = "tenantctl",
                                 .ca_file = o->ca ? o->ca : getenv("TENANCY_PG_CA_FILE")};
-  if (tn_audit_open(dsn, &ao, &a, &err)) {
-    fprintf(stderr, "%s: %s\n", tctl_prog, err.message);
-    return TCTL_EXIT_ERROR;
-  }
+  if (tn_audit_open(dsn, &ao, &a, &err))
+    return tctl_db_error(&err);
   char actor[128], target[300], corr[37];
   if (o->actor)
     snprintf(actor, sizeof actor, "%s", o->actor);
@@ -191,7 +189,7 @@ static int audited(const struct wopts *o, const char *dsn, const char *action, j
   int rc = TCTL_EXIT_OK;
   if (tn_audit_append(a, &ev, NULL, &err)) {
     fprintf(stderr, "%s: not done: cannot record it in the audit trail: %s\n", tctl_prog, err.message);
-    rc = TCTL_EXIT_ERROR;
+    rc = TCTL_EXIT_DB;
     goto out;
   }
   PGconn *c = connect_db(dsn, o);
@@ -211,7 +209,7 @@ static int audited(const struct wopts *o, const char *dsn, const char *action, j
       fprintf(stderr, "%s: warning: its failure could not be recorded in the audit trail: %s\n", tctl_prog,
               err.message);
     fprintf(stderr, "%s: %s\n", tctl_prog, ferr.message);
-    rc = TCTL_EXIT_ERROR;
+    rc = TCTL_EXIT_DB;
   }
 out:
   free(det);
@@ -240,14 +238,14 @@ static int dlq_list(const struct wopts *o, const char *dsn) {
     return tctl_usage_error("events", "--output must be table or json, not \"%s\"", out);
   PGconn *c = connect_db(dsn, o);
   if (!c)
-    return TCTL_EXIT_ERROR;
+    return TCTL_EXIT_DB;
   json_t *l = NULL;
   struct tn_error err = {0};
   int rc = tn_wh_dlq_list(c, o->schema ? o->schema : "tenancy", o->sub, &l, &err);
   PQfinish(c);
   if (rc) {
     fprintf(stderr, "%s: %s\n", tctl_prog, err.message);
-    return TCTL_EXIT_ERROR;
+    return TCTL_EXIT_DB;
   }
   if (!strcmp(out, "json")) {
     tctl_print_json(stdout, l);

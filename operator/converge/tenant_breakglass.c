@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "converge/owned_apply.h"
 #include "tenancy/desired.h"
 #include "tenancy/tenant.h"
 
@@ -138,19 +139,20 @@ static int list_live(struct tn_kube *kube, const char *tenant, json_t **out, str
   return 0;
 }
 
-/* Creates (or updates) one binding. Returns 0, TN_EEXISTS when the name is someone else's, or
- * another error; *writes counts requests that may have written. */
+/* Creates (or updates) one binding, with server-side apply as field manager tenancy-operator for
+ * the update (converge/owned_apply.h: labels and annotations other tools added are kept). Returns
+ * 0, TN_EEXISTS when the name is someone else's, or another error; *writes counts requests that
+ * may have written. */
 static int write_binding(struct tn_kube *kube, const struct tn_breakglass_plan *p,
                          const struct tn_breakglass_change *c, int *writes, struct tn_error *err) {
-  if (c->op == TN_BREAKGLASS_UPDATE) {
-    (*writes)++;
-    return tn_kube_update(kube, &gvr_rolebindings, c->namespace, c->body, NULL, NULL, err);
-  }
   (*writes)++;
-  int rc = tn_kube_create(kube, &gvr_rolebindings, c->namespace, c->body, NULL, err);
+  if (c->op == TN_BREAKGLASS_UPDATE)
+    return tn_owned_apply(kube, &gvr_rolebindings, c->namespace, c->body, c->resource_version, err);
+  int rc = tn_owned_create(kube, &gvr_rolebindings, c->namespace, c->body, err);
   if (rc != TN_EEXISTS)
     return rc;
-  /* Taken: ours (a list that raced with another writer) is replaced, anyone else's is left. */
+  /* Taken: ours (a list that raced with another writer) is brought to the desired state, anyone
+   * else's is left. */
   json_t *have = NULL;
   if ((rc = tn_kube_get(kube, &gvr_rolebindings, c->namespace, c->name, &have, err)))
     return rc;
@@ -162,18 +164,11 @@ static int write_binding(struct tn_kube *kube, const struct tn_breakglass_plan *
         "request %s can be bound",
         c->namespace, c->name, c->id);
   }
-  json_t *body = json_deep_copy(c->body);
-  rc = body ? json_object_set(json_object_get(body, "metadata"), "resourceVersion",
-                              json_object_get(json_object_get(have, "metadata"), "resourceVersion"))
-            : -1;
-  json_decref(have);
-  if (rc) {
-    json_decref(body);
-    return tn_error_set(err, -ENOMEM, "out of memory");
-  }
   (*writes)++;
-  rc = tn_kube_update(kube, &gvr_rolebindings, c->namespace, body, NULL, NULL, err);
-  json_decref(body);
+  rc = tn_owned_apply(
+      kube, &gvr_rolebindings, c->namespace, c->body,
+      json_string_value(json_object_get(json_object_get(have, "metadata"), "resourceVersion")), err);
+  json_decref(have);
   return rc;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "converge/database.h"
+#include "converge/owned_apply.h"
 #include "converge/reconciler.h"
 #include "runtime/events.h"
 #include "runtime/log.h"
@@ -440,6 +441,46 @@ static bool secret_equal(json_t *observed, json_t *desired, const char *uid) {
   return true;
 }
 
+/* Whether obj has a controller owner reference other than the Tenant with this uid. */
+static bool other_controller(json_t *obj, const char *uid) {
+  json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
+  size_t i;
+  json_t *ref;
+  json_array_foreach(refs, i, ref) {
+    const char *ruid = json_string_value(json_object_get(ref, "uid"));
+    if (json_is_true(json_object_get(ref, "controller")) && (!ruid || !uid || strcmp(ruid, uid) != 0))
+      return true;
+  }
+  return false;
+}
+
+/* Brings Secret ns/<name of want> (observed as have) to want with server-side apply, field manager
+ * tenancy-operator, the observed resourceVersion as precondition (owned_apply.h): labels,
+ * annotations and data keys that other managers added are kept. One still controlled by an
+ * earlier Tenant of this name (an owner reference an apply cannot take away, and the API server
+ * refuses two controllers) is replaced: deleted with uid and resourceVersion preconditions, then
+ * created. *writes counts the requests that may have written. */
+static int update_secret(struct tn_reconciler *r, const char *ns, json_t *have, json_t *want, const char *uid,
+                         int *writes, struct tn_error *err) {
+  if (secret_equal(have, want, uid))
+    return 0;
+  const char *rv = meta_str(have, "resourceVersion");
+  if (other_controller(have, uid)) {
+    const char *name = meta_str(have, "name");
+    struct tn_delete_opts o = {.precondition_uid = meta_str(have, "uid"),
+                               .precondition_resource_version = rv};
+    (*writes)++;
+    int rc = tn_kube_delete(r->kube, &gvr_secrets, ns, name ? name : "", &o, err);
+    if (rc && rc != TN_ENOTFOUND)
+      return rc;
+    tn_error_clear(err);
+    (*writes)++;
+    return tn_owned_create(r->kube, &gvr_secrets, ns, want, err);
+  }
+  (*writes)++;
+  return tn_owned_apply(r->kube, &gvr_secrets, ns, want, rv, err);
+}
+
 /* Makes every environment's Secret hold c. Returns 0 or an error worth retrying. */
 static int write_secrets(struct tn_reconciler *r, const struct tn_tenant *t, json_t *observed,
                          const struct secret_content *c, int *writes, struct tn_error *err) {
@@ -453,7 +494,7 @@ static int write_secrets(struct tn_reconciler *r, const struct tn_tenant *t, jso
     json_t *have = find_secret(observed, ns), *got = NULL;
     int rc = 0;
     if (!have) {
-      rc = tn_kube_create(r->kube, &gvr_secrets, ns, want, NULL, err);
+      rc = tn_owned_create(r->kube, &gvr_secrets, ns, want, err);
       (*writes)++;
       if (rc == TN_EEXISTS && tn_kube_get(r->kube, &gvr_secrets, ns, TN_SECRET_DATABASE, &got, NULL) == 0 &&
           (controlled_by(got, t->uid) || managed_by_us(got))) {
@@ -469,12 +510,8 @@ static int write_secrets(struct tn_reconciler *r, const struct tn_tenant *t, jso
                      ns, TN_SECRET_DATABASE);
       }
     }
-    if (have && rc == 0 && !secret_equal(have, want, t->uid)) {
-      json_object_set(json_object_get(want, "metadata"), "resourceVersion",
-                      json_object_get(json_object_get(have, "metadata"), "resourceVersion"));
-      rc = tn_kube_update(r->kube, &gvr_secrets, ns, want, NULL, NULL, err);
-      (*writes)++;
-    }
+    if (have && rc == 0)
+      rc = update_secret(r, ns, have, want, t->uid, writes, err);
     json_decref(got);
     json_decref(want);
     if (rc)
@@ -714,13 +751,10 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
       goto out;
     }
     if (!canon) {
-      rc = tn_kube_create(r->kube, &gvr_secrets, opns, want, NULL, &err);
+      rc = tn_owned_create(r->kube, &gvr_secrets, opns, want, &err);
       out->writes++;
-    } else if (!secret_equal(canon, want, t->uid)) {
-      json_object_set(json_object_get(want, "metadata"), "resourceVersion",
-                      json_object_get(json_object_get(canon, "metadata"), "resourceVersion"));
-      rc = tn_kube_update(r->kube, &gvr_secrets, opns, want, NULL, NULL, &err);
-      out->writes++;
+    } else {
+      rc = update_secret(r, opns, canon, want, t->uid, &out->writes, &err);
     }
     json_decref(want);
     if (rc) {

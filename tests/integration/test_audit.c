@@ -576,7 +576,7 @@ Test(audit, postgres_down_append_fails_clearly_then_recovers, .fini = pg_ensure_
   cr_assert_eq(tn_audit_verify(a, NULL, &r, &err), TN_EUNAVAILABLE);
   char *out = NULL;
   int rc = tenantctl(&out, "audit verify --schema %s", schema);
-  cr_assert_eq(rc, 3, "exit %d: %s", rc, out);
+  cr_assert_eq(rc, 5, "exit %d: %s", rc, out);
   cr_assert(strstr(out, "cannot connect to PostgreSQL"), "%s", out);
   free(out);
 
@@ -742,11 +742,11 @@ Test(audit, a_missing_table_and_bad_input_are_explained) {
   new_schema();
   char *out = NULL;
   int rc = tenantctl(&out, "audit verify --schema %s", schema);
-  cr_assert_eq(rc, 3, "%s", out);
+  cr_assert_eq(rc, 5, "%s", out);
   cr_assert(strstr(out, "does not exist") && strstr(out, "tenantctl audit init"), "%s", out);
   free(out);
   rc = tenantctl(&out, "audit list --schema %s --tenant acme", schema);
-  cr_assert_eq(rc, 3, "%s", out);
+  cr_assert_eq(rc, 5, "%s", out);
   free(out);
 
   struct tn_audit *a = open_trail(dsn(), true);

@@ -249,7 +249,7 @@ Test(audit_security, no_sslmode_means_verify_full_with_the_given_ca) {
   free(out);
   snprintf(env, sizeof env, "TENANCY_PG_DSN=\"%s\" HOME=/nonexistent", plain);
   rc = tenantctl(&out, env, "audit verify --schema %s", schema);
-  cr_assert_eq(rc, 3, "no CA given must fail: %s", out);
+  cr_assert_eq(rc, 5, "no CA given must fail: %s", out);
   cr_assert(strstr(out, "sslmode=verify-full") && strstr(out, "--pg-ca-file"), "%s", out);
   cr_assert_null(strstr(out, password), "the password leaked: %s", out);
   free(out);
@@ -274,7 +274,7 @@ Test(audit_security, a_weaker_sslmode_must_be_stated_and_is_warned) {
   char *out = NULL, env[8192];
   snprintf(env, sizeof env, "TENANCY_PG_DSN=\"%s\" PGSSLMODE=require HOME=/nonexistent", plain);
   int rc = tenantctl(&out, env, "audit verify --schema %s", schema);
-  cr_assert_eq(rc, 3, "PGSSLMODE must not weaken TLS: %s", out);
+  cr_assert_eq(rc, 5, "PGSSLMODE must not weaken TLS: %s", out);
   free(out);
 
   const char *modes[] = {"require", "verify-ca", "prefer"};
@@ -372,7 +372,7 @@ Test(audit_security, a_plaintext_only_server_is_refused_by_default, .init = plai
   char *out = NULL, env[512];
   snprintf(env, sizeof env, "TENANCY_PG_DSN='%s sslrootcert=%s'", d, tn_test_env("TENANCY_CA_FILE"));
   int rc = tenantctl(&out, env, "audit init --schema %s", schema);
-  cr_assert_eq(rc, 3, "%s", out);
+  cr_assert_eq(rc, 5, "%s", out);
   cr_assert(strstr(out, "server does not support SSL"), "%s", out);
   free(out);
 
@@ -491,7 +491,7 @@ Test(audit_security, the_minimum_retention_is_enforced_and_only_raised) {
   cr_assert_eq(tn_audit_prune_before(a, "2999-01-01T00:00:00Z", "job", &pruned, &err), TN_EINVALID);
   char *out = NULL;
   int rc = tenantctl(&out, NULL, "audit prune --schema %s --older-than 7d", schema);
-  cr_assert_eq(rc, 3, "%s", out);
+  cr_assert_eq(rc, 5, "%s", out);
   cr_assert(strstr(out, "inside the minimum retention of 90 days"), "%s", out);
   free(out);
   /* Older than the minimum is allowed (nothing that old here). */

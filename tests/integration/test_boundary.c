@@ -23,19 +23,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
 static struct tn_test_operator op;
 static char region[64], region_empty[64], plan_net[64];
 
-#define OK(...)                                                                                              \
-  do {                                                                                                       \
-    char *o_ = NULL;                                                                                         \
-    int r_ = tn_test_sh(&o_, __VA_ARGS__);                                                                   \
-    cr_assert_eq(r_, 0, "%s", o_);                                                                           \
-    free(o_);                                                                                                \
-  } while (0)
+#define OK(...) tn_test_sh_ok(NULL, __VA_ARGS__)
 
 /* Writes text to a new temporary file; returns its path (malloc'd; unlink and free it). */
 static char *temp_file(const char *text) {
@@ -65,22 +60,7 @@ static int kubectl_json(char **out, const char *verb_and_flags, const char *fmt,
   return rc;
 }
 
-static void wait_for(double timeout, const char *what, const char *cmd_fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void wait_for(double timeout, const char *what, const char *cmd_fmt, ...) {
-  char *cmd = NULL, *out = NULL;
-  va_list ap;
-  va_start(ap, cmd_fmt);
-  cr_assert_geq(vasprintf(&cmd, cmd_fmt, ap), 0);
-  va_end(ap);
-  int rc = tn_test_sh_until(timeout, &out, "%s", cmd);
-  if (rc) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("%s: never true: %s\nlast output: %s", what, cmd, out);
-  }
-  free(out);
-  free(cmd);
-}
+#define wait_for(timeout, what, ...) tn_test_wait_for(&op, NULL, timeout, what, __VA_ARGS__)
 
 static void wait_condition(const char *t, const char *type, const char *status, const char *reason) {
   wait_for(90, type,
@@ -167,11 +147,7 @@ static void start_plain(void) {
   /* no webhook registered: a test before may have left one whose operator is gone */
   tn_test_sh(NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found");
   install_common();
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", NULL});
 }
 
 static void stop_plain(void) {
@@ -547,11 +523,7 @@ static void start_admission(void) {
   install_common();
   char addr[64];
   snprintf(addr, sizeof addr, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", addr, NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", addr, NULL});
 }
 
 static void stop_admission(void) {

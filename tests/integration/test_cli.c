@@ -737,6 +737,54 @@ Test(cli, completion_scripts) {
 
 /* ---- with the operator: status, events, describe, the audit tail --------------------------------- */
 
+/* One table of exit codes for every command (docs/cli.md): the audit, history and outbox
+ * commands on PostgreSQL use the Kubernetes commands' 2 (usage) and 3 (not found), and 5 for a
+ * database they cannot use (before, 3 meant "database error" there and "not found" here). */
+Test(cli, exit_codes_are_the_same_for_every_command) {
+  char schema[64], missing[64], *out = NULL;
+  tn_test_unique_name(schema, sizeof schema, "cli_codes");
+  tn_test_unique_name(missing, sizeof missing, "cli_nothing");
+  for (char *p = schema; *p; p++) /* a schema name: no '-' */
+    *p = *p == '-' ? '_' : *p;
+  for (char *p = missing; *p; p++)
+    *p = *p == '-' ? '_' : *p;
+  cr_assert_eq(ctl(&out, "audit init --schema %s", schema), 0, "%s", out);
+  free(out);
+  /* the help prints the table */
+  cr_assert_eq(ctl(&out, "--help"), 0, "%s", out);
+  cr_assert(strstr(out, "3 not found") && strstr(out, "4 refused") && strstr(out, "5 database error"), "%s",
+            out);
+  free(out);
+  /* not found: 3, as `get` of a missing tenant */
+  cr_assert_eq(ctl(&out, "history cli-no-such-tenant --schema %s", schema), 3, "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "diff cli-no-such-tenant --from 1 --to 2 --schema %s", schema), 3, "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "events show 00000000-0000-0000-0000-000000000000 --schema %s", schema), 3, "%s",
+               out);
+  cr_assert(strstr(out, "no event with id"), "%s", out);
+  free(out);
+  /* database: 5, unreachable or without the tables */
+  const char *dead = "--pg-dsn 'host=127.0.0.1 port=1 dbname=postgres user=postgres connect_timeout=3'";
+  cr_assert_eq(ctl(&out, "history cli-no-such-tenant %s", dead), 5, "%s", out);
+  cr_assert(strstr(out, "is PostgreSQL running and reachable?"), "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "audit list --tenant x %s", dead), 5, "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "events list %s", dead), 5, "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "audit verify --schema %s", missing), 5, "%s", out);
+  cr_assert(strstr(out, "does not exist"), "%s", out);
+  free(out);
+  /* usage: 2, with no DSN at all or two of them */
+  cr_assert_eq(tn_test_sh(&out, "env -u TENANCY_PG_DSN '%s' history x </dev/null", bin()), 2, "%s", out);
+  cr_assert(strstr(out, "TENANCY_PG_DSN"), "%s", out);
+  free(out);
+  cr_assert_eq(ctl(&out, "events list --pg-dsn x --pg-dsn-file /dev/null"), 2, "%s", out);
+  free(out);
+  tn_test_sh(NULL, "psql \"$TENANCY_PG_DSN\" -qc 'DROP SCHEMA IF EXISTS %s CASCADE' >/dev/null 2>&1", schema);
+}
+
 static struct tn_test_operator op;
 
 static void start_operator(void) {
@@ -809,6 +857,12 @@ Test(cli_operator, describe_events_and_audit_of_a_live_tenant) {
   /* teardown through the CLI: archive, delete */
   cr_assert_eq(ctl(&out, "archive %s", a), 0, "%s", out);
   free(out);
+  /* the operator's status write for the archive comes first: delete's patch carries the
+   * resourceVersion it read and would otherwise conflict with it (409, exit 4) */
+  tn_test_sh_until(60, NULL,
+                   "test \"$(kubectl get tenant %s -o jsonpath='{.status.state}/{.status.observedGeneration}/"
+                   "{.metadata.generation}' | awk -F/ '{print $1\"/\"($2==$3)}')\" = Archived/1",
+                   a);
   cr_assert_eq(ctl(&out, "delete %s --confirm=%s", a, a), 0, "%s", out);
   free(out);
   tn_test_sh_until(60, NULL, "kubectl get tenant %s -o jsonpath='{.status.state}' | grep -q Deleted", a);

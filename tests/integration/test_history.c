@@ -6,7 +6,7 @@
  *  - `tenantctl history` and `tenantctl diff` print them (exact, stable output);
  *  - `tenantctl rollback --to N` restores an earlier plan through the API server (a new version,
  *    audited with the user as actor), and refuses a state change the lifecycle does not allow
- *    (exit 5 with the reason);
+ *    (exit 4 with the reason);
  *  - a request the webhook denies gives a `refused` row;
  *  - a Plan with quotaScope Tenant splits its quotas over two environments so that no more pods
  *    than the plan allows can be created in both namespaces together. */
@@ -170,7 +170,7 @@ Test(history, spec_edits_are_versioned_audited_listed_and_diffed) {
   cr_assert_str_eq(out, want);
   free(out);
   rc = tn_test_sh(&out, "'%s' diff %s --from 1 --to 9", tenantctl(), t);
-  cr_assert_eq(rc, 4, "an unknown generation must exit 4: %s", out);
+  cr_assert_eq(rc, 3, "an unknown generation must exit 3: %s", out);
   cr_assert(strstr(out, "no recorded generation 9"), "%s", out);
   free(out);
 
@@ -201,9 +201,9 @@ Test(history, rollback_restores_an_earlier_plan_through_the_api_server) {
       t);
   wait_for("the enterprise quota", 60, cmd);
 
-  /* A state change the lifecycle refuses: exit 5, the reason, nothing written. */
+  /* A state change the lifecycle refuses: exit 4, the reason, nothing written. */
   int rc = tn_test_sh(&out, "'%s' rollback %s --to 1 --state Draft", tenantctl(), t);
-  cr_assert_eq(rc, 5, "a refused rollback must exit 5: %s", out);
+  cr_assert_eq(rc, 4, "a refused rollback must exit 4: %s", out);
   cr_assert(strstr(out, "refused") && strstr(out, "Active -> Draft is not allowed"), "%s", out);
   free(out);
   char *gen = tn_test_output("kubectl get tenant %s -o jsonpath='{.metadata.generation}'", t);
@@ -241,10 +241,10 @@ Test(history, rollback_restores_an_earlier_plan_through_the_api_server) {
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "nothing to roll back"), "%s", out);
   free(out);
-  /* A user without write access is refused by the API server (RBAC), exit 5. */
+  /* A user without write access is refused by the API server (RBAC), exit 4. */
   rc = tn_test_sh(&out, "KUBECONFIG='%s' '%s' rollback %s --to 2",
                   tn_test_env("TENANCY_UNPRIVILEGED_KUBECONFIG"), tenantctl(), t);
-  cr_assert_eq(rc, 5, "%s", out);
+  cr_assert_eq(rc, 4, "%s", out);
   cr_assert(strstr(out, "forbidden") || strstr(out, "Forbidden"), "%s", out);
   free(out);
 }

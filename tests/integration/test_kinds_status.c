@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -25,11 +26,7 @@ static void start(void) {
              "kubectl get tenants,tenancypolicies,plans,regions -o name | grep '/ks-' | xargs -r kubectl "
              "delete --wait=false");
   free(out);
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", "--sync-period=3s", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", "--sync-period=3s", NULL});
 }
 
 static void stop(void) {
@@ -40,38 +37,12 @@ static void stop(void) {
 
 TestSuite(kinds_status, .init = start, .fini = stop, .timeout = 240);
 
-#define OK(...)                                                                                              \
-  do {                                                                                                       \
-    char *o_ = NULL;                                                                                         \
-    int rc_ = tn_test_sh(&o_, __VA_ARGS__);                                                                  \
-    cr_assert_eq(rc_, 0, "%s", o_);                                                                          \
-    free(o_);                                                                                                \
-  } while (0)
+#define OK(...) tn_test_sh_ok(NULL, __VA_ARGS__)
 
 /* Waits until `kubectl get WHAT -o jsonpath=JSONPATH` prints WANT. */
-static void wait_field(const char *what, const char *jsonpath, const char *want, double timeout) {
-  char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get %s -o jsonpath='%s')\" = '%s'", what,
-                            jsonpath, want);
-  free(out);
-  if (rc != 0) {
-    tn_test_sh(&out, "kubectl get %s -o jsonpath='%s'; echo; kubectl get %s -o jsonpath='{.status}'", what,
-               jsonpath, what);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("%s %s: want '%s', got: %s", what, jsonpath, want, out);
-  }
-}
+#define wait_field(...) tn_test_wait_jsonpath(&op, __VA_ARGS__)
 
-static void apply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void apply(const char *fmt, ...) {
-  char *doc = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  cr_assert_geq(vasprintf(&doc, fmt, ap), 0);
-  va_end(ap);
-  OK("printf '%%s' '%s' | kubectl apply -f -", doc);
-  free(doc);
-}
+#define apply(...) tn_test_apply_json(NULL, __VA_ARGS__)
 
 static void apply_plan(const char *name, int pods) {
   apply("{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},\"spec\":{"

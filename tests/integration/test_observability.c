@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -108,20 +109,7 @@ static void apply_tenant(const char *t, const char *state, const char *in_region
   free(out);
 }
 
-static void wait_condition(const char *t, const char *type, const char *status, double timeout) {
-  char *out = NULL;
-  int rc = tn_test_sh_until(
-      timeout, &out,
-      "test \"$(kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"%s\")].status}')\" = %s",
-      t, type, status);
-  if (rc) {
-    free(out);
-    tn_test_sh(&out, "kubectl get tenant %s -o jsonpath='{.status.conditions}'", t);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("tenant %s: %s never became %s; conditions: %s", t, type, status, out);
-  }
-  free(out);
-}
+#define wait_condition(t, type, status, timeout) tn_test_wait_condition(&op, t, type, status, timeout)
 
 static char *scrape(void) {
   char *body = NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -16,11 +17,7 @@ static struct tn_test_operator op;
 
 static void start(void) {
   tn_test_install_api();
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", "--sync-period=3s", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", "--sync-period=3s", NULL});
 }
 
 static void stop(void) {
@@ -47,33 +44,9 @@ static int apply_tenant(char **out, const char *name, const char *state, const c
       name, name, state, plan, envs, name, extra_spec ? extra_spec : "");
 }
 
-static void wait_ready(const char *name, double timeout) {
-  char *out = NULL;
-  int rc = tn_test_sh_until(
-      timeout, &out,
-      "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' "
-      "| grep -qx True",
-      name);
-  if (rc != 0) {
-    char *st = NULL;
-    tn_test_sh(&st, "kubectl get tenant %s -o jsonpath='{.status}'", name);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("tenant %s not Ready within %.0f s; status: %s", name, timeout, st);
-  }
-  free(out);
-}
+#define wait_ready(name, timeout) tn_test_wait_condition(&op, name, "Ready", "True", timeout)
 
-static void assert_jsonpath(const char *what, const char *jsonpath, const char *want, double timeout) {
-  char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out, "test \"$(kubectl get %s -o jsonpath='%s')\" = '%s'", what,
-                            jsonpath, want);
-  if (rc != 0) {
-    free(out);
-    tn_test_sh(&out, "kubectl get %s -o jsonpath='%s'", what, jsonpath);
-    cr_assert_fail("%s %s: want '%s', got '%s'", what, jsonpath, want, out);
-  }
-  free(out);
-}
+#define assert_jsonpath(...) tn_test_wait_jsonpath(&op, __VA_ARGS__)
 
 Test(operator, sample_tenant_converges_to_ready) {
   char t[64], *out = NULL;

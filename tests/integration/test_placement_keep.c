@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -36,11 +37,7 @@ static void start(void) {
   tn_test_unique_name(rb, sizeof rb, "pk-b");
   region(ra, "[\"shared\",\"dedicated\"]");
   region(rb, "[\"shared\",\"dedicated\"]");
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", NULL});
 }
 
 static void stop(void) {
@@ -50,33 +47,9 @@ static void stop(void) {
 
 TestSuite(placement_keep, .init = start, .fini = stop, .timeout = 300);
 
-#define OK(...)                                                                                              \
-  do {                                                                                                       \
-    char *o_ = NULL;                                                                                         \
-    int rc_ = tn_test_sh(&o_, __VA_ARGS__);                                                                  \
-    if (rc_)                                                                                                 \
-      tn_test_operator_dump_log(&op);                                                                        \
-    cr_assert_eq(rc_, 0, "%s", o_);                                                                          \
-    free(o_);                                                                                                \
-  } while (0)
+#define OK(...) tn_test_sh_ok(&op, __VA_ARGS__)
 
-static void wait_for(const char *t, const char *what, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void wait_for(const char *t, const char *what, const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  char *out = NULL;
-  if (tn_test_sh_until(90, &out, "%s", cmd)) {
-    free(out);
-    out = tn_test_output("kubectl get tenant %s -o jsonpath='{.status}'", t);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("%s: not within 90 s; tenant %s status: %s", what, t, out);
-  }
-  free(out);
-}
+#define wait_for(t, what, ...) tn_test_wait_for(&op, t, 90, what, __VA_ARGS__)
 
 /* "<region>/<Placed status>/<Placed reason>/<Ready status>" once observedGeneration caught up. */
 #define PLACED_QUERY                                                                                         \

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -29,30 +30,8 @@ static void start(void) {
   tn_test_install_api();
   tn_test_env("TENANCY_PG_DSN"); /* the operator's audit trail, from the environment */
   tn_test_unique_name(region, sizeof region, "sa-region");
-  char *out = NULL;
-  int rc = tn_test_sh(
-      &out,
-      "kubectl create namespace tenancy-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "kubectl -n tenancy-system create secret generic pg-admin-%s --from-literal=uri=\"$TENANCY_PG_DSN\" "
-      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "kubectl -n tenancy-system create secret generic pg-ca-%s --from-file=ca.crt=\"$TENANCY_CA_FILE\" "
-      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "printf '%%s' "
-      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
-      "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\",\"dedicated\",\"hybrid\"],"
-      "\"databaseServers\":[{\"name\":\"pg-local\",\"host\":\"127.0.0.1\",\"port\":'\"$TENANCY_PG_PORT\"',"
-      "\"sslMode\":\"verify-full\",\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},"
-      "\"serves\":[\"shared\",\"dedicated\",\"hybrid\"],"
-      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | kubectl apply "
-      "-f -",
-      region, region, region, region, region);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_apply_region(region, "pg-local");
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", NULL});
 }
 
 static void stop(void) {
@@ -72,36 +51,11 @@ TestSuite(suspend_archive, .init = start, .fini = stop, .timeout = 420);
   "\"RuntimeDefault\"}},\"containers\":[{\"name\":\"c\",\"image\":\"registry.k8s.io/pause:3.10\","           \
   "\"securityContext\":{\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}}]}}"
 
-/* Runs the command; fails the test with its output when it exits non-zero. */
-#define OK(...)                                                                                              \
-  do {                                                                                                       \
-    char *o_ = NULL;                                                                                         \
-    int rc_ = tn_test_sh(&o_, __VA_ARGS__);                                                                  \
-    if (rc_)                                                                                                 \
-      tn_test_operator_dump_log(&op);                                                                        \
-    cr_assert_eq(rc_, 0, "%s", o_);                                                                          \
-    free(o_);                                                                                                \
-  } while (0)
+/* Runs the command; fails the test with its output (and the operator's log) when it exits non-zero. */
+#define OK(...) tn_test_sh_ok(&op, __VA_ARGS__)
 
 /* Polls the shell condition until it holds; fails the test with the tenant's status when not. */
-static void wait_for(double timeout, const char *t, const char *what, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void wait_for(double timeout, const char *t, const char *what, const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  char *out = NULL;
-  int rc = tn_test_sh_until(timeout, &out, "%s", cmd);
-  if (rc) {
-    free(out);
-    tn_test_sh(&out, "kubectl get tenant %s -o jsonpath='{.status}'", t);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("%s: not within %.0f s; tenant %s status: %s", what, timeout, t, out);
-  }
-  free(out);
-}
+#define wait_for(timeout, t, what, ...) tn_test_wait_for(&op, t, timeout, what, __VA_ARGS__)
 
 static void apply_tenant(const char *t, const char *state) {
   char *out = NULL;
@@ -161,23 +115,6 @@ static char *replicas_of(const char *t, const char *kind, const char *name) {
                         t, kind, name);
 }
 
-/* psql as the tenant with its credential Secret's uri (and the CA file, as an application
- * mounting ca.crt would). Returns psql's exit code; *out gets its output. */
-static int psql_as(const char *t, const char *sql, char **out) {
-  return tn_test_sh(
-      out,
-      "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d) && "
-      "PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -v ON_ERROR_STOP=1 -qtAc \"%s\" 2>&1",
-      t, sql);
-}
-
-/* psql as the server's administrator, in database db ("postgres": the DSN's own). */
-static int psql_admin(const char *db, const char *sql, char **out) {
-  return tn_test_sh(
-      out, "PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN&dbname=%s\" -v ON_ERROR_STOP=1 -qtAc \"%s\" 2>&1", db,
-      sql);
-}
-
 static void wait_login(const char *t, const char *sql, const char *want, double timeout) {
   char *out = NULL;
   double end = tn_test_now() + timeout;
@@ -185,7 +122,7 @@ static void wait_login(const char *t, const char *sql, const char *want, double 
   for (;;) {
     free(out);
     out = NULL;
-    rc = psql_as(t, sql, &out);
+    rc = tn_test_psql_as(t, sql, &out);
     if ((rc == 0 && strcmp(out, want) == 0) || tn_test_now() > end)
       break;
     usleep(500 * 1000);
@@ -239,7 +176,7 @@ Test(suspend_archive, suspend_cuts_access_pods_logins_and_edits_and_resume_is_ex
   char *schema = schema_of(t);
   char sql[256];
   snprintf(sql, sizeof sql, "create table %s.kept(x int); insert into %s.kept values (42)", schema, schema);
-  cr_assert_eq(psql_as(t, sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_as(t, sql, &out), 0, "%s", out);
   free(out);
   create_deployment(t, "web", 3);
   assert_can(t, "create", "deployments", "yes", "Active");
@@ -374,7 +311,7 @@ Test(suspend_archive, archive_keeps_namespace_and_rows_and_restore_brings_them_b
   char *schema = schema_of(t);
   char sql[256];
   snprintf(sql, sizeof sql, "create table %s.kept(x int); insert into %s.kept values (7)", schema, schema);
-  cr_assert_eq(psql_as(t, sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_as(t, sql, &out), 0, "%s", out);
   free(out);
   create_deployment(t, "web", 2);
   char *ns_uid = tn_test_output("kubectl get namespace %s-prod -o jsonpath='{.metadata.uid}'", t);
@@ -410,7 +347,7 @@ Test(suspend_archive, archive_keeps_namespace_and_rows_and_restore_brings_them_b
   wait_login_refused(t, 30);
   snprintf(sql, sizeof sql, "select x from %s.kept", schema);
   char *db = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.database}'", t);
-  cr_assert_eq(psql_admin(db, sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(db, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "7\n", "the archived rows are gone");
   free(db);
   free(out);
@@ -492,11 +429,11 @@ Test(suspend_archive, purge_after_retention_and_restore_refused) {
                 "the namespace outlived the purge");
   char sql[256];
   snprintf(sql, sizeof sql, "select count(*) from pg_namespace where nspname = '%s'", schema);
-  cr_assert_eq(psql_admin(db, sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(db, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "0\n", "schema %s outlived the purge", schema);
   free(out);
   snprintf(sql, sizeof sql, "select count(*) from pg_roles where rolname = '%s'", role);
-  cr_assert_eq(psql_admin("postgres", sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin("postgres", sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "0\n", "role %s outlived the purge", role);
   free(out);
   char *audit = audit_actions(t);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tn_cluster.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 
@@ -20,33 +21,9 @@ static char region[64];
 static void start(void) {
   tn_test_install_api();
   tn_test_unique_name(region, sizeof region, "db-region");
-  char *out = NULL;
   /* The admin Secret holds the superuser DSN of the local PostgreSQL, the CA Secret its CA. */
-  int rc = tn_test_sh(
-      &out,
-      "kubectl create namespace tenancy-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "kubectl -n tenancy-system create secret generic pg-admin-%s --from-literal=uri=\"$TENANCY_PG_DSN\" "
-      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "kubectl -n tenancy-system create secret generic pg-ca-%s --from-file=ca.crt=\"$TENANCY_CA_FILE\" "
-      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
-      "printf '%%s' "
-      "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
-      "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\",\"dedicated\",\"hybrid\"],"
-      "\"databaseServers\":[{"
-      "\"name\":\"pg-local\",\"host\":\"127.0.0.1\",\"port\":'\"$TENANCY_PG_PORT\"',\"sslMode\":\"verify-"
-      "full\","
-      "\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},"
-      "\"serves\":[\"shared\",\"dedicated\",\"hybrid\"],"
-      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | kubectl apply "
-      "-f -",
-      region, region, region, region, region);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_apply_region(region, "pg-local");
+  tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", NULL});
 }
 
 static void stop(void) {
@@ -69,44 +46,15 @@ static void apply_tenant(const char *t, const char *state, const char *isolation
   free(out);
 }
 
-static void wait_condition(const char *t, const char *type, const char *status, double timeout) {
-  char *out = NULL;
-  int rc = tn_test_sh_until(
-      timeout, &out,
-      "test \"$(kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"%s\")].status}')\" = %s",
-      t, type, status);
-  if (rc) {
-    free(out);
-    tn_test_sh(&out, "kubectl get tenant %s -o jsonpath='{.status.conditions}'", t);
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("tenant %s: %s never became %s; conditions: %s", t, type, status, out);
-  }
-  free(out);
-}
-
-/* psql as the tenant, with the Secret's uri (plus the CA file path, as an application mounting
- * ca.crt would set it). Returns psql's exit code; *out gets its output. */
-static int psql_as(const char *t, const char *sql, char **out) {
-  return tn_test_sh(
-      out,
-      "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d) && "
-      "PGCONNECT_TIMEOUT=5 psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -v ON_ERROR_STOP=1 -qtAc \"%s\"",
-      t, sql);
-}
-
-static int psql_admin(const char *sql, char **out) {
-  return tn_test_sh(out, "PGCONNECT_TIMEOUT=5 psql \"$TENANCY_PG_DSN\" -v ON_ERROR_STOP=1 -qtAc \"%s\"", sql);
-}
-
 Test(tenant_database, shared_schema_end_to_end) {
   char t[64], other[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-dbs");
   tn_test_unique_name(other, sizeof other, "tn-dbo");
   apply_tenant(t, "Active", "shared");
   apply_tenant(other, "Active", "shared");
-  wait_condition(t, "DatabaseReady", "True", 90);
-  wait_condition(other, "DatabaseReady", "True", 90);
-  wait_condition(t, "Ready", "True", 30);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, other, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "Ready", "True", 30);
 
   /* The Secret has every key of the contract. */
   int rc = tn_test_sh(&out,
@@ -125,23 +73,23 @@ Test(tenant_database, shared_schema_end_to_end) {
   snprintf(sql, sizeof sql,
            "CREATE TABLE %s.notes(x int); INSERT INTO %s.notes VALUES (1); SELECT count(*) FROM %s.notes",
            schema, schema, schema);
-  rc = psql_as(t, sql, &out);
+  rc = tn_test_psql_as(t, sql, &out);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert_str_eq(out, "1\n");
   free(out);
-  rc = psql_as(t, "CREATE TABLE public.leak(x int)", &out);
+  rc = tn_test_psql_as(t, "CREATE TABLE public.leak(x int)", &out);
   cr_assert_neq(rc, 0, "a tenant created a table in public");
   cr_assert(strstr(out, "permission denied for schema public") != NULL, "%s", out);
   free(out);
   char *other_schema = NULL;
   tn_test_sh(&other_schema, "kubectl get tenant %s -o jsonpath='{.status.database.schema}'", other);
   snprintf(sql, sizeof sql, "SELECT * FROM %s.notes", other_schema);
-  rc = psql_as(t, sql, &out);
+  rc = tn_test_psql_as(t, sql, &out);
   cr_assert_neq(rc, 0);
   cr_assert(strstr(out, "permission denied for schema") != NULL, "%s", out);
   free(out);
   snprintf(sql, sizeof sql, "CREATE TABLE %s.intrude(x int)", other_schema);
-  rc = psql_as(t, sql, &out);
+  rc = tn_test_psql_as(t, sql, &out);
   cr_assert_neq(rc, 0);
   cr_assert(strstr(out, "permission denied for schema") != NULL, "%s", out);
   free(out);
@@ -153,7 +101,7 @@ Test(tenant_database, shared_schema_end_to_end) {
   cr_assert_eq(tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=120s", t), 0, "%s", out);
   free(out);
   snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'", role);
-  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(NULL, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "0\n", "role %s survived the delete", role);
   free(out);
   free(role);
@@ -165,9 +113,10 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-dbd");
   apply_tenant(t, "Active", "dedicated");
-  wait_condition(t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
   cr_assert_eq(
-      psql_as(t, "CREATE TABLE kept(x int); INSERT INTO kept VALUES (42); SELECT current_database()", &out),
+      tn_test_psql_as(t, "CREATE TABLE kept(x int); INSERT INTO kept VALUES (42); SELECT current_database()",
+                      &out),
       0, "%s", out);
   free(out);
   /* No other tenant role (nor PUBLIC) may connect to it. */
@@ -175,7 +124,7 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   tn_test_sh(&db, "kubectl get tenant %s -o jsonpath='{.status.database.database}'", t);
   char sql[256];
   snprintf(sql, sizeof sql, "SELECT has_database_privilege('public', '%s', 'CONNECT')", db);
-  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(NULL, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "f\n");
   free(out);
 
@@ -199,7 +148,7 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   cr_assert_neq(rc, 0, "the old password still works");
   cr_assert(strstr(out, "password authentication failed") != NULL, "%s", out);
   free(out);
-  rc = psql_as(t, "SELECT x FROM kept", &out);
+  rc = tn_test_psql_as(t, "SELECT x FROM kept", &out);
   cr_assert_eq(rc, 0, "the new password does not work: %s", out);
   cr_assert_str_eq(out, "42\n");
   free(out);
@@ -245,7 +194,7 @@ Test(tenant_database, dedicated_rotation_and_suspension) {
   cr_assert_eq(tn_test_sh(&out, "kubectl delete tenant %s --wait --timeout=120s", t), 0, "%s", out);
   free(out);
   snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_database WHERE datname = '%s'", db);
-  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(NULL, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "0\n", "database %s survived the delete", db);
   free(out);
   free(db);
@@ -257,7 +206,7 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-dbout");
   apply_tenant(t, "Active", "shared");
-  wait_condition(t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
   char *role = NULL;
   tn_test_sh(&role, "kubectl get tenant %s -o jsonpath='{.status.database.role}'", t);
 
@@ -279,19 +228,19 @@ Test(tenant_database, postgres_outage_is_reported_and_recovered) {
   free(ns);
   cr_assert_eq(restarted, 0);
 
-  wait_condition(t, "DatabaseReady", "True", 120);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 120);
   char sql[256];
   /* Exactly one role carries this tenant's marker, and it is the one in status. */
   snprintf(sql, sizeof sql,
            "SELECT string_agg(r.rolname, ',') FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid "
            "WHERE d.description = 'tenancy-operator tenant %s'",
            t);
-  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(NULL, sql, &out), 0, "%s", out);
   char want[128];
   snprintf(want, sizeof want, "%s\n", role);
   cr_assert_str_eq(out, want);
   free(out);
-  cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "the tenant cannot log in after recovery: %s", out);
+  cr_assert_eq(tn_test_psql_as(t, "SELECT 1", &out), 0, "the tenant cannot log in after recovery: %s", out);
   free(out);
   free(role);
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
@@ -365,8 +314,8 @@ Test(tenant_database, a_tenant_admin_cannot_plant_credentials_for_another_tenant
   tn_test_unique_name(b, sizeof b, "tn-plant-b");
   apply_tenant_with_admins(a);
   apply_tenant_with_admins(b);
-  wait_condition(a, "DatabaseReady", "True", 90);
-  wait_condition(b, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, a, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, b, "DatabaseReady", "True", 90);
   wait_copy(a);
   wait_copy(b);
   char *b_password = copy_value(b, "password"), *b_version = status_field(b, "credentialsVersion");
@@ -413,7 +362,7 @@ Test(tenant_database, a_tenant_admin_cannot_plant_credentials_for_another_tenant
   cr_assert_neq(rc, 0, "the planted password logs in as tenant B");
   cr_assert(strstr(out, "password authentication failed") != NULL, "%s", out);
   free(out);
-  cr_assert_eq(psql_as(b, "SELECT 1", &out), 0, "B cannot log in with its own Secret: %s", out);
+  cr_assert_eq(tn_test_psql_as(b, "SELECT 1", &out), 0, "B cannot log in with its own Secret: %s", out);
   free(out);
   cr_assert_eq(tn_test_sh(&out, EVENT_EXISTS, b), 0, "no Warning ForeignCredentialIgnored event on %s", b);
   free(out);
@@ -435,7 +384,7 @@ Test(tenant_database, a_tenant_admin_cannot_plant_credentials_for_another_tenant
   free(out);
   char *a_now = copy_value(a, "password");
   cr_assert_str_eq(a_now, a_password, "A's password changed");
-  cr_assert_eq(psql_as(a, "SELECT 1", &out), 0, "A cannot log in: %s", out);
+  cr_assert_eq(tn_test_psql_as(a, "SELECT 1", &out), 0, "A cannot log in: %s", out);
   free(out);
   cr_assert_neq(psql_with_password(a, planted, &out), 0, "the planted password logs in as A");
   free(out);
@@ -456,7 +405,7 @@ Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_s
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-copy");
   apply_tenant_with_admins(t);
-  wait_condition(t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
   wait_copy(t);
   char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
   /* Edit: another password, a higher version. */
@@ -485,7 +434,7 @@ Test(tenant_database, an_edited_or_deleted_copy_is_restored_from_the_canonical_s
   char *again = copy_value(t, "password"), *version_now = status_field(t, "credentialsVersion");
   cr_assert_str_eq(again, password, "a deleted copy came back with a new password");
   cr_assert_str_eq(version_now, version, "the credentials version changed without a rotation");
-  cr_assert_eq(psql_as(t, "SELECT 1", &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_as(t, "SELECT 1", &out), 0, "%s", out);
   free(out);
 
   /* The source: the canonical Secret, in the operator's namespace, not readable by the tenant admin. */
@@ -535,7 +484,7 @@ Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
   char t[64], *out = NULL;
   tn_test_unique_name(t, sizeof t, "tn-upg");
   apply_tenant_with_admins(t);
-  wait_condition(t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
   wait_copy(t);
   char *password = copy_value(t, "password"), *version = status_field(t, "credentialsVersion");
   /* The upgrade: the operator stops, the canonical Secret is not there, the operator starts. */
@@ -564,7 +513,7 @@ Test(tenant_database, upgrade_adopts_only_an_owned_consistent_copy) {
       version);
   cr_assert_eq(rc, 0, "no new password after the canonical Secret went missing with a tampered copy");
   free(out);
-  wait_condition(t, "DatabaseReady", "True", 60);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 60);
   char *fresh = copy_value(t, "password");
   cr_assert_str_neq(fresh, "chosen-password-2");
   cr_assert_str_neq(fresh, password);
@@ -621,7 +570,7 @@ Test(tenant_database, region_secret_outside_the_operator_namespace_is_refused, .
       sec, r2, sec, t, r2);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  wait_condition(t, "DatabaseReady", "False", 60);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "False", 60);
   char *reason = tn_test_output(
       "kubectl get tenant %s -o jsonpath='{.status.conditions[?(@.type==\"DatabaseReady\")].reason}'", t);
   char *msg = tn_test_output(
@@ -667,7 +616,7 @@ Test(tenant_database, a_delete_after_the_region_was_deleted_says_why_and_complet
                   t, r2);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  wait_condition(t, "DatabaseReady", "True", 90);
+  tn_test_wait_condition(&op, t, "DatabaseReady", "True", 90);
   char *role = tn_test_output("kubectl get tenant %s -o jsonpath='{.status.database.role}'", t);
 
   cr_assert_eq(tn_test_sh(&out, "kubectl delete region %s --wait=true --timeout=30s", r2), 0, "%s", out);
@@ -717,7 +666,7 @@ Test(tenant_database, a_delete_after_the_region_was_deleted_says_why_and_complet
   free(spec);
   char sql[256];
   snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_roles WHERE rolname = '%s'", role);
-  cr_assert_eq(psql_admin(sql, &out), 0, "%s", out);
+  cr_assert_eq(tn_test_psql_admin(NULL, sql, &out), 0, "%s", out);
   cr_assert_str_eq(out, "0\n", "role %s survived the delete", role);
   free(out);
   free(role);

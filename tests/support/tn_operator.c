@@ -75,6 +75,14 @@ void tn_test_operator_start_as(struct tn_test_operator *op, uid_t uid, gid_t gid
   op->pid = pid;
 }
 
+void tn_test_operator_start_ready(struct tn_test_operator *op, const char *const *extra_args) {
+  tn_test_operator_start(op, extra_args);
+  if (!tn_test_operator_wait_ready(op, 60)) {
+    tn_test_operator_dump_log(op);
+    cr_assert_fail("the operator never became ready");
+  }
+}
+
 int tn_test_operator_stop(struct tn_test_operator *op, int sig, double timeout_s) {
   if (op->pid <= 0)
     return -1;

@@ -24,6 +24,9 @@ void tn_test_operator_start(struct tn_test_operator *op, const char *const *extr
  * opened before the identity is dropped. */
 void tn_test_operator_start_as(struct tn_test_operator *op, uid_t uid, gid_t gid,
                                const char *const *extra_args);
+/* tn_test_operator_start, then waits up to 60 s for /readyz; fails the test with the operator's log
+ * when it never becomes ready. */
+void tn_test_operator_start_ready(struct tn_test_operator *op, const char *const *extra_args);
 /* Sends sig and waits up to timeout_s for the exit; returns the exit status (as from a shell:
  * 128+signal when killed), or -1 on timeout (then it is SIGKILLed). */
 int tn_test_operator_stop(struct tn_test_operator *op, int sig, double timeout_s);
