@@ -1923,7 +1923,7 @@ static void scale_restart(struct tn_kube *k, struct operator_proc *o, size_t n) 
 
 /* Leader failover: two replicas with --leader-elect; SIGKILL the leader; the standby takes over. */
 static void scale_failover(struct tn_kube *k, struct operator_proc *o, size_t n) {
-  char *ma = NULL, *mb = NULL;
+  char *ta = NULL, *tb = NULL; /* the API server's metrics before and after */
   operator_stop(o);
   struct operator_proc a = {.tag = "a", .leader_elect = true}, b = {.tag = "b", .leader_elect = true};
   snprintf(a.bin, sizeof a.bin, "%s", o->bin);
@@ -1951,7 +1951,7 @@ static void scale_failover(struct tn_kube *k, struct operator_proc *o, size_t n)
   struct requests s0 = {0};
   scrape_requests(standby->metrics_url, &s0);
   struct cpu c0 = cpu_sample();
-  ma = apiserver_metrics(k);
+  ta = apiserver_metrics(k);
   double t0 = now();
   kill(leader->pid, SIGKILL);
   waitpid(leader->pid, NULL, 0);
@@ -1976,11 +1976,11 @@ static void scale_failover(struct tn_kube *k, struct operator_proc *o, size_t n)
          n, took, s1.writes - s0.writes, (double)proc_status_kib(standby->pid, "VmRSS") / 1024.0,
          (double)proc_status_kib(standby->pid, "VmHWM") / 1024.0);
   cpu_print(&c0, &c1, took);
-  mb = apiserver_metrics(k);
-  scale_print_writes(ma, mb);
+  tb = apiserver_metrics(k);
+  scale_print_writes(ta, tb);
 out:
-  free(ma);
-  free(mb);
+  free(ta);
+  free(tb);
   fflush(stdout);
   operator_stop(&a);
   operator_stop(&b);
