@@ -1910,9 +1910,10 @@ static void scale_restart(struct tn_kube *k, struct operator_proc *o, size_t n) 
   scrape_requests(o->metrics_url, &m);
   struct cpu c1 = cpu_sample();
   printf("  restart with %zu converged tenants: /readyz (caches synced, every tenant checked) after %.1f s; "
-         "%.0f reconciles, %.0f writes (target <= 30 s, 0 writes); RSS %.1f MiB, peak %.1f MiB\n",
+         "%.0f reconciles, %.0f writes (target <= 30 s, 0 writes); RSS %.1f MiB, peak %.1f MiB; operator CPU "
+         "%.1f s\n",
          n, ready_s, m.reconciles, m.writes, (double)proc_status_kib(o->pid, "VmRSS") / 1024.0,
-         (double)proc_status_kib(o->pid, "VmHWM") / 1024.0);
+         (double)proc_status_kib(o->pid, "VmHWM") / 1024.0, proc_cpu_seconds(o->pid));
   cpu_print(&c0, &c1, now() - t0);
   char *mb = apiserver_metrics(k);
   scale_print_writes(ma, mb);
@@ -1950,6 +1951,7 @@ static void scale_failover(struct tn_kube *k, struct operator_proc *o, size_t n)
   scale_wait_quiet(leader);
   struct requests s0 = {0};
   scrape_requests(standby->metrics_url, &s0);
+  double standby_cpu0 = proc_cpu_seconds(standby->pid);
   struct cpu c0 = cpu_sample();
   ta = apiserver_metrics(k);
   double t0 = now();
@@ -1971,10 +1973,12 @@ static void scale_failover(struct tn_kube *k, struct operator_proc *o, size_t n)
     printf("  failover: the standby did not check every tenant within 180 s (log %s)\n", standby->log_path);
     goto out;
   }
-  printf("  leader failover (SIGKILL the leader, default lease): the standby checked all %zu tenants %.1f s "
-         "after the kill, %.0f writes (target <= 30 s, 0 writes); its RSS %.1f MiB, peak %.1f MiB\n",
-         n, took, s1.writes - s0.writes, (double)proc_status_kib(standby->pid, "VmRSS") / 1024.0,
-         (double)proc_status_kib(standby->pid, "VmHWM") / 1024.0);
+  printf(
+      "  leader failover (SIGKILL the leader, default lease): the standby checked all %zu tenants %.1f s "
+      "after the kill, %.0f writes (target <= 30 s, 0 writes); its RSS %.1f MiB, peak %.1f MiB, CPU %.1f s "
+      "in it\n",
+      n, took, s1.writes - s0.writes, (double)proc_status_kib(standby->pid, "VmRSS") / 1024.0,
+      (double)proc_status_kib(standby->pid, "VmHWM") / 1024.0, proc_cpu_seconds(standby->pid) - standby_cpu0);
   cpu_print(&c0, &c1, took);
   tb = apiserver_metrics(k);
   scale_print_writes(ta, tb);
