@@ -25,7 +25,6 @@
 #include "util/error.h"
 
 #define TN_KINDS_STATUS_MAX_NAMES 10 /* violatingTenants lists at most this many names */
-#define TN_INDEX_PLACEMENT_REGION "placement-region"
 
 struct tn_kinds_status;
 
@@ -37,8 +36,11 @@ struct tn_kinds_status_config {
   double probe_timeout_s;  /* connect timeout of one probe; 0 = 2 s (libpq's minimum) */
 };
 
-/* Creates the controller (no thread yet), adds its handlers to the four informers and the
- * tenants' TN_INDEX_PLACEMENT_REGION index. Call before the informers start. */
+/* Creates the controller (no thread yet) and adds its handlers to the four informers. The tenant
+ * handlers keep a small table of each tenant's plan, placement region and whether it counts, so
+ * a Plan's or Region's count never decodes a tenant; a policy's scan (every tenant evaluated) is
+ * delayed by 20 times what the last one took (at least 0.5 s, at most 30 s). Call before the
+ * informers start. */
 int tn_kinds_status_new(const struct tn_kinds_status_config *cfg, struct tn_kinds_status **out,
                         struct tn_error *err);
 /* Starts the worker (once the caches synced and this replica leads). 0 or -errno. */

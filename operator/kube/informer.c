@@ -193,6 +193,8 @@ static int push_resync(void *ud, struct tn_store_obj *o) {
 static void deliver(struct tn_informer *inf, struct note *n) {
   json_t *old = NULL, *cur = NULL;
   struct tn_store_obj *src = n->change == TN_STORE_DELETED && !n->cur ? n->old : n->cur;
+  if (inf->n_handlers == 0)
+    goto out; /* nobody to tell: no decode */
   cur = tn_store_obj_decode(src);
   if (n->change == TN_STORE_UPDATED)
     old = tn_store_obj_decode(n->old);

@@ -44,8 +44,11 @@ struct tn_store_obj {
   uint32_t json_len;   /* of the JSON text */
   uint32_t stored_len; /* bytes after the key: json_len + 1 when plain, else deflated */
   uint16_t key_len;
+  uint16_t ivals_len; /* bytes of the packed index values after the text; 0: none packed */
   struct zdict *dict; /* the dictionary the text was deflated with; NULL: stored plain */
-  char data[];        /* key, '\0', then the compact JSON and '\0', or its raw deflate stream */
+  /* key, '\0', then the compact JSON and '\0', or its raw deflate stream; then the packed
+   * index values (ivals_pack): what unindex removes, without decoding the object. */
+  char data[];
 };
 
 struct tn_index_values {
@@ -145,7 +148,43 @@ char *tn_store_key_of(const json_t *obj) {
 
 /* What one cached object occupies: its single allocation (malloc's own header left out). */
 static size_t obj_bytes(const struct tn_store_obj *o) {
-  return sizeof *o + (size_t)o->key_len + 1 + (size_t)o->stored_len;
+  return sizeof *o + (size_t)o->key_len + 1 + (size_t)o->stored_len + o->ivals_len;
+}
+
+/* ---- packed index values ------------------------------------------------------------------------
+ * An object keeps the values its indexes gave it, so replacing or deleting it needs no decode
+ * of its text (that decode was a full inflate and parse on every update): one byte, the number of
+ * indexes; then per index one byte, the number of values, and the values, each NUL-terminated.
+ * 0 bytes when they do not fit (more than 255 indexes or values, 64 KiB): unindex decodes then. */
+
+static size_t ivals_packed_len(const struct tn_index_values *vals, size_t n) {
+  if (!vals || n == 0 || n > UINT8_MAX)
+    return 0;
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++) {
+    if (vals[i].n > UINT8_MAX)
+      return 0;
+    len++;
+    for (size_t k = 0; k < vals[i].n; k++)
+      len += strlen(vals[i].v[k]) + 1;
+  }
+  return len <= UINT16_MAX ? len : 0;
+}
+
+static void ivals_pack(const struct tn_index_values *vals, size_t n, char *out) {
+  *out++ = (char)(unsigned char)n;
+  for (size_t i = 0; i < n; i++) {
+    *out++ = (char)(unsigned char)vals[i].n;
+    for (size_t k = 0; k < vals[i].n; k++) {
+      size_t l = strlen(vals[i].v[k]) + 1;
+      memcpy(out, vals[i].v[k], l);
+      out += l;
+    }
+  }
+}
+
+static const char *obj_ivals(const struct tn_store_obj *o) {
+  return o->data + o->key_len + 1 + o->stored_len;
 }
 
 /* ---- compression: raw deflate with a per-store dictionary ------------------------------------- */
@@ -270,8 +309,10 @@ static int zinflate(const struct tn_store_obj *o, char *out) {
   return inflate(&z->inf, Z_FINISH) == Z_STREAM_END && z->inf.avail_out == 0 ? 0 : -1;
 }
 
-/* Encodes obj under its key. Returns a new object with one reference. */
-static int obj_new(struct tn_store *s, const json_t *obj, struct tn_store_obj **out, struct tn_error *err) {
+/* Encodes obj under its key, with its index values vals[n] packed (none: NULL, 0). Returns a new
+ * object with one reference. */
+static int obj_new(struct tn_store *s, const json_t *obj, const struct tn_index_values *vals, size_t n_vals,
+                   struct tn_store_obj **out, struct tn_error *err) {
   char scratch[4096];
   unsigned char packed[4096];
   size_t plen = 0;
@@ -315,8 +356,8 @@ static int obj_new(struct tn_store *s, const json_t *obj, struct tn_store_obj **
       dict = NULL;
     }
   }
-  size_t stored = dict ? plen : jlen + 1;
-  o = malloc(sizeof *o + klen + 1 + stored);
+  size_t stored = dict ? plen : jlen + 1, ilen = ivals_packed_len(vals, n_vals);
+  o = malloc(sizeof *o + klen + 1 + stored + ilen);
   if (!o) {
     rc = tn_error_set(err, -ENOMEM, "store: out of memory for %s", key);
     goto out;
@@ -327,6 +368,7 @@ static int obj_new(struct tn_store *s, const json_t *obj, struct tn_store_obj **
   o->key_len = (uint16_t)klen;
   o->json_len = (uint32_t)jlen;
   o->stored_len = (uint32_t)stored;
+  o->ivals_len = (uint16_t)ilen;
   o->dict = dict;
   dict = NULL;
   memcpy(o->data, key, klen + 1);
@@ -336,6 +378,8 @@ static int obj_new(struct tn_store *s, const json_t *obj, struct tn_store_obj **
     memcpy(o->data + klen + 1, text, jlen);
     o->data[klen + 1 + jlen] = '\0';
   }
+  if (ilen)
+    ivals_pack(vals, n_vals, o->data + klen + 1 + stored);
   *out = o;
 out:
   zdict_unref(dict);
@@ -654,6 +698,18 @@ static int compute_values(struct tn_store *s, const json_t *obj, struct tn_index
 static void unindex(struct tn_store *s, struct tn_store_obj *o) {
   if (s->n_indexes == 0)
     return;
+  const unsigned char *p = (const unsigned char *)obj_ivals(o);
+  if (o->ivals_len && p[0] == s->n_indexes) { /* the values packed when it was written */
+    p++;
+    for (size_t i = 0; i < s->n_indexes; i++) {
+      unsigned nv = *p++;
+      for (unsigned k = 0; k < nv; k++) {
+        index_del(&s->indexes[i], (const char *)p, o);
+        p += strlen((const char *)p) + 1;
+      }
+    }
+    return;
+  }
   json_t *obj = tn_store_obj_decode(o);
   struct tn_index_values v = {0};
   for (size_t i = 0; obj && i < s->n_indexes; i++) {
@@ -832,12 +888,25 @@ int tn_store_upsert(struct tn_store *s, const json_t *obj, struct tn_error *err)
   struct tn_store_obj *o = NULL;
   struct tn_index_values *vals = NULL;
   size_t n_vals = 0;
-  int rc = obj_new(s, obj, &o, err);
-  if (rc)
-    return rc;
-  pthread_rwlock_wrlock(&s->lock);
+  int rc = 0;
+  /* The index values first (index functions are pure: the read lock only keeps the index list
+   * still), so they are packed into the object; deflating happens outside any lock. */
+  pthread_rwlock_rdlock(&s->lock);
   if (s->n_indexes) {
     n_vals = s->n_indexes;
+    vals = calloc(n_vals, sizeof *vals);
+    rc = vals ? compute_values(s, obj, vals, err) : tn_error_set(err, -ENOMEM, "store: out of memory");
+  }
+  pthread_rwlock_unlock(&s->lock);
+  if (rc || (rc = obj_new(s, obj, vals, n_vals, &o, err)) != 0)
+    goto out_unlocked;
+  pthread_rwlock_wrlock(&s->lock);
+  if (s->n_indexes != n_vals) { /* an index was added meanwhile: compute again, unpacked */
+    for (size_t x = 0; x < n_vals; x++)
+      ivals_cleanup(&vals[x]);
+    free(vals);
+    n_vals = s->n_indexes;
+    o->ivals_len = 0; /* not shared yet; the bytes after the text stay unused */
     vals = calloc(n_vals, sizeof *vals);
     if (!vals) {
       rc = tn_error_set(err, -ENOMEM, "store: out of memory");
@@ -876,7 +945,8 @@ int tn_store_upsert(struct tn_store *s, const json_t *obj, struct tn_error *err)
   o = NULL; /* the table's reference now */
 out:
   pthread_rwlock_unlock(&s->lock);
-  for (size_t x = 0; x < n_vals; x++)
+out_unlocked:
+  for (size_t x = 0; x < n_vals && vals; x++)
     ivals_cleanup(&vals[x]);
   free(vals);
   tn_store_obj_unref(o);
@@ -886,7 +956,7 @@ out:
 int tn_store_delete(struct tn_store *s, const char *key, const json_t *final, struct tn_error *err) {
   struct tn_store_obj *fo = NULL;
   int rc = 0;
-  if (final && obj_new(s, final, &fo, NULL) != 0)
+  if (final && obj_new(s, final, NULL, 0, &fo, NULL) != 0)
     fo = NULL; /* the observer gets the cached state instead */
   pthread_rwlock_wrlock(&s->lock);
   bool found = false;

@@ -36,8 +36,10 @@ struct tn_store *tn_store_new(void);    /* NULL when out of memory */
 void tn_store_free(struct tn_store *s); /* drops every object; accepts NULL */
 
 /* An index function lists the values under which obj is found in its index (zero or more;
- * duplicates are ignored). It runs under the store's write lock: it must be quick, pure, and
- * must not call the store. Return 0, or a negative code to refuse the write. */
+ * duplicates are ignored). It runs under the store's lock (the read lock for an upsert, which
+ * may run beside other upserts' index functions): it must be quick, pure, thread-safe, and must
+ * not call the store. Return 0, or a negative code to refuse the write. The values are kept
+ * with the object (a few bytes), so replacing or deleting it does not decode it again. */
 typedef int (*tn_store_index_fn)(const json_t *obj, void *ud, struct tn_index_values *out);
 /* Copies value. Returns 0 or -ENOMEM. */
 int tn_index_values_add(struct tn_index_values *out, const char *value);

@@ -3,6 +3,7 @@
  * concurrent readers and writers. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,54 @@ Test(store, an_index_added_later_covers_existing_objects) {
   cr_assert_eq(tn_store_add_index(s, "tenant", by_tenant, NULL, &err), 0);
   assert_index(s, "tenant", "acme", "a,b");
   assert_index(s, "tenant", "globex", "c");
+  tn_store_free(s);
+}
+
+/* Objects cached before an index existed carry no packed values for it: an update or a delete
+ * must still take them out of the index (found by decoding them). */
+Test(store, objects_cached_before_an_index_leave_it_on_update_and_delete) {
+  struct tn_store *s = tn_store_new();
+  struct tn_error err;
+  upsert(s, mk("ns", "a", "1", "acme"));
+  upsert(s, mk("ns", "b", "1", "acme"));
+  cr_assert_eq(tn_store_add_index(s, "tenant", by_tenant, NULL, &err), 0);
+  upsert(s, mk("ns", "a", "2", "globex"));
+  assert_index(s, "tenant", "acme", "b");
+  assert_index(s, "tenant", "globex", "a");
+  cr_assert_eq(tn_store_delete(s, "ns/b", NULL, &err), 0);
+  assert_index(s, "tenant", "acme", "");
+  cr_assert_eq(tn_store_add_index(s, "owner", by_owner, NULL, &err), 0);
+  upsert(s, mk("ns", "a", "3", "initech")); /* packed with one index, now two */
+  assert_index(s, "tenant", "globex", "");
+  assert_index(s, "tenant", "initech", "a");
+  assert_names(tn_store_index_values(s, "tenant"), "initech");
+  tn_store_free(s);
+}
+
+static _Atomic int index_calls;
+static int counting_by_tenant(const json_t *obj, void *ud, struct tn_index_values *out) {
+  index_calls++;
+  return by_tenant(obj, ud, out);
+}
+
+/* An update indexes the new object once and a delete indexes nothing: the old values are kept
+ * with the object (before, every update and delete decoded the old object to find them). */
+Test(store, updates_and_deletes_do_not_recompute_the_old_values) {
+  struct tn_store *s = tn_store_new();
+  struct tn_error err;
+  cr_assert_eq(tn_store_add_index(s, "tenant", counting_by_tenant, NULL, &err), 0);
+  /* Long enough to be compressed, with many values: the packed values follow the deflated text. */
+  json_t *a = mk("ns", "a", "1", "acme");
+  json_object_set_new(a, "spec", json_pack("{s:s}", "padding", "the same text, again and again, and again"));
+  upsert(s, a);
+  index_calls = 0;
+  upsert(s, mk("ns", "a", "2", "globex"));
+  cr_assert_eq(index_calls, 1);
+  assert_index(s, "tenant", "acme", "");
+  assert_index(s, "tenant", "globex", "a");
+  cr_assert_eq(tn_store_delete(s, "ns/a", NULL, &err), 0);
+  cr_assert_eq(index_calls, 1);
+  assert_names(tn_store_index_values(s, "tenant"), "");
   tn_store_free(s);
 }
 
