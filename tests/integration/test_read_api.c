@@ -756,6 +756,8 @@ Test(read_api, pagination_of_10000_tenants_while_they_change, .timeout = 900) {
   pthread_t th[N_THREADS];
   struct creator cr[N_THREADS];
   double t0 = tn_test_now();
+  /* The client is made lazily: make it here, before the threads share it. */
+  cr_assert_not_null(kube());
   for (int t = 0; t < N_THREADS; t++) {
     cr[t] = (struct creator){
         .from = t * N_TENANTS / N_THREADS, .to = (t + 1) * N_TENANTS / N_THREADS, .failed = &failed};
