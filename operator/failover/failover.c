@@ -49,6 +49,15 @@ static const char *str2(const json_t *o, const char *a, const char *b) {
   return json_string_value(b ? json_object_get(v, b) : v);
 }
 
+/* Tenants by status.placement.region: the tenants a Region's failover copies and moves. */
+#define TN_INDEX_PLACEMENT_REGION "placement-region"
+
+static int index_by_placement_region(const json_t *obj, void *ud, struct tn_index_values *out) {
+  (void)ud;
+  const char *r = str2(json_object_get(obj, "status"), "placement", "region");
+  return r && *r ? tn_index_values_add(out, r) : 0;
+}
+
 static const char *name_of(const json_t *o) { return str2(o, "metadata", "name"); }
 
 static void log_region(enum tn_log_level lvl, const char *region, const char *fmt, ...)
@@ -1632,7 +1641,9 @@ int tn_failover_new(struct tn_reconciler *rec, struct tn_metrics *metrics, struc
   struct tn_informer_handlers rh = {region_add, region_upd, region_add, f};
   struct tn_informer_handlers th = {tenant_add, tenant_upd, tenant_add, f};
   int rc;
-  if ((rc = tn_informer_add_handlers(rec->regions, &rh, err)) ||
+  if ((rc = tn_informer_add_index(rec->tenants, TN_INDEX_PLACEMENT_REGION, index_by_placement_region, NULL,
+                                  err)) ||
+      (rc = tn_informer_add_handlers(rec->regions, &rh, err)) ||
       (rc = tn_informer_add_handlers(rec->tenants, &th, err))) {
     tn_failover_free(f);
     return rc;

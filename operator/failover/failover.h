@@ -27,7 +27,7 @@
 struct tn_failover;
 
 /* rec (borrowed, must outlive the controller) gives the informers (regions and tenants must
- * exist, not started yet; the tenants' TN_INDEX_PLACEMENT_REGION index must be added), the API
+ * exist, not started yet; it adds its own index of tenants by placement region), the API
  * client, recorder, audit trail, database cache and Region Secret namespaces. */
 int tn_failover_new(struct tn_reconciler *rec, struct tn_metrics *metrics, struct tn_failover **out,
                     struct tn_error *err);
