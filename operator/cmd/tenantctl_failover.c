@@ -12,12 +12,12 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "audit/audit.h"
 #include "failover/plan.h"
 #include "tenantctl.h"
+#include "util/b64.h"
 #include "util/clock.h"
 
 static const struct tn_gvr gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
@@ -172,26 +172,6 @@ struct drill {
   volatile int stop;
 };
 
-static char *b64dec(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (!n || n % 4)
-    return NULL;
-  unsigned char *out = malloc(n);
-  if (!out)
-    return NULL;
-  int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-  if (len < 0) {
-    free(out);
-    return NULL;
-  }
-  while (len > 0 && n > 0 && s[n - 1] == '=') {
-    len--;
-    n--;
-  }
-  out[len] = '\0';
-  return (char *)out;
-}
-
 /* The tenant's database Secret: uri (malloc'd), CA written to a temp file (path), host, port. */
 static int read_secret(struct tn_kube *k, const char *ns, char **uri, char *ca_path, size_t ca_n, char *host,
                        size_t hn, char *port, size_t pn) {
@@ -200,11 +180,11 @@ static int read_secret(struct tn_kube *k, const char *ns, char **uri, char *ca_p
   if (tctl_get_object(k, &gvr_secrets, ns, "tenant-database", &s, &err))
     return -1;
   json_t *data = json_object_get(s, "data");
-  char *h = b64dec(json_string_value(json_object_get(data, "host")));
-  char *p = b64dec(json_string_value(json_object_get(data, "port")));
-  char *ca = b64dec(json_string_value(json_object_get(data, "ca.crt")));
+  char *h = tn_b64_decode_text(json_string_value(json_object_get(data, "host")));
+  char *p = tn_b64_decode_text(json_string_value(json_object_get(data, "port")));
+  char *ca = tn_b64_decode_text(json_string_value(json_object_get(data, "ca.crt")));
   if (uri)
-    *uri = b64dec(json_string_value(json_object_get(data, "uri")));
+    *uri = tn_b64_decode_text(json_string_value(json_object_get(data, "uri")));
   json_decref(s);
   snprintf(host, hn, "%s", h ? h : "");
   snprintf(port, pn, "%s", p ? p : "");

@@ -28,6 +28,7 @@
 
 #include "runtime/log.h"
 #include "util/fence.h"
+#include "util/pgtext.h"
 
 #define IDLE_PER_KEY 4      /* idle connections kept per (server, database) */
 #define IDLE_MAX 64         /* idle connections kept in all */
@@ -317,53 +318,6 @@ static void fingerprint(const struct tn_db_server *srv, unsigned char out[SHA256
   EVP_MD_CTX_free(ctx);
 }
 
-/* libpq's messages end in a newline and may hold tabs; one line reads better in a condition. */
-static void one_line(const char *in, char *out, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; in && in[i] && j + 1 < n; i++) {
-    char ch = in[i] == '\n' || in[i] == '\t' || in[i] == '\r' ? ' ' : in[i];
-    if (ch == ' ' && (j == 0 || out[j - 1] == ' '))
-      continue;
-    out[j++] = ch;
-  }
-  while (j > 0 && out[j - 1] == ' ')
-    j--;
-  out[j] = '\0';
-}
-
-static void quiet_notices(void *arg, const char *message) {
-  (void)arg;
-  (void)message;
-}
-
-/* Writes pem to a new private file (0600); returns its path in path or -errno. */
-static int write_ca_file(const char *pem, char *path, size_t n) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(path, n, "%s/tenancy-pgca.XXXXXX", dir && *dir ? dir : "/tmp");
-  int fd = mkstemp(path);
-  if (fd < 0)
-    return -errno;
-  size_t len = strlen(pem), off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, pem + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      int e = errno ? -errno : -EIO;
-      close(fd);
-      unlink(path);
-      return e;
-    }
-    off += (size_t)w;
-  }
-  if (close(fd) != 0) {
-    int e = -errno;
-    unlink(path);
-    return e;
-  }
-  return 0;
-}
-
 /* Opens a connection to dbname ("" = the admin URI's database). */
 static int open_conn(struct call *c, const char *dbname, struct conn **out, struct tn_error *err) {
   const struct tn_db_server *srv = c->srv;
@@ -410,7 +364,7 @@ static int open_conn(struct call *c, const char *dbname, struct conn **out, stru
   }
   keys[k] = "sslmode", vals[k++] = srv_sslmode(srv);
   if (srv->ca_pem && *srv->ca_pem) {
-    int w = write_ca_file(srv->ca_pem, ca_path, sizeof ca_path);
+    int w = tn_pg_write_ca_file(srv->ca_pem, ca_path, sizeof ca_path);
     if (w) {
       ca_path[0] = '\0';
       rc = tn_error_set(err, w, "database server %s: writing the CA bundle to a temporary file: %s",
@@ -443,12 +397,12 @@ static int open_conn(struct call *c, const char *dbname, struct conn **out, stru
   }
   if (PQstatus(cn->pg) != CONNECTION_OK) {
     char msg[600];
-    one_line(PQerrorMessage(cn->pg), msg, sizeof msg);
+    tn_pg_one_line(PQerrorMessage(cn->pg), msg, sizeof msg);
     rc = tn_error_set(err, TN_ETRANSPORT, "database server %s: cannot connect%s%s: %s", srv->name,
                       dbname && *dbname ? " to database " : "", dbname && *dbname ? dbname : "", msg);
     goto out;
   }
-  PQsetNoticeProcessor(cn->pg, quiet_notices, NULL);
+  PQsetNoticeProcessor(cn->pg, tn_pg_quiet_notices, NULL);
   *out = cn;
   cn = NULL;
 out:
@@ -560,7 +514,7 @@ static int pg_fail(struct call *c, PGconn *pg, PGresult *res, const char *what, 
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   char msg[600];
-  one_line(primary ? primary : PQerrorMessage(pg), msg, sizeof msg);
+  tn_pg_one_line(primary ? primary : PQerrorMessage(pg), msg, sizeof msg);
   int code = TN_EAPI;
   if (PQstatus(pg) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0))
     code = TN_ETRANSPORT;

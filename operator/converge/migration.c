@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "audit/outbox.h"
 #include "converge/migration_pg.h"
 #include "converge/tenant_db.h"
@@ -26,6 +24,7 @@
 #include "tenancy/cloudevents.h"
 #include "tenancy/dbplan.h"
 #include "tenancy/migration.h"
+#include "util/b64.h"
 #include "util/clock.h"
 
 const struct tn_gvr tn_gvr_tenantmigrations = {TN_API_GROUP, "v1alpha1", "tenantmigrations", false};
@@ -384,19 +383,7 @@ static char *canonical_password(struct mrun *x, struct tn_error *err) {
   char *out = NULL;
   if (type && strcmp(type, TN_SECRET_TYPE_DATABASE) == 0 && tn_owned_by_tenant(sec, x->t->uid) && b &&
       strlen(b) % 4 == 0 && strlen(b) > 0) {
-    size_t n = strlen(b);
-    out = calloc(1, n + 1);
-    int len = out ? EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)b, (int)n) : -1;
-    if (len < 0) {
-      free(out);
-      out = NULL;
-    } else {
-      while (len > 0 && n > 0 && b[n - 1] == '=') {
-        len--;
-        n--;
-      }
-      out[len] = '\0';
-    }
+    out = tn_b64_decode_text(b);
   }
   json_decref(sec);
   if (!out)

@@ -1,5 +1,6 @@
 /* migration_pg.c - the PostgreSQL work of a TenantMigration (see migration_pg.h). */
 #include "converge/migration_pg.h"
+#include "util/pgtext.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,51 +10,6 @@
 #include <unistd.h>
 
 /* ---- connections ------------------------------------------------------------------------------ */
-
-static void one_line(const char *in, char *out, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; in && in[i] && j + 1 < n; i++) {
-    char ch = in[i] == '\n' || in[i] == '\t' || in[i] == '\r' ? ' ' : in[i];
-    if (ch == ' ' && (j == 0 || out[j - 1] == ' '))
-      continue;
-    out[j++] = ch;
-  }
-  while (j > 0 && out[j - 1] == ' ')
-    j--;
-  out[j] = '\0';
-}
-
-static void quiet(void *arg, const char *message) {
-  (void)arg;
-  (void)message;
-}
-
-static int write_ca_file(const char *pem, char *path, size_t n) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(path, n, "%s/tenancy-migca.XXXXXX", dir && *dir ? dir : "/tmp");
-  int fd = mkstemp(path);
-  if (fd < 0)
-    return -errno;
-  size_t len = strlen(pem), off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, pem + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      int e = errno ? -errno : -EIO;
-      close(fd);
-      unlink(path);
-      return e;
-    }
-    off += (size_t)w;
-  }
-  if (close(fd) != 0) {
-    int e = -errno;
-    unlink(path);
-    return e;
-  }
-  return 0;
-}
 
 int tn_mig_pg_connect(const struct tn_db_server *srv, const char *dbname, PGconn **out,
                       struct tn_error *err) {
@@ -87,7 +43,7 @@ int tn_mig_pg_connect(const struct tn_db_server *srv, const char *dbname, PGconn
   /* TLS as the Region says, verify-full unless it says otherwise, against the server's CA. */
   keys[k] = "sslmode", vals[k++] = srv->sslmode && *srv->sslmode ? srv->sslmode : "verify-full";
   if (srv->ca_pem && *srv->ca_pem) {
-    int w = write_ca_file(srv->ca_pem, ca_path, sizeof ca_path);
+    int w = tn_pg_write_ca_file(srv->ca_pem, ca_path, sizeof ca_path);
     if (w)
       return tn_error_set(err, w, "database server %s: writing the CA bundle: %s", srv->name, strerror(-w));
     keys[k] = "sslrootcert", vals[k++] = ca_path;
@@ -103,12 +59,12 @@ int tn_mig_pg_connect(const struct tn_db_server *srv, const char *dbname, PGconn
     return tn_error_set(err, -ENOMEM, "out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
     char msg[600];
-    one_line(PQerrorMessage(c), msg, sizeof msg);
+    tn_pg_one_line(PQerrorMessage(c), msg, sizeof msg);
     PQfinish(c);
     return tn_error_set(err, TN_ETRANSPORT, "database server %s: cannot connect%s%s: %s", srv->name,
                         dbname && *dbname ? " to database " : "", dbname && *dbname ? dbname : "", msg);
   }
-  PQsetNoticeProcessor(c, quiet, NULL);
+  PQsetNoticeProcessor(c, tn_pg_quiet_notices, NULL);
   *out = c;
   return 0;
 }
@@ -118,9 +74,9 @@ int tn_mig_pg_connect(const struct tn_db_server *srv, const char *dbname, PGconn
 static int pg_fail(PGconn *c, PGresult *res, const char *what, struct tn_error *err) {
   char msg[600];
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-  one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c), msg, sizeof msg);
+  tn_pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(c), msg, sizeof msg);
   if (!*msg)
-    one_line(PQerrorMessage(c), msg, sizeof msg);
+    tn_pg_one_line(PQerrorMessage(c), msg, sizeof msg);
   int code = PQstatus(c) != CONNECTION_OK ? TN_ETRANSPORT : TN_EAPI;
   if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0))
     code = TN_ECONFLICT;

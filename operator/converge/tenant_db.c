@@ -22,6 +22,7 @@
 #include "tenancy/dbplan.h"
 #include "tenancy/desired.h"
 #include "tenancy/policy.h"
+#include "util/b64.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/wipe.h"
@@ -58,26 +59,6 @@ static char *b64(const char *s) {
   if (out)
     EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
   return out;
-}
-
-static char *unb64(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (!n || n % 4)
-    return NULL;
-  unsigned char *out = malloc(n);
-  if (!out)
-    return NULL;
-  int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-  if (len < 0) {
-    tn_wipe_free(out);
-    return NULL;
-  }
-  while (len > 0 && n > 0 && s[n - 1] == '=') { /* EVP_DecodeBlock counts the padding */
-    len--;
-    n--;
-  }
-  out[len] = '\0';
-  return (char *)out;
 }
 
 /* ---- the region's servers and their Secrets --------------------------------------------------- */
@@ -125,7 +106,7 @@ static char *secret_key(struct tn_reconciler *r, json_t *server, const char *fie
     tn_error_prefix(err, "Secret %s/%s", ns, name);
     return NULL;
   }
-  char *v = unb64(json_string_value(json_object_get(json_object_get(sec, "data"), key)));
+  char *v = tn_b64_decode_text(json_string_value(json_object_get(json_object_get(sec, "data"), key)));
   json_decref(sec);
   if (!v)
     tn_error_set(err, TN_EINVALID, "Secret %s/%s has no key %s", ns, name, key);
@@ -262,7 +243,7 @@ static int stored_from(json_t *s, struct stored *st) {
   json_t *ann = json_object_get(json_object_get(s, "metadata"), "annotations");
   long long version =
       parse_version(json_string_value(json_object_get(ann, TN_ANNOTATION_CREDENTIALS_VERSION)));
-  char *pw = unb64(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
+  char *pw = tn_b64_decode_text(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
   if (!pw || version < 1 || !tn_db_password_valid(pw)) {
     if (pw) {
       explicit_bzero(pw, strlen(pw));
@@ -321,7 +302,7 @@ static bool foreign_holds(const struct tn_tenant *t, json_t *secrets, const char
     const char *name = meta_str(s, "name");
     if (!name || strcmp(name, TN_SECRET_DATABASE) != 0 || own_copy(t, s))
       continue;
-    char *pw = unb64(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
+    char *pw = tn_b64_decode_text(json_string_value(json_object_get(json_object_get(s, "data"), "password")));
     bool same = pw && strcmp(pw, password) == 0;
     if (pw) {
       explicit_bzero(pw, strlen(pw));

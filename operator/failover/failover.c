@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 
 #include "converge/database.h"
 #include "converge/kinds_status.h"
@@ -20,7 +19,9 @@
 #include "runtime/events.h"
 #include "runtime/log.h"
 #include "tenancy/dbplan.h"
+#include "util/b64.h"
 #include "util/clock.h"
+#include "util/pgtext.h"
 
 #define SYNC_PERIOD_S 5.0       /* warm: how often the replicas are checked (new tenants, tables) */
 #define CATCH_UP_TIMEOUT_S 10.0 /* warm: the longest wait for a replica to confirm the primary's WAL */
@@ -169,26 +170,6 @@ static void server_cleanup(struct server *s) {
   memset(s, 0, sizeof *s);
 }
 
-static char *unb64(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (!n || n % 4)
-    return NULL;
-  unsigned char *out = malloc(n);
-  if (!out)
-    return NULL;
-  int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-  if (len < 0) {
-    free(out);
-    return NULL;
-  }
-  while (len > 0 && n > 0 && s[n - 1] == '=') {
-    len--;
-    n--;
-  }
-  out[len] = '\0';
-  return (char *)out;
-}
-
 static char *secret_key(struct tn_failover *f, const json_t *server, const char *field, const char *key,
                         struct tn_error *err) {
   const json_t *ref = json_object_get(server, field);
@@ -210,7 +191,7 @@ static char *secret_key(struct tn_failover *f, const json_t *server, const char 
     tn_error_prefix(err, "Secret %s/%s", ns, name);
     return NULL;
   }
-  char *v = unb64(str2(json_object_get(sec, "data"), key, NULL));
+  char *v = tn_b64_decode_text(str2(json_object_get(sec, "data"), key, NULL));
   json_decref(sec);
   if (!v)
     tn_error_set(err, TN_EINVALID, "Secret %s/%s has no key %s", ns, name, key);
@@ -270,42 +251,6 @@ static json_t *standby_server(json_t *region, enum tn_isolation mode) {
   return best;
 }
 
-static void one_line(const char *in, char *out, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; in && in[i] && j + 1 < n; i++)
-    out[j++] = (in[i] == '\n' || in[i] == '\r') ? ' ' : in[i];
-  while (j > 0 && out[j - 1] == ' ')
-    j--;
-  out[j] = '\0';
-}
-
-static void quiet_notices(void *arg, const char *message) {
-  (void)arg;
-  (void)message;
-}
-
-static int write_ca_file(const char *pem, char *path, size_t n) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(path, n, "%s/tenancy-foca.XXXXXX", dir && *dir ? dir : "/tmp");
-  int fd = mkstemp(path);
-  if (fd < 0)
-    return -errno;
-  size_t len = strlen(pem), off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, pem + off, len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      close(fd);
-      unlink(path);
-      return -EIO;
-    }
-    off += (size_t)w;
-  }
-  close(fd);
-  return 0;
-}
-
 /* An admin connection to dbname on s (as converge/database.c makes them). */
 static PGconn *pg_open(const struct server *s, const char *dbname, const char *timeout,
                        struct tn_error *err) {
@@ -333,7 +278,7 @@ static PGconn *pg_open(const struct server *s, const char *dbname, const char *t
   }
   keys[k] = "sslmode", vals[k++] = s->sslmode;
   if (s->ca_pem && *s->ca_pem) {
-    if (write_ca_file(s->ca_pem, ca_path, sizeof ca_path)) {
+    if (tn_pg_write_ca_file(s->ca_pem, ca_path, sizeof ca_path)) {
       tn_error_set(err, TN_EUNAVAILABLE, "database server %s: cannot write the CA to a temporary file",
                    s->name);
       return NULL;
@@ -349,13 +294,13 @@ static PGconn *pg_open(const struct server *s, const char *dbname, const char *t
     unlink(ca_path);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     char msg[600];
-    one_line(c ? PQerrorMessage(c) : "out of memory", msg, sizeof msg);
+    tn_pg_one_line(c ? PQerrorMessage(c) : "out of memory", msg, sizeof msg);
     tn_error_set(err, TN_ETRANSPORT, "database server %s: cannot connect to database %s: %s", s->name,
                  dbname && *dbname ? dbname : "(default)", msg);
     PQfinish(c);
     return NULL;
   }
-  PQsetNoticeProcessor(c, quiet_notices, NULL);
+  PQsetNoticeProcessor(c, tn_pg_quiet_notices, NULL);
   return c;
 }
 
@@ -367,7 +312,7 @@ static PGresult *pg_q(PGconn *c, const char *what, const char *sql, int n, const
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return r;
   char msg[700];
-  one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(c), msg, sizeof msg);
+  tn_pg_one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(c), msg, sizeof msg);
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   tn_error_set(err, PQstatus(c) == CONNECTION_OK ? TN_EAPI : TN_ETRANSPORT, "%s: %s (SQLSTATE %s)", what, msg,
                state ? state : "?");
@@ -887,7 +832,7 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   PGresult *r = PQexec(pc, sql);
   if (PQresultStatus(r) != PGRES_COPY_OUT) {
     char msg[600];
-    one_line(PQresultErrorMessage(r), msg, sizeof msg);
+    tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
     PQclear(r);
     return tn_error_set(err, TN_EAPI, "COPY out of %s: %s", qname, msg);
   }
@@ -896,7 +841,7 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   r = PQexec(sc, sql);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     char msg[600];
-    one_line(PQresultErrorMessage(r), msg, sizeof msg);
+    tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
     PQclear(r);
     /* drain the primary's COPY */
     char *b;
@@ -925,7 +870,7 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   while ((r = PQgetResult(sc))) {
     if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) {
       char msg[600];
-      one_line(PQresultErrorMessage(r), msg, sizeof msg);
+      tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
       rc = tn_error_set(err, TN_EAPI, "COPY into %s: %s", qname, msg);
     }
     PQclear(r);

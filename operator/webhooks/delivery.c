@@ -19,6 +19,7 @@
 
 #include "runtime/log.h"
 #include "runtime/metrics.h"
+#include "util/pgtext.h"
 #include "util/wipe.h"
 
 /* ---- subscriptions -------------------------------------------------------------------------- */
@@ -322,15 +323,6 @@ static char *sql(const struct tn_delivery *d, const char *fmt) {
   return out;
 }
 
-static void one_line(const char *in, char *out, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; in && in[i] && j + 1 < n; i++)
-    out[j++] = (in[i] == '\n' || in[i] == '\r') ? ' ' : in[i];
-  while (j > 0 && out[j - 1] == ' ')
-    j--;
-  out[j] = '\0';
-}
-
 static PGresult *q_exec(struct tn_delivery *d, const char *tmpl, int n, const char *const *vals,
                         ExecStatusType want, struct tn_error *err) {
   if (!d->conn) {
@@ -346,7 +338,7 @@ static PGresult *q_exec(struct tn_delivery *d, const char *tmpl, int n, const ch
   free(text);
   if (PQresultStatus(res) != want) {
     char msg[300];
-    one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(d->conn), msg, sizeof msg);
+    tn_pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(d->conn), msg, sizeof msg);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     tn_error_set(err, state && strcmp(state, "42P01") == 0 ? TN_ENOTFOUND : TN_EUNAVAILABLE, "%s", msg);
     PQclear(res);
@@ -524,7 +516,7 @@ static int schema_current(PGconn *conn, const char *schema, bool *current, struc
       NULL, v, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     char msg[300];
-    one_line(PQerrorMessage(conn), msg, sizeof msg);
+    tn_pg_one_line(PQerrorMessage(conn), msg, sizeof msg);
     PQclear(res);
     return tn_error_set(err, TN_EUNAVAILABLE, "looking for the webhook delivery tables: %s", msg);
   }
@@ -555,7 +547,7 @@ int tn_delivery_init_schema(void *conn, const char *schema, struct tn_error *err
   free(full);
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
     char msg[300];
-    one_line(PQerrorMessage(conn), msg, sizeof msg);
+    tn_pg_one_line(PQerrorMessage(conn), msg, sizeof msg);
     rc = tn_error_set(err, TN_EUNAVAILABLE,
                       "creating the webhook delivery tables: %s (when the operator's role does not own the "
                       "schema, run `tenantctl audit init --writer-role ROLE` as its owner)",
@@ -590,7 +582,7 @@ static int ensure_conn(struct tn_delivery *d, struct tn_error *err) {
   d->conn = PQconnectdbParams(keys, vals, 1);
   if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
     char msg[300];
-    one_line(d->conn ? PQerrorMessage(d->conn) : "out of memory", msg, sizeof msg);
+    tn_pg_one_line(d->conn ? PQerrorMessage(d->conn) : "out of memory", msg, sizeof msg);
     PQfinish(d->conn);
     d->conn = NULL;
     return tn_error_set(err, TN_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
