@@ -126,5 +126,7 @@ Test(foreign_fields, rewrites_keep_other_tools_labels_and_annotations) {
   int rc = tn_test_psql_as(t, "select 1", &out);
   cr_assert_eq(rc, 0, "the rotated credentials do not log in: %s", out);
   free(out);
-  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+  /* delete while this operator runs and the Region exists, so nothing is left behind for the
+   * suites that follow (a grant in force, a database waiting on a deleted Region) */
+  tn_test_sh(NULL, "kubectl delete tenant %s --wait --timeout=120s", t);
 }
