@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +22,28 @@
 #include "tn_test.h"
 #include "util/buf.h"
 
+/* A port just closed may be handed out again at once, so a process that asks for several (an
+ * operator's metrics, probes, webhook and read API) could get one twice: never return one of the
+ * last 64 this process got. */
 int tn_test_free_port(void) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  cr_assert(bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-            getsockname(s, (struct sockaddr *)&a, &len) == 0);
-  int port = ntohs(a.sin_port);
-  close(s);
-  return port;
+  static int recent[64];
+  static unsigned n_recent;
+  for (;;) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert(bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+              getsockname(s, (struct sockaddr *)&a, &len) == 0);
+    int port = ntohs(a.sin_port);
+    close(s);
+    bool seen = false;
+    for (unsigned i = 0; i < n_recent && i < 64; i++)
+      seen = seen || recent[i] == port;
+    if (seen)
+      continue;
+    recent[n_recent++ % 64] = port;
+    return port;
+  }
 }
 
 void tn_test_operator_start(struct tn_test_operator *op, const char *const *extra_args) {
