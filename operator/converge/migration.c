@@ -10,13 +10,16 @@
 #include "converge/migration.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit/outbox.h"
+#include "converge/migration_logical.h"
 #include "converge/migration_pg.h"
 #include "converge/tenant_db.h"
 #include "runtime/events.h"
@@ -168,6 +171,8 @@ struct mrun {
   long long generation;
   struct tn_log_fields lf;
   struct side src, dst;
+  bool pending;          /* the step is under way (logical Copy: tables still in their initial copy) */
+  char pending_msg[512]; /* its condition message */
 };
 
 static void side_close(struct side *s) {
@@ -564,13 +569,162 @@ static int step_provision(struct mrun *x, struct tn_error *err) {
   return rc;
 }
 
+/* status.copyMethod is "logical" (set by Copy). */
+static bool is_logical(struct mrun *x) {
+  const char *m = str_at(x->st, "copyMethod", NULL);
+  return m && strcmp(m, "logical") == 0;
+}
+
+/* The publication, subscription and slot name of this migration. */
+static int repl_name(struct mrun *x, char *out, size_t n, struct tn_error *err) {
+  if (tn_mig_logical_name(str_at(x->obj, "metadata", "uid"), out, n))
+    return tn_error_set(err, TN_EINVALID, "TenantMigration %s has no usable uid", x->key);
+  return 0;
+}
+
+static void set_replication(struct mrun *x, const char *name, const struct tn_mig_repl *r) {
+  json_object_set_new(x->st, "replication",
+                      json_pack("{s:s,s:s,s:i,s:i,s:I}", "name", name, "subscriptionOid", r->sub_oid,
+                                "tablesReady", r->tables_ready, "tablesTotal", r->tables_total, "lagBytes",
+                                (json_int_t)r->lag_bytes));
+}
+
+/* Chooses the copy method once (recorded in status.copyMethod): logical replication when the
+ * tenant's tables take at least tn_mig_logical_min_bytes() on the source and its wal_level is
+ * logical; else the snapshot copy. */
+static int choose_method(struct mrun *x, struct tn_error *err) {
+  if (str_at(x->st, "copyMethod", NULL))
+    return 0;
+  struct tn_mig_tables tables = {0};
+  long long bytes = 0, min = tn_mig_logical_min_bytes();
+  bool wal_logical = false;
+  int rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err);
+  if (!rc)
+    rc = tn_mig_pg_size_and_wal(x->src.pg, &tables, &bytes, &wal_logical, err);
+  tn_mig_tables_free(&tables);
+  if (rc)
+    return rc;
+  bool logical = min >= 0 && bytes >= min && wal_logical;
+  char why[256];
+  if (logical)
+    snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)", bytes,
+             min);
+  else if (min >= 0 && bytes >= min)
+    snprintf(why, sizeof why, "snapshot: %lld bytes, but the source's wal_level is not logical", bytes);
+  else
+    snprintf(why, sizeof why, "snapshot: the tenant's tables take %lld bytes (logical from %lld)", bytes, min);
+  json_object_set_new(x->st, "copyMethod", json_string(logical ? "logical" : "snapshot"));
+  json_object_set_new(x->st, "copyMethodReason", json_string(why));
+  json_object_set_new(x->st, "sourceBytes", json_integer(bytes));
+  return 0;
+}
+
+/* Logical Copy: publication, subscription, then ready when every table finished its initial copy
+ * (x->pending until then). */
+static int copy_logical(struct mrun *x, struct tn_error *err) {
+  char name[80];
+  int rc = repl_name(x, name, sizeof name, err);
+  if (rc)
+    return rc;
+  struct tn_mig_tables tables = {0};
+  struct tn_mig_repl st = {0};
+  if (!(rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)))
+    rc = tn_mig_logical_ensure(x->src.pg, x->dst.pg, &x->src.conf.s, x->src.names.database, name, &tables,
+                               x->dst.names.role, true, &st, err);
+  if (!rc) {
+    set_replication(x, name, &st);
+    if (st.tables_ready < st.tables_total || st.tables_total < (int)tables.n) {
+      x->pending = true;
+      snprintf(x->pending_msg, sizeof x->pending_msg,
+               "%d of %d table(s) replicating, lag %lld bytes (initial copy by subscription %s)", st.tables_ready,
+               (int)tables.n, st.lag_bytes < 0 ? 0 : st.lag_bytes, name);
+    } else {
+      /* row counts now (the source moves on: Verify compares loosely, Cutover exactly) */
+      long long *rows = calloc(tables.n ? tables.n : 1, sizeof *rows);
+      if (!rows)
+        rc = tn_error_set(err, -ENOMEM, "out of memory");
+      else if (!(rc = tn_mig_pg_counts(x->src.pg, &tables, rows, err))) {
+        json_t *a = json_array();
+        long long total = 0;
+        for (size_t i = 0; i < tables.n; i++) {
+          json_array_append_new(a, json_pack("{s:s,s:I}", "name", tables.v[i].name, "rows", (json_int_t)rows[i]));
+          total += rows[i];
+        }
+        json_object_set_new(x->st, "tables", a);
+        json_object_set_new(x->st, "rowsCopied", json_integer(total));
+      }
+      free(rows);
+    }
+  }
+  tn_mig_tables_free(&tables);
+  return rc;
+}
+
+static int drop_logical(struct mrun *x, struct tn_error *err);
+
 static int step_copy(struct mrun *x, struct tn_error *err) {
   long long bytes = 0;
   int rc = load_sides(x, true, err);
   if (!rc)
+    rc = choose_method(x, err);
+  if (!rc && is_logical(x))
+    return copy_logical(x, err);
+  if (!rc) /* a subscription made before a crash, the method then unrecorded: no apply beside the copy */
+    rc = drop_logical(x, err);
+  if (!rc)
     rc = copy_and_check(x, &x->src, &x->dst, false, &bytes, err);
   if (!rc)
     json_object_set_new(x->st, "bytesCopied", json_integer(bytes));
+  return rc;
+}
+
+/* Logical Verify, on a live source: the subscription is there with every table ready, and each
+ * table's row count on the target is near the source's (within 10% or 1,000 rows: the replication
+ * lag). The exact check is the Cutover's, after the freeze. A missing subscription sends the
+ * migration back to Copy (TN_ECONFLICT); counts apart are retried. */
+static int verify_logical(struct mrun *x, struct tn_error *err) {
+  char name[80];
+  int rc = repl_name(x, name, sizeof name, err);
+  if (rc)
+    return rc;
+  struct tn_mig_repl st = {0};
+  if ((rc = tn_mig_logical_state(x->src.pg, x->dst.pg, name, &st, err)))
+    return rc;
+  set_replication(x, name, &st);
+  if (!st.subscription)
+    return tn_error_set(err, TN_ECONFLICT, "subscription %s is gone from the target", name);
+  if (st.tables_ready < st.tables_total) {
+    x->pending = true;
+    snprintf(x->pending_msg, sizeof x->pending_msg, "%d of %d table(s) replicating, lag %lld bytes",
+             st.tables_ready, st.tables_total, st.lag_bytes < 0 ? 0 : st.lag_bytes);
+    return 0;
+  }
+  struct tn_mig_tables tables = {0};
+  long long *a = NULL, *b = NULL;
+  if ((rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)))
+    return rc;
+  a = calloc(tables.n ? tables.n : 1, sizeof *a);
+  b = calloc(tables.n ? tables.n : 1, sizeof *b);
+  if (!a || !b)
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+  if (!rc)
+    rc = tn_mig_pg_counts(x->src.pg, &tables, a, err);
+  if (!rc)
+    rc = tn_mig_pg_counts(x->dst.pg, &tables, b, err);
+  long long total = 0;
+  for (size_t i = 0; !rc && i < tables.n; i++) {
+    long long d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+    total += a[i];
+    if (d > 1000 && d > a[i] / 10)
+      rc = tn_error_set(err, TN_EUNAVAILABLE,
+                        "table %s: %lld row(s) on the source, %lld on the target: the replication is behind",
+                        tables.v[i].name, a[i], b[i]);
+  }
+  if (!rc)
+    json_object_set_new(x->st, "rowsCopied", json_integer(total));
+  free(a);
+  free(b);
+  tn_mig_tables_free(&tables);
   return rc;
 }
 
@@ -579,6 +733,8 @@ static int step_verify(struct mrun *x, struct tn_error *err) {
   int rc = load_sides(x, true, err);
   if (rc)
     return rc;
+  if (is_logical(x))
+    return verify_logical(x, err);
   json_t *rec = json_object_get(json_object_get(x->obj, "status"), "tables");
   size_t n = json_array_size(rec);
   struct tn_mig_tables tables = {0};
@@ -604,15 +760,155 @@ static int step_verify(struct mrun *x, struct tn_error *err) {
   return rc;
 }
 
+/* Connects s->pg to the tenant's database on s, or leaves it NULL when that database does not exist
+ * there (never made, or dropped by an earlier pass). */
+static int connect_if_exists(struct side *s, struct tn_error *err) {
+  if (s->pg)
+    return 0;
+  int rc = tn_mig_pg_connect(&s->conf.s, s->names.database, &s->pg, err);
+  if (!rc)
+    return 0;
+  PGconn *admin = NULL;
+  struct tn_error e2 = {0};
+  if (tn_mig_pg_connect(&s->conf.s, "", &admin, &e2))
+    return rc;
+  const char *p[1] = {s->names.database};
+  PGresult *r =
+      PQexecParams(admin, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, NULL, p, NULL, NULL, 0);
+  bool absent = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0;
+  PQclear(r);
+  PQfinish(admin);
+  if (!absent)
+    return rc;
+  memset(err, 0, sizeof *err);
+  return 0;
+}
+
+/* Drops what a logical Copy made (subscription on the target, publication and slots on the
+ * source), whatever status.copyMethod says (a crash may have come before it was recorded): a
+ * forgotten slot keeps the source's WAL forever. Idempotent. */
+static int drop_logical(struct mrun *x, struct tn_error *err) {
+  char name[80];
+  int rc = repl_name(x, name, sizeof name, err);
+  if (!rc && !(rc = connect_if_exists(&x->src, err)) && !(rc = connect_if_exists(&x->dst, err)))
+    rc = tn_mig_logical_drop(x->src.pg, x->dst.pg, name,
+                             str_at(json_object_get(x->st, "replication"), "subscriptionOid", NULL), err);
+  if (rc)
+    tn_error_prefix(err, "dropping the replication");
+  return rc;
+}
+
+/* Checksums of one side, in a thread: both sides at once halve that part of the freeze. */
+struct sums_job {
+  PGconn *conn;
+  const struct tn_mig_tables *tables;
+  struct tn_mig_table_sum *sums;
+  struct tn_error err;
+  int rc;
+};
+static void *sums_thread(void *ud) {
+  struct sums_job *j = ud;
+  j->rc = tn_mig_pg_sums(j->conn, j->tables, j->sums, &j->err);
+  return NULL;
+}
+
+/* Logical cutover, the source frozen: tables made since Copy published and copied, every table
+ * ready, the subscription caught up to the source's WAL position, every table's row count and
+ * checksum equal on both sides; then the subscription, publication and slots dropped and the
+ * sequences moved. When the subscription is gone (a crash after its drop), does not catch up in
+ * 30 s, or a checksum differs, the final copy is the snapshot copy instead (exact too: the source
+ * is still), noted in status.copyFallback. */
+static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *err) {
+  char name[80];
+  int rc = repl_name(x, name, sizeof name, err);
+  if (rc)
+    return rc;
+  struct tn_mig_tables tables = {0};
+  struct tn_mig_repl st = {0};
+  char why[700] = "";
+  if ((rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)))
+    return rc;
+  struct tn_mig_table_sum *a = calloc(tables.n ? tables.n : 1, sizeof *a);
+  struct tn_mig_table_sum *b = calloc(tables.n ? tables.n : 1, sizeof *b);
+  if (!a || !b) {
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto out;
+  }
+  struct tn_error e = {0};
+  int lrc = tn_mig_logical_state(x->src.pg, x->dst.pg, name, &st, &e);
+  if (!lrc && !st.subscription)
+    lrc = tn_error_set(&e, TN_ENOTFOUND, "subscription %s is gone from the target", name);
+  if (!lrc)
+    lrc = tn_mig_logical_ensure(x->src.pg, x->dst.pg, &x->src.conf.s, x->src.names.database, name, &tables,
+                                x->dst.names.role, false, &st, &e);
+  double until = tn_mono_now() + 30;
+  while (!lrc && st.tables_ready < st.tables_total) {
+    if (tn_mono_now() > until) {
+      lrc = tn_error_set(&e, TN_ETIMEOUT, "%d of %d table(s) ready after 30 s", st.tables_ready, st.tables_total);
+      break;
+    }
+    usleep(200 * 1000);
+    lrc = tn_mig_logical_state(x->src.pg, x->dst.pg, name, &st, &e);
+  }
+  if (!lrc)
+    lrc = tn_mig_logical_catch_up(x->src.pg, name, 30, &e);
+  if (!lrc) {
+    struct sums_job j = {.conn = x->dst.pg, .tables = &tables, .sums = b};
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, sums_thread, &j) == 0;
+    if (!threaded)
+      sums_thread(&j);
+    lrc = tn_mig_pg_sums(x->src.pg, &tables, a, &e);
+    if (threaded)
+      pthread_join(th, NULL);
+    if (!lrc && j.rc) {
+      e = j.err;
+      lrc = j.rc;
+    }
+    if (!lrc)
+      lrc = tn_mig_compare_sums(a, tables.n, b, tables.n, &e);
+  }
+  if (lrc)
+    snprintf(why, sizeof why, "%s", e.message);
+  /* no apply may run any more: dropped before the switch (and before a fallback copy) */
+  if ((rc = tn_mig_logical_drop(x->src.pg, x->dst.pg, name,
+                                st.sub_oid[0] ? st.sub_oid
+                                              : str_at(json_object_get(x->st, "replication"), "subscriptionOid", NULL),
+                                err)))
+    goto out;
+  if (lrc) {
+    tn_log(TN_LOG_WARN, &x->lf, "migration %s: logical catch-up not confirmed (%s): final snapshot copy instead",
+           x->key, why);
+    json_object_set_new(x->st, "copyFallback", json_string(why));
+    rc = copy_and_check(x, &x->src, &x->dst, true, bytes, err);
+    goto out;
+  }
+  if ((rc = tn_mig_pg_sync_sequences(x->src.pg, x->dst.pg, &tables, err)))
+    goto out;
+  json_object_set_new(x->st, "tables", sums_json(a, tables.n));
+  long long rows = 0;
+  for (size_t i = 0; i < tables.n; i++)
+    rows += a[i].rows;
+  json_object_set_new(x->st, "rowsCopied", json_integer(rows));
+out:
+  free(a);
+  free(b);
+  tn_mig_tables_free(&tables);
+  return rc;
+}
+
 /* from -> to under a write freeze of from, then the tenant switched to `to`. */
 static int switch_over(struct mrun *x, struct side *from, struct side *to, const char *started_field,
                        struct tn_error *err) {
   int rc = 0, ended = 0;
   long long bytes = 0;
+  double froze = 0;
+  bool logical = is_logical(x) && from == &x->src;
   if (!tenant_on(x, to)) {
+    froze = tn_wall_now();
     if ((rc = tn_mig_pg_freeze(from->pg, from->names.role, 30, &ended, err)))
       return rc;
-    if ((rc = copy_and_check(x, from, to, true, &bytes, err)))
+    if ((rc = logical ? cutover_logical(x, &bytes, err) : copy_and_check(x, from, to, true, &bytes, err)))
       return rc;
     bool login = true;
     if ((rc = tn_mig_pg_role_login(from->pg, from->names.role, &login, err)))
@@ -624,12 +920,15 @@ static int switch_over(struct mrun *x, struct side *from, struct side *to, const
       return rc;
     if ((rc = switch_tenant(x, to, err)))
       return rc;
-  } else if ((rc = converge_side(x, to, live_state(x), err))) {
-    return rc;
+  } else {
+    if (logical && (rc = drop_logical(x, err)))
+      return rc;
+    if ((rc = converge_side(x, to, live_state(x), err)))
+      return rc;
   }
   const char *started = str_at(x->st, started_field, NULL);
-  double t0 = 0;
-  if (started) {
+  double t0 = froze;
+  if (t0 <= 0 && started) { /* resumed after the switch: from the recorded start */
     struct tm tm = {0};
     if (strptime(started, "%Y-%m-%dT%H:%M:%SZ", &tm))
       t0 = (double)timegm(&tm);
@@ -663,19 +962,19 @@ static int run_step(struct mrun *x, bool *permanent, struct tn_error *err) {
       return rc;
     return switch_over(x, &x->src, &x->dst, "cutoverStartedAt", err);
   case TN_MIG_ROLLING_BACK:
-    if ((rc = load_sides(x, true, err)))
+    if ((rc = load_sides(x, true, err)) || (rc = drop_logical(x, err)))
       return rc;
     if ((rc = switch_over(x, &x->dst, &x->src, "rollbackStartedAt", err)))
       return rc;
     return teardown_side(x, &x->dst, err);
   case TN_MIG_CLEANUP:
-    if ((rc = load_sides(x, false, err)))
+    if ((rc = load_sides(x, false, err)) || (rc = drop_logical(x, err)))
       return rc;
     return teardown_side(x, &x->src, err);
   case TN_MIG_ABORTING:
     if (!str_at(json_object_get(x->st, "target"), "server", NULL))
       return 0; /* nothing was provisioned */
-    if ((rc = load_sides(x, false, err)))
+    if ((rc = load_sides(x, false, err)) || (rc = drop_logical(x, err)))
       return rc;
     return teardown_side(x, &x->dst, err);
   default:
@@ -696,16 +995,47 @@ static const char *done_message(struct mrun *x, char *buf, size_t n) {
              (long long)json_integer_value(json_object_get(x->st, "tablesCount")), x->dst.server);
     break;
   case TN_MIG_COPY:
+    if (is_logical(x)) {
+      json_t *r = json_object_get(x->st, "replication");
+      snprintf(buf, n,
+               "%lld of %lld table(s) replicating by logical replication (subscription %s on server %s), lag "
+               "%lld bytes; %lld row(s) on the source",
+               (long long)json_integer_value(json_object_get(r, "tablesReady")),
+               (long long)json_integer_value(json_object_get(r, "tablesTotal")),
+               json_string_value(json_object_get(r, "name")) ?: "?", x->dst.server,
+               (long long)json_integer_value(json_object_get(r, "lagBytes")),
+               (long long)json_integer_value(json_object_get(x->st, "rowsCopied")));
+      break;
+    }
     snprintf(buf, n, "%lld row(s) in %zu table(s) copied from a consistent snapshot (%lld bytes)",
              (long long)json_integer_value(json_object_get(x->st, "rowsCopied")),
              json_array_size(json_object_get(x->st, "tables")),
              (long long)json_integer_value(json_object_get(x->st, "bytesCopied")));
     break;
   case TN_MIG_VERIFY:
+    if (is_logical(x)) {
+      snprintf(buf, n,
+               "every table replicating; row counts of %zu table(s) within the replication lag (%lld row(s) on "
+               "the source); exact checksums after the freeze",
+               json_array_size(json_object_get(x->st, "tables")),
+               (long long)json_integer_value(json_object_get(x->st, "rowsCopied")));
+      break;
+    }
     snprintf(buf, n, "row counts and checksums of %zu table(s) equal on the target",
              json_array_size(json_object_get(x->st, "tables")));
     break;
   case TN_MIG_CUTOVER:
+    if (is_logical(x)) {
+      const char *fb = str_at(x->st, "copyFallback", NULL);
+      snprintf(buf, n,
+               "write freeze of %.3f s: source login disabled, %s; checksums of %zu table(s) (%lld row(s)) equal; "
+               "replication dropped; tenant switched to region %s, server %s; source kept for the rollback period",
+               json_number_value(json_object_get(x->st, "freezeSeconds")),
+               fb ? "logical catch-up not confirmed, final snapshot copy" : "subscription caught up",
+               json_array_size(json_object_get(x->st, "tables")),
+               (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->dst.region, x->dst.server);
+      break;
+    }
     snprintf(buf, n,
              "write freeze of %.3f s: source login disabled, final copy of %lld row(s) verified, tenant "
              "switched to region %s, server %s; source kept for the rollback period",
@@ -878,6 +1208,14 @@ struct tn_result tn_migration_reconcile(void *ud, const char *key) {
     if (!json_equal(x.st, json_object_get(x.obj, "status")) && write_status(&x, x.phase, &e2) == 0)
       event(&x, TN_EVENT_WARNING, "StepFailed", "%s: %s (retrying)", tn_mig_phase_name(step), msg);
     res = TN_RESULT_ERR;
+    goto out;
+  }
+  if (x.pending) { /* under way (a logical copy): reported, not recorded done */
+    cond_set(&x, ctype, "False", "Replicating", x.pending_msg);
+    json_object_set_new(x.st, "message", json_string(x.pending_msg));
+    if (!json_equal(x.st, json_object_get(x.obj, "status")) && write_status(&x, x.phase, &err))
+      tn_log(TN_LOG_WARN, &x.lf, "migration %s: writing status: %s", key, err.message);
+    res = TN_RESULT_AFTER(1);
     goto out;
   }
   crash_point(&x, step);
