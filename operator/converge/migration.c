@@ -607,12 +607,13 @@ static int choose_method(struct mrun *x, struct tn_error *err) {
   bool logical = min >= 0 && bytes >= min && wal_logical;
   char why[256];
   if (logical)
-    snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)", bytes,
-             min);
+    snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)",
+             bytes, min);
   else if (min >= 0 && bytes >= min)
     snprintf(why, sizeof why, "snapshot: %lld bytes, but the source's wal_level is not logical", bytes);
   else
-    snprintf(why, sizeof why, "snapshot: the tenant's tables take %lld bytes (logical from %lld)", bytes, min);
+    snprintf(why, sizeof why, "snapshot: the tenant's tables take %lld bytes (logical from %lld)", bytes,
+             min);
   json_object_set_new(x->st, "copyMethod", json_string(logical ? "logical" : "snapshot"));
   json_object_set_new(x->st, "copyMethodReason", json_string(why));
   json_object_set_new(x->st, "sourceBytes", json_integer(bytes));
@@ -636,8 +637,8 @@ static int copy_logical(struct mrun *x, struct tn_error *err) {
     if (st.tables_ready < st.tables_total || st.tables_total < (int)tables.n) {
       x->pending = true;
       snprintf(x->pending_msg, sizeof x->pending_msg,
-               "%d of %d table(s) replicating, lag %lld bytes (initial copy by subscription %s)", st.tables_ready,
-               (int)tables.n, st.lag_bytes < 0 ? 0 : st.lag_bytes, name);
+               "%d of %d table(s) replicating, lag %lld bytes (initial copy by subscription %s)",
+               st.tables_ready, (int)tables.n, st.lag_bytes < 0 ? 0 : st.lag_bytes, name);
     } else {
       /* row counts now (the source moves on: Verify compares loosely, Cutover exactly) */
       long long *rows = calloc(tables.n ? tables.n : 1, sizeof *rows);
@@ -647,7 +648,8 @@ static int copy_logical(struct mrun *x, struct tn_error *err) {
         json_t *a = json_array();
         long long total = 0;
         for (size_t i = 0; i < tables.n; i++) {
-          json_array_append_new(a, json_pack("{s:s,s:I}", "name", tables.v[i].name, "rows", (json_int_t)rows[i]));
+          json_array_append_new(
+              a, json_pack("{s:s,s:I}", "name", tables.v[i].name, "rows", (json_int_t)rows[i]));
           total += rows[i];
         }
         json_object_set_new(x->st, "tables", a);
@@ -773,8 +775,8 @@ static int connect_if_exists(struct side *s, struct tn_error *err) {
   if (tn_mig_pg_connect(&s->conf.s, "", &admin, &e2))
     return rc;
   const char *p[1] = {s->names.database};
-  PGresult *r =
-      PQexecParams(admin, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, NULL, p, NULL, NULL, 0);
+  PGresult *r = PQexecParams(admin, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", 1, NULL, p,
+                             NULL, NULL, 0);
   bool absent = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0;
   PQclear(r);
   PQfinish(admin);
@@ -844,7 +846,8 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
   double until = tn_mono_now() + 30;
   while (!lrc && st.tables_ready < st.tables_total) {
     if (tn_mono_now() > until) {
-      lrc = tn_error_set(&e, TN_ETIMEOUT, "%d of %d table(s) ready after 30 s", st.tables_ready, st.tables_total);
+      lrc = tn_error_set(&e, TN_ETIMEOUT, "%d of %d table(s) ready after 30 s", st.tables_ready,
+                         st.tables_total);
       break;
     }
     usleep(200 * 1000);
@@ -872,13 +875,14 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
     snprintf(why, sizeof why, "%s", e.message);
   /* no apply may run any more: dropped before the switch (and before a fallback copy) */
   if ((rc = tn_mig_logical_drop(x->src.pg, x->dst.pg, name,
-                                st.sub_oid[0] ? st.sub_oid
-                                              : str_at(json_object_get(x->st, "replication"), "subscriptionOid", NULL),
+                                st.sub_oid[0]
+                                    ? st.sub_oid
+                                    : str_at(json_object_get(x->st, "replication"), "subscriptionOid", NULL),
                                 err)))
     goto out;
   if (lrc) {
-    tn_log(TN_LOG_WARN, &x->lf, "migration %s: logical catch-up not confirmed (%s): final snapshot copy instead",
-           x->key, why);
+    tn_log(TN_LOG_WARN, &x->lf,
+           "migration %s: logical catch-up not confirmed (%s): final snapshot copy instead", x->key, why);
     json_object_set_new(x->st, "copyFallback", json_string(why));
     rc = copy_and_check(x, &x->src, &x->dst, true, bytes, err);
     goto out;
@@ -1014,11 +1018,12 @@ static const char *done_message(struct mrun *x, char *buf, size_t n) {
     break;
   case TN_MIG_VERIFY:
     if (is_logical(x)) {
-      snprintf(buf, n,
-               "every table replicating; row counts of %zu table(s) within the replication lag (%lld row(s) on "
-               "the source); exact checksums after the freeze",
-               json_array_size(json_object_get(x->st, "tables")),
-               (long long)json_integer_value(json_object_get(x->st, "rowsCopied")));
+      snprintf(
+          buf, n,
+          "every table replicating; row counts of %zu table(s) within the replication lag (%lld row(s) on "
+          "the source); exact checksums after the freeze",
+          json_array_size(json_object_get(x->st, "tables")),
+          (long long)json_integer_value(json_object_get(x->st, "rowsCopied")));
       break;
     }
     snprintf(buf, n, "row counts and checksums of %zu table(s) equal on the target",
@@ -1027,13 +1032,14 @@ static const char *done_message(struct mrun *x, char *buf, size_t n) {
   case TN_MIG_CUTOVER:
     if (is_logical(x)) {
       const char *fb = str_at(x->st, "copyFallback", NULL);
-      snprintf(buf, n,
-               "write freeze of %.3f s: source login disabled, %s; checksums of %zu table(s) (%lld row(s)) equal; "
-               "replication dropped; tenant switched to region %s, server %s; source kept for the rollback period",
-               json_number_value(json_object_get(x->st, "freezeSeconds")),
-               fb ? "logical catch-up not confirmed, final snapshot copy" : "subscription caught up",
-               json_array_size(json_object_get(x->st, "tables")),
-               (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->dst.region, x->dst.server);
+      snprintf(
+          buf, n,
+          "write freeze of %.3f s: source login disabled, %s; checksums of %zu table(s) (%lld row(s)) equal; "
+          "replication dropped; tenant switched to region %s, server %s; source kept for the rollback period",
+          json_number_value(json_object_get(x->st, "freezeSeconds")),
+          fb ? "logical catch-up not confirmed, final snapshot copy" : "subscription caught up",
+          json_array_size(json_object_get(x->st, "tables")),
+          (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->dst.region, x->dst.server);
       break;
     }
     snprintf(buf, n,

@@ -186,7 +186,8 @@ int tn_mig_pg_size_and_wal(PGconn *conn, const struct tn_mig_tables *tables, lon
   return 0;
 }
 
-int tn_mig_pg_counts(PGconn *conn, const struct tn_mig_tables *tables, long long *rows, struct tn_error *err) {
+int tn_mig_pg_counts(PGconn *conn, const struct tn_mig_tables *tables, long long *rows,
+                     struct tn_error *err) {
   for (size_t i = 0; i < tables->n; i++) {
     struct sb b = {0};
     sb_add(&b, "SELECT count(*) FROM ");
@@ -229,9 +230,11 @@ static char *sub_conninfo(const struct tn_db_server *s, const char *database) {
   }
   PQconninfoFree(opts);
   if (!bad && !has_host && s->host)
-    bad = tn_failover_conninfo_add(buf, cap, "host", s->host) || tn_failover_conninfo_add(buf, cap, "port", port);
+    bad = tn_failover_conninfo_add(buf, cap, "host", s->host) ||
+          tn_failover_conninfo_add(buf, cap, "port", port);
   if (!bad && !has_ssl)
-    bad = tn_failover_conninfo_add(buf, cap, "sslmode", s->sslmode && *s->sslmode ? s->sslmode : "verify-full");
+    bad =
+        tn_failover_conninfo_add(buf, cap, "sslmode", s->sslmode && *s->sslmode ? s->sslmode : "verify-full");
   if (!bad)
     bad = tn_failover_conninfo_add(buf, cap, "dbname", database) != 0;
   if (bad && buf) {
@@ -285,8 +288,8 @@ int tn_mig_logical_state(PGconn *src, PGconn *dst, const char *name, struct tn_m
 static int pub_tables(PGconn *src, const char *name, const struct tn_mig_tables *t, bool *exists, bool *same,
                       struct tn_error *err) {
   const char *p[1] = {name};
-  PGresult *r = q(src, "reading the publication", "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
-                  1, p, err);
+  PGresult *r = q(src, "reading the publication",
+                  "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, p, err);
   if (!r)
     return err->code;
   *exists = PQntuples(r) > 0;
@@ -315,10 +318,11 @@ static int pub_tables(PGconn *src, const char *name, const struct tn_mig_tables 
 static void drop_idle_slot(PGconn *src, const char *name) {
   struct tn_error ignore = {0};
   const char *p[1] = {name};
-  PQclear(q(src, "dropping a leftover slot",
-            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE "
-            "slot_name = $1 AND NOT active",
-            1, p, &ignore));
+  PQclear(
+      q(src, "dropping a leftover slot",
+        "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE "
+        "slot_name = $1 AND NOT active",
+        1, p, &ignore));
 }
 
 /* The tables of t that dst lacks, into out (tn_mig_tables_free). */
@@ -335,10 +339,11 @@ static int missing_tables(PGconn *dst, const struct tn_mig_tables *t, struct tn_
   }
   for (size_t i = 0; i < t->n; i++) {
     const char *p[2] = {t->schema[i], t->table[i]};
-    PGresult *r = q(dst, "looking for a table on the target",
-                    "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
-                    2, p, err);
+    PGresult *r =
+        q(dst, "looking for a table on the target",
+          "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+          "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'",
+          2, p, err);
     if (!r) {
       tn_mig_tables_free(out);
       return err->code;
@@ -363,11 +368,12 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
   if (!arr)
     return tn_error_set(err, -ENOMEM, "out of memory");
   const char *pa[1] = {arr};
-  PGresult *r = q(src, "finding tables without a replica identity",
-                  "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid "
-                  "= c.relnamespace WHERE c.oid = ANY($1::text[]::regclass[]) AND c.relreplident = 'd' AND NOT "
-                  "EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)",
-                  1, pa, err);
+  PGresult *r =
+      q(src, "finding tables without a replica identity",
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid "
+        "= c.relnamespace WHERE c.oid = ANY($1::text[]::regclass[]) AND c.relreplident = 'd' AND NOT "
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)",
+        1, pa, err);
   free(arr);
   if (!r)
     return err->code;
@@ -407,7 +413,8 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
       sb_add(&b, i ? ", " : "");
       sb_table(&b, src, tables, i);
     }
-    if ((rc = sb_exec(&b, src, have_pub ? "setting the publication's tables" : "creating the publication", err)))
+    if ((rc = sb_exec(&b, src, have_pub ? "setting the publication's tables" : "creating the publication",
+                      err)))
       return rc;
   }
   /* the subscription */
@@ -435,7 +442,8 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
       free(ci);
     }
     if (!lit)
-      return tn_error_set(err, TN_ECONFIG, "database server %s: cannot build the subscription's connection string",
+      return tn_error_set(err, TN_ECONFIG,
+                          "database server %s: cannot build the subscription's connection string",
                           src_srv->name);
     struct sb b = {0};
     sb_add(&b, "CREATE SUBSCRIPTION ");
@@ -467,7 +475,8 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
 /* ---- catch-up --------------------------------------------------------------------------------- */
 
 int tn_mig_logical_catch_up(PGconn *src, const char *name, double timeout_s, struct tn_error *err) {
-  PGresult *r = q(src, "reading the WAL position", "SELECT pg_catalog.pg_current_wal_lsn()::text", 0, NULL, err);
+  PGresult *r =
+      q(src, "reading the WAL position", "SELECT pg_catalog.pg_current_wal_lsn()::text", 0, NULL, err);
   if (!r)
     return err->code;
   char lsn[64];
@@ -502,7 +511,8 @@ int tn_mig_logical_catch_up(PGconn *src, const char *name, double timeout_s, str
 
 /* ---- the drop --------------------------------------------------------------------------------- */
 
-int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *sub_oid, struct tn_error *err) {
+int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *sub_oid,
+                        struct tn_error *err) {
   int rc;
   char oid[32] = "";
   snprintf(oid, sizeof oid, "%s", sub_oid ? sub_oid : "");
@@ -555,16 +565,17 @@ int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *
               "SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots WHERE "
               "(slot_name = $1 OR slot_name LIKE $2) AND active_pid IS NOT NULL",
               2, p, &ignore));
-    PGresult *r = q(src, "dropping the replication slots",
-                    "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
-                    "WHERE (slot_name = $1 OR slot_name LIKE $2) AND NOT active",
-                    2, p, err);
+    PGresult *r =
+        q(src, "dropping the replication slots",
+          "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
+          "WHERE (slot_name = $1 OR slot_name LIKE $2) AND NOT active",
+          2, p, err);
     if (!r && err->code != TN_ECONFLICT)
       return err->code;
     PQclear(r);
     r = q(src, "counting the replication slots",
-          "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 OR slot_name LIKE $2", 2, p,
-          err);
+          "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 OR slot_name LIKE $2", 2,
+          p, err);
     if (!r)
       return err->code;
     int left = atoi(PQgetvalue(r, 0, 0));
@@ -574,7 +585,8 @@ int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *
       return 0;
     }
     if (tries >= 50)
-      return tn_error_set(err, TN_ECONFLICT, "replication slot %s still in use on the source after 5 s", name);
+      return tn_error_set(err, TN_ECONFLICT, "replication slot %s still in use on the source after 5 s",
+                          name);
     usleep(100 * 1000);
   }
 }
@@ -591,11 +603,12 @@ int tn_mig_pg_sync_sequences(PGconn *src, PGconn *dst, const struct tn_mig_table
       return tn_error_set(err, -ENOMEM, "out of memory");
     }
     const char *p1[1] = {qn.s};
-    PGresult *cols = q(dst, "reading identity columns",
-                       "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::text::regclass AND "
-                       "a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.pg_get_serial_sequence($1::text, "
-                       "a.attname) IS NOT NULL",
-                       1, p1, err);
+    PGresult *cols =
+        q(dst, "reading identity columns",
+          "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::text::regclass AND "
+          "a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.pg_get_serial_sequence($1::text, "
+          "a.attname) IS NOT NULL",
+          1, p1, err);
     if (!cols) {
       free(qn.s);
       return err->code;

@@ -37,10 +37,10 @@ int tn_mig_pg_size_and_wal(PGconn *conn, const struct tn_mig_tables *tables, lon
 struct tn_mig_repl {
   bool subscription; /* the subscription exists on the target */
   char sub_oid[32];
-  int tables_total; /* tables of the publication */
-  int tables_ready; /* of them, state r (ready) in pg_subscription_rel */
+  int tables_total;      /* tables of the publication */
+  int tables_ready;      /* of them, state r (ready) in pg_subscription_rel */
   int tables_subscribed; /* rows of the subscription in pg_subscription_rel (any state) */
-  long long lag_bytes; /* source's current WAL minus the slot's confirmed_flush_lsn; -1 unknown */
+  long long lag_bytes;   /* source's current WAL minus the slot's confirmed_flush_lsn; -1 unknown */
 };
 
 /* Makes sure of everything, in this order: REPLICA IDENTITY FULL on the source tables without a
@@ -65,7 +65,8 @@ int tn_mig_logical_catch_up(PGconn *src, const char *name, double timeout_s, str
 /* Drops the subscription `name` on dst (may be NULL: the target's database is gone), then on src
  * the publication, the slot `name` and the table-sync slots of subscription oid sub_oid (may be NULL
  * or ""), ending the sessions that hold them. Idempotent; 0 when nothing of it is left. */
-int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *sub_oid, struct tn_error *err);
+int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *sub_oid,
+                        struct tn_error *err);
 
 /* Sets each identity or serial column's sequence on dst past the larger of the column's maximum on
  * dst and the source sequence's last value (logical replication copies rows, not sequences). */
