@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "converge/migration_logical.h"
 #include "kube/client.h"
 #include "runtime/httpserver.h"
 #include "runtime/log.h"
@@ -542,6 +543,14 @@ static int review(const char *body, size_t len, const struct tn_admission_lookup
   } else if (ours && strcmp(op, "DELETE") == 0) {
     outcome->operation = "DELETE";
     rc = decide_delete(&c, old, &d);
+  } else if (group && strcmp(group, TN_API_GROUP) == 0 && resource &&
+             strcmp(resource, "tenantmigrations") == 0 && (!sub || !*sub) && op &&
+             strcmp(op, "DELETE") == 0) {
+    /* MIGRATION (issue 16): not while its logical replication runs (the slot would stay) */
+    outcome->operation = "DELETE";
+    char msg[768];
+    if (!tn_mig_logical_delete_allowed(old, msg, sizeof msg))
+      rc = deny(&d, 409, "Conflict", "%s", msg);
   } else if (migration) { /* MIGRATION (issue 16): one running migration per tenant */
     ours = false;         /* no tenant hooks */
     outcome->operation = "CREATE";

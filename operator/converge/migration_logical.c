@@ -131,6 +131,29 @@ int tn_mig_logical_name(const char *uid, char *out, size_t n) {
   return 0;
 }
 
+bool tn_mig_logical_delete_allowed(const json_t *old, char *msg, size_t n) {
+  const json_t *st = json_object_get(old, "status"), *spec = json_object_get(old, "spec");
+  const char *method = json_string_value(json_object_get(st, "copyMethod"));
+  const char *phase = json_string_value(json_object_get(st, "phase"));
+  const char *name = json_string_value(json_object_get(json_object_get(old, "metadata"), "name"));
+  const char *repl = json_string_value(json_object_get(json_object_get(st, "replication"), "name"));
+  if (!method || strcmp(method, "logical") != 0 || !phase || json_is_true(json_object_get(spec, "abort")))
+    return true;
+  static const char *const live[] = {"Copy", "Verify", "Cutover", "Aborting", NULL};
+  bool running = false;
+  for (int i = 0; live[i]; i++)
+    running |= strcmp(phase, live[i]) == 0;
+  if (!running)
+    return true;
+  snprintf(
+      msg, n,
+      "TenantMigration %s is in phase %s with a running logical replication (publication, subscription and "
+      "slot %s): deleting it now would leave the replication slot on the source, which keeps its WAL "
+      "forever; set spec.abort: true (before the cutover), wait for phase Aborted, then delete it",
+      name ? name : "?", phase, repl ? repl : "tnmig_<uid>");
+  return false;
+}
+
 /* "{\"s\".\"t\",...}" as a text[] literal of qualified names for $1::text[]::regclass[]: each
  * element quoted for the array syntax. */
 static char *regclass_array(PGconn *c, const struct tn_mig_tables *t) {

@@ -9,6 +9,7 @@
 #ifndef TN_CONVERGE_MIGRATION_LOGICAL_H
 #define TN_CONVERGE_MIGRATION_LOGICAL_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +17,12 @@
 #include "converge/database.h"
 #include "converge/migration_pg.h"
 #include "util/error.h"
+
+/* Admission of a DELETE of TenantMigration old (borrowed): refused while its logical replication
+ * runs (status.copyMethod logical, phase Copy, Verify, Cutover or Aborting) and spec.abort is not
+ * set, since the operator could then never drop the slot, which keeps the source's WAL forever.
+ * true when allowed; else false with msg (n bytes) saying what to do. */
+bool tn_mig_logical_delete_allowed(const json_t *old, char *msg, size_t n);
 
 /* Default of the size (bytes, pg_total_relation_size over the tenant's tables) from which Copy
  * uses logical replication instead of the snapshot copy; TENANCY_MIGRATION_LOGICAL_MIN_BYTES

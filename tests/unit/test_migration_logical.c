@@ -45,3 +45,41 @@ Test(migration_logical, threshold_from_environment) {
   cr_assert_eq(tn_mig_logical_min_bytes(), 64LL * 1024 * 1024);
   unsetenv("TENANCY_MIGRATION_LOGICAL_MIN_BYTES");
 }
+
+static bool delete_allowed(const char *json, char *msg, size_t n) {
+  json_error_t je;
+  json_t *j = json_loads(json, 0, &je);
+  cr_assert(j, "bad test JSON: %s", je.text);
+  bool ok = tn_mig_logical_delete_allowed(j, msg, n);
+  json_decref(j);
+  return ok;
+}
+
+Test(migration_logical, delete_refused_while_replicating) {
+  char msg[768] = "";
+  const char *phases[] = {"Copy", "Verify", "Cutover", "Aborting"};
+  for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"metadata\":{\"name\":\"m1\"},\"spec\":{\"tenant\":\"acme\"},\"status\":{\"phase\":\"%s\","
+             "\"copyMethod\":\"logical\",\"replication\":{\"name\":\"tnmig_abc\"}}}",
+             phases[i]);
+    msg[0] = '\0';
+    cr_assert_not(delete_allowed(json, msg, sizeof msg), "phase %s", phases[i]);
+    cr_assert(strstr(msg, "m1") && strstr(msg, "tnmig_abc") && strstr(msg, "spec.abort"), "%s", msg);
+  }
+}
+
+Test(migration_logical, delete_allowed_otherwise) {
+  char msg[768];
+  /* a snapshot copy, no status yet, after the cutover, terminal, or abort already asked */
+  cr_assert(delete_allowed("{\"status\":{\"phase\":\"Copy\",\"copyMethod\":\"snapshot\"}}", msg, sizeof msg));
+  cr_assert(delete_allowed("{\"metadata\":{\"name\":\"m\"}}", msg, sizeof msg));
+  cr_assert(delete_allowed("{\"status\":{\"phase\":\"RollbackWindow\",\"copyMethod\":\"logical\"}}", msg,
+                           sizeof msg));
+  cr_assert(
+      delete_allowed("{\"status\":{\"phase\":\"Aborted\",\"copyMethod\":\"logical\"}}", msg, sizeof msg));
+  cr_assert(delete_allowed(
+      "{\"spec\":{\"abort\":true},\"status\":{\"phase\":\"Aborting\",\"copyMethod\":\"logical\"}}", msg,
+      sizeof msg));
+}
