@@ -609,7 +609,10 @@ static int choose_method(struct mrun *x, struct tn_error *err) {
   if (logical)
     snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)",
              bytes, min);
-  else if (min >= 0 && bytes >= min)
+  else if (min < 0)
+    snprintf(why, sizeof why,
+             "snapshot: logical replication is off (TENANCY_MIGRATION_LOGICAL_MIN_BYTES < 0)");
+  else if (bytes >= min)
     snprintf(why, sizeof why, "snapshot: %lld bytes, but the source's wal_level is not logical", bytes);
   else
     snprintf(why, sizeof why, "snapshot: the tenant's tables take %lld bytes (logical from %lld)", bytes,
