@@ -30,7 +30,7 @@
 #include "tn_test.h"
 
 static struct tn_test_operator op;
-static char ra[64], rb[64];
+static char ra[64], rb[64], ca_copy[128];
 
 #define OK(...)                                                                                              \
   do {                                                                                                       \
@@ -43,7 +43,10 @@ static char ra[64], rb[64];
   } while (0)
 
 static void region(const char *name, const char *server, const char *dsn_var, const char *port_var) {
-  OK("kubectl -n tenancy-system create secret generic pg-admin-%s --from-literal=uri=\"$%s\" "
+  /* the subscription connects from the target server with the source's admin URI: its sslrootcert
+   * must be a file that server's postgres user can read */
+  OK("dsn=\"$%s\" && kubectl -n tenancy-system create secret generic pg-admin-%s "
+     "--from-literal=uri=\"${dsn%%%%sslrootcert=*}sslrootcert=%s\" "
      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
      "kubectl -n tenancy-system create secret generic pg-ca-%s --from-file=ca.crt=\"$TENANCY_CA_FILE\" "
      "--dry-run=client -o yaml | kubectl apply -f - >/dev/null && "
@@ -55,7 +58,7 @@ static void region(const char *name, const char *server, const char *dsn_var, co
      "\"serves\":[\"shared\",\"dedicated\"],"
      "\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | kubectl apply -f "
      "-",
-     name, dsn_var, name, name, server, port_var, name, name);
+     dsn_var, name, ca_copy, name, name, server, port_var, name, name);
 }
 
 /* min_bytes: TENANCY_MIGRATION_LOGICAL_MIN_BYTES of the operator ("0": always logical). */
@@ -78,7 +81,11 @@ static void start(void) {
   tn_test_install_api();
   tn_test_env("TENANCY_PG2_DSN");
   tn_test_env("TENANCY_PG_DSN");
-  OK("kubectl create namespace tenancy-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null");
+  snprintf(ca_copy, sizeof ca_copy, "/tmp/tnmig-ca-%d.crt", (int)getpid());
+  OK("cp \"$TENANCY_CA_FILE\" %s && chmod 0644 %s && kubectl create namespace tenancy-system "
+     "--dry-run=client -o "
+     "yaml | kubectl apply -f - >/dev/null",
+     ca_copy, ca_copy);
   tn_test_unique_name(ra, sizeof ra, "mlr-a");
   tn_test_unique_name(rb, sizeof rb, "mlr-b");
   region(ra, "pg-a", "TENANCY_PG_DSN", "TENANCY_PG_PORT");
@@ -92,8 +99,8 @@ static void stop(void) {
   tn_test_sh(NULL, "kubectl delete validatingwebhookconfiguration tenancy-operator --ignore-not-found");
   tn_test_sh(NULL,
              "kubectl delete tenantmigrations -l test-suite=migration-logical --wait=false; "
-             "kubectl delete region %s %s --wait=false",
-             ra, rb);
+             "kubectl delete region %s %s --wait=false; rm -f %s",
+             ra, rb, ca_copy);
 }
 
 TestSuite(migration_logical, .init = start, .fini = stop, .timeout = 400);
