@@ -846,7 +846,7 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
   if (!lrc)
     lrc = tn_mig_logical_ensure(x->src.pg, x->dst.pg, &x->src.conf.s, x->src.names.database, name, &tables,
                                 x->dst.names.role, false, &st, &e);
-  double until = tn_mono_now() + 30;
+  double t0 = tn_mono_now(), until = t0 + 30, t_ready = 0, t_caught = 0, t_sums = 0, t_drop = 0;
   while (!lrc && st.tables_ready < st.tables_total) {
     if (tn_mono_now() > until) {
       lrc = tn_error_set(&e, TN_ETIMEOUT, "%d of %d table(s) ready after 30 s", st.tables_ready,
@@ -856,8 +856,10 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
     usleep(200 * 1000);
     lrc = tn_mig_logical_state(x->src.pg, x->dst.pg, name, &st, &e);
   }
+  t_ready = tn_mono_now();
   if (!lrc)
     lrc = tn_mig_logical_catch_up(x->src.pg, name, 30, &e);
+  t_caught = tn_mono_now();
   if (!lrc) {
     struct sums_job j = {.conn = x->dst.pg, .tables = &tables, .sums = b};
     pthread_t th;
@@ -874,6 +876,7 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
     if (!lrc)
       lrc = tn_mig_compare_sums(a, tables.n, b, tables.n, &e);
   }
+  t_sums = tn_mono_now();
   if (lrc)
     snprintf(why, sizeof why, "%s", e.message);
   /* no apply may run any more: dropped before the switch (and before a fallback copy) */
@@ -890,8 +893,14 @@ static int cutover_logical(struct mrun *x, long long *bytes, struct tn_error *er
     rc = copy_and_check(x, &x->src, &x->dst, true, bytes, err);
     goto out;
   }
+  t_drop = tn_mono_now();
   if ((rc = tn_mig_pg_sync_sequences(x->src.pg, x->dst.pg, &tables, err)))
     goto out;
+  tn_log(TN_LOG_INFO, &x->lf,
+         "migration %s: logical cutover: tables ready %.3f s, catch-up %.3f s, checksums %.3f s, replication "
+         "dropped %.3f s, sequences %.3f s",
+         x->key, t_ready - t0, t_caught - t_ready, t_sums - t_caught, t_drop - t_sums,
+         tn_mono_now() - t_drop);
   json_object_set_new(x->st, "tables", sums_json(a, tables.n));
   long long rows = 0;
   for (size_t i = 0; i < tables.n; i++)

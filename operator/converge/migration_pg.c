@@ -338,13 +338,17 @@ int tn_mig_pg_create_tables(PGconn *src, PGconn *dst, const struct tn_mig_tables
 /* ---- copy and checksums ----------------------------------------------------------------------- */
 
 static int sum_one(PGconn *c, const char *qname, struct tn_mig_table_sum *s, struct tn_error *err) {
-  char sql[700];
-  /* every row's text form hashed, the hashes sorted and hashed again: independent of the
-   * physical order, equal on both servers when the rows and column types are */
-  snprintf(sql, sizeof sql,
-           "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), md5('')) FROM (SELECT md5(x::text) "
-           "AS h FROM %s x) s",
-           qname);
+  char sql[1024];
+  /* every row's text form hashed (64-bit hashtextextended, stable across servers and versions:
+   * hash partitioning relies on it), the hashes summed, the sum hashed into 32 hex digits:
+   * independent of the physical order, equal on both servers when the rows and column types are,
+   * without a sort, about twice as fast as an md5 per row (the freeze of a logical cutover is
+   * mostly this) */
+  snprintf(
+      sql, sizeof sql,
+      "SELECT count(*), md5(coalesce(sum(pg_catalog.hashtextextended(x::text, 0)::numeric), 0)::text) FROM "
+      "%s x",
+      qname);
   PGresult *res = PQexec(c, sql);
   if (PQresultStatus(res) != PGRES_TUPLES_OK)
     return pg_fail(c, res, "computing a table checksum", err);
