@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube/client.h"
 #include "runtime/log.h"
 #include "util/clock.h"
 
 struct tn_audit_head_exporter {
   struct tn_audit *audit;
   struct tn_recorder *rec;
+  struct tn_kube *kube; /* NULL: export without looking for an earlier Event */
   struct tn_series *head_id, *failures;
   bool has_regarding;
   char api_version[64], kind[64], name[254], ns[254];
@@ -23,6 +25,38 @@ struct tn_audit_head_exporter {
   bool stop; /* under mu */
   pthread_t thread;
 };
+
+static const struct tn_gvr core_events = {"", "v1", "events", true};
+
+/* Whether the API server still holds an AuditChainHead Event about the regarding object whose
+ * note (a core Event's message) is note: then exporting the same head again would only write
+ * (a new Event after a restart, a series PATCH while this process runs) what is already kept.
+ * A failed read (an older Role without list on Events) answers false: the Event is written. */
+static bool already_exported(struct tn_audit_head_exporter *x, const char *note) {
+  if (!x->kube)
+    return false;
+  char sel[sizeof x->name + 64];
+  snprintf(sel, sizeof sel, "involvedObject.name=%s,reason=%s", x->name, TN_AUDIT_HEAD_REASON);
+  struct tn_list_opts opts = {.field_selector = sel, .limit = 50};
+  json_t *list = NULL;
+  struct tn_error err = {0};
+  bool found = false;
+  if (tn_kube_list(x->kube, &core_events, x->ns[0] ? x->ns : "default", &opts, &list, &err)) {
+    tn_log_debug("audit trail head: cannot look for an earlier export (%s): exporting", err.message);
+  } else {
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(list, "items"), i, ev) {
+      const char *msg = json_string_value(json_object_get(ev, "message"));
+      if (msg && strcmp(msg, note) == 0) {
+        found = true;
+        break;
+      }
+    }
+  }
+  json_decref(list);
+  return found;
+}
 
 static void export_once(struct tn_audit_head_exporter *x) {
   long long id = 0;
@@ -41,12 +75,17 @@ static void export_once(struct tn_audit_head_exporter *x) {
   tn_log_info("audit trail head: row %lld hash %s (check later with tenantctl audit verify --expect %lld:%s)",
               id, hash, id, hash);
   if (x->rec && x->has_regarding) {
+    char note[128 + TN_AUDIT_HASH_LEN];
+    snprintf(note, sizeof note, "audit trail head: row %lld hash %s", id, hash);
+    if (already_exported(x, note)) {
+      tn_log_debug("audit trail head: row %lld already exported as an Event", id);
+      return;
+    }
     struct tn_object_ref ref = {.api_version = x->api_version,
                                 .kind = x->kind,
                                 .name = x->name,
                                 .namespace = x->ns[0] ? x->ns : NULL};
-    tn_recorder_eventf(x->rec, &ref, TN_EVENT_NORMAL, TN_AUDIT_HEAD_REASON, "Export",
-                       "audit trail head: row %lld hash %s", id, hash);
+    tn_recorder_eventf(x->rec, &ref, TN_EVENT_NORMAL, TN_AUDIT_HEAD_REASON, "Export", "%s", note);
   }
 }
 
@@ -66,8 +105,8 @@ static void *run(void *p) {
 }
 
 int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metrics, struct tn_recorder *rec,
-                                 const struct tn_object_ref *regarding, double interval_s,
-                                 struct tn_audit_head_exporter **out) {
+                                 struct tn_kube *kube, const struct tn_object_ref *regarding,
+                                 double interval_s, struct tn_audit_head_exporter **out) {
   *out = NULL;
   if (!audit || !(interval_s > 0))
     return -EINVAL;
@@ -76,6 +115,7 @@ int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metr
     return -ENOMEM;
   x->audit = audit;
   x->rec = rec;
+  x->kube = kube;
   x->interval_s = interval_s;
   if (metrics) {
     x->head_id = tn_metric_with(tn_metrics_register(metrics, TN_GAUGE, TN_AUDIT_HEAD_METRIC,

@@ -6,7 +6,8 @@
  *   - a log line:  "audit trail head: row N hash H (check later with tenantctl audit verify --expect N:H)"
  *   - a Kubernetes Event (type Normal, reason AuditChainHead, action Export) about `regarding`,
  *     note "audit trail head: row N hash H"; kept by the API server (and usually shipped to a log
- *     pipeline) outside the database's reach;
+ *     pipeline) outside the database's reach; not written again while the API server still holds
+ *     an Event with that note (a restart, an idle trail: no write);
  *   - the gauge tenancy_audit_chain_head_id (the newest row's id), so an alert on
  *     `decrease(tenancy_audit_chain_head_id)` or a drop in a recording rule shows a cut tail.
  * A failed read is logged (warning) and counted in tenancy_audit_chain_head_export_failures_total. */
@@ -14,6 +15,7 @@
 #define TN_AUDIT_HEAD_H
 
 #include "audit/audit.h"
+#include "kube/client.h"
 #include "runtime/events.h"
 #include "runtime/metrics.h"
 
@@ -27,11 +29,13 @@ struct tn_audit_head_exporter; /* opaque */
 
 /* Starts the exporting thread: one export at once, then every interval_s seconds (> 0). audit is
  * borrowed and must outlive the exporter; metrics and rec may be NULL (no metric / no Event);
+ * kube (borrowed, may be NULL) is used to look for an Event of the same head first (core Events,
+ * list, in the regarding object's namespace);
  * regarding (copied; NULL: no Event) is the object the Events are about, e.g. the operator's
  * leader Lease. Returns 0, -EINVAL, -ENOMEM or -errno from pthread_create. */
 int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metrics, struct tn_recorder *rec,
-                                 const struct tn_object_ref *regarding, double interval_s,
-                                 struct tn_audit_head_exporter **out);
+                                 struct tn_kube *kube, const struct tn_object_ref *regarding,
+                                 double interval_s, struct tn_audit_head_exporter **out);
 
 /* Stops the thread (waits for an export in progress) and frees. Accepts NULL. */
 void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x);

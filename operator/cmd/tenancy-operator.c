@@ -22,6 +22,7 @@
 #include "runtime/httpserver.h"
 #include "runtime/leader.h"
 #include "runtime/log.h"
+#include "runtime/memtrim.h"
 #include "runtime/metrics.h"
 #include "runtime/metrics_auth.h"
 #include "runtime/options.h"
@@ -344,7 +345,7 @@ static void start_audit_head(struct app *a) {
   char *ns = leader_namespace(&a->opts);
   struct tn_object_ref lease = {
       .api_version = "coordination.k8s.io/v1", .kind = "Lease", .name = a->opts.leader_id, .namespace = ns};
-  if (tn_audit_head_exporter_start(a->audit, a->metrics, a->recorder, ns ? &lease : NULL, interval,
+  if (tn_audit_head_exporter_start(a->audit, a->metrics, a->recorder, a->kube, ns ? &lease : NULL, interval,
                                    &a->audit_head))
     tn_log_warn("audit trail: cannot start exporting its head");
   free(ns);
@@ -459,6 +460,9 @@ int main(int argc, char **argv) {
   struct tn_error err = {0};
   struct tn_kube_config cfg = {0};
   int code = 1;
+  struct tn_memtrim *memtrim = NULL;
+  /* Before any thread: at most two malloc arenas (runtime/memtrim.h). */
+  int arenas = tn_memtrim_limit_arenas(getenv);
 
   /* Signals are taken synchronously by run(); every thread started below inherits the mask. */
   sigset_t set;
@@ -495,6 +499,11 @@ int main(int argc, char **argv) {
   tn_log_set_format(a.opts.log_format);
   tn_log_info("tenancy-operator %s starting: workers=%d sync-period=%.0fs leader-elect=%s", TN_VERSION,
               a.opts.workers, a.opts.sync_period_s, a.opts.leader_elect ? "true" : "false");
+  if (tn_memtrim_start(TN_MEMTRIM_DEFAULT_INTERVAL_S, TN_MEMTRIM_DEFAULT_THRESHOLD, &memtrim))
+    tn_log_warn("cannot start returning free heap memory: the process may hold more than it uses");
+  tn_log_debug("malloc arenas: %s", arenas > 0    ? "at most 2"
+                                    : arenas == 0 ? "as MALLOC_ARENA_MAX says"
+                                                  : "the allocator's own");
 
   /* The audit trail lives in the operator's PostgreSQL: with --pg-dsn every lifecycle
    * transition is recorded before it happens (and does not happen while it cannot be). */
@@ -594,6 +603,7 @@ int main(int argc, char **argv) {
 
 out:
   shutdown_all(&a, atomic_load(&a.lost_lease));
+  tn_memtrim_stop(memtrim);
   tn_kube_config_cleanup(&cfg);
   tn_options_cleanup(&a.opts);
   tn_log_info("exiting with code %d", code);

@@ -667,7 +667,7 @@ Test(audit_security, the_head_exporter_publishes_the_newest_row) {
   struct tn_metrics *m = tn_metrics_new();
   cr_assert_not_null(m);
   struct tn_audit_head_exporter *x = NULL;
-  cr_assert_eq(tn_audit_head_exporter_start(a, m, NULL, NULL, 0.2, &x), 0);
+  cr_assert_eq(tn_audit_head_exporter_start(a, m, NULL, NULL, NULL, 0.2, &x), 0);
   struct tn_series *s =
       tn_metric_with(tn_metrics_register(m, TN_GAUGE, TN_AUDIT_HEAD_METRIC, NULL, NULL, NULL, 0), NULL);
   double t0 = tn_test_now();

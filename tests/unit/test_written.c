@@ -29,3 +29,46 @@ Test(written, detects_a_cache_behind_our_own_write) {
   tn_written_free(w);
   tn_written_free(NULL);
 }
+
+static json_t *named(const char *name, const char *uid, long long gen, const char *state) {
+  return json_pack("{s:{s:s,s:s,s:I},s:{s:s}}", "metadata", "name", name, "uid", uid, "generation",
+                   (json_int_t)gen, "status", "state", state);
+}
+
+Test(written, keeps_every_tenant_apart_through_growth) {
+  struct tn_written *w = tn_written_new();
+  cr_assert_not_null(w);
+  char name[32], uid[40];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof name, "t-%d", i);
+    snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
+    json_t *t = named(name, uid, i % 7 + 1, i % 2 ? "Active" : "Suspended");
+    tn_written_note(w, t);
+    json_decref(t);
+  }
+  for (int i = 0; i < 3000; i += 97) {
+    snprintf(name, sizeof name, "t-%d", i);
+    snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
+    json_t *same = named(name, uid, i % 7 + 1, i % 2 ? "Active" : "Suspended");
+    json_t *behind = named(name, uid, i % 7 + 1, "");
+    cr_assert_not(tn_written_is_stale(w, same), "%s: the cache shows what was written", name);
+    cr_assert(tn_written_is_stale(w, behind), "%s: the cache is behind its write", name);
+    json_decref(same);
+    json_decref(behind);
+  }
+  tn_written_free(w);
+}
+
+Test(written, a_value_too_long_to_keep_forgets_the_tenant) {
+  struct tn_written *w = tn_written_new();
+  json_t *a = named("acme", "u1", 1, "Active"), *before = named("acme", "u1", 1, "");
+  tn_written_note(w, a);
+  cr_assert(tn_written_is_stale(w, before));
+  json_t *odd = named("acme", "u1", 1, "AStateNameLongerThanAnyKnownState");
+  tn_written_note(w, odd);
+  cr_assert_not(tn_written_is_stale(w, before), "nothing reliable kept: trust the cache");
+  json_decref(a);
+  json_decref(before);
+  json_decref(odd);
+  tn_written_free(w);
+}
