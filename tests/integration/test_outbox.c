@@ -561,6 +561,10 @@ Test(outbox, an_idle_resync_reads_the_outbox_for_no_tenant) {
   cr_assert_geq(rec, rec0 + 3 * N, "only %.0f tenant reconciles in 90 s of resyncs", rec - rec0);
   cr_assert_eq(reads, reads0, "%.0f idle tenant reconciles read the outbox %.0f time(s), want 0", rec - rec0,
                reads - reads0);
+  fprintf(stderr,
+          "idle resync: %d tenants on the stack, %.0f outbox reads at start, then %.0f reconciles and %.0f "
+          "reads\n",
+          all, reads0, rec - rec0, reads - reads0);
   for (int i = 0; i < N; i++)
     cr_assert_str_eq(all_event_names(t[i]), names[i], "tenant %s: a resync recorded again", t[i]);
 
