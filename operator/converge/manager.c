@@ -15,6 +15,7 @@
 #include "converge/migration.h"
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
+#include "converge/tenant_changes.h"
 #include "converge/tenant_keys.h"
 #include "failover/failover.h" /* FAILOVER (issue 16) */
 #include "kube/informer.h"
@@ -278,6 +279,10 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   m->rec.kms = tn_kek_secret_provider(m->kek);
   m->rec.keys_rotation_period_s = cfg->keys_rotation_period_s;
   m->rec.cluster_name = cfg->cluster_name;
+  if (!(m->rec.changes = tn_tenant_changes_cache_new(cfg->metrics))) { /* OUTBOX: last recorded values */
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+    goto fail;
+  }
   /* The tenancy metrics, computed from the caches and counters at scrape time. */
   m->metrics_src = (struct tn_tenancy_metrics_source){
       .tenants = m->rec.tenants, .db = m->rec.db, .audit = cfg->audit, .per_tenant = cfg->metrics_per_tenant};
@@ -402,6 +407,7 @@ void tn_manager_free(struct tn_manager *m) {
     tn_informer_free(m->all[i]);
   tn_db_free(m->rec.db);
   tn_written_free(m->rec.written);
+  tn_tenant_changes_cache_free(m->rec.changes);
   tn_kek_secret_free(m->kek);
   free(m->region_secret_namespaces);
   free(m);

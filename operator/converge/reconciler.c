@@ -309,14 +309,7 @@ static void event(struct run *x, const char *type, const char *reason, const cha
 static void event(struct run *x, const char *type, const char *reason, const char *fmt, ...) {
   if (!x->r->recorder)
     return;
-  json_t *meta = json_object_get(x->obj, "metadata");
-  struct tn_object_ref ref = {
-      .api_version = TN_API_VERSION,
-      .kind = "Tenant",
-      .name = x->key,
-      .uid = json_string_value(json_object_get(meta, "uid")),
-      .resource_version = json_string_value(json_object_get(meta, "resourceVersion")),
-  };
+  struct tn_object_ref ref = tn_object_ref_from(x->obj, "Tenant");
   char note[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -1004,14 +997,17 @@ enum flow {
 static enum flow step_observe(struct run *x) {
   struct tn_error err = {0};
   x->obj = tn_informer_get(x->r->tenants, x->key);
-  if (!x->obj)
+  if (!x->obj) {
+    tn_tenant_changes_forget(x->r->changes, x->key);
     return FLOW_STOP; /* gone: the garbage collector removes what it owned */
+  }
   json_t *meta = json_object_get(x->obj, "metadata");
   x->lf.generation = json_integer_value(json_object_get(meta, "generation"));
   snprintf(x->rv, sizeof x->rv, "%s", json_string_value(json_object_get(meta, "resourceVersion")) ?: "");
   x->lf.resource_version = x->rv;
 
   if (json_object_get(meta, "deletionTimestamp")) {
+    tn_tenant_changes_forget(x->r->changes, x->key);
     x->res = teardown(x);
     return FLOW_STOP;
   }
@@ -1538,6 +1534,7 @@ static void step_record_changes(struct run *x) {
   char actor[256] = TN_AUDIT_OPERATOR_ACTOR;
   tn_tenant_requester(x->obj, actor, sizeof actor);
   struct tn_tenant_changes c = {.audit = x->r->audit,
+                                .cache = x->r->changes,
                                 .cluster = x->r->cluster_name,
                                 .tenant = x->obj,
                                 .actor = actor,

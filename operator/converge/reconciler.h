@@ -45,6 +45,8 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
 bool tn_tenant_requester(const json_t *tenant, char *actor, size_t na);
 
 /* Everything a reconcile reads and writes; all borrowed from the manager. */
+struct tn_tenant_changes_cache;
+
 struct tn_reconciler {
   struct tn_kube *kube;
   struct tn_recorder *recorder; /* may be NULL */
@@ -65,6 +67,7 @@ struct tn_reconciler {
   struct tn_series *policy_latency;  /* tn_policy_evaluation_seconds{caller="controller"}; may be NULL */
   const char *cluster_name;       /* OUTBOX (issue 14): the events' source tenancy.dev/<name>; NULL = local */
   struct tn_informer *migrations; /* MIGRATION (issue 16): TenantMigrations; NULL = none */
+  struct tn_tenant_changes_cache *changes; /* the last recorded placement/quotas; NULL = read each time */
 };
 
 /* The GVR of an owned kind. */

@@ -1,14 +1,125 @@
 /* tenant_changes.c - placement.decided and quota.changed (see tenant_changes.h). */
+#define _GNU_SOURCE /* asprintf */
 #include "converge/tenant_changes.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit/outbox.h"
+#include "runtime/metrics.h"
 #include "tenancy/cloudevents.h"
 #include "util/uuid.h"
+
+/* ---- the cache --------------------------------------------------------------------------------- */
+
+/* name -> one string "uid\nP\nQ": P the last recorded placement as "region\tisolation", Q the last
+ * recorded quotas as compact JSON with sorted keys; either empty when none is recorded. A string
+ * per tenant (about 200 bytes) rather than JSON values: a few MB for 10,000 tenants. */
+struct tn_tenant_changes_cache {
+  pthread_mutex_t mu;
+  json_t *by_name;
+  atomic_ullong reads;
+  struct tn_series *reads_total; /* may be NULL */
+};
+
+struct tn_tenant_changes_cache *tn_tenant_changes_cache_new(struct tn_metrics *metrics) {
+  struct tn_tenant_changes_cache *c = calloc(1, sizeof *c);
+  if (!c || !(c->by_name = json_object())) {
+    free(c);
+    return NULL;
+  }
+  pthread_mutex_init(&c->mu, NULL);
+  atomic_init(&c->reads, 0);
+  struct tn_metric *f =
+      metrics ? tn_metrics_register(metrics, TN_COUNTER, "tenancy_outbox_change_reads_total",
+                                    "Reads of the outbox for a tenant's last placement.decided and "
+                                    "quota.changed events (once per tenant per process, then on a change)",
+                                    NULL, NULL, 0)
+              : NULL;
+  c->reads_total = f ? tn_metric_with(f, NULL) : NULL;
+  return c;
+}
+
+void tn_tenant_changes_cache_free(struct tn_tenant_changes_cache *c) {
+  if (!c)
+    return;
+  json_decref(c->by_name);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+void tn_tenant_changes_forget(struct tn_tenant_changes_cache *c, const char *name) {
+  if (!c || !name)
+    return;
+  pthread_mutex_lock(&c->mu);
+  json_object_del(c->by_name, name);
+  pthread_mutex_unlock(&c->mu);
+}
+
+unsigned long long tn_tenant_changes_reads(struct tn_tenant_changes_cache *c) {
+  return c ? atomic_load(&c->reads) : 0;
+}
+
+size_t tn_tenant_changes_cached(struct tn_tenant_changes_cache *c) {
+  if (!c)
+    return 0;
+  pthread_mutex_lock(&c->mu);
+  size_t n = json_object_size(c->by_name);
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+/* Whether the entry of line `field` (0 uid, 1 placement, 2 quotas) of v equals want. */
+static bool field_is(const char *v, int field, const char *want) {
+  for (int i = 0; i < field && v; i++) {
+    v = strchr(v, '\n');
+    if (v)
+      v++;
+  }
+  if (!v)
+    return false;
+  size_t n = strcspn(v, "\n");
+  return strlen(want) == n && memcmp(v, want, n) == 0;
+}
+
+/* Whether the cache says the outbox holds these values already: want_p / want_q NULL are not
+ * compared (not placed, quotas unknown). */
+static bool cache_has(struct tn_tenant_changes_cache *c, const char *name, const char *uid,
+                      const char *want_p, const char *want_q) {
+  pthread_mutex_lock(&c->mu);
+  const char *v = json_string_value(json_object_get(c->by_name, name));
+  bool hit =
+      v && field_is(v, 0, uid) && (!want_p || field_is(v, 1, want_p)) && (!want_q || field_is(v, 2, want_q));
+  pthread_mutex_unlock(&c->mu);
+  return hit;
+}
+
+static void cache_put(struct tn_tenant_changes_cache *c, const char *name, const char *uid, const char *p,
+                      const char *q) {
+  char *v = NULL;
+  if (asprintf(&v, "%s\n%s\n%s", uid, p ? p : "", q ? q : "") < 0)
+    v = NULL;
+  pthread_mutex_lock(&c->mu);
+  if (!v || json_object_set_new(c->by_name, name, json_string(v)) != 0)
+    json_object_del(c->by_name, name); /* out of memory: read again next time */
+  pthread_mutex_unlock(&c->mu);
+  free(v);
+}
+
+/* "region\tisolation" (malloc'd), or NULL when either is missing. */
+static char *placement_key(const char *region, const char *isolation) {
+  char *k = NULL;
+  if (!region || !isolation || asprintf(&k, "%s\t%s", region, isolation) < 0)
+    return NULL;
+  return k;
+}
+
+/* ---- the outbox -------------------------------------------------------------------------------- */
 
 /* The data of the tenant's last placement.decided and quota.changed events since its latest
  * created event (a tenant deleted and created again under the same name starts afresh). */
@@ -20,6 +131,10 @@ static int last_recorded(const struct tn_tenant_changes *c, const char *name, js
   tn_ce_type(TN_CE_CREATED, tc, sizeof tc);
   const char *params[] = {name, tp, tq, tc};
   json_t *rows = NULL;
+  if (c->cache) {
+    atomic_fetch_add(&c->cache->reads, 1);
+    tn_series_inc(c->cache->reads_total);
+  }
   int rc = tn_audit_query(
       c->audit,
       "SELECT t.type, (SELECT o.event->'data' FROM @S@.outbox o WHERE o.tenant = $1 AND o.type = t.type "
@@ -82,38 +197,74 @@ static int append(const struct tn_tenant_changes *c, const char *name, const cha
 int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, struct tn_error *err) {
   if (appended)
     *appended = 0;
-  const char *name = json_string_value(json_object_get(json_object_get(c->tenant, "metadata"), "name"));
+  const json_t *md = json_object_get(c->tenant, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
   if (!c->audit || !name || (!c->region && !json_is_object(c->quotas)))
     return 0;
+  const char *uid = json_string_value(json_object_get(md, "uid")) ?: "";
+  char *want_p = c->region ? placement_key(c->region, c->isolation) : NULL;
+  char *want_q = json_is_object(c->quotas) ? json_dumps(c->quotas, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  if ((c->region && c->isolation && !want_p) || (json_is_object(c->quotas) && !want_q)) {
+    free(want_p);
+    free(want_q);
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  }
+  if (c->cache && cache_has(c->cache, name, uid, want_p, want_q)) {
+    free(want_p);
+    free(want_q);
+    return 0; /* recorded already: no SQL */
+  }
   json_t *lp = NULL, *lq = NULL;
   int rc = last_recorded(c, name, &lp, &lq, err);
-  if (rc)
+  if (rc) {
+    free(want_p);
+    free(want_q);
+    tn_tenant_changes_forget(c->cache, name);
     return rc;
-  if (c->region && c->isolation) {
-    const char *was = json_string_value(json_object_get(lp, "region"));
-    const char *was_iso = json_string_value(json_object_get(lp, "isolation"));
-    if (!was || strcmp(was, c->region) != 0 || !was_iso || strcmp(was_iso, c->isolation) != 0) {
-      json_t *data = json_pack("{s:s, s:s, s:o}", "region", c->region, "isolation", c->isolation,
-                               "previousRegion", was ? json_string(was) : json_null());
-      rc = data ? append(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, err)
-                : tn_error_set(err, -ENOMEM, "out of memory");
-      json_decref(data);
-      if (rc == 0 && appended)
+  }
+  const char *was = json_string_value(json_object_get(lp, "region"));
+  const char *was_iso = json_string_value(json_object_get(lp, "isolation"));
+  char *rec_p = placement_key(was, was_iso); /* what the outbox holds after this call */
+  json_t *was_q = json_object_get(lq, "quotas");
+  char *rec_q = was_q ? json_dumps(was_q, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  if (want_p && !(rec_p && strcmp(rec_p, want_p) == 0)) {
+    json_t *data = json_pack("{s:s, s:s, s:o}", "region", c->region, "isolation", c->isolation,
+                             "previousRegion", was ? json_string(was) : json_null());
+    rc = data ? append(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, err)
+              : tn_error_set(err, -ENOMEM, "out of memory");
+    json_decref(data);
+    if (rc == 0) {
+      free(rec_p);
+      rec_p = want_p;
+      want_p = NULL;
+      if (appended)
         (*appended)++;
     }
   }
-  if (rc == 0 && json_is_object(c->quotas)) {
-    json_t *was = json_object_get(lq, "quotas");
-    if (!was || !json_equal(was, (json_t *)c->quotas)) {
-      json_t *data =
-          json_pack("{s:O, s:O}", "quotas", (json_t *)c->quotas, "previous", was ? was : json_null());
-      rc = data ? append(c, name, TN_CE_QUOTA_CHANGED, TN_AUDIT_ACTION_QUOTA_CHANGE, data, err)
-                : tn_error_set(err, -ENOMEM, "out of memory");
-      json_decref(data);
-      if (rc == 0 && appended)
+  if (rc == 0 && want_q && !(was_q && json_equal(was_q, (json_t *)c->quotas))) {
+    json_t *data =
+        json_pack("{s:O, s:O}", "quotas", (json_t *)c->quotas, "previous", was_q ? was_q : json_null());
+    rc = data ? append(c, name, TN_CE_QUOTA_CHANGED, TN_AUDIT_ACTION_QUOTA_CHANGE, data, err)
+              : tn_error_set(err, -ENOMEM, "out of memory");
+    json_decref(data);
+    if (rc == 0) {
+      free(rec_q);
+      rec_q = want_q;
+      want_q = NULL;
+      if (appended)
         (*appended)++;
     }
   }
+  if (c->cache) {
+    if (rc == 0)
+      cache_put(c->cache, name, uid, rec_p, rec_q);
+    else
+      tn_tenant_changes_forget(c->cache, name);
+  }
+  free(rec_p);
+  free(rec_q);
+  free(want_p);
+  free(want_q);
   json_decref(lp);
   json_decref(lq);
   return rc;

@@ -262,13 +262,7 @@ static int stored_from(json_t *s, struct stored *st) {
 
 static void tenant_event(struct tn_reconciler *r, json_t *tenant_obj, const char *type, const char *reason,
                          const char *note) {
-  json_t *meta = json_object_get(tenant_obj, "metadata");
-  struct tn_object_ref ref = {.api_version = TN_API_VERSION,
-                              .kind = "Tenant",
-                              .name = json_string_value(json_object_get(meta, "name")),
-                              .uid = json_string_value(json_object_get(meta, "uid")),
-                              .resource_version =
-                                  json_string_value(json_object_get(meta, "resourceVersion"))};
+  struct tn_object_ref ref = tn_object_ref_from(tenant_obj, "Tenant");
   tn_recorder_eventf(r->recorder, &ref, type, reason, "Reconcile", "%s", note);
 }
 

@@ -60,6 +60,18 @@ static int set_opt(json_t *o, const char *key, const char *v) {
   return json_object_set_new(o, key, json_string(v));
 }
 
+struct tn_object_ref tn_object_ref_from(const json_t *obj, const char *kind) {
+  const json_t *meta = json_object_get(obj, "metadata");
+  return (struct tn_object_ref){
+      .api_version = json_string_value(json_object_get(obj, "apiVersion")),
+      .kind = kind ? kind : json_string_value(json_object_get(obj, "kind")),
+      .name = json_string_value(json_object_get(meta, "name")),
+      .namespace = json_string_value(json_object_get(meta, "namespace")),
+      .uid = json_string_value(json_object_get(meta, "uid")),
+      .resource_version = json_string_value(json_object_get(meta, "resourceVersion")),
+  };
+}
+
 json_t *tn_event_build(const char *controller, const char *instance, const struct tn_object_ref *regarding,
                        const char *type, const char *reason, const char *action, const char *note,
                        const char *suffix, double wall_s) {

@@ -28,6 +28,11 @@ struct tn_object_ref {
   const char *resource_version;
 };
 
+/* The reference to obj as an Event's regarding: its apiVersion (objects from our informers and
+ * from the API server's answers carry it), metadata name, namespace, uid and resourceVersion, and
+ * kind (obj's own "kind" when NULL). The strings are borrowed from obj: valid while obj is. */
+struct tn_object_ref tn_object_ref_from(const json_t *obj, const char *kind);
+
 /* ---- the recorder ------------------------------------------------------------------------ */
 
 #define TN_RECORDER_QUEUE_MAX 1024 /* occurrences waiting for the recorder thread */

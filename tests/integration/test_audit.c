@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "tn_pg_test.h"
 #include "tn_test.h"
 
 #define PG_CTL "/usr/lib/postgresql/15/bin/pg_ctl"
@@ -31,45 +32,10 @@ static void new_schema(void) {
 }
 
 /* A superuser connection of the test itself (not through the module). */
-static PGconn *admin(void) {
-  PGconn *c = PQconnectdb(dsn());
-  cr_assert_eq(PQstatus(c), CONNECTION_OK, "cannot connect: %s", PQerrorMessage(c));
-  PQclear(PQexec(c, "SET client_min_messages = warning"));
-  return c;
-}
-
-/* Runs SQL (printf-formatted) as the superuser; returns the result (PQclear it). */
-static PGresult *sql(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static PGresult *sql(PGconn *c, const char *fmt, ...) {
-  char *q = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  cr_assert_geq(vasprintf(&q, fmt, ap), 0);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  free(q);
-  return r;
-}
-
-/* Runs SQL that must succeed; returns the first cell (malloc'd, "" when none). */
-static char *sql_value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *sql_value(PGconn *c, const char *fmt, ...) {
-  char *q = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  cr_assert_geq(vasprintf(&q, fmt, ap), 0);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  ExecStatusType st = PQresultStatus(r);
-  cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q, PQresultErrorMessage(r));
-  char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-  PQclear(r);
-  free(q);
-  return v;
-}
+static PGconn *admin(void) { return tn_test_pg_connect(NULL); }
 
 static long long sql_ll(PGconn *c, const char *q) {
-  char *v = sql_value(c, "%s", q);
+  char *v = tn_test_pg_value(c, "%s", q);
   long long n = strtoll(v, NULL, 10);
   free(v);
   return n;
@@ -126,7 +92,7 @@ static int tenantctl(char **out, const char *fmt, ...) {
 
 static void drop_schema(void) {
   PGconn *c = admin();
-  PQclear(sql(c, "DROP SCHEMA IF EXISTS %s CASCADE", schema));
+  PQclear(tn_test_pg_exec(c, "DROP SCHEMA IF EXISTS %s CASCADE", schema));
   PQfinish(c);
 }
 
@@ -157,7 +123,7 @@ static PGresult *sql_t(PGconn *c, const char *tmpl) {
 
 /* The superuser bypasses the append-only trigger the documented way. */
 static void tamper(PGconn *c, const char *tmpl) {
-  char *v = sql_value(c, "SET session_replication_role = replica");
+  char *v = tn_test_pg_value(c, "SET session_replication_role = replica");
   free(v);
   char *stmt = subst(tmpl);
   PGresult *r = PQexec(c, stmt);
@@ -165,18 +131,18 @@ static void tamper(PGconn *c, const char *tmpl) {
   cr_assert_str_eq(PQcmdTuples(r), "1", "%s touched %s rows", stmt, PQcmdTuples(r));
   PQclear(r);
   free(stmt);
-  v = sql_value(c, "SET session_replication_role = origin");
+  v = tn_test_pg_value(c, "SET session_replication_role = origin");
   free(v);
 }
 
 /* These tests prune rows seconds old: the superuser lowers the minimum retention (90 days by
  * default; the triggers only let it be raised) the way only a superuser can. */
 static void no_min_retention(PGconn *c) {
-  char *v = sql_value(c, "SET session_replication_role = replica");
+  char *v = tn_test_pg_value(c, "SET session_replication_role = replica");
   free(v);
-  v = sql_value(c, "UPDATE %s.audit_settings SET min_retention = interval '0'", schema);
+  v = tn_test_pg_value(c, "UPDATE %s.audit_settings SET min_retention = interval '0'", schema);
   free(v);
-  v = sql_value(c, "SET session_replication_role = origin");
+  v = tn_test_pg_value(c, "SET session_replication_role = origin");
   free(v);
 }
 
@@ -211,7 +177,7 @@ Test(audit, append_then_verify_and_the_database_hashes_agree_with_chain_c) {
    * row, and the chain links are what the database stored. */
   PGconn *c = admin();
   long long bad = 0;
-  char *v = sql_value(
+  char *v = tn_test_pg_value(
       c,
       "SELECT count(*) FROM %s.audit_events WHERE hash <> %s.audit_hash(id, at, actor, action, target, "
       "request_id, correlation_id, outcome, generation_before, generation_after, details, prev_hash)",
@@ -219,14 +185,14 @@ Test(audit, append_then_verify_and_the_database_hashes_agree_with_chain_c) {
   bad = strtoll(v, NULL, 10);
   free(v);
   cr_assert_eq(bad, 0);
-  v = sql_value(c, "SELECT hash FROM %s.audit_events WHERE id = 3", schema);
+  v = tn_test_pg_value(c, "SELECT hash FROM %s.audit_events WHERE id = 3", schema);
   cr_assert_str_eq(v, r.last_hash);
   free(v);
-  v = sql_value(c, "SELECT prev_hash FROM %s.audit_events WHERE id = 1", schema);
+  v = tn_test_pg_value(c, "SELECT prev_hash FROM %s.audit_events WHERE id = 1", schema);
   cr_assert_str_eq(v, TN_AUDIT_GENESIS_HASH);
   free(v);
   /* details is stored verbatim (json, not jsonb): what was hashed is what is read back. */
-  v = sql_value(c, "SELECT details FROM %s.audit_events WHERE id = 2", schema);
+  v = tn_test_pg_value(c, "SELECT details FROM %s.audit_events WHERE id = 2", schema);
   cr_assert_str_eq(v, "{\"from\": \"Draft\", \"to\": \"Active\",  \"note\": \"a|b\\n\"}");
   free(v);
   PQfinish(c);
@@ -312,16 +278,18 @@ Test(audit, update_delete_truncate_are_refused_by_the_trigger) {
     PQclear(r);
   }
   /* A direct INSERT that does not chain to the last row is refused too (no fork). */
-  PGresult *r = sql(c,
-                    "INSERT INTO %s.audit_events (at, actor, action, target, outcome, prev_hash, hash) "
-                    "VALUES (now(), 'x', 'y', 'tenant/acme', 'succeeded', repeat('0', 64), repeat('1', 64))",
-                    schema);
+  PGresult *r = tn_test_pg_exec(
+      c,
+      "INSERT INTO %s.audit_events (at, actor, action, target, outcome, prev_hash, hash) "
+      "VALUES (now(), 'x', 'y', 'tenant/acme', 'succeeded', repeat('0', 64), repeat('1', 64))",
+      schema);
   cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
   cr_assert(strstr(PQresultErrorMessage(r), "does not chain to the last row"), "%s", PQresultErrorMessage(r));
   PQclear(r);
   /* The reserved checkpoint action cannot be appended. */
-  r = sql(c, "SELECT %s.audit_append('x', 'audit.prune', 'audit', NULL, NULL, 'succeeded', NULL, NULL, NULL)",
-          schema);
+  r = tn_test_pg_exec(
+      c, "SELECT %s.audit_append('x', 'audit.prune', 'audit', NULL, NULL, 'succeeded', NULL, NULL, NULL)",
+      schema);
   cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
   PQclear(r);
   char target[] = "tenant/acme";
@@ -340,24 +308,7 @@ Test(audit, update_delete_truncate_are_refused_by_the_trigger) {
 
 /* A libpq keyword/value DSN of the test's server as another role. */
 static char *dsn_as(const char *user, const char *password) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(dsn(), &perr);
-  cr_assert_not_null(opts, "%s", perr);
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val || !strcmp(o->keyword, "user") || !strcmp(o->keyword, "password"))
-      continue;
-    fprintf(f, "%s='", o->keyword);
-    for (const char *p = o->val; *p; p++)
-      fprintf(f, *p == '\'' || *p == '\\' ? "\\%c" : "%c", *p);
-    fprintf(f, "' ");
-  }
-  fprintf(f, "user='%s' password='%s'", user, password);
-  fclose(f);
-  PQconninfoFree(opts);
-  return out;
+  return tn_test_pg_dsn(user, password, NULL, NULL);
 }
 
 Test(audit, a_writer_role_may_append_and_prune_but_never_update_or_delete) {
@@ -365,8 +316,7 @@ Test(audit, a_writer_role_may_append_and_prune_but_never_update_or_delete) {
   char role[64];
   snprintf(role, sizeof role, "%s_writer", schema);
   PGconn *c = admin();
-  char *v = sql_value(c, "CREATE ROLE %s LOGIN PASSWORD 'writer-pw-123'", role);
-  free(v);
+  tn_test_pg_role_create(c, role, "writer-pw-123");
 
   /* The owner (superuser here) creates the objects and grants the writer. */
   struct tn_audit *owner = open_trail(dsn(), true);
@@ -407,10 +357,11 @@ Test(audit, a_writer_role_may_append_and_prune_but_never_update_or_delete) {
   /* Retention works for the writer through the SECURITY DEFINER function. */
   no_min_retention(c);
   long long pruned = -1;
-  char *cutoff = sql_value(c,
-                           "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-                           "FROM %s.audit_events WHERE id = 3",
-                           schema);
+  char *cutoff =
+      tn_test_pg_value(c,
+                       "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                       "FROM %s.audit_events WHERE id = 3",
+                       schema);
   cr_assert_eq(tn_audit_prune_before(w, cutoff, NULL, &pruned, &err), 0, "%s", err.message);
   cr_assert_eq(pruned, 2);
   r = verify(w);
@@ -422,8 +373,7 @@ Test(audit, a_writer_role_may_append_and_prune_but_never_update_or_delete) {
   tn_audit_close(owner);
   free(wdsn);
   drop_schema();
-  PQclear(sql(c, "DROP OWNED BY %s", role));
-  PQclear(sql(c, "DROP ROLE %s", role));
+  tn_test_pg_role_drop(c, role);
   PQfinish(c);
 }
 
@@ -683,10 +633,11 @@ Test(audit, retention_prune_keeps_the_chain_verifiable) {
   cr_assert_eq(verify(a).rows, 10);
 
   /* Everything before row 6. */
-  char *cutoff = sql_value(c,
-                           "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-                           "FROM %s.audit_events WHERE id = 6",
-                           schema);
+  char *cutoff =
+      tn_test_pg_value(c,
+                       "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                       "FROM %s.audit_events WHERE id = 6",
+                       schema);
   cr_assert_eq(tn_audit_prune_before(a, cutoff, "retention-job", &pruned, &err), 0, "%s", err.message);
   free(cutoff);
   cr_assert_eq(pruned, 5);
@@ -696,10 +647,11 @@ Test(audit, retention_prune_keeps_the_chain_verifiable) {
   cr_assert_eq(r.last_id, 11);
   cr_assert_eq(r.checkpoint_id, 11);
   cr_assert_eq(r.pruned_through_id, 5);
-  char *v = sql_value(c,
-                      "SELECT actor || ' ' || action || ' ' || (details->>'prunedRows') FROM %s.audit_events "
-                      "WHERE id = 11",
-                      schema);
+  char *v = tn_test_pg_value(
+      c,
+      "SELECT actor || ' ' || action || ' ' || (details->>'prunedRows') FROM %s.audit_events "
+      "WHERE id = 11",
+      schema);
   cr_assert_str_eq(v, "retention-job audit.prune 5");
   free(v);
   cr_assert_eq(tenantctl(&out, "audit verify --schema %s", schema), 0, "%s", out);

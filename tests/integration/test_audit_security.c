@@ -22,6 +22,7 @@
 #include "audit/audit.h"
 #include "audit/head.h"
 #include "runtime/metrics.h"
+#include "tn_pg_test.h"
 #include "tn_test.h"
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
@@ -36,61 +37,12 @@ static void new_schema(void) {
 }
 
 /* The superuser, through libpq directly (the DSN of the stack states verify-full and its CA). */
-static PGconn *admin(void) {
-  PGconn *c = PQconnectdb(dsn());
-  cr_assert_eq(PQstatus(c), CONNECTION_OK, "cannot connect: %s", PQerrorMessage(c));
-  PQclear(PQexec(c, "SET client_min_messages = warning"));
-  return c;
-}
+static PGconn *admin(void) { return tn_test_pg_connect(NULL); }
 
 static char *vfmt(const char *fmt, va_list ap) {
   char *q = NULL;
   cr_assert_geq(vasprintf(&q, fmt, ap), 0);
   return q;
-}
-
-/* Runs SQL (printf-formatted); returns the result (PQclear it). */
-static PGresult *sql(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static PGresult *sql(PGconn *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *q = vfmt(fmt, ap);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  free(q);
-  return r;
-}
-
-/* Runs SQL that must succeed; returns the first cell (malloc'd, "" when none). */
-static char *sql_value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *sql_value(PGconn *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *q = vfmt(fmt, ap);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  ExecStatusType st = PQresultStatus(r);
-  cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q, PQresultErrorMessage(r));
-  char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-  PQclear(r);
-  free(q);
-  return v;
-}
-
-/* SQL that must fail; returns the error message (malloc'd). */
-static char *sql_error(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *sql_error(PGconn *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *q = vfmt(fmt, ap);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "accepted: %s", q);
-  char *m = strdup(PQresultErrorMessage(r));
-  PQclear(r);
-  PQclear(PQexec(c, "ROLLBACK"));
-  free(q);
-  return m;
 }
 
 /* As the superuser, bypassing the triggers (what only a superuser can do). */
@@ -101,37 +53,16 @@ static void as_superuser_bypassing_triggers(PGconn *c, const char *fmt, ...) {
   va_start(ap, fmt);
   char *q = vfmt(fmt, ap);
   va_end(ap);
-  free(sql_value(c, "SET session_replication_role = replica"));
-  free(sql_value(c, "%s", q));
-  free(sql_value(c, "SET session_replication_role = origin"));
+  free(tn_test_pg_value(c, "SET session_replication_role = replica"));
+  free(tn_test_pg_value(c, "%s", q));
+  free(tn_test_pg_value(c, "SET session_replication_role = origin"));
   free(q);
 }
 
 /* The stack's DSN as keyword/value pairs without sslmode and sslrootcert (and without user and
  * password when user is given), then `extra` appended. malloc'd. */
 static char *dsn_variant(const char *user, const char *password, const char *extra) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(dsn(), &perr);
-  cr_assert_not_null(opts, "%s", perr);
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val || !strcmp(o->keyword, "sslmode") || !strcmp(o->keyword, "sslrootcert"))
-      continue;
-    if (user && (!strcmp(o->keyword, "user") || !strcmp(o->keyword, "password")))
-      continue;
-    fprintf(f, "%s='", o->keyword);
-    for (const char *p = o->val; *p; p++)
-      fprintf(f, *p == '\'' || *p == '\\' ? "\\%c" : "%c", *p);
-    fprintf(f, "' ");
-  }
-  if (user)
-    fprintf(f, "user='%s' password='%s' ", user, password);
-  fprintf(f, "%s", extra ? extra : "");
-  fclose(f);
-  PQconninfoFree(opts);
-  return out;
+  return tn_test_pg_dsn(user, password, (const char *const[]){"sslmode", "sslrootcert", NULL}, extra);
 }
 
 /* The password in the stack's DSN (it must never appear in output). */
@@ -183,16 +114,17 @@ static int tenantctl(char **out, const char *env, const char *fmt, ...) {
 
 static void drop_schema(void) {
   PGconn *c = admin();
-  PQclear(sql(c, "DROP SCHEMA IF EXISTS %s CASCADE", schema));
+  PQclear(tn_test_pg_exec(c, "DROP SCHEMA IF EXISTS %s CASCADE", schema));
   PQfinish(c);
 }
 
 /* Whether the connection of application `app` uses TLS (seen from the server). */
 static bool server_sees_tls(PGconn *c, const char *app) {
-  char *v = sql_value(c,
-                      "SELECT coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s JOIN pg_stat_activity a "
-                      "USING (pid) WHERE a.application_name = '%s'",
-                      app);
+  char *v =
+      tn_test_pg_value(c,
+                       "SELECT coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                       "USING (pid) WHERE a.application_name = '%s'",
+                       app);
   bool tls = v[0] == 't';
   free(v);
   return tls;
@@ -388,12 +320,7 @@ Test(audit_security, a_plaintext_only_server_is_refused_by_default, .init = plai
 
 static void make_writer(PGconn *c, char *role, size_t n) {
   snprintf(role, n, "%s_writer", schema);
-  free(sql_value(c, "CREATE ROLE %s LOGIN PASSWORD 'writer-pw-123'", role));
-}
-
-static void drop_writer(PGconn *c, const char *role) {
-  PQclear(sql(c, "DROP OWNED BY %s", role));
-  PQclear(sql(c, "DROP ROLE %s", role));
+  tn_test_pg_role_create(c, role, "writer-pw-123");
 }
 
 Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_nothing) {
@@ -405,7 +332,7 @@ Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_no
   struct tn_error err = {0};
   cr_assert_eq(tn_audit_init(owner, role, &err), 0, "%s", err.message);
   /* A writer that could bypass the triggers is refused at init. */
-  char *me = sql_value(c, "SELECT current_user");
+  char *me = tn_test_pg_value(c, "SELECT current_user");
   cr_assert_eq(tn_audit_init(owner, me, &err), TN_EINVALID, "a superuser writer was accepted");
   cr_assert(strstr(err.message, "is a superuser"), "%s", err.message);
   free(me);
@@ -441,13 +368,13 @@ Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_no
       {"DELETE FROM", "audit_settings"},
   };
   for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
-    char *m = sql_error(wc, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; %s %s.%s", stmts[i][0], schema,
-                        stmts[i][1]);
+    char *m = tn_test_pg_error(wc, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; %s %s.%s", stmts[i][0],
+                               schema, stmts[i][1]);
     cr_assert(strstr(m, "permission denied"), "%s %s: %s", stmts[i][0], stmts[i][1], m);
     free(m);
   }
   /* Retention through the SECURITY DEFINER function: rows seconds old are inside the minimum. */
-  char *m = sql_error(wc, "SELECT * FROM %s.audit_prune(now(), 'x')", schema);
+  char *m = tn_test_pg_error(wc, "SELECT * FROM %s.audit_prune(now(), 'x')", schema);
   cr_assert(strstr(m, "inside the minimum retention of 90 days"), "%s", m);
   free(m);
   PQfinish(wc);
@@ -457,13 +384,13 @@ Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_no
   /* The attack of the issue, by the owner (here the superuser, in a normal session): the prune
    * setting then a DELETE of the tail. Refused: the tail is inside the retention, and the newest
    * row is never removed. (Before schema 2 the guard let any DELETE through with the setting.) */
-  m = sql_error(c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events WHERE id >= 3",
-                schema);
+  m = tn_test_pg_error(
+      c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events WHERE id >= 3", schema);
   cr_assert(strstr(m, "inside the minimum retention"), "%s", m);
   free(m);
   as_superuser_bypassing_triggers(c, "UPDATE %s.audit_settings SET min_retention = interval '0'", schema);
-  m = sql_error(c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events WHERE id = 4",
-                schema);
+  m = tn_test_pg_error(
+      c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events WHERE id = 4", schema);
   cr_assert(strstr(m, "the newest row 4 is never removed"), "%s", m);
   free(m);
   struct tn_audit_verify_result r;
@@ -474,7 +401,7 @@ Test(audit_security, the_writer_cannot_remove_rows_and_the_prune_setting_cuts_no
   tn_audit_close(w);
   tn_audit_close(owner);
   drop_schema();
-  drop_writer(c, role);
+  tn_test_pg_role_drop(c, role);
   PQfinish(c);
 }
 
@@ -511,13 +438,13 @@ Test(audit_security, the_minimum_retention_is_enforced_and_only_raised) {
   cr_assert(strstr(err.message, "minimum retention of 400 days"), "%s", err.message);
   /* Even the owner cannot lower it or remove the setting through SQL (the triggers). */
   PGconn *c = admin();
-  char *m = sql_error(c, "UPDATE %s.audit_settings SET min_retention = interval '1 day'", schema);
+  char *m = tn_test_pg_error(c, "UPDATE %s.audit_settings SET min_retention = interval '1 day'", schema);
   cr_assert(strstr(m, "can only be raised"), "%s", m);
   free(m);
-  m = sql_error(c, "DELETE FROM %s.audit_settings", schema);
+  m = tn_test_pg_error(c, "DELETE FROM %s.audit_settings", schema);
   cr_assert(strstr(m, "can only be raised"), "%s", m);
   free(m);
-  m = sql_error(c, "TRUNCATE %s.audit_settings", schema);
+  m = tn_test_pg_error(c, "TRUNCATE %s.audit_settings", schema);
   cr_assert(strstr(m, "can only be raised"), "%s", m);
   free(m);
   PQfinish(c);
@@ -584,7 +511,8 @@ Test(audit_security, a_legitimate_prune_still_verifies_against_the_head) {
   free(out);
   /* An anchor on the last pruned row is still checked against the checkpoint. */
   char *h5 = NULL;
-  PGresult *res = sql(c, "SELECT details->>'lastPrunedHash' FROM %s.audit_events WHERE id = 7", schema);
+  PGresult *res =
+      tn_test_pg_exec(c, "SELECT details->>'lastPrunedHash' FROM %s.audit_events WHERE id = 7", schema);
   cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
   h5 = strdup(PQgetvalue(res, 0, 0));
   PQclear(res);
@@ -609,16 +537,18 @@ Test(audit_security, an_older_schema_is_upgraded_by_its_owner_and_refused_to_a_w
   tn_audit_close(owner);
   /* Make it look like schema 1: no settings table, the old mark, the old guard that let any
    * DELETE through with the prune setting. */
-  free(sql_value(c, "DROP TABLE %s.audit_settings CASCADE", schema));
-  free(sql_value(c,
-                 "CREATE OR REPLACE FUNCTION %s.audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                 "BEGIN IF TG_OP = 'DELETE' AND current_setting('tenancy.audit_prune', true) = 'on' THEN "
-                 "RETURN OLD; END IF; RAISE EXCEPTION 'append-only'; END $$",
-                 schema));
-  free(sql_value(c,
-                 "COMMENT ON TABLE %s.audit_events IS 'tenancy-operator audit trail (schema 1): append-only "
-                 "and hash-chained; see docs/audit.md'",
-                 schema));
+  free(tn_test_pg_value(c, "DROP TABLE %s.audit_settings CASCADE", schema));
+  free(tn_test_pg_value(
+      c,
+      "CREATE OR REPLACE FUNCTION %s.audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
+      "BEGIN IF TG_OP = 'DELETE' AND current_setting('tenancy.audit_prune', true) = 'on' THEN "
+      "RETURN OLD; END IF; RAISE EXCEPTION 'append-only'; END $$",
+      schema));
+  free(tn_test_pg_value(
+      c,
+      "COMMENT ON TABLE %s.audit_events IS 'tenancy-operator audit trail (schema 1): append-only "
+      "and hash-chained; see docs/audit.md'",
+      schema));
 
   /* The writer cannot upgrade it: a clear error, no rows written. */
   char *wdsn = dsn_variant(role, "writer-pw-123", NULL);
@@ -639,11 +569,12 @@ Test(audit_security, an_older_schema_is_upgraded_by_its_owner_and_refused_to_a_w
   tn_audit_close(owner);
   owner = open_trail(dsn(), NULL, NULL, false);
   append(owner, "resume");
-  char *m = sql_error(c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events", schema);
+  char *m =
+      tn_test_pg_error(c, "BEGIN; SET LOCAL tenancy.audit_prune = 'on'; DELETE FROM %s.audit_events", schema);
   cr_assert(strstr(m, "inside the minimum retention"), "%s", m);
   free(m);
-  char *v =
-      sql_value(c, "SELECT floor(extract(epoch FROM min_retention) / 86400) FROM %s.audit_settings", schema);
+  char *v = tn_test_pg_value(
+      c, "SELECT floor(extract(epoch FROM min_retention) / 86400) FROM %s.audit_settings", schema);
   cr_assert_str_eq(v, "90");
   free(v);
   struct tn_audit_verify_result r;
@@ -655,7 +586,7 @@ Test(audit_security, an_older_schema_is_upgraded_by_its_owner_and_refused_to_a_w
   append(w, "activate");
   tn_audit_close(w);
   drop_schema();
-  drop_writer(c, role);
+  tn_test_pg_role_drop(c, role);
   PQfinish(c);
 }
 

@@ -11,7 +11,10 @@
  * - (library level, a private schema) an append whose event is refused leaves neither the audit
  *   row nor the event; an append while PostgreSQL is down leaves neither; hostile names, labels
  *   and data are stored verbatim through bound parameters; the same event appended twice is
- *   stored once. */
+ *   stored once;
+ * - placement and quota events once per change, none after an annotation or a restart; and an
+ *   idle resync of every tenant reads nothing from the outbox (the last recorded values are
+ *   cached: tenancy_outbox_change_reads_total, checked against the tenant reconciles). */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -27,20 +30,21 @@
 #include "audit/outbox.h"
 #include "tenancy/cloudevents.h"
 #include "tn_operator.h"
+#include "tn_pg_test.h"
 #include "tn_test.h"
 
 #define CLUSTER "itest-east"
 
 static struct tn_test_operator op;
 
-static void start(void) {
+/* The suite's operator, with one extra flag (NULL: none). */
+static void start_with(const char *extra) {
   tn_test_install_api();
-  tn_test_operator_start(&op, (const char *const[]){"--leader-elect=false", "--cluster-name=" CLUSTER, NULL});
-  if (!tn_test_operator_wait_ready(&op, 60)) {
-    tn_test_operator_dump_log(&op);
-    cr_assert_fail("the operator never became ready");
-  }
+  tn_test_operator_start_ready(
+      &op, (const char *const[]){"--leader-elect=false", "--cluster-name=" CLUSTER, extra, NULL});
 }
+
+static void start(void) { start_with(NULL); }
 
 static void stop(void) { tn_test_operator_stop(&op, SIGTERM, 40); }
 
@@ -510,6 +514,83 @@ Test(outbox, placement_and_quota_changes_are_announced_once_each) {
   sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t);
 }
 
+/* ---- 3d. an idle resync reads nothing from the outbox ------------------------------------------ */
+
+#define READS "tenancy_outbox_change_reads_total"
+#define TENANT_RECONCILES "controller_runtime_reconcile_total{controller=\"tenant\""
+
+Test(outbox, an_idle_resync_reads_the_outbox_for_no_tenant) {
+  enum { N = 4 };
+  char t[N][64];
+  for (int i = 0; i < N; i++) {
+    tn_test_unique_name(t[i], sizeof t[i], "ob-idle");
+    apply_tenant(t[i], "Active", "");
+  }
+  const char *names[N];
+  for (int i = 0; i < N; i++) {
+    wait_state(t[i], "Active", 120);
+    names[i] = wait_all_events(t[i], 4, 60);
+  }
+  /* A new process resyncing every 2 s: its first reconcile of each tenant reads the outbox once (our
+   * N among the stack's tenants); then a whole pass more, so that every tenant is past its first. */
+  stop();
+  start_with("--sync-period=2s");
+  int all = atoi(keep(tn_test_output("kubectl get tenants --no-headers 2>/dev/null | wc -l")));
+  double end = tn_test_now() + 60;
+  double reads0 = 0;
+  while (tn_test_now() < end && (reads0 = tn_test_metric_sum(op.metrics_port, READS)) < N)
+    usleep(300 * 1000);
+  cr_assert_geq(reads0, N, "the new process read the outbox %.0f time(s), want one per tenant (>= %d)",
+                reads0, N);
+  double rec0 = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES), rec = rec0;
+  while (tn_test_now() < end && rec < rec0 + all) {
+    usleep(300 * 1000);
+    rec = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES);
+  }
+  reads0 = tn_test_metric_sum(op.metrics_port, READS);
+  rec0 = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES);
+  /* At least three resync passes over the N tenants (and 7 s): reconciles that change nothing. */
+  end = tn_test_now() + 90;
+  double min_end = tn_test_now() + 7;
+  rec = rec0;
+  while (tn_test_now() < end && (rec < rec0 + 3 * N || tn_test_now() < min_end)) {
+    usleep(500 * 1000);
+    rec = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES);
+  }
+  double reads = tn_test_metric_sum(op.metrics_port, READS);
+  cr_assert_geq(rec, rec0 + 3 * N, "only %.0f tenant reconciles in 90 s of resyncs", rec - rec0);
+  cr_assert_eq(reads, reads0, "%.0f idle tenant reconciles read the outbox %.0f time(s), want 0", rec - rec0,
+               reads - reads0);
+  fprintf(stderr,
+          "idle resync: %d tenants on the stack, %.0f outbox reads at start, then %.0f reconciles and %.0f "
+          "reads\n",
+          all, reads0, rec - rec0, reads - reads0);
+  for (int i = 0; i < N; i++)
+    cr_assert_str_eq(all_event_names(t[i]), names[i], "tenant %s: a resync recorded again", t[i]);
+
+  /* A change still reads (once) and records once; the resyncs after it read nothing again. */
+  patch_spec(t[0], "{\"plan\":\"standard\"}");
+  const char *changed = wait_all_events(t[0], 6, 60);
+  cr_assert_str_eq(changed, "created activated placement.decided quota.changed updated quota.changed");
+  sleep(5);
+  reads0 = tn_test_metric_sum(op.metrics_port, READS);
+  rec0 = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES);
+  end = tn_test_now() + 90;
+  min_end = tn_test_now() + 5;
+  rec = rec0;
+  while (tn_test_now() < end && (rec < rec0 + 2 * N || tn_test_now() < min_end)) {
+    usleep(500 * 1000);
+    rec = tn_test_metric_sum(op.metrics_port, TENANT_RECONCILES);
+  }
+  reads = tn_test_metric_sum(op.metrics_port, READS);
+  cr_assert_geq(rec, rec0 + 2 * N, "only %.0f tenant reconciles in 90 s of resyncs", rec - rec0);
+  cr_assert_eq(reads, reads0, "after the change, %.0f idle reconciles read the outbox %.0f time(s)",
+               rec - rec0, reads - reads0);
+  cr_assert_str_eq(all_event_names(t[0]), changed, "the plan change was announced more than once");
+  for (int i = 0; i < N; i++)
+    sh_ok("kubectl delete tenant %s --wait=true --timeout=90s >/dev/null", t[i]);
+}
+
 /* ---- 4. the library on a private schema -------------------------------------------------------- */
 
 static char schema[64];
@@ -648,24 +729,7 @@ Test(outbox_db, hostile_names_labels_and_data_are_stored_verbatim) {
  * audit_append_event(), reads the outbox, and can neither change nor remove an event nor move a
  * tenant's counter. */
 static char *writer_dsn(const char *user, const char *password) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(dsn(), &perr);
-  cr_assert_not_null(opts, "%s", perr);
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val || !strcmp(o->keyword, "user") || !strcmp(o->keyword, "password"))
-      continue;
-    fprintf(f, "%s='", o->keyword);
-    for (const char *p = o->val; *p; p++)
-      fprintf(f, *p == '\'' || *p == '\\' ? "\\%c" : "%c", *p);
-    fprintf(f, "' ");
-  }
-  fprintf(f, "user='%s' password='%s'", user, password);
-  fclose(f);
-  PQconninfoFree(opts);
-  return out;
+  return tn_test_pg_dsn(user, password, NULL, NULL);
 }
 
 Test(outbox_db, the_writer_role_appends_events_and_cannot_change_them) {

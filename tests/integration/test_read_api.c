@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kube/client.h"
+#include "tn_http_test.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 #include "util/buf.h"
@@ -39,20 +40,6 @@ static const char *run_id(void) {
   return g_run;
 }
 
-static struct tn_kube *kube(void) {
-  static struct tn_kube *k;
-  if (k)
-    return k;
-  struct tn_kube_config cfg = {0};
-  struct tn_error err;
-  tn_error_clear(&err);
-  cr_assert_eq(tn_kube_config_auto(NULL, &cfg, &err), 0, "%s", err.message);
-  cfg.qps = 0;
-  cr_assert_eq(tn_kube_new(&cfg, NULL, &k, &err), 0, "%s", err.message);
-  tn_kube_config_cleanup(&cfg);
-  return k;
-}
-
 static void sh_ok(const char *what, const char *cmd) {
   char *out = NULL;
   int rc = tn_test_sh(&out, "%s", cmd);
@@ -60,142 +47,14 @@ static void sh_ok(const char *what, const char *cmd) {
   free(out);
 }
 
-/* ---- HTTP client ------------------------------------------------------------------------- */
-
-struct resp {
-  long status;
-  struct tn_buf body;
-  struct tn_buf headers;
-  json_t *json;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-  return tn_buf_append(ud, p, sz * n) ? 0 : sz * n;
-}
-
-static void resp_free(struct resp *r) {
-  tn_buf_cleanup(&r->body);
-  tn_buf_cleanup(&r->headers);
-  json_decref(r->json);
-  memset(r, 0, sizeof *r);
-}
-
-/* The value of header name in r (a static buffer), or NULL. */
-static const char *header(const struct resp *r, const char *name) {
-  static char v[512];
-  const char *p = r->headers.data;
-  size_t n = strlen(name);
-  while (p && *p) {
-    const char *eol = strstr(p, "\r\n");
-    if (!eol)
-      break;
-    if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-      const char *s = p + n + 1;
-      while (*s == ' ')
-        s++;
-      snprintf(v, sizeof v, "%.*s", (int)(eol - s), s);
-      return v;
-    }
-    p = eol + 2;
-  }
-  return NULL;
-}
-
-/* GET path (already escaped) on the read API with token (NULL: no Authorization). */
-static struct resp api_get(const char *path, const char *token) {
-  static CURL *c;
-  if (!c)
-    c = curl_easy_init(); /* one connection, kept alive */
-  struct resp r = {0};
-  tn_buf_init(&r.body, 64u << 20);
-  tn_buf_init(&r.headers, 1u << 20);
-  char url[4096], cafile[300], auth[8192];
-  snprintf(url, sizeof url, "https://127.0.0.1:%d%s", g_port, path);
-  snprintf(cafile, sizeof cafile, "%s/tls.crt", g_dir);
-  struct curl_slist *h = NULL;
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    h = curl_slist_append(h, auth);
-  }
-  curl_easy_reset(c);
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(h);
-  cr_assert_eq(rc, CURLE_OK, "GET %s: %s", path, curl_easy_strerror(rc));
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-  (void)tn_buf_append(&r.body, "", 1);
-  r.body.len--;
-  r.json = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-  return r;
-}
-
-static void expect_problem(const struct resp *r, long status, const char *what) {
-  cr_assert_eq(r->status, status, "%s: status %ld, want %ld: %s", what, r->status, status, r->body.data);
-  const char *ct = header(r, "content-type");
-  cr_assert(ct && strncmp(ct, "application/problem+json", 24) == 0, "%s: content-type %s", what,
-            ct ? ct : "-");
-  cr_assert_eq(json_integer_value(json_object_get(r->json, "status")), status, "%s: %s", what, r->body.data);
-  cr_assert(json_string_value(json_object_get(r->json, "title")) &&
-                json_string_value(json_object_get(r->json, "type")) &&
-                json_string_value(json_object_get(r->json, "detail")),
-            "%s: not a problem detail: %s", what, r->body.data);
-}
-
-/* ---- fixtures ------------------------------------------------------------------------------ */
-
-/* A token of ServiceAccount sa in the test namespace (TokenRequest API). malloc'd. */
-static char *sa_token(const char *sa) {
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "kubectl -n %s create serviceaccount %s >/dev/null 2>&1; kubectl -n %s create token %s "
-                      "--duration=1h",
-                      g_ns, sa, g_ns, sa);
-  cr_assert_eq(rc, 0, "token of %s: %s", sa, out);
-  out[strcspn(out, "\r\n")] = '\0';
-  return out;
-}
-
-/* The stack's static token of user readapi-<who> (group readapi-team-<who>). malloc'd. */
-static char *user_token(const char *who) {
-  const char *file = getenv("TENANCY_TEST_TOKENS_FILE");
-  cr_assert(file && *file, "TENANCY_TEST_TOKENS_FILE is not set: restart the stack with hack/cluster-up.sh");
-  FILE *f = fopen(file, "r");
-  cr_assert(f, "cannot open %s", file);
-  char line[512], want[64];
-  snprintf(want, sizeof want, ",readapi-%s,", who);
-  char *tok = NULL;
-  while (!tok && fgets(line, sizeof line, f))
-    if (strstr(line, want))
-      tok = strndup(line, strcspn(line, ","));
-  fclose(f);
-  cr_assert(tok, "no token for %s in %s", who, file);
-  return tok;
-}
+/* Fixtures: ServiceAccount tokens in the test's namespace, this run's labelled tenants. */
+static char *sa_token(const char *sa) { return tn_test_sa_token(g_ns, sa); }
 
 static void create_tenant(const char *name, const char *extra_spec) {
-  char body[4096];
-  snprintf(
-      body, sizeof body,
-      "{\"apiVersion\":\"tenancy.dev/"
-      "v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":{"
-      "\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
-      "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"us-east-1\"]},\"environments\":[\"prod\"]%s%s}}",
-      name, run_id(), extra_spec ? "," : "", extra_spec ? extra_spec : "");
-  json_t *obj = json_loads(body, 0, NULL);
-  cr_assert(obj, "bad fixture %s", body);
-  struct tn_error err;
-  tn_error_clear(&err);
-  int rc = tn_kube_create(kube(), &gvr_tenants, NULL, obj, NULL, &err);
-  json_decref(obj);
-  cr_assert_eq(rc, 0, "create tenant %s: %s", name, err.message);
+  tn_test_create_labelled_tenant(name, LABEL, run_id(), extra_spec);
 }
+
+static void delete_collection(void) { tn_test_delete_labelled_tenants(LABEL, run_id()); }
 
 static void patch_status(const char *name, const char *status_json) {
   char cmd[4096];
@@ -205,45 +64,12 @@ static void patch_status(const char *name, const char *status_json) {
   sh_ok("patch status", cmd);
 }
 
-static void delete_collection(void) {
-  char q[256];
-  snprintf(q, sizeof q, "labelSelector=" LABEL "%%3D%s", run_id());
-  struct tn_kube_request req = {
-      .method = "DELETE", .path = "/apis/tenancy.dev/v1alpha1/tenants", .query = q, .timeout_ms = 300000};
-  struct tn_kube_response resp;
-  tn_kube_response_init(&resp);
-  struct tn_error err;
-  tn_error_clear(&err);
-  (void)tn_kube_do(kube(), &req, &resp, &err);
-  tn_kube_response_cleanup(&resp);
-}
-
-/* Waits until GET path with token answers want (the cache caught up). */
-static void wait_status(const char *path, const char *token, long want) {
-  double t0 = tn_test_now();
-  for (;;) {
-    struct resp r = api_get(path, token);
-    long st = r.status;
-    char body[512];
-    snprintf(body, sizeof body, "%s", r.body.data ? r.body.data : "");
-    resp_free(&r);
-    if (st == want)
-      return;
-    cr_assert(tn_test_now() - t0 < 30, "GET %s: %ld after 30 s, want %ld: %s", path, st, want, body);
-    usleep(100000);
-  }
-}
-
 static void setup(void) {
   tn_test_install_api();
   snprintf(g_dir, sizeof g_dir, "/tmp/tn-readapi-%ld", (long)getpid());
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-           "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s/tls.key -out %s/tls.crt "
-           ">/dev/null 2>&1",
-           g_dir, g_dir, g_dir);
-  sh_ok("certificate", cmd);
+  tn_test_https_self_signed(g_dir);
+  char cmd[2048], cafile[300];
+  snprintf(cafile, sizeof cafile, "%s/tls.crt", g_dir);
   snprintf(g_ns, sizeof g_ns, "readapi-%ld", (long)getpid());
   snprintf(cmd, sizeof cmd, "kubectl create namespace %s >/dev/null", g_ns);
   sh_ok("namespace", cmd);
@@ -263,6 +89,7 @@ static void setup(void) {
       g_lease);
   sh_ok("lease", cmd);
   g_port = tn_test_free_port();
+  tn_test_https_target(g_port, cafile);
   char a_addr[64], a_cert[300], a_key[300], a_id[128];
   snprintf(a_addr, sizeof a_addr, "--api-bind-address=127.0.0.1:%d", g_port);
   snprintf(a_cert, sizeof a_cert, "--api-cert-file=%s/tls.crt", g_dir);
@@ -270,11 +97,7 @@ static void setup(void) {
   snprintf(a_id, sizeof a_id, "--leader-election-id=%s", g_lease);
   const char *args[] = {a_addr, a_cert, a_key, "--leader-elect=true", "--leader-election-namespace=default",
                         a_id,   NULL};
-  tn_test_operator_start(&g_op, args);
-  if (!tn_test_operator_wait_ready(&g_op, 60)) {
-    tn_test_operator_dump_log(&g_op);
-    cr_assert_fail("the operator did not become ready");
-  }
+  tn_test_operator_start_ready(&g_op, args);
   curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
@@ -315,16 +138,16 @@ Test(read_api, authentication_and_one_tenant) {
   char *nobody = sa_token("nobody"); /* authenticated, no RBAC, in no tenant's groups */
   snprintf(path, sizeof path, "/api/v1/tenants/%s", name);
 
-  struct resp r = api_get(path, NULL);
-  expect_problem(&r, 401, "no token");
-  cr_assert(header(&r, "www-authenticate"), "401 without WWW-Authenticate");
-  resp_free(&r);
-  r = api_get(path, "not-a-token");
-  expect_problem(&r, 401, "a made-up token");
-  resp_free(&r);
+  struct tn_test_resp r = tn_test_https_get(path, NULL);
+  tn_test_expect_problem(&r, 401, "no token");
+  cr_assert(tn_test_resp_header(&r, "www-authenticate"), "401 without WWW-Authenticate");
+  tn_test_resp_free(&r);
+  r = tn_test_https_get(path, "not-a-token");
+  tn_test_expect_problem(&r, 401, "a made-up token");
+  tn_test_resp_free(&r);
 
-  wait_status(path, reader, 200);
-  r = api_get(path, reader);
+  tn_test_https_wait_status(path, reader, 200);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_str_eq(json_string_value(json_object_get(r.json, "kind")), "Tenant");
   cr_assert_str_eq(json_string_value(json_object_get(r.json, "apiVersion")), "tenancy.dev/v1alpha1");
@@ -333,22 +156,22 @@ Test(read_api, authentication_and_one_tenant) {
   cr_assert_null(json_object_get(meta, "managedFields"), "managedFields are served");
   cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "spec"), "displayName")),
                    "One Inc");
-  resp_free(&r);
+  tn_test_resp_free(&r);
 
-  r = api_get(path, nobody);
-  expect_problem(&r, 403, "a ServiceAccount without RBAC");
-  resp_free(&r);
-  r = api_get("/api/v1/tenants", nobody);
-  expect_problem(&r, 403, "a ServiceAccount without RBAC lists");
-  resp_free(&r);
+  r = tn_test_https_get(path, nobody);
+  tn_test_expect_problem(&r, 403, "a ServiceAccount without RBAC");
+  tn_test_resp_free(&r);
+  r = tn_test_https_get("/api/v1/tenants", nobody);
+  tn_test_expect_problem(&r, 403, "a ServiceAccount without RBAC lists");
+  tn_test_resp_free(&r);
 
   snprintf(path, sizeof path, "/api/v1/tenants/%s-missing", run_id());
-  r = api_get(path, reader);
-  expect_problem(&r, 404, "an unknown tenant");
-  resp_free(&r);
-  r = api_get("/api/v1/nothing-here", reader);
-  expect_problem(&r, 404, "an unknown endpoint");
-  resp_free(&r);
+  r = tn_test_https_get(path, reader);
+  tn_test_expect_problem(&r, 404, "an unknown tenant");
+  tn_test_resp_free(&r);
+  r = tn_test_https_get("/api/v1/nothing-here", reader);
+  tn_test_expect_problem(&r, 404, "an unknown endpoint");
+  tn_test_resp_free(&r);
 
   /* placement, from the status */
   patch_status(name,
@@ -357,18 +180,18 @@ Test(read_api, authentication_and_one_tenant) {
   snprintf(path, sizeof path, "/api/v1/tenants/%s/placement", name);
   double t0 = tn_test_now();
   for (;;) {
-    r = api_get(path, reader);
+    r = tn_test_https_get(path, reader);
     cr_assert_eq(r.status, 200, "%s", r.body.data);
     const char *region = json_string_value(json_object_get(json_object_get(r.json, "placement"), "region"));
     if (region && strcmp(region, "us-east-1") == 0)
       break;
-    resp_free(&r);
+    tn_test_resp_free(&r);
     cr_assert(tn_test_now() - t0 < 30, "the placement never showed");
     usleep(100000);
   }
   cr_assert_str_eq(json_string_value(json_object_get(r.json, "kind")), "TenantPlacement");
   cr_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "namespaces"), 0)), "x-prod");
-  resp_free(&r);
+  tn_test_resp_free(&r);
 
   /* events: a core Event about the tenant shows up from the events cache */
   char cmd[1024];
@@ -384,27 +207,27 @@ Test(read_api, authentication_and_one_tenant) {
   snprintf(path, sizeof path, "/api/v1/tenants/%s/events", name);
   t0 = tn_test_now();
   for (;;) {
-    r = api_get(path, reader);
+    r = tn_test_https_get(path, reader);
     cr_assert_eq(r.status, 200, "%s", r.body.data);
     json_t *items = json_object_get(r.json, "items");
     if (json_array_size(items) == 1) {
       cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "reason")), "Activated");
       break;
     }
-    resp_free(&r);
+    tn_test_resp_free(&r);
     cr_assert(tn_test_now() - t0 < 30, "the event never showed");
     usleep(100000);
   }
-  resp_free(&r);
+  tn_test_resp_free(&r);
   snprintf(cmd, sizeof cmd, "kubectl -n default delete event %s.e1 >/dev/null", name);
   sh_ok("event delete", cmd);
 
   /* the description is served without a token */
-  r = api_get("/openapi.json", NULL);
+  r = tn_test_https_get("/openapi.json", NULL);
   cr_assert_eq(r.status, 200);
   cr_assert(json_string_value(json_object_get(r.json, "openapi")), "%s", r.body.data);
   cr_assert(json_object_get(json_object_get(r.json, "paths"), "/api/v1/tenants/{id}"));
-  resp_free(&r);
+  tn_test_resp_free(&r);
   free(reader);
   free(nobody);
 }
@@ -420,7 +243,7 @@ static json_t *list_all(const char *query, const char *token, int limit) {
              cont ? "&continue=" : "", cont ? cont : "");
     free(cont);
     cont = NULL;
-    struct resp r = api_get(path, token);
+    struct tn_test_resp r = tn_test_https_get(path, token);
     cr_assert_eq(r.status, 200, "%s: %s", path, r.body.data);
     cr_assert_str_eq(json_string_value(json_object_get(r.json, "kind")), "TenantList");
     json_t *items = json_object_get(r.json, "items");
@@ -432,7 +255,7 @@ static json_t *list_all(const char *query, const char *token, int limit) {
     const char *c = json_string_value(json_object_get(json_object_get(r.json, "metadata"), "continue"));
     if (c)
       cont = strdup(c);
-    resp_free(&r);
+    tn_test_resp_free(&r);
     if (!cont)
       break;
   }
@@ -526,40 +349,40 @@ Test(read_api, filters_and_external_ids) {
 
   /* external ids */
   snprintf(path, sizeof path, "/api/v1/tenants/by-external-id/billing/cus_%s_A", run_id());
-  struct resp r = api_get(path, reader);
+  struct tn_test_resp r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "metadata"), "name")), a);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   snprintf(path, sizeof path, "/api/v1/tenants/by-external-id/crm/CRM-%s-B", run_id());
-  r = api_get(path, reader);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "metadata"), "name")), b);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   snprintf(path, sizeof path, "/api/v1/tenants/by-external-id/billing/CRM-%s-B", run_id());
-  r = api_get(path, reader);
-  expect_problem(&r, 404, "an external id of another system");
-  resp_free(&r);
+  r = tn_test_https_get(path, reader);
+  tn_test_expect_problem(&r, 404, "an external id of another system");
+  tn_test_resp_free(&r);
 
   /* bad parameters */
-  r = api_get("/api/v1/tenants?limit=0", reader);
-  expect_problem(&r, 400, "limit=0");
-  resp_free(&r);
-  r = api_get("/api/v1/tenants?limit=abc", reader);
-  expect_problem(&r, 400, "limit=abc");
-  resp_free(&r);
-  r = api_get("/api/v1/tenants?continue=!!!", reader);
-  expect_problem(&r, 400, "a made-up continue token");
-  resp_free(&r);
+  r = tn_test_https_get("/api/v1/tenants?limit=0", reader);
+  tn_test_expect_problem(&r, 400, "limit=0");
+  tn_test_resp_free(&r);
+  r = tn_test_https_get("/api/v1/tenants?limit=abc", reader);
+  tn_test_expect_problem(&r, 400, "limit=abc");
+  tn_test_resp_free(&r);
+  r = tn_test_https_get("/api/v1/tenants?continue=!!!", reader);
+  tn_test_expect_problem(&r, 400, "a made-up continue token");
+  tn_test_resp_free(&r);
   /* a token of one filter does not continue another */
   snprintf(path, sizeof path, "/api/v1/tenants?q=%s-f&limit=1", run_id());
-  r = api_get(path, reader);
+  r = tn_test_https_get(path, reader);
   const char *cont = json_string_value(json_object_get(json_object_get(r.json, "metadata"), "continue"));
   cr_assert(cont, "%s", r.body.data);
   snprintf(path, sizeof path, "/api/v1/tenants?plan=standard&limit=1&continue=%s", cont);
-  resp_free(&r);
-  r = api_get(path, reader);
-  expect_problem(&r, 400, "a continue token with other filters");
-  resp_free(&r);
+  tn_test_resp_free(&r);
+  r = tn_test_https_get(path, reader);
+  tn_test_expect_problem(&r, 400, "a continue token with other filters");
+  tn_test_resp_free(&r);
   free(reader);
 }
 
@@ -578,34 +401,35 @@ Test(read_api, own_group_sees_only_its_tenant) {
            "\"externalIds\":{\"billing\":\"beta-%s\"}",
            run_id());
   create_tenant(b, spec);
-  char *alpha = user_token("alpha");
+  char *alpha = tn_test_user_token("alpha");
   char *reader = reader_token();
   /* the user has no RBAC on tenants at all: only the group binding lets it in */
   snprintf(path, sizeof path, "/api/v1/tenants/%s", a);
-  wait_status(path, alpha, 200);
+  tn_test_https_wait_status(path, alpha, 200);
   snprintf(path, sizeof path, "/api/v1/tenants/%s", b);
-  wait_status(path, reader, 200); /* b is cached: alpha's 403 below is about access, not absence */
+  tn_test_https_wait_status(path, reader,
+                            200); /* b is cached: alpha's 403 below is about access, not absence */
   free(reader);
-  struct resp r = api_get(path, alpha);
-  expect_problem(&r, 403, "alpha reading beta's tenant");
-  resp_free(&r);
+  struct tn_test_resp r = tn_test_https_get(path, alpha);
+  tn_test_expect_problem(&r, 403, "alpha reading beta's tenant");
+  tn_test_resp_free(&r);
   snprintf(path, sizeof path, "/api/v1/tenants/%s/placement", b);
-  r = api_get(path, alpha);
-  expect_problem(&r, 403, "alpha reading beta's placement");
-  resp_free(&r);
+  r = tn_test_https_get(path, alpha);
+  tn_test_expect_problem(&r, 403, "alpha reading beta's placement");
+  tn_test_resp_free(&r);
   snprintf(path, sizeof path, "/api/v1/tenants/by-external-id/billing/beta-%s", run_id());
-  r = api_get(path, alpha);
-  expect_problem(&r, 403, "alpha looking beta up by external id");
-  resp_free(&r);
+  r = tn_test_https_get(path, alpha);
+  tn_test_expect_problem(&r, 403, "alpha looking beta up by external id");
+  tn_test_resp_free(&r);
   snprintf(path, sizeof path, "/api/v1/tenants/by-external-id/billing/alpha-%s", run_id());
-  r = api_get(path, alpha);
+  r = tn_test_https_get(path, alpha);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   /* an unknown tenant is 403 too: no probing for ids */
   snprintf(path, sizeof path, "/api/v1/tenants/%s-nope", run_id());
-  r = api_get(path, alpha);
-  expect_problem(&r, 403, "alpha probing an unknown id");
-  resp_free(&r);
+  r = tn_test_https_get(path, alpha);
+  tn_test_expect_problem(&r, 403, "alpha probing an unknown id");
+  tn_test_resp_free(&r);
   /* the list is filtered to alpha's tenants */
   json_t *n = list_all("", alpha, 100);
   cr_assert(has(n, a), "alpha's tenant missing from its list");
@@ -634,9 +458,9 @@ Test(read_api, rate_limit_429) {
   /* until the status is cached the tenant is unlimited */
   double t0 = tn_test_now();
   for (;;) {
-    struct resp r = api_get(path, reader);
-    bool limited = header(&r, "ratelimit-policy") != NULL;
-    resp_free(&r);
+    struct tn_test_resp r = tn_test_https_get(path, reader);
+    bool limited = tn_test_resp_header(&r, "ratelimit-policy") != NULL;
+    tn_test_resp_free(&r);
     if (limited)
       break;
     cr_assert(tn_test_now() - t0 < 30, "no RateLimit-Policy header ever");
@@ -644,31 +468,31 @@ Test(read_api, rate_limit_429) {
   }
   bool got429 = false;
   for (int i = 0; i < 10 && !got429; i++) {
-    struct resp r = api_get(path, reader);
+    struct tn_test_resp r = tn_test_https_get(path, reader);
     if (r.status == 429) {
-      expect_problem(&r, 429, "over the limit");
-      const char *ra = header(&r, "retry-after");
+      tn_test_expect_problem(&r, 429, "over the limit");
+      const char *ra = tn_test_resp_header(&r, "retry-after");
       cr_assert(ra && atoi(ra) >= 1, "Retry-After: %s", ra ? ra : "-");
-      cr_assert(header(&r, "ratelimit"), "429 without RateLimit");
-      cr_assert(header(&r, "ratelimit-policy"), "429 without RateLimit-Policy");
+      cr_assert(tn_test_resp_header(&r, "ratelimit"), "429 without RateLimit");
+      cr_assert(tn_test_resp_header(&r, "ratelimit-policy"), "429 without RateLimit-Policy");
       got429 = true;
     } else {
       cr_assert_eq(r.status, 200, "%s", r.body.data);
     }
-    resp_free(&r);
+    tn_test_resp_free(&r);
   }
   cr_assert(got429, "10 quick requests at 1/s with burst 2 never got 429");
   /* another endpoint has its own bucket; another tenant is not affected */
   snprintf(path, sizeof path, "/api/v1/tenants/%s/placement", name);
-  struct resp r = api_get(path, reader);
+  struct tn_test_resp r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   /* after Retry-After the tenant is served again */
   sleep(2);
   snprintf(path, sizeof path, "/api/v1/tenants/%s", name);
-  r = api_get(path, reader);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   free(reader);
 }
 
@@ -698,7 +522,7 @@ static void *create_range(void *arg) {
     json_t *obj = json_loads(body, 0, NULL);
     struct tn_error err;
     tn_error_clear(&err);
-    if (!obj || tn_kube_create(kube(), &gvr_tenants, NULL, obj, NULL, &err))
+    if (!obj || tn_kube_create(tn_test_kube(), &gvr_tenants, NULL, obj, NULL, &err))
       atomic_fetch_add(c->failed, 1);
     json_decref(obj);
   }
@@ -722,7 +546,7 @@ static void *churn_main(void *arg) {
     tn_error_clear(&err);
     /* delete one */
     snprintf(name, sizeof name, "%s-p%05d", run_id(), i * 7 % N_TENANTS);
-    (void)tn_kube_delete(kube(), &gvr_tenants, NULL, name, NULL, &err);
+    (void)tn_kube_delete(tn_test_kube(), &gvr_tenants, NULL, name, NULL, &err);
     /* create one between two existing names */
     snprintf(name, sizeof name, "%s-p%05d-new", run_id(), (i * 13 + 5) % N_TENANTS);
     char body[1024];
@@ -735,13 +559,13 @@ static void *churn_main(void *arg) {
              name, run_id());
     json_t *obj = json_loads(body, 0, NULL);
     tn_error_clear(&err);
-    (void)tn_kube_create(kube(), &gvr_tenants, NULL, obj, NULL, &err);
+    (void)tn_kube_create(tn_test_kube(), &gvr_tenants, NULL, obj, NULL, &err);
     json_decref(obj);
     /* change one (it stays in the list) */
     snprintf(name, sizeof name, "%s-p%05d", run_id(), (i * 11 + 3) % N_TENANTS);
     json_t *patch = json_pack("{s:{s:s}}", "spec", "displayName", "changed");
     tn_error_clear(&err);
-    (void)tn_kube_merge_patch(kube(), &gvr_tenants, NULL, name, patch, NULL, NULL, &err);
+    (void)tn_kube_merge_patch(tn_test_kube(), &gvr_tenants, NULL, name, patch, NULL, NULL, &err);
     json_decref(patch);
     atomic_store(&ch->deleted_lo, i + 1);
     ch->n_changed = i + 1;
@@ -757,7 +581,7 @@ Test(read_api, pagination_of_10000_tenants_while_they_change, .timeout = 900) {
   struct creator cr[N_THREADS];
   double t0 = tn_test_now();
   /* The client is made lazily: make it here, before the threads share it. */
-  cr_assert_not_null(kube());
+  cr_assert_not_null(tn_test_kube());
   for (int t = 0; t < N_THREADS; t++) {
     cr[t] = (struct creator){
         .from = t * N_TENANTS / N_THREADS, .to = (t + 1) * N_TENANTS / N_THREADS, .failed = &failed};

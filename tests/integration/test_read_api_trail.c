@@ -23,13 +23,12 @@
 #include <unistd.h>
 
 #include "kube/client.h"
+#include "tn_http_test.h"
 #include "tn_operator.h"
 #include "tn_test.h"
 #include "util/buf.h"
 
 #define LABEL "test.tenancy.dev/read-api-trail"
-
-static const struct tn_gvr gvr_tenants = {"tenancy.dev", "v1alpha1", "tenants", false};
 
 static struct tn_test_operator g_op;
 static int g_port;
@@ -43,20 +42,6 @@ static const char *run_id(void) {
   return g_run;
 }
 
-static struct tn_kube *kube(void) {
-  static struct tn_kube *k;
-  if (k)
-    return k;
-  struct tn_kube_config cfg = {0};
-  struct tn_error err;
-  tn_error_clear(&err);
-  cr_assert_eq(tn_kube_config_auto(NULL, &cfg, &err), 0, "%s", err.message);
-  cfg.qps = 0;
-  cr_assert_eq(tn_kube_new(&cfg, NULL, &k, &err), 0, "%s", err.message);
-  tn_kube_config_cleanup(&cfg);
-  return k;
-}
-
 static void sh_ok(const char *what, const char *cmd) {
   char *out = NULL;
   int rc = tn_test_sh(&out, "%s", cmd);
@@ -64,181 +49,22 @@ static void sh_ok(const char *what, const char *cmd) {
   free(out);
 }
 
-/* ---- HTTP client ------------------------------------------------------------------------- */
-
-struct resp {
-  long status;
-  struct tn_buf body;
-  struct tn_buf headers;
-  json_t *json;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-  return tn_buf_append(ud, p, sz * n) ? 0 : sz * n;
-}
-
-static void resp_free(struct resp *r) {
-  tn_buf_cleanup(&r->body);
-  tn_buf_cleanup(&r->headers);
-  json_decref(r->json);
-  memset(r, 0, sizeof *r);
-}
-
-/* The value of header name in r (a static buffer), or NULL. */
-static const char *header(const struct resp *r, const char *name) {
-  static char v[512];
-  const char *p = r->headers.data;
-  size_t n = strlen(name);
-  while (p && *p) {
-    const char *eol = strstr(p, "\r\n");
-    if (!eol)
-      break;
-    if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-      const char *s = p + n + 1;
-      while (*s == ' ')
-        s++;
-      snprintf(v, sizeof v, "%.*s", (int)(eol - s), s);
-      return v;
-    }
-    p = eol + 2;
-  }
-  return NULL;
-}
-
-/* GET path (already escaped) on the read API with token (NULL: no Authorization). */
-static struct resp api_get(const char *path, const char *token) {
-  static CURL *c;
-  if (!c)
-    c = curl_easy_init(); /* one connection, kept alive */
-  struct resp r = {0};
-  tn_buf_init(&r.body, 64u << 20);
-  tn_buf_init(&r.headers, 1u << 20);
-  char url[4096], cafile[300], auth[8192];
-  snprintf(url, sizeof url, "https://127.0.0.1:%d%s", g_port, path);
-  snprintf(cafile, sizeof cafile, "%s/tls.crt", g_dir);
-  struct curl_slist *h = NULL;
-  if (token) {
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    h = curl_slist_append(h, auth);
-  }
-  curl_easy_reset(c);
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(h);
-  cr_assert_eq(rc, CURLE_OK, "GET %s: %s", path, curl_easy_strerror(rc));
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-  (void)tn_buf_append(&r.body, "", 1);
-  r.body.len--;
-  r.json = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-  return r;
-}
-
-static void expect_problem(const struct resp *r, long status, const char *what) {
-  cr_assert_eq(r->status, status, "%s: status %ld, want %ld: %s", what, r->status, status, r->body.data);
-  const char *ct = header(r, "content-type");
-  cr_assert(ct && strncmp(ct, "application/problem+json", 24) == 0, "%s: content-type %s", what,
-            ct ? ct : "-");
-  cr_assert_eq(json_integer_value(json_object_get(r->json, "status")), status, "%s: %s", what, r->body.data);
-  cr_assert(json_string_value(json_object_get(r->json, "title")) &&
-                json_string_value(json_object_get(r->json, "type")) &&
-                json_string_value(json_object_get(r->json, "detail")),
-            "%s: not a problem detail: %s", what, r->body.data);
-}
-
-/* A token of ServiceAccount sa in the test namespace (TokenRequest API). malloc'd. */
-static char *sa_token(const char *sa) {
-  char *out = NULL;
-  int rc = tn_test_sh(&out,
-                      "kubectl -n %s create serviceaccount %s >/dev/null 2>&1; kubectl -n %s create token %s "
-                      "--duration=1h",
-                      g_ns, sa, g_ns, sa);
-  cr_assert_eq(rc, 0, "token of %s: %s", sa, out);
-  out[strcspn(out, "\r\n")] = '\0';
-  return out;
-}
-
-/* The stack's static token of user readapi-<who> (group readapi-team-<who>). malloc'd. */
-static char *user_token(const char *who) {
-  const char *file = getenv("TENANCY_TEST_TOKENS_FILE");
-  cr_assert(file && *file, "TENANCY_TEST_TOKENS_FILE is not set: restart the stack with hack/cluster-up.sh");
-  FILE *f = fopen(file, "r");
-  cr_assert(f, "cannot open %s", file);
-  char line[512], want[64];
-  snprintf(want, sizeof want, ",readapi-%s,", who);
-  char *tok = NULL;
-  while (!tok && fgets(line, sizeof line, f))
-    if (strstr(line, want))
-      tok = strndup(line, strcspn(line, ","));
-  fclose(f);
-  cr_assert(tok, "no token for %s in %s", who, file);
-  return tok;
-}
+/* Fixtures: ServiceAccount tokens in the test's namespace, this run's labelled tenants. */
+static char *sa_token(const char *sa) { return tn_test_sa_token(g_ns, sa); }
 
 static void create_tenant(const char *name, const char *extra_spec) {
-  char body[4096];
-  snprintf(
-      body, sizeof body,
-      "{\"apiVersion\":\"tenancy.dev/"
-      "v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\",\"labels\":{"
-      "\"" LABEL "\":\"%s\"}},\"spec\":{\"state\":\"Draft\",\"plan\":\"starter\",\"isolation\":\"shared\","
-      "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"us-east-1\"]},\"environments\":[\"prod\"]%s%s}}",
-      name, run_id(), extra_spec ? "," : "", extra_spec ? extra_spec : "");
-  json_t *obj = json_loads(body, 0, NULL);
-  cr_assert(obj, "bad fixture %s", body);
-  struct tn_error err;
-  tn_error_clear(&err);
-  int rc = tn_kube_create(kube(), &gvr_tenants, NULL, obj, NULL, &err);
-  json_decref(obj);
-  cr_assert_eq(rc, 0, "create tenant %s: %s", name, err.message);
+  tn_test_create_labelled_tenant(name, LABEL, run_id(), extra_spec);
 }
 
-/* Waits until GET path with token answers want (the cache caught up). */
-static void wait_status(const char *path, const char *token, long want) {
-  double t0 = tn_test_now();
-  for (;;) {
-    struct resp r = api_get(path, token);
-    long st = r.status;
-    char body[512];
-    snprintf(body, sizeof body, "%s", r.body.data ? r.body.data : "");
-    resp_free(&r);
-    if (st == want)
-      return;
-    cr_assert(tn_test_now() - t0 < 30, "GET %s: %ld after 30 s, want %ld: %s", path, st, want, body);
-    usleep(100000);
-  }
-}
-
-static void delete_collection(void) {
-  char q[256];
-  snprintf(q, sizeof q, "labelSelector=" LABEL "%%3D%s", run_id());
-  struct tn_kube_request req = {
-      .method = "DELETE", .path = "/apis/tenancy.dev/v1alpha1/tenants", .query = q, .timeout_ms = 300000};
-  struct tn_kube_response resp;
-  tn_kube_response_init(&resp);
-  struct tn_error err;
-  tn_error_clear(&err);
-  (void)tn_kube_do(kube(), &req, &resp, &err);
-  tn_kube_response_cleanup(&resp);
-}
+static void delete_collection(void) { tn_test_delete_labelled_tenants(LABEL, run_id()); }
 
 static void setup(void) {
   tn_test_install_api();
   tn_test_env("TENANCY_PG_DSN"); /* the operator reads the history from the stack's PostgreSQL */
   snprintf(g_dir, sizeof g_dir, "/tmp/tn-readapi-trail-%ld", (long)getpid());
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-           "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s/tls.key -out %s/tls.crt "
-           ">/dev/null 2>&1",
-           g_dir, g_dir, g_dir);
-  sh_ok("certificate", cmd);
+  tn_test_https_self_signed(g_dir);
+  char cmd[2048], cafile[300];
+  snprintf(cafile, sizeof cafile, "%s/tls.crt", g_dir);
   snprintf(g_ns, sizeof g_ns, "readapi-trail-%ld", (long)getpid());
   snprintf(cmd, sizeof cmd, "kubectl create namespace %s >/dev/null", g_ns);
   sh_ok("namespace", cmd);
@@ -247,17 +73,14 @@ static void setup(void) {
         "{\"name\":\"readapi-trail-test-reader\"},\"rules\":[{\"apiGroups\":[\"tenancy.dev\"],\"resources\":"
         "[\"tenants\"],\"verbs\":[\"get\",\"list\"]}]}' | kubectl apply -f - >/dev/null");
   g_port = tn_test_free_port();
+  tn_test_https_target(g_port, cafile);
   char a_addr[64], a_cert[300], a_key[300], w_addr[64];
   snprintf(a_addr, sizeof a_addr, "--api-bind-address=127.0.0.1:%d", g_port);
   snprintf(a_cert, sizeof a_cert, "--api-cert-file=%s/tls.crt", g_dir);
   snprintf(a_key, sizeof a_key, "--api-key-file=%s/tls.key", g_dir);
   snprintf(w_addr, sizeof w_addr, "--webhook-bind-address=127.0.0.1:%d", tn_test_free_port());
   const char *args[] = {a_addr, a_cert, a_key, w_addr, "--leader-elect=false", NULL};
-  tn_test_operator_start(&g_op, args);
-  if (!tn_test_operator_wait_ready(&g_op, 60)) {
-    tn_test_operator_dump_log(&g_op);
-    cr_assert_fail("the operator did not become ready");
-  }
+  tn_test_operator_start_ready(&g_op, args);
   curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
@@ -316,21 +139,21 @@ static void wait_change(const char *name, const char *token, const char *change)
   snprintf(path, sizeof path, "/api/v1/tenants/%s/history", name);
   double t0 = tn_test_now();
   for (;;) {
-    struct resp r = api_get(path, token);
+    struct tn_test_resp r = tn_test_https_get(path, token);
     bool ok = false;
     size_t i;
     json_t *it;
     json_array_foreach(json_object_get(r.json, "items"), i, it) ok =
         ok || holds(json_object_get(it, "changes"), change);
     if (ok) {
-      resp_free(&r);
+      tn_test_resp_free(&r);
       return;
     }
     if (tn_test_now() - t0 > 90) {
       tn_test_operator_dump_log(&g_op);
       cr_assert_fail("GET %s: no version with %s after 90 s: %ld %s", path, change, r.status, r.body.data);
     }
-    resp_free(&r);
+    tn_test_resp_free(&r);
     usleep(250000);
   }
 }
@@ -345,12 +168,13 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
   create_tenant(
       b, "\"displayName\":\"Beta Co\",\"identity\":{\"groupBindings\":[{\"group\":\"readapi-team-beta\","
          "\"role\":\"tenant-viewer\"}]}");
-  char *alpha = user_token("alpha");
+  char *alpha = tn_test_user_token("alpha");
   char *reader = reader_token();
   snprintf(path, sizeof path, "/api/v1/tenants/%s", a);
-  wait_status(path, alpha, 200);
+  tn_test_https_wait_status(path, alpha, 200);
   snprintf(path, sizeof path, "/api/v1/tenants/%s", b);
-  wait_status(path, reader, 200); /* b is cached: alpha's 403 below is about access, not absence */
+  tn_test_https_wait_status(path, reader,
+                            200); /* b is cached: alpha's 403 below is about access, not absence */
   patch_display_name(a, "Alpha Company");
   patch_display_name(b, "Beta Company");
 
@@ -358,7 +182,7 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
   wait_change(b, reader, "~ spec.displayName: \"Beta Co\" -> \"Beta Company\"");
   wait_change(a, reader, "~ spec.displayName: \"Alpha Co\" -> \"Alpha Company\"");
   snprintf(path, sizeof path, "/api/v1/tenants/%s/history", a);
-  struct resp r = api_get(path, reader);
+  struct tn_test_resp r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_str_eq(json_string_value(json_object_get(r.json, "kind")), "TenantHistory");
   json_t *items = json_object_get(r.json, "items");
@@ -368,10 +192,10 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
                json_integer_value(json_object_get(vl, "generation")), "newest first: %s", r.body.data);
   cr_assert(json_is_null(json_object_get(vl, "previousGeneration")));
   cr_assert(holds(json_object_get(vl, "changes"), "+ spec.displayName: \"Alpha Co\""), "%s", r.body.data);
-  resp_free(&r);
+  tn_test_resp_free(&r);
   /* paging: one version a page, the next page starts after it */
   snprintf(path, sizeof path, "/api/v1/tenants/%s/history?limit=1", a);
-  r = api_get(path, reader);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 1);
   const char *cont = json_string_value(json_object_get(json_object_get(r.json, "metadata"), "continue"));
@@ -381,17 +205,17 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
   char *esc = curl_easy_escape(NULL, cont, 0);
   snprintf(path, sizeof path, "/api/v1/tenants/%s/history?limit=1&continue=%s", a, esc);
   curl_free(esc);
-  resp_free(&r);
-  r = api_get(path, reader);
+  tn_test_resp_free(&r);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_lt(
       json_integer_value(json_object_get(json_array_get(json_object_get(r.json, "items"), 0), "generation")),
       g1);
-  resp_free(&r);
+  tn_test_resp_free(&r);
 
   /* the audit timeline: the spec change audited, newest first */
   snprintf(path, sizeof path, "/api/v1/tenants/%s/audit", a);
-  r = api_get(path, reader);
+  r = tn_test_https_get(path, reader);
   cr_assert_eq(r.status, 200, "%s", r.body.data);
   cr_assert_str_eq(json_string_value(json_object_get(r.json, "kind")), "TenantAuditTrail");
   bool seen = false;
@@ -407,7 +231,7 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
     cr_assert_null(json_object_get(it, "hash"));
   }
   cr_assert(seen, "an audit row of the spec change: %s", r.body.data);
-  resp_free(&r);
+  tn_test_resp_free(&r);
 
   /* the tenant's group: its own tenant's history and audit, nothing of another's */
   const char *dsn = tn_test_env("TENANCY_PG_DSN");
@@ -418,33 +242,33 @@ Test(read_api_trail, history_and_audit_as_the_tenant_group_and_as_a_reader) {
   static const char *const whats[] = {"history", "audit"};
   for (int w = 0; w < 2; w++) {
     snprintf(path, sizeof path, "/api/v1/tenants/%s/%s", a, whats[w]);
-    r = api_get(path, alpha);
+    r = tn_test_https_get(path, alpha);
     cr_assert_eq(r.status, 200, "alpha's own %s: %s", whats[w], r.body.data);
     cr_assert_str_eq(json_string_value(json_object_get(r.json, "tenant")), a);
     cr_assert_gt(json_array_size(json_object_get(r.json, "items")), 0);
     if (password[0])
       cr_assert_null(strstr(r.body.data, password), "the database password in an answer");
-    resp_free(&r);
+    tn_test_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/tenants/%s/%s", b, whats[w]);
-    r = api_get(path, alpha);
-    expect_problem(&r, 403, "alpha reading beta's history or audit");
+    r = tn_test_https_get(path, alpha);
+    tn_test_expect_problem(&r, 403, "alpha reading beta's history or audit");
     cr_assert_null(strstr(r.body.data, "Beta"), "nothing of beta: %s", r.body.data);
-    resp_free(&r);
-    r = api_get(path, NULL);
-    expect_problem(&r, 401, "no token");
-    resp_free(&r);
+    tn_test_resp_free(&r);
+    r = tn_test_https_get(path, NULL);
+    tn_test_expect_problem(&r, 401, "no token");
+    tn_test_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/tenants/%s-nope/%s", run_id(), whats[w]);
-    r = api_get(path, reader);
-    expect_problem(&r, 404, "no such tenant");
-    resp_free(&r);
+    r = tn_test_https_get(path, reader);
+    tn_test_expect_problem(&r, 404, "no such tenant");
+    tn_test_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/tenants/%s/%s?limit=101", a, whats[w]);
-    r = api_get(path, reader);
-    expect_problem(&r, 400, "limit 101");
-    resp_free(&r);
+    r = tn_test_https_get(path, reader);
+    tn_test_expect_problem(&r, 400, "limit 101");
+    tn_test_resp_free(&r);
     snprintf(path, sizeof path, "/api/v1/tenants/%s/%s?continue=1%%27%%3B--", a, whats[w]);
-    r = api_get(path, reader);
-    expect_problem(&r, 400, "a forged continue token");
-    resp_free(&r);
+    r = tn_test_https_get(path, reader);
+    tn_test_expect_problem(&r, 400, "a forged continue token");
+    tn_test_resp_free(&r);
   }
   /* the operator's log holds neither the token nor the password */
   FILE *f = fopen(g_op.log_path, "r");

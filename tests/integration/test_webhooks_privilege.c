@@ -23,6 +23,7 @@
 #include "audit/audit.h"
 #include "audit/outbox.h"
 #include "tenancy/cloudevents.h"
+#include "tn_pg_test.h"
 #include "tn_test.h"
 #include "webhooks/delivery.h"
 
@@ -30,92 +31,22 @@ static char schema[64], role[96], dsn_file[160];
 
 static const char *dsn(void) { return tn_test_env("TENANCY_PG_DSN"); }
 
-static PGconn *connect_to(const char *d) {
-  PGconn *c = PQconnectdb(d);
-  cr_assert_eq(PQstatus(c), CONNECTION_OK, "cannot connect: %s", PQerrorMessage(c));
-  PQclear(PQexec(c, "SET client_min_messages = warning"));
-  return c;
-}
-
-static char *vfmt(const char *fmt, va_list ap) {
-  char *q = NULL;
-  cr_assert_geq(vasprintf(&q, fmt, ap), 0);
-  return q;
-}
-
-/* SQL that must succeed; the first cell (malloc'd, "" when none). */
-static char *value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *value(PGconn *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *q = vfmt(fmt, ap);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  ExecStatusType st = PQresultStatus(r);
-  cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", q, PQresultErrorMessage(r));
-  char *v = strdup(st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-  PQclear(r);
-  free(q);
-  return v;
-}
-
-/* SQL that must fail; the error message (malloc'd). */
-static char *error_of(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *error_of(PGconn *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *q = vfmt(fmt, ap);
-  va_end(ap);
-  PGresult *r = PQexec(c, q);
-  cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "accepted: %s", q);
-  char *m = strdup(PQresultErrorMessage(r));
-  PQclear(r);
-  if (PQtransactionStatus(c) != PQTRANS_IDLE)
-    PQclear(PQexec(c, "ROLLBACK"));
-  free(q);
-  return m;
-}
-
-/* The stack's DSN with the writer's user and password (keyword/value pairs). malloc'd. */
-static char *writer_dsn(void) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(dsn(), &perr);
-  cr_assert_not_null(opts, "%s", perr);
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val || !strcmp(o->keyword, "user") || !strcmp(o->keyword, "password"))
-      continue;
-    fprintf(f, "%s='", o->keyword);
-    for (const char *p = o->val; *p; p++)
-      fprintf(f, *p == '\'' || *p == '\\' ? "\\%c" : "%c", *p);
-    fprintf(f, "' ");
-  }
-  fprintf(f, "user='%s' password='writer-pw-456'", role);
-  fclose(f);
-  PQconninfoFree(opts);
-  return out;
-}
+/* The stack's DSN as the writer (keyword/value pairs). malloc'd. */
+static char *writer_dsn(void) { return tn_test_pg_dsn(role, "writer-pw-456", NULL, NULL); }
 
 static void setup(void) {
   snprintf(schema, sizeof schema, "tn_whpriv_%ld", (long)getpid());
   snprintf(role, sizeof role, "%s_writer", schema);
-  PGconn *c = connect_to(dsn());
-  free(value(c, "CREATE ROLE %s LOGIN PASSWORD 'writer-pw-456'", role));
+  PGconn *c = tn_test_pg_connect(NULL);
+  tn_test_pg_role_create(c, role, "writer-pw-456");
   PQfinish(c);
 }
 
 static void teardown(void) {
   PGconn *c = PQconnectdb(dsn());
   PQclear(PQexec(c, "SET client_min_messages = warning"));
-  char q[300];
-  snprintf(q, sizeof q, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-  PQclear(PQexec(c, q));
-  snprintf(q, sizeof q, "DROP OWNED BY %s", role);
-  PQclear(PQexec(c, q));
-  snprintf(q, sizeof q, "DROP ROLE IF EXISTS %s", role);
-  PQclear(PQexec(c, q));
+  PQclear(tn_test_pg_exec(c, "DROP SCHEMA IF EXISTS %s CASCADE", schema));
+  tn_test_pg_role_drop(c, role);
   PQfinish(c);
   if (dsn_file[0])
     unlink(dsn_file);
@@ -141,7 +72,8 @@ static long long append_event(struct tn_audit *w, PGconn *wc, const char *cid) {
   int rc = tn_audit_append(w, &ev, NULL, &err);
   tn_outbox_event_cleanup(&ob);
   cr_assert_eq(rc, 0, "%s", err.message);
-  char *s = value(wc, "SELECT seq FROM %s.outbox WHERE event->>'correlationid' = '%s'", schema, cid);
+  char *s =
+      tn_test_pg_value(wc, "SELECT seq FROM %s.outbox WHERE event->>'correlationid' = '%s'", schema, cid);
   long long seq = atoll(s);
   free(s);
   return seq;
@@ -149,10 +81,12 @@ static long long append_event(struct tn_audit *w, PGconn *wc, const char *cid) {
 
 static int tenantctl(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int tenantctl(char **out, const char *fmt, ...) {
+  char *args = NULL;
   va_list ap;
   va_start(ap, fmt);
-  char *args = vfmt(fmt, ap);
+  int n = vasprintf(&args, fmt, ap);
   va_end(ap);
+  cr_assert_geq(n, 0);
   int rc =
       tn_test_sh(out, "env -u TENANCY_PG_DSN '%s' %s --schema %s --pg-dsn-file '%s' --actor itest:alice 2>&1",
                  tn_test_env("TENANCY_TENANTCTL_BIN"), args, schema, dsn_file);
@@ -170,7 +104,7 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   char *wd = writer_dsn();
   struct tn_audit_options wo = {.schema = schema, .no_create = true};
   cr_assert_eq(tn_audit_open(wd, &wo, &w, &err), 0, "%s", err.message);
-  PGconn *wc = connect_to(wd);
+  PGconn *wc = tn_test_pg_connect(wd);
   snprintf(dsn_file, sizeof dsn_file, "%s/whpriv-dsn-%ld", tn_test_env("TENANCY_TEST_LOG_DIR"),
            (long)getpid());
   FILE *f = fopen(dsn_file, "w");
@@ -185,21 +119,23 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   long long s2 = append_event(w, wc, "00000000-0000-4000-8000-000000000002");
 
   /* What the engine does, through its functions: a dead letter copied from the outbox row... */
-  free(value(wc, "SELECT %s.webhook_dead_letter('ledger', %lld, 12, 503, 'HTTP 503')", schema, s1));
-  char *v =
-      value(wc, "SELECT tenant || '/' || tenant_seq || '/' || attempts FROM %s.webhook_dead_letters", schema);
+  free(
+      tn_test_pg_value(wc, "SELECT %s.webhook_dead_letter('ledger', %lld, 12, 503, 'HTTP 503')", schema, s1));
+  char *v = tn_test_pg_value(
+      wc, "SELECT tenant || '/' || tenant_seq || '/' || attempts FROM %s.webhook_dead_letters", schema);
   cr_assert_str_eq(v, "acme/1/12");
   free(v);
   /* ...never a forged one... */
-  char *m = error_of(wc, "SELECT %s.webhook_dead_letter('ledger', 999999, 1, 500, 'x')", schema);
+  char *m = tn_test_pg_error(wc, "SELECT %s.webhook_dead_letter('ledger', 999999, 1, 500, 'x')", schema);
   cr_assert(strstr(m, "no outbox event"), "%s", m);
   free(m);
   /* ...and cursors that only move forward. */
-  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":2,\"s\":%lld}]')", schema,
-             s2));
-  free(value(wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":1,\"s\":%lld}]')", schema,
-             s1));
-  v = value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'", schema);
+  free(tn_test_pg_value(
+      wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":2,\"s\":%lld}]')", schema, s2));
+  free(tn_test_pg_value(
+      wc, "SELECT %s.webhook_advance('warehouse', '[{\"t\":\"acme\",\"ts\":1,\"s\":%lld}]')", schema, s1));
+  v = tn_test_pg_value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'",
+                       schema);
   cr_assert_str_eq(v, "2", "a cursor moved back through webhook_advance");
   free(v);
 
@@ -221,15 +157,15 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
     char q[400], *o = q;
     for (const char *p = stmts[i]; *p; p++)
       o += *p == '@' ? sprintf(o, "%s", schema) : sprintf(o, "%c", *p);
-    m = error_of(wc, "%s", q);
+    m = tn_test_pg_error(wc, "%s", q);
     cr_assert(strstr(m, "permission denied"), "%s: %s", q, m);
     free(m);
   }
   /* Nor can it call the internals of the functions directly. */
-  m = error_of(wc, "SELECT %s.webhook_bump_epoch('ledger')", schema);
+  m = tn_test_pg_error(wc, "SELECT %s.webhook_bump_epoch('ledger')", schema);
   cr_assert(strstr(m, "permission denied"), "%s", m);
   free(m);
-  m = error_of(wc, "SELECT %s.webhook_audit('x', 'webhook.dlq.purge', 'ledger', NULL, '{}')", schema);
+  m = tn_test_pg_error(wc, "SELECT %s.webhook_audit('x', 'webhook.dlq.purge', 'ledger', NULL, '{}')", schema);
   cr_assert(strstr(m, "permission denied"), "%s", m);
   free(m);
 
@@ -243,35 +179,38 @@ Test(webhooks_privilege, the_operator_role_cannot_tamper_but_the_engine_and_the_
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "1 dead letter(s) of ledger requeued"), "%s", out);
   free(out);
-  free(value(wc, "SELECT %s.webhook_dead_letter('ledger', %lld, 12, 503, 'HTTP 503')", schema, s1));
+  free(
+      tn_test_pg_value(wc, "SELECT %s.webhook_dead_letter('ledger', %lld, 12, 503, 'HTTP 503')", schema, s1));
   rc = tenantctl(&out, "events dlq purge --subscription ledger --all");
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "1 dead letter(s) of ledger purged"), "%s", out);
   free(out);
-  v = value(wc,
-            "SELECT count(*) || ':' || (SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = "
-            "'ledger') FROM %s.webhook_dead_letters",
-            schema, schema);
+  v = tn_test_pg_value(
+      wc,
+      "SELECT count(*) || ':' || (SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = "
+      "'ledger') FROM %s.webhook_dead_letters",
+      schema, schema);
   cr_assert_str_eq(v, "0:1", "after the purge: no dead letter, the cursor past it");
   free(v);
   rc = tenantctl(&out, "events replay --subscription warehouse --from-sequence %lld", s1);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  v = value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'", schema);
+  v = tn_test_pg_value(wc, "SELECT tenant_seq FROM %s.webhook_cursors WHERE subscription = 'warehouse'",
+                       schema);
   cr_assert_str_eq(v, "0", "replay moved the cursor back before the first event");
   free(v);
-  v = value(wc,
-            "SELECT (SELECT epoch FROM %s.webhook_state WHERE subscription = 'ledger') || ':' || "
-            "(SELECT epoch FROM %s.webhook_state WHERE subscription = 'warehouse')",
-            schema, schema);
+  v = tn_test_pg_value(wc,
+                       "SELECT (SELECT epoch FROM %s.webhook_state WHERE subscription = 'ledger') || ':' || "
+                       "(SELECT epoch FROM %s.webhook_state WHERE subscription = 'warehouse')",
+                       schema, schema);
   cr_assert_str_eq(v, "2:1", "each change bumps the subscription's epoch");
   free(v);
   /* Each change: started (tenantctl) and succeeded (the database, with the change), by the actor. */
-  v = value(wc,
-            "SELECT string_agg(action || '/' || outcome || '/' || actor || '/' || "
-            "coalesce(details->>'count', '-'), "
-            "' ' ORDER BY id) FROM %s.audit_events WHERE target LIKE 'webhooksubscription/%%'",
-            schema);
+  v = tn_test_pg_value(wc,
+                       "SELECT string_agg(action || '/' || outcome || '/' || actor || '/' || "
+                       "coalesce(details->>'count', '-'), "
+                       "' ' ORDER BY id) FROM %s.audit_events WHERE target LIKE 'webhooksubscription/%%'",
+                       schema);
   cr_assert_str_eq(v,
                    "webhook.dlq.requeue/started/itest:alice/- webhook.dlq.requeue/succeeded/itest:alice/1 "
                    "webhook.dlq.purge/started/itest:alice/- webhook.dlq.purge/succeeded/itest:alice/1 "
