@@ -367,7 +367,8 @@ static PGresult *exec_bounded(PGconn *c, const char *sql, int n, const char *con
     if (!(r = PQgetResult(c)))
       break;
     ExecStatusType st = PQresultStatus(r);
-    bool stop = st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH || PQstatus(c) == CONNECTION_BAD;
+    bool stop =
+        st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH || PQstatus(c) == CONNECTION_BAD;
     if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
       PQclear(r);
     } else {
@@ -777,7 +778,8 @@ static int sync_definitions(struct tn_failover *f, struct unit *u, struct synced
   memset(x, 0, sizeof *x);
   if (ensure_standby_objects(f, u, err))
     return err->code;
-  if (!(x->pc = pg_open(&u->p, u->database, NULL, err)) || !(x->sc = pg_open(&u->s, u->database, NULL, err)) ||
+  if (!(x->pc = pg_open(&u->p, u->database, NULL, err)) ||
+      !(x->sc = pg_open(&u->s, u->database, NULL, err)) ||
       unit_schemas(u, x->pc, false, &x->schemas, &x->ns, err) ||
       sync_tables(u, x->pc, x->sc, x->schemas, x->ns, &x->created, &x->total, err)) {
     int rc = err->code ? err->code : TN_EUNAVAILABLE;
@@ -969,8 +971,10 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   PGresult *r = exec_bounded(pc, sql, 0, NULL, &timed_out);
   if (PQresultStatus(r) != PGRES_COPY_OUT) {
     char msg[600];
-    tn_pg_one_line(timed_out ? "no answer from the server" : r ? PQresultErrorMessage(r) : PQerrorMessage(pc), msg,
-                   sizeof msg);
+    tn_pg_one_line(timed_out ? "no answer from the server"
+                   : r       ? PQresultErrorMessage(r)
+                             : PQerrorMessage(pc),
+                   msg, sizeof msg);
     PQclear(r);
     return tn_error_set(err, TN_EAPI, "COPY out of %s: %s", qname, msg);
   }
@@ -979,11 +983,13 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   r = exec_bounded(sc, sql, 0, NULL, &timed_out);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     char msg[600];
-    tn_pg_one_line(timed_out ? "no answer from the server" : r ? PQresultErrorMessage(r) : PQerrorMessage(sc), msg,
-                   sizeof msg);
+    tn_pg_one_line(timed_out ? "no answer from the server"
+                   : r       ? PQresultErrorMessage(r)
+                             : PQerrorMessage(sc),
+                   msg, sizeof msg);
     PQclear(r);
-    return tn_error_set(err, TN_EAPI, "COPY into %s: %s (the primary's COPY is abandoned with its connection)",
-                        qname, msg);
+    return tn_error_set(err, TN_EAPI,
+                        "COPY into %s: %s (the primary's COPY is abandoned with its connection)", qname, msg);
   }
   PQclear(r);
   /* each row within CLIENT_DEADLINE_S of the previous one: a primary that stops answering ends
@@ -1000,7 +1006,8 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
   int rc = 0;
   if (n < -1) {
     rc = tn_error_set(err, TN_ETRANSPORT, "COPY out of %s: %s", qname,
-                      n == -3 ? "no answer from the primary" : "the copy failed or the primary's connection broke");
+                      n == -3 ? "no answer from the primary"
+                              : "the copy failed or the primary's connection broke");
   } else {
     while ((r = exec_bounded_next(pc, &timed_out))) {
       if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc)
@@ -1396,7 +1403,8 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
 /* Whether servers a and b (databaseServers[] entries) are one endpoint (host and port). */
 static bool same_endpoint(const json_t *a, const json_t *b) {
   const char *ha = str2(a, "host", NULL), *hb = str2(b, "host", NULL);
-  json_int_t pa = json_integer_value(json_object_get(a, "port")), pb = json_integer_value(json_object_get(b, "port"));
+  json_int_t pa = json_integer_value(json_object_get(a, "port")),
+             pb = json_integer_value(json_object_get(b, "port"));
   return ha && hb && strcmp(ha, hb) == 0 && (pa ? pa : 5432) == (pb ? pb : 5432);
 }
 
@@ -1407,7 +1415,8 @@ static bool same_endpoint(const json_t *a, const json_t *b) {
  * schemas and databases there are kept: they may hold the writes the standby never received.
  * Returns how many objects it changed, or -1 when the server did not answer. */
 static int clean_old_primary(struct tn_failover *f, json_t *region, const struct tn_failover_spec *spec,
-                             json_t *standby, json_t *srv_spec, int *roles, int *slots, struct tn_error *err) {
+                             json_t *standby, json_t *srv_spec, int *roles, int *slots,
+                             struct tn_error *err) {
   const char *rname = name_of(region);
   struct server s;
   *roles = *slots = 0;
@@ -1452,7 +1461,8 @@ static int clean_old_primary(struct tn_failover *f, json_t *region, const struct
       PQclear(pg_q(c, "ending the role's sessions",
                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", 1, p1, &e2));
       (*roles)++;
-      log_region(TN_LOG_INFO, rname, "old primary %s answers again: tenant %s's role made NOLOGIN", s.name, id);
+      log_region(TN_LOG_INFO, rname, "old primary %s answers again: tenant %s's role made NOLOGIN", s.name,
+                 id);
     }
     if (e2.code)
       log_region(TN_LOG_WARN, rname, "fencing tenant %s on the old primary %s: %s", id, s.name, e2.message);
@@ -1475,17 +1485,20 @@ static int clean_old_primary(struct tn_failover *f, json_t *region, const struct
     PQfreemem(q);
     if (dc && pg_x(dc, "dropping the publication", sql, &e2) == 0) {
       const char *p1[1] = {slot};
-      PQclear(pg_q(c, "dropping the replication slot",
-                   "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND "
-                   "NOT active",
-                   1, p1, &e2));
+      PQclear(pg_q(
+          c, "dropping the replication slot",
+          "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND "
+          "NOT active",
+          1, p1, &e2));
       if (!e2.code) {
         (*slots)++;
-        log_region(TN_LOG_INFO, rname, "old primary %s: publication and replication slot %s dropped", s.name, obj);
+        log_region(TN_LOG_INFO, rname, "old primary %s: publication and replication slot %s dropped", s.name,
+                   obj);
       }
     }
     if (e2.code)
-      log_region(TN_LOG_WARN, rname, "dropping the copy %s on the old primary %s: %s", obj, s.name, e2.message);
+      log_region(TN_LOG_WARN, rname, "dropping the copy %s on the old primary %s: %s", obj, s.name,
+                 e2.message);
     PQfinish(dc);
   }
   PQclear(r);
@@ -1517,10 +1530,11 @@ static void clean_old_primaries(struct tn_failover *f, json_t *region, const str
       continue;
     }
     char note[512], target[128];
-    snprintf(note, sizeof note,
-             "old primary server %s answers again: %d tenant role(s) made NOLOGIN, %d replication slot(s) and "
-             "publication(s) of the copies dropped; the tenants' data there is kept",
-             sname, roles, slots);
+    snprintf(
+        note, sizeof note,
+        "old primary server %s answers again: %d tenant role(s) made NOLOGIN, %d replication slot(s) and "
+        "publication(s) of the copies dropped; the tenants' data there is kept",
+        sname, roles, slots);
     region_event(f, region, TN_EVENT_NORMAL, TN_REASON_FAILOVER_CLEANUP, note);
     snprintf(target, sizeof target, "region/%s", rname);
     audit(f, TN_AUDIT_ACTION_FAILOVER_CLEANUP, target, TN_AUDIT_SUCCEEDED, NULL,

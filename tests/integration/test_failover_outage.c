@@ -43,7 +43,8 @@ static void region_apply(const char *name, const char *server, const char *dsn_v
       "'{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},"
       "\"spec\":{\"available\":true,\"isolationModes\":[\"shared\",\"dedicated\"],%s"
       "\"databaseServers\":[{\"name\":\"%s\",\"host\":\"127.0.0.1\",\"port\":'\"$%s\"',\"sslMode\":\"verify-"
-      "full\",\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},\"serves\":[\"shared\","
+      "full\",\"caSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-ca-%s\"},\"serves\":["
+      "\"shared\","
       "\"dedicated\"],\"adminSecretRef\":{\"namespace\":\"tenancy-system\",\"name\":\"pg-admin-%s\"}}]}}' | "
       "kubectl apply -f -",
       dsn_var, name, ca_copy, name, name, failover_json, server, port_var, name, name);
@@ -55,12 +56,13 @@ static void region_apply(const char *name, const char *server, const char *dsn_v
  * goodbye to clients or the standby's subscription). */
 static int pg3_ctl(const char *action) {
   char *out = NULL;
-  int rc_ = tn_test_sh(&out,
-                       "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
-                       "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
-                       "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG3_DATA\" -l \"$TENANCY_PG3_DATA/../postgres.log\" "
-                       "-m immediate -w -t 60 %s",
-                       action);
+  int rc_ =
+      tn_test_sh(&out,
+                 "pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
+                 "if [ \"$(id -u)\" = 0 ]; then as='runuser -u postgres --'; else as=''; fi; "
+                 "$as \"$pgbin/pg_ctl\" -D \"$TENANCY_PG3_DATA\" -l \"$TENANCY_PG3_DATA/../postgres.log\" "
+                 "-m immediate -w -t 60 %s",
+                 action);
   if (rc_)
     cr_log_error("pg_ctl %s (PG3): %s", action, out);
   free(out);
@@ -80,10 +82,11 @@ static void start(void) {
   tn_test_unique_name(rc, sizeof rc, "foo-c");
   snprintf(ca_copy, sizeof ca_copy, "/tmp/tnfoo-ca-%d.crt", (int)getpid());
   char *out = NULL;
-  int rc_ = tn_test_sh(&out,
-                       "cp \"$TENANCY_CA_FILE\" %s && chmod 0644 %s && kubectl create namespace tenancy-system "
-                       "--dry-run=client -o yaml | kubectl apply -f - >/dev/null",
-                       ca_copy, ca_copy);
+  int rc_ =
+      tn_test_sh(&out,
+                 "cp \"$TENANCY_CA_FILE\" %s && chmod 0644 %s && kubectl create namespace tenancy-system "
+                 "--dry-run=client -o yaml | kubectl apply -f - >/dev/null",
+                 ca_copy, ca_copy);
   cr_assert_eq(rc_, 0, "%s", out);
   free(out);
   char fo[256];
@@ -142,24 +145,27 @@ static void wait_sh(double timeout, const char *what, const char *cmd) {
 /* Ready in region, with its tenant-database Secret on port port_var's server. */
 static void wait_ready_in(const char *t, const char *region, const char *port_var, double timeout) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "test \"$(kubectl get tenant %s -o "
-           "jsonpath='{.status.placement.region}/{.status.conditions[?(@.type==\"Ready\")].status}')\" = %s/True "
-           "&& test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" "
-           "= \"$%s\"",
-           t, region, t, port_var);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(kubectl get tenant %s -o "
+      "jsonpath='{.status.placement.region}/{.status.conditions[?(@.type==\"Ready\")].status}')\" = %s/True "
+      "&& test \"$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.port}' | base64 -d)\" "
+      "= \"$%s\"",
+      t, region, t, port_var);
   wait_sh(timeout, "tenant Ready", cmd);
 }
 
 static char *tenant_uri(const char *t) {
-  return tn_test_output("kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d", t);
+  return tn_test_output("kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d",
+                        t);
 }
 
 static int psql_uri(const char *uri, const char *sql, char **out) {
-  return tn_test_sh(out,
-                    "PGCONNECT_TIMEOUT=5 psql \"%s&sslrootcert=$TENANCY_CA_FILE\" -X -v ON_ERROR_STOP=1 -qtAc "
-                    "\"%s\"",
-                    uri, sql);
+  return tn_test_sh(
+      out,
+      "PGCONNECT_TIMEOUT=5 psql \"%s&sslrootcert=$TENANCY_CA_FILE\" -X -v ON_ERROR_STOP=1 -qtAc "
+      "\"%s\"",
+      uri, sql);
 }
 
 static char *psql_as(const char *t, const char *sql) {
@@ -201,7 +207,8 @@ static double rpo_of(const char *t, const char *file, long *lost, long *acked) {
   const char *bar = strchr(last, '|');
   double last_at = bar ? atof(bar + 1) : 0;
   free(last);
-  char *kept = psql_as(t, "SELECT coalesce(max(id), 0) || '|' || coalesce(extract(epoch FROM max(at)), 0) FROM w");
+  char *kept =
+      psql_as(t, "SELECT coalesce(max(id), 0) || '|' || coalesce(extract(epoch FROM max(at)), 0) FROM w");
   long kept_id = atol(kept);
   double kept_at = atof(strchr(kept, '|') + 1);
   free(kept);
@@ -223,9 +230,10 @@ Test(failover_outage, warm_primary_down_then_back) {
   apply_tenant(td, "dedicated", rw);
   wait_ready_in(ts, rw, "TENANCY_PG3_PORT", 120);
   wait_ready_in(td, rw, "TENANCY_PG3_PORT", 120);
-  const char *ddl = "CREATE TABLE w(id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); "
-                    "INSERT INTO w SELECT FROM generate_series(1, 100); CREATE TABLE k(v int); INSERT INTO k "
-                    "SELECT generate_series(1, 50)";
+  const char *ddl =
+      "CREATE TABLE w(id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); "
+      "INSERT INTO w SELECT FROM generate_series(1, 100); CREATE TABLE k(v int); INSERT INTO k "
+      "SELECT generate_series(1, 50)";
   free(psql_as(ts, ddl));
   free(psql_as(td, ddl));
   char cmd[1536];
@@ -242,11 +250,12 @@ Test(failover_outage, warm_primary_down_then_back) {
   tn_failover_object_name(rw, "pg-w", "tenants", rs, slot_s);
   tn_failover_object_name(rw, "pg-w", db_d, rs, slot_d);
   /* the copies stream from PG3 through these slots right now */
-  char *active = tn_test_output("psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT count(*) FROM pg_replication_slots WHERE "
-                                "slot_name IN ('%s', '%s') AND active\"",
-                                slot_s, slot_d);
-  cr_assert_str_eq(active, "2", "the copies' slots on the primary are not both streaming");
-  free(active);
+  snprintf(cmd, sizeof cmd,
+           "test \"$(psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT count(*) FROM pg_replication_slots WHERE "
+           "slot_name IN "
+           "('%s', '%s') AND active\")\" = 2",
+           slot_s, slot_d);
+  wait_sh(30, "both copies streaming from the primary", cmd);
 
   char file_s[128], file_d[128];
   snprintf(file_s, sizeof file_s, "/tmp/tnfoo-w-%d-s.log", (int)getpid());
@@ -254,15 +263,17 @@ Test(failover_outage, warm_primary_down_then_back) {
   tn_test_sh(NULL, "rm -f %s %s", file_s, file_d);
   pid_t ws = writer_start(uri_s, file_s), wd = writer_start(uri_d, file_d);
   /* a few seconds of acknowledged writes */
-  snprintf(cmd, sizeof cmd, "test $(cat %s 2>/dev/null | wc -l) -ge 20 && test $(cat %s 2>/dev/null | wc -l) -ge 20",
-           file_s, file_d);
+  snprintf(cmd, sizeof cmd,
+           "test $(cat %s 2>/dev/null | wc -l) -ge 20 && test $(cat %s 2>/dev/null | wc -l) -ge 20", file_s,
+           file_d);
   wait_sh(60, "the writers commit", cmd);
 
   /* The primary crashes under the writers, then the region is failed over. */
   double t_down = tn_test_now();
   cr_assert_eq(pg3_ctl("stop"), 0, "could not stop PG3");
   char *out = NULL;
-  int rc_ = tn_test_sh(&out, "'%s' failover %s --wait --timeout 120", tn_test_env("TENANCY_TENANTCTL_BIN"), rw);
+  int rc_ =
+      tn_test_sh(&out, "'%s' failover %s --wait --timeout 120", tn_test_env("TENANCY_TENANTCTL_BIN"), rw);
   double t_fo = tn_test_now() - t_down;
   kill(ws, SIGTERM);
   kill(wd, SIGTERM);
@@ -278,10 +289,12 @@ Test(failover_outage, warm_primary_down_then_back) {
   double rto_d = tn_test_now() - t_down;
   long lost_s, lost_d, acked_s, acked_d;
   double rpo_s = rpo_of(ts, file_s, &lost_s, &acked_s), rpo_d = rpo_of(td, file_d, &lost_d, &acked_d);
-  printf("warm failover, primary down (pg_ctl stop -m immediate under a writer): failover pass done %.1f s after "
-         "the crash; RTO (crash -> Ready in the standby, Secret switched) shared %.1f s, dedicated %.1f s; RPO "
-         "shared %.2f s (%ld of %ld acknowledged rows lost), dedicated %.2f s (%ld of %ld lost)\n",
-         t_fo, rto_s, rto_d, rpo_s, lost_s, acked_s, rpo_d, lost_d, acked_d);
+  printf(
+      "warm failover, primary down (pg_ctl stop -m immediate under a writer): failover pass done %.1f s "
+      "after "
+      "the crash; RTO (crash -> Ready in the standby, Secret switched) shared %.1f s, dedicated %.1f s; RPO "
+      "shared %.2f s (%ld of %ld acknowledged rows lost), dedicated %.2f s (%ld of %ld lost)\n",
+      t_fo, rto_s, rto_d, rpo_s, lost_s, acked_s, rpo_d, lost_d, acked_d);
   fflush(stdout);
   cr_assert_lt(rto_s, 60.0);
   cr_assert_lt(rto_d, 60.0);
@@ -293,7 +306,8 @@ Test(failover_outage, warm_primary_down_then_back) {
   cr_assert_str_eq(n, "50/100");
   free(n);
   /* (the CTE's outer query does not see the new row: max is the copied rows') */
-  const char *ins = "WITH i AS (INSERT INTO w DEFAULT VALUES RETURNING id) SELECT id > (SELECT max(id) FROM w) FROM i";
+  const char *ins =
+      "WITH i AS (INSERT INTO w DEFAULT VALUES RETURNING id) SELECT id > (SELECT max(id) FROM w) FROM i";
   char *m = psql_as(ts, ins);
   cr_assert_str_eq(m, "t", "the sequence was not set past the copied rows");
   free(m);
@@ -309,18 +323,20 @@ Test(failover_outage, warm_primary_down_then_back) {
   /* The old primary comes back: no split brain, no slot retaining WAL. */
   cr_assert_eq(pg3_ctl("start"), 0, "could not start PG3");
   double t_up = tn_test_now();
-  snprintf(cmd, sizeof cmd,
-           "test \"$(psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT (SELECT count(*) FROM pg_roles WHERE rolname IN "
-           "('%s', '%s') AND rolcanlogin) || '/' || (SELECT count(*) FROM pg_replication_slots WHERE slot_name "
-           "IN ('%s', '%s'))\")\" = 0/0",
-           role_s, role_d, slot_s, slot_d);
+  snprintf(
+      cmd, sizeof cmd,
+      "test \"$(psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT (SELECT count(*) FROM pg_roles WHERE rolname IN "
+      "('%s', '%s') AND rolcanlogin) || '/' || (SELECT count(*) FROM pg_replication_slots WHERE slot_name "
+      "IN ('%s', '%s'))\")\" = 0/0",
+      role_s, role_d, slot_s, slot_d);
   wait_sh(60, "the old primary fenced and its slots dropped", cmd);
   printf("old primary back: its tenant roles NOLOGIN and the copies' slots dropped %.1f s after it started\n",
          tn_test_now() - t_up);
   /* the publications too, in each source database */
-  n = tn_test_output("psql \"${TENANCY_PG3_DSN%%%%/postgres?*}/tenants?${TENANCY_PG3_DSN#*\\?}\" -qtAc \"SELECT "
-                     "count(*) FROM pg_publication WHERE pubname = '%s'\"",
-                     slot_s);
+  n = tn_test_output(
+      "psql \"${TENANCY_PG3_DSN%%%%/postgres?*}/tenants?${TENANCY_PG3_DSN#*\\?}\" -qtAc \"SELECT "
+      "count(*) FROM pg_publication WHERE pubname = '%s'\"",
+      slot_s);
   cr_assert_str_eq(n, "0", "the shared database's publication is left on the old primary");
   free(n);
   n = tn_test_output("psql \"${TENANCY_PG3_DSN%%%%/postgres?*}/%s?${TENANCY_PG3_DSN#*\\?}\" -qtAc \"SELECT "
@@ -338,15 +354,17 @@ Test(failover_outage, warm_primary_down_then_back) {
   cr_assert(strstr(out, "not permitted to log in"), "%s", out);
   free(out);
   /* its data is kept there (the writes the standby never received live only there) */
-  n = tn_test_output("psql \"${TENANCY_PG3_DSN%%%%/postgres?*}/tenants?${TENANCY_PG3_DSN#*\\?}\" -qtAc \"SELECT "
-                     "count(*) FROM %s.w\"",
-                     role_s);
+  n = tn_test_output(
+      "psql \"${TENANCY_PG3_DSN%%%%/postgres?*}/tenants?${TENANCY_PG3_DSN#*\\?}\" -qtAc \"SELECT "
+      "count(*) FROM %s.w\"",
+      role_s);
   cr_assert_geq(atol(n), 100 + acked_s, "rows on the old primary: %s (acknowledged: %ld)", n, acked_s);
   free(n);
-  snprintf(cmd, sizeof cmd,
-           "kubectl -n default get events.events.k8s.io --field-selector reason=FailoverCleanup,regarding.name=%s "
-           "-o name | grep -q .",
-           rw);
+  snprintf(
+      cmd, sizeof cmd,
+      "kubectl -n default get events.events.k8s.io --field-selector reason=FailoverCleanup,regarding.name=%s "
+      "-o name | grep -q .",
+      rw);
   wait_sh(20, "the FailoverCleanup Event", cmd);
   tn_test_sh(NULL, "rm -f %s %s", file_s, file_d);
   free(uri_s);
@@ -367,9 +385,10 @@ Test(failover_outage, operator_killed_mid_failover) {
   apply_tenant(b, "shared", rk);
   wait_ready_in(a, rk, "TENANCY_PG_PORT", 120);
   wait_ready_in(b, rk, "TENANCY_PG_PORT", 120);
-  const char *ddl = "CREATE TABLE w(id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); "
-                    "INSERT INTO w SELECT FROM generate_series(1, 100); CREATE TABLE k(v int); INSERT INTO k "
-                    "SELECT generate_series(1, 30)";
+  const char *ddl =
+      "CREATE TABLE w(id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); "
+      "INSERT INTO w SELECT FROM generate_series(1, 100); CREATE TABLE k(v int); INSERT INTO k "
+      "SELECT generate_series(1, 30)";
   free(psql_as(a, ddl));
   free(psql_as(b, ddl));
   char cmd[1024];
@@ -393,17 +412,18 @@ Test(failover_outage, operator_killed_mid_failover) {
   }
   op.pid = 0;
   cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the operator exited with status %d", st);
-  char *pa = jsonpath("tenant", a, "{.status.placement.region}"), *pb = jsonpath("tenant", b, "{.status.placement.region}");
-  cr_assert((strcmp(pa, rs) == 0) != (strcmp(pb, rs) == 0), "not exactly one tenant switched before the kill: %s %s",
-            pa, pb);
+  char *pa = jsonpath("tenant", a, "{.status.placement.region}"),
+       *pb = jsonpath("tenant", b, "{.status.placement.region}");
+  cr_assert((strcmp(pa, rs) == 0) != (strcmp(pb, rs) == 0),
+            "not exactly one tenant switched before the kill: %s %s", pa, pb);
   free(pa);
   free(pb);
   /* the next operator finishes the failover */
   op_start(NULL);
   wait_ready_in(a, rs, "TENANCY_PG2_PORT", 90);
   wait_ready_in(b, rs, "TENANCY_PG2_PORT", 90);
-  snprintf(cmd, sizeof cmd, "test \"$(kubectl get region %s -o jsonpath='{.status.failover.phase}')\" = FailedOver",
-           rk);
+  snprintf(cmd, sizeof cmd,
+           "test \"$(kubectl get region %s -o jsonpath='{.status.failover.phase}')\" = FailedOver", rk);
   wait_sh(30, "region FailedOver", cmd);
   const char *ts[2] = {a, b};
   for (int i = 0; i < 2; i++) {
@@ -415,19 +435,21 @@ Test(failover_outage, operator_killed_mid_failover) {
     cr_assert_str_eq(n, "101");
     free(n);
     /* switched once: one succeeded audit row (and none failed) */
-    snprintf(cmd, sizeof cmd,
-             "test \"$(psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FILTER (WHERE outcome = 'succeeded') || "
-             "'/' || count(*) FILTER (WHERE outcome = 'failed') FROM tenancy.audit_events WHERE action = "
-             "'failover' AND target = 'tenant/%s'\")\" = 1/0",
-             ts[i]);
+    snprintf(
+        cmd, sizeof cmd,
+        "test \"$(psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FILTER (WHERE outcome = 'succeeded') || "
+        "'/' || count(*) FILTER (WHERE outcome = 'failed') FROM tenancy.audit_events WHERE action = "
+        "'failover' AND target = 'tenant/%s'\")\" = 1/0",
+        ts[i]);
     wait_sh(20, "one failover audit row per tenant", cmd);
   }
   /* nothing of the copy is left on the primary */
   char obj[64];
   tn_failover_object_name(rk, "pg-k", "tenants", rs, obj);
-  char *n = tn_test_output("psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name "
-                           "= '%s'\"",
-                           obj);
+  char *n = tn_test_output(
+      "psql \"$TENANCY_PG_DSN\" -qtAc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name "
+      "= '%s'\"",
+      obj);
   cr_assert_str_eq(n, "0");
   free(n);
   tn_test_operator_stop(&op, SIGTERM, 40);
@@ -440,22 +462,25 @@ Test(failover_outage, cold_primary_down_real_snapshot) {
   tn_test_unique_name(t, sizeof t, "foo-cold");
   apply_tenant(t, "shared", rc);
   wait_ready_in(t, rc, "TENANCY_PG3_PORT", 120);
-  free(psql_as(t, "CREATE TABLE items(id bigserial PRIMARY KEY, v text NOT NULL); INSERT INTO items(v) SELECT "
-                  "md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 200000) g"));
+  free(psql_as(t,
+               "CREATE TABLE items(id bigserial PRIMARY KEY, v text NOT NULL); INSERT INTO items(v) SELECT "
+               "md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 200000) g"));
   char *size = psql_as(t, "SELECT pg_size_pretty(pg_total_relation_size('items'))");
   char *now = tn_test_output("date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ");
   char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "s=$(kubectl get region %s -o jsonpath='{.status.failover.lastSnapshotTime}') && test -n \"$s\" && "
-           "test \"$s\" \\> %s",
-           rc, now);
+  snprintf(
+      cmd, sizeof cmd,
+      "s=$(kubectl get region %s -o jsonpath='{.status.failover.lastSnapshotTime}') && test -n \"$s\" && "
+      "test \"$s\" \\> %s",
+      rc, now);
   wait_sh(120, "a snapshot after the writes", cmd);
   free(now);
   char *uri = tenant_uri(t);
   double t_down = tn_test_now();
   cr_assert_eq(pg3_ctl("stop"), 0, "could not stop PG3");
   char *out = NULL;
-  int rc_ = tn_test_sh(&out, "'%s' failover %s --wait --timeout 120", tn_test_env("TENANCY_TENANTCTL_BIN"), rc);
+  int rc_ =
+      tn_test_sh(&out, "'%s' failover %s --wait --timeout 120", tn_test_env("TENANCY_TENANTCTL_BIN"), rc);
   if (rc_)
     tn_test_operator_dump_log(&op);
   cr_assert_eq(rc_, 0, "%s", out);
@@ -463,7 +488,8 @@ Test(failover_outage, cold_primary_down_real_snapshot) {
   free(out);
   wait_ready_in(t, rs, "TENANCY_PG2_PORT", 120);
   double rto = tn_test_now() - t_down;
-  printf("cold failover, primary down: RTO %.1f s (target < 600 s), snapshot of 200000 rows (%s)\n", rto, size);
+  printf("cold failover, primary down: RTO %.1f s (target < 600 s), snapshot of 200000 rows (%s)\n", rto,
+         size);
   fflush(stdout);
   free(size);
   cr_assert_lt(rto, 600.0);
@@ -477,7 +503,8 @@ Test(failover_outage, cold_primary_down_real_snapshot) {
   cr_assert_eq(pg3_ctl("start"), 0, "could not start PG3");
   char *role = jsonpath("tenant", t, "{.status.database.role}");
   snprintf(cmd, sizeof cmd,
-           "test \"$(psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT rolcanlogin FROM pg_roles WHERE rolname = '%s'\")\" = f",
+           "test \"$(psql \"$TENANCY_PG3_DSN\" -qtAc \"SELECT rolcanlogin FROM pg_roles WHERE rolname = "
+           "'%s'\")\" = f",
            role);
   wait_sh(60, "the old primary's role fenced", cmd);
   rc_ = psql_uri(uri, "SELECT 1", &out);
