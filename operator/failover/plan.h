@@ -30,8 +30,8 @@
 #define TN_AUDIT_ACTION_FAILOVER "region.failover"      /* target region/<name>: started, succeeded */
 #define TN_AUDIT_ACTION_TENANT_FAILOVER "failover"      /* target tenant/<id>: succeeded, refused, failed */
 #define TN_AUDIT_ACTION_FAILOVER_DRILL "failover.drill" /* target region/<name>: the drill's report */
-#define TN_AUDIT_ACTION_FAILOVER_CLEANUP "failover.cleanup" /* target region/<name>: the old primary, back   \
-                                                             */
+/* target region/<name>: the old primary, answering again after a failover, fenced and cleaned */
+#define TN_AUDIT_ACTION_FAILOVER_CLEANUP "failover.cleanup"
 
 enum tn_failover_mode { TN_FAILOVER_WARM = 0, TN_FAILOVER_COLD = 1 };
 
