@@ -19,6 +19,7 @@
 #include "tenantctl.h"
 #include "util/b64.h"
 #include "util/clock.h"
+#include "util/pgtext.h"
 
 static const struct tn_gvr gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
@@ -192,17 +193,9 @@ static int read_secret(struct tn_kube *k, const char *ns, char **uri, char *ca_p
   free(p);
   if (ca_path) {
     ca_path[0] = '\0';
-    if (ca) {
-      snprintf(ca_path, ca_n, "%s/tenantctl-ca.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-      int fd = mkstemp(ca_path);
-      if (fd >= 0) {
-        ssize_t w = write(fd, ca, strlen(ca));
-        (void)w;
-        close(fd);
-      } else {
-        ca_path[0] = '\0';
-      }
-    }
+    /* the operator's own helper: a 0600 file, fully written or not left behind */
+    if (ca && tn_pg_write_ca_file(ca, ca_path, ca_n))
+      ca_path[0] = '\0';
   }
   free(ca);
   return uri && !*uri ? -1 : 0;

@@ -3,7 +3,9 @@
 #include "failover/failover.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,21 @@
 #define CATCH_UP_TIMEOUT_S 10.0 /* warm: the longest wait for a replica to confirm the primary's WAL */
 #define PRIMARY_CONNECT_TIMEOUT "3"
 #define MOVED_MEMORY_S 120.0 /* a tenant just moved is not touched again while the cache catches up */
+/* Every connection to a server (a primary may be dead, or gone without a TCP reset): TCP
+ * keepalives and tcp_user_timeout end a connection whose peer vanished mid-statement (the
+ * server-side statement_timeout cannot), connect_timeout bounds a connect that gets no answer. */
+#define PG_KEEPALIVES_IDLE "10"
+#define PG_KEEPALIVES_INTERVAL "5"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT "30000" /* ms */
+/* The subscription's connect_timeout (the standby's apply worker, and DROP SUBSCRIPTION, connect
+ * to the primary with it) when the primary's admin URI sets none. */
+#define SUB_CONNECT_TIMEOUT "10"
+/* The client-side bound on one statement or one COPY read: a server that stopped answering
+ * without closing the connection (a frozen process, a paused machine: the kernel still
+ * acknowledges, so keepalives do not notice) cannot hold the controller's only worker. Above
+ * the sessions' statement_timeout (120 s), which a live server enforces itself. */
+#define CLIENT_DEADLINE_S 150.0
 
 static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
 
@@ -41,6 +58,7 @@ struct tn_failover {
   pthread_mutex_t mu; /* guards moved (handlers run on informer threads) */
   struct moved *moved;
   size_t n_moved;
+  int switched; /* tenants switched by this process (the test hook counts them) */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -267,7 +285,7 @@ static PGconn *pg_open(const struct server *s, const char *dbname, const char *t
     return NULL;
   }
   PQconninfoFree(opts);
-  const char *keys[12], *vals[12];
+  const char *keys[20], *vals[20];
   int k = 0;
   keys[k] = "dbname", vals[k++] = s->admin_uri;
   if (dbname && *dbname)
@@ -288,6 +306,11 @@ static PGconn *pg_open(const struct server *s, const char *dbname, const char *t
   keys[k] = "connect_timeout", vals[k++] = timeout ? timeout : "5";
   keys[k] = "application_name", vals[k++] = "tenancy-operator-failover";
   keys[k] = "options", vals[k++] = "-c lock_timeout=10s -c statement_timeout=120s";
+  keys[k] = "keepalives", vals[k++] = "1";
+  keys[k] = "keepalives_idle", vals[k++] = PG_KEEPALIVES_IDLE;
+  keys[k] = "keepalives_interval", vals[k++] = PG_KEEPALIVES_INTERVAL;
+  keys[k] = "keepalives_count", vals[k++] = PG_KEEPALIVES_COUNT;
+  keys[k] = "tcp_user_timeout", vals[k++] = PG_TCP_USER_TIMEOUT;
   keys[k] = NULL, vals[k] = NULL;
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (ca_path[0])
@@ -304,10 +327,86 @@ static PGconn *pg_open(const struct server *s, const char *dbname, const char *t
   return c;
 }
 
+/* One step of waiting for c's input: waits (at most 100 ms, and not past `until`, monotonic) for
+ * its socket to be readable, then consumes what arrived. The caller loops while libpq still needs
+ * more. The wait is sliced because TLS may hold decrypted bytes the socket no longer signals
+ * (libpq's own blocking wait asks OpenSSL; poll cannot). Returns 0, -ETIMEDOUT once `until` has
+ * passed, or -EPIPE when the connection broke. */
+static int wait_input(PGconn *c, double until) {
+  int fd = PQsocket(c);
+  if (fd < 0)
+    return -EPIPE;
+  double left = until - tn_mono_now();
+  if (left <= 0)
+    return -ETIMEDOUT;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  (void)poll(&p, 1, left < 0.1 ? (int)(left * 1000) + 1 : 100);
+  return PQconsumeInput(c) ? 0 : -EPIPE;
+}
+
+/* PQexec/PQexecParams with a client-side deadline (CLIENT_DEADLINE_S): the last result, or the
+ * first error of a multi-statement string, as PQexec; NULL when it could not be sent or timed out
+ * (*timed_out). After a timeout the connection is unusable (the caller finishes it). */
+static PGresult *exec_bounded(PGconn *c, const char *sql, int n, const char *const *params, bool *timed_out) {
+  *timed_out = false;
+  if (!(n ? PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQsendQuery(c, sql)))
+    return NULL;
+  double until = tn_mono_now() + CLIENT_DEADLINE_S;
+  PGresult *keep = NULL, *r;
+  for (;;) {
+    while (PQisBusy(c)) {
+      int w = wait_input(c, until);
+      if (w == -ETIMEDOUT) {
+        *timed_out = true;
+        PQclear(keep);
+        return NULL;
+      }
+      if (w)
+        break; /* broken: PQgetResult reports it */
+    }
+    if (!(r = PQgetResult(c)))
+      break;
+    ExecStatusType st = PQresultStatus(r);
+    bool stop =
+        st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH || PQstatus(c) == CONNECTION_BAD;
+    if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+      PQclear(r);
+    } else {
+      PQclear(keep);
+      keep = r;
+    }
+    if (stop)
+      break;
+  }
+  return keep;
+}
+
+/* The next result of c (NULL at the end, or on a timeout: *timed_out), waiting at most
+ * CLIENT_DEADLINE_S. */
+static PGresult *exec_bounded_next(PGconn *c, bool *timed_out) {
+  *timed_out = false;
+  double until = tn_mono_now() + CLIENT_DEADLINE_S;
+  while (PQisBusy(c)) {
+    int w = wait_input(c, until);
+    if (w == -ETIMEDOUT) {
+      *timed_out = true;
+      return NULL;
+    }
+    if (w)
+      break;
+  }
+  return PQgetResult(c);
+}
+
 /* Runs sql (with params); returns the result when it succeeded (caller PQclears) or NULL with err. */
 static PGresult *pg_q(PGconn *c, const char *what, const char *sql, int n, const char *const *params,
                       struct tn_error *err) {
-  PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+  bool timed_out = false;
+  PGresult *r = exec_bounded(c, sql, n, params, &timed_out);
+  if (timed_out) {
+    tn_error_set(err, TN_ETRANSPORT, "%s: no answer from the server within %.0f s", what, CLIENT_DEADLINE_S);
+    return NULL;
+  }
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return r;
@@ -614,7 +713,7 @@ static char *sub_conninfo(const struct server *p, const char *database) {
     return NULL;
   size_t cap = 4096;
   char *buf = calloc(1, cap);
-  bool has_host = false, has_ssl = false;
+  bool has_host = false, has_ssl = false, has_timeout = false;
   char port[16];
   snprintf(port, sizeof port, "%d", p->port);
   for (PQconninfoOption *o = opts; buf && o->keyword; o++) {
@@ -622,6 +721,7 @@ static char *sub_conninfo(const struct server *p, const char *database) {
       continue;
     has_host |= strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0;
     has_ssl |= strcmp(o->keyword, "sslmode") == 0;
+    has_timeout |= strcmp(o->keyword, "connect_timeout") == 0;
     if (tn_failover_conninfo_add(buf, cap, o->keyword, o->val)) {
       free(buf);
       buf = NULL;
@@ -635,6 +735,10 @@ static char *sub_conninfo(const struct server *p, const char *database) {
     buf = NULL;
   }
   if (buf && !has_ssl && tn_failover_conninfo_add(buf, cap, "sslmode", p->sslmode)) {
+    free(buf);
+    buf = NULL;
+  }
+  if (buf && !has_timeout && tn_failover_conninfo_add(buf, cap, "connect_timeout", SUB_CONNECT_TIMEOUT)) {
     free(buf);
     buf = NULL;
   }
@@ -659,27 +763,46 @@ static int sub_oid(PGconn *sc, const char *name, char oid[32], struct tn_error *
   return 0;
 }
 
-/* Warm: publication, subscription and tables of one unit, and each member's readiness. */
-static int sync_warm(struct tn_failover *f, struct unit *u, struct tn_error *err) {
+/* What warm and cold share: the members' roles and schemas or databases on the standby, a
+ * connection to the source database on each side, the schemas copied, and the tables (and their
+ * sequences) the standby lacks created there. On success the caller owns *pc, *sc and *schemas;
+ * on failure nothing is left open. *created: tables created now. */
+struct synced {
+  PGconn *pc, *sc;
+  char **schemas;
+  size_t ns;
+  int created, total;
+};
+
+static int sync_definitions(struct tn_failover *f, struct unit *u, struct synced *x, struct tn_error *err) {
+  memset(x, 0, sizeof *x);
   if (ensure_standby_objects(f, u, err))
     return err->code;
-  PGconn *pc = pg_open(&u->p, u->database, NULL, err);
-  if (!pc)
-    return err->code;
-  PGconn *sc = pg_open(&u->s, u->database, NULL, err);
-  if (!sc) {
-    PQfinish(pc);
-    return err->code;
+  if (!(x->pc = pg_open(&u->p, u->database, NULL, err)) ||
+      !(x->sc = pg_open(&u->s, u->database, NULL, err)) ||
+      unit_schemas(u, x->pc, false, &x->schemas, &x->ns, err) ||
+      sync_tables(u, x->pc, x->sc, x->schemas, x->ns, &x->created, &x->total, err)) {
+    int rc = err->code ? err->code : TN_EUNAVAILABLE;
+    strv_free(x->schemas, x->ns);
+    PQfinish(x->pc);
+    PQfinish(x->sc);
+    memset(x, 0, sizeof *x);
+    return rc;
   }
-  char **schemas = NULL;
-  size_t ns = 0;
-  int created = 0, total = 0, rc = 0;
+  return 0;
+}
+
+/* Warm: publication, subscription and tables of one unit, and each member's readiness. */
+static int sync_warm(struct tn_failover *f, struct unit *u, struct tn_error *err) {
+  struct synced x;
+  if (sync_definitions(f, u, &x, err))
+    return err->code;
+  PGconn *pc = x.pc, *sc = x.sc;
+  char **schemas = x.schemas;
+  size_t ns = x.ns;
+  int created = x.created, rc = 0;
   char *qobj = ident(pc, u->object), oid[32] = "";
   PGresult *r = NULL;
-  if ((rc = unit_schemas(u, pc, false, &schemas, &ns, err)))
-    goto out;
-  if ((rc = sync_tables(u, pc, sc, schemas, ns, &created, &total, err)))
-    goto out;
   /* The publication. */
   const char *p1[1] = {u->object};
   bool changed = created > 0;
@@ -823,51 +946,78 @@ out:
 
 /* Cold: one snapshot of each member: its tables' rows copied from one REPEATABLE READ snapshot of
  * the primary into the standby in one transaction (TRUNCATE + COPY per table). */
+/* One row (or -1 at the end, -2 on error) of the primary's COPY OUT, waiting at most until
+ * `until`: -3 when it timed out. */
+static int copy_row(PGconn *pc, char **b, double until) {
+  for (;;) {
+    int n = PQgetCopyData(pc, b, 1);
+    if (n != 0)
+      return n;
+    int w = wait_input(pc, until);
+    if (w == -ETIMEDOUT)
+      return -3;
+    if (w)
+      return -2;
+  }
+}
+
 static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error *err) {
   char sql[600];
   snprintf(sql, sizeof sql, "TRUNCATE %s", qname);
   if (pg_x(sc, "truncating on the standby", sql, err))
     return err->code;
   snprintf(sql, sizeof sql, "COPY %s TO STDOUT", qname);
-  PGresult *r = PQexec(pc, sql);
+  bool timed_out = false;
+  PGresult *r = exec_bounded(pc, sql, 0, NULL, &timed_out);
   if (PQresultStatus(r) != PGRES_COPY_OUT) {
     char msg[600];
-    tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
+    tn_pg_one_line(timed_out ? "no answer from the server"
+                   : r       ? PQresultErrorMessage(r)
+                             : PQerrorMessage(pc),
+                   msg, sizeof msg);
     PQclear(r);
     return tn_error_set(err, TN_EAPI, "COPY out of %s: %s", qname, msg);
   }
   PQclear(r);
   snprintf(sql, sizeof sql, "COPY %s FROM STDIN", qname);
-  r = PQexec(sc, sql);
+  r = exec_bounded(sc, sql, 0, NULL, &timed_out);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     char msg[600];
-    tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
+    tn_pg_one_line(timed_out ? "no answer from the server"
+                   : r       ? PQresultErrorMessage(r)
+                             : PQerrorMessage(sc),
+                   msg, sizeof msg);
     PQclear(r);
-    /* drain the primary's COPY */
-    char *b;
-    while (PQgetCopyData(pc, &b, 0) > 0)
-      PQfreemem(b);
-    while ((r = PQgetResult(pc)))
-      PQclear(r);
-    return tn_error_set(err, TN_EAPI, "COPY into %s: %s", qname, msg);
+    return tn_error_set(err, TN_EAPI,
+                        "COPY into %s: %s (the primary's COPY is abandoned with its connection)", qname, msg);
   }
   PQclear(r);
+  /* each row within CLIENT_DEADLINE_S of the previous one: a primary that stops answering ends
+   * the round instead of holding the worker */
   int n;
   char *b;
   bool ok = true;
-  while ((n = PQgetCopyData(pc, &b, 0)) > 0) {
+  while ((n = copy_row(pc, &b, tn_mono_now() + CLIENT_DEADLINE_S)) > 0) {
     if (ok && PQputCopyData(sc, b, n) != 1)
       ok = false;
     PQfreemem(b);
   }
   PQputCopyEnd(sc, ok && n == -1 ? NULL : "copy from the primary failed");
   int rc = 0;
-  while ((r = PQgetResult(pc))) {
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc)
-      rc = tn_error_set(err, TN_EAPI, "COPY out of %s failed", qname);
-    PQclear(r);
+  if (n < -1) {
+    rc = tn_error_set(err, TN_ETRANSPORT, "COPY out of %s: %s", qname,
+                      n == -3 ? "no answer from the primary"
+                              : "the copy failed or the primary's connection broke");
+  } else {
+    while ((r = exec_bounded_next(pc, &timed_out))) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc)
+        rc = tn_error_set(err, TN_EAPI, "COPY out of %s failed", qname);
+      PQclear(r);
+    }
+    if (timed_out && !rc)
+      rc = tn_error_set(err, TN_ETRANSPORT, "COPY out of %s: no answer from the primary", qname);
   }
-  while ((r = PQgetResult(sc))) {
+  while ((r = exec_bounded_next(sc, &timed_out))) {
     if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) {
       char msg[600];
       tn_pg_one_line(PQresultErrorMessage(r), msg, sizeof msg);
@@ -875,26 +1025,19 @@ static int copy_table(PGconn *pc, PGconn *sc, const char *qname, struct tn_error
     }
     PQclear(r);
   }
+  if (timed_out && !rc)
+    rc = tn_error_set(err, TN_ETRANSPORT, "COPY into %s: no answer from the standby", qname);
   return rc;
 }
 
 static int snapshot_cold(struct tn_failover *f, struct unit *u, struct tn_error *err) {
-  if (ensure_standby_objects(f, u, err))
+  struct synced x;
+  if (sync_definitions(f, u, &x, err))
     return err->code;
-  PGconn *pc = pg_open(&u->p, u->database, NULL, err);
-  if (!pc)
-    return err->code;
-  PGconn *sc = pg_open(&u->s, u->database, NULL, err);
-  if (!sc) {
-    PQfinish(pc);
-    return err->code;
-  }
-  char **schemas = NULL;
-  size_t ns = 0;
-  int created = 0, total = 0, rc = 0;
-  if ((rc = unit_schemas(u, pc, false, &schemas, &ns, err)) ||
-      (rc = sync_tables(u, pc, sc, schemas, ns, &created, &total, err)))
-    goto out;
+  PGconn *pc = x.pc, *sc = x.sc;
+  char **schemas = x.schemas;
+  size_t ns = x.ns;
+  int rc = 0;
   for (size_t i = 0; i < u->n; i++) {
     struct member *m = &u->m[i];
     char *arr = NULL;
@@ -1019,9 +1162,37 @@ static void note_failure(struct fo_result *res, const char *tenant, const char *
   res->failed++;
 }
 
-/* Fails over the triggered members of one unit. */
+/* Test hook: TENANCY_TEST_FAILOVER_CRASH_AFTER_SWITCHED=<n> kills this process (SIGKILL) once it
+ * has switched n tenants (placement patched, Event and audit row written), before the next one:
+ * an operator dying in the middle of a failover. For tests only. */
+static void crash_hook(struct tn_failover *f) {
+  const char *want = getenv("TENANCY_TEST_FAILOVER_CRASH_AFTER_SWITCHED");
+  if (want && *want && atoi(want) == f->switched) {
+    struct tn_log_fields lf = TN_LOG_FIELDS_INIT;
+    lf.controller = "failover";
+    tn_log(TN_LOG_WARN, &lf, "test hook: SIGKILL after %d tenant(s) switched", f->switched);
+    raise(SIGKILL);
+  }
+}
+
+/* Whether the unit's subscription is gone from the standby (an interrupted pass detached it). */
+static bool unit_detached(struct unit *u) {
+  struct tn_error err = {0};
+  PGconn *sc = pg_open(&u->s, u->database, NULL, &err);
+  char oid[32] = "x";
+  if (sc && sub_oid(sc, u->object, oid, &err))
+    snprintf(oid, sizeof oid, "x");
+  bool gone = sc && !oid[0];
+  PQfinish(sc);
+  return gone;
+}
+
+/* Fails over the triggered members of one unit. resuming: an earlier pass of this failover was
+ * interrupted (the operator died): a unit whose subscription it already dropped is not copied
+ * again (a new subscription's initial copy would add every row of a table without a key a
+ * second time on the standby). */
 static void failover_unit(struct tn_failover *f, const char *region, const char *standby,
-                          enum tn_failover_mode mode, struct unit *u, const char *correlation,
+                          enum tn_failover_mode mode, struct unit *u, const char *correlation, bool resuming,
                           struct fo_result *res) {
   struct tn_error err = {0};
   int trig = 0;
@@ -1031,7 +1202,13 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
     return;
   /* 0. Warm, primary still answering: a last pass of the copy (tables made since the last
    * pass), and a bounded wait for every table's initial synchronization. */
-  if (mode == TN_FAILOVER_WARM) {
+  bool detached = mode == TN_FAILOVER_WARM && resuming && unit_detached(u);
+  if (detached)
+    log_region(TN_LOG_INFO, region,
+               "resuming an interrupted failover: the copy %s of %s/%s was detached by the interrupted pass; "
+               "it is not copied again",
+               u->object, u->pname, u->database);
+  if (mode == TN_FAILOVER_WARM && !detached) {
     PGconn *probe = pg_open(&u->p, u->database, PRIMARY_CONNECT_TIMEOUT, &err);
     if (probe) {
       PQfinish(probe);
@@ -1091,7 +1268,7 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
   if (mode == TN_FAILOVER_WARM) {
     res->any_warm = true;
     /* 2. Catch up: the replica confirms everything the primary wrote before the fence. */
-    bool caught = pc && catch_up(pc, u->object, CATCH_UP_TIMEOUT_S);
+    bool caught = pc && !detached && catch_up(pc, u->object, CATCH_UP_TIMEOUT_S);
     if (!caught)
       res->catch_up = false;
     /* 3. Detach: the whole subscription when every member goes (or the primary is gone), else
@@ -1201,6 +1378,8 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
           json_pack("{s:s,s:s,s:s,s:s,s:s}", "from", region, "to", standby, "fromServer", u->pname,
                     "toServer", u->sname, "mode", mode == TN_FAILOVER_WARM ? "warm" : "cold"));
     m->moved = true;
+    f->switched++;
+    crash_hook(f);
   }
   PQfinish(sc);
   /* A drill's synthetic tenants: their copies on the primary are dropped, once every tenant is
@@ -1217,6 +1396,150 @@ static void failover_unit(struct tn_failover *f, const char *region, const char 
                  terr.message);
   }
   PQfinish(pc);
+}
+
+/* ---- after a failover: the old primary ---------------------------------------------------------- */
+
+/* Whether servers a and b (databaseServers[] entries) are one endpoint (host and port). */
+static bool same_endpoint(const json_t *a, const json_t *b) {
+  const char *ha = str2(a, "host", NULL), *hb = str2(b, "host", NULL);
+  json_int_t pa = json_integer_value(json_object_get(a, "port")),
+             pb = json_integer_value(json_object_get(b, "port"));
+  return ha && hb && strcmp(ha, hb) == 0 && (pa ? pa : 5432) == (pb ? pb : 5432);
+}
+
+/* One old primary server of a failed-over region, when it answers again: every tenant role there
+ * whose Tenant now lives in the standby region made NOLOGIN (its sessions ended): the same tenant
+ * must not be writable in two places; the replication slots and publications of this region's
+ * copies to the standby dropped (a slot nobody reads retains WAL without bound). The tenants'
+ * schemas and databases there are kept: they may hold the writes the standby never received.
+ * Returns how many objects it changed, or -1 when the server did not answer. */
+static int clean_old_primary(struct tn_failover *f, json_t *region, const struct tn_failover_spec *spec,
+                             json_t *standby, json_t *srv_spec, int *roles, int *slots,
+                             struct tn_error *err) {
+  const char *rname = name_of(region);
+  struct server s;
+  *roles = *slots = 0;
+  if (server_load(f, srv_spec, &s, err)) {
+    server_cleanup(&s);
+    return -1;
+  }
+  PGconn *c = pg_open(&s, NULL, PRIMARY_CONNECT_TIMEOUT, err);
+  if (!c) {
+    server_cleanup(&s);
+    return -1;
+  }
+  const char *pfx[1] = {TN_DB_MARKER_PREFIX};
+  PGresult *r = pg_q(c, "listing the tenant roles that can log in",
+                     "SELECT r.rolname, substr(d.description, length($1) + 1) FROM pg_roles r JOIN "
+                     "pg_shdescription d ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass WHERE "
+                     "r.rolcanlogin AND starts_with(d.description, $1)",
+                     1, pfx, err);
+  for (int i = 0; r && i < PQntuples(r); i++) {
+    const char *role = PQgetvalue(r, i, 0), *id = PQgetvalue(r, i, 1);
+    json_t *t = tn_informer_get(f->rec->tenants, id);
+    const json_t *st = json_object_get(t, "status");
+    const char *now_region = str2(st, "placement", "region");
+    const char *now_server = str2(st, "database", "server");
+    struct tn_db_names names;
+    struct tn_error nerr = {0};
+    /* only a tenant this failover moved (now in the standby region, on another endpoint) whose
+     * role this is */
+    bool fence = t && now_region && strcmp(now_region, spec->standby) == 0 && now_server &&
+                 !same_endpoint(server_named(standby, now_server), srv_spec) &&
+                 tn_db_names_for(id, TN_ISOLATION_SHARED, NULL, &names, &nerr) == 0 &&
+                 strcmp(names.role, role) == 0;
+    json_decref(t);
+    if (!fence)
+      continue;
+    char *q = ident(c, role), sql[256];
+    snprintf(sql, sizeof sql, "ALTER ROLE %s NOLOGIN", q ? q : "\"\"");
+    PQfreemem(q);
+    const char *p1[1] = {role};
+    struct tn_error e2 = {0};
+    if (pg_x(c, "fencing the old primary's role", sql, &e2) == 0) {
+      PQclear(pg_q(c, "ending the role's sessions",
+                   "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", 1, p1, &e2));
+      (*roles)++;
+      log_region(TN_LOG_INFO, rname, "old primary %s answers again: tenant %s's role made NOLOGIN", s.name,
+                 id);
+    }
+    if (e2.code)
+      log_region(TN_LOG_WARN, rname, "fencing tenant %s on the old primary %s: %s", id, s.name, e2.message);
+  }
+  PQclear(r);
+  r = pg_q(c, "listing the replication slots",
+           "SELECT slot_name, database FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT active "
+           "AND starts_with(slot_name::text, 'tnfo_')",
+           0, NULL, err);
+  for (int i = 0; r && i < PQntuples(r); i++) {
+    const char *slot = PQgetvalue(r, i, 0), *db = PQgetvalue(r, i, 1);
+    char obj[64];
+    tn_failover_object_name(rname, s.name, db, spec->standby, obj);
+    if (strcmp(obj, slot) != 0)
+      continue; /* another region's or standby's copy */
+    struct tn_error e2 = {0};
+    PGconn *dc = pg_open(&s, db, PRIMARY_CONNECT_TIMEOUT, &e2);
+    char *q = dc ? ident(dc, obj) : NULL, sql[256];
+    snprintf(sql, sizeof sql, "DROP PUBLICATION IF EXISTS %s", q ? q : "\"\"");
+    PQfreemem(q);
+    if (dc && pg_x(dc, "dropping the publication", sql, &e2) == 0) {
+      const char *p1[1] = {slot};
+      PQclear(pg_q(
+          c, "dropping the replication slot",
+          "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND "
+          "NOT active",
+          1, p1, &e2));
+      if (!e2.code) {
+        (*slots)++;
+        log_region(TN_LOG_INFO, rname, "old primary %s: publication and replication slot %s dropped", s.name,
+                   obj);
+      }
+    }
+    if (e2.code)
+      log_region(TN_LOG_WARN, rname, "dropping the copy %s on the old primary %s: %s", obj, s.name,
+                 e2.message);
+    PQfinish(dc);
+  }
+  PQclear(r);
+  PQfinish(c);
+  server_cleanup(&s);
+  return err->code ? -1 : *roles + *slots;
+}
+
+static void clean_old_primaries(struct tn_failover *f, json_t *region, const struct tn_failover_spec *spec,
+                                json_t *standby) {
+  const char *rname = name_of(region);
+  size_t i;
+  json_t *srv;
+  json_array_foreach(json_object_get(json_object_get(region, "spec"), "databaseServers"), i, srv) {
+    const char *sname = str2(srv, "name", NULL);
+    char key[96];
+    snprintf(key, sizeof key, "clean:%s", sname ? sname : "");
+    if (!sname || was_moved(f, rname, key))
+      continue; /* found clean less than MOVED_MEMORY_S ago */
+    struct tn_error err = {0};
+    int roles = 0, slots = 0;
+    int n = clean_old_primary(f, region, spec, standby, srv, &roles, &slots, &err);
+    if (n < 0) {
+      log_region(TN_LOG_DEBUG, rname, "old primary %s not cleaned yet: %s", sname, err.message);
+      continue;
+    }
+    if (n == 0) {
+      remember_moved(f, rname, key);
+      continue;
+    }
+    char note[512], target[128];
+    snprintf(
+        note, sizeof note,
+        "old primary server %s answers again: %d tenant role(s) made NOLOGIN, %d replication slot(s) and "
+        "publication(s) of the copies dropped; the tenants' data there is kept",
+        sname, roles, slots);
+    region_event(f, region, TN_EVENT_NORMAL, TN_REASON_FAILOVER_CLEANUP, note);
+    snprintf(target, sizeof target, "region/%s", rname);
+    audit(f, TN_AUDIT_ACTION_FAILOVER_CLEANUP, target, TN_AUDIT_SUCCEEDED, NULL,
+          json_pack("{s:s,s:i,s:i}", "server", sname, "rolesFenced", roles, "slotsDropped", slots));
+  }
 }
 
 /* ---- the pass ---------------------------------------------------------------------------------- */
@@ -1301,6 +1624,8 @@ struct tn_result tn_failover_reconcile(void *ud, const char *name) {
     goto out;
   }
   enum tn_failover_trigger trig = tn_failover_trigger_of(&spec);
+  const char *phase0 = str2(json_object_get(region, "status"), "failover", "phase");
+  bool was_failing_over = phase0 && strcmp(phase0, TN_FAILOVER_PHASE_FAILING_OVER) == 0;
   if (!f->rec->db) {
     goto out; /* no database step: nothing to copy */
   }
@@ -1398,6 +1723,8 @@ struct tn_result tn_failover_reconcile(void *ud, const char *name) {
     status_patch(f, region, json_pack("{s:s,s:s}", "phase", TN_FAILOVER_PHASE_FAILING_OVER, "message", note));
     double t0 = tn_wall_now();
     struct fo_result fr = {.catch_up = true};
+    /* read before this pass's status write: FailingOver here means a pass died in the middle */
+    bool resuming = was_failing_over;
     json_array_foreach(refused, i, t) {
       char rnote[512], rtarget[128];
       snprintf(
@@ -1418,7 +1745,7 @@ struct tn_result tn_failover_reconcile(void *ud, const char *name) {
             note_failure(&fr, u->m[j].t->name, "its servers' Secrets could not be read");
         continue;
       }
-      failover_unit(f, name, spec.standby, spec.mode, u, correlation, &fr);
+      failover_unit(f, name, spec.standby, spec.mode, u, correlation, resuming, &fr);
     }
     fr.not_allowed = (int)json_array_size(refused);
     char done[40];
@@ -1460,6 +1787,10 @@ struct tn_result tn_failover_reconcile(void *ud, const char *name) {
     res = TN_RESULT_AFTER(fr.failed ? 5 : 1);
     goto out;
   }
+
+  /* After a region failover: the old primary servers, once they answer again. */
+  if (spec.failed_over && spec.active && !spec.available)
+    clean_old_primaries(f, region, &spec, standby);
 
   /* Keep the copies current. */
   long long total = 0, ready = 0;

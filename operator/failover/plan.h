@@ -24,11 +24,14 @@
 #define TN_REASON_FAILOVER_FAILED "FailoverFailed"
 #define TN_REASON_FAILOVER_NOT_ALLOWED "FailoverNotAllowed" /* residency forbids the standby */
 #define TN_REASON_FAILOVER_DRILL "FailoverDrill"            /* the drill's report */
+#define TN_REASON_FAILOVER_CLEANUP "FailoverCleanup"        /* the old primary fenced and its slots dropped */
 
 /* Audit actions. */
 #define TN_AUDIT_ACTION_FAILOVER "region.failover"      /* target region/<name>: started, succeeded */
 #define TN_AUDIT_ACTION_TENANT_FAILOVER "failover"      /* target tenant/<id>: succeeded, refused, failed */
 #define TN_AUDIT_ACTION_FAILOVER_DRILL "failover.drill" /* target region/<name>: the drill's report */
+/* target region/<name>: the old primary, answering again after a failover, fenced and cleaned */
+#define TN_AUDIT_ACTION_FAILOVER_CLEANUP "failover.cleanup"
 
 enum tn_failover_mode { TN_FAILOVER_WARM = 0, TN_FAILOVER_COLD = 1 };
 
