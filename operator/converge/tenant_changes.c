@@ -2,6 +2,9 @@
 #include "converge/tenant_changes.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +82,91 @@ static int append(const struct tn_tenant_changes *c, const char *name, const cha
   return rc;
 }
 
+/* What this process last found in the outbox (or appended) for a tenant: hash(audit trail, name,
+ * uid) -> hash(region, isolation, quotas). A reconcile whose values hash the same skips the
+ * outbox query, which every reconcile of a placed tenant made, resyncs of unchanged tenants
+ * included (issue 18: one PostgreSQL round trip per reconcile). Filled only after a query or an
+ * append succeeded; starts empty in every process, so a restart or a new leader asks the outbox
+ * again. */
+static struct {
+  pthread_mutex_t mu;
+  uint64_t *keys, *vals; /* open addressing; key 0 = empty */
+  size_t cap, n;
+} memo = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 1099511628211ULL;
+  return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+
+static bool memo_get(uint64_t key, uint64_t *val) {
+  bool hit = false;
+  pthread_mutex_lock(&memo.mu);
+  for (size_t i = memo.cap ? key & (memo.cap - 1) : 0; memo.cap && memo.keys[i]; i = (i + 1) & (memo.cap - 1))
+    if (memo.keys[i] == key) {
+      *val = memo.vals[i];
+      hit = true;
+      break;
+    }
+  pthread_mutex_unlock(&memo.mu);
+  return hit;
+}
+
+static void memo_put_locked(uint64_t key, uint64_t val) {
+  size_t i = key & (memo.cap - 1);
+  while (memo.keys[i] && memo.keys[i] != key)
+    i = (i + 1) & (memo.cap - 1);
+  memo.n += !memo.keys[i];
+  memo.keys[i] = key;
+  memo.vals[i] = val;
+}
+
+static void memo_put(uint64_t key, uint64_t val) {
+  pthread_mutex_lock(&memo.mu);
+  if (2 * (memo.n + 1) > memo.cap) {
+    size_t cap = memo.cap ? memo.cap * 2 : 1024, old = memo.cap;
+    uint64_t *k = calloc(cap, sizeof *k), *v = calloc(cap, sizeof *v), *ok = memo.keys, *ov = memo.vals;
+    if (!k || !v) {
+      free(k);
+      free(v);
+      pthread_mutex_unlock(&memo.mu);
+      return; /* the next reconcile asks the outbox again */
+    }
+    memo.keys = k;
+    memo.vals = v;
+    memo.cap = cap;
+    memo.n = 0;
+    for (size_t i = 0; i < old; i++)
+      if (ok[i])
+        memo_put_locked(ok[i], ov[i]);
+    free(ok);
+    free(ov);
+  }
+  memo_put_locked(key, val);
+  pthread_mutex_unlock(&memo.mu);
+}
+
 int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, struct tn_error *err) {
   if (appended)
     *appended = 0;
   const char *name = json_string_value(json_object_get(json_object_get(c->tenant, "metadata"), "name"));
   if (!c->audit || !name || (!c->region && !json_is_object(c->quotas)))
     return 0;
+  const void *audit = c->audit;
+  uint64_t key = fnv(1469598103934665603ULL, &audit, sizeof audit);
+  key = fnv_str(fnv_str(key, name),
+                json_string_value(json_object_get(json_object_get(c->tenant, "metadata"), "uid")));
+  key += !key; /* 0 marks an empty slot */
+  char *q = json_is_object(c->quotas) ? json_dumps(c->quotas, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  uint64_t val = fnv_str(fnv_str(fnv_str(1469598103934665603ULL, c->region), c->isolation), q);
+  free(q);
+  uint64_t seen;
+  if (memo_get(key, &seen) && seen == val)
+    return 0; /* the outbox holds these already: this process saw or wrote them */
   json_t *lp = NULL, *lq = NULL;
   int rc = last_recorded(c, name, &lp, &lq, err);
   if (rc)
@@ -116,5 +198,7 @@ int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, s
   }
   json_decref(lp);
   json_decref(lq);
+  if (rc == 0)
+    memo_put(key, val);
   return rc;
 }
