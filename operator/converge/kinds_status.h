@@ -13,9 +13,9 @@
  * an idle resync writes nothing. While tenants pour in, a change of a Plan's tenantsCount or a
  * Region's tenantsPlaced alone is written at most once per count interval (5 s) per object; the
  * exact count is written once the interval has passed (nothing if it came back to what is
- * stored); any other change of the status is written at once. A Region's database servers are probed with libpq's PQping
- * (no credentials: empty password, no password file), each at most once per probe interval, with
- * a connect timeout; messages name host:port only, never a DSN or a Secret. */
+ * stored); any other change of the status is written at once. A Region's database servers are probed with
+ * libpq's PQping (no credentials: empty password, no password file), each at most once per probe interval,
+ * with a connect timeout; messages name host:port only, never a DSN or a Secret. */
 #ifndef TN_CONVERGE_KINDS_STATUS_H
 #define TN_CONVERGE_KINDS_STATUS_H
 

@@ -227,7 +227,8 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   }
 
   struct tn_informer_opts o = {.gvr = tn_gvr_tenants,
-                               .transform = drop_managed_fields, .drop_managed_fields = true,
+                               .transform = drop_managed_fields,
+                               .drop_managed_fields = true,
                                .resync_period_s = cfg->sync_period_s,
                                .name = "tenants"};
   struct tn_informer_handlers th = {tenant_changed, tenant_updated, tenant_changed, m};
@@ -235,14 +236,17 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_PLAN, index_by_plan, NULL, err)))
     goto fail;
 
-  o = (struct tn_informer_opts){.gvr = tn_gvr_plans, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "plans"};
+  o = (struct tn_informer_opts){
+      .gvr = tn_gvr_plans, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "plans"};
   struct tn_informer_handlers ph = {plan_changed, plan_updated, plan_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &ph, &m->rec.plans, err)))
     goto fail;
 
   /* A policy change re-evaluates every tenant, as a Region change does. */
-  o = (struct tn_informer_opts){
-      .gvr = tn_gvr_policies, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "tenancypolicies"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_policies,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "tenancypolicies"};
   struct tn_informer_handlers polh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &polh, &m->rec.policies, err)) ||
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, tn_admission_external_id_index, NULL,
@@ -257,7 +261,10 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   struct tn_metric *lat = tn_policy_evaluation_metric(cfg->metrics);
   m->rec.policy_latency = lat ? tn_metric_with(lat, (const char *const[]){"controller", NULL}) : NULL;
 
-  o = (struct tn_informer_opts){.gvr = tn_gvr_regions, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "regions"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_regions,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "regions"};
   struct tn_informer_handlers rh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
     goto fail;
@@ -297,8 +304,10 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
       (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
     goto fail;
   /* MIGRATION (issue 16): TenantMigrations and their controller. */
-  o = (struct tn_informer_opts){
-      .gvr = tn_gvr_tenantmigrations, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "tenantmigrations"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_tenantmigrations,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "tenantmigrations"};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &(struct tn_informer_handlers){0},
                          &m->rec.migrations, err)) ||
       (rc = tn_migrations_new(&m->rec, m->rec.migrations, cfg->metrics, &m->migrations, err)))

@@ -573,7 +573,7 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
     return 0;
   case TN_CHANGE_CREATE:
     tn_self_writes_created(x->r->self, tn_kind_name(c->kind), c->namespace, c->name); /* its ADDED: ours */
-    rc = tn_owned_create(x->r->kube, gvr, c->namespace, c->desired->body, &err); /* SSA owner */
+    rc = tn_owned_create(x->r->kube, gvr, c->namespace, c->desired->body, &err);      /* SSA owner */
     if (rc)
       tn_self_writes_forget(x->r->self, tn_kind_name(c->kind), c->namespace, c->name);
     x->writes++;

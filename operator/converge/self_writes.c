@@ -12,8 +12,8 @@
 
 struct note {
   struct note *next;
-  double at;   /* monotonic */
-  char *rv;    /* "" for a create */
+  double at;  /* monotonic */
+  char *rv;   /* "" for a create */
   char key[]; /* kind/namespace/name */
 };
 
@@ -179,8 +179,8 @@ void tn_self_writes_wrote(struct tn_self_writes *s, const json_t *obj) {
   char key[512];
   const char *rv = str(obj, "metadata", "resourceVersion");
   if (rv && *rv &&
-      make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")), str(obj, "metadata", "namespace"),
-               str(obj, "metadata", "name")) == 0)
+      make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")),
+               str(obj, "metadata", "namespace"), str(obj, "metadata", "name")) == 0)
     put(s, key, rv);
 }
 
@@ -195,8 +195,8 @@ bool tn_self_writes_take_modified(struct tn_self_writes *s, const json_t *obj) {
   char key[512];
   const char *rv = str(obj, "metadata", "resourceVersion");
   return rv && *rv &&
-         make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")), str(obj, "metadata", "namespace"),
-                  str(obj, "metadata", "name")) == 0 &&
+         make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")),
+                  str(obj, "metadata", "namespace"), str(obj, "metadata", "name")) == 0 &&
          take(s, key, rv);
 }
 

@@ -25,7 +25,7 @@
 
 struct tn_self_writes;
 
-struct tn_self_writes *tn_self_writes_new(void); /* NULL when out of memory */
+struct tn_self_writes *tn_self_writes_new(void);    /* NULL when out of memory */
 void tn_self_writes_free(struct tn_self_writes *s); /* accepts NULL */
 
 /* The reconcile is about to create kind/namespace/name (namespace NULL or "" when cluster-scoped):

@@ -143,7 +143,8 @@ static int q_push(struct tn_informer *inf, int change, struct tn_store_obj *old,
     inf->q_cap = cap;
     inf->q_head = 0;
   }
-  json_t *tree = change != NOTE_RESYNC && cur && tl_tree && inf->q_len < TREE_QUEUE_MAX ? json_incref(tl_tree) : NULL;
+  json_t *tree =
+      change != NOTE_RESYNC && cur && tl_tree && inf->q_len < TREE_QUEUE_MAX ? json_incref(tl_tree) : NULL;
   inf->q[(inf->q_head + inf->q_len) % inf->q_cap] = (struct note){
       .change = change, .old = tn_store_obj_ref(old), .cur = tn_store_obj_ref(cur), .tree = tree};
   inf->q_len++;

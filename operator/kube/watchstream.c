@@ -203,7 +203,8 @@ static int handle_line(struct tn_watchstream *ws, const char *line, size_t len, 
   if (ws->drop_mf && managed_fields_span(line, len, &from, &to)) {
     /* managedFields is often half of an object's text and nobody here reads it: not parsed */
     tn_buf_reset(&ws->trimmed);
-    if (tn_buf_append(&ws->trimmed, line, from) == 0 && tn_buf_append(&ws->trimmed, line + to, len - to) == 0) {
+    if (tn_buf_append(&ws->trimmed, line, from) == 0 &&
+        tn_buf_append(&ws->trimmed, line + to, len - to) == 0) {
       line = ws->trimmed.data;
       len = ws->trimmed.len;
     }

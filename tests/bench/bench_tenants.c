@@ -11,7 +11,8 @@
  * issue 18 target). --floor-variants finalizer-at-create,one-event,small-status,one-netpol,floor:
  * after the floor, the floor again with one candidate write removal each (or unchanged: "floor"),
  * each printed against the floor of the run; floor-watch: the floor with the watches the
- * operator's informers keep open, drained by the client (what serving them costs the API server); $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
+ * operator's informers keep open, drained by the client (what serving them costs the API server);
+ * $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names, which must be on
  * this machine unless --allow-remote; without KUBECONFIG a private stack is started with
@@ -588,8 +589,9 @@ static double wait_quiet(struct tn_kube *k, int timeout_s) {
 /* ---- CPU time of the processes involved (what a shared machine's load does not distort) ------ */
 
 enum { P_APISERVER, P_ETCD, P_CONTROLLER_MANAGER, P_OPERATOR, P_SELF, P_POSTGRES, P_COUNT };
-static const char *const proc_names[P_COUNT] = {"kube-apiserver", "etcd", "kube-controller-manager",
-                                                "operator", "this client", "postgres (all its processes)"};
+static const char *const proc_names[P_COUNT] = {
+    "kube-apiserver", "etcd",        "kube-controller-manager",
+    "operator",       "this client", "postgres (all its processes)"};
 static pid_t stack_pids[P_COUNT]; /* 0 when unknown; the stack's from $TENANCY_STATE_DIR/pids */
 
 /* user + system CPU seconds of pid (its threads included); -1 when unknown. */
@@ -1566,8 +1568,9 @@ static void *drain_main(void *arg) {
     atomic_store(&d->started, -1);
     return NULL;
   }
-  snprintf(d->rv, sizeof d->rv, "%s",
-           str_or(json_string_value(json_object_get(json_object_get(page, "metadata"), "resourceVersion")), ""));
+  snprintf(
+      d->rv, sizeof d->rv, "%s",
+      str_or(json_string_value(json_object_get(json_object_get(page, "metadata"), "resourceVersion")), ""));
   json_decref(page);
   atomic_store(&d->started, 1);
   while (!atomic_load(d->stop)) {
@@ -1629,7 +1632,8 @@ static void drains_start(struct drains *ds) {
   };
   struct tn_error err;
   memset(ds, 0, sizeof *ds);
-  if (tn_kube_config_auto(NULL, &ds->cfg, &err) != 0 || (ds->cfg.qps = 0, tn_kube_new(&ds->cfg, NULL, &ds->k, &err)) != 0) {
+  if (tn_kube_config_auto(NULL, &ds->cfg, &err) != 0 ||
+      (ds->cfg.qps = 0, tn_kube_new(&ds->cfg, NULL, &ds->k, &err)) != 0) {
     printf("floor-watch: no client for the watches: %s\n", err.message);
     return;
   }
@@ -1649,10 +1653,11 @@ static void drains_start(struct drains *ds) {
   size_t ok = 0;
   for (size_t i = 0; i < ds->n; i++)
     ok += atomic_load(&ds->d[i].started) == 1;
-  printf("  floor-watch: %zu of %zu watches open (the operator's informers': tenants, plans, tenancypolicies, "
-         "regions, the 5 owned kinds and secrets with the floor's managed-by selector, tenantmigrations, "
-         "webhooksubscriptions)\n",
-         ok, ds->n);
+  printf(
+      "  floor-watch: %zu of %zu watches open (the operator's informers': tenants, plans, tenancypolicies, "
+      "regions, the 5 owned kinds and secrets with the floor's managed-by selector, tenantmigrations, "
+      "webhooksubscriptions)\n",
+      ok, ds->n);
 }
 
 static void drains_stop(struct drains *ds) {
@@ -1665,7 +1670,8 @@ static void drains_stop(struct drains *ds) {
     size_t e = atomic_load(&ds->d[i].events);
     total += e;
     if (off < sizeof per)
-      off += (size_t)snprintf(per + off, sizeof per - off, "%s%s %zu", i ? ", " : "", ds->d[i].gvr->resource, e);
+      off +=
+          (size_t)snprintf(per + off, sizeof per - off, "%s%s %zu", i ? ", " : "", ds->d[i].gvr->resource, e);
   }
   if (ds->n)
     printf("  floor-watch: %zu watch events drained (%s) = %.1f per tenant\n", total, per,
@@ -2601,17 +2607,18 @@ static void forward_signal(int sig) {
  * process. */
 static int load_cluster_env(const char *file) {
   char cmd[PATH_MAX + 256];
-  snprintf(cmd, sizeof cmd,
-           "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
-           "\"$TENANCY_PG_DSN\" \"$TENANCY_STATE_DIR\" \"$TENANCY_PG_PORT\" \"$TENANCY_CA_FILE\" "
-           "\"$TENANCY_PG_DATA\"' '%s'",
-           file);
+  snprintf(
+      cmd, sizeof cmd,
+      "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
+      "\"$TENANCY_PG_DSN\" \"$TENANCY_STATE_DIR\" \"$TENANCY_PG_PORT\" \"$TENANCY_CA_FILE\" "
+      "\"$TENANCY_PG_DATA\"' '%s'",
+      file);
   FILE *f = popen(cmd, "r");
   if (!f)
     return -1;
   static const char *const names[] = {
-      "KUBECONFIG",      "PATH",          "TENANCY_PG_DSN", "TENANCY_STATE_DIR",
-      "TENANCY_PG_PORT", "TENANCY_CA_FILE", "TENANCY_PG_DATA"};
+      "KUBECONFIG",      "PATH",           "TENANCY_PG_DSN", "TENANCY_STATE_DIR", "TENANCY_PG_PORT",
+      "TENANCY_CA_FILE", "TENANCY_PG_DATA"};
   char *line = NULL;
   size_t cap = 0;
   int got = 0;

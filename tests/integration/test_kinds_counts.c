@@ -19,7 +19,8 @@ static struct tn_test_operator op;
 static void start(void) {
   tn_test_install_api();
   char *out = NULL;
-  tn_test_sh(&out, "kubectl get tenants,plans,regions -o name | grep '/kc-' | xargs -r kubectl delete --wait=false");
+  tn_test_sh(
+      &out, "kubectl get tenants,plans,regions -o name | grep '/kc-' | xargs -r kubectl delete --wait=false");
   free(out);
   tn_test_operator_start_ready(&op, (const char *const[]){"--leader-elect=false", "--sync-period=30s", NULL});
 }
@@ -46,9 +47,10 @@ Test(kinds_counts, counts_end_exact_after_a_burst_of_creates_and_deletes) {
   apply("{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Plan\",\"metadata\":{\"name\":\"%s\"},\"spec\":{"
         "\"quotas\":{\"cpu\":\"1\",\"memory\":\"1Gi\",\"storage\":\"1Gi\",\"pods\":5,\"services\":2}}}",
         p);
-  apply("{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},\"spec\":{"
-        "\"available\":true,\"isolationModes\":[\"shared\"]}}",
-        r);
+  apply(
+      "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Region\",\"metadata\":{\"name\":\"%s\"},\"spec\":{"
+      "\"available\":true,\"isolationModes\":[\"shared\"]}}",
+      r);
   snprintf(what, sizeof what, "plan %s", p);
   wait_field(what, "{.status.tenantsCount}", "0", 30);
 
@@ -60,11 +62,12 @@ Test(kinds_counts, counts_end_exact_after_a_burst_of_creates_and_deletes) {
   cr_assert_not_null(f);
   fprintf(f, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[");
   for (int i = 0; i < BURST; i++)
-    fprintf(f,
-            "%s{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s-%d\"},"
-            "\"spec\":{\"state\":\"Active\",\"plan\":\"%s\",\"isolation\":\"shared\",\"residency\":{"
-            "\"allowedRegions\":[\"%s\"]},\"environments\":[\"prod\"]}}",
-            i ? "," : "", prefix, i, p, r);
+    fprintf(
+        f,
+        "%s{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s-%d\"},"
+        "\"spec\":{\"state\":\"Active\",\"plan\":\"%s\",\"isolation\":\"shared\",\"residency\":{"
+        "\"allowedRegions\":[\"%s\"]},\"environments\":[\"prod\"]}}",
+        i ? "," : "", prefix, i, p, r);
   fprintf(f, "]}");
   fclose(f);
   char path[] = "/tmp/kc-burst-XXXXXX";
