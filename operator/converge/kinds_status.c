@@ -23,6 +23,11 @@
  * POLICY_MAX_DELAY_S. */
 #define POLICY_COST_FACTOR 20.0
 #define POLICY_MAX_DELAY_S 30.0
+/* While tenants pour in, a Plan's or Region's count changes with nearly every tenant; a status
+ * write that changes only the count waits until this long after the object's last status write
+ * (issue 18: 207 count PUTs for 1,000 tenants before). The exact count is always written once the
+ * interval passes, and nothing when it came back to what is stored. */
+#define COUNT_INTERVAL_S 5.0
 
 /* One probe result, remembered per region, server and address. */
 struct probe {
@@ -43,6 +48,12 @@ struct tentry {
   char name[];
 };
 
+/* When the status of a Plan or Region ("plan/<name>", "region/<name>") was last written. */
+struct last_write {
+  char *key;
+  double at; /* monotonic */
+};
+
 struct tn_kinds_status {
   struct tn_kube *kube;
   struct tn_informer *tenants, *plans, *regions, *policies;
@@ -50,6 +61,9 @@ struct tn_kinds_status {
   double probe_interval_s, probe_timeout_s;
   struct probe *probes; /* only the worker touches them (one worker) */
   size_t n_probes;
+  double count_interval_s;    /* <= 0: count changes are written at once */
+  struct last_write *written; /* only the worker touches them */
+  size_t n_written;
   pthread_mutex_t tmu;     /* protects the tenant table and policy_scan_s */
   struct tentry **buckets; /* chained hash table by tenant name; n_buckets a power of two */
   size_t n_buckets, n_tentries;
@@ -323,7 +337,8 @@ static long long generation_of(const json_t *obj) {
 
 /* Writes status (taken) to obj (borrowed, a cache copy) unless it is what obj holds already. */
 static struct tn_result write_status(struct tn_kinds_status *ks, const struct tn_gvr *gvr, json_t *obj,
-                                     json_t *status) {
+                                     json_t *status, bool *wrote) {
+  *wrote = false;
   struct tn_log_fields lf = TN_LOG_FIELDS_INIT;
   lf.controller = "kinds-status";
   if (!status) {
@@ -349,7 +364,80 @@ static struct tn_result write_status(struct tn_kinds_status *ks, const struct tn
     return TN_RESULT_ERR;
   }
   tn_log(TN_LOG_DEBUG, &lf, "status of %s %s written", gvr->resource, name_of(obj));
+  *wrote = true;
   return TN_RESULT_OK;
+}
+
+/* ---- count writes, at most every count_interval_s per object ---------------------------------- */
+
+double tn_kinds_status_count_wait(const json_t *old_status, const json_t *new_status, const char *count_key,
+                                  double last_write, double now, double interval_s) {
+  if (interval_s <= 0 || last_write < 0 || !json_is_object(old_status) || !json_is_object(new_status) ||
+      json_equal(old_status, new_status))
+    return 0;
+  double due = last_write + interval_s - now;
+  if (due <= 0)
+    return 0;
+  /* Only the count differs? The stored status with the new count must then be the new status. */
+  json_t *o = json_copy((json_t *)old_status); /* shallow: only count_key is replaced */
+  if (!o)
+    return 0;
+  json_t *c = json_object_get(new_status, count_key);
+  if (c)
+    json_object_set(o, count_key, c);
+  else
+    json_object_del(o, count_key);
+  bool only_count = json_equal(o, new_status);
+  json_decref(o);
+  return only_count ? due : 0;
+}
+
+static struct last_write *last_write_slot(struct tn_kinds_status *ks, const char *key, bool create) {
+  for (size_t i = 0; i < ks->n_written; i++)
+    if (strcmp(ks->written[i].key, key) == 0)
+      return &ks->written[i];
+  if (!create)
+    return NULL;
+  /* Forget objects not written for a long while (deleted ones among them). */
+  double now = tn_mono_now();
+  size_t j = 0;
+  for (size_t i = 0; i < ks->n_written; i++) {
+    if (now - ks->written[i].at > 120.0 && now - ks->written[i].at > 10 * ks->count_interval_s) {
+      free(ks->written[i].key);
+      continue;
+    }
+    ks->written[j++] = ks->written[i];
+  }
+  ks->n_written = j;
+  struct last_write *nw = realloc(ks->written, (ks->n_written + 1) * sizeof *nw);
+  if (!nw)
+    return NULL;
+  ks->written = nw;
+  struct last_write *w = &ks->written[ks->n_written];
+  if (!(w->key = strdup(key)))
+    return NULL;
+  w->at = -1;
+  ks->n_written++;
+  return w;
+}
+
+/* Seconds until status (new) may replace obj's when only its count changed; 0: write now. */
+static double count_wait(struct tn_kinds_status *ks, const char *prefix, const char *name, const json_t *obj,
+                         const json_t *status, const char *count_key) {
+  char key[96];
+  snprintf(key, sizeof key, "%s/%s", prefix, name);
+  struct last_write *w = last_write_slot(ks, key, false);
+  return w ? tn_kinds_status_count_wait(json_object_get(obj, "status"), status, count_key, w->at,
+                                        tn_mono_now(), ks->count_interval_s)
+           : 0;
+}
+
+static void note_written(struct tn_kinds_status *ks, const char *prefix, const char *name) {
+  char key[96];
+  snprintf(key, sizeof key, "%s/%s", prefix, name);
+  struct last_write *w = last_write_slot(ks, key, true);
+  if (w)
+    w->at = tn_mono_now();
 }
 
 /* ---- Plan ----------------------------------------------------------------------------------- */
@@ -381,7 +469,16 @@ static struct tn_result reconcile_plan(struct tn_kinds_status *ks, const char *n
   }
   json_t *status = json_pack("{s:I,s:I,s:o}", "observedGeneration", (json_int_t)gen, "tenantsCount",
                              (json_int_t)count, "conditions", conds);
-  struct tn_result res = write_status(ks, &tn_gvr_plans, obj, status);
+  double wait = count_wait(ks, "plan", name, obj, status, "tenantsCount");
+  if (wait > 0) { /* only the count changed, and it was written less than the interval ago */
+    json_decref(status);
+    json_decref(obj);
+    return TN_RESULT_AFTER(wait);
+  }
+  bool wrote;
+  struct tn_result res = write_status(ks, &tn_gvr_plans, obj, status, &wrote);
+  if (wrote)
+    note_written(ks, "plan", name);
   json_decref(obj);
   return res;
 }
@@ -547,7 +644,16 @@ static struct tn_result reconcile_region(struct tn_kinds_status *ks, const char 
   json_t *fo = json_object_get(old, "failover");
   if (status && fo)
     json_object_set(status, "failover", fo);
-  struct tn_result res = write_status(ks, &tn_gvr_regions, obj, status);
+  double wait = count_wait(ks, "region", name, obj, status, "tenantsPlaced");
+  if (wait > 0) { /* only the count changed, and it was written less than the interval ago */
+    json_decref(status);
+    json_decref(obj);
+    return TN_RESULT_AFTER(next > 0 && next < wait ? next : wait);
+  }
+  bool wrote;
+  struct tn_result res = write_status(ks, &tn_gvr_regions, obj, status, &wrote);
+  if (wrote)
+    note_written(ks, "region", name);
   json_decref(obj);
   if (res.kind == TN_RESULT_SUCCESS && next > 0)
     res = TN_RESULT_AFTER(next); /* the next probe */
@@ -651,7 +757,8 @@ static struct tn_result reconcile_policy(struct tn_kinds_status *ks, const char 
   }
   json_t *status = json_pack("{s:I,s:I,s:o,s:o}", "observedGeneration", (json_int_t)gen, "tenantsInViolation",
                              (json_int_t)count, "violatingTenants", names, "conditions", conds);
-  struct tn_result res = write_status(ks, &tn_gvr_policies, obj, status);
+  bool wrote;
+  struct tn_result res = write_status(ks, &tn_gvr_policies, obj, status, &wrote);
   json_decref(obj);
   return res;
 }
@@ -686,6 +793,7 @@ int tn_kinds_status_new(const struct tn_kinds_status_config *cfg, struct tn_kind
   ks->policies = cfg->policies;
   ks->probe_interval_s = cfg->probe_interval_s > 0 ? cfg->probe_interval_s : PROBE_INTERVAL_S;
   ks->probe_timeout_s = cfg->probe_timeout_s > 0 ? cfg->probe_timeout_s : PROBE_TIMEOUT_S;
+  ks->count_interval_s = cfg->count_interval_s == 0 ? COUNT_INTERVAL_S : cfg->count_interval_s;
   pthread_mutex_init(&ks->tmu, NULL);
   struct tn_controller_config cc = {.name = "kinds-status",
                                     .workers = 1,
@@ -731,6 +839,9 @@ void tn_kinds_status_free(struct tn_kinds_status *ks) {
   for (size_t i = 0; i < ks->n_probes; i++)
     free(ks->probes[i].key);
   free(ks->probes);
+  for (size_t i = 0; i < ks->n_written; i++)
+    free(ks->written[i].key);
+  free(ks->written);
   for (size_t i = 0; i < ks->n_buckets; i++) {
     for (struct tentry *e = ks->buckets[i], *next; e; e = next) {
       next = e->next;

@@ -10,9 +10,12 @@
  *                  TN_KINDS_STATUS_MAX_NAMES names, sorted)
  *
  * with observedGeneration, and writes it (PUT of the status subresource) only when it changed:
- * an idle resync writes nothing. A Region's database servers are probed with libpq's PQping
- * (no credentials: empty password, no password file), each at most once per probe interval, with
- * a connect timeout; messages name host:port only, never a DSN or a Secret. */
+ * an idle resync writes nothing. While tenants pour in, a change of a Plan's tenantsCount or a
+ * Region's tenantsPlaced alone is written at most once per count interval (5 s) per object; the
+ * exact count is written once the interval has passed (nothing if it came back to what is
+ * stored); any other change of the status is written at once. A Region's database servers are probed with
+ * libpq's PQping (no credentials: empty password, no password file), each at most once per probe interval,
+ * with a connect timeout; messages name host:port only, never a DSN or a Secret. */
 #ifndef TN_CONVERGE_KINDS_STATUS_H
 #define TN_CONVERGE_KINDS_STATUS_H
 
@@ -34,6 +37,8 @@ struct tn_kinds_status_config {
   struct tn_metrics *metrics;                               /* borrowed; may be NULL */
   double probe_interval_s; /* a server is probed at most this often; 0 = 30 s */
   double probe_timeout_s;  /* connect timeout of one probe; 0 = 2 s (libpq's minimum) */
+  double count_interval_s; /* a change of a count alone is written at most this often per object; 0 =
+                              5 s, < 0: at once */
 };
 
 /* Creates the controller (no thread yet) and adds its handlers to the four informers. The tenant
@@ -49,6 +54,13 @@ void tn_kinds_status_stop(struct tn_kinds_status *ks, double deadline_s); /* acc
 void tn_kinds_status_abandon(struct tn_kinds_status *ks);                 /* accepts NULL */
 /* Stops and frees. Accepts NULL. The informers must still exist. */
 void tn_kinds_status_free(struct tn_kinds_status *ks);
+
+/* Seconds to wait before new_status replaces old_status when the two differ only in count_key
+ * and the object's status was last written at last_write (monotonic seconds; < 0: never) less
+ * than interval_s before now; 0 to write now (any other difference, or the interval passed, or
+ * interval_s <= 0). Pure, for tests. */
+double tn_kinds_status_count_wait(const json_t *old_status, const json_t *new_status, const char *count_key,
+                                  double last_write, double now, double interval_s);
 
 /* The reconcile of one key ("plan/<name>", "region/<name>" or "policy/<name>"), for tests. */
 struct tn_result tn_kinds_status_reconcile(void *ud, const char *key);

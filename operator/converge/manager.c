@@ -105,7 +105,42 @@ static int index_by_plan(const json_t *obj, void *ud, struct tn_index_values *ou
 static void tenant_changed(void *ud, json_t *obj) {
   tn_controller_enqueue_object(((struct tn_manager *)ud)->ctl, obj);
 }
-static void tenant_updated(void *ud, json_t *old, json_t *cur) { tenant_changed(ud, cur); }
+static void tenant_updated(void *ud, json_t *old, json_t *cur) {
+  /* The event of the reconcile's own finalizer or status write (self_writes.h): nothing new. */
+  if (old != cur && tn_self_writes_take_modified(((struct tn_manager *)ud)->rec.self, cur))
+    return;
+  tenant_changed(ud, cur);
+}
+
+/* Whether two cached states of an owned object differ only in metadata.resourceVersion (a
+ * write of something the projection does not keep, such as a ResourceQuota's status): the
+ * diff reads nothing that changed. */
+static bool only_version_changed(json_t *old, json_t *cur) {
+  if (old == cur || json_object_size(old) != json_object_size(cur))
+    return false;
+  const char *k;
+  json_t *v;
+  json_object_foreach(old, k, v) {
+    json_t *w = json_object_get(cur, k);
+    if (!w)
+      return false;
+    if (strcmp(k, "metadata") != 0) {
+      if (!json_equal(v, w))
+        return false;
+      continue;
+    }
+    if (json_object_size(v) != json_object_size(w))
+      return false;
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(v, mk, mv) {
+      json_t *mw = json_object_get(w, mk);
+      if (!mw || (strcmp(mk, "resourceVersion") != 0 && !json_equal(mv, mw)))
+        return false;
+    }
+  }
+  return true;
+}
 
 static void owned_changed(void *ud, json_t *obj) {
   struct tn_manager *m = ud;
@@ -114,7 +149,15 @@ static void owned_changed(void *ud, json_t *obj) {
   if (t && *t)
     tn_controller_enqueue(m->ctl, t);
 }
+static void owned_added(void *ud, json_t *obj) {
+  /* The ADDED event of an object the reconcile created (self_writes.h): nothing new. */
+  if (tn_self_writes_take_added(((struct tn_manager *)ud)->rec.self, obj))
+    return;
+  owned_changed(ud, obj);
+}
 static void owned_updated(void *ud, json_t *old, json_t *cur) {
+  if (only_version_changed(old, cur))
+    return;
   owned_changed(ud, cur);
   /* A relabelled object also concerns the tenant it left. */
   owned_changed(ud, old);
@@ -186,6 +229,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
 
   struct tn_informer_opts o = {.gvr = tn_gvr_tenants,
                                .transform = drop_managed_fields,
+                               .drop_managed_fields = true,
                                .resync_period_s = cfg->sync_period_s,
                                .name = "tenants"};
   struct tn_informer_handlers th = {tenant_changed, tenant_updated, tenant_changed, m};
@@ -193,28 +237,35 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_PLAN, index_by_plan, NULL, err)))
     goto fail;
 
-  o = (struct tn_informer_opts){.gvr = tn_gvr_plans, .transform = drop_managed_fields, .name = "plans"};
+  o = (struct tn_informer_opts){
+      .gvr = tn_gvr_plans, .transform = drop_managed_fields, .drop_managed_fields = true, .name = "plans"};
   struct tn_informer_handlers ph = {plan_changed, plan_updated, plan_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &ph, &m->rec.plans, err)))
     goto fail;
 
   /* A policy change re-evaluates every tenant, as a Region change does. */
-  o = (struct tn_informer_opts){
-      .gvr = tn_gvr_policies, .transform = drop_managed_fields, .name = "tenancypolicies"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_policies,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "tenancypolicies"};
   struct tn_informer_handlers polh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &polh, &m->rec.policies, err)) ||
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, tn_admission_external_id_index, NULL,
                                   err)))
     goto fail;
   m->rec.written = tn_written_new();
-  if (!m->rec.written) {
+  m->rec.self = tn_self_writes_new();
+  if (!m->rec.written || !m->rec.self) {
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
   struct tn_metric *lat = tn_policy_evaluation_metric(cfg->metrics);
   m->rec.policy_latency = lat ? tn_metric_with(lat, (const char *const[]){"controller", NULL}) : NULL;
 
-  o = (struct tn_informer_opts){.gvr = tn_gvr_regions, .transform = drop_managed_fields, .name = "regions"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_regions,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "regions"};
   struct tn_informer_handlers rh = {region_changed, region_updated, region_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &rh, &m->rec.regions, err)))
     goto fail;
@@ -233,9 +284,10 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     o = (struct tn_informer_opts){.gvr = *tn_kind_gvr((enum tn_kind)k),
                                   .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
                                   .transform = project_owned,
+                                  .drop_managed_fields = true, /* not in the projection */
                                   .transform_ud = k == TN_KIND_NAMESPACE ? (void *)namespace_paths : NULL,
                                   .name = tn_kind_gvr((enum tn_kind)k)->resource};
-    struct tn_informer_handlers oh = {owned_changed, owned_updated, owned_changed, m};
+    struct tn_informer_handlers oh = {owned_added, owned_updated, owned_changed, m};
     if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||
         (rc = tn_informer_add_index(m->rec.owned[k], TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
       goto fail;
@@ -245,6 +297,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   o = (struct tn_informer_opts){.gvr = {"", "v1", "secrets", true},
                                 .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY "," TN_LABEL_TENANT,
                                 .transform = project_owned,
+                                .drop_managed_fields = true,
                                 .transform_ud = (void *)secret_paths,
                                 .name = "secrets"};
   struct tn_informer_handlers sh = {owned_changed, owned_updated, owned_changed, m};
@@ -252,8 +305,10 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
       (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
     goto fail;
   /* MIGRATION (issue 16): TenantMigrations and their controller. */
-  o = (struct tn_informer_opts){
-      .gvr = tn_gvr_tenantmigrations, .transform = drop_managed_fields, .name = "tenantmigrations"};
+  o = (struct tn_informer_opts){.gvr = tn_gvr_tenantmigrations,
+                                .transform = drop_managed_fields,
+                                .drop_managed_fields = true,
+                                .name = "tenantmigrations"};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &(struct tn_informer_handlers){0},
                          &m->rec.migrations, err)) ||
       (rc = tn_migrations_new(&m->rec, m->rec.migrations, cfg->metrics, &m->migrations, err)))
@@ -408,6 +463,7 @@ void tn_manager_free(struct tn_manager *m) {
   tn_db_free(m->rec.db);
   tn_written_free(m->rec.written);
   tn_tenant_changes_cache_free(m->rec.changes);
+  tn_self_writes_free(m->rec.self);
   tn_kek_secret_free(m->kek);
   free(m->region_secret_namespaces);
   free(m);

@@ -534,6 +534,7 @@ static int set_finalizer(struct run *x, bool add, struct tn_error *err) {
   if (rc == 0) {
     json_decref(x->obj);
     x->obj = out;
+    tn_self_writes_wrote(x->r->self, out); /* its MODIFIED event tells this run nothing */
   }
   return rc;
 }
@@ -612,7 +613,10 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
                  what, x->key);
     return 0;
   case TN_CHANGE_CREATE:
-    rc = tn_owned_create(x->r->kube, gvr, c->namespace, c->desired->body, &err); /* SSA owner */
+    tn_self_writes_created(x->r->self, tn_kind_name(c->kind), c->namespace, c->name); /* its ADDED: ours */
+    rc = tn_owned_create(x->r->kube, gvr, c->namespace, c->desired->body, &err);      /* SSA owner */
+    if (rc)
+      tn_self_writes_forget(x->r->self, tn_kind_name(c->kind), c->namespace, c->name);
     x->writes++;
     if (rc == TN_EEXISTS) {
       /* Someone else's, or ours and the cache does not show it: one GET tells. */
@@ -1823,6 +1827,7 @@ static enum flow step_status(struct run *x) {
     json_decref(x->obj);
     x->obj = out_obj;
     tn_written_note(x->r->written, x->obj);
+    tn_self_writes_wrote(x->r->self, x->obj); /* its MODIFIED event tells this run nothing */
   }
   json_decref(new_status);
   return FLOW_NEXT;

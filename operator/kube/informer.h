@@ -32,6 +32,9 @@ struct tn_informer_opts {
   long page_size;                     /* LIST page size; 0 = 500 */
   int watch_timeout_s;                /* watch timeoutSeconds; 0 = random in [300, 600) like client-go */
   const char *name;                   /* in logs and metrics; NULL = the resource */
+  bool drop_managed_fields;           /* watch events lose metadata.managedFields before they are
+                                         parsed (tn_watchstream_drop_managed_fields): for caches
+                                         whose transform drops it anyway */
 };
 
 /* Objects are borrowed for the call (json_incref to keep; do not modify: the same tree goes to

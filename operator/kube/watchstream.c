@@ -5,6 +5,7 @@
  * O(n) whatever the chunking. A line that is complete inside the chunk being fed is parsed in
  * place; only the head of an event split across chunks is copied into `partial`, whose cap is
  * the per-event limit. jansson does the parsing. */
+#define _GNU_SOURCE /* memmem */
 #include "kube/watchstream.h"
 
 #include <errno.h>
@@ -24,6 +25,8 @@ struct tn_watchstream {
   size_t bytes;
   int failed;            /* sticky error code, 0 while healthy */
   struct tn_error error; /* its words, handed out again on later calls */
+  bool drop_mf;          /* cut metadata.managedFields from the text before parsing */
+  struct tn_buf trimmed; /* the event without it */
 };
 
 const char *tn_watch_type_name(enum tn_watch_type type) {
@@ -62,12 +65,86 @@ struct tn_watchstream *tn_watchstream_new(size_t max_event_bytes, tn_watch_event
   ws->ud = ud;
   ws->max_event = max_event_bytes ? max_event_bytes : TN_WATCH_MAX_EVENT_BYTES;
   tn_buf_init(&ws->partial, ws->max_event);
+  tn_buf_init(&ws->trimmed, ws->max_event);
   return ws;
+}
+
+void tn_watchstream_drop_managed_fields(struct tn_watchstream *ws, bool drop) {
+  if (ws)
+    ws->drop_mf = drop;
+}
+
+/* The end (one past the closing bracket) of the JSON array or object that starts at p[0], or
+ * NULL when it does not end before end. Strings are skipped with their escapes. */
+static const char *json_value_end(const char *p, const char *end) {
+  int depth = 0;
+  bool in_str = false;
+  for (; p < end; p++) {
+    char c = *p;
+    if (in_str) {
+      if (c == '\\')
+        p++;
+      else if (c == '"')
+        in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      depth++;
+    } else if (c == ']' || c == '}') {
+      if (--depth == 0)
+        return p + 1;
+    }
+  }
+  return NULL;
+}
+
+/* The span [*from, *to) of the event's first `"managedFields":[...]` member with the comma
+ * that separates it from its neighbour; false when there is none (or it does not end). The
+ * API server writes metadata before spec and status (built-in kinds in their struct order,
+ * custom resources with sorted keys), so the first such member is metadata's. An escaped quote
+ * inside a string reads \" and never matches the pattern's bare quotes. */
+static bool managed_fields_span(const char *line, size_t len, size_t *from, size_t *to) {
+  static const char pat[] = "\"managedFields\":[";
+  const char *end = line + len;
+  const char *m = memmem(line, len, pat, sizeof pat - 1);
+  if (!m)
+    return false;
+  const char *v = json_value_end(m + sizeof pat - 2, end);
+  if (!v)
+    return false;
+  const char *a = m, *b = v;
+  const char *q = a;
+  while (q > line && (q[-1] == ' ' || q[-1] == '\n' || q[-1] == '\t' || q[-1] == '\r'))
+    q--;
+  if (q > line && q[-1] == ',') {
+    a = q - 1; /* ,"managedFields":[...] */
+  } else {
+    const char *r = b;
+    while (r < end && (*r == ' ' || *r == '\n' || *r == '\t' || *r == '\r'))
+      r++;
+    if (r < end && *r == ',')
+      b = r + 1; /* "managedFields":[...], */
+  }
+  *from = (size_t)(a - line);
+  *to = (size_t)(b - line);
+  return true;
+}
+
+size_t tn_watchstream_trim_managed_fields(const char *line, size_t len, char *out) {
+  size_t from, to;
+  if (!managed_fields_span(line, len, &from, &to)) {
+    memcpy(out, line, len);
+    return len;
+  }
+  memcpy(out, line, from);
+  memcpy(out + from, line + to, len - to);
+  return len - (to - from);
 }
 
 void tn_watchstream_free(struct tn_watchstream *ws) {
   if (!ws)
     return;
+  tn_buf_cleanup(&ws->trimmed);
   tn_buf_cleanup(&ws->partial);
   free(ws);
 }
@@ -122,6 +199,16 @@ static int handle_line(struct tn_watchstream *ws, const char *line, size_t len, 
   if (len > ws->max_event)
     return too_big(ws, len, err);
   json_error_t jerr;
+  size_t from, to;
+  if (ws->drop_mf && managed_fields_span(line, len, &from, &to)) {
+    /* managedFields is often half of an object's text and nobody here reads it: not parsed */
+    tn_buf_reset(&ws->trimmed);
+    if (tn_buf_append(&ws->trimmed, line, from) == 0 &&
+        tn_buf_append(&ws->trimmed, line + to, len - to) == 0) {
+      line = ws->trimmed.data;
+      len = ws->trimmed.len;
+    }
+  }
   ev = json_loadb(line, len, 0, &jerr);
   if (!ev) {
     tn_error_set(&ws->error, TN_EINVALID, "watch stream: event %zu is not valid JSON: %s (at byte %d)",

@@ -4,6 +4,7 @@
 #define TN_KUBE_WATCHSTREAM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "util/error.h"
@@ -34,6 +35,17 @@ struct tn_watchstream; /* opaque; not thread-safe: one feeding thread at a time 
  * Returns NULL only when out of memory. Free with tn_watchstream_free. */
 struct tn_watchstream *tn_watchstream_new(size_t max_event_bytes, tn_watch_event_fn fn, void *ud);
 void tn_watchstream_free(struct tn_watchstream *ws); /* accepts NULL */
+
+/* With drop true, each event's metadata.managedFields (the first `"managedFields":[...]` member
+ * of its text, which is metadata's: the API server writes metadata before spec and status) is
+ * cut from the text before it is parsed, so the callback's object has none. For consumers that
+ * drop managedFields anyway (informers whose transform removes it): it is often half of an
+ * object's bytes, and parsing it was most of the cost of a watch event. */
+void tn_watchstream_drop_managed_fields(struct tn_watchstream *ws, bool drop);
+
+/* The same cut on one event's text (len bytes at line) into out (at least len bytes); returns
+ * the new length (len when there is no such member). Pure; for tests. */
+size_t tn_watchstream_trim_managed_fields(const char *line, size_t len, char *out);
 
 /* Feeds the next len bytes of the body. Events are newline-delimited JSON objects
  * {"type":..., "object":{...}}; an event may be split across any number of feeds and one feed

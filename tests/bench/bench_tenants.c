@@ -10,7 +10,9 @@
  * --phase floor-operator: the floor and the operator without the baseline (their ratio is the
  * issue 18 target). --floor-variants finalizer-at-create,one-event,small-status,one-netpol,floor:
  * after the floor, the floor again with one candidate write removal each (or unchanged: "floor"),
- * each printed against the floor of the run; $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
+ * each printed against the floor of the run; floor-watch: the floor with the watches the
+ * operator's informers keep open, drained by the client (what serving them costs the API server);
+ * $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names, which must be on
  * this machine unless --allow-remote; without KUBECONFIG a private stack is started with
@@ -19,6 +21,7 @@
  * build/release/bin/tenancy-operator; $TENANCY_BENCH_OPERATOR_ARGS adds flags (split on
  * spaces). Method and figures: docs/benchmarks.md. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -79,7 +82,8 @@ static struct floor_variant {
   bool one_event;           /* 1 Event per tenant instead of 2 */
   bool small_status;        /* the status only state, observedGeneration and the Ready condition */
   bool one_netpol;          /* 1 NetworkPolicy per namespace instead of 2 (11 -> 10 objects) */
-} fvar = {"floor", false, false, false, false};
+  bool watches;             /* floor-watch: every write of the floor, plus the operator's watches kept open */
+} fvar = {"floor", false, false, false, false, false};
 #define MANAGED_BY "app.kubernetes.io/managed-by=tenancy-operator"
 /* The baseline's objects say managed-by=tenancy-baseline (as long as "tenancy-operator"): an
  * operator never caches, adopts or removes them, and they need not be deleted before it runs. */
@@ -584,9 +588,10 @@ static double wait_quiet(struct tn_kube *k, int timeout_s) {
 
 /* ---- CPU time of the processes involved (what a shared machine's load does not distort) ------ */
 
-enum { P_APISERVER, P_ETCD, P_CONTROLLER_MANAGER, P_OPERATOR, P_SELF, P_COUNT };
-static const char *const proc_names[P_COUNT] = {"kube-apiserver", "etcd", "kube-controller-manager",
-                                                "operator", "this client"};
+enum { P_APISERVER, P_ETCD, P_CONTROLLER_MANAGER, P_OPERATOR, P_SELF, P_POSTGRES, P_COUNT };
+static const char *const proc_names[P_COUNT] = {
+    "kube-apiserver", "etcd",        "kube-controller-manager",
+    "operator",       "this client", "postgres (all its processes)"};
 static pid_t stack_pids[P_COUNT]; /* 0 when unknown; the stack's from $TENANCY_STATE_DIR/pids */
 
 /* user + system CPU seconds of pid (its threads included); -1 when unknown. */
@@ -607,6 +612,49 @@ static double proc_cpu_seconds(pid_t pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds of PostgreSQL: the postmaster of $TENANCY_PG_DATA, its live children (backends,
+ * writers) and the children that exited (cutime, cstime); -1 when unknown. */
+static double postgres_cpu_seconds(pid_t postmaster) {
+  char path[64], buf[1024];
+  if (postmaster <= 0)
+    return -1;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)postmaster);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut,
+                   &cst) != 4)
+    return -1;
+  double ticks = (double)(ut + st + cut + cst);
+  DIR *d = opendir("/proc");
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL) {
+    char *end = NULL;
+    long pid = strtol(de->d_name, &end, 10);
+    if (!end || *end || pid <= 0 || pid == postmaster)
+      continue;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (!(f = fopen(path, "r")))
+      continue;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    int ppid = 0;
+    if ((p = strrchr(buf, ')')) &&
+        sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ppid, &ut, &st) == 3 &&
+        ppid == postmaster)
+      ticks += (double)(ut + st);
+  }
+  if (d)
+    closedir(d);
+  return ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Finds the stack's processes when it was started by hack/cluster-up.sh (its state directory is
  * in $TENANCY_STATE_DIR, which cluster.env exports). */
 static void find_stack_pids(void) {
@@ -623,6 +671,15 @@ static void find_stack_pids(void) {
     if (f)
       fclose(f);
   }
+  const char *pgdata = getenv("TENANCY_PG_DATA"); /* the audit trail's server (postmaster.pid) */
+  char path[PATH_MAX];
+  long pid = 0;
+  int n = pgdata ? snprintf(path, sizeof path, "%s/postmaster.pid", pgdata) : -1;
+  FILE *f = n > 0 && (size_t)n < sizeof path ? fopen(path, "r") : NULL;
+  if (f && fscanf(f, "%ld", &pid) == 1 && pid > 0)
+    stack_pids[P_POSTGRES] = (pid_t)pid;
+  if (f)
+    fclose(f);
 }
 
 struct cpu {
@@ -632,7 +689,7 @@ struct cpu {
 static struct cpu cpu_sample(void) {
   struct cpu c;
   for (int i = 0; i < P_COUNT; i++)
-    c.s[i] = proc_cpu_seconds(stack_pids[i]);
+    c.s[i] = i == P_POSTGRES ? postgres_cpu_seconds(stack_pids[i]) : proc_cpu_seconds(stack_pids[i]);
   return c;
 }
 
@@ -1007,6 +1064,8 @@ static int watcher_event(void *ud, enum tn_watch_type type, json_t *obj, struct 
     watcher_see(w, obj);
   return 0;
 }
+
+#define TN_DRAINS_MAX 16
 
 struct stream_ctx {
   struct tn_watchstream *ws;
@@ -1463,6 +1522,166 @@ static void warm_tenant_crd(struct tn_kube *k) {
     fprintf(stderr, "bench_tenants: deleting the warm-up Tenant: %s\n", err.message);
 }
 
+/* floor-watch: the watches the operator's informers keep open (operator/converge/manager.c,
+ * webhooks/controller.c), each opened by the floor client at the current resourceVersion and
+ * drained (every event parsed, as an informer does; nothing cached). The owned kinds' selector is
+ * the floor's label (managed-by=tenancy-baseline, as long as the operator's), so the API server
+ * sends this client what it sends the operator for its own objects. */
+static const struct tn_gvr gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
+static const struct tn_gvr gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolicies", false};
+static const struct tn_gvr gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
+static const struct tn_gvr gvr_migrations = {"tenancy.dev", "v1alpha1", "tenantmigrations", false};
+static const struct tn_gvr gvr_whsubs = {"tenancy.dev", "v1alpha1", "webhooksubscriptions", false};
+static const struct tn_gvr gvr_secrets = {"", "v1", "secrets", true};
+
+struct drain {
+  const struct tn_gvr *gvr;
+  const char *selector;
+  struct tn_kube *k; /* shared by every drain: one HTTP/2 connection, as the operator's informers */
+  atomic_int *stop;
+  atomic_size_t events;
+  atomic_int started; /* 1: watching; -1: could not start */
+  pthread_t thread;
+  char rv[64];
+};
+
+static int drain_event(void *ud, enum tn_watch_type type, json_t *obj, struct tn_error *err) {
+  struct drain *d = ud;
+  if (type == TN_WATCH_ERROR)
+    return tn_watch_status_error(obj, err);
+  const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+  if (rv)
+    snprintf(d->rv, sizeof d->rv, "%s", rv);
+  if (type != TN_WATCH_BOOKMARK)
+    atomic_fetch_add(&d->events, 1);
+  return 0;
+}
+
+static void *drain_main(void *arg) {
+  struct drain *d = arg;
+  struct tn_error err;
+  /* The current resourceVersion: a list of one item (no initial events to drain). */
+  struct tn_list_opts lo = {.label_selector = d->selector, .limit = 1};
+  json_t *page = NULL;
+  if (tn_kube_list(d->k, d->gvr, NULL, &lo, &page, &err) != 0) {
+    fprintf(stderr, "bench_tenants: floor-watch: listing %s: %s\n", d->gvr->resource, err.message);
+    atomic_store(&d->started, -1);
+    return NULL;
+  }
+  snprintf(
+      d->rv, sizeof d->rv, "%s",
+      str_or(json_string_value(json_object_get(json_object_get(page, "metadata"), "resourceVersion")), ""));
+  json_decref(page);
+  atomic_store(&d->started, 1);
+  while (!atomic_load(d->stop)) {
+    struct tn_buf q;
+    tn_buf_init(&q, 4096);
+    tn_kube_query_add(&q, "watch", "1");
+    tn_kube_query_add(&q, "allowWatchBookmarks", "true");
+    tn_kube_query_add(&q, "resourceVersion", d->rv);
+    tn_kube_query_add(&q, "timeoutSeconds", "600");
+    if (d->selector)
+      tn_kube_query_add(&q, "labelSelector", d->selector);
+    char *path = tn_kube_path(d->gvr, NULL, NULL, NULL);
+    struct stream_ctx sc = {.ws = tn_watchstream_new(0, drain_event, d)};
+    struct tn_kube_request req = {.method = "GET",
+                                  .path = path,
+                                  .query = tn_buf_str(&q),
+                                  .on_data = watcher_data,
+                                  .ud = &sc,
+                                  .cancel = d->stop,
+                                  .no_retry = true};
+    struct tn_kube_response resp;
+    tn_kube_response_init(&resp);
+    int rc = sc.ws ? tn_kube_do(d->k, &req, &resp, &err) : -ENOMEM;
+    tn_kube_response_cleanup(&resp);
+    tn_watchstream_free(sc.ws);
+    free(path);
+    tn_buf_cleanup(&q);
+    if (rc != 0 && !atomic_load(d->stop))
+      sleep_s(0.25);
+  }
+  return NULL;
+}
+
+struct drains {
+  struct drain d[TN_DRAINS_MAX];
+  size_t n;
+  atomic_int stop;
+  struct tn_kube *k;
+  struct tn_kube_config cfg;
+};
+
+static void drains_start(struct drains *ds) {
+  static const struct {
+    const struct tn_gvr *gvr;
+    const char *selector;
+  } w[] = {
+      {&gvr_plans, NULL},
+      {&gvr_policies, NULL},
+      {&gvr_regions, NULL},
+      {&gvr_ns, MANAGED_BY_BASELINE},
+      {&gvr_netpol, MANAGED_BY_BASELINE},
+      {&gvr_quota, MANAGED_BY_BASELINE},
+      {&gvr_limits, MANAGED_BY_BASELINE},
+      {&gvr_rb, MANAGED_BY_BASELINE},
+      {&gvr_secrets, MANAGED_BY_BASELINE ",tenancy.dev/tenant"},
+      {&gvr_migrations, NULL},
+      {&gvr_whsubs, NULL},
+      {&gvr_tenant, NULL}, /* the operator's own Tenant watch, beside the observer both phases have */
+  };
+  struct tn_error err;
+  memset(ds, 0, sizeof *ds);
+  if (tn_kube_config_auto(NULL, &ds->cfg, &err) != 0 ||
+      (ds->cfg.qps = 0, tn_kube_new(&ds->cfg, NULL, &ds->k, &err)) != 0) {
+    printf("floor-watch: no client for the watches: %s\n", err.message);
+    return;
+  }
+  for (size_t i = 0; i < sizeof w / sizeof *w && ds->n < TN_DRAINS_MAX; i++) {
+    struct drain *d = &ds->d[ds->n];
+    *d = (struct drain){.gvr = w[i].gvr, .selector = w[i].selector, .k = ds->k, .stop = &ds->stop};
+    if (pthread_create(&d->thread, NULL, drain_main, d) == 0)
+      ds->n++;
+  }
+  for (double t0 = now(); now() - t0 < 60; sleep_s(0.01)) {
+    size_t up = 0;
+    for (size_t i = 0; i < ds->n; i++)
+      up += atomic_load(&ds->d[i].started) != 0;
+    if (up == ds->n)
+      break;
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < ds->n; i++)
+    ok += atomic_load(&ds->d[i].started) == 1;
+  printf(
+      "  floor-watch: %zu of %zu watches open (the operator's informers': tenants, plans, tenancypolicies, "
+      "regions, the 5 owned kinds and secrets with the floor's managed-by selector, tenantmigrations, "
+      "webhooksubscriptions)\n",
+      ok, ds->n);
+}
+
+static void drains_stop(struct drains *ds) {
+  atomic_store(&ds->stop, 1);
+  size_t total = 0;
+  char per[512] = "";
+  size_t off = 0;
+  for (size_t i = 0; i < ds->n; i++) {
+    pthread_join(ds->d[i].thread, NULL);
+    size_t e = atomic_load(&ds->d[i].events);
+    total += e;
+    if (off < sizeof per)
+      off +=
+          (size_t)snprintf(per + off, sizeof per - off, "%s%s %zu", i ? ", " : "", ds->d[i].gvr->resource, e);
+  }
+  if (ds->n)
+    printf("  floor-watch: %zu watch events drained (%s) = %.1f per tenant\n", total, per,
+           (double)total / (double)opt.tenants);
+  tn_kube_free(ds->k);
+  tn_kube_config_cleanup(&ds->cfg);
+  ds->k = NULL;
+  ds->n = 0;
+}
+
 static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseline_s) {
   if (install_prerequisites() != 0) {
     printf("floor: not run: installing the CRDs (hack/crds.sh) and the samples failed\n");
@@ -1504,12 +1723,17 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   } else {
     printf("floor: the Tenant watch did not start; measuring without it\n");
   }
+  static struct drains ds; /* floor-watch only */
+  if (fvar.watches)
+    drains_start(&ds);
   struct client_phase m;
   struct pool p = {.k = k, .n = opt.tenants, .item = floor_item, .ud = &f, .mu = PTHREAD_MUTEX_INITIALIZER};
   client_phase_begin(&m, k, reg);
   double t0 = now();
   double all = pool_run(&p, opt.threads);
   client_phase_end(&m);
+  if (fvar.watches)
+    drains_stop(&ds);
   if (watching) {
     atomic_store(&w.stop, 1);
     pthread_join(wt, NULL);
@@ -1523,9 +1747,10 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   size_t failed = atomic_load(&p.failed);
   char reqs[256];
   format_requests(&d, reqs, sizeof reqs);
-  if (fvar.finalizer_at_create || fvar.one_event || fvar.small_status || fvar.one_netpol)
+  if (fvar.finalizer_at_create || fvar.one_event || fvar.small_status || fvar.one_netpol || fvar.watches)
     printf(
-        "floor variant %s (%s%s%s%s), tenants %s*:\n", fvar.name,
+        "floor variant %s (%s%s%s%s%s), tenants %s*:\n", fvar.name,
+        fvar.watches ? " every write of the floor, and the operator's watches kept open and drained" : "",
         fvar.finalizer_at_create ? " no metadata PUT: the finalizer's annotation sent with the create" : "",
         fvar.one_event ? " 1 Event (Activated) instead of 2" : "",
         fvar.small_status ? " a status of state, observedGeneration and the Ready condition only" : "",
@@ -1594,11 +1819,12 @@ static const char *run_tag(void) {
  * variant's time is printed against the floor's of this run. */
 static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double baseline_s, double floor_s) {
   static const struct floor_variant known[] = {
-      {"finalizer-at-create", true, false, false, false},
-      {"one-event", false, true, false, false},
-      {"small-status", false, false, true, false},
-      {"one-netpol", false, false, false, true},
-      {"floor", false, false, false, false},
+      {"finalizer-at-create", true, false, false, false, false},
+      {"one-event", false, true, false, false, false},
+      {"small-status", false, false, true, false, false},
+      {"one-netpol", false, false, false, true, false},
+      {"floor", false, false, false, false, false},
+      {"floor-watch", false, false, false, false, true},
   };
   char *list = strdup(opt.floor_variants), *save = NULL;
   int n = 0;
@@ -1608,7 +1834,8 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
       if (strcmp(known[i].name, tok) == 0)
         v = &known[i];
     if (!v) {
-      printf("floor variant %s: unknown (finalizer-at-create, one-event, small-status, one-netpol, floor)\n",
+      printf("floor variant %s: unknown (finalizer-at-create, one-event, small-status, one-netpol, floor, "
+             "floor-watch)\n",
              tok);
       continue;
     }
@@ -1622,7 +1849,7 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
     fflush(stdout);
   }
   free(list);
-  fvar = (struct floor_variant){"floor", false, false, false, false};
+  fvar = (struct floor_variant){"floor", false, false, false, false, false};
   snprintf(floor_prefix, sizeof floor_prefix, "floor%s-", run_tag());
 }
 
@@ -2380,19 +2607,22 @@ static void forward_signal(int sig) {
  * process. */
 static int load_cluster_env(const char *file) {
   char cmd[PATH_MAX + 256];
-  snprintf(cmd, sizeof cmd,
-           "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
-           "\"$TENANCY_PG_DSN\" \"$TENANCY_STATE_DIR\" \"$TENANCY_PG_PORT\" \"$TENANCY_CA_FILE\"' '%s'",
-           file);
+  snprintf(
+      cmd, sizeof cmd,
+      "bash -c '. \"$0\" && printf \"%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n%%s\\n\" \"$KUBECONFIG\" \"$PATH\" "
+      "\"$TENANCY_PG_DSN\" \"$TENANCY_STATE_DIR\" \"$TENANCY_PG_PORT\" \"$TENANCY_CA_FILE\" "
+      "\"$TENANCY_PG_DATA\"' '%s'",
+      file);
   FILE *f = popen(cmd, "r");
   if (!f)
     return -1;
   static const char *const names[] = {
-      "KUBECONFIG", "PATH", "TENANCY_PG_DSN", "TENANCY_STATE_DIR", "TENANCY_PG_PORT", "TENANCY_CA_FILE"};
+      "KUBECONFIG",      "PATH",           "TENANCY_PG_DSN", "TENANCY_STATE_DIR", "TENANCY_PG_PORT",
+      "TENANCY_CA_FILE", "TENANCY_PG_DATA"};
   char *line = NULL;
   size_t cap = 0;
   int got = 0;
-  for (int i = 0; i < 6 && getline(&line, &cap, f) > 0; i++) {
+  for (int i = 0; i < 7 && getline(&line, &cap, f) > 0; i++) {
     line[strcspn(line, "\n")] = 0;
     if (*line) {
       setenv(names[i], line, 1);
@@ -2465,7 +2695,7 @@ static void usage(FILE *f) {
              "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
              "                     [--teardown] [--allow-remote]\n"
              "                     [--floor-variants "
-             "finalizer-at-create,one-event,small-status,one-netpol,floor]\n");
+             "finalizer-at-create,one-event,small-status,one-netpol,floor,floor-watch]\n");
 }
 
 int main(int argc, char **argv) {
