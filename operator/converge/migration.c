@@ -468,9 +468,11 @@ static int map_sum_names(const struct side *from, const struct side *to, struct 
     int rc = tn_mig_map_schema(from->iso, to->iso, from->names.role, schema, mapped, err);
     if (rc)
       return rc;
-    char table[160];
-    snprintf(table, sizeof table, "%s", dot + 1);
-    snprintf(v[i].name, sizeof v[i].name, "%s.%s", mapped, table);
+    char name[512];
+    int w = snprintf(name, sizeof name, "%s.%s", mapped, dot + 1);
+    if (w < 0 || (size_t)w >= sizeof v[i].name)
+      return tn_error_set(err, TN_EINVALID, "table name %s.%s is too long", mapped, dot + 1);
+    memcpy(v[i].name, name, (size_t)w + 1);
   }
   return 0;
 }
