@@ -129,8 +129,7 @@ bool tn_migration_holds(struct tn_informer *migrations, json_t *tenant_obj, char
       struct tm tm = {0};
       /* ISOLATION: on the same server, the isolation tells the source from the target */
       if (target && server && strcmp(server, target) == 0 && (!tiso || !piso || strcmp(piso, tiso) == 0) &&
-          fin &&
-          strptime(fin, "%Y-%m-%dT%H:%M:%SZ", &tm) && tn_wall_now() - (double)timegm(&tm) < 120) {
+          fin && strptime(fin, "%Y-%m-%dT%H:%M:%SZ", &tm) && tn_wall_now() - (double)timegm(&tm) < 120) {
         snprintf(why, n, "TenantMigration %s rolled the tenant back; waiting for the cache to show it",
                  name ? name : "?");
         held = true;
@@ -294,8 +293,9 @@ static int audit(struct mrun *x, enum tn_mig_phase step, const char *outcome, co
       x->tenant) {
     const struct side *to = step == TN_MIG_CUTOVER ? &x->dst : &x->src,
                       *from = step == TN_MIG_CUTOVER ? &x->src : &x->dst;
-    json_t *data = json_pack("{s:s,s:s,s:s,s:s}", "region", to->region, "isolation", tn_isolation_name(to->iso),
-                             "previousRegion", from->region, "previousIsolation", tn_isolation_name(from->iso));
+    json_t *data =
+        json_pack("{s:s,s:s,s:s,s:s}", "region", to->region, "isolation", tn_isolation_name(to->iso),
+                  "previousRegion", from->region, "previousIsolation", tn_isolation_name(from->iso));
     struct tn_error oerr = {0};
     if (tn_outbox_event_init(&ob, x->r->cluster_name, x->tenant, TN_CE_PLACEMENT_DECIDED, cid,
                              TN_AUDIT_OPERATOR_ACTOR, data, &oerr))
@@ -374,8 +374,8 @@ static int load_sides(struct mrun *x, bool connect, struct tn_error *err) {
     tn_error_prefix(err, "source");
     return rc;
   }
-  if ((rc = load_side(x, str_at(ta, "region", NULL), str_at(ta, "server", NULL), str_at(ta, "isolation", NULL),
-                      &x->dst, connect, err)))
+  if ((rc = load_side(x, str_at(ta, "region", NULL), str_at(ta, "server", NULL),
+                      str_at(ta, "isolation", NULL), &x->dst, connect, err)))
     tn_error_prefix(err, "target");
   return rc;
 }
@@ -532,9 +532,10 @@ static bool tenant_on(struct mrun *x, const struct side *s) {
 /* Points the Tenant's status at side s: placement.region and database.server (merge patch of
  * the status subresource; the tenant reconcile then writes the Secrets for that server). */
 static int switch_tenant(struct mrun *x, const struct side *s, struct tn_error *err) {
-  json_t *patch = json_pack("{s:{s:{s:s,s:s},s:{s:s,s:s,s:o}}}", "status", "placement", "region", s->region,
-                            "isolation", tn_isolation_name(s->iso), "database", "server", s->server, "database",
-                            s->names.database, "schema", s->names.schema[0] ? json_string(s->names.schema) : json_null());
+  json_t *patch =
+      json_pack("{s:{s:{s:s,s:s},s:{s:s,s:s,s:o}}}", "status", "placement", "region", s->region, "isolation",
+                tn_isolation_name(s->iso), "database", "server", s->server, "database", s->names.database,
+                "schema", s->names.schema[0] ? json_string(s->names.schema) : json_null());
   json_t *out = NULL;
   int rc = tn_kube_merge_patch(x->r->kube, &tn_gvr_tenants, NULL, x->t->name, patch, "status", &out, err);
   json_decref(patch);

@@ -246,8 +246,8 @@ int tn_mig_pg_list_tables(PGconn *conn, const char *schema, struct tn_mig_tables
 }
 
 /* The CREATE TABLE of one table from src's catalogs (NULL on failure, err set). */
-static char *table_ddl(PGconn *src, PGconn *dst, const char *schema, const char *dst_schema, const char *table,
-                       const char *role, struct tn_error *err) {
+static char *table_ddl(PGconn *src, PGconn *dst, const char *schema, const char *dst_schema,
+                       const char *table, const char *role, struct tn_error *err) {
   char qname[400], src_qname[400];
   if (qualified(dst, dst_schema, table, qname, sizeof qname) ||
       qualified(src, schema, table, src_qname, sizeof src_qname)) {
@@ -359,7 +359,8 @@ int tn_mig_pg_create_tables(PGconn *src, PGconn *dst, const struct tn_mig_tables
     PGresult *idx = PQexecParams(
         src,
         "SELECT pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ' || "
-        "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' ', ' ON ' || $2 || "
+        "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' ', ' ON ' || $2 "
+        "|| "
         "' ') FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN "
         "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = $1::regclass AND NOT EXISTS "
         "(SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)",
@@ -634,11 +635,12 @@ int tn_mig_pg_close_database(PGconn *conn, const char *database, const char *rol
     return rc;
   const char *params[2] = {role, database};
   for (int tries = 0; tries < 50; tries++) {
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)), "
-                                 "count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND datname = $2 "
-                                 "AND pid <> pg_catalog.pg_backend_pid()",
-                                 2, NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)), "
+                     "count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND datname = $2 "
+                     "AND pid <> pg_catalog.pg_backend_pid()",
+                     2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
       return pg_fail(conn, res, "ending the role's sessions in the source database", err);
     int seen = atoi(PQgetvalue(res, 0, 1));
@@ -657,7 +659,8 @@ int tn_mig_pg_drop_schema_form(PGconn *conn, const char *database, const char *s
   sb_add(&q, "DROP SCHEMA IF EXISTS ");
   sb_ident(&q, conn, schema);
   sb_add(&q, " CASCADE");
-  int rc = q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the schema", err);
+  int rc =
+      q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the schema", err);
   free(q.s);
   return rc ? rc : tn_mig_pg_close_database(conn, database, role, err);
 }
@@ -667,7 +670,8 @@ int tn_mig_pg_drop_database_form(PGconn *conn, const char *database, struct tn_e
   sb_add(&q, "DROP DATABASE IF EXISTS ");
   sb_ident(&q, conn, database);
   sb_add(&q, " WITH (FORCE)");
-  int rc = q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the database", err);
+  int rc =
+      q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the database", err);
   free(q.s);
   return rc;
 }

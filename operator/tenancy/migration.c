@@ -272,7 +272,8 @@ const char *tn_mig_target_region(const struct tn_mig_spec *spec, const char *sou
   return spec->target_region[0] ? spec->target_region : source_region;
 }
 
-enum tn_isolation tn_mig_target_isolation(const struct tn_mig_spec *spec, enum tn_isolation source_isolation) {
+enum tn_isolation tn_mig_target_isolation(const struct tn_mig_spec *spec,
+                                          enum tn_isolation source_isolation) {
   return spec->target_isolation_set ? spec->target_isolation : source_isolation;
 }
 

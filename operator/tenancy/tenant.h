@@ -135,12 +135,12 @@ struct tn_tenant {
   unsigned rate_limit_overrides;
 
   /* What the operator wrote back last time (status). */
-  enum tn_state status_state;    /* status.state; TN_STATE_NONE when absent or "" */
-  char *status_region;           /* status.placement.region */
-  bool status_isolation_set;     /* status.placement.isolation holds a known mode */
+  enum tn_state status_state;         /* status.state; TN_STATE_NONE when absent or "" */
+  char *status_region;                /* status.placement.region */
+  bool status_isolation_set;          /* status.placement.isolation holds a known mode */
   enum tn_isolation status_isolation; /* status.placement.isolation when set */
-  char *last_correlation_id;     /* status.lastCorrelationId */
-  long long observed_generation; /* status.observedGeneration; 0 when absent */
+  char *last_correlation_id;          /* status.lastCorrelationId */
+  long long observed_generation;      /* status.observedGeneration; 0 when absent */
 };
 
 /* Parses and validates a Tenant object (obj borrowed). On success *out is a new tenant the

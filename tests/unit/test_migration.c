@@ -238,7 +238,7 @@ Test(migration, target_checks) {
 }
 
 Test(migration, isolation_only_target) {
-  struct tn_mig_spec s = spec_of("{"tenant":"acme","target":{"isolation":"dedicated"}}");
+  struct tn_mig_spec s = spec_of("{" tenant ":" acme "," target ":{" isolation ":" dedicated "}}");
   struct tn_error err = {0};
   char *allowed[] = {"eu-1"};
   struct tn_residency r = {.allowed_regions = allowed, .n_allowed_regions = 1};
@@ -252,7 +252,7 @@ Test(migration, isolation_only_target) {
   r.n_allowed_regions = 1;
   cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
   cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_DEDICATED, &r, &err), TN_EINVALID);
-  struct tn_mig_spec none = spec_of("{"tenant":"acme","target":{"region":"eu-1"}}");
+  struct tn_mig_spec none = spec_of("{" tenant ":" acme "," target ":{" region ":" eu - 1 "}}");
   cr_assert_eq(tn_mig_target_isolation(&none, TN_ISOLATION_HYBRID), TN_ISOLATION_HYBRID);
 }
 
@@ -265,7 +265,8 @@ Test(migration, schema_mapping) {
   cr_assert_str_eq(out, "public");
   cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_SHARED, TN_ISOLATION_HYBRID, "tn_a", "tn_a", out, &err), 0);
   cr_assert_str_eq(out, "public");
-  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_SHARED, "tn_a", "public", out, &err), 0);
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_SHARED, "tn_a", "public", out, &err),
+               0);
   cr_assert_str_eq(out, "tn_a");
   cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_HYBRID, TN_ISOLATION_SHARED, "tn_a", "tn_a", out, &err), 0);
   cr_assert_str_eq(out, "tn_a");
@@ -273,8 +274,8 @@ Test(migration, schema_mapping) {
   cr_assert_str_eq(out, "app");
   cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_SHARED, "tn_a", "app", out, &err),
                TN_EINVALID);
-  cr_assert(strstr(err.message, "schema app") && strstr(err.message, "move the tables of app to public"), "%s",
-            err.message);
+  cr_assert(strstr(err.message, "schema app") && strstr(err.message, "move the tables of app to public"),
+            "%s", err.message);
 }
 
 Test(migration, policies_narrow_the_target) {
@@ -287,7 +288,8 @@ Test(migration, policies_narrow_the_target) {
   struct tn_error err = {0};
   cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "eu-2", &err), 0, "%s", err.message);
   cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "us-1", &err), TN_EFORBIDDEN);
-  cr_assert(strstr(err.message, "TenancyPolicy eu-residency") && strstr(err.message, "[eu-1, eu-2], not us-1"),
+  cr_assert(strstr(err.message, "TenancyPolicy eu-residency") &&
+                strstr(err.message, "[eu-1, eu-2], not us-1"),
             "%s", err.message);
   t.residency.n_flags = 0; /* the rule is not the tenant's */
   cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "us-1", &err), 0);
