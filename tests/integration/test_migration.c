@@ -643,11 +643,11 @@ Test(migration, shared_to_dedicated_on_the_same_server_under_write_load) {
   char sql[512];
   snprintf(sql, sizeof sql, "SELECT max(seq) FROM \\\"%s\\\".ledger", schema);
   char *maxseq = psql_db("TENANCY_PG_DSN", "tenants", sql);
-  const char *sum_sql = "SELECT count(*) || ' ' || md5(string_agg(seq || v || at, ',' ORDER BY seq)) FROM "
-                        "\\\"%s\\\".ledger WHERE seq <= %s";
-  snprintf(sql, sizeof sql, sum_sql, schema, maxseq);
+#define ISO_SUM_SQL                                                                                          \
+  "SELECT count(*) || ' ' || md5(string_agg(seq || v || at, ',' ORDER BY seq)) FROM \\\"%s\\\".ledger WHERE seq <= %s"
+  snprintf(sql, sizeof sql, ISO_SUM_SQL, schema, maxseq);
   char *src_sum = psql_db("TENANCY_PG_DSN", "tenants", sql);
-  snprintf(sql, sizeof sql, sum_sql, "public", maxseq);
+  snprintf(sql, sizeof sql, ISO_SUM_SQL, "public", maxseq);
   char *dst_sum = psql_db("TENANCY_PG_DSN", role, sql);
   cr_assert_str_eq(dst_sum, src_sum, "checksum of the rows up to the freeze: target %s, source %s", dst_sum,
                    src_sum);

@@ -238,7 +238,7 @@ Test(migration, target_checks) {
 }
 
 Test(migration, isolation_only_target) {
-  struct tn_mig_spec s = spec_of("{" tenant ":" acme "," target ":{" isolation ":" dedicated "}}");
+  struct tn_mig_spec s = spec_of("{\"tenant\":\"acme\",\"target\":{\"isolation\":\"dedicated\"}}");
   struct tn_error err = {0};
   char *allowed[] = {"eu-1"};
   struct tn_residency r = {.allowed_regions = allowed, .n_allowed_regions = 1};
@@ -252,7 +252,7 @@ Test(migration, isolation_only_target) {
   r.n_allowed_regions = 1;
   cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
   cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_DEDICATED, &r, &err), TN_EINVALID);
-  struct tn_mig_spec none = spec_of("{" tenant ":" acme "," target ":{" region ":" eu - 1 "}}");
+  struct tn_mig_spec none = spec_of("{\"tenant\":\"acme\",\"target\":{\"region\":\"eu-1\"}}");
   cr_assert_eq(tn_mig_target_isolation(&none, TN_ISOLATION_HYBRID), TN_ISOLATION_HYBRID);
 }
 
