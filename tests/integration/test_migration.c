@@ -644,7 +644,8 @@ Test(migration, shared_to_dedicated_on_the_same_server_under_write_load) {
   snprintf(sql, sizeof sql, "SELECT max(seq) FROM \\\"%s\\\".ledger", schema);
   char *maxseq = psql_db("TENANCY_PG_DSN", "tenants", sql);
 #define ISO_SUM_SQL                                                                                          \
-  "SELECT count(*) || ' ' || md5(string_agg(seq || v || at, ',' ORDER BY seq)) FROM \\\"%s\\\".ledger WHERE seq <= %s"
+  "SELECT count(*) || ' ' || md5(string_agg(seq || v || at, ',' ORDER BY seq)) FROM \\\"%s\\\".ledger "      \
+  "WHERE seq <= %s"
   snprintf(sql, sizeof sql, ISO_SUM_SQL, schema, maxseq);
   char *src_sum = psql_db("TENANCY_PG_DSN", "tenants", sql);
   snprintf(sql, sizeof sql, ISO_SUM_SQL, "public", maxseq);
