@@ -518,13 +518,16 @@ int tn_mig_pg_copy(PGconn *src, PGconn *dst, const struct tn_mig_tables *tables,
     sums[i] = tables->v[i];
     if ((rc = sum_one(src, qname, &sums[i], err)))
       break;
-    /* identity sequences past the copied maximum */
+    /* identity sequences (and serial columns' owned sequences: a rollback copies into the source's
+     * own tables) past the copied maximum */
     const char *params[1] = {dst_qname};
-    PGresult *res =
-        PQexecParams(dst,
-                     "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND "
-                     "a.attidentity <> '' AND NOT a.attisdropped",
-                     1, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(
+        dst,
+        "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND "
+        "NOT a.attisdropped AND (a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN "
+        "pg_catalog.pg_class q ON q.oid = d.objid WHERE d.classid = 'pg_catalog.pg_class'::regclass AND "
+        "d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND q.relkind = 'S' AND d.deptype = 'a'))",
+        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
       rc = pg_fail(dst, res, "reading identity columns", err);
       break;

@@ -759,3 +759,58 @@ Test(migration, policy_forbids_the_target) {
   tn_test_sh(NULL, "kubectl delete tenant %s --wait=false; kubectl delete tenancypolicy %s --wait=false", t,
              p);
 }
+
+/* psql as the tenant, through its tenant-database Secret once it names database db. */
+static void tenant_sql(const char *t, const char *db, const char *sql) {
+  OK("for i in $(seq 1 100); do d=$(kubectl -n %s-prod get secret tenant-database -o "
+     "jsonpath='{.data.database}' | base64 -d); [ \"$d\" = '%s' ] && break; sleep 0.3; done; "
+     "uri=$(kubectl -n %s-prod get secret tenant-database -o jsonpath='{.data.uri}' | base64 -d) && "
+     "psql \"$uri&sslrootcert=$TENANCY_CA_FILE\" -v ON_ERROR_STOP=1 -qc \"%s\"",
+     t, db, t, sql);
+}
+
+/* The rollback of an isolation change on one server: the rows written in the tenant's own database
+ * go back to its schema in the shared database (public -> tn_<id>), the tenant is served from the
+ * shared database again, and its own database is dropped while its role keeps its login. */
+Test(migration, isolation_change_rolled_back_on_the_same_server) {
+  char t[64], m[64];
+  tn_test_unique_name(t, sizeof t, "tn-migr");
+  tn_test_unique_name(m, sizeof m, "migr");
+  apply_tenant(t, "shared");
+  wait_condition(t, "DatabaseReady", "True", 90);
+  char *role = jp("tenant", t, "{.status.database.role}");
+  tenant_sql(t, "tenants",
+             "CREATE TABLE items(id serial PRIMARY KEY, name text NOT NULL UNIQUE); INSERT INTO items(name) "
+             "SELECT 'item ' || g FROM generate_series(1, 300) g");
+  migration_to(m, t, "{\"isolation\":\"dedicated\"}", ",\"rollbackRetention\":\"10m\"");
+  wait_jsonpath("tenantmigration", m, "{.status.phase}", "RollbackWindow", 120);
+  /* written in the new database, found without a schema name (public) */
+  tenant_sql(t, role, "INSERT INTO items(name) VALUES ('written in the own database')");
+  OK("kubectl patch tenantmigration %s --type=merge -p '{\"spec\":{\"rollback\":true}}'", m);
+  wait_jsonpath("tenantmigration", m, "{.status.phase}", "RolledBack", 90);
+  char *v = jp("tenant", t, "{.status.placement.isolation}/{.status.database.server}");
+  cr_assert_str_eq(v, "shared/pg-a");
+  free(v);
+  wait_jsonpath("tenant", t, "{.status.database.database}", "tenants", 30);
+  wait_condition(t, "DatabaseReady", "True", 60);
+  v = jp("tenant", t, "{.status.conditions[?(@.type==\"Placed\")].reason}");
+  cr_assert_str_eq(v, "Placed", "spec and status agree again");
+  free(v);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) || ' ' || max(id) || ' ' || bool_or(name = 'written in the own database') FROM "
+           "\\\"%s\\\".items",
+           role);
+  v = psql_db("TENANCY_PG_DSN", "tenants", sql);
+  cr_assert_str_eq(v, "301 301 t", "the rows of the own database did not come back: %s", v);
+  free(v);
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_database WHERE datname = '%s'", role);
+  char *out = NULL;
+  cr_assert_eq(psql_at("TENANCY_PG_DSN", sql, &out), 0, "%s", out);
+  cr_assert_str_eq(out, "0\n", "the tenant's own database survived the rollback");
+  free(out);
+  /* served from the shared database again: its login works there, the serial goes on */
+  tenant_sql(t, "tenants", "INSERT INTO items(name) VALUES ('after the rollback')");
+  free(role);
+  tn_test_sh(NULL, "kubectl delete tenant %s --wait=false", t);
+}
