@@ -802,7 +802,7 @@ Test(migration, isolation_change_rolled_back_on_the_same_server) {
            "\\\"%s\\\".items",
            role);
   v = psql_db("TENANCY_PG_DSN", "tenants", sql);
-  cr_assert_str_eq(v, "301 301 t", "the rows of the own database did not come back: %s", v);
+  cr_assert_str_eq(v, "301 301 true", "the rows of the own database did not come back: %s", v);
   free(v);
   snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_database WHERE datname = '%s'", role);
   char *out = NULL;
