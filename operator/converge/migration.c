@@ -24,9 +24,11 @@
 #include "converge/tenant_db.h"
 #include "runtime/events.h"
 #include "runtime/log.h"
+#include "tenancy/capacity.h"
 #include "tenancy/cloudevents.h"
 #include "tenancy/dbplan.h"
 #include "tenancy/migration.h"
+#include "tenancy/policy.h"
 #include "util/b64.h"
 #include "util/clock.h"
 
@@ -108,6 +110,7 @@ bool tn_migration_holds(struct tn_informer *migrations, json_t *tenant_obj, char
     return false;
   const char *tenant = str_at(tenant_obj, "metadata", "name");
   const char *server = status_str(tenant_obj, "database", "server");
+  const char *piso = status_str(tenant_obj, "placement", "isolation");
   json_t *all = tn_informer_list(migrations);
   bool held = false;
   size_t i;
@@ -125,17 +128,19 @@ bool tn_migration_holds(struct tn_informer *migrations, json_t *tenant_obj, char
     } else if (p == TN_MIG_ROLLED_BACK) {
       /* rolled back a moment ago: a copy of the Tenant still on the target is stale */
       const char *target = status_str(m, "target", "server"), *fin = status_str(m, "finishedAt", NULL);
+      const char *tiso = status_str(m, "target", "isolation");
       struct tm tm = {0};
-      if (target && server && strcmp(server, target) == 0 && fin &&
-          strptime(fin, "%Y-%m-%dT%H:%M:%SZ", &tm) && tn_wall_now() - (double)timegm(&tm) < 120) {
+      /* ISOLATION: on the same server, the isolation tells the source from the target */
+      if (target && server && strcmp(server, target) == 0 && (!tiso || !piso || strcmp(piso, tiso) == 0) &&
+          fin && strptime(fin, "%Y-%m-%dT%H:%M:%SZ", &tm) && tn_wall_now() - (double)timegm(&tm) < 120) {
         snprintf(why, n, "TenantMigration %s rolled the tenant back; waiting for the cache to show it",
                  name ? name : "?");
         held = true;
       }
     } else if (p == TN_MIG_ROLLBACK_WINDOW || p == TN_MIG_CLEANUP) {
       /* the migration moved the tenant: a copy of the Tenant that does not show it yet is stale */
-      const char *target = status_str(m, "target", "server");
-      if (target && (!server || strcmp(server, target) != 0)) {
+      const char *target = status_str(m, "target", "server"), *tiso = status_str(m, "target", "isolation");
+      if (target && (!server || strcmp(server, target) != 0 || (tiso && piso && strcmp(piso, tiso) != 0))) {
         snprintf(why, n, "TenantMigration %s moved the tenant to server %s; waiting for the cache to show it",
                  name ? name : "?", target);
         held = true;
@@ -152,6 +157,7 @@ bool tn_migration_holds(struct tn_informer *migrations, json_t *tenant_obj, char
 
 struct side {
   char region[64], server[64];
+  enum tn_isolation iso; /* the tenant's isolation on this side (status.source/target.isolation) */
   json_t *region_obj;
   struct tn_db_server_conf conf;
   struct tn_db_names names;
@@ -292,8 +298,9 @@ static int audit(struct mrun *x, enum tn_mig_phase step, const char *outcome, co
       x->tenant) {
     const struct side *to = step == TN_MIG_CUTOVER ? &x->dst : &x->src,
                       *from = step == TN_MIG_CUTOVER ? &x->src : &x->dst;
-    json_t *data = json_pack("{s:s,s:s,s:s}", "region", to->region, "isolation",
-                             tn_isolation_name(x->t->isolation), "previousRegion", from->region);
+    json_t *data =
+        json_pack("{s:s,s:s,s:s,s:s}", "region", to->region, "isolation", tn_isolation_name(to->iso),
+                  "previousRegion", from->region, "previousIsolation", tn_isolation_name(from->iso));
     struct tn_error oerr = {0};
     if (tn_outbox_event_init(&ob, x->r->cluster_name, x->tenant, TN_CE_PLACEMENT_DECIDED, cid,
                              TN_AUDIT_OPERATOR_ACTOR, data, &oerr))
@@ -339,12 +346,15 @@ static json_t *find_server(json_t *region_obj, const char *name) {
 }
 
 /* Loads one side (region, server), connects to the tenant's database there when connect. */
-static int load_side(struct mrun *x, const char *region, const char *server, struct side *s, bool connect,
-                     struct tn_error *err) {
+static int load_side(struct mrun *x, const char *region, const char *server, const char *iso, struct side *s,
+                     bool connect, struct tn_error *err) {
   if (!region || !server)
     return tn_error_set(err, TN_EINVALID, "status names no region or server for this side (run Validate)");
   snprintf(s->region, sizeof s->region, "%s", region);
   snprintf(s->server, sizeof s->server, "%s", server);
+  s->iso = x->t->isolation; /* a migration recorded before isolation changes: the tenant's */
+  if (iso && tn_isolation_parse(iso, &s->iso))
+    return tn_error_set(err, TN_EINVALID, "status names an unknown isolation %s", iso);
   s->region_obj = tn_informer_get(x->r->regions, region);
   if (!s->region_obj)
     return tn_error_set(err, TN_ENOTFOUND, "Region %s does not exist", region);
@@ -354,7 +364,7 @@ static int load_side(struct mrun *x, const char *region, const char *server, str
   int rc = tn_tenant_db_load_server(x->r, sv, &s->conf, err);
   if (rc)
     return rc;
-  if ((rc = tn_db_names_for(x->t->name, x->t->isolation, s->conf.s.shared_database, &s->names, err)))
+  if ((rc = tn_db_names_for(x->t->name, s->iso, s->conf.s.shared_database, &s->names, err)))
     return rc;
   if (connect && (rc = tn_mig_pg_connect(&s->conf.s, s->names.database, &s->pg, err)))
     return rc;
@@ -363,12 +373,14 @@ static int load_side(struct mrun *x, const char *region, const char *server, str
 
 static int load_sides(struct mrun *x, bool connect, struct tn_error *err) {
   json_t *so = json_object_get(x->st, "source"), *ta = json_object_get(x->st, "target");
-  int rc = load_side(x, str_at(so, "region", NULL), str_at(so, "server", NULL), &x->src, connect, err);
+  int rc = load_side(x, str_at(so, "region", NULL), str_at(so, "server", NULL), str_at(so, "isolation", NULL),
+                     &x->src, connect, err);
   if (rc) {
     tn_error_prefix(err, "source");
     return rc;
   }
-  if ((rc = load_side(x, str_at(ta, "region", NULL), str_at(ta, "server", NULL), &x->dst, connect, err)))
+  if ((rc = load_side(x, str_at(ta, "region", NULL), str_at(ta, "server", NULL),
+                      str_at(ta, "isolation", NULL), &x->dst, connect, err)))
     tn_error_prefix(err, "target");
   return rc;
 }
@@ -404,7 +416,7 @@ static int converge_side(struct mrun *x, struct side *s, enum tn_state state, st
     return err->code ? err->code : TN_EINVALID;
   struct tn_db_tenant dt = {
       .id = x->t->name,
-      .mode = x->t->isolation,
+      .mode = s->iso,
       .state = state,
       .connections = -1,
       .password = pw,
@@ -430,6 +442,55 @@ static json_t *sums_json(const struct tn_mig_table_sum *s, size_t n) {
   return a;
 }
 
+/* ---- isolation changes (ISOLATION, issue 16) ------------------------------------------------------ */
+
+/* Where the tables of `from` go on `to` (their schemas change with the isolation). */
+static int map_tables(struct mrun *x, const struct side *from, const struct side *to, struct tn_mig_tables *t,
+                      struct tn_error *err) {
+  (void)x;
+  return tn_mig_tables_map(t, from->iso, to->iso, from->names.role, err);
+}
+
+/* Whether both sides are one PostgreSQL (then they share the tenant's role: only the isolation
+ * differs, and the role's login is the live tenant's). */
+static bool same_postgres(const struct side *a, const struct side *b) {
+  if (strcmp(a->server, b->server) == 0)
+    return true;
+  const char *ah = a->conf.s.host, *bh = b->conf.s.host;
+  return ah && bh && strcmp(ah, bh) == 0 && a->conf.s.port == b->conf.s.port;
+}
+
+/* The checksums recorded by Copy (named as on the source) renamed as the tables are on the
+ * target, to compare with what the target lists. */
+static int map_sum_names(const struct side *from, const struct side *to, struct tn_mig_table_sum *v, size_t n,
+                         struct tn_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    char schema[64], mapped[64];
+    const char *dot = strchr(v[i].name, '.');
+    if (!dot || (size_t)(dot - v[i].name) >= sizeof schema)
+      return tn_error_set(err, TN_EINVALID, "status.tables names %s, not schema.table", v[i].name);
+    snprintf(schema, sizeof schema, "%.*s", (int)(dot - v[i].name), v[i].name);
+    int rc = tn_mig_map_schema(from->iso, to->iso, from->names.role, schema, mapped, err);
+    if (rc)
+      return rc;
+    char name[512];
+    int w = snprintf(name, sizeof name, "%s.%s", mapped, dot + 1);
+    if (w < 0 || (size_t)w >= sizeof v[i].name)
+      return tn_error_set(err, TN_EINVALID, "table name %s.%s is too long", mapped, dot + 1);
+    memcpy(v[i].name, name, (size_t)w + 1);
+  }
+  return 0;
+}
+
+/* On one PostgreSQL the target's login is the source's too: the source's database is closed to the
+ * role before the role may log in again (converge_side of the source grants it back on a rollback). */
+static int freeze_form(struct mrun *x, const struct side *from, const struct side *to, struct tn_error *err) {
+  (void)x;
+  if (!same_postgres(from, to))
+    return 0;
+  return tn_mig_pg_close_database(from->pg, from->names.database, from->names.role, err);
+}
+
 /* Copies from `from` to `to` (tables created first) and checks the result: the checksums of the
  * source's snapshot against the target's after the commit. When exact is false the source may
  * move on after its snapshot, so only the copy itself is compared (what Copy + Verify report). */
@@ -444,10 +505,12 @@ static int copy_and_check(struct mrun *x, struct side *from, struct side *to, bo
   if (!a || !b)
     rc = tn_error_set(err, -ENOMEM, "out of memory");
   if (!rc)
+    rc = map_tables(x, from, to, &tables, err); /* ISOLATION: the target's schemas */
+  if (!rc)
     rc = tn_mig_pg_create_tables(from->pg, to->pg, &tables, to->names.role, err);
   if (!rc)
     rc = tn_mig_pg_copy(from->pg, to->pg, &tables, a, bytes, err);
-  if (!rc && recheck && !(rc = tn_mig_pg_sums(to->pg, &tables, b, err)))
+  if (!rc && recheck && !(rc = tn_mig_pg_sums_target(to->pg, &tables, b, err)))
     rc = tn_mig_compare_sums(a, tables.n, b, tables.n, err);
   if (!rc) {
     json_object_set_new(x->st, "tables", sums_json(a, tables.n));
@@ -466,14 +529,18 @@ static int copy_and_check(struct mrun *x, struct side *from, struct side *to, bo
 static bool tenant_on(struct mrun *x, const struct side *s) {
   const char *region = status_str(x->tenant, "placement", "region");
   const char *server = status_str(x->tenant, "database", "server");
-  return region && server && strcmp(region, s->region) == 0 && strcmp(server, s->server) == 0;
+  const char *iso = status_str(x->tenant, "placement", "isolation"); /* ISOLATION: same server, other form */
+  return region && server && strcmp(region, s->region) == 0 && strcmp(server, s->server) == 0 &&
+         (!iso || strcmp(iso, tn_isolation_name(s->iso)) == 0);
 }
 
 /* Points the Tenant's status at side s: placement.region and database.server (merge patch of
  * the status subresource; the tenant reconcile then writes the Secrets for that server). */
 static int switch_tenant(struct mrun *x, const struct side *s, struct tn_error *err) {
-  json_t *patch = json_pack("{s:{s:{s:s,s:s},s:{s:s}}}", "status", "placement", "region", s->region,
-                            "isolation", tn_isolation_name(x->t->isolation), "database", "server", s->server);
+  json_t *patch =
+      json_pack("{s:{s:{s:s,s:s},s:{s:s,s:s,s:o}}}", "status", "placement", "region", s->region, "isolation",
+                tn_isolation_name(s->iso), "database", "server", s->server, "database", s->names.database,
+                "schema", s->names.schema[0] ? json_string(s->names.schema) : json_null());
   json_t *out = NULL;
   int rc = tn_kube_merge_patch(x->r->kube, &tn_gvr_tenants, NULL, x->t->name, patch, "status", &out, err);
   json_decref(patch);
@@ -493,6 +560,56 @@ static void stamp(struct mrun *x, const char *field) {
 
 /* ---- the steps ------------------------------------------------------------------------------------ */
 
+/* ISOLATION (issue 16): every TenancyPolicy's residency rules allow region (0, or TN_EFORBIDDEN). */
+static int validate_policies(struct mrun *x, const char *region, struct tn_error *err) {
+  json_t *objs = tn_informer_list(x->r->policies);
+  size_t n = json_array_size(objs), k = 0, i;
+  struct tn_policy **ps = calloc(n ? n : 1, sizeof *ps);
+  int rc = 0;
+  json_t *o;
+  if (!ps)
+    rc = tn_error_set(err, -ENOMEM, "out of memory");
+  else {
+    json_array_foreach(objs, i, o) {
+      struct tn_error e = {0};
+      if (tn_policy_parse(o, &ps[k], &e) == 0)
+        k++;
+    }
+    rc = tn_mig_check_policies(x->t, (const struct tn_policy *const *)ps, k, region, err);
+  }
+  for (i = 0; i < k; i++)
+    tn_policy_free(ps[i]);
+  free(ps);
+  json_decref(objs);
+  return rc;
+}
+
+/* ISOLATION (issue 16): a move to another region fits its spec.capacity with what the tenants placed
+ * there are given (the tenant brings what it is given now). */
+static int validate_capacity(struct mrun *x, json_t *treg, const char *region, const char *src_region,
+                             struct tn_error *err) {
+  struct tn_capacity cap, used = {0}, demand = {0};
+  int rc = tn_capacity_parse(treg, &cap, err);
+  if (rc)
+    return rc;
+  bool any = false;
+  for (int k = 0; k < TN_CAP_COUNT; k++)
+    any |= cap.set[k];
+  if (!any || strcmp(region, src_region) == 0)
+    return 0;
+  json_t *tenants = tn_informer_list(x->r->tenants);
+  size_t i;
+  json_t *o;
+  json_array_foreach(tenants, i, o) {
+    const char *name = str_at(o, "metadata", "name");
+    if (name && strcmp(name, x->t->name) != 0)
+      tn_capacity_add_tenant(&used, o, region);
+  }
+  json_decref(tenants);
+  tn_capacity_add_tenant(&demand, x->tenant, src_region);
+  return tn_capacity_check(region, &cap, &used, &demand, err);
+}
+
 /* Returns 0 (done), or an error: *permanent says the migration fails (Validate only). */
 static int step_validate(struct mrun *x, bool *permanent, struct tn_error *err) {
   *permanent = true;
@@ -502,36 +619,55 @@ static int step_validate(struct mrun *x, bool *permanent, struct tn_error *err) 
                         x->t->name, st == TN_STATE_NONE ? "not provisioned" : tn_state_name(st));
   const char *src_region = status_str(x->tenant, "placement", "region");
   const char *src_server = status_str(x->tenant, "database", "server");
-  int rc = tn_mig_check_target(&x->spec, src_region, x->t->isolation, &x->t->residency, err);
+  enum tn_isolation src_iso = x->t->isolation; /* in effect: status.placement.isolation */
+  int rc = tn_mig_check_target(&x->spec, src_region, src_iso, &x->t->residency, err);
   if (rc)
     return rc;
+  const char *region = tn_mig_target_region(&x->spec, src_region);
+  enum tn_isolation iso = tn_mig_target_isolation(&x->spec, src_iso);
   if (!src_server)
     return tn_error_set(err, TN_EINVALID,
                         "tenant %s has no database (status.database.server): nothing to copy", x->t->name);
-  json_t *treg = tn_informer_get(x->r->regions, x->spec.target_region);
+  if (strcmp(region, src_region) != 0 && (rc = validate_policies(x, region, err)))
+    return rc;
+  json_t *treg = tn_informer_get(x->r->regions, region);
   if (!treg)
-    return tn_error_set(err, TN_ENOTFOUND, "Region %s does not exist", x->spec.target_region);
+    return tn_error_set(err, TN_ENOTFOUND, "Region %s does not exist", region);
   json_t *avail = json_object_get(json_object_get(treg, "spec"), "available");
   json_t *server = NULL;
+  /* the same region: the source's server when it serves the target isolation (one PostgreSQL can
+   * hold the shared schema and a database of the tenant) */
+  const char *keep = NULL;
+  if (strcmp(region, src_region) == 0) {
+    json_t *cur = find_server(treg, src_server);
+    json_t *serves = json_object_get(cur, "serves");
+    size_t i;
+    json_t *m;
+    json_array_foreach(serves, i, m) {
+      if (json_string_value(m) && strcmp(json_string_value(m), tn_isolation_name(iso)) == 0)
+        keep = src_server;
+    }
+  }
   if (json_is_false(avail))
-    rc = tn_error_set(err, TN_EINVALID, "Region %s is not available (spec.available false)",
-                      x->spec.target_region);
-  else
-    rc = tn_tenant_db_pick_server(treg, x->spec.target_region, x->t->isolation, NULL, &server, err);
+    rc = tn_error_set(err, TN_EINVALID, "Region %s is not available (spec.available false)", region);
+  else if (!(rc = validate_capacity(x, treg, region, src_region, err)))
+    rc = tn_tenant_db_pick_server(treg, region, iso, keep, &server, err);
   if (rc) {
     json_decref(treg);
     if (rc == TN_ENOTFOUND)
-      tn_error_set(err, TN_EINVALID, "Region %s has no database server that serves isolation %s",
-                   x->spec.target_region, tn_isolation_name(x->t->isolation));
+      tn_error_set(err, TN_EINVALID,
+                   "Region %s has no database server that serves isolation %s: add %s to a server's serves "
+                   "(and to the Region's isolationModes), or choose another region",
+                   region, tn_isolation_name(iso), tn_isolation_name(iso));
     return rc;
   }
   const char *tserver = json_string_value(json_object_get(server, "name"));
   json_object_set_new(x->st, "source",
                       json_pack("{s:s,s:s,s:s}", "region", src_region, "server", src_server, "isolation",
-                                tn_isolation_name(x->t->isolation)));
+                                tn_isolation_name(src_iso)));
   json_object_set_new(x->st, "target",
-                      json_pack("{s:s,s:s,s:s}", "region", x->spec.target_region, "server",
-                                tserver ? tserver : "", "isolation", tn_isolation_name(x->t->isolation)));
+                      json_pack("{s:s,s:s,s:s}", "region", region, "server", tserver ? tserver : "",
+                                "isolation", tn_isolation_name(iso)));
   json_decref(treg);
   /* the sides as recorded, loaded and reached (TLS verified; the admin's own database, as the
    * tenant's may not exist on the target yet) now: transient failures retry */
@@ -544,24 +680,46 @@ static int step_validate(struct mrun *x, bool *permanent, struct tn_error *err) 
     *permanent = !tn_error_is_transient(rc) && rc != TN_ETRANSPORT;
     return rc;
   }
-  const char *sh = x->src.conf.s.host, *th = x->dst.conf.s.host;
-  if (sh && th && strcmp(sh, th) == 0 && x->src.conf.s.port == x->dst.conf.s.port)
+  if (src_iso == iso && same_postgres(&x->src, &x->dst))
     return tn_error_set(
         err, TN_EINVALID,
-        "source server %s and target server %s are the same PostgreSQL (%s:%d): nothing to move",
-        x->src.server, x->dst.server, sh, x->src.conf.s.port);
+        "source server %s and target server %s are the same PostgreSQL (%s:%d) and the isolation stays %s: "
+        "nothing to move",
+        x->src.server, x->dst.server, x->src.conf.s.host ? x->src.conf.s.host : "?", x->src.conf.s.port,
+        tn_isolation_name(iso));
+  if (src_iso != iso) {
+    /* every table of the source has a place on the target (a shared tenant has one schema) */
+    PGconn *c = NULL;
+    struct tn_mig_tables tables = {0};
+    if ((rc = tn_mig_pg_connect(&x->src.conf.s, x->src.names.database, &c, err))) {
+      *permanent = !tn_error_is_transient(rc) && rc != TN_ETRANSPORT;
+      tn_error_prefix(err, "source");
+      return rc;
+    }
+    if ((rc = tn_mig_pg_list_tables(c, x->src.names.schema, &tables, err)))
+      *permanent = false;
+    else
+      rc = map_tables(x, &x->src, &x->dst, &tables, err);
+    tn_mig_tables_free(&tables);
+    PQfinish(c);
+    if (rc)
+      return rc;
+  }
   *permanent = false;
   return 0;
 }
 
 static int step_provision(struct mrun *x, struct tn_error *err) {
   int rc = load_sides(x, false, err);
+  /* no login on the target before the cutover; on the same PostgreSQL the role is the live
+   * tenant's own (ISOLATION: only its new database or schema is made) */
   if (!rc)
-    rc = converge_side(x, &x->dst, TN_STATE_SUSPENDED, err); /* no login before the cutover */
+    rc = converge_side(x, &x->dst, same_postgres(&x->src, &x->dst) ? live_state(x) : TN_STATE_SUSPENDED, err);
   if (!rc && !(rc = tn_mig_pg_connect(&x->src.conf.s, x->src.names.database, &x->src.pg, err)) &&
       !(rc = tn_mig_pg_connect(&x->dst.conf.s, x->dst.names.database, &x->dst.pg, err))) {
     struct tn_mig_tables tables = {0};
-    if (!(rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)))
+    if (!(rc = tn_mig_pg_list_tables(x->src.pg, x->src.names.schema, &tables, err)) &&
+        !(rc = map_tables(x, &x->src, &x->dst, &tables, err)))
       rc = tn_mig_pg_create_tables(x->src.pg, x->dst.pg, &tables, x->dst.names.role, err);
     json_object_set_new(x->st, "tablesCount", json_integer((json_int_t)tables.n));
     tn_mig_tables_free(&tables);
@@ -604,9 +762,16 @@ static int choose_method(struct mrun *x, struct tn_error *err) {
   tn_mig_tables_free(&tables);
   if (rc)
     return rc;
-  bool logical = min >= 0 && bytes >= min && wal_logical;
+  /* An isolation change moves tables between schemas (tn_<id> <-> public), which a subscription
+   * cannot rename; it may also stay on one server, where a subscription to itself would wait on
+   * its own slot. */
+  bool same_form = x->src.iso == x->dst.iso;
+  bool logical = min >= 0 && bytes >= min && wal_logical && same_form;
   char why[256];
-  if (logical)
+  if (!same_form)
+    snprintf(why, sizeof why, "snapshot: the isolation changes (%s to %s), and logical replication cannot "
+             "move tables between schemas", tn_isolation_name(x->src.iso), tn_isolation_name(x->dst.iso));
+  else if (logical)
     snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)",
              bytes, min);
   else if (min < 0)
@@ -751,6 +916,10 @@ static int step_verify(struct mrun *x, struct tn_error *err) {
     snprintf(want[i].name, sizeof want[i].name, "%s", json_string_value(json_object_get(t, "name")) ?: "");
     want[i].rows = (long long)json_integer_value(json_object_get(t, "rows"));
     snprintf(want[i].md5, sizeof want[i].md5, "%s", json_string_value(json_object_get(t, "checksum")) ?: "");
+  }
+  if ((rc = map_sum_names(&x->src, &x->dst, want, n, err))) { /* ISOLATION: named as on the target */
+    free(want);
+    return rc;
   }
   if (!(rc = tn_mig_pg_list_tables(x->dst.pg, x->dst.names.schema, &tables, err))) {
     got = calloc(tables.n ? tables.n : 1, sizeof *got);
@@ -924,6 +1093,8 @@ static int switch_over(struct mrun *x, struct side *from, struct side *to, const
     froze = tn_wall_now();
     if ((rc = tn_mig_pg_freeze(from->pg, from->names.role, 30, &ended, err)))
       return rc;
+    if ((rc = freeze_form(x, from, to, err))) /* ISOLATION: one role for both forms */
+      return rc;
     if ((rc = logical ? cutover_logical(x, &bytes, err) : copy_and_check(x, from, to, true, &bytes, err)))
       return rc;
     bool login = true;
@@ -954,10 +1125,22 @@ static int switch_over(struct mrun *x, struct side *from, struct side *to, const
   return 0;
 }
 
-static int teardown_side(struct mrun *x, struct side *s, struct tn_error *err) {
+static int teardown_side(struct mrun *x, struct side *s, const struct side *other, struct tn_error *err) {
   if (tenant_on(x, s)) /* never drop where the tenant lives */
     return tn_error_set(err, TN_ECONFLICT, "the tenant lives on server %s: not dropped", s->server);
-  return tn_db_teardown(x->r->db, &s->conf.s, x->t->name, NULL, err);
+  if (!same_postgres(s, other))
+    return tn_db_teardown(x->r->db, &s->conf.s, x->t->name, NULL, err);
+  /* ISOLATION: one PostgreSQL holds both forms and the role is the tenant's live one: only this
+   * side's schema (shared) or database (dedicated, hybrid) goes */
+  PGconn *c = NULL;
+  bool shared = s->iso == TN_ISOLATION_SHARED;
+  int rc = tn_mig_pg_connect(&s->conf.s, shared ? s->names.database : "", &c, err);
+  if (!rc)
+    rc = shared ? tn_mig_pg_drop_schema_form(c, s->names.database, s->names.schema, s->names.role, err)
+                : tn_mig_pg_drop_database_form(c, s->names.database, err);
+  if (c)
+    PQfinish(c);
+  return rc;
 }
 
 /* Runs step x->phase; 0 when done. */
@@ -982,17 +1165,17 @@ static int run_step(struct mrun *x, bool *permanent, struct tn_error *err) {
       return rc;
     if ((rc = switch_over(x, &x->dst, &x->src, "rollbackStartedAt", err)))
       return rc;
-    return teardown_side(x, &x->dst, err);
+    return teardown_side(x, &x->dst, &x->src, err);
   case TN_MIG_CLEANUP:
     if ((rc = load_sides(x, false, err)) || (rc = drop_logical(x, err)))
       return rc;
-    return teardown_side(x, &x->src, err);
+    return teardown_side(x, &x->src, &x->dst, err);
   case TN_MIG_ABORTING:
     if (!str_at(json_object_get(x->st, "target"), "server", NULL))
       return 0; /* nothing was provisioned */
     if ((rc = load_sides(x, false, err)) || (rc = drop_logical(x, err)))
       return rc;
-    return teardown_side(x, &x->dst, err);
+    return teardown_side(x, &x->dst, &x->src, err);
   default:
     return 0;
   }
@@ -1001,10 +1184,13 @@ static int run_step(struct mrun *x, bool *permanent, struct tn_error *err) {
 static const char *done_message(struct mrun *x, char *buf, size_t n) {
   switch (x->phase) {
   case TN_MIG_VALIDATE:
-    snprintf(buf, n, "target region %s, server %s; source region %s, server %s", x->spec.target_region,
+    snprintf(buf, n, "target region %s, server %s, isolation %s; source region %s, server %s, isolation %s",
+             str_at(json_object_get(x->st, "target"), "region", NULL) ?: "?",
              str_at(json_object_get(x->st, "target"), "server", NULL) ?: "?",
+             str_at(json_object_get(x->st, "target"), "isolation", NULL) ?: "?",
              str_at(json_object_get(x->st, "source"), "region", NULL) ?: "?",
-             str_at(json_object_get(x->st, "source"), "server", NULL) ?: "?");
+             str_at(json_object_get(x->st, "source"), "server", NULL) ?: "?",
+             str_at(json_object_get(x->st, "source"), "isolation", NULL) ?: "?");
     break;
   case TN_MIG_PROVISION_TARGET:
     snprintf(buf, n, "role and %lld table(s) created on server %s (login disabled until the cutover)",
@@ -1056,10 +1242,10 @@ static const char *done_message(struct mrun *x, char *buf, size_t n) {
     }
     snprintf(buf, n,
              "write freeze of %.3f s: source login disabled, final copy of %lld row(s) verified, tenant "
-             "switched to region %s, server %s; source kept for the rollback period",
+             "switched to region %s, server %s, isolation %s; source kept for the rollback period",
              json_number_value(json_object_get(x->st, "freezeSeconds")),
              (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->dst.region,
-             x->dst.server);
+             x->dst.server, tn_isolation_name(x->dst.iso));
     break;
   case TN_MIG_ROLLING_BACK:
     snprintf(
@@ -1067,7 +1253,8 @@ static const char *done_message(struct mrun *x, char *buf, size_t n) {
         (long long)json_integer_value(json_object_get(x->st, "rowsCopied")), x->src.region, x->src.server);
     break;
   case TN_MIG_CLEANUP:
-    snprintf(buf, n, "the source database on server %s was dropped", x->src.server);
+    snprintf(buf, n, "the source %s on server %s was dropped",
+             x->src.iso == TN_ISOLATION_SHARED ? "schema" : "database", x->src.server);
     break;
   case TN_MIG_ABORTING:
     snprintf(buf, n, "aborted before the cutover: the target's copy was dropped; the tenant never moved");

@@ -164,7 +164,48 @@ void tn_mig_tables_free(struct tn_mig_tables *t) {
   free(t->v);
   free(t->schema);
   free(t->table);
+  free(t->dst_schema);
   memset(t, 0, sizeof *t);
+}
+
+/* ---- isolation changes: where each table goes (ISOLATION, issue 16) ---------------------------- */
+
+const char *tn_mig_tables_dst_schema(const struct tn_mig_tables *t, size_t i) {
+  return t->dst_schema ? t->dst_schema[i] : t->schema[i];
+}
+
+int tn_mig_tables_map(struct tn_mig_tables *t, enum tn_isolation from, enum tn_isolation to, const char *role,
+                      struct tn_error *err) {
+  free(t->dst_schema);
+  t->dst_schema = NULL;
+  if (!t->n)
+    return 0;
+  char(*d)[64] = calloc(t->n, sizeof *d);
+  if (!d)
+    return tn_error_set(err, -ENOMEM, "out of memory");
+  bool changed = false;
+  for (size_t i = 0; i < t->n; i++) {
+    int rc = tn_mig_map_schema(from, to, role, t->schema[i], d[i], err);
+    if (rc) {
+      free(d);
+      return rc;
+    }
+    changed |= strcmp(d[i], t->schema[i]) != 0;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(d[j], d[i]) == 0 && strcmp(t->table[j], t->table[i]) == 0) {
+        tn_error_set(err, TN_EINVALID,
+                     "tables %s and %s would both become %s.%s on the target: rename or drop one of them "
+                     "before migrating",
+                     t->v[j].name, t->v[i].name, d[i], t->table[i]);
+        free(d);
+        return TN_EINVALID;
+      }
+  }
+  if (changed)
+    t->dst_schema = d;
+  else
+    free(d);
+  return 0;
 }
 
 int tn_mig_pg_list_tables(PGconn *conn, const char *schema, struct tn_mig_tables *out, struct tn_error *err) {
@@ -205,14 +246,15 @@ int tn_mig_pg_list_tables(PGconn *conn, const char *schema, struct tn_mig_tables
 }
 
 /* The CREATE TABLE of one table from src's catalogs (NULL on failure, err set). */
-static char *table_ddl(PGconn *src, PGconn *dst, const char *schema, const char *table, const char *role,
-                       struct tn_error *err) {
-  char qname[400];
-  if (qualified(dst, schema, table, qname, sizeof qname)) {
+static char *table_ddl(PGconn *src, PGconn *dst, const char *schema, const char *dst_schema,
+                       const char *table, const char *role, struct tn_error *err) {
+  char qname[400], src_qname[400];
+  if (qualified(dst, dst_schema, table, qname, sizeof qname) ||
+      qualified(src, schema, table, src_qname, sizeof src_qname)) {
     tn_error_set(err, TN_EINVALID, "table name too long");
     return NULL;
   }
-  const char *params[1] = {qname};
+  const char *params[1] = {src_qname};
   PGresult *cols = PQexecParams(
       src,
       "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, "
@@ -286,7 +328,7 @@ int tn_mig_pg_create_tables(PGconn *src, PGconn *dst, const struct tn_mig_tables
     /* its schema first (a dedicated database may have several), owned by the tenant */
     struct sb s = {0};
     sb_add(&s, "CREATE SCHEMA IF NOT EXISTS ");
-    sb_ident(&s, dst, tables->schema[i]);
+    sb_ident(&s, dst, tn_mig_tables_dst_schema(tables, i));
     sb_add(&s, " AUTHORIZATION ");
     sb_ident(&s, dst, role);
     if (s.oom)
@@ -296,7 +338,8 @@ int tn_mig_pg_create_tables(PGconn *src, PGconn *dst, const struct tn_mig_tables
     free(s.s);
     if (rc)
       break;
-    char *ddl = table_ddl(src, dst, tables->schema[i], tables->table[i], role, err);
+    char *ddl = table_ddl(src, dst, tables->schema[i], tn_mig_tables_dst_schema(tables, i), tables->table[i],
+                          role, err);
     if (!ddl)
       return err->code ? err->code : TN_EAPI;
     rc = exec_ok(dst, ddl, "creating the table on the target", err);
@@ -306,15 +349,22 @@ int tn_mig_pg_create_tables(PGconn *src, PGconn *dst, const struct tn_mig_tables
       break;
     }
     /* indexes that back no constraint */
-    char qname[400];
-    if (qualified(src, tables->schema[i], tables->table[i], qname, sizeof qname))
+    char qname[400], dst_qname[400];
+    if (qualified(src, tables->schema[i], tables->table[i], qname, sizeof qname) ||
+        qualified(dst, tn_mig_tables_dst_schema(tables, i), tables->table[i], dst_qname, sizeof dst_qname))
       return tn_error_set(err, TN_EINVALID, "table name too long");
-    const char *params[1] = {qname};
-    PGresult *idx = PQexecParams(src,
-                                 "SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i "
-                                 "WHERE i.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM "
-                                 "pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid)",
-                                 1, NULL, params, NULL, NULL, 0);
+    /* the definition names the table schema-qualified (quote_ident each part): on the target it is
+     * the table's name there (another schema when the isolation changes) */
+    const char *params[2] = {qname, dst_qname};
+    PGresult *idx = PQexecParams(
+        src,
+        "SELECT pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ' || "
+        "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' ', ' ON ' || $2 "
+        "|| "
+        "' ') FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN "
+        "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = $1::regclass AND NOT EXISTS "
+        "(SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)",
+        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(idx) != PGRES_TUPLES_OK)
       return pg_fail(src, idx, "reading the indexes", err);
     for (int j = 0; j < PQntuples(idx) && !rc; j++) {
@@ -374,14 +424,15 @@ int tn_mig_pg_sums(PGconn *conn, const struct tn_mig_tables *tables, struct tn_m
   return rc;
 }
 
-static int copy_table(PGconn *src, PGconn *dst, const char *qname, long long *bytes, struct tn_error *err) {
+static int copy_table(PGconn *src, PGconn *dst, const char *qname, const char *dst_qname, long long *bytes,
+                      struct tn_error *err) {
   char sql[512];
   snprintf(sql, sizeof sql, "COPY %s TO STDOUT (FORMAT binary)", qname);
   PGresult *res = PQexec(src, sql);
   if (PQresultStatus(res) != PGRES_COPY_OUT)
     return pg_fail(src, res, "COPY from the source", err);
   PQclear(res);
-  snprintf(sql, sizeof sql, "COPY %s FROM STDIN (FORMAT binary)", qname);
+  snprintf(sql, sizeof sql, "COPY %s FROM STDIN (FORMAT binary)", dst_qname);
   res = PQexec(dst, sql);
   if (PQresultStatus(res) != PGRES_COPY_IN) {
     int rc = pg_fail(dst, res, "COPY into the target", err);
@@ -448,7 +499,7 @@ int tn_mig_pg_copy(PGconn *src, PGconn *dst, const struct tn_mig_tables *tables,
     sb_add(&t, "TRUNCATE ");
     for (size_t i = 0; i < tables->n; i++) {
       char qname[400];
-      if (qualified(dst, tables->schema[i], tables->table[i], qname, sizeof qname))
+      if (qualified(dst, tn_mig_tables_dst_schema(tables, i), tables->table[i], qname, sizeof qname))
         t.oom = true;
       sb_add(&t, i ? ", " : "");
       sb_add(&t, qname);
@@ -458,32 +509,36 @@ int tn_mig_pg_copy(PGconn *src, PGconn *dst, const struct tn_mig_tables *tables,
     free(t.s);
   }
   for (size_t i = 0; i < tables->n && !rc; i++) {
-    char qname[400];
-    if (qualified(src, tables->schema[i], tables->table[i], qname, sizeof qname)) {
+    char qname[400], dst_qname[400];
+    if (qualified(src, tables->schema[i], tables->table[i], qname, sizeof qname) ||
+        qualified(dst, tn_mig_tables_dst_schema(tables, i), tables->table[i], dst_qname, sizeof dst_qname)) {
       rc = tn_error_set(err, TN_EINVALID, "table name too long");
       break;
     }
-    if ((rc = copy_table(src, dst, qname, bytes, err))) {
+    if ((rc = copy_table(src, dst, qname, dst_qname, bytes, err))) {
       tn_error_prefix(err, "table %s", tables->v[i].name);
       break;
     }
     sums[i] = tables->v[i];
     if ((rc = sum_one(src, qname, &sums[i], err)))
       break;
-    /* identity sequences past the copied maximum */
-    const char *params[1] = {qname};
-    PGresult *res =
-        PQexecParams(dst,
-                     "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND "
-                     "a.attidentity <> '' AND NOT a.attisdropped",
-                     1, NULL, params, NULL, NULL, 0);
+    /* identity sequences (and serial columns' owned sequences: a rollback copies into the source's
+     * own tables) past the copied maximum */
+    const char *params[1] = {dst_qname};
+    PGresult *res = PQexecParams(
+        dst,
+        "SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND "
+        "NOT a.attisdropped AND (a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN "
+        "pg_catalog.pg_class q ON q.oid = d.objid WHERE d.classid = 'pg_catalog.pg_class'::regclass AND "
+        "d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND q.relkind = 'S' AND d.deptype = 'a'))",
+        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
       rc = pg_fail(dst, res, "reading identity columns", err);
       break;
     }
     for (int j = 0; j < PQntuples(res) && !rc; j++) {
       struct sb q = {0};
-      char *lit = PQescapeLiteral(dst, qname, strlen(qname));
+      char *lit = PQescapeLiteral(dst, dst_qname, strlen(dst_qname));
       char *col = PQescapeLiteral(dst, PQgetvalue(res, j, 0), strlen(PQgetvalue(res, j, 0)));
       sb_add(&q, "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(");
       sb_add(&q, lit ? lit : "");
@@ -492,7 +547,7 @@ int tn_mig_pg_copy(PGconn *src, PGconn *dst, const struct tn_mig_tables *tables,
       sb_add(&q, "), coalesce(max(");
       sb_ident(&q, dst, PQgetvalue(res, j, 0));
       sb_add(&q, ")::bigint, 0) + 1, false) FROM ");
-      sb_add(&q, qname);
+      sb_add(&q, dst_qname);
       rc = q.oom || !lit || !col ? tn_error_set(err, -ENOMEM, "out of memory")
                                  : exec_ok(dst, q.s, "moving an identity sequence", err);
       PQfreemem(lit);
@@ -560,4 +615,70 @@ int tn_mig_pg_freeze(PGconn *conn, const char *role, double timeout_s, int *ende
                           timeout_s);
     usleep(100 * 1000);
   }
+}
+
+/* ---- isolation changes: the target's sums, one form dropped (ISOLATION, issue 16) -------------- */
+
+int tn_mig_pg_sums_target(PGconn *conn, const struct tn_mig_tables *t, struct tn_mig_table_sum *sums,
+                          struct tn_error *err) {
+  if (!t->dst_schema)
+    return tn_mig_pg_sums(conn, t, sums, err);
+  struct tn_mig_tables view = *t; /* the same tables and names, in their target schemas */
+  view.schema = t->dst_schema;
+  view.dst_schema = NULL;
+  return tn_mig_pg_sums(conn, &view, sums, err);
+}
+
+int tn_mig_pg_close_database(PGconn *conn, const char *database, const char *role, struct tn_error *err) {
+  struct sb q = {0};
+  sb_add(&q, "REVOKE CONNECT, TEMPORARY ON DATABASE ");
+  sb_ident(&q, conn, database);
+  sb_add(&q, " FROM ");
+  sb_ident(&q, conn, role);
+  int rc = q.oom ? tn_error_set(err, -ENOMEM, "out of memory")
+                 : exec_ok(conn, q.s, "revoking the role's CONNECT on the source database", err);
+  free(q.s);
+  if (rc)
+    return rc;
+  const char *params[2] = {role, database};
+  for (int tries = 0; tries < 50; tries++) {
+    PGresult *res =
+        PQexecParams(conn,
+                     "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)), "
+                     "count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND datname = $2 "
+                     "AND pid <> pg_catalog.pg_backend_pid()",
+                     2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+      return pg_fail(conn, res, "ending the role's sessions in the source database", err);
+    int seen = atoi(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    if (seen == 0)
+      return 0;
+    usleep(100 * 1000);
+  }
+  return tn_error_set(err, TN_ETIMEOUT, "sessions of role %s in database %s still open after 5 s", role,
+                      database);
+}
+
+int tn_mig_pg_drop_schema_form(PGconn *conn, const char *database, const char *schema, const char *role,
+                               struct tn_error *err) {
+  struct sb q = {0};
+  sb_add(&q, "DROP SCHEMA IF EXISTS ");
+  sb_ident(&q, conn, schema);
+  sb_add(&q, " CASCADE");
+  int rc =
+      q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the schema", err);
+  free(q.s);
+  return rc ? rc : tn_mig_pg_close_database(conn, database, role, err);
+}
+
+int tn_mig_pg_drop_database_form(PGconn *conn, const char *database, struct tn_error *err) {
+  struct sb q = {0};
+  sb_add(&q, "DROP DATABASE IF EXISTS ");
+  sb_ident(&q, conn, database);
+  sb_add(&q, " WITH (FORCE)");
+  int rc =
+      q.oom ? tn_error_set(err, -ENOMEM, "out of memory") : exec_ok(conn, q.s, "dropping the database", err);
+  free(q.s);
+  return rc;
 }

@@ -27,8 +27,39 @@ struct tn_mig_tables {
   char (*schema)[64];
   char (*table)[128];
   size_t n;
+  /* ISOLATION (issue 16): the schema of each table on the target when the isolation changes (set
+   * by tn_mig_tables_map); NULL: the same schema as on the source. */
+  char (*dst_schema)[64];
 };
 void tn_mig_tables_free(struct tn_mig_tables *t);
+
+/* ISOLATION (issue 16): maps every table of t (listed on the source) to its schema on the target
+ * for a move from isolation `from` to `to` (tn_mig_map_schema; role: the tenant's role): sets
+ * t->dst_schema (left NULL when nothing changes). TN_EINVALID when a schema cannot be mapped or two
+ * tables would land on the same name. */
+int tn_mig_tables_map(struct tn_mig_tables *t, enum tn_isolation from, enum tn_isolation to, const char *role,
+                      struct tn_error *err);
+
+/* The schema of table i on the target. */
+const char *tn_mig_tables_dst_schema(const struct tn_mig_tables *t, size_t i);
+
+/* Row count and checksum of every table of t as it is on the target (conn: the target), the sums
+ * named as on the source (so they compare with the source's). */
+int tn_mig_pg_sums_target(PGconn *conn, const struct tn_mig_tables *t, struct tn_mig_table_sum *sums,
+                          struct tn_error *err);
+
+/* ISOLATION (issue 16): removes one form of the tenant from a server that keeps its role (the other
+ * form lives there now): its schema in the shared database (conn: to the shared database; the
+ * role's CONNECT there revoked and its sessions there ended), or its database (conn: to another
+ * database; WITH (FORCE)). Idempotent. */
+int tn_mig_pg_drop_schema_form(PGconn *conn, const char *database, const char *schema, const char *role,
+                               struct tn_error *err);
+int tn_mig_pg_drop_database_form(PGconn *conn, const char *database, struct tn_error *err);
+
+/* ISOLATION (issue 16): the write freeze of one form when both forms share the role (one
+ * PostgreSQL): the role's CONNECT on database revoked and its sessions there ended, so that the
+ * role's login, turned on again for the target, never reaches the source. Idempotent. */
+int tn_mig_pg_close_database(PGconn *conn, const char *database, const char *role, struct tn_error *err);
 
 /* Lists the tables on conn. 0 or TN_EAPI / -ENOMEM. */
 int tn_mig_pg_list_tables(PGconn *conn, const char *schema, struct tn_mig_tables *out, struct tn_error *err);

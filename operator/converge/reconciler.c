@@ -1180,7 +1180,14 @@ static enum flow step_resolve_plan_and_placement(struct run *x) {
     int krc = tn_placement_keep(residency, x->t->isolation, x->t->status_region, x->inv.plain,
                                 x->inv.n_regions, &x->placement, &perr);
     x->placed = krc == 0 || krc == TN_ECONFLICT;
-    if (krc == 0)
+    if (krc == 0 && x->t->isolation != x->t->spec_isolation) /* MIGRATION (issue 16) */
+      cond_set(
+          x, COND_PLACED, "True", TN_REASON_ISOLATION_DRIFT,
+          "placed in region %s with isolation %s (status.placement.isolation, set by a TenantMigration); "
+          "the tenant is served by it; spec.isolation says %s: set spec.isolation to %s",
+          x->placement.region, tn_isolation_name(x->placement.isolation),
+          tn_isolation_name(x->t->spec_isolation), tn_isolation_name(x->placement.isolation));
+    else if (krc == 0)
       cond_set(x, COND_PLACED, "True", "Placed", "placed in region %s with isolation %s", x->placement.region,
                tn_isolation_name(x->placement.isolation));
     else {

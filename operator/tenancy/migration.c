@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tenancy/placement.h"
+#include "tenancy/policy.h"
 
 static const char *const phase_names[TN_MIG_PHASE_COUNT] = {
     "Pending", "Validate",  "ProvisionTarget", "Copy",    "Verify",      "Cutover",    "RollbackWindow",
@@ -267,29 +268,83 @@ enum tn_mig_phase tn_mig_after(enum tn_mig_phase p) {
   }
 }
 
+const char *tn_mig_target_region(const struct tn_mig_spec *spec, const char *source_region) {
+  return spec->target_region[0] ? spec->target_region : source_region;
+}
+
+enum tn_isolation tn_mig_target_isolation(const struct tn_mig_spec *spec,
+                                          enum tn_isolation source_isolation) {
+  return spec->target_isolation_set ? spec->target_isolation : source_isolation;
+}
+
 int tn_mig_check_target(const struct tn_mig_spec *spec, const char *source_region,
                         enum tn_isolation source_isolation, const struct tn_residency *residency,
                         struct tn_error *err) {
   if (!source_region || !*source_region)
     return tn_error_set(err, TN_EINVALID, "tenant %s is not placed in a region yet: nothing to migrate",
                         spec->tenant);
-  if (spec->target_isolation_set && spec->target_isolation != source_isolation)
-    return tn_error_set(err, TN_EINVALID,
-                        "changing isolation by migration (%s to %s) is not supported yet: only a move "
-                        "between regions with the same isolation is; leave spec.target.isolation out or "
-                        "set it to %s",
-                        tn_isolation_name(source_isolation), tn_isolation_name(spec->target_isolation),
-                        tn_isolation_name(source_isolation));
-  if (!spec->target_region[0] || strcmp(spec->target_region, source_region) == 0)
+  const char *region = tn_mig_target_region(spec, source_region);
+  enum tn_isolation iso = tn_mig_target_isolation(spec, source_isolation);
+  if (strcmp(region, source_region) == 0 && iso == source_isolation)
     return tn_error_set(err, TN_EINVALID,
                         "tenant %s is already in region %s with isolation %s: set spec.target.region to "
-                        "another region",
+                        "another region and/or spec.target.isolation to another isolation mode",
                         spec->tenant, source_region, tn_isolation_name(source_isolation));
-  if (residency && !tn_placement_allows(residency, spec->target_region))
+  if (residency && strcmp(region, source_region) != 0 && !tn_placement_allows(residency, region))
     return tn_error_set(err, TN_EFORBIDDEN,
                         "residency of tenant %s does not allow region %s: add it to "
                         "spec.residency.allowedRegions (if its policies permit) or choose an allowed region",
-                        spec->tenant, spec->target_region);
+                        spec->tenant, region);
+  return 0;
+}
+
+int tn_mig_check_policies(const struct tn_tenant *t, const struct tn_policy *const *policies, size_t n,
+                          const char *region, struct tn_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const struct tn_policy *p = policies[i];
+    for (size_t r = 0; p && r < p->n_residency; r++) {
+      const struct tn_policy_residency_rule *rule = &p->residency[r];
+      bool flagged = false, allowed = false;
+      for (size_t f = 0; f < t->residency.n_flags; f++)
+        flagged |= rule->flag && strcmp(t->residency.flags[f], rule->flag) == 0;
+      if (!flagged)
+        continue;
+      char list[512] = "";
+      size_t len = 0;
+      for (size_t a = 0; a < rule->n_allowed_regions; a++) {
+        allowed |= strcmp(rule->allowed_regions[a], region) == 0;
+        int w = snprintf(list + len, sizeof list - len, "%s%s", a ? ", " : "", rule->allowed_regions[a]);
+        if (w > 0 && (size_t)w < sizeof list - len)
+          len += (size_t)w;
+      }
+      if (!allowed)
+        return tn_error_set(err, TN_EFORBIDDEN,
+                            "TenancyPolicy %s: residency flag %s of tenant %s allows regions [%s], not %s: "
+                            "choose one of those regions as spec.target.region",
+                            p->name ? p->name : "?", rule->flag, t->name, list, region);
+    }
+  }
+  return 0;
+}
+
+int tn_mig_map_schema(enum tn_isolation from, enum tn_isolation to, const char *role, const char *schema,
+                      char out[64], struct tn_error *err) {
+  bool from_shared = from == TN_ISOLATION_SHARED, to_shared = to == TN_ISOLATION_SHARED;
+  const char *dst = schema;
+  if (from_shared && !to_shared)
+    dst = "public";
+  else if (!from_shared && to_shared) {
+    if (strcmp(schema, "public") != 0 && strcmp(schema, role) != 0)
+      return tn_error_set(err, TN_EINVALID,
+                          "table(s) in schema %s: a shared tenant has one schema (%s), which takes the "
+                          "tables of schema public (and of %s); move the tables of %s to public before "
+                          "migrating to shared, or keep a database of the tenant (dedicated or hybrid)",
+                          schema, role, role, schema);
+    dst = role;
+  }
+  if (strlen(dst) >= 64)
+    return tn_error_set(err, TN_EINVALID, "schema name %s is too long", dst);
+  snprintf(out, 64, "%s", dst);
   return 0;
 }
 

@@ -122,14 +122,37 @@ struct tn_mig_action tn_mig_next(enum tn_mig_phase phase, const struct tn_mig_sp
 enum tn_mig_phase tn_mig_after(enum tn_mig_phase p);
 
 /* Checks the target against the tenant (pure part of Validate): source_region is the tenant's
- * status.placement.region, source_isolation its isolation. The target region must differ from the
- * source or the isolation must change; target isolation other than the tenant's is refused
- * (TN_EINVALID: "changing isolation by migration is not supported yet") since the tenant's
- * spec.isolation is the source of truth; residency must allow the target region (the tenant's
- * allowedRegions, or a policy's). 0, or TN_EINVALID / TN_EFORBIDDEN with an actionable message. */
+ * status.placement.region, source_isolation its isolation in effect (status.placement.isolation).
+ * The target region defaults to the source region and the target isolation to the source's; at
+ * least one must change (the same region is fine when the isolation changes: the new form may even
+ * live on the same server); residency must allow the target region. 0, or TN_EINVALID /
+ * TN_EFORBIDDEN with an actionable message. */
 int tn_mig_check_target(const struct tn_mig_spec *spec, const char *source_region,
                         enum tn_isolation source_isolation, const struct tn_residency *residency,
                         struct tn_error *err);
+
+/* The target region and isolation of spec for a tenant in source_region with source_isolation
+ * (the spec's, or the source's where the spec leaves them out). */
+const char *tn_mig_target_region(const struct tn_mig_spec *spec, const char *source_region);
+enum tn_isolation tn_mig_target_isolation(const struct tn_mig_spec *spec, enum tn_isolation source_isolation);
+
+/* Whether every TenancyPolicy's residency rules (those whose flag the tenant has in
+ * spec.residency.flags) allow region. 0, or TN_EFORBIDDEN naming the policy, the flag and the
+ * regions it allows. */
+struct tn_policy;
+int tn_mig_check_policies(const struct tn_tenant *t, const struct tn_policy *const *policies, size_t n,
+                          const char *region, struct tn_error *err);
+
+/* The schema a table of schema `schema` goes to when the tenant's isolation changes from `from` to
+ * `to` (role: the tenant's role name, which is also its schema in the shared database):
+ *  - the same isolation, or dedicated <-> hybrid (both a database of the tenant): the same schema;
+ *  - shared -> dedicated/hybrid: the tenant's schema becomes "public" (the schema a database of
+ *    the tenant uses; the default search_path "$user", public finds it as it found the schema);
+ *  - dedicated/hybrid -> shared: "public" and the schema named like the role become the tenant's
+ *    schema; any other schema is refused (TN_EINVALID: a shared tenant has one schema).
+ * 0, or TN_EINVALID with an actionable message. */
+int tn_mig_map_schema(enum tn_isolation from, enum tn_isolation to, const char *role, const char *schema,
+                      char out[64], struct tn_error *err);
 
 /* Table checksums compared in Verify. */
 struct tn_mig_table_sum {

@@ -553,6 +553,9 @@ static int parse_tenant_status(const json_t *obj, struct tn_tenant *t, struct tn
   if ((rc = get_str(pl, "region", "status.placement.region", false, &s, err)) ||
       (rc = dup_opt(s, &t->status_region, err)))
     return rc;
+  if ((rc = get_str(pl, "isolation", "status.placement.isolation", false, &s, err)))
+    return rc;
+  t->status_isolation_set = s && tn_isolation_parse(s, &t->status_isolation) == 0;
   return 0;
 }
 
@@ -610,8 +613,8 @@ int tn_tenant_parse(const json_t *obj, struct tn_tenant **out, struct tn_error *
   if ((rc = get_str(spec, "isolation", "spec.isolation", false, &s, err)))
     goto out;
   if (!s || !*s)
-    t->isolation = TN_ISOLATION_SHARED;
-  else if (tn_isolation_parse(s, &t->isolation)) {
+    t->spec_isolation = TN_ISOLATION_SHARED;
+  else if (tn_isolation_parse(s, &t->spec_isolation)) {
     rc = field_error(err, "spec.isolation", "FieldValueNotSupported",
                      "unsupported isolation mode; supported values: \"shared\", \"dedicated\", \"hybrid\"");
     goto out;
@@ -622,6 +625,12 @@ int tn_tenant_parse(const json_t *obj, struct tn_tenant **out, struct tn_error *
       (rc = parse_contacts(spec, t, err)) || (rc = parse_external_ids(spec, t, err)) ||
       (rc = parse_identity(spec, t, err)) || (rc = parse_tenant_status(obj, t, err)))
     goto out;
+  /* served by what the status shows once placed (a migration changes it), by the spec before */
+  t->isolation = t->spec_isolation;
+  if (t->status_isolation_set && t->status_region &&
+      (t->status_state == TN_STATE_ACTIVE || t->status_state == TN_STATE_SUSPENDED ||
+       t->status_state == TN_STATE_ARCHIVED))
+    t->isolation = t->status_isolation;
   struct tn_rate_limits ov;
   if ((rc = tn_rate_limits_parse(json_object_get(spec, "rateLimitOverrides"), "spec.rateLimitOverrides",
                                  false, &ov, err)))

@@ -42,6 +42,9 @@ enum tn_isolation {
 };
 #define TN_ISOLATION_COUNT 3
 
+/* The Placed condition's reason while spec.isolation differs from status.placement.isolation (after
+ * a TenantMigration changed the isolation): the tenant is served by the status (docs/migration.md). */
+#define TN_REASON_ISOLATION_DRIFT "IsolationDrift"
 const char *tn_isolation_name(enum tn_isolation i);            /* "shared", ...; "?" out of range. Static. */
 int tn_isolation_parse(const char *s, enum tn_isolation *out); /* 0 or TN_EINVALID */
 
@@ -112,7 +115,11 @@ struct tn_tenant {
   char *state_reason;          /* spec.stateReason */
   char *deletion_confirmation; /* spec.deletionConfirmation */
   char *plan;                  /* spec.plan: a DNS label (it is also a label value); never NULL */
-  enum tn_isolation isolation; /* spec.isolation; shared when absent */
+  /* The effective isolation mode: status.placement.isolation once the tenant is placed (status.state
+   * Active, Suspended or Archived with a status.placement.region), spec.isolation before. A
+   * TenantMigration's cutover changes it; spec.isolation may then catch up (docs/migration.md). */
+  enum tn_isolation isolation;
+  enum tn_isolation spec_isolation; /* spec.isolation; shared when absent */
   struct tn_residency residency;
   char **environments; /* spec.environments: distinct DNS labels, order kept; n may be 0 */
   size_t n_environments;
@@ -128,10 +135,12 @@ struct tn_tenant {
   unsigned rate_limit_overrides;
 
   /* What the operator wrote back last time (status). */
-  enum tn_state status_state;    /* status.state; TN_STATE_NONE when absent or "" */
-  char *status_region;           /* status.placement.region */
-  char *last_correlation_id;     /* status.lastCorrelationId */
-  long long observed_generation; /* status.observedGeneration; 0 when absent */
+  enum tn_state status_state;         /* status.state; TN_STATE_NONE when absent or "" */
+  char *status_region;                /* status.placement.region */
+  bool status_isolation_set;          /* status.placement.isolation holds a known mode */
+  enum tn_isolation status_isolation; /* status.placement.isolation when set */
+  char *last_correlation_id;          /* status.lastCorrelationId */
+  long long observed_generation;      /* status.observedGeneration; 0 when absent */
 };
 
 /* Parses and validates a Tenant object (obj borrowed). On success *out is a new tenant the

@@ -754,8 +754,8 @@ Test(crds, isolation_is_fixed_once_out_of_draft) {
   rc = patch_spec(&out, "tenant", name, "{\"isolation\":\"shared\"}");
   assert_refused(
       rc, out,
-      "spec.isolation: Invalid value: spec.isolation can only change while the tenant is Draft: moving a "
-      "live tenant between shared, dedicated and hybrid needs a data migration");
+      "spec.isolation cannot change after Draft; use a TenantMigration with target.isolation: shared; after "
+      "it, spec.isolation may be set to the value status.placement.isolation shows");
   free(out);
   char *v = get_field("tenant", name, "{.spec.isolation}");
   cr_expect_str_eq(v, "hybrid");

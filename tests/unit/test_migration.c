@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tenancy/migration.h"
+#include "tenancy/policy.h"
 
 static struct tn_mig_spec spec_of(const char *json) {
   json_error_t je;
@@ -226,10 +227,73 @@ Test(migration, target_checks) {
   r.n_allowed_regions = 2;
   s.target_isolation_set = true;
   s.target_isolation = TN_ISOLATION_DEDICATED;
-  cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), TN_EINVALID);
-  cr_assert(strstr(err.message, "not supported yet"), "%s", err.message);
+  /* another region and another isolation at once */
+  cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
+  /* the same region is fine when the isolation changes (even the same server: Validate) */
+  cr_assert_eq(tn_mig_check_target(&s, "eu-2", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_mig_check_target(&s, "eu-2", TN_ISOLATION_DEDICATED, &r, &err), TN_EINVALID);
+  cr_assert(strstr(err.message, "already in region eu-2 with isolation dedicated"), "%s", err.message);
   s.target_isolation = TN_ISOLATION_SHARED;
   cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0);
+}
+
+Test(migration, isolation_only_target) {
+  struct tn_mig_spec s = spec_of("{\"tenant\":\"acme\",\"target\":{\"isolation\":\"dedicated\"}}");
+  struct tn_error err = {0};
+  char *allowed[] = {"eu-1"};
+  struct tn_residency r = {.allowed_regions = allowed, .n_allowed_regions = 1};
+  cr_assert_str_eq(tn_mig_target_region(&s, "eu-1"), "eu-1");
+  cr_assert_eq(tn_mig_target_isolation(&s, TN_ISOLATION_SHARED), TN_ISOLATION_DEDICATED);
+  cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
+  /* the residency no longer lists the region it is in: staying there is no move */
+  r.n_allowed_regions = 0;
+  char *other[] = {"us-1"};
+  r.allowed_regions = other;
+  r.n_allowed_regions = 1;
+  cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_SHARED, &r, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_mig_check_target(&s, "eu-1", TN_ISOLATION_DEDICATED, &r, &err), TN_EINVALID);
+  struct tn_mig_spec none = spec_of("{\"tenant\":\"acme\",\"target\":{\"region\":\"eu-1\"}}");
+  cr_assert_eq(tn_mig_target_isolation(&none, TN_ISOLATION_HYBRID), TN_ISOLATION_HYBRID);
+}
+
+Test(migration, schema_mapping) {
+  char out[64];
+  struct tn_error err = {0};
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_SHARED, TN_ISOLATION_SHARED, "tn_a", "tn_a", out, &err), 0);
+  cr_assert_str_eq(out, "tn_a");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_SHARED, TN_ISOLATION_DEDICATED, "tn_a", "tn_a", out, &err), 0);
+  cr_assert_str_eq(out, "public");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_SHARED, TN_ISOLATION_HYBRID, "tn_a", "tn_a", out, &err), 0);
+  cr_assert_str_eq(out, "public");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_SHARED, "tn_a", "public", out, &err),
+               0);
+  cr_assert_str_eq(out, "tn_a");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_HYBRID, TN_ISOLATION_SHARED, "tn_a", "tn_a", out, &err), 0);
+  cr_assert_str_eq(out, "tn_a");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_HYBRID, "tn_a", "app", out, &err), 0);
+  cr_assert_str_eq(out, "app");
+  cr_assert_eq(tn_mig_map_schema(TN_ISOLATION_DEDICATED, TN_ISOLATION_SHARED, "tn_a", "app", out, &err),
+               TN_EINVALID);
+  cr_assert(strstr(err.message, "schema app") && strstr(err.message, "move the tables of app to public"),
+            "%s", err.message);
+}
+
+Test(migration, policies_narrow_the_target) {
+  char *flags[] = {"eu-only"};
+  char *eu[] = {"eu-1", "eu-2"};
+  struct tn_policy_residency_rule rule = {.flag = "eu-only", .allowed_regions = eu, .n_allowed_regions = 2};
+  struct tn_policy p = {.name = "eu-residency", .residency = &rule, .n_residency = 1};
+  const struct tn_policy *ps[] = {&p};
+  struct tn_tenant t = {.name = "acme", .residency = {.flags = flags, .n_flags = 1}};
+  struct tn_error err = {0};
+  cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "eu-2", &err), 0, "%s", err.message);
+  cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "us-1", &err), TN_EFORBIDDEN);
+  cr_assert(strstr(err.message, "TenancyPolicy eu-residency") &&
+                strstr(err.message, "[eu-1, eu-2], not us-1"),
+            "%s", err.message);
+  t.residency.n_flags = 0; /* the rule is not the tenant's */
+  cr_assert_eq(tn_mig_check_policies(&t, ps, 1, "us-1", &err), 0);
+  cr_assert_eq(tn_mig_check_policies(&t, NULL, 0, "us-1", &err), 0);
 }
 
 Test(migration, compare_sums) {

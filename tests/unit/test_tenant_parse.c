@@ -1,6 +1,7 @@
 /* test_tenant_parse.c - parsing and validation of Tenant, Plan and Region objects, quantities
  * and DNS labels, including hostile input. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -457,4 +458,44 @@ Test(tenant_parse, ownership_is_an_owner_reference_to_the_tenant_uid) {
   o = load("{\"metadata\":{\"name\":\"x\"}}");
   cr_assert_not(tn_owned_by_tenant(o, "u1"), "no owner references");
   json_decref(o);
+}
+
+/* ISOLATION (issue 16): a placed tenant is served by status.placement.isolation (a migration
+ * changes it); before it is placed (Draft, first placement) by spec.isolation. */
+Test(tenant_parse, effective_isolation_is_the_status_once_placed) {
+  struct {
+    const char *status;
+    enum tn_isolation want;
+  } cases[] = {
+      {"{\"state\":\"Active\",\"placement\":{\"region\":\"eu-1\",\"isolation\":\"dedicated\"}}",
+       TN_ISOLATION_DEDICATED},
+      {"{\"state\":\"Suspended\",\"placement\":{\"region\":\"eu-1\",\"isolation\":\"hybrid\"}}",
+       TN_ISOLATION_HYBRID},
+      {"{\"state\":\"Archived\",\"placement\":{\"region\":\"eu-1\",\"isolation\":\"dedicated\"}}",
+       TN_ISOLATION_DEDICATED},
+      /* not placed yet: the spec */
+      {"{\"state\":\"Draft\",\"placement\":{\"region\":\"eu-1\",\"isolation\":\"dedicated\"}}",
+       TN_ISOLATION_SHARED},
+      {"{\"state\":\"Active\",\"placement\":{\"isolation\":\"dedicated\"}}", TN_ISOLATION_SHARED},
+      {"{\"state\":\"Active\",\"placement\":{\"region\":\"eu-1\"}}", TN_ISOLATION_SHARED},
+      {"{\"state\":\"Active\",\"placement\":{\"region\":\"eu-1\",\"isolation\":\"bogus\"}}",
+       TN_ISOLATION_SHARED},
+      {"{}", TN_ISOLATION_SHARED},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"metadata\":{\"name\":\"acme\"},\"spec\":{\"plan\":\"p\",\"state\":\"Active\",\"isolation\":"
+             "\"shared\"},\"status\":%s}",
+             cases[i].status);
+    json_t *j = load(text);
+    struct tn_tenant *t = NULL;
+    struct tn_error err = {0};
+    cr_assert_eq(tn_tenant_parse(j, &t, &err), 0, "%s: %s", cases[i].status, err.message);
+    cr_assert_eq(t->isolation, cases[i].want, "%s: isolation %s", cases[i].status,
+                 tn_isolation_name(t->isolation));
+    cr_assert_eq(t->spec_isolation, TN_ISOLATION_SHARED);
+    tn_tenant_free(t);
+    json_decref(j);
+  }
 }
