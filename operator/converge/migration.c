@@ -769,8 +769,10 @@ static int choose_method(struct mrun *x, struct tn_error *err) {
   bool logical = min >= 0 && bytes >= min && wal_logical && same_form;
   char why[256];
   if (!same_form)
-    snprintf(why, sizeof why, "snapshot: the isolation changes (%s to %s), and logical replication cannot "
-             "move tables between schemas", tn_isolation_name(x->src.iso), tn_isolation_name(x->dst.iso));
+    snprintf(why, sizeof why,
+             "snapshot: the isolation changes (%s to %s), and logical replication cannot "
+             "move tables between schemas",
+             tn_isolation_name(x->src.iso), tn_isolation_name(x->dst.iso));
   else if (logical)
     snprintf(why, sizeof why, "logical replication: the tenant's tables take %lld bytes (threshold %lld)",
              bytes, min);

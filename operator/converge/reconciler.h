@@ -69,7 +69,7 @@ struct tn_reconciler {
   const char *cluster_name;       /* OUTBOX (issue 14): the events' source tenancy.dev/<name>; NULL = local */
   struct tn_informer *migrations; /* MIGRATION (issue 16): TenantMigrations; NULL = none */
   struct tn_tenant_changes_cache *changes; /* the last recorded placement/quotas; NULL = read each time */
-  struct tn_self_writes *self;    /* the reconcile's own writes, whose events enqueue nothing; may be NULL */
+  struct tn_self_writes *self; /* the reconcile's own writes, whose events enqueue nothing; may be NULL */
 };
 
 /* The GVR of an owned kind. */
