@@ -84,7 +84,16 @@ static bool ready(void *ud, char *why, size_t n) {
     snprintf(why, n, "shutting down");
     return false;
   }
-  return tn_manager_ready(a->mgr, why, n);
+  if (!tn_manager_ready(a->mgr, why, n))
+    return false;
+  /* Leading (or no election) but the workers not started yet: main starts them on its next turn
+   * after the caches synced, and until their first pass is done this replica has checked nothing
+   * (without this, a probe between the sync and that turn answered ready). */
+  if (atomic_load(&a->start_controllers) && !atomic_load(&a->controllers_started)) {
+    snprintf(why, n, "first reconcile pass not started");
+    return false;
+  }
+  return true;
 }
 
 static char *leader_namespace(const struct tn_options *o) {
