@@ -164,3 +164,55 @@ Test(audit_operator, the_head_is_exported_as_a_log_line_an_event_and_a_metric) {
   free(out);
   free(last);
 }
+
+/* A restart with the trail unchanged exports the head to the log and the metric, but does not
+ * write a second Event with the same note (issue 18: a restart writes nothing). */
+Test(audit_operator, a_restart_does_not_write_the_same_head_event_again) {
+  char t[64], *out = NULL;
+  tn_test_unique_name(t, sizeof t, "tn-auditrestart");
+  apply_tenant(t, "Active");
+  wait_state(t, "Active", 60);
+  /* The head this operator exported last, once it is stable (the last three exports, one a
+   * second, name the same row) and an Event holds it. */
+  int rc = tn_test_sh_until(
+      30, &out,
+      "last=$(grep -o 'audit trail head: row [0-9]* hash [0-9a-f]*' '%s' | tail -n 3) && "
+      "[ $(printf '%%s\\n' \"$last\" | sort -u | wc -l) = 1 ] && [ $(printf '%%s\\n' \"$last\" | wc -l) = 3 "
+      "] && "
+      "note=$(printf '%%s\\n' \"$last\" | tail -n 1) && "
+      "kubectl get events -n default --field-selector reason=AuditChainHead "
+      "-o jsonpath='{range .items[*]}{.message}{\"\\n\"}{end}' | grep -qxF \"$note\" && echo \"$note\"",
+      op.log_path);
+  if (rc)
+    tn_test_operator_dump_log(&op);
+  cr_assert_eq(rc, 0, "no AuditChainHead Event for the last exported head: %s", out);
+  char note[200];
+  snprintf(note, sizeof note, "%s", out);
+  note[strcspn(note, "\n")] = '\0';
+  free(out);
+
+  stop();
+  start();
+  /* The new process exports at its start: to the log always; as an Event only when the head moved. */
+  rc = tn_test_sh_until(30, &out,
+                        "grep -o 'audit trail head: row [0-9]* hash [0-9a-f]*' '%s' | tail -n 1 | grep .",
+                        op.log_path);
+  cr_assert_eq(rc, 0, "the restarted operator exported no head: %s", out);
+  char now_note[200];
+  snprintf(now_note, sizeof now_note, "%s", out);
+  now_note[strcspn(now_note, "\n")] = '\0';
+  free(out);
+  sleep(3); /* the recorder writes within a second */
+  rc = tn_test_sh(&out,
+                  "kubectl get events -n default --field-selector reason=AuditChainHead "
+                  "-o jsonpath='{range .items[*]}{.message}{\"\\n\"}{end}' | grep -cxF '%s'",
+                  now_note);
+  cr_assert_eq(atoi(out ? out : "0"), 1, "Events carrying \"%s\": %s (exactly one expected)", now_note, out);
+  cr_log_info("head before the restart: %s; after: %s", note, now_note);
+  free(out);
+  if (strcmp(note, now_note) == 0) {
+    rc = tn_test_sh(&out, "grep -c 'already exported as an Event' '%s'", op.log_path);
+    cr_assert_eq(rc, 0, "the unchanged head was not recognised as exported: %s", out);
+    free(out);
+  }
+}
