@@ -46,47 +46,13 @@ static int x(PGconn *c, const char *what, const char *sql, struct tn_error *err)
   return r ? 0 : err->code;
 }
 
-/* A growable string (identifiers quoted by the server's rules). */
-struct sb {
-  char *s;
-  size_t len, cap;
-  bool oom;
-};
-static void sb_add(struct sb *b, const char *t) {
-  size_t n = strlen(t);
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->s, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->s = p;
-    b->cap = cap;
-  }
-  memcpy(b->s + b->len, t, n + 1);
-  b->len += n;
-}
-static void sb_ident(struct sb *b, PGconn *c, const char *ident) {
-  char *e = PQescapeIdentifier(c, ident, strlen(ident));
-  if (!e) {
-    b->oom = true;
-    return;
-  }
-  sb_add(b, e);
-  PQfreemem(e);
-}
-static void sb_table(struct sb *b, PGconn *c, const struct tn_mig_tables *t, size_t i) {
-  sb_ident(b, c, t->schema[i]);
-  sb_add(b, ".");
-  sb_ident(b, c, t->table[i]);
+static void sb_table(struct tn_mig_sb *b, PGconn *c, const struct tn_mig_tables *t, size_t i) {
+  tn_mig_sb_ident(b, c, t->schema[i]);
+  tn_mig_sb_add(b, ".");
+  tn_mig_sb_ident(b, c, t->table[i]);
 }
 /* Runs b's statement (and frees it). */
-static int sb_exec(struct sb *b, PGconn *c, const char *what, struct tn_error *err) {
+static int sb_exec(struct tn_mig_sb *b, PGconn *c, const char *what, struct tn_error *err) {
   int rc = b->oom ? tn_error_set(err, -ENOMEM, "out of memory") : x(c, what, b->s, err);
   if (b->s)
     explicit_bzero(b->s, b->len);
@@ -157,29 +123,29 @@ bool tn_mig_logical_delete_allowed(const json_t *old, char *msg, size_t n) {
 /* "{\"s\".\"t\",...}" as a text[] literal of qualified names for $1::text[]::regclass[]: each
  * element quoted for the array syntax. */
 static char *regclass_array(PGconn *c, const struct tn_mig_tables *t) {
-  struct sb b = {0};
-  sb_add(&b, "{");
+  struct tn_mig_sb b = {0};
+  tn_mig_sb_add(&b, "{");
   for (size_t i = 0; i < t->n; i++) {
-    struct sb one = {0};
+    struct tn_mig_sb one = {0};
     sb_table(&one, c, t, i);
     if (one.oom) {
       b.oom = true;
       free(one.s);
       break;
     }
-    sb_add(&b, i ? ",\"" : "\"");
+    tn_mig_sb_add(&b, i ? ",\"" : "\"");
     for (const char *p = one.s; *p; p++) {
       char e[3] = {0};
       if (*p == '"' || *p == '\\')
         e[0] = '\\', e[1] = *p;
       else
         e[0] = *p;
-      sb_add(&b, e);
+      tn_mig_sb_add(&b, e);
     }
-    sb_add(&b, "\"");
+    tn_mig_sb_add(&b, "\"");
     free(one.s);
   }
-  sb_add(&b, "}");
+  tn_mig_sb_add(&b, "}");
   if (b.oom) {
     free(b.s);
     return NULL;
@@ -212,8 +178,8 @@ int tn_mig_pg_size_and_wal(PGconn *conn, const struct tn_mig_tables *tables, lon
 int tn_mig_pg_counts(PGconn *conn, const struct tn_mig_tables *tables, long long *rows,
                      struct tn_error *err) {
   for (size_t i = 0; i < tables->n; i++) {
-    struct sb b = {0};
-    sb_add(&b, "SELECT count(*) FROM ");
+    struct tn_mig_sb b = {0};
+    tn_mig_sb_add(&b, "SELECT count(*) FROM ");
     sb_table(&b, conn, tables, i);
     if (b.oom) {
       free(b.s);
@@ -401,12 +367,12 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
   if (!r)
     return err->code;
   for (int i = 0; i < PQntuples(r); i++) {
-    struct sb b = {0};
-    sb_add(&b, "ALTER TABLE ");
-    sb_ident(&b, src, PQgetvalue(r, i, 0));
-    sb_add(&b, ".");
-    sb_ident(&b, src, PQgetvalue(r, i, 1));
-    sb_add(&b, " REPLICA IDENTITY FULL");
+    struct tn_mig_sb b = {0};
+    tn_mig_sb_add(&b, "ALTER TABLE ");
+    tn_mig_sb_ident(&b, src, PQgetvalue(r, i, 0));
+    tn_mig_sb_add(&b, ".");
+    tn_mig_sb_ident(&b, src, PQgetvalue(r, i, 1));
+    tn_mig_sb_add(&b, " REPLICA IDENTITY FULL");
     if ((rc = sb_exec(&b, src, "setting REPLICA IDENTITY FULL on the source", err))) {
       PQclear(r);
       return rc;
@@ -427,13 +393,13 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
   if ((rc = pub_tables(src, name, tables, &have_pub, &same, err)))
     return rc;
   if (!have_pub || (!same && tables->n > 0)) {
-    struct sb b = {0};
-    sb_add(&b, have_pub ? "ALTER PUBLICATION " : "CREATE PUBLICATION ");
-    sb_ident(&b, src, name);
+    struct tn_mig_sb b = {0};
+    tn_mig_sb_add(&b, have_pub ? "ALTER PUBLICATION " : "CREATE PUBLICATION ");
+    tn_mig_sb_ident(&b, src, name);
     if (tables->n)
-      sb_add(&b, have_pub ? " SET TABLE " : " FOR TABLE ");
+      tn_mig_sb_add(&b, have_pub ? " SET TABLE " : " FOR TABLE ");
     for (size_t i = 0; i < tables->n; i++) {
-      sb_add(&b, i ? ", " : "");
+      tn_mig_sb_add(&b, i ? ", " : "");
       sb_table(&b, src, tables, i);
     }
     if ((rc = sb_exec(&b, src, have_pub ? "setting the publication's tables" : "creating the publication",
@@ -448,10 +414,10 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
     /* a repeat starts clean: the initial copy fills empty tables (nobody else writes there: the
      * target role cannot log in before the cutover) */
     if (tables->n) {
-      struct sb b = {0};
-      sb_add(&b, "TRUNCATE ");
+      struct tn_mig_sb b = {0};
+      tn_mig_sb_add(&b, "TRUNCATE ");
       for (size_t i = 0; i < tables->n; i++) {
-        sb_add(&b, i ? ", " : "");
+        tn_mig_sb_add(&b, i ? ", " : "");
         sb_table(&b, dst, tables, i);
       }
       if ((rc = sb_exec(&b, dst, "emptying the target's tables", err)))
@@ -468,16 +434,16 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
       return tn_error_set(err, TN_ECONFIG,
                           "database server %s: cannot build the subscription's connection string",
                           src_srv->name);
-    struct sb b = {0};
-    sb_add(&b, "CREATE SUBSCRIPTION ");
-    sb_ident(&b, dst, name);
-    sb_add(&b, " CONNECTION ");
-    sb_add(&b, lit);
-    sb_add(&b, " PUBLICATION ");
-    sb_ident(&b, dst, name);
-    sb_add(&b, " WITH (slot_name = ");
-    sb_ident(&b, dst, name);
-    sb_add(&b, ")");
+    struct tn_mig_sb b = {0};
+    tn_mig_sb_add(&b, "CREATE SUBSCRIPTION ");
+    tn_mig_sb_ident(&b, dst, name);
+    tn_mig_sb_add(&b, " CONNECTION ");
+    tn_mig_sb_add(&b, lit);
+    tn_mig_sb_add(&b, " PUBLICATION ");
+    tn_mig_sb_ident(&b, dst, name);
+    tn_mig_sb_add(&b, " WITH (slot_name = ");
+    tn_mig_sb_ident(&b, dst, name);
+    tn_mig_sb_add(&b, ")");
     explicit_bzero(lit, strlen(lit));
     PQfreemem(lit);
     /* the server's message may not quote the connection string, but it never goes further than
@@ -485,10 +451,10 @@ int tn_mig_logical_ensure(PGconn *src, PGconn *dst, const struct tn_db_server *s
     if ((rc = sb_exec(&b, dst, "creating the subscription on the target", err)))
       return rc;
   } else if (now.subscription && (!same || now.tables_subscribed != now.tables_total)) {
-    struct sb b = {0};
-    sb_add(&b, "ALTER SUBSCRIPTION ");
-    sb_ident(&b, dst, name);
-    sb_add(&b, " REFRESH PUBLICATION");
+    struct tn_mig_sb b = {0};
+    tn_mig_sb_add(&b, "ALTER SUBSCRIPTION ");
+    tn_mig_sb_ident(&b, dst, name);
+    tn_mig_sb_add(&b, " REFRESH PUBLICATION");
     if ((rc = sb_exec(&b, dst, "refreshing the subscription", err)))
       return rc;
   }
@@ -556,25 +522,25 @@ int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *
        * be down); the slots are dropped on the source below */
       const char *steps[] = {" DISABLE", " SET (slot_name = NONE)", NULL};
       for (int i = 0; steps[i]; i++) {
-        struct sb b = {0};
-        sb_add(&b, "ALTER SUBSCRIPTION ");
-        sb_ident(&b, dst, name);
-        sb_add(&b, steps[i]);
+        struct tn_mig_sb b = {0};
+        tn_mig_sb_add(&b, "ALTER SUBSCRIPTION ");
+        tn_mig_sb_ident(&b, dst, name);
+        tn_mig_sb_add(&b, steps[i]);
         if ((rc = sb_exec(&b, dst, "detaching the subscription from its slot", err)))
           return rc;
       }
-      struct sb b = {0};
-      sb_add(&b, "DROP SUBSCRIPTION IF EXISTS ");
-      sb_ident(&b, dst, name);
+      struct tn_mig_sb b = {0};
+      tn_mig_sb_add(&b, "DROP SUBSCRIPTION IF EXISTS ");
+      tn_mig_sb_ident(&b, dst, name);
       if ((rc = sb_exec(&b, dst, "dropping the subscription", err)))
         return rc;
     }
   }
   if (!src)
     return 0;
-  struct sb b = {0};
-  sb_add(&b, "DROP PUBLICATION IF EXISTS ");
-  sb_ident(&b, src, name);
+  struct tn_mig_sb b = {0};
+  tn_mig_sb_add(&b, "DROP PUBLICATION IF EXISTS ");
+  tn_mig_sb_ident(&b, src, name);
   if ((rc = sb_exec(&b, src, "dropping the publication", err)))
     return rc;
   /* the slot and the table-sync slots (pg_<suboid>_sync_<relid>_<sysid>) of the subscription */
@@ -619,7 +585,7 @@ int tn_mig_logical_drop(PGconn *src, PGconn *dst, const char *name, const char *
 int tn_mig_pg_sync_sequences(PGconn *src, PGconn *dst, const struct tn_mig_tables *tables,
                              struct tn_error *err) {
   for (size_t i = 0; i < tables->n; i++) {
-    struct sb qn = {0};
+    struct tn_mig_sb qn = {0};
     sb_table(&qn, dst, tables, i);
     if (qn.oom) {
       free(qn.s);
@@ -653,18 +619,18 @@ int tn_mig_pg_sync_sequences(PGconn *src, PGconn *dst, const struct tn_mig_table
       if (!PQgetisnull(s, 0, 0))
         snprintf(last, sizeof last, "%s", PQgetvalue(s, 0, 0));
       PQclear(s);
-      struct sb b = {0};
+      struct tn_mig_sb b = {0};
       char *lit = PQescapeLiteral(dst, qn.s, strlen(qn.s)), *lcol = PQescapeLiteral(dst, col, strlen(col));
-      sb_add(&b, "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(");
-      sb_add(&b, lit ? lit : "''");
-      sb_add(&b, ", ");
-      sb_add(&b, lcol ? lcol : "''");
-      sb_add(&b, "), greatest(coalesce(max(");
-      sb_ident(&b, dst, col);
-      sb_add(&b, ")::bigint, 0), ");
-      sb_add(&b, last); /* digits from the server */
-      sb_add(&b, "::bigint) + 1, false) FROM ");
-      sb_add(&b, qn.s);
+      tn_mig_sb_add(&b, "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(");
+      tn_mig_sb_add(&b, lit ? lit : "''");
+      tn_mig_sb_add(&b, ", ");
+      tn_mig_sb_add(&b, lcol ? lcol : "''");
+      tn_mig_sb_add(&b, "), greatest(coalesce(max(");
+      tn_mig_sb_ident(&b, dst, col);
+      tn_mig_sb_add(&b, ")::bigint, 0), ");
+      tn_mig_sb_add(&b, last); /* digits from the server */
+      tn_mig_sb_add(&b, "::bigint) + 1, false) FROM ");
+      tn_mig_sb_add(&b, qn.s);
       if (!lit || !lcol)
         b.oom = true;
       PQfreemem(lit);

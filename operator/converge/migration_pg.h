@@ -88,4 +88,15 @@ int tn_mig_pg_freeze(PGconn *conn, const char *role, double timeout_s, int *ende
 /* Whether role may log in on conn's server (*can_login), 0 or an error; TN_ENOTFOUND when absent. */
 int tn_mig_pg_role_login(PGconn *conn, const char *role, bool *can_login, struct tn_error *err);
 
+/* A growable string for SQL text; oom set (and nothing more appended) when memory ran out. Shared
+ * by the snapshot copy and the logical copy (migration_logical.c). */
+struct tn_mig_sb {
+  char *s;
+  size_t len, cap;
+  bool oom;
+};
+void tn_mig_sb_add(struct tn_mig_sb *b, const char *t);
+/* Appends ident quoted by the server's rules (PQescapeIdentifier). */
+void tn_mig_sb_ident(struct tn_mig_sb *b, PGconn *c, const char *ident);
+
 #endif
