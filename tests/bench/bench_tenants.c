@@ -12,6 +12,9 @@
  * after the floor, the floor again with one candidate write removal each (or unchanged: "floor"),
  * each printed against the floor of the run; floor-watch: the floor with the watches the
  * operator's informers keep open, drained by the client (what serving them costs the API server);
+ * floor-audit: the floor plus the operator's PostgreSQL rows per tenant (audit trail, history,
+ * outbox: the other writes an operator with an audit trail must cause), written through the
+ * operator's own functions; floor-all: both (watches and PostgreSQL rows);
  * $TENANCY_BENCH_RUN_TAG tags the floor's tenant names.
  *
  * Prints figures; asserts nothing. The cluster is the one $KUBECONFIG names, which must be on
@@ -42,12 +45,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
+#include "audit/history.h"
+#include "audit/outbox.h"
+#include "converge/tenant_changes.h"
 #include "kube/client.h"
 #include "kube/watchstream.h"
 #include "runtime/events.h"
 #include "runtime/metrics.h"
+#include "tenancy/cloudevents.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/uuid.h"
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
@@ -83,7 +92,8 @@ static struct floor_variant {
   bool small_status;        /* the status only state, observedGeneration and the Ready condition */
   bool one_netpol;          /* 1 NetworkPolicy per namespace instead of 2 (11 -> 10 objects) */
   bool watches;             /* floor-watch: every write of the floor, plus the operator's watches kept open */
-} fvar = {"floor", false, false, false, false, false};
+  bool audit;               /* floor-audit: every write of the floor, plus the operator's PostgreSQL rows */
+} fvar = {"floor", false, false, false, false, false, false};
 #define MANAGED_BY "app.kubernetes.io/managed-by=tenancy-operator"
 /* The baseline's objects say managed-by=tenancy-baseline (as long as "tenancy-operator"): an
  * operator never caches, adopts or removes them, and they need not be deleted before it runs. */
@@ -1417,6 +1427,82 @@ struct floor {
   double *latency[F_STEPS]; /* [step][tenant], seconds */
 };
 
+/* floor-audit: the audit trail the floor writes to (TENANCY_PG_DSN), shared by its threads as the
+ * operator's workers share theirs (one connection behind a mutex). NULL: the variant is not run. */
+static struct tn_audit *floor_audit;
+
+/* floor-audit: the PostgreSQL rows the operator writes for a new Active tenant (its reconcile's
+ * calls, operator/converge/reconciler.c and tenant_changes.c): before the objects, the "started"
+ * rows of create and activate; after the status, the tenant's history version, the "succeeded"
+ * rows with the created and activated outbox events, and the placement.decided and
+ * quota.changed rows with theirs. Same functions, same shapes: what the trail costs is the same. */
+static int floor_audit_transitions(const json_t *tenant, const char *outcome, struct tn_error *err) {
+  const json_t *md = json_object_get(tenant, "metadata");
+  const char *name = json_string_value(json_object_get(md, "name"));
+  const char *uid = json_string_value(json_object_get(md, "uid"));
+  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+  char target[128];
+  snprintf(target, sizeof target, "tenant/%s", name ? name : "");
+  static const struct {
+    const char *action, *from, *to, *event;
+  } steps[] = {{"create", "", "Draft", TN_CE_CREATED}, {"activate", "Draft", "Active", TN_CE_ACTIVATED}};
+  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+    char details[160], cid[37];
+    snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}", steps[i].from,
+             steps[i].to, steps[i].action);
+    const char *parts[] = {"bench-floor", uid ? uid : "", steps[i].action};
+    tn_uuid_from_parts(parts, 3, cid);
+    struct tn_outbox_event ob = {0};
+    int rc = 0;
+    if (strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0) {
+      json_t *data = tn_ce_transition_data(steps[i].from[0] ? steps[i].from : NULL, steps[i].to, 1,
+                                           "benchmark", "standard", "eu-west-1");
+      rc = data ? tn_outbox_event_init(&ob, NULL, tenant, steps[i].event, cid, TN_AUDIT_OPERATOR_ACTOR, data,
+                                       err)
+                : tn_error_set(err, -ENOMEM, "out of memory");
+      json_decref(data);
+    }
+    struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
+                                .action = steps[i].action,
+                                .target = target,
+                                .request_id = rv,
+                                .correlation_id = cid,
+                                .outcome = outcome,
+                                .generation_before = 1,
+                                .generation_after = 1,
+                                .details = details,
+                                .outbox = ob.event ? &ob : NULL};
+    if (rc == 0)
+      rc = tn_audit_append(floor_audit, &ev, NULL, err);
+    tn_outbox_event_cleanup(&ob);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static int floor_audit_after(const json_t *tenant, struct tn_error *err) {
+  if (tn_history_record_event(floor_audit, tenant, NULL, NULL, err) ||
+      floor_audit_transitions(tenant, TN_AUDIT_SUCCEEDED, err))
+    return -1;
+  char when[32];
+  time_t t = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+  json_t *quotas = json_pack("{s:s, s:s, s:s}", "cpu", "8", "memory", "16Gi", "storage", "100Gi");
+  struct tn_tenant_changes c = {.audit = floor_audit,
+                                .tenant = tenant,
+                                .actor = TN_AUDIT_OPERATOR_ACTOR,
+                                .request_id = json_string_value(
+                                    json_object_get(json_object_get(tenant, "metadata"), "resourceVersion")),
+                                .now = when,
+                                .region = "eu-west-1",
+                                .isolation = "shared",
+                                .quotas = quotas};
+  int rc = quotas ? tn_tenant_record_changes(&c, NULL, err) : tn_error_set(err, -ENOMEM, "out of memory");
+  json_decref(quotas);
+  return rc;
+}
+
 static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
   struct floor *f = p->ud;
   char tenant[32], ns[64], when[32];
@@ -1455,6 +1541,10 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
     cur = next;
     next = NULL;
   }
+  if (fvar.audit && floor_audit_transitions(cur, TN_AUDIT_STARTED, err) != 0) {
+    pool_fail(p, "audit trail", err);
+    failed++;
+  }
   t0 = now();
   f->latency[F_META][i] = t0 - t1;
   for (size_t e = 0; e < N_ENVS; e++) {
@@ -1488,6 +1578,10 @@ static int floor_item(struct pool *p, size_t i, struct tn_error *err) {
     pool_fail(p, tenant, err);
     failed++;
   } else {
+    if (fvar.audit && floor_audit_after(next, err) != 0) {
+      pool_fail(p, "audit trail", err);
+      failed++;
+    }
     double t_ready = now();
     f->latency[F_STATUS][i] = t_ready - t1;
     pthread_mutex_lock(&p->mu);
@@ -1747,10 +1841,18 @@ static double run_floor(struct tn_kube *k, struct tn_metrics *reg, double baseli
   size_t failed = atomic_load(&p.failed);
   char reqs[256];
   format_requests(&d, reqs, sizeof reqs);
-  if (fvar.finalizer_at_create || fvar.one_event || fvar.small_status || fvar.one_netpol || fvar.watches)
+  if (fvar.finalizer_at_create || fvar.one_event || fvar.small_status || fvar.one_netpol || fvar.watches ||
+      fvar.audit)
     printf(
-        "floor variant %s (%s%s%s%s%s), tenants %s*:\n", fvar.name,
-        fvar.watches ? " every write of the floor, and the operator's watches kept open and drained" : "",
+        "floor variant %s (%s%s%s%s%s%s%s), tenants %s*:\n", fvar.name,
+        fvar.watches || fvar.audit ? " every write of the floor, plus" : "",
+        fvar.watches ? " the operator's watches kept open and drained" : "",
+        !fvar.audit ? ""
+        : fvar.watches
+            ? " and the operator's audit trail, history and outbox rows in PostgreSQL (6 audit "
+              "rows, 4 outbox events, 1 history version per tenant)"
+            : " the operator's audit trail, history and outbox rows in PostgreSQL (6 audit rows, 4 "
+              "outbox events, 1 history version per tenant)",
         fvar.finalizer_at_create ? " no metadata PUT: the finalizer's annotation sent with the create" : "",
         fvar.one_event ? " 1 Event (Activated) instead of 2" : "",
         fvar.small_status ? " a status of state, observedGeneration and the Ready condition only" : "",
@@ -1819,12 +1921,14 @@ static const char *run_tag(void) {
  * variant's time is printed against the floor's of this run. */
 static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double baseline_s, double floor_s) {
   static const struct floor_variant known[] = {
-      {"finalizer-at-create", true, false, false, false, false},
-      {"one-event", false, true, false, false, false},
-      {"small-status", false, false, true, false, false},
-      {"one-netpol", false, false, false, true, false},
-      {"floor", false, false, false, false, false},
-      {"floor-watch", false, false, false, false, true},
+      {"finalizer-at-create", true, false, false, false, false, false},
+      {"one-event", false, true, false, false, false, false},
+      {"small-status", false, false, true, false, false, false},
+      {"one-netpol", false, false, false, true, false, false},
+      {"floor", false, false, false, false, false, false},
+      {"floor-watch", false, false, false, false, true, false},
+      {"floor-audit", false, false, false, false, false, true},
+      {"floor-all", false, false, false, false, true, true},
   };
   char *list = strdup(opt.floor_variants), *save = NULL;
   int n = 0;
@@ -1835,9 +1939,20 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
         v = &known[i];
     if (!v) {
       printf("floor variant %s: unknown (finalizer-at-create, one-event, small-status, one-netpol, floor, "
-             "floor-watch)\n",
+             "floor-watch, floor-audit, floor-all)\n",
              tok);
       continue;
+    }
+    if (v->audit && !floor_audit) {
+      const char *dsn = getenv("TENANCY_PG_DSN");
+      struct tn_audit_options ao = {.ca_file = getenv("TENANCY_PG_CA_FILE"),
+                                    .application_name = "bench-floor"};
+      struct tn_error aerr = {0};
+      if (!dsn || !*dsn || tn_audit_open(dsn, &ao, &floor_audit, &aerr) != 0) {
+        printf("floor variant %s: not run: no audit trail (TENANCY_PG_DSN: %s)\n", v->name,
+               dsn && *dsn ? aerr.message : "not set");
+        continue;
+      }
     }
     fvar = *v;
     snprintf(floor_prefix, sizeof floor_prefix, "fv%s%d-", run_tag(), ++n);
@@ -1849,7 +1964,9 @@ static void run_floor_variants(struct tn_kube *k, struct tn_metrics *reg, double
     fflush(stdout);
   }
   free(list);
-  fvar = (struct floor_variant){"floor", false, false, false, false, false};
+  tn_audit_close(floor_audit);
+  floor_audit = NULL;
+  fvar = (struct floor_variant){"floor", false, false, false, false, false, false};
   snprintf(floor_prefix, sizeof floor_prefix, "floor%s-", run_tag());
 }
 
@@ -2690,12 +2807,13 @@ static int find_root(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: bench_tenants [--tenants N] [--threads N]\n"
-             "                     [--phase all|baseline|floor|operator|floor-operator|scale]\n"
-             "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
-             "                     [--teardown] [--allow-remote]\n"
-             "                     [--floor-variants "
-             "finalizer-at-create,one-event,small-status,one-netpol,floor,floor-watch]\n");
+  fprintf(f,
+          "usage: bench_tenants [--tenants N] [--threads N]\n"
+          "                     [--phase all|baseline|floor|operator|floor-operator|scale]\n"
+          "                     [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]\n"
+          "                     [--teardown] [--allow-remote]\n"
+          "                     [--floor-variants "
+          "finalizer-at-create,one-event,small-status,one-netpol,floor,floor-watch,floor-audit,floor-all]\n");
 }
 
 int main(int argc, char **argv) {
