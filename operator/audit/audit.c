@@ -188,7 +188,8 @@ static const char schema_sql[] =
     "  INSERT INTO @S@.audit_events (id, at, actor, action, target, request_id, correlation_id, outcome,\n"
     "                                generation_before, generation_after, details, prev_hash, hash)\n"
     "  VALUES (nextval('@S@.audit_events_id_seq'), clock_timestamp(), p_actor, p_action, p_target,\n"
-    "          p_request_id, p_correlation_id, p_outcome, p_generation_before, p_generation_after, p_details,\n"
+    "          p_request_id, p_correlation_id, p_outcome, p_generation_before, p_generation_after, "
+    "p_details,\n"
     "          NULL, NULL)\n"
     "  RETURNING id, hash INTO out_id, out_hash;\n"
     "END $$;\n"
@@ -1068,10 +1069,17 @@ static json_t *row_json(const struct tn_audit_event *ev) {
   if (!o)
     return NULL;
   const struct tn_outbox_event *ob = ev->outbox;
-  const char *keys[] = {"actor",   "action", "target", "request_id", "correlation_id",
+  const char *keys[] = {"actor",   "action",  "target", "request_id", "correlation_id",
                         "outcome", "details", "tenant", "labels",     "event"};
-  const char *vals[] = {ev->actor,   ev->action,  ev->target,        ev->request_id,    ev->correlation_id,
-                        ev->outcome, ev->details, ob ? ob->tenant : NULL, ob ? ob->labels : NULL,
+  const char *vals[] = {ev->actor,
+                        ev->action,
+                        ev->target,
+                        ev->request_id,
+                        ev->correlation_id,
+                        ev->outcome,
+                        ev->details,
+                        ob ? ob->tenant : NULL,
+                        ob ? ob->labels : NULL,
                         ob ? ob->event : NULL};
   bool ok = true;
   for (size_t i = 0; ok && i < sizeof keys / sizeof keys[0]; i++) {
@@ -1121,7 +1129,8 @@ int tn_audit_append_many(struct tn_audit *a, const struct tn_audit_event *evs, s
   char *arg = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
   json_decref(rows);
   if (!arg) /* json_string() refuses what is not UTF-8, as PostgreSQL would */
-    return tn_error_set(err, TN_EINVALID, "audit trail: a field of an audit row is not valid UTF-8 (or out of memory)");
+    return tn_error_set(err, TN_EINVALID,
+                        "audit trail: a field of an audit row is not valid UTF-8 (or out of memory)");
   char sql[160];
   snprintf(sql, sizeof sql, "SELECT out_id FROM %s.audit_append_rows($1::jsonb)", a->schema);
   const char *params[] = {arg};

@@ -246,7 +246,8 @@ int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, s
   if (want_p && !(rec_p && strcmp(rec_p, want_p) == 0)) {
     json_t *data = json_pack("{s:s, s:s, s:o}", "region", c->region, "isolation", c->isolation,
                              "previousRegion", was ? json_string(was) : json_null());
-    rc = data ? change_init(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, &ch[n], err)
+    rc = data ? change_init(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, &ch[n],
+                            err)
               : tn_error_set(err, -ENOMEM, "out of memory");
     json_decref(data);
     if (rc == 0) {

@@ -97,8 +97,8 @@ static struct tn_audit_verify_result verify(struct tn_audit *a) {
 
 /* A Tenant as the operator reads it (what tn_outbox_event_init looks at). */
 static json_t *tenant_obj(const char *name) {
-  return json_pack("{s:{s:s, s:s, s:I, s:{s:s}}}", "metadata", "name", name, "uid", "6f1d2c1e-uid-rows", "generation",
-                   (json_int_t)1, "labels", "team", "blue");
+  return json_pack("{s:{s:s, s:s, s:I, s:{s:s}}}", "metadata", "name", name, "uid", "6f1d2c1e-uid-rows",
+                   "generation", (json_int_t)1, "labels", "team", "blue");
 }
 
 /* The rows of one reconcile of a new tenant: the two "succeeded" transitions with their events,
@@ -223,22 +223,25 @@ Test(audit_rows, several_rows_and_events_in_one_call_through_the_writer_role) {
   v = tn_test_pg_value(c, "SELECT details FROM %s.audit_events WHERE id = 1", schema);
   cr_assert_str_eq(v, "{\"from\": \"\",  \"to\":\"Draft\", \"note\": \"a|b\\n\"}");
   free(v);
-  v = tn_test_pg_value(c,
-                       "SELECT concat_ws('|', actor, action, coalesce(request_id, 'NULL'), "
-                       "coalesce(generation_before::text, 'NULL'), generation_after, coalesce(details::text, 'NULL')) "
-                       "FROM %s.audit_events WHERE id = 2",
-                       schema);
+  v = tn_test_pg_value(
+      c,
+      "SELECT concat_ws('|', actor, action, coalesce(request_id, 'NULL'), "
+      "coalesce(generation_before::text, 'NULL'), generation_after, coalesce(details::text, 'NULL')) "
+      "FROM %s.audit_events WHERE id = 2",
+      schema);
   cr_assert_str_eq(v, "Zo\xc3\xab \"admin\"\n<zoe@acme.example>|activate|NULL|NULL|1|NULL");
   free(v);
   /* Two events, for rows 1 and 2, with their rows' times and the tenant's sequence 1, 2. */
   v = tn_test_pg_value(
       c,
       "SELECT string_agg(o.audit_id || ':' || o.tenant_seq || ':' || o.type || ':' || "
-      "((o.event ->> 'time') = to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text || ':' "
+      "((o.event ->> 'time') = to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text "
+      "|| ':' "
       "|| (o.event ->> 'tenancysequence') || ':' || (o.labels ->> 'team'), ',' ORDER BY o.seq) "
       "FROM %s.outbox o JOIN %s.audit_events e ON e.id = o.audit_id",
       schema, schema);
-  cr_assert_str_eq(v, "1:1:dev.tenancy.tenant.created.v1:true:1:blue,2:2:dev.tenancy.tenant.activated.v1:true:2:blue");
+  cr_assert_str_eq(
+      v, "1:1:dev.tenancy.tenant.created.v1:true:1:blue,2:2:dev.tenancy.tenant.activated.v1:true:2:blue");
   free(v);
 
   /* The same batch again (a retry after an unknown commit): rows again, each event stored once. */
@@ -254,8 +257,10 @@ Test(audit_rows, several_rows_and_events_in_one_call_through_the_writer_role) {
   cr_assert_eq(PQstatus(wc), CONNECTION_OK, "%s", PQerrorMessage(wc));
   const char *denied[] = {
       "SELECT @S@.audit_insert('x', 'y', 'z', NULL, NULL, 'o', NULL, NULL, NULL)",
-      "SELECT @S@.outbox_insert(1, 'acme', '{}', '{\"id\":\"x\",\"type\":\"t\",\"subject\":\"tenant/acme\"}')",
-      "INSERT INTO @S@.audit_events (id, at, actor, action, target, outcome) VALUES (99, now(), 'x', 'y', 'z', "
+      "SELECT @S@.outbox_insert(1, 'acme', '{}', "
+      "'{\"id\":\"x\",\"type\":\"t\",\"subject\":\"tenant/acme\"}')",
+      "INSERT INTO @S@.audit_events (id, at, actor, action, target, outcome) VALUES (99, now(), 'x', 'y', "
+      "'z', "
       "'o')",
   };
   for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
@@ -369,11 +374,12 @@ Test(audit_rows, the_trigger_links_a_row_without_prev_hash_and_refuses_a_fork) {
   cr_assert_eq(r.rows, 4);
   /* A prev_hash that is not the last row's hash (a fork) is still refused, as is an id that
    * does not follow the last one. */
-  char *m = tn_test_pg_error(c,
-                             "INSERT INTO %s.audit_events (id, at, actor, action, target, outcome, prev_hash, hash) "
-                             "SELECT nextval('%s.audit_events_id_seq'), now(), 'x', 'y', 'tenant/acme', 'o', "
-                             "prev_hash, repeat('1', 64) FROM %s.audit_events WHERE id = 4",
-                             schema, schema, schema);
+  char *m = tn_test_pg_error(
+      c,
+      "INSERT INTO %s.audit_events (id, at, actor, action, target, outcome, prev_hash, hash) "
+      "SELECT nextval('%s.audit_events_id_seq'), now(), 'x', 'y', 'tenant/acme', 'o', "
+      "prev_hash, repeat('1', 64) FROM %s.audit_events WHERE id = 4",
+      schema, schema, schema);
   cr_assert(strstr(m, "does not chain to the last row"), "%s", m);
   free(m);
   m = tn_test_pg_error(c,
@@ -514,11 +520,13 @@ Test(audit_rows, a_schema_5_trail_is_upgraded_in_place_and_verifies_as_one_chain
   for (int i = 0; i < 3; i++)
     must(c, "SELECT @S@.audit_append('jane', 'activate', 'tenant/acme', 'r', 'c', 'started', 1, 2, "
             "'{\"a\": 1}')");
-  must(c, "SELECT @S@.audit_append_event('jane', 'activate', 'tenant/acme', NULL, 'c', 'succeeded', NULL, 2, "
-          "NULL, 'acme', '{}', '{\"id\": \"ev-5\", \"type\": \"dev.tenancy.tenant.activated.v1\", \"subject\": "
-          "\"tenant/acme\"}')");
+  must(c,
+       "SELECT @S@.audit_append_event('jane', 'activate', 'tenant/acme', NULL, 'c', 'succeeded', NULL, 2, "
+       "NULL, 'acme', '{}', '{\"id\": \"ev-5\", \"type\": \"dev.tenancy.tenant.activated.v1\", \"subject\": "
+       "\"tenant/acme\"}')");
   char *old_head = tn_test_pg_value(c, "SELECT hash FROM %s.audit_events WHERE id = 4", schema);
-  char *v = tn_test_pg_value(c, "SELECT provolatile FROM pg_proc WHERE oid = '%s.audit_field_text'::regproc", schema);
+  char *v = tn_test_pg_value(c, "SELECT provolatile FROM pg_proc WHERE oid = '%s.audit_field_text'::regproc",
+                             schema);
   cr_assert_str_eq(v, "i");
   free(v);
 
@@ -539,7 +547,8 @@ Test(audit_rows, a_schema_5_trail_is_upgraded_in_place_and_verifies_as_one_chain
   v = tn_test_pg_value(c, "SELECT obj_description('%s.audit_events'::regclass, 'pg_class')", schema);
   cr_assert(strstr(v, "(schema 6)"), "%s", v);
   free(v);
-  v = tn_test_pg_value(c, "SELECT provolatile FROM pg_proc WHERE oid = '%s.audit_field_text'::regproc", schema);
+  v = tn_test_pg_value(c, "SELECT provolatile FROM pg_proc WHERE oid = '%s.audit_field_text'::regproc",
+                       schema);
   cr_assert_str_eq(v, "s", "the field encoding is STABLE now (inlined into audit_hash)");
   free(v);
   /* The old rows are untouched. */
@@ -557,7 +566,8 @@ Test(audit_rows, a_schema_5_trail_is_upgraded_in_place_and_verifies_as_one_chain
   cr_assert_eq(tn_audit_append_many(w, b.ev, 3, ids, &err), 0, "%s", err.message);
   cr_assert_eq(ids[0], 5);
   /* The old functions still work after the upgrade (an older operator during a rolling upgrade). */
-  must(c, "SELECT @S@.audit_append('jane', 'suspend', 'tenant/acme', NULL, NULL, 'started', NULL, NULL, NULL)");
+  must(c,
+       "SELECT @S@.audit_append('jane', 'suspend', 'tenant/acme', NULL, NULL, 'started', NULL, NULL, NULL)");
   r = verify(w);
   cr_assert(r.ok, "%s", r.problem);
   cr_assert_eq(r.rows, 8);
