@@ -132,6 +132,14 @@ struct tn_audit_event {
 int tn_audit_append(struct tn_audit *a, const struct tn_audit_event *ev, long long *id_out,
                     struct tn_error *err);
 
+/* The same for n rows (evs[0..n-1]) in one call, one round trip and one transaction (schema 6:
+ * audit_append_rows()): in that order, with consecutive places in the chain under one take of the
+ * lock, each with its outbox event if any; all or none. ids_out (may be NULL) gets the n ids. Every
+ * row is checked before anything is sent: one invalid row writes nothing (TN_EINVALID). n == 0
+ * does nothing and returns 0. Errors as for tn_audit_append. */
+int tn_audit_append_many(struct tn_audit *a, const struct tn_audit_event *evs, size_t n, long long *ids_out,
+                         struct tn_error *err);
+
 /* Counters for metrics (tenancy_audit_*), read without waiting for a call in progress. */
 struct tn_audit_stats {
   unsigned long long appends;         /* rows appended */

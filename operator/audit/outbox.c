@@ -21,6 +21,35 @@
 #define LOCK_CLASS "1414414677"
 #define TS_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
+/* The event EVENT (jsonb) of audit row AUDIT_ID written at AT into the outbox, unless an event with
+ * its id is there already (then SEQ and TSEQ are that one's): PL/pgSQL statements, the names
+ * those of variables of the enclosing block (ID a text one for the event's id), run under the
+ * trail's lock. The tenant's counter row is bumped, the global seq taken, and the event completed
+ * with its time (the audit row's) and tenancysequence. Shared by outbox_insert() and
+ * audit_append_rows(), inline (a nested function call per event cost as much as its inserts). */
+#define OUTBOX_PUT(AUDIT_ID, AT, TENANT, LABELS, EVENT, ID, SEQ, TSEQ)                                       \
+  "  " ID " := " EVENT " ->> 'id';\n"                                                                        \
+  "  IF " TENANT " IS NULL OR " TENANT " = '' OR jsonb_typeof(" EVENT ") IS DISTINCT FROM 'object'\n"        \
+  "     OR coalesce(" ID ", '') = '' OR coalesce(" EVENT " ->> 'type', '') = ''\n"                           \
+  "     OR (" EVENT " ->> 'subject') IS DISTINCT FROM 'tenant/' || " TENANT "\n"                             \
+  "     OR jsonb_typeof(coalesce(" LABELS ", '{}'::jsonb)) <> 'object' THEN\n"                               \
+  "    RAISE EXCEPTION 'outbox: an event needs a tenant, an object with id, type and subject "               \
+  "tenant/<tenant>, '\n"                                                                                     \
+  "      'and labels as an object' USING ERRCODE = 'invalid_parameter_value';\n"                             \
+  "  END IF;\n"                                                                                              \
+  "  SELECT o.seq, o.tenant_seq INTO " SEQ ", " TSEQ " FROM @S@.outbox o WHERE o.id = " ID ";\n"             \
+  "  IF NOT FOUND THEN\n"                                                                                    \
+  "    INSERT INTO @S@.outbox_tenants AS c (tenant, last_seq) VALUES (" TENANT ", 1)\n"                      \
+  "      ON CONFLICT (tenant) DO UPDATE SET last_seq = c.last_seq + 1\n"                                     \
+  "      RETURNING c.last_seq INTO " TSEQ ";\n"                                                              \
+  "    " SEQ " := nextval('@S@.outbox_seq_seq');\n"                                                          \
+  "    INSERT INTO @S@.outbox (seq, tenant, tenant_seq, id, type, audit_id, labels, event)\n"                \
+  "    VALUES (" SEQ ", " TENANT ", " TSEQ ", " ID ", " EVENT " ->> 'type', " AUDIT_ID ",\n"                 \
+  "            coalesce(" LABELS ", '{}'::jsonb),\n"                                                         \
+  "            " EVENT " || jsonb_build_object('time', " TS_TEXT(                                            \
+      "coalesce(" AT ", clock_timestamp())") ", 'tenancysequence', " TSEQ "));\n"                            \
+                                             "  END IF;\n"
+
 const char tn_outbox_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS @S@.outbox (\n"
     "  seq        bigserial PRIMARY KEY,\n"
@@ -58,55 +87,96 @@ const char tn_outbox_schema_sql[] =
     "  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$\n"
     "DECLARE\n"
     "  v_at timestamptz;\n"
-    "  v_id text := p_event ->> 'id';\n"
+    "  v_id text;\n"
     "BEGIN\n"
-    "  IF p_tenant IS NULL OR p_tenant = '' OR jsonb_typeof(p_event) IS DISTINCT FROM 'object'\n"
-    "     OR coalesce(v_id, '') = '' OR coalesce(p_event ->> 'type', '') = ''\n"
-    "     OR (p_event ->> 'subject') IS DISTINCT FROM 'tenant/' || p_tenant\n"
-    "     OR jsonb_typeof(coalesce(p_labels, '{}'::jsonb)) <> 'object' THEN\n"
-    "    RAISE EXCEPTION 'outbox: an event needs a tenant, an object with id, type and subject "
-    "tenant/<tenant>, '\n"
-    "      'and labels as an object' USING ERRCODE = 'invalid_parameter_value';\n"
-    "  END IF;\n"
     "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS ", '@S@.audit_events'::regclass::oid::int4);\n"
-    "  SELECT o.seq, o.tenant_seq INTO out_seq, out_tenant_seq FROM @S@.outbox o WHERE o.id = v_id;\n"
-    "  IF FOUND THEN\n"
-    "    RETURN;\n"
-    "  END IF;\n"
-    "  INSERT INTO @S@.outbox_tenants AS c (tenant, last_seq) VALUES (p_tenant, 1)\n"
-    "    ON CONFLICT (tenant) DO UPDATE SET last_seq = c.last_seq + 1\n"
-    "    RETURNING c.last_seq INTO out_tenant_seq;\n"
-    "  SELECT e.at INTO v_at FROM @S@.audit_events e WHERE e.id = p_audit_id;\n"
-    "  v_at := coalesce(v_at, clock_timestamp());\n"
-    "  out_seq := nextval('@S@.outbox_seq_seq');\n"
-    "  INSERT INTO @S@.outbox (seq, tenant, tenant_seq, id, type, audit_id, labels, event)\n"
-    "  VALUES (out_seq, p_tenant, out_tenant_seq, v_id, p_event ->> 'type', p_audit_id,\n"
-    "          coalesce(p_labels, '{}'::jsonb),\n"
-    "          p_event || jsonb_build_object('time', " TS_TEXT(
-        "v_at") ", 'tenancysequence', out_tenant_seq));\n"
-                "END $$;\n"
-                "CREATE OR REPLACE FUNCTION @S@.audit_append_event(p_actor text, p_action text, p_target "
-                "text,\n"
-                "    p_request_id text, p_correlation_id text, p_outcome text, p_generation_before bigint,\n"
-                "    p_generation_after bigint, p_details json, p_tenant text, p_labels jsonb, p_event "
-                "jsonb,\n"
-                "    OUT out_id bigint, OUT out_hash text, OUT out_seq bigint, OUT out_tenant_seq bigint)\n"
-                "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
-                "BEGIN\n"
-                "  SELECT a.out_id, a.out_hash INTO out_id, out_hash\n"
-                "    FROM @S@.audit_append(p_actor, p_action, p_target, p_request_id, p_correlation_id, "
-                "p_outcome,\n"
-                "                          p_generation_before, p_generation_after, p_details) a;\n"
-                "  SELECT o.out_seq, o.out_tenant_seq INTO out_seq, out_tenant_seq\n"
-                "    FROM @S@.outbox_insert(out_id, p_tenant, p_labels, p_event) o;\n"
-                "END $$;\n"
-                "REVOKE ALL ON @S@.outbox FROM PUBLIC;\n"
-                "REVOKE ALL ON SEQUENCE @S@.outbox_seq_seq FROM PUBLIC;\n"
-                "REVOKE ALL ON @S@.outbox_tenants FROM PUBLIC;\n"
-                "REVOKE ALL ON FUNCTION @S@.outbox_insert(bigint, text, jsonb, jsonb) FROM PUBLIC;\n"
-                "REVOKE ALL ON FUNCTION @S@.audit_append_event(text, text, text, text, text, text, bigint, "
-                "bigint, json,\n"
-                "    text, jsonb, jsonb) FROM PUBLIC;\n";
+    "  SELECT e.at INTO v_at FROM @S@.audit_events e WHERE e.id = p_audit_id;\n" OUTBOX_PUT(
+        "p_audit_id", "v_at", "p_tenant", "p_labels", "p_event", "v_id", "out_seq",
+        "out_tenant_seq") "END $$;\n"
+                          "CREATE OR REPLACE FUNCTION @S@.audit_append_event(p_actor text, p_action text, "
+                          "p_target text,\n"
+                          "    p_request_id text, p_correlation_id text, p_outcome text, p_generation_before "
+                          "bigint,\n"
+                          "    p_generation_after bigint, p_details json, p_tenant text, p_labels jsonb, "
+                          "p_event jsonb,\n"
+                          "    OUT out_id bigint, OUT out_hash text, OUT out_seq bigint, OUT out_tenant_seq "
+                          "bigint)\n"
+                          "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+                          "BEGIN\n"
+                          "  SELECT a.out_id, a.out_hash INTO out_id, out_hash\n"
+                          "    FROM @S@.audit_append(p_actor, p_action, p_target, p_request_id, "
+                          "p_correlation_id, p_outcome,\n"
+                          "                          p_generation_before, p_generation_after, p_details) a;\n"
+                          "  SELECT o.out_seq, o.out_tenant_seq INTO out_seq, out_tenant_seq\n"
+                          "    FROM @S@.outbox_insert(out_id, p_tenant, p_labels, p_event) o;\n"
+                          "END $$;\n"
+                          /* Schema 6: several audit rows (and their events) in one call and one transaction,
+                           * in the order given, under one take of the trail's lock: what the operator writes
+                           * for one reconcile. p_rows is a JSON array of objects {actor, action, target,
+                           * request_id, correlation_id, outcome, generation_before, generation_after, details
+                           * (the JSON text, stored verbatim), and for an event tenant, labels and event (JSON
+                           * texts)}; a missing key is NULL. One result row per element, in order. All rows or
+                           * none. */
+                          "CREATE OR REPLACE FUNCTION @S@.audit_append_rows(p_rows jsonb)\n"
+                          "  RETURNS TABLE (out_id bigint, out_hash text, out_seq bigint)\n"
+                          "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$\n"
+                          "DECLARE\n"
+                          "  r jsonb;\n"
+                          "  v_at timestamptz;\n"
+                          "  v_tenant text;\n"
+                          "  v_labels jsonb;\n"
+                          "  v_event jsonb;\n"
+                          "  v_id text;\n"
+                          "  v_tenant_seq bigint;\n"
+                          "BEGIN\n"
+                          "  IF jsonb_typeof(p_rows) IS DISTINCT FROM 'array' THEN\n"
+                          "    RAISE EXCEPTION 'audit_append_rows: the rows must be a JSON array'\n"
+                          "      USING ERRCODE = 'invalid_parameter_value';\n"
+                          "  END IF;\n"
+                          "  PERFORM pg_advisory_xact_lock(" LOCK_CLASS
+                          ", '@S@.audit_events'::regclass::oid::int4);\n"
+                          "  FOR r IN SELECT e.value FROM jsonb_array_elements(p_rows) e LOOP\n"
+                          "    IF jsonb_typeof(r) IS DISTINCT FROM 'object' THEN\n"
+                          "      RAISE EXCEPTION 'audit_append_rows: each row must be a JSON object'\n"
+                          "        USING ERRCODE = 'invalid_parameter_value';\n"
+                          "    END IF;\n"
+                          "    IF r ->> 'action' = 'audit.prune' THEN\n"
+                          "      RAISE EXCEPTION 'action audit.prune is reserved for retention checkpoints'\n"
+                          "        USING ERRCODE = 'invalid_parameter_value';\n"
+                          "    END IF;\n"
+                          "    INSERT INTO @S@.audit_events (id, at, actor, action, target, request_id, "
+                          "correlation_id, outcome,\n"
+                          "                                  generation_before, generation_after, details, "
+                          "prev_hash, hash)\n"
+                          "    VALUES (nextval('@S@.audit_events_id_seq'), clock_timestamp(), r ->> 'actor', "
+                          "r ->> 'action',\n"
+                          "            r ->> 'target', r ->> 'request_id', r ->> 'correlation_id', r ->> "
+                          "'outcome',\n"
+                          "            (r ->> 'generation_before')::bigint, (r ->> "
+                          "'generation_after')::bigint,\n"
+                          "            (r ->> 'details')::json, NULL, NULL)\n"
+                          "    RETURNING id, hash, at INTO out_id, out_hash, v_at;\n"
+                          "    out_seq := NULL;\n"
+                          "    IF r ->> 'event' IS NOT NULL THEN\n"
+                          "      v_tenant := r ->> 'tenant';\n"
+                          "      v_labels := (r ->> 'labels')::jsonb;\n"
+                          "      v_event := (r ->> 'event')::jsonb;\n" OUTBOX_PUT(
+                              "out_id", "v_at", "v_tenant", "v_labels", "v_event", "v_id", "out_seq",
+                              "v_tenant_seq") "    END IF;\n"
+                                              "    RETURN NEXT;\n"
+                                              "  END LOOP;\n"
+                                              "END $$;\n"
+                                              "REVOKE ALL ON @S@.outbox FROM PUBLIC;\n"
+                                              "REVOKE ALL ON SEQUENCE @S@.outbox_seq_seq FROM PUBLIC;\n"
+                                              "REVOKE ALL ON @S@.outbox_tenants FROM PUBLIC;\n"
+                                              "REVOKE ALL ON FUNCTION @S@.outbox_insert(bigint, text, jsonb, "
+                                              "jsonb) FROM PUBLIC;\n"
+                                              "REVOKE ALL ON FUNCTION @S@.audit_append_rows(jsonb) FROM "
+                                              "PUBLIC;\n"
+                                              "REVOKE ALL ON FUNCTION @S@.audit_append_event(text, text, "
+                                              "text, text, text, text, bigint, "
+                                              "bigint, json,\n"
+                                              "    text, jsonb, jsonb) FROM PUBLIC;\n";
 
 /* What /work/OUTBOX.md gives the writer: INSERT/SELECT on the table, USAGE on its sequence; the
  * operator itself writes only through audit_append_event(). */
@@ -116,6 +186,7 @@ const char tn_outbox_grant_sql[] =
     "GRANT SELECT ON @S@.outbox_tenants TO @R@;\n"
     "GRANT EXECUTE ON FUNCTION @S@.audit_append_event(text, text, text, text, text, text, bigint, bigint,\n"
     "    json, text, jsonb, jsonb) TO @R@;\n"
+    "GRANT EXECUTE ON FUNCTION @S@.audit_append_rows(jsonb) TO @R@;\n"
     "REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON @S@.outbox FROM @R@;\n"
     "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON @S@.outbox_tenants FROM @R@;\n";
 

@@ -355,9 +355,10 @@ static int transition_event(struct run *x, const struct tn_transition *st, const
   return rc;
 }
 
-/* Appends one audit row per lifecycle step with this outcome. The "started" rows are written
- * before anything of the transition is done: when that fails, nothing is done and the reconcile
- * is retried (failure to audit is a failed operation). */
+/* Appends one audit row per lifecycle step with this outcome, all in one call and one transaction
+ * (tn_audit_append_many). The "started" rows are written before anything of the transition is
+ * done: when that fails, nothing is done and the reconcile is retried (failure to audit is a
+ * failed operation). */
 static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const char *outcome,
                        long long gen_before, long long gen_after, struct tn_error *err) {
   if (!x->r->audit)
@@ -370,31 +371,32 @@ static int audit_steps(struct run *x, const struct tn_lifecycle_plan *lp, const 
   const json_t *gen = json_object_get(json_object_get(x->obj, "metadata"), "generation");
   if (json_integer_value(gen) == gen_after)
     tn_tenant_requester(x->obj, actor, sizeof actor);
-  for (int i = 0; i < lp->n_steps; i++) {
+  char details[TN_LIFECYCLE_MAX_STEPS][256];
+  struct tn_outbox_event ob[TN_LIFECYCLE_MAX_STEPS] = {0};
+  struct tn_audit_event ev[TN_LIFECYCLE_MAX_STEPS];
+  int rc = 0, n = lp->n_steps < TN_LIFECYCLE_MAX_STEPS ? lp->n_steps : TN_LIFECYCLE_MAX_STEPS;
+  for (int i = 0; i < n && rc == 0; i++) {
     const struct tn_transition *st = &lp->steps[i];
-    char details[256];
-    snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
+    snprintf(details[i], sizeof details[i], "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
              st->from == TN_STATE_NONE ? "" : tn_state_name(st->from), tn_state_name(st->to),
              st->event_reason);
-    struct tn_outbox_event ob = {0};
-    int rc = transition_event(x, st, outcome, actor, gen_after, &ob, err);
-    struct tn_audit_event ev = {.actor = actor,
-                                .action = tn_action_name(st->action),
-                                .target = target,
-                                .request_id = request_id,
-                                .correlation_id = st->correlation_id,
-                                .outcome = outcome,
-                                .generation_before = gen_before,
-                                .generation_after = gen_after,
-                                .details = details,
-                                .outbox = ob.event ? &ob : NULL};
-    if (rc == 0)
-      rc = tn_audit_append(x->r->audit, &ev, NULL, err);
-    tn_outbox_event_cleanup(&ob);
-    if (rc)
-      return rc;
+    rc = transition_event(x, st, outcome, actor, gen_after, &ob[i], err);
+    ev[i] = (struct tn_audit_event){.actor = actor,
+                                    .action = tn_action_name(st->action),
+                                    .target = target,
+                                    .request_id = request_id,
+                                    .correlation_id = st->correlation_id,
+                                    .outcome = outcome,
+                                    .generation_before = gen_before,
+                                    .generation_after = gen_after,
+                                    .details = details[i],
+                                    .outbox = ob[i].event ? &ob[i] : NULL};
   }
-  return 0;
+  if (rc == 0)
+    rc = tn_audit_append_many(x->r->audit, ev, (size_t)n, NULL, err);
+  for (int i = 0; i < n; i++)
+    tn_outbox_event_cleanup(&ob[i]);
+  return rc;
 }
 
 /* The correlation id of something the operator does outside a transition (a drift repair, a

@@ -161,37 +161,48 @@ static int last_recorded(const struct tn_tenant_changes *c, const char *name, js
   return 0;
 }
 
-static int append(const struct tn_tenant_changes *c, const char *name, const char *event, const char *action,
-                  json_t *data, struct tn_error *err) {
+/* One change to append: its audit row and event, with the strings they borrow. */
+struct change {
   char target[300], cid[37];
-  snprintf(target, sizeof target, "tenant/%s", name);
+  char *value;
+  struct tn_outbox_event ob;
+  struct tn_audit_event ev;
+};
+
+static void change_cleanup(struct change *ch) {
+  tn_outbox_event_cleanup(&ch->ob);
+  free(ch->value);
+}
+
+static int change_init(const struct tn_tenant_changes *c, const char *name, const char *event,
+                       const char *action, json_t *data, struct change *ch, struct tn_error *err) {
+  *ch = (struct change){0};
+  snprintf(ch->target, sizeof ch->target, "tenant/%s", name);
   const json_t *md = json_object_get(c->tenant, "metadata");
   const char *uid = json_string_value(json_object_get(md, "uid"));
   /* One correlation id per change: the tenant, what, the new value and when. */
-  char *value = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!value)
+  ch->value = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!ch->value)
     return tn_error_set(err, -ENOMEM, "out of memory");
-  const char *parts[] = {"tenancy.dev/change", uid ? uid : name, event, value, c->now ? c->now : ""};
-  tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], cid);
-  struct tn_outbox_event ob = {0};
-  int rc = tn_outbox_event_init(&ob, c->cluster, c->tenant, event, cid, c->actor, data, err);
-  if (rc == 0) {
-    long long gen = json_integer_value(json_object_get(md, "generation"));
-    struct tn_audit_event ev = {.actor = c->actor,
-                                .action = action,
-                                .target = target,
-                                .request_id = c->request_id,
-                                .correlation_id = cid,
-                                .outcome = TN_AUDIT_SUCCEEDED,
-                                .generation_before = gen,
-                                .generation_after = gen,
-                                .details = value,
-                                .outbox = &ob};
-    rc = tn_audit_append(c->audit, &ev, NULL, err);
+  const char *parts[] = {"tenancy.dev/change", uid ? uid : name, event, ch->value, c->now ? c->now : ""};
+  tn_uuid_from_parts(parts, sizeof parts / sizeof parts[0], ch->cid);
+  int rc = tn_outbox_event_init(&ch->ob, c->cluster, c->tenant, event, ch->cid, c->actor, data, err);
+  if (rc) {
+    change_cleanup(ch);
+    return rc;
   }
-  tn_outbox_event_cleanup(&ob);
-  free(value);
-  return rc;
+  long long gen = json_integer_value(json_object_get(md, "generation"));
+  ch->ev = (struct tn_audit_event){.actor = c->actor,
+                                   .action = action,
+                                   .target = ch->target,
+                                   .request_id = c->request_id,
+                                   .correlation_id = ch->cid,
+                                   .outcome = TN_AUDIT_SUCCEEDED,
+                                   .generation_before = gen,
+                                   .generation_after = gen,
+                                   .details = ch->value,
+                                   .outbox = &ch->ob};
+  return 0;
 }
 
 int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, struct tn_error *err) {
@@ -227,34 +238,52 @@ int tn_tenant_record_changes(const struct tn_tenant_changes *c, int *appended, s
   char *rec_p = placement_key(was, was_iso); /* what the outbox holds after this call */
   json_t *was_q = json_object_get(lq, "quotas");
   char *rec_q = was_q ? json_dumps(was_q, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  /* Both changes in one call and one transaction (tn_audit_append_many): both or neither. */
+  struct change ch[2];
+  struct tn_audit_event evs[2];
+  int n = 0;
+  bool placed = false, quota = false;
   if (want_p && !(rec_p && strcmp(rec_p, want_p) == 0)) {
     json_t *data = json_pack("{s:s, s:s, s:o}", "region", c->region, "isolation", c->isolation,
                              "previousRegion", was ? json_string(was) : json_null());
-    rc = data ? append(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, err)
+    rc = data ? change_init(c, name, TN_CE_PLACEMENT_DECIDED, TN_AUDIT_ACTION_PLACEMENT_DECIDE, data, &ch[n],
+                            err)
               : tn_error_set(err, -ENOMEM, "out of memory");
     json_decref(data);
     if (rc == 0) {
-      free(rec_p);
-      rec_p = want_p;
-      want_p = NULL;
-      if (appended)
-        (*appended)++;
+      evs[n] = ch[n].ev;
+      n++;
+      placed = true;
     }
   }
   if (rc == 0 && want_q && !(was_q && json_equal(was_q, (json_t *)c->quotas))) {
     json_t *data =
         json_pack("{s:O, s:O}", "quotas", (json_t *)c->quotas, "previous", was_q ? was_q : json_null());
-    rc = data ? append(c, name, TN_CE_QUOTA_CHANGED, TN_AUDIT_ACTION_QUOTA_CHANGE, data, err)
+    rc = data ? change_init(c, name, TN_CE_QUOTA_CHANGED, TN_AUDIT_ACTION_QUOTA_CHANGE, data, &ch[n], err)
               : tn_error_set(err, -ENOMEM, "out of memory");
     json_decref(data);
     if (rc == 0) {
-      free(rec_q);
-      rec_q = want_q;
-      want_q = NULL;
-      if (appended)
-        (*appended)++;
+      evs[n] = ch[n].ev;
+      n++;
+      quota = true;
     }
   }
+  if (rc == 0 && n > 0)
+    rc = tn_audit_append_many(c->audit, evs, (size_t)n, NULL, err);
+  for (int i = 0; i < n; i++)
+    change_cleanup(&ch[i]);
+  if (rc == 0 && placed) {
+    free(rec_p);
+    rec_p = want_p;
+    want_p = NULL;
+  }
+  if (rc == 0 && quota) {
+    free(rec_q);
+    rec_q = want_q;
+    want_q = NULL;
+  }
+  if (rc == 0 && appended)
+    *appended = n;
   if (c->cache) {
     if (rc == 0)
       cache_put(c->cache, name, uid, rec_p, rec_q);
