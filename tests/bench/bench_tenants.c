@@ -1446,39 +1446,41 @@ static int floor_audit_transitions(const json_t *tenant, const char *outcome, st
   static const struct {
     const char *action, *from, *to, *event;
   } steps[] = {{"create", "", "Draft", TN_CE_CREATED}, {"activate", "Draft", "Active", TN_CE_ACTIVATED}};
-  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
-    char details[160], cid[37];
-    snprintf(details, sizeof details, "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}", steps[i].from,
-             steps[i].to, steps[i].action);
+  enum { N = sizeof steps / sizeof *steps };
+  char details[N][160], cid[N][37];
+  struct tn_outbox_event ob[N] = {0};
+  struct tn_audit_event ev[N];
+  int rc = 0;
+  for (size_t i = 0; i < N && rc == 0; i++) {
+    snprintf(details[i], sizeof details[i], "{\"from\":\"%s\",\"to\":\"%s\",\"reason\":\"%s\"}",
+             steps[i].from, steps[i].to, steps[i].action);
     const char *parts[] = {"bench-floor", uid ? uid : "", steps[i].action};
-    tn_uuid_from_parts(parts, 3, cid);
-    struct tn_outbox_event ob = {0};
-    int rc = 0;
+    tn_uuid_from_parts(parts, 3, cid[i]);
     if (strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0) {
-      json_t *data = tn_ce_transition_data(steps[i].from[0] ? steps[i].from : NULL, steps[i].to, 1,
-                                           "benchmark", "standard", "eu-west-1");
-      rc = data ? tn_outbox_event_init(&ob, NULL, tenant, steps[i].event, cid, TN_AUDIT_OPERATOR_ACTOR, data,
+      json_t *data = tn_ce_transition_data(steps[i].from[0] ? steps[i].from : NULL, steps[i].to, 1, "benchmark",
+                                           "standard", "eu-west-1");
+      rc = data ? tn_outbox_event_init(&ob[i], NULL, tenant, steps[i].event, cid[i], TN_AUDIT_OPERATOR_ACTOR, data,
                                        err)
                 : tn_error_set(err, -ENOMEM, "out of memory");
       json_decref(data);
     }
-    struct tn_audit_event ev = {.actor = TN_AUDIT_OPERATOR_ACTOR,
-                                .action = steps[i].action,
-                                .target = target,
-                                .request_id = rv,
-                                .correlation_id = cid,
-                                .outcome = outcome,
-                                .generation_before = 1,
-                                .generation_after = 1,
-                                .details = details,
-                                .outbox = ob.event ? &ob : NULL};
-    if (rc == 0)
-      rc = tn_audit_append(floor_audit, &ev, NULL, err);
-    tn_outbox_event_cleanup(&ob);
-    if (rc)
-      return rc;
+    ev[i] = (struct tn_audit_event){.actor = TN_AUDIT_OPERATOR_ACTOR,
+                                    .action = steps[i].action,
+                                    .target = target,
+                                    .request_id = rv,
+                                    .correlation_id = cid[i],
+                                    .outcome = outcome,
+                                    .generation_before = 1,
+                                    .generation_after = 1,
+                                    .details = details[i],
+                                    .outbox = ob[i].event ? &ob[i] : NULL};
   }
-  return 0;
+  /* one call for the transition's rows, as the reconcile's audit_steps makes */
+  if (rc == 0)
+    rc = tn_audit_append_many(floor_audit, ev, N, NULL, err);
+  for (size_t i = 0; i < N; i++)
+    tn_outbox_event_cleanup(&ob[i]);
+  return rc;
 }
 
 static int floor_audit_after(const json_t *tenant, struct tn_error *err) {
