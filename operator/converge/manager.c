@@ -134,12 +134,17 @@ static long long generation_of(json_t *obj) {
 static void tenant_updated(void *ud, json_t *old, json_t *cur) {
   struct tn_manager *m = ud;
   if (old == cur) {
-    want_object(m, cur, TN_TRIGGER_TENANT_RESYNC);
-    return;
-  }
-  /* The event of the reconcile's own finalizer or status write (self_writes.h): nothing new. */
-  if (tn_self_writes_take_modified(m->rec.self, cur)) {
-    tn_triggers_skipped(m->triggers, TN_SKIP_OWN_TENANT_WRITE);
+    /* The periodic resync is the safety net for an event missed: a tenant whose last reconcile
+     * began within the last half period was checked already (so every tenant is still checked
+     * at least every 1.5 periods). */
+    char key[512];
+    if (tn_object_key(cur, key, sizeof key) != 0)
+      return;
+    if (tn_triggers_recent(m->triggers, key, m->sync_period_s / 2, tn_mono_now())) {
+      tn_triggers_skipped(m->triggers, TN_SKIP_RESYNC_RECENT);
+      return;
+    }
+    want(m, key, TN_TRIGGER_TENANT_RESYNC, TN_TRIGGER_KIND_NONE);
     return;
   }
   enum tn_trigger trig = TN_TRIGGER_TENANT_METADATA;
@@ -147,7 +152,24 @@ static void tenant_updated(void *ud, json_t *old, json_t *cur) {
     trig = TN_TRIGGER_TENANT_SPEC;
   else if (!json_equal(json_object_get(old, "status"), json_object_get(cur, "status")))
     trig = TN_TRIGGER_TENANT_STATUS;
+  /* The event of the reconcile's own finalizer or status write (self_writes.h): nothing new.
+   * While such a write is in flight the event is held: self_write_released decides. */
+  int mine = tn_self_writes_take_modified_tag(m->rec.self, cur, (int)trig);
+  if (mine == TN_SELF_WRITES_TAKEN)
+    tn_triggers_skipped(m->triggers, TN_SKIP_OWN_TENANT_WRITE);
+  if (mine != TN_SELF_WRITES_NOT_OURS)
+    return;
   want_object(m, cur, trig);
+}
+
+/* A Tenant event held while the reconcile's write was in flight: the write's own (nothing new),
+ * or someone else's change, enqueued now with the trigger it was held with. */
+static void self_write_released(void *ud, const char *name, int tag) {
+  struct tn_manager *m = ud;
+  if (tag == TN_SELF_WRITES_OURS)
+    tn_triggers_skipped(m->triggers, TN_SKIP_OWN_TENANT_WRITE);
+  else
+    want(m, name, (enum tn_trigger)tag, TN_TRIGGER_KIND_NONE);
 }
 
 /* Whether two cached states of an owned object differ only in metadata.resourceVersion (a
@@ -323,6 +345,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
+  tn_self_writes_set_release(m->rec.self, self_write_released, m);
   struct tn_metric *lat = tn_policy_evaluation_metric(cfg->metrics);
   m->rec.policy_latency = lat ? tn_metric_with(lat, (const char *const[]){"controller", NULL}) : NULL;
 

@@ -35,7 +35,6 @@ static const char *const skip_names[TN_SKIP_COUNT] = {
     [TN_SKIP_OWN_CREATE] = "own_create",
     [TN_SKIP_VERSION_ONLY] = "version_only",
     [TN_SKIP_RESYNC_RECENT] = "resync_recent",
-    [TN_SKIP_NOTHING_READ] = "nothing_read",
 };
 
 const char *tn_trigger_name(enum tn_trigger t) {

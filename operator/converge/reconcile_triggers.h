@@ -52,7 +52,6 @@ enum tn_trigger_skip {
   TN_SKIP_OWN_CREATE,       /* the ADDED event of an owned object the reconcile created */
   TN_SKIP_VERSION_ONLY,     /* an owned object's update that changed nothing the projection keeps */
   TN_SKIP_RESYNC_RECENT,    /* a resync of a tenant whose last reconcile began within the period */
-  TN_SKIP_NOTHING_READ,     /* a Tenant update that changed nothing the reconcile reads */
   TN_SKIP_COUNT
 };
 

@@ -528,13 +528,14 @@ static int set_finalizer(struct run *x, bool add, struct tn_error *err) {
     json_array_append_new(next, json_string(TN_FINALIZER));
   json_object_set_new(meta, "finalizers", next);
   json_t *out = NULL;
+  tn_self_writes_writing(x->r->self, "Tenant", NULL, x->key); /* its MODIFIED event tells this run nothing */
   int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, copy, NULL, &out, err);
+  tn_self_writes_write_done(x->r->self, "Tenant", NULL, x->key, rc == 0 ? out : NULL);
   json_decref(copy);
   x->writes++;
   if (rc == 0) {
     json_decref(x->obj);
     x->obj = out;
-    tn_self_writes_wrote(x->r->self, out); /* its MODIFIED event tells this run nothing */
   }
   return rc;
 }
@@ -1610,8 +1611,12 @@ static void step_breakglass(struct run *x) {
   bool bg_live =
       x->provisioned && x->lp.next != TN_STATE_ARCHIVED && (x->lp.refused || cond_true(x, COND_NAMESPACES));
   struct tn_error bgerr = {0};
-  json_t *bg_rbs =
-      tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
+  /* The RoleBindings step_apply_objects observed, when it changed nothing (the no-change pass:
+   * two cache decodes fewer); after a write, the cache again. */
+  json_t *bg_rbs = x->observed.lists[TN_KIND_ROLE_BINDING] && x->diff.len == 0
+                       ? json_incref(x->observed.lists[TN_KIND_ROLE_BINDING])
+                       : tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT,
+                                                   x->key, &bgerr);
   struct tn_breakglass_step bs = {.kube = x->r->kube,
                                   .tenant = x->obj,
                                   .environments = bg_live ? (const char *const *)x->t->environments : NULL,
@@ -1820,7 +1825,9 @@ static enum flow step_status(struct run *x) {
     json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
+    tn_self_writes_writing(x->r->self, "Tenant", NULL, x->key); /* its MODIFIED event tells this run nothing */
     int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
+    tn_self_writes_write_done(x->r->self, "Tenant", NULL, x->key, rc == 0 ? out_obj : NULL);
     json_decref(body);
     x->writes++;
     if (rc) {
@@ -1834,7 +1841,6 @@ static enum flow step_status(struct run *x) {
     json_decref(x->obj);
     x->obj = out_obj;
     tn_written_note(x->r->written, x->obj);
-    tn_self_writes_wrote(x->r->self, x->obj); /* its MODIFIED event tells this run nothing */
   }
   json_decref(new_status);
   return FLOW_NEXT;
