@@ -1346,6 +1346,18 @@ static enum flow step_hold_without_plan_or_placement(struct run *x) {
   return FLOW_STATUS;
 }
 
+/* The Region object named name among those step_evaluate_policy read (borrowed), or NULL. */
+static json_t *inventory_region(const struct run *x, const char *name) {
+  size_t i;
+  json_t *o;
+  json_array_foreach(x->inv.region_objs, i, o) {
+    const char *n = field(o, "metadata", "name");
+    if (name && n && strcmp(n, name) == 0)
+      return o;
+  }
+  return NULL;
+}
+
 static bool cond_true(const struct run *x, enum cond c) {
   return x->conds[c].set && strcmp(x->conds[c].status, "True") == 0;
 }
@@ -1356,8 +1368,9 @@ static bool cond_true(const struct run *x, enum cond c) {
 static enum flow step_apply_objects(struct run *x) {
   struct tn_error err = {0};
   json_t *db_server = x->provisioned && x->placed
-                          ? tn_tenant_db_server(x->r, x->obj, x->t, x->placement.region,
-                                                x->policy.require_database_tls_policy)
+                          ? tn_tenant_db_server_in(x->r, x->obj, x->t, x->placement.region,
+                                                   inventory_region(x, x->placement.region),
+                                                   x->policy.require_database_tls_policy)
                           : NULL;
   json_t *db_cidrs = json_object_get(db_server, "egressCIDRs");
   const char *cidrs[16];
@@ -1470,9 +1483,9 @@ static void step_database(struct run *x) {
   }
   if ((x->provisioned && cond_true(x, COND_NAMESPACES)) ||
       (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
-    tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,
-                           x->placed ? x->placement.region : x->t->status_region, x->plan,
-                           x->policy.require_database_tls_policy, &dbr);
+    const char *region = x->placed ? x->placement.region : x->t->status_region;
+    tn_tenant_db_reconcile_in(x->r, x->obj, x->t, x->lp.next, region, inventory_region(x, region), x->plan,
+                              x->policy.require_database_tls_policy, &dbr);
     if (dbr.configured) {
       cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       /* The database step finishes in one pass: anything but True is a failed attempt. */
