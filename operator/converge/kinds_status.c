@@ -61,8 +61,8 @@ struct tn_kinds_status {
   double probe_interval_s, probe_timeout_s;
   struct probe *probes; /* only the worker touches them (one worker) */
   size_t n_probes;
-  double count_interval_s;    /* <= 0: count changes are written at once */
-  pthread_mutex_t wmu;        /* protects written: the worker writes, tenant handlers read */
+  double count_interval_s; /* <= 0: count changes are written at once */
+  pthread_mutex_t wmu;     /* protects written: the worker writes, tenant handlers read */
   struct last_write *written;
   size_t n_written;
   pthread_mutex_t tmu;     /* protects the tenant table and policy_scan_s */
@@ -455,7 +455,8 @@ static void note_written(struct tn_kinds_status *ks, const char *prefix, const c
  * the reconciles while 1,000 tenants converged). */
 static double touch_delay(struct tn_kinds_status *ks, const char *prefix, const char *name) {
   char key[96];
-  if (!name || snprintf(key, sizeof key, "%s/%s", prefix, name) >= (int)sizeof key || ks->count_interval_s <= 0)
+  if (!name || snprintf(key, sizeof key, "%s/%s", prefix, name) >= (int)sizeof key ||
+      ks->count_interval_s <= 0)
     return BATCH_S;
   pthread_mutex_lock(&ks->wmu);
   struct last_write *w = last_write_slot(ks, key, false);

@@ -33,9 +33,9 @@ struct owned_ud {
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
-  struct tn_triggers *triggers;                 /* why each tenant reconcile ran (issue 18) */
-  struct owned_ud owned_ud[TN_TRIGGER_KINDS];   /* the owned informers' handler data */
-  double sync_period_s;                         /* the Tenant informer's resync period */
+  struct tn_triggers *triggers;               /* why each tenant reconcile ran (issue 18) */
+  struct owned_ud owned_ud[TN_TRIGGER_KINDS]; /* the owned informers' handler data */
+  double sync_period_s;                       /* the Tenant informer's resync period */
   struct tn_informer *all[6 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
@@ -235,8 +235,8 @@ static struct tn_result reconcile_counted(void *ud, const char *key) {
   struct tn_manager *m = ud;
   struct tn_trigger_cause c = tn_triggers_begin(m->triggers, key, tn_mono_now());
   struct tn_result res = tn_tenant_reconcile(&m->rec, key);
-  tn_triggers_end(m->triggers, key, res, c.trigger == TN_TRIGGER_TENANT_DELETED && res.kind == TN_RESULT_SUCCESS,
-                  tn_mono_now());
+  tn_triggers_end(m->triggers, key, res,
+                  c.trigger == TN_TRIGGER_TENANT_DELETED && res.kind == TN_RESULT_SUCCESS, tn_mono_now());
   return res;
 }
 

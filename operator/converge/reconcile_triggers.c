@@ -62,7 +62,7 @@ static bool owned_trigger(enum tn_trigger t) {
 #define NONE 0xff
 
 struct slot {
-  char *key;  /* NULL: empty; TOMB: deleted */
+  char *key;         /* NULL: empty; TOMB: deleted */
   double last_begin; /* monotonic; -INFINITY: never */
   double due;        /* of the scheduled cause */
   uint8_t pending, pending_kind, scheduled;

@@ -22,22 +22,22 @@
 #include "runtime/metrics.h"
 
 enum tn_trigger {
-  TN_TRIGGER_UNKNOWN,          /* no cause recorded (should stay 0) */
-  TN_TRIGGER_START,            /* the first pass: every cached tenant when the workers start */
-  TN_TRIGGER_TENANT_ADDED,     /* a Tenant appeared in the cache (created, or first seen) */
-  TN_TRIGGER_TENANT_SPEC,      /* metadata.generation changed */
-  TN_TRIGGER_TENANT_METADATA,  /* labels, annotations, finalizers or deletionTimestamp changed */
-  TN_TRIGGER_TENANT_STATUS,    /* the status changed, by a write that was not this process' */
-  TN_TRIGGER_TENANT_RESYNC,    /* the periodic resync (--sync-period) */
-  TN_TRIGGER_TENANT_DELETED,   /* the Tenant left the cache */
-  TN_TRIGGER_OWNED_ADDED,      /* an owned object (kind label) appeared, not created by the reconcile */
-  TN_TRIGGER_OWNED_UPDATED,    /* an owned object changed in what the reconcile reads */
-  TN_TRIGGER_OWNED_DELETED,    /* an owned object went away */
-  TN_TRIGGER_PLAN,             /* the tenant's Plan changed */
-  TN_TRIGGER_REGION,           /* a Region changed */
-  TN_TRIGGER_POLICY,           /* a TenancyPolicy changed */
-  TN_TRIGGER_REQUEUE_AFTER,    /* the previous reconcile asked to come back later */
-  TN_TRIGGER_ERROR,            /* the previous reconcile failed: retried with backoff */
+  TN_TRIGGER_UNKNOWN,         /* no cause recorded (should stay 0) */
+  TN_TRIGGER_START,           /* the first pass: every cached tenant when the workers start */
+  TN_TRIGGER_TENANT_ADDED,    /* a Tenant appeared in the cache (created, or first seen) */
+  TN_TRIGGER_TENANT_SPEC,     /* metadata.generation changed */
+  TN_TRIGGER_TENANT_METADATA, /* labels, annotations, finalizers or deletionTimestamp changed */
+  TN_TRIGGER_TENANT_STATUS,   /* the status changed, by a write that was not this process' */
+  TN_TRIGGER_TENANT_RESYNC,   /* the periodic resync (--sync-period) */
+  TN_TRIGGER_TENANT_DELETED,  /* the Tenant left the cache */
+  TN_TRIGGER_OWNED_ADDED,     /* an owned object (kind label) appeared, not created by the reconcile */
+  TN_TRIGGER_OWNED_UPDATED,   /* an owned object changed in what the reconcile reads */
+  TN_TRIGGER_OWNED_DELETED,   /* an owned object went away */
+  TN_TRIGGER_PLAN,            /* the tenant's Plan changed */
+  TN_TRIGGER_REGION,          /* a Region changed */
+  TN_TRIGGER_POLICY,          /* a TenancyPolicy changed */
+  TN_TRIGGER_REQUEUE_AFTER,   /* the previous reconcile asked to come back later */
+  TN_TRIGGER_ERROR,           /* the previous reconcile failed: retried with backoff */
   TN_TRIGGER_COUNT
 };
 
@@ -61,7 +61,7 @@ const char *tn_trigger_kind_name(int kind); /* "" for TN_TRIGGER_KIND_NONE */
 
 struct tn_triggers;
 
-struct tn_triggers *tn_triggers_new(void); /* NULL when out of memory */
+struct tn_triggers *tn_triggers_new(void);    /* NULL when out of memory */
 void tn_triggers_free(struct tn_triggers *t); /* accepts NULL */
 
 /* An event asks for key's reconcile with this trigger: kept as the cause unless one is pending. */

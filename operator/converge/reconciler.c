@@ -1626,10 +1626,10 @@ static void step_breakglass(struct run *x) {
   struct tn_error bgerr = {0};
   /* The RoleBindings step_apply_objects observed, when it changed nothing (the no-change pass:
    * two cache decodes fewer); after a write, the cache again. */
-  json_t *bg_rbs = x->observed.lists[TN_KIND_ROLE_BINDING] && x->diff.len == 0
-                       ? json_incref(x->observed.lists[TN_KIND_ROLE_BINDING])
-                       : tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT,
-                                                   x->key, &bgerr);
+  json_t *bg_rbs =
+      x->observed.lists[TN_KIND_ROLE_BINDING] && x->diff.len == 0
+          ? json_incref(x->observed.lists[TN_KIND_ROLE_BINDING])
+          : tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
   struct tn_breakglass_step bs = {.kube = x->r->kube,
                                   .tenant = x->obj,
                                   .environments = bg_live ? (const char *const *)x->t->environments : NULL,
@@ -1838,7 +1838,8 @@ static enum flow step_status(struct run *x) {
     json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
-    tn_self_writes_writing(x->r->self, "Tenant", NULL, x->key); /* its MODIFIED event tells this run nothing */
+    tn_self_writes_writing(x->r->self, "Tenant", NULL,
+                           x->key); /* its MODIFIED event tells this run nothing */
     int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
     tn_self_writes_write_done(x->r->self, "Tenant", NULL, x->key, rc == 0 ? out_obj : NULL);
     json_decref(body);

@@ -257,8 +257,8 @@ int tn_self_writes_take_modified_tag(struct tn_self_writes *s, const json_t *obj
   char key[512];
   const char *rv = str(obj, "metadata", "resourceVersion");
   if (!s || !rv || !*rv ||
-      make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")), str(obj, "metadata", "namespace"),
-               str(obj, "metadata", "name")) != 0)
+      make_key(key, sizeof key, json_string_value(json_object_get(obj, "kind")),
+               str(obj, "metadata", "namespace"), str(obj, "metadata", "name")) != 0)
     return TN_SELF_WRITES_NOT_OURS;
   if (take(s, key, rv))
     return TN_SELF_WRITES_TAKEN;

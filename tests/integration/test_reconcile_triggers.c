@@ -35,7 +35,8 @@ static void apply_tenant(const char *name, const char *envs) {
   tn_test_apply_json(
       &op,
       "{\"apiVersion\":\"tenancy.dev/v1alpha1\",\"kind\":\"Tenant\",\"metadata\":{\"name\":\"%s\"},"
-      "\"spec\":{\"displayName\":\"Test %s\",\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\","
+      "\"spec\":{\"displayName\":\"Test "
+      "%s\",\"state\":\"Active\",\"plan\":\"standard\",\"isolation\":\"shared\","
       "\"residency\":{\"allowedRegions\":[\"eu-west-1\",\"eu-central-1\"],\"preferredRegion\":\"eu-west-1\"},"
       "\"environments\":[\"%s\"],"
       "\"identity\":{\"domain\":\"x.example\",\"groupBindings\":[{\"group\":\"%s-admins\",\"role\":\"tenant-"
@@ -71,6 +72,8 @@ Test(reconcile_triggers, a_new_tenant_s_own_writes_bring_it_back_for_nothing) {
   double status0 = metric(TRIGGER("tenant_status")), meta0 = metric(TRIGGER("tenant_metadata"));
   double owned_added0 = metric(TRIGGER("owned_added")), unknown0 = metric(TRIGGER("unknown"));
   double own_create0 = metric(SKIPPED("own_create")), own_write0 = metric(SKIPPED("own_tenant_write"));
+  /* Tenants other suites left on the shared stack may retry now and then (a backoff, a timer). */
+  double retries0 = metric(TRIGGER("error")) + metric(TRIGGER("requeue_after"));
   apply_tenant(t, "prod\",\"staging");
   tn_test_wait_condition(&op, t, "Ready", "True", 60);
   wait_quiet();
@@ -85,7 +88,9 @@ Test(reconcile_triggers, a_new_tenant_s_own_writes_bring_it_back_for_nothing) {
   cr_assert_eq(metric(TRIGGER("tenant_metadata")) - meta0, 0, "the finalizer write of ours reconciled again");
   cr_assert_eq(metric(TRIGGER("owned_added")) - owned_added0, 0, "an object we created reconciled again");
   cr_assert_eq(metric(TRIGGER("unknown")) - unknown0, 0, "a reconcile without a recorded cause");
-  cr_assert_leq(rec, 2, "%.0f reconciles to converge one new tenant", rec);
+  double retries = metric(TRIGGER("error")) + metric(TRIGGER("requeue_after")) - retries0;
+  cr_assert_leq(rec - retries, 1, "%.0f reconciles (%.0f retries or timers) to converge one new tenant", rec,
+                retries);
 }
 
 /* `kubectl get` of one field, or "" */
@@ -108,9 +113,9 @@ Test(reconcile_triggers, drift_is_repaired_at_once_by_the_object_s_own_event) {
   double del0 = metric(TRIGGER("owned_deleted") ",kind=\"NetworkPolicy\"}");
   char *uid0 = get_field(np, "{.metadata.uid}");
   tn_test_sh_ok(&op, "kubectl delete %s --wait=false", np);
-  tn_test_wait_for(&op, t, 10, "the deleted NetworkPolicy to be created again",
-                   "u=$(kubectl get %s -o jsonpath='{.metadata.uid}') && test -n \"$u\" && test \"$u\" != '%s'", np,
-                   uid0);
+  tn_test_wait_for(
+      &op, t, 10, "the deleted NetworkPolicy to be created again",
+      "u=$(kubectl get %s -o jsonpath='{.metadata.uid}') && test -n \"$u\" && test \"$u\" != '%s'", np, uid0);
   free(uid0);
   cr_assert_geq(metric(TRIGGER("owned_deleted") ",kind=\"NetworkPolicy\"}") - del0, 1,
                 "the repair was not caused by the NetworkPolicy's DELETED event");
@@ -131,7 +136,8 @@ Test(reconcile_triggers, drift_is_repaired_at_once_by_the_object_s_own_event) {
    * and the reconcile finds it by name, still ours by its owner reference, and restores it. */
   double lr0 = metric(TRIGGER("owned_deleted") ",kind=\"LimitRange\"}");
   tn_test_sh_ok(&op, "kubectl label %s app.kubernetes.io/managed-by-", lr);
-  tn_test_wait_jsonpath(&op, lr, "{.metadata.labels.app\\.kubernetes\\.io/managed-by}", "tenancy-operator", 10);
+  tn_test_wait_jsonpath(&op, lr, "{.metadata.labels.app\\.kubernetes\\.io/managed-by}", "tenancy-operator",
+                        10);
   cr_assert_geq(metric(TRIGGER("owned_deleted") ",kind=\"LimitRange\"}") - lr0, 1,
                 "the repair was not caused by the LimitRange leaving the cache");
   tn_test_wait_condition(&op, t, "Ready", "True", 30);
