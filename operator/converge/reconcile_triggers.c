@@ -61,15 +61,15 @@ static bool owned_trigger(enum tn_trigger t) {
 
 #define NONE 0xff
 
+/* 24 bytes a tenant (384 KiB at 10,000): the name is kept as its 64-bit hash. Two names with the
+ * same hash (odds ~10^-12 at 10,000 tenants) would share causes and the time of the last begin:
+ * a cause counted under the other tenant, a resync skipped once more. */
 struct slot {
-  char *key;         /* NULL: empty; TOMB: deleted */
+  uint64_t h;        /* 0: empty (a name hashing to 0 or 1 is moved to 2) */
   double last_begin; /* monotonic; -INFINITY: never */
-  double due;        /* of the scheduled cause */
-  uint8_t pending, pending_kind, scheduled;
+  float due;         /* of the scheduled cause, seconds after last_begin */
+  uint8_t pending, pending_kind, scheduled, tomb;
 };
-
-static char tomb_mark;
-#define TOMB (&tomb_mark)
 
 struct tn_triggers {
   pthread_mutex_t mu;
@@ -90,30 +90,28 @@ struct tn_triggers *tn_triggers_new(void) {
 void tn_triggers_free(struct tn_triggers *t) {
   if (!t)
     return;
-  for (size_t i = 0; i < t->cap; i++)
-    if (t->slots[i].key && t->slots[i].key != TOMB)
-      free(t->slots[i].key);
   free(t->slots);
   pthread_mutex_destroy(&t->mu);
   free(t);
 }
 
-static size_t hash(const char *s) {
+static uint64_t hash(const char *s) {
   uint64_t h = 1469598103934665603ULL;
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return (size_t)(h ^ (h >> 29));
+  h ^= h >> 29;
+  return h < 2 ? 2 : h;
 }
 
-/* The slot of key, or NULL. Under mu. */
-static struct slot *find(struct tn_triggers *t, const char *key) {
+/* The slot of hash h, or NULL. Under mu. */
+static struct slot *find(struct tn_triggers *t, uint64_t h) {
   if (!t->cap)
     return NULL;
-  for (size_t i = hash(key) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+  for (size_t i = (size_t)h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
     struct slot *s = &t->slots[i];
-    if (!s->key)
+    if (!s->h && !s->tomb)
       return NULL;
-    if (s->key != TOMB && strcmp(s->key, key) == 0)
+    if (s->h == h)
       return s;
   }
 }
@@ -124,10 +122,10 @@ static bool rehash(struct tn_triggers *t, size_t cap) {
     return false;
   for (size_t i = 0; i < t->cap; i++) {
     struct slot *s = &t->slots[i];
-    if (!s->key || s->key == TOMB)
+    if (!s->h)
       continue;
-    size_t j = hash(s->key) & (cap - 1);
-    while (slots[j].key)
+    size_t j = (size_t)s->h & (cap - 1);
+    while (slots[j].h)
       j = (j + 1) & (cap - 1);
     slots[j] = *s;
   }
@@ -140,33 +138,30 @@ static bool rehash(struct tn_triggers *t, size_t cap) {
 
 /* The slot of key, added when missing; NULL when out of memory. Under mu. */
 static struct slot *get(struct tn_triggers *t, const char *key) {
-  struct slot *s = find(t, key);
+  uint64_t h = hash(key);
+  struct slot *s = find(t, h);
   if (s)
     return s;
-  if ((t->used + 1) * 4 > t->cap * 3) {
+  if ((t->used + 1) * 4 > t->cap * 3) { /* at most 3/4 full, tombstones included */
     size_t cap = t->cap ? t->cap : 64;
-    while ((t->n + 1) * 2 > cap)
+    while ((t->n + 1) * 8 > cap * 5) /* after growing, at most 5/8 full */
       cap *= 2;
     if (!rehash(t, cap))
       return NULL;
   }
-  char *k = strdup(key);
-  if (!k)
-    return NULL;
-  size_t i = hash(key) & (t->cap - 1);
-  while (t->slots[i].key && t->slots[i].key != TOMB)
+  size_t i = (size_t)h & (t->cap - 1);
+  while (t->slots[i].h)
     i = (i + 1) & (t->cap - 1);
   s = &t->slots[i];
-  if (!s->key)
+  if (!s->tomb)
     t->used++;
-  *s = (struct slot){.key = k, .last_begin = -INFINITY, .pending = NONE, .scheduled = NONE};
+  *s = (struct slot){.h = h, .last_begin = -INFINITY, .pending = NONE, .scheduled = NONE};
   t->n++;
   return s;
 }
 
 static void drop(struct tn_triggers *t, struct slot *s) {
-  free(s->key);
-  s->key = TOMB;
+  *s = (struct slot){.tomb = 1};
   t->n--;
 }
 
@@ -199,8 +194,10 @@ struct tn_trigger_cause tn_triggers_begin(struct tn_triggers *t, const char *key
       c.kind = s->pending_kind;
       s->pending = NONE;
       /* A scheduled run due by now was merged into this one by the queue. */
-      if (s->scheduled != NONE && s->due <= now)
+      if (s->scheduled != NONE && s->last_begin + s->due <= now)
         s->scheduled = NONE;
+      else if (s->scheduled != NONE) /* still to come: its due time kept, from this begin */
+        s->due = (float)(s->last_begin + s->due - now);
     } else if (s->scheduled != NONE) {
       c.trigger = (enum tn_trigger)s->scheduled;
       s->scheduled = NONE;
@@ -216,18 +213,14 @@ void tn_triggers_end(struct tn_triggers *t, const char *key, struct tn_result re
   if (!t || !key)
     return;
   pthread_mutex_lock(&t->mu);
-  struct slot *s = find(t, key);
+  struct slot *s = find(t, hash(key));
+  double after = res.kind == TN_RESULT_REQUEUE_AFTER && res.after_s > 0 ? res.after_s : 0;
   if (s && gone && s->pending == NONE) {
     drop(t, s);
-  } else if (s && res.kind == TN_RESULT_ERROR) {
-    s->scheduled = TN_TRIGGER_ERROR;
-    s->due = now; /* the backoff starts at a few milliseconds */
-  } else if (s && res.kind == TN_RESULT_REQUEUE_AFTER && res.after_s > 0) {
-    s->scheduled = TN_TRIGGER_REQUEUE_AFTER;
-    s->due = now + res.after_s;
-  } else if (s && res.kind == TN_RESULT_REQUEUE) {
-    s->scheduled = TN_TRIGGER_REQUEUE_AFTER;
-    s->due = now;
+  } else if (s && (res.kind == TN_RESULT_ERROR || res.kind == TN_RESULT_REQUEUE || after > 0)) {
+    /* An error's backoff starts at a few milliseconds: due at once. */
+    s->scheduled = res.kind == TN_RESULT_ERROR ? TN_TRIGGER_ERROR : TN_TRIGGER_REQUEUE_AFTER;
+    s->due = (float)(now + after - s->last_begin);
   }
   pthread_mutex_unlock(&t->mu);
 }
@@ -236,7 +229,7 @@ bool tn_triggers_recent(struct tn_triggers *t, const char *key, double period, d
   if (!t || !key)
     return false;
   pthread_mutex_lock(&t->mu);
-  struct slot *s = find(t, key);
+  struct slot *s = find(t, hash(key));
   bool recent = s && now - s->last_begin < period;
   pthread_mutex_unlock(&t->mu);
   return recent;

@@ -9,7 +9,7 @@
  * carry nothing new (the reconcile's own writes, a resync of a tenant just reconciled, ...) as
  * tenancy_reconcile_events_skipped_total{reason}. docs/observability.md lists both.
  *
- * The table holds one small entry per tenant (its pending cause and when its last reconcile
+ * The table holds one 24-byte entry per tenant (its pending cause and when its last reconcile
  * began; the resync reads that), removed when the tenant is deleted. Thread-safe. */
 #ifndef TN_CONVERGE_RECONCILE_TRIGGERS_H
 #define TN_CONVERGE_RECONCILE_TRIGGERS_H
