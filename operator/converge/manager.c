@@ -13,6 +13,7 @@
 #include "converge/admission.h"
 #include "converge/kinds_status.h"
 #include "converge/migration.h"
+#include "converge/reconcile_triggers.h"
 #include "converge/reconciler.h"
 #include "converge/tenancy_metrics.h"
 #include "converge/tenant_changes.h"
@@ -21,11 +22,20 @@
 #include "kube/informer.h"
 #include "runtime/controller.h"
 #include "runtime/log.h"
+#include "util/clock.h"
 #include "webhooks/controller.h"
+
+struct owned_ud {
+  struct tn_manager *m;
+  int kind; /* TN_TRIGGER_KIND_* of reconcile_triggers.h */
+};
 
 struct tn_manager {
   struct tn_reconciler rec;
   struct tn_controller *ctl;
+  struct tn_triggers *triggers;               /* why each tenant reconcile ran (issue 18) */
+  struct owned_ud owned_ud[TN_TRIGGER_KINDS]; /* the owned informers' handler data */
+  double sync_period_s;                       /* the Tenant informer's resync period */
   struct tn_informer *all[6 + TN_KIND_COUNT]; /* every informer, for start/stop/sync */
   size_t n_all;
   bool controllers_started;
@@ -102,14 +112,64 @@ static int index_by_plan(const json_t *obj, void *ud, struct tn_index_values *ou
 
 /* ---- handlers: which tenants to reconcile ------------------------------------------------------ */
 
-static void tenant_changed(void *ud, json_t *obj) {
-  tn_controller_enqueue_object(((struct tn_manager *)ud)->ctl, obj);
+/* Every enqueue of a tenant names its trigger (reconcile_triggers.h). */
+static void want(struct tn_manager *m, const char *key, enum tn_trigger trig, int kind) {
+  tn_triggers_note(m->triggers, key, trig, kind);
+  tn_controller_enqueue(m->ctl, key);
 }
+
+static void want_object(struct tn_manager *m, json_t *obj, enum tn_trigger trig) {
+  char key[512];
+  if (tn_object_key(obj, key, sizeof key) == 0)
+    want(m, key, trig, TN_TRIGGER_KIND_NONE);
+}
+
+static void tenant_added(void *ud, json_t *obj) { want_object(ud, obj, TN_TRIGGER_TENANT_ADDED); }
+static void tenant_deleted(void *ud, json_t *obj) { want_object(ud, obj, TN_TRIGGER_TENANT_DELETED); }
+
+static long long generation_of(json_t *obj) {
+  return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+}
+
 static void tenant_updated(void *ud, json_t *old, json_t *cur) {
-  /* The event of the reconcile's own finalizer or status write (self_writes.h): nothing new. */
-  if (old != cur && tn_self_writes_take_modified(((struct tn_manager *)ud)->rec.self, cur))
+  struct tn_manager *m = ud;
+  if (old == cur) {
+    /* The periodic resync is the safety net for an event missed: a tenant whose last reconcile
+     * began within the last half period was checked already (so every tenant is still checked
+     * at least every 1.5 periods). */
+    char key[512];
+    if (tn_object_key(cur, key, sizeof key) != 0)
+      return;
+    if (tn_triggers_recent(m->triggers, key, m->sync_period_s / 2, tn_mono_now())) {
+      tn_triggers_skipped(m->triggers, TN_SKIP_RESYNC_RECENT);
+      return;
+    }
+    want(m, key, TN_TRIGGER_TENANT_RESYNC, TN_TRIGGER_KIND_NONE);
     return;
-  tenant_changed(ud, cur);
+  }
+  enum tn_trigger trig = TN_TRIGGER_TENANT_METADATA;
+  if (generation_of(old) != generation_of(cur))
+    trig = TN_TRIGGER_TENANT_SPEC;
+  else if (!json_equal(json_object_get(old, "status"), json_object_get(cur, "status")))
+    trig = TN_TRIGGER_TENANT_STATUS;
+  /* The event of the reconcile's own finalizer or status write (self_writes.h): nothing new.
+   * While such a write is in flight the event is held: self_write_released decides. */
+  int mine = tn_self_writes_take_modified_tag(m->rec.self, cur, (int)trig);
+  if (mine == TN_SELF_WRITES_TAKEN)
+    tn_triggers_skipped(m->triggers, TN_SKIP_OWN_TENANT_WRITE);
+  if (mine != TN_SELF_WRITES_NOT_OURS)
+    return;
+  want_object(m, cur, trig);
+}
+
+/* A Tenant event held while the reconcile's write was in flight: the write's own (nothing new),
+ * or someone else's change, enqueued now with the trigger it was held with. */
+static void self_write_released(void *ud, const char *name, int tag) {
+  struct tn_manager *m = ud;
+  if (tag == TN_SELF_WRITES_OURS)
+    tn_triggers_skipped(m->triggers, TN_SKIP_OWN_TENANT_WRITE);
+  else
+    want(m, name, (enum tn_trigger)tag, TN_TRIGGER_KIND_NONE);
 }
 
 /* Whether two cached states of an owned object differ only in metadata.resourceVersion (a
@@ -142,31 +202,48 @@ static bool only_version_changed(json_t *old, json_t *cur) {
   return true;
 }
 
-static void owned_changed(void *ud, json_t *obj) {
-  struct tn_manager *m = ud;
+static void owned_want(struct owned_ud *o, json_t *obj, enum tn_trigger trig) {
   const char *t = json_string_value(
       json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), TN_LABEL_TENANT));
   if (t && *t)
-    tn_controller_enqueue(m->ctl, t);
+    want(o->m, t, trig, o->kind);
 }
 static void owned_added(void *ud, json_t *obj) {
+  struct owned_ud *o = ud;
   /* The ADDED event of an object the reconcile created (self_writes.h): nothing new. */
-  if (tn_self_writes_take_added(((struct tn_manager *)ud)->rec.self, obj))
+  if (tn_self_writes_take_added(o->m->rec.self, obj)) {
+    tn_triggers_skipped(o->m->triggers, TN_SKIP_OWN_CREATE);
     return;
-  owned_changed(ud, obj);
+  }
+  owned_want(o, obj, TN_TRIGGER_OWNED_ADDED);
 }
 static void owned_updated(void *ud, json_t *old, json_t *cur) {
-  if (only_version_changed(old, cur))
+  struct owned_ud *o = ud;
+  if (only_version_changed(old, cur)) {
+    tn_triggers_skipped(o->m->triggers, TN_SKIP_VERSION_ONLY);
     return;
-  owned_changed(ud, cur);
+  }
+  owned_want(o, cur, TN_TRIGGER_OWNED_UPDATED);
   /* A relabelled object also concerns the tenant it left. */
-  owned_changed(ud, old);
+  owned_want(o, old, TN_TRIGGER_OWNED_UPDATED);
+}
+static void owned_deleted(void *ud, json_t *obj) { owned_want(ud, obj, TN_TRIGGER_OWNED_DELETED); }
+static void secret_added(void *ud, json_t *obj) { owned_want(ud, obj, TN_TRIGGER_OWNED_ADDED); }
+
+/* The controller's reconcile: tn_tenant_reconcile with its cause counted. */
+static struct tn_result reconcile_counted(void *ud, const char *key) {
+  struct tn_manager *m = ud;
+  struct tn_trigger_cause c = tn_triggers_begin(m->triggers, key, tn_mono_now());
+  struct tn_result res = tn_tenant_reconcile(&m->rec, key);
+  tn_triggers_end(m->triggers, key, res,
+                  c.trigger == TN_TRIGGER_TENANT_DELETED && res.kind == TN_RESULT_SUCCESS, tn_mono_now());
+  return res;
 }
 
-static void enqueue_all(struct tn_manager *m, json_t *tenants) {
+static void enqueue_all(struct tn_manager *m, json_t *tenants, enum tn_trigger trig) {
   size_t i;
   json_t *t;
-  json_array_foreach(tenants, i, t) tn_controller_enqueue_object(m->ctl, t);
+  json_array_foreach(tenants, i, t) want_object(m, t, trig);
 }
 
 static void plan_changed(void *ud, json_t *obj) {
@@ -176,7 +253,7 @@ static void plan_changed(void *ud, json_t *obj) {
     return;
   struct tn_error err = {0};
   json_t *ts = tn_informer_list_by_index(m->rec.tenants, TN_INDEX_PLAN, name, &err);
-  enqueue_all(m, ts);
+  enqueue_all(m, ts, TN_TRIGGER_PLAN);
   json_decref(ts);
 }
 static void plan_updated(void *ud, json_t *old, json_t *cur) {
@@ -185,15 +262,20 @@ static void plan_updated(void *ud, json_t *old, json_t *cur) {
     plan_changed(ud, cur);
 }
 
-static void region_changed(void *ud, json_t *obj) {
-  struct tn_manager *m = ud;
+static void all_tenants(struct tn_manager *m, enum tn_trigger trig) {
   json_t *ts = tn_informer_list(m->rec.tenants);
-  enqueue_all(m, ts);
+  enqueue_all(m, ts, trig);
   json_decref(ts);
 }
+static void region_changed(void *ud, json_t *obj) { all_tenants(ud, TN_TRIGGER_REGION); }
 static void region_updated(void *ud, json_t *old, json_t *cur) {
   if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")))
     region_changed(ud, cur);
+}
+static void policy_changed(void *ud, json_t *obj) { all_tenants(ud, TN_TRIGGER_POLICY); }
+static void policy_updated(void *ud, json_t *old, json_t *cur) {
+  if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")))
+    policy_changed(ud, cur);
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------------- */
@@ -218,11 +300,15 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   m->rec.audit = cfg->audit;
   struct tn_controller_config cc = {.name = "tenant",
                                     .workers = cfg->workers > 0 ? cfg->workers : 1,
-                                    .reconcile = tn_tenant_reconcile,
-                                    .ud = &m->rec,
+                                    .reconcile = reconcile_counted,
+                                    .ud = m,
                                     .metrics = cfg->metrics};
   m->ctl = tn_controller_new(&cc);
-  if (!m->ctl) {
+  m->triggers = tn_triggers_new();
+  m->sync_period_s = cfg->sync_period_s;
+  for (int k = 0; k < TN_TRIGGER_KINDS; k++)
+    m->owned_ud[k] = (struct owned_ud){m, k};
+  if (!m->ctl || !m->triggers) {
     rc = tn_error_set(err, -ENOMEM, "cannot create the tenant controller");
     goto fail;
   }
@@ -232,7 +318,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                .drop_managed_fields = true,
                                .resync_period_s = cfg->sync_period_s,
                                .name = "tenants"};
-  struct tn_informer_handlers th = {tenant_changed, tenant_updated, tenant_changed, m};
+  struct tn_informer_handlers th = {tenant_added, tenant_updated, tenant_deleted, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &th, &m->rec.tenants, err)) ||
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_PLAN, index_by_plan, NULL, err)))
     goto fail;
@@ -248,7 +334,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                 .transform = drop_managed_fields,
                                 .drop_managed_fields = true,
                                 .name = "tenancypolicies"};
-  struct tn_informer_handlers polh = {region_changed, region_updated, region_changed, m};
+  struct tn_informer_handlers polh = {policy_changed, policy_updated, policy_changed, m};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &polh, &m->rec.policies, err)) ||
       (rc = tn_informer_add_index(m->rec.tenants, TN_INDEX_EXTERNAL_ID, tn_admission_external_id_index, NULL,
                                   err)))
@@ -259,6 +345,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
     rc = tn_error_set(err, -ENOMEM, "out of memory");
     goto fail;
   }
+  tn_self_writes_set_release(m->rec.self, self_write_released, m);
   struct tn_metric *lat = tn_policy_evaluation_metric(cfg->metrics);
   m->rec.policy_latency = lat ? tn_metric_with(lat, (const char *const[]){"controller", NULL}) : NULL;
 
@@ -287,7 +374,7 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                   .drop_managed_fields = true, /* not in the projection */
                                   .transform_ud = k == TN_KIND_NAMESPACE ? (void *)namespace_paths : NULL,
                                   .name = tn_kind_gvr((enum tn_kind)k)->resource};
-    struct tn_informer_handlers oh = {owned_added, owned_updated, owned_changed, m};
+    struct tn_informer_handlers oh = {owned_added, owned_updated, owned_deleted, &m->owned_ud[k + 1]};
     if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||
         (rc = tn_informer_add_index(m->rec.owned[k], TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
       goto fail;
@@ -300,7 +387,8 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                 .drop_managed_fields = true,
                                 .transform_ud = (void *)secret_paths,
                                 .name = "secrets"};
-  struct tn_informer_handlers sh = {owned_changed, owned_updated, owned_changed, m};
+  struct tn_informer_handlers sh = {secret_added, owned_updated, owned_deleted,
+                                    &m->owned_ud[TN_TRIGGER_KIND_SECRET]};
   if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &sh, &m->rec.secrets, err)) ||
       (rc = tn_informer_add_index(m->rec.secrets, TN_INDEX_TENANT, index_by_tenant_label, NULL, err)))
     goto fail;
@@ -344,6 +432,11 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
   if (cfg->metrics) {
     if ((rc = tn_tenancy_metrics_register(cfg->metrics, &m->metrics_src))) {
       tn_error_set(err, rc, "cannot register the tenancy metrics");
+      goto fail;
+    }
+    if ((rc = tn_triggers_register(cfg->metrics, m->triggers))) {
+      tn_tenancy_metrics_unregister(cfg->metrics, &m->metrics_src);
+      tn_error_set(err, rc, "cannot register the reconcile trigger metrics");
       goto fail;
     }
     m->metrics = cfg->metrics;
@@ -390,7 +483,7 @@ int tn_manager_start_controllers(struct tn_manager *m, struct tn_error *err) {
   json_t *keys = tn_store_keys(tn_informer_store(m->rec.tenants));
   size_t i;
   json_t *k;
-  json_array_foreach(keys, i, k) tn_controller_enqueue(m->ctl, json_string_value(k));
+  json_array_foreach(keys, i, k) want(m, json_string_value(k), TN_TRIGGER_START, TN_TRIGGER_KIND_NONE);
   json_decref(keys);
   int rc = tn_controller_start(m->ctl);
   if (rc)
@@ -456,6 +549,7 @@ void tn_manager_free(struct tn_manager *m) {
   if (!m)
     return;
   tn_tenancy_metrics_unregister(m->metrics, &m->metrics_src); /* before what it reads goes */
+  tn_triggers_unregister(m->metrics, m->triggers);
   tn_wh_controller_free(m->webhooks);
   if (m->ctl)
     tn_controller_stop(m->ctl, 0);
@@ -474,6 +568,7 @@ void tn_manager_free(struct tn_manager *m) {
   tn_written_free(m->rec.written);
   tn_tenant_changes_cache_free(m->rec.changes);
   tn_self_writes_free(m->rec.self);
+  tn_triggers_free(m->triggers);
   tn_kek_secret_free(m->kek);
   free(m->region_secret_namespaces);
   free(m);

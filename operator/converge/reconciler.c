@@ -530,13 +530,14 @@ static int set_finalizer(struct run *x, bool add, struct tn_error *err) {
     json_array_append_new(next, json_string(TN_FINALIZER));
   json_object_set_new(meta, "finalizers", next);
   json_t *out = NULL;
+  tn_self_writes_writing(x->r->self, "Tenant", NULL, x->key); /* its MODIFIED event tells this run nothing */
   int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, copy, NULL, &out, err);
+  tn_self_writes_write_done(x->r->self, "Tenant", NULL, x->key, rc == 0 ? out : NULL);
   json_decref(copy);
   x->writes++;
   if (rc == 0) {
     json_decref(x->obj);
     x->obj = out;
-    tn_self_writes_wrote(x->r->self, out); /* its MODIFIED event tells this run nothing */
   }
   return rc;
 }
@@ -1347,6 +1348,18 @@ static enum flow step_hold_without_plan_or_placement(struct run *x) {
   return FLOW_STATUS;
 }
 
+/* The Region object named name among those step_evaluate_policy read (borrowed), or NULL. */
+static json_t *inventory_region(const struct run *x, const char *name) {
+  size_t i;
+  json_t *o;
+  json_array_foreach(x->inv.region_objs, i, o) {
+    const char *n = field(o, "metadata", "name");
+    if (name && n && strcmp(n, name) == 0)
+      return o;
+  }
+  return NULL;
+}
+
 static bool cond_true(const struct run *x, enum cond c) {
   return x->conds[c].set && strcmp(x->conds[c].status, "True") == 0;
 }
@@ -1357,8 +1370,9 @@ static bool cond_true(const struct run *x, enum cond c) {
 static enum flow step_apply_objects(struct run *x) {
   struct tn_error err = {0};
   json_t *db_server = x->provisioned && x->placed
-                          ? tn_tenant_db_server(x->r, x->obj, x->t, x->placement.region,
-                                                x->policy.require_database_tls_policy)
+                          ? tn_tenant_db_server_in(x->r, x->obj, x->t, x->placement.region,
+                                                   inventory_region(x, x->placement.region),
+                                                   x->policy.require_database_tls_policy)
                           : NULL;
   json_t *db_cidrs = json_object_get(db_server, "egressCIDRs");
   const char *cidrs[16];
@@ -1471,9 +1485,9 @@ static void step_database(struct run *x) {
   }
   if ((x->provisioned && cond_true(x, COND_NAMESPACES)) ||
       (x->lp.next == TN_STATE_ARCHIVED && !x->archive.due)) {
-    tn_tenant_db_reconcile(x->r, x->obj, x->t, x->lp.next,
-                           x->placed ? x->placement.region : x->t->status_region, x->plan,
-                           x->policy.require_database_tls_policy, &dbr);
+    const char *region = x->placed ? x->placement.region : x->t->status_region;
+    tn_tenant_db_reconcile_in(x->r, x->obj, x->t, x->lp.next, region, inventory_region(x, region), x->plan,
+                              x->policy.require_database_tls_policy, &dbr);
     if (dbr.configured) {
       cond_set(x, COND_DATABASE, dbr.status, dbr.reason, "%s", dbr.message);
       /* The database step finishes in one pass: anything but True is a failed attempt. */
@@ -1612,8 +1626,12 @@ static void step_breakglass(struct run *x) {
   bool bg_live =
       x->provisioned && x->lp.next != TN_STATE_ARCHIVED && (x->lp.refused || cond_true(x, COND_NAMESPACES));
   struct tn_error bgerr = {0};
+  /* The RoleBindings step_apply_objects observed, when it changed nothing (the no-change pass:
+   * two cache decodes fewer); after a write, the cache again. */
   json_t *bg_rbs =
-      tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
+      x->observed.lists[TN_KIND_ROLE_BINDING] && x->diff.len == 0
+          ? json_incref(x->observed.lists[TN_KIND_ROLE_BINDING])
+          : tn_informer_list_by_index(x->r->owned[TN_KIND_ROLE_BINDING], TN_INDEX_TENANT, x->key, &bgerr);
   struct tn_breakglass_step bs = {.kube = x->r->kube,
                                   .tenant = x->obj,
                                   .environments = bg_live ? (const char *const *)x->t->environments : NULL,
@@ -1822,7 +1840,10 @@ static enum flow step_status(struct run *x) {
     json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
+    tn_self_writes_writing(x->r->self, "Tenant", NULL,
+                           x->key); /* its MODIFIED event tells this run nothing */
     int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
+    tn_self_writes_write_done(x->r->self, "Tenant", NULL, x->key, rc == 0 ? out_obj : NULL);
     json_decref(body);
     x->writes++;
     if (rc) {
@@ -1836,7 +1857,6 @@ static enum flow step_status(struct run *x) {
     json_decref(x->obj);
     x->obj = out_obj;
     tn_written_note(x->r->written, x->obj);
-    tn_self_writes_wrote(x->r->self, x->obj); /* its MODIFIED event tells this run nothing */
   }
   json_decref(new_status);
   return FLOW_NEXT;

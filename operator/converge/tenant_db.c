@@ -590,9 +590,14 @@ static int migrate(struct tn_reconciler *r, const struct tn_tenant *t, json_t *s
 
 json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             const char *region, const char *require_tls_policy) {
+  return tn_tenant_db_server_in(r, tenant_obj, t, region, NULL, require_tls_policy);
+}
+
+json_t *tn_tenant_db_server_in(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                               const char *region, json_t *given, const char *require_tls_policy) {
   if (!r->db || !region)
     return NULL;
-  json_t *region_obj = tn_informer_get(r->regions, region), *server = NULL;
+  json_t *region_obj = given ? json_incref(given) : tn_informer_get(r->regions, region), *server = NULL;
   if (pick_server(region_obj, region, t->isolation, current_server(tenant_obj), require_tls_policy, &server,
                   NULL))
     server = NULL;
@@ -604,6 +609,13 @@ json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const s
 void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             enum tn_state next, const char *region, const struct tn_plan *plan,
                             const char *require_tls_policy, struct tn_tenant_db_result *out) {
+  tn_tenant_db_reconcile_in(r, tenant_obj, t, next, region, NULL, plan, require_tls_policy, out);
+}
+
+void tn_tenant_db_reconcile_in(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                               enum tn_state next, const char *region, json_t *given,
+                               const struct tn_plan *plan, const char *require_tls_policy,
+                               struct tn_tenant_db_result *out) {
   struct tn_error err = {0};
   struct server_conf conf = {0};
   struct stored st = {0};
@@ -614,7 +626,7 @@ void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const s
   if (!r->db || !region ||
       !(next == TN_STATE_ACTIVE || next == TN_STATE_SUSPENDED || next == TN_STATE_ARCHIVED))
     return;
-  region_obj = tn_informer_get(r->regions, region);
+  region_obj = given ? json_incref(given) : tn_informer_get(r->regions, region);
   int rc = pick_server(region_obj, region, t->isolation, current_server(tenant_obj), require_tls_policy,
                        &server, &err);
   if (rc == TN_ENOTFOUND && !json_object_get(json_object_get(region_obj, "spec"), "databaseServers") &&

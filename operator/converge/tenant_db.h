@@ -54,12 +54,20 @@ void tn_tenant_db_result_cleanup(struct tn_tenant_db_result *r);
 void tn_tenant_db_reconcile(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             enum tn_state next, const char *region, const struct tn_plan *plan,
                             const char *require_tls_policy, struct tn_tenant_db_result *out);
+/* The same with the Region object region_obj (borrowed) the caller read already from the cache
+ * (NULL: it is read here): one cache decode fewer per reconcile. */
+void tn_tenant_db_reconcile_in(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                               enum tn_state next, const char *region, json_t *region_obj,
+                               const struct tn_plan *plan, const char *require_tls_policy,
+                               struct tn_tenant_db_result *out);
 
 /* The Region's databaseServers[] entry the tenant is (or would be) on in region, by the rules of
  * tn_tenant_db_reconcile: a new reference, or NULL when there is none (no database, no compliant
  * server, region unknown). For the NetworkPolicy egress rule to the server. */
 json_t *tn_tenant_db_server(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
                             const char *region, const char *require_tls_policy);
+json_t *tn_tenant_db_server_in(struct tn_reconciler *r, json_t *tenant_obj, const struct tn_tenant *t,
+                               const char *region, json_t *region_obj, const char *require_tls_policy);
 
 /* Drops the tenant's role, schema and database (Deleted, or kubectl delete). Returns 0 when
  * nothing is left (or there never was a database), else a negative code with out filled. */

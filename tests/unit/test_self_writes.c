@@ -2,6 +2,7 @@
  * (converge/self_writes.h, issue 18): each is recognised once, anything else is not. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdio.h>
 
 #include "converge/self_writes.h"
 #include "util/clock.h"
@@ -93,5 +94,84 @@ Test(self_writes, many_notes_grow_the_table) {
     json_decref(o);
   }
   cr_assert_eq(tn_self_writes_len(s), 0);
+  tn_self_writes_free(s);
+}
+
+/* The watch event of a tenant write can be dispatched before the write's answer reaches the
+ * reconcile: while a write is in flight, the tenant's MODIFIED events are held; done drops the
+ * write's own and hands the others (someone else's changes) to the release callback. */
+struct released {
+  int ours, n, tags[8];
+  char names[8][32];
+};
+
+static void on_release(void *ud, const char *name, int tag) {
+  struct released *r = ud;
+  if (tag == TN_SELF_WRITES_OURS) {
+    r->ours++;
+    return;
+  }
+  if (r->n < 8) {
+    r->tags[r->n] = tag;
+    snprintf(r->names[r->n], sizeof r->names[r->n], "%s", name);
+    r->n++;
+  }
+}
+
+Test(self_writes, events_during_a_write_in_flight_are_held_then_settled) {
+  struct tn_self_writes *s = tn_self_writes_new();
+  struct released r = {0};
+  tn_self_writes_set_release(s, on_release, &r);
+  json_t *ours = obj("Tenant", NULL, "acme", "500"), *theirs = obj("Tenant", NULL, "acme", "501");
+  json_t *other = obj("Tenant", NULL, "globex", "502");
+
+  /* Our write's event first, then its answer: held, then dropped as ours. */
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, ours, 7), TN_SELF_WRITES_HELD);
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, other, 7), TN_SELF_WRITES_NOT_OURS,
+               "another tenant's event is not held");
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", ours);
+  cr_assert_eq(r.ours, 1);
+  cr_assert_eq(r.n, 0, "our own event is not released as a change");
+  cr_assert_eq(tn_self_writes_len(s), 0, "nothing left to wait for");
+
+  /* Someone else's change and ours both arrive during the write: only theirs is released. */
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, theirs, 3), TN_SELF_WRITES_HELD);
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, ours, 4), TN_SELF_WRITES_HELD);
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", ours);
+  cr_assert_eq(r.ours, 2);
+  cr_assert_eq(r.n, 1);
+  cr_assert_eq(r.tags[0], 3);
+  cr_assert_str_eq(r.names[0], "acme");
+
+  /* The answer first: the event that comes later is recognised by its version, as before. */
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", ours);
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, ours, 1), TN_SELF_WRITES_TAKEN);
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, ours, 1), TN_SELF_WRITES_NOT_OURS, "only once");
+
+  /* A failed write releases everything held: nothing is lost. */
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  cr_assert_eq(tn_self_writes_take_modified_tag(s, theirs, 5), TN_SELF_WRITES_HELD);
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", NULL);
+  cr_assert_eq(r.n, 2);
+  cr_assert_eq(r.tags[1], 5);
+  cr_assert_eq(tn_self_writes_len(s), 0);
+
+  /* A write in flight never expires (its held events must be released), and two writes of one
+   * object (finalizer, then status) are both recognised. */
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  tn_self_writes_expire(s, tn_mono_now() + TN_SELF_WRITES_TTL_S + 10);
+  cr_assert_eq(tn_self_writes_len(s), 1);
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", ours);
+  tn_self_writes_writing(s, "Tenant", NULL, "acme");
+  tn_self_writes_write_done(s, "Tenant", NULL, "acme", theirs);
+  cr_assert(tn_self_writes_take_modified(s, ours), "the first write's event");
+  cr_assert(tn_self_writes_take_modified(s, theirs), "the second write's event");
+  cr_assert_eq(tn_self_writes_len(s), 0);
+  json_decref(ours);
+  json_decref(theirs);
+  json_decref(other);
   tn_self_writes_free(s);
 }
