@@ -26,6 +26,7 @@ struct entry {
   uint64_t hash;
   bool dirty;                          /* needs processing (client-go's dirty set) */
   bool processing;                     /* handed out by get, done not yet called (processing set) */
+  bool in_pass;                        /* queued at tn_workqueue_mark_pass, not done since */
   bool has_add_time;                   /* metrics: add_time is set (client-go's addTimes) */
   size_t heap_idx;                     /* index in the delay heap, or NOT_WAITING */
   int64_t ready_at;                    /* when waiting: when it is due */
@@ -60,6 +61,7 @@ struct tn_workqueue {
   uint64_t heap_seq;
 
   size_t n_processing;
+  size_t pass_left; /* entries with in_pass set */
   int getters_waiting;
   int drainers;
   bool shutting_down;
@@ -493,6 +495,10 @@ void tn_workqueue_done(struct tn_workqueue *q, const char *item) {
   }
   e->processing = false;
   q->n_processing--;
+  if (e->in_pass) {
+    e->in_pass = false;
+    q->pass_left--;
+  }
   if (e->dirty) {
     fifo_push(q, e);
     if (q->getters_waiting)
@@ -504,6 +510,28 @@ void tn_workqueue_done(struct tn_workqueue *q, const char *item) {
 out:
   pthread_mutex_unlock(&q->lock);
   free(unused);
+}
+
+size_t tn_workqueue_mark_pass(struct tn_workqueue *q) {
+  pthread_mutex_lock(&q->lock);
+  promote_if_any_locked(q);
+  for (size_t i = 0; i < q->fifo_len; i++) {
+    struct entry *e = q->fifo[(q->fifo_head + i) % q->fifo_cap];
+    if (!e->in_pass) {
+      e->in_pass = true;
+      q->pass_left++;
+    }
+  }
+  size_t n = q->pass_left;
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}
+
+size_t tn_workqueue_pass_left(struct tn_workqueue *q) {
+  pthread_mutex_lock(&q->lock);
+  size_t n = q->pass_left;
+  pthread_mutex_unlock(&q->lock);
+  return n;
 }
 
 size_t tn_workqueue_len(struct tn_workqueue *q) {

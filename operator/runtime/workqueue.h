@@ -67,6 +67,11 @@ void tn_workqueue_done(struct tn_workqueue *q, const char *item);
 
 /* Items ready to be handed out (not those processing or still delayed). Informational only. */
 size_t tn_workqueue_len(struct tn_workqueue *q);
+/* A pass: marks every item queued now (due) and returns how many are marked, in all. An item
+ * stays marked until a done() of it (it may be added again meanwhile: it keeps its place). */
+size_t tn_workqueue_mark_pass(struct tn_workqueue *q);
+/* Marked items not done yet: 0 once every item queued at tn_workqueue_mark_pass was processed. */
+size_t tn_workqueue_pass_left(struct tn_workqueue *q);
 
 /* Ignores further adds, drops delayed items not yet due, wakes every blocked get (they return
  * what is still queued, then TN_ECANCELED) and stops a waiting shutdown_drain. Idempotent. */

@@ -3,10 +3,13 @@
  * state (Tenants, finalizer, status, Events included) made by that client (the "floor"), then the
  * operator taking 1,000 Tenants from applied to Ready, with its API requests, RSS and writes while idle.
  *
- *   bench_tenants [--tenants N] [--threads N] [--phase all|baseline|floor|operator|floor-operator|scale]
+ *   bench_tenants [--tenants N] [--threads N]
+ *                 [--phase all|baseline|floor|operator|floor-operator|scale|restart]
  *                 [--idle-seconds S] [--sync-period DURATION] [--timeout S] [--keep]
  *                 [--teardown] [--allow-remote] [--floor-variants LIST]
  *
+ * --phase restart: the scale phase's restart and leader failover alone, against the tenants there
+ * (those a `--phase scale --keep` run left).
  * --phase floor-operator: the floor and the operator without the baseline (their ratio is the
  * issue 18 target). --floor-variants finalizer-at-create,one-event,small-status,one-netpol,floor:
  * after the floor, the floor again with one candidate write removal each (or unchanged: "floor"),
@@ -60,7 +63,15 @@
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
-enum phase { PHASE_ALL, PHASE_BASELINE, PHASE_FLOOR, PHASE_OPERATOR, PHASE_SCALE, PHASE_FLOOR_OPERATOR };
+enum phase {
+  PHASE_ALL,
+  PHASE_BASELINE,
+  PHASE_FLOOR,
+  PHASE_OPERATOR,
+  PHASE_SCALE,
+  PHASE_FLOOR_OPERATOR,
+  PHASE_RESTART
+};
 
 static struct {
   size_t tenants;
@@ -2441,6 +2452,25 @@ out:
   operator_stop(&b);
 }
 
+/* --phase restart: the scale phase's restart and leader failover alone, against the tenants a
+ * `--phase scale --keep` run left converged (creating 10,000 takes 30-50 min; this, 2-3 min). */
+static void run_restart(struct tn_kube *k) {
+  struct operator_proc o = {0};
+  if (!operator_bin(o.bin, sizeof o.bin)) {
+    printf("restart: not run: no operator binary\n");
+    return;
+  }
+  long n = count_named(k, &gvr_tenant, NULL, "");
+  printf("restart and failover against the %ld tenants there (load average %.2f):\n", n, load_average());
+  if (n <= 0)
+    return;
+  scale_restart(k, &o, (size_t)n);
+  printf("  load average %.2f after the restart\n", load_average());
+  scale_failover(k, &o, (size_t)n);
+  printf("  load average %.2f after the failover\n", load_average());
+  operator_stop(&o);
+}
+
 /* A Region whose database server is the stack's PostgreSQL (its superuser DSN as the admin
  * Secret, its CA), as tests/integration/test_tenant_database.c makes: the latency at rest with a
  * database. 0, or -1 when the stack has no PostgreSQL ($TENANCY_PG_DSN, $TENANCY_PG_PORT,
@@ -2705,6 +2735,8 @@ static int run_bench(void) {
   /* 10,000 tenants take ~10 minutes: only with $TENANCY_BENCH_SCALE (CI leaves it unset). */
   if (opt.phase == PHASE_SCALE || (opt.phase == PHASE_ALL && scale_size() > 0))
     run_scale(k, scale_size() ? scale_size() : opt.tenants);
+  if (opt.phase == PHASE_RESTART)
+    run_restart(k);
   rc = 0;
 out:
   tn_kube_free(k);
@@ -2845,6 +2877,7 @@ int main(int argc, char **argv) {
                   : strcmp(optarg, "floor") == 0          ? PHASE_FLOOR
                   : strcmp(optarg, "operator") == 0       ? PHASE_OPERATOR
                   : strcmp(optarg, "scale") == 0          ? PHASE_SCALE
+                  : strcmp(optarg, "restart") == 0        ? PHASE_RESTART
                   : strcmp(optarg, "floor-operator") == 0 ? PHASE_FLOOR_OPERATOR
                                                           : PHASE_ALL;
       break;
