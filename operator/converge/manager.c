@@ -46,11 +46,12 @@ static json_t *drop_managed_fields(json_t *obj, void *ud) {
   return obj;
 }
 
+/* No metadata.uid: ~20 bytes of random text that do not compress, read only by a delete, which
+ * GETs it then (owned_delete.h). RoleBindings keep it: break-glass revocations read it. */
 static const char *const owned_paths[] = {"apiVersion",
                                           "kind",
                                           "metadata.name",
                                           "metadata.namespace",
-                                          "metadata.uid",
                                           "metadata.resourceVersion",
                                           "metadata.labels",
                                           "metadata.annotations",
@@ -60,6 +61,19 @@ static const char *const owned_paths[] = {"apiVersion",
                                           "roleRef",
                                           "subjects",
                                           NULL};
+static const char *const rolebinding_paths[] = {"apiVersion",
+                                                "kind",
+                                                "metadata.name",
+                                                "metadata.namespace",
+                                                "metadata.uid",
+                                                "metadata.resourceVersion",
+                                                "metadata.labels",
+                                                "metadata.annotations",
+                                                "metadata.ownerReferences",
+                                                "metadata.deletionTimestamp",
+                                                "roleRef",
+                                                "subjects",
+                                                NULL};
 static const char *const secret_paths[] = {"apiVersion",
                                            "kind",
                                            "metadata.name",
@@ -75,7 +89,6 @@ static const char *const secret_paths[] = {"apiVersion",
 static const char *const namespace_paths[] = {"apiVersion",
                                               "kind",
                                               "metadata.name",
-                                              "metadata.uid",
                                               "metadata.resourceVersion",
                                               "metadata.labels",
                                               "metadata.annotations",
@@ -285,7 +298,9 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                   .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
                                   .transform = project_owned,
                                   .drop_managed_fields = true, /* not in the projection */
-                                  .transform_ud = k == TN_KIND_NAMESPACE ? (void *)namespace_paths : NULL,
+                                  .transform_ud = k == TN_KIND_NAMESPACE      ? (void *)namespace_paths
+                                                  : k == TN_KIND_ROLE_BINDING ? (void *)rolebinding_paths
+                                                                              : NULL,
                                   .name = tn_kind_gvr((enum tn_kind)k)->resource};
     struct tn_informer_handlers oh = {owned_added, owned_updated, owned_changed, m};
     if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||
