@@ -176,10 +176,12 @@ static void owned_updated(void *ud, json_t *old, json_t *cur) {
   owned_changed(ud, old);
 }
 
-static void enqueue_all(struct tn_manager *m, json_t *tenants) {
+/* Enqueues the tenants of keys (a JSON array of cache keys: no Tenant decoded; a decoded Tenant
+ * is ~18 KB of jansson tree, so listing 10,000 objects to enqueue them cost ~180 MiB at once). */
+static void enqueue_keys(struct tn_manager *m, json_t *keys) {
   size_t i;
-  json_t *t;
-  json_array_foreach(tenants, i, t) tn_controller_enqueue_object(m->ctl, t);
+  json_t *k;
+  json_array_foreach(keys, i, k) tn_controller_enqueue(m->ctl, json_string_value(k));
 }
 
 static void plan_changed(void *ud, json_t *obj) {
@@ -188,9 +190,9 @@ static void plan_changed(void *ud, json_t *obj) {
   if (!name)
     return;
   struct tn_error err = {0};
-  json_t *ts = tn_informer_list_by_index(m->rec.tenants, TN_INDEX_PLAN, name, &err);
-  enqueue_all(m, ts);
-  json_decref(ts);
+  json_t *ks = tn_store_keys_by_index(tn_informer_store(m->rec.tenants), TN_INDEX_PLAN, name, &err);
+  enqueue_keys(m, ks);
+  json_decref(ks);
 }
 static void plan_updated(void *ud, json_t *old, json_t *cur) {
   /* Resyncs re-deliver unchanged objects: only a real change re-converges every tenant on it. */
@@ -200,9 +202,9 @@ static void plan_updated(void *ud, json_t *old, json_t *cur) {
 
 static void region_changed(void *ud, json_t *obj) {
   struct tn_manager *m = ud;
-  json_t *ts = tn_informer_list(m->rec.tenants);
-  enqueue_all(m, ts);
-  json_decref(ts);
+  json_t *ks = tn_store_keys(tn_informer_store(m->rec.tenants));
+  enqueue_keys(m, ks);
+  json_decref(ks);
 }
 static void region_updated(void *ud, json_t *old, json_t *cur) {
   if (!json_equal(json_object_get(old, "spec"), json_object_get(cur, "spec")))
