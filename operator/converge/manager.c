@@ -56,11 +56,12 @@ static json_t *drop_managed_fields(json_t *obj, void *ud) {
   return obj;
 }
 
+/* No metadata.uid: ~20 bytes of random text that do not compress, read only by a delete, which
+ * GETs it then (owned_delete.h). RoleBindings keep it: break-glass revocations read it. */
 static const char *const owned_paths[] = {"apiVersion",
                                           "kind",
                                           "metadata.name",
                                           "metadata.namespace",
-                                          "metadata.uid",
                                           "metadata.resourceVersion",
                                           "metadata.labels",
                                           "metadata.annotations",
@@ -70,6 +71,19 @@ static const char *const owned_paths[] = {"apiVersion",
                                           "roleRef",
                                           "subjects",
                                           NULL};
+static const char *const rolebinding_paths[] = {"apiVersion",
+                                                "kind",
+                                                "metadata.name",
+                                                "metadata.namespace",
+                                                "metadata.uid",
+                                                "metadata.resourceVersion",
+                                                "metadata.labels",
+                                                "metadata.annotations",
+                                                "metadata.ownerReferences",
+                                                "metadata.deletionTimestamp",
+                                                "roleRef",
+                                                "subjects",
+                                                NULL};
 static const char *const secret_paths[] = {"apiVersion",
                                            "kind",
                                            "metadata.name",
@@ -85,7 +99,6 @@ static const char *const secret_paths[] = {"apiVersion",
 static const char *const namespace_paths[] = {"apiVersion",
                                               "kind",
                                               "metadata.name",
-                                              "metadata.uid",
                                               "metadata.resourceVersion",
                                               "metadata.labels",
                                               "metadata.annotations",
@@ -240,10 +253,16 @@ static struct tn_result reconcile_counted(void *ud, const char *key) {
   return res;
 }
 
-static void enqueue_all(struct tn_manager *m, json_t *tenants, enum tn_trigger trig) {
+/* Enqueues the tenants of keys (a JSON array of cache keys: no Tenant decoded; a decoded Tenant
+ * is ~18 KB of jansson tree, so listing 10,000 objects to enqueue them cost ~180 MiB at once). */
+static void enqueue_keys(struct tn_manager *m, json_t *keys, enum tn_trigger trig) {
   size_t i;
-  json_t *t;
-  json_array_foreach(tenants, i, t) want_object(m, t, trig);
+  json_t *k;
+  json_array_foreach(keys, i, k) {
+    const char *key = json_string_value(k);
+    if (key)
+      want(m, key, trig, TN_TRIGGER_KIND_NONE);
+  }
 }
 
 static void plan_changed(void *ud, json_t *obj) {
@@ -252,9 +271,9 @@ static void plan_changed(void *ud, json_t *obj) {
   if (!name)
     return;
   struct tn_error err = {0};
-  json_t *ts = tn_informer_list_by_index(m->rec.tenants, TN_INDEX_PLAN, name, &err);
-  enqueue_all(m, ts, TN_TRIGGER_PLAN);
-  json_decref(ts);
+  json_t *ks = tn_store_keys_by_index(tn_informer_store(m->rec.tenants), TN_INDEX_PLAN, name, &err);
+  enqueue_keys(m, ks, TN_TRIGGER_PLAN);
+  json_decref(ks);
 }
 static void plan_updated(void *ud, json_t *old, json_t *cur) {
   /* Resyncs re-deliver unchanged objects: only a real change re-converges every tenant on it. */
@@ -263,9 +282,9 @@ static void plan_updated(void *ud, json_t *old, json_t *cur) {
 }
 
 static void all_tenants(struct tn_manager *m, enum tn_trigger trig) {
-  json_t *ts = tn_informer_list(m->rec.tenants);
-  enqueue_all(m, ts, trig);
-  json_decref(ts);
+  json_t *ks = tn_store_keys(tn_informer_store(m->rec.tenants));
+  enqueue_keys(m, ks, trig);
+  json_decref(ks);
 }
 static void region_changed(void *ud, json_t *obj) { all_tenants(ud, TN_TRIGGER_REGION); }
 static void region_updated(void *ud, json_t *old, json_t *cur) {
@@ -372,7 +391,9 @@ int tn_manager_new(const struct tn_manager_config *cfg, struct tn_manager **out,
                                   .label_selector = TN_LABEL_MANAGED_BY "=" TN_MANAGED_BY,
                                   .transform = project_owned,
                                   .drop_managed_fields = true, /* not in the projection */
-                                  .transform_ud = k == TN_KIND_NAMESPACE ? (void *)namespace_paths : NULL,
+                                  .transform_ud = k == TN_KIND_NAMESPACE      ? (void *)namespace_paths
+                                                  : k == TN_KIND_ROLE_BINDING ? (void *)rolebinding_paths
+                                                                              : NULL,
                                   .name = tn_kind_gvr((enum tn_kind)k)->resource};
     struct tn_informer_handlers oh = {owned_added, owned_updated, owned_deleted, &m->owned_ud[k + 1]};
     if ((rc = add_informer(m, cfg->kube, cfg->metrics, &o, &oh, &m->rec.owned[k], err)) ||

@@ -6,7 +6,8 @@
  * GET (the caches only hold our own objects); updates are PUTs with the observed
  * resourceVersion, so they replace exactly what we own and lose no concurrent change silently. */
 #include "converge/reconciler.h"
-#include "converge/owned_apply.h" /* server-side apply of owned objects */
+#include "converge/owned_apply.h"  /* server-side apply of owned objects */
+#include "converge/owned_delete.h" /* the uid-conditional delete of owned objects */
 
 #include "converge/migration.h"
 #include "converge/tenant_breakglass.h"
@@ -672,12 +673,10 @@ static int apply_change(struct run *x, const struct tn_change *c, const char *ui
     break;
   }
   case TN_CHANGE_DELETE: {
-    const char *ouid = json_string_value(json_object_get(json_object_get(c->observed, "metadata"), "uid"));
-    struct tn_delete_opts opts = {.precondition_uid = ouid, .propagation_policy = "Background"};
-    rc = tn_kube_delete(x->r->kube, gvr, c->namespace, c->name, &opts, &err);
-    x->writes++;
-    if (rc == TN_ENOTFOUND)
-      rc = 0;
+    /* Conditional on the object's uid, read with a GET when the cache keeps none (owned_delete.h). */
+    bool sent = false;
+    rc = tn_owned_delete(x->r->kube, gvr, c->observed, c->namespace, c->name, x->key, uid, &sent, &err);
+    x->writes += sent;
     if (rc == 0)
       ks->pending += c->kind == TN_KIND_NAMESPACE; /* namespaces take a while to go */
     break;

@@ -1122,6 +1122,15 @@ json_t *tn_store_by_index(struct tn_store *s, const char *index, const char *val
   return decode_all(objs, n, false);
 }
 
+json_t *tn_store_keys_by_index(struct tn_store *s, const char *index, const char *value,
+                               struct tn_error *err) {
+  struct tn_store_obj **objs;
+  size_t n;
+  if (snapshot(s, index, value, &objs, &n, err) != 0)
+    return NULL;
+  return decode_all(objs, n, true);
+}
+
 json_t *tn_store_index_values(struct tn_store *s, const char *index) {
   json_t *arr = NULL;
   pthread_rwlock_rdlock(&s->lock);

@@ -87,6 +87,10 @@ json_t *tn_store_keys(struct tn_store *s); /* array of strings, in no order */
 /* Objects whose index `index` holds value. NULL with TN_ENOTFOUND when there is no such index;
  * an empty array when nothing matches. */
 json_t *tn_store_by_index(struct tn_store *s, const char *index, const char *value, struct tn_error *err);
+/* Their keys (array of strings), nothing decoded: what enqueues them needs no more (a decoded
+ * Tenant is ~18 KB of jansson tree; 10,000 at once would be ~180 MiB). */
+json_t *tn_store_keys_by_index(struct tn_store *s, const char *index, const char *value,
+                               struct tn_error *err);
 /* The values index `index` currently holds (array of strings), NULL when no such index. */
 json_t *tn_store_index_values(struct tn_store *s, const char *index);
 size_t tn_store_len(struct tn_store *s);

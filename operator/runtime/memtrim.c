@@ -16,6 +16,9 @@ int tn_memtrim_arena_limit(char *(*getenv_fn)(const char *)) {
 }
 
 int tn_memtrim_limit_arenas(char *(*getenv_fn)(const char *)) {
+  const char *mmap_env = getenv_fn ? getenv_fn("MALLOC_MMAP_THRESHOLD_") : NULL;
+  if (!(mmap_env && *mmap_env))
+    mallopt(M_MMAP_THRESHOLD, (int)TN_MEMTRIM_MMAP_THRESHOLD); /* refused under a sanitizer: fine */
   int n = tn_memtrim_arena_limit(getenv_fn);
   if (n == 0)
     return 0;

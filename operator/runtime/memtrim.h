@@ -6,7 +6,11 @@
  * top of each heap: after converging 10,000 tenants the process held ~17 MiB more than a fresh
  * one with the same caches (docs/benchmarks.md, "Memory at 10,000 tenants (session 24)"). Two
  * measures, both before any thread starts or from one thread of their own:
- *   - at most TN_MEMTRIM_ARENAS arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is set;
+ *   - at most TN_MEMTRIM_ARENAS arenas (M_ARENA_MAX) unless MALLOC_ARENA_MAX is set, and a fixed
+ *     mmap threshold (TN_MEMTRIM_MMAP_THRESHOLD, M_MMAP_THRESHOLD) unless MALLOC_MMAP_THRESHOLD_
+ *     is set: glibc's own threshold rises to the size of every mmapped block freed (a store's key
+ *     table, a list's buffer: up to 1 MiB), after which such blocks come from the arenas, where
+ *     they fragment what the trim can return;
  *   - a thread that every interval reads how much free memory the arenas hold (mallinfo2) and,
  *     above a threshold, calls malloc_trim(0), which returns the free pages of every arena. */
 #ifndef TN_MEMTRIM_H
@@ -16,14 +20,16 @@
 #include <stddef.h>
 
 #define TN_MEMTRIM_ARENAS 2
-#define TN_MEMTRIM_DEFAULT_INTERVAL_S 10.0
-#define TN_MEMTRIM_DEFAULT_THRESHOLD (4u << 20) /* free bytes in the arenas before a trim */
+#define TN_MEMTRIM_MMAP_THRESHOLD (128u << 10) /* blocks from this size on: their own mapping */
+#define TN_MEMTRIM_DEFAULT_INTERVAL_S 5.0
+#define TN_MEMTRIM_DEFAULT_THRESHOLD (1u << 20) /* free bytes in the arenas before a trim */
 
 /* The arena limit to set: TN_MEMTRIM_ARENAS, or 0 when MALLOC_ARENA_MAX (looked up with
  * getenv_fn) decides. */
 int tn_memtrim_arena_limit(char *(*getenv_fn)(const char *));
-/* Sets it (call first thing in main, before any thread). Returns the limit set, 0 when the
- * environment decides, -1 when the allocator refused (a sanitizer's). */
+/* Sets it, and the fixed mmap threshold (call first thing in main, before any thread). Returns
+ * the arena limit set, 0 when the environment decides, -1 when the allocator refused (a
+ * sanitizer's). */
 int tn_memtrim_limit_arenas(char *(*getenv_fn)(const char *));
 
 /* Whether a trim is worth it: free bytes held in the arenas above the threshold, and more than
