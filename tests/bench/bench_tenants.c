@@ -1468,10 +1468,10 @@ static int floor_audit_transitions(const json_t *tenant, const char *outcome, st
     const char *parts[] = {"bench-floor", uid ? uid : "", steps[i].action};
     tn_uuid_from_parts(parts, 3, cid[i]);
     if (strcmp(outcome, TN_AUDIT_SUCCEEDED) == 0) {
-      json_t *data = tn_ce_transition_data(steps[i].from[0] ? steps[i].from : NULL, steps[i].to, 1, "benchmark",
-                                           "standard", "eu-west-1");
-      rc = data ? tn_outbox_event_init(&ob[i], NULL, tenant, steps[i].event, cid[i], TN_AUDIT_OPERATOR_ACTOR, data,
-                                       err)
+      json_t *data = tn_ce_transition_data(steps[i].from[0] ? steps[i].from : NULL, steps[i].to, 1,
+                                           "benchmark", "standard", "eu-west-1");
+      rc = data ? tn_outbox_event_init(&ob[i], NULL, tenant, steps[i].event, cid[i], TN_AUDIT_OPERATOR_ACTOR,
+                                       data, err)
                 : tn_error_set(err, -ENOMEM, "out of memory");
       json_decref(data);
     }
