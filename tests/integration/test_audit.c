@@ -97,21 +97,7 @@ static void drop_schema(void) {
 }
 
 /* tmpl with every @S@ replaced by the test's schema (malloc'd). */
-static char *subst(const char *tmpl) {
-  char *out = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&out, &len);
-  for (const char *p = tmpl; *p;) {
-    if (!strncmp(p, "@S@", 3)) {
-      fputs(schema, f);
-      p += 3;
-    } else {
-      fputc(*p++, f);
-    }
-  }
-  fclose(f);
-  return out;
-}
+static char *subst(const char *tmpl) { return tn_test_pg_subst_schema(tmpl, schema); }
 
 /* Runs a statement template (@S@ = schema) as c; returns the result (PQclear it). */
 static PGresult *sql_t(PGconn *c, const char *tmpl) {

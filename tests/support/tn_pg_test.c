@@ -104,3 +104,20 @@ void tn_test_pg_role_drop(PGconn *c, const char *role) {
   PQclear(tn_test_pg_exec(c, "DROP OWNED BY %s", role));
   PQclear(tn_test_pg_exec(c, "DROP ROLE IF EXISTS %s", role));
 }
+
+char *tn_test_pg_subst_schema(const char *tmpl, const char *schema) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  cr_assert_not_null(f, "open_memstream failed");
+  for (const char *p = tmpl; *p;) {
+    if (!strncmp(p, "@S@", 3)) {
+      fputs(schema, f);
+      p += 3;
+    } else {
+      fputc(*p++, f);
+    }
+  }
+  fclose(f);
+  return out;
+}

@@ -24,6 +24,10 @@ char *tn_test_pg_error(PGconn *c, const char *fmt, ...) __attribute__((format(pr
  * user is not NULL; then extra appended (may be NULL). malloc'd. */
 char *tn_test_pg_dsn(const char *user, const char *password, const char *const *drop, const char *extra);
 
+/* tmpl with every @S@ replaced by schema (the test's own, trusted), as the audit trail's SQL
+ * templates are written (malloc'd). */
+char *tn_test_pg_subst_schema(const char *tmpl, const char *schema);
+
 /* CREATE ROLE role LOGIN PASSWORD 'password' (role and password: the test's own, trusted). */
 void tn_test_pg_role_create(PGconn *c, const char *role, const char *password);
 /* DROP OWNED BY role, then DROP ROLE IF EXISTS role; failures ignored (clean-up). */
