@@ -48,12 +48,20 @@ const struct tn_gvr tn_gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolici
 
 /* ---- the state we last wrote, per tenant ---------------------------------------------------- */
 
-/* One entry per tenant: ~100 bytes (a jansson object per tenant was ~500: 5 MB at 10,000). An
+/* One entry per tenant: ~110 bytes (a jansson object per tenant was ~500: 5 MB at 10,000). An
  * entry whose uid or state does not fit is not kept: is_stale then trusts the cache, as before
- * the first write. */
+ * the first write.
+ *
+ * Two signs that the cache is behind our own last status write:
+ * - it shows another state for the same uid and generation;
+ * - it shows the very resourceVersion our write replaced (rv_from; the write succeeded, so no one
+ *   else wrote in between, and the cache is either there or at rv_to or later). This one also
+ *   catches a write that changed only a condition, such as Progressing recording a failed
+ *   attempt: a pass planned from that cache would audit the attempt as started again. */
 struct written_entry {
   char *name; /* NULL: empty slot */
   long long generation;
+  unsigned long long rv_from, rv_to; /* 0: not a decimal resourceVersion, not compared */
   char uid[40];
   char state[16];
 };
@@ -114,7 +122,21 @@ static bool written_grow(struct tn_written *w) {
   return true;
 }
 
-void tn_written_note(struct tn_written *w, json_t *tenant) {
+/* A resourceVersion as a number, or 0 when it is not one (it is opaque to clients: only equality
+ * is compared, never order). */
+static unsigned long long rv_number(const char *rv) {
+  if (!rv || !*rv || strlen(rv) > 19)
+    return 0;
+  unsigned long long v = 0;
+  for (const char *p = rv; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return 0;
+    v = v * 10 + (unsigned long long)(*p - '0');
+  }
+  return v;
+}
+
+void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_from) {
   const char *name = field(tenant, "metadata", "name");
   const char *uid = field(tenant, "metadata", "uid") ?: "", *state = field(tenant, "status", "state") ?: "";
   if (!w || !name)
@@ -136,6 +158,10 @@ void tn_written_note(struct tn_written *w, json_t *tenant) {
       snprintf(e->uid, sizeof e->uid, "%s", uid);
       snprintf(e->state, sizeof e->state, "%s", state);
       e->generation = json_integer_value(json_object_get(json_object_get(tenant, "metadata"), "generation"));
+      e->rv_from = rv_number(rv_from);
+      e->rv_to = rv_number(field(tenant, "metadata", "resourceVersion"));
+      if (e->rv_from == e->rv_to) /* a no-op write: the server kept the version */
+        e->rv_from = e->rv_to = 0;
     }
   }
   pthread_mutex_unlock(&w->mu);
@@ -150,10 +176,11 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
   struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
   if (e && e->name && e->uid[0]) {
     const char *cached = field(tenant, "status", "state") ?: "";
-    stale = strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0 &&
-            e->generation ==
-                json_integer_value(json_object_get(json_object_get(tenant, "metadata"), "generation")) &&
-            strcmp(e->state, cached) != 0;
+    bool same = strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0;
+    stale = same && ((e->generation == json_integer_value(json_object_get(json_object_get(tenant, "metadata"),
+                                                                          "generation")) &&
+                      strcmp(e->state, cached) != 0) ||
+                     (e->rv_from && e->rv_from == rv_number(field(tenant, "metadata", "resourceVersion"))));
   }
   pthread_mutex_unlock(&w->mu);
   return stale;
@@ -1012,6 +1039,18 @@ static enum flow step_observe(struct run *x) {
   snprintf(x->rv, sizeof x->rv, "%s", json_string_value(json_object_get(meta, "resourceVersion")) ?: "");
   x->lf.resource_version = x->rv;
 
+  /* Every pass is planned from the cache. Right after our own status write the cache can still
+   * hold the tenant from before it: a pass planned from that would audit a transition, or a
+   * failed attempt of it, a second time (a retry comes 5 ms after a failure, and the write's
+   * own watch event no longer enqueues the tenant: self_writes.h). The watch event that brings
+   * the cache up to date is on its way; no API call is needed to know that (tn_written). */
+  if (tn_written_is_stale(x->r->written, x->obj)) {
+    tn_log(TN_LOG_DEBUG, &x->lf,
+           "cache behind our own last status write; reconciling again when it catches up");
+    x->res = TN_RESULT_AFTER(0.5);
+    return FLOW_STOP;
+  }
+
   if (json_object_get(meta, "deletionTimestamp")) {
     tn_tenant_changes_forget(x->r->changes, x->key);
     x->res = teardown(x);
@@ -1113,20 +1152,9 @@ static enum flow step_evaluate_policy(struct run *x) {
   return FLOW_NEXT;
 }
 
-/* audit: the "started" rows of the planned steps, before anything of them is done.
- *
- * A transition is planned from the cache. Right after our own status write the cache can
- * still hold the tenant from before it, which would plan (and audit) the same transition
- * twice. We remember the state we last wrote for each tenant's uid and generation: a cache
- * that shows another state for them is behind our own write, and the watch event that brings
- * it up to date is on its way. No API call is needed for that. */
+/* audit: the "started" rows of the planned steps, before anything of them is done (the cache
+ * is not behind our own last write: step_observe). */
 static enum flow step_audit_started(struct run *x) {
-  if (x->lp.n_steps > 0 && tn_written_is_stale(x->r->written, x->obj)) {
-    tn_log(TN_LOG_DEBUG, &x->lf,
-           "cache behind our own last status write; reconciling again when it catches up");
-    x->res = TN_RESULT_AFTER(0.5);
-    return FLOW_STOP;
-  }
   x->gen_before = x->t->observed_generation;
   /* A transition whose effects were not in place last time is still in flight (Progressing
    * names its correlation id): its "started" rows are written already. */
@@ -1839,6 +1867,8 @@ static enum flow step_status(struct run *x) {
     json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
+    char rv_from[32];
+    snprintf(rv_from, sizeof rv_from, "%s", field(x->obj, "metadata", "resourceVersion") ?: "");
     tn_self_writes_writing(x->r->self, "Tenant", NULL,
                            x->key); /* its MODIFIED event tells this run nothing */
     int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
@@ -1855,7 +1885,7 @@ static enum flow step_status(struct run *x) {
     x->old_status = NULL; /* it belonged to the object replaced here */
     json_decref(x->obj);
     x->obj = out_obj;
-    tn_written_note(x->r->written, x->obj);
+    tn_written_note(x->r->written, x->obj, rv_from);
   }
   json_decref(new_status);
   return FLOW_NEXT;
