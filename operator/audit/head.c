@@ -20,6 +20,7 @@ struct tn_audit_head_exporter {
   bool has_regarding;
   char api_version[64], kind[64], name[254], ns[254];
   double interval_s;
+  unsigned long long appends_at_export; /* tn_audit_stats.appends when export_once last ran */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool stop; /* under mu */
@@ -62,6 +63,9 @@ static void export_once(struct tn_audit_head_exporter *x) {
   long long id = 0;
   char hash[TN_AUDIT_HASH_LEN];
   struct tn_error err = {0};
+  struct tn_audit_stats st;
+  tn_audit_get_stats(x->audit, &st);
+  x->appends_at_export = st.appends;
   if (tn_audit_head(x->audit, &id, hash, &err)) {
     tn_series_inc(x->failures);
     tn_log_warn("audit trail head: cannot read it: %s", err.message);
@@ -99,8 +103,17 @@ static void *run(void *p) {
       ;
     bool stop = x->stop;
     pthread_mutex_unlock(&x->mu);
-    if (stop)
+    if (stop) {
+      /* A last export at shutdown when this process appended rows since its last one, so that
+       * the head it leaves is anchored and the next start (which exports at once) finds it
+       * already exported: a restart writes nothing (issue 18). Not while the trail is down (the
+       * last round trip failed): shutdown must not wait on an unreachable database. */
+      struct tn_audit_stats st;
+      tn_audit_get_stats(x->audit, &st);
+      if (st.appends != x->appends_at_export && st.up == 1)
+        export_once(x);
       return NULL;
+    }
   }
 }
 

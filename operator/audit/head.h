@@ -37,7 +37,9 @@ int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metr
                                  struct tn_kube *kube, const struct tn_object_ref *regarding,
                                  double interval_s, struct tn_audit_head_exporter **out);
 
-/* Stops the thread (waits for an export in progress) and frees. Accepts NULL. */
+/* Stops the thread (waits for an export in progress) and frees. Exports once more first when
+ * rows were appended through audit since the last export and its last round trip succeeded
+ * (the recorder must still run: its final flush writes the Event). Accepts NULL. */
 void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x);
 
 #endif

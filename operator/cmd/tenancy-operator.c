@@ -443,6 +443,15 @@ static void shutdown_all(struct app *a, bool lost) {
     else if (!tn_manager_stop_controllers(a->mgr, a->opts.shutdown_timeout_s))
       tn_log_warn("in-flight work did not finish within %.0fs", a->opts.shutdown_timeout_s);
   }
+  if (!lost) {
+    /* While the fence is still open: the head this process leaves is exported (when it appended
+     * rows since its last export), and the recorder writes what it holds, that Event included,
+     * so the next start finds the head exported and writes nothing (issue 18). */
+    tn_audit_head_exporter_stop(a->audit_head);
+    a->audit_head = NULL;
+    if (a->recorder && tn_recorder_flush(a->recorder, 2.0) != 0)
+      tn_log_warn("events: not all written within 2s of the shutdown");
+  }
   /* Closes the fence, then gives the Lease away so a standby takes over at once. */
   tn_leader_free(a->leader);
   a->leader = NULL;

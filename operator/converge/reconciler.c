@@ -46,24 +46,24 @@ const struct tn_gvr tn_gvr_plans = {"tenancy.dev", "v1alpha1", "plans", false};
 const struct tn_gvr tn_gvr_regions = {"tenancy.dev", "v1alpha1", "regions", false};
 const struct tn_gvr tn_gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolicies", false};
 
-/* ---- the state we last wrote, per tenant ---------------------------------------------------- */
+/* ---- the versions our last status write replaced, per tenant ----------------------------- */
 
-/* One entry per tenant: ~110 bytes (a jansson object per tenant was ~500: 5 MB at 10,000). An
- * entry whose uid or state does not fit is not kept: is_stale then trusts the cache, as before
- * the first write.
+/* One entry per tenant: ~90 bytes (a jansson object per tenant was ~500: 5 MB at 10,000).
  *
- * Two signs that the cache is behind our own last status write:
- * - it shows another state for the same uid and generation;
- * - it shows the very resourceVersion our write replaced (rv_from; the write succeeded, so no one
- *   else wrote in between, and the cache is either there or at rv_to or later). This one also
- *   catches a write that changed only a condition, such as Progressing recording a failed
- *   attempt: a pass planned from that cache would audit the attempt as started again. */
+ * A pass that wrote a tenant's status replaced, in order: the version it started from (the
+ * cache's), the one its finalizer write answered if it made one, and the one the status write was
+ * sent with; it ends at the version the status write answered. A cache that still shows one of
+ * the replaced versions is behind our own writes: a pass planned from it would do (and audit) a
+ * transition, or a failed attempt of it, a second time. Only equality is compared
+ * (resourceVersions are opaque): each write succeeded with the version it was sent with, so no
+ * one else wrote in between, and the cache shows either one of ours or a later one.
+ *
+ * Comparing status.state instead (sessions 19-25) missed a write that changed only a condition,
+ * and took a state someone else wrote (`kubectl patch --subresource=status`) for a cache behind. */
 struct written_entry {
-  char *name; /* NULL: empty slot */
-  long long generation;
-  unsigned long long rv_from, rv_to; /* 0: not a decimal resourceVersion, not compared */
-  char uid[40];
-  char state[16];
+  char *name;                             /* NULL: empty slot */
+  unsigned long long replaced[2], answer; /* 0: not a decimal resourceVersion, never matches */
+  char uid[40];                           /* "": forgotten (a uid too long to keep) */
 };
 
 struct tn_written {
@@ -122,8 +122,8 @@ static bool written_grow(struct tn_written *w) {
   return true;
 }
 
-/* A resourceVersion as a number, or 0 when it is not one (it is opaque to clients: only equality
- * is compared, never order). */
+/* A resourceVersion as a number, or 0 when it is not a decimal one (it is opaque to clients:
+ * only equality is compared, never order). */
 static unsigned long long rv_number(const char *rv) {
   if (!rv || !*rv || strlen(rv) > 19)
     return 0;
@@ -136,32 +136,32 @@ static unsigned long long rv_number(const char *rv) {
   return v;
 }
 
-void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_from) {
+void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start, const char *rv_sent) {
   const char *name = field(tenant, "metadata", "name");
-  const char *uid = field(tenant, "metadata", "uid") ?: "", *state = field(tenant, "status", "state") ?: "";
+  const char *uid = field(tenant, "metadata", "uid") ?: "";
   if (!w || !name)
     return;
-  bool fits = strlen(uid) < sizeof((struct written_entry *)0)->uid &&
-              strlen(state) < sizeof((struct written_entry *)0)->state;
+  unsigned long long answer = rv_number(field(tenant, "metadata", "resourceVersion"));
+  unsigned long long replaced[2] = {rv_number(rv_start), rv_number(rv_sent)};
+  for (int i = 0; i < 2; i++)
+    if (replaced[i] == answer) /* a no-op write: the server kept the version; nothing to wait for */
+      replaced[i] = 0;
+  bool fits = strlen(uid) < sizeof((struct written_entry *)0)->uid;
   pthread_mutex_lock(&w->mu);
   struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
   if (!fits) {
     if (e && e->name)
       e->uid[0] = '\0'; /* forget the last one: an empty uid never matches a tenant */
   } else {
-    if ((!e || !e->name) && (w->n + 1) * 4 > w->cap * 3) {
+    if ((!e || !e->name) && (w->n + 1) * 4 > w->cap * 3)
       e = written_grow(w) ? written_slot(w->slots, w->cap, name) : NULL;
-    }
     if (e && !e->name && (e->name = strdup(name)) != NULL)
       w->n++;
     if (e && e->name) {
       snprintf(e->uid, sizeof e->uid, "%s", uid);
-      snprintf(e->state, sizeof e->state, "%s", state);
-      e->generation = json_integer_value(json_object_get(json_object_get(tenant, "metadata"), "generation"));
-      e->rv_from = rv_number(rv_from);
-      e->rv_to = rv_number(field(tenant, "metadata", "resourceVersion"));
-      if (e->rv_from == e->rv_to) /* a no-op write: the server kept the version */
-        e->rv_from = e->rv_to = 0;
+      e->replaced[0] = replaced[0];
+      e->replaced[1] = replaced[1];
+      e->answer = answer;
     }
   }
   pthread_mutex_unlock(&w->mu);
@@ -171,17 +171,12 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
   const char *name = field(tenant, "metadata", "name");
   if (!w || !name)
     return false;
+  unsigned long long cached = rv_number(field(tenant, "metadata", "resourceVersion"));
   bool stale = false;
   pthread_mutex_lock(&w->mu);
   struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
-  if (e && e->name && e->uid[0]) {
-    const char *cached = field(tenant, "status", "state") ?: "";
-    bool same = strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0;
-    stale = same && ((e->generation == json_integer_value(json_object_get(json_object_get(tenant, "metadata"),
-                                                                          "generation")) &&
-                      strcmp(e->state, cached) != 0) ||
-                     (e->rv_from && e->rv_from == rv_number(field(tenant, "metadata", "resourceVersion"))));
-  }
+  if (cached && e && e->name && e->uid[0] && strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0)
+    stale = cached == e->replaced[0] || cached == e->replaced[1];
   pthread_mutex_unlock(&w->mu);
   return stale;
 }
@@ -1043,7 +1038,8 @@ static enum flow step_observe(struct run *x) {
    * hold the tenant from before it: a pass planned from that would audit a transition, or a
    * failed attempt of it, a second time (a retry comes 5 ms after a failure, and the write's
    * own watch event no longer enqueues the tenant: self_writes.h). The watch event that brings
-   * the cache up to date is on its way; no API call is needed to know that (tn_written). */
+   * the cache up to date is on its way; no API call is needed to know that (tn_written: the
+   * cache still shows a version our last write replaced). */
   if (tn_written_is_stale(x->r->written, x->obj)) {
     tn_log(TN_LOG_DEBUG, &x->lf,
            "cache behind our own last status write; reconciling again when it catches up");
@@ -1867,8 +1863,8 @@ static enum flow step_status(struct run *x) {
     json_t *body = json_deep_copy(x->obj);
     json_object_set(body, "status", new_status);
     json_t *out_obj = NULL;
-    char rv_from[32];
-    snprintf(rv_from, sizeof rv_from, "%s", field(x->obj, "metadata", "resourceVersion") ?: "");
+    char rv_sent[32];
+    snprintf(rv_sent, sizeof rv_sent, "%s", field(x->obj, "metadata", "resourceVersion") ?: "");
     tn_self_writes_writing(x->r->self, "Tenant", NULL,
                            x->key); /* its MODIFIED event tells this run nothing */
     int rc = tn_kube_update(x->r->kube, &tn_gvr_tenants, NULL, body, "status", &out_obj, &err);
@@ -1885,7 +1881,7 @@ static enum flow step_status(struct run *x) {
     x->old_status = NULL; /* it belonged to the object replaced here */
     json_decref(x->obj);
     x->obj = out_obj;
-    tn_written_note(x->r->written, x->obj, rv_from);
+    tn_written_note(x->r->written, x->obj, x->rv, rv_sent);
   }
   json_decref(new_status);
   return FLOW_NEXT;

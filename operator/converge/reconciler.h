@@ -22,15 +22,15 @@
 
 extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions, tn_gvr_policies;
 
-/* The status.state the reconcile last wrote for each tenant (uid, generation) and the
- * resourceVersion that write replaced: a cache showing another state for the same uid and
- * generation, or still showing the replaced resourceVersion, is behind our own write. rv_from is
- * the resourceVersion of the object the write was sent with; tenant is the object it returned.
+/* The resourceVersions the reconcile's last status write of each tenant replaced: rv_start (the
+ * cached tenant the pass started from), rv_sent (the one the status write was sent with: after
+ * a finalizer write, that write's answer); tenant is what the status write answered. A cache that
+ * still shows a replaced version of the same uid is behind our own writes (is_stale).
  * Thread-safe. */
 struct tn_written;
 struct tn_written *tn_written_new(void);
 void tn_written_free(struct tn_written *w);
-void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_from);
+void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start, const char *rv_sent);
 bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
 
 /* Who asked for a tenant's current spec. The API server itself records it: the

@@ -1,61 +1,106 @@
-/* test_written.c - the reconcile's memory of the state it last wrote: a cache that shows another
- * state for the same tenant uid and generation is behind our own write. */
+/* test_written.c - the reconcile's memory of the resourceVersions its last status write of each
+ * tenant replaced: a cache that still shows one of them (same uid) is behind our own writes. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdio.h>
 
 #include "converge/reconciler.h"
 
-static json_t *versioned(const char *uid, const char *rv, const char *state) {
-  return json_pack("{s:{s:s,s:s,s:I,s:s},s:{s:s}}", "metadata", "name", "acme", "uid", uid, "generation",
+static json_t *tenant(const char *name, const char *uid, const char *rv, const char *state) {
+  return json_pack("{s:{s:s,s:s,s:I,s:s},s:{s:s}}", "metadata", "name", name, "uid", uid, "generation",
                    (json_int_t)3, "resourceVersion", rv, "status", "state", state);
 }
 
-static json_t *tenant(const char *uid, long long gen, const char *state) {
-  return json_pack("{s:{s:s,s:s,s:I},s:{s:s}}", "metadata", "name", "acme", "uid", uid, "generation",
-                   (json_int_t)gen, "status", "state", state);
-}
-
-Test(written, detects_a_cache_behind_our_own_write) {
+/* A write that changes only a condition (Progressing records a failed suspend; the state stays
+ * Active): a cache still at the version that write replaced is behind it. The state-only check
+ * this replaced missed it, and a pass planned from that cache audited the attempt as started a
+ * second time (test_lifecycle_truth's suspend with the database server down). */
+Test(written, a_cache_at_the_version_our_write_replaced_is_behind) {
   struct tn_written *w = tn_written_new();
   cr_assert_not_null(w);
-  json_t *before = tenant("u1", 1, ""), *after = tenant("u1", 1, "Active");
+  json_t *before = tenant("acme", "u1", "100", "Active"), *after = tenant("acme", "u1", "105", "Active");
+  json_t *later = tenant("acme", "u1", "230", "Active"), *other = tenant("acme", "u2", "100", "Active");
   cr_assert_not(tn_written_is_stale(w, before), "nothing written yet: trust the cache");
-  tn_written_note(w, after, NULL);
-  cr_assert(tn_written_is_stale(w, before), "the cache still shows the state before our write");
-  cr_assert_not(tn_written_is_stale(w, after), "the cache caught up");
-  json_t *edited = tenant("u1", 2, "Active"), *recreated = tenant("u2", 1, "");
-  cr_assert_not(tn_written_is_stale(w, edited), "a new generation is a new request, not staleness");
-  cr_assert_not(tn_written_is_stale(w, recreated),
-                "a tenant recreated under the same name is another tenant");
+  tn_written_note(w, after, "100", "100");
+  cr_assert(tn_written_is_stale(w, before), "the cache still shows the version our write replaced");
+  cr_assert_not(tn_written_is_stale(w, after), "the cache shows our write");
+  cr_assert_not(tn_written_is_stale(w, later), "the cache is past our write");
+  cr_assert_not(tn_written_is_stale(w, other), "a tenant recreated under the same name is another tenant");
   json_decref(before);
   json_decref(after);
-  json_decref(edited);
-  json_decref(recreated);
+  json_decref(later);
+  json_decref(other);
   tn_written_free(w);
   tn_written_free(NULL);
 }
 
-static json_t *named(const char *name, const char *uid, long long gen, const char *state) {
-  return json_pack("{s:{s:s,s:s,s:I},s:{s:s}}", "metadata", "name", name, "uid", uid, "generation",
-                   (json_int_t)gen, "status", "state", state);
+/* A new tenant's first pass adds the finalizer (100 -> 101), then writes the status (101 -> 102):
+ * a cache at either replaced version is behind. */
+Test(written, both_versions_of_a_pass_with_a_finalizer_write_are_behind) {
+  struct tn_written *w = tn_written_new();
+  json_t *v100 = tenant("acme", "u1", "100", ""), *v101 = tenant("acme", "u1", "101", "");
+  json_t *v102 = tenant("acme", "u1", "102", "Active");
+  tn_written_note(w, v102, "100", "101");
+  cr_assert(tn_written_is_stale(w, v100));
+  cr_assert(tn_written_is_stale(w, v101));
+  cr_assert_not(tn_written_is_stale(w, v102));
+  json_decref(v100);
+  json_decref(v101);
+  json_decref(v102);
+  tn_written_free(w);
+}
+
+/* Someone else rewrites the status (`kubectl patch --subresource=status`, state Archived): that
+ * is a new version, never one of ours, so the reconcile runs and answers it. The state-only
+ * check took it for a cache behind our write and never reconciled the tenant again
+ * (test_acceptance's a_rewritten_status_never_tears_down_an_active_tenant). */
+Test(written, a_status_someone_else_wrote_is_not_taken_for_a_cache_behind) {
+  struct tn_written *w = tn_written_new();
+  json_t *ours = tenant("acme", "u1", "105", "Active"), *theirs = tenant("acme", "u1", "140", "Archived");
+  tn_written_note(w, ours, "100", "100");
+  cr_assert_not(tn_written_is_stale(w, theirs));
+  json_decref(ours);
+  json_decref(theirs);
+  tn_written_free(w);
+}
+
+/* A write the server kept as a no-op answers the version it was sent with: nothing to wait for.
+ * A resourceVersion that is not a decimal number is never compared. */
+Test(written, a_no_op_write_and_an_opaque_version_never_hold_a_pass) {
+  struct tn_written *w = tn_written_new();
+  json_t *same = tenant("acme", "u1", "230", "Active");
+  tn_written_note(w, same, "230", "230");
+  cr_assert_not(tn_written_is_stale(w, same));
+  json_t *opaque = tenant("acme", "u1", "v1-abc", "Active"),
+         *opaque2 = tenant("acme", "u1", "v1-abd", "Active");
+  tn_written_note(w, opaque2, "v1-abc", "v1-abc");
+  cr_assert_not(tn_written_is_stale(w, opaque));
+  json_decref(same);
+  json_decref(opaque);
+  json_decref(opaque2);
+  tn_written_free(w);
 }
 
 Test(written, keeps_every_tenant_apart_through_growth) {
   struct tn_written *w = tn_written_new();
   cr_assert_not_null(w);
-  char name[32], uid[40];
+  char name[32], uid[40], from[24], to[24];
   for (int i = 0; i < 3000; i++) {
     snprintf(name, sizeof name, "t-%d", i);
     snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
-    json_t *t = named(name, uid, i % 7 + 1, i % 2 ? "Active" : "Suspended");
-    tn_written_note(w, t, NULL);
+    snprintf(from, sizeof from, "%d", 10 * i + 1);
+    snprintf(to, sizeof to, "%d", 10 * i + 2);
+    json_t *t = tenant(name, uid, to, "Active");
+    tn_written_note(w, t, from, from);
     json_decref(t);
   }
   for (int i = 0; i < 3000; i += 97) {
     snprintf(name, sizeof name, "t-%d", i);
     snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
-    json_t *same = named(name, uid, i % 7 + 1, i % 2 ? "Active" : "Suspended");
-    json_t *behind = named(name, uid, i % 7 + 1, "");
+    snprintf(from, sizeof from, "%d", 10 * i + 1);
+    snprintf(to, sizeof to, "%d", 10 * i + 2);
+    json_t *same = tenant(name, uid, to, "Active");
+    json_t *behind = tenant(name, uid, from, "Active");
     cr_assert_not(tn_written_is_stale(w, same), "%s: the cache shows what was written", name);
     cr_assert(tn_written_is_stale(w, behind), "%s: the cache is behind its write", name);
     json_decref(same);
@@ -64,46 +109,16 @@ Test(written, keeps_every_tenant_apart_through_growth) {
   tn_written_free(w);
 }
 
-Test(written, a_value_too_long_to_keep_forgets_the_tenant) {
+Test(written, a_uid_too_long_to_keep_forgets_the_tenant) {
   struct tn_written *w = tn_written_new();
-  json_t *a = named("acme", "u1", 1, "Active"), *before = named("acme", "u1", 1, "");
-  tn_written_note(w, a, NULL);
+  json_t *a = tenant("acme", "u1", "105", "Active"), *before = tenant("acme", "u1", "100", "Active");
+  tn_written_note(w, a, "100", "100");
   cr_assert(tn_written_is_stale(w, before));
-  json_t *odd = named("acme", "u1", 1, "AStateNameLongerThanAnyKnownState");
-  tn_written_note(w, odd, NULL);
+  json_t *odd = tenant("acme", "a-uid-much-longer-than-any-uid-the-api-server-hands-out", "110", "Active");
+  tn_written_note(w, odd, "105", "105");
   cr_assert_not(tn_written_is_stale(w, before), "nothing reliable kept: trust the cache");
   json_decref(a);
   json_decref(before);
   json_decref(odd);
-  tn_written_free(w);
-}
-
-/* A write that changes only a condition (Progressing records a failed suspend; the state stays
- * Active): a cache still at the version that write replaced is behind it. Before, only the state
- * was compared, and a pass planned from that cache audited the attempt as started a second
- * time (test_lifecycle_truth's suspend with the database server down). */
-Test(written, a_condition_only_write_is_recognised_by_the_version_it_replaced) {
-  struct tn_written *w = tn_written_new();
-  json_t *before = versioned("u1", "100", "Active"), *after = versioned("u1", "105", "Active");
-  json_t *later = versioned("u1", "230", "Active"), *other = versioned("u2", "100", "Active");
-  tn_written_note(w, after, "100");
-  cr_assert(tn_written_is_stale(w, before), "the cache still shows the version our write replaced");
-  cr_assert_not(tn_written_is_stale(w, after), "the cache shows our write");
-  cr_assert_not(tn_written_is_stale(w, later), "the cache is past our write");
-  cr_assert_not(tn_written_is_stale(w, other), "another tenant under the same name");
-  /* A write the server kept as a no-op returns the version it was sent with: nothing to wait for. */
-  json_t *same = versioned("u1", "230", "Active");
-  tn_written_note(w, same, "230");
-  cr_assert_not(tn_written_is_stale(w, later));
-  /* A resourceVersion that is not a decimal number is never compared. */
-  json_t *opaque = versioned("u1", "v1-abc", "Active");
-  tn_written_note(w, opaque, "v1-abc");
-  cr_assert_not(tn_written_is_stale(w, opaque));
-  json_decref(before);
-  json_decref(after);
-  json_decref(later);
-  json_decref(other);
-  json_decref(same);
-  json_decref(opaque);
   tn_written_free(w);
 }
