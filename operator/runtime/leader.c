@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kube/client.h"
+#include "kube/informer.h"
 #include "runtime/log.h"
 #include "runtime/metrics.h"
 #include "util/clock.h"
@@ -103,6 +104,17 @@ enum tn_lease_action tn_leader_core_decide(struct tn_leader_core *c, const struc
     want->transitions = rec->transitions + 1;
   }
   return TN_LEASE_UPDATE;
+}
+
+bool tn_leader_core_seen(struct tn_leader_core *c, const struct tn_lease_record *rec, double now) {
+  if (tn_leader_core_is_leader(c) || (c->identity[0] && strcmp(rec->holder, c->identity) == 0))
+    return false;
+  if (c->observed_any && record_equal(&c->observed, rec))
+    return false;
+  c->observed = *rec;
+  c->observed_time = now;
+  c->observed_any = true;
+  return true;
 }
 
 void tn_leader_core_written(struct tn_leader_core *c, const struct tn_lease_record *rec, double now) {
@@ -237,7 +249,9 @@ struct tn_leader {
   atomic_bool leading;
   atomic_bool lost; /* leadership ended because renewing failed */
   atomic_bool done;
-  json_t *lease; /* the Lease as last returned by the server; the thread's alone */
+  json_t *lease;             /* the Lease as last returned by the server; the thread's alone */
+  struct tn_informer *watch; /* the Lease's changes as they happen (NULL: polling alone) */
+  bool watch_lease;
 };
 
 static bool is_stopping(struct tn_leader *le) {
@@ -610,6 +624,7 @@ int tn_leader_new(struct tn_kube *kube, const struct tn_leader_config *cfg, stru
   le->on_new_leader = cfg->on_new_leader;
   le->ud = cfg->ud;
   le->fence = cfg->fence;
+  le->watch_lease = !cfg->no_watch;
   atomic_init(&le->cancel, 0);
   atomic_init(&le->leading, false);
   atomic_init(&le->lost, false);
@@ -656,6 +671,42 @@ out:
   return rc;
 }
 
+/* The Lease's watch: each record a standby sees is observed when it arrives, not at the next
+ * poll. The loop still reads the Lease before it writes (the resourceVersion precondition) and
+ * wakes at least every retry period, so a watch that fails only costs the lag it removes. */
+static void lease_event(struct tn_leader *le, json_t *obj) {
+  struct tn_lease_record rec;
+  if (tn_lease_record_from_lease(obj, &rec) != 0)
+    return;
+  pthread_mutex_lock(&le->mu);
+  bool changed = tn_leader_core_seen(&le->core, &rec, tn_mono_now());
+  pthread_mutex_unlock(&le->mu);
+  if (changed)
+    tn_log_debug("leader election: lease %s/%s renewed by \"%s\" (watch)", le->ns, le->name, rec.holder);
+}
+
+static void lease_added(void *ud, json_t *obj) { lease_event(ud, obj); }
+static void lease_updated(void *ud, json_t *old, json_t *cur) {
+  (void)old;
+  lease_event(ud, cur);
+}
+
+static void start_watch(struct tn_leader *le) {
+  char sel[300];
+  struct tn_error err = {0};
+  snprintf(sel, sizeof sel, "metadata.name=%s", le->name);
+  struct tn_informer_opts o = {
+      .gvr = lease_gvr, .namespace = le->ns, .field_selector = sel, .name = "leader-lease"};
+  struct tn_informer_handlers h = {.on_add = lease_added, .on_update = lease_updated, .ud = le};
+  if (tn_informer_new(le->kube, &o, NULL, &le->watch, &err) != 0 ||
+      tn_informer_add_handlers(le->watch, &h, &err) != 0 || tn_informer_start(le->watch, &err) != 0) {
+    tn_log_warn("leader election: cannot watch lease %s/%s (%s): polling it every retry period", le->ns,
+                le->name, err.message);
+    tn_informer_free(le->watch);
+    le->watch = NULL;
+  }
+}
+
 int tn_leader_start(struct tn_leader *le) {
   int rc = 0;
   pthread_mutex_lock(&le->mu);
@@ -666,6 +717,8 @@ int tn_leader_start(struct tn_leader *le) {
   rc = -pthread_create(&le->thread, NULL, run, le);
   if (rc == 0)
     le->started = true;
+  if (rc == 0 && le->watch_lease)
+    start_watch(le);
 out:
   pthread_mutex_unlock(&le->mu);
   return rc;
@@ -681,6 +734,7 @@ void tn_leader_stop(struct tn_leader *le) {
   bool join = le->started && !le->joined;
   pthread_mutex_unlock(&le->mu);
   atomic_store(&le->cancel, 1);
+  tn_informer_stop(le->watch); /* NULL-safe; its handlers take mu: not held here */
   if (join) {
     pthread_join(le->thread, NULL);
     pthread_mutex_lock(&le->mu);
@@ -697,6 +751,7 @@ void tn_leader_free(struct tn_leader *le) {
   pthread_cond_destroy(&le->cond);
   pthread_mutex_destroy(&le->stop_mu);
   pthread_mutex_destroy(&le->mu);
+  tn_informer_free(le->watch);
   json_decref(le->lease);
   free(le->ns);
   free(le->name);

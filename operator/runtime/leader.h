@@ -55,6 +55,11 @@ struct tn_leader_config {
    * last successful acquire/renew + renew_deadline_s) after each one, closed for good when
    * leadership ends, before on_stopped_leading and before the lease is released. */
   struct tn_fence *fence;
+  /* false (the default): while it runs, the elector also watches the Lease (list and watch on
+   * leases, which the shipped Role grants), so a standby observes each renewal when it happens
+   * and takes a dead leader's lease over lease_duration_s after its last renewal, not up to a
+   * jittered retry period later; true: it only reads the Lease every retry period, as client-go. */
+  bool no_watch;
 };
 
 struct tn_leader; /* opaque; every function may be called from any thread */
@@ -142,6 +147,13 @@ bool tn_leader_core_fast_renew(const struct tn_leader_core *c, double now, doubl
  * decides what to write; *want is filled for CREATE and UPDATE. */
 enum tn_lease_action tn_leader_core_decide(struct tn_leader_core *c, const struct tn_lease_record *rec,
                                            double now, double wall_now, struct tn_lease_record *want);
+/* A watch event brought rec at `now` (issue 18: a standby that only polled saw each renewal up
+ * to a jittered retry period late, and took a dead leader's lease over that much later). Like a
+ * read, it moves observed_time only when the record differs from the one we knew. Ignored while
+ * we are the observed holder, and for a record naming us: our own writes are recorded by
+ * tn_leader_core_written, and a late event of an older one must not replace them. Returns true
+ * when the observation changed. */
+bool tn_leader_core_seen(struct tn_leader_core *c, const struct tn_lease_record *rec, double now);
 /* A write of *rec succeeded at `now`: it is the observed record from now on. */
 void tn_leader_core_written(struct tn_leader_core *c, const struct tn_lease_record *rec, double now);
 /* The release record (holder "", leaseDurationSeconds 1, transitions kept) when we are the

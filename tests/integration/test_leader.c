@@ -464,3 +464,70 @@ Test(leader, two_processes_elect_one_and_survive_a_sigkill, .timeout = 90) {
   reap(&b);
   delete_lease(lease);
 }
+
+/* ---- a standby that watches the Lease (issue 18) ---------------------------------------------- */
+
+/* A Lease held by a holder that is not an elector: the test renews it by hand. */
+static void ghost_lease(const char *lease, const char *renew) {
+  char *out = NULL;
+  int rc = tn_test_sh(
+      &out,
+      "printf '%%s' "
+      "'{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":\"%s\","
+      "\"namespace\":\"%s\"},\"spec\":{\"holderIdentity\":\"ghost\",\"leaseDurationSeconds\":8,"
+      "\"acquireTime\":\"2026-01-01T00:00:00.000000Z\",\"renewTime\":\"%s\",\"leaseTransitions\":0}}' | "
+      "kubectl apply -f - >/dev/null",
+      lease, NS, renew);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+}
+
+/* A standby with a retry period of 5 s and a lease of 8 s watches a ghost's Lease, renewed once 1 s
+ * after the standby first read it, then never again. Watching, it observes the renewal when it
+ * happens and takes over about 8 s after it (9 s after the start); polling (no_watch), it sees
+ * the renewal at its next read, 5-6 s after the start, and takes over 13-14 s after the start.
+ * Returns the takeover's time after the start. */
+static double takeover_after_one_renewal(bool no_watch) {
+  char lease[64];
+  tn_test_unique_name(lease, sizeof lease, no_watch ? "lease-poll" : "lease-watch");
+  struct tn_kube *k = connect_kube();
+  delete_lease(lease);
+  ghost_lease(lease, "2026-01-01T00:00:01.000000Z");
+  struct probe p;
+  probe_init(&p);
+  struct tn_leader_config cfg = {.namespace = NS,
+                                 .name = lease,
+                                 .identity = "standby",
+                                 .lease_duration_s = 8,
+                                 .renew_deadline_s = 6.5,
+                                 .retry_period_s = 5,
+                                 .on_started_leading = on_started,
+                                 .ud = &p,
+                                 .no_watch = no_watch};
+  struct tn_leader *b = NULL;
+  struct tn_error err;
+  cr_assert_eq(tn_leader_new(k, &cfg, &b, &err), 0, "%s", err.message);
+  double t0 = tn_test_now();
+  cr_assert_eq(tn_leader_start(b), 0);
+  usleep(1000 * 1000);
+  double renewed = tn_test_now();
+  ghost_lease(lease, "2026-01-01T00:00:02.000000Z");
+  while (!tn_leader_is_leader(b) && tn_test_now() - t0 < 25)
+    usleep(20 * 1000);
+  double took = tn_test_now();
+  cr_assert(tn_leader_is_leader(b), "the standby never took the ghost's lease over");
+  cr_assert_geq(took - renewed, 8.0 - 0.05, "taken %.2f s after the last renewal: before it expired",
+                took - renewed);
+  tn_leader_free(b);
+  delete_lease(lease);
+  tn_kube_free(k);
+  return took - t0;
+}
+
+Test(leader, a_watching_standby_takes_over_a_lease_duration_after_the_last_renewal, .timeout = 60) {
+  double watching = takeover_after_one_renewal(false);
+  cr_assert_lt(watching, 10.5, "watching: taken over %.2f s after the start (about 9 expected)", watching);
+  double polling = takeover_after_one_renewal(true);
+  cr_assert_geq(polling, 12.5, "polling: taken over %.2f s after the start (13-14 expected)", polling);
+  cr_log_info("takeover after the start: watching %.2f s, polling %.2f s", watching, polling);
+}

@@ -332,3 +332,37 @@ Test(leader_core, a_standby_wakes_at_the_observed_expiry) {
   cr_assert_float_eq(tn_leader_core_next_attempt(&c, 115.5, 3.1), 3.1, 1e-9,
                      "expired already: ordinary pace");
 }
+
+/* A standby that watches the Lease observes a renewal when the event comes: the expiry runs from
+ * then, and a poll that reads the same record later does not move it (issue 18: polling saw
+ * renewals up to a jittered retry period late, so the takeover came that much later). */
+Test(leader_core, a_watched_renewal_starts_the_expiry_when_it_is_seen) {
+  struct tn_leader_core c;
+  struct tn_lease_record want;
+  struct tn_lease_record r1 = held_by("other", 15, "2026-01-01T00:00:01.000000Z", 1);
+  struct tn_lease_record r2 = held_by("other", 15, "2026-01-01T00:00:03.000000Z", 1);
+  tn_leader_core_init(&c, "me", 15);
+  cr_assert_eq(tn_leader_core_decide(&c, &r1, 100, WALL, &want), TN_LEASE_WAIT);
+  cr_assert(tn_leader_core_seen(&c, &r2, 102.05), "a new record from the watch");
+  cr_assert_not(tn_leader_core_seen(&c, &r2, 102.3), "the same record again (a relist)");
+  /* The next poll, 2.4 s after the last one, reads r2: observed at 102.05, not at 102.4. */
+  cr_assert_eq(tn_leader_core_decide(&c, &r2, 102.4, WALL, &want), TN_LEASE_WAIT);
+  cr_assert_float_eq(tn_leader_core_next_attempt(&c, 116, 3.1), 1.06, 1e-6, "expiry at 117.05");
+  cr_assert_eq(tn_leader_core_decide(&c, &r2, 117.06, WALL, &want), TN_LEASE_UPDATE);
+}
+
+/* Our own records come from our writes: a late watch event of an older renewal of ours, or any
+ * event while we are the observed holder, changes nothing. */
+Test(leader_core, watch_events_never_replace_what_the_leader_wrote) {
+  struct tn_leader_core c;
+  struct tn_lease_record want;
+  tn_leader_core_init(&c, "me", 15);
+  cr_assert_eq(tn_leader_core_decide(&c, NULL, 100, WALL, &want), TN_LEASE_CREATE);
+  tn_leader_core_written(&c, &want, 100.1);
+  struct tn_lease_record old_ours = held_by("me", 15, "2026-01-01T00:00:00.500000Z", 0);
+  struct tn_lease_record other = held_by("other", 15, "2026-01-01T00:00:09.000000Z", 1);
+  cr_assert_not(tn_leader_core_seen(&c, &old_ours, 101));
+  cr_assert_not(tn_leader_core_seen(&c, &other, 101), "while we hold it, the reads decide");
+  cr_assert(tn_leader_core_is_leader(&c));
+  cr_assert_float_eq(c.observed_time, 100.1, 1e-9);
+}
