@@ -182,6 +182,8 @@ Test(observability, live_metrics_parse_and_agree_with_the_api_server) {
   cr_assert(rotated > now - 600 && rotated <= now + 5, "%s = %f, now %f", series, rotated, now);
   snprintf(series, sizeof series, "tenancy_tenant_breakglass_grants_active{tenant=\"%s\"}", t);
   cr_assert_eq(sample(text, series), 0.0);
+  /* Events the recorder dropped (its queue full under load): exposed, none here. */
+  cr_assert_eq(sample(text, "tenancy_events_dropped_total"), 0.0, "tenancy_events_dropped_total missing");
 
   /* the bounded counts equal what the API server holds (other suites' tenants included) */
   free(text);
