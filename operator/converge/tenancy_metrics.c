@@ -3,6 +3,7 @@
 #include "converge/tenancy_metrics.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +88,11 @@ static void emit_map(struct tn_collect *c, json_t *map, size_t n_labels) {
 struct acc {
   json_t *by_state, *placements, *conditions, *bg_states; /* bounded maps */
   json_t *info, *cond1, *key_rotated, *bg_tenant;         /* per tenant */
-  double bg_active, key_age_max, keys, now;
+  double keys, now;
+  double min_rotated; /* the oldest current key's status.keys.rotatedAt; meaningful when keys > 0 */
+  double *bg_expiry;  /* the expiresAt of each grant Active in status (-1: none): which are in force
+                         depends on the time of the scrape, not of the count */
+  size_t n_bg, cap_bg;
   bool per_tenant;
 };
 
@@ -100,7 +105,6 @@ static void acc_init(struct acc *a, double now, bool per_tenant) {
                     .cond1 = json_object(),
                     .key_rotated = json_object(),
                     .bg_tenant = json_object(),
-                    .key_age_max = -1,
                     .now = now,
                     .per_tenant = per_tenant};
   for (size_t i = 0; i < sizeof STATES / sizeof *STATES; i++)
@@ -146,9 +150,17 @@ static void acc_add(struct acc *a, const json_t *t) {
       continue;
     double exp = parse_time(str_at(g, "expiresAt", NULL, NULL));
     /* Active in status and not past its expiry (the next reconcile revokes it then). */
-    if (strcmp(gs, "Active") == 0 && (exp < 0 || exp > now)) {
-      a->bg_active++;
-      tenant_bg++;
+    if (strcmp(gs, "Active") == 0) {
+      if (a->n_bg == a->cap_bg) {
+        size_t cap = a->cap_bg ? a->cap_bg * 2 : 16;
+        double *m = realloc(a->bg_expiry, cap * sizeof *m);
+        if (m)
+          a->bg_expiry = m, a->cap_bg = cap;
+      }
+      if (a->n_bg < a->cap_bg)
+        a->bg_expiry[a->n_bg++] = exp;
+      if (exp < 0 || exp > now)
+        tenant_bg++;
     }
     bump(bg_states, gs, 1);
   }
@@ -156,19 +168,25 @@ static void acc_add(struct acc *a, const json_t *t) {
     json_object_set_new(bg_tenant, name, json_real(tenant_bg));
   double rotated = parse_time(str_at(t, "status", "keys", "rotatedAt"));
   if (rotated >= 0 && strcmp(state, "Deleted") != 0) {
+    if (a->keys == 0 || rotated < a->min_rotated)
+      a->min_rotated = rotated;
     a->keys++;
-    if (now - rotated > a->key_age_max)
-      a->key_age_max = now - rotated;
     if (per_tenant)
       json_object_set_new(key_rotated, name, json_real(rotated));
   }
 }
 
-static void acc_emit_and_free(struct acc *a, struct tn_collect *c) {
+/* The families of the counts in a, at wall time now (a may have been counted earlier: only the
+ * grants in force and the oldest key's age depend on the time). */
+static void acc_emit(const struct acc *a, struct tn_collect *c, double now) {
   json_t *by_state = a->by_state, *placements = a->placements, *conditions = a->conditions,
          *bg_states = a->bg_states, *info = a->info, *cond1 = a->cond1, *key_rotated = a->key_rotated,
          *bg_tenant = a->bg_tenant;
-  double bg_active = a->bg_active, key_age_max = a->key_age_max, keys = a->keys;
+  double bg_active = 0, key_age_max = a->keys > 0 ? now - a->min_rotated : -1, keys = a->keys;
+  for (size_t i = 0; i < a->n_bg;
+       i++) /* Active in status and not past its expiry (the next reconcile revokes it then) */
+    if (a->bg_expiry[i] < 0 || a->bg_expiry[i] > now)
+      bg_active++;
   bool per_tenant = a->per_tenant;
   tn_collect_family(c, TN_GAUGE, "tenancy_tenants",
                     "Tenants by the state they reached (status.state; Unknown: not reconciled yet).",
@@ -220,14 +238,24 @@ static void acc_emit_and_free(struct acc *a, struct tn_collect *c) {
                       (const char *const[]){"tenant", NULL});
     emit_map(c, bg_tenant, 1);
   }
-  json_decref(by_state);
-  json_decref(placements);
-  json_decref(conditions);
-  json_decref(bg_states);
-  json_decref(info);
-  json_decref(cond1);
-  json_decref(key_rotated);
-  json_decref(bg_tenant);
+}
+
+static void acc_free(struct acc *a) {
+  json_decref(a->by_state);
+  json_decref(a->placements);
+  json_decref(a->conditions);
+  json_decref(a->bg_states);
+  json_decref(a->info);
+  json_decref(a->cond1);
+  json_decref(a->key_rotated);
+  json_decref(a->bg_tenant);
+  free(a->bg_expiry);
+  memset(a, 0, sizeof *a);
+}
+
+static void acc_emit_and_free(struct acc *a, struct tn_collect *c) {
+  acc_emit(a, c, a->now);
+  acc_free(a);
 }
 
 void tn_tenancy_metrics_collect_tenants(struct tn_collect *c, const json_t *tenants, double now,
@@ -257,6 +285,62 @@ void tn_tenancy_metrics_collect_store(struct tn_collect *c, struct tn_store *ten
   acc_emit_and_free(&a, c);
 }
 
+/* ---- the counts kept between scrapes ----------------------------------------------------- */
+
+struct tn_tenancy_metrics_memo {
+  pthread_mutex_t mu; /* held while counting: a second scrape waits for the first's counts */
+  bool valid;
+  unsigned long changes; /* tn_store_changes when acc was counted */
+  struct acc acc;
+  unsigned long recomputes;
+};
+
+struct tn_tenancy_metrics_memo *tn_tenancy_metrics_memo_new(void) {
+  struct tn_tenancy_metrics_memo *m = calloc(1, sizeof *m);
+  if (m)
+    pthread_mutex_init(&m->mu, NULL);
+  return m;
+}
+
+void tn_tenancy_metrics_memo_free(struct tn_tenancy_metrics_memo *m) {
+  if (!m)
+    return;
+  if (m->valid)
+    acc_free(&m->acc);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+unsigned long tn_tenancy_metrics_memo_recomputes(struct tn_tenancy_metrics_memo *m) {
+  pthread_mutex_lock(&m->mu);
+  unsigned long n = m->recomputes;
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+void tn_tenancy_metrics_collect_memo(struct tn_tenancy_metrics_memo *m, struct tn_collect *c,
+                                     struct tn_store *tenants, double now, bool per_tenant) {
+  if (!m || per_tenant) { /* the series per tenant say which grants are in force now: counted each time */
+    tn_tenancy_metrics_collect_store(c, tenants, now, per_tenant);
+    return;
+  }
+  pthread_mutex_lock(&m->mu);
+  /* Read before counting: a change while counting leaves the counter past it, so the next
+   * scrape counts again. */
+  unsigned long changes = tn_store_changes(tenants);
+  if (!m->valid || m->changes != changes) {
+    if (m->valid)
+      acc_free(&m->acc);
+    acc_init(&m->acc, now, false);
+    tn_store_foreach(tenants, add_cached, &m->acc);
+    m->valid = true;
+    m->changes = changes;
+    m->recomputes++;
+  }
+  acc_emit(&m->acc, c, now);
+  pthread_mutex_unlock(&m->mu);
+}
+
 static void db_op(void *ud, const char *server, const char *operation, const char *result,
                   unsigned long long n) {
   tn_collect_sample(ud, (const char *const[]){server, operation, result, NULL}, (double)n);
@@ -265,7 +349,8 @@ static void db_op(void *ud, const char *server, const char *operation, const cha
 static void collect(void *ud, struct tn_collect *c) {
   const struct tn_tenancy_metrics_source *src = ud;
   if (src->tenants && tn_informer_has_synced(src->tenants)) {
-    tn_tenancy_metrics_collect_store(c, tn_informer_store(src->tenants), tn_wall_now(), src->per_tenant);
+    tn_tenancy_metrics_collect_memo(src->memo, c, tn_informer_store(src->tenants), tn_wall_now(),
+                                    src->per_tenant);
   }
   tn_collect_family(c, TN_COUNTER, "tenancy_database_operations_total",
                     "Tenant database operations (converge, teardown, password_check) by server and result.",
@@ -297,13 +382,23 @@ static void collect(void *ud, struct tn_collect *c) {
   }
 }
 
-int tn_tenancy_metrics_register(struct tn_metrics *m, const struct tn_tenancy_metrics_source *src) {
+int tn_tenancy_metrics_register(struct tn_metrics *m, struct tn_tenancy_metrics_source *src) {
   if (!m || !src)
     return -EINVAL;
-  return tn_metrics_register_collector(m, collect, (void *)src);
+  if (!src->memo && !(src->memo = tn_tenancy_metrics_memo_new()))
+    return -ENOMEM;
+  int rc = tn_metrics_register_collector(m, collect, src);
+  if (rc) {
+    tn_tenancy_metrics_memo_free(src->memo);
+    src->memo = NULL;
+  }
+  return rc;
 }
 
-void tn_tenancy_metrics_unregister(struct tn_metrics *m, const struct tn_tenancy_metrics_source *src) {
-  if (m && src)
-    tn_metrics_unregister_collector(m, collect, (void *)src);
+void tn_tenancy_metrics_unregister(struct tn_metrics *m, struct tn_tenancy_metrics_source *src) {
+  if (!m || !src)
+    return;
+  tn_metrics_unregister_collector(m, collect, src); /* returns once a scrape in progress ended */
+  tn_tenancy_metrics_memo_free(src->memo);
+  src->memo = NULL;
 }

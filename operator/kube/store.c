@@ -85,6 +85,7 @@ struct tn_store {
   tn_store_observer_fn observer;
   void *observer_ud;
   atomic_size_t bytes;     /* allocation sizes of the cached objects (written under lock, read without) */
+  atomic_ulong changes;    /* upserts and removals so far (written under lock, read without) */
   pthread_mutex_t dict_mu; /* protects dict and dict_changes (taken without the lock above) */
   struct zdict *dict;      /* for new objects; NULL until one is big enough to serve */
   int dict_changes;
@@ -792,6 +793,7 @@ static void remove_slot(struct tn_store *s, size_t i, struct tn_store_obj *final
   unindex(s, old);
   table_remove_at(s, i);
   atomic_fetch_sub(&s->bytes, obj_bytes(old));
+  atomic_fetch_add(&s->changes, 1);
   if (s->observer)
     s->observer(s->observer_ud, TN_STORE_DELETED, old, final);
   tn_store_obj_unref(old);
@@ -933,6 +935,7 @@ int tn_store_upsert(struct tn_store *s, const json_t *obj, struct tn_error *err)
   s->slots[i] = o;
   o->gen = s->gen;
   atomic_fetch_add(&s->bytes, obj_bytes(o));
+  atomic_fetch_add(&s->changes, 1);
   if (old)
     atomic_fetch_sub(&s->bytes, obj_bytes(old));
   /* Allocation failures below leave o out of some index: reported, the object stays cached. */
@@ -1154,6 +1157,8 @@ size_t tn_store_len(struct tn_store *s) {
   pthread_rwlock_unlock(&s->lock);
   return n;
 }
+
+unsigned long tn_store_changes(struct tn_store *s) { return atomic_load(&s->changes); }
 
 size_t tn_store_bytes(struct tn_store *s) { return atomic_load(&s->bytes); }
 

@@ -97,6 +97,9 @@ size_t tn_store_len(struct tn_store *s);
 /* Bytes the cached objects occupy (key and compact JSON with their header; not the tables).
  * Lock-free: may be called from the observer. */
 size_t tn_store_bytes(struct tn_store *s);
+/* Upserts and removals since the store was made (a relist counts every object it upserts): equal
+ * values mean the same content. A resync does not change the store. */
+unsigned long tn_store_changes(struct tn_store *s);
 /* Calls fn for every object under the read lock (o borrowed; take a reference to keep it).
  * fn must not call the store's writers. A non-zero return stops and is returned. */
 int tn_store_foreach(struct tn_store *s, int (*fn)(void *ud, struct tn_store_obj *o), void *ud);

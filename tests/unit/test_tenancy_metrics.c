@@ -8,6 +8,7 @@
 
 #include "converge/database.h"
 #include "converge/tenancy_metrics.h"
+#include "kube/store.h"
 #include "util/error.h"
 
 #define NOW 1800000000.0 /* 2027-01-15T08:00:00Z */
@@ -128,4 +129,72 @@ Test(tenancy_metrics, database_result_names) {
   cr_assert_str_eq(tn_db_result_name(TN_ECANCELED), "canceled");
   cr_assert_str_eq(tn_db_result_name(TN_EFORBIDDEN), "refused");
   cr_assert_str_eq(tn_db_result_name(TN_EAPI), "error");
+}
+
+/* ---- counts kept between scrapes (issue 18: a scrape decoded every cached Tenant) --------- */
+
+struct memo_fixture {
+  struct tn_tenancy_metrics_memo *memo;
+  struct tn_store *store;
+  double now;
+};
+
+static void collect_memo(void *ud, struct tn_collect *c) {
+  struct memo_fixture *f = ud;
+  tn_tenancy_metrics_collect_memo(f->memo, c, f->store, f->now, false);
+}
+
+static char *scrape_memo(struct memo_fixture *f) {
+  struct tn_metrics *m = tn_metrics_new();
+  tn_metrics_register_collector(m, collect_memo, f);
+  struct tn_buf b;
+  tn_buf_init(&b, 1 << 20);
+  cr_assert_eq(tn_metrics_write(m, &b), 0);
+  tn_metrics_free(m);
+  return tn_buf_take(&b);
+}
+
+Test(tenancy_metrics, counts_are_kept_until_the_store_changes_and_the_time_still_moves) {
+  struct fixture s = sample(false);
+  struct memo_fixture f = {tn_tenancy_metrics_memo_new(), tn_store_new(), NOW};
+  cr_assert_not_null(f.memo);
+  cr_assert_not_null(f.store);
+  struct tn_error err;
+  size_t i;
+  json_t *t;
+  json_array_foreach(s.tenants, i, t) cr_assert_eq(tn_store_upsert(f.store, t, &err), 0, "%s", err.message);
+
+  char *a = scrape_memo(&f);
+  has(a, "tenancy_tenants{state=\"Active\"} 2");
+  has(a, "tenancy_breakglass_grants_active 1");
+  has(a, "tenancy_tenant_key_age_seconds_max 259200");
+  cr_assert_eq(tn_tenancy_metrics_memo_recomputes(f.memo), 1);
+
+  /* Unchanged store, two hours later: not counted again, yet the grant that expires at 09:00 is
+   * no longer in force and the oldest key is two hours older. */
+  f.now = NOW + 7200;
+  char *b = scrape_memo(&f);
+  cr_assert_eq(tn_tenancy_metrics_memo_recomputes(f.memo), 1, "counted again without a change");
+  has(b, "tenancy_tenants{state=\"Active\"} 2");
+  has(b, "tenancy_breakglass_grants_active 0");
+  has(b, "tenancy_breakglass_requests{state=\"Active\"} 2");
+  has(b, "tenancy_tenant_key_age_seconds_max 266400");
+
+  /* A tenant suspended, one deleted: counted again. */
+  json_t *beta = tenant("beta", "Suspended", "standard", "eu-west-1", "True", "Converged");
+  cr_assert_eq(tn_store_upsert(f.store, beta, &err), 0);
+  cr_assert_eq(tn_store_delete(f.store, "delta", NULL, &err), 0);
+  char *c = scrape_memo(&f);
+  cr_assert_eq(tn_tenancy_metrics_memo_recomputes(f.memo), 2);
+  has(c, "tenancy_tenants{state=\"Active\"} 1");
+  has(c, "tenancy_tenants{state=\"Suspended\"} 2");
+  cr_assert_null(strstr(c, "state=\"Unknown\""), "the deleted tenant is still counted: %s", c);
+
+  free(a);
+  free(b);
+  free(c);
+  json_decref(beta);
+  json_decref(s.tenants);
+  tn_store_free(f.store);
+  tn_tenancy_metrics_memo_free(f.memo);
 }
