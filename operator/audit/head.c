@@ -23,7 +23,8 @@ struct tn_audit_head_exporter {
   unsigned long long appends_at_export; /* tn_audit_stats.appends when export_once last ran */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  bool stop; /* under mu */
+  bool stop;         /* under mu */
+  bool final_export; /* under mu: export once more on the way out (see stop) */
   pthread_t thread;
 };
 
@@ -59,7 +60,10 @@ static bool already_exported(struct tn_audit_head_exporter *x, const char *note)
   return found;
 }
 
-static void export_once(struct tn_audit_head_exporter *x) {
+/* look_first false: the Event is written without looking for an earlier one (at shutdown, when
+ * this process appended rows since its last export: no Event can name the moved head, and the
+ * list would be one more request inside the shutdown's budget). */
+static void export_head(struct tn_audit_head_exporter *x, bool look_first) {
   long long id = 0;
   char hash[TN_AUDIT_HASH_LEN];
   struct tn_error err = {0};
@@ -81,7 +85,7 @@ static void export_once(struct tn_audit_head_exporter *x) {
   if (x->rec && x->has_regarding) {
     char note[128 + TN_AUDIT_HASH_LEN];
     snprintf(note, sizeof note, "audit trail head: row %lld hash %s", id, hash);
-    if (already_exported(x, note)) {
+    if (look_first && already_exported(x, note)) {
       tn_log_debug("audit trail head: row %lld already exported as an Event", id);
       return;
     }
@@ -96,12 +100,12 @@ static void export_once(struct tn_audit_head_exporter *x) {
 static void *run(void *p) {
   struct tn_audit_head_exporter *x = p;
   for (;;) {
-    export_once(x);
+    export_head(x, true);
     struct timespec until = tn_mono_timespec(tn_mono_now() + x->interval_s);
     pthread_mutex_lock(&x->mu);
     while (!x->stop && pthread_cond_timedwait(&x->cv, &x->mu, &until) != ETIMEDOUT)
       ;
-    bool stop = x->stop;
+    bool stop = x->stop, final_export = x->final_export;
     pthread_mutex_unlock(&x->mu);
     if (stop) {
       /* A last export at shutdown when this process appended rows since its last one, so that
@@ -110,8 +114,8 @@ static void *run(void *p) {
        * last round trip failed): shutdown must not wait on an unreachable database. */
       struct tn_audit_stats st;
       tn_audit_get_stats(x->audit, &st);
-      if (st.appends != x->appends_at_export && st.up == 1)
-        export_once(x);
+      if (final_export && st.appends != x->appends_at_export && st.up == 1)
+        export_head(x, false);
       return NULL;
     }
   }
@@ -167,11 +171,12 @@ int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metr
   return 0;
 }
 
-void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x) {
+void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x, bool final_export) {
   if (!x)
     return;
   pthread_mutex_lock(&x->mu);
   x->stop = true;
+  x->final_export = final_export;
   pthread_cond_signal(&x->cv);
   pthread_mutex_unlock(&x->mu);
   pthread_join(x->thread, NULL);

@@ -37,9 +37,10 @@ int tn_audit_head_exporter_start(struct tn_audit *audit, struct tn_metrics *metr
                                  struct tn_kube *kube, const struct tn_object_ref *regarding,
                                  double interval_s, struct tn_audit_head_exporter **out);
 
-/* Stops the thread (waits for an export in progress) and frees. Exports once more first when
- * rows were appended through audit since the last export and its last round trip succeeded
- * (the recorder must still run: its final flush writes the Event). Accepts NULL. */
-void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x);
+/* Stops the thread (waits for an export in progress) and frees. With final_export, exports once
+ * more first when rows were appended through audit since the last export and its last round trip
+ * succeeded, without looking for an earlier Event (the head moved); the recorder must still run
+ * and the write fence be open: a graceful shutdown, before the Lease is released. Accepts NULL. */
+void tn_audit_head_exporter_stop(struct tn_audit_head_exporter *x, bool final_export);
 
 #endif

@@ -167,6 +167,31 @@ void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start,
   pthread_mutex_unlock(&w->mu);
 }
 
+void tn_written_forget(struct tn_written *w, const char *name) {
+  if (!w || !name)
+    return;
+  pthread_mutex_lock(&w->mu);
+  struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
+  if (e && e->name) {
+    size_t mask = w->cap - 1, i = (size_t)(e - w->slots);
+    free(e->name);
+    memset(e, 0, sizeof *e);
+    w->n--;
+    /* Backward-shift deletion: the entries after the hole that may move into it do, so every
+     * entry stays reachable from its home slot without tombstones. */
+    for (size_t j = (i + 1) & mask; w->slots[j].name; j = (j + 1) & mask) {
+      size_t home = written_hash(w->slots[j].name) & mask;
+      bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        w->slots[i] = w->slots[j];
+        memset(&w->slots[j], 0, sizeof w->slots[j]);
+        i = j;
+      }
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
 bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
   const char *name = field(tenant, "metadata", "name");
   if (!w || !name)
@@ -1027,6 +1052,7 @@ static enum flow step_observe(struct run *x) {
   x->obj = tn_informer_get(x->r->tenants, x->key);
   if (!x->obj) {
     tn_tenant_changes_forget(x->r->changes, x->key);
+    tn_written_forget(x->r->written, x->key);
     return FLOW_STOP; /* gone: the garbage collector removes what it owned */
   }
   json_t *meta = json_object_get(x->obj, "metadata");

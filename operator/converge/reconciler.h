@@ -32,6 +32,8 @@ struct tn_written *tn_written_new(void);
 void tn_written_free(struct tn_written *w);
 void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start, const char *rv_sent);
 bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
+/* The tenant is gone from the cache: its entry is dropped (the table no longer grows with churn). */
+void tn_written_forget(struct tn_written *w, const char *name);
 
 /* Who asked for a tenant's current spec. The API server itself records it: the
  * MutatingAdmissionPolicy tenancy-operator-actor (manifests/deploy/45-actor-policy.yaml) writes

@@ -235,14 +235,16 @@ struct tn_leader {
   struct tn_fence *fence;   /* borrowed; NULL: none */
   double held_sent;         /* when the last successful acquire/renew was sent (the thread's alone) */
 
-  /* mu protects core, started, stopping and joined. The thread is the only writer of core and
-   * holds mu only for the pure steps, never during I/O. stop_mu serializes tn_leader_stop()
+  /* mu protects core, started, stopping, joined and wake. The elector's thread and the Lease's
+   * watch (its informer's dispatch thread: tn_leader_core_seen) write core, each holding mu only
+   * for the pure steps, never during I/O. stop_mu serializes tn_leader_stop()
    * callers (taken before mu). */
   pthread_mutex_t mu;
   pthread_mutex_t stop_mu;
   pthread_cond_t cond; /* signalled when stopping is set; uses CLOCK_MONOTONIC */
   struct tn_leader_core core;
   bool started, stopping, joined;
+  bool wake; /* the watch saw the Lease released: the candidate's wait ends early */
   pthread_t thread;
 
   atomic_int cancel; /* set by tn_leader_stop: ends the loop's requests in flight */
@@ -271,8 +273,9 @@ static bool wait_or_stop(struct tn_leader *le, double seconds) {
   if (ts.tv_nsec >= 1000000000L)
     ts.tv_nsec = 999999999L;
   pthread_mutex_lock(&le->mu);
-  while (!le->stopping && pthread_cond_timedwait(&le->cond, &le->mu, &ts) != ETIMEDOUT)
+  while (!le->stopping && !le->wake && pthread_cond_timedwait(&le->cond, &le->mu, &ts) != ETIMEDOUT)
     ;
+  le->wake = false;
   bool s = le->stopping;
   pthread_mutex_unlock(&le->mu);
   return s;
@@ -519,8 +522,14 @@ static void *run(void *arg) {
   while (!is_stopping(le)) {
     acquired = try_acquire_or_renew(le, tn_mono_now() + le->renew_s);
     report_transition(le);
-    if (acquired ||
-        wait_or_stop(le, tn_leader_core_next_attempt(&le->core, tn_mono_now(), jittered(le->retry_s))))
+    if (acquired)
+      break;
+    /* Under mu: the Lease's watch writes the observation from its own thread. */
+    double jitter = jittered(le->retry_s);
+    pthread_mutex_lock(&le->mu);
+    double wait = tn_leader_core_next_attempt(&le->core, tn_mono_now(), jitter);
+    pthread_mutex_unlock(&le->mu);
+    if (wait_or_stop(le, wait))
       break;
   }
   if (!acquired)
@@ -680,6 +689,10 @@ static void lease_event(struct tn_leader *le, json_t *obj) {
     return;
   pthread_mutex_lock(&le->mu);
   bool changed = tn_leader_core_seen(&le->core, &rec, tn_mono_now());
+  if (changed && !rec.holder[0]) { /* released: try at once instead of at the next poll */
+    le->wake = true;
+    pthread_cond_broadcast(&le->cond);
+  }
   pthread_mutex_unlock(&le->mu);
   if (changed)
     tn_log_debug("leader election: lease %s/%s renewed by \"%s\" (watch)", le->ns, le->name, rec.holder);

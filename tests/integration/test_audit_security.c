@@ -610,7 +610,7 @@ Test(audit_security, the_head_exporter_publishes_the_newest_row) {
   while (tn_series_value(s) != 3 && tn_test_now() - t0 < 10)
     usleep(50 * 1000);
   cr_assert_eq(tn_series_value(s), 3);
-  tn_audit_head_exporter_stop(x);
+  tn_audit_head_exporter_stop(x, false);
   tn_metrics_free(m);
   tn_audit_close(a);
   drop_schema();

@@ -531,3 +531,45 @@ Test(leader, a_watching_standby_takes_over_a_lease_duration_after_the_last_renew
   cr_assert_geq(polling, 12.5, "polling: taken over %.2f s after the start (13-14 expected)", polling);
   cr_log_info("takeover after the start: watching %.2f s, polling %.2f s", watching, polling);
 }
+
+/* A release seen through the watch ends the standby's wait: it takes the Lease within a moment,
+ * not at its next poll (5-11 s here). */
+Test(leader, a_watching_standby_takes_a_released_lease_at_once, .timeout = 60) {
+  char lease[64];
+  tn_test_unique_name(lease, sizeof lease, "lease-release");
+  struct tn_kube *k = connect_kube();
+  delete_lease(lease);
+  ghost_lease(lease, "2026-01-01T00:00:01.000000Z");
+  struct probe p;
+  probe_init(&p);
+  struct tn_leader_config cfg = {.namespace = NS,
+                                 .name = lease,
+                                 .identity = "standby",
+                                 .lease_duration_s = 8,
+                                 .renew_deadline_s = 6.5,
+                                 .retry_period_s = 5,
+                                 .on_started_leading = on_started,
+                                 .ud = &p};
+  struct tn_leader *b = NULL;
+  struct tn_error err;
+  cr_assert_eq(tn_leader_new(k, &cfg, &b, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_leader_start(b), 0);
+  usleep(1000 * 1000);
+  char *out = NULL;
+  double released = tn_test_now();
+  int rc = tn_test_sh(&out,
+                      "kubectl -n %s patch lease %s --type=merge -p "
+                      "'{\"spec\":{\"holderIdentity\":\"\",\"leaseDurationSeconds\":1}}' >/dev/null",
+                      NS, lease);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  while (!tn_leader_is_leader(b) && tn_test_now() - released < 20)
+    usleep(20 * 1000);
+  double took = tn_test_now() - released;
+  cr_assert(tn_leader_is_leader(b), "the standby never took the released lease");
+  cr_assert_lt(took, 2.5, "taken %.2f s after the release (its next poll was 4-10 s away)", took);
+  cr_log_info("released lease taken %.2f s after the release", took);
+  tn_leader_free(b);
+  delete_lease(lease);
+  tn_kube_free(k);
+}

@@ -122,3 +122,37 @@ Test(written, a_uid_too_long_to_keep_forgets_the_tenant) {
   json_decref(odd);
   tn_written_free(w);
 }
+
+/* Entries of deleted tenants are dropped; every other entry stays reachable (the table shifts
+ * entries back into the hole). */
+Test(written, forgetting_tenants_keeps_the_others) {
+  struct tn_written *w = tn_written_new();
+  char name[32], uid[40], from[24], to[24];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(name, sizeof name, "t-%d", i);
+    snprintf(uid, sizeof uid, "u-%d", i);
+    snprintf(from, sizeof from, "%d", 10 * i + 1);
+    snprintf(to, sizeof to, "%d", 10 * i + 2);
+    json_t *t = tenant(name, uid, to, "Active");
+    tn_written_note(w, t, from, from);
+    json_decref(t);
+  }
+  for (int i = 0; i < 2000; i += 3) {
+    snprintf(name, sizeof name, "t-%d", i);
+    tn_written_forget(w, name);
+  }
+  tn_written_forget(w, "never-noted");
+  tn_written_forget(NULL, "x");
+  for (int i = 0; i < 2000; i++) {
+    snprintf(name, sizeof name, "t-%d", i);
+    snprintf(uid, sizeof uid, "u-%d", i);
+    snprintf(from, sizeof from, "%d", 10 * i + 1);
+    json_t *behind = tenant(name, uid, from, "Active");
+    if (i % 3 == 0)
+      cr_assert_not(tn_written_is_stale(w, behind), "%s was forgotten", name);
+    else
+      cr_assert(tn_written_is_stale(w, behind), "%s lost after the deletions", name);
+    json_decref(behind);
+  }
+  tn_written_free(w);
+}
