@@ -482,6 +482,29 @@ static void ghost_lease(const char *lease, const char *renew) {
   free(out);
 }
 
+/* A standby ("standby": retry period 5 s, lease 8 s) started against a fresh Lease of the ghost's,
+ * renewed at 00:00:01. */
+static struct tn_leader *ghost_and_standby(struct tn_kube *k, const char *lease, bool no_watch,
+                                           struct probe *p) {
+  delete_lease(lease);
+  ghost_lease(lease, "2026-01-01T00:00:01.000000Z");
+  probe_init(p);
+  struct tn_leader_config cfg = {.namespace = NS,
+                                 .name = lease,
+                                 .identity = "standby",
+                                 .lease_duration_s = 8,
+                                 .renew_deadline_s = 6.5,
+                                 .retry_period_s = 5,
+                                 .on_started_leading = on_started,
+                                 .ud = p,
+                                 .no_watch = no_watch};
+  struct tn_leader *b = NULL;
+  struct tn_error err;
+  cr_assert_eq(tn_leader_new(k, &cfg, &b, &err), 0, "%s", err.message);
+  cr_assert_eq(tn_leader_start(b), 0);
+  return b;
+}
+
 /* A standby with a retry period of 5 s and a lease of 8 s watches a ghost's Lease, renewed once 1 s
  * after the standby first read it, then never again. Watching, it observes the renewal when it
  * happens and takes over about 8 s after it (9 s after the start); polling (no_watch), it sees
@@ -491,24 +514,9 @@ static double takeover_after_one_renewal(bool no_watch) {
   char lease[64];
   tn_test_unique_name(lease, sizeof lease, no_watch ? "lease-poll" : "lease-watch");
   struct tn_kube *k = connect_kube();
-  delete_lease(lease);
-  ghost_lease(lease, "2026-01-01T00:00:01.000000Z");
   struct probe p;
-  probe_init(&p);
-  struct tn_leader_config cfg = {.namespace = NS,
-                                 .name = lease,
-                                 .identity = "standby",
-                                 .lease_duration_s = 8,
-                                 .renew_deadline_s = 6.5,
-                                 .retry_period_s = 5,
-                                 .on_started_leading = on_started,
-                                 .ud = &p,
-                                 .no_watch = no_watch};
-  struct tn_leader *b = NULL;
-  struct tn_error err;
-  cr_assert_eq(tn_leader_new(k, &cfg, &b, &err), 0, "%s", err.message);
   double t0 = tn_test_now();
-  cr_assert_eq(tn_leader_start(b), 0);
+  struct tn_leader *b = ghost_and_standby(k, lease, no_watch, &p);
   usleep(1000 * 1000);
   double renewed = tn_test_now();
   ghost_lease(lease, "2026-01-01T00:00:02.000000Z");
@@ -538,22 +546,8 @@ Test(leader, a_watching_standby_takes_a_released_lease_at_once, .timeout = 60) {
   char lease[64];
   tn_test_unique_name(lease, sizeof lease, "lease-release");
   struct tn_kube *k = connect_kube();
-  delete_lease(lease);
-  ghost_lease(lease, "2026-01-01T00:00:01.000000Z");
   struct probe p;
-  probe_init(&p);
-  struct tn_leader_config cfg = {.namespace = NS,
-                                 .name = lease,
-                                 .identity = "standby",
-                                 .lease_duration_s = 8,
-                                 .renew_deadline_s = 6.5,
-                                 .retry_period_s = 5,
-                                 .on_started_leading = on_started,
-                                 .ud = &p};
-  struct tn_leader *b = NULL;
-  struct tn_error err;
-  cr_assert_eq(tn_leader_new(k, &cfg, &b, &err), 0, "%s", err.message);
-  cr_assert_eq(tn_leader_start(b), 0);
+  struct tn_leader *b = ghost_and_standby(k, lease, false, &p);
   usleep(1000 * 1000);
   char *out = NULL;
   double released = tn_test_now();
