@@ -61,9 +61,9 @@ const struct tn_gvr tn_gvr_policies = {"tenancy.dev", "v1alpha1", "tenancypolici
  * Comparing status.state instead (sessions 19-25) missed a write that changed only a condition,
  * and took a state someone else wrote (`kubectl patch --subresource=status`) for a cache behind. */
 struct written_entry {
-  char *name;                             /* NULL: empty slot */
-  unsigned long long replaced[2], answer; /* 0: not a decimal resourceVersion, never matches */
-  char uid[40];                           /* "": forgotten (a uid too long to keep) */
+  char *name;                     /* NULL: empty slot */
+  unsigned long long replaced[2]; /* 0: not a decimal resourceVersion, or a no-op write: never matches */
+  char uid[40];                   /* "": forgotten (a uid too long to keep) */
 };
 
 struct tn_written {
@@ -161,7 +161,6 @@ void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start,
       snprintf(e->uid, sizeof e->uid, "%s", uid);
       e->replaced[0] = replaced[0];
       e->replaced[1] = replaced[1];
-      e->answer = answer;
     }
   }
   pthread_mutex_unlock(&w->mu);
