@@ -81,28 +81,35 @@ Test(written, a_no_op_write_and_an_opaque_version_never_hold_a_pass) {
   tn_written_free(w);
 }
 
-Test(written, keeps_every_tenant_apart_through_growth) {
-  struct tn_written *w = tn_written_new();
-  cr_assert_not_null(w);
-  char name[32], uid[40], from[24], to[24];
-  for (int i = 0; i < 3000; i++) {
-    snprintf(name, sizeof name, "t-%d", i);
-    snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
+/* Tenant i of a numbered set, as its cache shows it: "t-i", uid "u-i", at version 10i + 1 (before
+ * our write: behind) or 10i + 2 (the write's answer). */
+static json_t *numbered(int i, bool behind) {
+  char name[32], uid[40], rv[24];
+  snprintf(name, sizeof name, "t-%d", i);
+  snprintf(uid, sizeof uid, "u-%d", i);
+  snprintf(rv, sizeof rv, "%d", 10 * i + (behind ? 1 : 2));
+  return tenant(name, uid, rv, "Active");
+}
+
+/* Notes a status write (10i + 1 -> 10i + 2) for tenants 0 .. n-1. */
+static void note_numbered(struct tn_written *w, int n) {
+  for (int i = 0; i < n; i++) {
+    json_t *t = numbered(i, false);
+    char from[24];
     snprintf(from, sizeof from, "%d", 10 * i + 1);
-    snprintf(to, sizeof to, "%d", 10 * i + 2);
-    json_t *t = tenant(name, uid, to, "Active");
     tn_written_note(w, t, from, from);
     json_decref(t);
   }
+}
+
+Test(written, keeps_every_tenant_apart_through_growth) {
+  struct tn_written *w = tn_written_new();
+  cr_assert_not_null(w);
+  note_numbered(w, 3000);
   for (int i = 0; i < 3000; i += 97) {
-    snprintf(name, sizeof name, "t-%d", i);
-    snprintf(uid, sizeof uid, "00000000-0000-0000-0000-%012d", i);
-    snprintf(from, sizeof from, "%d", 10 * i + 1);
-    snprintf(to, sizeof to, "%d", 10 * i + 2);
-    json_t *same = tenant(name, uid, to, "Active");
-    json_t *behind = tenant(name, uid, from, "Active");
-    cr_assert_not(tn_written_is_stale(w, same), "%s: the cache shows what was written", name);
-    cr_assert(tn_written_is_stale(w, behind), "%s: the cache is behind its write", name);
+    json_t *same = numbered(i, false), *behind = numbered(i, true);
+    cr_assert_not(tn_written_is_stale(w, same), "t-%d: the cache shows what was written", i);
+    cr_assert(tn_written_is_stale(w, behind), "t-%d: the cache is behind its write", i);
     json_decref(same);
     json_decref(behind);
   }
@@ -127,31 +134,20 @@ Test(written, a_uid_too_long_to_keep_forgets_the_tenant) {
  * entries back into the hole). */
 Test(written, forgetting_tenants_keeps_the_others) {
   struct tn_written *w = tn_written_new();
-  char name[32], uid[40], from[24], to[24];
-  for (int i = 0; i < 2000; i++) {
-    snprintf(name, sizeof name, "t-%d", i);
-    snprintf(uid, sizeof uid, "u-%d", i);
-    snprintf(from, sizeof from, "%d", 10 * i + 1);
-    snprintf(to, sizeof to, "%d", 10 * i + 2);
-    json_t *t = tenant(name, uid, to, "Active");
-    tn_written_note(w, t, from, from);
-    json_decref(t);
-  }
+  note_numbered(w, 2000);
   for (int i = 0; i < 2000; i += 3) {
+    char name[32];
     snprintf(name, sizeof name, "t-%d", i);
     tn_written_forget(w, name);
   }
   tn_written_forget(w, "never-noted");
   tn_written_forget(NULL, "x");
   for (int i = 0; i < 2000; i++) {
-    snprintf(name, sizeof name, "t-%d", i);
-    snprintf(uid, sizeof uid, "u-%d", i);
-    snprintf(from, sizeof from, "%d", 10 * i + 1);
-    json_t *behind = tenant(name, uid, from, "Active");
+    json_t *behind = numbered(i, true);
     if (i % 3 == 0)
-      cr_assert_not(tn_written_is_stale(w, behind), "%s was forgotten", name);
+      cr_assert_not(tn_written_is_stale(w, behind), "t-%d was forgotten", i);
     else
-      cr_assert(tn_written_is_stale(w, behind), "%s lost after the deletions", name);
+      cr_assert(tn_written_is_stale(w, behind), "t-%d lost after the deletions", i);
     json_decref(behind);
   }
   tn_written_free(w);
