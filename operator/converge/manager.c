@@ -160,6 +160,9 @@ static void tenant_updated(void *ud, json_t *old, json_t *cur) {
     want(m, key, TN_TRIGGER_TENANT_RESYNC, TN_TRIGGER_KIND_NONE);
     return;
   }
+  /* The cache now shows cur: a status write it is past is forgotten (tn_written keeps only the
+   * writes the cache has not shown yet, ~130 B each, rather than one per tenant forever). */
+  (void)tn_written_is_stale(m->rec.written, cur);
   enum tn_trigger trig = TN_TRIGGER_TENANT_METADATA;
   if (generation_of(old) != generation_of(cur))
     trig = TN_TRIGGER_TENANT_SPEC;

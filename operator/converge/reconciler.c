@@ -108,8 +108,8 @@ static struct written_entry *written_slot(struct written_entry *slots, size_t ca
       return &slots[i];
 }
 
-static bool written_grow(struct tn_written *w) {
-  size_t cap = w->cap ? w->cap * 2 : 64;
+/* Rehashes into cap slots (a power of two, > n * 4 / 3). Under mu. */
+static bool written_rehash(struct tn_written *w, size_t cap) {
   struct written_entry *slots = calloc(cap, sizeof *slots);
   if (!slots)
     return false;
@@ -120,6 +120,30 @@ static bool written_grow(struct tn_written *w) {
   w->slots = slots;
   w->cap = cap;
   return true;
+}
+
+static bool written_grow(struct tn_written *w) { return written_rehash(w, w->cap ? w->cap * 2 : 64); }
+
+/* Drops e. Under mu. Entries live from a status write until the cache shows it, so the table is
+ * small at rest: it shrinks when an eighth full (grows at three quarters). */
+static void written_remove(struct tn_written *w, struct written_entry *e) {
+  size_t mask = w->cap - 1, i = (size_t)(e - w->slots);
+  free(e->name);
+  memset(e, 0, sizeof *e);
+  w->n--;
+  /* Backward-shift deletion: the entries after the hole that may move into it do, so every
+   * entry stays reachable from its home slot without tombstones. */
+  for (size_t j = (i + 1) & mask; w->slots[j].name; j = (j + 1) & mask) {
+    size_t home = written_hash(w->slots[j].name) & mask;
+    bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (!stays) {
+      w->slots[i] = w->slots[j];
+      memset(&w->slots[j], 0, sizeof w->slots[j]);
+      i = j;
+    }
+  }
+  if (w->cap > 64 && w->n * 8 < w->cap)
+    (void)written_rehash(w, w->cap / 2); /* out of memory: stays as large, still correct */
 }
 
 /* A resourceVersion as a number, or 0 when it is not a decimal one (it is opaque to clients:
@@ -171,23 +195,8 @@ void tn_written_forget(struct tn_written *w, const char *name) {
     return;
   pthread_mutex_lock(&w->mu);
   struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
-  if (e && e->name) {
-    size_t mask = w->cap - 1, i = (size_t)(e - w->slots);
-    free(e->name);
-    memset(e, 0, sizeof *e);
-    w->n--;
-    /* Backward-shift deletion: the entries after the hole that may move into it do, so every
-     * entry stays reachable from its home slot without tombstones. */
-    for (size_t j = (i + 1) & mask; w->slots[j].name; j = (j + 1) & mask) {
-      size_t home = written_hash(w->slots[j].name) & mask;
-      bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-      if (!stays) {
-        w->slots[i] = w->slots[j];
-        memset(&w->slots[j], 0, sizeof w->slots[j]);
-        i = j;
-      }
-    }
-  }
+  if (e && e->name)
+    written_remove(w, e);
   pthread_mutex_unlock(&w->mu);
 }
 
@@ -199,10 +208,25 @@ bool tn_written_is_stale(struct tn_written *w, json_t *tenant) {
   bool stale = false;
   pthread_mutex_lock(&w->mu);
   struct written_entry *e = w->cap ? written_slot(w->slots, w->cap, name) : NULL;
-  if (cached && e && e->name && e->uid[0] && strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0)
-    stale = cached == e->replaced[0] || cached == e->replaced[1];
+  if (e && e->name) {
+    if (cached && e->uid[0] && strcmp(e->uid, field(tenant, "metadata", "uid") ?: "") == 0)
+      stale = cached == e->replaced[0] || cached == e->replaced[1];
+    /* Not behind: the cache shows our write or what came after it (or another tenant of that
+     * name), and a cache never goes back, so the entry has served. */
+    if (!stale)
+      written_remove(w, e);
+  }
   pthread_mutex_unlock(&w->mu);
   return stale;
+}
+
+size_t tn_written_count(struct tn_written *w) {
+  if (!w)
+    return 0;
+  pthread_mutex_lock(&w->mu);
+  size_t n = w->n;
+  pthread_mutex_unlock(&w->mu);
+  return n;
 }
 
 /* ---- requesters ------------------------------------------------------------------------------ */

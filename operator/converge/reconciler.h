@@ -25,8 +25,9 @@ extern const struct tn_gvr tn_gvr_tenants, tn_gvr_plans, tn_gvr_regions, tn_gvr_
 /* The resourceVersions the reconcile's last status write of each tenant replaced: rv_start (the
  * cached tenant the pass started from), rv_sent (the one the status write was sent with: after
  * a finalizer write, that write's answer); tenant is what the status write answered. A cache that
- * still shows a replaced version of the same uid is behind our own writes (is_stale).
- * Thread-safe. */
+ * still shows a replaced version of the same uid is behind our own writes (is_stale). A cache
+ * that shows anything else is past the write, and is_stale then drops the entry: the table holds
+ * only writes the cache has not shown yet (the Tenant watch calls it on every update). Thread-safe. */
 struct tn_written;
 struct tn_written *tn_written_new(void);
 void tn_written_free(struct tn_written *w);
@@ -34,6 +35,7 @@ void tn_written_note(struct tn_written *w, json_t *tenant, const char *rv_start,
 bool tn_written_is_stale(struct tn_written *w, json_t *tenant);
 /* The tenant is gone from the cache: its entry is dropped (the table no longer grows with churn). */
 void tn_written_forget(struct tn_written *w, const char *name);
+size_t tn_written_count(struct tn_written *w); /* the entries held */
 
 /* Who asked for a tenant's current spec. The API server itself records it: the
  * MutatingAdmissionPolicy tenancy-operator-actor (manifests/deploy/45-actor-policy.yaml) writes

@@ -23,9 +23,16 @@ Test(written, a_cache_at_the_version_our_write_replaced_is_behind) {
   cr_assert_not(tn_written_is_stale(w, before), "nothing written yet: trust the cache");
   tn_written_note(w, after, "100", "100");
   cr_assert(tn_written_is_stale(w, before), "the cache still shows the version our write replaced");
+  cr_assert_eq(tn_written_count(w), 1);
   cr_assert_not(tn_written_is_stale(w, after), "the cache shows our write");
+  cr_assert_eq(tn_written_count(w), 0, "the write came back: its entry has served");
+  cr_assert_not(tn_written_is_stale(w, before), "a cache never goes back: nothing left to wait for");
+  tn_written_note(w, after, "100", "100");
   cr_assert_not(tn_written_is_stale(w, later), "the cache is past our write");
+  cr_assert_eq(tn_written_count(w), 0);
+  tn_written_note(w, after, "100", "100");
   cr_assert_not(tn_written_is_stale(w, other), "a tenant recreated under the same name is another tenant");
+  cr_assert_eq(tn_written_count(w), 0, "the other tenant's entry is dropped too");
   json_decref(before);
   json_decref(after);
   json_decref(later);
@@ -108,9 +115,31 @@ Test(written, keeps_every_tenant_apart_through_growth) {
   note_numbered(w, 3000);
   for (int i = 0; i < 3000; i += 97) {
     json_t *same = numbered(i, false), *behind = numbered(i, true);
-    cr_assert_not(tn_written_is_stale(w, same), "t-%d: the cache shows what was written", i);
     cr_assert(tn_written_is_stale(w, behind), "t-%d: the cache is behind its write", i);
+    cr_assert_not(tn_written_is_stale(w, same), "t-%d: the cache shows what was written", i);
     json_decref(same);
+    json_decref(behind);
+  }
+  tn_written_free(w);
+}
+
+/* The Tenant watch shows each write back: the entries go, the table shrinks with them, and what
+ * is still in flight stays reachable while it does. */
+Test(written, forgets_the_writes_the_cache_has_shown) {
+  struct tn_written *w = tn_written_new();
+  note_numbered(w, 3000);
+  cr_assert_eq(tn_written_count(w), 3000);
+  for (int i = 0; i < 3000; i++) {
+    if (i % 100 == 7)
+      continue; /* still in flight */
+    json_t *same = numbered(i, false);
+    cr_assert_not(tn_written_is_stale(w, same));
+    json_decref(same);
+  }
+  cr_assert_eq(tn_written_count(w), 30);
+  for (int i = 7; i < 3000; i += 100) {
+    json_t *behind = numbered(i, true);
+    cr_assert(tn_written_is_stale(w, behind), "t-%d: still in flight after the table shrank", i);
     json_decref(behind);
   }
   tn_written_free(w);
