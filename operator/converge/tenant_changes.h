@@ -15,6 +15,8 @@
 #define TN_CONVERGE_TENANT_CHANGES_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "audit/audit.h"
 #include "util/error.h"
@@ -38,6 +40,13 @@ void tn_tenant_changes_forget(struct tn_tenant_changes_cache *cache, const char 
 /* How many times the outbox was read through this cache; and how many tenants it holds. */
 unsigned long long tn_tenant_changes_reads(struct tn_tenant_changes_cache *cache);
 size_t tn_tenant_changes_cached(struct tn_tenant_changes_cache *cache);
+/* Whether the cache says the outbox holds these values for the tenant (name, uid) already:
+ * want_p ("region\tisolation") or want_q (the quotas as compact JSON, sorted keys) NULL are not
+ * compared. put records what the outbox holds after a call (p or q NULL: none recorded). */
+bool tn_tenant_changes_cache_has(struct tn_tenant_changes_cache *cache, const char *name, const char *uid,
+                                 const char *want_p, const char *want_q);
+void tn_tenant_changes_cache_put(struct tn_tenant_changes_cache *cache, const char *name, const char *uid,
+                                 const char *p, const char *q);
 
 struct tn_tenant_changes {
   struct tn_audit *audit;
