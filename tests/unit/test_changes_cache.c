@@ -46,7 +46,8 @@ Test(changes_cache, answers_only_for_the_values_it_was_told) {
 
 /* Two caches (two processes) digest under different keys; each is consistent with itself. */
 Test(changes_cache, every_process_has_its_own_key) {
-  struct tn_tenant_changes_cache *a = tn_tenant_changes_cache_new(NULL), *b = tn_tenant_changes_cache_new(NULL);
+  struct tn_tenant_changes_cache *a = tn_tenant_changes_cache_new(NULL),
+                                 *b = tn_tenant_changes_cache_new(NULL);
   tn_tenant_changes_cache_put(a, "acme", "u1", P1, Q1);
   cr_assert(tn_tenant_changes_cache_has(a, "acme", "u1", P1, Q1));
   cr_assert_not(tn_tenant_changes_cache_has(b, "acme", "u1", P1, Q1));
