@@ -40,8 +40,9 @@ fi
 if [ $UNIT = 1 ] || [ $INTEGRATION = 1 ]; then
   log "building the sanitized test build in $TEST_DIR"
   werror=OFF; [ "${CI:-}" = true ] && werror=ON
+  minlibs=$("$HACK/build-minlibs.sh") # the static, minimal libcurl and libpq (once per Debian version)
   cmake -S . -B "$TEST_DIR" -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON -DTN_WERROR=$werror \
-    -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" >/dev/null
+    -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" -DTN_MINLIBS_PREFIX="$minlibs" >/dev/null
   cmake --build "$TEST_DIR" -j "$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
   [ "${PIPESTATUS[0]}" = 0 ] || die "build failed"
 fi
