@@ -10,11 +10,15 @@
 #                                           (CMake: -DTN_MINLIBS_PREFIX=<prefix>)
 #   hack/build-minlibs.sh fetch DIR [SRCPKG=VERSION...]
 #                                           download the source packages (.dsc and its files) into
-#                                           DIR, by default those of the installed -dev packages
-#   hack/build-minlibs.sh versions          print SRCPKG=VERSION of the two installed -dev packages
+#                                           DIR, by default those of the installed -dev packages,
+#                                           and write their SRCPKG=VERSION to DIR/versions
+#   hack/build-minlibs.sh versions          print the SRCPKG=VERSION to build, one a line
 #
 # Env: TENANCY_MINLIBS_SRC=DIR   take the source packages from DIR (what `fetch` wrote) and never
 #                                use the network (the image's offline build stage)
+#      TENANCY_MINLIBS_VERSIONS="curl=V postgresql-15=V"   build these versions, not those of the
+#                                installed libcurl4-openssl-dev and libpq-dev (the image's build
+#                                stage: the versions `make image` staged, those of this machine)
 #      TENANCY_CACHE             as in hack/lib.sh; the prefix is $TENANCY_CACHE/minlibs-<key>, the
 #                                key hashing the two source versions and this script
 # Up to date (the prefix's stamp matches the key): prints the prefix only and does nothing else.
@@ -39,7 +43,24 @@ dev_source() {
     die "$1 is not installed (hack/install-deps.sh installs it): its version chooses the source package to build"
   echo "${s#installed }"
 }
-versions() { dev_source libcurl4-openssl-dev; dev_source libpq-dev; }
+versions() {
+  if [ -n "${TENANCY_MINLIBS_VERSIONS:-}" ]; then
+    local v=($TENANCY_MINLIBS_VERSIONS)
+    [[ ${#v[@]} == 2 && ${v[0]} == curl=?* && ${v[1]} == postgresql-*=?* ]] ||
+      die "TENANCY_MINLIBS_VERSIONS='$TENANCY_MINLIBS_VERSIONS' is not 'curl=VERSION postgresql-NN=VERSION'"
+    printf '%s\n' "${v[@]}"
+    return
+  fi
+  dev_source libcurl4-openssl-dev
+  dev_source libpq-dev
+}
+
+# lock: one build or download at a time per cache (fd 9 stays open until exit).
+lock() {
+  mkdir -p "$TENANCY_CACHE"
+  exec 9>"$TENANCY_CACHE/minlibs.lock"
+  flock 9
+}
 
 # dsc_files DSC: the files a .dsc lists (Checksums-Sha256), one a line.
 dsc_files() { awk '/^Checksums-Sha256:/ { f = 1; next } /^[^ ]/ { f = 0 } f && NF == 3 { print $3 }' "$1"; }
@@ -79,25 +100,43 @@ download() {
   "${apt[@]}" update >"$apt_dir/update.log" 2>&1 || { cat "$apt_dir/update.log" >&2; die "apt-get update of the deb-src lists failed"; }
   for s in "${missing[@]}"; do
     if ! (cd "$dir" && "${apt[@]}" source --download-only "$s") >"$apt_dir/source.log" 2>&1; then
-      cat "$apt_dir/source.log" >&2
-      die "cannot download the source of ${s%%=*} ${s#*=} (the version of the installed -dev package) from the mirrors above: a newer version may have replaced it there; 'apt-get update && apt-get install --only-upgrade libcurl4-openssl-dev libpq-dev' installs the current one"
+      grep -E '^(E|Err|W):' "$apt_dir/source.log" >&2 || cat "$apt_dir/source.log" >&2
+      local listed
+      listed=$("${apt[@]/apt-get/apt-cache}" showsrc --only-source "${s%%=*}" 2>/dev/null |
+        awk '$1 == "Version:" { print $2 }' | sort -u -V -r | paste -sd' ' || true)
+      die "cannot download the source package ${s%%=*} ${s#*=}, the version of the installed -dev package (libcurl4-openssl-dev for curl, libpq-dev for postgresql-15), from the deb-src mirrors above (their indexes list: ${listed:-none}). The static libraries are only built from the exact source of the installed version: install a -dev version whose source the mirrors serve (apt-get install libpq-dev=VERSION libpq5=VERSION, or libcurl4-openssl-dev=VERSION libcurl4=VERSION), or bring the source package files into a directory and set TENANCY_MINLIBS_SRC to it"
     fi
     have_source "$dir" "$s" || die "apt-get source $s left no complete $(dsc_name "$s") in $dir"
   done
   rm -rf "$apt_dir"
 }
 
+# fetch DIR SRCPKG=VERSION...: DIR holds these source packages, and no other source package files
+# (the downloads are kept in $TENANCY_CACHE/minlibs-src).
 fetch() {
-  local out=$1 s f srcs
+  local out=$1 s f v srcs want=()
   shift
-  if [ $# -gt 0 ]; then srcs=("$@"); else mapfile -t srcs < <(versions); fi
+  if [ $# -gt 0 ]; then
+    srcs=("$@")
+  else
+    v=$(versions)
+    mapfile -t srcs <<<"$v"
+  fi
+  for s in "${srcs[@]}"; do [[ $s == ?*=?* ]] || die "fetch: '$s' is not SRCPKG=VERSION"; done
+  lock
   download "$TENANCY_CACHE/minlibs-src" "${srcs[@]}"
   mkdir -p "$out"
   for s in "${srcs[@]}"; do
     for f in "$(dsc_name "$s")" $(dsc_files "$TENANCY_CACHE/minlibs-src/$(dsc_name "$s")"); do
-      [ -f "$out/$f" ] || cp "$TENANCY_CACHE/minlibs-src/$f" "$out/$f"
+      want+=("$f")
+      cmp -s "$TENANCY_CACHE/minlibs-src/$f" "$out/$f" || cp "$TENANCY_CACHE/minlibs-src/$f" "$out/$f"
     done
   done
+  for f in "$out"/*.dsc "$out"/*.tar.* "$out"/*.diff.gz; do # other versions' (nothing else is removed)
+    [ -f "$f" ] || continue
+    [[ " ${want[*]} " == *" ${f##*/} "* ]] || rm -f "$f"
+  done
+  echo "${srcs[*]}" >"$out/versions"
 }
 
 # build_curl SRC PREFIX: libcurl.a with HTTP(S) only (proxies included), OpenSSL, nghttp2, zlib.
@@ -173,15 +212,14 @@ extract() {
 }
 
 build() {
-  local srcs key prefix stamp_text d
-  mapfile -t srcs < <(versions)
+  local srcs key prefix stamp_text d v
+  v=$(versions)
+  mapfile -t srcs <<<"$v"
   key=$({ printf '%s\n' "${srcs[@]}"; sha256sum <"$SELF"; } | sha256sum | cut -c1-12)
   prefix=$TENANCY_CACHE/minlibs-$key
   stamp_text=$(printf 'key %s\n%s\n' "$key" "${srcs[*]}")
   if [ "$(cat "$prefix/.stamp" 2>/dev/null)" = "$stamp_text" ]; then echo "$prefix"; return 0; fi
-  mkdir -p "$TENANCY_CACHE"
-  exec 9>"$TENANCY_CACHE/minlibs.lock"
-  flock 9 # another build of the same key may be under way: wait for it, then look again
+  lock # another build of the same key may be under way: wait for it, then look again
   if [ "$(cat "$prefix/.stamp" 2>/dev/null)" = "$stamp_text" ]; then echo "$prefix"; return 0; fi
   local t0=$SECONDS
   log "building static libcurl and libpq from ${srcs[*]} into $prefix (~2-3 min)"
