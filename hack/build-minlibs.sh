@@ -24,6 +24,9 @@
 # Up to date (the prefix's stamp matches the key): prints the prefix only and does nothing else.
 # Logs go to stderr. Self-contained (no hack/lib.sh): the Dockerfile's build stage runs it alone.
 set -euo pipefail
+# A make above us (make build) must not reach the libraries' makes: PostgreSQL's generates its
+# headers only in a top-level make (MAKELEVEL 0).
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 TENANCY_CACHE=${TENANCY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tenancy-operator}
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
@@ -177,7 +180,8 @@ build_pq() {
     --without-icu --without-libxml --without-systemd --disable-nls --enable-thread-safety) \
     >"$WORK/pq-configure.log" 2>&1 || fail pq-configure
   log "postgresql: make (src/interfaces/libpq, src/common, src/port)"
-  nice -n 10 make -C "$src/src/interfaces/libpq" -j "$(nproc)" >"$WORK/pq-make.log" 2>&1 || fail pq-make
+  { nice -n 10 make -C "$src/src/backend" generated-headers &&
+    nice -n 10 make -C "$src/src/interfaces/libpq" -j "$(nproc)"; } >"$WORK/pq-make.log" 2>&1 || fail pq-make
   { make -C "$src/src/interfaces/libpq" install &&
     install -m 644 "$src/src/include/postgres_ext.h" "$src/src/include/pg_config_ext.h" "$prefix/include/" &&
     install -m 644 "$src/src/common/libpgcommon_shlib.a" "$src/src/port/libpgport_shlib.a" "$prefix/lib/"; } \
@@ -232,8 +236,8 @@ build() {
   rm -rf "$prefix" "$WORK"
   mkdir -p "$WORK" "$prefix/lib" "$prefix/include"
   # Debian's build flags (hardening: stack protector, _FORTIFY_SOURCE).
-  export CFLAGS CPPFLAGS
-  CFLAGS=$(dpkg-buildflags --get CFLAGS) CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS)
+  export CFLAGS CPPFLAGS LDFLAGS
+  CFLAGS=$(dpkg-buildflags --get CFLAGS) CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS) LDFLAGS=$(dpkg-buildflags --get LDFLAGS)
   extract "$d" "${srcs[0]}" curl
   extract "$d" "${srcs[1]}" postgresql
   build_curl "$WORK/curl" "$prefix"
