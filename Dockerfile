@@ -9,8 +9,9 @@
 #                                                  base images come from mmdebstrap, see hack/image.sh
 #
 # Stages: `rootfs` makes the runtime root filesystem /rootfs with hack/image-rootfs.sh (mmdebstrap:
-# the libraries extracted from Debian packages), `build` compiles with cmake, and the last stage is
-# that tree FROM scratch plus the two binaries.
+# the libraries extracted from Debian packages), `build` compiles the static, minimal libcurl and
+# libpq (hack/build-minlibs.sh) and then the programs with cmake, and the last stage is that tree
+# FROM scratch plus the two binaries.
 
 # The Debian 12 image the rootfs and build stages start from.
 ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
@@ -33,7 +34,7 @@ RUN if [ ! -f /rootfs/etc/passwd ]; then \
 
 FROM ${BUILD_IMAGE} AS build
 # What the build needs; hack/image.sh reads this line to make the offline build image.
-ARG BUILD_PACKAGES="gcc libc6-dev make cmake pkg-config ca-certificates libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev libpq-dev"
+ARG BUILD_PACKAGES="gcc libc6-dev make cmake pkg-config ca-certificates dpkg-dev patch libcurl4-openssl-dev libnghttp2-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev libpq-dev"
 RUN missing=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' $BUILD_PACKAGES 2>&1 | grep -v '^installed ' || true); \
     if [ -n "$missing" ]; then \
       apt-get update \
@@ -41,12 +42,24 @@ RUN missing=$(dpkg-query -W -f '${db:Status-Status} ${Package}\n' $BUILD_PACKAGE
       && rm -rf /var/lib/apt/lists/*; \
     fi
 WORKDIR /src
+# The static, minimal libcurl and libpq (docs/development.md, hack/build-minlibs.sh). hack/image.sh
+# stages in build/minlibs-src the Debian source packages of the versions this machine builds and
+# tests with (and their names in `versions`): built offline from those. Without them (a plain
+# `docker build`) the script downloads the sources of the stage's libcurl4-openssl-dev and
+# libpq-dev versions. (build/minlibs-sr[c]: a pattern, so that the COPY does not fail when that
+# directory is not there.)
+COPY hack/build-minlibs.sh build/minlibs-sr[c] /minlibs/
+RUN if [ -f /minlibs/versions ]; then \
+      export TENANCY_MINLIBS_SRC=/minlibs TENANCY_MINLIBS_VERSIONS="$(cat /minlibs/versions)"; \
+    fi \
+ && TENANCY_CACHE=/cache /minlibs/build-minlibs.sh >/minlibs-prefix
 COPY CMakeLists.txt ./
 COPY operator/ operator/
 COPY cmake/ cmake/
 COPY console/ console/
 # The programs only (no tests, no benchmarks), warnings as errors as in CI, symbols stripped.
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_TESTS=OFF -DTN_WERROR=ON -DTN_BIN_DIR=/out >/dev/null \
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_TESTS=OFF -DTN_WERROR=ON -DTN_BIN_DIR=/out \
+      -DTN_MINLIBS_PREFIX="$(cat /minlibs-prefix)" >/dev/null \
  && cmake --build /build -j "$(nproc)" --target tenancy-operator tenantctl \
  && strip /out/tenancy-operator /out/tenantctl
 

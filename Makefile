@@ -25,14 +25,16 @@ help: ## Show this help
 deps: ## Install the Debian packages the project needs (idempotent)
 	@hack/install-deps.sh
 
+# Both builds link the static, minimal libcurl and libpq of hack/build-minlibs.sh (built once per
+# Debian version into the cache; docs/development.md, "Static libcurl and libpq").
 build: deps ## Build build/bin/tenancy-operator and build/bin/tenantctl (release)
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_BIN_DIR=$(CURDIR)/build/bin \
-	  -DTN_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@minlibs=$$(hack/build-minlibs.sh) && cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTN_BIN_DIR=$(CURDIR)/build/bin -DTN_TESTS=OFF -DTN_MINLIBS_PREFIX="$$minlibs" $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS) -- --no-print-directory
 
 build-test: deps ## Build the test suites under AddressSanitizer and UBSan
-	@cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON \
-	  -DTN_BIN_DIR=$(CURDIR)/$(TEST_DIR)/bin $(CMAKE_FLAGS) >/dev/null
+	@minlibs=$$(hack/build-minlibs.sh) && cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON \
+	  -DTN_BIN_DIR=$(CURDIR)/$(TEST_DIR)/bin -DTN_MINLIBS_PREFIX="$$minlibs" $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(TEST_DIR) -j $(JOBS) -- --no-print-directory
 
 test: ## Everything: deps, control plane, build, bring the stack up, run every suite, tear it down

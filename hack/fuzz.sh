@@ -43,8 +43,10 @@ build() {
   ensure_clang
   local werror=OFF
   [ "${CI:-}" = true ] && werror=ON
+  local minlibs
+  minlibs=$("$HACK/build-minlibs.sh")
   cmake -S . -B "$FUZZ_DIR" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DTN_FUZZ=ON -DTN_TESTS=OFF \
-    -DTN_WERROR=$werror -DTN_BIN_DIR="$ROOT/$FUZZ_DIR/bin" >/dev/null
+    -DTN_WERROR=$werror -DTN_BIN_DIR="$ROOT/$FUZZ_DIR/bin" -DTN_MINLIBS_PREFIX="$minlibs" >/dev/null
   cmake --build "$FUZZ_DIR" -j "${JOBS:-$(nproc)}" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
   [ "${PIPESTATUS[0]}" = 0 ] || die "fuzz build failed"
 }

@@ -14,7 +14,9 @@
 set -euo pipefail
 
 # The libraries of `ldd tenancy-operator tenantctl`, by package; apt adds their dependencies.
-RUNTIME_PACKAGES=libc6,libcurl4,libjansson4,libyaml-0-2,libwebsockets17,libpq5,libssl3,ca-certificates
+# libcurl and libpq are linked in statically (hack/build-minlibs.sh): not libcurl4 nor libpq5 and
+# what they pull in (Kerberos, LDAP, GnuTLS...), but the libraries the static ones link: nghttp2, zlib.
+RUNTIME_PACKAGES=libc6,libnghttp2-14,zlib1g,libjansson4,libyaml-0-2,libwebsockets17,libssl3,ca-certificates
 SUITE=bookworm
 IMAGE_UID=65532
 

@@ -3,7 +3,9 @@
 # the two base images the Dockerfile starts from are made here from the Debian apt mirror with
 # mmdebstrap and imported into a private buildah store FROM scratch, then `buildah bud
 # --pull=never --network=none` builds the Dockerfile against them (its multi-stage build: cmake in
-# the Debian 12 build stage, the binaries on the library-only runtime base).
+# the Debian 12 build stage, the binaries on the library-only runtime base). The Debian source
+# packages of the static libcurl and libpq the build stage compiles (hack/build-minlibs.sh) are
+# downloaded here and staged in build/minlibs-src, in the build context.
 #
 #   hack/image.sh [build]          (make image) build $IMAGE, smoke-test it, print its size
 #   hack/image.sh archive [FILE]   (make image-archive) build, then write an OCI archive
@@ -92,12 +94,22 @@ rootfs_image() {
   echo "$name"
 }
 
+# The Debian source packages of the static libcurl and libpq (hack/build-minlibs.sh) into the
+# build context's build/minlibs-src, for the offline build stage: the versions this machine's
+# builds and tests use (those of its libcurl4-openssl-dev and libpq-dev), not the build base's
+# (made later from the mirror, it may have newer -dev packages, whose source the mirror may not
+# serve yet), so the image's libcurl and libpq are the ones the tests ran with.
+stage_minlibs() {
+  "$HACK/build-minlibs.sh" fetch build/minlibs-src
+}
+
 build() {
   local t0=$SECONDS rb bb runc_root=0
   "$HACK/install-deps.sh" --image
   [ -e /run/runc ] && runc_root=1 # buildah's runc leaves its (empty) state root behind
   bb=$(build_base)
   rb=$(rootfs_image "$bb")
+  stage_minlibs
   log "building $FQ from the Dockerfile (--pull=never --network=none)"
   nice -n 10 "${B[@]}" bud --quiet --pull=never --network=none --layers \
     --build-arg BUILD_IMAGE="$bb" --build-arg ROOTFS_IMAGE="$rb" --build-arg VERSION="$VERSION" \

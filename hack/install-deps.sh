@@ -12,6 +12,9 @@ PKGS=(
   build-essential cmake pkg-config git python3 openssl ca-certificates
   libcurl4-openssl-dev libyaml-dev libjansson-dev libssl-dev libwebsockets-dev
   libpq-dev libcriterion-dev postgresql postgresql-contrib clang-format procps
+  # hack/build-minlibs.sh: the static libcurl and libpq from Debian's source packages (dpkg-source,
+  # dpkg-buildflags, patch), linked to the system's nghttp2; the -dev packages above choose the versions
+  dpkg-dev patch libnghttp2-dev
   python3-jsonschema # an independent JSON Schema validator for the lifecycle events (tests/integration/test_outbox.c)
   lua5.1 # the Argo CD health check docs/gitops/tenant-health.lua (Lua 5.1, as Argo CD's gopher-lua), tests/integration/test_gitops.c
   prometheus # promtool: `promtool check rules` and `promtool test rules` of the alerts (hack/alerts-test.sh)

@@ -12,7 +12,8 @@ for f in "${files[@]}"; do
     echo "needs formatting: $f (run make fmt)"; bad=1
   fi
 done
-cmake -S . -B build/lint -DTN_WERROR=ON -DTN_BIN_DIR="$ROOT/build/lint/bin" >/dev/null
+minlibs=$("$HACK/build-minlibs.sh")
+cmake -S . -B build/lint -DTN_WERROR=ON -DTN_BIN_DIR="$ROOT/build/lint/bin" -DTN_MINLIBS_PREFIX="$minlibs" >/dev/null
 cmake --build build/lint -j "$(nproc)" >/dev/null || { cmake --build build/lint 2>&1 | grep -E 'error|warning'; bad=1; }
 for s in hack/*.sh .ci/run; do bash -n "$s" || bad=1; done
 "$HACK/sync-chart-crds.sh" --check || bad=1

@@ -4,7 +4,7 @@
 # Exits non-zero when any suite fails (or crashes, leaks, or trips UBSan).
 #
 #   hack/test.sh                    everything
-#   hack/test.sh --unit-only        unit suites (no cluster)
+#   hack/test.sh --unit-only        unit suites (no cluster), and hack/check-libs.sh on the programs
 #   hack/test.sh --integration-only [--reuse-cluster]   integration suites; with --reuse-cluster,
 #                                   against the stack already exported in the environment
 #   hack/test.sh --e2e-only         the end-to-end suite (tests/e2e/e2e.sh): the image and the chart
@@ -40,8 +40,9 @@ fi
 if [ $UNIT = 1 ] || [ $INTEGRATION = 1 ]; then
   log "building the sanitized test build in $TEST_DIR"
   werror=OFF; [ "${CI:-}" = true ] && werror=ON
+  minlibs=$("$HACK/build-minlibs.sh") # the static, minimal libcurl and libpq (once per Debian version)
   cmake -S . -B "$TEST_DIR" -DCMAKE_BUILD_TYPE=Debug -DTN_SANITIZE=ON -DTN_WERROR=$werror \
-    -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" >/dev/null
+    -DTN_BIN_DIR="$ROOT/$TEST_DIR/bin" -DTN_MINLIBS_PREFIX="$minlibs" >/dev/null
   cmake --build "$TEST_DIR" -j "$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
   [ "${PIPESTATUS[0]}" = 0 ] || die "build failed"
 fi
@@ -75,6 +76,15 @@ run_suite() {
 if [ $UNIT = 1 ]; then
   log "unit suites"
   for p in "$TEST_DIR"/tests/unit/*; do [ -x "$p" ] && run_suite unit "$p"; done
+  # The programs link the static, minimal libcurl and libpq: none of what Debian's shared
+  # libcurl4 and libpq5 pull in is loaded (hack/check-libs.sh).
+  if "$HACK/check-libs.sh" "$TENANCY_OPERATOR_BIN" "$TENANCY_TENANTCTL_BIN" >"$LOGDIR/libs.log" 2>&1; then
+    printf '  ok    %-12s %-28s %s\n' libs check-libs.sh "$(sed -n 's/^check-libs: tenancy-operator: //p' "$LOGDIR/libs.log")"
+  else
+    printf '  FAIL  %-12s %-28s %s\n' libs check-libs.sh "see $LOGDIR/libs.log"
+    sed 's/^/        /' "$LOGDIR/libs.log"
+    failed+=("libs")
+  fi
   # The alerts: chart == manifests/monitoring, promtool check + test rules, runbooks (no cluster).
   if "$HACK/alerts-test.sh" >"$LOGDIR/alerts.log" 2>&1; then
     printf '  ok    %-12s %-28s %s\n' alerts alerts-test.sh "$(grep -E 'alerts-test: [0-9]+ alerts' "$LOGDIR/alerts.log" | tail -n 1 | sed 's/^alerts-test: //')"
