@@ -47,9 +47,12 @@ WORKDIR /src
 # tests with (and their names in `versions`): built offline from those. Without them (a plain
 # `docker build`) the script downloads the sources of the stage's libcurl4-openssl-dev and
 # libpq-dev versions. (build/minlibs-sr[c]: a pattern, so that the COPY does not fail when that
-# directory is not there.)
+# directory is not there.) The libraries are built in a cache mount, kept between builds (the
+# script's stamp: built once per version and script; hack/image.sh prunes intermediate layers),
+# which the cmake step mounts too.
 COPY hack/build-minlibs.sh build/minlibs-sr[c] /minlibs/
-RUN if [ -f /minlibs/versions ]; then \
+RUN --mount=type=cache,id=tenancy-operator-minlibs,target=/cache,sharing=locked \
+    if [ -f /minlibs/versions ]; then \
       export TENANCY_MINLIBS_SRC=/minlibs TENANCY_MINLIBS_VERSIONS="$(cat /minlibs/versions)"; \
     fi \
  && TENANCY_CACHE=/cache /minlibs/build-minlibs.sh >/minlibs-prefix
@@ -58,7 +61,8 @@ COPY operator/ operator/
 COPY cmake/ cmake/
 COPY console/ console/
 # The programs only (no tests, no benchmarks), warnings as errors as in CI, symbols stripped.
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_TESTS=OFF -DTN_WERROR=ON -DTN_BIN_DIR=/out \
+RUN --mount=type=cache,id=tenancy-operator-minlibs,target=/cache,sharing=locked \
+    cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTN_TESTS=OFF -DTN_WERROR=ON -DTN_BIN_DIR=/out \
       -DTN_MINLIBS_PREFIX="$(cat /minlibs-prefix)" >/dev/null \
  && cmake --build /build -j "$(nproc)" --target tenancy-operator tenantctl \
  && strip /out/tenancy-operator /out/tenantctl

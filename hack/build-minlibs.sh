@@ -132,14 +132,15 @@ fetch() {
   for s in "${srcs[@]}"; do
     for f in "$(dsc_name "$s")" $(dsc_files "$TENANCY_CACHE/minlibs-src/$(dsc_name "$s")"); do
       want+=("$f")
-      cmp -s "$TENANCY_CACHE/minlibs-src/$f" "$out/$f" || cp "$TENANCY_CACHE/minlibs-src/$f" "$out/$f"
+      cmp -s "$TENANCY_CACHE/minlibs-src/$f" "$out/$f" || cp -p "$TENANCY_CACHE/minlibs-src/$f" "$out/$f"
     done
   done
   for f in "$out"/*.dsc "$out"/*.tar.* "$out"/*.diff.gz; do # other versions' (nothing else is removed)
     [ -f "$f" ] || continue
     [[ " ${want[*]} " == *" ${f##*/} "* ]] || rm -f "$f"
   done
-  echo "${srcs[*]}" >"$out/versions"
+  # Rewritten only when it changes: an image build's COPY layer cache sees file times.
+  [ "$(cat "$out/versions" 2>/dev/null)" = "${srcs[*]}" ] || echo "${srcs[*]}" >"$out/versions"
 }
 
 # build_curl SRC PREFIX: libcurl.a with HTTP(S) only (proxies included), OpenSSL, nghttp2, zlib.
